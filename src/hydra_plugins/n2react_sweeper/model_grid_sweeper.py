@@ -1,0 +1,36 @@
+"""A Hydra sweeper that adds the chosen model's own sweep axes (``model.sweep``) to the grid."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+class ModelGridSweeper(BasicSweeper):
+    """Hydra's basic (grid) sweeper plus ``model.sweep``: {override key: "v1,v2,..."}.
+
+    Each model config lists the values of one of its hyperparameters worth sweeping, so
+    ``+sweep=grid`` means the same thing for every model. When the model itself is swept
+    (``model=svr,rfr``) the per-model axes are left out, since they differ between models.
+    """
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        sweeping_model = any(
+            a.split("=", 1)[0].lstrip("+~") == "model" and "," in a
+            for a in config.hydra.overrides.task
+        )
+        extra = OmegaConf.select(config, "model.sweep")
+        if extra is None or sweeping_model:
+            if sweeping_model:
+                log.info("model is swept: its own sweep axes (model.sweep) are not added")
+            return
+        params = dict(self.params or {})
+        for key, values in OmegaConf.to_container(extra, resolve=True).items():
+            params.setdefault(str(key), str(values))
+        self.params = params

@@ -1,0 +1,375 @@
+"""Find, read and validate the cluster descriptor tables.
+
+A table has one row per cluster: a name column, the target lg(k1) and numeric descriptors.
+Files are found by an explicit path, else in ``$N2_DATA_DIR``, else fetched once from the public
+copy with a pinned sha256 (pooch). Every problem ends in a :class:`DataError` whose message names
+the file and the row or column at fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from n2react.errors import DataError
+
+log = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "N2_DATA_DIR"
+CACHE_DIR_ENV = "N2_CACHE_DIR"
+#: The anion mark comes as U+00AF (macron) in some files and U+02C9 (modifier macron) in others.
+ANION_GLYPHS = {"\u02c9": "\u00af"}
+TARGET_NAME = "lg(k1)"
+
+
+@dataclass
+class Dataset:
+    """A validated table: cluster names, descriptors (NaN = missing) and the target."""
+
+    name: str
+    source: str
+    clusters: np.ndarray
+    X: pd.DataFrame
+    y: np.ndarray
+    target_name: str = TARGET_NAME
+    #: Predefined outer splits as (train_idx, test_idx); None = the CV config decides.
+    folds: list[tuple[np.ndarray, np.ndarray]] | None = None
+    #: (cluster, column) of every cell that was blank or a sentinel.
+    missing: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.y)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [str(c) for c in self.X.columns]
+
+
+def normalize_name(name: str) -> str:
+    """One spelling per cluster: unify the two anion glyphs and strip whitespace."""
+    out = str(name).strip()
+    for glyph, canonical in ANION_GLYPHS.items():
+        out = out.replace(glyph, canonical)
+    return out
+
+
+# --------------------------------------------------------------------------- locating files
+
+
+def _cache_dir() -> Path:
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    import pooch
+
+    return Path(pooch.os_cache("n2react"))
+
+
+def locate(
+    file: str,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    url: str | None = None,
+    sha256: str | None = None,
+) -> Path:
+    """Return a local path for ``file``: ``path``, else ``$N2_DATA_DIR/file``, else the cache.
+
+    ``path`` may be the file itself or a folder holding ``file``.
+    """
+    if path is not None and str(path) != "":
+        p = Path(path).expanduser()
+        if p.is_dir():
+            p = p / file
+        if not p.exists():
+            raise DataError(f"data.path: {p} does not exist")
+        return p
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        p = Path(env).expanduser() / file
+        if p.exists():
+            _check_hash(p, sha256)
+            return p
+    cached = _cache_dir() / file
+    if cached.exists() and (sha256 is None or _sha256(cached) == sha256):
+        return cached
+    if not url:
+        raise DataError(_not_found(file, env, None, "no download URL is configured"))
+    import pooch
+
+    try:
+        fetched = pooch.retrieve(
+            url,
+            known_hash=f"sha256:{sha256}" if sha256 else None,
+            fname=Path(file).name,
+            path=cached.parent,
+            progressbar=False,
+        )
+    except Exception as exc:  # network errors, hash mismatch, ...
+        raise DataError(_not_found(file, env, url, _short_reason(exc))) from exc
+    return Path(fetched)
+
+
+def _short_reason(exc: Exception) -> str:
+    text = str(exc)
+    if "Failed to resolve" in text or "NameResolution" in text or "Name or service" in text:
+        return "no network: the host name does not resolve"
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
+
+
+def _not_found(file: str, env: str | None, url: str | None, reason: str) -> str:
+    where = f"{DATA_DIR_ENV}={env}" if env else f"{DATA_DIR_ENV} is unset"
+    fetch = f"fetching {url} failed ({reason})" if url else reason
+    return (
+        f"data file {file} not found (data.path is unset, {where}) and {fetch}; "
+        f"point at it with data.path=/path/to/{Path(file).name} or "
+        f"{DATA_DIR_ENV}=/folder/holding/it"
+    )
+
+
+def _sha256(p: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with p.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_hash(p: Path, sha256: str | None) -> None:
+    if sha256 and _sha256(p) != sha256:
+        log.warning("%s differs from the published file (sha256 mismatch); using it anyway", p)
+
+
+# --------------------------------------------------------------------------- reading tables
+
+
+def read_sheet(p: Path, sheet: str | int | None = 0) -> pd.DataFrame:
+    """Read one sheet of a spreadsheet (or a CSV file) with every header stripped."""
+    try:
+        if p.suffix.lower() in {".csv", ".txt"}:
+            df = pd.read_csv(p)
+        else:
+            df = pd.read_excel(p, sheet_name=0 if sheet is None else sheet)
+    except FileNotFoundError as exc:
+        raise DataError(f"{p}: file not found") from exc
+    except ValueError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "unreadable"
+        raise DataError(f"{p}: cannot read sheet {sheet!r}: {first}") from exc
+    except Exception as exc:  # zip/xml errors from a corrupt or non-spreadsheet file
+        raise DataError(f"{p}: not a readable spreadsheet ({type(exc).__name__}: {exc})") from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _column(df: pd.DataFrame, spec: str | int | None, default: int, what: str, src: str) -> str:
+    cols = list(df.columns)
+    if spec is None:
+        if len(cols) <= default:
+            raise DataError(f"{src}: no {what} column (the sheet has {len(cols)} columns)")
+        return cols[default]
+    if isinstance(spec, int):
+        if not 0 <= spec < len(cols):
+            raise DataError(f"{src}: {what} column index {spec} out of range (0..{len(cols) - 1})")
+        return cols[spec]
+    if spec not in cols:
+        raise DataError(f"{src}: {what} column '{spec}' not found (columns: {', '.join(cols)})")
+    return spec
+
+
+def table_to_dataset(
+    df: pd.DataFrame,
+    *,
+    name: str,
+    source: str,
+    name_column: str | int | None = None,
+    target_column: str | int | None = None,
+    feature_columns: Sequence[str] | None = None,
+    sentinels: Sequence[float] = (-999,),
+    first_row: int = 2,
+) -> Dataset:
+    """Validate a raw table and turn it into a :class:`Dataset`.
+
+    ``first_row`` is the spreadsheet row number of the first data row (header = row 1), so that
+    messages name the row a chemist sees in the spreadsheet.
+    """
+    src = source
+    df = df.dropna(how="all")
+    if df.empty or df.shape[1] < 3:
+        raise DataError(f"{src}: the sheet is empty (need a name, a target and descriptor columns)")
+    name_col = _column(df, name_column, 0, "cluster name", src)
+    target_col = _column(df, target_column, 1, "target", src)
+    if feature_columns is None:
+        features = [c for c in df.columns if c not in (name_col, target_col)]
+    else:
+        features = [str(c) for c in feature_columns]
+        missing = [c for c in features if c not in df.columns]
+        if missing:
+            raise DataError(f"{src}: descriptor column(s) not found: {', '.join(missing)}")
+    if not features:
+        raise DataError(f"{src}: no descriptor columns")
+
+    def row_of(i: int) -> int:
+        return first_row + int(np.flatnonzero(df.index == i)[0])
+
+    names_raw = df[name_col]
+    for i, v in names_raw.items():
+        if pd.isna(v) or str(v).strip() == "":
+            raise DataError(f"{src}: empty cluster name in column '{name_col}', row {row_of(i)}")
+    clusters = np.array([normalize_name(v) for v in names_raw], dtype=object)
+    seen: dict[str, int] = {}
+    for pos, c in enumerate(clusters):
+        if c in seen:
+            raise DataError(
+                f"{src}: duplicate cluster name '{c}' in rows {first_row + seen[c]} "
+                f"and {first_row + pos}"
+            )
+        seen[c] = pos
+
+    def numeric(col: str, allow_missing: bool) -> pd.Series:
+        raw = df[col]
+        num = pd.to_numeric(raw, errors="coerce")
+        bad = num.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
+        if bad.any():
+            i = bad[bad].index[0]
+            raise DataError(
+                f"{src}: non-numeric value {raw[i]!r} in column '{col}', row {row_of(i)} "
+                f"(cluster {normalize_name(names_raw[i])})"
+            )
+        if not allow_missing and num.isna().any():
+            i = num[num.isna()].index[0]
+            raise DataError(
+                f"{src}: missing {col} in row {row_of(i)} (cluster {normalize_name(names_raw[i])})"
+            )
+        return num.astype(float)
+
+    y = numeric(target_col, allow_missing=False)
+    X = pd.DataFrame({c: numeric(c, allow_missing=True) for c in features})
+    X.index = pd.RangeIndex(len(X))
+    missing_cells: list[tuple[str, str]] = []
+    sentinel_mask = (
+        X.isin(list(sentinels)) if sentinels else pd.DataFrame(False, X.index, X.columns)
+    )
+    blank_mask = X.isna()
+    for col in X.columns:
+        for pos in np.flatnonzero(sentinel_mask[col].to_numpy() | blank_mask[col].to_numpy()):
+            missing_cells.append((str(clusters[pos]), str(col)))
+            what = "blank" if blank_mask[col].iat[pos] else f"= {X[col].iat[pos]:g}"
+            log.warning(
+                "%s: %s for %s (row %d) %s: treated as missing, imputed inside each training fold",
+                src,
+                col,
+                clusters[pos],
+                first_row + pos,
+                what,
+            )
+    X = X.mask(sentinel_mask)
+    empty = [c for c in X.columns if X[c].isna().all()]
+    if empty:
+        raise DataError(f"{src}: descriptor column(s) with no numeric value: {', '.join(empty)}")
+    return Dataset(
+        name=name,
+        source=source,
+        clusters=clusters,
+        X=X,
+        y=y.to_numpy(dtype=float),
+        target_name=str(target_col),
+        missing=missing_cells,
+    )
+
+
+# --------------------------------------------------------------------------- config entry
+
+
+def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
+    """Load the dataset described by a ``data`` config node (see ``conf/data/*.yaml``)."""
+    kind = cfg.get("kind", "table")
+    if kind == "table":
+        p = locate(cfg["file"], path=cfg.get("path"), url=cfg.get("url"), sha256=cfg.get("sha256"))
+        df = read_sheet(p, cfg.get("sheet", 0))
+        return table_to_dataset(
+            df,
+            name=cfg.get("name", p.stem),
+            source=str(p),
+            name_column=cfg.get("name_column"),
+            target_column=cfg.get("target_column"),
+            feature_columns=cfg.get("feature_columns"),
+            sentinels=list(cfg.get("sentinels") or []),
+        )
+    if kind == "folds":
+        return _load_fold_files(cfg)
+    raise DataError(f"data.kind: unknown kind '{kind}' (expected table or folds)")
+
+
+def _load_fold_files(cfg: Mapping[str, Any]) -> Dataset:
+    """The authors' split: one file per fold with a Train and a Test sheet.
+
+    Rows are the union of the Test sheets (each cluster is tested exactly once); fold k trains on
+    the rows its Train sheet names. Headers are renamed to the spelling of the other files.
+    """
+    n_folds = int(cfg.get("n_folds", 10))
+    hashes = cfg.get("sha256") or {}
+    rename = dict(cfg.get("rename_columns") or {})
+    parts: list[Dataset] = []
+    train_names: list[list[str]] = []
+    sources: list[str] = []
+    for k in range(1, n_folds + 1):
+        file = str(cfg["file"]).format(fold=k)
+        url = str(cfg["url"]).format(fold=k) if cfg.get("url") else None
+        h = hashes.get(k, hashes.get(str(k))) if hasattr(hashes, "get") else None
+        p = locate(file, path=cfg.get("path"), url=url, sha256=h)
+        sources.append(str(p))
+        sheets: dict[str, Dataset] = {}
+        for role in ("train", "test"):
+            sheet = cfg.get(f"{role}_sheet", role.title())
+            df = read_sheet(p, sheet).rename(columns=rename)
+            sheets[role] = table_to_dataset(
+                df,
+                name=f"{cfg.get('name', 'folds')}[{k}]",
+                source=f"{p} [{sheet}]",
+                name_column=cfg.get("name_column"),
+                target_column=cfg.get("target_column"),
+                feature_columns=cfg.get("feature_columns"),
+                sentinels=list(cfg.get("sentinels") or []),
+            )
+        if parts and list(sheets["test"].X.columns) != list(parts[0].X.columns):
+            raise DataError(f"{p}: descriptor columns differ from fold 1's")
+        parts.append(sheets["test"])
+        train_names.append(list(sheets["train"].clusters))
+    clusters = np.concatenate([d.clusters for d in parts])
+    index = {c: i for i, c in enumerate(clusters)}
+    if len(index) != len(clusters):
+        dup = pd.Series(clusters)[pd.Series(clusters).duplicated()].iloc[0]
+        raise DataError(f"{cfg['file']}: cluster '{dup}' is in the Test sheet of two folds")
+    folds: list[tuple[np.ndarray, np.ndarray]] = []
+    start = 0
+    for k, (part, names) in enumerate(zip(parts, train_names), start=1):
+        test_idx = np.arange(start, start + part.n_rows)
+        start += part.n_rows
+        unknown = [c for c in names if c not in index]
+        if unknown:
+            raise DataError(f"{sources[k - 1]} [Train]: cluster '{unknown[0]}' is in no Test sheet")
+        train_idx = np.array(sorted(index[c] for c in names))
+        if np.intersect1d(train_idx, test_idx).size:
+            raise DataError(f"{sources[k - 1]}: a cluster is in both its Train and Test sheets")
+        folds.append((train_idx, test_idx))
+    X = pd.concat([d.X for d in parts], ignore_index=True)
+    return Dataset(
+        name=str(cfg.get("name", "folds")),
+        source=os.path.commonpath(sources),
+        clusters=clusters,
+        X=X,
+        y=np.concatenate([d.y for d in parts]),
+        target_name=TARGET_NAME,
+        folds=folds,
+        missing=[m for d in parts for m in d.missing],
+    )

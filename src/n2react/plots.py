@@ -1,0 +1,76 @@
+"""Figures drawn from result tables (no training code here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from n2react.metrics import regression_metrics
+
+#: log10(3): the experimental error bar of lg(k1) used by the reference paper.
+EXPERIMENTAL_ERROR = float(np.log10(3.0))
+
+
+def parity_plot(oof: pd.DataFrame, train: pd.DataFrame | None, path: Path, title: str = "") -> Path:
+    """Predicted vs experimental lg(k1): held-out (test) points over in-fold (train) points.
+
+    ``oof`` and ``train`` have columns cluster, y_true, y_pred; train predictions are averaged per
+    cluster over the folds it was trained in. The band is the +-log10(3) experimental error.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 5.4), dpi=150)
+    test_m = regression_metrics(oof["y_true"], oof["y_pred"])
+    lo = float(min(oof["y_true"].min(), oof["y_pred"].min()))
+    hi = float(max(oof["y_true"].max(), oof["y_pred"].max()))
+    if train is not None and len(train):
+        tr = train.groupby("cluster", sort=False)[["y_true", "y_pred"]].mean()
+        tr_m = regression_metrics(tr["y_true"], tr["y_pred"])
+        ax.scatter(
+            tr["y_true"],
+            tr["y_pred"],
+            s=16,
+            c="#9ecae1",
+            edgecolors="none",
+            label=f"train (in-fold)  r={tr_m['r']:.3f}  RMSE={tr_m['rmse']:.3f}",
+        )
+        lo, hi = min(lo, float(tr.min().min())), max(hi, float(tr.max().max()))
+    ax.scatter(
+        oof["y_true"],
+        oof["y_pred"],
+        s=22,
+        c="#d94801",
+        edgecolors="white",
+        linewidths=0.4,
+        label=f"test (out-of-fold)  r={test_m['r']:.3f}  RMSE={test_m['rmse']:.3f}",
+    )
+    pad = 0.05 * (hi - lo)
+    line = np.array([lo - pad, hi + pad])
+    ax.plot(line, line, color="black", lw=1, label="y = x")
+    ax.fill_between(
+        line,
+        line - EXPERIMENTAL_ERROR,
+        line + EXPERIMENTAL_ERROR,
+        color="grey",
+        alpha=0.15,
+        label="±log10(3) experimental error",
+    )
+    ax.set_xlim(line)
+    ax.set_ylim(line)
+    ax.set_aspect("equal")
+    ax.set_xlabel("experimental lg(k1)")
+    ax.set_ylabel("predicted lg(k1)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper left", fontsize=7, frameon=False)
+    ax.grid(alpha=0.25)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

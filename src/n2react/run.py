@@ -1,0 +1,193 @@
+"""The train task: data -> nested CV -> final model, with every step logged.
+
+``run(cfg, run_dir)`` is what ``python -m train`` calls; it needs no Hydra runtime, so tests call
+it directly with a composed config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from n2react import device
+from n2react.cv import CVResult, FoldResult, check_inner, fit_and_tune, nested_cv, outer_splits
+from n2react.data import Dataset, load_dataset
+from n2react.errors import ConfigError
+from n2react.pipeline import build_pipeline, search_space
+from n2react.plots import parity_plot
+from n2react.report import FoldProgress, show, summary_table
+from n2react.search import make_hyperparameters, search_size
+from n2react.tracking import Tracker, flatten
+
+log = logging.getLogger(__name__)
+
+
+def _uses_accelerator(cfg: DictConfig) -> bool:
+    target = str(cfg.model.estimator.get("_target_", ""))
+    return "keras" in target.lower()
+
+
+def _run_name(cfg: DictConfig) -> str:
+    if cfg.tracking.get("run_name"):
+        return str(cfg.tracking.run_name)
+    parts = [cfg.model.name, cfg.data.name, cfg.scaler.name, cfg.selector.name, cfg.search.name]
+    return "-".join(str(p) for p in parts)
+
+
+def validate(cfg: DictConfig, dataset: Dataset) -> None:
+    """Everything that can be checked before any training starts."""
+    summary_keys = {
+        f"{s}_{part}_{m}"
+        for s in ("mean", "std")
+        for part in ("test", "train")
+        for m in ("r", "rmse", "mae", "r2")
+    }
+    if cfg.optimized_metric not in summary_keys:
+        raise ConfigError(
+            f"optimized_metric={cfg.optimized_metric!r}: expected one of mean_test_rmse, "
+            "mean_test_r, mean_test_mae, mean_test_r2 (or their std_/train_ forms)"
+        )
+    build_pipeline(cfg)
+    space = search_space(cfg)
+    if cfg.search.get("oracle") is not None and space:
+        make_hyperparameters(space)
+    check_inner(cfg, outer_splits(dataset, cfg.cv))
+
+
+def _write_fold(fold: FoldResult, run_dir: Path) -> list[Path]:
+    d = run_dir / "folds" / f"fold_{fold.split.fold:02d}"
+    d.mkdir(parents=True, exist_ok=True)
+    paths = []
+    (d / "selected_features.txt").write_text("\n".join(fold.selected_features) + "\n")
+    paths.append(d / "selected_features.txt")
+    if len(fold.trials):
+        fold.trials.to_csv(d / "trials.csv", index=False)
+        paths.append(d / "trials.csv")
+    return paths
+
+
+def _fold_logger(tracker: Tracker, run_dir: Path, progress: FoldProgress) -> Any:
+    def on_fold_end(fold: FoldResult) -> None:
+        artifacts = _write_fold(fold, run_dir)
+        params: dict[str, Any] = {f"best.{k}": v for k, v in fold.best_params.items()}
+        params["n_selected"] = len(fold.selected_features)
+        params["selected_features"] = ", ".join(fold.selected_features)
+        metrics = dict(fold.metrics)
+        if np.isfinite(fold.inner_score):
+            metrics["inner_score"] = fold.inner_score
+        tracker.log_fold(
+            fold.split.fold,
+            metrics,
+            params,
+            {"repeat": str(fold.split.repeat)},
+            artifacts,
+        )
+        progress.fold_done()
+
+    return on_fold_end
+
+
+def _write_results(result: CVResult, summary: dict[str, float], run_dir: Path, title: str) -> list:
+    folds = result.fold_table()
+    oof = result.oof_table()
+    train = result.train_table()
+    paths = [run_dir / "folds.csv", run_dir / "oof_predictions.csv", run_dir / "summary.json"]
+    folds.to_csv(paths[0], index=False)
+    cols = ["cluster", "y_true", "y_pred", "fold"] + (["repeat"] if oof["repeat"].max() > 1 else [])
+    oof[cols].to_csv(paths[1], index=False)
+    paths[2].write_text(json.dumps(summary, indent=2) + "\n")
+    paths.append(parity_plot(oof, train, run_dir / "parity.png", title=title))
+    return paths
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
+    """Nested CV of the configured pipeline; returns the parent-run metrics (mean/std ...)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    used_device = device.configure(cfg.device, uses_accelerator=_uses_accelerator(cfg))
+    dataset = load_dataset(cfg.data)
+    validate(cfg, dataset)
+    log.info(
+        "%s: %d clusters x %d descriptors from %s",
+        dataset.name,
+        dataset.n_rows,
+        dataset.X.shape[1],
+        dataset.source,
+    )
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    config_path = run_dir / "config_resolved.yaml"
+    config_path.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+
+    tracker = Tracker(cfg.tracking)
+    tracker.run_name = _run_name(cfg)
+    params = flatten(resolved)  # type: ignore[arg-type]
+    params.update({"data.n_rows": dataset.n_rows, "data.n_features": dataset.X.shape[1]})
+    tags = {
+        "model": str(cfg.model.name),
+        "dataset": str(dataset.name),
+        "device": used_device,
+        "run_dir": str(run_dir.resolve()),
+    }
+    tracker.start(params, tags)
+    status = "FAILED"
+    try:
+        tracker.log_artifact(config_path)
+        splits = outer_splits(dataset, cfg.cv)
+        n_trials = search_size(search_space(cfg), cfg.search)
+        progress = FoldProgress(len(splits), n_trials, enabled=bool(cfg.get("progress", True)))
+        with progress.running():
+            result = nested_cv(
+                dataset,
+                cfg,
+                workdir=run_dir,
+                on_fold_end=_fold_logger(tracker, run_dir, progress),
+                on_trial_end=progress.trial_done,
+                splits=splits,
+            )
+            summary = result.summary()
+            tracker.log_metrics(summary)
+            title = f"{cfg.model.name} on {dataset.name}: nested {len(splits)}-fold CV"
+            for p in _write_results(result, summary, run_dir, title):
+                tracker.log_artifact(p)
+            if cfg.get("final_model", True):
+                progress.start_final()
+                final, search = fit_and_tune(
+                    cfg,
+                    dataset.X,
+                    dataset.y,
+                    directory=run_dir / "search",
+                    project_name="final",
+                    on_trial_end=progress.trial_done,
+                )
+                joblib.dump(final, run_dir / "model.joblib")
+                (run_dir / "final_params.json").write_text(
+                    json.dumps(search.best_params, indent=2, default=str) + "\n"
+                )
+                tracker.log_artifact(run_dir / "final_params.json")
+                if cfg.tracking.get("log_model", True):
+                    tracker.log_sklearn_model(final, dataset.X)
+        show(summary_table(result.fold_table(), summary, title))
+        log.info(
+            "mean test r %.3f ± %.3f, RMSE %.3f ± %.3f (outputs in %s)",
+            summary["mean_test_r"],
+            summary["std_test_r"],
+            summary["mean_test_rmse"],
+            summary["std_test_rmse"],
+            run_dir,
+        )
+        status = "FINISHED"
+        return summary
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except Exception as exc:
+        tracker.set_tags({"error": f"{type(exc).__name__}: {exc}"[:5000]})
+        raise
+    finally:
+        tracker.finish(status)

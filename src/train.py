@@ -1,0 +1,45 @@
+"""`python -m train [overrides]`: nested-CV training, configured by Hydra (see conf/)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+log = logging.getLogger("n2react")
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "conf")
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Compose the config, run the task, return the optimised metric (for sweepers)."""
+    from n2react.errors import N2ReactError
+    from n2react.run import run
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        metrics = run(cfg, HydraConfig.get().runtime.output_dir)
+    except N2ReactError as exc:
+        log.debug("error", exc_info=True)
+        sys.stderr.write(f"n2react: error: {exc}\n")
+        sys.exit(2)
+    except KeyboardInterrupt as exc:
+        sys.stderr.write(f"n2react: interrupted ({exc or 'Ctrl-C'}); the MLflow run is KILLED\n")
+        sys.exit(130)
+    return float(metrics[cfg.optimized_metric])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Shared fixtures: the real data folder, and configs composed with Hydra's compose API."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def data_dir() -> Path:
+    env = os.environ.get("N2_DATA_DIR")
+    return Path(env) if env else ROOT.parent / "shared" / "data" / "cluster_n2"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    d = data_dir()
+    if not (d / "homonuclear-159-24features.xlsx").exists():
+        pytest.fail(f"the shared data set is missing: set N2_DATA_DIR (looked in {d})")
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _data_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Point every test at the shared data and a private download cache (never the network)."""
+    monkeypatch.setenv("N2_DATA_DIR", str(data_dir()))
+    monkeypatch.setenv("N2_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose the project config with overrides; MLflow goes to a SQLite file in tmp_path."""
+
+    def _make(*overrides: str, tracking_uri: str | None = None) -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=list(overrides))
+        with open_dict(cfg):
+            if tracking_uri is not None or cfg.tracking.uri == "sqlite:///mlflow.db":
+                cfg.tracking.uri = tracking_uri or f"sqlite:///{tmp_path / 'mlflow.db'}"
+            cfg.progress = False
+        return cfg
+
+    return _make

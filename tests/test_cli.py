@@ -1,0 +1,126 @@
+"""`python -m train` end to end: a real run, bad input, a multirun sweep, and SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+
+def train(tmp_path: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    cmd = [sys.executable, "-m", "train", f"hydra.run.dir={tmp_path / 'run'}", *args]
+    return subprocess.run(
+        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_cli_runs_and_writes_outputs(tmp_path: Path) -> None:
+    out = train(tmp_path, "model=ridge", "cv.outer_folds=3", "progress=false")
+    assert out.returncode == 0, out.stderr[-2000:]
+    run_dir = tmp_path / "run"
+    for name in ("oof_predictions.csv", "parity.png", "folds.csv", "config_resolved.yaml"):
+        assert (run_dir / name).exists(), name
+    assert "mean" in out.stderr and "test r" in out.stderr
+    assert (tmp_path / "mlflow.db").exists()  # the default store, in the working directory
+    oof = pd.read_csv(run_dir / "oof_predictions.csv")
+    assert list(oof.columns) == ["cluster", "y_true", "y_pred", "fold"]
+
+
+def _bad_xlsx(tmp_path: Path) -> Path:
+    p = tmp_path / "broken.xlsx"
+    p.write_bytes(b"PK\x03\x04 not really a workbook")
+    return p
+
+
+BAD = {
+    "unknown model": (["model=nosuchmodel"], "Could not find 'model/nosuchmodel'"),
+    "unknown key": (["cv.outerfolds=3"], "Could not override 'cv.outerfolds'"),
+    "malformed spreadsheet": (["data.path={tmp}/broken.xlsx"], "broken.xlsx"),
+    "wrong column": (["data.target_column='lg(k2)'"], "target column 'lg(k2)' not found"),
+    "missing file": (["data.path={tmp}/none.xlsx"], "none.xlsx does not exist"),
+    "too many folds": (["cv.outer_folds=400"], "159 rows, fewer than cv.outer_folds=400"),
+    "bad metric": (["optimized_metric=accuracy"], "optimized_metric='accuracy'"),
+    "no gpu": (["device=gpu"], "device=gpu: no GPU is visible"),
+    "bad space": (["search=grid", "model=svr", "model.space.C.type=complex"], "model.space.C"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_gives_one_clear_line_and_nonzero_exit(case: str, tmp_path: Path) -> None:
+    _bad_xlsx(tmp_path)
+    args, expected = BAD[case]
+    out = train(tmp_path, *(a.format(tmp=tmp_path) for a in args), "progress=false")
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    assert expected in out.stderr, out.stderr[-1500:]
+    ours = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
+    if ours:  # our own errors: exactly one line, and it says what is wrong
+        assert len(ours) == 1 and expected in ours[0]
+    else:  # Hydra's composition errors: its first line names the override at fault
+        first = next(ln for ln in out.stderr.splitlines() if ln.strip())
+        assert expected in first or expected.split("'")[0] in first, out.stderr[-800:]
+
+
+@pytest.mark.slow
+def test_sweep_logs_one_parent_run_per_grid_point(tmp_path: Path) -> None:
+    env = {**os.environ}
+    cmd = [
+        sys.executable, "-m", "train", "model=svr", "+sweep=grid",
+        "cv.outer_folds=3", "final_model=false", "progress=false",
+        f"hydra.sweep.dir={tmp_path / 'multi'}", "-m",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("n2react")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.model = 'svr'")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    grid = {
+        (
+            r.data.params["scaler.name"],
+            r.data.params["selector.name"],
+            r.data.params["model.estimator.C"],
+        )
+        for r in parents
+    }
+    assert len(parents) == 12 and len(grid) == 12  # 2 scalers x 2 selectors x 3 values of C
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert len(list((tmp_path / "multi").glob("*_svr/oof_predictions.csv"))) == 12
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_run_killed(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable, "-m", "train", "model=rfr", "model.estimator.n_estimators=3000",
+        "progress=false", f"hydra.run.dir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    deadline = time.time() + 120
+    run_id = None
+    while time.time() < deadline and run_id is None:
+        time.sleep(1)
+        log = tmp_path / "run" / "train.log"
+        # touch the store only once the run created it (a second process racing the schema
+        # creation of a fresh SQLite file is exactly what n2react itself guards against)
+        if log.exists() and "MLflow run" in log.read_text():
+            try:
+                client = MlflowClient(uri)
+                exp = client.get_experiment_by_name("n2react")
+                runs = client.search_runs([exp.experiment_id]) if exp else []
+                run_id = runs[0].info.run_id if runs else None
+            except Exception:  # the store may still be busy: try again
+                run_id = None
+    assert run_id is not None, f"the run never started: {proc.stderr.read().decode()[-1500:]}"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert MlflowClient(uri).get_run(run_id).info.status == "KILLED"

@@ -1,0 +1,99 @@
+"""Nested CV: no test row reaches any fitted step; same seed, same numbers; sane figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.pipeline import Pipeline
+
+import n2react.cv as cv_module
+from n2react.cv import nested_cv, outer_splits
+from n2react.data import load_dataset
+from n2react.errors import ConfigError, DataError
+from n2react.run import run
+
+SEEN: list[tuple[int, frozenset[int]]] = []
+CURRENT = {"fold": 1}
+
+
+class RowSpy(TransformerMixin, BaseEstimator):
+    """Records which dataset rows every fit sees (first pipeline step, so X is a DataFrame)."""
+
+    def fit(self, X, y=None):
+        SEEN.append((CURRENT["fold"], frozenset(int(i) for i in X.index)))
+        return self
+
+    def transform(self, X):
+        return X
+
+
+def test_no_outer_test_row_reaches_scaling_selection_search_or_fit(
+    make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = make_cfg(
+        "model=ridge", "selector=kbest", "search=grid", "cv.outer_folds=4", "cv.inner_folds=3"
+    )
+    real_build = cv_module.build_pipeline
+
+    def spying_build(c):
+        p = real_build(c)
+        return Pipeline([("spy", RowSpy())] + p.steps)
+
+    monkeypatch.setattr(cv_module, "build_pipeline", spying_build)
+    SEEN.clear()
+    CURRENT["fold"] = 1
+    ds = load_dataset(cfg.data)
+    splits = outer_splits(ds, cfg.cv)
+
+    def next_fold(fold):
+        CURRENT["fold"] = fold.split.fold + 1
+
+    nested_cv(ds, cfg, workdir=tmp_path, on_fold_end=next_fold, splits=splits)
+    assert len(SEEN) > 4 * 3  # inner fits and refits were all observed
+    for fold, rows in SEEN:
+        test_rows = set(splits[fold - 1].test.tolist())
+        assert not rows & test_rows, f"fold {fold}: a fit saw {len(rows & test_rows)} test rows"
+    # the inner searches fit on strict subsets of the outer training rows
+    for s in splits:
+        fits = [rows for fold, rows in SEEN if fold == s.fold]
+        assert any(len(r) < len(s.train) for r in fits)
+        assert all(r <= set(s.train.tolist()) for r in fits)
+
+
+def test_same_seed_same_metrics_other_seed_other_split(make_cfg, tmp_path: Path) -> None:
+    over = ("model=rfr", "model.estimator.n_estimators=30", "cv.outer_folds=4", "final_model=false")
+    a = run(make_cfg(*over, "tracking=none"), tmp_path / "a")
+    b = run(make_cfg(*over, "tracking=none"), tmp_path / "b")
+    c = run(make_cfg(*over, "tracking=none", "seed=7"), tmp_path / "c")
+    assert a == b
+    assert a["mean_test_rmse"] != c["mean_test_rmse"]
+
+
+def test_authors_folds_reproduce_their_random_forest(make_cfg, tmp_path: Path) -> None:
+    m = run(
+        make_cfg("data=authors_folds", "model=rfr", "tracking=none", "final_model=false"), tmp_path
+    )
+    assert m["mean_test_r"] == pytest.approx(0.76, abs=0.02)
+    assert m["mean_test_rmse"] == pytest.approx(0.97, abs=0.03)
+
+
+def test_more_folds_than_rows_is_a_data_error(make_cfg, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"159 rows, fewer than cv.outer_folds=500"):
+        run(make_cfg("cv.outer_folds=500", "tracking=none"), tmp_path)
+
+
+def test_impossible_inner_folds(make_cfg, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cv.inner_folds=1"):
+        run(make_cfg("search=grid", "model=ridge", "cv.inner_folds=1", "tracking=none"), tmp_path)
+
+
+def test_oof_table_covers_every_cluster_once(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg("model=ridge", "cv.outer_folds=5")
+    res = nested_cv(load_dataset(cfg.data), cfg, workdir=tmp_path)
+    oof = res.oof_table()
+    assert len(oof) == 159 and oof["cluster"].is_unique
+    assert set(oof["fold"]) == {1, 2, 3, 4, 5}
+    assert np.isfinite(oof["y_pred"]).all()

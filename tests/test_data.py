@@ -1,0 +1,141 @@
+"""The loader handles the real files' quirks and rejects bad input with one clear message."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from n2react.data import load_dataset, locate, normalize_name, table_to_dataset
+from n2react.errors import DataError
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
+
+
+def data_cfg(name: str, **over: object):
+    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    for k, v in over.items():
+        cfg[k] = v
+    return cfg
+
+
+def test_24_feature_file_sentinel_is_missing_and_named(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        ds = load_dataset(data_cfg("homonuclear_24"))
+    assert ds.X.shape == (159, 24) and ds.y.shape == (159,)
+    assert ds.missing == [("Rh3\u00af", "3_EHOMO/NL")]
+    row = int(np.flatnonzero(ds.clusters == "Rh3\u00af")[0])
+    assert np.isnan(ds.X.loc[row, "3_EHOMO/NL"])
+    assert (ds.X.fillna(0) != -999).all().all()
+    assert "3_EHOMO/NL for Rh3\u00af (row 157)" in caplog.text
+
+
+def test_anion_glyphs_are_unified_across_files() -> None:
+    a = load_dataset(data_cfg("homonuclear_24"))
+    b = load_dataset(data_cfg("homonuclear_8"))
+    assert normalize_name("Mo2S1\u02c9") == normalize_name("Mo2S1\u00af")
+    differ = [(x, y) for x, y in zip(a.clusters, b.clusters) if x != y]
+    # five Fe-C names are spelled differently between the files (Fe3C41 vs Fe3C4, ...)
+    assert len(differ) == 5 and all(x.startswith("Fe") for x, _ in differ)
+    np.testing.assert_allclose(a.y, b.y, atol=1e-7)
+
+
+def test_authors_folds_partition_the_159_clusters() -> None:
+    ds = load_dataset(data_cfg("authors_folds"))
+    assert ds.n_rows == 159 and len(ds.folds) == 10
+    tests = np.concatenate([te for _, te in ds.folds])
+    assert sorted(tests) == list(range(159))
+    for tr, te in ds.folds:
+        assert not set(tr) & set(te)
+        assert len(tr) + len(te) == 159
+    assert "2_\u03c3ave" in ds.feature_names and "3_\u03c7ave" in ds.feature_names
+
+
+def _write(tmp_path: Path, df: pd.DataFrame, name: str = "bad.xlsx") -> Path:
+    p = tmp_path / name
+    df.to_excel(p, index=False)
+    return p
+
+
+def _good() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(12, 3)), columns=["f1", "f2", "f3"])
+    df.insert(0, "lg(k1)", rng.normal(-12, 1, 12))
+    df.insert(0, "Clusters", [f"M{i}" for i in range(12)])
+    return df
+
+
+def test_missing_target_column_is_named(tmp_path: Path) -> None:
+    p = _write(tmp_path, _good())
+    cfg = data_cfg("homonuclear_24", path=str(p), target_column="lg(k2)")
+    with pytest.raises(DataError, match=r"bad.xlsx: target column 'lg\(k2\)' not found"):
+        load_dataset(cfg)
+
+
+def test_non_numeric_cell_names_file_row_and_column(tmp_path: Path) -> None:
+    df = _good().astype({"f2": object})
+    df.loc[4, "f2"] = "n/a?"
+    p = _write(tmp_path, df)
+    with pytest.raises(
+        DataError, match=r"bad.xlsx: non-numeric value 'n/a\?' in column 'f2', row 6"
+    ):
+        load_dataset(data_cfg("homonuclear_24", path=str(p)))
+
+
+def test_empty_sheet(tmp_path: Path) -> None:
+    p = _write(tmp_path, pd.DataFrame({"Clusters": [], "lg(k1)": [], "f": []}))
+    with pytest.raises(DataError, match="the sheet is empty"):
+        load_dataset(data_cfg("homonuclear_24", path=str(p)))
+
+
+def test_duplicate_cluster_names_give_both_rows(tmp_path: Path) -> None:
+    df = _good()
+    df.loc[7, "Clusters"] = "M2"
+    p = _write(tmp_path, df)
+    with pytest.raises(DataError, match="duplicate cluster name 'M2' in rows 4 and 9"):
+        load_dataset(data_cfg("homonuclear_24", path=str(p)))
+
+
+def test_missing_target_value(tmp_path: Path) -> None:
+    df = _good()
+    df.loc[3, "lg(k1)"] = np.nan
+    p = _write(tmp_path, df)
+    with pytest.raises(DataError, match=r"missing lg\(k1\) in row 5 \(cluster M3\)"):
+        load_dataset(data_cfg("homonuclear_24", path=str(p)))
+
+
+def test_not_a_spreadsheet(tmp_path: Path) -> None:
+    p = tmp_path / "garbage.xlsx"
+    p.write_bytes(b"this is not a zip file")
+    with pytest.raises(DataError, match="garbage.xlsx: (cannot read|not a readable)"):
+        load_dataset(data_cfg("homonuclear_24", path=str(p)))
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="data.path: .*nowhere.xlsx does not exist"):
+        load_dataset(data_cfg("homonuclear_24", path=str(tmp_path / "nowhere.xlsx")))
+
+
+def test_not_found_offline_says_how_to_point_at_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("N2_DATA_DIR")
+    with pytest.raises(DataError, match="data.path=/path/to/x.xlsx or N2_DATA_DIR="):
+        locate("x.xlsx", url="http://127.0.0.1:9/x.xlsx", sha256="0" * 64)
+
+
+def test_data_dir_env_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = _write(tmp_path, _good(), "mine.xlsx")
+    monkeypatch.setenv("N2_DATA_DIR", str(tmp_path))
+    assert locate("mine.xlsx") == p
+
+
+def test_blank_feature_cells_become_missing() -> None:
+    df = _good()
+    df.loc[2, "f1"] = np.nan
+    ds = table_to_dataset(df, name="t", source="t.xlsx")
+    assert ds.missing == [("M2", "f1")] and np.isnan(ds.X.loc[2, "f1"])
