@@ -12,7 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 log = logging.getLogger("n2react")
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "conf")
@@ -30,7 +31,9 @@ def main(cfg: DictConfig) -> float:
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        metrics = run(cfg, HydraConfig.get().runtime.output_dir)
+        hc = HydraConfig.get()
+        job_num = OmegaConf.select(hc, "job.num") if hc.mode == RunMode.MULTIRUN else None
+        metrics = run(cfg, hc.runtime.output_dir, job_num=job_num)
     except N2ReactError as exc:
         log.debug("error", exc_info=True)
         sys.stderr.write(f"n2react: error: {exc}\n")

@@ -44,6 +44,8 @@ def search_space(cfg: DictConfig) -> dict[str, dict[str, Any]]:
             continue
         raw = node.get("space") or {}
         for key, spec in raw.items():
+            if spec is None:  # fixed (e.g. swept by Hydra instead)
+                continue
             if not isinstance(spec, Mapping | DictConfig):
                 raise ConfigError(f"{group}.space.{key}: expected a mapping with a `type`")
             space[f"{step}__{key}"] = dict(OmegaConf.to_container(spec, resolve=True))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,11 @@ from n2react import device
 from n2react.cv import CVResult, FoldResult, check_inner, fit_and_tune, nested_cv, outer_splits
 from n2react.data import Dataset, load_dataset
 from n2react.errors import ConfigError
+from n2react.export import keras_model_of
 from n2react.pipeline import build_pipeline, search_space
 from n2react.plots import parity_plot
 from n2react.report import FoldProgress, show, summary_table
-from n2react.search import make_hyperparameters, search_size
+from n2react.search import check_search, make_hyperparameters, search_size
 from n2react.tracking import Tracker, flatten
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ def validate(cfg: DictConfig, dataset: Dataset) -> None:
             f"optimized_metric={cfg.optimized_metric!r}: expected one of mean_test_rmse, "
             "mean_test_r, mean_test_mae, mean_test_r2 (or their std_/train_ forms)"
         )
-    build_pipeline(cfg)
+    check_search(build_pipeline(cfg), cfg.search)
     space = search_space(cfg)
     if cfg.search.get("oracle") is not None and space:
         make_hyperparameters(space)
@@ -106,11 +108,20 @@ def _write_results(result: CVResult, summary: dict[str, float], run_dir: Path, t
     return paths
 
 
-def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
-    """Nested CV of the configured pipeline; returns the parent-run metrics (mean/std ...)."""
+def run(cfg: DictConfig, run_dir: str | Path, job_num: int | None = None) -> dict[str, float]:
+    """Nested CV of the configured pipeline; returns the parent-run metrics (mean/std ...).
+
+    ``job_num`` is the job's number in a multirun (it picks the GPU when several are visible).
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    used_device = device.configure(cfg.device, uses_accelerator=_uses_accelerator(cfg))
+    accel = _uses_accelerator(cfg)
+    used_device = device.configure(cfg.device, uses_accelerator=accel, job_num=job_num)
+    if accel and used_device != "cpu" and not device.backend_devices():
+        if cfg.device.name == "gpu":
+            raise ConfigError("device=gpu: a GPU is visible but the Keras backend cannot use it")
+        log.warning("a GPU is visible but the Keras backend cannot use it: running on the CPU")
+        used_device = "cpu"
     dataset = load_dataset(cfg.data)
     validate(cfg, dataset)
     log.info(
@@ -132,6 +143,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         "model": str(cfg.model.name),
         "dataset": str(dataset.name),
         "device": used_device,
+        "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow") if accel else "none",
         "run_dir": str(run_dir.resolve()),
     }
     tracker.start(params, tags)
@@ -172,6 +184,9 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                 tracker.log_artifact(run_dir / "final_params.json")
                 if cfg.tracking.get("log_model", True):
                     tracker.log_sklearn_model(final, dataset.X)
+                    net = keras_model_of(final, dataset.X)
+                    if net is not None:
+                        tracker.log_keras_model(net, dataset.X)
         show(summary_table(result.fold_table(), summary, title))
         log.info(
             "mean test r %.3f ± %.3f, RMSE %.3f ± %.3f (outputs in %s)",

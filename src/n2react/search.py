@@ -8,6 +8,8 @@ on the rows it is given (an outer training fold), so the outer test rows never r
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -177,7 +179,7 @@ def _tuner_class() -> type:
             super().__init__(oracle=oracle, hypermodel=None, **kwargs)
 
         def run_trial(self, trial: Any, X: Any, y: np.ndarray) -> dict[str, float]:
-            params = dict(trial.hyperparameters.values)
+            params = pipeline_params(trial.hyperparameters.values)
             est = clone(self._pipeline).set_params(**params)
             try:
                 scores = inner_cv_scores(est, X, y, self._splits)
@@ -201,6 +203,27 @@ def _tuner_class() -> type:
             return None
 
     return InnerCVTuner
+
+
+def pipeline_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's values as pipeline parameters; Hyperband's epoch budget becomes max_epochs."""
+    params = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    if "tuner/epochs" in values:
+        params["model__max_epochs"] = int(values["tuner/epochs"])
+    return params
+
+
+def check_search(pipeline: Pipeline, search_cfg: Mapping[str, Any]) -> None:
+    """Fail before training when the search cannot drive this pipeline."""
+    oracle = search_cfg.get("oracle")
+    if oracle is None:
+        return
+    if "Hyperband" in str(oracle.get("_target_", "")):
+        if "model__max_epochs" not in pipeline.get_params():
+            raise ConfigError(
+                "search=hyperband: the model is not trained in epochs (no max_epochs); "
+                "use it with model=keras_mlp, or pick search=grid|random|bayesian"
+            )
 
 
 def _trials_table(oracle: Any) -> pd.DataFrame:
@@ -242,6 +265,7 @@ def tune(
     if objective not in ("r", "rmse", "mae", "r2"):
         raise ConfigError(f"search.objective: {objective!r} is not one of r, rmse, mae, r2")
     direction = "max" if objective in MAXIMIZE else "min"
+    check_search(pipeline, search_cfg)
     hp = make_hyperparameters(space, pipeline.get_params())
     try:
         oracle = instantiate(
@@ -253,16 +277,21 @@ def tune(
     except Exception as exc:
         raise ConfigError(f"search.oracle: cannot build it: {str(exc).splitlines()[-1]}") from exc
     splits = list(KFold(inner_folds, shuffle=True, random_state=seed).split(np.arange(len(y))))
-    tuner = _tuner_class()(
-        oracle,
-        pipeline,
-        splits,
-        objective,
-        on_trial_end=on_trial_end,
-        directory=str(directory),
-        project_name=project_name,
-        overwrite=False,
-    )
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):  # keras-tuner prints "Reloading Tuner from ..."
+        tuner = _tuner_class()(
+            oracle,
+            pipeline,
+            splits,
+            objective,
+            on_trial_end=on_trial_end,
+            directory=str(directory),
+            project_name=project_name,
+            overwrite=False,
+        )
+    if said.getvalue().strip():
+        log.info("%s: resuming the search (%s)", project_name, said.getvalue().strip())
+    tuner.oracle.verbose = 0  # progress is ours (rich), not keras-tuner's prints
     try:
         tuner.search(X, y)
     except kt.errors.FatalError as exc:
@@ -273,7 +302,7 @@ def tune(
         raise ConfigError("search: no trial completed")
     best_trial = best[0]
     return SearchResult(
-        best_params=dict(best_trial.hyperparameters.values),
+        best_params=pipeline_params(best_trial.hyperparameters.values),
         best_score=float(best_trial.metrics.get_last_value(f"inner_{objective}")),
         trials=trials,
     )

@@ -224,6 +224,39 @@ class Tracker:
         mlflow.set_tag("model_uri", info.model_uri)
         return str(info.model_uri)
 
+    def log_keras_model(self, model: Any, X_example: Any) -> str | None:
+        """Log a Keras model (MLflow keras flavour).
+
+        Its input is a float32 array of complete rows with the descriptors in the order of the
+        training table (listed in the model's metadata under ``descriptors``).
+        """
+        if not self.enabled:
+            return None
+        import tempfile
+
+        import mlflow
+        from mlflow.models import infer_signature
+
+        example = X_example.dropna().head(5).to_numpy(dtype="float32")
+        signature = infer_signature(example, model.predict(example, verbose=0))
+        # save into an existing empty folder, then log it: mlflow.keras.log_model with an input
+        # example writes the example before creating its folder (MLflow 3.17)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "keras_model"
+            path.mkdir()
+            mlflow.keras.save_model(
+                model,
+                str(path),
+                signature=signature,
+                input_example=example,
+                pip_requirements=model_requirements("keras"),
+                metadata={"descriptors": [str(c) for c in X_example.columns]},
+            )
+            mlflow.log_artifacts(str(path), "keras_model")
+        uri = f"runs:/{self.run_id}/keras_model"
+        mlflow.set_tag("keras_model_uri", uri)
+        return uri
+
     def finish(self, status: str = "FINISHED") -> None:
         if not self.enabled or self.run_id is None:
             return

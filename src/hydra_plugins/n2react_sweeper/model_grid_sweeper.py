@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 class ModelGridSweeper(BasicSweeper):
     """Hydra's basic (grid) sweeper plus ``model.sweep``: {override key: "v1,v2,..."}.
 
-    Each model config lists the values of one of its hyperparameters worth sweeping, so
+    Each model config lists the values of the hyperparameters worth sweeping, so
     ``+sweep=grid`` means the same thing for every model. When the model itself is swept
     (``model=svr,rfr``) the per-model axes are left out, since they differ between models.
     """
@@ -31,6 +31,7 @@ class ModelGridSweeper(BasicSweeper):
                 log.info("model is swept: its own sweep axes (model.sweep) are not added")
             return
         params = dict(self.params or {})
+        # the model's own entries win (e.g. keras_mlp fixes the scaler and sweeps its depth)
         for key, values in OmegaConf.to_container(extra, resolve=True).items():
-            params.setdefault(str(key), str(values))
+            params[str(key)] = str(values)
         self.params = params

@@ -1,0 +1,290 @@
+"""Pairwise (difference) learning as a scikit-learn meta-estimator.
+
+Pairwise learning (Mou et al., *ACS Catal.* 2025) turns ``n`` training rows into the
+``n * (n - 1)`` ordered pairs ``(i, j)``, ``i != j``, and trains a base regressor ``f`` to predict
+the *difference* of the targets from the difference of the descriptors::
+
+    f(X[i] - X[j]) ~= y[i] - y[j]
+
+A new row ``x`` is then predicted against every training row ``r`` (a *reference*) as
+``f(x - X[r]) + y[r]``; the prediction is the mean over the references and their spread (the
+standard deviation over the references) is a cheap uncertainty estimate.  With ~143 training
+clusters per outer fold this gives ~20,000 training pairs, which suits data-hungry models such as
+the Keras MLP.
+
+No leakage: pairs are only ever built from the rows given to ``fit`` (or, in ``fit_many`` /
+``fit_predict_many``, from each fold's own training rows), so splitting by cluster in the
+(inner) cross-validation keeps every pair that contains a held-out cluster out of training.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.linear_model import Ridge
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PairwiseRegressor", "make_pairs", "pair_indices"]
+
+# Pair rows per base.predict call in predict (bounded memory: 50k x 24 float64 ~ 10 MB, doubled
+# when symmetrizing).
+_CHUNK_PAIRS = 50_000
+_INT32_MAX = 2**31 - 1
+
+
+def pair_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """All ordered pairs ``(i, j)`` of ``range(n)`` with ``i != j``, in row-major order.
+
+    Returns two int64 arrays of length ``n * (n - 1)``: ``i`` is ``0`` repeated ``n - 1`` times,
+    then ``1`` ..., and for each ``i`` the ``j`` run over ``0..n-1`` skipping ``i``.
+    """
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if n < 2:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy()
+    i = np.repeat(np.arange(n, dtype=np.int64), n - 1)
+    k = np.tile(np.arange(n - 1, dtype=np.int64), n)
+    j = k + (k >= i)  # skip the diagonal
+    return i, j
+
+
+def make_pairs(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Difference inputs ``X[i] - X[j]`` and targets ``y[i] - y[j]`` over all ordered pairs.
+
+    ``X`` is ``(n, p)`` array-like, ``y`` ``(n,)``; pairs are in :func:`pair_indices` order.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
+        raise ValueError(f"expected X (n, p) and y (n,), got {X.shape} and {y.shape}")
+    i, j = pair_indices(X.shape[0])
+    return X[i] - X[j], y[i] - y[j]
+
+
+def _supports_kwarg(fn: Any, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+class PairwiseRegressor(RegressorMixin, BaseEstimator):
+    """Regress target differences on descriptor differences; predict by reference averaging.
+
+    Parameters
+    ----------
+    base : regressor or None
+        The difference model ``f``; ``None`` means ``sklearn.linear_model.Ridge()``.  It is
+        cloned (``base_``), never fitted in place.  Nested parameters (``base__alpha``,
+        ``base__units`` ...) work through ``get_params``/``set_params``.
+    max_pairs : int or None
+        Train on a random subset (without replacement, seeded by ``random_state``) of at most
+        this many ordered pairs; ``None`` uses all ``n * (n - 1)``.
+    symmetrize : bool
+        Predict with the antisymmetric part ``f_sym(d) = (f(d) - f(-d)) / 2`` of the fitted
+        difference model, so that ``f_sym(-d) == -f_sym(d)`` exactly (swapping the two rows of
+        a pair flips the sign of the predicted difference and ``f_sym(0) == 0``).  Training
+        needs no change: the training pairs already contain both orders ``(i, j)`` and
+        ``(j, i)`` (unless ``max_pairs`` subsamples them).  For a linear base this just drops
+        the intercept.
+    random_state : int, RandomState instance or None
+        Seeds the ``max_pairs`` subsample only (the base has its own ``random_state``).  The
+        subsample of model index ``k`` (``fit`` is index 0, ``fit_many`` fold ``k`` is index
+        ``k``) is drawn from a seed derived from ``(random_state, k)``.
+
+    Attributes
+    ----------
+    base_ : regressor
+        The fitted difference model.
+    X_ref_ : ndarray of shape (n_samples, n_features)
+        The training rows, used as references at prediction time.
+    y_ref_ : ndarray of shape (n_samples,)
+        Their targets.
+    n_pairs_ : int
+        Number of pair rows ``base_`` was trained on.
+    n_features_in_, feature_names_in_ : sklearn input metadata.
+    """
+
+    def __init__(
+        self,
+        base: Any = None,
+        max_pairs: int | None = None,
+        symmetrize: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
+        self.base = base
+        self.max_pairs = max_pairs
+        self.symmetrize = symmetrize
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ helpers
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.single_output = True
+        tags.target_tags.multi_output = False
+        return tags
+
+    def _base(self) -> Any:
+        return Ridge() if self.base is None else self.base
+
+    def _check_params(self) -> None:
+        if self.max_pairs is not None and int(self.max_pairs) < 1:
+            raise ValueError(f"max_pairs must be None or >= 1, got {self.max_pairs}")
+
+    def _validate_train(self, est: PairwiseRegressor, X: Any, y: Any) -> tuple:
+        X, y = validate_data(est, X, y, dtype=np.float64, y_numeric=True, multi_output=False)
+        n = X.shape[0]
+        if n < 2:
+            raise ValueError(
+                "PairwiseRegressor needs at least 2 training rows to build a pair, "
+                f"got n_samples={n}"
+            )
+        return X, np.asarray(y, dtype=np.float64)
+
+    def _pair_seed(self, index: int) -> int:
+        rs = self.random_state
+        if rs is None or isinstance(rs, np.random.RandomState):
+            base = int(check_random_state(rs).randint(0, _INT32_MAX))
+        else:
+            base = int(rs)
+        return int(np.random.SeedSequence([abs(base), int(index)]).generate_state(1)[0])
+
+    def _build_pairs(self, X: np.ndarray, y: np.ndarray, index: int) -> tuple:
+        """The (optionally subsampled) training pairs of one fold, from its own rows only."""
+        i, j = pair_indices(X.shape[0])
+        if self.max_pairs is not None and int(self.max_pairs) < len(i):
+            rng = np.random.default_rng(self._pair_seed(index))
+            keep = np.sort(rng.choice(len(i), size=int(self.max_pairs), replace=False))
+            i, j = i[keep], j[keep]
+        return X[i] - X[j], y[i] - y[j]
+
+    def _set_refs(self, X: np.ndarray, y: np.ndarray, n_pairs: int) -> None:
+        self.X_ref_ = X
+        self.y_ref_ = y
+        self.n_pairs_ = int(n_pairs)
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, X: Any, y: Any) -> PairwiseRegressor:
+        """Fit ``clone(base)`` on all ordered pairs of the rows of ``(X, y)`` (model index 0)."""
+        self._check_params()
+        X, y = self._validate_train(self, X, y)
+        dX, dy = self._build_pairs(X, y, 0)
+        self.base_ = clone(self._base()).fit(dX, dy)
+        self._set_refs(X, y, len(dy))
+        return self
+
+    def difference(self, D: Any) -> np.ndarray:
+        """The fitted difference function on difference rows ``D`` (n, p).
+
+        ``f_sym(D) = (f(D) - f(-D)) / 2`` when ``symmetrize`` is true, else ``f(D)``.
+        """
+        check_is_fitted(self, "base_")
+        D = np.asarray(D, dtype=np.float64)
+        if self.symmetrize:
+            both = np.asarray(self.base_.predict(np.concatenate([D, -D])), dtype=np.float64)
+            both = both.reshape(2, len(D))
+            return 0.5 * (both[0] - both[1])
+        return np.asarray(self.base_.predict(D), dtype=np.float64).reshape(-1)
+
+    def predict(
+        self, X: Any, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Mean over references ``r`` of ``f(x - X_ref_[r]) + y_ref_[r]`` for each row ``x``.
+
+        With ``return_std=True`` returns ``(mean, std)``, ``std`` being the (population)
+        standard deviation of the per-reference predictions.  The ``(n_rows * n_ref, p)``
+        difference matrix is built and predicted in chunks of ~50k pair rows.
+        """
+        check_is_fitted(self, "base_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X_ref, y_ref = self.X_ref_, self.y_ref_
+        n_ref = X_ref.shape[0]
+        rows = max(1, _CHUNK_PAIRS // n_ref)
+        mean = np.empty(X.shape[0], dtype=np.float64)
+        std = np.empty(X.shape[0], dtype=np.float64)
+        for start in range(0, X.shape[0], rows):
+            xc = X[start : start + rows]
+            D = (xc[:, None, :] - X_ref[None, :, :]).reshape(-1, X.shape[1])
+            per_ref = self.difference(D).reshape(len(xc), n_ref) + y_ref[None, :]
+            mean[start : start + len(xc)] = per_ref.mean(axis=1)
+            std[start : start + len(xc)] = per_ref.std(axis=1)
+        return (mean, std) if return_std else mean
+
+    def fit_many(
+        self,
+        X_trains: Sequence[Any],
+        y_trains: Sequence[Any],
+        *,
+        model_indices: Sequence[int] | None = None,
+    ) -> list[PairwiseRegressor]:
+        """One fitted clone per ``(X_trains[k], y_trains[k])``.
+
+        Each fold's pairs come from its own rows only.  When the base has ``fit_many`` (the
+        Keras MLP) all fold base models are trained in one ``base.fit_many`` call; fold ``k`` is
+        model index ``model_indices[k]`` (default ``k``), passed on to the base when its
+        ``fit_many`` accepts ``model_indices``, so fold ``k`` alone is reproduced by
+        ``fit_many([X_k], [y_k], model_indices=[k])`` and ``fit`` equals index 0.
+        """
+        self._check_params()
+        if len(X_trains) != len(y_trains) or len(X_trains) == 0:
+            raise ValueError("X_trains and y_trains must be non-empty and of the same length")
+        indices = (
+            list(range(len(X_trains))) if model_indices is None else [int(i) for i in model_indices]
+        )
+        if len(indices) != len(X_trains):
+            raise ValueError("model_indices must have one entry per training set")
+        ests, refs, pair_X, pair_y = [], [], [], []
+        for X, y, idx in zip(X_trains, y_trains, indices, strict=True):
+            est = clone(self)
+            X, y = self._validate_train(est, X, y)
+            dX, dy = self._build_pairs(X, y, idx)
+            ests.append(est)
+            refs.append((X, y))
+            pair_X.append(dX)
+            pair_y.append(dy)
+        base = self._base()
+        if hasattr(base, "fit_many"):
+            kwargs = {}
+            if _supports_kwarg(base.fit_many, "model_indices"):
+                kwargs["model_indices"] = indices
+            logger.debug("fitting %d pairwise base models in one fit_many call", len(ests))
+            bases = list(clone(base).fit_many(pair_X, pair_y, **kwargs))
+            if len(bases) != len(ests):
+                raise RuntimeError("base.fit_many returned the wrong number of estimators")
+        else:
+            bases = [clone(base).fit(dX, dy) for dX, dy in zip(pair_X, pair_y, strict=True)]
+        for est, b, (X, y), dy in zip(ests, bases, refs, pair_y, strict=True):
+            est.base_ = b
+            est._set_refs(X, y, len(dy))
+        return ests
+
+    def fit_predict_many(
+        self,
+        X_trains: Sequence[Any],
+        y_trains: Sequence[Any],
+        X_tests: Sequence[Any],
+        *,
+        model_indices: Sequence[int] | None = None,
+    ) -> list[np.ndarray]:
+        """Fit one model per fold (see :meth:`fit_many`) and predict ``X_tests[k]`` with model k.
+
+        Returns a list of 1-d float64 arrays (the reference-averaged predictions).
+        """
+        if len(X_tests) != len(X_trains):
+            raise ValueError("X_trains and X_tests must have the same length")
+        fitted = self.fit_many(X_trains, y_trains, model_indices=model_indices)
+        return [
+            np.asarray(est.predict(Xt), dtype=np.float64)
+            for est, Xt in zip(fitted, X_tests, strict=True)
+        ]

@@ -1,0 +1,139 @@
+"""The Keras MLP inside the trainer: nested search, Hyperband, MLflow keras flavour, devices."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from n2react import device
+from n2react.data import load_dataset
+from n2react.errors import ConfigError
+from n2react.run import run
+
+FAST = (
+    "model=keras_mlp",
+    "model.estimator.max_epochs=60",
+    "model.estimator.patience=10",
+    "model.estimator.units=32",
+    "cv.outer_folds=3",
+    "cv.inner_folds=3",
+)
+
+
+def test_nested_random_search_logs_trials_and_both_model_flavours(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg(*FAST, "search=random", "search.max_trials=3")
+    metrics = run(cfg, tmp_path / "run")
+    assert np.isfinite(metrics["mean_test_rmse"]) and metrics["mean_test_r"] > 0.3
+    client = MlflowClient(cfg.tracking.uri)
+    exp = client.get_experiment_by_name("n2react")
+    runs = client.search_runs([exp.experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 3
+    for c in children:
+        assert {"best.model__units", "best.model__learning_rate"} <= set(c.data.params)
+        trials = client.download_artifacts(c.info.run_id, "trials.csv")
+        import pandas as pd
+
+        table = pd.read_csv(trials)
+        assert len(table) == 3 and {"model__units", "inner_rmse", "score"} <= set(table.columns)
+    assert parent.data.tags["device"] == "cpu"
+    # the Keras-flavour model takes raw descriptors and predicts like the scikit-learn pipeline
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    keras_model = mlflow.pyfunc.load_model(parent.data.tags["keras_model_uri"])
+    sk_model = mlflow.pyfunc.load_model(parent.data.tags["model_uri"])
+    assert keras_model.metadata.signature is not None
+    X = load_dataset(cfg.data).X.dropna().head(20)
+    a = np.asarray(keras_model.predict(X.to_numpy(dtype="float32"))).ravel()
+    b = np.asarray(sk_model.predict(X)).ravel()
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_same_seed_same_metrics_on_cpu(make_cfg, tmp_path: Path) -> None:
+    over = (*FAST, "tracking=none", "final_model=false")
+    a = run(make_cfg(*over), tmp_path / "a")
+    b = run(make_cfg(*over), tmp_path / "b")
+    for k in a:
+        assert a[k] == pytest.approx(b[k], abs=1e-6), k
+
+
+def test_hyperband_sets_the_epoch_budget(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg(
+        *FAST,
+        "search=hyperband",
+        "search.oracle.max_epochs=9",
+        "tracking=none",
+        "final_model=false",
+        "cv.outer_folds=2",
+    )
+    run(cfg, tmp_path)
+    import pandas as pd
+
+    trials = pd.read_csv(tmp_path / "folds" / "fold_01" / "trials.csv")
+    assert set(trials["tuner/epochs"]) <= {1, 3, 9} and len(trials) > 3
+
+
+def test_hyperband_needs_an_epoch_model(make_cfg, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="search=hyperband: the model is not trained in epochs"):
+        run(make_cfg("model=svr", "search=hyperband", "tracking=none"), tmp_path)
+
+
+def test_bayesian_oracle_drives_a_scikit_learn_model(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg(
+        "model=svr", "search=bayesian", "search.max_trials=6", "cv.outer_folds=3",
+        "tracking=none", "final_model=false",
+    )  # fmt: skip
+    metrics = run(cfg, tmp_path)
+    assert metrics["mean_test_r"] > 0.4
+
+
+def test_round_robin_gpu_assignment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert [device.pick_gpu(k, 3) for k in range(5)] == [0, 1, 2, 0, 1]
+    assert device.pick_gpu(None, 2) == 0
+    # in a fresh interpreter (no backend yet) job 3 of a multirun on 2 GPUs takes GPU 1
+    code = (
+        "import os\n"
+        "from n2react import device\n"
+        "gpus = ['GPU 0: a', 'GPU 1: b']\n"
+        "used = device.configure({'name': 'auto'}, True, job_num=3, gpus=gpus)\n"
+        "print(used, os.environ['CUDA_VISIBLE_DEVICES'], os.environ['TF_FORCE_GPU_ALLOW_GROWTH'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["gpu", "1:", "GPU", "1:", "b", "1", "true"], out.stderr
+
+
+def test_gpu_required_without_one_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="device=gpu: no GPU is visible"):
+        device.configure({"name": "gpu"}, True, gpus=[])
+
+
+@pytest.mark.slow
+def test_keras_sweep_runs_depth_by_dropout(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable, "-m", "train", *FAST, "+sweep=grid", "search=none",
+        "final_model=false", "progress=false", "cv.outer_folds=2",
+        f"hydra.sweep.dir={tmp_path / 'multi'}", "-m",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("n2react")
+    parents = [
+        r
+        for r in client.search_runs([exp.experiment_id])
+        if "mlflow.parentRunId" not in r.data.tags
+    ]
+    grid = {
+        (r.data.params["model.estimator.n_layers"], r.data.params["model.estimator.dropout"])
+        for r in parents
+    }
+    assert len(parents) == 6 and len(grid) == 6
+    assert {r.data.params["scaler.name"] for r in parents} == {"standard"}
