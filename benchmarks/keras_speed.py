@@ -35,7 +35,10 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from n2react.models.keras_mlp import KerasMLPRegressor  # noqa: E402
 
-DEFAULT_DATA = "/work/shared/data/cluster_n2/homonuclear-159-24features.xlsx"
+DEFAULT_DATA = os.path.join(
+    os.environ.get("N2_DATA_DIR", os.path.join("..", "shared", "data", "cluster_n2")),
+    "homonuclear-159-24features.xlsx",
+)
 
 
 def load(path: str) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from types import ModuleType
 
 
 @contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
+def stderr_silenced() -> Iterator[None]:
     """Point file descriptor 2 at /dev/null (C++ logging ignores sys.stderr)."""
     try:
         fd = sys.stderr.fileno()
@@ -35,5 +35,5 @@ def import_quietly(name: str) -> ModuleType:
     if name in sys.modules:
         return sys.modules[name]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _stderr_silenced():
+    with stderr_silenced():
         return importlib.import_module(name)

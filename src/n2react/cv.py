@@ -7,6 +7,7 @@ knows which model it runs: a model differs only by its estimator and its search 
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,10 @@ class FoldResult:
     y_pred_test: np.ndarray
     y_pred_train: np.ndarray
     trials: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: spread of the prediction (pairwise models: std over the reference clusters), else None
+    y_std_test: np.ndarray | None = None
+    #: the fitted outer-fold pipeline (for fold-model ensembles and selector diagnostics)
+    model: Pipeline | None = None
 
 
 @dataclass
@@ -73,8 +78,9 @@ class CVResult:
     def oof_table(self) -> pd.DataFrame:
         """One row per (cluster, outer fold it was tested in): cluster, y_true, y_pred, fold."""
         ds = self.dataset
-        frames = [
-            pd.DataFrame(
+        frames = []
+        for f in self.folds:
+            frame = pd.DataFrame(
                 {
                     "cluster": ds.clusters[f.split.test],
                     "y_true": ds.y[f.split.test],
@@ -83,8 +89,9 @@ class CVResult:
                     "repeat": f.split.repeat,
                 }
             )
-            for f in self.folds
-        ]
+            if f.y_std_test is not None:
+                frame["y_std"] = f.y_std_test
+            frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
     def train_table(self) -> pd.DataFrame:
@@ -155,6 +162,15 @@ def check_inner(cfg: DictConfig, splits: list[OuterSplit]) -> None:
         raise ConfigError(f"cv.inner_folds={inner}: more than the {smallest} rows of an outer fold")
 
 
+def predict_mean_std(model: Pipeline, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions, and their spread when the model gives one (pairwise: over references)."""
+    final = model.steps[-1][1]
+    if "return_std" in inspect.signature(final.predict).parameters:
+        mean, std = model.predict(X, return_std=True)
+        return np.asarray(mean, dtype=float).ravel(), np.asarray(std, dtype=float).ravel()
+    return np.asarray(model.predict(X), dtype=float).ravel(), None
+
+
 def selected_features(pipeline: Pipeline, names: list[str]) -> list[str]:
     """Names of the descriptors that reach the model after selection."""
     pre = pipeline[:-1]
@@ -220,8 +236,8 @@ def nested_cv(
             project_name=f"outer_{split.fold:02d}",
             on_trial_end=on_trial_end,
         )
-        pred_tr = np.asarray(model.predict(X_tr), dtype=float).ravel()
-        pred_te = np.asarray(model.predict(X_te), dtype=float).ravel()
+        pred_tr = predict_mean_std(model, X_tr)[0]
+        pred_te, std_te = predict_mean_std(model, X_te)
         metrics = {f"train_{k}": v for k, v in regression_metrics(y_tr, pred_tr).items()}
         metrics.update({f"test_{k}": v for k, v in regression_metrics(y_te, pred_te).items()})
         fold = FoldResult(
@@ -233,6 +249,8 @@ def nested_cv(
             y_pred_test=pred_te,
             y_pred_train=pred_tr,
             trials=search.trials,
+            y_std_test=std_te,
+            model=model,
         )
         log.info(
             "fold %d: test r %.3f  RMSE %.3f  (train r %.3f)",

@@ -196,18 +196,20 @@ def table_to_dataset(
     feature_columns: Sequence[str] | None = None,
     sentinels: Sequence[float] = (-999,),
     first_row: int = 2,
+    has_target: bool = True,
 ) -> Dataset:
     """Validate a raw table and turn it into a :class:`Dataset`.
 
     ``first_row`` is the spreadsheet row number of the first data row (header = row 1), so that
-    messages name the row a chemist sees in the spreadsheet.
+    messages name the row a chemist sees in the spreadsheet. With ``has_target=False`` (new
+    clusters to predict) there is no target column and ``y`` is all NaN.
     """
     src = source
     df = df.dropna(how="all")
     if df.empty or df.shape[1] < 3:
         raise DataError(f"{src}: the sheet is empty (need a name, a target and descriptor columns)")
     name_col = _column(df, name_column, 0, "cluster name", src)
-    target_col = _column(df, target_column, 1, "target", src)
+    target_col = _column(df, target_column, 1, "target", src) if has_target else None
     if feature_columns is None:
         features = [c for c in df.columns if c not in (name_col, target_col)]
     else:
@@ -252,7 +254,10 @@ def table_to_dataset(
             )
         return num.astype(float)
 
-    y = numeric(target_col, allow_missing=False)
+    if target_col is not None:
+        y = numeric(target_col, allow_missing=False)
+    else:
+        y = pd.Series(np.full(len(df), np.nan), index=df.index)
     X = pd.DataFrame({c: numeric(c, allow_missing=True) for c in features})
     X.index = pd.RangeIndex(len(X))
     missing_cells: list[tuple[str, str]] = []
@@ -282,7 +287,7 @@ def table_to_dataset(
         clusters=clusters,
         X=X,
         y=y.to_numpy(dtype=float),
-        target_name=str(target_col),
+        target_name=str(target_col) if target_col is not None else TARGET_NAME,
         missing=missing_cells,
     )
 

@@ -13,7 +13,13 @@ from n2react.metrics import regression_metrics
 EXPERIMENTAL_ERROR = float(np.log10(3.0))
 
 
-def parity_plot(oof: pd.DataFrame, train: pd.DataFrame | None, path: Path, title: str = "") -> Path:
+def parity_plot(
+    oof: pd.DataFrame,
+    train: pd.DataFrame | None,
+    path: Path,
+    title: str = "",
+    quantity: str = "lg(k1)",
+) -> Path:
     """Predicted vs experimental lg(k1): held-out (test) points over in-fold (train) points.
 
     ``oof`` and ``train`` have columns cluster, y_true, y_pred; train predictions are averaged per
@@ -63,12 +69,50 @@ def parity_plot(oof: pd.DataFrame, train: pd.DataFrame | None, path: Path, title
     ax.set_xlim(line)
     ax.set_ylim(line)
     ax.set_aspect("equal")
-    ax.set_xlabel("experimental lg(k1)")
-    ax.set_ylabel("predicted lg(k1)")
+    ax.set_xlabel(f"experimental {quantity}")
+    ax.set_ylabel(f"predicted {quantity}")
     if title:
         ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", fontsize=7, frameon=False)
     ax.grid(alpha=0.25)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def selection_frequency_plot(freq: pd.DataFrame, path: Path) -> Path:
+    """Horizontal bars: mean selection frequency of each descriptor over the outer folds.
+
+    ``freq`` is descriptor x fold (fraction of the selector's resamples that kept it); the whiskers
+    show the range over folds.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mean = freq.mean(axis=1).sort_values()
+    lo = freq.min(axis=1)[mean.index]
+    hi = freq.max(axis=1)[mean.index]
+    fig, ax = plt.subplots(figsize=(6.0, 0.28 * len(mean) + 1.2), dpi=150)
+    ax.barh(range(len(mean)), mean.to_numpy(), color="#3182bd")
+    ax.errorbar(
+        mean.to_numpy(),
+        range(len(mean)),
+        xerr=[mean.to_numpy() - lo.to_numpy(), hi.to_numpy() - mean.to_numpy()],
+        fmt="none",
+        ecolor="black",
+        elinewidth=0.8,
+        capsize=2,
+    )
+    ax.set_yticks(range(len(mean)))
+    ax.set_yticklabels(mean.index, fontsize=8)
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel(f"selection frequency (mean, range over {freq.shape[1]} outer folds)")
+    ax.set_title("stability selection (RFE vote)", fontsize=10)
+    ax.grid(axis="x", alpha=0.25)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

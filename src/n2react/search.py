@@ -112,7 +112,11 @@ def make_hyperparameters(
     hp = kt.HyperParameters()
     defaults = defaults or {}
     for name, spec in space.items():
-        key = name.replace("model__", "model.space.").replace("select__", "selector.space.")
+        key = (
+            name.replace("model__base__", "model.space.")
+            .replace("model__", "model.space.")
+            .replace("select__", "selector.space.")
+        )
         t = spec.get("type")
         default = _default_for(spec, defaults.get(name))
         try:
@@ -179,7 +183,7 @@ def _tuner_class() -> type:
             super().__init__(oracle=oracle, hypermodel=None, **kwargs)
 
         def run_trial(self, trial: Any, X: Any, y: np.ndarray) -> dict[str, float]:
-            params = pipeline_params(trial.hyperparameters.values)
+            params = pipeline_params(trial.hyperparameters.values, self._pipeline)
             est = clone(self._pipeline).set_params(**params)
             try:
                 scores = inner_cv_scores(est, X, y, self._splits)
@@ -205,11 +209,21 @@ def _tuner_class() -> type:
     return InnerCVTuner
 
 
-def pipeline_params(values: Mapping[str, Any]) -> dict[str, Any]:
+EPOCH_PARAMS = ("model__max_epochs", "model__base__max_epochs")
+
+
+def epochs_param(pipeline: Pipeline) -> str | None:
+    """The pipeline parameter holding the model's epoch budget, if it is trained in epochs."""
+    params = pipeline.get_params()
+    return next((p for p in EPOCH_PARAMS if p in params), None)
+
+
+def pipeline_params(values: Mapping[str, Any], pipeline: Pipeline) -> dict[str, Any]:
     """A trial's values as pipeline parameters; Hyperband's epoch budget becomes max_epochs."""
     params = {k: v for k, v in values.items() if not k.startswith("tuner/")}
-    if "tuner/epochs" in values:
-        params["model__max_epochs"] = int(values["tuner/epochs"])
+    epochs = epochs_param(pipeline)
+    if "tuner/epochs" in values and epochs is not None:
+        params[epochs] = int(values["tuner/epochs"])
     return params
 
 
@@ -219,7 +233,7 @@ def check_search(pipeline: Pipeline, search_cfg: Mapping[str, Any]) -> None:
     if oracle is None:
         return
     if "Hyperband" in str(oracle.get("_target_", "")):
-        if "model__max_epochs" not in pipeline.get_params():
+        if epochs_param(pipeline) is None:
             raise ConfigError(
                 "search=hyperband: the model is not trained in epochs (no max_epochs); "
                 "use it with model=keras_mlp, or pick search=grid|random|bayesian"
@@ -302,7 +316,7 @@ def tune(
         raise ConfigError("search: no trial completed")
     best_trial = best[0]
     return SearchResult(
-        best_params=pipeline_params(best_trial.hyperparameters.values),
+        best_params=pipeline_params(best_trial.hyperparameters.values, pipeline),
         best_score=float(best_trial.metrics.get_last_value(f"inner_{objective}")),
         trials=trials,
     )

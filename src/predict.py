@@ -1,0 +1,63 @@
+"""`python -m predict MODEL SPREADSHEET`: lg(k1) of new clusters from a trained n2react model.
+
+MODEL is an MLflow run id (the parent run of `python -m train`), a model URI (runs:/...,
+models:/...) or a run directory of `python -m train` (its model.joblib). The CSV has cluster,
+y_pred, y_std (uncertainty) and, when the spreadsheet has an lg(k1) column, y_true and residual;
+the scores (r, RMSE, MAE, count within ±log10(3)) are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m predict", description=__doc__.split("\n")[0])
+    parser.add_argument("model", help="MLflow run id, model URI, or a train run directory")
+    parser.add_argument("data", help="spreadsheet (.xlsx/.csv) of clusters with descriptors")
+    parser.add_argument(
+        "-o", "--output", default=None, help="CSV to write (default: <data>_predictions.csv)"
+    )
+    parser.add_argument("--sheet", default=0, help="sheet name or index (default: the first)")
+    parser.add_argument(
+        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from rich.table import Table
+
+    from n2react.errors import N2ReactError
+    from n2react.predict import predict
+    from n2react.report import show
+
+    sheet = int(args.sheet) if str(args.sheet).isdigit() else args.sheet
+    output = args.output or f"{os.path.splitext(os.path.basename(args.data))[0]}_predictions.csv"
+    try:
+        table, metrics = predict(args.model, args.data, output, args.tracking_uri, sheet)
+    except N2ReactError as exc:
+        sys.stderr.write(f"n2react: error: {exc}\n")
+        return 2
+    logging.getLogger("n2react").info("%d predictions written to %s", len(table), output)
+    if metrics is not None:
+        t = Table(title=f"{args.data}: predicted vs measured lg(k1)")
+        for col in ("n", "r", "RMSE", "MAE", "R²", "within ±0.477"):
+            t.add_column(col, justify="right")
+        t.add_row(
+            f"{metrics['n']:.0f}",
+            f"{metrics['r']:.3f}",
+            f"{metrics['rmse']:.3f}",
+            f"{metrics['mae']:.3f}",
+            f"{metrics['r2']:.3f}",
+            f"{metrics['within_error']:.0f} / {metrics['n']:.0f}",
+        )
+        show(t)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
