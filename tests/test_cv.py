@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow.tracking import MlflowClient
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
@@ -73,11 +74,15 @@ def test_same_seed_same_metrics_other_seed_other_split(make_cfg, tmp_path: Path)
 
 
 def test_authors_folds_reproduce_their_random_forest(make_cfg, tmp_path: Path) -> None:
-    m = run(
-        make_cfg("data=authors_folds", "model=rfr", "tracking=none", "final_model=false"), tmp_path
-    )
+    # tracked, too: the fold files' headers (e.g. `Expt. lg(k1)`) must not break MLflow params
+    cfg = make_cfg("data=authors_folds", "model=rfr", "final_model=false")
+    m = run(cfg, tmp_path)
     assert m["mean_test_r"] == pytest.approx(0.76, abs=0.02)
     assert m["mean_test_rmse"] == pytest.approx(0.97, abs=0.03)
+    client = MlflowClient(cfg.tracking.uri)
+    runs = client.search_runs([client.get_experiment_by_name("n2react").experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert "lg(k1)" in parent.data.params["data.rename_columns"]
 
 
 def test_more_folds_than_rows_is_a_data_error(make_cfg, tmp_path: Path) -> None:

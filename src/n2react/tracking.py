@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
+import re
 import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -25,13 +27,24 @@ TAG_HOST = "n2react.host"
 TAG_PID = "n2react.pid"
 
 
+#: What MLflow accepts in a parameter name.
+_PARAM_NAME = re.compile(r"^[/\w.\- :]*$")
+
+
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values.
+
+    A mapping whose keys are data rather than names (e.g. ``data.rename_columns`` with keys like
+    ``Expt. lg(k1)``) is kept whole, as JSON, under its own key.
+    """
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))
+            if all(_PARAM_NAME.match(f"{key}.{c}") for c in v):
+                out.update(flatten(v, key + "."))
+            else:
+                out[key] = json.dumps(v, ensure_ascii=False, default=str)
         else:
             out[key] = v
     return out

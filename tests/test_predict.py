@@ -1,0 +1,74 @@
+"""`python -m predict`: new clusters from a model trained on a subset, by run dir and run id."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from n2react.predict import predict
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict:
+    """A ridge model trained on the first 100 of the 159 clusters (the rest are 'new')."""
+    tmp = tmp_path_factory.mktemp("predict")
+    full = pd.read_excel(shared_data / "homonuclear-159-24features.xlsx")
+    full.iloc[:100].to_excel(tmp / "subset.xlsx", index=False)
+    cmd = [
+        sys.executable, "-m", "train", f"data.path={tmp / 'subset.xlsx'}", "model=ridge",
+        "cv.outer_folds=5", "progress=false", f"hydra.run.dir={tmp / 'run'}",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("n2react")
+    run_id = next(
+        r.info.run_id
+        for r in client.search_runs([exp.experiment_id])
+        if "mlflow.parentRunId" not in r.data.tags
+    )
+    return {"tmp": tmp, "run_dir": tmp / "run", "run_id": run_id, "full": full}
+
+
+def test_predict_all_159_from_the_run_directory(trained: dict, shared_data: Path) -> None:
+    out = trained["tmp"] / "pred.csv"
+    cmd = [
+        sys.executable, "-m", "predict", str(trained["run_dir"]),
+        str(shared_data / "homonuclear-159-24features.xlsx"), "-o", str(out),
+    ]  # fmt: skip
+    res = subprocess.run(cmd, cwd=trained["tmp"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["cluster", "y_pred", "y_std", "y_true", "residual"]
+    assert len(table) == 159 and table["y_pred"].notna().all()
+    assert (table["y_std"] > 0).all()  # spread over the 5 outer-fold models
+    assert "within ±0.477" in res.stderr and "RMSE" in res.stderr
+
+
+def test_predict_by_mlflow_run_id_without_labels(trained: dict) -> None:
+    new = trained["full"].iloc[100:].drop(columns=["lg(k1)"])
+    path = trained["tmp"] / "new.xlsx"
+    new.to_excel(path, index=False)
+    uri = f"sqlite:///{trained['tmp'] / 'mlflow.db'}"
+    table, metrics = predict(trained["run_id"], path, trained["tmp"] / "new.csv", uri)
+    assert metrics is None and len(table) == 59
+    assert list(table.columns) == ["cluster", "y_pred", "y_std"]
+    assert table["y_std"].notna().all()
+
+
+def test_missing_descriptor_column_is_named(trained: dict) -> None:
+    bad = trained["full"].drop(columns=["3_\u03b1", "2_Q"])
+    path = trained["tmp"] / "bad.xlsx"
+    bad.to_excel(path, index=False)
+    cmd = [sys.executable, "-m", "predict", str(trained["run_dir"]), str(path)]
+    env = {**os.environ}
+    res = subprocess.run(cmd, cwd=trained["tmp"], capture_output=True, text=True, env=env)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    line = next(ln for ln in res.stderr.splitlines() if ln.startswith("n2react: error:"))
+    assert "bad.xlsx: missing descriptor column(s): 3_\u03b1, 2_Q" in line
