@@ -124,3 +124,24 @@ def test_sigterm_ends_the_run_killed(tmp_path: Path) -> None:
     proc.wait(timeout=60)
     assert proc.returncode != 0
     assert MlflowClient(uri).get_run(run_id).info.status == "KILLED"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
+def test_parallel_launchers_share_one_fresh_sqlite_store(tmp_path: Path, launcher: str) -> None:
+    """Two jobs at once on a store that does not exist yet: schema and experiment are created
+    once (under a lock), every run lands in experiment n2react, none stays RUNNING."""
+    cmd = [
+        sys.executable, "-m", "train", "model=ridge", "cv.outer_folds=3", "final_model=false",
+        "progress=false", "scaler=standard,robust,minmax", f"hydra/launcher={launcher}",
+        f"hydra.sweep.dir={tmp_path / 'multi'}", "-m",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("n2react")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert sorted(r.data.params["scaler.name"] for r in parents) == ["minmax", "robust", "standard"]
+    assert len(runs) == 3 * 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert not client.search_runs(["0"])  # nothing filed under the Default experiment
