@@ -1,0 +1,62 @@
+"""How pairwise learning scales with the number of training clusters.
+
+Prints, for n training clusters (sampled from the 159), the pair count n(n-1), the time to build
+all pair differences, and the time to fit + predict a pairwise model (Ridge, and the Keras MLP
+with the fused engine, full batch) with 16 held-out clusters predicted against all references.
+
+    python benchmarks/pairwise_scaling.py [--data PATH] [--epochs 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.linear_model import Ridge  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+from n2react.models.keras_mlp import KerasMLPRegressor  # noqa: E402
+from n2react.models.pairwise import PairwiseRegressor, make_pairs  # noqa: E402
+
+DEFAULT_DATA = os.path.join(
+    os.environ.get("N2_DATA_DIR", os.path.join("..", "shared", "data", "cluster_n2")),
+    "homonuclear-159-24features.xlsx",
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--epochs", type=int, default=200)
+    args = parser.parse_args()
+    df = pd.read_excel(args.data)
+    y = df.iloc[:, 1].to_numpy(float)
+    X = df.iloc[:, 2:].astype(float).replace(-999.0, np.nan)
+    X = StandardScaler().fit_transform(X.fillna(X.median()))
+    rng = np.random.default_rng(0)
+    print(f"{'n':>4} {'pairs':>7} {'build s':>8} {'ridge s':>8} {'mlp s':>8} {'mlp epochs':>10}")
+    for n in (40, 80, 120, 143):
+        idx = rng.permutation(len(y))
+        tr, te = idx[:n], idx[n : n + 16]
+        t0 = time.perf_counter()
+        dX, _ = make_pairs(X[tr], y[tr])
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        PairwiseRegressor(Ridge()).fit(X[tr], y[tr]).predict(X[te])
+        ridge = time.perf_counter() - t0
+        mlp = KerasMLPRegressor(units=64, max_epochs=args.epochs, patience=20, random_state=0)
+        t0 = time.perf_counter()
+        model = PairwiseRegressor(mlp, random_state=0).fit(X[tr], y[tr])
+        model.predict(X[te])
+        fused = time.perf_counter() - t0
+        epochs = model.base_.n_epochs_
+        print(f"{n:>4} {len(dX):>7} {build:>8.4f} {ridge:>8.3f} {fused:>8.2f} {epochs:>10}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""One YAML search space for every oracle; searches resume from their own directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+
+from n2react.data import load_dataset
+from n2react.errors import ConfigError
+from n2react.pipeline import build_pipeline, search_space
+from n2react.search import make_hyperparameters, search_size, tune
+
+
+def test_space_translation_and_grid_size(make_cfg) -> None:
+    cfg = make_cfg("model=svr", "selector=kbest", "search=grid")
+    space = search_space(cfg)
+    assert set(space) == {"model__C", "model__gamma", "model__epsilon", "select__k"}
+    hp = make_hyperparameters(space)
+    values = {p.name: list(p.values) for p in hp.space}
+    np.testing.assert_allclose(sorted(values["model__C"]), [0.1, 1, 10, 100, 1000])
+    assert sorted(values["select__k"]) == [4, 8, 12, 16]
+    assert search_size(space, cfg.search) == 5 * 4 * 3 * 4
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.space.C.type=complex", "model.space.C: unknown type 'complex'"),
+        ("model.space.epsilon.values=[]", "model.space.epsilon: `values` is empty"),
+        ("model.space.C.min=5000", "model.space.C"),
+    ],
+)
+def test_bad_space_names_the_key(make_cfg, override: str, message: str) -> None:
+    cfg = make_cfg("model=svr", "search=grid", override)
+    with pytest.raises(ConfigError, match=message):
+        make_hyperparameters(search_space(cfg))
+
+
+def test_null_entries_are_fixed_not_searched(make_cfg) -> None:
+    cfg = make_cfg("model=keras_mlp", "model.space.units=null")
+    assert "model__units" not in search_space(cfg)
+
+
+def test_interrupted_search_resumes_from_its_directory(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg("model=ridge", "search=random", "search.max_trials=4")
+    ds = load_dataset(cfg.data)
+    X, y = ds.X.iloc[:100], ds.y[:100]
+    calls: list[int] = []
+
+    def go(max_trials: int, directory: Path):
+        cfg.search.max_trials = max_trials
+        return tune(
+            build_pipeline(cfg), search_space(cfg), X, y, search_cfg=cfg.search,
+            inner_folds=3, seed=0, directory=directory, project_name="outer_01",
+            on_trial_end=lambda: calls.append(1),
+        )  # fmt: skip
+
+    first = go(2, tmp_path / "a")  # "interrupted" after 2 of 4 trials
+    assert len(calls) == 2 and len(first.trials) == 2
+    calls.clear()
+    resumed = go(4, tmp_path / "a")
+    assert len(calls) == 2  # only the 2 missing trials ran
+    assert len(resumed.trials) == 4
+    calls.clear()
+    fresh = go(4, tmp_path / "b")  # a new run directory starts afresh
+    assert len(calls) == 4
+    assert fresh.best_params == resumed.best_params
+
+
+def test_oracles_are_plain_config_targets(make_cfg) -> None:
+    import keras_tuner as kt
+
+    for name, cls in [
+        ("grid", kt.oracles.GridSearchOracle),
+        ("random", kt.oracles.RandomSearchOracle),
+        ("bayesian", kt.oracles.BayesianOptimizationOracle),
+        ("hyperband", kt.oracles.HyperbandOracle),
+    ]:
+        cfg = make_cfg(f"search={name}")
+        oracle = instantiate(cfg.search.oracle, objective=kt.Objective("score", "min"))
+        assert isinstance(oracle, cls)
