@@ -1,0 +1,43 @@
+"""Every option under conf/ composes, builds with `_target_`, fits, and has a valid space."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from n2react.data import load_dataset
+from n2react.pipeline import build_pipeline, search_space
+from n2react.search import make_hyperparameters
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+SELECTORS = sorted(p.stem for p in (CONF / "selector").glob("*.yaml"))
+SCALERS = sorted(p.stem for p in (CONF / "scaler").glob("*.yaml"))
+
+
+def test_contract_options_exist() -> None:
+    assert {"svr", "rfr", "gbr", "extra_trees", "ridge", "keras_mlp"} <= set(MODELS)
+    assert {"none", "kbest", "rfe", "rfe_vote"} <= set(SELECTORS)
+    assert {"none", "standard", "minmax", "robust"} <= set(SCALERS)
+    searches = {p.stem for p in (CONF / "search").glob("*.yaml")}
+    assert {"none", "grid", "random", "bayesian", "hyperband"} <= searches
+    assert {"auto", "cpu", "gpu"} <= {p.stem for p in (CONF / "device").glob("*.yaml")}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_each_model_builds_fits_and_has_a_valid_space(make_cfg, model: str) -> None:
+    over = ["model.estimator.max_epochs=20"] if model == "keras_mlp" else []
+    cfg = make_cfg(f"model={model}", "selector=kbest", *over)
+    ds = load_dataset(cfg.data)
+    pipe = build_pipeline(cfg)
+    clone(pipe).fit(ds.X.iloc[:60], ds.y[:60])
+    pred = pipe.fit(ds.X.iloc[:60], ds.y[:60]).predict(ds.X.iloc[60:70])
+    assert np.isfinite(pred).all() and pred.shape == (10,)
+    space = search_space(cfg)
+    assert space, f"{model} has no search space"
+    hp = make_hyperparameters(space, pipe.get_params())
+    pipe.set_params(**{p.name: p.default for p in hp.space})  # every name is a real parameter
+    assert "sweep" in cfg.model, f"{model} lists no values for +sweep=grid"
