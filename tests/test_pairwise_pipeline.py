@@ -70,3 +70,4 @@ def test_paper_experiments_compose(make_cfg) -> None:
     est = pw.model.estimator
     assert (est.n_layers, est.units, est.units_decrement, est.batch_size) == (3, 416, 32, 64)
     assert pw.pairwise.name == "on" and pw.features.name == "interactions"
+    assert pw.final_model is False  # an experiment overrides the primary config

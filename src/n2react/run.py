@@ -178,9 +178,9 @@ def run(cfg: DictConfig, run_dir: str | Path, job_num: int | None = None) -> dic
         "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow") if accel else "none",
         "run_dir": str(run_dir.resolve()),
     }
-    tracker.start(params, tags)
     status = "FAILED"
     try:
+        tracker.start(params, tags)  # inside: a failure while logging params still ends FAILED
         tracker.log_artifact(config_path)
         if _scheme(cfg) == "pair_split":
             summary = _run_pair_split(cfg, dataset, tracker, run_dir)
