@@ -66,23 +66,25 @@ def validate(cfg: DictConfig, dataset: Dataset) -> None:
     check_inner(cfg, outer_splits(dataset, cfg.cv))
 
 
-def _write_fold(fold: FoldResult, run_dir: Path) -> list[Path]:
+def _write_fold(fold: FoldResult, run_dir: Path) -> tuple[list[Path], Path | None]:
+    """The fold's files: artifacts of its child run, and its fitted model (for the parent)."""
     d = run_dir / "folds" / f"fold_{fold.split.fold:02d}"
     d.mkdir(parents=True, exist_ok=True)
-    paths = []
+    model_file = None
     if fold.model is not None:  # the fold models give predict its spread over folds
-        joblib.dump(fold.model, d / "model.joblib")
+        model_file = d / "model.joblib"
+        joblib.dump(fold.model, model_file)
     (d / "selected_features.txt").write_text("\n".join(fold.selected_features) + "\n")
-    paths.append(d / "selected_features.txt")
+    paths = [d / "selected_features.txt"]
     if len(fold.trials):
         fold.trials.to_csv(d / "trials.csv", index=False)
         paths.append(d / "trials.csv")
-    return paths
+    return paths, model_file
 
 
 def _fold_logger(tracker: Tracker, run_dir: Path, progress: FoldProgress) -> Any:
     def on_fold_end(fold: FoldResult) -> None:
-        artifacts = _write_fold(fold, run_dir)
+        artifacts, model_file = _write_fold(fold, run_dir)
         params: dict[str, Any] = {f"best.{k}": v for k, v in fold.best_params.items()}
         params["n_selected"] = len(fold.selected_features)
         params["selected_features"] = ", ".join(fold.selected_features)
@@ -96,8 +98,7 @@ def _fold_logger(tracker: Tracker, run_dir: Path, progress: FoldProgress) -> Any
             {"repeat": str(fold.split.repeat)},
             artifacts,
         )
-        model_file = run_dir / "folds" / f"fold_{fold.split.fold:02d}" / "model.joblib"
-        if model_file.exists():
+        if model_file is not None:
             tracker.log_artifact(model_file, f"fold_models/fold_{fold.split.fold:02d}")
         progress.fold_done()
 
@@ -131,11 +132,8 @@ def selection_frequencies(result: CVResult) -> pd.DataFrame | None:
         freq = getattr(select, "selection_frequency_", None)
         if freq is None:
             return None
-        names = select.feature_names_in_ if hasattr(select, "feature_names_in_") else None
-        if names is None:
-            names = f.model[: list(f.model.named_steps).index("select")].get_feature_names_out(
-                result.dataset.feature_names
-            )
+        before = f.model[: list(f.model.named_steps).index("select")]
+        names = before.get_feature_names_out(result.dataset.feature_names)
         cols[f"fold_{f.split.fold:02d}"] = pd.Series(freq, index=[str(n) for n in names])
     return pd.DataFrame(cols) if cols else None
 

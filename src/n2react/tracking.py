@@ -126,12 +126,12 @@ def terminate_stale_runs(uri: str, experiment_id: str) -> int:
     return n
 
 
-def model_requirements(model: Any) -> list[str]:
+def model_requirements(with_keras: bool) -> list[str]:
     """Pinned requirements of a logged model (instead of MLflow's slow import-tracing guess)."""
     from importlib.metadata import PackageNotFoundError, version
 
     names = ["scikit-learn", "numpy", "pandas", "scipy", "cloudpickle"]
-    if "keras" in repr(model).lower():
+    if with_keras:
         names += ["keras", "tensorflow"]
     out = []
     for name in names:
@@ -232,7 +232,7 @@ class Tracker:
             signature=signature,
             input_example=example,
             serialization_format="cloudpickle",
-            pip_requirements=model_requirements(model),
+            pip_requirements=model_requirements("keras" in repr(model).lower()),
         )
         mlflow.set_tag("model_uri", info.model_uri)
         return str(info.model_uri)
@@ -262,7 +262,7 @@ class Tracker:
                 str(path),
                 signature=signature,
                 input_example=example,
-                pip_requirements=model_requirements("keras"),
+                pip_requirements=model_requirements(with_keras=True),
                 metadata={"descriptors": [str(c) for c in X_example.columns]},
             )
             mlflow.log_artifacts(str(path), "keras_model")
