@@ -41,3 +41,18 @@ def test_each_model_builds_fits_and_has_a_valid_space(make_cfg, model: str) -> N
     hp = make_hyperparameters(space, pipe.get_params())
     pipe.set_params(**{p.name: p.default for p in hp.space})  # every name is a real parameter
     assert "sweep" in cfg.model, f"{model} lists no values for +sweep=grid"
+
+
+def test_every_row_of_the_readme_model_table_composes(make_cfg) -> None:
+    """benchmarks/model_table.py regenerates the README table: each of its rows must compose."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "model_table", CONF.parent / "benchmarks" / "model_table.py"
+    )
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    assert len(table.ROWS) >= 10
+    for _label, overrides in table.ROWS:
+        cfg = make_cfg(*overrides.split())  # a bad row fails here, naming its override
+        build_pipeline(cfg)

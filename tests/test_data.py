@@ -38,9 +38,10 @@ def test_anion_glyphs_are_unified_across_files() -> None:
     a = load_dataset(data_cfg("homonuclear_24"))
     b = load_dataset(data_cfg("homonuclear_8"))
     assert normalize_name("Mo2S1\u02c9") == normalize_name("Mo2S1\u00af")
-    differ = [(x, y) for x, y in zip(a.clusters, b.clusters) if x != y]
-    # five Fe-C names are spelled differently between the files (Fe3C41 vs Fe3C4, ...)
-    assert len(differ) == 5 and all(x.startswith("Fe") for x, _ in differ)
+    # five Fe-C names carry a stray digit in one file or the other (Fe3C41 vs Fe3C4, ...):
+    # after loading, every name agrees
+    assert list(a.clusters) == list(b.clusters)
+    assert "Fe3C4\u00af" in a.clusters and "Fe4C3\u00af" in b.clusters
     np.testing.assert_allclose(a.y, b.y, atol=1e-7)
 
 

@@ -194,7 +194,7 @@ def test_fit_predict_many_with_keras_base_matches_single_fits() -> None:
     folds = [np.arange(0, 24), np.arange(12, 34)]  # different pair counts: 552 and 462
     tests = [np.arange(24, 40), np.arange(0, 12)]
     base = KerasMLPRegressor(max_epochs=20, units=16, random_state=0)
-    est = PairwiseRegressor(base=base)
+    est = PairwiseRegressor(base=base, random_state=0)  # seeds the held-out validation clusters
     fused = est.fit_predict_many(
         [X[f] for f in folds], [y[f] for f in folds], [X[t] for t in tests]
     )
@@ -205,7 +205,7 @@ def test_fit_predict_many_with_keras_base_matches_single_fits() -> None:
     for k, (f, t) in enumerate(zip(folds, tests)):
         alone = est.fit_many([X[f]], [y[f]], model_indices=[k])[0].predict(X[t])
         np.testing.assert_allclose(fused[k], alone, rtol=1e-4, atol=1e-4)
-    single = PairwiseRegressor(base=clone(base)).fit(X[folds[0]], y[folds[0]])
+    single = PairwiseRegressor(base=clone(base), random_state=0).fit(X[folds[0]], y[folds[0]])
     np.testing.assert_allclose(single.predict(X[tests[0]]), fused[0], rtol=1e-4, atol=1e-4)
 
 
@@ -249,3 +249,60 @@ def test_dataframe_feature_names_and_errors() -> None:
         PairwiseRegressor().fit_predict_many([X], [y], [X, X])
     with pytest.raises(ValueError, match="model_indices"):
         PairwiseRegressor().fit_many([X, X], [y, y], model_indices=[0])
+
+
+def test_keras_base_stops_early_on_held_out_clusters() -> None:
+    """Cluster validation: no training pair touches a held-out cluster; the early-stopping rows
+    are exactly the pairs between a held-out and a kept cluster, in both orders."""
+    from n2react.models.keras_mlp import KerasMLPRegressor
+
+    n = 30
+    X = np.arange(n, dtype=float)[:, None] * np.ones((1, 3))  # row i is (i, i, i)
+    y = np.arange(n, dtype=float)
+    base = KerasMLPRegressor(max_epochs=3, units=8, validation_fraction=0.2, random_state=0)
+    est = PairwiseRegressor(base=base, random_state=0)
+    dX, dy, mask = est._build_pairs(X, y, 0)
+    assert mask is not None and mask.dtype == bool
+    # recover (i, j) from the differences: dy = y_i - y_j, and a cluster's rows are distinct
+    train_d, val_d = dy[~mask], dy[mask]
+    held = 6  # round(0.2 * 30)
+    kept = n - held
+    assert len(train_d) == kept * (kept - 1) and len(val_d) == 2 * held * kept
+    est.fit(X, y)
+    assert est.n_pairs_ == kept * (kept - 1)
+    assert len(est.base_.validation_indices_) == 2 * held * kept
+    # 'pairs' keeps the old behaviour: all pairs go to the base, which carves out random ones
+    old = PairwiseRegressor(base=clone(base), validation="pairs", random_state=0).fit(X, y)
+    assert old.n_pairs_ == n * (n - 1)
+
+
+def test_cluster_validation_never_pairs_a_held_out_cluster_in_training() -> None:
+    from n2react.models.keras_mlp import KerasMLPRegressor
+
+    n = 25
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(n, 4))
+    y = rng.normal(size=n)
+    base = KerasMLPRegressor(validation_fraction=0.2, random_state=0)
+    dX, dy, mask = PairwiseRegressor(base=base, random_state=1)._build_pairs(X, y, 0)
+    pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+    row_of = {tuple(np.round(X[i] - X[j], 12)): (i, j) for i, j in pairs}
+    train = {row_of[tuple(np.round(d, 12))] for d in dX[~mask]}
+    val = [row_of[tuple(np.round(d, 12))] for d in dX[mask]]
+    in_train = {i for pair in train for i in pair}
+    held = set(range(n)) - in_train
+    assert len(held) == 5
+    assert all((i in held) != (j in held) for i, j in val)  # one held-out, one kept
+    assert {i for pair in val for i in pair} == set(range(n))
+
+
+def test_bad_validation_option_and_mask_are_rejected() -> None:
+    from n2react.models.keras_mlp import KerasMLPRegressor
+
+    X, y, _ = _linear(n=12, p=2)
+    with pytest.raises(ValueError, match="validation must be 'clusters' or 'pairs'"):
+        PairwiseRegressor(validation="rows").fit(X, y)
+    with pytest.raises(ValueError, match="leave rows for both"):
+        KerasMLPRegressor(max_epochs=2).fit(X, y, validation_mask=np.ones(12, bool))
+    with pytest.raises(ValueError, match="boolean array of length 12"):
+        KerasMLPRegressor(max_epochs=2).fit(X, y, validation_mask=np.ones(5, bool))

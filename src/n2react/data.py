@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from n2react.composition import DEFAULT_LIGANDS, formula_features
 from n2react.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,16 @@ DATA_DIR_ENV = "N2_DATA_DIR"
 CACHE_DIR_ENV = "N2_CACHE_DIR"
 #: The anion mark comes as U+00AF (macron) in some files and U+02C9 (modifier macron) in others.
 ANION_GLYPHS = {"\u02c9": "\u00af"}
+#: Five Fe-C clusters carry a stray trailing digit in one file or another (an isomer label in the
+#: authors' notes): ``Fe3C41¯`` in the 24-descriptor file is ``Fe3C4ˉ`` elsewhere, and so on. One
+#: spelling everywhere, so files agree and the name reads as the cluster's formula.
+MISSPELLINGS = {
+    "Fe3C41\u00af": "Fe3C4\u00af",
+    "Fe3C50\u00af": "Fe3C5\u00af",
+    "Fe4C32\u00af": "Fe4C3\u00af",
+    "Fe4C52\u00af": "Fe4C5\u00af",
+    "Fe5C34\u00af": "Fe5C3\u00af",
+}
 TARGET_NAME = "lg(k1)"
 
 
@@ -54,11 +65,12 @@ class Dataset:
 
 
 def normalize_name(name: str) -> str:
-    """One spelling per cluster: unify the two anion glyphs and strip whitespace."""
+    """One spelling per cluster: unify the two anion glyphs, strip whitespace and fix the known
+    misspellings of the published files."""
     out = str(name).strip()
     for glyph, canonical in ANION_GLYPHS.items():
         out = out.replace(glyph, canonical)
-    return out
+    return MISSPELLINGS.get(out, out)
 
 
 # --------------------------------------------------------------------------- locating files
@@ -296,7 +308,28 @@ def table_to_dataset(
 
 
 def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
-    """Load the dataset described by a ``data`` config node (see ``conf/data/*.yaml``)."""
+    """Load the dataset described by a ``data`` config node (see ``conf/data/*.yaml``).
+
+    With ``formula: true`` the formula-level descriptors read off the cluster names
+    (:mod:`n2react.composition`) are appended to the file's descriptors.
+    """
+    ds = _load(cfg)
+    if cfg.get("formula"):
+        ds = with_formula_features(ds, cfg.get("formula_ligands") or DEFAULT_LIGANDS)
+    return ds
+
+
+def with_formula_features(ds: Dataset, ligands: Sequence[str] = DEFAULT_LIGANDS) -> Dataset:
+    """``ds`` with the ``0_`` formula-level columns appended (from its cluster names)."""
+    extra = formula_features(ds.clusters, ligands=list(ligands), source=ds.source)
+    clash = [c for c in extra.columns if c in ds.X.columns]
+    if clash:
+        raise DataError(f"{ds.source}: column(s) {', '.join(clash)} already exist (data.formula)")
+    X = pd.concat([ds.X.reset_index(drop=True), extra], axis=1)
+    return replace(ds, X=X)
+
+
+def _load(cfg: Mapping[str, Any]) -> Dataset:
     kind = cfg.get("kind", "table")
     if kind == "table":
         p = locate(cfg["file"], path=cfg.get("path"), url=cfg.get("url"), sha256=cfg.get("sha256"))

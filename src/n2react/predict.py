@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 
 from n2react.backend import stderr_silenced
+from n2react.composition import PREFIX
+from n2react.composition import feature_names as formula_names
 from n2react.cv import predict_mean_std
-from n2react.data import TARGET_NAME, read_sheet, table_to_dataset
+from n2react.data import TARGET_NAME, read_sheet, table_to_dataset, with_formula_features
 from n2react.errors import DataError, N2ReactError
 from n2react.metrics import regression_metrics
 from n2react.plots import EXPERIMENTAL_ERROR
@@ -96,7 +98,9 @@ def read_new_clusters(
         raise DataError(f"{p}: file not found")
     df = read_sheet(p, sheet)
     name_col = df.columns[0]
-    missing = [c for c in expected if c not in df.columns]
+    formula_cols, ligands = _formula_columns(expected, df.columns)
+    from_file = [c for c in expected if c not in formula_cols]
+    missing = [c for c in from_file if c not in df.columns]
     if missing:
         raise DataError(f"{p}: missing descriptor column(s): {', '.join(missing)}")
     extra = [c for c in df.columns[1:] if c not in expected and c != TARGET_NAME]
@@ -109,10 +113,24 @@ def read_new_clusters(
         source=str(p),
         name_column=name_col,
         target_column=TARGET_NAME if has_target else None,
-        feature_columns=expected,
+        feature_columns=from_file,
         has_target=has_target,
     )
-    return ds.X, ds.clusters, (ds.y if has_target else None)
+    if formula_cols:
+        ds = with_formula_features(ds, ligands)
+    return ds.X[expected], ds.clusters, (ds.y if has_target else None)
+
+
+def _formula_columns(expected: list[str], present: Any) -> tuple[list[str], list[str]]:
+    """The model's formula-level columns the sheet lacks (computed from the cluster names), and
+    the ligand elements they count."""
+    ligands = [
+        c[len(PREFIX) + 2 :]
+        for c in expected
+        if c.startswith(PREFIX + "n_") and c not in (PREFIX + "n_metal", PREFIX + "n_ligand")
+    ]
+    cols = [c for c in formula_names(ligands) if c in expected and c not in present]
+    return (cols, ligands) if cols else ([], ligands)
 
 
 def predict_table(loaded: LoadedModel, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -421,6 +421,18 @@ def _bucket(n: int) -> int:
     return max(_ROW_BUCKET, -(-n // _ROW_BUCKET) * _ROW_BUCKET)
 
 
+def _check_mask(mask: Any, n: int) -> np.ndarray | None:
+    """A validation mask as a boolean array of length n with rows on both sides, or None."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.shape != (n,) or m.dtype != bool:
+        raise ValueError(f"a validation mask must be a boolean array of length {n}")
+    if m.all() or not m.any():
+        raise ValueError("a validation mask must leave rows for both training and validation")
+    return m
+
+
 class KerasMLPRegressor(RegressorMixin, BaseEstimator):
     """Multi-layer perceptron regressor (Keras 3) with fused multi-model training.
 
@@ -582,19 +594,36 @@ class KerasMLPRegressor(RegressorMixin, BaseEstimator):
         ]
 
     # ------------------------------------------------------------------ engine
-    def _train(self, Xs: list[np.ndarray], ys: list[np.ndarray], seeds: list[int]) -> _FitResult:
-        """Train len(Xs) independent models together; Xs are float32 (n_k, d), ys (n_k,)."""
+    def _train(
+        self,
+        Xs: list[np.ndarray],
+        ys: list[np.ndarray],
+        seeds: list[int],
+        masks: Sequence[np.ndarray | None] | None = None,
+    ) -> _FitResult:
+        """Train len(Xs) independent models together; Xs are float32 (n_k, d), ys (n_k,).
+
+        ``masks[k]`` (boolean, one per row) marks model k's validation rows explicitly instead
+        of a random ``validation_fraction`` of them.
+        """
         from keras import ops
 
         self._check_params()
         k = len(Xs)
         d = Xs[0].shape[1]
         sizes = (d, *self._hidden_units(), 1)
-        frac = float(self.validation_fraction)
+        masks = [None] * k if masks is None else list(masks)
+        if len(masks) != k:
+            raise ValueError("validation_masks must have one entry per training set")
+        masks = [_check_mask(m, len(X)) for m, X in zip(masks, Xs, strict=True)]
+        explicit = [m is not None for m in masks]
+        if any(explicit) and not all(explicit):
+            raise ValueError("give a validation mask for every training set or for none")
+        frac = 1.0 if all(explicit) else float(self.validation_fraction)
 
         x_tr, y_tr, x_ev, y_ev, inits, hash_seeds, means, stds = [], [], [], [], [], [], [], []
         val_indices = []
-        for X, y, seed in zip(Xs, ys, seeds, strict=True):
+        for X, y, seed, mask in zip(Xs, ys, seeds, masks, strict=True):
             if X.shape[1] != d:
                 raise ValueError("all training sets must have the same number of columns")
             rng = np.random.default_rng(seed)
@@ -602,6 +631,8 @@ class KerasMLPRegressor(RegressorMixin, BaseEstimator):
             n_val = self._n_val(n)
             perm = rng.permutation(n)
             val_idx, tr_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+            if mask is not None:
+                val_idx, tr_idx = np.flatnonzero(mask), np.flatnonzero(~mask)
             val_indices.append(val_idx)
             if self.standardize_target:
                 mean, std = float(np.mean(y)), float(np.std(y))
@@ -755,10 +786,14 @@ class KerasMLPRegressor(RegressorMixin, BaseEstimator):
         self.validation_indices_ = res.val_indices[k]
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X: Any, y: Any) -> KerasMLPRegressor:
-        """Train one model on (X, y) (model index 0 of the fused engine)."""
+    def fit(self, X: Any, y: Any, validation_mask: Any = None) -> KerasMLPRegressor:
+        """Train one model on (X, y) (model index 0 of the fused engine).
+
+        ``validation_mask`` (boolean, one per row) names the early-stopping rows instead of a
+        random ``validation_fraction`` of them (pairwise learning holds out whole clusters).
+        """
         X, y = self._validate_fit_data(self, X, y)
-        res = self._train([X], [y], self._model_seeds([0]))
+        res = self._train([X], [y], self._model_seeds([0]), [validation_mask])
         self._set_fitted(res, 0)
         return self
 
@@ -768,14 +803,17 @@ class KerasMLPRegressor(RegressorMixin, BaseEstimator):
         y_trains: Sequence[Any],
         *,
         model_indices: Sequence[int] | None = None,
+        validation_masks: Sequence[Any] | None = None,
     ) -> list[KerasMLPRegressor]:
         """Train one fitted clone per ``(X_trains[k], y_trains[k])``, all in one fused run.
 
         ``model_indices`` (default ``0..K-1``) selects each model's seed; model ``k`` alone is
-        reproduced by ``fit_many([X_k], [y_k], model_indices=[k])``.
+        reproduced by ``fit_many([X_k], [y_k], model_indices=[k])``. ``validation_masks[k]``
+        names model k's early-stopping rows (see ``fit``).
         """
         ests, Xs, ys = self._prepare_many(X_trains, y_trains)
-        res = self._train(Xs, ys, self._model_seeds(self._indices(model_indices, len(Xs))))
+        seeds = self._model_seeds(self._indices(model_indices, len(Xs)))
+        res = self._train(Xs, ys, seeds, validation_masks)
         for k, est in enumerate(ests):
             est._set_fitted(res, k)
         return ests

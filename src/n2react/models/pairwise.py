@@ -79,6 +79,10 @@ def _supports_kwarg(fn: Any, name: str) -> bool:
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+def _n_train(dy: np.ndarray, mask: np.ndarray | None) -> int:
+    return len(dy) if mask is None else int((~mask).sum())
+
+
 class PairwiseRegressor(RegressorMixin, BaseEstimator):
     """Regress target differences on descriptor differences; predict by reference averaging.
 
@@ -98,10 +102,18 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
         needs no change: the training pairs already contain both orders ``(i, j)`` and
         ``(j, i)`` (unless ``max_pairs`` subsamples them).  For a linear base this just drops
         the intercept.
+    validation : {"clusters", "pairs"}
+        For a base with early stopping on validation rows (one whose ``fit`` takes a
+        ``validation_mask``, such as the Keras MLP): ``"clusters"`` holds out a
+        ``base.validation_fraction`` of the training *clusters*, trains on the pairs among the
+        others and stops early on the pairs (both orders) between a held-out cluster and a kept
+        one, which is how a new cluster is predicted; ``"pairs"`` lets the base carve random pairs
+        out, whose two clusters also sit in training pairs, so stopping is optimistic.  Ignored
+        for bases without early stopping.
     random_state : int, RandomState instance or None
-        Seeds the ``max_pairs`` subsample only (the base has its own ``random_state``).  The
-        subsample of model index ``k`` (``fit`` is index 0, ``fit_many`` fold ``k`` is index
-        ``k``) is drawn from a seed derived from ``(random_state, k)``.
+        Seeds the ``max_pairs`` subsample and the held-out validation clusters (the base has its
+        own ``random_state``).  Model index ``k`` (``fit`` is index 0, ``fit_many`` fold ``k`` is
+        index ``k``) draws from a seed derived from ``(random_state, k)``.
 
     Attributes
     ----------
@@ -121,11 +133,13 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
         base: Any = None,
         max_pairs: int | None = None,
         symmetrize: bool = True,
+        validation: str = "clusters",
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
         self.base = base
         self.max_pairs = max_pairs
         self.symmetrize = symmetrize
+        self.validation = validation
         self.random_state = random_state
 
     # ------------------------------------------------------------------ helpers
@@ -141,6 +155,8 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
     def _check_params(self) -> None:
         if self.max_pairs is not None and int(self.max_pairs) < 1:
             raise ValueError(f"max_pairs must be None or >= 1, got {self.max_pairs}")
+        if self.validation not in ("clusters", "pairs"):
+            raise ValueError(f"validation must be 'clusters' or 'pairs', got {self.validation!r}")
 
     def _validate_train(self, est: PairwiseRegressor, X: Any, y: Any) -> tuple:
         X, y = validate_data(est, X, y, dtype=np.float64, y_numeric=True, multi_output=False)
@@ -160,14 +176,41 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
             base = int(rs)
         return int(np.random.SeedSequence([abs(base), int(index)]).generate_state(1)[0])
 
+    def _validation_fraction(self) -> float:
+        """The fraction of clusters held out for the base's early stopping (0 = none)."""
+        base = self._base()
+        if self.validation != "clusters" or not _supports_kwarg(base.fit, "validation_mask"):
+            return 0.0
+        return float(getattr(base, "validation_fraction", 0.0) or 0.0)
+
     def _build_pairs(self, X: np.ndarray, y: np.ndarray, index: int) -> tuple:
-        """The (optionally subsampled) training pairs of one fold, from its own rows only."""
-        i, j = pair_indices(X.shape[0])
+        """One fold's pairs, from its own rows only: ``(dX, dy, validation_mask or None)``.
+
+        Training pairs are the (optionally subsampled) ordered pairs among the kept clusters;
+        with cluster validation, the pairs between a held-out and a kept cluster follow them.
+        """
+        rng = np.random.default_rng(self._pair_seed(index))
+        n = X.shape[0]
+        frac = self._validation_fraction()
+        n_val = min(n - 2, int(round(frac * n))) if frac > 0 else 0
+        if n_val >= 1:
+            perm = rng.permutation(n)
+            held, kept = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        else:
+            held, kept = np.empty(0, dtype=np.intp), np.arange(n)
+        a, b = pair_indices(len(kept))
+        i, j = kept[a], kept[b]
         if self.max_pairs is not None and int(self.max_pairs) < len(i):
-            rng = np.random.default_rng(self._pair_seed(index))
             keep = np.sort(rng.choice(len(i), size=int(self.max_pairs), replace=False))
             i, j = i[keep], j[keep]
-        return X[i] - X[j], y[i] - y[j]
+        if not len(held):
+            return X[i] - X[j], y[i] - y[j], None
+        hv, kv = np.repeat(held, len(kept)), np.tile(kept, len(held))
+        i = np.concatenate([i, hv, kv])
+        j = np.concatenate([j, kv, hv])
+        mask = np.zeros(len(i), dtype=bool)
+        mask[-2 * len(hv) :] = True
+        return X[i] - X[j], y[i] - y[j], mask
 
     def _set_refs(self, X: np.ndarray, y: np.ndarray, n_pairs: int) -> None:
         self.X_ref_ = X
@@ -179,9 +222,10 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
         """Fit ``clone(base)`` on all ordered pairs of the rows of ``(X, y)`` (model index 0)."""
         self._check_params()
         X, y = self._validate_train(self, X, y)
-        dX, dy = self._build_pairs(X, y, 0)
-        self.base_ = clone(self._base()).fit(dX, dy)
-        self._set_refs(X, y, len(dy))
+        dX, dy, mask = self._build_pairs(X, y, 0)
+        base = clone(self._base())
+        self.base_ = base.fit(dX, dy) if mask is None else base.fit(dX, dy, validation_mask=mask)
+        self._set_refs(X, y, _n_train(dy, mask))
         return self
 
     def difference(self, D: Any) -> np.ndarray:
@@ -244,29 +288,36 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
         )
         if len(indices) != len(X_trains):
             raise ValueError("model_indices must have one entry per training set")
-        ests, refs, pair_X, pair_y = [], [], [], []
+        ests, refs, pair_X, pair_y, masks = [], [], [], [], []
         for X, y, idx in zip(X_trains, y_trains, indices, strict=True):
             est = clone(self)
             X, y = self._validate_train(est, X, y)
-            dX, dy = self._build_pairs(X, y, idx)
+            dX, dy, mask = self._build_pairs(X, y, idx)
             ests.append(est)
             refs.append((X, y))
             pair_X.append(dX)
             pair_y.append(dy)
+            masks.append(mask)
         base = self._base()
+        with_masks = all(m is not None for m in masks)
         if hasattr(base, "fit_many"):
-            kwargs = {}
+            kwargs: dict[str, Any] = {}
             if _supports_kwarg(base.fit_many, "model_indices"):
                 kwargs["model_indices"] = indices
+            if with_masks:
+                kwargs["validation_masks"] = masks
             logger.debug("fitting %d pairwise base models in one fit_many call", len(ests))
             bases = list(clone(base).fit_many(pair_X, pair_y, **kwargs))
             if len(bases) != len(ests):
                 raise RuntimeError("base.fit_many returned the wrong number of estimators")
         else:
-            bases = [clone(base).fit(dX, dy) for dX, dy in zip(pair_X, pair_y, strict=True)]
-        for est, b, (X, y), dy in zip(ests, bases, refs, pair_y, strict=True):
+            bases = [
+                clone(base).fit(dX, dy, **({"validation_mask": m} if m is not None else {}))
+                for dX, dy, m in zip(pair_X, pair_y, masks, strict=True)
+            ]
+        for est, b, (X, y), dy, m in zip(ests, bases, refs, pair_y, masks, strict=True):
             est.base_ = b
-            est._set_refs(X, y, len(dy))
+            est._set_refs(X, y, _n_train(dy, m))
         return ests
 
     def fit_predict_many(

@@ -1,0 +1,98 @@
+"""Formula-level descriptors: parsed from the cluster names, added by the loader and by predict."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from n2react.composition import feature_names, formula_features, parse_formula
+from n2react.data import load_dataset
+from n2react.errors import DataError
+from n2react.predict import predict
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
+
+
+@pytest.mark.parametrize(
+    ("name", "counts", "charge"),
+    [
+        ("Mo5S2C1\u00af", {"Mo": 5, "S": 2, "C": 1}, -1),
+        ("Fe3C4\u02c9", {"Fe": 3, "C": 4}, -1),  # the 4 is a count, not a charge
+        ("Ta3S1C", {"Ta": 3, "S": 1, "C": 1}, 0),
+        ("Ta3N3H\u00af", {"Ta": 3, "N": 3, "H": 1}, -1),
+        ("V+", {"V": 1}, 1),
+        ("Co2--", {"Co": 2}, -2),
+    ],
+)
+def test_parse_formula(name: str, counts: dict, charge: int) -> None:
+    assert parse_formula(name) == (counts, charge)
+
+
+@pytest.mark.parametrize("name", ["Mo3S4C1-1-M2", "abc", "", "3Mo"])
+def test_parse_formula_rejects_non_formulas(name: str) -> None:
+    with pytest.raises(ValueError, match="not a formula"):
+        parse_formula(name)
+
+
+def test_features_of_a_heteronuclear_cluster_average_the_metals() -> None:
+    f = formula_features(["FeV2S3\u00af"]).iloc[0]
+    assert f["0_n_metal"] == 3 and f["0_n_S"] == 3 and f["0_n_ligand"] == 3
+    assert f["0_ligand/metal"] == 1.0 and f["0_charge"] == -1
+    assert f["0_metal_group"] == pytest.approx((8 + 2 * 5) / 3)
+    assert f["0_metal_χ"] == pytest.approx((1.83 + 2 * 1.63) / 3)
+
+
+def test_unknown_element_and_bad_name_name_the_row() -> None:
+    with pytest.raises(DataError, match=r"x.xlsx: row 3 \(cluster Mo2Cl\u00af\): element\(s\) Cl"):
+        formula_features(["Mo2S\u00af", "Mo2Cl\u00af"], source="x.xlsx")
+    with pytest.raises(DataError, match="row 2 .*not a formula"):
+        formula_features(["cluster-7"], source="x.xlsx")
+
+
+def test_loader_appends_formula_columns_for_all_159() -> None:
+    cfg = OmegaConf.load(CONF / "homonuclear_24.yaml")
+    cfg.formula = True
+    ds = load_dataset(cfg)
+    assert ds.X.shape == (159, 24 + len(feature_names()))
+    assert list(ds.X.columns[-len(feature_names()) :]) == feature_names()
+    # the stray isomer digit is gone, so the formula is right: Fe3C4, not Fe3C41
+    row = int(np.flatnonzero(ds.clusters == "Fe3C4\u00af")[0])
+    assert ds.X.loc[row, "0_n_C"] == 4 and ds.X.loc[row, "0_n_metal"] == 3
+    assert set(ds.X["0_charge"]) == {-1.0, 0.0}  # Ta-S clusters carry no anion mark
+    assert not ds.X[feature_names()].isna().any().any()
+
+
+def test_fold_file_names_are_not_formulas() -> None:
+    cfg = OmegaConf.load(CONF / "authors_folds.yaml")
+    cfg.formula = True
+    with pytest.raises(DataError, match="Mo3S4C1-1-M2' is not a formula"):
+        load_dataset(cfg)
+
+
+def test_predict_computes_formula_columns_from_the_names(tmp_path: Path, shared_data: Path) -> None:
+    full = pd.read_excel(shared_data / "homonuclear-159-24features.xlsx")
+    full.iloc[:100].to_excel(tmp_path / "subset.xlsx", index=False)
+    cmd = [
+        sys.executable, "-m", "train", f"data.path={tmp_path / 'subset.xlsx'}", "model=ridge",
+        "data.formula=true", "cv.outer_folds=3", "progress=false", "tracking=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    new = full.iloc[100:]
+    new.to_excel(tmp_path / "new.xlsx", index=False)
+    table, metrics = predict(str(tmp_path / "run"), tmp_path / "new.xlsx", tmp_path / "p.csv")
+    assert len(table) == 59 and table["y_pred"].notna().all() and metrics is not None
+    bad = new.copy()
+    bad.iloc[0, 0] = "Mo2Xe\u00af"
+    bad.to_excel(tmp_path / "bad.xlsx", index=False)
+    with pytest.raises(
+        DataError, match=r"bad.xlsx: row 2 \(cluster Mo2Xe\u00af\): element\(s\) Xe"
+    ):
+        predict(str(tmp_path / "run"), tmp_path / "bad.xlsx", tmp_path / "b.csv")
