@@ -43,7 +43,10 @@ ROWS: list[tuple[str, str]] = [
     ("formula: gradient boosting, grid", "data.formula=true model=gbr search=grid"),
     ("formula: ridge, grid", "data.formula=true model=ridge search=grid"),
     ("formula: SVR, grid", "data.formula=true model=svr search=grid"),
-    ("formula: Keras MLP, random search (20)", "data.formula=true model=keras_mlp search=random"),
+    (
+        "formula: Keras MLP, random search (20 trials)",
+        "data.formula=true model=keras_mlp search=random",
+    ),
     ("formula: ensemble", "data.formula=true model=ensemble"),
     ("formula: pairwise extra trees", "data.formula=true model=extra_trees pairwise=on"),
     ("formula: pairwise Keras MLP", "data.formula=true model=keras_mlp pairwise=on"),
