@@ -95,7 +95,7 @@ def formula_features(
         if unknown:
             raise DataError(
                 f"{where}: element(s) {', '.join(unknown)} are neither a known metal nor one of "
-                f"the ligands {', '.join(ligands)} (data.formula.ligands)"
+                f"the ligands {', '.join(ligands)} (data.formula_ligands)"
             )
         metal = {e: n for e, n in counts.items() if e in METALS}
         if not metal:
