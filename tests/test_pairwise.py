@@ -263,11 +263,9 @@ def test_keras_base_stops_early_on_held_out_clusters() -> None:
     est = PairwiseRegressor(base=base, random_state=0)
     dX, dy, mask = est._build_pairs(X, y, 0)
     assert mask is not None and mask.dtype == bool
-    # recover (i, j) from the differences: dy = y_i - y_j, and a cluster's rows are distinct
-    train_d, val_d = dy[~mask], dy[mask]
     held = 6  # round(0.2 * 30)
     kept = n - held
-    assert len(train_d) == kept * (kept - 1) and len(val_d) == 2 * held * kept
+    assert (~mask).sum() == kept * (kept - 1) and mask.sum() == 2 * held * kept
     est.fit(X, y)
     assert est.n_pairs_ == kept * (kept - 1)
     assert len(est.base_.validation_indices_) == 2 * held * kept
@@ -306,3 +304,18 @@ def test_bad_validation_option_and_mask_are_rejected() -> None:
         KerasMLPRegressor(max_epochs=2).fit(X, y, validation_mask=np.ones(12, bool))
     with pytest.raises(ValueError, match="boolean array of length 12"):
         KerasMLPRegressor(max_epochs=2).fit(X, y, validation_mask=np.ones(5, bool))
+
+
+def test_fused_folds_mix_held_out_clusters_and_a_fold_too_small_to_hold_any() -> None:
+    """A 4-cluster fold holds none out (0.1 * 4 rounds to 0) beside a 30-cluster fold that
+    holds 3 out: each fold keeps its own early-stopping rows in the one fused run."""
+    from n2react.models.keras_mlp import KerasMLPRegressor
+
+    X, y, _ = _linear(n=34, p=3)
+    base = KerasMLPRegressor(max_epochs=3, units=8, random_state=0)
+    small, big = PairwiseRegressor(base=base, random_state=0).fit_many(
+        [X[:4], X[4:]], [y[:4], y[4:]]
+    )
+    assert small.n_pairs_ == 4 * 3  # all pairs; the base carved its own validation pairs
+    assert big.n_pairs_ == 27 * 26
+    assert len(big.base_.validation_indices_) == 2 * 3 * 27

@@ -604,7 +604,8 @@ class KerasMLPRegressor(RegressorMixin, BaseEstimator):
         """Train len(Xs) independent models together; Xs are float32 (n_k, d), ys (n_k,).
 
         ``masks[k]`` (boolean, one per row) marks model k's validation rows explicitly instead
-        of a random ``validation_fraction`` of them.
+        of a random ``validation_fraction`` of them; ``None`` keeps the random carve-out.  A
+        model without validation rows is evaluated on its training rows.
         """
         from keras import ops
 
@@ -616,10 +617,6 @@ class KerasMLPRegressor(RegressorMixin, BaseEstimator):
         if len(masks) != k:
             raise ValueError("validation_masks must have one entry per training set")
         masks = [_check_mask(m, len(X)) for m, X in zip(masks, Xs, strict=True)]
-        explicit = [m is not None for m in masks]
-        if any(explicit) and not all(explicit):
-            raise ValueError("give a validation mask for every training set or for none")
-        frac = 1.0 if all(explicit) else float(self.validation_fraction)
 
         x_tr, y_tr, x_ev, y_ev, inits, hash_seeds, means, stds = [], [], [], [], [], [], [], []
         val_indices = []
@@ -643,8 +640,9 @@ class KerasMLPRegressor(RegressorMixin, BaseEstimator):
             ys_ = ((y - mean) / std).astype(np.float32)
             x_tr.append(X[tr_idx])
             y_tr.append(ys_[tr_idx])
-            x_ev.append(X[val_idx] if frac > 0 else X[tr_idx])
-            y_ev.append(ys_[val_idx] if frac > 0 else ys_[tr_idx])
+            ev_idx = val_idx if len(val_idx) else tr_idx
+            x_ev.append(X[ev_idx])
+            y_ev.append(ys_[ev_idx])
             means.append(mean)
             stds.append(std)
             ws = []
@@ -674,7 +672,7 @@ class KerasMLPRegressor(RegressorMixin, BaseEstimator):
             "var": np.square(np.array(stds)).astype(np.float32),
         }
         if fused_eval:
-            if frac > 0:
+            if any(len(v) for v in val_indices):
                 n_ev_pad = _bucket(max(len(a) for a in x_ev))
                 X_ev, m_ev = _pad_rows(x_ev, n_ev_pad)
                 Y_ev, _ = _pad_rows(y_ev, n_ev_pad)

@@ -79,6 +79,12 @@ def _supports_kwarg(fn: Any, name: str) -> bool:
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+def _fit_base(base: Any, dX: np.ndarray, dy: np.ndarray, mask: np.ndarray | None) -> Any:
+    """A fitted clone of ``base``; ``mask`` marks its early-stopping pairs (None: its own)."""
+    kwargs = {} if mask is None else {"validation_mask": mask}
+    return clone(base).fit(dX, dy, **kwargs)
+
+
 def _n_train(dy: np.ndarray, mask: np.ndarray | None) -> int:
     return len(dy) if mask is None else int((~mask).sum())
 
@@ -223,8 +229,7 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
         self._check_params()
         X, y = self._validate_train(self, X, y)
         dX, dy, mask = self._build_pairs(X, y, 0)
-        base = clone(self._base())
-        self.base_ = base.fit(dX, dy) if mask is None else base.fit(dX, dy, validation_mask=mask)
+        self.base_ = _fit_base(self._base(), dX, dy, mask)
         self._set_refs(X, y, _n_train(dy, mask))
         return self
 
@@ -299,12 +304,11 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
             pair_y.append(dy)
             masks.append(mask)
         base = self._base()
-        with_masks = all(m is not None for m in masks)
         if hasattr(base, "fit_many"):
             kwargs: dict[str, Any] = {}
             if _supports_kwarg(base.fit_many, "model_indices"):
                 kwargs["model_indices"] = indices
-            if with_masks:
+            if any(m is not None for m in masks):  # a fold too small to hold any out has None
                 kwargs["validation_masks"] = masks
             logger.debug("fitting %d pairwise base models in one fit_many call", len(ests))
             bases = list(clone(base).fit_many(pair_X, pair_y, **kwargs))
@@ -312,8 +316,7 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
                 raise RuntimeError("base.fit_many returned the wrong number of estimators")
         else:
             bases = [
-                clone(base).fit(dX, dy, **({"validation_mask": m} if m is not None else {}))
-                for dX, dy, m in zip(pair_X, pair_y, masks, strict=True)
+                _fit_base(base, dX, dy, m) for dX, dy, m in zip(pair_X, pair_y, masks, strict=True)
             ]
         for est, b, (X, y), dy, m in zip(ests, bases, refs, pair_y, masks, strict=True):
             est.base_ = b
