@@ -75,6 +75,15 @@ def feature_names(ligands: Sequence[str] = DEFAULT_LIGANDS) -> list[str]:
     return [PREFIX + c for c in cols]
 
 
+def ligands_in(columns: Iterable[str]) -> list[str]:
+    """The ligand elements counted by the formula-level columns among ``columns`` (the inverse
+    of :func:`feature_names`)."""
+    counts = [str(c) for c in columns if str(c).startswith(PREFIX + "n_")]
+    return [
+        c[len(PREFIX) + 2 :] for c in counts if c not in (PREFIX + "n_metal", PREFIX + "n_ligand")
+    ]
+
+
 def formula_features(
     clusters: Iterable[str],
     *,

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from n2react.backend import stderr_silenced
-from n2react.composition import PREFIX
 from n2react.composition import feature_names as formula_names
+from n2react.composition import ligands_in
 from n2react.cv import predict_mean_std
 from n2react.data import TARGET_NAME, read_sheet, table_to_dataset, with_formula_features
 from n2react.errors import DataError, N2ReactError
@@ -124,13 +124,8 @@ def read_new_clusters(
 def _formula_columns(expected: list[str], present: Any) -> tuple[list[str], list[str]]:
     """The model's formula-level columns the sheet lacks (computed from the cluster names), and
     the ligand elements they count."""
-    ligands = [
-        c[len(PREFIX) + 2 :]
-        for c in expected
-        if c.startswith(PREFIX + "n_") and c not in (PREFIX + "n_metal", PREFIX + "n_ligand")
-    ]
-    cols = [c for c in formula_names(ligands) if c in expected and c not in present]
-    return (cols, ligands) if cols else ([], ligands)
+    ligands = ligands_in(expected)
+    return [c for c in formula_names(ligands) if c in expected and c not in present], ligands
 
 
 def predict_table(loaded: LoadedModel, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
