@@ -50,3 +50,27 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return cfg
 
     return _make
+
+
+RunLists = tuple[list, list]
+
+
+def _n2react_runs(uri: str | Path, filter_string: str = "") -> RunLists:
+    """(parent runs, fold child runs) of experiment n2react in the store at ``uri`` (a URI or a
+    folder holding mlflow.db)."""
+    from mlflow.tracking import MlflowClient
+
+    if isinstance(uri, Path):
+        uri = f"sqlite:///{uri / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("n2react")
+    runs = client.search_runs([exp.experiment_id], filter_string=filter_string)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+@pytest.fixture(scope="session")
+def n2react_runs() -> Callable[..., RunLists]:
+    """``n2react_runs(uri_or_folder, filter_string="")`` -> (parent runs, fold child runs)."""
+    return _n2react_runs

@@ -70,7 +70,7 @@ def test_bad_input_gives_one_clear_line_and_nonzero_exit(case: str, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_sweep_logs_one_parent_run_per_grid_point(tmp_path: Path) -> None:
+def test_sweep_logs_one_parent_run_per_grid_point(tmp_path: Path, n2react_runs) -> None:
     env = {**os.environ}
     cmd = [
         sys.executable, "-m", "train", "model=svr", "+sweep=grid",
@@ -79,10 +79,7 @@ def test_sweep_logs_one_parent_run_per_grid_point(tmp_path: Path) -> None:
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("n2react")
-    runs = client.search_runs([exp.experiment_id], filter_string="tags.model = 'svr'")
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    parents, children = n2react_runs(tmp_path, "tags.model = 'svr'")
     grid = {
         (
             r.data.params["scaler.name"],
@@ -92,7 +89,7 @@ def test_sweep_logs_one_parent_run_per_grid_point(tmp_path: Path) -> None:
         for r in parents
     }
     assert len(parents) == 12 and len(grid) == 12  # 2 scalers x 2 selectors x 3 values of C
-    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.info.status == "FINISHED" for r in parents + children)
     assert len(list((tmp_path / "multi").glob("*_svr/oof_predictions.csv"))) == 12
 
 
@@ -128,7 +125,9 @@ def test_sigterm_ends_the_run_killed(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
-def test_parallel_launchers_share_one_fresh_sqlite_store(tmp_path: Path, launcher: str) -> None:
+def test_parallel_launchers_share_one_fresh_sqlite_store(
+    tmp_path: Path, launcher: str, n2react_runs
+) -> None:
     """Two jobs at once on a store that does not exist yet: schema and experiment are created
     once (under a lock), every run lands in experiment n2react, none stays RUNNING."""
     cmd = [
@@ -138,10 +137,9 @@ def test_parallel_launchers_share_one_fresh_sqlite_store(tmp_path: Path, launche
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("n2react")
-    runs = client.search_runs([exp.experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    parents, children = n2react_runs(tmp_path)
+    runs = parents + children
     assert sorted(r.data.params["scaler.name"] for r in parents) == ["minmax", "robust", "standard"]
     assert len(runs) == 3 * 4 and all(r.info.status == "FINISHED" for r in runs)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert not client.search_runs(["0"])  # nothing filed under the Default experiment

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
@@ -73,15 +72,15 @@ def test_same_seed_same_metrics_other_seed_other_split(make_cfg, tmp_path: Path)
     assert a["mean_test_rmse"] != c["mean_test_rmse"]
 
 
-def test_authors_folds_reproduce_their_random_forest(make_cfg, tmp_path: Path) -> None:
+def test_authors_folds_reproduce_their_random_forest(
+    make_cfg, tmp_path: Path, n2react_runs
+) -> None:
     # tracked, too: the fold files' headers (e.g. `Expt. lg(k1)`) must not break MLflow params
     cfg = make_cfg("data=authors_folds", "model=rfr", "final_model=false")
     m = run(cfg, tmp_path)
     assert m["mean_test_r"] == pytest.approx(0.76, abs=0.02)
     assert m["mean_test_rmse"] == pytest.approx(0.97, abs=0.03)
-    client = MlflowClient(cfg.tracking.uri)
-    runs = client.search_runs([client.get_experiment_by_name("n2react").experiment_id])
-    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    (parent,), _ = n2react_runs(cfg.tracking.uri)
     assert "lg(k1)" in parent.data.params["data.rename_columns"]
 
 

@@ -27,15 +27,14 @@ FAST = (
 )
 
 
-def test_nested_random_search_logs_trials_and_both_model_flavours(make_cfg, tmp_path: Path) -> None:
+def test_nested_random_search_logs_trials_and_both_model_flavours(
+    make_cfg, tmp_path: Path, n2react_runs
+) -> None:
     cfg = make_cfg(*FAST, "search=random", "search.max_trials=3")
     metrics = run(cfg, tmp_path / "run")
     assert np.isfinite(metrics["mean_test_rmse"]) and metrics["mean_test_r"] > 0.3
     client = MlflowClient(cfg.tracking.uri)
-    exp = client.get_experiment_by_name("n2react")
-    runs = client.search_runs([exp.experiment_id])
-    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    (parent,), children = n2react_runs(cfg.tracking.uri)
     assert len(children) == 3
     for c in children:
         assert {"best.model__units", "best.model__learning_rate"} <= set(c.data.params)
@@ -116,7 +115,7 @@ def test_gpu_required_without_one_is_a_clear_error() -> None:
 
 
 @pytest.mark.slow
-def test_keras_sweep_runs_depth_by_dropout(tmp_path: Path) -> None:
+def test_keras_sweep_runs_depth_by_dropout(tmp_path: Path, n2react_runs) -> None:
     cmd = [
         sys.executable, "-m", "train", *FAST, "+sweep=grid", "search=none",
         "final_model=false", "progress=false", "cv.outer_folds=2",
@@ -124,13 +123,7 @@ def test_keras_sweep_runs_depth_by_dropout(tmp_path: Path) -> None:
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("n2react")
-    parents = [
-        r
-        for r in client.search_runs([exp.experiment_id])
-        if "mlflow.parentRunId" not in r.data.tags
-    ]
+    parents, _ = n2react_runs(tmp_path)
     grid = {
         (r.data.params["model.estimator.n_layers"], r.data.params["model.estimator.dropout"])
         for r in parents

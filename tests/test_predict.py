@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from n2react.predict import predict
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict:
+def trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, n2react_runs) -> dict:
     """A ridge model trained on the first 100 of the 159 clusters (the rest are 'new')."""
     tmp = tmp_path_factory.mktemp("predict")
     full = pd.read_excel(shared_data / "homonuclear-159-24features.xlsx")
@@ -26,14 +25,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("n2react")
-    run_id = next(
-        r.info.run_id
-        for r in client.search_runs([exp.experiment_id])
-        if "mlflow.parentRunId" not in r.data.tags
-    )
-    return {"tmp": tmp, "run_dir": tmp / "run", "run_id": run_id, "full": full}
+    (parent,), _ = n2react_runs(tmp)
+    return {"tmp": tmp, "run_dir": tmp / "run", "run_id": parent.info.run_id, "full": full}
 
 
 def test_predict_all_159_from_the_run_directory(trained: dict, shared_data: Path) -> None:

@@ -24,12 +24,9 @@ FOLD_METRICS = {"test_r", "test_rmse", "test_mae", "test_r2", "train_r", "train_
 PARENT_METRICS = {"mean_test_r", "mean_test_rmse", "mean_test_mae", "mean_test_r2"}
 
 
-def check_store(uri: str, cfg) -> None:
+def check_store(uri: str, cfg, n2react_runs) -> None:
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("n2react")
-    runs = client.search_runs([exp.experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents, children = n2react_runs(uri)
     assert len(parents) == 1 and len(children) == 10
     parent = parents[0]
     assert parent.info.status == "FINISHED"
@@ -60,10 +57,12 @@ def check_store(uri: str, cfg) -> None:
     assert np.all(np.isfinite(pred)) and len(pred) == 10
 
 
-def test_sqlite_store_holds_parent_children_and_artifacts(make_cfg, tmp_path: Path) -> None:
+def test_sqlite_store_holds_parent_children_and_artifacts(
+    make_cfg, tmp_path: Path, n2react_runs
+) -> None:
     cfg = make_cfg("model=ridge", "search=grid")
     metrics = run(cfg, tmp_path / "run")
-    check_store(cfg.tracking.uri, cfg)
+    check_store(cfg.tracking.uri, cfg, n2react_runs)
     assert metrics["mean_test_r"] > 0.3
 
 
@@ -104,10 +103,12 @@ def mlflow_server(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_tracking_server_holds_the_same_layout(make_cfg, tmp_path: Path, mlflow_server) -> None:
+def test_tracking_server_holds_the_same_layout(
+    make_cfg, tmp_path: Path, mlflow_server, n2react_runs
+) -> None:
     cfg = make_cfg("model=ridge", "search=grid", tracking_uri=mlflow_server)
     run(cfg, tmp_path / "run")
-    check_store(mlflow_server, cfg)
+    check_store(mlflow_server, cfg, n2react_runs)
 
 
 def test_failed_run_ends_failed_and_keeps_what_was_logged(make_cfg, tmp_path: Path) -> None:
