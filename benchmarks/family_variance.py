@@ -1,0 +1,52 @@
+"""How much of lg(k1) is explained by a cluster's family alone (metal, ligand elements, charge).
+
+    python benchmarks/family_variance.py [data=homonuclear_24]
+
+Groups the clusters by family as read off their formulas (Mo-S anions, Ta-S neutrals, ...), and
+prints each family's size, mean and spread of lg(k1) and the share of the variance the family
+means explain (R², in-sample, all clusters). This is a description of the data, not a model
+score.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def family(name: str) -> str:
+    """'Mo5S2C1¯' -> 'Mo-C,S (-1)': the metals, the ligand elements and the charge."""
+    from n2react.composition import METALS, parse_formula
+
+    counts, charge = parse_formula(name)
+    metals = "".join(sorted(e for e in counts if e in METALS))
+    ligands = ",".join(sorted(e for e in counts if e not in METALS))
+    return f"{metals}-{ligands or 'bare'} ({charge:+d})"
+
+
+def main(argv: list[str]) -> int:
+    from hydra import compose, initialize_config_dir
+
+    from n2react.data import load_dataset
+
+    logging.basicConfig(level=logging.ERROR)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=argv)
+    ds = load_dataset(cfg.data)
+    df = pd.DataFrame({"cluster": ds.clusters, "y": ds.y})
+    df["family"] = df["cluster"].map(family)
+    means = df.groupby("family")["y"].transform("mean")
+    r2 = 1 - ((df["y"] - means) ** 2).sum() / ((df["y"] - df["y"].mean()) ** 2).sum()
+    table = df.groupby("family")["y"].agg(["count", "mean", "std"]).sort_values("count")
+    print(table.round(2).to_string())
+    print(f"\n{len(df)} clusters in {len(table)} families; family means explain R² = {r2:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
