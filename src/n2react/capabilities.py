@@ -1,0 +1,103 @@
+"""What a model can do, declared by the class (an ABC), never probed with ``hasattr``.
+
+The fold loop (:mod:`n2react.cv`), the search and the run task ask these questions of the final
+step of a pipeline:
+
+* :class:`FitsMany`: trains the models of several folds together in one call (the fused Keras
+  engine; the pairwise wrapper passes it on to its base);
+* :class:`GroupAware`: ``fit(X, y, groups=...)`` keeps whole groups together when it carves rows
+  out of its training set (early-stopping rows, held-out reference clusters), so that with
+  grouped cross-validation no group sits on both sides of any split below the outer one;
+* :class:`SpreadPredictor`: ``predict(X, return_std=True)`` returns a spread beside the mean;
+* :class:`EpochTrained`: trained in epochs; ``epochs_param`` names the budget Hyperband sets;
+* :class:`Accelerated`: computes on the deep-learning backend, so device placement matters;
+* :class:`Wrapper`: a meta-estimator whose ``wrapped_param`` names the inner model (its
+  capabilities count for the wrapper's accelerator and epoch questions).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class FitsMany(ABC):
+    """Fits one model per (X, y) of several folds in a single call."""
+
+    @abstractmethod
+    def fit_many(
+        self,
+        X_trains: Sequence[Any],
+        y_trains: Sequence[Any],
+        *,
+        model_indices: Sequence[int] | None = None,
+        groups: Sequence[Any] | None = None,
+    ) -> list[Any]:
+        """One fitted clone per training set; ``groups[k]`` are fold k's row groups."""
+
+    @abstractmethod
+    def fit_predict_many(
+        self,
+        X_trains: Sequence[Any],
+        y_trains: Sequence[Any],
+        X_tests: Sequence[Any],
+        *,
+        model_indices: Sequence[int] | None = None,
+        groups: Sequence[Any] | None = None,
+    ) -> list[np.ndarray]:
+        """Fit as :meth:`fit_many` and predict ``X_tests[k]`` with model k."""
+
+
+class GroupAware(ABC):
+    """``fit(X, y, groups=None)``: carve-outs of the training rows keep groups whole."""
+
+    @abstractmethod
+    def fit(self, X: Any, y: Any, groups: Any = None) -> Any:
+        """Fit on (X, y); ``groups`` (one label per row) or None."""
+
+
+class SpreadPredictor(ABC):
+    """``predict(X, return_std=True)`` returns ``(mean, spread)``."""
+
+    @abstractmethod
+    def predict(self, X: Any, return_std: bool = False) -> Any:
+        """Predictions, and with ``return_std`` their spread."""
+
+
+class EpochTrained(ABC):  # noqa: B024 (a marker with a class attribute)
+    """Trained in epochs: ``epochs_param`` is the parameter Hyperband's budget sets."""
+
+    epochs_param: ClassVar[str] = "max_epochs"
+
+
+class Accelerated(ABC):  # noqa: B024 (a marker: nothing to implement)
+    """Computes on the deep-learning backend (GPU placement and backend start-up matter)."""
+
+
+class Wrapper(ABC):  # noqa: B024 (a marker with a class attribute)
+    """A meta-estimator around one inner model, named by ``wrapped_param``."""
+
+    wrapped_param: ClassVar[str] = "base"
+
+
+def inner_model(est: Any) -> Any:
+    """The innermost model of ``est`` (through wrappers)."""
+    while isinstance(est, Wrapper):
+        est = getattr(est, est.wrapped_param)
+    return est
+
+
+def uses_accelerator(est: Any) -> bool:
+    """Whether ``est`` or the model it wraps computes on the deep-learning backend."""
+    return isinstance(inner_model(est), Accelerated)
+
+
+def epochs_param(est: Any, prefix: str = "") -> str | None:
+    """The parameter name (``model__base__max_epochs`` ...) of the epoch budget, or None."""
+    while isinstance(est, Wrapper):
+        prefix += f"{est.wrapped_param}__"
+        est = getattr(est, est.wrapped_param)
+    return f"{prefix}{est.epochs_param}" if isinstance(est, EpochTrained) else None
