@@ -9,7 +9,7 @@ import pytest
 from sklearn.base import clone
 
 from n2react.data import load_dataset
-from n2react.pipeline import build_pipeline, search_space
+from n2react.plan import build_plan
 from n2react.search import make_hyperparameters
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -32,11 +32,12 @@ def test_each_model_builds_fits_and_has_a_valid_space(make_cfg, model: str) -> N
     over = ["model.estimator.max_epochs=20"] if model == "keras_mlp" else []
     cfg = make_cfg(f"model={model}", "selector=kbest", *over)
     ds = load_dataset(cfg.data)
-    pipe = build_pipeline(cfg)
+    plan = build_plan(cfg)
+    pipe = plan.make_pipeline()
     clone(pipe).fit(ds.X.iloc[:60], ds.y[:60])
     pred = pipe.fit(ds.X.iloc[:60], ds.y[:60]).predict(ds.X.iloc[60:70])
     assert np.isfinite(pred).all() and pred.shape == (10,)
-    space = search_space(cfg)
+    space = plan.search.space
     assert space, f"{model} has no search space"
     hp = make_hyperparameters(space, pipe.get_params())
     pipe.set_params(**{p.name: p.default for p in hp.space})  # every name is a real parameter
@@ -55,4 +56,4 @@ def test_every_row_of_the_readme_model_table_composes(make_cfg) -> None:
     assert len(table.ROWS) >= 10
     for _label, overrides in table.ROWS:
         cfg = make_cfg(*overrides.split())  # a bad row fails here, naming its override
-        build_pipeline(cfg)
+        build_plan(cfg).make_pipeline()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +10,10 @@ import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
-import n2react.cv as cv_module
-from n2react.cv import nested_cv, outer_splits
 from n2react.data import load_dataset
 from n2react.errors import ConfigError, DataError
-from n2react.run import run
+from n2react.plan import build_plan
+from n2react.run import cross_validate, run
 
 SEEN: list[tuple[int, frozenset[int]]] = []
 CURRENT = {"fold": 1}
@@ -36,22 +36,22 @@ def test_no_outer_test_row_reaches_scaling_selection_search_or_fit(
     cfg = make_cfg(
         "model=ridge", "selector=kbest", "search=grid", "cv.outer_folds=4", "cv.inner_folds=3"
     )
-    real_build = cv_module.build_pipeline
+    plan = build_plan(cfg)
+    real_build = plan.make_pipeline
 
-    def spying_build(c):
-        p = real_build(c)
-        return Pipeline([("spy", RowSpy())] + p.steps)
+    def spying_build():
+        return Pipeline([("spy", RowSpy())] + real_build().steps)
 
-    monkeypatch.setattr(cv_module, "build_pipeline", spying_build)
+    plan = replace(plan, make_pipeline=spying_build)
     SEEN.clear()
     CURRENT["fold"] = 1
     ds = load_dataset(cfg.data)
-    splits = outer_splits(ds, cfg.cv)
+    splits = plan.outer_splits(ds)
 
     def next_fold(fold):
         CURRENT["fold"] = fold.split.fold + 1
 
-    nested_cv(ds, cfg, workdir=tmp_path, on_fold_end=next_fold, splits=splits)
+    cross_validate(plan, ds, tmp_path, splits, on_fold_end=next_fold)
     assert len(SEEN) > 4 * 3  # inner fits and refits were all observed
     for fold, rows in SEEN:
         test_rows = set(splits[fold - 1].test.tolist())
@@ -96,7 +96,7 @@ def test_impossible_inner_folds(make_cfg, tmp_path: Path) -> None:
 
 def test_oof_table_covers_every_cluster_once(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg("model=ridge", "cv.outer_folds=5")
-    res = nested_cv(load_dataset(cfg.data), cfg, workdir=tmp_path)
+    res = cross_validate(build_plan(cfg), load_dataset(cfg.data), tmp_path)
     oof = res.oof_table()
     assert len(oof) == 159 and oof["cluster"].is_unique
     assert set(oof["fold"]) == {1, 2, 3, 4, 5}

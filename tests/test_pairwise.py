@@ -209,13 +209,15 @@ def test_fit_predict_many_with_keras_base_matches_single_fits() -> None:
     np.testing.assert_allclose(single.predict(X[tests[0]]), fused[0], rtol=1e-4, atol=1e-4)
 
 
-def test_cross_val_predictions_uses_fit_predict_many() -> None:
-    from n2react.search import cross_val_predictions
+def test_fold_predictions_uses_fit_predict_many() -> None:
+    from n2react.cv import fold_predictions
+    from n2react.splitters import Split
 
     X, y, _ = _linear(n=45, noise=0.2)
     pipe = Pipeline([("scale", StandardScaler()), ("model", PairwiseRegressor(base=Ridge()))])
     splits = [(np.arange(15, 45), np.arange(0, 15)), (np.arange(0, 30), np.arange(30, 45))]
-    preds = cross_val_predictions(pipe, X, y, splits)
+    folds = [Split(k + 1, 1, tr, te) for k, (tr, te) in enumerate(splits)]
+    preds = fold_predictions(lambda _s: clone(pipe), X, y, folds)
     for (tr, te), p in zip(splits, preds):
         ref = clone(pipe).fit(X[tr], y[tr]).predict(X[te])
         np.testing.assert_allclose(p, ref, rtol=1e-10, atol=1e-10)

@@ -8,17 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from n2react.cv import nested_cv
 from n2react.data import load_dataset
 from n2react.errors import ConfigError
-from n2react.pipeline import build_pipeline
-from n2react.run import run
+from n2react.plan import build_plan
+from n2react.run import cross_validate, run
 
 
 def test_interactions_are_built_inside_the_fold_with_readable_names(make_cfg) -> None:
     cfg = make_cfg("data=homonuclear_15", "features=interactions")
     ds = load_dataset(cfg.data)
-    pipe = build_pipeline(cfg).fit(ds.X, ds.y)
+    pipe = build_plan(cfg).make_pipeline().fit(ds.X, ds.y)
     names = list(pipe[:-1].get_feature_names_out(ds.feature_names))
     assert len(names) == 15 + 105
     assert "2_Q 3_EA" in names
@@ -30,7 +29,7 @@ def test_interactions_are_built_inside_the_fold_with_readable_names(make_cfg) ->
 
 def test_pairwise_nested_cv_gives_a_spread_per_cluster(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg("pairwise=on", "model=ridge", "cv.outer_folds=4", "search=grid")
-    res = nested_cv(load_dataset(cfg.data), cfg, workdir=tmp_path)
+    res = cross_validate(build_plan(cfg), load_dataset(cfg.data), tmp_path)
     oof = res.oof_table()
     assert "y_std" in oof and (oof["y_std"] > 0).all() and len(oof) == 159
     assert all(f.model.named_steps["model"].base_.__class__.__name__ == "Ridge" for f in res.folds)

@@ -10,8 +10,13 @@ from hydra.utils import instantiate
 
 from n2react.data import load_dataset
 from n2react.errors import ConfigError
-from n2react.pipeline import build_pipeline, search_space
-from n2react.search import make_hyperparameters, search_size, tune
+from n2react.plan import build_plan
+from n2react.search import make_hyperparameters, tune
+from n2react.splitters import KFoldSplitter
+
+
+def search_space(cfg):
+    return build_plan(cfg).search.space
 
 
 def test_space_translation_and_grid_size(make_cfg) -> None:
@@ -22,7 +27,7 @@ def test_space_translation_and_grid_size(make_cfg) -> None:
     values = {p.name: list(p.values) for p in hp.space}
     np.testing.assert_allclose(sorted(values["model__C"]), [0.1, 1, 10, 100, 1000])
     assert sorted(values["select__k"]) == [4, 8, 12, 16]
-    assert search_size(space, cfg.search) == 5 * 4 * 3 * 4
+    assert build_plan(cfg).search.size() == 5 * 4 * 3 * 4
 
 
 @pytest.mark.parametrize(
@@ -52,10 +57,11 @@ def test_interrupted_search_resumes_from_its_directory(make_cfg, tmp_path: Path)
 
     def go(max_trials: int, directory: Path):
         cfg.search.max_trials = max_trials
+        plan = build_plan(cfg)
         return tune(
-            build_pipeline(cfg), search_space(cfg), X, y, search_cfg=cfg.search,
-            inner_folds=3, seed=0, directory=directory, project_name="outer_01",
-            on_trial_end=lambda: calls.append(1),
+            plan.make_pipeline(), plan.search, X, y,
+            splits=KFoldSplitter(3, seed=0).split(len(y)), directory=directory,
+            project_name="outer_01", on_trial_end=lambda: calls.append(1),
         )  # fmt: skip
 
     first = go(2, tmp_path / "a")  # "interrupted" after 2 of 4 trials

@@ -1,49 +1,114 @@
-"""Nested cross-validation: the one outer loop every model goes through.
+"""Cross-validation: the one fold loop every protocol goes through.
 
-For each outer fold a fresh pipeline is built, tuned by inner CV on the outer-training rows only,
-refitted with the best parameters on those rows and scored on the held-out rows. Nothing here
-knows which model it runs: a model differs only by its estimator and its search space.
+:func:`fold_predictions` fits a fresh model per split on its training rows and predicts its test
+rows. The outer nested CV (a model tuned by inner CV per fold,
+:class:`n2react.search.TunedPipeline`), the inner CV of every search trial and the pair-split
+protocol all call it; nothing here knows which model it runs. A pipeline whose final step
+declares :class:`~n2react.capabilities.FitsMany` (the Keras MLP) trains all its split models
+together, its preprocessing still fitted per split.
+With groups, every fit gets its training rows' groups, so a group-aware model keeps them whole.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 from sklearn.base import clone
-from sklearn.model_selection import KFold, RepeatedKFold
 from sklearn.pipeline import Pipeline
-from sklearn.utils._param_validation import InvalidParameterError
 
+from n2react.capabilities import FitsMany, GroupAware, SpreadPredictor
 from n2react.data import Dataset
-from n2react.errors import ConfigError, DataError
-from n2react.metrics import METRICS, regression_metrics
-from n2react.pipeline import build_pipeline, search_space
-from n2react.search import SearchResult, tune
+from n2react.metrics import METRICS, pooled_metrics, regression_metrics
+from n2react.splitters import Split
 
 log = logging.getLogger(__name__)
 
+Rows = pd.DataFrame | np.ndarray
 
-@dataclass
-class OuterSplit:
-    fold: int  # 1-based, counted over repeats
-    repeat: int  # 1-based
-    train: np.ndarray
-    test: np.ndarray
+
+def _rows(X: Rows, idx: np.ndarray) -> Any:
+    return X.iloc[idx] if isinstance(X, pd.DataFrame) else X[idx]
+
+
+def _final(model: Any) -> Any:
+    return model.steps[-1][1] if isinstance(model, Pipeline) else model
+
+
+def fit_model(model: Any, X: Rows, y: np.ndarray, groups: np.ndarray | None = None) -> Any:
+    """``model.fit(X, y)``, handing ``groups`` to a group-aware model (or pipeline step)."""
+    if groups is None or not isinstance(_final(model), GroupAware):
+        return model.fit(X, y)
+    if isinstance(model, Pipeline):
+        return model.fit(X, y, **{f"{model.steps[-1][0]}__groups": groups})
+    return model.fit(X, y, groups=groups)
+
+
+def predict_mean_std(model: Any, X: Rows) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions, and their spread when the model gives one (pairwise: over references)."""
+    if isinstance(_final(model), SpreadPredictor):
+        mean, std = model.predict(X, return_std=True)
+        std = None if std is None else np.asarray(std, dtype=float).ravel()
+        return np.asarray(mean, dtype=float).ravel(), std
+    return np.asarray(model.predict(X), dtype=float).ravel(), None
+
+
+def _fused(
+    pipeline: Pipeline, X: Rows, y: np.ndarray, splits: Sequence[Split], groups: Any
+) -> list:
+    """All split models of a FitsMany final step trained in one call (preprocessing per split)."""
+    pre, final = pipeline[:-1], pipeline.steps[-1][1]
+    X_trains, y_trains, X_tests = [], [], []
+    for s in splits:
+        p = clone(pre)
+        X_trains.append(np.asarray(p.fit_transform(_rows(X, s.train), y[s.train]), dtype=float))
+        y_trains.append(y[s.train])
+        X_tests.append(np.asarray(p.transform(_rows(X, s.test)), dtype=float))
+    kwargs = {} if groups is None else {"groups": [groups[s.train] for s in splits]}
+    preds = clone(final).fit_predict_many(X_trains, y_trains, X_tests, **kwargs)
+    return [np.asarray(p, dtype=float).ravel() for p in preds]
+
+
+def fold_predictions(
+    make_model: Callable[[Split], Any],
+    X: Rows,
+    y: np.ndarray,
+    splits: Sequence[Split],
+    groups: np.ndarray | None = None,
+    on_fold: Callable[[Split, Any, np.ndarray, np.ndarray | None], None] | None = None,
+) -> list[np.ndarray]:
+    """THE fold loop: for each split, a fresh ``make_model(split)`` is fitted on the training
+    rows (with their groups) and predicts the test rows.
+
+    ``on_fold(split, fitted_model, prediction, spread)`` sees each fold as soon as it is done
+    (the outer CV logs it); without it, a FitsMany pipeline trains all folds together.
+    """
+    first = make_model(splits[0])
+    if on_fold is None and isinstance(first, Pipeline) and isinstance(_final(first), FitsMany):
+        return _fused(first, X, y, splits, groups)
+    preds = []
+    for i, s in enumerate(splits):
+        model = first if i == 0 else make_model(s)
+        fit_model(model, _rows(X, s.train), y[s.train], None if groups is None else groups[s.train])
+        pred, std = predict_mean_std(model, _rows(X, s.test))
+        if on_fold is not None:
+            on_fold(s, model, pred, std)
+        preds.append(pred)
+    return preds
+
+
+# --------------------------------------------------------------------------- outer CV results
 
 
 @dataclass
 class FoldResult:
     """Everything one outer fold produced (plain data: logging and plots read it)."""
 
-    split: OuterSplit
+    split: Split
     metrics: dict[str, float]
     best_params: dict[str, Any]
     inner_score: float
@@ -57,6 +122,14 @@ class FoldResult:
     model: Pipeline | None = None
 
 
+def selected_features(pipeline: Pipeline, names: list[str]) -> list[str]:
+    """Names of the descriptors that reach the model after selection."""
+    try:
+        return [str(n) for n in pipeline[:-1].get_feature_names_out(names)]
+    except Exception:  # a custom step without get_feature_names_out
+        return list(names)
+
+
 @dataclass
 class CVResult:
     dataset: Dataset
@@ -68,6 +141,8 @@ class CVResult:
         for f in self.folds:
             row: dict[str, Any] = {"fold": f.split.fold, "repeat": f.split.repeat}
             row.update({"n_train": len(f.split.train), "n_test": len(f.split.test)})
+            if self.dataset.groups is not None:
+                row["groups"] = ", ".join(sorted(set(self.dataset.groups[f.split.test])))
             row.update(f.metrics)
             row["inner_score"] = f.inner_score
             row["best_params"] = repr(f.best_params)
@@ -89,6 +164,8 @@ class CVResult:
                     "repeat": f.split.repeat,
                 }
             )
+            if ds.groups is not None:
+                frame["group"] = ds.groups[f.split.test]
             if f.y_std_test is not None:
                 frame["y_std"] = f.y_std_test
             frames.append(frame)
@@ -111,7 +188,11 @@ class CVResult:
         return pd.concat(frames, ignore_index=True)
 
     def summary(self) -> dict[str, float]:
-        """mean/std over outer folds of every train and test metric."""
+        """mean/std over outer folds of every train and test metric, and the pooled test ones.
+
+        Pooled: r, RMSE, MAE and the count within ±log10(3) of all out-of-fold predictions at
+        once (over repeats, the mean of each repeat's pooled figure).
+        """
         table = self.fold_table()
         out: dict[str, float] = {}
         for part in ("test", "train"):
@@ -119,147 +200,68 @@ class CVResult:
                 col = table[f"{part}_{m}"]
                 out[f"mean_{part}_{m}"] = float(col.mean())
                 out[f"std_{part}_{m}"] = float(col.std(ddof=1)) if len(col) > 1 else 0.0
+        oof = self.oof_table()
+        per_repeat = [pooled_metrics(g["y_true"], g["y_pred"]) for _, g in oof.groupby("repeat")]
+        for m in per_repeat[0]:
+            out[f"pooled_test_{m}"] = float(np.mean([p[m] for p in per_repeat]))
         return out
 
-
-def outer_splits(dataset: Dataset, cv: DictConfig) -> list[OuterSplit]:
-    """The outer folds: the dataset's own (authors' files) or (Repeated)KFold from the config."""
-    n = dataset.n_rows
-    if dataset.folds is not None:
-        log.info("using the %d predefined folds of %s", len(dataset.folds), dataset.name)
-        return [
-            OuterSplit(k, 1, np.asarray(tr), np.asarray(te))
-            for k, (tr, te) in enumerate(dataset.folds, start=1)
-        ]
-    k, repeats = int(cv.outer_folds), int(cv.get("repeats", 1))
-    if k < 2:
-        raise ConfigError(f"cv.outer_folds={k}: need at least 2 folds")
-    if k > n:
-        raise DataError(f"{dataset.source}: {n} rows, fewer than cv.outer_folds={k}")
-    if repeats < 1:
-        raise ConfigError(f"cv.repeats={repeats}: need at least 1")
-    shuffle = bool(cv.get("shuffle", True))
-    seed = int(cv.seed) if cv.get("seed") is not None else None
-    if repeats > 1:
-        splitter: Any = RepeatedKFold(n_splits=k, n_repeats=repeats, random_state=seed)
-    else:
-        splitter = KFold(k, shuffle=shuffle, random_state=seed if shuffle else None)
-    return [
-        OuterSplit(i + 1, i // k + 1, tr, te)
-        for i, (tr, te) in enumerate(splitter.split(np.arange(n)))
-    ]
+    def group_table(self) -> pd.DataFrame | None:
+        """Pooled scores per group (metal, family, ...) of the out-of-fold predictions."""
+        if self.dataset.groups is None:
+            return None
+        rows = []
+        for g, part in self.oof_table().groupby("group"):
+            m = pooled_metrics(part["y_true"], part["y_pred"])
+            bias = float(np.mean(part["y_pred"] - part["y_true"]))
+            rows.append({"group": g, "n": len(part), **m, "bias": bias})
+        return pd.DataFrame(rows).sort_values("n", ascending=False, ignore_index=True)
 
 
-def check_inner(cfg: DictConfig, splits: list[OuterSplit]) -> None:
-    """Fail early (before any training) when the inner CV cannot work."""
-    if cfg.search.get("oracle") is None or not search_space(cfg):
-        return
-    inner = int(cfg.cv.inner_folds)
-    smallest = min(len(s.train) for s in splits)
-    if inner < 2:
-        raise ConfigError(f"cv.inner_folds={inner}: need at least 2 folds for a search")
-    if inner > smallest:
-        raise ConfigError(f"cv.inner_folds={inner}: more than the {smallest} rows of an outer fold")
-
-
-def predict_mean_std(model: Pipeline, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predictions, and their spread when the model gives one (pairwise: over references)."""
-    final = model.steps[-1][1]
-    if "return_std" in inspect.signature(final.predict).parameters:
-        mean, std = model.predict(X, return_std=True)
-        return np.asarray(mean, dtype=float).ravel(), np.asarray(std, dtype=float).ravel()
-    return np.asarray(model.predict(X), dtype=float).ravel(), None
-
-
-def selected_features(pipeline: Pipeline, names: list[str]) -> list[str]:
-    """Names of the descriptors that reach the model after selection."""
-    pre = pipeline[:-1]
-    try:
-        return [str(n) for n in pre.get_feature_names_out(names)]
-    except Exception:  # a custom step without get_feature_names_out
-        return list(names)
-
-
-def fit_and_tune(
-    cfg: DictConfig,
-    X: pd.DataFrame,
-    y: np.ndarray,
-    *,
-    directory: Path,
-    project_name: str,
-    on_trial_end: Callable[[], None] | None = None,
-) -> tuple[Pipeline, SearchResult]:
-    """Tune a fresh pipeline by inner CV on (X, y), then refit the best one on all of (X, y)."""
-    pipeline = build_pipeline(cfg)
-    result = tune(
-        pipeline,
-        search_space(cfg),
-        X,
-        y,
-        search_cfg=cfg.search,
-        inner_folds=int(cfg.cv.inner_folds),
-        seed=int(cfg.seed),
-        directory=directory,
-        project_name=project_name,
-        on_trial_end=on_trial_end,
+def outer_fold_result(
+    split: Split, model: Any, dataset: Dataset, pred_te: np.ndarray, std_te: np.ndarray | None
+) -> FoldResult:
+    """The outer fold's scores and diagnostics from its fitted :class:`TunedPipeline`."""
+    X, y = dataset.X, dataset.y
+    pipeline, search = model.pipeline_, model.search_
+    pred_tr = predict_mean_std(pipeline, X.iloc[split.train])[0]
+    metrics = {f"train_{k}": v for k, v in regression_metrics(y[split.train], pred_tr).items()}
+    metrics.update({f"test_{k}": v for k, v in regression_metrics(y[split.test], pred_te).items()})
+    log.info(
+        "fold %d: test r %.3f  RMSE %.3f  (train r %.3f)",
+        split.fold,
+        metrics["test_r"],
+        metrics["test_rmse"],
+        metrics["train_r"],
     )
-    best = clone(pipeline).set_params(**result.best_params)
-    try:
-        best.fit(X, y)
-    except InvalidParameterError as exc:
-        raise ConfigError(f"model/selector parameters: {str(exc).splitlines()[0]}") from exc
-    return best, result
+    return FoldResult(
+        split=split,
+        metrics=metrics,
+        best_params=search.best_params,
+        inner_score=search.best_score,
+        selected_features=selected_features(pipeline, dataset.feature_names),
+        y_pred_test=pred_te,
+        y_pred_train=pred_tr,
+        trials=search.trials,
+        y_std_test=std_te,
+        model=pipeline,
+    )
 
 
 def nested_cv(
     dataset: Dataset,
-    cfg: DictConfig,
-    *,
-    workdir: Path,
+    make_model: Callable[[Split], Any],
+    splits: Sequence[Split],
     on_fold_end: Callable[[FoldResult], None] | None = None,
-    on_trial_end: Callable[[], None] | None = None,
-    splits: list[OuterSplit] | None = None,
 ) -> CVResult:
-    """Run every outer fold; ``on_fold_end`` sees each result as soon as it exists."""
-    splits = splits if splits is not None else outer_splits(dataset, cfg.cv)
-    check_inner(cfg, splits)
-    X, y, names = dataset.X, dataset.y, dataset.feature_names
+    """The outer CV: ``make_model(split)`` is a tuned pipeline (inner search + refit) per fold."""
     results: list[FoldResult] = []
-    for split in splits:
-        X_tr, y_tr = X.iloc[split.train], y[split.train]
-        X_te, y_te = X.iloc[split.test], y[split.test]
-        model, search = fit_and_tune(
-            cfg,
-            X_tr,
-            y_tr,
-            directory=workdir / "search",
-            project_name=f"outer_{split.fold:02d}",
-            on_trial_end=on_trial_end,
-        )
-        pred_tr = predict_mean_std(model, X_tr)[0]
-        pred_te, std_te = predict_mean_std(model, X_te)
-        metrics = {f"train_{k}": v for k, v in regression_metrics(y_tr, pred_tr).items()}
-        metrics.update({f"test_{k}": v for k, v in regression_metrics(y_te, pred_te).items()})
-        fold = FoldResult(
-            split=split,
-            metrics=metrics,
-            best_params=search.best_params,
-            inner_score=search.best_score,
-            selected_features=selected_features(model, names),
-            y_pred_test=pred_te,
-            y_pred_train=pred_tr,
-            trials=search.trials,
-            y_std_test=std_te,
-            model=model,
-        )
-        log.info(
-            "fold %d: test r %.3f  RMSE %.3f  (train r %.3f)",
-            split.fold,
-            metrics["test_r"],
-            metrics["test_rmse"],
-            metrics["train_r"],
-        )
+
+    def on_fold(split: Split, model: Any, pred: np.ndarray, std: np.ndarray | None) -> None:
+        fold = outer_fold_result(split, model, dataset, pred, std)
         results.append(fold)
         if on_fold_end is not None:
             on_fold_end(fold)
+
+    fold_predictions(make_model, dataset.X, dataset.y, splits, dataset.groups, on_fold=on_fold)
     return CVResult(dataset=dataset, folds=results)

@@ -54,6 +54,8 @@ class Dataset:
     folds: list[tuple[np.ndarray, np.ndarray]] | None = None
     #: (cluster, column) of every cell that was blank or a sentinel.
     missing: list[tuple[str, str]] = field(default_factory=list)
+    #: One group label per row (cv.groups): grouped splits keep a group on one side.
+    groups: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -209,6 +211,7 @@ def table_to_dataset(
     sentinels: Sequence[float] = (-999,),
     first_row: int = 2,
     has_target: bool = True,
+    group_column: str | None = None,
 ) -> Dataset:
     """Validate a raw table and turn it into a :class:`Dataset`.
 
@@ -222,8 +225,13 @@ def table_to_dataset(
         raise DataError(f"{src}: the sheet is empty (need a name, a target and descriptor columns)")
     name_col = _column(df, name_column, 0, "cluster name", src)
     target_col = _column(df, target_column, 1, "target", src) if has_target else None
+    if group_column is not None and group_column not in df.columns:
+        raise DataError(
+            f"{src}: group column '{group_column}' (cv.groups=column:{group_column}) not found "
+            f"(columns: {', '.join(map(str, df.columns))})"
+        )
     if feature_columns is None:
-        features = [c for c in df.columns if c not in (name_col, target_col)]
+        features = [c for c in df.columns if c not in (name_col, target_col, group_column)]
     else:
         features = [str(c) for c in feature_columns]
         missing = [c for c in features if c not in df.columns]
@@ -293,6 +301,13 @@ def table_to_dataset(
     empty = [c for c in X.columns if X[c].isna().all()]
     if empty:
         raise DataError(f"{src}: descriptor column(s) with no numeric value: {', '.join(empty)}")
+    groups = None
+    if group_column is not None:
+        raw_groups = df[group_column]
+        if raw_groups.isna().any():
+            i = raw_groups[raw_groups.isna()].index[0]
+            raise DataError(f"{src}: empty group in column '{group_column}', row {row_of(i)}")
+        groups = raw_groups.astype(str).str.strip().to_numpy(dtype=object)
     return Dataset(
         name=name,
         source=source,
@@ -301,19 +316,21 @@ def table_to_dataset(
         y=y.to_numpy(dtype=float),
         target_name=str(target_col) if target_col is not None else TARGET_NAME,
         missing=missing_cells,
+        groups=groups,
     )
 
 
 # --------------------------------------------------------------------------- config entry
 
 
-def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
+def load_dataset(cfg: Mapping[str, Any], group_column: str | None = None) -> Dataset:
     """Load the dataset described by a ``data`` config node (see ``conf/data/*.yaml``).
 
     With ``formula: true`` the formula-level descriptors read off the cluster names
-    (:mod:`n2react.composition`) are appended to the file's descriptors.
+    (:mod:`n2react.composition`) are appended to the file's descriptors. ``group_column`` (from
+    ``cv.groups=column:<name>``) is read as the rows' groups, not as a descriptor.
     """
-    ds = _load(cfg)
+    ds = _load(cfg, group_column)
     if cfg.get("formula"):
         ds = with_formula_features(ds, cfg.get("formula_ligands") or DEFAULT_LIGANDS)
     return ds
@@ -329,7 +346,7 @@ def with_formula_features(ds: Dataset, ligands: Sequence[str] = DEFAULT_LIGANDS)
     return replace(ds, X=X)
 
 
-def _load(cfg: Mapping[str, Any]) -> Dataset:
+def _load(cfg: Mapping[str, Any], group_column: str | None = None) -> Dataset:
     kind = cfg.get("kind", "table")
     if kind == "table":
         p = locate(cfg["file"], path=cfg.get("path"), url=cfg.get("url"), sha256=cfg.get("sha256"))
@@ -342,8 +359,11 @@ def _load(cfg: Mapping[str, Any]) -> Dataset:
             target_column=cfg.get("target_column"),
             feature_columns=cfg.get("feature_columns"),
             sentinels=list(cfg.get("sentinels") or []),
+            group_column=group_column,
         )
     if kind == "folds":
+        if group_column is not None:
+            raise DataError("cv.groups=column:...: the authors' fold files keep their own folds")
         return _load_fold_files(cfg)
     raise DataError(f"data.kind: unknown kind '{kind}' (expected table or folds)")
 

@@ -103,3 +103,17 @@ def backend_devices() -> list[str]:
         tf = import_quietly("tensorflow")
         return [d.name for d in tf.config.list_physical_devices("GPU")]
     return []
+
+
+def place(
+    cfg: Mapping[str, Any], uses_accelerator: bool = False, job_num: int | None = None
+) -> str:
+    """:func:`configure`, then check that the Keras backend really sees the chosen GPU: with
+    ``device=gpu`` a backend that cannot use it is an error, with ``auto`` a fallback to the CPU."""
+    used = configure(cfg, uses_accelerator=uses_accelerator, job_num=job_num)
+    if uses_accelerator and used != "cpu" and not backend_devices():
+        if str(cfg.get("name", "auto")) == "gpu":
+            raise ConfigError("device=gpu: a GPU is visible but the Keras backend cannot use it")
+        log.warning("a GPU is visible but the Keras backend cannot use it: running on the CPU")
+        return "cpu"
+    return used

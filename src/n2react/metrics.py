@@ -5,6 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 METRICS = ("r", "rmse", "mae", "r2")
+#: Pooled (all out-of-fold predictions at once) metrics: r, RMSE, MAE and the count within the
+#: experimental error bar.
+POOLED = ("r", "rmse", "mae", "within")
+#: The experimental error bar of lg(k1): log10(3), a factor of 3 in k1.
+EXPERIMENTAL_ERROR = float(np.log10(3.0))
 #: Metrics where larger is better (the others are errors).
 MAXIMIZE = {"r", "r2"}
 
@@ -29,3 +34,23 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         "mae": float(np.mean(np.abs(err))),
         "r2": 1.0 - float(np.sum(err**2)) / ss_tot if ss_tot > 0 else float("nan"),
     }
+
+
+def within_error(y_true: np.ndarray, y_pred: np.ndarray) -> int:
+    """How many predictions lie within the experimental error bar (±log10 3) of the truth."""
+    err = np.abs(np.asarray(y_pred, dtype=float) - np.asarray(y_true, dtype=float))
+    return int(np.sum(err <= EXPERIMENTAL_ERROR))
+
+
+def pooled_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """r, RMSE, MAE and the count within ±log10(3), over all the predictions at once."""
+    m = regression_metrics(y_true, y_pred)
+    return {"r": m["r"], "rmse": m["rmse"], "mae": m["mae"], "within": within_error(y_true, y_pred)}
+
+
+def summary_keys() -> set[str]:
+    """Every parent-run metric name a sweeper may optimise."""
+    keys = {
+        f"{s}_{part}_{m}" for s in ("mean", "std") for part in ("test", "train") for m in METRICS
+    }
+    return keys | {f"pooled_test_{m}" for m in POOLED}

@@ -13,40 +13,45 @@ import logging
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 from sklearn.base import clone
 
+from n2react.capabilities import Wrapper
+from n2react.cv import fold_predictions
 from n2react.data import Dataset
 from n2react.errors import ConfigError
 from n2react.metrics import regression_metrics
 from n2react.models.pairwise import pair_indices
-from n2react.pipeline import build_pipeline
+from n2react.plan import Plan
+from n2react.splitters import Split
 
 log = logging.getLogger(__name__)
 
 
-def pair_split(dataset: Dataset, cfg: DictConfig) -> tuple[dict[str, float], pd.DataFrame]:
+def pair_split(dataset: Dataset, plan: Plan) -> tuple[dict[str, float], pd.DataFrame]:
     """Scores on held-out pairs (differences) and the table of test pairs."""
-    pipeline = build_pipeline(cfg)
+    pipeline = plan.make_pipeline()
     wrapper = pipeline.steps[-1][1]
-    base = getattr(wrapper, "base", None)
-    if base is None:
+    if not isinstance(wrapper, Wrapper):
         raise ConfigError("cv.scheme=pair_split: needs pairwise=on (a model of pair differences)")
-    frac = float(cfg.cv.get("pair_test_fraction", 0.2))
-    if not 0.0 < frac < 1.0:
-        raise ConfigError(f"cv.pair_test_fraction={frac}: must be between 0 and 1")
+    base = getattr(wrapper, wrapper.wrapped_param)
     pre = pipeline[:-1]
     Xt = np.asarray(pre.fit_transform(dataset.X, dataset.y), dtype=float)
     i, j = pair_indices(dataset.n_rows)
-    rng = np.random.default_rng(int(cfg.cv.seed))
+    rng = np.random.default_rng(plan.seed)
     order = rng.permutation(len(i))
-    n_test = int(round(frac * len(i)))
+    n_test = int(round(plan.pair_test_fraction * len(i)))
     test, train = order[:n_test], order[n_test:]
     dX, dy = Xt[i] - Xt[j], dataset.y[i] - dataset.y[j]
     log.info("pair split: %d training pairs, %d test pairs", len(train), len(test))
-    model = clone(base).fit(dX[train], dy[train])
-    pred_test = np.asarray(model.predict(dX[test]), dtype=float).ravel()
-    pred_train = np.asarray(model.predict(dX[train]), dtype=float).ravel()
+    fitted: list = []
+    (pred_test,) = fold_predictions(
+        lambda _s: clone(base),
+        dX,
+        dy,
+        [Split(1, 1, train, test)],
+        on_fold=lambda _s, model, _p, _std: fitted.append(model),
+    )
+    pred_train = np.asarray(fitted[0].predict(dX[train]), dtype=float).ravel()
     m = {f"test_{k}": v for k, v in regression_metrics(dy[test], pred_test).items()}
     m.update({f"train_{k}": v for k, v in regression_metrics(dy[train], pred_train).items()})
     seen = set(i[train].tolist()) | set(j[train].tolist())

@@ -6,6 +6,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -73,8 +74,35 @@ def summary_table(folds: pd.DataFrame, summary: dict[str, float], title: str) ->
         "[bold]mean",
         *(pm(k) for k in ("test_r", "test_rmse", "test_mae", "test_r2", "train_r", "train_rmse")),
     )
+    if "pooled_test_r" in summary:
+        table.add_row(
+            "[bold]pooled",
+            *(f"{summary[f'pooled_test_{k}']:.3f}" for k in ("r", "rmse", "mae")),
+            "",
+            "",
+            "",
+        )
     return table
 
 
 def show(table: Table) -> None:
     console.print(table)
+
+
+def group_table(groups: pd.DataFrame, title: str) -> Table:
+    """Pooled out-of-fold scores per group (one row per metal or family)."""
+    table = Table(title=title, title_style="bold")
+    for col in ("group", "n", "r", "RMSE", "MAE", "bias", "within ±0.477"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    for _, row in groups.iterrows():
+        r = "n/a" if row["n"] < 3 or not np.isfinite(row["r"]) else f"{row['r']:.3f}"
+        table.add_row(
+            str(row["group"]),
+            f"{row['n']:.0f}",
+            r,
+            f"{row['rmse']:.3f}",
+            f"{row['mae']:.3f}",
+            f"{row['bias']:+.3f}",
+            f"{row['within']:.0f} / {row['n']:.0f}",
+        )
+    return table

@@ -1,7 +1,7 @@
-"""The train task: data -> nested CV -> final model, with every step logged.
+"""The train task: build the plan, load the data, cross-validate, refit, log.
 
 ``run(cfg, run_dir)`` is what ``python -m train`` calls; it needs no Hydra runtime, so tests call
-it directly with a composed config.
+it directly with a composed config. Everything below it takes the :class:`~n2react.plan.Plan`.
 """
 
 from __future__ import annotations
@@ -9,133 +9,27 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import joblib
-import numpy as np
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from n2react import device
-from n2react.cv import CVResult, FoldResult, check_inner, fit_and_tune, nested_cv, outer_splits
+from n2react.cv import CVResult, FoldResult, fit_model, nested_cv
 from n2react.data import Dataset, load_dataset
-from n2react.errors import ConfigError
 from n2react.export import keras_model_of
 from n2react.pairsplit import pair_split
-from n2react.pipeline import build_pipeline, search_space
-from n2react.plots import parity_plot, selection_frequency_plot
-from n2react.report import FoldProgress, show, summary_table
-from n2react.search import check_search, make_hyperparameters, search_size
+from n2react.plan import Plan, build_plan
+from n2react.plots import parity_plot
+from n2react.report import FoldProgress, group_table, show, summary_table
+from n2react.results import fold_logger, write_results
+from n2react.search import TunedPipeline
+from n2react.splitters import Split
 from n2react.tracking import Tracker, flatten
 
 log = logging.getLogger(__name__)
-
-
-def _uses_accelerator(cfg: DictConfig) -> bool:
-    target = str(cfg.model.estimator.get("_target_", ""))
-    return "keras" in target.lower()
-
-
-def _run_name(cfg: DictConfig) -> str:
-    if cfg.tracking.get("run_name"):
-        return str(cfg.tracking.run_name)
-    parts = [cfg.model.name, cfg.data.name, cfg.scaler.name, cfg.selector.name, cfg.search.name]
-    return "-".join(str(p) for p in parts)
-
-
-def validate(cfg: DictConfig, dataset: Dataset) -> None:
-    """Everything that can be checked before any training starts."""
-    summary_keys = {
-        f"{s}_{part}_{m}"
-        for s in ("mean", "std")
-        for part in ("test", "train")
-        for m in ("r", "rmse", "mae", "r2")
-    }
-    if cfg.optimized_metric not in summary_keys:
-        raise ConfigError(
-            f"optimized_metric={cfg.optimized_metric!r}: expected one of mean_test_rmse, "
-            "mean_test_r, mean_test_mae, mean_test_r2 (or their std_/train_ forms)"
-        )
-    if _scheme(cfg) == "pair_split":
-        return
-    check_search(build_pipeline(cfg), cfg.search)
-    space = search_space(cfg)
-    if cfg.search.get("oracle") is not None and space:
-        make_hyperparameters(space)
-    check_inner(cfg, outer_splits(dataset, cfg.cv))
-
-
-def _write_fold(fold: FoldResult, run_dir: Path) -> tuple[list[Path], Path | None]:
-    """The fold's files: artifacts of its child run, and its fitted model (for the parent)."""
-    d = run_dir / "folds" / f"fold_{fold.split.fold:02d}"
-    d.mkdir(parents=True, exist_ok=True)
-    model_file = None
-    if fold.model is not None:  # the fold models give predict its spread over folds
-        model_file = d / "model.joblib"
-        joblib.dump(fold.model, model_file)
-    (d / "selected_features.txt").write_text("\n".join(fold.selected_features) + "\n")
-    paths = [d / "selected_features.txt"]
-    if len(fold.trials):
-        fold.trials.to_csv(d / "trials.csv", index=False)
-        paths.append(d / "trials.csv")
-    return paths, model_file
-
-
-def _fold_logger(tracker: Tracker, run_dir: Path, progress: FoldProgress) -> Any:
-    def on_fold_end(fold: FoldResult) -> None:
-        artifacts, model_file = _write_fold(fold, run_dir)
-        params: dict[str, Any] = {f"best.{k}": v for k, v in fold.best_params.items()}
-        params["n_selected"] = len(fold.selected_features)
-        params["selected_features"] = ", ".join(fold.selected_features)
-        metrics = dict(fold.metrics)
-        if np.isfinite(fold.inner_score):
-            metrics["inner_score"] = fold.inner_score
-        tracker.log_fold(
-            fold.split.fold,
-            metrics,
-            params,
-            {"repeat": str(fold.split.repeat)},
-            artifacts,
-        )
-        if model_file is not None:
-            tracker.log_artifact(model_file, f"fold_models/fold_{fold.split.fold:02d}")
-        progress.fold_done()
-
-    return on_fold_end
-
-
-def _write_results(result: CVResult, summary: dict[str, float], run_dir: Path, title: str) -> list:
-    folds = result.fold_table()
-    oof = result.oof_table()
-    train = result.train_table()
-    paths = [run_dir / "folds.csv", run_dir / "oof_predictions.csv", run_dir / "summary.json"]
-    folds.to_csv(paths[0], index=False)
-    cols = ["cluster", "y_true", "y_pred", "fold"] + (["repeat"] if oof["repeat"].max() > 1 else [])
-    cols += ["y_std"] if "y_std" in oof else []
-    oof[cols].to_csv(paths[1], index=False)
-    paths[2].write_text(json.dumps(summary, indent=2) + "\n")
-    paths.append(parity_plot(oof, train, run_dir / "parity.png", title=title))
-    freq = selection_frequencies(result)
-    if freq is not None:
-        freq.to_csv(run_dir / "selection_frequency.csv")
-        paths.append(run_dir / "selection_frequency.csv")
-        paths.append(selection_frequency_plot(freq, run_dir / "selection_frequency.png"))
-    return paths
-
-
-def selection_frequencies(result: CVResult) -> pd.DataFrame | None:
-    """Descriptor x outer fold: how often the stability selector kept it (None: no such step)."""
-    cols = {}
-    for f in result.folds:
-        select = f.model.named_steps.get("select") if f.model is not None else None
-        freq = getattr(select, "selection_frequency_", None)
-        if freq is None:
-            return None
-        before = f.model[: list(f.model.named_steps).index("select")]
-        names = before.get_feature_names_out(result.dataset.feature_names)
-        cols[f"fold_{f.split.fold:02d}"] = pd.Series(freq, index=[str(n) for n in names])
-    return pd.DataFrame(cols) if cols else None
 
 
 def run(cfg: DictConfig, run_dir: str | Path, job_num: int | None = None) -> dict[str, float]:
@@ -143,47 +37,56 @@ def run(cfg: DictConfig, run_dir: str | Path, job_num: int | None = None) -> dic
 
     ``job_num`` is the job's number in a multirun (it picks the GPU when several are visible).
     """
-    run_dir = Path(run_dir)
+    return train(build_plan(cfg), Path(run_dir), job_num=job_num)
+
+
+def _run_name(plan: Plan) -> str:
+    if plan.tracking.get("run_name"):
+        return str(plan.tracking["run_name"])
+    n = plan.names
+    return "-".join([n.model, n.data, n.scaler, n.selector, n.search])
+
+
+def train(plan: Plan, run_dir: Path, job_num: int | None = None) -> dict[str, float]:
+    """The task: place the device, load and check the data, then evaluate under MLflow."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    accel = _uses_accelerator(cfg)
-    used_device = device.configure(cfg.device, uses_accelerator=accel, job_num=job_num)
-    if accel and used_device != "cpu" and not device.backend_devices():
-        if cfg.device.name == "gpu":
-            raise ConfigError("device=gpu: a GPU is visible but the Keras backend cannot use it")
-        log.warning("a GPU is visible but the Keras backend cannot use it: running on the CPU")
-        used_device = "cpu"
-    dataset = load_dataset(cfg.data)
-    validate(cfg, dataset)
+    used_device = device.place(plan.device, plan.uses_accelerator, job_num)
+    dataset = plan.attach_groups(load_dataset(plan.data, plan.group_column))
+    splits = plan.validate(dataset)
     log.info(
-        "%s: %d clusters x %d descriptors from %s",
+        "%s: %d clusters x %d descriptors from %s%s",
         dataset.name,
         dataset.n_rows,
         dataset.X.shape[1],
         dataset.source,
+        f"; groups ({plan.groups}): {len(set(dataset.groups))}"
+        if dataset.groups is not None
+        else "",
     )
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     config_path = run_dir / "config_resolved.yaml"
-    config_path.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    config_path.write_text(OmegaConf.to_yaml(OmegaConf.create(plan.config)))
 
-    tracker = Tracker(cfg.tracking)
-    tracker.run_name = _run_name(cfg)
-    params = flatten(resolved)  # type: ignore[arg-type]
+    tracker = Tracker(plan.tracking)
+    tracker.run_name = _run_name(plan)
+    params = flatten(plan.config)
     params.update({"data.n_rows": dataset.n_rows, "data.n_features": dataset.X.shape[1]})
+    accel = plan.uses_accelerator
     tags = {
-        "model": str(cfg.model.name),
+        "model": plan.names.model,
         "dataset": str(dataset.name),
         "device": used_device,
         "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow") if accel else "none",
         "run_dir": str(run_dir.resolve()),
+        "protocol": _protocol(plan, dataset),
     }
     status = "FAILED"
     try:
         tracker.start(params, tags)  # inside: a failure while logging params still ends FAILED
         tracker.log_artifact(config_path)
-        if _scheme(cfg) == "pair_split":
-            summary = _run_pair_split(cfg, dataset, tracker, run_dir)
+        if plan.scheme == "pair_split":
+            summary = _pair_split(plan, dataset, tracker, run_dir)
         else:
-            summary = _run_nested(cfg, dataset, tracker, run_dir)
+            summary = _nested(plan, dataset, splits, tracker, run_dir)
         status = "FINISHED"
         return summary
     except KeyboardInterrupt:
@@ -196,65 +99,107 @@ def run(cfg: DictConfig, run_dir: str | Path, job_num: int | None = None) -> dic
         tracker.finish(status)
 
 
-def _run_nested(cfg: DictConfig, dataset: Dataset, tracker: Tracker, run_dir: Path) -> dict:
+def _protocol(plan: Plan, dataset: Dataset) -> str:
+    """In words, what the outer folds hold out (tagged on the run, shown in titles)."""
+    if plan.scheme == "pair_split":
+        return "random split of pairs (paper protocol)"
+    if dataset.folds is not None:
+        return "the authors' predefined folds"
+    if plan.groups is None:
+        return "KFold (known families)"
+    return f"grouped by {plan.groups} (new compositions)"
+
+
+def _tuned(plan: Plan, run_dir: Path, name: str, progress: FoldProgress) -> TunedPipeline:
+    return TunedPipeline(
+        plan.make_pipeline,
+        plan.search,
+        plan.inner,
+        directory=run_dir / "search",
+        project_name=name,
+        on_trial_end=progress.trial_done,
+    )
+
+
+def cross_validate(
+    plan: Plan,
+    dataset: Dataset,
+    run_dir: Path,
+    splits: list[Split] | None = None,
+    on_fold_end: Callable[[FoldResult], None] | None = None,
+    progress: FoldProgress | None = None,
+) -> CVResult:
+    """The outer CV of the plan: per fold, the pipeline tuned by inner CV, then scored."""
+    progress = progress or FoldProgress(0, 0, enabled=False)
+    return nested_cv(
+        dataset,
+        lambda s: _tuned(plan, run_dir, f"outer_{s.fold:02d}", progress),
+        plan.outer_splits(dataset) if splits is None else splits,
+        on_fold_end=on_fold_end,
+    )
+
+
+def _nested(
+    plan: Plan, dataset: Dataset, splits: list[Split], tracker: Tracker, run_dir: Path
+) -> dict[str, float]:
     """The nested CV, its outputs, and the final model refitted on all clusters."""
-    splits = outer_splits(dataset, cfg.cv)
-    n_trials = search_size(search_space(cfg), cfg.search)
-    progress = FoldProgress(len(splits), n_trials, enabled=bool(cfg.get("progress", True)))
+    progress = FoldProgress(len(splits), plan.search.size(), enabled=plan.progress)
+    title = f"{plan.names.model} on {dataset.name}: {_protocol(plan, dataset)}, {len(splits)} folds"
     with progress.running():
-        result = nested_cv(
-            dataset,
-            cfg,
-            workdir=run_dir,
-            on_fold_end=_fold_logger(tracker, run_dir, progress),
-            on_trial_end=progress.trial_done,
-            splits=splits,
-        )
+        logger = fold_logger(tracker, run_dir, progress.fold_done)
+        result = cross_validate(plan, dataset, run_dir, splits, logger, progress)
         summary = result.summary()
         tracker.log_metrics(summary)
-        title = f"{cfg.model.name} on {dataset.name}: nested {len(splits)}-fold CV"
-        for p in _write_results(result, summary, run_dir, title):
+        for p in write_results(result, summary, run_dir, title):
             tracker.log_artifact(p)
-        if cfg.get("final_model", True):
+        if plan.final_model:
             progress.start_final()
-            final, search = fit_and_tune(
-                cfg,
-                dataset.X,
-                dataset.y,
-                directory=run_dir / "search",
-                project_name="final",
-                on_trial_end=progress.trial_done,
-            )
-            joblib.dump(final, run_dir / "model.joblib")
-            (run_dir / "final_params.json").write_text(
-                json.dumps(search.best_params, indent=2, default=str) + "\n"
-            )
-            tracker.log_artifact(run_dir / "final_params.json")
-            if cfg.tracking.get("log_model", True):
-                tracker.log_sklearn_model(final, dataset.X)
-                net = keras_model_of(final, dataset.X)
-                if net is not None:
-                    tracker.log_keras_model(net, dataset.X)
+            final = _tuned(plan, run_dir, "final", progress)
+            fit_model(final, dataset.X, dataset.y, dataset.groups)
+            _save_final(plan, final, dataset, tracker, run_dir)
     show(summary_table(result.fold_table(), summary, title))
+    groups = result.group_table()
+    if groups is not None:
+        show(group_table(groups, f"pooled out-of-fold scores per group ({plan.groups})"))
     log.info(
-        "mean test r %.3f ± %.3f, RMSE %.3f ± %.3f (outputs in %s)",
+        "mean test r %.3f ± %.3f, RMSE %.3f ± %.3f; pooled r %.3f, RMSE %.3f, MAE %.3f "
+        "(outputs in %s)",
         summary["mean_test_r"],
         summary["std_test_r"],
         summary["mean_test_rmse"],
         summary["std_test_rmse"],
+        summary["pooled_test_r"],
+        summary["pooled_test_rmse"],
+        summary["pooled_test_mae"],
         run_dir,
     )
     return summary
 
 
-def _run_pair_split(cfg: DictConfig, dataset: Dataset, tracker: Tracker, run_dir: Path) -> dict:
+def _save_final(
+    plan: Plan, final: TunedPipeline, dataset: Dataset, tracker: Tracker, run_dir: Path
+) -> None:
+    """model.joblib, final_params.json and the logged model flavours."""
+    model = final.pipeline_
+    joblib.dump(model, run_dir / "model.joblib")
+    params: dict[str, Any] = final.search_.best_params
+    (run_dir / "final_params.json").write_text(json.dumps(params, indent=2, default=str) + "\n")
+    tracker.log_artifact(run_dir / "final_params.json")
+    if plan.tracking.get("log_model", True):
+        tracker.log_sklearn_model(model, dataset.X)
+        net = keras_model_of(model, dataset.X)
+        if net is not None:
+            tracker.log_keras_model(net, dataset.X)
+
+
+def _pair_split(plan: Plan, dataset: Dataset, tracker: Tracker, run_dir: Path) -> dict:
     """The paper's pair-level random split (reproduction only; see n2react.pairsplit)."""
-    summary, pairs = pair_split(dataset, cfg)
+    summary, pairs = pair_split(dataset, plan)
     tracker.set_tags({"cv.scheme": "pair_split"})
     tracker.log_metrics(summary)
     pairs.to_csv(run_dir / "test_pairs.csv", index=False)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    title = f"{cfg.model.name} on {dataset.name}: random 80/20 split of PAIRS (paper protocol)"
+    title = f"{plan.names.model} on {dataset.name}: random 80/20 split of PAIRS (paper protocol)"
     plot = parity_plot(
         pairs.rename(columns={"cluster_i": "cluster"}),
         None,
@@ -272,10 +217,3 @@ def _run_pair_split(cfg: DictConfig, dataset: Dataset, tracker: Tracker, run_dir
         100 * summary["test_pairs_with_both_clusters_seen"],
     )
     return summary
-
-
-def _scheme(cfg: DictConfig) -> str:
-    scheme = str(cfg.cv.get("scheme", "nested"))
-    if scheme not in ("nested", "pair_split"):
-        raise ConfigError(f"cv.scheme={scheme!r}: expected nested or pair_split")
-    return scheme

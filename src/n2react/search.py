@@ -19,17 +19,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
-from sklearn.model_selection import KFold
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import InvalidParameterError
 
 from n2react.backend import import_quietly
+from n2react.capabilities import GroupAware, SpreadPredictor
+from n2react.cv import fit_model, fold_predictions, predict_mean_std
 from n2react.errors import ConfigError
 from n2react.metrics import MAXIMIZE, regression_metrics
+from n2react.pipeline import config_key
+from n2react.splitters import Split, Splitter
 
 log = logging.getLogger(__name__)
-
-Splits = Sequence[tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -44,45 +46,16 @@ class SearchResult:
 # --------------------------------------------------------------------------- inner CV
 
 
-def _rows(X: pd.DataFrame | np.ndarray, idx: np.ndarray) -> Any:
-    return X.iloc[idx] if isinstance(X, pd.DataFrame) else X[idx]
-
-
-def cross_val_predictions(
-    pipeline: Pipeline, X: pd.DataFrame | np.ndarray, y: np.ndarray, splits: Splits
-) -> list[np.ndarray]:
-    """Fit a fresh copy of ``pipeline`` per split and predict its held-out rows.
-
-    A final estimator with ``fit_predict_many`` (the Keras MLP) trains all split models together
-    in one compiled loop; its preprocessing is still fitted per split on the training rows only.
-    """
-    final = pipeline.steps[-1][1]
-    if hasattr(final, "fit_predict_many"):
-        pre = pipeline[:-1]
-        X_trains, y_trains, X_tests = [], [], []
-        for tr, te in splits:
-            p = clone(pre)
-            X_trains.append(np.asarray(p.fit_transform(_rows(X, tr), y[tr]), dtype=float))
-            y_trains.append(y[tr])
-            X_tests.append(np.asarray(p.transform(_rows(X, te)), dtype=float))
-        model = clone(final)
-        return [
-            np.asarray(p, dtype=float).ravel()
-            for p in model.fit_predict_many(X_trains, y_trains, X_tests)
-        ]
-    preds = []
-    for tr, te in splits:
-        est = clone(pipeline).fit(_rows(X, tr), y[tr])
-        preds.append(np.asarray(est.predict(_rows(X, te)), dtype=float).ravel())
-    return preds
-
-
 def inner_cv_scores(
-    pipeline: Pipeline, X: pd.DataFrame | np.ndarray, y: np.ndarray, splits: Splits
+    pipeline: Pipeline,
+    X: pd.DataFrame | np.ndarray,
+    y: np.ndarray,
+    splits: Sequence[Split],
+    groups: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Mean of the per-fold scores (r, rmse, mae, r2) over ``splits``."""
-    preds = cross_val_predictions(pipeline, X, y, splits)
-    per_fold = [regression_metrics(y[te], p) for (_, te), p in zip(splits, preds)]
+    """Mean of the per-fold scores (r, rmse, mae, r2) of ``pipeline`` over ``splits``."""
+    preds = fold_predictions(lambda _split: clone(pipeline), X, y, splits, groups)
+    per_fold = [regression_metrics(y[s.test], p) for s, p in zip(splits, preds)]
     return {k: float(np.nanmean([m[k] for m in per_fold])) for k in per_fold[0]}
 
 
@@ -112,11 +85,7 @@ def make_hyperparameters(
     hp = kt.HyperParameters()
     defaults = defaults or {}
     for name, spec in space.items():
-        key = (
-            name.replace("model__base__", "model.space.")
-            .replace("model__", "model.space.")
-            .replace("select__", "selector.space.")
-        )
+        key = config_key(name)
         t = spec.get("type")
         default = _default_for(spec, defaults.get(name))
         try:
@@ -154,7 +123,117 @@ def make_hyperparameters(
     return hp
 
 
-# --------------------------------------------------------------------------- the tuner
+# --------------------------------------------------------------------------- the search
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """The search, read once from the ``search`` config node.
+
+    ``space`` maps pipeline parameter names (``model__C``, ``select__k``) to specs; ``oracle`` is
+    the plain ``_target_`` node of a keras-tuner oracle (None: no search); ``epochs_param`` is
+    the pipeline parameter a Hyperband budget sets (None: the model is not trained in epochs).
+    """
+
+    space: Mapping[str, Mapping[str, Any]]
+    oracle: Mapping[str, Any] | None
+    objective: str = "rmse"
+    max_trials: int | None = None
+    epochs_param: str | None = None
+
+    @classmethod
+    def from_config(
+        cls, node: Mapping[str, Any], space: Mapping[str, Mapping[str, Any]], epochs: str | None
+    ) -> SearchSpec:
+        objective = str(node.get("objective", "rmse"))
+        if objective not in ("r", "rmse", "mae", "r2"):
+            raise ConfigError(f"search.objective: {objective!r} is not one of r, rmse, mae, r2")
+        max_trials = node.get("max_trials")
+        if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 1):
+            raise ConfigError(f"search.max_trials={max_trials!r}: expected a whole number >= 1")
+        oracle = node.get("oracle")
+        spec = cls(dict(space), dict(oracle) if oracle else None, objective, max_trials, epochs)
+        if spec.is_hyperband and spec.active and epochs is None:
+            raise ConfigError(
+                "search=hyperband: the model is not trained in epochs (no max_epochs); "
+                "use it with model=keras_mlp, or pick search=grid|random|bayesian"
+            )
+        return spec
+
+    @property
+    def active(self) -> bool:
+        return self.oracle is not None and bool(self.space)
+
+    @property
+    def is_hyperband(self) -> bool:
+        return self.oracle is not None and "Hyperband" in str(self.oracle.get("_target_", ""))
+
+    @property
+    def is_grid(self) -> bool:
+        return self.oracle is not None and "Grid" in str(self.oracle.get("_target_", ""))
+
+    def check(self, pipeline: Pipeline) -> None:
+        """Fail before training when the space cannot be translated or set on the pipeline."""
+        if self.active:
+            make_hyperparameters(self.space, pipeline.get_params())
+            unknown = [p for p in self.space if p not in pipeline.get_params()]
+            if unknown:
+                raise ConfigError(f"{config_key(unknown[0])}: the model has no such parameter")
+
+    def make_oracle(self, hp: Any) -> Any:
+        """A fresh keras-tuner oracle over ``hp`` (Hyperband gets ``max_trials`` too)."""
+        from hydra.utils import instantiate
+
+        kt = import_quietly("keras_tuner")
+        direction = "max" if self.objective in MAXIMIZE else "min"
+        try:
+            oracle = instantiate(
+                dict(self.oracle or {}),
+                objective=kt.Objective("score", direction=direction),
+                hyperparameters=hp,
+                _convert_="all",
+            )
+        except Exception as exc:
+            raise ConfigError(
+                f"search.oracle: cannot build it: {str(exc).splitlines()[-1]}"
+            ) from exc
+        if self.is_hyperband and self.max_trials:
+            oracle.max_trials = int(self.max_trials)  # the base Oracle stops at max_trials
+        return oracle
+
+    def size(self) -> int:
+        """How many trials the search runs at most (for progress bars)."""
+        if not self.active:
+            return 0
+        hp = make_hyperparameters(self.space)
+        if self.is_grid:
+            grid = 1
+            for p in hp.space:
+                grid *= len(list(p.values)) if hasattr(p, "values") else 2
+            return min(grid, self.max_trials) if self.max_trials else grid
+        if self.is_hyperband:
+            total = _hyperband_trials(self.make_oracle(hp))
+            return min(total, self.max_trials) if self.max_trials else total
+        return int(self.max_trials) if self.max_trials else 10
+
+    def pipeline_params(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """A trial's values as pipeline parameters; Hyperband's epoch budget becomes max_epochs."""
+        params = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+        if "tuner/epochs" in values and self.epochs_param is not None:
+            params[self.epochs_param] = int(values["tuner/epochs"])
+        return params
+
+
+def _hyperband_trials(oracle: Any) -> int:
+    """Trials of one full Hyperband run: every round of every bracket, times its iterations
+    (keras-tuner's own bracket arithmetic; it has no public total)."""
+    n = sum(
+        oracle._get_size(b, r)
+        for b in range(oracle._get_num_brackets())
+        for r in range(oracle._get_num_rounds(b))
+    )
+    its = oracle.hyperband_iterations
+    return int(n * (its if math.isfinite(its) else 1))
 
 
 def _tuner_class() -> type:
@@ -171,28 +250,31 @@ def _tuner_class() -> type:
             self,
             oracle: Any,
             pipeline: Pipeline,
-            splits: Splits,
-            objective: str,
+            spec: SearchSpec,
+            splits: Sequence[Split],
+            groups: np.ndarray | None,
             on_trial_end: Callable[[], None] | None = None,
             **kwargs: Any,
         ) -> None:
             self._pipeline = pipeline
+            self._spec = spec
             self._splits = splits
-            self._objective = objective
+            self._groups = groups
             self._callback = on_trial_end
             super().__init__(oracle=oracle, hypermodel=None, **kwargs)
 
         def run_trial(self, trial: Any, X: Any, y: np.ndarray) -> dict[str, float]:
-            params = pipeline_params(trial.hyperparameters.values, self._pipeline)
+            params = self._spec.pipeline_params(trial.hyperparameters.values)
             est = clone(self._pipeline).set_params(**params)
             try:
-                scores = inner_cv_scores(est, X, y, self._splits)
+                scores = inner_cv_scores(est, X, y, self._splits, self._groups)
             except Exception as exc:  # a failing trial is a configuration problem: stop now
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 raise kt.errors.FatalError(f"{type(exc).__name__}: {first}") from exc
-            score = scores[self._objective]
+            objective = self._spec.objective
+            score = scores[objective]
             if not math.isfinite(score):
-                score = -1e9 if self._objective in MAXIMIZE else 1e9
+                score = -1e9 if objective in MAXIMIZE else 1e9
             return {"score": score, **{f"inner_{k}": v for k, v in scores.items()}}
 
         def on_trial_end(self, trial: Any) -> None:
@@ -209,37 +291,6 @@ def _tuner_class() -> type:
     return InnerCVTuner
 
 
-EPOCH_PARAMS = ("model__max_epochs", "model__base__max_epochs")
-
-
-def epochs_param(pipeline: Pipeline) -> str | None:
-    """The pipeline parameter holding the model's epoch budget, if it is trained in epochs."""
-    params = pipeline.get_params()
-    return next((p for p in EPOCH_PARAMS if p in params), None)
-
-
-def pipeline_params(values: Mapping[str, Any], pipeline: Pipeline) -> dict[str, Any]:
-    """A trial's values as pipeline parameters; Hyperband's epoch budget becomes max_epochs."""
-    params = {k: v for k, v in values.items() if not k.startswith("tuner/")}
-    epochs = epochs_param(pipeline)
-    if "tuner/epochs" in values and epochs is not None:
-        params[epochs] = int(values["tuner/epochs"])
-    return params
-
-
-def check_search(pipeline: Pipeline, search_cfg: Mapping[str, Any]) -> None:
-    """Fail before training when the search cannot drive this pipeline."""
-    oracle = search_cfg.get("oracle")
-    if oracle is None:
-        return
-    if "Hyperband" in str(oracle.get("_target_", "")):
-        if epochs_param(pipeline) is None:
-            raise ConfigError(
-                "search=hyperband: the model is not trained in epochs (no max_epochs); "
-                "use it with model=keras_mlp, or pick search=grid|random|bayesian"
-            )
-
-
 def _trials_table(oracle: Any) -> pd.DataFrame:
     rows = []
     for trial in oracle.trials.values():
@@ -253,51 +304,33 @@ def _trials_table(oracle: Any) -> pd.DataFrame:
 
 def tune(
     pipeline: Pipeline,
-    space: Mapping[str, Mapping[str, Any]],
+    spec: SearchSpec,
     X: pd.DataFrame | np.ndarray,
     y: np.ndarray,
     *,
-    search_cfg: Mapping[str, Any],
-    inner_folds: int,
-    seed: int,
+    splits: Sequence[Split],
+    groups: np.ndarray | None = None,
     directory: str | Path,
     project_name: str,
     on_trial_end: Callable[[], None] | None = None,
 ) -> SearchResult:
-    """Search ``space`` by inner K-fold CV on (X, y); return the best parameters.
+    """Search ``spec.space`` by inner CV over ``splits`` of (X, y); return the best parameters.
 
     State lives in ``directory/project_name``: an interrupted search started again with the same
     directory resumes where it stopped; a new run directory starts afresh.
     """
-    if search_cfg.get("oracle") is None or not space:
+    if not spec.active:
         return SearchResult()
-    from hydra.utils import instantiate
-
     kt = import_quietly("keras_tuner")
-
-    objective = str(search_cfg.get("objective", "rmse"))
-    if objective not in ("r", "rmse", "mae", "r2"):
-        raise ConfigError(f"search.objective: {objective!r} is not one of r, rmse, mae, r2")
-    direction = "max" if objective in MAXIMIZE else "min"
-    check_search(pipeline, search_cfg)
-    hp = make_hyperparameters(space, pipeline.get_params())
-    try:
-        oracle = instantiate(
-            search_cfg["oracle"],
-            objective=kt.Objective("score", direction=direction),
-            hyperparameters=hp,
-            _convert_="all",
-        )
-    except Exception as exc:
-        raise ConfigError(f"search.oracle: cannot build it: {str(exc).splitlines()[-1]}") from exc
-    splits = list(KFold(inner_folds, shuffle=True, random_state=seed).split(np.arange(len(y))))
+    oracle = spec.make_oracle(make_hyperparameters(spec.space, pipeline.get_params()))
     said = io.StringIO()
     with contextlib.redirect_stdout(said):  # keras-tuner prints "Reloading Tuner from ..."
         tuner = _tuner_class()(
             oracle,
             pipeline,
+            spec,
             splits,
-            objective,
+            groups,
             on_trial_end=on_trial_end,
             directory=str(directory),
             project_name=project_name,
@@ -316,21 +349,61 @@ def tune(
         raise ConfigError("search: no trial completed")
     best_trial = best[0]
     return SearchResult(
-        best_params=pipeline_params(best_trial.hyperparameters.values, pipeline),
-        best_score=float(best_trial.metrics.get_last_value(f"inner_{objective}")),
+        best_params=spec.pipeline_params(best_trial.hyperparameters.values),
+        best_score=float(best_trial.metrics.get_last_value(f"inner_{spec.objective}")),
         trials=trials,
     )
 
 
-def search_size(space: Mapping[str, Mapping[str, Any]], search_cfg: Mapping[str, Any]) -> int:
-    """How many trials a search will run at most (for progress bars)."""
-    if search_cfg.get("oracle") is None or not space:
-        return 0
-    max_trials = search_cfg.get("max_trials")
-    grid = 1
-    hp = make_hyperparameters(space)
-    for p in hp.space:
-        grid *= len(list(p.values)) if hasattr(p, "values") else 2
-    if "Grid" in str(search_cfg["oracle"].get("_target_", "")):
-        return min(grid, max_trials) if max_trials else grid
-    return int(max_trials) if max_trials else 10
+class TunedPipeline(GroupAware, SpreadPredictor, RegressorMixin, BaseEstimator):
+    """A pipeline tuned by inner CV on the rows given to ``fit``, then refitted on all of them.
+
+    What ``GridSearchCV`` is to scikit-learn, over keras-tuner oracles and grouped inner folds:
+    with ``groups`` the inner folds keep groups whole, and so do the model's own carve-outs.
+    """
+
+    def __init__(
+        self,
+        make_pipeline: Callable[[], Pipeline],
+        spec: SearchSpec,
+        inner: Splitter,
+        directory: str | Path,
+        project_name: str,
+        on_trial_end: Callable[[], None] | None = None,
+    ) -> None:
+        self.make_pipeline = make_pipeline
+        self.spec = spec
+        self.inner = inner
+        self.directory = directory
+        self.project_name = project_name
+        self.on_trial_end = on_trial_end
+
+    def fit(self, X: Any, y: Any, groups: Any = None) -> TunedPipeline:
+        pipeline = self.make_pipeline()
+        y = np.asarray(y, dtype=float)
+        result = SearchResult()
+        if self.spec.active:
+            result = tune(
+                pipeline,
+                self.spec,
+                X,
+                y,
+                splits=self.inner.split(len(y), groups),
+                groups=groups,
+                directory=self.directory,
+                project_name=self.project_name,
+                on_trial_end=self.on_trial_end,
+            )
+        best = clone(pipeline).set_params(**result.best_params)
+        try:
+            fit_model(best, X, y, groups)
+        except InvalidParameterError as exc:
+            raise ConfigError(f"model/selector parameters: {str(exc).splitlines()[0]}") from exc
+        self.pipeline_, self.search_ = best, result
+        return self
+
+    def predict(self, X: Any, return_std: bool = False) -> Any:
+        mean, std = predict_mean_std(self.pipeline_, X)
+        if return_std:
+            return mean, std
+        return mean

@@ -1,0 +1,210 @@
+"""The composed config, read once into a frozen plan; nothing downstream reads the config.
+
+``build_plan(cfg)`` resolves the Hydra config into plain objects: the pipeline factory, the
+(already prefixed) search space and oracle settings, the outer and inner splitters, the grouping,
+the scheme and what the model declares it can do. ``Plan.validate(dataset)`` checks, before any
+training, everything that can be checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from n2react.capabilities import epochs_param, uses_accelerator
+from n2react.composition import DEFAULT_LIGANDS
+from n2react.data import Dataset
+from n2react.errors import ConfigError, DataError
+from n2react.metrics import summary_keys
+from n2react.pipeline import PipelineFactory, search_space
+from n2react.search import SearchSpec
+from n2react.splitters import Split, Splitter, check_grouping, group_column, group_labels
+
+SCHEMES = ("nested", "pair_split")
+
+
+@dataclass(frozen=True)
+class Names:
+    """Option names of the job (for titles, tags and the default run name)."""
+
+    model: str
+    data: str
+    scaler: str
+    selector: str
+    search: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a job needs, read once from the config."""
+
+    config: dict[str, Any]  # the resolved config (logged as params and config_resolved.yaml)
+    names: Names
+    make_pipeline: PipelineFactory
+    search: SearchSpec
+    outer: Splitter
+    inner: Splitter
+    groups: str | None  # cv.groups: None, metal, family or column:<name>
+    scheme: str
+    pair_test_fraction: float
+    seed: int
+    final_model: bool
+    optimized_metric: str
+    uses_accelerator: bool
+    progress: bool
+    data: Mapping[str, Any] = field(default_factory=dict)
+    device: Mapping[str, Any] = field(default_factory=dict)
+    tracking: Mapping[str, Any] = field(default_factory=dict)
+    eval_path: str | None = None
+
+    @property
+    def group_column(self) -> str | None:
+        return group_column(self.groups)
+
+    def attach_groups(self, dataset: Dataset) -> Dataset:
+        """``dataset`` with its group labels (from the names, or the spreadsheet column)."""
+        if self.groups is None or dataset.groups is not None:
+            return dataset
+        from dataclasses import replace
+
+        labels = group_labels(
+            self.groups,
+            dataset.clusters,
+            source=dataset.source,
+            ligands=list(self.data.get("formula_ligands") or DEFAULT_LIGANDS),
+        )
+        return replace(dataset, groups=labels)
+
+    def outer_splits(self, dataset: Dataset) -> list[Split]:
+        """The outer folds: the dataset's own (authors' files) or the configured splitter's."""
+        if dataset.folds is not None:
+            return [
+                Split(k, 1, np.asarray(tr), np.asarray(te))
+                for k, (tr, te) in enumerate(dataset.folds, start=1)
+            ]
+        return self.outer.split(dataset.n_rows, dataset.groups)
+
+    def validate(self, dataset: Dataset) -> list[Split]:
+        """Check everything that can be checked before training; return the outer folds."""
+        if self.groups is not None and dataset.folds is not None:
+            raise ConfigError(
+                f"cv.groups={self.groups}: data={self.names.data} has its own fixed folds; "
+                "use cv.groups=none with it"
+            )
+        if len(np.unique(dataset.y)) < 2:
+            raise DataError(f"{dataset.source}: lg(k1) is the same for every row; nothing to learn")
+        if self.scheme == "pair_split":
+            return []
+        try:
+            splits = self.outer_splits(dataset)
+        except DataError as exc:
+            raise DataError(f"{dataset.source}: {exc}") from None
+        for s in splits:
+            if len(s.test) < 3:
+                raise DataError(
+                    f"{dataset.source}: outer fold {s.fold} would test {len(s.test)} row(s); a "
+                    "fold needs at least 3 (use fewer cv.outer_folds or more rows)"
+                )
+            if len(np.unique(dataset.y[s.train])) < 2:
+                raise DataError(
+                    f"{dataset.source}: outer fold {s.fold} trains on a constant lg(k1)"
+                )
+        if self.search.active:
+            self.search.check(self.make_pipeline())
+            for s in splits:
+                groups = None if dataset.groups is None else dataset.groups[s.train]
+                try:
+                    self.inner.split(len(s.train), groups)
+                except DataError as exc:
+                    raise ConfigError(
+                        f"outer fold {s.fold}, inner CV of the search: {exc}"
+                    ) from None
+        return splits
+
+
+def _node(cfg: DictConfig, key: str) -> dict[str, Any] | None:
+    value = OmegaConf.select(cfg, key)
+    if value is None:
+        return None
+    return dict(OmegaConf.to_container(value, resolve=True))  # type: ignore[arg-type]
+
+
+def _splitter(node: Any, key: str) -> Splitter:
+    try:
+        out = instantiate(node, _convert_="all")
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ConfigError | DataError):
+            raise cause from None
+        msg = str(exc).strip().splitlines()
+        raise ConfigError(f"{key}: cannot build it: {msg[-1] if msg else exc}") from exc
+    if not isinstance(out, Splitter):
+        raise ConfigError(f"{key}: {type(out).__name__} is not an n2react.splitters.Splitter")
+    return out
+
+
+def build_plan(cfg: DictConfig) -> Plan:
+    """Read the composed config once into a :class:`Plan` (config errors are ConfigErrors)."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    metric = str(cfg.optimized_metric)
+    if metric not in summary_keys():
+        raise ConfigError(
+            f"optimized_metric={metric!r}: expected one of mean_test_rmse, mean_test_r, "
+            "mean_test_mae, mean_test_r2, pooled_test_rmse, ... (or their std_/train_ forms)"
+        )
+    seed = cfg.get("seed")
+    if seed is None or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r}: expected a whole number >= 0")
+    scheme = str(cfg.cv.get("scheme", "nested"))
+    if scheme not in SCHEMES:
+        raise ConfigError(f"cv.scheme={scheme!r}: expected nested or pair_split")
+    features, wrapper = cfg.get("features"), cfg.get("pairwise")
+    factory = PipelineFactory(
+        imputer=_node(cfg, "imputer") or {},
+        model=_node(cfg, "model.estimator") or {},
+        features=_node(cfg, "features.step") if features is not None else None,
+        scaler=_node(cfg, "scaler.step"),
+        selector=_node(cfg, "selector.step"),
+        wrapper=_node(cfg, "pairwise.wrapper") if wrapper is not None else None,
+    )
+    model = factory().steps[-1][1]  # built once to ask what it can do
+    space = search_space(factory, _node(cfg, "model.space"), _node(cfg, "selector.space"))
+    search = SearchSpec.from_config(
+        _node(cfg, "search") or {}, space, epochs_param(model, "model__")
+    )
+    frac = float(cfg.cv.get("pair_test_fraction", 0.2))
+    if scheme == "pair_split" and not 0.0 < frac < 1.0:
+        raise ConfigError(f"cv.pair_test_fraction={frac}: must be between 0 and 1")
+    return Plan(
+        config=resolved,
+        names=Names(
+            model=str(cfg.model.name),
+            data=str(cfg.data.name),
+            scaler=str(cfg.scaler.name),
+            selector=str(cfg.selector.name),
+            search=str(cfg.search.name),
+        ),
+        make_pipeline=factory,
+        search=search,
+        outer=_splitter(cfg.cv.outer, "cv.outer"),
+        inner=_splitter(cfg.cv.inner, "cv.inner"),
+        groups=check_grouping(cfg.cv.get("groups")),
+        scheme=scheme,
+        pair_test_fraction=frac,
+        seed=int(seed),
+        final_model=bool(cfg.get("final_model", True)),
+        optimized_metric=metric,
+        uses_accelerator=uses_accelerator(model),
+        progress=bool(cfg.get("progress", True)),
+        data=_node(cfg, "data") or {},
+        device=_node(cfg, "device") or {},
+        tracking=_node(cfg, "tracking") or {},
+        eval_path=OmegaConf.select(cfg, "eval.path"),
+    )

@@ -1,0 +1,194 @@
+"""How rows are split into folds, and which rows belong together (groups).
+
+A splitter is a config option (``conf/cv/*.yaml``, one ``_target_``): it turns ``n`` rows, and
+optionally one group label per row, into train/test index pairs. The same splitter class serves
+the outer CV and the inner CV of a search; with groups, no group is ever on both sides of a split.
+A new way to split is a YAML file plus, at most, one class implementing :class:`Splitter`.
+
+Groups come from ``cv.groups``: ``none``, ``metal`` (the metal elements of the formula),
+``family`` (metal plus ligand elements) or ``column:<name>`` (a column of the spreadsheet).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import GroupKFold, KFold, RepeatedKFold
+
+from n2react.composition import DEFAULT_LIGANDS, METALS, parse_formula
+from n2react.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Split:
+    """One fold: 1-based number (counted over repeats), 1-based repeat, row indices."""
+
+    fold: int
+    repeat: int
+    train: np.ndarray
+    test: np.ndarray
+
+
+class Splitter(ABC):
+    """Turns ``n`` rows (and their groups, if any) into folds."""
+
+    #: What the folds are called in messages ("cv.outer_folds", "cv.inner_folds").
+    key: str = "cv"
+
+    @abstractmethod
+    def split(self, n: int, groups: np.ndarray | None = None) -> list[Split]:
+        """The folds of ``n`` rows; with ``groups`` no group is on both sides of a fold."""
+
+    @abstractmethod
+    def n_folds(self, n: int, groups: np.ndarray | None = None) -> int:
+        """How many folds :meth:`split` gives (for checks and progress bars)."""
+
+
+class KFoldSplitter(Splitter):
+    """K shuffled folds (repeated with new shuffles); grouped, K folds of whole groups.
+
+    With groups and ``n_splits`` at least the number of groups, each fold is one group
+    (leave one group out: with ``cv.groups=metal`` that is leave one metal out).
+    """
+
+    def __init__(
+        self,
+        n_splits: int,
+        repeats: int = 1,
+        shuffle: bool = True,
+        seed: int | None = None,
+        key: str = "cv.outer_folds",
+    ) -> None:
+        self.n_splits, self.repeats = int(n_splits), int(repeats)
+        self.shuffle, self.seed, self.key = bool(shuffle), seed, key
+        if self.n_splits < 2:
+            raise ConfigError(f"{key}={self.n_splits}: need at least 2 folds")
+        if self.repeats < 1:
+            raise ConfigError(f"cv.repeats={self.repeats}: need at least 1")
+        if self.repeats > 1 and not self.shuffle:
+            raise ConfigError(
+                f"cv.repeats={self.repeats} with cv.shuffle=false would repeat the same folds; "
+                "set cv.shuffle=true or cv.repeats=1"
+            )
+
+    def n_folds(self, n: int, groups: np.ndarray | None = None) -> int:
+        k = self.n_splits if groups is None else min(self.n_splits, len(np.unique(groups)))
+        return k * self.repeats
+
+    def split(self, n: int, groups: np.ndarray | None = None) -> list[Split]:
+        if groups is None:
+            return self._plain(n)
+        return self._grouped(np.asarray(groups))
+
+    def _plain(self, n: int) -> list[Split]:
+        k = self.n_splits
+        if k > n:
+            raise DataError(f"{n} rows, fewer than {self.key}={k}")
+        if self.repeats > 1:
+            splitter: KFold | RepeatedKFold = RepeatedKFold(
+                n_splits=k, n_repeats=self.repeats, random_state=self.seed
+            )
+        else:
+            splitter = KFold(
+                k, shuffle=self.shuffle, random_state=self.seed if self.shuffle else None
+            )
+        return [
+            Split(i + 1, i // k + 1, tr, te)
+            for i, (tr, te) in enumerate(splitter.split(np.arange(n)))
+        ]
+
+    def _grouped(self, groups: np.ndarray) -> list[Split]:
+        labels = np.unique(groups)
+        if len(labels) < 2:
+            raise DataError(
+                f"{self.key}: {len(labels)} group ({', '.join(map(str, labels))}) among these "
+                "rows; grouped cross-validation needs at least 2"
+            )
+        k = min(self.n_splits, len(labels))
+        out: list[Split] = []
+        rows = np.arange(len(groups))
+        for r in range(self.repeats):
+            if k == len(labels):  # leave one group out, in label order
+                folds = [(rows[groups != g], rows[groups == g]) for g in labels]
+            else:
+                seed = None if self.seed is None else int(self.seed) + r
+                gkf = GroupKFold(
+                    k, shuffle=self.shuffle, random_state=seed if self.shuffle else None
+                )
+                folds = list(gkf.split(rows, groups=groups))
+            out += [Split(r * k + i + 1, r + 1, tr, te) for i, (tr, te) in enumerate(folds)]
+        return out
+
+
+# --------------------------------------------------------------------------- groups
+
+
+def _elements(name: str, ligands: Sequence[str]) -> tuple[list[str], list[str]]:
+    counts, _ = parse_formula(name)
+    metals = sorted(e for e in counts if e in METALS)
+    ligs = sorted(e for e in counts if e not in METALS)
+    unknown = [e for e in ligs if e not in ligands]
+    if not metals or unknown:
+        raise ValueError(f"'{name}' has no metal or an unknown element ({', '.join(unknown)})")
+    return metals, ligs
+
+
+def metal_of(name: str, ligands: Sequence[str] = DEFAULT_LIGANDS) -> str:
+    """``'Mo5S2C1¯'`` -> ``'Mo'``; mixed metals are joined in alphabetical order (``'FeMo'``)."""
+    return "".join(_elements(name, ligands)[0])
+
+
+def family_of(name: str, ligands: Sequence[str] = DEFAULT_LIGANDS) -> str:
+    """Metal plus ligand elements: ``'Mo5S2C1¯'`` -> ``'Mo-CS'``, a bare ``'Rh3¯'`` -> ``'Rh'``."""
+    metals, ligs = _elements(name, ligands)
+    return "".join(metals) + ("-" + "".join(ligs) if ligs else "")
+
+
+GROUPINGS = {"metal": metal_of, "family": family_of}
+
+
+def check_grouping(spec: str | None) -> str | None:
+    """``cv.groups`` as given, or None for no grouping; an unknown value is a ConfigError."""
+    spec = None if spec is None else str(spec).strip()
+    if spec in (None, "", "none", "null"):
+        return None
+    if spec in GROUPINGS or (spec.startswith("column:") and spec[len("column:") :].strip()):
+        return spec
+    raise ConfigError(f"cv.groups={spec!r}: expected none, metal, family or column:<name>")
+
+
+def group_column(spec: str | None) -> str | None:
+    """The spreadsheet column named by ``cv.groups=column:<name>``, else None."""
+    spec = check_grouping(spec)
+    return spec[len("column:") :].strip() if spec and spec.startswith("column:") else None
+
+
+def group_labels(
+    spec: str | None,
+    clusters: Sequence[str],
+    *,
+    source: str,
+    ligands: Sequence[str] = DEFAULT_LIGANDS,
+    first_row: int = 2,
+) -> np.ndarray | None:
+    """One group label per cluster for ``cv.groups=metal|family`` (None for none/column)."""
+    spec = check_grouping(spec)
+    if spec is None or spec.startswith("column:"):
+        return None
+    fn = GROUPINGS[spec]
+    out = []
+    for i, name in enumerate(clusters):
+        try:
+            out.append(fn(str(name), ligands))
+        except ValueError as exc:
+            raise DataError(
+                f"{source}: row {first_row + i} (cluster {name}): cv.groups={spec} reads the "
+                f"group off the formula, but {exc}"
+            ) from None
+    return np.asarray(out, dtype=object)
