@@ -7,9 +7,15 @@ trains on.  :func:`hold_out_groups` draws whole groups in random order until eno
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+
+
+def group_target(fraction: float, n: int) -> int:
+    """Rows to hold out in whole groups: at least ``fraction`` of ``n`` (and at least one)."""
+    return max(1, math.ceil(float(fraction) * n - 1e-9))
 
 
 def group_codes(groups: Any, n: int) -> np.ndarray:

@@ -32,7 +32,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..capabilities import EpochTrained, FitsMany, GroupAware, SpreadPredictor, Wrapper
-from ._groups import group_codes, hold_out_groups
+from ._groups import group_codes, group_target, hold_out_groups
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,8 @@ class PairwiseRegressor(
             held, kept = np.sort(perm[:n_val]), np.sort(perm[n_val:])
             if codes is not None:
                 # the groups draw from a generator of their own; at least 2 kept clusters
-                by_group = hold_out_groups(codes, n_val, np.random.default_rng([seed, 1]), 2)
+                target = max(n_val, group_target(frac, n))
+                by_group = hold_out_groups(codes, target, np.random.default_rng([seed, 1]), 2)
                 if by_group is None:
                     fell_back = True
                 else:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils import check_random_state
 
-from .._groups import group_codes, hold_out_groups
+from .._groups import group_codes, group_target, hold_out_groups
 from . import lr_schedule
 from .program import INT32_MAX, Spec, get_compiled
 
@@ -118,22 +118,25 @@ def _check_mask(mask: Any, n: int) -> np.ndarray | None:
 
 
 def _carve_out(
-    n: int, n_held: int, rng: np.random.Generator, seed: int, mask: Any, groups: Any
+    n: int, frac: float, rng: np.random.Generator, seed: int, mask: Any, groups: Any
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """``(val_idx, tr_idx, fell_back)`` of one model.
 
-    An explicit mask wins; else with groups whole groups are held out (drawn from a generator of
-    its own, so the weights draw the same numbers with or without groups); else random rows.
+    An explicit mask wins; else with groups whole groups are held out until at least ``frac`` of
+    the rows are (drawn from a generator of their own, so the weights draw the same numbers with
+    or without groups); else random rows.
     ``fell_back`` is True when groups were given but there is only one.
     """
     codes = None if groups is None else group_codes(groups, n)
+    n_held = n_val(frac, n)
     perm = rng.permutation(n)  # always drawn: the later draws do not depend on the carve-out
     val_idx, tr_idx = np.sort(perm[:n_held]), np.sort(perm[n_held:])
     if mask is not None:
         return np.flatnonzero(mask), np.flatnonzero(~mask), False
     if codes is None or n_held == 0:
         return val_idx, tr_idx, False
-    held = hold_out_groups(codes, n_held, np.random.default_rng([seed, 1]))
+    target = max(n_held, group_target(frac, n))
+    held = hold_out_groups(codes, target, np.random.default_rng([seed, 1]))
     if held is None:
         return val_idx, tr_idx, True
     return held, np.setdiff1d(np.arange(n), held), False
@@ -169,7 +172,7 @@ def train(
             raise ValueError("all training sets must have the same number of columns")
         rng = np.random.default_rng(seed)
         n = X.shape[0]
-        val_idx, tr_idx, fb = _carve_out(n, n_val(est.validation_fraction, n), rng, seed, mask, g)
+        val_idx, tr_idx, fb = _carve_out(n, est.validation_fraction, rng, seed, mask, g)
         fell_back += fb
         val_indices.append(val_idx)
         if est.standardize_target:
