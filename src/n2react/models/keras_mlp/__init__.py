@@ -21,9 +21,13 @@ saved as ``.keras`` without custom objects.
 
 Differences from a plain ``model.fit`` loop worth knowing:
 
-* the validation rows are a random subset (``validation_fraction``) of the rows given to ``fit``,
-  not the last rows as with Keras' ``validation_split``;
-* ``history_`` holds the data MSE in original target units (the L2 penalty is not included);
+* the validation rows are a random subset (``validation_fraction``) of the rows given to ``fit``
+  (whole groups when ``fit`` gets ``groups``), not the last rows as with Keras'
+  ``validation_split``;
+* ``history_`` (``{"loss": [...], "val_loss": [...]}``, one entry per epoch; the learning
+  curves; ``fit_predict_many(..., return_info=True)`` returns them per model, and a pairwise
+  wrapper's ``history_`` is its base's) holds the data MSE in original target units (the L2
+  penalty is not included);
   ``min_delta`` is compared against these values;
 * the L2 penalty (``l2 * sum(kernel**2)``) acts on the standardised-target loss when
   ``standardize_target`` is true.

@@ -6,7 +6,6 @@ a float64 numpy forward pass of the exported weights.  See the package docstring
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,8 +15,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ...capabilities import Accelerated, EpochTrained, FitsMany, GroupAware
 from .driver import FitResult, model_seeds, n_val, train
-
-logger = logging.getLogger("n2react.models.keras_mlp")
 
 __all__ = ["KerasMLPRegressor"]
 
@@ -83,7 +80,8 @@ class KerasMLPRegressor(
     n_epochs_ : int
         Epochs run.
     validation_indices_ : ndarray
-        Row indices (into the X given to ``fit``) held out for early stopping.
+        Row indices (into the X given to ``fit``) held out for early stopping (whole groups when
+        ``fit`` got ``groups``).
     diverged_ : bool
         True when a non-finite loss stopped training.  The best finite-validation-loss weights
         (or the initial weights) are kept, so the model still predicts.
