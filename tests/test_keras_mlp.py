@@ -220,3 +220,156 @@ def test_predict_matches_exported_model_for_activations(activation: str) -> None
     np.testing.assert_allclose(
         est.model_.predict(X, verbose=0).ravel(), est.predict(X), rtol=1e-5, atol=1e-4
     )
+
+
+# --------------------------------------------------------------------------- capabilities, groups
+
+
+def test_declares_its_capabilities() -> None:
+    from n2react.capabilities import (
+        Accelerated,
+        EpochTrained,
+        FitsMany,
+        GroupAware,
+        epochs_param,
+        uses_accelerator,
+    )
+
+    est = KerasMLPRegressor()
+    for abc in (FitsMany, GroupAware, EpochTrained, Accelerated):
+        assert isinstance(est, abc)
+    assert uses_accelerator(est) and epochs_param(est) == "max_epochs"
+    # pickles name the public path, so they load whatever the package's inner layout
+    assert KerasMLPRegressor.__module__ == "n2react.models.keras_mlp"
+    assert b"n2react.models.keras_mlp\nKerasMLPRegressor" in pickle.dumps(est, protocol=2)
+
+
+def _groups(n: int, seed: int = 0) -> np.ndarray:
+    """Labels of groups of 1..9 rows, in shuffled row order."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 10, size=n)
+    labels = np.repeat(np.arange(n), sizes)[:n]
+    return np.array([f"g{v}" for v in rng.permutation(labels)])
+
+
+def _assert_whole_groups(groups: np.ndarray, val_idx: np.ndarray, frac: float) -> None:
+    n = len(groups)
+    val = np.zeros(n, bool)
+    val[val_idx] = True
+    assert set(groups[val]).isdisjoint(groups[~val])  # no group on both sides
+    assert val.sum() >= frac * n - 1e-9 and (~val).any()
+
+
+def test_groups_hold_out_whole_groups_for_early_stopping() -> None:
+    X, y = _data(n=90)
+    g = _groups(90)
+    kw = dict(validation_fraction=0.2, random_state=0, **FAST)
+    est = KerasMLPRegressor(**kw).fit(X, y, groups=g)
+    _assert_whole_groups(g, est.validation_indices_, 0.2)
+    plain = KerasMLPRegressor(**kw).fit(X, y)
+    assert not set(g[plain.validation_indices_]).isdisjoint(
+        np.delete(g, plain.validation_indices_)
+    )  # the random row carve-out splits groups (this is what groups fix)
+    with pytest.raises(ValueError, match="one label per row"):
+        KerasMLPRegressor(**kw).fit(X, y, groups=g[:-1])
+
+
+def test_fit_many_with_groups_equals_single_fits() -> None:
+    X, y = _data(n=160)
+    rows = [np.arange(0, 90), np.arange(50, 160)]
+    g = _groups(160, seed=1)
+    est = KerasMLPRegressor(validation_fraction=0.25, random_state=5, **FAST)
+    fitted = est.fit_many([X[r] for r in rows], [y[r] for r in rows], groups=[g[r] for r in rows])
+    preds, infos = est.fit_predict_many(
+        [X[r] for r in rows],
+        [y[r] for r in rows],
+        [X, X],
+        groups=[g[r] for r in rows],
+        return_info=True,
+    )
+    for k, r in enumerate(rows):
+        _assert_whole_groups(g[r], fitted[k].validation_indices_, 0.25)
+        np.testing.assert_array_equal(infos[k]["validation_indices"], fitted[k].validation_indices_)
+        alone = est.fit_many([X[r]], [y[r]], model_indices=[k], groups=[g[r]])[0]
+        np.testing.assert_array_equal(alone.validation_indices_, fitted[k].validation_indices_)
+        np.testing.assert_allclose(alone.predict(X), fitted[k].predict(X), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(preds[k], fitted[k].predict(X), rtol=1e-5, atol=1e-5)
+    single = clone(est).fit(X[rows[0]], y[rows[0]], groups=g[rows[0]])  # fit is model index 0
+    np.testing.assert_array_equal(single.validation_indices_, fitted[0].validation_indices_)
+
+
+def test_a_single_group_falls_back_to_random_rows_with_one_warning(caplog) -> None:
+    X, y = _data(n=60)
+    est = KerasMLPRegressor(random_state=2, **FAST)
+    with caplog.at_level("WARNING", logger="n2react.models.keras_mlp"):
+        one = est.fit_many([X, X[:40]], [y, y[:40]], groups=[np.zeros(60), np.zeros(40)])
+    assert sum("single group" in r.getMessage() for r in caplog.records) == 1
+    plain = est.fit_many([X, X[:40]], [y, y[:40]])
+    for a, b in zip(one, plain):  # the same carve-out and weights as without groups
+        np.testing.assert_array_equal(a.validation_indices_, b.validation_indices_)
+        np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+def test_hold_out_groups_draws_whole_groups_and_leaves_one() -> None:
+    from n2react.models._groups import group_codes, hold_out_groups
+
+    codes = group_codes(["b", "a", "b", "c", "c", "c"], 6)
+    np.testing.assert_array_equal(codes, [1, 0, 1, 2, 2, 2])
+    rng = np.random.default_rng(0)
+    for target in (1, 2, 3, 5, 6):
+        held = hold_out_groups(codes, target, rng)
+        assert set(codes[held]).isdisjoint(np.delete(codes, held))
+        assert len(set(np.delete(codes, held))) >= 1  # a group always stays for training
+        assert len(held) >= target or len(set(codes[held])) == 2
+    assert hold_out_groups(np.zeros(5, np.intp), 2, rng) is None
+    # min_keep: never fewer kept rows than asked, even if that holds fewer than the target
+    assert len(hold_out_groups(np.array([0, 0, 0, 1]), 4, rng, min_keep=2)) <= 2
+
+
+# --------------------------------------------------------------------------- defects fixed
+
+
+def test_fit_result_y_scale_is_the_target_spread_folded_into_the_last_layer() -> None:
+    from n2react.models.keras_mlp.driver import FitResult
+
+    w = [np.ones((2, 3, 1), np.float32), np.full((2, 1), 0.5, np.float32)]
+    res = FitResult(
+        weights=w,
+        y_mean=np.array([-12.0, 1.0]),
+        y_scale=np.array([2.0, 3.0]),
+        loss=[[], []],
+        val_loss=[[], []],
+        best_epoch=np.zeros(2, int),
+        n_epochs=np.zeros(2, int),
+        diverged=np.zeros(2, bool),
+        val_indices=[np.array([], int)] * 2,
+    )
+    kernel, bias = res.exported_weights(1)
+    np.testing.assert_allclose(kernel, 3.0 * np.ones((3, 1)))
+    np.testing.assert_allclose(bias, [0.5 * 3.0 + 1.0])
+    assert not hasattr(res, "y_std")  # y_std names a prediction spread elsewhere
+
+
+def test_fit_predict_many_takes_validation_masks() -> None:
+    X, y = _data(n=80)
+    masks = [np.arange(60) < 15, np.arange(80) >= 70]
+    est = KerasMLPRegressor(random_state=1, **FAST)
+    preds, infos = est.fit_predict_many(
+        [X[:60], X], [y[:60], y], [X, X], validation_masks=masks, return_info=True
+    )
+    fitted = est.fit_many([X[:60], X], [y[:60], y], validation_masks=masks)
+    for k, m in enumerate(masks):
+        np.testing.assert_array_equal(infos[k]["validation_indices"], np.flatnonzero(m))
+        np.testing.assert_allclose(preds[k], fitted[k].predict(X), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="validation_masks must have one entry"):
+        est.fit_predict_many([X], [y], [X], validation_masks=masks)
+
+
+def test_no_stale_path_labels_in_the_engine() -> None:
+    """The engine's comments once spoke of a 'path B' that nothing defines; name the case."""
+    from pathlib import Path
+
+    import n2react.models.keras_mlp as pkg
+
+    for f in Path(pkg.__file__).parent.glob("*.py"):
+        assert "path B" not in f.read_text() and "path A" not in f.read_text(), f.name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -17,6 +18,13 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.tree import DecisionTreeRegressor  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
+from n2react.capabilities import (  # noqa: E402
+    EpochTrained,
+    FitsMany,
+    GroupAware,
+    SpreadPredictor,
+    Wrapper,
+)
 from n2react.models.pairwise import PairwiseRegressor, make_pairs, pair_indices  # noqa: E402
 
 
@@ -321,3 +329,120 @@ def test_fused_folds_mix_held_out_clusters_and_a_fold_too_small_to_hold_any() ->
     assert small.n_pairs_ == 4 * 3  # all pairs; the base carved its own validation pairs
     assert big.n_pairs_ == 27 * 26
     assert len(big.base_.validation_indices_) == 2 * 3 * 27
+
+
+# --------------------------------------------------------------------------- capabilities, groups
+
+
+class _EpochSpy(_SpyRegressor, EpochTrained):
+    """A spy that stops early like the Keras MLP: it takes the validation mask and keeps it."""
+
+    def __init__(self, alpha: float = 1.0, validation_fraction: float = 0.25) -> None:
+        super().__init__(alpha)
+        self.validation_fraction = validation_fraction
+
+    def fit(self, X: np.ndarray, y: np.ndarray, validation_mask: Any = None) -> _EpochSpy:
+        self.validation_mask_ = validation_mask
+        return super().fit(X, y)
+
+
+def test_declares_its_capabilities_and_asks_its_base_by_type() -> None:
+    from n2react.capabilities import epochs_param, inner_model, uses_accelerator
+    from n2react.models.keras_mlp import KerasMLPRegressor
+
+    est = PairwiseRegressor(base=KerasMLPRegressor())
+    for abc in (FitsMany, GroupAware, SpreadPredictor, Wrapper):
+        assert isinstance(est, abc)
+    assert isinstance(inner_model(est), KerasMLPRegressor) and uses_accelerator(est)
+    assert epochs_param(est) == "base__max_epochs"
+    assert not uses_accelerator(PairwiseRegressor(base=Ridge()))
+    # Early stopping on held-out clusters is for EpochTrained bases, whatever fit's signature.
+    X, y, _ = _linear(n=20)
+    assert PairwiseRegressor(base=_EpochSpy(), random_state=0).fit(X, y).n_pairs_ == 15 * 14
+    assert PairwiseRegressor(base=_SpyRegressor()).fit(X, y).n_pairs_ == 20 * 19
+
+
+def _pair_rows(X: np.ndarray, dX: np.ndarray) -> list[tuple[int, int]]:
+    n = len(X)
+    row_of = {
+        tuple(np.round(X[i] - X[j], 12)): (i, j) for i in range(n) for j in range(n) if i != j
+    }
+    return [row_of[tuple(np.round(d, 12))] for d in dX]
+
+
+def _check_no_group_on_both_sides(X, groups, dX, mask) -> None:
+    train = _pair_rows(X, dX[~mask])
+    val = _pair_rows(X, dX[mask])
+    held = {i for pair in val for i in pair} - {i for pair in train for i in pair}
+    assert held and all((i in held) != (j in held) for i, j in val)
+    held_groups = {groups[i] for i in held}
+    # no training pair touches a held-out group
+    assert all(groups[i] not in held_groups and groups[j] not in held_groups for i, j in train)
+
+
+def test_groups_keep_held_out_clusters_whole_in_fit_and_fit_many() -> None:
+    rng = np.random.default_rng(4)
+    n = 40
+    X, y = rng.normal(size=(n, 3)), rng.normal(size=n)
+    groups = rng.permutation(np.repeat(["Fe", "Co", "Ni", "Cu", "Zn", "Ag", "Au", "Pt"], 5))
+    est = PairwiseRegressor(base=_EpochSpy(validation_fraction=0.2), random_state=0)
+    one = est.fit(X, y, groups=groups)
+    _check_no_group_on_both_sides(X, groups, one.base_.fit_X_, one.base_.validation_mask_)
+    assert one.n_pairs_ == 30 * 29  # 2 groups of 5 held out: >= 0.2 * 40 clusters
+    rows = [np.arange(0, 30), np.arange(10, 40)]
+    fitted = est.fit_many(
+        [X[r] for r in rows], [y[r] for r in rows], groups=[groups[r] for r in rows]
+    )
+    for f, r in zip(fitted, rows):
+        _check_no_group_on_both_sides(X[r], groups[r], f.base_.fit_X_, f.base_.validation_mask_)
+    with pytest.raises(ValueError, match="one label per row"):
+        est.fit(X, y, groups=groups[:5])
+
+
+def test_groups_with_the_fused_keras_base_equal_single_fits() -> None:
+    from n2react.models.keras_mlp import KerasMLPRegressor
+
+    X, y, _ = _linear(n=36, p=3, noise=0.1)
+    groups = np.arange(36) // 4  # 9 groups of 4
+    rows = [np.arange(0, 24), np.arange(12, 36)]
+    base = KerasMLPRegressor(max_epochs=5, units=8, validation_fraction=0.2, random_state=0)
+    est = PairwiseRegressor(base=base, random_state=0)
+    fused = est.fit_many(
+        [X[r] for r in rows], [y[r] for r in rows], groups=[groups[r] for r in rows]
+    )
+    for k, r in enumerate(rows):
+        alone = est.fit_many([X[r]], [y[r]], model_indices=[k], groups=[groups[r]])[0]
+        assert alone.n_pairs_ == fused[k].n_pairs_ == 16 * 15  # 2 whole groups of 4 held out
+        np.testing.assert_allclose(alone.predict(X), fused[k].predict(X), rtol=1e-4, atol=1e-4)
+    single = clone(est).fit(X[rows[0]], y[rows[0]], groups=groups[rows[0]])
+    np.testing.assert_allclose(single.predict(X), fused[0].predict(X), rtol=1e-4, atol=1e-4)
+
+
+def test_a_single_group_holds_out_random_clusters_with_one_warning(caplog) -> None:
+    X, y, _ = _linear(n=30)
+    est = PairwiseRegressor(base=_EpochSpy(), random_state=0)
+    with caplog.at_level("WARNING", logger="n2react.models.pairwise"):
+        a = est.fit(X, y, groups=np.zeros(30))
+    assert sum("single group" in r.getMessage() for r in caplog.records) == 1
+    b = est.fit(X, y)
+    np.testing.assert_array_equal(a.base_.fit_X_, b.base_.fit_X_)  # as without groups
+
+
+def test_history_is_the_bases() -> None:
+    from sklearn.exceptions import NotFittedError
+
+    from n2react.models.keras_mlp import KerasMLPRegressor
+
+    X, y, _ = _linear(n=20, p=3)
+    assert not hasattr(PairwiseRegressor(), "history_")  # NotFittedError is an AttributeError
+    assert issubclass(NotFittedError, AttributeError)
+    assert PairwiseRegressor(base=Ridge()).fit(X, y).history_ is None
+    base = KerasMLPRegressor(max_epochs=4, units=8, random_state=0)
+    est = PairwiseRegressor(base=base, random_state=0)
+    fitted = clone(est).fit(X, y)
+    assert fitted.history_ is fitted.base_.history_ and len(fitted.history_["val_loss"]) >= 1
+    preds, infos = est.fit_predict_many([X, X[:12]], [y, y[:12]], [X, X], return_info=True)
+    assert len(preds) == len(infos) == 2
+    # fold 0 is fit's model 0 (equal up to the float round-off of the padded fused run)
+    np.testing.assert_allclose(infos[0]["history"]["loss"], fitted.history_["loss"], rtol=1e-4)
+    assert infos[1]["n_pairs"] == 11 * 10  # round(0.1 * 12) = 1 cluster held out

@@ -15,11 +15,12 @@ the Keras MLP.
 No leakage: pairs are only ever built from the rows given to ``fit`` (or, in ``fit_many`` /
 ``fit_predict_many``, from each fold's own training rows), so splitting by cluster in the
 (inner) cross-validation keeps every pair that contains a held-out cluster out of training.
+With ``groups`` the clusters held out for the base's early stopping are whole groups, so no group
+has clusters both in training pairs and among the held-out ones.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,9 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.linear_model import Ridge
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..capabilities import EpochTrained, FitsMany, GroupAware, SpreadPredictor, Wrapper
+from ._groups import group_codes, group_target, hold_out_groups
 
 logger = logging.getLogger(__name__)
 
@@ -71,16 +75,13 @@ def make_pairs(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     return X[i] - X[j], y[i] - y[j]
 
 
-def _supports_kwarg(fn: Any, name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def _fit_base(base: Any, dX: np.ndarray, dy: np.ndarray, mask: np.ndarray | None) -> Any:
-    """A fitted clone of ``base``; ``mask`` marks its early-stopping pairs (None: its own)."""
+    """A fitted clone of ``base``; ``mask`` marks its early-stopping pairs (None: its own).
+
+    Only an :class:`~n2react.capabilities.EpochTrained` base (it stops early on validation rows,
+    named by ``fit(..., validation_mask=...)`` and ``fit_many(..., validation_masks=...)``) ever
+    gets a mask.
+    """
     kwargs = {} if mask is None else {"validation_mask": mask}
     return clone(base).fit(dX, dy, **kwargs)
 
@@ -89,7 +90,9 @@ def _n_train(dy: np.ndarray, mask: np.ndarray | None) -> int:
     return len(dy) if mask is None else int((~mask).sum())
 
 
-class PairwiseRegressor(RegressorMixin, BaseEstimator):
+class PairwiseRegressor(
+    RegressorMixin, BaseEstimator, FitsMany, GroupAware, SpreadPredictor, Wrapper
+):
     """Regress target differences on descriptor differences; predict by reference averaging.
 
     Parameters
@@ -109,13 +112,13 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
         ``(j, i)`` (unless ``max_pairs`` subsamples them).  For a linear base this just drops
         the intercept.
     validation : {"clusters", "pairs"}
-        For a base with early stopping on validation rows (one whose ``fit`` takes a
-        ``validation_mask``, such as the Keras MLP): ``"clusters"`` holds out a
-        ``base.validation_fraction`` of the training *clusters*, trains on the pairs among the
-        others and stops early on the pairs (both orders) between a held-out cluster and a kept
-        one, which is how a new cluster is predicted; ``"pairs"`` lets the base carve random pairs
-        out, whose two clusters also sit in training pairs, so stopping is optimistic.  Ignored
-        for bases without early stopping.
+        For a base with early stopping on validation rows (an ``EpochTrained`` one, such as the
+        Keras MLP, whose ``fit`` takes a ``validation_mask``): ``"clusters"`` holds out a
+        ``base.validation_fraction`` of the training *clusters* (whole groups when ``fit`` gets
+        ``groups``), trains on the pairs among the others and stops early on the pairs (both
+        orders) between a held-out cluster and a kept one, which is how a new cluster is
+        predicted; ``"pairs"`` lets the base carve random pairs out, whose two clusters also sit
+        in training pairs, so stopping is optimistic.  Ignored for bases without early stopping.
     random_state : int, RandomState instance or None
         Seeds the ``max_pairs`` subsample and the held-out validation clusters (the base has its
         own ``random_state``).  Model index ``k`` (``fit`` is index 0, ``fit_many`` fold ``k`` is
@@ -131,8 +134,13 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
         Their targets.
     n_pairs_ : int
         Number of pair rows ``base_`` was trained on.
+    history_ : dict or None
+        The fitted base's per-epoch ``{"loss": [...], "val_loss": [...]}`` (None when the base
+        keeps no history).
     n_features_in_, feature_names_in_ : sklearn input metadata.
     """
+
+    wrapped_param = "base"
 
     def __init__(
         self,
@@ -185,23 +193,40 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
     def _validation_fraction(self) -> float:
         """The fraction of clusters held out for the base's early stopping (0 = none)."""
         base = self._base()
-        if self.validation != "clusters" or not _supports_kwarg(base.fit, "validation_mask"):
+        if self.validation != "clusters" or not isinstance(base, EpochTrained):
             return 0.0
         return float(getattr(base, "validation_fraction", 0.0) or 0.0)
 
-    def _build_pairs(self, X: np.ndarray, y: np.ndarray, index: int) -> tuple:
-        """One fold's pairs, from its own rows only: ``(dX, dy, validation_mask or None)``.
+    def _build_pairs(self, X: np.ndarray, y: np.ndarray, index: int, groups: Any = None) -> tuple:
+        """One fold's pairs, from its own rows only: ``(dX, dy, validation_mask or None)``."""
+        return self._pairs(X, y, index, groups)[:3]
+
+    def _pairs(self, X: np.ndarray, y: np.ndarray, index: int, groups: Any) -> tuple:
+        """``(dX, dy, validation_mask or None, fell_back)`` of one fold.
 
         Training pairs are the (optionally subsampled) ordered pairs among the kept clusters;
         with cluster validation, the pairs between a held-out and a kept cluster follow them.
+        The held-out clusters are random ones, or whole random groups when ``groups`` is given
+        (``fell_back``: there was a single group, so random clusters were held out).
         """
-        rng = np.random.default_rng(self._pair_seed(index))
+        seed = self._pair_seed(index)
+        rng = np.random.default_rng(seed)
         n = X.shape[0]
+        codes = None if groups is None else group_codes(groups, n)
         frac = self._validation_fraction()
         n_val = min(n - 2, int(round(frac * n))) if frac > 0 else 0
+        fell_back = False
         if n_val >= 1:
-            perm = rng.permutation(n)
+            perm = rng.permutation(n)  # drawn with or without groups: max_pairs draws the same
             held, kept = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+            if codes is not None:
+                # the groups draw from a generator of their own; at least 2 kept clusters
+                target = max(n_val, group_target(frac, n))
+                by_group = hold_out_groups(codes, target, np.random.default_rng([seed, 1]), 2)
+                if by_group is None:
+                    fell_back = True
+                else:
+                    held, kept = by_group, np.setdiff1d(np.arange(n), by_group)
         else:
             held, kept = np.empty(0, dtype=np.intp), np.arange(n)
         a, b = pair_indices(len(kept))
@@ -210,28 +235,33 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
             keep = np.sort(rng.choice(len(i), size=int(self.max_pairs), replace=False))
             i, j = i[keep], j[keep]
         if not len(held):
-            return X[i] - X[j], y[i] - y[j], None
+            return X[i] - X[j], y[i] - y[j], None, fell_back
         hv, kv = np.repeat(held, len(kept)), np.tile(kept, len(held))
         i = np.concatenate([i, hv, kv])
         j = np.concatenate([j, kv, hv])
         mask = np.zeros(len(i), dtype=bool)
         mask[-2 * len(hv) :] = True
-        return X[i] - X[j], y[i] - y[j], mask
+        return X[i] - X[j], y[i] - y[j], mask, fell_back
 
     def _set_refs(self, X: np.ndarray, y: np.ndarray, n_pairs: int) -> None:
         self.X_ref_ = X
         self.y_ref_ = y
         self.n_pairs_ = int(n_pairs)
 
+    @property
+    def history_(self) -> dict[str, list[float]] | None:
+        """The fitted base's per-epoch ``{"loss", "val_loss"}``; None if the base keeps none."""
+        check_is_fitted(self, "base_")
+        return getattr(self.base_, "history_", None)
+
     # ------------------------------------------------------------------ public API
-    def fit(self, X: Any, y: Any) -> PairwiseRegressor:
-        """Fit ``clone(base)`` on all ordered pairs of the rows of ``(X, y)`` (model index 0)."""
-        self._check_params()
-        X, y = self._validate_train(self, X, y)
-        dX, dy, mask = self._build_pairs(X, y, 0)
-        self.base_ = _fit_base(self._base(), dX, dy, mask)
-        self._set_refs(X, y, _n_train(dy, mask))
-        return self
+    def fit(self, X: Any, y: Any, groups: Any = None) -> PairwiseRegressor:
+        """Fit ``clone(base)`` on all ordered pairs of the rows of ``(X, y)`` (model index 0).
+
+        ``groups`` (one label per row): the clusters held out for the base's early stopping
+        (``validation="clusters"``) are whole groups, at least one group left for training.
+        """
+        return self._fit_all([self], [X], [y], [0], [groups], fused=False)[0]
 
     def difference(self, D: Any) -> np.ndarray:
         """The fitted difference function on difference rows ``D`` (n, p).
@@ -276,16 +306,16 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
         y_trains: Sequence[Any],
         *,
         model_indices: Sequence[int] | None = None,
+        groups: Sequence[Any] | None = None,
     ) -> list[PairwiseRegressor]:
         """One fitted clone per ``(X_trains[k], y_trains[k])``.
 
-        Each fold's pairs come from its own rows only.  When the base has ``fit_many`` (the
+        Each fold's pairs come from its own rows only.  When the base is ``FitsMany`` (the
         Keras MLP) all fold base models are trained in one ``base.fit_many`` call; fold ``k`` is
-        model index ``model_indices[k]`` (default ``k``), passed on to the base when its
-        ``fit_many`` accepts ``model_indices``, so fold ``k`` alone is reproduced by
-        ``fit_many([X_k], [y_k], model_indices=[k])`` and ``fit`` equals index 0.
+        model index ``model_indices[k]`` (default ``k``), passed on to the base, so fold ``k``
+        alone is reproduced by ``fit_many([X_k], [y_k], model_indices=[k])`` and ``fit`` equals
+        index 0.  ``groups[k]`` (one label per row of fold k, or None) see :meth:`fit`.
         """
-        self._check_params()
         if len(X_trains) != len(y_trains) or len(X_trains) == 0:
             raise ValueError("X_trains and y_trains must be non-empty and of the same length")
         indices = (
@@ -293,21 +323,42 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
         )
         if len(indices) != len(X_trains):
             raise ValueError("model_indices must have one entry per training set")
-        ests, refs, pair_X, pair_y, masks = [], [], [], [], []
-        for X, y, idx in zip(X_trains, y_trains, indices, strict=True):
-            est = clone(self)
+        if groups is not None and len(groups) != len(X_trains):
+            raise ValueError("groups must have one entry per training set")
+        ests = [clone(self) for _ in X_trains]
+        return self._fit_all(ests, X_trains, y_trains, indices, groups, fused=True)
+
+    def _fit_all(
+        self,
+        ests: list[PairwiseRegressor],
+        X_trains: Sequence[Any],
+        y_trains: Sequence[Any],
+        indices: list[int],
+        groups: Sequence[Any] | None,
+        fused: bool,
+    ) -> list[PairwiseRegressor]:
+        """Fit ``ests[k]`` on fold k's pairs; with ``fused`` and a ``FitsMany`` base, all of
+        them in one ``base.fit_many`` call (else one ``base.fit`` each)."""
+        self._check_params()
+        groups = [None] * len(ests) if groups is None else list(groups)
+        refs, pair_X, pair_y, masks, fell_back = [], [], [], [], 0
+        for est, X, y, idx, g in zip(ests, X_trains, y_trains, indices, groups, strict=True):
             X, y = self._validate_train(est, X, y)
-            dX, dy, mask = self._build_pairs(X, y, idx)
-            ests.append(est)
+            dX, dy, mask, fb = self._pairs(X, y, idx, g)
             refs.append((X, y))
             pair_X.append(dX)
             pair_y.append(dy)
             masks.append(mask)
+            fell_back += fb
+        if fell_back:
+            logger.warning(
+                "%d of %d folds got a single group: their held-out clusters are random ones",
+                fell_back,
+                len(ests),
+            )
         base = self._base()
-        if hasattr(base, "fit_many"):
-            kwargs: dict[str, Any] = {}
-            if _supports_kwarg(base.fit_many, "model_indices"):
-                kwargs["model_indices"] = indices
+        if fused and isinstance(base, FitsMany):
+            kwargs: dict[str, Any] = {"model_indices": indices}
             if any(m is not None for m in masks):  # a fold too small to hold any out has None
                 kwargs["validation_masks"] = masks
             logger.debug("fitting %d pairwise base models in one fit_many call", len(ests))
@@ -330,15 +381,22 @@ class PairwiseRegressor(RegressorMixin, BaseEstimator):
         X_tests: Sequence[Any],
         *,
         model_indices: Sequence[int] | None = None,
-    ) -> list[np.ndarray]:
+        groups: Sequence[Any] | None = None,
+        return_info: bool = False,
+    ) -> list[np.ndarray] | tuple[list[np.ndarray], list[dict[str, Any]]]:
         """Fit one model per fold (see :meth:`fit_many`) and predict ``X_tests[k]`` with model k.
 
-        Returns a list of 1-d float64 arrays (the reference-averaged predictions).
+        Returns a list of 1-d float64 arrays (the reference-averaged predictions); with
+        ``return_info=True`` also ``infos[k]``: fold k's ``history`` (the base's, or None) and
+        ``n_pairs``.
         """
         if len(X_tests) != len(X_trains):
             raise ValueError("X_trains and X_tests must have the same length")
-        fitted = self.fit_many(X_trains, y_trains, model_indices=model_indices)
-        return [
+        fitted = self.fit_many(X_trains, y_trains, model_indices=model_indices, groups=groups)
+        preds = [
             np.asarray(est.predict(Xt), dtype=np.float64)
             for est, Xt in zip(fitted, X_tests, strict=True)
         ]
+        if not return_info:
+            return preds
+        return preds, [{"history": est.history_, "n_pairs": est.n_pairs_} for est in fitted]
