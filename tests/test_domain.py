@@ -156,3 +156,12 @@ def test_structure_labels_and_unparsable_names() -> None:
     off = ApplicabilityDomain(k=2).fit(X, ["a", "b", "c", "d"])
     assert off.elements_ is None
     assert off.assess(X.iloc[:1], ["Nb3"])["new_elements"].iloc[0] == ""
+
+
+def test_domain_plot_writes_a_png(ds: Dataset, tmp_path) -> None:
+    from n2react.plots import domain_plot
+
+    test = np.isin(metals(ds), ["Rh", "Co"]) | (np.arange(ds.n_rows) % 5 == 0)
+    ad = ApplicabilityDomain().fit(ds.X[~test], ds.clusters[~test])
+    out = domain_plot(ad.assess(ds.X[test], ds.clusters[test]), tmp_path / "d" / "domain.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
