@@ -118,3 +118,55 @@ def selection_frequency_plot(freq: pd.DataFrame, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def domain_plot(table: pd.DataFrame, path: Path, title: str = "") -> Path:
+    """Each cluster's kNN distance to the training set (sorted) against the threshold.
+
+    ``table`` is :meth:`n2react.domain.ApplicabilityDomain.assess`'s output. Points are green in
+    the domain and red outside it, the marker saying the first reason (new element, descriptor
+    range, kNN distance), so a red point under the line is out for one of the first two; the
+    out-of-domain clusters are named.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = table.sort_values("knn_distance", kind="stable").reset_index(drop=True)
+    inside = t["in_domain"].astype(bool).to_numpy()
+    x = np.arange(len(t))
+    y = t["knn_distance"].to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.14 * len(t) + 2.0), 4.2), dpi=150)
+    if inside.any():
+        ax.scatter(x[inside], y[inside], s=18, c="#31a354", label=f"in domain ({inside.sum()})")
+    new = (t["new_elements"].fillna("") != "").to_numpy()
+    rng = (t["n_outside_range"] > 0).to_numpy()
+    kinds = [
+        (~inside & new, "D", "outside: new element"),
+        (~inside & ~new & rng, "^", "outside: descriptor range"),
+        (~inside & ~new & ~rng, "s", "outside: kNN distance"),
+    ]
+    for mask, marker, what in kinds:
+        if mask.any():
+            ax.scatter(x[mask], y[mask], s=24, c="#de2d26", marker=marker,
+                       label=f"{what} ({mask.sum()})")  # fmt: skip
+    thr = float(t["knn_threshold"].iloc[0]) if len(t) else float("nan")
+    ax.axhline(thr, color="black", ls="--", lw=1, label=f"threshold {thr:.2f}")
+    pad = 0.02 * (np.nanmax(y) if len(y) else 1.0)
+    for i in np.flatnonzero(~inside):
+        ax.annotate(str(t["cluster"].iat[i]), (x[i], y[i] + pad), rotation=90, fontsize=6,
+                    ha="center", va="bottom", color="#a50f15")  # fmt: skip
+    top = max(np.nanmax(y) if len(y) else 0.0, thr)
+    ax.set_ylim(0, 1.3 * top if top > 0 else 1.0)
+    ax.set_xticks([])
+    ax.set_xlabel(f"{len(t)} clusters, sorted by kNN distance")
+    ax.set_ylabel("kNN distance to training (sd units)")
+    ax.set_title(title or "applicability domain", fontsize=10)
+    ax.legend(loc="upper left", fontsize=7, frameon=False)
+    ax.grid(axis="y", alpha=0.25)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
