@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from n2react.data import load_dataset, locate, normalize_name, table_to_dataset
+from n2react.data import (
+    forget_warnings,
+    load_dataset,
+    locate,
+    normalize_name,
+    table_to_dataset,
+)
 from n2react.errors import DataError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
@@ -24,6 +30,7 @@ def data_cfg(name: str, **over: object):
 
 
 def test_24_feature_file_sentinel_is_missing_and_named(caplog: pytest.LogCaptureFixture) -> None:
+    forget_warnings()
     with caplog.at_level(logging.WARNING):
         ds = load_dataset(data_cfg("homonuclear_24"))
     assert ds.X.shape == (159, 24) and ds.y.shape == (159,)
@@ -31,7 +38,9 @@ def test_24_feature_file_sentinel_is_missing_and_named(caplog: pytest.LogCapture
     row = int(np.flatnonzero(ds.clusters == "Rh3\u00af")[0])
     assert np.isnan(ds.X.loc[row, "3_EHOMO/NL"])
     assert (ds.X.fillna(0) != -999).all().all()
-    assert "3_EHOMO/NL for Rh3\u00af (row 157)" in caplog.text
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1  # one summary line, not one per cell
+    assert "1 missing cell (3_EHOMO/NL: Rh3\u00af row 157)" in warned[0].getMessage()
 
 
 def test_anion_glyphs_are_unified_across_files() -> None:

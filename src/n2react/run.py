@@ -25,6 +25,7 @@ from n2react.export import keras_model_of
 from n2react.pairsplit import pair_split
 from n2react.pipeline import build_pipeline, search_space
 from n2react.plots import parity_plot, selection_frequency_plot
+from n2react.predict import write_sha256
 from n2react.report import FoldProgress, show, summary_table
 from n2react.search import check_search, make_hyperparameters, search_size
 from n2react.tracking import Tracker, flatten
@@ -226,6 +227,7 @@ def _run_nested(cfg: DictConfig, dataset: Dataset, tracker: Tracker, run_dir: Pa
                 on_trial_end=progress.trial_done,
             )
             joblib.dump(final, run_dir / "model.joblib")
+            write_sha256(run_dir / "model.joblib")  # predict checks it before unpickling
             (run_dir / "final_params.json").write_text(
                 json.dumps(search.best_params, indent=2, default=str) + "\n"
             )
