@@ -14,6 +14,7 @@ from n2react.data import (
     forget_warnings,
     load_dataset,
     locate,
+    looks_like_target,
     normalize_name,
     table_to_dataset,
 )
@@ -149,3 +150,38 @@ def test_blank_feature_cells_become_missing() -> None:
     df.loc[2, "f1"] = np.nan
     ds = table_to_dataset(df, name="t", source="t.xlsx")
     assert ds.missing == [("M2", "f1")] and np.isnan(ds.X.loc[2, "f1"])
+
+
+def test_data_warnings_are_given_once_per_process(caplog: pytest.LogCaptureFixture) -> None:
+    forget_warnings()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):  # a sweep loads the file once per job
+            load_dataset(data_cfg("homonuclear_24"))
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "is_target"),
+    [
+        ("lg(k1)", True),
+        ("Expt. lg(k1)", True),
+        ("LGK1", True),
+        ("log k1", True),
+        ("log10(k1)", True),
+        ("lg(k2)", False),
+        ("lg(k10)", False),
+        ("3_VDE/VIE", False),
+        ("blog k1x", False),
+    ],
+)
+def test_target_header_look_alikes(header: str, is_target: bool) -> None:
+    assert looks_like_target(header) is is_target
+
+
+def test_target_is_found_by_name_not_position(tmp_path: Path) -> None:
+    df = _good()[["Clusters", "f1", "f2", "lg(k1)", "f3"]].rename(columns={"lg(k1)": "Expt. lgk1"})
+    ds = load_dataset(data_cfg("homonuclear_24", path=str(_write(tmp_path, df))))
+    assert ds.target_name == "Expt. lgk1" and ds.feature_names == ["f1", "f2", "f3"]
+    df = df.rename(columns={"Expt. lgk1": "rate"})
+    with pytest.raises(DataError, match=r"no column looks like lg\(k1\).*data.target_column="):
+        load_dataset(data_cfg("homonuclear_24", path=str(_write(tmp_path, df))))
