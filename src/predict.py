@@ -1,7 +1,9 @@
 """`python -m predict MODEL SPREADSHEET`: lg(k1) of new clusters from a trained n2react model.
 
 MODEL is an MLflow run id (the parent run of `python -m train`), a model URI (runs:/...,
-models:/...) or a run directory of `python -m train` (its model.joblib). The CSV has cluster,
+models:/...) or a run directory of `python -m train` (its model.joblib). Models are pickles: load
+them from trusted sources only (a recorded sha256 is checked). The output never replaces the
+input; an existing output is replaced only with --force. The CSV has cluster,
 y_pred, y_std (uncertainty) and, when the spreadsheet has an lg(k1) column, y_true and residual;
 the scores (r, RMSE, MAE, count within ±log10(3)) are printed.
 """
@@ -23,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "-o", "--output", default=None, help="CSV to write (default: <data>_predictions.csv)"
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing output; load a model whose recorded sha256 differs",
+    )
     parser.add_argument("--sheet", default=0, help="sheet name or index (default: the first)")
     parser.add_argument(
         "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
@@ -38,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     sheet = int(args.sheet) if str(args.sheet).isdigit() else args.sheet
     output = args.output or f"{os.path.splitext(os.path.basename(args.data))[0]}_predictions.csv"
     try:
-        table, metrics = predict(args.model, args.data, output, args.tracking_uri, sheet)
+        table, metrics = predict(
+            args.model, args.data, output, args.tracking_uri, sheet, force=args.force
+        )
     except N2ReactError as exc:
         sys.stderr.write(f"n2react: error: {exc}\n")
         return 2

@@ -45,4 +45,8 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    from n2react.launchers import exit_with, plugin_problem
+
+    if problem := plugin_problem(sys.argv[1:]):
+        exit_with(problem)
     main()

@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from n2react.data import load_dataset, locate, normalize_name, table_to_dataset
+from n2react.data import (
+    forget_warnings,
+    load_dataset,
+    locate,
+    looks_like_target,
+    normalize_name,
+    table_to_dataset,
+)
 from n2react.errors import DataError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
@@ -24,6 +31,7 @@ def data_cfg(name: str, **over: object):
 
 
 def test_24_feature_file_sentinel_is_missing_and_named(caplog: pytest.LogCaptureFixture) -> None:
+    forget_warnings()
     with caplog.at_level(logging.WARNING):
         ds = load_dataset(data_cfg("homonuclear_24"))
     assert ds.X.shape == (159, 24) and ds.y.shape == (159,)
@@ -31,7 +39,9 @@ def test_24_feature_file_sentinel_is_missing_and_named(caplog: pytest.LogCapture
     row = int(np.flatnonzero(ds.clusters == "Rh3\u00af")[0])
     assert np.isnan(ds.X.loc[row, "3_EHOMO/NL"])
     assert (ds.X.fillna(0) != -999).all().all()
-    assert "3_EHOMO/NL for Rh3\u00af (row 157)" in caplog.text
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1  # one summary line, not one per cell
+    assert "1 missing cell (3_EHOMO/NL: Rh3\u00af row 157)" in warned[0].getMessage()
 
 
 def test_anion_glyphs_are_unified_across_files() -> None:
@@ -140,3 +150,38 @@ def test_blank_feature_cells_become_missing() -> None:
     df.loc[2, "f1"] = np.nan
     ds = table_to_dataset(df, name="t", source="t.xlsx")
     assert ds.missing == [("M2", "f1")] and np.isnan(ds.X.loc[2, "f1"])
+
+
+def test_data_warnings_are_given_once_per_process(caplog: pytest.LogCaptureFixture) -> None:
+    forget_warnings()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):  # a sweep loads the file once per job
+            load_dataset(data_cfg("homonuclear_24"))
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "is_target"),
+    [
+        ("lg(k1)", True),
+        ("Expt. lg(k1)", True),
+        ("LGK1", True),
+        ("log k1", True),
+        ("log10(k1)", True),
+        ("lg(k2)", False),
+        ("lg(k10)", False),
+        ("3_VDE/VIE", False),
+        ("blog k1x", False),
+    ],
+)
+def test_target_header_look_alikes(header: str, is_target: bool) -> None:
+    assert looks_like_target(header) is is_target
+
+
+def test_target_is_found_by_name_not_position(tmp_path: Path) -> None:
+    df = _good()[["Clusters", "f1", "f2", "lg(k1)", "f3"]].rename(columns={"lg(k1)": "Expt. lgk1"})
+    ds = load_dataset(data_cfg("homonuclear_24", path=str(_write(tmp_path, df))))
+    assert ds.target_name == "Expt. lgk1" and ds.feature_names == ["f1", "f2", "f3"]
+    df = df.rename(columns={"Expt. lgk1": "rate"})
+    with pytest.raises(DataError, match=r"no column looks like lg\(k1\).*data.target_column="):
+        load_dataset(data_cfg("homonuclear_24", path=str(_write(tmp_path, df))))

@@ -8,8 +8,11 @@ the file and the row or column at fault.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -167,22 +170,111 @@ def _check_hash(p: Path, sha256: str | None) -> None:
 # --------------------------------------------------------------------------- reading tables
 
 
+EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
+TEXT_SUFFIXES = {".csv", ".tsv", ".txt"}
+#: A header that names the target: lg(k1), Expt. lg(k1), lgk1, log k1, log10(k1) (any case/spaces).
+TARGET_PATTERN = re.compile(r"(?:^|[^a-z0-9])(?:lg|log10|log)\(?k_?1\)?(?![0-9])")
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """Log a data warning the first time it is seen in this process (sweeps load a file once per
+    job); later repeats go to DEBUG."""
+    if message in _warned:
+        log.debug("%s", message)
+        return
+    _warned.add(message)
+    log.warning("%s", message)
+
+
+def forget_warnings() -> None:
+    """Forget which data warnings were given (the next load warns again)."""
+    _warned.clear()
+
+
 def read_sheet(p: Path, sheet: str | int | None = 0) -> pd.DataFrame:
-    """Read one sheet of a spreadsheet (or a CSV file) with every header stripped."""
-    try:
-        if p.suffix.lower() in {".csv", ".txt"}:
-            df = pd.read_csv(p)
-        else:
-            df = pd.read_excel(p, sheet_name=0 if sheet is None else sheet)
-    except FileNotFoundError as exc:
-        raise DataError(f"{p}: file not found") from exc
-    except ValueError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "unreadable"
-        raise DataError(f"{p}: cannot read sheet {sheet!r}: {first}") from exc
-    except Exception as exc:  # zip/xml errors from a corrupt or non-spreadsheet file
-        raise DataError(f"{p}: not a readable spreadsheet ({type(exc).__name__}: {exc})") from exc
+    """Read one sheet of a spreadsheet (.xlsx) or a delimited text file (.csv/.tsv/.txt, the
+    delimiter is sniffed) with every header stripped; duplicate headers are refused."""
+    suffix = p.suffix.lower()
+    if suffix not in EXCEL_SUFFIXES | TEXT_SUFFIXES:
+        raise DataError(
+            f"{p}: unknown file type {suffix or '(no extension)'!r} "
+            f"(expected one of {', '.join(sorted(EXCEL_SUFFIXES | TEXT_SUFFIXES))})"
+        )
+    if not p.is_file():
+        raise DataError(f"{p}: file not found")
+    if suffix in TEXT_SUFFIXES:
+        df, header = _read_text(p)
+    else:
+        df, header = _read_excel(p, 0 if sheet is None else sheet)
+    _check_unique_headers(p, header)
     df.columns = [str(c).strip() for c in df.columns]
     return df
+
+
+def _read_excel(p: Path, sheet: str | int) -> tuple[pd.DataFrame, list[Any]]:
+    try:
+        df = pd.read_excel(p, sheet_name=sheet, engine="openpyxl")
+        raw = pd.read_excel(p, sheet_name=sheet, engine="openpyxl", header=None, nrows=1)
+    except ValueError as exc:  # e.g. "Worksheet named 'X' not found"
+        first = str(exc).splitlines()[0] if str(exc) else "unreadable"
+        raise DataError(f"{p}: cannot read sheet {sheet!r}: {first[:200]}") from exc
+    except IndexError as exc:  # a sheet index past the last sheet
+        raise DataError(f"{p}: cannot read sheet {sheet!r}: no such sheet") from exc
+    except Exception as exc:  # zip/xml errors from a corrupt or non-spreadsheet file
+        reason = str(exc).splitlines()[0][:160] if str(exc) else ""
+        raise DataError(
+            f"{p}: not a readable {p.suffix.lower()} spreadsheet ({type(exc).__name__}"
+            + (f": {reason})" if reason else ")")
+        ) from exc
+    header = list(raw.iloc[0]) if len(raw) else []
+    return df, header
+
+
+def _read_text(p: Path) -> tuple[pd.DataFrame, list[Any]]:
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            sample = fh.read(64 * 1024)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text (save it as UTF-8 CSV)") from exc
+    if not sample.strip():
+        raise DataError(f"{p}: the file is empty")
+    try:
+        sep = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        sep = "\t" if p.suffix.lower() == ".tsv" else ","
+    header = next(csv.reader(io.StringIO(sample), delimiter=sep), [])
+    # a semicolon file from a spreadsheet in a comma-decimal locale writes 1,5 for 1.5
+    decimal = "," if sep == ";" and re.search(r";\s*-?\d+,\d+\s*(;|$)", sample, re.M) else "."
+    try:
+        df = pd.read_csv(p, sep=sep, decimal=decimal, encoding="utf-8-sig")
+    except Exception as exc:  # ragged rows, bad quoting
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise DataError(f"{p}: cannot read as {_sep_name(sep)}-separated text: {first}") from exc
+    if df.shape[1] < 3:
+        raise DataError(
+            f"{p}: only {df.shape[1]} column(s) when split on {_sep_name(sep)}; "
+            "save it with one delimiter (comma, semicolon or tab) between columns"
+        )
+    return df, header
+
+
+def _sep_name(sep: str) -> str:
+    return {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}.get(sep, repr(sep))
+
+
+def _check_unique_headers(p: Path, header: Sequence[Any]) -> None:
+    seen: dict[str, int] = {}
+    for i, h in enumerate(header):
+        if h is None or (isinstance(h, float) and np.isnan(h)):
+            continue
+        name = str(h).strip()
+        if name in seen:
+            raise DataError(
+                f"{p}: duplicate column header '{name}' (columns {seen[name] + 1} and {i + 1}); "
+                "rename one"
+            )
+        seen[name] = i
 
 
 def _column(df: pd.DataFrame, spec: str | int | None, default: int, what: str, src: str) -> str:
@@ -200,6 +292,38 @@ def _column(df: pd.DataFrame, spec: str | int | None, default: int, what: str, s
     return spec
 
 
+def looks_like_target(name: str) -> bool:
+    """Whether a header names lg(k1) (``lg(k1)``, ``Expt. lg(k1)``, ``lgk1``, ``log k1`` ...)."""
+    return bool(TARGET_PATTERN.search(re.sub(r"\s+", "", str(name).lower())))
+
+
+def find_target_column(df: pd.DataFrame, spec: str | int | None, src: str) -> str:
+    """The target column: ``spec`` when given, else the one column whose header looks like
+    lg(k1) (an exact ``lg(k1)`` wins over look-alikes)."""
+    if spec is not None:
+        return _column(df, spec, 1, "target", src)
+    cols = [str(c) for c in df.columns]
+    if TARGET_NAME in cols:
+        return TARGET_NAME
+    hits = [c for c in cols[1:] if looks_like_target(c)]
+    if not hits:
+        raise DataError(
+            f"{src}: no column looks like {TARGET_NAME} (columns: {_short_list(cols)}); "
+            "name it with data.target_column=..."
+        )
+    if len(hits) > 1:
+        raise DataError(
+            f"{src}: several columns look like {TARGET_NAME} ({', '.join(hits)}); "
+            "name one with data.target_column=..."
+        )
+    return hits[0]
+
+
+def _short_list(items: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... (+{len(items) - limit})" if len(items) > limit else "")
+
+
 def table_to_dataset(
     df: pd.DataFrame,
     *,
@@ -212,19 +336,28 @@ def table_to_dataset(
     first_row: int = 2,
     has_target: bool = True,
     group_column: str | None = None,
+    announce_target: bool = True,
 ) -> Dataset:
     """Validate a raw table and turn it into a :class:`Dataset`.
 
     ``first_row`` is the spreadsheet row number of the first data row (header = row 1), so that
     messages name the row a chemist sees in the spreadsheet. With ``has_target=False`` (new
-    clusters to predict) there is no target column and ``y`` is all NaN.
+    clusters to predict) there is no target column and ``y`` is all NaN. Without
+    ``target_column`` the target is the column whose header looks like lg(k1); the choice is
+    logged (``announce_target``).
     """
     src = source
+    dup = pd.Index(df.columns)[pd.Index(df.columns).duplicated()]
+    if len(dup):
+        raise DataError(f"{src}: duplicate column header '{dup[0]}' (after renaming); rename one")
     df = df.dropna(how="all")
     if df.empty or df.shape[1] < 3:
         raise DataError(f"{src}: the sheet is empty (need a name, a target and descriptor columns)")
     name_col = _column(df, name_column, 0, "cluster name", src)
-    target_col = _column(df, target_column, 1, "target", src) if has_target else None
+    target_col = find_target_column(df, target_column, src) if has_target else None
+    if target_col is not None and announce_target:
+        where = list(df.columns).index(target_col) + 1
+        log.info("target: %s (column %d of %s)", target_col, where, src)
     if group_column is not None and group_column not in df.columns:
         raise DataError(
             f"{src}: group column '{group_column}' (cv.groups=column:{group_column}) not found "
@@ -280,27 +413,21 @@ def table_to_dataset(
         y = pd.Series(np.full(len(df), np.nan), index=df.index)
     X = pd.DataFrame({c: numeric(c, allow_missing=True) for c in features})
     X.index = pd.RangeIndex(len(X))
-    missing_cells: list[tuple[str, str]] = []
     sentinel_mask = (
         X.isin(list(sentinels)) if sentinels else pd.DataFrame(False, X.index, X.columns)
     )
-    blank_mask = X.isna()
-    for col in X.columns:
-        for pos in np.flatnonzero(sentinel_mask[col].to_numpy() | blank_mask[col].to_numpy()):
-            missing_cells.append((str(clusters[pos]), str(col)))
-            what = "blank" if blank_mask[col].iat[pos] else f"= {X[col].iat[pos]:g}"
-            log.warning(
-                "%s: %s for %s (row %d) %s: treated as missing, imputed inside each training fold",
-                src,
-                col,
-                clusters[pos],
-                first_row + pos,
-                what,
-            )
-    X = X.mask(sentinel_mask)
-    empty = [c for c in X.columns if X[c].isna().all()]
+    missing_mask = sentinel_mask | X.isna()
+    empty = [str(c) for c in X.columns if missing_mask[c].all()]
     if empty:
-        raise DataError(f"{src}: descriptor column(s) with no numeric value: {', '.join(empty)}")
+        raise DataError(f"{src}: descriptor column(s) with no numeric value: {_short_list(empty)}")
+    missing_cells = [
+        (str(clusters[pos]), str(col))
+        for col in X.columns
+        for pos in np.flatnonzero(missing_mask[col].to_numpy())
+    ]
+    if missing_cells:
+        warn_once(f"{src}: {_missing_summary(missing_mask, clusters, first_row)}")
+    X = X.mask(sentinel_mask)
     groups = None
     if group_column is not None:
         raw_groups = df[group_column]
@@ -320,6 +447,46 @@ def table_to_dataset(
     )
 
 
+def _missing_summary(mask: pd.DataFrame, clusters: np.ndarray, first_row: int) -> str:
+    """One line: how many cells are missing, where (a few per column), and what happens."""
+    n = int(mask.to_numpy().sum())
+    cols = [c for c in mask.columns if mask[c].any()]
+    parts = []
+    for col in cols[:4]:
+        rows = np.flatnonzero(mask[col].to_numpy())
+        cells = [f"{clusters[r]} row {first_row + r}" for r in rows[:3]]
+        more = f", +{len(rows) - 3} more" if len(rows) > 3 else ""
+        parts.append(f"{col}: {', '.join(cells)}{more}")
+    if len(cols) > 4:
+        parts.append(f"+{len(cols) - 4} more columns")
+    cells_word = "cell" if n == 1 else "cells"
+    where = f" in {len(cols)} columns" if len(cols) > 1 else ""
+    return (
+        f"{n} missing {cells_word}{where} ({'; '.join(parts)}); imputed inside each training fold"
+    )
+
+
+def check_variation(ds: Dataset) -> None:
+    """Refuse a constant target or all-constant descriptors; warn about constant descriptors."""
+    y = ds.y[np.isfinite(ds.y)]
+    if len(y) and np.ptp(y) == 0:
+        raise DataError(
+            f"{ds.source}: the target {ds.target_name} is constant ({y[0]:g} in all "
+            f"{len(y)} rows): there is nothing to learn"
+        )
+    constant = [str(c) for c in ds.X.columns if ds.X[c].nunique(dropna=True) <= 1]
+    if constant and len(constant) == ds.X.shape[1]:
+        raise DataError(
+            f"{ds.source}: every descriptor is constant ({_short_list(constant)}): "
+            "there is nothing to learn from"
+        )
+    if constant:
+        warn_once(
+            f"{ds.source}: constant descriptor column(s) carry no information: "
+            f"{_short_list(constant)}"
+        )
+
+
 # --------------------------------------------------------------------------- config entry
 
 
@@ -331,6 +498,7 @@ def load_dataset(cfg: Mapping[str, Any], group_column: str | None = None) -> Dat
     ``cv.groups=column:<name>``) is read as the rows' groups, not as a descriptor.
     """
     ds = _load(cfg, group_column)
+    check_variation(ds)
     if cfg.get("formula"):
         ds = with_formula_features(ds, cfg.get("formula_ligands") or DEFAULT_LIGANDS)
     return ds
@@ -398,6 +566,7 @@ def _load_fold_files(cfg: Mapping[str, Any]) -> Dataset:
                 target_column=cfg.get("target_column"),
                 feature_columns=cfg.get("feature_columns"),
                 sentinels=list(cfg.get("sentinels") or []),
+                announce_target=False,
             )
         if parts and list(sheets["test"].X.columns) != list(parts[0].X.columns):
             raise DataError(f"{p}: descriptor columns differ from fold 1's")
@@ -421,13 +590,21 @@ def _load_fold_files(cfg: Mapping[str, Any]) -> Dataset:
             raise DataError(f"{sources[k - 1]}: a cluster is in both its Train and Test sheets")
         folds.append((train_idx, test_idx))
     X = pd.concat([d.X for d in parts], ignore_index=True)
+    renamed = {v: k for k, v in rename.items()}.get(parts[0].target_name, parts[0].target_name)
+    log.info(
+        "target: %s (read as '%s' from the %d fold files %s)",
+        parts[0].target_name,
+        renamed,
+        n_folds,
+        cfg["file"],
+    )
     return Dataset(
         name=str(cfg.get("name", "folds")),
         source=os.path.commonpath(sources),
         clusters=clusters,
         X=X,
         y=np.concatenate([d.y for d in parts]),
-        target_name=TARGET_NAME,
+        target_name=parts[0].target_name,
         folds=folds,
         missing=[m for d in parts for m in d.missing],
     )

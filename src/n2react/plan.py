@@ -115,6 +115,7 @@ class Plan:
                 raise DataError(
                     f"{dataset.source}: outer fold {s.fold} trains on a constant lg(k1)"
                 )
+        _selector_sizes(self, dataset)
         if self.search.active:
             self.search.check(self.make_pipeline())
             for s in splits:
@@ -126,6 +127,30 @@ class Plan:
                         f"outer fold {s.fold}, inner CV of the search: {exc}"
                     ) from None
         return splits
+
+
+def _selector_sizes(plan: Plan, dataset: Dataset) -> None:
+    """A selector asked to keep more descriptors than reach it is refused (it would keep all)."""
+    pipeline = plan.make_pipeline()
+    if "select" not in pipeline.named_steps:
+        return
+    at = list(pipeline.named_steps).index("select")
+    head = dataset.X.head(min(20, dataset.n_rows))  # only to count the columns reaching it
+    n_in = pipeline[:at].fit(head, dataset.y[: len(head)]).transform(head).shape[1]
+    params = pipeline.named_steps["select"].get_params()
+    for key in ("k", "n_features_to_select"):
+        value = params.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > n_in:
+            raise ConfigError(
+                f"selector.step.{key}={value}: more than the {n_in} descriptors reaching the "
+                "selector"
+            )
+        spec = plan.search.space.get(f"select__{key}") if plan.search.active else None
+        if spec and isinstance(spec.get("max"), int) and spec["max"] > n_in:
+            raise ConfigError(
+                f"selector.space.{key}.max={spec['max']}: more than the {n_in} descriptors "
+                "reaching the selector"
+            )
 
 
 def _node(cfg: DictConfig, key: str) -> dict[str, Any] | None:

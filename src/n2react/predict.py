@@ -4,12 +4,19 @@ The model comes from an MLflow run id (its final model, plus its outer-fold mode
 spread), a model URI (``runs:/...``, ``models:/...``), or a run directory / ``model.joblib`` of
 ``python -m train``. The spreadsheet needs the descriptor columns the model was trained on; an
 ``lg(k1)`` column is optional and, when present, the predictions are scored.
+
+Models are pickles: loading one runs code it names, so load models from trusted sources only.
+Where the run recorded the sha256 of its model (``model.joblib.sha256`` beside ``model.joblib``,
+or the MLflow tag ``model_sha256``), the file is checked before it is unpickled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +29,7 @@ from n2react.backend import stderr_silenced
 from n2react.composition import feature_names as formula_names
 from n2react.composition import ligands_in
 from n2react.cv import predict_mean_std
-from n2react.data import TARGET_NAME, read_sheet, table_to_dataset, with_formula_features
+from n2react.data import looks_like_target, read_sheet, table_to_dataset, with_formula_features
 from n2react.errors import DataError, N2ReactError
 from n2react.metrics import regression_metrics
 from n2react.plots import EXPERIMENTAL_ERROR
@@ -30,6 +37,8 @@ from n2react.plots import EXPERIMENTAL_ERROR
 log = logging.getLogger(__name__)
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+SHA256_SUFFIX = ".sha256"
+HASH_TAG = "model_sha256"
 
 
 @dataclass
@@ -46,13 +55,58 @@ def _feature_names(model: Any) -> list[str]:
     return [str(n) for n in names]
 
 
-def load_model(ref: str, tracking_uri: str | None = None) -> LoadedModel:
-    """Load the final model and, where available, the outer-fold models."""
+def file_sha256(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_sha256(path: str | Path) -> Path:
+    """Record ``path``'s sha256 in ``<path>.sha256`` (what :func:`load_model` checks)."""
+    side = Path(str(path) + SHA256_SUFFIX)
+    side.write_text(file_sha256(path) + "\n")
+    return side
+
+
+def check_sha256(file: Path, expected: str | None, where: str, force: bool = False) -> None:
+    """Refuse ``file`` when its sha256 differs from ``expected`` (None = nothing recorded)."""
+    if not expected:
+        return
+    actual = file_sha256(file)
+    if actual == expected.strip().lower():
+        return
+    msg = (
+        f"{file}: sha256 {actual[:12]}... differs from the {expected.strip()[:12]}... "
+        f"recorded by the run ({where}): the model changed since training"
+    )
+    if force:
+        log.warning("%s; loading it anyway (--force)", msg)
+        return
+    raise N2ReactError(f"{msg}; pass --force to load it anyway")
+
+
+def _load_checked(file: Path, force: bool) -> Any:
+    side = Path(str(file) + SHA256_SUFFIX)
+    if side.exists():
+        recorded = (side.read_text().split() or [""])[0]
+        check_sha256(file, recorded, side.name, force)
+    return joblib.load(file)
+
+
+def load_model(ref: str, tracking_uri: str | None = None, force: bool = False) -> LoadedModel:
+    """Load the final model and, where available, the outer-fold models.
+
+    Unpickling runs code: load models from trusted sources only. A recorded sha256 that does not
+    match is refused unless ``force``.
+    """
     with stderr_silenced():  # unpickling a Keras model starts TensorFlow, which chatters
-        return _load_model(ref, tracking_uri)
+        return _load_model(ref, tracking_uri, force)
 
 
-def _load_model(ref: str, tracking_uri: str | None) -> LoadedModel:
+def _load_model(ref: str, tracking_uri: str | None, force: bool = False) -> LoadedModel:
     path = Path(ref)
     if path.exists():
         run_dir = path if path.is_dir() else path.parent
@@ -61,8 +115,9 @@ def _load_model(ref: str, tracking_uri: str | None) -> LoadedModel:
             raise N2ReactError(
                 f"{run_dir}: no model.joblib (was the run made with final_model=true?)"
             )
-        folds = [joblib.load(p) for p in sorted(run_dir.glob("folds/fold_*/model.joblib"))]
-        return LoadedModel(joblib.load(file), folds, str(file))
+        model = _load_checked(file, force)
+        fold_files = sorted(run_dir.glob("folds/fold_*/model.joblib"))
+        return LoadedModel(model, [_load_checked(p, force) for p in fold_files], str(file))
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -75,11 +130,15 @@ def _load_model(ref: str, tracking_uri: str | None) -> LoadedModel:
             uri = run.data.tags.get("model_uri")
             if uri is None:
                 raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")
-            model = mlflow.sklearn.load_model(uri)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+            pickled = next(iter(sorted(local.glob("*.pkl"))), None)
+            if pickled is not None:
+                check_sha256(pickled, run.data.tags.get(HASH_TAG), f"tag {HASH_TAG}", force)
+            model = mlflow.sklearn.load_model(str(local))
             folds = []
             for entry in client.list_artifacts(ref, "fold_models"):
                 local = mlflow.artifacts.download_artifacts(run_id=ref, artifact_path=entry.path)
-                folds += [joblib.load(p) for p in Path(local).glob("*.joblib")]
+                folds += [_load_checked(p, force) for p in sorted(Path(local).glob("*.joblib"))]
             return LoadedModel(model, folds, uri)
         return LoadedModel(mlflow.sklearn.load_model(ref), [], ref)
     except N2ReactError:
@@ -96,23 +155,27 @@ def read_new_clusters(
     p = Path(file)
     if not p.exists():
         raise DataError(f"{p}: file not found")
-    df = read_sheet(p, sheet)
+    df = read_sheet(p, sheet).dropna(how="all")
+    if df.empty or df.shape[1] < 2:
+        raise DataError(f"{p}: the sheet is empty (need a cluster name and descriptor columns)")
     name_col = df.columns[0]
     formula_cols, ligands = _formula_columns(expected, df.columns)
     from_file = [c for c in expected if c not in formula_cols]
     missing = [c for c in from_file if c not in df.columns]
     if missing:
         raise DataError(f"{p}: missing descriptor column(s): {', '.join(missing)}")
-    extra = [c for c in df.columns[1:] if c not in expected and c != TARGET_NAME]
+    labels = [c for c in df.columns[1:] if c not in expected and looks_like_target(c)]
+    target = labels[0] if len(labels) == 1 else None
+    extra = [c for c in df.columns[1:] if c not in expected and c != target]
     if extra:
         log.warning("%s: ignoring column(s) the model was not trained on: %s", p, ", ".join(extra))
-    has_target = TARGET_NAME in df.columns
+    has_target = target is not None
     ds = table_to_dataset(
         df,
         name=p.stem,
         source=str(p),
         name_column=name_col,
-        target_column=TARGET_NAME if has_target else None,
+        target_column=target,
         feature_columns=from_file,
         has_target=has_target,
     )
@@ -150,15 +213,55 @@ def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     return m
 
 
+def check_output(file: str | Path, output: str | Path, force: bool = False) -> Path:
+    """The output path, refused when it is the input spreadsheet, a folder, or (without
+    ``force``) an existing file."""
+    out = Path(output)
+    if out.resolve() == Path(file).resolve():
+        raise DataError(f"{out}: the output is the input spreadsheet; choose another -o")
+    if out.is_dir():
+        raise DataError(f"{out}: the output is a folder; name a .csv file with -o")
+    if out.exists() and not force:
+        raise DataError(f"{out}: the output exists; pass --force to replace it")
+    return out
+
+
+def write_csv_atomic(table: pd.DataFrame, output: str | Path) -> None:
+    """Write ``table`` to a temporary file beside ``output`` and rename it over ``output``, so a
+    reader never sees half a file and a failure leaves any earlier file intact."""
+    out = Path(output)
+    tmp: str | None = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        with os.fdopen(fd, "w", newline="") as fh:
+            table.to_csv(fh, index=False)
+        os.replace(tmp, out)
+        tmp = None
+    except OSError as exc:
+        raise DataError(f"{out}: cannot write ({exc.strerror or type(exc).__name__})") from exc
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def predict(
     ref: str,
     file: str | Path,
     output: str | Path,
     tracking_uri: str | None = None,
     sheet: str | int = 0,
+    force: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, float] | None]:
-    """Write a CSV (cluster, y_pred, y_std[, y_true, residual]); return it and the scores."""
-    loaded = load_model(ref, tracking_uri)
+    """Write a CSV (cluster, y_pred, y_std[, y_true, residual]); return it and the scores.
+
+    The output never replaces the input, replaces an existing file only with ``force``, and is
+    written atomically. ``force`` also loads a model whose recorded sha256 does not match.
+    """
+    check_output(file, output, force)
+    if not Path(file).exists():
+        raise DataError(f"{file}: file not found")
+    loaded = load_model(ref, tracking_uri, force)
     X, clusters, y = read_new_clusters(file, _feature_names(loaded.model), sheet)
     mean, std = predict_table(loaded, X)
     out = pd.DataFrame({"cluster": clusters, "y_pred": mean, "y_std": std})
@@ -167,6 +270,5 @@ def predict(
         out["y_true"] = y
         out["residual"] = mean - y
         metrics = score(y, mean)
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(output, index=False)
+    write_csv_atomic(out, output)
     return out, metrics

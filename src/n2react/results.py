@@ -17,6 +17,7 @@ import pandas as pd
 
 from n2react.cv import CVResult, FoldResult
 from n2react.plots import parity_plot, selection_frequency_plot
+from n2react.predict import write_sha256
 from n2react.tracking import Tracker
 
 
@@ -26,6 +27,7 @@ def write_fold(fold: FoldResult, run_dir: Path) -> tuple[list[Path], Path]:
     d.mkdir(parents=True, exist_ok=True)
     model_file = d / "model.joblib"  # the fold models give predict its spread over folds
     joblib.dump(fold.model, model_file)
+    write_sha256(model_file)  # predict checks it before unpickling
     (d / "selected_features.txt").write_text("\n".join(fold.selected_features) + "\n")
     paths = [d / "selected_features.txt"]
     if len(fold.trials):

@@ -23,6 +23,7 @@ from n2react.export import keras_model_of
 from n2react.pairsplit import pair_split
 from n2react.plan import Plan, build_plan
 from n2react.plots import parity_plot
+from n2react.predict import write_sha256
 from n2react.report import FoldProgress, group_table, show, summary_table
 from n2react.results import fold_logger, write_results
 from n2react.search import TunedPipeline
@@ -182,6 +183,7 @@ def _save_final(
     """model.joblib, final_params.json and the logged model flavours."""
     model = final.pipeline_
     joblib.dump(model, run_dir / "model.joblib")
+    write_sha256(run_dir / "model.joblib")  # predict checks it before unpickling
     params: dict[str, Any] = final.search_.best_params
     (run_dir / "final_params.json").write_text(json.dumps(params, indent=2, default=str) + "\n")
     tracker.log_artifact(run_dir / "final_params.json")

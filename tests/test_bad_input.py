@@ -1,0 +1,322 @@
+"""Bad input, end to end: each case runs the real `python -m train` / `python -m predict` in a
+subprocess and must end in exactly one `n2react: error:` line naming the file/row/key, a non-zero
+exit, no traceback, and no MLflow run left in the store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FILE24 = "homonuclear-159-24features.xlsx"
+LEAD = pytest.mark.xfail(strict=False, reason="lead")
+QUICK = ("model=ridge", "cv.outer_folds=3", "final_model=false", "progress=false")
+
+
+def _env() -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, "HYDRA_FULL_ERROR": "0"}
+
+
+def cli(tmp: Path, module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    extra = [f"hydra.run.dir={tmp / 'run'}"] if module == "train" else []
+    cmd = [sys.executable, "-m", module, *extra, *args]
+    return subprocess.run(cmd, cwd=tmp, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def mlflow_runs(store: Path) -> list:
+    """Every run of every experiment in the SQLite store (none when there is no store)."""
+    if not store.exists():
+        return []
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store}")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids) if ids else []
+
+
+def assert_one_error(out: subprocess.CompletedProcess, *expected: str) -> str:
+    assert out.returncode != 0, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
+    assert len(lines) == 1, out.stderr[-3000:]
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- bad data files
+
+
+def _table(src: Path) -> pd.DataFrame:
+    return pd.read_excel(src / FILE24)
+
+
+def dup_header(tmp: Path, src: Path) -> Path:
+    df = _table(src)
+    cols = list(df.columns)
+    cols[4] = cols[3]  # two '3_α' columns: pandas would silently rename one '3_α.1'
+    df.columns = cols
+    df.to_excel(tmp / "dup.xlsx", index=False)
+    return tmp / "dup.xlsx"
+
+
+def no_target(tmp: Path, src: Path) -> Path:
+    _table(src).rename(columns={"lg(k1)": "rate"}).to_excel(tmp / "rate.xlsx", index=False)
+    return tmp / "rate.xlsx"
+
+
+def one_column_text(tmp: Path, src: Path) -> Path:
+    p = tmp / "colon.csv"
+    _table(src).to_csv(p, sep=":", index=False)
+    return p
+
+
+def garbage_xlsx(tmp: Path, src: Path) -> Path:
+    p = tmp / "garbage.xlsx"
+    p.write_bytes(np.random.default_rng(0).bytes(20 * 1024 * 1024))
+    return p
+
+
+def unknown_type(tmp: Path, src: Path) -> Path:
+    p = tmp / "data.json"
+    _table(src).to_json(p)
+    return p
+
+
+def blank_descriptors(tmp: Path, src: Path) -> Path:
+    df = _table(src)
+    df.iloc[:, 2:] = np.nan
+    df.to_excel(tmp / "blank.xlsx", index=False)
+    return tmp / "blank.xlsx"
+
+
+def constant_target(tmp: Path, src: Path) -> Path:
+    df = _table(src)
+    df["lg(k1)"] = -12.0
+    df.to_excel(tmp / "flat.xlsx", index=False)
+    return tmp / "flat.xlsx"
+
+
+def constant_descriptors(tmp: Path, src: Path) -> Path:
+    df = _table(src)
+    df.iloc[:, 2:] = 1.0
+    df.to_excel(tmp / "same.xlsx", index=False)
+    return tmp / "same.xlsx"
+
+
+def header_only(tmp: Path, src: Path) -> Path:
+    _table(src).iloc[:0].to_excel(tmp / "empty.xlsx", index=False)
+    return tmp / "empty.xlsx"
+
+
+def non_numeric_cell(tmp: Path, src: Path) -> Path:
+    df = _table(src).astype({"2_Q": object})
+    df.loc[9, "2_Q"] = "0.3.1"  # (pandas reads "n/a" as a blank: imputed, not an error)
+    df.to_excel(tmp / "text.xlsx", index=False)
+    return tmp / "text.xlsx"
+
+
+def five_rows(tmp: Path, src: Path) -> Path:
+    _table(src).iloc[:5].to_excel(tmp / "five.xlsx", index=False)
+    return tmp / "five.xlsx"
+
+
+DATA_CASES: dict[str, tuple[Callable[[Path, Path], Path], tuple[str, ...]]] = {
+    "duplicate header": (dup_header, ("dup.xlsx", "duplicate column header '3_\u03b1'")),
+    "no target column": (no_target, ("rate.xlsx", "no column looks like lg(k1)", "target_column")),
+    "one-column text": (one_column_text, ("colon.csv", "only 1 column(s)", "comma")),
+    "garbage xlsx": (garbage_xlsx, ("garbage.xlsx: not a readable .xlsx spreadsheet",)),
+    "unknown extension": (unknown_type, ("data.json: unknown file type '.json'",)),
+    "all-blank descriptors": (blank_descriptors, ("blank.xlsx", "no numeric value", "3_VDE/VIE")),
+    "constant target": (constant_target, ("flat.xlsx", "lg(k1) is constant")),
+    "constant descriptors": (constant_descriptors, ("same.xlsx", "every descriptor is constant")),
+    "header only": (header_only, ("empty.xlsx", "the sheet is empty")),
+    "non-numeric cell": (non_numeric_cell, ("text.xlsx", "'0.3.1'", "'2_Q'", "row 11")),
+}
+
+
+@pytest.mark.parametrize("case", list(DATA_CASES))
+def test_bad_data_file(case: str, tmp_path: Path, shared_data: Path) -> None:
+    make, expected = DATA_CASES[case]
+    path = make(tmp_path, shared_data)
+    out = cli(tmp_path, "train", f"data.path={path}", *QUICK)
+    assert_one_error(out, *expected)
+    assert len(out.stderr.splitlines()) < 20  # no per-cell warning flood before the error
+    assert mlflow_runs(tmp_path / "mlflow.db") == []
+
+
+def test_semicolon_csv_with_decimal_commas_loads_like_the_spreadsheet(shared_data: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from n2react.data import load_dataset
+
+    tmp = Path(os.environ["N2_CACHE_DIR"]).parent
+    df = _table(shared_data)
+    df.to_csv(tmp / "semi.csv", sep=";", decimal=",", index=False)
+    df.to_csv(tmp / "tab.tsv", sep="\t", index=False)
+    cfg = OmegaConf.load(ROOT / "conf" / "data" / "homonuclear_24.yaml")
+    ref = load_dataset(cfg)
+    for name in ("semi.csv", "tab.tsv"):
+        cfg.path = str(tmp / name)
+        ds = load_dataset(cfg)
+        assert list(ds.clusters) == list(ref.clusters)
+        np.testing.assert_allclose(ds.X.to_numpy(), ref.X.to_numpy(), equal_nan=True)
+        np.testing.assert_allclose(ds.y, ref.y)
+
+
+def test_target_found_by_name_and_named_in_the_first_lines(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    df = _table(shared_data)
+    cols = ["Clusters", *df.columns[2:6], "lg(k1)"]  # the target is no longer column 2
+    df[cols].rename(columns={"lg(k1)": "Expt. lg(k1)"}).to_excel(tmp_path / "m.xlsx", index=False)
+    out = cli(tmp_path, "train", f"data.path={tmp_path / 'm.xlsx'}", *QUICK, "tracking=none")
+    assert out.returncode == 0, out.stderr[-2000:]
+    first = out.stdout.splitlines()[:3]  # Hydra logs to stdout
+    assert any("target: Expt. lg(k1) (column 6 of" in ln for ln in first), first
+
+
+# --------------------------------------------------------------------------- config (lead)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        pytest.param(("seed=-1",), ("seed",), marks=LEAD, id="negative seed"),
+        pytest.param(
+            ("search=grid", "search.max_trials=0"), ("max_trials",), marks=LEAD, id="0 trials"
+        ),
+        pytest.param(
+            ("selector=kbest", "selector.step.k=100"),
+            ("k", "100", "24"),
+            marks=LEAD,
+            id="k>features",
+        ),
+        pytest.param(
+            ("tracking.experiment=''",), ("tracking.experiment",), marks=LEAD, id="no exp"
+        ),
+    ],
+)
+def test_bad_config(args: tuple[str, ...], expected: tuple[str, ...], tmp_path: Path) -> None:
+    out = cli(tmp_path, "train", *QUICK, *args)
+    assert_one_error(out, *expected)
+    assert mlflow_runs(tmp_path / "mlflow.db") == []
+
+
+@LEAD
+def test_five_rows_three_folds(tmp_path: Path, shared_data: Path) -> None:
+    path = five_rows(tmp_path, shared_data)
+    out = cli(tmp_path, "train", f"data.path={path}", *QUICK)
+    assert_one_error(out, "five.xlsx")
+    assert mlflow_runs(tmp_path / "mlflow.db") == []
+
+
+@LEAD
+@pytest.mark.slow
+def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
+    start = time.monotonic()
+    try:
+        out = cli(tmp_path, "train", *QUICK, "tracking.uri=http://127.0.0.1:9/", timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("still running after 60 s")
+    assert time.monotonic() - start < 60
+    assert_one_error(out, "127.0.0.1:9")
+
+
+@LEAD
+def test_file_tracking_uri_runs_or_says_why(tmp_path: Path) -> None:
+    out = cli(tmp_path, "train", *QUICK, f"tracking.uri=file://{tmp_path / 'store'}")
+    if out.returncode != 0:
+        assert_one_error(out, "tracking.uri")
+    assert "Traceback" not in out.stderr
+
+
+# --------------------------------------------------------------------------- predict
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """A ridge model trained on the 24-descriptor file (no MLflow)."""
+    tmp = tmp_path_factory.mktemp("model")
+    out = cli(tmp, "train", "model=ridge", "cv.outer_folds=3", "progress=false", "tracking=none")
+    assert out.returncode == 0, out.stderr[-2000:]
+    return tmp / "run"
+
+
+@pytest.fixture
+def sheet(tmp_path: Path, shared_data: Path) -> Path:
+    p = tmp_path / "new.xlsx"
+    shutil.copy(shared_data / FILE24, p)
+    return p
+
+
+def test_predict_never_overwrites_its_input(run_dir: Path, sheet: Path, tmp_path: Path) -> None:
+    before = sheet.read_bytes()
+    out = cli(tmp_path, "predict", str(run_dir), str(sheet), "-o", str(sheet), "--force")
+    assert_one_error(out, "new.xlsx", "the output is the input spreadsheet")
+    assert sheet.read_bytes() == before
+
+
+def test_predict_refuses_an_existing_output_unless_forced(
+    run_dir: Path, sheet: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "pred.csv"
+    target.write_text("mine\n")
+    out = cli(tmp_path, "predict", str(run_dir), str(sheet), "-o", str(target))
+    assert_one_error(out, "pred.csv: the output exists", "--force")
+    assert target.read_text() == "mine\n"
+    out = cli(tmp_path, "predict", str(run_dir), str(sheet), "-o", str(target), "--force")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(pd.read_csv(target)) == 159
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_predict_into_a_read_only_folder(run_dir: Path, sheet: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        out = cli(tmp_path, "predict", str(run_dir), str(sheet), "-o", str(folder / "p.csv"))
+    finally:
+        folder.chmod(0o755)
+    assert_one_error(out, "p.csv: cannot write")
+
+
+def test_predict_into_a_folder_that_cannot_exist(
+    run_dir: Path, sheet: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "afile").write_text("x")
+    out = cli(tmp_path, "predict", str(run_dir), str(sheet), "-o", str(tmp_path / "afile/p.csv"))
+    assert_one_error(out, "p.csv: cannot write")
+
+
+def test_predict_on_an_empty_sheet(run_dir: Path, tmp_path: Path) -> None:
+    pd.DataFrame().to_excel(tmp_path / "blank.xlsx", index=False)
+    out = cli(tmp_path, "predict", str(run_dir), str(tmp_path / "blank.xlsx"))
+    assert_one_error(out, "blank.xlsx", "the sheet is empty")
+
+
+def test_predict_checks_the_recorded_model_hash(run_dir: Path, sheet: Path, tmp_path: Path) -> None:
+    from n2react.predict import file_sha256
+
+    recorded = (run_dir / "model.joblib.sha256").read_text().strip()
+    assert recorded == file_sha256(run_dir / "model.joblib")  # written by the run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "model.joblib.sha256").write_text("0" * 64 + "\n")
+    out = cli(tmp_path, "predict", str(copy), str(sheet), "-o", str(tmp_path / "p.csv"))
+    assert_one_error(out, "model.joblib: sha256", "recorded by the run", "--force")
+    assert not (tmp_path / "p.csv").exists()
+    out = cli(tmp_path, "predict", str(copy), str(sheet), "-o", str(tmp_path / "p.csv"), "--force")
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -1,0 +1,95 @@
+"""Cluster launchers ask for GPUs only for models that use them, and a missing backend is one
+clear line (the real command, off a cluster)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def launcher_cfg(model: str, launcher: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="config",
+            overrides=[f"model={model}", f"hydra/launcher={launcher}"],
+            return_hydra_config=True,
+        )
+    return cfg
+
+
+def test_every_model_declares_its_gpus() -> None:
+    for path in (CONF / "model").glob("*.yaml"):
+        gpus = OmegaConf.load(path).get("gpus")
+        assert gpus == (1 if path.stem == "keras_mlp" else 0), path.name
+
+
+def test_slurm_asks_a_gpu_for_keras_only() -> None:
+    keras = launcher_cfg("keras_mlp", "slurm")
+    svr = launcher_cfg("svr", "slurm")
+    assert OmegaConf.select(keras, "hydra.launcher.gpus_per_node") == 1
+    assert OmegaConf.select(svr, "hydra.launcher.gpus_per_node") == 0
+
+
+@pytest.mark.parametrize(("gpus"), [0, 1])
+def test_ray_num_gpus_follows_the_model(gpus: int) -> None:
+    # the Ray launcher plugin is an optional extra: check the YAML's interpolation itself
+    launcher = OmegaConf.load(CONF / "hydra" / "launcher" / "ray_cluster.yaml")
+    del launcher["defaults"]
+    cfg = OmegaConf.create({"model": {"gpus": gpus}, "hydra": {"launcher": launcher}})
+    assert cfg.hydra.launcher.ray.remote.num_gpus == gpus
+
+
+def _train(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HYDRA_FULL_ERROR": "0"}
+    cmd = [sys.executable, "-m", "train", "model=ridge", "tracking=none", *args, "-m"]
+    return subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _one_error(out: subprocess.CompletedProcess) -> str:
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
+    assert len(lines) == 1, out.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.mark.skipif(shutil.which("srun") is not None, reason="on a SLURM cluster")
+def test_slurm_without_srun_is_one_line(tmp_path: Path) -> None:
+    line = _one_error(_train(tmp_path, "hydra/launcher=slurm"))
+    assert "hydra/launcher=slurm: srun not found" in line
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is not None,
+    reason="the Ray launcher plugin is installed",
+)
+def test_ray_without_its_plugin_is_one_line(tmp_path: Path) -> None:
+    line = _one_error(_train(tmp_path, "hydra/launcher=ray_cluster"))
+    assert "hydra/launcher=ray_cluster" in line and "not installed" in line
+
+
+def test_backend_problem_names_a_missing_ray_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    from n2react import launchers
+
+    launcher = {"_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"}
+    launcher["ray"] = {"init": {"address": "auto"}}
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    problem = launchers.backend_problem(launcher)
+    if importlib.util.find_spec("ray") is None:
+        assert problem is not None and "ray is not installed" in problem
+    else:
+        if not launchers.RAY_CURRENT_CLUSTER.exists():
+            assert problem is not None and "no running Ray cluster" in problem
+    basic = {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}
+    assert launchers.backend_problem(basic) is None
