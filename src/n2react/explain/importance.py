@@ -7,8 +7,9 @@ features, selectors and pairwise wrappers need no special case:
   scale: the transform keeps every column, in order) gets shap's exact ``TreeExplainer`` on the
   transformed rows (a monotone per-column rescaling moves no attribution between columns);
 * everything else (SVR, ridge, the Keras MLP, pairwise models, voting ensembles, pipelines that
-  select or combine columns) gets shap's model-agnostic ``PermutationExplainer`` on the whole
-  ``pipeline.predict``, with a fixed, seeded background sample and a fixed evaluation budget.
+  select or combine columns) gets model-agnostic permutation SHAP (shap's ``PermutationExplainer``
+  algorithm, vectorised over rows) on the whole ``pipeline.predict``, with a fixed, seeded
+  background sample and a fixed evaluation budget.
 
 Permutation importance is measured on the OUTER TEST folds: each fold model is scored on its own
 held-out clusters (RMSE increase when one descriptor's values are shuffled among them), so it
@@ -18,7 +19,6 @@ shows what generalises rather than what the model memorised.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +37,8 @@ _TREES = (
 )
 #: Rows per predict call when scoring stacked permutations (keeps pairwise memory bounded).
 _CHUNK = 4096
+#: Cells (rows x descriptors) of one stacked block of masked rows for permutation SHAP.
+_CELLS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -46,14 +48,14 @@ class Budget:
     background: rows of the model-agnostic explainer's background sample.
     max_rows: rows of the final model explained (a seeded subsample when there are more; None =
       all); fold_rows: the same for each outer-fold model (only their mean |SHAP| is kept).
-    permutations: passes of the model-agnostic explainer (each costs 2 p + 1 evaluations per row
-      for p descriptors, each evaluation ``background`` predictions).
+    permutations: antithetic permutation passes of the model-agnostic explainer (each costs
+      2 (p + 1) evaluations per row for p descriptors, each evaluation ``background`` predictions).
     n_repeats: shuffles per descriptor and outer fold for the permutation importance.
     """
 
     background: int = 20
     max_rows: int | None = 80
-    fold_rows: int | None = 30
+    fold_rows: int | None = 20
     permutations: int = 1
     n_repeats: int = 10
     seed: int = 0
@@ -93,12 +95,12 @@ def shap_values(
     model's own training rows. ``salt`` varies the seeded row/background samples per model;
     ``max_rows`` overrides ``budget.max_rows`` (None = all rows).
     """
-    import shap
-
     names = [str(c) for c in X.columns]
     rows = _rows(X, budget.max_rows if max_rows == -1 else max_rows, budget.seed, salt)
     kind = explainer_kind(pipeline, names)
     if kind == "tree":
+        import shap
+
         final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
         Xt = pipeline[:-1].transform(rows) if hasattr(pipeline, "steps") else rows
         explainer = shap.TreeExplainer(final)
@@ -111,22 +113,54 @@ def shap_values(
 def _permutation_shap(
     pipeline: Any, X: pd.DataFrame, rows: pd.DataFrame, names: list[str], budget: Budget, salt: int
 ) -> np.ndarray:
-    import shap
+    """Antithetic permutation SHAP (the algorithm of shap's ``PermutationExplainer``) with an
+    independent background, vectorised over all explained rows.
 
+    For each row and permutation the descriptors are switched from background to the row's
+    values one at a time along the permutation, then along its reverse; a descriptor's SHAP value
+    is the mean change of the prediction (averaged over the background rows) when it is switched.
+    The values of a row sum exactly to f(row) - mean f(background). Every evaluation of every row
+    is stacked and predicted in a few large calls, instead of one call per row.
+    """
     rng = np.random.default_rng([budget.seed, salt, 1])
-    n_bg = min(budget.background, len(X))
-    background = X.to_numpy(dtype=float)[rng.choice(len(X), n_bg, replace=False)]
+    data = X.to_numpy(dtype=float)
+    bg = data[rng.choice(len(data), min(budget.background, len(data)), replace=False)]
+    x_all = rows.to_numpy(dtype=float)
+    n_all, p = x_all.shape
+    out_all = np.zeros((n_all, p))
+    block = max(1, _CELLS // ((p + 1) * len(bg) * p))  # rows per stacked block (bounds memory)
+    for _ in range(max(1, budget.permutations)):
+        perms_all = np.stack([rng.permutation(p) for _ in range(n_all)])
+        for b in range(0, n_all, block):
+            x, out, perms = x_all[b : b + block], out_all[b : b + block], perms_all[b : b + block]
+            _antithetic(pipeline, x, bg, perms, out, names)
+    return out_all / (2 * max(1, budget.permutations))
 
-    def f(a: np.ndarray) -> np.ndarray:
-        return np.asarray(pipeline.predict(pd.DataFrame(a, columns=names)), dtype=float).ravel()
 
-    masker = shap.maskers.Independent(background, max_samples=n_bg)
-    explainer = shap.PermutationExplainer(f, masker, seed=int(rng.integers(2**31 - 1)))
-    max_evals = budget.permutations * (2 * len(names) + 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = explainer(rows.to_numpy(dtype=float), max_evals=max_evals, silent=True)
-    return np.asarray(out.values, dtype=float)
+def _antithetic(
+    pipeline: Any, x: np.ndarray, bg: np.ndarray, perms: np.ndarray, out: np.ndarray, names: list
+) -> None:
+    """Add the forward and the reverse pass of ``perms`` (one permutation per row) to ``out``."""
+    n, p = x.shape
+    for order in (perms, perms[:, ::-1]):
+        # on[i, s, j]: descriptor j of row i takes the row's value at step s (0..p)
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(p)[None, :].repeat(n, 0), axis=1)
+        on = rank[:, None, :] < np.arange(p + 1)[None, :, None]  # (n, p + 1, p)
+        masked = np.where(on[:, :, None, :], x[:, None, None, :], bg[None, None, :, :])
+        f = _predict(pipeline, masked.reshape(-1, p), names).reshape(n, p + 1, len(bg))
+        f = f.mean(axis=2)  # (n, p + 1)
+        gain = np.diff(f, axis=1)  # gain[:, s]: switching descriptor order[:, s]
+        np.put_along_axis(out, order, np.take_along_axis(out, order, 1) + gain, axis=1)
+
+
+def _predict(pipeline: Any, a: np.ndarray, names: list[str]) -> np.ndarray:
+    return np.concatenate(
+        [
+            np.asarray(pipeline.predict(pd.DataFrame(a[s : s + _CHUNK], columns=names))).ravel()
+            for s in range(0, len(a), _CHUNK)
+        ]
+    ).astype(float)
 
 
 def mean_abs(values: pd.DataFrame) -> pd.Series:
@@ -170,13 +204,7 @@ def permutation_importance_fold(
     for j in range(p):
         for r in range(n_repeats):
             stacked[j * n_repeats + r, :, j] = X[rng.permutation(n), j]
-    flat = stacked.reshape(-1, p)
-    preds = np.concatenate(
-        [
-            np.asarray(model.predict(pd.DataFrame(flat[s : s + _CHUNK], columns=names))).ravel()
-            for s in range(0, len(flat), _CHUNK)
-        ]
-    ).reshape(p, n_repeats, n)
+    preds = _predict(model, stacked.reshape(-1, p), names).reshape(p, n_repeats, n)
     base = _rmse(y, np.asarray(model.predict(X_test), dtype=float).ravel())
     perm = np.sqrt(((preds - y[None, None, :]) ** 2).mean(axis=2))  # (p, repeats)
     return pd.Series(perm.mean(axis=1) - base, index=names)

@@ -273,6 +273,8 @@ def learning_curves(table: pd.DataFrame, path: Path, title: str) -> list:
     """Train and validation loss per epoch: the final model bold, each outer-fold model thin.
     CSV: model, epoch, loss, val_loss."""
     plt = _plt()
+    from matplotlib.ticker import FormatStrFormatter
+
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.8), dpi=150, sharey=True)
     folds = [m for m in table["model"].unique() if m != "final"]
     cmap = plt.get_cmap("viridis")
@@ -285,8 +287,13 @@ def learning_curves(table: pd.DataFrame, path: Path, title: str) -> list:
             ax.plot(d["epoch"], d[col], lw=2.0, color="black", label="final model")
         ax.plot([], [], lw=0.8, color=cmap(0.5), label=f"{len(folds)} outer-fold models")
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2g"))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
         ax.set_xlabel("epoch")
-        ax.set_title(f"{name} loss", fontsize=9)
+        ax.set_title(
+            f"{name} loss" + (" (early-stopping rows)" if col == "val_loss" else ""), fontsize=9
+        )
         ax.grid(alpha=0.25, which="both")
     axes[0].set_ylabel("MSE of lg(k₁)")
     axes[1].legend(fontsize=7, frameon=False, loc="upper right")

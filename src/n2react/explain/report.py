@@ -45,7 +45,12 @@ def importance_files(run: RunData, out: Path, budget: imp.Budget) -> list[Path]:
         vals, kind = imp.shap_values(run.final_model, X, budget)
         vals.index = run.dataset.clusters[vals.index.to_numpy()].astype(str)
         Xn = X.set_axis(run.dataset.clusters.astype(str), axis=0)
-        paths += plots.beeswarm(vals, Xn, out / "shap_beeswarm.png", f"SHAP, final model: {title}")
+        paths += plots.beeswarm(
+            vals,
+            Xn,
+            out / "shap_beeswarm.png",
+            f"SHAP, final model ({kind} explainer, {len(vals)} of {len(X)} clusters): {title}",
+        )
         final_abs = imp.mean_abs(vals)
     fold_abs, perm = {}, {}
     for k, model in run.fold_models.items():
