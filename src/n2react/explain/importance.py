@@ -19,6 +19,7 @@ shows what generalises rather than what the model memorised.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -228,5 +229,9 @@ def permutation_table(folds: Mapping[int, pd.Series], names: list[str]) -> pd.Da
 
 def fold_ranks(table: pd.DataFrame) -> pd.DataFrame:
     """Rank (1 = most important) of each descriptor within each ``fold_NN`` column."""
-    cols = [c for c in table.columns if str(c).startswith("fold_")]
-    return table[cols].rank(ascending=False, method="average")
+    return table[fold_columns(table)].rank(ascending=False, method="average")
+
+
+def fold_columns(table: pd.DataFrame) -> list[str]:
+    """The per-fold columns (``fold_01`` ...) of an importance table."""
+    return [str(c) for c in table.columns if re.fullmatch(r"fold_\d+", str(c))]

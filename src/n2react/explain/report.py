@@ -35,24 +35,13 @@ def _groups_spec(run: RunData, groups: Any) -> Any:
     return None if spec in (None, "none") else str(spec)
 
 
-def importance_files(run: RunData, out: Path, budget: imp.Budget) -> list[Path]:
-    """SHAP (final model: beeswarm + bar with the fold spread) and out-of-fold permutation
-    importance, as PNG + CSV."""
-    X, names, title = run.dataset.X, run.dataset.feature_names, _title(run)
-    paths: list[Path] = []
-    final_abs, kind = None, None
-    if run.final_model is not None:
-        vals, kind = imp.shap_values(run.final_model, X, budget)
-        vals.index = run.dataset.clusters[vals.index.to_numpy()].astype(str)
-        Xn = X.set_axis(run.dataset.clusters.astype(str), axis=0)
-        paths += plots.beeswarm(
-            vals,
-            Xn,
-            out / "shap_beeswarm.png",
-            f"SHAP, final model ({kind} explainer, {len(vals)} of {len(X)} clusters): {title}",
-        )
-        final_abs = imp.mean_abs(vals)
-    fold_abs, perm = {}, {}
+def fold_importances(
+    run: RunData, budget: imp.Budget
+) -> tuple[dict[int, pd.Series], dict[int, pd.Series], str | None]:
+    """Per outer fold: mean |SHAP| of its model on (up to ``budget.fold_rows`` of) its training
+    rows, and the permutation importance on its held-out rows; and the explainer used."""
+    X = run.dataset.X
+    fold_abs, perm, kind = {}, {}, None
     for k, model in run.fold_models.items():
         train, test = run.fold_rows(k)
         vals, kind = imp.shap_values(
@@ -66,6 +55,28 @@ def importance_files(run: RunData, out: Path, budget: imp.Budget) -> list[Path]:
             n_repeats=budget.n_repeats,
             seed=budget.seed + k,
         )
+    return fold_abs, perm, kind
+
+
+def importance_files(run: RunData, out: Path, budget: imp.Budget) -> list[Path]:
+    """SHAP (final model: beeswarm + bar with the fold spread) and out-of-fold permutation
+    importance, as PNG + CSV."""
+    X, names, title = run.dataset.X, run.dataset.feature_names, _title(run)
+    paths: list[Path] = []
+    final_abs, kind = None, None
+    if run.final_model is not None:
+        vals, kind = imp.shap_values(run.final_model, X, budget)
+        vals.index = run.dataset.clusters[X.index.get_indexer(vals.index)].astype(str)
+        Xn = X.set_axis(run.dataset.clusters.astype(str), axis=0)
+        paths += plots.beeswarm(
+            vals,
+            Xn,
+            out / "shap_beeswarm.png",
+            f"SHAP, final model ({kind} explainer, {len(vals)} of {len(X)} clusters): {title}",
+        )
+        final_abs = imp.mean_abs(vals)
+    fold_abs, perm, fold_kind = fold_importances(run, budget)
+    kind = kind or fold_kind
     if final_abs is not None or fold_abs:
         table = imp.shap_importance_table(final_abs, fold_abs, names)
         table.attrs["explainer"] = kind
