@@ -51,7 +51,7 @@ class Descriptor:
 
 
 _REL = "relative to the bare metal cluster of the same metal, size and charge"
-_INFERRED = "reference inferred from the data (the paper's SI defines it)"
+_INFERRED = "reference inferred from the data; the paper's SI defines it"
 
 _ENTRIES: list[Descriptor] = [
     Descriptor("1_Qmax", "max. site charge", "largest natural charge on a metal atom", "e"),
