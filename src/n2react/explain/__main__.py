@@ -1,0 +1,73 @@
+"""`python -m n2react.explain RUN`: every explanation figure of a finished run, without training.
+
+RUN is a run directory of `python -m train` or an MLflow parent run id. Writes PNG + CSV files to
+<RUN>/explain/ (an MLflow run: ./explain-<run id>/; --out changes it) and lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m n2react.explain", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("run", help="run directory of python -m train, or an MLflow run id")
+    parser.add_argument(
+        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    )
+    parser.add_argument("--out", default=None, help="output folder (default: <run>/explain)")
+    parser.add_argument(
+        "--groups", default=None, help="parity colours: metal (default), family, column:<name>"
+    )
+    parser.add_argument("--rows", type=int, default=None, help="rows explained (final model)")
+    parser.add_argument(
+        "--log", action="store_true", help="also log the files to the MLflow run (under explain/)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("n2react.data").setLevel(logging.ERROR)
+
+    from n2react.errors import N2ReactError
+    from n2react.explain import Budget, explain_run
+
+    budget = Budget() if args.rows is None else Budget(max_rows=args.rows)
+    try:
+        paths = explain_run(
+            args.run,
+            groups=args.groups,
+            budget=budget,
+            out_dir=args.out,
+            tracking_uri=args.tracking_uri,
+        )
+        if args.log:
+            _log_to_run(args.run, args.tracking_uri, paths)
+    except N2ReactError as exc:
+        sys.stderr.write(f"n2react: error: {exc}\n")
+        return 2
+    for p in paths:
+        sys.stdout.write(f"{p}\n")
+    return 0
+
+
+def _log_to_run(run: str, uri: str, paths: list) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from n2react.errors import N2ReactError
+    from n2react.explain.source import RUN_ID
+
+    if not RUN_ID.match(run):
+        raise N2ReactError(f"--log needs an MLflow run id, got {run}")
+    client = MlflowClient(uri)
+    for p in paths:
+        client.log_artifact(run, str(p), "explain")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

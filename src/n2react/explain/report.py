@@ -1,0 +1,157 @@
+"""``explain_run``: every explanation figure and table of a finished run, without training."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from n2react.data import Dataset
+from n2react.explain import importance as imp
+from n2react.explain import plots
+from n2react.explain.curves import curves_table, histories
+from n2react.explain.groups import group_labels
+from n2react.explain.source import RunData, load_run
+
+log = logging.getLogger(__name__)
+
+#: Folder (inside the run directory) the files are written to by default.
+OUT_DIR = "explain"
+
+
+def _title(run: RunData) -> str:
+    m = run.cfg.get("model", {}).get("name", "model")
+    pw = " (pairwise)" if run.cfg.get("pairwise", {}).get("wrapper") is not None else ""
+    return f"{m}{pw} on {run.dataset.name}"
+
+
+def _groups_spec(run: RunData, groups: Any) -> Any:
+    if groups is not None:
+        return groups
+    spec = run.cfg.get("cv", {}).get("groups")
+    return None if spec in (None, "none") else str(spec)
+
+
+def fold_importances(
+    run: RunData, budget: imp.Budget
+) -> tuple[dict[int, pd.Series], dict[int, pd.Series], str | None]:
+    """Per outer fold: mean |SHAP| of its model on (up to ``budget.fold_rows`` of) its training
+    rows, and the permutation importance on its held-out rows; and the explainer used."""
+    X = run.dataset.X
+    fold_abs, perm, kind = {}, {}, None
+    for k, model in run.fold_models.items():
+        train, test = run.fold_rows(k)
+        vals, kind = imp.shap_values(
+            model, X.iloc[train], budget, salt=k, max_rows=budget.fold_rows
+        )
+        fold_abs[k] = imp.mean_abs(vals)
+        perm[k] = imp.permutation_importance_fold(
+            model,
+            X.iloc[test],
+            run.dataset.y[test],
+            n_repeats=budget.n_repeats,
+            seed=budget.seed + k,
+        )
+    return fold_abs, perm, kind
+
+
+def importance_files(run: RunData, out: Path, budget: imp.Budget) -> list[Path]:
+    """SHAP (final model: beeswarm + bar with the fold spread) and out-of-fold permutation
+    importance, as PNG + CSV."""
+    X, names, title = run.dataset.X, run.dataset.feature_names, _title(run)
+    paths: list[Path] = []
+    final_abs, kind = None, None
+    if run.final_model is not None:
+        vals, kind = imp.shap_values(run.final_model, X, budget)
+        vals.index = run.dataset.clusters[X.index.get_indexer(vals.index)].astype(str)
+        Xn = X.set_axis(run.dataset.clusters.astype(str), axis=0)
+        paths += plots.beeswarm(
+            vals,
+            Xn,
+            out / "shap_beeswarm.png",
+            f"SHAP, final model ({kind} explainer, {len(vals)} of {len(X)} clusters): {title}",
+        )
+        final_abs = imp.mean_abs(vals)
+    fold_abs, perm, fold_kind = fold_importances(run, budget)
+    kind = kind or fold_kind
+    if final_abs is not None or fold_abs:
+        table = imp.shap_importance_table(final_abs, fold_abs, names)
+        table.attrs["explainer"] = kind
+        has_final = final_abs is not None
+        paths += plots.importance_bars(
+            table,
+            out / "shap_importance.png",
+            value="final" if has_final else "fold_mean",
+            err="fold_std",
+            marker="fold_mean" if has_final and fold_abs else None,
+            xlabel="mean |SHAP value| (lg(k₁) units)",
+            title=f"SHAP importance ({kind} explainer): {title}",
+        )
+    if perm:
+        ptable = imp.permutation_table(perm, names)
+        paths += plots.importance_bars(
+            ptable,
+            out / "permutation_importance.png",
+            value="mean",
+            err="std",
+            xlabel="increase of held-out RMSE of lg(k₁) when shuffled (mean ± sd over outer folds)",
+            title=f"Permutation importance on the outer test folds: {title}",
+        )
+    return paths
+
+
+def explain_run(
+    run_dir: str | Path,
+    *,
+    dataset: Dataset | None = None,
+    groups: Any = None,
+    budget: imp.Budget | None = None,
+    out_dir: str | Path | None = None,
+    tracking_uri: str | None = None,
+) -> list[Path]:
+    """Regenerate every explanation of a finished run (a run directory or an MLflow parent run
+    id); returns the files written (PNG + CSV pairs).
+
+    ``dataset``: the run's data set when the caller has it (else reloaded from the run's config);
+    ``groups``: parity colouring (see :func:`n2react.explain.groups.group_labels`; default the
+    run's ``cv.groups`` when set, else the metal); ``out_dir``: default ``<run_dir>/explain`` (an
+    MLflow run: ``explain-<run id>/``). Files written: shap_beeswarm, shap_importance,
+    permutation_importance, parity_by_group, residuals_by_family, learning_curves (Keras only).
+    """
+    t0 = time.perf_counter()
+    budget = budget or imp.Budget()
+    is_dir = Path(run_dir).exists()
+    default_out = Path(run_dir) / OUT_DIR if is_dir else Path(f"explain-{run_dir}")
+    out = Path(out_dir) if out_dir is not None else default_out
+    run = load_run(
+        run_dir, tracking_uri=tracking_uri, download_to=out / "artifacts", dataset=dataset
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    title = _title(run)
+    paths = importance_files(run, out, budget)
+    labels = group_labels(run.oof["cluster"].astype(str), _groups_spec(run, groups), run.dataset)
+    paths += plots.parity(
+        run.oof, labels, out / "parity_by_group.png", f"Held-out clusters: {title}"
+    )
+    paths += plots.residuals_by_family(
+        run.oof, out / "residuals_by_family.png", f"Out-of-fold residuals by family: {title}"
+    )
+    hists = histories(run.final_model, run.fold_models)
+    if hists:
+        paths += plots.learning_curves(
+            curves_table(hists), out / "learning_curves.png", f"Keras learning curves: {title}"
+        )
+    log.info("explained %s in %.1f s: %d files in %s", run.source, time.perf_counter() - t0,
+             len(paths), out)  # fmt: skip
+    return paths
+
+
+def ranking_stability(table: pd.DataFrame) -> pd.DataFrame:
+    """Per descriptor of an importance table (``fold_NN`` columns): mean rank and its sd over
+    folds (1 = most important), sorted by mean rank."""
+    ranks = imp.fold_ranks(table)
+    out = pd.DataFrame({"mean_rank": ranks.mean(axis=1), "sd_rank": ranks.std(axis=1, ddof=1)})
+    return out.sort_values("mean_rank")

@@ -1,0 +1,154 @@
+"""What a finished run left behind, read back without training: from its directory or MLflow.
+
+A run directory of ``python -m train`` holds ``config_resolved.yaml`` (reloads the data set),
+``oof_predictions.csv`` (which fold held out which cluster), ``folds/fold_NN/model.joblib`` (each
+outer fold's fitted pipeline) and ``model.joblib`` (the final pipeline, when one was fitted). An
+MLflow parent run holds the same as artifacts (``fold_models/fold_NN/model.joblib``) plus the final
+model under its tag ``model_uri``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from n2react.data import Dataset, load_dataset
+from n2react.errors import N2ReactError
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_FOLD_DIR = re.compile(r"fold_(\d+)$")
+
+
+@dataclass
+class RunData:
+    """A finished run: its config, data, out-of-fold table and fitted models."""
+
+    source: str
+    cfg: DictConfig
+    dataset: Dataset
+    oof: pd.DataFrame
+    final_model: Any | None
+    fold_models: dict[int, Any] = field(default_factory=dict)
+
+    def fold_rows(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
+        """(training, test) row positions in ``dataset`` of outer fold ``fold``."""
+        held = set(self.oof.loc[self.oof["fold"] == fold, "cluster"].astype(str))
+        test = np.isin(self.dataset.clusters.astype(str), list(held))
+        if not test.any():
+            raise N2ReactError(f"{self.source}: fold {fold} has no clusters in oof_predictions.csv")
+        return np.flatnonzero(~test), np.flatnonzero(test)
+
+
+def _read_oof(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise N2ReactError(f"{path}: not found (is this a finished nested-CV run?)")
+    oof = pd.read_csv(path)
+    missing = {"cluster", "y_true", "y_pred", "fold"} - set(oof.columns)
+    if missing:
+        raise N2ReactError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    return oof
+
+
+def _read_cfg(path: Path) -> DictConfig:
+    if not path.exists():
+        raise N2ReactError(f"{path}: not found (not a run directory of python -m train?)")
+    cfg = OmegaConf.load(path)
+    assert isinstance(cfg, DictConfig)
+    return cfg
+
+
+def _fold_models(paths: list[Path]) -> dict[int, Any]:
+    out = {}
+    for p in paths:
+        m = _FOLD_DIR.search(p.parent.name)
+        if m:
+            out[int(m.group(1))] = joblib.load(p)
+    return dict(sorted(out.items()))
+
+
+def load_run_dir(run_dir: str | Path, dataset: Dataset | None = None) -> RunData:
+    """Read a run directory of ``python -m train``."""
+    from n2react.backend import stderr_silenced
+
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise N2ReactError(f"{d}: not a run directory (nor an MLflow run id)")
+    cfg = _read_cfg(d / "config_resolved.yaml")
+    oof = _read_oof(d / "oof_predictions.csv")
+    with stderr_silenced():  # unpickling a Keras model starts TensorFlow, which chatters
+        final = joblib.load(d / "model.joblib") if (d / "model.joblib").exists() else None
+        folds = _fold_models(sorted(d.glob("folds/fold_*/model.joblib")))
+    ds = dataset if dataset is not None else load_dataset(cfg.data)
+    return RunData(str(d), cfg, ds, oof, final, folds)
+
+
+def load_mlflow_run(
+    run_id: str, dest: str | Path, tracking_uri: str | None = None, dataset: Dataset | None = None
+) -> RunData:
+    """Download a parent run's config, out-of-fold table and fold models into ``dest`` and load
+    its final model (tag ``model_uri``)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from n2react.backend import stderr_silenced
+
+    client = MlflowClient(tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise N2ReactError(f"MLflow run {run_id}: {first[:300]}") from exc
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    names = {a.path for a in client.list_artifacts(run_id)}
+    for need in ("config_resolved.yaml", "oof_predictions.csv"):
+        if need not in names:
+            raise N2ReactError(
+                f"MLflow run {run_id}: no artifact {need} (not an n2react parent run?)"
+            )
+    got = {}
+    for name in ("config_resolved.yaml", "oof_predictions.csv", "fold_models"):
+        if name in names:
+            got[name] = Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=name, dst_path=str(dest), tracking_uri=tracking_uri
+                )
+            )
+    cfg = _read_cfg(got["config_resolved.yaml"])
+    oof = _read_oof(got["oof_predictions.csv"])
+    with stderr_silenced():
+        folds = (
+            _fold_models(sorted(got["fold_models"].glob("fold_*/*.joblib")))
+            if ("fold_models" in got)
+            else {}
+        )
+        uri = run.data.tags.get("model_uri")
+        final = None
+        if uri:
+            if tracking_uri:
+                mlflow.set_tracking_uri(tracking_uri)
+            final = mlflow.sklearn.load_model(uri)
+    ds = dataset if dataset is not None else load_dataset(cfg.data)
+    return RunData(f"MLflow run {run_id}", cfg, ds, oof, final, folds)
+
+
+def load_run(
+    ref: str | Path,
+    *,
+    tracking_uri: str | None = None,
+    download_to: str | Path | None = None,
+    dataset: Dataset | None = None,
+) -> RunData:
+    """A run directory, or an MLflow parent run id (artifacts go to ``download_to``)."""
+    p = Path(ref)
+    if p.exists() or not RUN_ID.match(str(ref)):
+        return load_run_dir(p, dataset)
+    dest = Path(download_to) if download_to is not None else Path(f"explain-{ref}") / "artifacts"
+    return load_mlflow_run(str(ref), dest, tracking_uri, dataset)

@@ -1,0 +1,179 @@
+"""n2react.descriptors and n2react.explain: the glossary, SHAP and permutation importance, and
+every explanation file regenerated from a real finished run (directory and MLflow run id)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVR
+
+from n2react.composition import feature_names as formula_names
+from n2react.descriptors import PAPER_KEY_DESCRIPTORS, describe, glossary_markdown, label
+from n2react.explain import Budget, explain_run, histories, log_learning_curves
+from n2react.explain import importance as imp
+from n2react.explain.groups import family, family_table
+from n2react.explain.source import load_run
+from n2react.run import run
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = [
+    "homonuclear-159-24features.xlsx",
+    "homonuclear-159-15features.xlsx",
+    "homonuclear-159-8features.xlsx",
+]
+SMALL = Budget(max_rows=25, fold_rows=10, background=10, n_repeats=3)
+
+
+@pytest.mark.parametrize("file", FILES)
+def test_every_descriptor_of_the_data_files_has_a_glossary_entry(shared_data, file):
+    cols = list(pd.read_excel(shared_data / file, nrows=1).columns[2:])
+    for c in cols:
+        d = describe(c)
+        assert d is not None, c
+        assert label(c).startswith(f"{c} (") and d.level in (1, 2, 3)
+    assert all(describe(c) is not None for c in PAPER_KEY_DESCRIPTORS)
+
+
+def test_labels_keep_unknown_names_and_the_glossary_renders():
+    assert label("2_σave") == "2_σave (avg. spin density)"
+    assert label("1_ΔQmax", unit=True).endswith("[e]")
+    assert label("2_Q 3_EA") == "2_Q 3_EA" and describe("my_column") is None
+    assert describe("0_n_Cl").name == "Cl atoms"
+    assert all(describe(c) is not None for c in formula_names())
+    md = glossary_markdown()
+    assert md.count("\n| `") == 24 + len(formula_names()) and "| `3_ΔEHOMO` | 3 |" in md
+
+
+def _toy(n: int = 120) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(n, 5)), columns=["a", "b", "c", "d", "e"])
+    return X, 2.0 * X["a"].to_numpy() - X["b"].to_numpy() + 0.05 * rng.normal(size=n)
+
+
+def test_permutation_shap_is_exact_for_a_linear_pipeline_and_sums_to_the_prediction():
+    X, y = _toy()
+    lin = make_pipeline(StandardScaler(), Ridge(alpha=1e-6)).fit(X, y)
+    vals, kind = imp.shap_values(lin, X, Budget(max_rows=15, background=20))
+    assert kind == "permutation" and vals.shape == (15, 5)
+    # a linear model's SHAP value is w_j (x_j - mean of the background's x_j) for any permutation
+    base = lin.predict(X) - vals.sum(axis=1).reindex(X.index).to_numpy()
+    assert np.nanstd(base) < 1e-9  # same base value (mean background prediction) for every row
+    svr = SVR().fit(X, y)
+    vals, _ = imp.shap_values(svr, X, Budget(max_rows=15, background=20))
+    f = svr.predict(X.loc[vals.index])
+    assert np.ptp(f - vals.sum(axis=1).to_numpy()) < 1e-9  # efficiency: sums to f(x) - base
+    assert vals.abs().mean().idxmax() == "a"
+
+
+def test_permutation_importance_finds_the_informative_descriptor():
+    X, y = _toy()
+    model = make_pipeline(StandardScaler(), Ridge()).fit(X[:90], y[:90])
+    pi = imp.permutation_importance_fold(model, X[90:], y[90:], n_repeats=10, seed=0)
+    assert pi.idxmax() == "a" and pi["b"] > pi[["c", "d", "e"]].max()
+    assert pi[["c", "d", "e"]].abs().max() < 0.05
+
+
+def test_family_table_groups_by_metal_and_ligands():
+    assert family("Mo5S2C1¯") == "Mo-C,S" and family("Rh3¯") == "Rh-bare"
+    oof = pd.DataFrame(
+        {"cluster": ["Mo2S1¯", "Mo3S2¯", "Fe3C2¯"], "y_true": [0.0, 0.0, 1.0], "y_pred": [1, 2, 0]}
+    )
+    t = family_table(oof)
+    assert list(t.index) == ["Mo-S", "Fe-C"]
+    assert t.loc["Mo-S", "n"] == 2 and t.loc["Mo-S", "mae"] == 1.5 and t.loc["Fe-C", "bias"] == -1
+
+
+def _expected_rows(run_dir: Path) -> dict[str, int]:
+    data = load_run(run_dir)
+    fams = {family(c) for c in data.dataset.clusters}
+    p = data.dataset.X.shape[1]
+    return {
+        "shap_importance.csv": p,
+        "permutation_importance.csv": p,
+        "residuals_by_family.csv": len(fams),
+        "parity_by_group.csv": data.dataset.n_rows,
+        "shap_beeswarm.csv": SMALL.max_rows,
+    }
+
+
+def test_explain_run_regenerates_every_file_of_a_finished_run(make_cfg, tmp_path):
+    cfg = make_cfg("model=extra_trees", "cv.outer_folds=3", "tracking=none")
+    run(cfg, tmp_path / "run")
+    paths = explain_run(tmp_path / "run", budget=SMALL)
+    out = tmp_path / "run" / "explain"
+    assert all(p.parent == out and p.stat().st_size > 0 for p in paths)
+    names = {p.name for p in paths}
+    for stem in ("shap_beeswarm", "shap_importance", "permutation_importance"):
+        assert {f"{stem}.png", f"{stem}.csv"} <= names
+    assert {"parity_by_group.png", "residuals_by_family.png"} <= names
+    assert "learning_curves.png" not in names  # no Keras model
+    for csv, n in _expected_rows(tmp_path / "run").items():
+        assert len(pd.read_csv(out / csv)) == n, csv
+    shap_t = pd.read_csv(out / "shap_importance.csv", index_col=0)
+    assert {"final", "fold_mean", "fold_std", "fold_01", "fold_03"} <= set(shap_t.columns)
+    assert (shap_t["final"] >= 0).all() and shap_t["final"].is_monotonic_decreasing
+    perm = pd.read_csv(out / "permutation_importance.csv", index_col=0)
+    assert perm[["fold_01", "fold_02", "fold_03"]].notna().all().all()
+    parity = pd.read_csv(out / "parity_by_group.csv")
+    assert parity["labelled"].sum() == 8 and set(parity["group"]) >= {"Mo", "Ta", "V", "Fe"}
+
+
+def test_cli_bad_run_is_one_error_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    (tmp_path / "empty").mkdir()
+    for bad in (tmp_path / "missing", tmp_path / "empty"):
+        p = subprocess.run(
+            [sys.executable, "-m", "n2react.explain", str(bad)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert p.returncode == 2
+        assert p.stderr.startswith("n2react: error:") and p.stderr.count("\n") == 1, p.stderr
+        assert str(bad) in p.stderr
+
+
+@pytest.mark.slow
+def test_keras_learning_curves_and_explaining_an_mlflow_run_id(
+    make_cfg, tmp_path, n2react_runs, monkeypatch
+):
+    from mlflow.tracking import MlflowClient
+
+    cfg = make_cfg(
+        "model=keras_mlp", "cv.outer_folds=3", "model.estimator.max_epochs=30",
+        "model.estimator.patience=5", "model.estimator.units=16",
+    )  # fmt: skip
+    run(cfg, tmp_path / "run")
+    parents, children = n2react_runs(tmp_path)
+    parent = parents[0].info.run_id
+    data = load_run(tmp_path / "run")
+    hists = histories(data.final_model, data.fold_models)
+    assert set(hists) == {"final", 1, 2, 3}
+    client = MlflowClient(cfg.tracking.uri)
+    n = log_learning_curves(client, parent, hists)
+    assert n == sum(len(h["loss"]) + len(h["val_loss"]) for h in hists.values())
+    steps = [m.step for m in client.get_metric_history(parent, "val_loss")]
+    assert steps == list(range(1, len(hists["final"]["val_loss"]) + 1))
+    child = next(c for c in children if c.data.tags["fold"] == "2").info.run_id
+    assert len(client.get_metric_history(child, "loss")) == len(hists[2]["loss"])
+
+    monkeypatch.chdir(tmp_path)  # the default output folder of an MLflow run is ./explain-<id>
+    paths = explain_run(parent, budget=SMALL, tracking_uri=cfg.tracking.uri)
+    out = tmp_path / f"explain-{parent}"
+    curves = pd.read_csv(out / "learning_curves.csv")
+    assert len(curves) == sum(len(h["loss"]) for h in hists.values())
+    assert set(curves["model"]) == {"final", "fold_01", "fold_02", "fold_03"}
+    assert {p.name for p in paths} >= {"learning_curves.png", "shap_importance.png"}
+    shap_t = pd.read_csv(out / "shap_importance.csv", index_col=0)
+    assert len(shap_t) == 24 and shap_t["final"].notna().all()
