@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import sys
 from typing import Any
@@ -16,6 +17,8 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 log = logging.getLogger("n2react")
+# A short random tag per process for the run directory (conf/config.yaml, hydra.run.dir).
+OmegaConf.register_new_resolver("n2react_uid", lambda: secrets.token_hex(3), use_cache=True)
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "conf")
 
 

@@ -55,6 +55,7 @@ class Plan:
     pair_test_fraction: float
     seed: int
     final_model: bool
+    explain: bool
     optimized_metric: str
     uses_accelerator: bool
     progress: bool
@@ -225,6 +226,7 @@ def build_plan(cfg: DictConfig) -> Plan:
         pair_test_fraction=frac,
         seed=int(seed),
         final_model=bool(cfg.get("final_model", True)),
+        explain=bool(cfg.get("explain", True)),
         optimized_metric=metric,
         uses_accelerator=uses_accelerator(model),
         progress=bool(cfg.get("progress", True)),

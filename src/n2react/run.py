@@ -153,11 +153,14 @@ def _nested(
         tracker.log_metrics(summary)
         for p in write_results(result, summary, run_dir, title):
             tracker.log_artifact(p)
+        final = None
         if plan.final_model:
             progress.start_final()
             final = _tuned(plan, run_dir, "final", progress)
             fit_model(final, dataset.X, dataset.y, dataset.groups)
             _save_final(plan, final, dataset, tracker, run_dir)
+        if plan.explain:
+            _explain(result, None if final is None else final.pipeline_, tracker, run_dir)
     show(summary_table(result.fold_table(), summary, title))
     groups = result.group_table()
     if groups is not None:
@@ -192,6 +195,17 @@ def _save_final(
         net = keras_model_of(model, dataset.X)
         if net is not None:
             tracker.log_keras_model(net, dataset.X)
+
+
+def _explain(result: CVResult, final: Any, tracker: Tracker, run_dir: Path) -> None:
+    """Importance, errors by group and family, learning curves: files under explain/ and the
+    Keras losses per epoch as step metrics (``python -m n2react.explain RUN`` redraws them)."""
+    from n2react.explain import explain_run, histories, log_learning_curves
+
+    for p in explain_run(run_dir, dataset=result.dataset):
+        tracker.log_artifact(p, "explain")
+    fold_models = {f.split.fold: f.model for f in result.folds if f.model is not None}
+    log_learning_curves(tracker, None, histories(final, fold_models))
 
 
 def _pair_split(plan: Plan, dataset: Dataset, tracker: Tracker, run_dir: Path) -> dict:
