@@ -500,13 +500,25 @@ def load_dataset(cfg: Mapping[str, Any], group_column: str | None = None) -> Dat
     ds = _load(cfg, group_column)
     check_variation(ds)
     if cfg.get("formula"):
-        ds = with_formula_features(ds, cfg.get("formula_ligands") or DEFAULT_LIGANDS)
+        ligands = cfg.get("formula_ligands") or DEFAULT_LIGANDS
+        ds = with_formula_features(ds, ligands, cfg.get("formula_columns"))
     return ds
 
 
-def with_formula_features(ds: Dataset, ligands: Sequence[str] = DEFAULT_LIGANDS) -> Dataset:
-    """``ds`` with the ``0_`` formula-level columns appended (from its cluster names)."""
+def with_formula_features(
+    ds: Dataset, ligands: Sequence[str] = DEFAULT_LIGANDS, columns: Sequence[str] | None = None
+) -> Dataset:
+    """``ds`` with the ``0_`` formula-level columns appended (from its cluster names); only
+    ``columns`` of them when given (``data.formula_columns``)."""
     extra = formula_features(ds.clusters, ligands=list(ligands), source=ds.source)
+    if columns is not None:
+        unknown = [str(c) for c in columns if c not in extra.columns]
+        if unknown:
+            raise DataError(
+                f"data.formula_columns: {', '.join(unknown)} is not a formula-level column "
+                f"(expected some of {', '.join(extra.columns)})"
+            )
+        extra = extra[[str(c) for c in columns]]
     clash = [c for c in extra.columns if c in ds.X.columns]
     if clash:
         raise DataError(f"{ds.source}: column(s) {', '.join(clash)} already exist (data.formula)")

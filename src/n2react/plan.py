@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,8 @@ class Plan:
             )
         if len(np.unique(dataset.y)) < 2:
             raise DataError(f"{dataset.source}: lg(k1) is the same for every row; nothing to learn")
+        if self.eval_path and not Path(self.eval_path).exists():
+            raise DataError(f"eval.path={self.eval_path}: file not found")
         if self.scheme == "pair_split":
             return []
         try:
@@ -208,6 +211,9 @@ def build_plan(cfg: DictConfig) -> Plan:
     frac = float(cfg.cv.get("pair_test_fraction", 0.2))
     if scheme == "pair_split" and not 0.0 < frac < 1.0:
         raise ConfigError(f"cv.pair_test_fraction={frac}: must be between 0 and 1")
+    eval_path = OmegaConf.select(cfg, "eval.path")
+    if eval_path and not cfg.get("final_model", True):
+        raise ConfigError("eval.path: scoring it needs the final model (final_model=true)")
     return Plan(
         config=resolved,
         names=Names(
@@ -233,5 +239,5 @@ def build_plan(cfg: DictConfig) -> Plan:
         data=_node(cfg, "data") or {},
         device=_node(cfg, "device") or {},
         tracking=_node(cfg, "tracking") or {},
-        eval_path=OmegaConf.select(cfg, "eval.path"),
+        eval_path=str(eval_path) if eval_path else None,
     )

@@ -31,8 +31,7 @@ from n2react.composition import ligands_in
 from n2react.cv import predict_mean_std
 from n2react.data import looks_like_target, read_sheet, table_to_dataset, with_formula_features
 from n2react.errors import DataError, N2ReactError
-from n2react.metrics import regression_metrics
-from n2react.plots import EXPERIMENTAL_ERROR
+from n2react.metrics import EXPERIMENTAL_ERROR, regression_metrics
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +40,16 @@ SHA256_SUFFIX = ".sha256"
 HASH_TAG = "model_sha256"
 
 
+DOMAIN_FILE = "domain.joblib"
+
+
 @dataclass
 class LoadedModel:
     model: Any
     fold_models: list[Any]
     source: str
+    #: the fitted applicability domain of the training clusters (None: the run recorded none)
+    domain: Any = None
 
 
 def _feature_names(model: Any) -> list[str]:
@@ -117,7 +121,10 @@ def _load_model(ref: str, tracking_uri: str | None, force: bool = False) -> Load
             )
         model = _load_checked(file, force)
         fold_files = sorted(run_dir.glob("folds/fold_*/model.joblib"))
-        return LoadedModel(model, [_load_checked(p, force) for p in fold_files], str(file))
+        domain_file = run_dir / DOMAIN_FILE
+        domain = _load_checked(domain_file, force) if domain_file.exists() else None
+        folds = [_load_checked(p, force) for p in fold_files]
+        return LoadedModel(model, folds, str(file), domain)
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -139,7 +146,11 @@ def _load_model(ref: str, tracking_uri: str | None, force: bool = False) -> Load
             for entry in client.list_artifacts(ref, "fold_models"):
                 local = mlflow.artifacts.download_artifacts(run_id=ref, artifact_path=entry.path)
                 folds += [_load_checked(p, force) for p in sorted(Path(local).glob("*.joblib"))]
-            return LoadedModel(model, folds, uri)
+            domain = None
+            if any(a.path == f"domain/{DOMAIN_FILE}" for a in client.list_artifacts(ref, "domain")):
+                local = mlflow.artifacts.download_artifacts(run_id=ref, artifact_path="domain")
+                domain = _load_checked(Path(local) / DOMAIN_FILE, force)
+            return LoadedModel(model, folds, uri, domain)
         return LoadedModel(mlflow.sklearn.load_model(ref), [], ref)
     except N2ReactError:
         raise
@@ -204,6 +215,31 @@ def predict_table(loaded: LoadedModel, X: pd.DataFrame) -> tuple[np.ndarray, np.
     return mean, std
 
 
+def prediction_table(
+    loaded: LoadedModel, X: pd.DataFrame, clusters: np.ndarray, y: np.ndarray | None
+) -> tuple[pd.DataFrame, dict[str, float] | None, str | None]:
+    """(cluster, y_pred, y_std, in_domain, domain_reasons[, y_true, residual]), the scores when
+    the clusters are labelled, and the applicability-domain summary line (None: no domain)."""
+    mean, std = predict_table(loaded, X)
+    out = pd.DataFrame({"cluster": clusters, "y_pred": mean, "y_std": std})
+    summary = None
+    if loaded.domain is not None:
+        dom = loaded.domain.assess(X, clusters)
+        out["in_domain"] = dom["in_domain"].to_numpy()
+        out["domain_reasons"] = dom["reasons"].to_numpy()
+        out["nearest_training"] = dom["nearest_training"].to_numpy()
+        summary = loaded.domain.summary(dom)
+    else:
+        out["in_domain"] = np.nan
+        log.warning("the run recorded no applicability domain: in_domain is left empty")
+    metrics = None
+    if y is not None:
+        out["y_true"] = y
+        out["residual"] = mean - y
+        metrics = score(y, mean)
+    return out, metrics, summary
+
+
 def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """r, RMSE, MAE, R2 and how many predictions fall within the experimental error bar."""
     m = regression_metrics(y_true, y_pred)
@@ -263,12 +299,8 @@ def predict(
         raise DataError(f"{file}: file not found")
     loaded = load_model(ref, tracking_uri, force)
     X, clusters, y = read_new_clusters(file, _feature_names(loaded.model), sheet)
-    mean, std = predict_table(loaded, X)
-    out = pd.DataFrame({"cluster": clusters, "y_pred": mean, "y_std": std})
-    metrics = None
-    if y is not None:
-        out["y_true"] = y
-        out["residual"] = mean - y
-        metrics = score(y, mean)
+    out, metrics, domain_summary = prediction_table(loaded, X, clusters, y)
+    if domain_summary:
+        log.info("%s", domain_summary)
     write_csv_atomic(out, output)
     return out, metrics

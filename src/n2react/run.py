@@ -17,18 +17,20 @@ import joblib
 from omegaconf import DictConfig, OmegaConf
 
 from n2react import device
+from n2react.composition import DEFAULT_LIGANDS
 from n2react.cv import CVResult, FoldResult, fit_model, nested_cv
 from n2react.data import Dataset, load_dataset
 from n2react.export import keras_model_of
 from n2react.pairsplit import pair_split
 from n2react.plan import Plan, build_plan
 from n2react.plots import parity_plot
-from n2react.predict import write_sha256
+from n2react.predict import DOMAIN_FILE, write_sha256
 from n2react.report import FoldProgress, group_table, show, summary_table
 from n2react.results import fold_logger, write_results
 from n2react.search import TunedPipeline
 from n2react.splitters import Split
 from n2react.tracking import Tracker, flatten
+from n2react.transfer import evaluate_transfer, fit_domain, loaded_from_run
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +161,8 @@ def _nested(
             final = _tuned(plan, run_dir, "final", progress)
             fit_model(final, dataset.X, dataset.y, dataset.groups)
             _save_final(plan, final, dataset, tracker, run_dir)
+            if plan.eval_path:
+                summary.update(_transfer(plan, final.pipeline_, result, tracker, run_dir))
         if plan.explain:
             _explain(result, None if final is None else final.pipeline_, tracker, run_dir)
     show(summary_table(result.fold_table(), summary, title))
@@ -190,11 +194,27 @@ def _save_final(
     params: dict[str, Any] = final.search_.best_params
     (run_dir / "final_params.json").write_text(json.dumps(params, indent=2, default=str) + "\n")
     tracker.log_artifact(run_dir / "final_params.json")
+    ligands = plan.data.get("formula_ligands") or DEFAULT_LIGANDS
+    tracker.log_artifact(fit_domain(dataset, run_dir, ligands), "domain")
     if plan.tracking.get("log_model", True):
         tracker.log_sklearn_model(model, dataset.X)
         net = keras_model_of(model, dataset.X)
         if net is not None:
             tracker.log_keras_model(net, dataset.X)
+
+
+def _transfer(
+    plan: Plan, final: Any, result: CVResult, tracker: Tracker, run_dir: Path
+) -> dict[str, float]:
+    """Score the final model on eval.path, a second labelled spreadsheet (new compositions)."""
+    folds = [f.model for f in result.folds if f.model is not None]
+    loaded = loaded_from_run(final, folds, run_dir / DOMAIN_FILE)
+    metrics, files = evaluate_transfer(loaded, str(plan.eval_path), run_dir)
+    tracker.log_metrics(metrics)
+    for p in files:
+        tracker.log_artifact(p, "transfer")
+    (run_dir / "summary.json").write_text(json.dumps({**result.summary(), **metrics}, indent=2))
+    return metrics
 
 
 def _explain(result: CVResult, final: Any, tracker: Tracker, run_dir: Path) -> None:

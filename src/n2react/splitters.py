@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import GroupKFold, KFold, RepeatedKFold
+from sklearn.model_selection import KFold, RepeatedKFold
 
 from n2react.composition import DEFAULT_LIGANDS, METALS, parse_formula
 from n2react.errors import ConfigError, DataError
@@ -117,13 +117,33 @@ class KFoldSplitter(Splitter):
             if k == len(labels):  # leave one group out, in label order
                 folds = [(rows[groups != g], rows[groups == g]) for g in labels]
             else:
-                seed = None if self.seed is None else int(self.seed) + r
-                gkf = GroupKFold(
-                    k, shuffle=self.shuffle, random_state=seed if self.shuffle else None
-                )
-                folds = list(gkf.split(rows, groups=groups))
+                seed = None if self.seed is None or not self.shuffle else int(self.seed) + r
+                folds = _balanced_group_folds(groups, labels, k, seed)
             out += [Split(r * k + i + 1, r + 1, tr, te) for i, (tr, te) in enumerate(folds)]
         return out
+
+
+def _balanced_group_folds(
+    groups: np.ndarray, labels: np.ndarray, k: int, seed: int | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K folds of whole groups with row counts as even as possible: groups, largest first (ties
+    in an order shuffled by ``seed``), each go to the fold with the fewest rows so far."""
+    sizes = np.array([np.sum(groups == g) for g in labels])
+    order = (
+        np.arange(len(labels))
+        if seed is None
+        else np.random.default_rng(seed).permutation(len(labels))
+    )
+    order = order[np.argsort(-sizes[order], kind="stable")]
+    load = np.zeros(k, dtype=int)
+    fold_of: dict[object, int] = {}
+    for i in order:
+        f = int(np.argmin(load))
+        fold_of[labels[i]] = f
+        load[f] += sizes[i]
+    assigned = np.array([fold_of[g] for g in groups])
+    rows = np.arange(len(groups))
+    return [(rows[assigned != f], rows[assigned == f]) for f in range(k)]
 
 
 # --------------------------------------------------------------------------- groups

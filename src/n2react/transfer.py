@@ -1,0 +1,82 @@
+"""Transfer scoring in the same run: the final model predicts a second labelled spreadsheet.
+
+``eval.path=new.xlsx`` names clusters that took no part in training (e.g. other compositions).
+The final model, refitted on all training clusters, predicts them; the spread over the outer-fold
+models and the applicability domain of the training clusters come with each prediction, and the
+scores are logged to the parent run as ``transfer_r``, ``transfer_rmse``, ``transfer_mae`` and
+``transfer_within`` (how many within ±log10(3)).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from n2react.data import Dataset
+from n2react.domain import ApplicabilityDomain
+from n2react.errors import DataError
+from n2react.metrics import pooled_metrics
+from n2react.plots import domain_plot, parity_plot
+from n2react.predict import (
+    DOMAIN_FILE,
+    LoadedModel,
+    prediction_table,
+    read_new_clusters,
+    write_sha256,
+)
+
+log = logging.getLogger(__name__)
+
+
+def fit_domain(dataset: Dataset, run_dir: Path, ligands: Sequence[str]) -> Path:
+    """Fit the applicability domain of the training clusters; write it beside the model."""
+    domain = ApplicabilityDomain(ligands=list(ligands)).fit(dataset.X, dataset.clusters)
+    path = run_dir / DOMAIN_FILE
+    joblib.dump(domain, path)
+    write_sha256(path)
+    return path
+
+
+def evaluate_transfer(
+    loaded: LoadedModel, path: str | Path, run_dir: Path
+) -> tuple[dict[str, float], list[Path]]:
+    """Predict and score the labelled spreadsheet ``path``; return the transfer metrics and the
+    files written (predictions CSV, parity plot, domain plot)."""
+    names = [str(c) for c in loaded.model.feature_names_in_]
+    X, clusters, y = read_new_clusters(path, names)
+    if y is None:
+        raise DataError(f"eval.path={path}: no lg(k1) column, so there is nothing to score")
+    table, _, summary = prediction_table(loaded, X, clusters, y)
+    metrics = {f"transfer_{k}": float(v) for k, v in pooled_metrics(y, table["y_pred"]).items()}
+    metrics["transfer_n"] = float(len(y))
+    if "in_domain" in table and table["in_domain"].notna().all():
+        metrics["transfer_in_domain"] = float(table["in_domain"].astype(bool).sum())
+    out = run_dir / "transfer"
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "transfer_predictions.csv"]
+    table.to_csv(files[0], index=False)
+    title = f"transfer: {Path(path).name} predicted by the final model"
+    files.append(parity_plot(table, None, out / "transfer_parity.png", title=title))
+    if loaded.domain is not None:
+        dom = loaded.domain.assess(X, clusters)
+        files.append(domain_plot(dom, out / "transfer_domain.png", title=summary or ""))
+    log.info(
+        "transfer (%s, %d clusters): r %.3f, RMSE %.3f, MAE %.3f, %d within ±log10(3)%s",
+        Path(path).name,
+        len(y),
+        metrics["transfer_r"],
+        metrics["transfer_rmse"],
+        metrics["transfer_mae"],
+        metrics["transfer_within"],
+        f"; {summary}" if summary else "",
+    )
+    return metrics, files
+
+
+def loaded_from_run(final: Any, fold_models: list[Any], domain_file: Path) -> LoadedModel:
+    """The run's own final model, fold models and domain, as predict would load them."""
+    return LoadedModel(final, fold_models, "this run", joblib.load(domain_file))
