@@ -1,0 +1,151 @@
+"""Grouped CV: no group on both sides of any split, outer or inner (search, early stopping,
+pairwise references), for every model family; group labels; pooled and per-group scores."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, data_dir
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.pipeline import Pipeline
+
+from n2react.data import load_dataset
+from n2react.errors import DataError
+from n2react.plan import build_plan
+from n2react.run import cross_validate, run
+from n2react.splitters import KFoldSplitter, family_of, group_labels, metal_of
+
+_COUNTER = itertools.count()
+FITS: dict[int, set[int]] = {}
+PREDICTED: dict[int, set[int]] = defaultdict(set)
+
+
+class RowSpy(TransformerMixin, BaseEstimator):
+    """First pipeline step: records the rows each fitted copy was fitted on and then applied to
+    (dataset row indices, since X is the dataset's DataFrame)."""
+
+    def fit(self, X, y=None):
+        self.key_ = next(_COUNTER)
+        FITS[self.key_] = {int(i) for i in X.index}
+        return self
+
+    def transform(self, X):
+        PREDICTED[self.key_].update(int(i) for i in X.index)
+        return X
+
+
+MODELS = {
+    "ridge": ("model=ridge", "search=random", "search.max_trials=2"),
+    "extra_trees": (
+        "model=extra_trees",
+        "model.estimator.n_estimators=20",
+        "search=random",
+        "search.max_trials=2",
+    ),
+    "keras_mlp": (
+        "model=keras_mlp",
+        "model.estimator.max_epochs=15",
+        "search=random",
+        "search.max_trials=2",
+    ),
+    "pairwise_keras": (
+        "model=keras_mlp",
+        "pairwise=on",
+        "pairwise.wrapper.max_pairs=600",
+        "model.estimator.max_epochs=5",
+        "model.estimator.units=16",
+        "search=random",
+        "search.max_trials=1",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", list(MODELS))
+def test_no_group_on_both_sides_of_any_split(family: str, make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg("data=homonuclear_15", "cv.groups=metal", "cv.inner_folds=3", *MODELS[family])
+    plan = build_plan(cfg)
+    real = plan.make_pipeline
+    plan = replace(plan, make_pipeline=lambda: Pipeline([("spy", RowSpy())] + real().steps))
+    ds = plan.attach_groups(load_dataset(plan.data))
+    FITS.clear()
+    PREDICTED.clear()
+    res = cross_validate(plan, ds, tmp_path)
+    groups = ds.groups
+    assert len(res.folds) == 6  # one fold per metal
+    checked = 0
+    for key, fit_rows in FITS.items():
+        held = PREDICTED[key] - fit_rows
+        if held:  # a fitted copy that predicted rows it did not see: an outer or inner split
+            assert not set(groups[list(held)]) & set(groups[list(fit_rows)]), family
+            checked += 1
+    assert checked > len(res.folds)  # the outer folds and the inner search's folds
+    for f in res.folds:  # the model's own carve-outs hold out whole groups too
+        model = f.model.named_steps["model"]
+        train_groups = groups[f.split.train]
+        if family == "keras_mlp":
+            val = np.zeros(len(train_groups), bool)
+            val[model.validation_indices_] = True
+            assert not set(train_groups[val]) & set(train_groups[~val])
+        if family == "pairwise_keras":  # references are the training clusters only
+            assert len(model.X_ref_) == len(f.split.train)
+            assert set(groups[f.split.test]).isdisjoint(train_groups)
+
+
+def test_group_labels_from_names() -> None:
+    assert metal_of("Mo5S2C1¯") == "Mo" and family_of("Mo5S2C1¯") == "Mo-CS"
+    assert family_of("Rh3¯") == "Rh" and metal_of("FeMo2S") == "FeMo"
+    labels = group_labels("family", ["Ta3S1C", "V5N5¯"], source="x.xlsx")
+    assert list(labels) == ["Ta-CS", "V-N"]
+    with pytest.raises(DataError, match=r"x.xlsx: row 3 \(cluster Mo3S4C1-1-M2\)"):
+        group_labels("metal", ["Mo2S", "Mo3S4C1-1-M2"], source="x.xlsx")
+
+
+def test_grouped_folds_keep_groups_whole_and_balanced() -> None:
+    groups = np.array(["a"] * 25 + ["b"] * 17 + ["c"] * 10 + ["d"] * 3 + ["e"] * 1 + ["f"] * 1)
+    splits = KFoldSplitter(3, seed=1).split(len(groups), groups)
+    assert len(splits) == 3
+    for s in splits:
+        assert not set(groups[s.train]) & set(groups[s.test])
+    assert sorted(len(s.test) for s in splits) == [15, 17, 25]
+    logo = KFoldSplitter(10).split(len(groups), groups)  # more folds than groups: one per group
+    assert [set(groups[s.test]) for s in logo] == [{g} for g in "abcdef"]
+
+
+def test_grouped_run_logs_pooled_and_per_group_scores(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg("data=homonuclear_15", "model=ridge", "cv.groups=metal", "explain=false")
+    m = run(cfg, tmp_path)
+    assert {"pooled_test_r", "pooled_test_rmse", "pooled_test_mae", "pooled_test_within"} <= set(m)
+    oof = pd.read_csv(tmp_path / "oof_predictions.csv")
+    assert set(oof["group"]) == {"Mo", "Ta", "V", "Fe", "Rh", "Co"}
+    assert m["pooled_test_within"] == int((abs(oof["y_pred"] - oof["y_true"]) <= np.log10(3)).sum())
+    per_group = pd.read_csv(tmp_path / "group_scores.csv")
+    assert list(per_group["group"]) == ["Mo", "Ta", "V", "Fe", "Rh", "Co"]
+    assert per_group["n"].sum() == 159
+
+
+def test_one_group_is_refused_with_one_line(tmp_path: Path) -> None:
+    df = pd.read_excel(data_dir() / "homonuclear-159-15features.xlsx")
+    only_mo = df[df["Clusters"].str.startswith("Mo")]
+    only_mo.to_excel(tmp_path / "mo.xlsx", index=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "train", f"data.path={tmp_path / 'mo.xlsx'}", "data=homonuclear_15"]
+        + ["cv.groups=metal", "tracking=none", "progress=false", f"hydra.run.dir={tmp_path}/r"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=300,
+    )
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if line.startswith("n2react: error:")]
+    assert len(errors) == 1 and "1 group (Mo)" in errors[0] and "at least 2" in errors[0]
+    assert "Traceback" not in out.stderr
