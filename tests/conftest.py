@@ -74,3 +74,12 @@ def _n2react_runs(uri: str | Path, filter_string: str = "") -> RunLists:
 def n2react_runs() -> Callable[..., RunLists]:
     """``n2react_runs(uri_or_folder, filter_string="")`` -> (parent runs, fold child runs)."""
     return _n2react_runs
+
+
+def compose_data(name: str) -> DictConfig:
+    """The composed ``data`` node of option ``name`` (with its shared base), as a plain config."""
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"data={name}"])
+    return OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))

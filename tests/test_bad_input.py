@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import data_dir
+from conftest import compose_data, data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 FILE24 = "homonuclear-159-24features.xlsx"
@@ -158,7 +158,6 @@ def test_bad_data_file(case: str, tmp_path: Path, shared_data: Path) -> None:
 
 
 def test_semicolon_csv_with_decimal_commas_loads_like_the_spreadsheet(shared_data: Path) -> None:
-    from omegaconf import OmegaConf
 
     from n2react.data import load_dataset
 
@@ -166,7 +165,7 @@ def test_semicolon_csv_with_decimal_commas_loads_like_the_spreadsheet(shared_dat
     df = _table(shared_data)
     df.to_csv(tmp / "semi.csv", sep=";", decimal=",", index=False)
     df.to_csv(tmp / "tab.tsv", sep="\t", index=False)
-    cfg = OmegaConf.load(ROOT / "conf" / "data" / "homonuclear_24.yaml")
+    cfg = compose_data("homonuclear_24")
     ref = load_dataset(cfg)
     for name in ("semi.csv", "tab.tsv"):
         cfg.path = str(tmp / name)

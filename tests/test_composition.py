@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
+from conftest import compose_data
 
 from n2react.composition import feature_names, formula_features, parse_formula
 from n2react.data import load_dataset
@@ -56,7 +56,7 @@ def test_unknown_element_and_bad_name_name_the_row() -> None:
 
 
 def test_loader_appends_formula_columns_for_all_159() -> None:
-    cfg = OmegaConf.load(CONF / "homonuclear_24.yaml")
+    cfg = compose_data("homonuclear_24")
     cfg.formula = True
     ds = load_dataset(cfg)
     assert ds.X.shape == (159, 24 + len(feature_names()))
@@ -69,7 +69,7 @@ def test_loader_appends_formula_columns_for_all_159() -> None:
 
 
 def test_fold_file_names_are_not_formulas() -> None:
-    cfg = OmegaConf.load(CONF / "authors_folds.yaml")
+    cfg = compose_data("authors_folds")
     cfg.formula = True
     with pytest.raises(DataError, match="Mo3S4C1-1-M2' is not a formula"):
         load_dataset(cfg)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
+from conftest import compose_data
 
 from n2react.data import (
     forget_warnings,
@@ -24,7 +24,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 
 
 def data_cfg(name: str, **over: object):
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    cfg = compose_data(name)
     for k, v in over.items():
         cfg[k] = v
     return cfg
