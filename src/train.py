@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from n2react.quiet import expand_verbose_flag, quiet_frameworks
+
+quiet_frameworks()  # before TensorFlow/absl can be imported by anything below
+sys.argv[1:] = expand_verbose_flag(sys.argv[1:])  # -v: n2react's debug lines
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
@@ -16,24 +19,47 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 log = logging.getLogger("n2react")
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "conf")
+
+
+def _config_path() -> str:
+    """conf/ of the checkout this file runs from, else the copy installed as package n2react_conf
+    (a wheel or `pip install .`)."""
+    checkout = Path(__file__).resolve().parent.parent / "conf"
+    if (checkout / "config.yaml").is_file():
+        return str(checkout)
+    return "pkg://n2react_conf"
 
 
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def job_info(cfg: DictConfig) -> Any:
+    """The MLflow identity of this job (run name from its overrides, sweep and job number)."""
+    from n2react.tracking import JobInfo
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    return JobInfo.from_overrides(
+        str(cfg.model.name),
+        list(hc.overrides.task),
+        sweep=str(hc.sweep.dir) if multirun else None,
+        job=OmegaConf.select(hc, "job.num") if multirun else None,
+    )
+
+
+@hydra.main(version_base="1.3", config_path=_config_path(), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Compose the config, run the task, return the optimised metric (for sweepers)."""
     from n2react.errors import N2ReactError
     from n2react.run import run
+    from n2react.tracking import check_tracking
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        hc = HydraConfig.get()
-        job_num = OmegaConf.select(hc, "job.num") if hc.mode == RunMode.MULTIRUN else None
-        metrics = run(cfg, hc.runtime.output_dir, job_num=job_num)
+        job = job_info(cfg)
+        check_tracking(cfg.tracking)  # an unusable store fails now, before any data work
+        metrics = run(cfg, HydraConfig.get().runtime.output_dir, job_num=job.job, job=job)
     except N2ReactError as exc:
         log.debug("error", exc_info=True)
         sys.stderr.write(f"n2react: error: {exc}\n")

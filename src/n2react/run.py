@@ -27,7 +27,7 @@ from n2react.pipeline import build_pipeline, search_space
 from n2react.plots import parity_plot, selection_frequency_plot
 from n2react.report import FoldProgress, show, summary_table
 from n2react.search import check_search, make_hyperparameters, search_size
-from n2react.tracking import Tracker, flatten
+from n2react.tracking import JobInfo, Tracker, flatten
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,6 @@ log = logging.getLogger(__name__)
 def _uses_accelerator(cfg: DictConfig) -> bool:
     target = str(cfg.model.estimator.get("_target_", ""))
     return "keras" in target.lower()
-
-
-def _run_name(cfg: DictConfig) -> str:
-    if cfg.tracking.get("run_name"):
-        return str(cfg.tracking.run_name)
-    parts = [cfg.model.name, cfg.data.name, cfg.scaler.name, cfg.selector.name, cfg.search.name]
-    return "-".join(str(p) for p in parts)
 
 
 def validate(cfg: DictConfig, dataset: Dataset) -> None:
@@ -138,10 +131,13 @@ def selection_frequencies(result: CVResult) -> pd.DataFrame | None:
     return pd.DataFrame(cols) if cols else None
 
 
-def run(cfg: DictConfig, run_dir: str | Path, job_num: int | None = None) -> dict[str, float]:
+def run(
+    cfg: DictConfig, run_dir: str | Path, job_num: int | None = None, job: JobInfo | None = None
+) -> dict[str, float]:
     """Nested CV of the configured pipeline; returns the parent-run metrics (mean/std ...).
 
-    ``job_num`` is the job's number in a multirun (it picks the GPU when several are visible).
+    ``job_num`` is the job's number in a multirun (it picks the GPU when several are visible);
+    ``job`` names the MLflow run and tags it with its sweep and job (default: the model's name).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -165,8 +161,7 @@ def run(cfg: DictConfig, run_dir: str | Path, job_num: int | None = None) -> dic
     config_path = run_dir / "config_resolved.yaml"
     config_path.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
 
-    tracker = Tracker(cfg.tracking)
-    tracker.run_name = _run_name(cfg)
+    tracker = Tracker(cfg.tracking, job or JobInfo(str(cfg.model.name)))
     params = flatten(resolved)  # type: ignore[arg-type]
     params.update({"data.n_rows": dataset.n_rows, "data.n_features": dataset.X.shape[1]})
     tags = {
