@@ -34,17 +34,37 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _sweep_axes(cfg: DictConfig, hc: DictConfig) -> list[str]:
+    """Overrides that may vary in this multirun: the command line (kept in the sweep's
+    multirun.yaml), ``hydra.sweeper.params`` and the model's ``sweep:`` axes."""
+    out = []
+    saved = Path(str(hc.sweep.dir)) / "multirun.yaml"
+    if saved.is_file():
+        out += list(OmegaConf.select(OmegaConf.load(saved), "hydra.overrides.task") or [])
+    for axes in (OmegaConf.select(hc, "sweeper.params"), OmegaConf.select(cfg, "model.sweep")):
+        if axes:
+            out += [f"{k}={v}" for k, v in OmegaConf.to_container(axes).items()]
+    return out
+
+
 def job_info(cfg: DictConfig) -> Any:
-    """The MLflow identity of this job (run name from its overrides, sweep and job number)."""
-    from n2react.tracking import JobInfo
+    """The MLflow identity of this job: a run name from its overrides (in a multirun only the swept
+    ones, e.g. ``svr C=10.0 scaler=robust selector=kbest``), the sweep and the job number."""
+    from n2react.tracking import JobInfo, only_swept
 
     hc = HydraConfig.get()
-    multirun = hc.mode == RunMode.MULTIRUN
+    overrides = list(hc.overrides.task)
+    if hc.mode != RunMode.MULTIRUN:
+        return JobInfo.from_overrides(str(cfg.model.name), overrides)
+    try:
+        overrides = only_swept(overrides, _sweep_axes(cfg, hc))
+    except Exception:  # an unusual sweeper: name the job by all its overrides
+        log.debug("cannot tell the swept keys apart", exc_info=True)
     return JobInfo.from_overrides(
         str(cfg.model.name),
-        list(hc.overrides.task),
-        sweep=str(hc.sweep.dir) if multirun else None,
-        job=OmegaConf.select(hc, "job.num") if multirun else None,
+        overrides,
+        sweep=str(hc.sweep.dir),
+        job=OmegaConf.select(hc, "job.num"),
     )
 
 

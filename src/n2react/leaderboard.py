@@ -19,7 +19,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from n2react.tracking import run_name
+from n2react.tracking import only_swept, run_name
 
 log = logging.getLogger(__name__)
 
@@ -32,27 +32,34 @@ def higher_is_better(metric: str) -> bool:
     return metric.startswith("mean_") and metric.endswith(("_r", "_r2"))
 
 
-def collect_jobs(sweep_dir: Path) -> pd.DataFrame:
-    """One row per job directory of the sweep: job, overrides, dir and its summary metrics."""
+def collect_jobs(sweep_dir: Path, axes: list[str] | None = None) -> pd.DataFrame:
+    """One row per job directory of the sweep: job, run name, overrides, dir, summary metrics.
+
+    ``axes``: the sweep's override strings; the name then shows only the swept keys, like the
+    job's MLflow run name.
+    """
     rows = []
     for hydra_yaml in sorted(sweep_dir.glob("*/.hydra/hydra.yaml")):
         job_dir = hydra_yaml.parent.parent
         job_num = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.job.num")
         overrides_file = job_dir / ".hydra" / "overrides.yaml"
-        overrides = OmegaConf.load(overrides_file) if overrides_file.exists() else []
+        loaded = OmegaConf.load(overrides_file) if overrides_file.exists() else []
+        overrides = [str(o) for o in loaded]
         config_file = job_dir / ".hydra" / "config.yaml"
-        model = (
-            OmegaConf.select(OmegaConf.load(config_file), "model.name")
-            if config_file.exists()
-            else None
-        )
+        job_cfg = OmegaConf.load(config_file) if config_file.exists() else OmegaConf.create()
+        model = OmegaConf.select(job_cfg, "model.name")
+        job_axes = list(axes or [])
+        model_axes = OmegaConf.select(job_cfg, "model.sweep")
+        if model_axes:
+            job_axes += [f"{k}={v}" for k, v in OmegaConf.to_container(model_axes).items()]
+        shown = only_swept(overrides, job_axes) if axes is not None else overrides
         summary_file = job_dir / "summary.json"
         metrics = json.loads(summary_file.read_text()) if summary_file.exists() else {}
         rows.append(
             {
                 "job": int(job_num) if job_num is not None else -1,
-                "name": run_name(str(model or "?"), [str(o) for o in overrides]),
-                "overrides": " ".join(str(o) for o in overrides),
+                "name": run_name(str(model or "?"), shown),
+                "overrides": " ".join(overrides),
                 "status": "done" if metrics else "failed",
                 "dir": str(job_dir),
                 **metrics,
@@ -126,7 +133,11 @@ class Leaderboard(Callback):
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         metric = str(config.get("optimized_metric", "mean_test_rmse"))
-        board = rank_jobs(collect_jobs(sweep_dir), metric)
+        axes = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task") or []]
+        params = OmegaConf.select(config, "hydra.sweeper.params")
+        if params:
+            axes += [f"{k}={v}" for k, v in OmegaConf.to_container(params).items()]
+        board = rank_jobs(collect_jobs(sweep_dir, axes), metric)
         if board.empty:
             log.warning("leaderboard: no job directories under %s", sweep_dir)
             return

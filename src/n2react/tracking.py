@@ -289,6 +289,19 @@ def run_name(model: str, overrides: Sequence[str] = ()) -> str:
     return name if len(name) <= MAX_NAME_LEN else name[: MAX_NAME_LEN - 1] + "…"
 
 
+def only_swept(overrides: Sequence[str], axes: Sequence[str]) -> list[str]:
+    """The job's ``overrides`` whose key the sweep varies: ``axes`` holds the sweep's override
+    strings (``seed=1,2``, ``scaler=standard,robust``); keys with sweep syntax vary."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    swept = {
+        ov.get_key_element().lstrip("+~")
+        for ov in OverridesParser.create().parse_overrides(list(axes))
+        if ov.is_sweep_override()
+    }
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept]
+
+
 @dataclass(frozen=True)
 class JobInfo:
     """Who this job is: its MLflow run name, and in a multirun the sweep (its directory) and the
