@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from n2react.quiet import expand_verbose_flag, quiet_frameworks
+
+quiet_frameworks()  # before TensorFlow/absl can be imported by anything below
+sys.argv[1:] = expand_verbose_flag(sys.argv[1:])  # -v: n2react's debug lines
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
@@ -17,26 +20,71 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 log = logging.getLogger("n2react")
+
+
+def _config_path() -> str:
+    """conf/ of the checkout this file runs from, else the copy installed as package n2react_conf
+    (a wheel or `pip install .`)."""
+    checkout = Path(__file__).resolve().parent.parent / "conf"
+    if (checkout / "config.yaml").is_file():
+        return str(checkout)
+    return "pkg://n2react_conf"
+
+
 # A short random tag per process for the run directory (conf/config.yaml, hydra.run.dir).
 OmegaConf.register_new_resolver("n2react_uid", lambda: secrets.token_hex(3), use_cache=True)
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "conf")
 
 
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def _sweep_axes(cfg: DictConfig, hc: DictConfig) -> list[str]:
+    """Overrides that may vary in this multirun: the command line (kept in the sweep's
+    multirun.yaml), ``hydra.sweeper.params`` and the model's ``sweep:`` axes."""
+    out = []
+    saved = Path(str(hc.sweep.dir)) / "multirun.yaml"
+    if saved.is_file():
+        out += list(OmegaConf.select(OmegaConf.load(saved), "hydra.overrides.task") or [])
+    for axes in (OmegaConf.select(hc, "sweeper.params"), OmegaConf.select(cfg, "model.sweep")):
+        if axes:
+            out += [f"{k}={v}" for k, v in OmegaConf.to_container(axes).items()]
+    return out
+
+
+def job_info(cfg: DictConfig) -> Any:
+    """The MLflow identity of this job: a run name from its overrides (in a multirun only the swept
+    ones, e.g. ``svr C=10.0 scaler=robust selector=kbest``), the sweep and the job number."""
+    from n2react.tracking import JobInfo, only_swept
+
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    if hc.mode != RunMode.MULTIRUN:
+        return JobInfo.from_overrides(str(cfg.model.name), overrides)
+    try:
+        overrides = only_swept(overrides, _sweep_axes(cfg, hc))
+    except Exception:  # an unusual sweeper: name the job by all its overrides
+        log.debug("cannot tell the swept keys apart", exc_info=True)
+    return JobInfo.from_overrides(
+        str(cfg.model.name),
+        overrides,
+        sweep=str(hc.sweep.dir),
+        job=OmegaConf.select(hc, "job.num"),
+    )
+
+
+@hydra.main(version_base="1.3", config_path=_config_path(), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Compose the config, run the task, return the optimised metric (for sweepers)."""
     from n2react.errors import N2ReactError
     from n2react.run import run
+    from n2react.tracking import check_tracking
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        hc = HydraConfig.get()
-        job_num = OmegaConf.select(hc, "job.num") if hc.mode == RunMode.MULTIRUN else None
-        metrics = run(cfg, hc.runtime.output_dir, job_num=job_num)
+        job = job_info(cfg)
+        check_tracking(cfg.tracking)  # an unusable store fails now, before any data work
+        metrics = run(cfg, HydraConfig.get().runtime.output_dir, job_num=job.job, job=job)
     except N2ReactError as exc:
         log.debug("error", exc_info=True)
         sys.stderr.write(f"n2react: error: {exc}\n")

@@ -91,6 +91,23 @@ def test_sweep_logs_one_parent_run_per_grid_point(tmp_path: Path, n2react_runs) 
     assert len(parents) == 12 and len(grid) == 12  # 2 scalers x 2 selectors x 3 values of C
     assert all(r.info.status == "FINISHED" for r in parents + children)
     assert len(list((tmp_path / "multi").glob("*_svr/oof_predictions.csv"))) == 12
+    # runs are told apart by name (what the sweep varies) and tagged with the sweep and job
+    names = {r.info.run_name for r in parents}
+    assert len(names) == 12 and "svr scaler=robust selector=kbest C=10.0" in names
+    assert {r.data.tags["sweep"] for r in parents} == {str(tmp_path / "multi")}
+    assert sorted(int(r.data.tags["job"]) for r in parents) == list(range(12))
+    # the leaderboard: one row per job, best first, the same ranks as tags in MLflow
+    board = pd.read_csv(tmp_path / "multi" / "leaderboard.csv")
+    assert len(board) == 12 and list(board["rank"]) == list(range(1, 13))
+    assert board["mean_test_rmse"].is_monotonic_increasing
+    assert (tmp_path / "multi" / "leaderboard.md").exists()
+    assert "ranked by mean_test_rmse" in out.stderr
+    ranks = {r.info.run_id: r.data.tags["leaderboard_rank"] for r in parents}
+    assert {ranks[i] for i in board["run_id"]} == {str(k) for k in board["rank"]}
+    assert all(ranks[i] == str(k) for i, k in zip(board["run_id"], board["rank"]))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    best = board["run_id"].iloc[0]
+    assert "leaderboard.csv" in {a.path for a in client.list_artifacts(best)}
 
 
 @pytest.mark.slow

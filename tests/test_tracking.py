@@ -18,7 +18,14 @@ from mlflow.tracking import MlflowClient
 from n2react.data import load_dataset
 from n2react.errors import ConfigError
 from n2react.run import run
-from n2react.tracking import TAG_HOST, TAG_PID, prepare_experiment, terminate_stale_runs
+from n2react.tracking import (
+    TAG_HOST,
+    TAG_PID,
+    JobInfo,
+    prepare_experiment,
+    run_name,
+    terminate_stale_runs,
+)
 
 FOLD_METRICS = {"test_r", "test_rmse", "test_mae", "test_r2", "train_r", "train_rmse"}
 PARENT_METRICS = {"mean_test_r", "mean_test_rmse", "mean_test_mae", "mean_test_r2"}
@@ -104,11 +111,27 @@ def mlflow_server(tmp_path: Path):
 
 @pytest.mark.slow
 def test_tracking_server_holds_the_same_layout(
-    make_cfg, tmp_path: Path, mlflow_server, n2react_runs
+    make_cfg, tmp_path: Path, mlflow_server, n2react_runs, caplog
 ) -> None:
     cfg = make_cfg("model=ridge", "search=grid", tracking_uri=mlflow_server)
-    run(cfg, tmp_path / "run")
+    job = JobInfo("ridge alpha=1", sweep="multirun/x", job=3)
+    run(cfg, tmp_path / "run", job=job)
+    # everything is read back over HTTP: the parent, its fold runs, an artifact, the model
     check_store(mlflow_server, cfg, n2react_runs)
+    client = MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name("n2react")
+    # a fresh experiment on the server proxies its artifacts into --artifacts-destination
+    assert exp.artifact_location.startswith("mlflow-artifacts:")
+    assert list((tmp_path / "server-artifacts").rglob("oof_predictions.csv"))
+    parent = n2react_runs(mlflow_server)[0][0]
+    assert parent.info.run_name == "ridge alpha=1"
+    assert parent.data.tags["sweep"] == "multirun/x" and parent.data.tags["job"] == "3"
+    assert not (tmp_path / "mlartifacts").exists()  # nothing written to a local path
+    # an experiment whose artifacts live on a local path: a warning when met through the server
+    client.create_experiment("local", artifact_location=(tmp_path / "elsewhere").as_uri())
+    caplog.clear()
+    prepare_experiment(mlflow_server, "local")
+    assert any("a local path" in r.getMessage() for r in caplog.records)
 
 
 def test_failed_run_ends_failed_and_keeps_what_was_logged(make_cfg, tmp_path: Path) -> None:
@@ -138,3 +161,82 @@ def test_runs_of_dead_processes_are_marked_killed(tmp_path: Path) -> None:
     assert terminate_stale_runs(uri, exp_id) == 1
     assert client.get_run(stale.info.run_id).info.status == "KILLED"
     assert client.get_run(alive.info.run_id).info.status == "RUNNING"
+
+
+def test_run_names_say_what_differs() -> None:
+    assert run_name("rfr") == "rfr"
+    overrides = [
+        "model=svr", "model.estimator.C=10.0", "scaler=robust", "selector=kbest",
+        "tracking.uri=sqlite:///x.db", "progress=false", "final_model=false", "+sweep=grid",
+        "model.space.C=null", "hydra.sweep.dir=/tmp/m",
+    ]  # fmt: skip
+    assert run_name("svr", overrides) == "svr C=10.0 scaler=robust selector=kbest"
+    assert len(run_name("svr", [f"x{i}.y=1" for i in range(100)])) <= 120
+
+
+def test_new_experiment_opens_on_training_runs_and_has_a_description(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    exp = MlflowClient(uri).get_experiment(prepare_experiment(uri, "n2react"))
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "nested cross-validation" in exp.tags["mlflow.note.content"]
+    # an experiment created elsewhere without the kind gets it when n2react first uses it
+    client = MlflowClient(uri)
+    other = client.create_experiment("other")
+    prepare_experiment(uri, "other")
+    assert client.get_experiment(other).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def train(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "train", "model=ridge", "cv.outer_folds=3", "progress=false"]
+    cmd += [f"hydra.run.dir={cwd / 'run'}", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def _deleted(tmp_path: Path) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    client.delete_experiment(prepare_experiment(uri, "gone"))
+    return "tracking.experiment=gone"
+
+
+def _under_a_file(tmp_path: Path) -> str:
+    (tmp_path / "afile").write_text("x")
+    return f"tracking.uri=sqlite:///{tmp_path / 'afile' / 'mlflow.db'}"
+
+
+def _read_only(tmp_path: Path) -> str:
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    return f"tracking.uri=sqlite:///{tmp_path / 'ro' / 'mlflow.db'}"
+
+
+BAD_STORES = {
+    "server not answering": (lambda t: "tracking.uri=http://127.0.0.1:9/", "no tracking server"),
+    "empty experiment": (lambda t: "tracking.experiment=''", "tracking.experiment is empty"),
+    "deleted experiment": (_deleted, "was deleted"),
+    "file store": (lambda t: f"tracking.uri={(t / 'mlruns').as_uri()}", "sqlite:///"),
+    "folder is a file": (_under_a_file, "cannot create"),
+    "read-only folder": (_read_only, "is not writable"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_STORES))
+def test_unusable_store_is_one_line_before_any_data_work_and_no_stray_run(
+    case: str, tmp_path: Path
+) -> None:
+    make_override, expected = BAD_STORES[case]
+    override = make_override(tmp_path)
+    t0 = time.monotonic()
+    out = train(tmp_path, override, "data.path=/nonexistent/never_read.xlsx")
+    assert time.monotonic() - t0 < 60
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1500:]
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
+    assert len(errors) == 1 and expected in errors[0], out.stderr[-1500:]
+    assert "never_read" not in out.stderr  # the store was checked first
+    db = tmp_path / "mlflow.db"
+    if db.exists():  # no run anywhere, the Default experiment included
+        client = MlflowClient(f"sqlite:///{db}")
+        ids = [e.experiment_id for e in client.search_experiments(view_type=3)]
+        assert not client.search_runs(ids, run_view_type=3)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -13,6 +15,46 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 110)
+
+PLAIN_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+
+
+def log_handler(level: int | str = logging.NOTSET) -> logging.Handler:
+    """The terminal's log handler (conf/hydra/job_logging/rich.yaml).
+
+    On a terminal: rich's handler on the same console as the progress bars, so a log line prints
+    above the bars instead of glued onto them. Otherwise (a file, CI, a pipe): plain one-line
+    records that are easy to grep.
+    """
+    handler: logging.Handler
+    if console.is_terminal:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(
+            console=console, show_path=False, markup=False, log_time_format="[%X]", level=level
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(level)
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
+    return handler
+
+
+class OncePerProcess(logging.Filter):
+    """Let an identical WARNING (same logger, same text) through once per process: the jobs of a
+    sweep run in one process and would otherwise repeat the same data warning in every job."""
+
+    _seen: ClassVar[set[tuple[str, str]]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        key = (record.name, record.getMessage())
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
 
 
 class FoldProgress:
@@ -104,5 +146,19 @@ def group_table(groups: pd.DataFrame, title: str) -> Table:
             f"{row['mae']:.3f}",
             f"{row['bias']:+.3f}",
             f"{row['within']:.0f} / {row['n']:.0f}",
+        )
+    return table
+
+
+def leaderboard_table(board: pd.DataFrame, metrics: list[str], title: str) -> Table:
+    """The sweep's jobs, best first (n2react.leaderboard)."""
+    table = Table(title=title, title_style="bold")
+    metrics = list(dict.fromkeys(metrics))
+    for col in ("rank", "job", "run name", *metrics, "run id"):
+        table.add_column(col, justify="left" if col in ("run name", "run id") else "right")
+    for _, row in board.iterrows():
+        values = [f"{row[m]:.3f}" if pd.notna(row[m]) else row["status"] for m in metrics]
+        table.add_row(
+            str(row["rank"]), str(row["job"]), str(row["name"]), *values, row["run_id"] or "-"
         )
     return table

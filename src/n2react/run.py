@@ -29,28 +29,26 @@ from n2react.report import FoldProgress, group_table, show, summary_table
 from n2react.results import fold_logger, write_results
 from n2react.search import TunedPipeline
 from n2react.splitters import Split
-from n2react.tracking import Tracker, flatten
+from n2react.tracking import JobInfo, Tracker, flatten
 from n2react.transfer import evaluate_transfer, fit_domain, loaded_from_run
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, run_dir: str | Path, job_num: int | None = None) -> dict[str, float]:
+def run(
+    cfg: DictConfig, run_dir: str | Path, job_num: int | None = None, job: JobInfo | None = None
+) -> dict[str, float]:
     """Nested CV of the configured pipeline; returns the parent-run metrics (mean/std ...).
 
-    ``job_num`` is the job's number in a multirun (it picks the GPU when several are visible).
+    ``job_num`` is the job's number in a multirun (it picks the GPU when several are visible);
+    ``job`` names the MLflow run and tags its sweep (default: the model's name).
     """
-    return train(build_plan(cfg), Path(run_dir), job_num=job_num)
+    return train(build_plan(cfg), Path(run_dir), job_num=job_num, job=job)
 
 
-def _run_name(plan: Plan) -> str:
-    if plan.tracking.get("run_name"):
-        return str(plan.tracking["run_name"])
-    n = plan.names
-    return "-".join([n.model, n.data, n.scaler, n.selector, n.search])
-
-
-def train(plan: Plan, run_dir: Path, job_num: int | None = None) -> dict[str, float]:
+def train(
+    plan: Plan, run_dir: Path, job_num: int | None = None, job: JobInfo | None = None
+) -> dict[str, float]:
     """The task: place the device, load and check the data, then evaluate under MLflow."""
     run_dir.mkdir(parents=True, exist_ok=True)
     used_device = device.place(plan.device, plan.uses_accelerator, job_num)
@@ -69,8 +67,7 @@ def train(plan: Plan, run_dir: Path, job_num: int | None = None) -> dict[str, fl
     config_path = run_dir / "config_resolved.yaml"
     config_path.write_text(OmegaConf.to_yaml(OmegaConf.create(plan.config)))
 
-    tracker = Tracker(plan.tracking)
-    tracker.run_name = _run_name(plan)
+    tracker = Tracker(plan.tracking, job or JobInfo(plan.names.model))
     params = flatten(plan.config)
     params.update({"data.n_rows": dataset.n_rows, "data.n_features": dataset.X.shape[1]})
     accel = plan.uses_accelerator

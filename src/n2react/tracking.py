@@ -14,9 +14,11 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from n2react.errors import ConfigError
 
@@ -25,6 +27,21 @@ log = logging.getLogger(__name__)
 MAX_PARAM_LEN = 6000
 TAG_HOST = "n2react.host"
 TAG_PID = "n2react.pid"
+TAG_SWEEP = "sweep"
+TAG_JOB = "job"
+TAG_COMMIT = "git_commit"
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+#: Set by the container image (Dockerfile build arg) or CI: recorded on every run as git_commit.
+ENV_COMMIT = "N2REACT_GIT_COMMIT"
+EXPERIMENT_TAGS = {
+    "mlflow.note.content": (
+        "n2react nested cross-validation of lg(k1) models: one parent run per training job "
+        "(metrics mean_test_r/rmse/mae), one child run per outer fold (tag fold). Sweep jobs carry "
+        "the tags sweep and job, and leaderboard_rank once the sweep has ended."
+    ),
+    # MLflow 3's UI opens an experiment of this kind on its training runs (not the GenAI views)
+    TAG_EXPERIMENT_KIND: "custom_model_development",
+}
 
 
 #: What MLflow accepts in a parameter name.
@@ -63,13 +80,75 @@ def _store_lock(uri: str) -> Iterator[None]:
     if db is None:
         yield
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{db}.lock", "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+#: Tracking-server requests while preparing the experiment: few retries, short timeouts, so a
+#: server that does not answer fails the job in seconds instead of minutes of backoff.
+_PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+PROBE_TIMEOUT_S = 10.0
+
+
+@contextlib.contextmanager
+def _impatient_http() -> Iterator[None]:
+    """Lower MLflow's HTTP retries/timeout for the duration (unless the user set them)."""
+    saved = {k: os.environ.get(k) for k in _PROBE_ENV}
+    for k, v in _PROBE_ENV.items():
+        os.environ.setdefault(k, v)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+
+
+def check_uri(uri: str, experiment: str) -> None:
+    """Refuse, in one line, what cannot work before anything is opened: no experiment name, a file
+    store (MLflow 3), a SQLite file in a folder that cannot be written, a server that does not
+    accept connections."""
+    if not experiment.strip():
+        raise ConfigError(
+            "tracking.experiment is empty: name the MLflow experiment (default n2react)"
+        )
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        raise ConfigError(
+            f"tracking.uri={uri}: MLflow 3 no longer accepts file stores for runs; use a "
+            "database, e.g. tracking.uri=sqlite:///mlflow.db (`mlflow migrate-filestore` "
+            "converts an old mlruns/ folder)"
+        )
+    db = _sqlite_file(uri)
+    if db is not None:
+        folder = db.resolve().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"tracking.uri={uri}: cannot create {folder} ({exc.strerror})"
+            ) from exc
+        if not os.access(folder, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+            raise ConfigError(
+                f"tracking.uri={uri}: {db if db.exists() else folder} is not writable "
+                "(SQLite also writes a journal beside the file): choose a writable location"
+            )
+    if parsed.scheme in ("http", "https"):
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection(
+                (parsed.hostname or "localhost", port), PROBE_TIMEOUT_S
+            ).close()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigError(
+                f"tracking.uri={uri}: no tracking server answers at {parsed.hostname}:{port} "
+                f"({reason}); start it (mlflow server ...) or use tracking=none"
+            ) from exc
 
 
 def _pid_alive(pid: int) -> bool:
@@ -82,30 +161,69 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
 def prepare_experiment(uri: str, experiment: str) -> str:
-    """Create the store's schema and the experiment once (under a lock); return its id."""
+    """Check the store, create its schema and the experiment once (under a lock); return its id.
+
+    A new experiment gets a description and MLflow 3's kind tag, so the UI opens on its training
+    runs rather than on the GenAI views. A deleted experiment of that name is refused, not revived.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    check_uri(uri, experiment)
     mlflow.set_tracking_uri(uri)
-    with _store_lock(uri):
-        try:
+    try:
+        with _impatient_http(), _store_lock(uri):
             client = MlflowClient(uri)
             exp = client.get_experiment_by_name(experiment)
-            if exp is not None:
-                return exp.experiment_id
-            db = _sqlite_file(uri)
-            location = (db.resolve().parent / "mlartifacts").as_uri() if db else None
-            return client.create_experiment(experiment, artifact_location=location)
-        except MlflowException as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ConfigError(f"tracking.uri={uri}: {first}") from exc
-        except Exception as exc:  # unreachable server, a store being migrated by someone else...
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise ConfigError(
-                f"tracking.uri={uri}: cannot use the store ({type(exc).__name__}: {first[:200]})"
-            ) from exc
+            if exp is None:
+                db = _sqlite_file(uri)
+                location = (db.resolve().parent / "mlartifacts").as_uri() if db else None
+                return client.create_experiment(
+                    experiment, artifact_location=location, tags=EXPERIMENT_TAGS
+                )
+            if exp.lifecycle_stage == "deleted":
+                raise ConfigError(
+                    f"tracking.experiment={experiment}: this experiment was deleted in {uri}; "
+                    f"restore it (mlflow experiments restore --experiment-id {exp.experiment_id}) "
+                    "or choose another name"
+                )
+            if TAG_EXPERIMENT_KIND not in exp.tags:
+                client.set_experiment_tag(
+                    exp.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_TAGS[TAG_EXPERIMENT_KIND]
+                )
+            _warn_local_artifacts(uri, experiment, exp.artifact_location)
+            return exp.experiment_id
+    except ConfigError:
+        raise
+    except MlflowException as exc:
+        raise ConfigError(f"tracking.uri={uri}: {_first_line(exc)}") from exc
+    except Exception as exc:  # unreachable server, a read-only database, a store being migrated
+        raise ConfigError(
+            f"tracking.uri={uri}: cannot use the store ({type(exc).__name__}: {_first_line(exc)})"
+        ) from exc
+
+
+def _warn_local_artifacts(uri: str, experiment: str, location: str | None) -> None:
+    """An experiment created through a local store keeps writing artifacts to that path even when
+    later runs log through a server: other machines then see runs without their files."""
+    if not uri.startswith(("http://", "https://")) or not location:
+        return
+    if urlparse(location).scheme in ("", "file"):
+        log.warning(
+            "experiment '%s' keeps its artifacts at %s, a local path (it was created without the "
+            "server): runs logged through %s write their files there, not to the server's "
+            "artifact store; use a new tracking.experiment name to have them proxied",
+            experiment,
+            location,
+            uri,
+        )
 
 
 def terminate_stale_runs(uri: str, experiment_id: str) -> int:
@@ -142,19 +260,100 @@ def model_requirements(with_keras: bool) -> list[str]:
     return out
 
 
-class Tracker:
-    """Thin wrapper over MLflow's fluent API; does nothing when tracking is disabled."""
+def check_tracking(cfg: Mapping[str, Any]) -> str | None:
+    """Prepare the configured store and experiment now (before any data work); its id, or None
+    when tracking is off. Every problem is one ConfigError line."""
+    if not bool(cfg.get("enabled", True)) or cfg.get("uri") is None:
+        return None
+    return prepare_experiment(str(cfg["uri"]), str(cfg.get("experiment", "n2react")))
 
-    def __init__(self, cfg: Mapping[str, Any]) -> None:
+
+#: Overrides that change no result (or name the store itself): left out of run names.
+NAME_EXCLUDE = ("tracking", "hydra", "progress", "final_model", "device", "sweep", "resume")
+MAX_NAME_LEN = 120
+
+
+def run_name(model: str, overrides: Sequence[str] = ()) -> str:
+    """A run name from what differs: the model, then the job's overrides with each key shortened
+    to its last part (``svr C=10.0 scaler=robust selector=kbest``); just the model by default."""
+    parts = [model]
+    for ov in overrides:
+        key, sep, value = ov.partition("=")
+        key = key.lstrip("+~")
+        if not sep or key == "model" or key.split(".")[0].split("/")[0] in NAME_EXCLUDE:
+            continue
+        if key.startswith("model.space."):  # model.space.n_layers=null: fixed for the search
+            continue
+        parts.append(f"{key.rsplit('.', 1)[-1]}={value}")
+    name = " ".join(parts)
+    return name if len(name) <= MAX_NAME_LEN else name[: MAX_NAME_LEN - 1] + "…"
+
+
+def only_swept(overrides: Sequence[str], axes: Sequence[str]) -> list[str]:
+    """The job's ``overrides`` whose key the sweep varies: ``axes`` holds the sweep's override
+    strings (``seed=1,2``, ``scaler=standard,robust``); keys with sweep syntax vary."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    swept = {
+        ov.get_key_element().lstrip("+~")
+        for ov in OverridesParser.create().parse_overrides(list(axes))
+        if ov.is_sweep_override()
+    }
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept]
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """Who this job is: its MLflow run name, and in a multirun the sweep (its directory) and the
+    job number. ``python -m train`` builds it from Hydra's runtime config; tests by hand."""
+
+    name: str
+    sweep: str | None = None
+    job: int | None = None
+
+    @classmethod
+    def from_overrides(
+        cls, model: str, overrides: Sequence[str], sweep: str | None = None, job: int | None = None
+    ) -> JobInfo:
+        return cls(run_name(model, overrides), sweep, job)
+
+    def tags(self) -> dict[str, str]:
+        out = {}
+        if self.sweep is not None:
+            out[TAG_SWEEP] = self.sweep
+        if self.job is not None:
+            out[TAG_JOB] = str(self.job)
+        commit = os.environ.get(ENV_COMMIT)
+        if commit:
+            out[TAG_COMMIT] = commit
+        return out
+
+
+class Tracker:
+    """Thin wrapper over MLflow's fluent API; does nothing when tracking is disabled.
+
+    The run is named by ``tracking.run_name`` when set, else by ``job.name``; ``job`` also adds the
+    sweep/job tags. Nothing is logged before :meth:`start` opened the run (so a failure while
+    preparing the store never starts a stray run).
+    """
+
+    def __init__(self, cfg: Mapping[str, Any], job: JobInfo | None = None) -> None:
         self.enabled = bool(cfg.get("enabled", True)) and cfg.get("uri") is not None
         self.uri = str(cfg.get("uri")) if cfg.get("uri") else None
         self.experiment = str(cfg.get("experiment", "n2react"))
-        self.run_name = cfg.get("run_name")
+        self.job = job
+        self.run_name = cfg.get("run_name") or (job.name if job else None)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
 
+    @property
+    def active(self) -> bool:
+        """A run of ours is open (only then may anything be logged)."""
+        return self.enabled and self.run_id is not None
+
     def _tags(self) -> dict[str, str]:
-        return {TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid())}
+        job_tags = self.job.tags() if self.job else {}
+        return {TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid()), **job_tags}
 
     def start(self, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
         if not self.enabled:
@@ -181,7 +380,7 @@ class Tracker:
         tags: Mapping[str, str],
         artifacts: list[Path],
     ) -> None:
-        if not self.enabled:
+        if not self.active:
             return
         import mlflow
 
@@ -198,26 +397,28 @@ class Tracker:
                 mlflow.log_artifact(str(a))
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
-        if self.enabled:
+        if self.active:
             import mlflow
 
-            mlflow.log_metrics(dict(metrics))
+            mlflow.log_metrics(dict(metrics), run_id=self.run_id)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        if self.enabled:
-            import mlflow
+        if self.active:
+            from mlflow.tracking import MlflowClient
 
-            mlflow.set_tags(dict(tags))
+            client = MlflowClient(self.uri)
+            for k, v in tags.items():
+                client.set_tag(self.run_id, k, v)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        if self.enabled:
+        if self.active:
             import mlflow
 
-            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+            mlflow.log_artifact(str(path), artifact_path=artifact_path, run_id=self.run_id)
 
     def log_sklearn_model(self, model: Any, X_example: Any) -> str | None:
         """Log the fitted pipeline (sklearn flavour) with a signature and an input example."""
-        if not self.enabled:
+        if not self.active:
             return None
         import mlflow
         from mlflow.models import infer_signature
@@ -243,7 +444,7 @@ class Tracker:
         Its input is a float32 array of complete rows with the descriptors in the order of the
         training table (listed in the model's metadata under ``descriptors``).
         """
-        if not self.enabled:
+        if not self.active:
             return None
         import tempfile
 
