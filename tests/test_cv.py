@@ -101,3 +101,14 @@ def test_oof_table_covers_every_cluster_once(make_cfg, tmp_path: Path) -> None:
     assert len(oof) == 159 and oof["cluster"].is_unique
     assert set(oof["fold"]) == {1, 2, 3, 4, 5}
     assert np.isfinite(oof["y_pred"]).all()
+
+
+def test_unshuffled_repeats_are_refused_not_ignored(make_cfg) -> None:
+    with pytest.raises(ConfigError, match="cv.repeats=3 with cv.shuffle=false"):
+        build_plan(make_cfg("cv.repeats=3", "cv.shuffle=false"))
+    plan = build_plan(make_cfg("cv.repeats=2", "cv.outer_folds=4"))
+    ds = load_dataset(plan.data)
+    splits = plan.outer_splits(ds)
+    assert len(splits) == 8 and {s.repeat for s in splits} == {1, 2}
+    first, second = splits[0].test, splits[4].test
+    assert set(first.tolist()) != set(second.tolist())  # each repeat reshuffles

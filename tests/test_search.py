@@ -88,3 +88,22 @@ def test_oracles_are_plain_config_targets(make_cfg) -> None:
         cfg = make_cfg(f"search={name}")
         oracle = instantiate(cfg.search.oracle, objective=kt.Objective("score", "min"))
         assert isinstance(oracle, cls)
+
+
+def test_hyperband_takes_max_trials_and_counts_its_trials(make_cfg) -> None:
+    plan = build_plan(make_cfg("model=keras_mlp", "search=hyperband", "search.oracle.max_epochs=9"))
+    full = plan.search.size()  # every round of every bracket: 3 brackets of max_epochs 9, factor 3
+    assert full == (9 + 3 + 1) + (5 + 2) + 3  # brackets 2, 1, 0 (successive halving)
+    capped = build_plan(
+        make_cfg("model=keras_mlp", "search=hyperband", "search.oracle.max_epochs=9",
+                 "search.max_trials=4")
+    )  # fmt: skip
+    assert capped.search.size() == 4
+    oracle = capped.search.make_oracle(make_hyperparameters(capped.search.space))
+    assert oracle.max_trials == 4
+
+
+@pytest.mark.parametrize("bad", ["search.max_trials=0", "search.max_trials=-3"])
+def test_max_trials_below_one_is_refused(make_cfg, bad: str) -> None:
+    with pytest.raises(ConfigError, match="search.max_trials"):
+        build_plan(make_cfg("model=ridge", "search=random", bad))

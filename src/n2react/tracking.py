@@ -436,6 +436,13 @@ class Tracker:
             pip_requirements=model_requirements("keras" in repr(model).lower()),
         )
         mlflow.set_tag("model_uri", info.model_uri)
+        # the pickle's hash, which predict checks before unpickling a download of this model
+        import hashlib
+
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri))
+        pickled = next(iter(sorted(local.glob("*.pkl"))), None)
+        if pickled is not None:
+            mlflow.set_tag("model_sha256", hashlib.sha256(pickled.read_bytes()).hexdigest())
         return str(info.model_uri)
 
     def log_keras_model(self, model: Any, X_example: Any) -> str | None:
