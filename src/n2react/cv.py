@@ -12,7 +12,7 @@ With groups, every fit gets its training rows' groups, so a group-aware model ke
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -253,15 +253,24 @@ def nested_cv(
     make_model: Callable[[Split], Any],
     splits: Sequence[Split],
     on_fold_end: Callable[[FoldResult], None] | None = None,
+    done: Mapping[int, FoldResult] | None = None,
 ) -> CVResult:
-    """The outer CV: ``make_model(split)`` is a tuned pipeline (inner search + refit) per fold."""
-    results: list[FoldResult] = []
+    """The outer CV: ``make_model(split)`` is a tuned pipeline (inner search + refit) per fold.
+
+    ``done`` maps fold numbers to folds already finished (a resumed run read them back): they are
+    not fitted again, nor passed to ``on_fold_end``, and keep their place in the result.
+    """
+    done = dict(done or {})
+    results: dict[int, FoldResult] = {}
 
     def on_fold(split: Split, model: Any, pred: np.ndarray, std: np.ndarray | None) -> None:
         fold = outer_fold_result(split, model, dataset, pred, std)
-        results.append(fold)
+        results[split.fold] = fold
         if on_fold_end is not None:
             on_fold_end(fold)
 
-    fold_predictions(make_model, dataset.X, dataset.y, splits, dataset.groups, on_fold=on_fold)
-    return CVResult(dataset=dataset, folds=results)
+    todo = [s for s in splits if s.fold not in done]
+    if todo:
+        fold_predictions(make_model, dataset.X, dataset.y, todo, dataset.groups, on_fold=on_fold)
+    folds = [done[s.fold] if s.fold in done else results[s.fold] for s in splits]
+    return CVResult(dataset=dataset, folds=folds)

@@ -16,15 +16,29 @@ import numpy as np
 import pandas as pd
 
 from n2react.cv import CVResult, FoldResult
+from n2react.errors import ConfigError
 from n2react.plots import parity_plot, selection_frequency_plot
 from n2react.predict import write_sha256
+from n2react.splitters import Split
 from n2react.tracking import Tracker
+
+FOLD_FILE = "fold.json"  # written last: a fold folder holding it is complete
+PREDICTIONS_FILE = "predictions.csv"
+
+
+def fold_dir(run_dir: Path, fold: int) -> Path:
+    return run_dir / "folds" / f"fold_{fold:02d}"
 
 
 def write_fold(fold: FoldResult, run_dir: Path) -> tuple[list[Path], Path]:
-    """The fold's files: artifacts of its child run, and its fitted model (for the parent)."""
-    d = run_dir / "folds" / f"fold_{fold.split.fold:02d}"
+    """The fold's files: artifacts of its child run, and its fitted model (for the parent).
+
+    ``predictions.csv`` (row, part, y_pred, y_std) and ``fold.json`` (scores, best parameters)
+    let a resumed run read the fold back (:func:`read_fold`); ``fold.json`` comes last.
+    """
+    d = fold_dir(run_dir, fold.split.fold)
     d.mkdir(parents=True, exist_ok=True)
+    (d / FOLD_FILE).unlink(missing_ok=True)
     model_file = d / "model.joblib"  # the fold models give predict its spread over folds
     joblib.dump(fold.model, model_file)
     write_sha256(model_file)  # predict checks it before unpickling
@@ -33,7 +47,85 @@ def write_fold(fold: FoldResult, run_dir: Path) -> tuple[list[Path], Path]:
     if len(fold.trials):
         fold.trials.to_csv(d / "trials.csv", index=False)
         paths.append(d / "trials.csv")
+    s = fold.split
+    std = fold.y_std_test if fold.y_std_test is not None else np.full(len(s.test), np.nan)
+    pd.DataFrame(
+        {
+            "row": np.concatenate([s.test, s.train]),
+            "part": ["test"] * len(s.test) + ["train"] * len(s.train),
+            "y_pred": np.concatenate([fold.y_pred_test, fold.y_pred_train]),
+            "y_std": np.concatenate([std, np.full(len(s.train), np.nan)]),
+        }
+    ).to_csv(d / PREDICTIONS_FILE, index=False)
+    meta = {
+        "fold": s.fold,
+        "repeat": s.repeat,
+        "metrics": fold.metrics,
+        "best_params": fold.best_params,
+        "inner_score": fold.inner_score,
+        "selected_features": fold.selected_features,
+        "has_std": fold.y_std_test is not None,
+    }
+    tmp = d / f".{FOLD_FILE}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    tmp.replace(d / FOLD_FILE)
     return paths, model_file
+
+
+def read_fold(run_dir: Path, split: Split) -> FoldResult | None:
+    """The finished fold ``split`` of ``run_dir`` as written by :func:`write_fold`; None when the
+    fold did not finish. Rows other than ``split``'s are a ConfigError (another config's folds)."""
+    d = fold_dir(run_dir, split.fold)
+    if not (d / FOLD_FILE).exists() or not (d / "model.joblib").exists():
+        return None
+    meta = json.loads((d / FOLD_FILE).read_text())
+    preds = pd.read_csv(d / PREDICTIONS_FILE, float_precision="round_trip")
+    test, train = preds[preds["part"] == "test"], preds[preds["part"] == "train"]
+    if (
+        meta.get("repeat") != split.repeat
+        or not np.array_equal(test["row"].to_numpy(), split.test)
+        or not np.array_equal(train["row"].to_numpy(), split.train)
+    ):
+        raise ConfigError(
+            f"resume: {d} holds other rows than outer fold {split.fold} of this config; "
+            "it cannot be resumed with it"
+        )
+    trials = d / "trials.csv"
+    return FoldResult(
+        split=split,
+        metrics={k: float(v) for k, v in meta["metrics"].items()},
+        best_params=dict(meta["best_params"]),
+        inner_score=float(meta["inner_score"]),
+        selected_features=list(meta["selected_features"]),
+        y_pred_test=test["y_pred"].to_numpy(dtype=float),
+        y_pred_train=train["y_pred"].to_numpy(dtype=float),
+        trials=pd.read_csv(trials) if trials.exists() else pd.DataFrame(),
+        y_std_test=test["y_std"].to_numpy(dtype=float) if meta.get("has_std") else None,
+        model=joblib.load(d / "model.joblib"),
+    )
+
+
+def fold_artifacts(fold: FoldResult, run_dir: Path) -> tuple[list[Path], Path]:
+    """The files :func:`write_fold` wrote for ``fold`` (child-run artifacts, model file)."""
+    d = fold_dir(run_dir, fold.split.fold)
+    paths = [p for p in (d / "selected_features.txt", d / "trials.csv") if p.exists()]
+    return paths, d / "model.joblib"
+
+
+def log_fold_run(
+    tracker: Tracker, fold: FoldResult, artifacts: list[Path], model_file: Path
+) -> None:
+    """The fold's child run (scores, best parameters, files) and its model on the parent."""
+    params: dict[str, Any] = {f"best.{k}": v for k, v in fold.best_params.items()}
+    params["n_selected"] = len(fold.selected_features)
+    params["selected_features"] = ", ".join(fold.selected_features)
+    metrics = dict(fold.metrics)
+    if np.isfinite(fold.inner_score):
+        metrics["inner_score"] = fold.inner_score
+    tracker.log_fold(
+        fold.split.fold, metrics, params, {"repeat": str(fold.split.repeat)}, artifacts
+    )
+    tracker.log_artifact(model_file, f"fold_models/fold_{fold.split.fold:02d}")
 
 
 def fold_logger(
@@ -43,16 +135,7 @@ def fold_logger(
 
     def on_fold_end(fold: FoldResult) -> None:
         artifacts, model_file = write_fold(fold, run_dir)
-        params: dict[str, Any] = {f"best.{k}": v for k, v in fold.best_params.items()}
-        params["n_selected"] = len(fold.selected_features)
-        params["selected_features"] = ", ".join(fold.selected_features)
-        metrics = dict(fold.metrics)
-        if np.isfinite(fold.inner_score):
-            metrics["inner_score"] = fold.inner_score
-        tracker.log_fold(
-            fold.split.fold, metrics, params, {"repeat": str(fold.split.repeat)}, artifacts
-        )
-        tracker.log_artifact(model_file, f"fold_models/fold_{fold.split.fold:02d}")
+        log_fold_run(tracker, fold, artifacts, model_file)
         if done is not None:
             done()
 

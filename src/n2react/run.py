@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from n2react.plots import parity_plot
 from n2react.predict import DOMAIN_FILE, write_sha256
 from n2react.report import FoldProgress, group_table, show, summary_table
 from n2react.results import fold_logger, write_results
+from n2react.resume import check_same_config, done_folds, find_resumed, sync_fold_runs
 from n2react.search import TunedPipeline
 from n2react.splitters import Split
 from n2react.tracking import JobInfo, Tracker, flatten
@@ -49,7 +50,18 @@ def run(
 def train(
     plan: Plan, run_dir: Path, job_num: int | None = None, job: JobInfo | None = None
 ) -> dict[str, float]:
-    """The task: place the device, load and check the data, then evaluate under MLflow."""
+    """The task: place the device, load and check the data, then evaluate under MLflow.
+
+    With ``resume=<run id or run dir>`` in the config, the run continues in its own directory
+    and MLflow parent run (see :mod:`n2react.resume`); ``run_dir`` is then not used.
+    """
+    tracker = Tracker(plan.tracking, job or JobInfo(plan.names.model))
+    resumed = None
+    if plan.config.get("resume"):
+        resumed = find_resumed(str(plan.config["resume"]), tracker)
+        check_same_config(resumed.run_dir, plan.config)
+        log.info("resuming %s (MLflow run %s)", resumed.run_dir, resumed.run_id or "none")
+        run_dir = resumed.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     used_device = device.place(plan.device, plan.uses_accelerator, job_num)
     dataset = plan.attach_groups(load_dataset(plan.data, plan.group_column))
@@ -65,9 +77,10 @@ def train(
         else "",
     )
     config_path = run_dir / "config_resolved.yaml"
-    config_path.write_text(OmegaConf.to_yaml(OmegaConf.create(plan.config)))
+    if resumed is None:
+        config_path.write_text(OmegaConf.to_yaml(OmegaConf.create(plan.config)))
+    done = done_folds(run_dir, splits) if resumed is not None else {}
 
-    tracker = Tracker(plan.tracking, job or JobInfo(plan.names.model))
     params = flatten(plan.config)
     params.update({"data.n_rows": dataset.n_rows, "data.n_features": dataset.X.shape[1]})
     accel = plan.uses_accelerator
@@ -81,12 +94,16 @@ def train(
     }
     status = "FAILED"
     try:
-        tracker.start(params, tags)  # inside: a failure while logging params still ends FAILED
-        tracker.log_artifact(config_path)
+        if resumed is not None and resumed.run_id is not None:
+            tracker.reopen(resumed.run_id, tags)
+            sync_fold_runs(tracker, run_dir, done)
+        else:
+            tracker.start(params, tags)  # inside: a failure while logging params ends FAILED
+            tracker.log_artifact(config_path)
         if plan.scheme == "pair_split":
             summary = _pair_split(plan, dataset, tracker, run_dir)
         else:
-            summary = _nested(plan, dataset, splits, tracker, run_dir)
+            summary = _nested(plan, dataset, splits, tracker, run_dir, done)
         status = "FINISHED"
         return summary
     except KeyboardInterrupt:
@@ -128,6 +145,7 @@ def cross_validate(
     splits: list[Split] | None = None,
     on_fold_end: Callable[[FoldResult], None] | None = None,
     progress: FoldProgress | None = None,
+    done: Mapping[int, FoldResult] | None = None,
 ) -> CVResult:
     """The outer CV of the plan: per fold, the pipeline tuned by inner CV, then scored."""
     progress = progress or FoldProgress(0, 0, enabled=False)
@@ -136,18 +154,27 @@ def cross_validate(
         lambda s: _tuned(plan, run_dir, f"outer_{s.fold:02d}", progress),
         plan.outer_splits(dataset) if splits is None else splits,
         on_fold_end=on_fold_end,
+        done=done,
     )
 
 
 def _nested(
-    plan: Plan, dataset: Dataset, splits: list[Split], tracker: Tracker, run_dir: Path
+    plan: Plan,
+    dataset: Dataset,
+    splits: list[Split],
+    tracker: Tracker,
+    run_dir: Path,
+    done: Mapping[int, FoldResult] | None = None,
 ) -> dict[str, float]:
-    """The nested CV, its outputs, and the final model refitted on all clusters."""
+    """The nested CV, its outputs, and the final model refitted on all clusters (``done``: the
+    folds a resumed run read back)."""
     progress = FoldProgress(len(splits), plan.search.size(), enabled=plan.progress)
     title = f"{plan.names.model} on {dataset.name}: {_protocol(plan, dataset)}, {len(splits)} folds"
     with progress.running():
         logger = fold_logger(tracker, run_dir, progress.fold_done)
-        result = cross_validate(plan, dataset, run_dir, splits, logger, progress)
+        for _ in done or {}:
+            progress.fold_done()
+        result = cross_validate(plan, dataset, run_dir, splits, logger, progress, done)
         summary = result.summary()
         tracker.log_metrics(summary)
         for p in write_results(result, summary, run_dir, title):

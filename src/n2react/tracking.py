@@ -372,6 +372,18 @@ class Tracker:
         mlflow.log_params({k: str(v)[:MAX_PARAM_LEN] for k, v in params.items()})
         log.info("MLflow run %s in experiment '%s' at %s", self.run_id, self.experiment, self.uri)
 
+    def reopen(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Continue the parent run ``run_id`` (``resume=``): RUNNING again, its params kept."""
+        if not self.enabled:
+            return
+        import mlflow
+
+        assert self.uri is not None
+        self.experiment_id = prepare_experiment(self.uri, self.experiment)
+        run = mlflow.start_run(run_id=run_id, tags={**self._tags(), **tags})
+        self.run_id = run.info.run_id
+        log.info("MLflow run %s resumed (experiment '%s', %s)", run_id, self.experiment, self.uri)
+
     def log_fold(
         self,
         fold: int,

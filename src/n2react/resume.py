@@ -1,0 +1,208 @@
+"""``resume=<run id or run dir>``: continue a KILLED or FAILED run where it stopped.
+
+The run directory is the original one: finished outer folds are read back from ``folds/fold_NN``
+(predictions, scores, model), the half-done fold's keras-tuner search resumes from
+``search/outer_NN``, and the MLflow parent run is re-opened, so the final figures equal an
+uninterrupted run's. The config must be the one the run was started with (``resume`` and
+``progress`` aside).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from n2react.cv import FoldResult
+from n2react.errors import ConfigError
+from n2react.results import fold_artifacts, log_fold_run, read_fold
+from n2react.splitters import Split
+from n2react.tracking import (
+    TAG_HOST,
+    TAG_PID,
+    Tracker,
+    flatten,
+    prepare_experiment,
+    terminate_stale_runs,
+)
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config_resolved.yaml"
+#: config keys that may differ between a run and its resumption (they change no figure)
+IGNORED_KEYS = ("resume", "progress")
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The run to continue: its directory and its MLflow parent run (None: none was logged)."""
+
+    run_dir: Path
+    run_id: str | None
+
+
+def find_resumed(spec: str, tracker: Tracker) -> Resumed:
+    """The run ``spec`` names (a run directory or an MLflow run id); refused unless it is KILLED
+    or FAILED (a RUNNING run of a dead process on this host is marked KILLED first)."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        run_dir = path.resolve()
+        if not (run_dir / CONFIG_FILE).exists():
+            raise ConfigError(f"resume={spec}: not a run directory (no {CONFIG_FILE} in it)")
+        run = _run_of_dir(tracker, run_dir, spec) if tracker.enabled else None
+    else:
+        if not tracker.enabled:
+            raise ConfigError(
+                f"resume={spec}: no such run directory (tracking is off, so it cannot be a run id)"
+            )
+        run = _get_run(tracker, spec)
+        recorded = run.data.tags.get("run_dir")
+        if not recorded or not (Path(recorded) / CONFIG_FILE).exists():
+            raise ConfigError(
+                f"resume={spec}: the run's directory ({recorded}) is gone; if it moved, give "
+                "resume=<its new path>"
+            )
+        run_dir = Path(recorded)
+    if run is None:
+        if tracker.enabled:
+            log.warning("resume: no MLflow run recorded %s; a new parent run is started", run_dir)
+        return Resumed(run_dir, None)
+    _check_status(tracker, run, spec)
+    return Resumed(run_dir, run.info.run_id)
+
+
+def _client(tracker: Tracker) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    assert tracker.uri is not None
+    prepare_experiment(tracker.uri, tracker.experiment)  # a clear line if the store is unusable
+    return MlflowClient(tracker.uri)
+
+
+def _get_run(tracker: Tracker, run_id: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracker)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(
+            f"resume={run_id}: neither a run directory nor an MLflow run in {tracker.uri}"
+        ) from None
+    if run.info.lifecycle_stage == "deleted":
+        raise ConfigError(f"resume={run_id}: the MLflow run was deleted")
+    if "mlflow.parentRunId" in run.data.tags:
+        raise ConfigError(f"resume={run_id}: a fold's run; give its parent run (or run directory)")
+    return run
+
+
+def _run_of_dir(tracker: Tracker, run_dir: Path, spec: str) -> Any:
+    """The parent run tagged with ``run_dir`` (refused if one of them FINISHED), else None."""
+    client = _client(tracker)
+    exp = client.get_experiment_by_name(tracker.experiment)
+    where = str(run_dir)
+    quoted = "'" not in where
+    runs = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.run_dir = '{where}'" if quoted else ""
+    )
+    runs = [
+        r
+        for r in runs
+        if r.data.tags.get("run_dir") == where and "mlflow.parentRunId" not in r.data.tags
+    ]
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    if finished:
+        raise ConfigError(
+            f"resume={spec}: run {finished[0].info.run_id} already finished; nothing to resume"
+        )
+    return max(runs, key=lambda r: r.info.start_time) if runs else None
+
+
+def _check_status(tracker: Tracker, run: Any, spec: str) -> None:
+    run_id, status = run.info.run_id, run.info.status
+    if status == "RUNNING":  # killed without a word (SIGKILL, power loss)?
+        assert tracker.uri is not None
+        terminate_stale_runs(tracker.uri, run.info.experiment_id)
+        status = _client(tracker).get_run(run_id).info.status
+    if status == "FINISHED":
+        raise ConfigError(f"resume={spec}: run {run_id} already finished; nothing to resume")
+    if status not in ("KILLED", "FAILED"):
+        tags = run.data.tags
+        raise ConfigError(
+            f"resume={spec}: run {run_id} is {status} (host {tags.get(TAG_HOST)}, pid "
+            f"{tags.get(TAG_PID)}); only a KILLED or FAILED run can be resumed"
+        )
+
+
+def _normalised(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as config_resolved.yaml holds it (YAML round trip), flattened to keys."""
+    node = OmegaConf.create(OmegaConf.to_yaml(OmegaConf.create(dict(config))))
+    flat = flatten(OmegaConf.to_container(node))  # type: ignore[arg-type]
+    return {k: v for k, v in flat.items() if k not in IGNORED_KEYS}
+
+
+def check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
+    """Refuse to resume ``run_dir`` with a config other than the one it was started with."""
+    file = run_dir / CONFIG_FILE
+    before = _normalised(OmegaConf.to_container(OmegaConf.load(file)))  # type: ignore[arg-type]
+    now = _normalised(config)
+    missing = "(not set)"
+    keys = sorted(set(before) | set(now))
+    diff = [k for k in keys if before.get(k, missing) != now.get(k, missing)]
+    if diff:
+        shown = ", ".join(
+            f"{k} ({before.get(k, missing)!r} there, {now.get(k, missing)!r} here)"
+            for k in diff[:3]
+        )
+        more = f" and {len(diff) - 3} more key(s)" if len(diff) > 3 else ""
+        raise ConfigError(
+            f"resume: the config differs from {file} at {shown}{more}; resume with the run's "
+            "own overrides"
+        )
+
+
+def done_folds(run_dir: Path, splits: Sequence[Split]) -> dict[int, FoldResult]:
+    """The outer folds ``run_dir`` finished, read back from ``folds/fold_NN``."""
+    done = {}
+    for s in splits:
+        fold = read_fold(run_dir, s)
+        if fold is not None:
+            done[s.fold] = fold
+    if done:
+        log.info("resume: outer folds %s read back from %s", sorted(done), run_dir / "folds")
+    return done
+
+
+def sync_fold_runs(tracker: Tracker, run_dir: Path, done: Mapping[int, FoldResult]) -> None:
+    """One FINISHED child run per finished fold under the re-opened parent: the fold runs of
+    unfinished folds (and duplicates) are deleted, a finished fold without one is logged."""
+    if not tracker.enabled or tracker.run_id is None:
+        return
+    client = _client(tracker)
+    parent = tracker.run_id
+    children = client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'"
+    )
+    kept: set[int] = set()
+    dropped = 0
+    for child in sorted(children, key=lambda r: r.info.start_time):
+        fold = child.data.tags.get("fold", "")
+        number = int(fold) if fold.isdigit() else -1
+        if number in done and number not in kept and child.info.status == "FINISHED":
+            kept.add(number)
+        else:
+            client.delete_run(child.info.run_id)
+            dropped += 1
+    if dropped:
+        log.info("resume: deleted %d fold run(s) of unfinished folds", dropped)
+    logged = {a.path for a in client.list_artifacts(parent, "fold_models")}
+    for number, fold in sorted(done.items()):
+        artifacts, model_file = fold_artifacts(fold, run_dir)
+        if number not in kept:
+            log_fold_run(tracker, fold, artifacts, model_file)
+        elif f"fold_models/fold_{number:02d}" not in logged:
+            tracker.log_artifact(model_file, f"fold_models/fold_{number:02d}")

@@ -1,0 +1,133 @@
+"""resume=<run id or run dir>: a killed run continues in its own MLflow parent run and directory,
+finished folds are read back, and the figures equal an uninterrupted run's."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from n2react.errors import ConfigError
+from n2react.run import run
+
+ARGS = [
+    "model=rfr", "model.estimator.n_estimators=50", "search=random", "search.max_trials=3",
+    "cv.outer_folds=4", "explain=false", "progress=false",
+]  # fmt: skip
+
+
+def _cmd(run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "train", *ARGS, f"hydra.run.dir={run_dir}", *extra]
+
+
+def _train(cwd: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    cwd.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        _cmd(run_dir, *extra), cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def _start_and_kill(cwd: Path, run_dir: Path) -> None:
+    """Start a real run and SIGKILL it once two outer folds are written."""
+    proc = subprocess.Popen(
+        _cmd(run_dir), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.time() + 300
+        while not (run_dir / "folds" / "fold_02" / "fold.json").exists():
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.time() < deadline, "fold 2 never finished"
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+
+
+def _error_lines(out: subprocess.CompletedProcess[str]) -> list[str]:
+    return [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_in_its_parent_run_with_uninterrupted_metrics(
+    tmp_path: Path, n2react_runs
+) -> None:
+    killed = tmp_path / "killed"
+    _start_and_kill(tmp_path, killed)
+    assert not (killed / "summary.json").exists()  # it really stopped half-way
+    assert not (killed / "folds" / "fold_04" / "fold.json").exists()
+    parents, _ = n2react_runs(tmp_path)
+    assert len(parents) == 1 and parents[0].info.status == "RUNNING"
+    run_id = parents[0].info.run_id
+
+    # another config is refused in one line, and nothing is logged
+    out = _train(tmp_path, tmp_path / "other", f"resume={killed}", "search.max_trials=4")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    (line,) = _error_lines(out)
+    assert "config differs" in line and "search.max_trials" in line, line
+
+    # resumed by its MLflow run id: the same parent run, one child run per fold
+    out = _train(tmp_path, tmp_path / "resumed", f"resume={run_id}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "outer folds [1, 2" in out.stdout + out.stderr  # read back, not recomputed
+    parents, children = n2react_runs(tmp_path)
+    assert [p.info.run_id for p in parents] == [run_id]
+    assert parents[0].info.status == "FINISHED"
+    assert sorted(int(c.data.tags["fold"]) for c in children) == [1, 2, 3, 4]
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert not (tmp_path / "resumed" / "summary.json").exists()  # outputs went to the run's dir
+
+    # an uninterrupted run (own store) gives exactly the same figures
+    full = tmp_path / "full"
+    out = _train(full, full / "run")
+    assert out.returncode == 0, out.stderr[-2000:]
+    resumed = json.loads((killed / "summary.json").read_text())
+    assert resumed == json.loads((full / "run" / "summary.json").read_text())
+    assert parents[0].data.metrics["mean_test_rmse"] == resumed["mean_test_rmse"]
+    oof = [pd.read_csv(d / "oof_predictions.csv") for d in (killed, full / "run")]
+    pd.testing.assert_frame_equal(*oof)
+
+    # a finished run is not resumed again (by its directory this time)
+    out = _train(tmp_path, tmp_path / "again", f"resume={killed}")
+    assert out.returncode == 2
+    (line,) = _error_lines(out)
+    assert "already finished" in line and run_id in line
+    assert len(n2react_runs(tmp_path)[0]) == 1
+
+
+QUICK = ["model=ridge", "cv.outer_folds=3", "explain=false", "final_model=false"]
+
+
+def test_folds_read_back_give_the_same_figures(make_cfg, tmp_path: Path) -> None:
+    """Without MLflow: a run dir whose last fold is undone resumes to the same summary."""
+    run_dir = tmp_path / "run"
+    first = run(make_cfg(*QUICK, "tracking=none"), run_dir)
+    (run_dir / "folds" / "fold_03" / "fold.json").unlink()  # as if killed inside fold 3
+    (run_dir / "summary.json").unlink()
+    again = run(make_cfg(*QUICK, "tracking=none", f"resume={run_dir}"), tmp_path / "elsewhere")
+    assert again == first
+    assert json.loads((run_dir / "summary.json").read_text()) == first
+    assert (run_dir / "folds" / "fold_03" / "fold.json").exists()
+
+
+def test_resume_refuses_another_config_and_a_finished_run(make_cfg, tmp_path: Path) -> None:
+    off = tmp_path / "off"
+    run(make_cfg(*QUICK, "tracking=none"), off)
+    with pytest.raises(ConfigError, match=r"config differs .* cv\.outer_folds \(3 there, 4 here\)"):
+        run(make_cfg(*QUICK, "tracking=none", "cv.outer_folds=4", f"resume={off}"), tmp_path / "x")
+
+    tracked = tmp_path / "tracked"
+    run(make_cfg(*QUICK), tracked)
+    with pytest.raises(ConfigError, match="already finished"):
+        run(make_cfg(*QUICK, f"resume={tracked}"), tmp_path / "y")
+    with pytest.raises(ConfigError, match="neither a run directory nor an MLflow run"):
+        run(make_cfg(*QUICK, "resume=0123456789abcdef"), tmp_path / "z")
+    with pytest.raises(ConfigError, match="not a run directory"):
+        run(make_cfg(*QUICK, f"resume={tmp_path}"), tmp_path / "w")
