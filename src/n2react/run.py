@@ -40,7 +40,16 @@ def run(cfg: DictConfig, run_dir: str | Path, job_num: int | None = None) -> dic
 
     ``job_num`` is the job's number in a multirun (it picks the GPU when several are visible).
     """
-    return train(build_plan(cfg), Path(run_dir), job_num=job_num)
+    plan = build_plan(cfg)
+    dist = plan.search.distributed
+    if dist is not None and plan.search.active:  # search.distributed: see n2react.distributed
+        from n2react import distributed
+
+        if dist.role == "worker":
+            return distributed.run_worker(plan, Path(run_dir))
+        with distributed.chief(dist):
+            return train(plan, Path(run_dir), job_num=job_num)
+    return train(plan, Path(run_dir), job_num=job_num)
 
 
 def _run_name(plan: Plan) -> str:
