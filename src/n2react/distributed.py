@@ -20,7 +20,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -380,6 +380,7 @@ class RemoteOracle:
     ) -> None:
         self.stub, self.settings, self.tuner_id = stub, settings, tuner_id
         self.objective: Any = None
+        self.connected = False
         self._meta = (
             ("n2-tuner", tuner_id),
             ("n2-search", str(index)),
@@ -390,19 +391,21 @@ class RemoteOracle:
     def _call(self, method: str, request: Any) -> Any:
         import grpc
 
+        limit = self.settings.trial_timeout_s
+        if not self.connected:  # the chief may still be starting
+            limit += self.settings.wait_s
         try:
-            return getattr(self.stub, method)(
-                request,
-                metadata=self._meta,
-                timeout=self.settings.trial_timeout_s,
-                wait_for_ready=True,
+            answer = getattr(self.stub, method)(
+                request, metadata=self._meta, timeout=limit, wait_for_ready=True
             )
+            self.connected = True
+            return answer
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 raise ConfigError(f"search.distributed: {exc.details()}") from None
             raise ConfigError(
                 f"search.distributed: the chief at {self.settings.address} did not answer "
-                f"within {self.settings.trial_timeout_s:g} s ({exc.code().name})"
+                f"within {limit:g} s ({exc.code().name})"
             ) from None
 
     def create_trial(self, tuner_id: str) -> Any:
@@ -489,6 +492,20 @@ def worker_search(
         ran += 1
         if tuner._callback is not None:
             tuner._callback()
+
+
+def run_distributed(
+    plan: Any, run_dir: Path, train: Callable[[], dict[str, float]]
+) -> dict[str, float]:
+    """The job of a chief (``train`` with the server up) or of a worker (:func:`run_worker`)."""
+    settings = plan.search.distributed
+    if settings.role == "worker":
+        return run_worker(plan, run_dir)
+    if not plan.search.active:
+        log.warning("search.distributed.role=chief: there is no search to distribute")
+        return train()
+    with chief(settings):
+        return train()
 
 
 def run_worker(plan: Any, run_dir: Path) -> dict[str, float]:

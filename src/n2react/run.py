@@ -41,14 +41,10 @@ def run(cfg: DictConfig, run_dir: str | Path, job_num: int | None = None) -> dic
     ``job_num`` is the job's number in a multirun (it picks the GPU when several are visible).
     """
     plan = build_plan(cfg)
-    dist = plan.search.distributed
-    if dist is not None and plan.search.active:  # search.distributed: see n2react.distributed
-        from n2react import distributed
+    if plan.search.distributed is not None:  # search.distributed.role=chief|worker
+        from n2react.distributed import run_distributed
 
-        if dist.role == "worker":
-            return distributed.run_worker(plan, Path(run_dir))
-        with distributed.chief(dist):
-            return train(plan, Path(run_dir), job_num=job_num)
+        return run_distributed(plan, Path(run_dir), lambda: train(plan, Path(run_dir), job_num))
     return train(plan, Path(run_dir), job_num=job_num)
 
 
