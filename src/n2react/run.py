@@ -44,7 +44,14 @@ def run(
     ``job_num`` is the job's number in a multirun (it picks the GPU when several are visible);
     ``job`` names the MLflow run and tags its sweep (default: the model's name).
     """
-    return train(build_plan(cfg), Path(run_dir), job_num=job_num, job=job)
+    plan = build_plan(cfg)
+    if plan.search.distributed is not None:  # search.distributed.role=chief|worker
+        from n2react.distributed import run_distributed
+
+        return run_distributed(
+            plan, Path(run_dir), lambda: train(plan, Path(run_dir), job_num, job)
+        )
+    return train(plan, Path(run_dir), job_num=job_num, job=job)
 
 
 def train(

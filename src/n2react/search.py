@@ -26,6 +26,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from n2react.backend import import_quietly
 from n2react.capabilities import GroupAware, SpreadPredictor
 from n2react.cv import fit_model, fold_predictions, predict_mean_std
+from n2react.distributed import Distributed, chief_search, fingerprint
 from n2react.errors import ConfigError
 from n2react.metrics import MAXIMIZE, regression_metrics
 from n2react.pipeline import config_key
@@ -140,6 +141,8 @@ class SearchSpec:
     objective: str = "rmse"
     max_trials: int | None = None
     epochs_param: str | None = None
+    #: ``search.distributed`` (None: the search runs in this process only)
+    distributed: Distributed | None = None
 
     @classmethod
     def from_config(
@@ -152,7 +155,9 @@ class SearchSpec:
         if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 1):
             raise ConfigError(f"search.max_trials={max_trials!r}: expected a whole number >= 1")
         oracle = node.get("oracle")
-        spec = cls(dict(space), dict(oracle) if oracle else None, objective, max_trials, epochs)
+        distributed = Distributed.from_config(node.get("distributed"))
+        oracle = dict(oracle) if oracle else None
+        spec = cls(dict(space), oracle, objective, max_trials, epochs, distributed)
         if spec.is_hyperband and spec.active and epochs is None:
             raise ConfigError(
                 "search=hyperband: the model is not trained in epochs (no max_epochs); "
@@ -292,14 +297,50 @@ def _tuner_class() -> type:
 
 
 def _trials_table(oracle: Any) -> pd.DataFrame:
+    """One row per trial: id, status, hyperparameters, metrics. A worker's view of the chief's
+    oracle (no ``trials``) lists the completed trials it can ask for."""
+    trials = getattr(oracle, "trials", None)
+    if trials is None:
+        trials = {t.trial_id: t for t in oracle.get_best_trials(10**6)}
     rows = []
-    for trial in oracle.trials.values():
+    for trial in trials.values():
         row: dict[str, Any] = {"trial": trial.trial_id, "status": str(trial.status)}
         row.update(trial.hyperparameters.values)
         for name in trial.metrics.metrics:
             row[name] = trial.metrics.get_last_value(name)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def make_tuner(
+    pipeline: Pipeline,
+    spec: SearchSpec,
+    splits: Sequence[Split],
+    groups: np.ndarray | None,
+    directory: str | Path,
+    project_name: str,
+    on_trial_end: Callable[[], None] | None = None,
+) -> Any:
+    """The inner-CV tuner of one search, its state in ``directory/project_name`` (resumed when
+    it is there)."""
+    oracle = spec.make_oracle(make_hyperparameters(spec.space, pipeline.get_params()))
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):  # keras-tuner prints "Reloading Tuner from ..."
+        tuner = _tuner_class()(
+            oracle,
+            pipeline,
+            spec,
+            splits,
+            groups,
+            on_trial_end=on_trial_end,
+            directory=str(directory),
+            project_name=project_name,
+            overwrite=False,
+        )
+    if said.getvalue().strip():
+        log.info("%s: resuming the search (%s)", project_name, said.getvalue().strip())
+    tuner.oracle.verbose = 0  # progress is ours (rich), not keras-tuner's prints
+    return tuner
 
 
 def tune(
@@ -322,27 +363,19 @@ def tune(
     if not spec.active:
         return SearchResult()
     kt = import_quietly("keras_tuner")
-    oracle = spec.make_oracle(make_hyperparameters(spec.space, pipeline.get_params()))
-    said = io.StringIO()
-    with contextlib.redirect_stdout(said):  # keras-tuner prints "Reloading Tuner from ..."
-        tuner = _tuner_class()(
-            oracle,
-            pipeline,
-            spec,
-            splits,
-            groups,
-            on_trial_end=on_trial_end,
-            directory=str(directory),
-            project_name=project_name,
-            overwrite=False,
-        )
-    if said.getvalue().strip():
-        log.info("%s: resuming the search (%s)", project_name, said.getvalue().strip())
-    tuner.oracle.verbose = 0  # progress is ours (rich), not keras-tuner's prints
+    tuner = make_tuner(pipeline, spec, splits, groups, directory, project_name, on_trial_end)
+    chief = spec.distributed is not None and spec.distributed.role == "chief"
     try:
-        tuner.search(X, y)
+        if chief:
+            assert spec.distributed is not None
+            data = fingerprint(X, y, splits, groups)
+            chief_search(spec.distributed, tuner, X, y, data, project_name)
+        else:
+            tuner.search(X, y)
     except kt.errors.FatalError as exc:
         raise ConfigError(f"search: a trial failed: {exc}") from exc
+    except RuntimeError as exc:  # keras-tuner: too many failed trials in a row
+        raise ConfigError(f"search: {str(exc).strip().splitlines()[0]}") from exc
     trials = _trials_table(tuner.oracle)
     best = tuner.oracle.get_best_trials(1)
     if not best:
