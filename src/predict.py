@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="replace an existing output; load a model whose recorded sha256 differs",
     )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="also write <output>_explain.csv: each cluster's SHAP value per descriptor",
+    )
     parser.add_argument("--sheet", default=0, help="sheet name or index (default: the first)")
     parser.add_argument(
         "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
@@ -46,7 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or f"{os.path.splitext(os.path.basename(args.data))[0]}_predictions.csv"
     try:
         table, metrics = predict(
-            args.model, args.data, output, args.tracking_uri, sheet, force=args.force
+            args.model,
+            args.data,
+            output,
+            args.tracking_uri,
+            sheet,
+            force=args.force,
+            explain=args.explain,
         )
     except N2ReactError as exc:
         sys.stderr.write(f"n2react: error: {exc}\n")

@@ -288,13 +288,18 @@ def predict(
     tracking_uri: str | None = None,
     sheet: str | int = 0,
     force: bool = False,
+    explain: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, float] | None]:
-    """Write a CSV (cluster, y_pred, y_std[, y_true, residual]); return it and the scores.
+    """Write a CSV (cluster, y_pred, y_std, in_domain ...[, y_true, residual]); return it and
+    the scores. ``explain`` also writes ``<output>_explain.csv`` (per-cluster SHAP values).
 
     The output never replaces the input, replaces an existing file only with ``force``, and is
     written atomically. ``force`` also loads a model whose recorded sha256 does not match.
     """
     check_output(file, output, force)
+    explain_out = Path(output).with_name(Path(output).stem + "_explain.csv")
+    if explain:
+        check_output(file, explain_out, force)
     if not Path(file).exists():
         raise DataError(f"{file}: file not found")
     loaded = load_model(ref, tracking_uri, force)
@@ -302,5 +307,11 @@ def predict(
     out, metrics, domain_summary = prediction_table(loaded, X, clusters, y)
     if domain_summary:
         log.info("%s", domain_summary)
+    if explain:
+        from n2react.explain.clusters import explain_clusters
+
+        shap = explain_clusters(loaded.model, loaded.domain, X, clusters)
+        write_csv_atomic(shap, explain_out)
+        log.info("per-cluster SHAP values written to %s", explain_out)
     write_csv_atomic(out, output)
     return out, metrics

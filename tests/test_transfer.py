@@ -1,0 +1,111 @@
+"""Transfer scoring (eval.path) and the applicability domain, on files cut from the 159 clusters:
+train without the Rh and Co clusters, score them as new compositions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, data_dir
+
+from n2react.errors import DataError
+from n2react.run import run
+
+QUICK = ("model=extra_trees", "model.estimator.n_estimators=50", "cv.outer_folds=4")
+
+
+@pytest.fixture(scope="module")
+def cut_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the 152 clusters of Mo, Fe, V and Ta; the 7 of Rh and Co), from the 15-descriptor file."""
+    tmp = tmp_path_factory.mktemp("cut")
+    df = pd.read_excel(data_dir() / "homonuclear-159-15features.xlsx")
+    new = df["Clusters"].str.startswith(("Rh", "Co"))
+    df[~new].to_excel(tmp / "known.xlsx", index=False)
+    df[new].to_excel(tmp / "rh_co.xlsx", index=False)
+    return tmp / "known.xlsx", tmp / "rh_co.xlsx"
+
+
+@pytest.fixture(scope="module")
+def transfer_run(cut_files, tmp_path_factory: pytest.TempPathFactory):
+    """A run trained on the known metals with eval.path = the Rh and Co clusters (tracked)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    known, new = cut_files
+    tmp = tmp_path_factory.mktemp("run")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            config_name="config",
+            overrides=["data=homonuclear_15", f"data.path={known}", f"eval.path={new}", *QUICK]
+            + ["explain=false"],
+        )
+    with open_dict(cfg):
+        cfg.tracking.uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        cfg.progress = False
+    return run(cfg, tmp / "run"), tmp, cfg
+
+
+def test_eval_path_is_scored_and_logged(transfer_run, n2react_runs) -> None:
+    metrics, tmp, cfg = transfer_run
+    table = pd.read_csv(tmp / "run" / "transfer" / "transfer_predictions.csv")
+    assert len(table) == 7 and set(table["cluster"].str[:2]) == {"Rh", "Co"}
+    err = np.abs(table["y_pred"] - table["y_true"])
+    assert metrics["transfer_mae"] == pytest.approx(err.mean())
+    assert metrics["transfer_within"] == int((err <= np.log10(3)).sum())
+    # a new metal is outside the training domain, and says why
+    assert not table["in_domain"].any() and metrics["transfer_in_domain"] == 0
+    assert table["domain_reasons"].str.contains("new element").all()
+    (parent,), _ = n2react_runs(cfg.tracking.uri)
+    for key in ("transfer_r", "transfer_rmse", "transfer_mae", "transfer_within"):
+        assert parent.data.metrics[key] == pytest.approx(metrics[key])
+    assert (tmp / "run" / "transfer" / "transfer_parity.png").stat().st_size > 10_000
+
+
+def test_predict_flags_a_held_out_metal_and_explains_each_cluster(transfer_run, cut_files):
+    _, tmp, _ = transfer_run
+    known, new = cut_files
+    out = tmp / "pred.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "predict", str(tmp / "run"), str(new), "-o", str(out), "--explain"],
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "7 of 7 clusters outside the training domain" in done.stderr
+    pred = pd.read_csv(out)
+    assert list(pred.columns[:4]) == ["cluster", "y_pred", "y_std", "in_domain"]
+    assert not pred["in_domain"].any()
+    shap = pd.read_csv(tmp / "pred_explain.csv")
+    values = shap.filter(like="shap ")
+    assert values.shape == (7, 15)  # one value per descriptor and cluster
+    np.testing.assert_allclose(shap["base"] + values.sum(axis=1), pred["y_pred"], atol=1e-6)
+
+
+def test_known_clusters_are_mostly_in_domain(transfer_run, cut_files) -> None:
+    from n2react.predict import load_model, prediction_table, read_new_clusters
+
+    _, tmp, _ = transfer_run
+    known, _ = cut_files
+    loaded = load_model(str(tmp / "run"))
+    X, clusters, y = read_new_clusters(known, [str(c) for c in loaded.model.feature_names_in_])
+    table, _, summary = prediction_table(loaded, X, clusters, y)
+    assert table["in_domain"].mean() >= 0.9  # the training clusters themselves
+    assert "outside the training domain" in summary
+
+
+def test_eval_path_must_exist_and_be_labelled(make_cfg, tmp_path: Path, cut_files) -> None:
+    with pytest.raises(DataError, match="eval.path=.*nothing.xlsx: file not found"):
+        run(make_cfg("model=ridge", f"eval.path={tmp_path / 'nothing.xlsx'}"), tmp_path / "a")
+    _, new = cut_files
+    unlabelled = tmp_path / "unlabelled.xlsx"
+    pd.read_excel(new).drop(columns=["lg(k1)"]).to_excel(unlabelled, index=False)
+    over = ("data=homonuclear_15", "model=ridge", "cv.outer_folds=3", "explain=false")
+    with pytest.raises(DataError, match="no lg\\(k1\\) column"):
+        run(make_cfg(*over, f"eval.path={unlabelled}", "tracking=none"), tmp_path / "b")
