@@ -183,7 +183,7 @@ def test_target_found_by_name_and_named_in_the_first_lines(
     df[cols].rename(columns={"lg(k1)": "Expt. lg(k1)"}).to_excel(tmp_path / "m.xlsx", index=False)
     out = cli(tmp_path, "train", f"data.path={tmp_path / 'm.xlsx'}", *QUICK, "tracking=none")
     assert out.returncode == 0, out.stderr[-2000:]
-    first = out.stdout.splitlines()[:3]  # Hydra logs to stdout
+    first = out.stderr.splitlines()[:3]  # the log goes to stderr
     assert any("target: Expt. lg(k1) (column 6 of" in ln for ln in first), first
 
 

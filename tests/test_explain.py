@@ -161,12 +161,20 @@ def test_keras_learning_curves_and_explaining_an_mlflow_run_id(
     hists = histories(data.final_model, data.fold_models)
     assert set(hists) == {"final", 1, 2, 3}
     client = MlflowClient(cfg.tracking.uri)
-    n = log_learning_curves(client, parent, hists)
-    assert n == sum(len(h["loss"]) + len(h["val_loss"]) for h in hists.values())
+    # the run itself logged the curves as step metrics (parent: final model; child: its fold)
     steps = [m.step for m in client.get_metric_history(parent, "val_loss")]
     assert steps == list(range(1, len(hists["final"]["val_loss"]) + 1))
     child = next(c for c in children if c.data.tags["fold"] == "2").info.run_id
     assert len(client.get_metric_history(child, "loss")) == len(hists[2]["loss"])
+    logged = {a.path for a in client.list_artifacts(parent, "explain")}
+    for name in ("shap_importance", "shap_beeswarm", "permutation_importance",
+                 "parity_by_group", "residuals_by_family", "learning_curves"):  # fmt: skip
+        assert {f"explain/{name}.png", f"explain/{name}.csv"} <= logged, name
+    # logging them again (e.g. from a notebook) is the same function, given a client
+    other = client.create_run(parents[0].info.experiment_id).info.run_id
+    n = log_learning_curves(client, other, {"final": hists["final"]})
+    assert n == len(hists["final"]["loss"]) + len(hists["final"]["val_loss"])
+    client.delete_run(other)
 
     monkeypatch.chdir(tmp_path)  # the default output folder of an MLflow run is ./explain-<id>
     paths = explain_run(parent, budget=SMALL, tracking_uri=cfg.tracking.uri)

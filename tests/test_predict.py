@@ -38,7 +38,8 @@ def test_predict_all_159_from_the_run_directory(trained: dict, shared_data: Path
     res = subprocess.run(cmd, cwd=trained["tmp"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     table = pd.read_csv(out)
-    assert list(table.columns) == ["cluster", "y_pred", "y_std", "y_true", "residual"]
+    domain = ["in_domain", "domain_reasons", "nearest_training"]
+    assert list(table.columns) == ["cluster", "y_pred", "y_std", *domain, "y_true", "residual"]
     assert len(table) == 159 and table["y_pred"].notna().all()
     assert (table["y_std"] > 0).all()  # spread over the 5 outer-fold models
     assert "within ±0.477" in res.stderr and "RMSE" in res.stderr
@@ -51,7 +52,8 @@ def test_predict_by_mlflow_run_id_without_labels(trained: dict) -> None:
     uri = f"sqlite:///{trained['tmp'] / 'mlflow.db'}"
     table, metrics = predict(trained["run_id"], path, trained["tmp"] / "new.csv", uri)
     assert metrics is None and len(table) == 59
-    assert list(table.columns) == ["cluster", "y_pred", "y_std"]
+    domain = ["in_domain", "domain_reasons", "nearest_training"]
+    assert list(table.columns) == ["cluster", "y_pred", "y_std", *domain]
     assert table["y_std"].notna().all()
 
 
