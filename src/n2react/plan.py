@@ -64,6 +64,7 @@ class Plan:
     device: Mapping[str, Any] = field(default_factory=dict)
     tracking: Mapping[str, Any] = field(default_factory=dict)
     eval_path: str | None = None
+    resume: str | None = None  # a run directory or MLflow run id to continue
 
     @property
     def group_column(self) -> str | None:
@@ -240,4 +241,5 @@ def build_plan(cfg: DictConfig) -> Plan:
         device=_node(cfg, "device") or {},
         tracking=_node(cfg, "tracking") or {},
         eval_path=str(eval_path) if eval_path else None,
+        resume=str(cfg.resume) if cfg.get("resume") else None,
     )

@@ -64,8 +64,8 @@ def train(
     """
     tracker = Tracker(plan.tracking, job or JobInfo(plan.names.model))
     resumed = None
-    if plan.config.get("resume"):
-        resumed = find_resumed(str(plan.config["resume"]), tracker)
+    if plan.resume:
+        resumed = find_resumed(plan.resume, tracker)
         check_same_config(resumed.run_dir, plan.config)
         log.info("resuming %s (MLflow run %s)", resumed.run_dir, resumed.run_id or "none")
         run_dir = resumed.run_dir
