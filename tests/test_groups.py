@@ -149,3 +149,33 @@ def test_one_group_is_refused_with_one_line(tmp_path: Path) -> None:
     errors = [line for line in out.stderr.splitlines() if line.startswith("n2react: error:")]
     assert len(errors) == 1 and "1 group (Mo)" in errors[0] and "at least 2" in errors[0]
     assert "Traceback" not in out.stderr
+
+
+def test_groups_from_a_spreadsheet_column(make_cfg, tmp_path: Path) -> None:
+    df = pd.read_excel(data_dir() / "homonuclear-159-15features.xlsx")
+    df.insert(1, "batch", np.where(df["Clusters"].str.startswith("Mo"), "Mo-lab", "other-lab"))
+    df.to_excel(tmp_path / "batches.xlsx", index=False)
+    cfg = make_cfg(
+        "data=homonuclear_15", f"data.path={tmp_path / 'batches.xlsx'}", "model=ridge",
+        "cv.groups=column:batch", "explain=false", "final_model=false", "tracking=none",
+    )  # fmt: skip
+    m = run(cfg, tmp_path / "run")
+    oof = pd.read_csv(tmp_path / "run" / "oof_predictions.csv")
+    assert set(oof["group"]) == {"Mo-lab", "other-lab"} and oof["fold"].nunique() == 2
+    assert all(oof.groupby("fold")["group"].nunique() == 1)  # each fold holds one whole group
+    assert "batch" not in pd.read_csv(tmp_path / "run" / "folds.csv")["selected_features"][0]
+    assert np.isfinite(m["pooled_test_rmse"])
+    missing = make_cfg("data=homonuclear_15", "cv.groups=column:nope", "tracking=none")
+    with pytest.raises(DataError, match="group column 'nope'"):
+        run(missing, tmp_path / "run2")
+
+
+def test_jobs_started_together_get_their_own_run_directories(tmp_path: Path) -> None:
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "train", "model=ridge", "--cfg", "hydra", "--resolve"]
+    dirs = set()
+    for _ in range(2):
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+        line = next(ln for ln in out.stdout.splitlines() if ln.strip().startswith("dir: outputs/"))
+        dirs.add(line.strip())
+    assert len(dirs) == 2, dirs  # same second, same model: the random tag tells them apart
