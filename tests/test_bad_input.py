@@ -19,7 +19,6 @@ from conftest import compose_data, data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 FILE24 = "homonuclear-159-24features.xlsx"
-LEAD = pytest.mark.xfail(strict=False, reason="lead")
 QUICK = ("model=ridge", "cv.outer_folds=3", "final_model=false", "progress=false")
 
 
@@ -198,9 +197,7 @@ def test_target_found_by_name_and_named_in_the_first_lines(
         pytest.param(
             ("selector=kbest", "selector.step.k=100"), ("k", "100", "24"), id="k>features"
         ),
-        pytest.param(
-            ("tracking.experiment=''",), ("tracking.experiment",), marks=LEAD, id="no exp"
-        ),
+        pytest.param(("tracking.experiment=''",), ("tracking.experiment",), id="no exp"),
     ],
 )
 def test_bad_config(args: tuple[str, ...], expected: tuple[str, ...], tmp_path: Path) -> None:
@@ -216,7 +213,6 @@ def test_five_rows_three_folds(tmp_path: Path, shared_data: Path) -> None:
     assert mlflow_runs(tmp_path / "mlflow.db") == []
 
 
-@LEAD
 @pytest.mark.slow
 def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
     start = time.monotonic()
@@ -228,7 +224,6 @@ def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
     assert_one_error(out, "127.0.0.1:9")
 
 
-@LEAD
 def test_file_tracking_uri_runs_or_says_why(tmp_path: Path) -> None:
     out = cli(tmp_path, "train", *QUICK, f"tracking.uri=file://{tmp_path / 'store'}")
     if out.returncode != 0:
