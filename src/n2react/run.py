@@ -195,7 +195,7 @@ def _nested(
             if plan.eval_path:
                 summary.update(_transfer(plan, final.pipeline_, result, tracker, run_dir))
         if plan.explain:
-            _explain(result, None if final is None else final.pipeline_, tracker, run_dir)
+            _explain(plan, result, None if final is None else final.pipeline_, tracker, run_dir)
     show(summary_table(result.fold_table(), summary, title))
     groups = result.group_table()
     if groups is not None:
@@ -248,14 +248,22 @@ def _transfer(
     return metrics
 
 
-def _explain(result: CVResult, final: Any, tracker: Tracker, run_dir: Path) -> None:
+def _explain(plan: Plan, result: CVResult, final: Any, tracker: Tracker, run_dir: Path) -> None:
     """Importance, errors by group and family, learning curves: files under explain/ and the
     Keras losses per epoch as step metrics (``python -m n2react.explain RUN`` redraws them)."""
-    from n2react.explain import explain_run, histories, log_learning_curves
+    from n2react.explain import RunData, explain, histories, log_learning_curves
 
-    for p in explain_run(run_dir, dataset=result.dataset):
-        tracker.log_artifact(p, "explain")
     fold_models = {f.split.fold: f.model for f in result.folds if f.model is not None}
+    data = RunData(
+        str(run_dir),
+        OmegaConf.create(plan.config),
+        result.dataset,
+        result.oof_table(),
+        final,
+        fold_models,
+    )
+    for p in explain(data, run_dir / "explain"):
+        tracker.log_artifact(p, "explain")
     log_learning_curves(tracker, None, histories(final, fold_models))
 
 

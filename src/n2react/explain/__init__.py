@@ -10,13 +10,14 @@ MLflow, without training.
 
 from n2react.explain.curves import curves_table, histories, history_of, log_learning_curves
 from n2react.explain.importance import Budget
-from n2react.explain.report import explain_run
+from n2react.explain.report import explain, explain_run
 from n2react.explain.source import RunData, load_run
 
 __all__ = [
     "Budget",
     "RunData",
     "curves_table",
+    "explain",
     "explain_run",
     "histories",
     "history_of",

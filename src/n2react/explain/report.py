@@ -129,6 +129,18 @@ def explain_run(
     run = load_run(
         run_dir, tracking_uri=tracking_uri, download_to=out / "artifacts", dataset=dataset
     )
+    paths = explain(run, out, budget=budget, groups=groups)
+    log.info("explained %s in %.1f s: %d files in %s", run.source, time.perf_counter() - t0,
+             len(paths), out)  # fmt: skip
+    return paths
+
+
+def explain(
+    run: RunData, out: Path, *, budget: imp.Budget | None = None, groups: Any = None
+) -> list[Path]:
+    """Every explanation of ``run`` (already in memory: the train task passes its own models)
+    into ``out``; see :func:`explain_run`."""
+    budget = budget or imp.Budget()
     out.mkdir(parents=True, exist_ok=True)
     title = _title(run)
     paths = importance_files(run, out, budget)
@@ -144,8 +156,6 @@ def explain_run(
         paths += plots.learning_curves(
             curves_table(hists), out / "learning_curves.png", f"Keras learning curves: {title}"
         )
-    log.info("explained %s in %.1f s: %d files in %s", run.source, time.perf_counter() - t0,
-             len(paths), out)  # fmt: skip
     return paths
 
 
