@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,7 @@ def parity_plot(
     ax.set_xlabel(f"measured {quantity}{suffix}")
     ax.set_ylabel(f"predicted {quantity}{suffix}")
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(textwrap.fill(title, 70), fontsize=10)
     ax.legend(loc="upper left", fontsize=7, frameon=False)
     ax.grid(alpha=0.25)
     fig.tight_layout()
@@ -196,7 +197,7 @@ def domain_plot(table: pd.DataFrame, path: Path, title: str = "") -> Path:
     ax.set_xticks([])
     ax.set_xlabel(f"{len(t)} clusters, sorted by kNN distance")
     ax.set_ylabel("kNN distance to training (sd units)")
-    ax.set_title(title or "applicability domain", fontsize=10)
+    ax.set_title(textwrap.fill(title or "applicability domain", 80), fontsize=10)
     ax.legend(loc="upper left", fontsize=7, frameon=False)
     ax.grid(axis="y", alpha=0.25)
     fig.tight_layout()
