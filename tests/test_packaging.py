@@ -27,7 +27,11 @@ def test_every_package_under_src_is_listed() -> None:
 
 
 def test_every_config_file_ships_as_package_data() -> None:
-    assert SETUPTOOLS["package-dir"]["n2react_conf"] == "conf"
+    # src/n2react_conf is a link to the one conf/, so every package sits under src/ (an editable
+    # install then puts src/ on sys.path, where Hydra finds the hydra_plugins namespace)
+    link = ROOT / "src" / "n2react_conf"
+    assert link.is_symlink() and link.resolve() == (ROOT / "conf").resolve()
+    assert SETUPTOOLS["package-dir"] == {"": "src"}
     depths = {len(p.relative_to(ROOT / "conf").parts) for p in (ROOT / "conf").rglob("*.yaml")}
     globs = SETUPTOOLS["package-data"]["n2react_conf"]
     assert all(f"{'*/' * (d - 1)}*.yaml" in globs for d in depths), (depths, globs)
