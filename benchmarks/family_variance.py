@@ -20,13 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def family(name: str) -> str:
-    """'Mo5S2C1¯' -> 'Mo-C,S (-1)': the metals, the ligand elements and the charge."""
-    from n2react.composition import METALS, parse_formula
+    """'Mo5S2C1¯' -> 'Mo-C,S (-1)': the family as CV and the plots name it, and the charge."""
+    from n2react.composition import family_of, parse_formula
 
-    counts, charge = parse_formula(name)
-    metals = "".join(sorted(e for e in counts if e in METALS))
-    ligands = ",".join(sorted(e for e in counts if e not in METALS))
-    return f"{metals}-{ligands or 'bare'} ({charge:+d})"
+    return f"{family_of(name)} ({parse_formula(name)[1]:+d})"
 
 
 def main(argv: list[str]) -> int:

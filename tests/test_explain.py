@@ -20,7 +20,7 @@ from n2react.composition import feature_names as formula_names
 from n2react.descriptors import PAPER_KEY_DESCRIPTORS, describe, glossary_markdown, label
 from n2react.explain import Budget, explain_run, histories, log_learning_curves
 from n2react.explain import importance as imp
-from n2react.explain.groups import family, family_table
+from n2react.explain.groups import families, family_table, group_labels_of
 from n2react.explain.source import load_run
 from n2react.run import run
 
@@ -83,7 +83,8 @@ def test_permutation_importance_finds_the_informative_descriptor():
 
 
 def test_family_table_groups_by_metal_and_ligands():
-    assert family("Mo5S2C1¯") == "Mo-C,S" and family("Rh3¯") == "Rh-bare"
+    assert families(["Mo5S2C1¯", "Rh3¯"]) == ["Mo-C,S", "Rh"]
+    assert list(group_labels_of(["FeMo2S", "x"], "metal")) == ["FeMo", "x"]
     oof = pd.DataFrame(
         {"cluster": ["Mo2S1¯", "Mo3S2¯", "Fe3C2¯"], "y_true": [0.0, 0.0, 1.0], "y_pred": [1, 2, 0]}
     )
@@ -94,7 +95,7 @@ def test_family_table_groups_by_metal_and_ligands():
 
 def _expected_rows(run_dir: Path) -> dict[str, int]:
     data = load_run(run_dir)
-    fams = {family(c) for c in data.dataset.clusters}
+    fams = set(families(data.dataset.clusters))
     p = data.dataset.X.shape[1]
     return {
         "shap_importance.csv": p,

@@ -101,10 +101,12 @@ def test_no_group_on_both_sides_of_any_split(family: str, make_cfg, tmp_path: Pa
 
 
 def test_group_labels_from_names() -> None:
-    assert metal_of("Mo5S2C1¯") == "Mo" and family_of("Mo5S2C1¯") == "Mo-CS"
+    assert metal_of("Mo5S2C1¯") == "Mo" and family_of("Mo5S2C1¯") == "Mo-C,S"
     assert family_of("Rh3¯") == "Rh" and metal_of("FeMo2S") == "FeMo"
     labels = group_labels("family", ["Ta3S1C", "V5N5¯"], source="x.xlsx")
-    assert list(labels) == ["Ta-CS", "V-N"]
+    assert list(labels) == ["Ta-C,S", "V-N"]
+    # plots label any file: a name that is not a formula keeps its name instead of failing
+    assert list(group_labels("family", ["Mo2S", "sample-7"], strict=False)) == ["Mo-S", "sample-7"]
     with pytest.raises(DataError, match=r"x.xlsx: row 3 \(cluster Mo3S4C1-1-M2\)"):
         group_labels("metal", ["Mo2S", "Mo3S4C1-1-M2"], source="x.xlsx")
 
@@ -130,6 +132,18 @@ def test_grouped_run_logs_pooled_and_per_group_scores(make_cfg, tmp_path: Path) 
     per_group = pd.read_csv(tmp_path / "group_scores.csv")
     assert list(per_group["group"]) == ["Mo", "Ta", "V", "Fe", "Rh", "Co"]
     assert per_group["n"].sum() == 159
+
+
+def test_one_family_labeller_for_folds_terminal_csvs_and_plots(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg("data=homonuclear_15", "model=ridge", "cv.groups=family", "tracking=none")
+    run(cfg, tmp_path)
+    oof = pd.read_csv(tmp_path / "oof_predictions.csv")
+    families = set(oof["group"])
+    assert {"Mo-C,S", "Mo-S", "Rh"} <= families and not any("bare" in f for f in families)
+    assert set(pd.read_csv(tmp_path / "group_scores.csv")["group"]) == families
+    explained = tmp_path / "explain"
+    assert set(pd.read_csv(explained / "parity_by_group.csv")["group"]) == families
+    assert set(pd.read_csv(explained / "residuals_by_family.csv")["family"]) == families
 
 
 def test_one_group_is_refused_with_one_line(tmp_path: Path) -> None:

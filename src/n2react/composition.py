@@ -68,6 +68,31 @@ def parse_formula(name: str) -> tuple[dict[str, int], int]:
     return counts, charge
 
 
+def _elements(name: str, ligands: Sequence[str]) -> tuple[list[str], list[str]]:
+    counts, _ = parse_formula(name)
+    metals = sorted(e for e in counts if e in METALS)
+    ligs = sorted(e for e in counts if e not in METALS)
+    unknown = [e for e in ligs if e not in ligands]
+    if not metals or unknown:
+        raise ValueError(f"'{name}' has no metal or an unknown element ({', '.join(unknown)})")
+    return metals, ligs
+
+
+def metal_of(name: str, ligands: Sequence[str] = DEFAULT_LIGANDS) -> str:
+    """``'Mo5S2C1¯'`` -> ``'Mo'``; mixed metals are joined in alphabetical order (``'FeMo'``).
+    Raises ValueError when the name is not a formula of known elements."""
+    return "".join(_elements(name, ligands)[0])
+
+
+def family_of(name: str, ligands: Sequence[str] = DEFAULT_LIGANDS) -> str:
+    """The metal, a hyphen and the ligand elements, comma-separated: ``'Mo5S2C1¯'`` ->
+    ``'Mo-C,S'``, ``'FeV2O3'`` -> ``'FeV-O'``; a bare ``'Rh3¯'`` -> ``'Rh'``. (The comma keeps
+    ``C,S`` from reading as caesium; families sort as the metal, then the ligand list.) Raises
+    ValueError when the name is not a formula of known elements."""
+    metals, ligs = _elements(name, ligands)
+    return "".join(metals) + ("-" + ",".join(ligs) if ligs else "")
+
+
 def feature_names(ligands: Sequence[str] = DEFAULT_LIGANDS) -> list[str]:
     """The formula-level column names, in order."""
     cols = ["n_metal", *(f"n_{e}" for e in ligands), "n_ligand", "ligand/metal", "charge"]

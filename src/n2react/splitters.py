@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import KFold, RepeatedKFold
 
-from n2react.composition import DEFAULT_LIGANDS, METALS, parse_formula
+from n2react.composition import DEFAULT_LIGANDS, family_of, metal_of
 from n2react.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -149,27 +149,6 @@ def _balanced_group_folds(
 # --------------------------------------------------------------------------- groups
 
 
-def _elements(name: str, ligands: Sequence[str]) -> tuple[list[str], list[str]]:
-    counts, _ = parse_formula(name)
-    metals = sorted(e for e in counts if e in METALS)
-    ligs = sorted(e for e in counts if e not in METALS)
-    unknown = [e for e in ligs if e not in ligands]
-    if not metals or unknown:
-        raise ValueError(f"'{name}' has no metal or an unknown element ({', '.join(unknown)})")
-    return metals, ligs
-
-
-def metal_of(name: str, ligands: Sequence[str] = DEFAULT_LIGANDS) -> str:
-    """``'Mo5S2C1¯'`` -> ``'Mo'``; mixed metals are joined in alphabetical order (``'FeMo'``)."""
-    return "".join(_elements(name, ligands)[0])
-
-
-def family_of(name: str, ligands: Sequence[str] = DEFAULT_LIGANDS) -> str:
-    """Metal plus ligand elements: ``'Mo5S2C1¯'`` -> ``'Mo-CS'``, a bare ``'Rh3¯'`` -> ``'Rh'``."""
-    metals, ligs = _elements(name, ligands)
-    return "".join(metals) + ("-" + "".join(ligs) if ligs else "")
-
-
 GROUPINGS = {"metal": metal_of, "family": family_of}
 
 
@@ -193,11 +172,18 @@ def group_labels(
     spec: str | None,
     clusters: Sequence[str],
     *,
-    source: str,
+    source: str = "clusters",
     ligands: Sequence[str] = DEFAULT_LIGANDS,
     first_row: int = 2,
+    strict: bool = True,
 ) -> np.ndarray | None:
-    """One group label per cluster for ``cv.groups=metal|family`` (None for none/column)."""
+    """One group label per cluster for ``cv.groups=metal|family`` (None for none/column).
+
+    The one labeller of metals and families: CV folds, the terminal's and CSVs' per-group
+    scores and the plots all call it, so a family reads the same everywhere (``Mo-C,S``, a bare
+    ``Rh``; see :func:`n2react.composition.family_of`). ``strict=False`` (plots of any file)
+    labels a name that is not a formula with the name itself instead of raising DataError.
+    """
     spec = check_grouping(spec)
     if spec is None or spec.startswith("column:"):
         return None
@@ -207,6 +193,9 @@ def group_labels(
         try:
             out.append(fn(str(name), ligands))
         except ValueError as exc:
+            if not strict:
+                out.append(str(name))
+                continue
             raise DataError(
                 f"{source}: row {first_row + i} (cluster {name}): cv.groups={spec} reads the "
                 f"group off the formula, but {exc}"

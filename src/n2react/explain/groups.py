@@ -1,4 +1,7 @@
-"""Cluster groupings for colouring and error tables: the metal, the family, or a given label."""
+"""Cluster groupings for colouring and error tables: the metal, the family, or a given label.
+
+The labels themselves come from the one labeller, :func:`n2react.splitters.group_labels`, which
+the CV folds and the terminal's per-group table use too."""
 
 from __future__ import annotations
 
@@ -8,49 +11,35 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from n2react.composition import METALS, parse_formula
 from n2react.data import Dataset
 from n2react.errors import ConfigError
+from n2react.splitters import group_labels
 
 
-def metal(name: str) -> str:
-    """``'Mo5S2C1¯'`` -> ``'Mo'`` (mixed metals joined: ``'FeMo'``); the name when not a formula."""
-    try:
-        counts, _ = parse_formula(name)
-    except ValueError:
-        return str(name)
-    return "".join(sorted(e for e in counts if e in METALS)) or str(name)
-
-
-def family(name: str) -> str:
-    """``'Mo5S2C1¯'`` -> ``'Mo-C,S'``: the metal and the ligand elements (``'Rh-bare'``)."""
-    try:
-        counts, _ = parse_formula(name)
-    except ValueError:
-        return str(name)
-    metals = "".join(sorted(e for e in counts if e in METALS))
-    ligands = ",".join(sorted(e for e in counts if e not in METALS))
-    return f"{metals}-{ligands or 'bare'}"
-
-
-def group_labels(
+def group_labels_of(
     clusters: Iterable[str], spec: Any = None, dataset: Dataset | None = None
 ) -> pd.Series:
-    """One label per cluster, indexed by cluster name.
+    """One label per cluster for colouring, indexed by cluster name, from the one labeller
+    :func:`n2react.splitters.group_labels` (names that are not formulas keep their name).
 
-    ``spec``: None or ``'metal'`` (default), ``'family'``, ``'column:<name>'`` (a column of the
-    data set's descriptor table), a mapping cluster -> label, or a Series indexed by cluster.
+    ``spec``: None or ``'metal'`` (default), ``'family'``, ``'column:<name>'`` (the data set's
+    group column, or a descriptor column of that name), a mapping cluster -> label, or a Series
+    indexed by cluster.
     """
     names = [str(c) for c in clusters]
-    if spec is None or (isinstance(spec, str) and spec in ("metal", "none")):
-        return pd.Series([metal(n) for n in names], index=names, name="metal")
-    if isinstance(spec, str) and spec == "family":
-        return pd.Series([family(n) for n in names], index=names, name="family")
+    if spec is None or (isinstance(spec, str) and spec in ("metal", "none", "family")):
+        kind = "family" if spec == "family" else "metal"
+        labels = group_labels(kind, names, strict=False)
+        return pd.Series(labels, index=names, name=kind, dtype=object)
     if isinstance(spec, str) and spec.startswith("column:"):
         col = spec.split(":", 1)[1]
-        if dataset is None or col not in dataset.X.columns:
+        if dataset is not None and dataset.groups is not None:
+            values = dataset.groups
+        elif dataset is not None and col in dataset.X.columns:
+            values = dataset.X[col].to_numpy()
+        else:
             raise ConfigError(f"groups={spec}: no such column in the data set")
-        lookup = pd.Series(dataset.X[col].to_numpy(), index=dataset.clusters.astype(str))
+        lookup = pd.Series(values, index=dataset.clusters.astype(str))
         return pd.Series(lookup.reindex(names).astype(str).to_numpy(), index=names, name=col)
     if isinstance(spec, Mapping | pd.Series):
         lookup = pd.Series(spec) if isinstance(spec, Mapping) else spec
@@ -62,6 +51,12 @@ def group_labels(
     raise ConfigError(f"groups={spec!r}: expected metal, family, column:<name> or a mapping")
 
 
+def families(clusters: Iterable[str]) -> list[str]:
+    """The family of each cluster (:func:`n2react.composition.family_of`; a name that is not a
+    formula stays as it is)."""
+    return list(group_labels("family", [str(c) for c in clusters], strict=False))
+
+
 def family_table(oof: pd.DataFrame) -> pd.DataFrame:
     """One row per family: n, MAE, bias (mean of predicted - measured), RMSE, max |error|.
 
@@ -69,7 +64,7 @@ def family_table(oof: pd.DataFrame) -> pd.DataFrame:
     Sorted by MAE, worst first.
     """
     res = oof["y_pred"].to_numpy(float) - oof["y_true"].to_numpy(float)
-    df = pd.DataFrame({"family": [family(c) for c in oof["cluster"]], "residual": res})
+    df = pd.DataFrame({"family": families(oof["cluster"]), "residual": res})
     g = df.groupby("family")["residual"]
     table = pd.DataFrame(
         {

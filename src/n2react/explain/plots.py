@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from n2react.descriptors import label
-from n2react.explain.groups import family, family_table
+from n2react.explain.groups import families, family_table
 from n2react.metrics import regression_metrics
 
 LGK = "lg(k₁ / cm³ molecule⁻¹ s⁻¹)"
@@ -240,7 +240,7 @@ def residuals_by_family(oof: pd.DataFrame, path: Path, title: str) -> list:
 
     plt = _plt()
     pc = _per_cluster(oof)
-    pc["family"] = [family(c) for c in pc["cluster"]]
+    pc["family"] = families(pc["cluster"])
     table = family_table(oof)
     order = pc.groupby("family")["residual"].mean().sort_values().index.tolist()
     fig, ax = plt.subplots(figsize=(7.2, 0.32 * len(order) + 1.5), dpi=150)

@@ -13,7 +13,7 @@ from n2react.data import Dataset
 from n2react.explain import importance as imp
 from n2react.explain import plots
 from n2react.explain.curves import curves_table, histories
-from n2react.explain.groups import group_labels
+from n2react.explain.groups import group_labels_of
 from n2react.explain.source import RunData, load_run
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def explain_run(
     id); returns the files written (PNG + CSV pairs).
 
     ``dataset``: the run's data set when the caller has it (else reloaded from the run's config);
-    ``groups``: parity colouring (see :func:`n2react.explain.groups.group_labels`; default the
+    ``groups``: parity colouring (see :func:`n2react.explain.groups.group_labels_of`; default the
     run's ``cv.groups`` when set, else the metal); ``out_dir``: default ``<run_dir>/explain`` (an
     MLflow run: ``explain-<run id>/``). Files written: shap_beeswarm, shap_importance,
     permutation_importance, parity_by_group, residuals_by_family, learning_curves (Keras only).
@@ -144,7 +144,7 @@ def explain(
     out.mkdir(parents=True, exist_ok=True)
     title = _title(run)
     paths = importance_files(run, out, budget)
-    labels = group_labels(run.oof["cluster"].astype(str), _groups_spec(run, groups), run.dataset)
+    labels = group_labels_of(run.oof["cluster"].astype(str), _groups_spec(run, groups), run.dataset)
     paths += plots.parity(
         run.oof, labels, out / "parity_by_group.png", f"Held-out clusters: {title}"
     )
