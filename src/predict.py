@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="MLflow run id, model URI, or a train run directory")
     parser.add_argument("data", help="spreadsheet (.xlsx/.csv) of clusters with descriptors")
     parser.add_argument(
-        "-o", "--output", default=None, help="CSV to write (default: <data>_predictions.csv)"
+        "-o", "--output", default=None, help="CSV to write (default: <data>_predictions.csv beside the data file)"
     )
     parser.add_argument(
         "--force",
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     from n2react.report import show
 
     sheet = int(args.sheet) if str(args.sheet).isdigit() else args.sheet
-    output = args.output or f"{os.path.splitext(os.path.basename(args.data))[0]}_predictions.csv"
+    # beside the input, not in the working directory (a checkout, a job's scratch folder)
+    output = args.output or f"{os.path.splitext(args.data)[0]}_predictions.csv"
     try:
         table, metrics = predict(
             args.model,

@@ -57,6 +57,18 @@ def test_predict_by_mlflow_run_id_without_labels(trained: dict) -> None:
     assert table["y_std"].notna().all()
 
 
+def test_default_output_lands_beside_the_input(trained: dict) -> None:
+    sheets, elsewhere = trained["tmp"] / "sheets", trained["tmp"] / "elsewhere"
+    sheets.mkdir()
+    elsewhere.mkdir()
+    trained["full"].iloc[100:110].to_excel(sheets / "new.xlsx", index=False)
+    cmd = [sys.executable, "-m", "predict", str(trained["run_dir"]), str(sheets / "new.xlsx")]
+    res = subprocess.run(cmd, cwd=elsewhere, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len(pd.read_csv(sheets / "new_predictions.csv")) == 10
+    assert not list(elsewhere.iterdir())
+
+
 def test_missing_descriptor_column_is_named(trained: dict) -> None:
     bad = trained["full"].drop(columns=["3_\u03b1", "2_Q"])
     path = trained["tmp"] / "bad.xlsx"
