@@ -23,7 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="MLflow run id, model URI, or a train run directory")
     parser.add_argument("data", help="spreadsheet (.xlsx/.csv) of clusters with descriptors")
     parser.add_argument(
-        "-o", "--output", default=None, help="CSV to write (default: <data>_predictions.csv beside the data file)"
+        "-o",
+        "--output",
+        default=None,
+        help="CSV to write (default: <data>_predictions.csv beside the data)",
     )
     parser.add_argument(
         "--force",
