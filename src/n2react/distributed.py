@@ -1,5 +1,8 @@
 """Distributed search: one chief serves keras-tuner's oracle over gRPC, workers run its trials.
 
+This module holds the settings and the chief's side; :mod:`n2react.distributed_job` the job of a
+chief or worker process and the worker's side of the protocol.
+
 ``search.distributed.role=chief`` runs the job as usual; each inner search (one per outer fold,
 then the final one) is opened on the chief's gRPC server in turn, and the chief runs trials too.
 ``role=worker`` (same config otherwise) walks the same searches in the same order, asks the chief
@@ -16,18 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from n2react import tuner_internals as kti
 from n2react.errors import ConfigError
 from n2react.splitters import Split
 
@@ -101,14 +103,6 @@ def fingerprint(X: Any, y: np.ndarray, splits: Sequence[Split], groups: Any = No
     return h.hexdigest()[:16]
 
 
-def _kt() -> tuple[Any, Any, Any]:
-    from keras_tuner.src import protos
-    from keras_tuner.src.engine import oracle as oracle_module
-    from keras_tuner.src.engine import trial as trial_module
-
-    return protos, oracle_module, trial_module
-
-
 # --------------------------------------------------------------------------- chief
 
 
@@ -127,7 +121,6 @@ class ChiefServer:
     def __init__(self, settings: Distributed) -> None:
         import grpc
 
-        protos, _, _ = _kt()
         self.settings = settings
         self.current: _Search | None = None
         self.started = 0  # searches opened so far
@@ -136,7 +129,7 @@ class ChiefServer:
         self._lock = threading.Lock()
         servicer = _servicer_class()(self)
         self.server = grpc.server(_thread_pool())
-        protos.get_service_grpc().add_OracleServicer_to_server(servicer, self.server)
+        kti.service_grpc().add_OracleServicer_to_server(servicer, self.server)
         try:
             bound = self.server.add_insecure_port(settings.address)
         except RuntimeError:
@@ -185,17 +178,17 @@ class ChiefServer:
     def reap(self, search: _Search) -> list[str]:
         """End the trials of workers silent for trial_timeout_s as INVALID (keras-tuner retries
         them); return the lost workers' ids."""
-        _, oracle_module, trial_module = _kt()
+        invalid = kti.trial_status().INVALID
         limit = self.settings.trial_timeout_s
         now = time.monotonic()
 
-        @oracle_module.synchronized
+        @kti.synchronized
         def _reap(oracle: Any) -> list[str]:
             lost = []
             for tuner, trial in list(oracle.ongoing_trials.items()):
                 if tuner == CHIEF_ID or now - self.last_seen.get(tuner, now) <= limit:
                     continue
-                trial.status = trial_module.TrialStatus.INVALID
+                trial.status = invalid
                 trial.message = f"worker {tuner} silent for over {limit:g} s"
                 oracle.end_trial(trial)
                 oracle.tuner_ids.discard(tuner)
@@ -222,10 +215,9 @@ def _thread_pool() -> Any:
 def _servicer_class() -> type:
     import grpc
 
-    protos, _, trial_module = _kt()
-    service = protos.get_service()
+    service = kti.service()
 
-    class Servicer(protos.get_service_grpc().OracleServicer):
+    class Servicer(kti.service_grpc().OracleServicer):
         def __init__(self, chief: ChiefServer) -> None:
             self.chief = chief
 
@@ -255,7 +247,7 @@ def _servicer_class() -> type:
             where, search, tuner = self._route(context)
             if search is None:
                 status = "IDLE" if where == "future" else "STOPPED"
-                trial = trial_module.Trial(_empty_hp(), trial_id="", status=status)
+                trial = kti.empty_trial("", status)
             else:
                 trial = search.oracle.create_trial(tuner)
             return service.CreateTrialResponse(trial=trial.to_proto())
@@ -267,12 +259,12 @@ def _servicer_class() -> type:
                     request.trial_id, dict(request.metrics), step=request.step
                 )
             else:
-                trial = trial_module.Trial(_empty_hp(), request.trial_id, status="STOPPED")
+                trial = kti.empty_trial(request.trial_id, "STOPPED")
             return service.UpdateTrialResponse(trial=trial.to_proto())
 
         def EndTrial(self, request: Any, context: Any) -> Any:
             _, search, tuner = self._route(context)
-            trial = trial_module.Trial.from_proto(request.trial)
+            trial = kti.trial_from_proto(request.trial)
             if search is not None and self._owns(search, tuner, trial.trial_id):
                 search.oracle.end_trial(trial)
             else:
@@ -284,7 +276,7 @@ def _servicer_class() -> type:
             if search is not None and request.trial_id in search.oracle.trials:
                 trial = search.oracle.get_trial(request.trial_id)
             else:
-                trial = trial_module.Trial(_empty_hp(), request.trial_id, status="STOPPED")
+                trial = kti.empty_trial(request.trial_id, "STOPPED")
             return service.GetTrialResponse(trial=trial.to_proto())
 
         def GetBestTrials(self, request: Any, context: Any) -> Any:
@@ -295,25 +287,19 @@ def _servicer_class() -> type:
     return Servicer
 
 
-def _empty_hp() -> Any:
-    from keras_tuner.src.engine import hyperparameters as hp_module
-
-    return hp_module.HyperParameters()
-
-
-_CHIEF: ChiefServer | None = None
+#: the server of the job running in this context (set by :func:`chief`)
+_serving: ContextVar[ChiefServer | None] = ContextVar("n2react_chief", default=None)
 
 
 @contextmanager
 def chief(settings: Distributed) -> Iterator[ChiefServer]:
     """The chief's server for the duration of a job (every search of the job uses it)."""
-    global _CHIEF
     server = ChiefServer(settings)
-    _CHIEF = server
+    token = _serving.set(server)
     try:
         yield server
     finally:
-        _CHIEF = None
+        _serving.reset(token)
         server.stop()
 
 
@@ -322,11 +308,11 @@ def chief_search(
 ) -> None:
     """Run one search as the chief: serve it to the workers and run trials here too, until
     every trial has ended (workers silent for trial_timeout_s are given up on)."""
-    server = _CHIEF
+    server = _serving.get()
     if server is None:
         with chief(settings):
             return chief_search(settings, tuner, X, y, data, project)
-    _, _, trial_module = _kt()
+    status = kti.trial_status()
     oracle = tuner.oracle
     oracle.max_retries_per_trial = max(int(oracle.max_retries_per_trial), settings.retries)
     search = server.open(project, data, oracle)
@@ -337,21 +323,20 @@ def chief_search(
         while True:
             server.reap(search)
             trial = oracle.create_trial(CHIEF_ID)
-            if trial.status == trial_module.TrialStatus.RUNNING:
+            if trial.status == status.RUNNING:
                 tuner.on_trial_begin(trial)
-                tuner._try_run_and_update_trial(trial, X, y)
+                kti.run_trial(tuner, trial, X, y)
                 tuner.on_trial_end(trial)
                 reported.add(trial.trial_id)
             else:
-                if trial.status == trial_module.TrialStatus.STOPPED and not (
-                    oracle.ongoing_trials or oracle._retry_queue
+                if trial.status == status.STOPPED and not (
+                    oracle.ongoing_trials or kti.retries_pending(oracle)
                 ):
                     break
                 time.sleep(0.1)
             for trial_id in [t for t in oracle.end_order if t not in reported]:
                 reported.add(trial_id)  # a worker's trial: count it in the progress bar
-                if tuner._callback is not None:
-                    tuner._callback()
+                tuner.count_trial()
     finally:
         server.close(search)
 
@@ -367,187 +352,3 @@ def _wait_for_workers(server: ChiefServer, settings: Distributed) -> None:
             settings.workers,
             settings.wait_s,
         )
-
-
-# --------------------------------------------------------------------------- worker
-
-
-class RemoteOracle:
-    """What a worker's tuner sees of the chief's oracle for one search (gRPC, with deadlines)."""
-
-    def __init__(
-        self, stub: Any, settings: Distributed, tuner_id: str, index: int, name: str, data: str
-    ) -> None:
-        self.stub, self.settings, self.tuner_id = stub, settings, tuner_id
-        self.objective: Any = None
-        self.connected = False
-        self._meta = (
-            ("n2-tuner", tuner_id),
-            ("n2-search", str(index)),
-            ("n2-project", name),
-            ("n2-data", data),
-        )
-
-    def _call(self, method: str, request: Any) -> Any:
-        import grpc
-
-        limit = self.settings.trial_timeout_s
-        if not self.connected:  # the chief may still be starting
-            limit += self.settings.wait_s
-        try:
-            answer = getattr(self.stub, method)(
-                request, metadata=self._meta, timeout=limit, wait_for_ready=True
-            )
-            self.connected = True
-            return answer
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                raise ConfigError(f"search.distributed: {exc.details()}") from None
-            raise ConfigError(
-                f"search.distributed: the chief at {self.settings.address} did not answer "
-                f"within {limit:g} s ({exc.code().name})"
-            ) from None
-
-    def create_trial(self, tuner_id: str) -> Any:
-        protos, _, trial_module = _kt()
-        req = protos.get_service().CreateTrialRequest(tuner_id=tuner_id)
-        return trial_module.Trial.from_proto(self._call("CreateTrial", req).trial)
-
-    def update_trial(self, trial_id: str, metrics: Mapping[str, float], step: int = 0) -> Any:
-        protos, _, trial_module = _kt()
-        req = protos.get_service().UpdateTrialRequest(trial_id=trial_id, metrics=metrics, step=step)
-        return trial_module.Trial.from_proto(self._call("UpdateTrial", req).trial)
-
-    def end_trial(self, trial: Any) -> None:
-        protos, _, _ = _kt()
-        self._call("EndTrial", protos.get_service().EndTrialRequest(trial=trial.to_proto()))
-
-    def get_trial(self, trial_id: str) -> Any:
-        protos, _, trial_module = _kt()
-        req = protos.get_service().GetTrialRequest(trial_id=trial_id)
-        return trial_module.Trial.from_proto(self._call("GetTrial", req).trial)
-
-    def get_best_trials(self, num_trials: int = 1) -> list[Any]:
-        protos, _, trial_module = _kt()
-        req = protos.get_service().GetBestTrialsRequest(num_trials=num_trials)
-        return [trial_module.Trial.from_proto(t) for t in self._call("GetBestTrials", req).trials]
-
-
-@contextmanager
-def _heartbeat(remote: RemoteOracle, trial_id: str) -> Iterator[None]:
-    """Tell the chief every heartbeat_s that this worker still runs ``trial_id``."""
-    done = threading.Event()
-
-    def beat() -> None:
-        while not done.wait(remote.settings.heartbeat_s):
-            try:
-                remote.get_trial(trial_id)
-            except ConfigError:
-                return
-
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-
-
-def worker_search(
-    settings: Distributed,
-    tuner: Any,
-    X: Any,
-    y: np.ndarray,
-    *,
-    index: int,
-    project: str,
-    data: str,
-    stub: Any,
-) -> int:
-    """Run the chief's trials of search ``index`` with ``tuner`` (an inner-CV tuner of the same
-    rows) until the chief stops it; return how many ran here."""
-    _, _, trial_module = _kt()
-    tuner_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
-    remote = RemoteOracle(stub, settings, tuner_id, index, project, data)
-    remote.objective = tuner.oracle.objective
-    tuner.oracle = remote
-    kt_errors = __import__("keras_tuner").errors
-    ran = 0
-    while True:
-        trial = remote.create_trial(tuner_id)
-        if trial.status == trial_module.TrialStatus.STOPPED:
-            return ran
-        if trial.status != trial_module.TrialStatus.RUNNING:
-            time.sleep(0.2)
-            continue
-        try:
-            with _heartbeat(remote, trial.trial_id):
-                tuner._try_run_and_update_trial(trial, X, y)
-        except kt_errors.FatalError as exc:
-            trial.status, trial.message = trial_module.TrialStatus.FAILED, str(exc)
-            remote.end_trial(trial)
-            raise ConfigError(f"search: a trial failed: {exc}") from exc
-        remote.end_trial(trial)
-        ran += 1
-        if tuner._callback is not None:
-            tuner._callback()
-
-
-def run_distributed(
-    plan: Any, run_dir: Path, train: Callable[[], dict[str, float]]
-) -> dict[str, float]:
-    """The job of a chief (``train`` with the server up) or of a worker (:func:`run_worker`)."""
-    settings = plan.search.distributed
-    if settings.role == "worker":
-        return run_worker(plan, run_dir)
-    if not plan.search.active:
-        log.warning("search.distributed.role=chief: there is no search to distribute")
-        return train()
-    with chief(settings):
-        return train()
-
-
-def run_worker(plan: Any, run_dir: Path) -> dict[str, float]:
-    """``role=worker``: the chief's searches, in its order (the outer folds, then the final
-    one), from the same plan and data; nothing is logged to MLflow."""
-    import grpc
-
-    from n2react.data import load_dataset
-    from n2react.search import make_tuner
-
-    settings = plan.search.distributed
-    if plan.scheme != "nested" or not plan.search.active:
-        raise ConfigError("search.distributed.role=worker: needs a search and cv.scheme=nested")
-    dataset = plan.attach_groups(load_dataset(plan.data, plan.group_column))
-    splits = plan.validate(dataset)
-    rows = [(f"outer_{s.fold:02d}", s.train) for s in splits]
-    if plan.final_model:
-        rows.append(("final", np.arange(dataset.n_rows)))
-    protos, _, _ = _kt()
-    channel = grpc.insecure_channel(settings.address)
-    stub = protos.get_service_grpc().OracleStub(channel)
-    log.info("distributed search: worker of %s, %d searches", settings.address, len(rows))
-    try:
-        for index, (name, train) in enumerate(rows):
-            X = dataset.X.iloc[train]
-            y = np.asarray(dataset.y[train], dtype=float)
-            groups = None if dataset.groups is None else dataset.groups[train]
-            inner = plan.inner.split(len(y), groups)
-            tuner = make_tuner(
-                plan.make_pipeline(), plan.search, inner, groups, run_dir / "search", name
-            )
-            ran = worker_search(
-                settings,
-                tuner,
-                X,
-                y,
-                index=index,
-                project=name,
-                data=fingerprint(X, y, inner, groups),
-                stub=stub,
-            )
-            log.info("%s: %d trial(s) run here", name, ran)
-    finally:
-        channel.close()
-    return {plan.optimized_metric: float("nan")}  # a worker scores nothing itself

@@ -46,7 +46,7 @@ def run(
     """
     plan = build_plan(cfg)
     if plan.search.distributed is not None:  # search.distributed.role=chief|worker
-        from n2react.distributed import run_distributed
+        from n2react.distributed_job import run_distributed
 
         return run_distributed(
             plan, Path(run_dir), lambda: train(plan, Path(run_dir), job_num, job)

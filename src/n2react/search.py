@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
+from n2react import tuner_internals
 from n2react.backend import import_quietly
 from n2react.capabilities import GroupAware, SpreadPredictor
 from n2react.cv import fit_model, fold_predictions, predict_mean_std
@@ -230,13 +231,8 @@ class SearchSpec:
 
 
 def _hyperband_trials(oracle: Any) -> int:
-    """Trials of one full Hyperband run: every round of every bracket, times its iterations
-    (keras-tuner's own bracket arithmetic; it has no public total)."""
-    n = sum(
-        oracle._get_size(b, r)
-        for b in range(oracle._get_num_brackets())
-        for r in range(oracle._get_num_rounds(b))
-    )
+    """Trials of one full Hyperband run: every round of every bracket, times its iterations."""
+    n = tuner_internals.hyperband_trials(oracle)
     its = oracle.hyperband_iterations
     return int(n * (its if math.isfinite(its) else 1))
 
@@ -265,7 +261,7 @@ def _tuner_class() -> type:
             self._spec = spec
             self._splits = splits
             self._groups = groups
-            self._callback = on_trial_end
+            self._on_trial_end = on_trial_end
             super().__init__(oracle=oracle, hypermodel=None, **kwargs)
 
         def run_trial(self, trial: Any, X: Any, y: np.ndarray) -> dict[str, float]:
@@ -284,8 +280,12 @@ def _tuner_class() -> type:
 
         def on_trial_end(self, trial: Any) -> None:
             super().on_trial_end(trial)
-            if self._callback is not None:
-                self._callback()
+            self.count_trial()
+
+        def count_trial(self) -> None:
+            """One more trial ended (here or, in a distributed search, on a worker)."""
+            if self._on_trial_end is not None:
+                self._on_trial_end()
 
         def save_model(self, trial_id: str, model: Any, step: int = 0) -> None:
             return None
