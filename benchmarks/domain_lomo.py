@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def main(argv: list[str]) -> int:
-    from hydra import compose, initialize_config_dir
-
+    from n2react.compose import compose_config
     from n2react.composition import METALS, parse_formula
     from n2react.data import load_dataset
     from n2react.domain import ApplicabilityDomain
@@ -35,8 +31,7 @@ def main(argv: list[str]) -> int:
         tol = float(argv[i + 1])
         argv = argv[:i] + argv[i + 2 :]
     logging.basicConfig(level=logging.ERROR)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["data=homonuclear_15", *argv])
+    cfg = compose_config(["data=homonuclear_15", *argv])
     ds = load_dataset(cfg.data)
     metal = np.array([next(e for e in parse_formula(n)[0] if e in METALS) for n in ds.clusters])
     ad = ApplicabilityDomain(range_tolerance=tol)

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def family(name: str) -> str:
@@ -27,13 +24,11 @@ def family(name: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from hydra import compose, initialize_config_dir
-
+    from n2react.compose import compose_config
     from n2react.data import load_dataset
 
     logging.basicConfig(level=logging.ERROR)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=argv)
+    cfg = compose_config(argv)
     ds = load_dataset(cfg.data)
     df = pd.DataFrame({"cluster": ds.clusters, "y": ds.y})
     df["family"] = df["cluster"].map(family)

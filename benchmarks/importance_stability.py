@@ -28,16 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _compose(overrides: list[str]):  # noqa: ANN202 - a DictConfig
-    from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
+    from n2react.compose import compose_config
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    with open_dict(cfg):
-        cfg.tracking.enabled = False
-        cfg.progress = False
-        cfg.final_model = False
-    return cfg
+    quiet = {"tracking.enabled": False, "progress": False, "final_model": False}
+    return compose_config(overrides, quiet)
 
 
 def _tau(table) -> tuple[float, float]:  # noqa: ANN001

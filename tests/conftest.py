@@ -7,13 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
+
+from n2react.compose import compose_config
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 
 
 def data_dir() -> Path:
@@ -41,8 +41,7 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose the project config with overrides; MLflow goes to a SQLite file in tmp_path."""
 
     def _make(*overrides: str, tracking_uri: str | None = None) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides))
+        cfg = compose_config(overrides)
         with open_dict(cfg):
             if tracking_uri is not None or cfg.tracking.uri == "sqlite:///mlflow.db":
                 cfg.tracking.uri = tracking_uri or f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -80,6 +79,5 @@ def compose_data(name: str) -> DictConfig:
     """The composed ``data`` node of option ``name`` (with its shared base), as a plain config."""
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"data={name}"])
+    cfg = compose_config([f"data={name}"])
     return OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))

@@ -57,3 +57,12 @@ def test_every_row_of_the_readme_model_table_composes(make_cfg) -> None:
     for _label, overrides in table.ROWS:
         cfg = make_cfg(*overrides.split())  # a bad row fails here, naming its override
         build_plan(cfg).make_pipeline()
+
+
+def test_compose_config_is_the_project_config(tmp_path) -> None:
+    from n2react.compose import compose_config, config_dir
+
+    assert config_dir() == (Path(__file__).resolve().parents[1] / "conf").resolve()
+    cfg = compose_config(["model=gbr"], {"progress": False, "tracking.uri": "sqlite:///x.db"})
+    assert cfg.model.name == "gbr" and cfg.progress is False
+    assert cfg.tracking.uri == "sqlite:///x.db"

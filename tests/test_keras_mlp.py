@@ -363,13 +363,3 @@ def test_fit_predict_many_takes_validation_masks() -> None:
         np.testing.assert_allclose(preds[k], fitted[k].predict(X), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="validation_masks must have one entry"):
         est.fit_predict_many([X], [y], [X], validation_masks=masks)
-
-
-def test_no_stale_path_labels_in_the_engine() -> None:
-    """The engine's comments once spoke of a 'path B' that nothing defines; name the case."""
-    from pathlib import Path
-
-    import n2react.models.keras_mlp as pkg
-
-    for f in Path(pkg.__file__).parent.glob("*.py"):
-        assert "path B" not in f.read_text() and "path A" not in f.read_text(), f.name

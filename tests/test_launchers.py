@@ -11,21 +11,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+
+from n2react.compose import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 
 def launcher_cfg(model: str, launcher: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            config_name="config",
-            overrides=[f"model={model}", f"hydra/launcher={launcher}"],
-            return_hydra_config=True,
-        )
-    return cfg
+    return compose_config(
+        [f"model={model}", f"hydra/launcher={launcher}"], return_hydra_config=True
+    )
 
 
 def test_every_model_declares_its_gpus() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from n2react.data import load_dataset
 from n2react.errors import ConfigError
+from n2react.metrics import summary_keys
 from n2react.plan import build_plan
 from n2react.run import cross_validate, run
 
@@ -54,6 +55,10 @@ def test_pair_split_reproduces_the_leaky_protocol(make_cfg, tmp_path: Path) -> N
     assert m["test_pairs_with_both_clusters_seen"] > 0.99
     pairs = pd.read_csv(tmp_path / "test_pairs.csv")
     assert len(pairs) == round(0.2 * 159 * 158)
+    # every metric a sweep may optimise is there: one test set, pooled = its scores
+    assert summary_keys() <= set(m)
+    assert m["pooled_test_rmse"] == pytest.approx(m["mean_test_rmse"])
+    assert m["pooled_test_r"] == pytest.approx(m["mean_test_r"])
 
 
 def test_pair_split_needs_pairwise(make_cfg, tmp_path: Path) -> None:

@@ -32,20 +32,14 @@ def cut_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def transfer_run(cut_files, tmp_path_factory: pytest.TempPathFactory):
     """A run trained on the known metals with eval.path = the Rh and Co clusters (tracked)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
+    from n2react.compose import compose_config
 
     known, new = cut_files
     tmp = tmp_path_factory.mktemp("run")
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            config_name="config",
-            overrides=["data=homonuclear_15", f"data.path={known}", f"eval.path={new}", *QUICK]
-            + ["explain=false"],
-        )
-    with open_dict(cfg):
-        cfg.tracking.uri = f"sqlite:///{tmp / 'mlflow.db'}"
-        cfg.progress = False
+    cfg = compose_config(
+        ["data=homonuclear_15", f"data.path={known}", f"eval.path={new}", *QUICK, "explain=false"],
+        {"tracking.uri": f"sqlite:///{tmp / 'mlflow.db'}", "progress": False},
+    )
     return run(cfg, tmp / "run"), tmp, cfg
 
 

@@ -22,14 +22,6 @@ from dataclasses import dataclass
 
 from n2react.composition import DEFAULT_LIGANDS, PREFIX
 
-#: Level prefix digit -> what the level describes.
-LEVELS: dict[int, str] = {
-    0: "formula (read off the cluster name)",
-    1: "site (the metal atoms that can bind N2)",
-    2: "local environment (the metal atoms)",
-    3: "cluster (the whole cluster)",
-}
-
 
 @dataclass(frozen=True)
 class Descriptor:
@@ -44,10 +36,6 @@ class Descriptor:
     @property
     def level(self) -> int:
         return int(self.code[0])
-
-    @property
-    def level_name(self) -> str:
-        return LEVELS[self.level]
 
 
 _REL = "relative to the bare metal cluster of the same metal, size and charge"

@@ -19,7 +19,7 @@ from n2react.capabilities import Wrapper
 from n2react.cv import fold_predictions
 from n2react.data import Dataset
 from n2react.errors import ConfigError
-from n2react.metrics import regression_metrics
+from n2react.metrics import pooled_metrics, regression_metrics
 from n2react.models.pairwise import pair_indices
 from n2react.plan import Plan
 from n2react.splitters import Split
@@ -59,6 +59,8 @@ def pair_split(dataset: Dataset, plan: Plan) -> tuple[dict[str, float], pd.DataF
     log.info("%.1f%% of test pairs have both clusters in training pairs", 100 * both_seen)
     summary = {f"mean_{k}": v for k, v in m.items()}
     summary.update({f"std_{k}": 0.0 for k in m})
+    # one test set: pooled over it = its scores (so every optimized_metric exists)
+    summary.update({f"pooled_test_{k}": v for k, v in pooled_metrics(dy[test], pred_test).items()})
     summary["test_pairs_with_both_clusters_seen"] = float(both_seen)
     table = pd.DataFrame(
         {

@@ -1,4 +1,8 @@
-"""The composed config, read once into a frozen plan; nothing downstream reads the config.
+"""The composed config, read once into a frozen plan; downstream code takes the plan.
+
+Downstream modules get plain objects from the plan, never the Hydra config: the ``data``,
+``device`` and ``tracking`` nodes travel as plain dicts to the module that owns them, and the
+whole resolved config only to be logged and compared on resume.
 
 ``build_plan(cfg)`` resolves the Hydra config into plain objects: the pipeline factory, the
 (already prefixed) search space and oracle settings, the outer and inner splitters, the grouping,
@@ -32,13 +36,11 @@ SCHEMES = ("nested", "pair_split")
 
 @dataclass(frozen=True)
 class Names:
-    """Option names of the job (for titles, tags and the default run name)."""
+    """Option names of the job: ``model`` for titles, the model tag and the MLflow run's name
+    when no job name is given; ``data`` for messages."""
 
     model: str
     data: str
-    scaler: str
-    selector: str
-    search: str
 
 
 @dataclass(frozen=True)
@@ -220,9 +222,6 @@ def build_plan(cfg: DictConfig) -> Plan:
         names=Names(
             model=str(cfg.model.name),
             data=str(cfg.data.name),
-            scaler=str(cfg.scaler.name),
-            selector=str(cfg.selector.name),
-            search=str(cfg.search.name),
         ),
         make_pipeline=factory,
         search=search,

@@ -1,0 +1,38 @@
+"""The project's config composed with Hydra's compose API, as ``python -m train`` would see it
+(for benchmarks, tests and notebooks)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+
+def config_dir() -> Path:
+    """conf/ (shipped as package ``n2react_conf``; in a checkout a link to conf/)."""
+    import n2react_conf
+
+    return Path(n2react_conf.__file__).resolve().parent
+
+
+def compose_config(
+    overrides: Sequence[str] = (),
+    settings: Mapping[str, Any] | None = None,
+    *,
+    return_hydra_config: bool = False,
+) -> DictConfig:
+    """The config with Hydra ``overrides``, then ``settings`` (dotted key -> value) set on it."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            config_name="config",
+            overrides=list(overrides),
+            return_hydra_config=return_hydra_config,
+        )
+    with open_dict(cfg):
+        for key, value in (settings or {}).items():
+            OmegaConf.update(cfg, key, value, force_add=True)
+    return cfg
