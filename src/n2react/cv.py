@@ -21,6 +21,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
+from n2react.bootstrap import score_intervals
 from n2react.capabilities import FitsMany, GroupAware, SpreadPredictor
 from n2react.data import Dataset
 from n2react.metrics import METRICS, pooled_metrics, regression_metrics
@@ -188,7 +189,10 @@ class CVResult:
         return pd.concat(frames, ignore_index=True)
 
     def summary(self) -> dict[str, float]:
-        """mean/std over outer folds of every train and test metric, and the pooled test ones.
+        """mean/std over outer folds of every train and test metric, and the pooled test ones,
+        each mean and pooled figure with its 95 % bootstrap interval (``<metric>_ci_low`` /
+        ``<metric>_ci_high``, :mod:`n2react.bootstrap`: the folds for a mean, the protocol's units
+        (clusters, or the groups of a grouped CV) for a pooled figure).
 
         Pooled: r, RMSE, MAE and the count within ±log10(3) of all out-of-fold predictions at
         once (over repeats, the mean of each repeat's pooled figure).
@@ -204,7 +208,14 @@ class CVResult:
         per_repeat = [pooled_metrics(g["y_true"], g["y_pred"]) for _, g in oof.groupby("repeat")]
         for m in per_repeat[0]:
             out[f"pooled_test_{m}"] = float(np.mean([p[m] for p in per_repeat]))
-        return out
+        intervals = score_intervals(oof, table)
+        ordered: dict[str, float] = {}
+        for key, value in out.items():  # each interval right after its metric
+            ordered[key] = value
+            for bound in ("ci_low", "ci_high"):
+                if f"{key}_{bound}" in intervals:
+                    ordered[f"{key}_{bound}"] = intervals[f"{key}_{bound}"]
+        return ordered
 
     def group_table(self) -> pd.DataFrame | None:
         """Pooled scores per group (metal, family, ...) of the out-of-fold predictions."""
@@ -227,11 +238,16 @@ def outer_fold_result(
     pred_tr = predict_mean_std(pipeline, X.iloc[split.train])[0]
     metrics = {f"train_{k}": v for k, v in regression_metrics(y[split.train], pred_tr).items()}
     metrics.update({f"test_{k}": v for k, v in regression_metrics(y[split.test], pred_te).items()})
+    held = ""
+    if dataset.groups is not None:  # a grouped fold: name what it held out
+        held = f" [held out: {', '.join(sorted(set(dataset.groups[split.test])))}]"
     log.info(
-        "fold %d: test r %.3f  RMSE %.3f  (train r %.3f)",
+        "fold %d%s: test r %.3f  RMSE %.3f  MAE %.3f  (train r %.3f)",
         split.fold,
+        held,
         metrics["test_r"],
         metrics["test_rmse"],
+        metrics["test_mae"],
         metrics["train_r"],
     )
     return FoldResult(

@@ -93,38 +93,85 @@ class FoldProgress:
         self._progress.update(self._folds, description="final refit")
 
 
+COLUMNS = ("test_r", "test_rmse", "test_mae", "test_r2", "train_r", "train_rmse")
+
+
+def ci(summary: dict[str, float], key: str, digits: int = 2, sep: str = ", ") -> str:
+    """``[low, high]``: the bootstrap interval of ``key`` in ``summary`` ('' when it has none)."""
+    low, high = summary.get(f"{key}_ci_low"), summary.get(f"{key}_ci_high")
+    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
+        return ""
+    return f"[{low:.{digits}f}{sep}{high:.{digits}f}]"
+
+
+def held_out(groups: str, width: int = 24) -> str:
+    """The held-out group(s) of a fold, shortened to ``width`` characters."""
+    return groups if len(groups) <= width else groups[: width - 1] + "…"
+
+
 def summary_table(folds: pd.DataFrame, summary: dict[str, float], title: str) -> Table:
-    """Per-fold scores and mean ± std, the way a paper table reads."""
+    """Per-fold scores, mean ± std and pooled figures, each with its 95 % bootstrap interval.
+
+    A grouped run (``folds`` has a ``groups`` column) names each fold's held-out group(s) and
+    leads with the pooled figures: a fold of three Co clusters has no meaningful r of its own.
+    """
+    grouped = "groups" in folds
     table = Table(title=title, title_style="bold", show_lines=False)
     table.add_column("fold", justify="right")
+    if grouped:
+        table.add_column("held out", justify="left")
     for col in ("test r", "test RMSE", "test MAE", "test R²", "train r", "train RMSE"):
         table.add_column(col, justify="right")
+    pad = [""] if grouped else []
     for _, row in folds.iterrows():
-        table.add_row(
-            str(row["fold"]),
-            *(
-                f"{row[c]:.3f}"
-                for c in ("test_r", "test_rmse", "test_mae", "test_r2", "train_r", "train_rmse")
-            ),
-        )
+        name = [held_out(str(row["groups"]))] if grouped else []
+        table.add_row(str(row["fold"]), *name, *(f"{row[c]:.3f}" for c in COLUMNS))
     table.add_section()
 
-    def pm(key: str) -> str:
-        return f"{summary['mean_' + key]:.3f} ± {summary['std_' + key]:.3f}"
-
-    table.add_row(
-        "[bold]mean",
-        *(pm(k) for k in ("test_r", "test_rmse", "test_mae", "test_r2", "train_r", "train_rmse")),
-    )
-    if "pooled_test_r" in summary:
+    def mean_rows() -> None:
         table.add_row(
-            "[bold]pooled",
-            *(f"{summary[f'pooled_test_{k}']:.3f}" for k in ("r", "rmse", "mae")),
-            "",
-            "",
-            "",
+            "mean" if grouped else "[bold]mean",
+            *pad,
+            *(f"{summary['mean_' + k]:.3f}±{summary['std_' + k]:.3f}" for k in COLUMNS),
         )
+        table.add_row("95% CI", *pad, *(ci(summary, "mean_" + k, sep=",") for k in COLUMNS))
+
+    def pooled_rows() -> None:
+        if "pooled_test_r" not in summary:
+            return
+        keys = ("r", "rmse", "mae")
+        table.add_row("[bold]pooled", *pad, *(f"{summary[f'pooled_test_{k}']:.3f}" for k in keys))
+        table.add_row("95% CI", *pad, *(ci(summary, f"pooled_test_{k}", sep=",") for k in keys))
+
+    first, second = (pooled_rows, mean_rows) if grouped else (mean_rows, pooled_rows)
+    first()
+    second()
     return table
+
+
+def closing_line(summary: dict[str, float], grouped: bool) -> str:
+    """The run's last log line: its figures with their 95 % intervals; a grouped run leads with
+    the pooled ones (its per-fold r is no figure of merit: a fold may hold three clusters)."""
+
+    def fig(key: str) -> str:
+        return f"{summary[key]:.3f} {ci(summary, key)}".rstrip()
+
+    pooled = ""
+    if "pooled_test_r" in summary:
+        pooled = "pooled r {}, RMSE {}, MAE {}, {} within ±0.477".format(
+            *(fig(f"pooled_test_{k}") for k in ("r", "rmse", "mae")),
+            f"{summary['pooled_test_within']:.0f} {ci(summary, 'pooled_test_within', 0)}".rstrip(),
+        )
+    mean = "mean test r {}, RMSE {}".format(
+        *(
+            f"{summary[f'mean_test_{k}']:.3f} ± {summary[f'std_test_{k}']:.3f} "
+            f"{ci(summary, f'mean_test_{k}')}".rstrip()
+            for k in ("r", "rmse")
+        )
+    )
+    if grouped:
+        return f"{pooled}; per-fold mean RMSE {summary['mean_test_rmse']:.3f}" if pooled else mean
+    return f"{mean}; {pooled}" if pooled else mean
 
 
 def show(table: Table) -> None:

@@ -25,7 +25,7 @@ from n2react.pairsplit import pair_split
 from n2react.plan import Plan, build_plan
 from n2react.plots import parity_plot
 from n2react.predict import DOMAIN_FILE, write_sha256
-from n2react.report import FoldProgress, group_table, show, summary_table
+from n2react.report import FoldProgress, closing_line, group_table, show, summary_table
 from n2react.results import fold_logger, write_results
 from n2react.resume import check_same_config, done_folds, find_resumed, sync_fold_runs
 from n2react.search import TunedPipeline
@@ -200,18 +200,7 @@ def _nested(
     groups = result.group_table()
     if groups is not None:
         show(group_table(groups, f"pooled out-of-fold scores per group ({plan.groups})"))
-    log.info(
-        "mean test r %.3f ± %.3f, RMSE %.3f ± %.3f; pooled r %.3f, RMSE %.3f, MAE %.3f "
-        "(outputs in %s)",
-        summary["mean_test_r"],
-        summary["std_test_r"],
-        summary["mean_test_rmse"],
-        summary["std_test_rmse"],
-        summary["pooled_test_r"],
-        summary["pooled_test_rmse"],
-        summary["pooled_test_mae"],
-        run_dir,
-    )
+    log.info("%s (outputs in %s)", closing_line(summary, groups is not None), run_dir)
     return summary
 
 

@@ -1,0 +1,119 @@
+"""Bootstrap intervals of the CV scores: they hold the point figure, resample the protocol's units
+(clusters under KFold, whole groups under a grouped CV) and reach summary.json, MLflow and the
+terminal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from n2react.bootstrap import compare_oof, score_intervals
+from n2react.errors import N2ReactError
+from n2react.run import run
+
+FAST = ("model=ridge", "explain=false", "final_model=false")
+
+
+def _inside(summary: dict[str, float], key: str) -> bool:
+    return summary[f"{key}_ci_low"] <= summary[key] <= summary[f"{key}_ci_high"]
+
+
+def test_kfold_run_has_an_interval_beside_every_score(make_cfg, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    summary = run(make_cfg(*FAST, "cv.outer_folds=4", tracking_uri=uri), tmp_path / "run")
+    scores = [k for k in summary if k.startswith(("mean_", "pooled_")) and "_ci_" not in k]
+    assert len(scores) == 12  # mean_test_*, mean_train_* (4 each) and pooled_test_* (4)
+    for key in scores:
+        assert _inside(summary, key), key
+        assert summary[f"{key}_ci_low"] < summary[f"{key}_ci_high"], key
+    assert not any(k.startswith("std_") and "_ci_" in k for k in summary)  # a spread, no interval
+    on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert on_disk["pooled_test_mae_ci_low"] == pytest.approx(summary["pooled_test_mae_ci_low"])
+    keys = list(on_disk)  # each interval right after its metric
+    i = keys.index("pooled_test_mae")
+    assert keys[i + 1 : i + 3] == ["pooled_test_mae_ci_low", "pooled_test_mae_ci_high"]
+    client = MlflowClient(uri)
+    (parent,) = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("n2react").experiment_id])
+        if "mlflow.parentRunId" not in r.data.tags
+    ]
+    assert parent.data.metrics["pooled_test_mae_ci_high"] == pytest.approx(
+        summary["pooled_test_mae_ci_high"]
+    )
+    assert parent.data.metrics["mean_test_r_ci_low"] == pytest.approx(summary["mean_test_r_ci_low"])
+
+
+def test_grouped_run_resamples_whole_groups(make_cfg, tmp_path: Path) -> None:
+    summary = run(make_cfg(*FAST, "cv.groups=metal", "tracking=none"), tmp_path / "run")
+    for key in ("pooled_test_r", "pooled_test_rmse", "pooled_test_mae", "pooled_test_within"):
+        assert _inside(summary, key), key
+    oof = pd.read_csv(tmp_path / "run" / "oof_predictions.csv")
+    folds = pd.read_csv(tmp_path / "run" / "folds.csv")
+    again = score_intervals(oof, folds)
+    assert again["pooled_test_mae_ci_low"] == pytest.approx(summary["pooled_test_mae_ci_low"])
+    # the same predictions resampled cluster by cluster give a narrower interval: six metals
+    # are a smaller sample than 159 clusters
+    by_cluster = score_intervals(oof.drop(columns="group"), folds)
+    width = summary["pooled_test_mae_ci_high"] - summary["pooled_test_mae_ci_low"]
+    assert width > 1.2 * (
+        by_cluster["pooled_test_mae_ci_high"] - by_cluster["pooled_test_mae_ci_low"]
+    )
+
+
+def _oof(errors: list[list[float]]) -> pd.DataFrame:
+    """An out-of-fold table: one group (and fold) per inner list of prediction errors."""
+    rows = [
+        {
+            "cluster": f"c{g}_{i}",
+            "y_true": float(i),
+            "y_pred": i + e,
+            "fold": g + 1,
+            "group": f"g{g}",
+        }
+        for g, errs in enumerate(errors)
+        for i, e in enumerate(errs)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_the_unit_is_the_group_when_there_are_groups() -> None:
+    # every group has MAE 1 (errors 0, 1, 2): drawing whole groups cannot move the pooled MAE,
+    # drawing clusters does
+    oof = _oof([[0.0, 1.0, -2.0]] * 5)
+    folds = pd.DataFrame({"test_mae": [1.0] * 5})
+    grouped = score_intervals(oof, folds)
+    assert grouped["pooled_test_mae_ci_low"] == pytest.approx(1.0)
+    assert grouped["pooled_test_mae_ci_high"] == pytest.approx(1.0)
+    clusters = score_intervals(oof.drop(columns="group"), folds)
+    assert clusters["pooled_test_mae_ci_high"] - clusters["pooled_test_mae_ci_low"] > 0.3
+    assert grouped["mean_test_mae_ci_low"] == grouped["mean_test_mae_ci_high"] == 1.0
+
+
+def test_paired_comparison_sees_a_consistent_difference_that_marginals_miss() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.normal(0.0, 1.0, size=(8, 10))  # hard and easy groups, shared by both runs
+    a = _oof([list(r) for r in base])
+    b = _oof([list(r + np.sign(r) * 0.05) for r in base])  # B is a little worse everywhere
+    (mae,) = compare_oof(a, b, ["pooled_test_mae"])
+    assert mae.diff < 0 and mae.high < 0 and mae.decided  # A better, and the interval says so
+    assert mae.p_a_better == 1.0
+    marginal = score_intervals(a, pd.DataFrame({"test_mae": [0.0]}))
+    assert marginal["pooled_test_mae_ci_high"] > mae.b  # the marginal intervals overlap
+    (same,) = compare_oof(a, a.copy(), ["pooled_test_rmse"])
+    assert same.diff == 0 and same.low == same.high == 0 and not same.decided
+    assert same.p_a_better == 0.5  # ties count half
+
+
+def test_paired_comparison_refuses_other_folds() -> None:
+    a = _oof([[0.1, 0.2, 0.3], [0.3, 0.1, 0.0]])
+    b = a.assign(fold=[1, 2, 1, 2, 1, 2])
+    with pytest.raises(N2ReactError, match="folds differ"):
+        compare_oof(a, b)
+    with pytest.raises(N2ReactError, match="groups differ"):
+        compare_oof(a, a.drop(columns="group"))
