@@ -33,13 +33,14 @@ def group_labels_of(
         return pd.Series(labels, index=names, name=kind, dtype=object)
     if isinstance(spec, str) and spec.startswith("column:"):
         col = spec.split(":", 1)[1]
-        if dataset is not None and dataset.groups is not None:
-            values = dataset.groups
+        if dataset is not None and dataset.groups is not None:  # the run's cv.groups column
+            values = np.asarray(dataset.groups)
         elif dataset is not None and col in dataset.X.columns:
             values = dataset.X[col].to_numpy()
         else:
             raise ConfigError(f"groups={spec}: no such column in the data set")
         lookup = pd.Series(values, index=dataset.clusters.astype(str))
+        lookup = lookup[~lookup.index.duplicated()]
         return pd.Series(lookup.reindex(names).astype(str).to_numpy(), index=names, name=col)
     if isinstance(spec, Mapping | pd.Series):
         lookup = pd.Series(spec) if isinstance(spec, Mapping) else spec

@@ -175,6 +175,7 @@ def parity(oof: pd.DataFrame, groups: pd.Series, path: Path, title: str, n_label
 
     plt = _plt()
     pc = _per_cluster(oof)
+    groups = groups[~groups.index.duplicated()]  # a cluster held out in several repeats
     pc["group"] = groups.reindex(pc["cluster"].astype(str)).fillna("?").to_numpy()
     pooled = regression_metrics(pc["y_true"], pc["y_pred"])
     per_fold = [

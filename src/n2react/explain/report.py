@@ -144,7 +144,9 @@ def explain(
     out.mkdir(parents=True, exist_ok=True)
     title = _title(run)
     paths = importance_files(run, out, budget)
-    labels = group_labels_of(run.oof["cluster"].astype(str), _groups_spec(run, groups), run.dataset)
+    # one label per cluster: with cv.repeats > 1 a cluster is held out once per repeat
+    clusters = pd.unique(run.oof["cluster"].astype(str))
+    labels = group_labels_of(clusters, _groups_spec(run, groups), run.dataset)
     paths += plots.parity(
         run.oof, labels, out / "parity_by_group.png", f"Held-out clusters: {title}"
     )

@@ -73,6 +73,16 @@ def _fold_models(paths: list[Path]) -> dict[int, Any]:
     return dict(sorted(out.items()))
 
 
+def _reload(cfg: DictConfig) -> Dataset:
+    """The run's data set as it trained on it (a ``cv.groups=column:<name>`` column is the
+    rows' groups, not a descriptor)."""
+    from n2react.splitters import group_column
+
+    spec = OmegaConf.select(cfg, "cv.groups")
+    column = group_column(None if spec in (None, "none") else str(spec))
+    return load_dataset(cfg.data, column)
+
+
 def load_run_dir(run_dir: str | Path, dataset: Dataset | None = None) -> RunData:
     """Read a run directory of ``python -m train``."""
     from n2react.backend import stderr_silenced
@@ -85,7 +95,7 @@ def load_run_dir(run_dir: str | Path, dataset: Dataset | None = None) -> RunData
     with stderr_silenced():  # unpickling a Keras model starts TensorFlow, which chatters
         final = joblib.load(d / "model.joblib") if (d / "model.joblib").exists() else None
         folds = _fold_models(sorted(d.glob("folds/fold_*/model.joblib")))
-    ds = dataset if dataset is not None else load_dataset(cfg.data)
+    ds = dataset if dataset is not None else _reload(cfg)
     return RunData(str(d), cfg, ds, oof, final, folds)
 
 
@@ -135,7 +145,7 @@ def load_mlflow_run(
             if tracking_uri:
                 mlflow.set_tracking_uri(tracking_uri)
             final = mlflow.sklearn.load_model(uri)
-    ds = dataset if dataset is not None else load_dataset(cfg.data)
+    ds = dataset if dataset is not None else _reload(cfg)
     return RunData(f"MLflow run {run_id}", cfg, ds, oof, final, folds)
 
 
