@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CONF, data_dir
+from conftest import ROOT, data_dir
 
 from n2react.run import run
 
+CONF = ROOT / "conf"
 SMALL = ("cv.outer_folds=3", "cv.inner_folds=2", "tracking=none", "explain=true")
 FEV = data_dir() / "heteronuclear-FeV-18-15features.xlsx"
 KERAS = "model=keras_mlp model.estimator.max_epochs=20 model.estimator.patience=5 "
