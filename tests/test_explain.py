@@ -183,6 +183,10 @@ def test_keras_learning_curves_and_explaining_an_mlflow_run_id(
     curves = pd.read_csv(out / "learning_curves.csv")
     assert len(curves) == sum(len(h["loss"]) for h in hists.values())
     assert set(curves["model"]) == {"final", "fold_01", "fold_02", "fold_03"}
+    # the dot on each curve is the epoch whose weights the network kept
+    restored = curves[curves["restored"]].set_index("model")["epoch"]
+    assert restored["final"] == data.final_model.steps[-1][1].best_epoch_
+    assert restored["fold_02"] == data.fold_models[2].steps[-1][1].best_epoch_
     assert {p.name for p in paths} >= {"learning_curves.png", "shap_importance.png"}
     shap_t = pd.read_csv(out / "shap_importance.csv", index_col=0)
     assert len(shap_t) == 24 and shap_t["final"].notna().all()

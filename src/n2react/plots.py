@@ -14,6 +14,51 @@ from n2react.metrics import regression_metrics
 EXPERIMENTAL_ERROR = float(np.log10(3.0))
 #: The unit of the rate constant k1 whose decadic logarithm is modelled.
 K1_UNIT = "k1 in cm³ molecule⁻¹ s⁻¹"
+#: One notation in every figure, the terminal and the README: the quantity, its axis label and
+#: the experimental band (±log10(3) = ±0.477 in lg(k1), a factor of 3 in k1).
+LGK1 = "lg(k1)"
+LGK1_AXIS = f"{LGK1}  ({K1_UNIT})"
+BAND = f"±{EXPERIMENTAL_ERROR:.3f} (a factor of 3 in k1)"
+WITHIN = f"within ±{EXPERIMENTAL_ERROR:.3f}"
+
+
+def wrap_title(title: str, width: int = 70) -> str:
+    """A title wrapped to lines of ``width`` characters (long sweep names do not run off)."""
+    return "\n".join(textwrap.wrap(title, width, break_on_hyphens=False)) if title else ""
+
+
+def save_figure(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
+    """Write ``fig`` as PNG (cut to its content: long titles and outside legends are not clipped)
+    and close it. The PNG's text chunks carry its title (``Title``) and every text drawn
+    (``Description``: titles, legend entries, tick labels, notes), so a figure can be checked
+    without looking at it (:func:`figure_text`)."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    texts = [t.get_text() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+    titles = [fig._suptitle.get_text()] if fig._suptitle is not None else []
+    titles += [ax.get_title() for ax in fig.axes if ax.get_title()]
+    meta = {"Title": " | ".join(titles), "Description": "\n".join(texts)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight", metadata=meta)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def figure_text(path: Path) -> dict[str, str]:
+    """The ``Title`` and ``Description`` a PNG written by :func:`save_figure` carries."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return {k: str(v) for k, v in im.text.items()}
+
+
+def short_name(name: object, width: int = 18) -> str:
+    """A cluster name cut to ``width`` characters (``…`` marks the cut) for labels in figures."""
+    text = " ".join(str(name).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def mean_over_folds(oof: pd.DataFrame) -> dict[str, float] | None:
@@ -38,23 +83,26 @@ def parity_plot(
     train: pd.DataFrame | None,
     path: Path,
     title: str = "",
-    quantity: str = "lg(k1)",
+    quantity: str = LGK1,
     unit: str = K1_UNIT,
 ) -> Path:
     """Predicted vs measured lg(k1): held-out (test) points over in-fold (train) points.
 
-    ``oof`` and ``train`` have columns cluster, y_true, y_pred (``oof`` also fold); train
-    predictions are averaged per cluster over the folds it was trained in. The legend gives r and
-    RMSE pooled over all points and, for the test points, their mean ± std over the outer folds
-    (what MLflow logs as mean_test_r/rmse); they differ. The band is the ±log10(3) error.
+    ``oof`` and ``train`` have columns cluster, y_true, y_pred (``oof`` also fold, and group in a
+    grouped run); train predictions are averaged per cluster over the folds it was trained in.
+    The legend (below the axes, off the points) gives r, RMSE, MAE and the count within the
+    ±0.477 band pooled over all points; under KFold also the test mean ± sd over the outer folds
+    (what MLflow logs as mean_test_r/rmse). A grouped run quotes the pooled figures only: its
+    folds are whole groups of very different size and spread, so a per-fold r says little.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.6, 5.4), dpi=150)
+    fig, ax = plt.subplots(figsize=(6.0, 6.0), dpi=150)
     test_m = regression_metrics(oof["y_true"], oof["y_pred"])
+    within = int((np.abs(oof["y_pred"] - oof["y_true"]) <= EXPERIMENTAL_ERROR).sum())
     lo = float(min(oof["y_true"].min(), oof["y_pred"].min()))
     hi = float(max(oof["y_true"].max(), oof["y_pred"].max()))
     if train is not None and len(train):
@@ -66,7 +114,7 @@ def parity_plot(
             s=16,
             c="#9ecae1",
             edgecolors="none",
-            label=f"train (in-fold), pooled: r={tr_m['r']:.3f}  RMSE={tr_m['rmse']:.3f}",
+            label=f"train (in-fold), pooled: r {tr_m['r']:.3f}, RMSE {tr_m['rmse']:.3f}",
         )
         lo, hi = min(lo, float(tr.min().min())), max(hi, float(tr.max().max()))
     ax.scatter(
@@ -76,19 +124,26 @@ def parity_plot(
         c="#d94801",
         edgecolors="white",
         linewidths=0.4,
-        label=f"test (out-of-fold), pooled: r={test_m['r']:.3f}  RMSE={test_m['rmse']:.3f}",
+        label=(
+            f"test (out-of-fold), pooled over {len(oof)}: r {test_m['r']:.3f}, "
+            f"RMSE {test_m['rmse']:.3f}, MAE {test_m['mae']:.3f}, {WITHIN}: {within}"
+        ),
     )
-    folds = mean_over_folds(oof)
-    if folds is not None:  # an invisible handle: one more legend line
+    grouped = "group" in oof and oof["group"].notna().any()
+    folds = None if grouped else mean_over_folds(oof)
+    if folds is not None and folds["n"] > 1:  # an invisible handle: one more legend line
         ax.plot(
             [],
             [],
             " ",
             label=(
-                f"test, mean±std of {folds['n']:.0f} folds (MLflow): r={folds['r']:.3f}±"
-                f"{folds['r_std']:.3f}  RMSE={folds['rmse']:.3f}±{folds['rmse_std']:.3f}"
+                f"test, mean ± sd over {folds['n']:.0f} outer folds (MLflow mean_test_*): "
+                f"r {folds['r']:.3f} ± {folds['r_std']:.3f}, "
+                f"RMSE {folds['rmse']:.3f} ± {folds['rmse_std']:.3f}"
             ),
         )
+    elif grouped:
+        ax.plot([], [], " ", label="folds hold out whole groups: pooled figures, not fold means")
     pad = 0.05 * (hi - lo)
     line = np.array([lo - pad, hi + pad])
     ax.plot(line, line, color="black", lw=1, label="y = x")
@@ -98,7 +153,7 @@ def parity_plot(
         line + EXPERIMENTAL_ERROR,
         color="grey",
         alpha=0.15,
-        label="±log10(3) experimental error",
+        label=f"{BAND}: experimental error",
     )
     ax.set_xlim(line)
     ax.set_ylim(line)
@@ -107,14 +162,12 @@ def parity_plot(
     ax.set_xlabel(f"measured {quantity}{suffix}")
     ax.set_ylabel(f"predicted {quantity}{suffix}")
     if title:
-        ax.set_title(textwrap.fill(title, 70), fontsize=10)
-    ax.legend(loc="upper left", fontsize=7, frameon=False)
+        ax.set_title(wrap_title(title, 64), fontsize=10)
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(-0.12, -0.11), fontsize=7, frameon=False, borderaxespad=0
+    )
     ax.grid(alpha=0.25)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def selection_frequency_plot(freq: pd.DataFrame, path: Path) -> Path:
@@ -149,10 +202,7 @@ def selection_frequency_plot(freq: pd.DataFrame, path: Path) -> Path:
     ax.set_title("stability selection (RFE vote)", fontsize=10)
     ax.grid(axis="x", alpha=0.25)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def domain_plot(table: pd.DataFrame, path: Path, title: str = "") -> Path:
@@ -201,7 +251,4 @@ def domain_plot(table: pd.DataFrame, path: Path, title: str = "") -> Path:
     ax.legend(loc="upper left", fontsize=7, frameon=False)
     ax.grid(axis="y", alpha=0.25)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

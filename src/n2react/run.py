@@ -29,7 +29,7 @@ from n2react.report import FoldProgress, closing_line, group_table, show, summar
 from n2react.results import fold_logger, write_results
 from n2react.resume import check_same_config, done_folds, find_resumed, sync_fold_runs
 from n2react.search import TunedPipeline
-from n2react.splitters import Split
+from n2react.splitters import Split, protocol_text
 from n2react.tracking import JobInfo, Tracker, flatten
 from n2react.transfer import evaluate_transfer, fit_domain, loaded_from_run
 
@@ -110,7 +110,8 @@ def train(
         if plan.scheme == "pair_split":
             summary = _pair_split(plan, dataset, tracker, run_dir)
         else:
-            summary = _nested(plan, dataset, splits, tracker, run_dir, done)
+            label = job.name if job is not None and job.sweep else plan.names.model
+            summary = _nested(plan, dataset, splits, tracker, run_dir, done, label)
         status = "FINISHED"
         return summary
     except KeyboardInterrupt:
@@ -125,13 +126,7 @@ def train(
 
 def _protocol(plan: Plan, dataset: Dataset) -> str:
     """In words, what the outer folds hold out (tagged on the run, shown in titles)."""
-    if plan.scheme == "pair_split":
-        return "random split of pairs (paper protocol)"
-    if dataset.folds is not None:
-        return "the authors' predefined folds"
-    if plan.groups is None:
-        return "KFold (known families)"
-    return f"grouped by {plan.groups} (new compositions)"
+    return protocol_text(plan.scheme, plan.groups, dataset.folds is not None)
 
 
 def _tuned(plan: Plan, run_dir: Path, name: str, progress: FoldProgress) -> TunedPipeline:
@@ -172,11 +167,16 @@ def _nested(
     tracker: Tracker,
     run_dir: Path,
     done: Mapping[int, FoldResult] | None = None,
+    label: str | None = None,
 ) -> dict[str, float]:
     """The nested CV, its outputs, and the final model refitted on all clusters (``done``: the
-    folds a resumed run read back)."""
+    folds a resumed run read back; ``label``: the model, or in a sweep the job's swept values,
+    for the titles)."""
     progress = FoldProgress(len(splits), plan.search.size(), enabled=plan.progress)
-    title = f"{plan.names.model} on {dataset.name}: {_protocol(plan, dataset)}, {len(splits)} folds"
+    title = (
+        f"{label or plan.names.model} on {dataset.name}: {_protocol(plan, dataset)}, "
+        f"{len(splits)} folds"
+    )
     with progress.running():
         logger = fold_logger(tracker, run_dir, progress.fold_done)
         for _ in done or {}:
@@ -195,7 +195,8 @@ def _nested(
             if plan.eval_path:
                 summary.update(_transfer(plan, final.pipeline_, result, tracker, run_dir))
         if plan.explain:
-            _explain(plan, result, None if final is None else final.pipeline_, tracker, run_dir)
+            pipe = None if final is None else final.pipeline_
+            _explain(plan, result, pipe, tracker, run_dir, title)
     show(summary_table(result.fold_table(), summary, title))
     groups = result.group_table()
     if groups is not None:
@@ -237,7 +238,9 @@ def _transfer(
     return metrics
 
 
-def _explain(plan: Plan, result: CVResult, final: Any, tracker: Tracker, run_dir: Path) -> None:
+def _explain(
+    plan: Plan, result: CVResult, final: Any, tracker: Tracker, run_dir: Path, title: str
+) -> None:
     """Importance, errors by group and family, learning curves: files under explain/ and the
     Keras losses per epoch as step metrics (``python -m n2react.explain RUN`` redraws them)."""
     from n2react.explain import RunData, explain, histories, log_learning_curves
@@ -251,7 +254,7 @@ def _explain(plan: Plan, result: CVResult, final: Any, tracker: Tracker, run_dir
         final,
         fold_models,
     )
-    for p in explain(data, run_dir / "explain"):
+    for p in explain(data, run_dir / "explain", title=title):
         tracker.log_artifact(p, "explain")
     log_learning_curves(tracker, None, histories(final, fold_models))
 

@@ -162,6 +162,18 @@ def check_grouping(spec: str | None) -> str | None:
     raise ConfigError(f"cv.groups={spec!r}: expected none, metal, family or column:<name>")
 
 
+def protocol_text(scheme: str, groups: str | None, fixed_folds: bool = False) -> str:
+    """In words, what the outer folds hold out (the run's tag ``protocol``, and in titles)."""
+    groups = check_grouping(groups)
+    if scheme == "pair_split":
+        return "random split of pairs (paper protocol)"
+    if fixed_folds:
+        return "the authors' predefined folds"
+    if groups is None:
+        return "KFold (known families)"
+    return f"grouped by {groups} (new compositions)"
+
+
 def group_column(spec: str | None) -> str | None:
     """The spreadsheet column named by ``cv.groups=column:<name>``, else None."""
     spec = check_grouping(spec)

@@ -65,7 +65,7 @@ def evaluate_transfer(
         dom = loaded.domain.assess(X, clusters)
         files.append(domain_plot(dom, out / "transfer_domain.png", title=summary or ""))
     log.info(
-        "transfer (%s, %d clusters): r %.3f, RMSE %.3f, MAE %.3f, %d within ±log10(3)%s",
+        "transfer (%s, %d clusters): r %.3f, RMSE %.3f, MAE %.3f, %d within ±0.477%s",
         Path(path).name,
         len(y),
         metrics["transfer_r"],

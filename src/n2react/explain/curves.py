@@ -16,12 +16,17 @@ _BATCH = 1000
 
 def history_of(model: Any) -> dict[str, list[float]] | None:
     """The per-epoch ``history_`` of a fitted pipeline's network (through a pairwise wrapper),
-    or None when the model has none."""
+    with ``best_epoch`` (one value: the 1-based epoch whose weights were restored) when the
+    network records it; None when the model has no history."""
     final = model.steps[-1][1] if hasattr(model, "steps") else model
     for est in (final, getattr(final, "base_", None)):
         hist = getattr(est, "history_", None)
         if isinstance(hist, Mapping) and len(hist.get("loss", [])):
-            return {k: [float(v) for v in vals] for k, vals in hist.items()}
+            out = {k: [float(v) for v in vals] for k, vals in hist.items()}
+            best = getattr(est, "best_epoch_", None)
+            if isinstance(best, int | np.integer) and best > 0:
+                out["best_epoch"] = [float(best)]
+            return out
     return None
 
 
@@ -38,7 +43,8 @@ def histories(final: Any | None, folds: Mapping[int, Any]) -> dict[str | int, di
 
 def curves_table(hists: Mapping[str | int, Mapping[str, Sequence[float]]]) -> pd.DataFrame:
     """One row per model and epoch: model (``final`` / ``fold_NN``), epoch (1-based), loss,
-    val_loss (NaN when the model had no validation rows)."""
+    val_loss (NaN when the model had no validation rows), restored (the epoch whose weights the
+    model kept, when its history says)."""
     frames = []
     for key, h in hists.items():
         loss = np.asarray(h.get("loss", []), dtype=float)
@@ -51,11 +57,12 @@ def curves_table(hists: Mapping[str | int, Mapping[str, Sequence[float]]]) -> pd
                     "epoch": np.arange(1, len(loss) + 1),
                     "loss": loss,
                     "val_loss": val,
+                    "restored": np.arange(1, len(loss) + 1) == int(h.get("best_epoch", [0])[0]),
                 }
             )
         )
     if not frames:
-        return pd.DataFrame(columns=["model", "epoch", "loss", "val_loss"])
+        return pd.DataFrame(columns=["model", "epoch", "loss", "val_loss", "restored"])
     return pd.concat(frames, ignore_index=True)
 
 

@@ -15,6 +15,7 @@ from n2react.explain import plots
 from n2react.explain.curves import curves_table, histories
 from n2react.explain.groups import group_labels_of
 from n2react.explain.source import RunData, load_run
+from n2react.splitters import check_grouping, protocol_text
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +24,15 @@ OUT_DIR = "explain"
 
 
 def _title(run: RunData) -> str:
+    """Model, data and protocol, as the run's own plots name them."""
     m = run.cfg.get("model", {}).get("name", "model")
     pw = " (pairwise)" if run.cfg.get("pairwise", {}).get("wrapper") is not None else ""
-    return f"{m}{pw} on {run.dataset.name}"
+    cv = run.cfg.get("cv", {})
+    protocol = protocol_text(
+        str(cv.get("scheme", "nested")), cv.get("groups"), run.dataset.folds is not None
+    )
+    n = run.oof["fold"].nunique() if "fold" in run.oof else 0
+    return f"{m}{pw} on {run.dataset.name}: {protocol}" + (f", {n} folds" if n else "")
 
 
 def _groups_spec(run: RunData, groups: Any) -> Any:
@@ -58,10 +65,13 @@ def fold_importances(
     return fold_abs, perm, kind
 
 
-def importance_files(run: RunData, out: Path, budget: imp.Budget) -> list[Path]:
+def importance_files(
+    run: RunData, out: Path, budget: imp.Budget, title: str | None = None
+) -> list[Path]:
     """SHAP (final model: beeswarm + bar with the fold spread) and out-of-fold permutation
-    importance, as PNG + CSV."""
-    X, names, title = run.dataset.X, run.dataset.feature_names, _title(run)
+    importance, as PNG + CSV (the plots leave out descriptors constant over the clusters)."""
+    X, names, title = run.dataset.X, run.dataset.feature_names, title or _title(run)
+    constant = [c for c in X.columns if X[c].nunique(dropna=True) <= 1]
     paths: list[Path] = []
     final_abs, kind = None, None
     if run.final_model is not None:
@@ -73,6 +83,7 @@ def importance_files(run: RunData, out: Path, budget: imp.Budget) -> list[Path]:
             Xn,
             out / "shap_beeswarm.png",
             f"SHAP, final model ({kind} explainer, {len(vals)} of {len(X)} clusters): {title}",
+            leave_out=constant,
         )
         final_abs = imp.mean_abs(vals)
     fold_abs, perm, fold_kind = fold_importances(run, budget)
@@ -87,8 +98,9 @@ def importance_files(run: RunData, out: Path, budget: imp.Budget) -> list[Path]:
             value="final" if has_final else "fold_mean",
             err="fold_std",
             marker="fold_mean" if has_final and fold_abs else None,
-            xlabel="mean |SHAP value| (lg(k₁) units)",
+            xlabel="mean |SHAP value| (lg(k1) units)",
             title=f"SHAP importance ({kind} explainer): {title}",
+            leave_out=constant,
         )
     if perm:
         ptable = imp.permutation_table(perm, names)
@@ -97,8 +109,9 @@ def importance_files(run: RunData, out: Path, budget: imp.Budget) -> list[Path]:
             out / "permutation_importance.png",
             value="mean",
             err="std",
-            xlabel="increase of held-out RMSE of lg(k₁) when shuffled (mean ± sd over outer folds)",
+            xlabel="increase of held-out RMSE of lg(k1) when shuffled (mean ± sd over outer folds)",
             title=f"Permutation importance on the outer test folds: {title}",
+            leave_out=constant,
         )
     return paths
 
@@ -136,19 +149,30 @@ def explain_run(
 
 
 def explain(
-    run: RunData, out: Path, *, budget: imp.Budget | None = None, groups: Any = None
+    run: RunData,
+    out: Path,
+    *,
+    budget: imp.Budget | None = None,
+    groups: Any = None,
+    title: str | None = None,
 ) -> list[Path]:
     """Every explanation of ``run`` (already in memory: the train task passes its own models)
-    into ``out``; see :func:`explain_run`."""
+    into ``out``; see :func:`explain_run`. ``title``: what the figures say they show (default:
+    model, data and protocol from the run's config; the train task adds a sweep's values)."""
     budget = budget or imp.Budget()
     out.mkdir(parents=True, exist_ok=True)
-    title = _title(run)
-    paths = importance_files(run, out, budget)
+    title = title or _title(run)
+    paths = importance_files(run, out, budget, title)
     # one label per cluster: with cv.repeats > 1 a cluster is held out once per repeat
     clusters = pd.unique(run.oof["cluster"].astype(str))
     labels = group_labels_of(clusters, _groups_spec(run, groups), run.dataset)
+    grouped = check_grouping(run.cfg.get("cv", {}).get("groups")) is not None
     paths += plots.parity(
-        run.oof, labels, out / "parity_by_group.png", f"Held-out clusters: {title}"
+        run.oof,
+        labels,
+        out / "parity_by_group.png",
+        f"Held-out clusters: {title}",
+        grouped=grouped,
     )
     paths += plots.residuals_by_family(
         run.oof, out / "residuals_by_family.png", f"Out-of-fold residuals by family: {title}"

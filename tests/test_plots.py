@@ -1,0 +1,138 @@
+"""What the figures say: titles, legends and labels read back from the PNGs (their text chunks),
+label placement, the family colour scheme, constant descriptors left out, the restored epoch."""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from n2react.descriptors import label
+from n2react.explain import plots as xplots
+from n2react.explain.curves import curves_table
+from n2react.explain.groups import families
+from n2react.plots import figure_text, parity_plot
+
+
+def _oof(n: int = 60, folds: int = 3, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    metals = ["Mo", "Ta", "V", "Fe"]
+    names = [f"{metals[i % 4]}{i % 7 + 2}S{i % 3 + 1}C{i // 20 + 1}¯" for i in range(n)]
+    y = rng.normal(-12, 1.2, n)
+    return pd.DataFrame(
+        {
+            "cluster": names,
+            "y_true": y,
+            "y_pred": y + rng.normal(0, 0.6, n),
+            "fold": np.arange(n) % folds + 1,
+        }
+    ).drop_duplicates("cluster")
+
+
+def test_family_styles_keep_18_families_apart(shared_data: Path) -> None:
+    clusters = pd.read_excel(shared_data / "homonuclear-159-15features.xlsx")["Clusters"]
+    fams = pd.Series(families(clusters))
+    styles = xplots.group_styles(fams)
+    assert len(styles) == fams.nunique() >= 18
+    assert len(set(styles.values())) == len(styles)  # no two families look alike
+    colour = {f: c for f, (c, _) in styles.items()}
+    marker = {f: m for f, (_, m) in styles.items()}
+    assert colour["Mo-S"] == colour["Mo-C,S"] != colour["Ta-S"]  # the metal is the hue
+    assert marker["Mo-S"] == marker["Ta-S"] != marker["Mo-C,S"]  # the ligands are the marker
+    # groups that are not metals or families (a spreadsheet column) still get distinct colours
+    other = xplots.group_styles(pd.Series(["lab A", "lab B", "lab A"]))
+    assert len(set(other.values())) == 2
+
+
+def test_parity_labels_do_not_overlap_each_other() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(1)
+    x = np.r_[rng.normal(0, 0.15, 40), rng.normal(2, 0.1, 10)]
+    pc = pd.DataFrame({"cluster": [f"Mo{i}S{i % 5 + 1}C1¯-isomer-long-name" for i in range(50)]})
+    pc["y_true"], pc["y_pred"] = x, x + rng.normal(0, 0.2, 50)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.scatter(pc["y_true"], pc["y_pred"])
+    ax.set_xlim(-1, 3)
+    ax.set_ylim(-1, 3)
+    xplots._label_points(ax, pc, pc.iloc[30:42])  # 12 labels on crowded points
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    from matplotlib.text import Text
+
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]  # the text, not its line
+    assert len(boxes) == 12
+    assert all(len(t.get_text()) <= 18 for t in ax.texts)  # long names are cut
+    overlaps = [(a, b) for a, b in combinations(boxes, 2) if a.overlaps(b)]
+    plt.close(fig)
+    assert not overlaps
+
+
+def test_parity_quotes_pooled_figures_and_fold_means_only_under_kfold(tmp_path: Path) -> None:
+    oof = _oof()
+    title = "ridge on homonuclear_15: KFold (known families), 3 folds"
+    parity_plot(oof, None, tmp_path / "kfold.png", title=title)
+    text = figure_text(tmp_path / "kfold.png")
+    assert text["Title"].replace("\n", " ") == title
+    desc = text["Description"]
+    assert "pooled over" in desc and "mean ± sd over 3 outer folds" in desc
+    assert "±0.477 (a factor of 3 in k1)" in text["Description"] and "k₁" not in str(text)
+    grouped = oof.assign(group=[c[:2] for c in oof["cluster"]])
+    parity_plot(grouped, None, tmp_path / "grouped.png", title="grouped by metal")
+    text = figure_text(tmp_path / "grouped.png")
+    assert "pooled over" in text["Description"] and "mean ± sd" not in text["Description"]
+
+    labels = pd.Series(families(oof["cluster"]), index=oof["cluster"], name="family")
+    xplots.parity(
+        oof, labels, tmp_path / "by_group.png", "Held-out: grouped by family", grouped=True
+    )
+    text = figure_text(tmp_path / "by_group.png")
+    assert "grouped by family" in text["Title"] and "Mo-C,S" in text["Description"]
+    assert "mean ± sd" not in text["Description"]
+
+
+def test_residuals_print_n_mae_and_bias(tmp_path: Path) -> None:
+    oof = _oof()
+    xplots.residuals_by_family(oof, tmp_path / "res.png", "ridge on data: KFold")
+    desc = figure_text(tmp_path / "res.png")["Description"]
+    table = pd.read_csv(tmp_path / "res.csv", index_col=0)
+    for fam, row in table.iterrows():
+        assert f"{fam}  n={int(row['n'])}, MAE {row['mae']:.2f}, bias {row['bias']:+.2f}" in desc
+
+
+def test_importance_plots_leave_constant_descriptors_out_and_say_top_k(tmp_path: Path) -> None:
+    cols = [f"3_d{i}" for i in range(20)] + ["0_n_O"]
+    table = pd.DataFrame({"mean": np.r_[np.linspace(1, 0.1, 20), 0.0], "std": 0.01}, index=cols)
+    xplots.importance_bars(
+        table, tmp_path / "bars.png", value="mean", err="std", xlabel="x", title="t", top=15,
+        leave_out=["0_n_O"],
+    )  # fmt: skip
+    text = figure_text(tmp_path / "bars.png")
+    assert "top 15 of 20 descriptors (constant, left out: 0_n_O)" in text["Title"]
+    assert label("0_n_O") not in text["Description"] and label("3_d0") in text["Description"]
+    assert len(pd.read_csv(tmp_path / "bars.csv")) == 21  # the table keeps every descriptor
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(30, 21)), columns=cols).assign(**{"0_n_O": 0.0})
+    values = X * 0.1
+    xplots.beeswarm(values, X, tmp_path / "swarm.png", "SHAP", top=15, leave_out=["0_n_O"])
+    text = figure_text(tmp_path / "swarm.png")
+    assert "top 15 of 20 descriptors" in text["Title"] and "0_n_O" in text["Title"]
+    assert label("0_n_O") not in text["Description"]
+
+
+def test_learning_curves_mark_the_restored_epoch_and_name_the_folds(tmp_path: Path) -> None:
+    hist = {"loss": [3.0, 2.0, 1.0, 0.9], "val_loss": [3.0, 2.0, 1.5, 1.8], "best_epoch": [3.0]}
+    table = curves_table({"final": hist, 1: {"loss": [2.0, 1.0], "val_loss": [2.0, 1.0]}})
+    final = table[table["model"] == "final"]
+    assert final.loc[final["restored"], "epoch"].tolist() == [3]
+    assert not table.loc[table["model"] == "fold_01", "restored"].any()  # no record: none
+    xplots.learning_curves(table, tmp_path / "curves.png", "keras_mlp on data: KFold")
+    desc = figure_text(tmp_path / "curves.png")["Description"]
+    assert "restored best epoch" in desc and "fold 1 model" in desc and "final model" in desc
+    assert "MSE of lg(k1)" in desc
