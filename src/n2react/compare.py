@@ -1,0 +1,171 @@
+"""`python -m n2react.compare RUN_A RUN_B`: two runs on the same folds, paired.
+
+RUN_A and RUN_B are run directories of `python -m train` or MLflow parent run ids. For each key
+metric (pooled MAE, RMSE, r and the count within ±0.477 by default) it prints A, B, the
+difference A - B with its 95 % paired bootstrap interval (the same clusters, or groups of a
+grouped CV, drawn for both runs: :mod:`n2react.bootstrap`) and P(A better), the share of
+resamples in which A is better. Say "A beats B" only where the interval excludes zero. Runs whose
+out-of-fold clusters, folds or groups differ are refused: they were not cross-validated alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from n2react.bootstrap import RESAMPLES, SEED, Paired, compare_oof, units_of
+from n2react.errors import N2ReactError
+
+DEFAULT_METRICS = ("pooled_test_mae", "pooled_test_rmse", "pooled_test_r", "pooled_test_within")
+OOF_FILE = "oof_predictions.csv"
+NEEDED = {"cluster", "y_true", "y_pred", "fold"}
+
+
+def _read_oof(path: Path, source: str) -> pd.DataFrame:
+    try:
+        oof = pd.read_csv(path)
+    except Exception as exc:
+        raise N2ReactError(f"{source}: cannot read {OOF_FILE} ({exc})") from exc
+    missing = NEEDED - set(oof.columns)
+    if missing:
+        raise N2ReactError(f"{source}: {OOF_FILE} lacks column(s) {', '.join(sorted(missing))}")
+    return oof
+
+
+def _check_store(uri: str) -> None:
+    """A SQLite store that does not exist is an error, not a new empty store."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :])
+        if not path.is_file():
+            raise N2ReactError(f"no MLflow store at {path} (set --tracking-uri)")
+
+
+def load_oof(run: str, tracking_uri: str) -> tuple[pd.DataFrame, str]:
+    """The out-of-fold table of a run directory or an MLflow parent run, and a name for it."""
+    from n2react.explain.source import RUN_ID
+
+    p = Path(run)
+    if p.is_dir():
+        if not (p / OOF_FILE).is_file():
+            raise N2ReactError(f"{p}: no {OOF_FILE} (not a finished nested-CV run of python -m train?)")
+        return _read_oof(p / OOF_FILE, str(p)), str(p)
+    if not RUN_ID.match(run):
+        raise N2ReactError(f"{run}: neither a run directory nor an MLflow run id")
+    _check_store(tracking_uri)
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    try:
+        info = client.get_run(run)
+        names = {a.path for a in client.list_artifacts(run)}
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise N2ReactError(f"MLflow run {run}: {first[:300]}") from exc
+    if OOF_FILE not in names:
+        raise N2ReactError(f"MLflow run {run}: no artifact {OOF_FILE} (not an n2react parent run?)")
+    with tempfile.TemporaryDirectory(prefix="n2react-compare-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run, artifact_path=OOF_FILE, dst_path=tmp, tracking_uri=tracking_uri
+        )
+        oof = _read_oof(Path(local), f"MLflow run {run}")
+    return oof, f"{info.info.run_name or run} ({run[:8]})"
+
+
+def compare_runs(
+    run_a: str,
+    run_b: str,
+    tracking_uri: str,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> tuple[list[Paired], str, str, str]:
+    """(the paired comparisons, A's name, B's name, what was resampled)."""
+    oof_a, name_a = load_oof(run_a, tracking_uri)
+    oof_b, name_b = load_oof(run_b, tracking_uri)
+    rows = compare_oof(oof_a, oof_b, metrics, resamples, seed)
+    parts = []
+    if any(m.startswith("pooled_") for m in metrics):
+        kind = "groups" if "group" in oof_a else "clusters"
+        parts.append(f"the {len(set(units_of(oof_a)))} {kind} (pooled_*)")
+    if any(m.startswith("mean_") for m in metrics):
+        parts.append(f"the {oof_a.groupby(['fold'] + (['repeat'] if 'repeat' in oof_a else [])).ngroups} outer folds (mean_*)")
+    what = f"{' and '.join(parts)}, {resamples} resamples, seed {seed}"
+    return rows, name_a, name_b, what
+
+
+def _verdict(row: Paired) -> str:
+    if not row.decided:
+        return "no clear difference"
+    return "A better" if row.p_a_better > 0.5 else "B better"
+
+
+def _table(rows: list[Paired], name_a: str, name_b: str, what: str):  # noqa: ANN202 - rich Table
+    from rich.table import Table
+
+    table = Table(title=f"A = {name_a}\nB = {name_b}", caption=f"paired bootstrap over {what}")
+    for col in ("metric", "A", "B", "A - B", "95% CI of A - B", "P(A better)", ""):
+        table.add_column(col, justify="left" if col in ("metric", "") else "right")
+    for r in rows:
+        digits = 1 if r.metric.endswith("within") else 3
+        table.add_row(
+            r.metric,
+            f"{r.a:.{digits}f}",
+            f"{r.b:.{digits}f}",
+            f"{r.diff:+.{digits}f}",
+            f"[{r.low:+.{digits}f}, {r.high:+.{digits}f}]",
+            f"{r.p_a_better:.2f}",
+            _verdict(r),
+        )
+    return table
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m n2react.compare") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("run_a", help="run directory of python -m train, or an MLflow run id")
+    parser.add_argument("run_b", help="the other run (same data, same outer folds)")
+    parser.add_argument(
+        "--metric",
+        action="append",
+        default=None,
+        help="pooled_test_{r,rmse,mae,within} or mean_test_{r,rmse,mae,r2}; repeat for more "
+        f"(default: {', '.join(DEFAULT_METRICS)})",
+    )
+    parser.add_argument("--resamples", type=int, default=RESAMPLES, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=SEED, help="bootstrap seed")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    )
+    args = parser.parse_args(argv)
+    if args.resamples < 100:
+        parser.error("--resamples: at least 100")
+    metrics = tuple(args.metric or DEFAULT_METRICS)
+    try:
+        rows, name_a, name_b, what = compare_runs(
+            args.run_a, args.run_b, args.tracking_uri, metrics, args.resamples, args.seed
+        )
+    except N2ReactError as exc:
+        sys.stderr.write(f"n2react: error: {exc}\n")
+        return 2
+    if args.json:
+        out = {"a": name_a, "b": name_b, "resampled": what, "metrics": []}
+        for r in rows:
+            out["metrics"].append({**asdict(r), "decided": r.decided, "verdict": _verdict(r)})
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return 0
+    from rich.console import Console
+
+    Console(width=None if sys.stdout.isatty() else 120).print(_table(rows, name_a, name_b, what))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
