@@ -18,8 +18,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m predict", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("model", help="MLflow run id, model URI, or a train run directory")
     parser.add_argument("data", help="spreadsheet (.xlsx/.csv) of clusters with descriptors")
     parser.add_argument(

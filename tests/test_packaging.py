@@ -63,4 +63,8 @@ def test_checkout_uses_its_own_conf_and_license_matches() -> None:
     assert PYPROJECT["project"]["license-files"] == ["LICENSE"]
     assert not any("License ::" in c for c in PYPROJECT["project"]["classifiers"])
     scripts = PYPROJECT["project"]["scripts"]
-    assert scripts == {"n2react-train": "train:main", "n2react-predict": "predict:main"}
+    assert scripts == {
+        "n2react-train": "train:main",
+        "n2react-predict": "predict:main",
+        "n2react": "n2react.cli:main",
+    }

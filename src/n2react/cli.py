@@ -1,4 +1,4 @@
-"""`n2react predict|explain|compare ...`: one command for everything but the Hydra trainer.
+"""One command for everything but the Hydra trainer: `n2react predict|explain|compare ...`.
 
 Each subcommand is the existing entry point, with its own options (`n2react predict --help`):
 

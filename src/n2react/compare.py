@@ -54,7 +54,9 @@ def load_oof(run: str, tracking_uri: str) -> tuple[pd.DataFrame, str]:
     p = Path(run)
     if p.is_dir():
         if not (p / OOF_FILE).is_file():
-            raise N2ReactError(f"{p}: no {OOF_FILE} (not a finished nested-CV run of python -m train?)")
+            raise N2ReactError(
+                f"{p}: no {OOF_FILE} (not a finished nested-CV run of python -m train?)"
+            )
         return _read_oof(p / OOF_FILE, str(p)), str(p)
     if not RUN_ID.match(run):
         raise N2ReactError(f"{run}: neither a run directory nor an MLflow run id")
@@ -96,7 +98,8 @@ def compare_runs(
         kind = "groups" if "group" in oof_a else "clusters"
         parts.append(f"the {len(set(units_of(oof_a)))} {kind} (pooled_*)")
     if any(m.startswith("mean_") for m in metrics):
-        parts.append(f"the {oof_a.groupby(['fold'] + (['repeat'] if 'repeat' in oof_a else [])).ngroups} outer folds (mean_*)")
+        keys = ["fold"] + (["repeat"] if "repeat" in oof_a else [])
+        parts.append(f"the {oof_a.groupby(keys).ngroups} outer folds (mean_*)")
     what = f"{' and '.join(parts)}, {resamples} resamples, seed {seed}"
     return rows, name_a, name_b, what
 

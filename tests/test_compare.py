@@ -1,0 +1,154 @@
+"""`n2react compare|predict|explain` as real processes: the paired comparison of two real runs
+(same folds: compared; other folds: refused), and the one command line over the entry points."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import tomllib
+from mlflow.tracking import MlflowClient
+
+from n2react.bootstrap import compare_oof
+from n2react.compose import compose_config
+from n2react.run import run
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = {"progress": False, "explain": False}
+
+
+def n2react(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The `n2react` console script (pyproject: n2react.cli:main), as a process."""
+    cmd = [sys.executable, "-c", "import sys; from n2react.cli import main; sys.exit(main())"]
+    # (the in-process runs of the fixture leave MLflow's URI in os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run(
+        [*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+    """Three real small runs in one MLflow store: ridge and extra trees on the same KFold folds
+    (ridge with its final model), and ridge left out by metal."""
+    tmp = tmp_path_factory.mktemp("compare")
+    os.environ.setdefault("N2_DATA_DIR", str(ROOT.parent / "shared" / "data" / "cluster_n2"))
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    specs = {
+        "ridge": (["model=ridge", "cv.outer_folds=4"], True),
+        "trees": (["model=extra_trees", "cv.outer_folds=4"], False),
+        "metal": (["model=ridge", "cv.groups=metal"], False),
+    }
+    out: dict[str, Path | str] = {"tmp": tmp, "uri": uri}
+    for name, (overrides, final) in specs.items():
+        cfg = compose_config(overrides, {**QUICK, "final_model": final, "tracking.uri": uri})
+        run(cfg, tmp / name)
+        out[name] = tmp / name
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("n2react")
+    for r in client.search_runs([exp.experiment_id]):
+        if "mlflow.parentRunId" not in r.data.tags:
+            out[f"id:{Path(r.data.tags['run_dir']).name}"] = r.info.run_id
+    return out
+
+
+def test_compare_two_runs_on_the_same_folds(runs) -> None:
+    tmp = runs["tmp"]
+    res = n2react("compare", str(runs["ridge"]), str(runs["trees"]), "--json", cwd=tmp)
+    assert res.returncode == 0, res.stderr[-1500:]
+    out = json.loads(res.stdout)
+    rows = {m["metric"]: m for m in out["metrics"]}
+    assert set(rows) == {
+        "pooled_test_mae",
+        "pooled_test_rmse",
+        "pooled_test_r",
+        "pooled_test_within",
+    }
+    ridge = json.loads((runs["ridge"] / "summary.json").read_text())
+    trees = json.loads((runs["trees"] / "summary.json").read_text())
+    mae = rows["pooled_test_mae"]
+    assert mae["a"] == pytest.approx(ridge["pooled_test_mae"])
+    assert mae["b"] == pytest.approx(trees["pooled_test_mae"])
+    assert mae["diff"] == pytest.approx(mae["a"] - mae["b"])
+    assert mae["low"] <= mae["diff"] <= mae["high"] and 0 <= mae["p_a_better"] <= 1
+    assert mae["decided"] == (mae["low"] > 0 or mae["high"] < 0)
+    assert "159 clusters" in out["resampled"]
+    # by MLflow run id: the same figures, downloaded from the store, nothing left behind
+    ids = (runs["id:ridge"], runs["id:trees"])
+    before = set(tmp.iterdir())
+    res = n2react("compare", *ids, "--json", "--tracking-uri", runs["uri"], cwd=tmp)
+    assert res.returncode == 0, res.stderr[-1500:]
+    again = {m["metric"]: m for m in json.loads(res.stdout)["metrics"]}
+    assert again["pooled_test_mae"]["high"] == pytest.approx(mae["high"])
+    assert set(tmp.iterdir()) == before
+    # the table a person reads
+    res = n2react("compare", str(runs["ridge"]), str(runs["trees"]), cwd=tmp)
+    assert res.returncode == 0 and "P(A better)" in res.stdout and "pooled_test_mae" in res.stdout
+
+
+def test_compare_refuses_runs_on_other_folds(runs) -> None:
+    tmp = runs["tmp"]
+    res = n2react("compare", str(runs["ridge"]), str(runs["metal"]), cwd=tmp)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert lines == [
+        "n2react: error: cannot compare the runs: their out-of-fold clusters or folds differ; "
+        "a paired comparison needs the same folds"
+    ]
+    # python -m n2react.compare is the same command
+    cmd = [sys.executable, "-m", "n2react.compare", str(runs["ridge"]), str(runs["metal"])]
+    res = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "folds differ" in res.stderr
+
+
+def test_compare_bad_input_is_one_line_and_creates_no_store(tmp_path: Path) -> None:
+    res = n2react("compare", "0" * 32, "1" * 32, cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "n2react: error: no MLflow store at mlflow.db" in res.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+    res = n2react("compare", str(tmp_path), str(tmp_path), cwd=tmp_path)
+    assert res.returncode == 2 and "no oof_predictions.csv" in res.stderr
+
+
+def test_grouped_comparison_resamples_the_groups(runs) -> None:
+    oof = pd.read_csv(runs["metal"] / "oof_predictions.csv")
+    worse = oof.assign(y_pred=oof["y_pred"] + 0.3 * (oof["y_pred"] - oof["y_true"]))
+    (mae,) = compare_oof(oof, worse, ["pooled_test_mae"])
+    assert mae.high < 0 and mae.p_a_better == 1.0
+
+
+def test_one_command_line_runs_predict_explain_and_compare(runs, tmp_path: Path) -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["n2react"] == "n2react.cli:main"
+    res = n2react("--help", cwd=tmp_path)
+    assert res.returncode == 0
+    assert all(c in res.stdout for c in ("predict", "explain", "compare"))
+    res = n2react("compare", "--help", cwd=tmp_path)
+    assert res.returncode == 0 and "usage: n2react compare" in res.stdout
+    sheet = Path(os.environ["N2_DATA_DIR"]) / "homonuclear-159-24features.xlsx"
+    out = tmp_path / "pred.csv"
+    res = n2react("predict", str(runs["ridge"]), str(sheet), "-o", str(out), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-1500:]
+    table = pd.read_csv(out)
+    assert len(table) == 159 and {"cluster", "y_pred"} <= set(table.columns)
+    # the same model through python -m predict gives the same numbers
+    again = tmp_path / "again.csv"
+    cmd = [sys.executable, "-m", "predict", str(runs["ridge"]), str(sheet), "-o", str(again)]
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-1500:]
+    assert pd.read_csv(again)["y_pred"].equals(table["y_pred"])
+    res = n2react(
+        "explain", str(runs["ridge"]), "--rows", "20", "--out", str(tmp_path / "ex"), cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr[-1500:]
+    listed = [Path(p) for p in res.stdout.split()]
+    assert listed and all(p.exists() and p.parent == tmp_path / "ex" for p in listed)
+    res = n2react("predict", str(tmp_path / "nope"), str(sheet), cwd=tmp_path)
+    assert res.returncode != 0 and "n2react: error:" in res.stderr and "Traceback" not in res.stderr
+    res = n2react("nosuchcommand", cwd=tmp_path)
+    assert res.returncode == 2 and "invalid choice" in res.stderr
