@@ -3,9 +3,11 @@
 MODEL is an MLflow run id (the parent run of `python -m train`), a model URI (runs:/...,
 models:/...) or a run directory of `python -m train` (its model.joblib). Models are pickles: load
 them from trusted sources only (a recorded sha256 is checked). The output never replaces the
-input; an existing output is replaced only with --force. The CSV has cluster,
-y_pred, y_std (uncertainty) and, when the spreadsheet has an lg(k1) column, y_true and residual;
-the scores (r, RMSE, MAE, count within ±log10(3)) are printed.
+input; an existing output is replaced only with --force. The CSV has cluster, y_pred, y_std
+(spread over the fold models), in_domain, domain_reasons, nearest_training, y_lower/y_upper (a
+conformal interval, --coverage 0.9 by default, calibrated on the run's held-out errors),
+expected_error (an estimate of |error|) and, when the spreadsheet has an lg(k1) column, y_true
+and residual; the scores (r, RMSE, MAE, count within ±log10(3)) are printed.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
         action="store_true",
         help="also write <output>_explain.csv: each cluster's SHAP value per descriptor",
     )
+    parser.add_argument(
+        "--coverage",
+        type=float,
+        default=0.9,
+        help="nominal coverage of the y_lower..y_upper interval (default 0.9)",
+    )
     parser.add_argument("--sheet", default=0, help="sheet name or index (default: the first)")
     parser.add_argument(
         "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
@@ -62,6 +70,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
             sheet,
             force=args.force,
             explain=args.explain,
+            coverage=args.coverage,
         )
     except N2ReactError as exc:
         sys.stderr.write(f"n2react: error: {exc}\n")

@@ -39,7 +39,16 @@ def test_predict_all_159_from_the_run_directory(trained: dict, shared_data: Path
     assert res.returncode == 0, res.stderr[-2000:]
     table = pd.read_csv(out)
     domain = ["in_domain", "domain_reasons", "nearest_training"]
-    assert list(table.columns) == ["cluster", "y_pred", "y_std", *domain, "y_true", "residual"]
+    band = ["y_lower", "y_upper", "expected_error", "descriptor_notes"]
+    assert list(table.columns) == [
+        "cluster",
+        "y_pred",
+        "y_std",
+        *domain,
+        *band,
+        "y_true",
+        "residual",
+    ]
     assert len(table) == 159 and table["y_pred"].notna().all()
     assert (table["y_std"] > 0).all()  # spread over the 5 outer-fold models
     assert "within ±0.477" in res.stderr and "RMSE" in res.stderr
@@ -53,7 +62,8 @@ def test_predict_by_mlflow_run_id_without_labels(trained: dict) -> None:
     table, metrics = predict(trained["run_id"], path, trained["tmp"] / "new.csv", uri)
     assert metrics is None and len(table) == 59
     domain = ["in_domain", "domain_reasons", "nearest_training"]
-    assert list(table.columns) == ["cluster", "y_pred", "y_std", *domain]
+    band = ["y_lower", "y_upper", "expected_error", "descriptor_notes"]
+    assert list(table.columns) == ["cluster", "y_pred", "y_std", *domain, *band]
     assert table["y_std"].notna().all()
 
 

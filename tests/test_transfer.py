@@ -90,7 +90,10 @@ def test_known_clusters_are_mostly_in_domain(transfer_run, cut_files) -> None:
     loaded = load_model(str(tmp / "run"))
     X, clusters, y = read_new_clusters(known, [str(c) for c in loaded.model.feature_names_in_])
     table, _, summary = prediction_table(loaded, X, clusters, y)
-    assert table["in_domain"].mean() >= 0.9  # the training clusters themselves
+    # the training clusters themselves: no new element; flagged only where their expected error
+    # is among the run's highest (uncertainty.flag_quantile 0.9 of the held-out clusters)
+    assert table["in_domain"].mean() >= 0.8
+    assert not table["domain_reasons"].str.contains("new element").any()
     assert "outside the training domain" in summary
 
 

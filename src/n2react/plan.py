@@ -30,6 +30,7 @@ from n2react.metrics import summary_keys
 from n2react.pipeline import PipelineFactory, search_space
 from n2react.search import SearchSpec
 from n2react.splitters import Split, Splitter, check_grouping, group_column, group_labels
+from n2react.uncertainty import UncertaintySpec
 
 SCHEMES = ("nested", "pair_split")
 
@@ -67,6 +68,8 @@ class Plan:
     tracking: Mapping[str, Any] = field(default_factory=dict)
     eval_path: str | None = None
     resume: str | None = None  # a run directory or MLflow run id to continue
+    #: conformal intervals / expected error calibrated on the out-of-fold residuals (None: off)
+    uncertainty: UncertaintySpec | None = None
 
     @property
     def group_column(self) -> str | None:
@@ -121,6 +124,15 @@ class Plan:
             if len(np.unique(dataset.y[s.train])) < 2:
                 raise DataError(
                     f"{dataset.source}: outer fold {s.fold} trains on a constant lg(k1)"
+                )
+        if self.uncertainty is not None:
+            n_oof, need = sum(len(s.test) for s in splits), self.uncertainty.needed()
+            short = [s.fold for s in splits if n_oof - len(s.test) < need]
+            if short:
+                raise DataError(
+                    f"{dataset.source}: too few out-of-fold residuals to calibrate prediction "
+                    f"intervals ({n_oof - max(len(s.test) for s in splits)} outside a fold; need "
+                    f"at least {need}): use more rows, or uncertainty.enabled=false"
                 )
         _selector_sizes(self, dataset)
         if self.search.active:
@@ -241,4 +253,12 @@ def build_plan(cfg: DictConfig) -> Plan:
         tracking=_node(cfg, "tracking") or {},
         eval_path=str(eval_path) if eval_path else None,
         resume=str(cfg.resume) if cfg.get("resume") else None,
+        uncertainty=_uncertainty(cfg),
     )
+
+
+def _uncertainty(cfg: DictConfig) -> UncertaintySpec | None:
+    node = _node(cfg, "uncertainty") or {}
+    if not node.pop("enabled", True):
+        return None
+    return UncertaintySpec.from_config(node)

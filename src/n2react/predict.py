@@ -32,6 +32,7 @@ from n2react.cv import predict_mean_std
 from n2react.data import looks_like_target, read_sheet, table_to_dataset, with_formula_features
 from n2react.errors import DataError, N2ReactError
 from n2react.metrics import EXPERIMENTAL_ERROR, regression_metrics
+from n2react.uncertainty import UNCERTAINTY_FILE, check_coverage, load_calibration
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class LoadedModel:
     source: str
     #: the fitted applicability domain of the training clusters (None: the run recorded none)
     domain: Any = None
+    #: the run's interval calibration (:class:`n2react.uncertainty.Calibration`; None: none)
+    uncertainty: Any = None
 
 
 def _feature_names(model: Any) -> list[str]:
@@ -124,7 +127,9 @@ def _load_model(ref: str, tracking_uri: str | None, force: bool = False) -> Load
         domain_file = run_dir / DOMAIN_FILE
         domain = _load_checked(domain_file, force) if domain_file.exists() else None
         folds = [_load_checked(p, force) for p in fold_files]
-        return LoadedModel(model, folds, str(file), domain)
+        calib_file = run_dir / UNCERTAINTY_FILE
+        calib = load_calibration(calib_file) if calib_file.exists() else None
+        return LoadedModel(model, folds, str(file), domain, calib)
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -150,7 +155,12 @@ def _load_model(ref: str, tracking_uri: str | None, force: bool = False) -> Load
             if any(a.path == f"domain/{DOMAIN_FILE}" for a in client.list_artifacts(ref, "domain")):
                 local = mlflow.artifacts.download_artifacts(run_id=ref, artifact_path="domain")
                 domain = _load_checked(Path(local) / DOMAIN_FILE, force)
-            return LoadedModel(model, folds, uri, domain)
+            calib = None
+            calib_path = f"uncertainty/{UNCERTAINTY_FILE}"
+            if any(a.path == calib_path for a in client.list_artifacts(ref, "uncertainty")):
+                local = mlflow.artifacts.download_artifacts(run_id=ref, artifact_path=calib_path)
+                calib = load_calibration(local)
+            return LoadedModel(model, folds, uri, domain, calib)
         return LoadedModel(mlflow.sklearn.load_model(ref), [], ref)
     except N2ReactError:
         raise
@@ -216,28 +226,83 @@ def predict_table(loaded: LoadedModel, X: pd.DataFrame) -> tuple[np.ndarray, np.
 
 
 def prediction_table(
-    loaded: LoadedModel, X: pd.DataFrame, clusters: np.ndarray, y: np.ndarray | None
+    loaded: LoadedModel,
+    X: pd.DataFrame,
+    clusters: np.ndarray,
+    y: np.ndarray | None,
+    coverage: float = 0.9,
 ) -> tuple[pd.DataFrame, dict[str, float] | None, str | None]:
-    """(cluster, y_pred, y_std, in_domain, domain_reasons[, y_true, residual]), the scores when
-    the clusters are labelled, and the applicability-domain summary line (None: no domain)."""
+    """(cluster, y_pred, y_std, in_domain, domain_reasons, nearest_training, y_lower, y_upper,
+    expected_error, descriptor_notes[, y_true, residual]), the scores when the clusters are
+    labelled, and the summary line of the domain check (None: no domain).
+
+    With the run's calibration, ``in_domain`` is false for a cluster with an element no training
+    cluster has, or whose expected error is above the run's flag threshold (validated on held-out
+    clusters); the descriptor range / kNN distance reasons go to ``descriptor_notes``
+    (informational: on held-out clusters they did not separate large errors from small). Without
+    one (older runs), the interval columns are left out and in_domain is the descriptor rule.
+    """
     mean, std = predict_table(loaded, X)
     out = pd.DataFrame({"cluster": clusters, "y_pred": mean, "y_std": std})
+    calib = loaded.uncertainty
+    band = None
+    if calib is not None:
+        band = calib.predict(X, mean, coverage)
+    else:
+        log.warning(
+            "the run recorded no interval calibration (trained before intervals existed, or with "
+            "uncertainty.enabled=false): y_lower, y_upper and expected_error are left out"
+        )
     summary = None
     if loaded.domain is not None:
         dom = loaded.domain.assess(X, clusters)
-        out["in_domain"] = dom["in_domain"].to_numpy()
-        out["domain_reasons"] = dom["reasons"].to_numpy()
+        if band is None:
+            out["in_domain"] = dom["in_domain"].to_numpy()
+            out["domain_reasons"] = dom["reasons"].to_numpy()
+            summary = loaded.domain.summary(dom)
+        else:
+            out["in_domain"], out["domain_reasons"], notes, summary = trust_flags(
+                dom, band, calib.threshold
+            )
         out["nearest_training"] = dom["nearest_training"].to_numpy()
-        summary = loaded.domain.summary(dom)
     else:
-        out["in_domain"] = np.nan
-        log.warning("the run recorded no applicability domain: in_domain is left empty")
+        out["in_domain"] = np.nan if band is None else ~band["flagged"].to_numpy()
+        log.warning("the run recorded no applicability domain: no new-element check")
+    if band is not None:
+        for col in ("y_lower", "y_upper", "expected_error"):
+            out[col] = band[col].to_numpy()
+        if loaded.domain is not None:
+            out["descriptor_notes"] = notes
     metrics = None
     if y is not None:
         out["y_true"] = y
         out["residual"] = mean - y
         metrics = score(y, mean)
     return out, metrics, summary
+
+
+def trust_flags(
+    dom: pd.DataFrame, band: pd.DataFrame, threshold: float
+) -> tuple[np.ndarray, list[str], list[str], str]:
+    """in_domain, domain_reasons, descriptor_notes and the summary line, from the domain's
+    assessment and the calibration's expected errors."""
+    new = dom["new_elements"].fillna("").to_numpy()
+    high = band["flagged"].to_numpy(dtype=bool)
+    reasons, notes = [], []
+    for i in range(len(dom)):
+        why = [f"new element(s) {new[i]}"] if new[i] else []
+        if high[i]:
+            ee = band["expected_error"].iat[i]
+            why.append(f"expected error {ee:.2f} above the run's threshold {threshold:.2f}")
+        reasons.append("; ".join(why))
+        parts = str(dom["reasons"].iat[i] or "").split("; ")
+        notes.append("; ".join(p for p in parts if p and not p.startswith("new element(s)")))
+    inside = ~((new != "") | high)
+    n_out = int((~inside).sum())
+    line = f"{n_out} of {len(dom)} clusters outside the training domain"
+    detail = {"new element": int((new != "").sum()), "high expected error": int(high.sum())}
+    text = ", ".join(f"{k}: {v}" for k, v in detail.items() if v)
+    return inside, reasons, notes, f"{line} ({text})" if text else line
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -289,6 +354,7 @@ def predict(
     sheet: str | int = 0,
     force: bool = False,
     explain: bool = False,
+    coverage: float = 0.9,
 ) -> tuple[pd.DataFrame, dict[str, float] | None]:
     """Write a CSV (cluster, y_pred, y_std, in_domain ...[, y_true, residual]); return it and
     the scores. ``explain`` also writes ``<output>_explain.csv`` (per-cluster SHAP values).
@@ -296,6 +362,7 @@ def predict(
     The output never replaces the input, replaces an existing file only with ``force``, and is
     written atomically. ``force`` also loads a model whose recorded sha256 does not match.
     """
+    check_coverage(coverage, where="--coverage")
     check_output(file, output, force)
     explain_out = Path(output).with_name(Path(output).stem + "_explain.csv")
     if explain:
@@ -304,7 +371,7 @@ def predict(
         raise DataError(f"{file}: file not found")
     loaded = load_model(ref, tracking_uri, force)
     X, clusters, y = read_new_clusters(file, _feature_names(loaded.model), sheet)
-    out, metrics, domain_summary = prediction_table(loaded, X, clusters, y)
+    out, metrics, domain_summary = prediction_table(loaded, X, clusters, y, coverage)
     if domain_summary:
         log.info("%s", domain_summary)
     if explain:

@@ -157,10 +157,15 @@ def selection_frequencies(result: CVResult) -> pd.DataFrame | None:
 
 
 def write_results(
-    result: CVResult, summary: dict[str, float], run_dir: Path, title: str
+    result: CVResult,
+    summary: dict[str, float],
+    run_dir: Path,
+    title: str,
+    group_extra: pd.DataFrame | None = None,
 ) -> list[Path]:
-    """folds.csv, oof_predictions.csv, summary.json, the parity plot, per-group scores and the
-    selector's selection frequencies (when there is one)."""
+    """folds.csv, oof_predictions.csv, summary.json, the parity plot, per-group scores (with the
+    columns of ``group_extra``, keyed by ``group``) and the selector's selection frequencies
+    (when there is one)."""
     oof = result.oof_table()
     paths = [run_dir / "folds.csv", run_dir / "oof_predictions.csv", run_dir / "summary.json"]
     result.fold_table().to_csv(paths[0], index=False)
@@ -171,6 +176,8 @@ def write_results(
     paths.append(parity_plot(oof, result.train_table(), run_dir / "parity.png", title=title))
     groups = result.group_table()
     if groups is not None:
+        if group_extra is not None:
+            groups = groups.merge(group_extra, on="group", how="left")
         groups.to_csv(run_dir / "group_scores.csv", index=False)
         paths.append(run_dir / "group_scores.csv")
     freq = selection_frequencies(result)

@@ -32,6 +32,8 @@ from n2react.search import TunedPipeline
 from n2react.splitters import Split, protocol_text
 from n2react.tracking import JobInfo, Tracker, flatten
 from n2react.transfer import evaluate_transfer, fit_domain, loaded_from_run
+from n2react.uncertainty import UNCERTAINTY_FILE, Calibration
+from n2react.uncertainty_report import evaluate_run
 
 log = logging.getLogger(__name__)
 
@@ -183,17 +185,25 @@ def _nested(
             progress.fold_done()
         result = cross_validate(plan, dataset, run_dir, splits, logger, progress, done)
         summary = result.summary()
+        calib, extra, files = None, None, []
+        if plan.uncertainty is not None:
+            calib, metrics, files, extra = evaluate_run(
+                result, plan.uncertainty, _ligands(plan), run_dir, title, _protocol(plan, dataset)
+            )
+            summary.update(metrics)
         tracker.log_metrics(summary)
-        for p in write_results(result, summary, run_dir, title):
+        for p in write_results(result, summary, run_dir, title, extra):
             tracker.log_artifact(p)
+        for p in files:
+            tracker.log_artifact(p, "uncertainty")
         final = None
         if plan.final_model:
             progress.start_final()
             final = _tuned(plan, run_dir, "final", progress)
             fit_model(final, dataset.X, dataset.y, dataset.groups)
-            _save_final(plan, final, dataset, tracker, run_dir)
+            _save_final(plan, final, dataset, tracker, run_dir, calib)
             if plan.eval_path:
-                summary.update(_transfer(plan, final.pipeline_, result, tracker, run_dir))
+                summary.update(_transfer(plan, final.pipeline_, result, tracker, run_dir, calib))
         if plan.explain:
             pipe = None if final is None else final.pipeline_
             _explain(plan, result, pipe, tracker, run_dir, title)
@@ -205,18 +215,29 @@ def _nested(
     return summary
 
 
+def _ligands(plan: Plan) -> list[str]:
+    return list(plan.data.get("formula_ligands") or DEFAULT_LIGANDS)
+
+
 def _save_final(
-    plan: Plan, final: TunedPipeline, dataset: Dataset, tracker: Tracker, run_dir: Path
+    plan: Plan,
+    final: TunedPipeline,
+    dataset: Dataset,
+    tracker: Tracker,
+    run_dir: Path,
+    calib: Calibration | None = None,
 ) -> None:
-    """model.joblib, final_params.json and the logged model flavours."""
+    """model.joblib, final_params.json, the domain and interval calibration, the logged model
+    flavours."""
     model = final.pipeline_
     joblib.dump(model, run_dir / "model.joblib")
     write_sha256(run_dir / "model.joblib")  # predict checks it before unpickling
     params: dict[str, Any] = final.search_.best_params
     (run_dir / "final_params.json").write_text(json.dumps(params, indent=2, default=str) + "\n")
     tracker.log_artifact(run_dir / "final_params.json")
-    ligands = plan.data.get("formula_ligands") or DEFAULT_LIGANDS
-    tracker.log_artifact(fit_domain(dataset, run_dir, ligands), "domain")
+    tracker.log_artifact(fit_domain(dataset, run_dir, _ligands(plan)), "domain")
+    if calib is not None:  # plain JSON: predict reads it without unpickling anything
+        tracker.log_artifact(calib.save(run_dir / UNCERTAINTY_FILE), "uncertainty")
     if plan.tracking.get("log_model", True):
         tracker.log_sklearn_model(model, dataset.X)
         net = keras_model_of(model, dataset.X)
@@ -225,16 +246,23 @@ def _save_final(
 
 
 def _transfer(
-    plan: Plan, final: Any, result: CVResult, tracker: Tracker, run_dir: Path
+    plan: Plan,
+    final: Any,
+    result: CVResult,
+    tracker: Tracker,
+    run_dir: Path,
+    calib: Calibration | None = None,
 ) -> dict[str, float]:
     """Score the final model on eval.path, a second labelled spreadsheet (new compositions)."""
     folds = [f.model for f in result.folds if f.model is not None]
-    loaded = loaded_from_run(final, folds, run_dir / DOMAIN_FILE)
-    metrics, files = evaluate_transfer(loaded, str(plan.eval_path), run_dir)
+    loaded = loaded_from_run(final, folds, run_dir / DOMAIN_FILE, calib)
+    coverage = plan.uncertainty.coverage if plan.uncertainty is not None else 0.9
+    metrics, files = evaluate_transfer(loaded, str(plan.eval_path), run_dir, coverage)
     tracker.log_metrics(metrics)
     for p in files:
         tracker.log_artifact(p, "transfer")
-    (run_dir / "summary.json").write_text(json.dumps({**result.summary(), **metrics}, indent=2))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, **metrics}, indent=2))
     return metrics
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 
 from n2react.data import Dataset
 from n2react.domain import ApplicabilityDomain
@@ -42,15 +43,16 @@ def fit_domain(dataset: Dataset, run_dir: Path, ligands: Sequence[str]) -> Path:
 
 
 def evaluate_transfer(
-    loaded: LoadedModel, path: str | Path, run_dir: Path
+    loaded: LoadedModel, path: str | Path, run_dir: Path, coverage: float = 0.9
 ) -> tuple[dict[str, float], list[Path]]:
     """Predict and score the labelled spreadsheet ``path``; return the transfer metrics and the
-    files written (predictions CSV, parity plot, domain plot)."""
+    files written (predictions CSV, parity plot, domain plot; with the run's calibration, the
+    interval calibration and expected-error plots)."""
     names = [str(c) for c in loaded.model.feature_names_in_]
     X, clusters, y = read_new_clusters(path, names)
     if y is None:
         raise DataError(f"eval.path={path}: no lg(k1) column, so there is nothing to score")
-    table, _, summary = prediction_table(loaded, X, clusters, y)
+    table, _, summary = prediction_table(loaded, X, clusters, y, coverage)
     metrics = {f"transfer_{k}": float(v) for k, v in pooled_metrics(y, table["y_pred"]).items()}
     metrics["transfer_n"] = float(len(y))
     if "in_domain" in table and table["in_domain"].notna().all():
@@ -64,6 +66,10 @@ def evaluate_transfer(
     if loaded.domain is not None:
         dom = loaded.domain.assess(X, clusters)
         files.append(domain_plot(dom, out / "transfer_domain.png", title=summary or ""))
+    if loaded.uncertainty is not None:
+        trust, more = transfer_trust(loaded, X, table, out, Path(path).name, coverage)
+        metrics.update(trust)
+        files += more
     log.info(
         "transfer (%s, %d clusters): r %.3f, RMSE %.3f, MAE %.3f, %d within ±0.477%s",
         Path(path).name,
@@ -77,6 +83,54 @@ def evaluate_transfer(
     return metrics, files
 
 
-def loaded_from_run(final: Any, fold_models: list[Any], domain_file: Path) -> LoadedModel:
-    """The run's own final model, fold models and domain, as predict would load them."""
-    return LoadedModel(final, fold_models, "this run", joblib.load(domain_file))
+def loaded_from_run(
+    final: Any, fold_models: list[Any], domain_file: Path, calibration: Any = None
+) -> LoadedModel:
+    """The run's own final model, fold models, domain and calibration, as predict loads them."""
+    return LoadedModel(final, fold_models, "this run", joblib.load(domain_file), calibration)
+
+
+def transfer_trust(
+    loaded: LoadedModel, X: Any, table: Any, out: Path, name: str, coverage: float
+) -> tuple[dict[str, float], list[Path]]:
+    """transfer_coverage/_width/_spearman and the domain MAE flagged vs passed on the transfer
+    set, its observed vs nominal coverage plot and |error| vs expected_error plot."""
+    import pandas as pd
+
+    from n2react.uncertainty import LEVELS
+    from n2react.uncertainty_report import calibration_plot, error_plot, trust_metrics
+
+    notes = table.get("descriptor_notes")
+    descriptor = None if notes is None else notes.fillna("").str.contains("training range|far f")
+    m = trust_metrics(
+        table["y_true"], table["y_pred"], table["y_lower"], table["y_upper"],
+        table["expected_error"], table["in_domain"], descriptor,
+    )  # fmt: skip
+    metrics = {f"transfer_{k.replace('interval_', '').replace('uncertainty_', '')}": v
+               for k, v in m.items() if np.isfinite(v)}  # fmt: skip
+    rows = []
+    y = table["y_true"].to_numpy()
+    for level in LEVELS:
+        band = loaded.uncertainty.predict(X, table["y_pred"].to_numpy(), level)
+        inside = (y >= band["y_lower"]) & (y <= band["y_upper"])
+        width = (band["y_upper"] - band["y_lower"]).mean()
+        rows.append({"nominal": level, "observed": float(inside.mean()), "width": float(width)})
+    curve = pd.DataFrame(rows)
+    label = f"{name} ({len(y)} clusters),\ncalibrated on the run's held-out errors"
+    files = [
+        calibration_plot({label: curve}, out / "transfer_calibration.png", f"transfer: {name}"),
+        error_plot(table, out / "transfer_errors.png", f"transfer: {name}:"),
+    ]
+    log.info(
+        "transfer %g%% intervals: cover %.0f%%, mean width %.2f; Spearman(expected error, "
+        "|error|) %+.2f; MAE flagged %.3f (%d) vs in domain %.3f (%d)",
+        100 * coverage,
+        100 * m["interval_coverage"],
+        m["interval_width"],
+        m["uncertainty_spearman"],
+        m["domain_mae_flagged"],
+        m["domain_n_flagged"],
+        m["domain_mae_in"],
+        m["domain_n_in"],
+    )
+    return metrics, files

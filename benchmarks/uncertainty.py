@@ -1,0 +1,122 @@
+"""Do the intervals cover and do the trust signals rank errors, on held-out and on FeV clusters?
+
+    python benchmarks/uncertainty.py [--protocols none,family,metal]
+        [--difficulties none,knn_distance,knn_residual] [--eval FILE] [overrides...]
+
+For each outer-CV protocol (``cv.groups``; default data=homonuclear_15 model=extra_trees), the
+outer CV runs once; for each ``uncertainty.difficulty`` the run's calibration is fitted on its
+out-of-fold residuals exactly as ``python -m train`` does (:func:`n2react.uncertainty_report.
+evaluate_run`), and the final model (refitted on all clusters) predicts the labelled ``--eval``
+file (default: the 18 FeV clusters) through predict's own table. Printed per row:
+
+* held out: the cross-fitted figures of the run (each outer fold calibrated on the others):
+  coverage and mean width of the 90 % intervals, Spearman(expected_error, |error|), MAE of the
+  clusters in_domain rejects vs passes;
+* eval: the same on the eval file, plus Spearman(y_std, |error|) of the fold-model spread.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+FEV = "heteronuclear-FeV-18-15features.xlsx"
+
+
+def _option(argv: list[str], name: str, default: str) -> tuple[str, list[str]]:
+    if name in argv:
+        i = argv.index(name)
+        return argv[i + 1], argv[:i] + argv[i + 2 :]
+    return default, argv
+
+
+def main(argv: list[str]) -> int:
+    from hydra import compose, initialize_config_dir
+
+    from n2react.cv import fit_model
+    from n2react.data import load_dataset
+    from n2react.domain import ApplicabilityDomain
+    from n2react.plan import build_plan
+    from n2react.predict import LoadedModel, prediction_table, read_new_clusters
+    from n2react.run import cross_validate
+    from n2react.search import TunedPipeline
+    from n2react.uncertainty import UncertaintySpec
+    from n2react.uncertainty_report import evaluate_run, spearman, trust_metrics
+
+    protocols, argv = _option(argv, "--protocols", "none,family,metal")
+    difficulties, argv = _option(argv, "--difficulties", "none,knn_distance,knn_residual")
+    data_dir = Path(__import__("os").environ.get("N2_DATA_DIR", ROOT.parent / "shared/data"))
+    eval_file, argv = _option(argv, "--eval", str(data_dir / FEV))
+    logging.basicConfig(level=logging.ERROR)
+    rows = []
+    for groups in protocols.split(","):
+        over = ["data=homonuclear_15", "model=extra_trees", *argv, f"cv.groups={groups}"]
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=over)
+        plan = build_plan(cfg)
+        ds = plan.attach_groups(load_dataset(plan.data, plan.group_column))
+        with tempfile.TemporaryDirectory() as tmp:
+            result = cross_validate(plan, ds, Path(tmp))
+            final = TunedPipeline(plan.make_pipeline, plan.search, plan.inner, tmp, "final")
+            fit_model(final, ds.X, ds.y, ds.groups)
+            spec0 = plan.uncertainty or UncertaintySpec()
+            ligands = list(plan.data.get("formula_ligands") or ["C", "S", "H", "N", "O"])
+            domain = ApplicabilityDomain(ligands=ligands).fit(ds.X, ds.clusters)
+            folds = [f.model for f in result.folds]
+            X, clusters, y = read_new_clusters(eval_file, [str(c) for c in ds.X.columns])
+            for kind in difficulties.split(","):
+                spec = UncertaintySpec(kind, spec0.k, spec0.coverage, spec0.flag_quantile)
+                calib, held, _, _ = evaluate_run(result, spec, ligands, Path(tmp), "", groups)
+                loaded = LoadedModel(final.pipeline_, folds, "benchmark", domain, calib)
+                table, _, _ = prediction_table(loaded, X, clusters, y, spec.coverage)
+                notes = table["descriptor_notes"].fillna("")
+                ev = trust_metrics(
+                    y, table["y_pred"], table["y_lower"], table["y_upper"],
+                    table["expected_error"], table["in_domain"],
+                    notes.str.contains("training range|far f"),
+                )  # fmt: skip
+                err = np.abs(table["y_pred"] - y)
+                rows.append(
+                    {
+                        "cv.groups": groups,
+                        "difficulty": kind,
+                        "held-out MAE": result.summary()["pooled_test_mae"],
+                        "cover": held["interval_coverage"],
+                        "width": held["interval_width"],
+                        "rho": held.get("uncertainty_spearman", np.nan),
+                        "MAE flag/in": _ratio(held),
+                        "eval MAE": float(err.mean()),
+                        "eval cover": ev["interval_coverage"],
+                        "eval width": ev["interval_width"],
+                        "eval rho": ev["uncertainty_spearman"],
+                        "eval MAE flag/in": _ratio(ev),
+                        "eval rho(y_std)": spearman(table["y_std"], err),
+                        "eval descriptor flag/in": _pair(
+                            ev["descriptor_flag_mae_flagged"], ev["descriptor_flag_mae_in"]
+                        ),
+                    }
+                )
+    table = pd.DataFrame(rows)
+    print(f"90 % intervals, extra trees on the 159 clusters; eval = {Path(eval_file).name}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+
+def _pair(flagged: float, inside: float) -> str:
+    return f"{flagged:.2f}/{inside:.2f}"
+
+
+def _ratio(m: dict) -> str:
+    """'MAE flagged / MAE in (n flagged)'."""
+    f, i = m.get("domain_mae_flagged", np.nan), m.get("domain_mae_in", np.nan)
+    return f"{f:.2f}/{i:.2f} ({int(m['domain_n_flagged'])})"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,361 @@
+"""Conformal prediction intervals and an expected error, calibrated on a run's held-out errors.
+
+The outer CV already gives every cluster an out-of-fold residual ``y - y_hat`` under the run's
+protocol (a grouped run: from held-out groups). Those residuals calibrate split-conformal
+intervals (CV+ style: no calibration rows are set aside) with the ``crepes`` library, optionally
+normalised by a *difficulty* so the width follows how hard a cluster is:
+
+* ``none``: the same half-width for every cluster (the residuals' quantile);
+* ``knn_distance``: the mean distance to the ``k`` nearest training clusters in the training-
+  standardised descriptor space;
+* ``knn_residual``: the mean out-of-fold |residual| of those ``k`` nearest training clusters (the
+  held-out error the model made on similar clusters).
+
+A residual's difficulty is computed the way a new cluster's is: against the training rows of the
+outer fold that predicted it (a new cluster: against all training rows). ``expected_error`` is the
+difficulty times the median normalised score (an estimate of the cluster's |error|); a cluster is
+*flagged* when its expected error exceeds the ``flag_quantile`` of the calibration clusters' own.
+
+:func:`calibrate` returns the run's :class:`Calibration` (plain data, saved as JSON beside the
+model: no pickle) and a *cross-fitted* table in which each outer fold's intervals, expected errors
+and flags come from a calibration that never saw that fold (its residuals, nor its rows as
+neighbours): the honest figures the run logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from n2react.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+#: The calibration saved beside the final model (plain JSON).
+UNCERTAINTY_FILE = "uncertainty.json"
+#: The cross-fitted out-of-fold table and the calibration plot of a run.
+OOF_FILE = "oof_uncertainty.csv"
+PLOT_FILE = "calibration.png"
+DIFFICULTIES = ("none", "knn_distance", "knn_residual")
+#: The nominal coverages of the calibration plot.
+LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+#: Added to a difficulty so that no normalised score divides by zero.
+BETA = 0.05
+FORMAT = 1
+
+
+def min_residuals(coverage: float) -> int:
+    """How many residuals a ``coverage`` interval needs to be finite (1 / (1 - coverage))."""
+    return int(math.ceil(round(1.0 / (1.0 - coverage), 6)))
+
+
+def check_coverage(coverage: float, n: int | None = None, where: str = "coverage") -> float:
+    """``coverage`` as a float in (0, 1), refused when ``n`` residuals cannot calibrate it."""
+    c = float(coverage)
+    if not 0.0 < c < 1.0:
+        raise ConfigError(f"{where}={coverage}: expected a fraction between 0 and 1, e.g. 0.9")
+    if n is not None and n < min_residuals(c):
+        raise DataError(
+            f"{where}={c:g}: too few out-of-fold residuals to calibrate it ({n}; a {100 * c:g}% "
+            f"interval needs at least {min_residuals(c)})"
+        )
+    return c
+
+
+@dataclass(frozen=True)
+class UncertaintySpec:
+    """The ``uncertainty:`` block of the config."""
+
+    difficulty: str = "knn_residual"
+    k: int = 7
+    coverage: float = 0.9
+    flag_quantile: float = 0.9
+
+    @classmethod
+    def from_config(cls, node: dict[str, Any] | None) -> UncertaintySpec:
+        node = dict(node or {})
+        unknown = sorted(set(node) - {"difficulty", "k", "coverage", "flag_quantile"})
+        if unknown:
+            raise ConfigError(f"uncertainty.{unknown[0]}: unknown key")
+        spec = cls(**node)
+        if spec.difficulty not in DIFFICULTIES:
+            raise ConfigError(
+                f"uncertainty.difficulty={spec.difficulty!r}: expected one of "
+                + ", ".join(DIFFICULTIES)
+            )
+        if not isinstance(spec.k, int) or spec.k < 1:
+            raise ConfigError(f"uncertainty.k={spec.k!r}: expected a whole number >= 1")
+        check_coverage(spec.coverage, where="uncertainty.coverage")
+        if not 0.0 < float(spec.flag_quantile) <= 1.0:
+            raise ConfigError(f"uncertainty.flag_quantile={spec.flag_quantile}: expected (0, 1]")
+        return spec
+
+    def needed(self) -> int:
+        """Residuals the run needs: enough for the plot's highest level and the logged one."""
+        return max(min_residuals(self.coverage), min_residuals(max(LEVELS)))
+
+
+# --------------------------------------------------------------------------- difficulty
+
+
+class Neighbourhood:
+    """The reference (training) clusters in their own standardised descriptor space."""
+
+    def __init__(self, X: np.ndarray, abs_residual: np.ndarray | None = None) -> None:
+        X = np.asarray(X, dtype=float)
+        self.median = np.nanmedian(X, axis=0)
+        self.median = np.where(np.isnan(self.median), 0.0, self.median)
+        filled = np.where(np.isnan(X), self.median, X)
+        self.mean = filled.mean(axis=0)
+        sd = filled.std(axis=0)
+        self.scale = np.where(sd > 0, sd, 1.0)
+        self.Z = (filled - self.mean) / self.scale
+        self.abs_residual = None if abs_residual is None else np.asarray(abs_residual, float)
+
+    def difficulty(self, X: np.ndarray, kind: str, k: int) -> np.ndarray:
+        """Each row's difficulty (``kind``, see the module docstring) against the references."""
+        if kind == "none":
+            return np.ones(len(X))
+        X = np.asarray(X, dtype=float)
+        Z = (np.where(np.isnan(X), self.median, X) - self.mean) / self.scale
+        sq = (Z**2).sum(1)[:, None] + (self.Z**2).sum(1)[None, :] - 2.0 * Z @ self.Z.T
+        d = np.sqrt(np.maximum(sq, 0.0))
+        kk = min(int(k), self.Z.shape[0])
+        nearest = np.argsort(d, axis=1)[:, :kk]
+        if kind == "knn_distance":
+            return np.take_along_axis(d, nearest, axis=1).mean(axis=1) + BETA
+        assert self.abs_residual is not None, "knn_residual needs the references' residuals"
+        return self.abs_residual[nearest].mean(axis=1) + BETA
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def _intervals(
+    residuals: np.ndarray, sigmas: np.ndarray, y_hat: np.ndarray, s: np.ndarray, level: float
+) -> np.ndarray:
+    from crepes import ConformalRegressor
+
+    check_coverage(level, len(residuals))
+    cr = ConformalRegressor().fit(residuals=np.asarray(residuals, float), sigmas=sigmas)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return np.asarray(cr.predict_int(np.asarray(y_hat, float), sigmas=s, confidence=level))
+
+
+@dataclass
+class Calibration:
+    """A fitted calibration: plain arrays, saved and loaded as JSON (never unpickled)."""
+
+    difficulty: str
+    k: int
+    flag_quantile: float
+    residuals: np.ndarray  # y - y_hat of each out-of-fold prediction
+    sigmas: np.ndarray  # their difficulty (against the training rows of their fold)
+    columns: list[str]  # the descriptors the difficulty reads
+    train_X: np.ndarray  # the training clusters' raw descriptors (the final model's rows)
+    train_abs_residual: np.ndarray  # their out-of-fold |residual| (mean over repeats)
+    protocol: str = ""
+
+    @property
+    def n(self) -> int:
+        return len(self.residuals)
+
+    @property
+    def scale(self) -> float:
+        """The median normalised score: expected_error = scale * difficulty."""
+        return float(np.median(np.abs(self.residuals) / self.sigmas))
+
+    @property
+    def threshold(self) -> float:
+        """The expected error above which a cluster is flagged."""
+        return float(np.quantile(self.scale * self.sigmas, self.flag_quantile))
+
+    def difficulty_of(self, X: pd.DataFrame) -> np.ndarray:
+        absent = [c for c in self.columns if c not in X.columns]
+        if absent:
+            raise DataError(f"uncertainty: descriptor column(s) missing: {', '.join(absent)}")
+        ref = Neighbourhood(self.train_X, self.train_abs_residual)
+        raw = X[self.columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        return ref.difficulty(raw, self.difficulty, self.k)
+
+    def predict(self, X: pd.DataFrame, y_pred: np.ndarray, coverage: float = 0.9) -> pd.DataFrame:
+        """``y_lower``, ``y_upper`` (the ``coverage`` interval), ``expected_error``, ``flagged``."""
+        check_coverage(coverage, self.n, where="coverage")
+        s = self.difficulty_of(X)
+        iv = _intervals(self.residuals, self.sigmas, y_pred, s, coverage)
+        ee = self.scale * s
+        return pd.DataFrame(
+            {
+                "y_lower": iv[:, 0],
+                "y_upper": iv[:, 1],
+                "expected_error": ee,
+                "flagged": ee > self.threshold,
+            }
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the calibration as JSON, whole or not at all."""
+        data = {
+            k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in asdict(self).items()
+        }
+        data["format"] = FORMAT
+        out = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(data, fh)
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return out
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """Read a calibration written by :meth:`Calibration.save` (plain JSON)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        if data.pop("format", None) != FORMAT:
+            raise ValueError("unknown format")
+        arrays = ("residuals", "sigmas", "train_abs_residual")
+        for key in arrays:
+            data[key] = np.asarray(data[key], dtype=float)
+        data["train_X"] = np.asarray(data["train_X"], dtype=float).reshape(-1, len(data["columns"]))
+        return Calibration(**data)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise DataError(f"{path}: not a readable n2react calibration ({exc})") from exc
+
+
+# --------------------------------------------------------------------------- from a CV result
+
+
+def _oof(result: Any) -> pd.DataFrame:
+    """One row per out-of-fold prediction: row index, fold, repeat, y, y_hat, group."""
+    ds = result.dataset
+    frames = []
+    for f in result.folds:
+        frames.append(
+            pd.DataFrame(
+                {
+                    "row": f.split.test,
+                    "cluster": ds.clusters[f.split.test],
+                    "fold": f.split.fold,
+                    "repeat": f.split.repeat,
+                    "y_true": ds.y[f.split.test],
+                    "y_pred": f.y_pred_test,
+                }
+            )
+        )
+    oof = pd.concat(frames, ignore_index=True)
+    if ds.groups is not None:
+        oof["group"] = ds.groups[oof["row"].to_numpy()]
+    oof["residual"] = oof["y_true"] - oof["y_pred"]
+    return oof
+
+
+def _sigmas(
+    raw: np.ndarray,
+    rep: pd.DataFrame,
+    part: pd.DataFrame,
+    abs_res: np.ndarray,
+    spec: UncertaintySpec,
+    leave: set,
+) -> np.ndarray:
+    """Difficulty of each row of ``part`` against the rows of ``rep`` (one repeat's out-of-fold
+    table) in neither its own fold nor the folds in ``leave`` (the held-out fold evaluated)."""
+    if spec.difficulty == "none":
+        return np.ones(len(part))
+    out = np.empty(len(part))
+    folds = part["fold"].to_numpy()
+    for g in np.unique(folds):
+        here = folds == g
+        ref = rep.loc[~rep["fold"].isin(leave | {g}), "row"].to_numpy()
+        if len(ref) < 2:  # two outer folds: no third to compare with (calibrate says so)
+            ref = rep.loc[rep["fold"] != g, "row"].to_numpy()
+        nb = Neighbourhood(raw[ref], abs_res[ref])
+        out[here] = nb.difficulty(raw[part["row"].to_numpy()[here]], spec.difficulty, spec.k)
+    return out
+
+
+def calibrate(
+    result: Any, spec: UncertaintySpec, protocol: str = ""
+) -> tuple[Calibration, pd.DataFrame]:
+    """The run's calibration and the cross-fitted out-of-fold table.
+
+    The table has, per out-of-fold prediction: ``y_lower``/``y_upper`` at ``spec.coverage``,
+    ``expected_error``, ``flagged``, ``covered_<level>`` and ``width_<level>`` for the plot's
+    levels, each from a calibration fitted on the other outer folds of the same repeat only.
+    """
+    oof = _oof(result)
+    need = spec.needed()
+    if len(oof) < need:
+        raise DataError(
+            f"too few out-of-fold residuals to calibrate intervals ({len(oof)}; need at least "
+            f"{need} for {100 * max(LEVELS):g}% intervals)"
+        )
+    ds = result.dataset
+    if spec.difficulty != "none" and oof.groupby("repeat")["fold"].nunique().min() < 3:
+        log.warning(
+            "with 2 outer folds, the cross-fitted difficulty of a calibration cluster is measured "
+            "against the held-out fold too (there is no third fold)"
+        )
+    raw = ds.X.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    n_rows = len(raw)
+    table = []
+    final_sigmas = np.empty(len(oof))
+    for _, rep in oof.groupby("repeat", sort=True):
+        abs_res = np.full(n_rows, np.nan)
+        abs_res[rep["row"].to_numpy()] = np.abs(rep["residual"].to_numpy())
+        final_sigmas[rep.index.to_numpy()] = _sigmas(raw, rep, rep, abs_res, spec, set())
+        folds = sorted(rep["fold"].unique())
+        for f in folds:
+            test = rep[rep["fold"] == f]
+            cal = rep[rep["fold"] != f]
+            if len(cal) < need:
+                raise DataError(
+                    f"too few out-of-fold residuals to calibrate fold {f} on the other folds "
+                    f"({len(cal)}; need at least {need}): use more rows or fewer folds"
+                )
+            s_cal = _sigmas(raw, rep, cal, abs_res, spec, {f})
+            s_test = _sigmas(raw, rep, test, abs_res, spec, set())
+            r = cal["residual"].to_numpy()
+            scale = float(np.median(np.abs(r) / s_cal))
+            part = test.copy()
+            part["expected_error"] = scale * s_test
+            limit = np.quantile(scale * s_cal, spec.flag_quantile)
+            part["flagged"] = part["expected_error"] > limit
+            for level in sorted(set(LEVELS) | {spec.coverage}):
+                iv = _intervals(r, s_cal, test["y_pred"].to_numpy(), s_test, level)
+                y = test["y_true"].to_numpy()
+                part[f"covered_{level:g}"] = (y >= iv[:, 0]) & (y <= iv[:, 1])
+                part[f"width_{level:g}"] = iv[:, 1] - iv[:, 0]
+                if level == spec.coverage:
+                    part["y_lower"], part["y_upper"] = iv[:, 0], iv[:, 1]
+            table.append(part)
+    mean_abs = oof.assign(a=oof["residual"].abs()).groupby("row")["a"].mean()
+    tested = mean_abs.index.to_numpy()  # the references a new cluster is compared with
+    calib = Calibration(
+        difficulty=spec.difficulty,
+        k=int(spec.k),
+        flag_quantile=float(spec.flag_quantile),
+        residuals=oof["residual"].to_numpy(dtype=float),
+        sigmas=final_sigmas,
+        columns=[str(c) for c in ds.X.columns],
+        train_X=raw[tested],
+        train_abs_residual=mean_abs.to_numpy(dtype=float),
+        protocol=protocol,
+    )
+    crossfit = pd.concat(table).sort_index()
+    crossfit["abs_error"] = crossfit["residual"].abs()
+    return calib, crossfit

@@ -1,0 +1,189 @@
+"""Conformal intervals, expected error and the rebuilt domain flag, on real runs of the 159 clusters
+(family-grouped, so the intervals are calibrated on held-out families) and the 18 FeV clusters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, data_dir
+
+from n2react.data import load_dataset
+from n2react.errors import DataError
+from n2react.plan import build_plan
+from n2react.run import cross_validate, run
+from n2react.uncertainty import (
+    UNCERTAINTY_FILE,
+    UncertaintySpec,
+    calibrate,
+    load_calibration,
+    min_residuals,
+)
+
+QUICK = ("model=extra_trees", "model.estimator.n_estimators=50", "cv.outer_folds=5")
+GROUPED = ("data=homonuclear_15", "cv.groups=family", *QUICK, "explain=false")
+FEV = "heteronuclear-FeV-18-15features.xlsx"
+HOMO = "homonuclear-159-15features.xlsx"
+
+
+@pytest.fixture(scope="module")
+def grouped_run(tmp_path_factory: pytest.TempPathFactory):
+    """A family-grouped run of extra trees with the FeV clusters as eval.path (tracked)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    tmp = tmp_path_factory.mktemp("grouped")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        over = [*GROUPED, f"data.path={data_dir() / HOMO}", f"eval.path={data_dir() / FEV}"]
+        cfg = compose(config_name="config", overrides=over)
+    with open_dict(cfg):
+        cfg.tracking.uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        cfg.progress = False
+    return run(cfg, tmp / "run"), tmp, cfg
+
+
+@pytest.mark.slow
+def test_grouped_run_logs_cross_fitted_coverage_near_nominal(grouped_run, n2react_runs) -> None:
+    metrics, tmp, cfg = grouped_run
+    # each held-out family's intervals come from the other folds' residuals: near 90 %
+    assert 0.8 <= metrics["interval_coverage"] <= 0.98
+    assert 0.5 < metrics["interval_width"] < 8.0
+    table = pd.read_csv(tmp / "run" / "uncertainty" / "oof_uncertainty.csv")
+    y = table["y_true"]
+    inside = (y >= table["y_lower"]) & (y <= table["y_upper"])
+    assert metrics["interval_coverage"] == pytest.approx(inside.mean())
+    assert len(table) == 159 and (table["y_lower"] < table["y_pred"]).all()
+    # per group, in group_scores.csv
+    groups = pd.read_csv(tmp / "run" / "group_scores.csv")
+    assert {"interval_coverage", "interval_width", "expected_error"} <= set(groups.columns)
+    assert groups["interval_coverage"].between(0, 1).all()
+    # the domain validation: flagged vs passed held-out clusters, and the ranking of errors
+    for key in ("domain_mae_flagged", "domain_mae_in", "domain_n_flagged", "domain_n_in"):
+        assert key in metrics
+    assert metrics["domain_n_flagged"] + metrics["domain_n_in"] == 159
+    err = (table["y_pred"] - y).abs()
+    flagged = ~table["in_domain"].astype(bool)
+    assert metrics["domain_mae_flagged"] == pytest.approx(err[flagged].mean())
+    assert -1 <= metrics["uncertainty_spearman"] <= 1
+    assert "descriptor_flag_mae_flagged" in metrics
+    # logged to MLflow, with the calibration plot and the plain-JSON calibration
+    (parent,), _ = n2react_runs(cfg.tracking.uri)
+    for key in ("interval_coverage", "interval_width", "uncertainty_spearman", "transfer_coverage"):
+        assert parent.data.metrics[key] == pytest.approx(metrics[key])
+    assert (tmp / "run" / "uncertainty" / "calibration.png").stat().st_size > 10_000
+    calib = json.loads((tmp / "run" / UNCERTAINTY_FILE).read_text())
+    assert len(calib["residuals"]) == 159 and calib["difficulty"] == "knn_residual"
+    summary = json.loads((tmp / "run" / "summary.json").read_text())
+    assert summary["interval_coverage"] == pytest.approx(metrics["interval_coverage"])
+
+
+@pytest.mark.slow
+def test_transfer_set_gets_coverage_width_and_validation_figures(grouped_run) -> None:
+    metrics, tmp, _ = grouped_run
+    pred = pd.read_csv(tmp / "run" / "transfer" / "transfer_predictions.csv")
+    assert len(pred) == 18
+    inside = (pred["y_true"] >= pred["y_lower"]) & (pred["y_true"] <= pred["y_upper"])
+    assert metrics["transfer_coverage"] == pytest.approx(inside.mean())
+    width = (pred["y_upper"] - pred["y_lower"]).mean()
+    assert metrics["transfer_width"] == pytest.approx(width)
+    assert metrics["transfer_domain_n_flagged"] + metrics["transfer_domain_n_in"] == 18
+    for name in ("transfer_calibration.png", "transfer_errors.png"):
+        assert (tmp / "run" / "transfer" / name).stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_predict_writes_the_interval_and_expected_error(grouped_run) -> None:
+    _, tmp, _ = grouped_run
+    fev = pd.read_excel(data_dir() / FEV).drop(columns=["lg(k1)"])
+    fev.to_excel(tmp / "fev.xlsx", index=False)
+    widths = {}
+    for cov in ("0.9", "0.8"):
+        out = tmp / f"fev_{cov}.csv"
+        args = [str(tmp / "run"), str(tmp / "fev.xlsx"), "-o", str(out)]
+        args += [] if cov == "0.9" else ["--coverage", cov]
+        done = _predict(args, tmp)
+        assert done.returncode == 0, done.stderr[-2000:]
+        table = pd.read_csv(out)
+        for col in ("y_lower", "y_upper", "expected_error", "in_domain", "domain_reasons"):
+            assert col in table
+        assert list(table.columns[:4]) == ["cluster", "y_pred", "y_std", "in_domain"]
+        assert (table["y_lower"] < table["y_pred"]).all()
+        assert (table["y_pred"] < table["y_upper"]).all()
+        assert (table["expected_error"] > 0).all()
+        widths[cov] = (table["y_upper"] - table["y_lower"]).to_numpy()
+    assert (widths["0.8"] < widths["0.9"]).all()
+    # a coverage the 159 residuals cannot calibrate: one clear error line
+    done = _predict([str(tmp / "run"), str(tmp / "fev.xlsx"), "-o", str(tmp / "x.csv"),
+                     "--coverage", "0.999"], tmp)  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    line = next(ln for ln in done.stderr.splitlines() if ln.startswith("n2react: error:"))
+    assert "too few out-of-fold residuals" in line and "1000" in line
+    assert not (tmp / "x.csv").exists()
+
+
+def _predict(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", "predict", *args], capture_output=True, text=True, cwd=cwd,
+        env=env, timeout=300,
+    )  # fmt: skip
+
+
+def test_cross_fitted_intervals_never_see_their_own_fold(make_cfg, tmp_path: Path) -> None:
+    """Spoiling one fold's predictions changes every other fold's intervals, never its own."""
+    plan = build_plan(make_cfg(*GROUPED, "tracking=none"))
+    dataset = plan.attach_groups(load_dataset(plan.data, plan.group_column))
+    result = cross_validate(plan, dataset, tmp_path)
+    spec = UncertaintySpec()
+    _, before = calibrate(result, spec)
+    spoiled = replace(result.folds[0], y_pred_test=result.folds[0].y_pred_test + 5.0)
+    result.folds[0] = spoiled
+    calib, after = calibrate(result, spec)
+    own = before["fold"] == result.folds[0].split.fold
+    half_before = (before["y_upper"] - before["y_pred"])[own]
+    half_after = (after["y_upper"] - after["y_pred"])[own]
+    np.testing.assert_allclose(half_after, half_before)
+    width_before = (before["y_upper"] - before["y_lower"])[~own]
+    assert ((after["y_upper"] - after["y_lower"])[~own] > width_before).all()
+    # the saved calibration round-trips through plain JSON
+    path = calib.save(tmp_path / UNCERTAINTY_FILE)
+    back = load_calibration(path)
+    np.testing.assert_allclose(back.residuals, calib.residuals)
+    X = dataset.X.iloc[:5]
+    pd.testing.assert_frame_equal(back.predict(X, np.zeros(5)), calib.predict(X, np.zeros(5)))
+
+
+def test_too_few_residuals_is_refused(make_cfg, tmp_path: Path) -> None:
+    assert min_residuals(0.9) == 10 and min_residuals(0.95) == 20
+    small = pd.read_excel(data_dir() / HOMO).iloc[:18]
+    small.to_excel(tmp_path / "small.xlsx", index=False)
+    cfg = make_cfg("data=homonuclear_15", f"data.path={tmp_path / 'small.xlsx'}", "model=ridge",
+                   "cv.outer_folds=3", "tracking=none", "explain=false")  # fmt: skip
+    with pytest.raises(DataError, match="too few out-of-fold residuals.*uncertainty.enabled=false"):
+        run(cfg, tmp_path / "run")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match="not a readable n2react calibration"):
+        load_calibration(bad)
+
+
+def test_a_run_without_calibration_predicts_without_intervals(make_cfg, tmp_path: Path) -> None:
+    from n2react.predict import load_model, prediction_table, read_new_clusters
+
+    cfg = make_cfg("data=homonuclear_15", "model=ridge", "cv.outer_folds=3", "tracking=none",
+                   "explain=false", "uncertainty.enabled=false")  # fmt: skip
+    metrics = run(cfg, tmp_path / "run")
+    assert "interval_coverage" not in metrics
+    assert not (tmp_path / "run" / UNCERTAINTY_FILE).exists()
+    loaded = load_model(str(tmp_path / "run"))
+    names = [str(c) for c in loaded.model.feature_names_in_]
+    X, clusters, y = read_new_clusters(data_dir() / FEV, names)
+    table, _, _ = prediction_table(loaded, X, clusters, y)
+    assert "y_lower" not in table and "expected_error" not in table
+    assert table["in_domain"].notna().all()
