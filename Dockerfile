@@ -1,8 +1,16 @@
 # n2react in a GPU container: Keras on the JAX backend with CUDA 12 wheels (the host needs only
-# the NVIDIA driver and the NVIDIA container toolkit). Build and run (README, "Container"):
+# the NVIDIA driver and the NVIDIA container toolkit). Build and run (README, "GPU and containers"; the
+# same lines, checked by tests/test_container.py):
 #   docker build --build-arg GIT_COMMIT="$(git rev-parse HEAD)" -t n2react .
-#   docker run --rm --gpus all -v "$PWD/data:/data" -v "$PWD/runs:/runs" n2react model=keras_mlp device=gpu
-# Outputs (Hydra run directories, mlflow.db, mlartifacts/) land in the /runs volume.
+#   mkdir -p data runs
+#   docker run --rm --gpus all --user "$(id -u):$(id -g)" -v "$PWD/data:/data" -v "$PWD/runs:/runs" n2react model=keras_mlp device=gpu
+# Outputs (Hydra run directories, mlflow.db, mlartifacts/) land in the /runs volume. `mkdir`
+# first: a folder Docker creates for a volume belongs to root, and the job runs as you.
+#
+# Any --user works: HOME and the caches (matplotlib, Keras, the data download) point into
+# /home/app, writable by every uid (sticky, like /tmp), not at "/" as for a uid the image does not
+# know. TensorFlow is not installed: with KERAS_BACKEND=jax nothing in n2react, Keras or
+# keras-tuner imports it (tests/test_container.py trains a Keras run with it blocked).
 #
 # Layers, slowest-changing first: the dependencies are installed from pyproject.toml alone, so an
 # edit of the source rebuilds only the last, small layer. Pin the base by digest where you build
@@ -13,13 +21,19 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     KERAS_BACKEND=jax \
-    N2_DATA_DIR=/data
+    N2_DATA_DIR=/data \
+    HOME=/home/app \
+    XDG_CACHE_HOME=/home/app/.cache \
+    XDG_CONFIG_HOME=/home/app/.config \
+    MPLCONFIGDIR=/home/app/.config/matplotlib \
+    KERAS_HOME=/home/app/.keras
 
 WORKDIR /opt/n2react
 
-# 1. dependencies only (the package's own code is not here yet): read them from pyproject.toml
+# 1. dependencies only (the package's own code is not here yet): read them from pyproject.toml,
+#    less TensorFlow and TensorBoard (the JAX backend needs neither)
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+RUN python -c "import re, tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(d for d in deps if re.split('[<>=!~ ;\\[]', d)[0].lower() not in ('tensorflow', 'tensorboard')))" > requirements.txt \
     && pip install -r requirements.txt "jax[cuda12]>=0.4.30,<0.8" \
     && rm requirements.txt
 
@@ -37,8 +51,10 @@ LABEL org.opencontainers.image.title="n2react" \
       org.opencontainers.image.revision="${GIT_COMMIT}"
 ENV N2REACT_GIT_COMMIT=${GIT_COMMIT}
 
-RUN useradd --create-home --uid 1000 n2react \
-    && mkdir -p /runs /data && chown n2react:n2react /runs
+# the default user (uid 1000); /runs, /data and /home/app writable by whichever --user runs it
+RUN useradd --no-create-home --home-dir /home/app --uid 1000 n2react \
+    && mkdir -p /runs /data "$XDG_CACHE_HOME" "$MPLCONFIGDIR" "$KERAS_HOME" \
+    && chmod 1777 /runs /home/app "$XDG_CACHE_HOME" "$XDG_CONFIG_HOME" "$MPLCONFIGDIR" "$KERAS_HOME"
 USER 1000:1000
 WORKDIR /runs
 ENTRYPOINT ["python", "-m", "train"]
