@@ -46,6 +46,15 @@ def test_family_styles_keep_18_families_apart(shared_data: Path) -> None:
     assert len(set(other.values())) == 2
 
 
+def test_giant_names_and_groups_are_cut_in_figures(tmp_path: Path) -> None:
+    oof = _oof(30)
+    giant = "batch " + "x" * 300
+    labels = pd.Series(giant, index=oof["cluster"], name="batch")
+    xplots.parity(oof, labels, tmp_path / "p.png", "t")
+    desc = figure_text(tmp_path / "p.png")["Description"]
+    assert giant not in desc and max(len(line) for line in desc.splitlines()) < 120
+
+
 def test_parity_labels_do_not_overlap_each_other() -> None:
     import matplotlib
 

@@ -240,7 +240,7 @@ def domain_plot(table: pd.DataFrame, path: Path, title: str = "") -> Path:
     ax.axhline(thr, color="black", ls="--", lw=1, label=f"threshold {thr:.2f}")
     pad = 0.02 * (np.nanmax(y) if len(y) else 1.0)
     for i in np.flatnonzero(~inside):
-        ax.annotate(str(t["cluster"].iat[i]), (x[i], y[i] + pad), rotation=90, fontsize=6,
+        ax.annotate(short_name(t["cluster"].iat[i]), (x[i], y[i] + pad), rotation=90, fontsize=6,
                     ha="center", va="bottom", color="#a50f15")  # fmt: skip
     top = max(np.nanmax(y) if len(y) else 0.0, thr)
     ax.set_ylim(0, 1.3 * top if top > 0 else 1.0)

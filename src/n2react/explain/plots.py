@@ -278,7 +278,7 @@ def parity(
         colour, marker = styles[g]
         ax.scatter(
             d["y_true"], d["y_pred"], s=26, color=colour, marker=marker, edgecolors="white",
-            linewidths=0.4, label=f"{g} ({len(d)})",
+            linewidths=0.4, label=f"{short_name(g, 24)} ({len(d)})",
         )  # fmt: skip
     ax.set_xlim(line)
     ax.set_ylim(line)
@@ -355,7 +355,7 @@ def residuals_by_family(oof: pd.DataFrame, path: Path, title: str) -> list:
     ax.set_yticks(range(1, len(order) + 1))
     ax.set_yticklabels(
         [
-            f"{f}  n={int(table.loc[f, 'n'])}, MAE {table.loc[f, 'mae']:.2f}, "
+            f"{short_name(f, 24)}  n={int(table.loc[f, 'n'])}, MAE {table.loc[f, 'mae']:.2f}, "
             f"bias {table.loc[f, 'bias']:+.2f}"
             for f in order
         ],
