@@ -21,6 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
+    from n2react.tracking import DEFAULT_URI
+
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("model", help="MLflow run id, model URI, or a train run directory")
     parser.add_argument("data", help="spreadsheet (.xlsx/.csv) of clusters with descriptors")
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
     )
     parser.add_argument("--sheet", default=0, help="sheet name or index (default: the first)")
     parser.add_argument(
-        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+        "--tracking-uri", default=None, help=f"default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI}"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

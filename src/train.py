@@ -54,22 +54,24 @@ def _sweep_axes(cfg: DictConfig, hc: DictConfig) -> list[str]:
 
 def job_info(cfg: DictConfig) -> Any:
     """The MLflow identity of this job: a run name from its overrides (in a multirun only the swept
-    ones, e.g. ``svr C=10.0 scaler=robust selector=kbest``), the sweep and the job number."""
-    from n2react.tracking import JobInfo, only_swept
+    ones, e.g. ``svr C=10 robust kbest``), the sweep and the job number."""
+    from n2react.jobs import JobInfo, only_swept
 
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
     if hc.mode != RunMode.MULTIRUN:
         return JobInfo.from_overrides(str(cfg.model.name), overrides)
     try:
-        overrides = only_swept(overrides, _sweep_axes(cfg, hc))
+        shown = only_swept(overrides, _sweep_axes(cfg, hc))
     except Exception:  # an unusual sweeper: name the job by all its overrides
         log.debug("cannot tell the swept keys apart", exc_info=True)
+        shown = overrides
     return JobInfo.from_overrides(
         str(cfg.model.name),
         overrides,
         sweep=str(hc.sweep.dir),
         job=OmegaConf.select(hc, "job.num"),
+        shown=shown,
     )
 
 
@@ -78,12 +80,11 @@ def main(cfg: DictConfig) -> float:
     """Compose the config, run the task, return the optimised metric (for sweepers)."""
     from n2react.errors import N2ReactError
     from n2react.run import run
-    from n2react.tracking import check_tracking
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
         job = job_info(cfg)
-        check_tracking(cfg.tracking)  # an unusable store fails now, before any data work
+        # the store is checked and prepared when the run opens its tracker, before any data work
         metrics = run(cfg, HydraConfig.get().runtime.output_dir, job_num=job.job, job=job)
     except N2ReactError as exc:
         log.debug("error", exc_info=True)

@@ -79,6 +79,15 @@ def test_sweep_logs_one_parent_run_per_grid_point(tmp_path: Path, n2react_runs) 
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
+    # the terminal: per job, Hydra's launch line, the MLflow link and the closing scores; the
+    # sweep adds its launch line, a data warning (once) and the leaderboard (table excluded)
+    lines = [
+        ln
+        for ln in (out.stdout + out.stderr).splitlines()
+        if ln.strip() and ln.lstrip()[0] not in "┏┃┡│├└━" and "ranked by" not in ln
+    ]
+    assert len(lines) <= 3 * 12 + 3, "\n".join(lines)
+    assert sum("MLflow run '" in ln for ln in lines) == 12
     parents, children = n2react_runs(tmp_path, "tags.model = 'svr'")
     grid = {
         (
@@ -93,7 +102,9 @@ def test_sweep_logs_one_parent_run_per_grid_point(tmp_path: Path, n2react_runs) 
     assert len(list((tmp_path / "multi").glob("*_svr/oof_predictions.csv"))) == 12
     # runs are told apart by name (what the sweep varies) and tagged with the sweep and job
     names = {r.info.run_name for r in parents}
-    assert len(names) == 12 and "svr scaler=robust selector=kbest C=10.0" in names
+    assert len(names) == 12 and "svr C=10 robust kbest" in names
+    assert all(len(n) <= 32 for n in names)
+    assert all("model.estimator.C=" in r.data.tags["overrides"] for r in parents)
     assert {r.data.tags["sweep"] for r in parents} == {str(tmp_path / "multi")}
     assert sorted(int(r.data.tags["job"]) for r in parents) == list(range(12))
     # the leaderboard: one row per job, best first, the same ranks as tags in MLflow

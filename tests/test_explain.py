@@ -171,9 +171,9 @@ def test_keras_learning_curves_and_explaining_an_mlflow_run_id(
     for name in ("shap_importance", "shap_beeswarm", "permutation_importance",
                  "parity_by_group", "residuals_by_family", "learning_curves"):  # fmt: skip
         assert {f"explain/{name}.png", f"explain/{name}.csv"} <= logged, name
-    # logging them again (e.g. from a notebook) is the same function, given a client
+    # logging them again (e.g. from a notebook): the same values, given the store and a run
     other = client.create_run(parents[0].info.experiment_id).info.run_id
-    n = log_learning_curves(client, other, {"final": hists["final"]})
+    n = log_learning_curves(cfg.tracking.uri, other, {"final": hists["final"]})
     assert n == len(hists["final"]["loss"]) + len(hists["final"]["val_loss"])
     client.delete_run(other)
 

@@ -123,6 +123,9 @@ def test_keras_sweep_runs_depth_by_dropout(tmp_path: Path, n2react_runs) -> None
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
+    # TensorFlow's native start-up lines (oneDNN, CUDA, absl) stay hidden without -v
+    for chatter in ("absl::InitializeLog", "oneDNN custom operations", "cuda drivers"):
+        assert chatter not in out.stderr + out.stdout, chatter
     parents, _ = n2react_runs(tmp_path)
     grid = {
         (r.data.params["model.estimator.n_layers"], r.data.params["model.estimator.dropout"])

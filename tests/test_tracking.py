@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -17,15 +18,9 @@ from mlflow.tracking import MlflowClient
 
 from n2react.data import load_dataset
 from n2react.errors import ConfigError
+from n2react.jobs import JobInfo, run_name
+from n2react.mlflow_tracking import TAG_HOST, TAG_PID, prepare_experiment, terminate_stale_runs
 from n2react.run import run
-from n2react.tracking import (
-    TAG_HOST,
-    TAG_PID,
-    JobInfo,
-    prepare_experiment,
-    run_name,
-    terminate_stale_runs,
-)
 
 FOLD_METRICS = {"test_r", "test_rmse", "test_mae", "test_r2", "train_r", "train_rmse"}
 PARENT_METRICS = {"mean_test_r", "mean_test_rmse", "mean_test_mae", "mean_test_r2"}
@@ -40,6 +35,16 @@ def check_store(uri: str, cfg, n2react_runs) -> None:
     assert PARENT_METRICS | {"std_test_r", "mean_train_r"} <= set(parent.data.metrics)
     assert parent.data.params["model.name"] == "ridge"
     assert parent.data.params["cv.outer_folds"] == "10"
+    # params: the keys runs are compared by, not the config's plumbing (that is an artifact)
+    plumbing = ("search.distributed.", "cv.inner.", "cv.outer.", "tracking.", "hydra.")
+    assert not [k for k in parent.data.params if k.startswith(plumbing) or "_target_" in k]
+    assert {"scaler.name", "search.name", "seed", "data.name", "model.estimator.alpha"} <= set(
+        parent.data.params
+    )
+    assert len(parent.data.params) <= 30
+    # a one-line description of the run in the UI
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith("ridge (alpha=") and "10 outer folds" in note and "\n" not in note
     assert sorted(int(c.data.tags["fold"]) for c in children) == list(range(1, 11))
     for c in children:
         assert c.data.tags["mlflow.parentRunId"] == parent.info.run_id
@@ -111,11 +116,20 @@ def mlflow_server(tmp_path: Path):
 
 @pytest.mark.slow
 def test_tracking_server_holds_the_same_layout(
-    make_cfg, tmp_path: Path, mlflow_server, n2react_runs, caplog
+    make_cfg, tmp_path: Path, mlflow_server, n2react_runs, caplog, capfd
 ) -> None:
     cfg = make_cfg("model=ridge", "search=grid", tracking_uri=mlflow_server)
     job = JobInfo("ridge alpha=1", sweep="multirun/x", job=3)
+    caplog.set_level(logging.INFO, logger="n2react")
     run(cfg, tmp_path / "run", job=job)
+    # one link for the job, to its run page in the training-runs view; none of MLflow's own
+    # "View run fold-NN" lines, and no download of the model just logged
+    printed = capfd.readouterr()
+    assert "View run" not in printed.out + printed.err
+    assert "Downloading artifacts" not in printed.out + printed.err
+    links = [r.getMessage() for r in caplog.records if r.getMessage().startswith("MLflow run")]
+    assert len(links) == 1 and f"{mlflow_server}/#/experiments/" in links[0], links
+    assert links[0].endswith("?workflowType=machine_learning")
     # everything is read back over HTTP: the parent, its fold runs, an artifact, the model
     check_store(mlflow_server, cfg, n2react_runs)
     client = MlflowClient(mlflow_server)
@@ -166,12 +180,19 @@ def test_runs_of_dead_processes_are_marked_killed(tmp_path: Path) -> None:
 def test_run_names_say_what_differs() -> None:
     assert run_name("rfr") == "rfr"
     overrides = [
-        "model=svr", "model.estimator.C=10.0", "scaler=robust", "selector=kbest",
+        "model=svr", "scaler=robust", "selector=kbest", "model.estimator.C=10.0",
         "tracking.uri=sqlite:///x.db", "progress=false", "final_model=false", "+sweep=grid",
         "model.space.C=null", "hydra.sweep.dir=/tmp/m",
     ]  # fmt: skip
-    assert run_name("svr", overrides) == "svr C=10.0 scaler=robust selector=kbest"
-    assert len(run_name("svr", [f"x{i}.y=1" for i in range(100)])) <= 120
+    # values first, then the group choices by name; short enough for the MLflow runs table
+    assert run_name("svr", overrides) == "svr C=10 robust kbest"
+    named = run_name("svr", ["selector=none", "data.path=/a/b/new.xlsx"])
+    assert named == "svr path=new no-selector"
+    assert len(run_name("svr", [f"x{i}.y=1" for i in range(100)])) <= 32
+    # the full override list stays with the job (tag overrides)
+    job = JobInfo.from_overrides("svr", overrides, job=3, shown=overrides[1:4])
+    assert job.name == "svr C=10 robust kbest"
+    assert job.tags()["overrides"] == " ".join(overrides) and job.tags()["job"] == "3"
 
 
 def test_new_experiment_opens_on_training_runs_and_has_a_description(tmp_path: Path) -> None:

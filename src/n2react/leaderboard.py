@@ -19,7 +19,8 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from n2react.tracking import only_swept, run_name
+from n2react.jobs import only_swept, run_name
+from n2react.tracking import store_of
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class Leaderboard(Callback):
             log.warning("leaderboard: no job directories under %s", sweep_dir)
             return
         tracking = config.get("tracking")
-        use_mlflow = bool(tracking and tracking.get("enabled", True) and tracking.get("uri"))
+        use_mlflow = tracking is not None and store_of(tracking) is not None
         run_ids: dict[int, str] = {}
         if use_mlflow:
             try:

@@ -130,38 +130,36 @@ def _load_model(ref: str, tracking_uri: str | None, force: bool = False) -> Load
         calib_file = run_dir / UNCERTAINTY_FILE
         calib = load_calibration(calib_file) if calib_file.exists() else None
         return LoadedModel(model, folds, str(file), domain, calib)
-    import mlflow
-    from mlflow.tracking import MlflowClient
+    from n2react.mlflow_tracking import RunReader
+    from n2react.tracking import default_uri
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
+    reader = RunReader(tracking_uri or default_uri())
     try:
         if RUN_ID.match(ref):
-            client = MlflowClient()
-            run = client.get_run(ref)
-            uri = run.data.tags.get("model_uri")
+            tags = reader.run(ref).tags
+            uri = tags.get("model_uri")
             if uri is None:
                 raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+            local = reader.download_uri(uri)
             pickled = next(iter(sorted(local.glob("*.pkl"))), None)
             if pickled is not None:
-                check_sha256(pickled, run.data.tags.get(HASH_TAG), f"tag {HASH_TAG}", force)
-            model = mlflow.sklearn.load_model(str(local))
+                check_sha256(pickled, tags.get(HASH_TAG), f"tag {HASH_TAG}", force)
+            model = reader.load_sklearn(str(local))
+            tmp = Path(tempfile.mkdtemp(prefix="n2react-"))
             folds = []
-            for entry in client.list_artifacts(ref, "fold_models"):
-                local = mlflow.artifacts.download_artifacts(run_id=ref, artifact_path=entry.path)
-                folds += [_load_checked(p, force) for p in sorted(Path(local).glob("*.joblib"))]
+            for entry in reader.list_artifacts(ref, "fold_models"):
+                got = reader.download(ref, entry, tmp)
+                folds += [_load_checked(p, force) for p in sorted(got.glob("*.joblib"))]
             domain = None
-            if any(a.path == f"domain/{DOMAIN_FILE}" for a in client.list_artifacts(ref, "domain")):
-                local = mlflow.artifacts.download_artifacts(run_id=ref, artifact_path="domain")
-                domain = _load_checked(Path(local) / DOMAIN_FILE, force)
+            if f"domain/{DOMAIN_FILE}" in reader.list_artifacts(ref, "domain"):
+                got = reader.download(ref, "domain", tmp)
+                domain = _load_checked(got / DOMAIN_FILE, force)
             calib = None
             calib_path = f"uncertainty/{UNCERTAINTY_FILE}"
-            if any(a.path == calib_path for a in client.list_artifacts(ref, "uncertainty")):
-                local = mlflow.artifacts.download_artifacts(run_id=ref, artifact_path=calib_path)
-                calib = load_calibration(local)
+            if calib_path in reader.list_artifacts(ref, "uncertainty"):
+                calib = load_calibration(reader.download(ref, calib_path, tmp))
             return LoadedModel(model, folds, uri, domain, calib)
-        return LoadedModel(mlflow.sklearn.load_model(ref), [], ref)
+        return LoadedModel(reader.load_sklearn(ref), [], ref)
     except N2ReactError:
         raise
     except Exception as exc:

@@ -6,11 +6,15 @@ leaves the frameworks' own logging alone, so their details come back.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import logging
 import os
 import sys
 import warnings
 from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
 
 #: Library loggers that only repeat framework internals at INFO/WARNING.
 NOISY_LOGGERS = (
@@ -22,6 +26,51 @@ NOISY_LOGGERS = (
     "keras_tuner",
     "mlflow.store.db.utils",
 )
+
+
+#: Packages whose native libraries print start-up lines straight to file descriptor 2 while they
+#: are imported: TensorFlow 2.21 writes its oneDNN and CUDA notes (twice, once per native module)
+#: before absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL cannot stop them.
+CHATTY_IMPORTS = ("tensorflow",)
+
+
+class _SilencedLoader(importlib.abc.Loader):
+    """Runs the real loader with file descriptor 2 pointed at /dev/null (errors still raise)."""
+
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        from n2react.backend import stderr_silenced
+
+        module.__loader__ = self._loader  # the module looks as if imported normally
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        with stderr_silenced():
+            self._loader.exec_module(module)
+
+
+class _QuietImports(importlib.abc.MetaPathFinder):
+    """Imports the packages of :data:`CHATTY_IMPORTS` through :class:`_SilencedLoader`."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in CHATTY_IMPORTS:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _SilencedLoader(spec.loader)
+        return spec
+
+
+def silence_native_imports() -> None:
+    """Install the import hook once (a no-op for packages already imported)."""
+    if not any(isinstance(f, _QuietImports) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImports())
 
 
 def verbose_requested(argv: Sequence[str]) -> bool:
@@ -48,6 +97,7 @@ def quiet_frameworks(argv: Sequence[str] | None = None) -> bool:
     if verbose:
         return True
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    silence_native_imports()
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -56,3 +106,42 @@ def quiet_frameworks(argv: Sequence[str] | None = None) -> bool:
     for module in ("keras", "tensorflow", "absl", "google", "mlflow", "keras_tuner", "jax"):
         warnings.filterwarnings("ignore", category=UserWarning, module=module)
     return False
+
+
+#: ``log.info(..., extra=JOB_LINE)``: one of the lines a sweep job still prints on the terminal.
+JOB_LINE = {"job_line": True}
+
+
+class SweepJobLines(logging.Filter):
+    """On the terminal of a multirun job, only the job's own lines (its MLflow link, its closing
+    scores: records logged with :data:`JOB_LINE`) and warnings pass; fold lines and the rest go
+    to the job's log file only. Single runs and ``-v`` are not filtered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.multirun = _in_multirun()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.multirun or record.levelno >= logging.WARNING or _verbose():
+            return True
+        return bool(getattr(record, "job_line", False))
+
+
+def quiet_sweep_job() -> bool:
+    """This process runs a job of a multirun without ``-v``: per-job tables stay off the
+    terminal (they are in the job's folder; the sweep's leaderboard ranks the jobs)."""
+    return _in_multirun() and not _verbose()
+
+
+def _verbose() -> bool:
+    return logging.getLogger("n2react").isEnabledFor(logging.DEBUG)
+
+
+def _in_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:  # no Hydra job (tests, notebooks)
+        return False

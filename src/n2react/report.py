@@ -11,7 +11,14 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 110)
@@ -76,6 +83,7 @@ class FoldProgress:
         self._trials = self._progress.add_task(
             "search trials", total=max(trials_per_fold, 1), visible=trials_per_fold > 0
         )
+        self._final: TaskID | None = None
 
     @contextlib.contextmanager
     def running(self) -> Iterator[FoldProgress]:
@@ -90,7 +98,13 @@ class FoldProgress:
         self._progress.reset(self._trials, total=max(self.trials_per_fold, 1))
 
     def start_final(self) -> None:
-        self._progress.update(self._folds, description="final refit")
+        """The refit on all clusters gets its own line (its clock runs while it fits)."""
+        self._final = self._progress.add_task("final refit", total=1)
+        self._progress.reset(self._trials, total=max(self.trials_per_fold, 1))
+
+    def final_done(self) -> None:
+        if self._final is not None:
+            self._progress.update(self._final, completed=1)
 
 
 COLUMNS = ("test_r", "test_rmse", "test_mae", "test_r2", "train_r", "train_rmse")

@@ -21,16 +21,12 @@ from n2react.cv import FoldResult
 from n2react.errors import ConfigError
 from n2react.results import fold_artifacts, log_fold_run, read_fold
 from n2react.splitters import Split
-from n2react.tracking import (
-    TAG_HOST,
-    TAG_PID,
-    Tracker,
-    flatten,
-    prepare_experiment,
-    terminate_stale_runs,
-)
+from n2react.tracking import RunRecord, Tracker, flatten
 
 log = logging.getLogger(__name__)
+
+#: who ran a run (n2react.mlflow_tracking tags every run with them)
+TAG_HOST, TAG_PID = "n2react.host", "n2react.pid"
 
 CONFIG_FILE = "config_resolved.yaml"
 #: config keys that may differ between a run and its resumption (they change no figure)
@@ -60,7 +56,7 @@ def find_resumed(spec: str, tracker: Tracker) -> Resumed:
                 f"resume={spec}: no such run directory (tracking is off, so it cannot be a run id)"
             )
         run = _get_run(tracker, spec)
-        recorded = run.data.tags.get("run_dir")
+        recorded = run.tags.get("run_dir")
         if not recorded or not (Path(recorded) / CONFIG_FILE).exists():
             raise ConfigError(
                 f"resume={spec}: the run's directory ({recorded}) is gone; if it moved, give "
@@ -72,66 +68,42 @@ def find_resumed(spec: str, tracker: Tracker) -> Resumed:
             log.warning("resume: no MLflow run recorded %s; a new parent run is started", run_dir)
         return Resumed(run_dir, None)
     _check_status(tracker, run, spec)
-    return Resumed(run_dir, run.info.run_id)
+    return Resumed(run_dir, run.run_id)
 
 
-def _client(tracker: Tracker) -> Any:
-    from mlflow.tracking import MlflowClient
-
-    assert tracker.uri is not None
-    prepare_experiment(tracker.uri, tracker.experiment)  # a clear line if the store is unusable
-    return MlflowClient(tracker.uri)
-
-
-def _get_run(tracker: Tracker, run_id: str) -> Any:
-    from mlflow.exceptions import MlflowException
-
-    client = _client(tracker)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise ConfigError(
-            f"resume={run_id}: neither a run directory nor an MLflow run in {tracker.uri}"
-        ) from None
-    if run.info.lifecycle_stage == "deleted":
+def _get_run(tracker: Tracker, run_id: str) -> RunRecord:
+    run = tracker.get_run(run_id)
+    if run is None:
+        where = tracker.store.uri if tracker.store else "the store"
+        raise ConfigError(f"resume={run_id}: neither a run directory nor an MLflow run in {where}")
+    if run.deleted:
         raise ConfigError(f"resume={run_id}: the MLflow run was deleted")
-    if "mlflow.parentRunId" in run.data.tags:
+    if run.parent_id is not None:
         raise ConfigError(f"resume={run_id}: a fold's run; give its parent run (or run directory)")
     return run
 
 
-def _run_of_dir(tracker: Tracker, run_dir: Path, spec: str) -> Any:
+def _run_of_dir(tracker: Tracker, run_dir: Path, spec: str) -> RunRecord | None:
     """The parent run tagged with ``run_dir`` (refused if one of them FINISHED), else None."""
-    client = _client(tracker)
-    exp = client.get_experiment_by_name(tracker.experiment)
-    where = str(run_dir)
-    quoted = "'" not in where
-    runs = client.search_runs(
-        [exp.experiment_id], filter_string=f"tags.run_dir = '{where}'" if quoted else ""
-    )
-    runs = [
-        r
-        for r in runs
-        if r.data.tags.get("run_dir") == where and "mlflow.parentRunId" not in r.data.tags
-    ]
-    finished = [r for r in runs if r.info.status == "FINISHED"]
+    runs = [r for r in tracker.find_runs({"run_dir": str(run_dir)}) if r.parent_id is None]
+    finished = [r for r in runs if r.status == "FINISHED"]
     if finished:
         raise ConfigError(
-            f"resume={spec}: run {finished[0].info.run_id} already finished; nothing to resume"
+            f"resume={spec}: run {finished[0].run_id} already finished; nothing to resume"
         )
-    return max(runs, key=lambda r: r.info.start_time) if runs else None
+    return max(runs, key=lambda r: r.start_time) if runs else None
 
 
-def _check_status(tracker: Tracker, run: Any, spec: str) -> None:
-    run_id, status = run.info.run_id, run.info.status
+def _check_status(tracker: Tracker, run: RunRecord, spec: str) -> None:
+    run_id, status = run.run_id, run.status
     if status == "RUNNING":  # killed without a word (SIGKILL, power loss)?
-        assert tracker.uri is not None
-        terminate_stale_runs(tracker.uri, run.info.experiment_id)
-        status = _client(tracker).get_run(run_id).info.status
+        tracker.terminate_stale_runs()
+        again = tracker.get_run(run_id)
+        status = again.status if again is not None else status
     if status == "FINISHED":
         raise ConfigError(f"resume={spec}: run {run_id} already finished; nothing to resume")
     if status not in ("KILLED", "FAILED"):
-        tags = run.data.tags
+        tags = run.tags
         raise ConfigError(
             f"resume={spec}: run {run_id} is {status} (host {tags.get(TAG_HOST)}, pid "
             f"{tags.get(TAG_PID)}); only a KILLED or FAILED run can be resumed"
@@ -182,24 +154,21 @@ def sync_fold_runs(tracker: Tracker, run_dir: Path, done: Mapping[int, FoldResul
     unfinished folds (and duplicates) are deleted, a finished fold without one is logged."""
     if not tracker.enabled or tracker.run_id is None:
         return
-    client = _client(tracker)
     parent = tracker.run_id
-    children = client.search_runs(
-        [tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'"
-    )
+    children = tracker.find_runs({"mlflow.parentRunId": parent})
     kept: set[int] = set()
     dropped = 0
-    for child in sorted(children, key=lambda r: r.info.start_time):
-        fold = child.data.tags.get("fold", "")
+    for child in sorted(children, key=lambda r: r.start_time):
+        fold = child.tags.get("fold", "")
         number = int(fold) if fold.isdigit() else -1
-        if number in done and number not in kept and child.info.status == "FINISHED":
+        if number in done and number not in kept and child.status == "FINISHED":
             kept.add(number)
         else:
-            client.delete_run(child.info.run_id)
+            tracker.delete_run(child.run_id)
             dropped += 1
     if dropped:
         log.info("resume: deleted %d fold run(s) of unfinished folds", dropped)
-    logged = {a.path for a in client.list_artifacts(parent, "fold_models")}
+    logged = set(tracker.list_artifacts(parent, "fold_models"))
     for number, fold in sorted(done.items()):
         artifacts, model_file = fold_artifacts(fold, run_dir)
         if number not in kept:

@@ -21,16 +21,18 @@ from n2react.composition import DEFAULT_LIGANDS
 from n2react.cv import CVResult, FoldResult, fit_model, nested_cv
 from n2react.data import Dataset, load_dataset
 from n2react.export import keras_model_of
+from n2react.jobs import JobInfo
 from n2react.pairsplit import pair_split
 from n2react.plan import Plan, build_plan
 from n2react.plots import parity_plot
 from n2react.predict import DOMAIN_FILE, write_sha256
+from n2react.quiet import JOB_LINE, quiet_sweep_job
 from n2react.report import FoldProgress, closing_line, group_table, show, summary_table
 from n2react.results import fold_logger, write_results
 from n2react.resume import check_same_config, done_folds, find_resumed, sync_fold_runs
 from n2react.search import TunedPipeline
 from n2react.splitters import Split, protocol_text
-from n2react.tracking import JobInfo, Tracker, flatten
+from n2react.tracking import Tracker, open_tracker, run_note, tracked_params
 from n2react.transfer import evaluate_transfer, fit_domain, loaded_from_run
 from n2react.uncertainty import UNCERTAINTY_FILE, Calibration
 from n2react.uncertainty_report import evaluate_run
@@ -64,7 +66,7 @@ def train(
     With ``resume=<run id or run dir>`` in the config, the run continues in its own directory
     and MLflow parent run (see :mod:`n2react.resume`); ``run_dir`` is then not used.
     """
-    tracker = Tracker(plan.tracking, job or JobInfo(plan.names.model))
+    tracker = open_tracker(plan.tracking, job or JobInfo(plan.names.model))
     resumed = None
     if plan.resume:
         resumed = find_resumed(plan.resume, tracker)
@@ -90,8 +92,9 @@ def train(
         config_path.write_text(OmegaConf.to_yaml(OmegaConf.create(plan.config)))
     done = done_folds(run_dir, splits) if resumed is not None else {}
 
-    params = flatten(plan.config)
-    params.update({"data.n_rows": dataset.n_rows, "data.n_features": dataset.X.shape[1]})
+    params = tracked_params(
+        plan.config, **{"data.n_rows": dataset.n_rows, "data.n_features": dataset.X.shape[1]}
+    )
     accel = plan.uses_accelerator
     tags = {
         "model": plan.names.model,
@@ -107,7 +110,8 @@ def train(
             tracker.reopen(resumed.run_id, tags)
             sync_fold_runs(tracker, run_dir, done)
         else:
-            tracker.start(params, tags)  # inside: a failure while logging params ends FAILED
+            note = run_note(params, tags["protocol"], len(splits) or None)
+            tracker.start(params, tags, note)  # inside: a failure logging params ends FAILED
             tracker.log_artifact(config_path)
         if plan.scheme == "pair_split":
             summary = _pair_split(plan, dataset, tracker, run_dir)
@@ -201,17 +205,21 @@ def _nested(
             progress.start_final()
             final = _tuned(plan, run_dir, "final", progress)
             fit_model(final, dataset.X, dataset.y, dataset.groups)
+            progress.final_done()
             _save_final(plan, final, dataset, tracker, run_dir, calib)
             if plan.eval_path:
                 summary.update(_transfer(plan, final.pipeline_, result, tracker, run_dir, calib))
         if plan.explain:
             pipe = None if final is None else final.pipeline_
             _explain(plan, result, pipe, tracker, run_dir, title)
-    show(summary_table(result.fold_table(), summary, title))
     groups = result.group_table()
-    if groups is not None:
-        show(group_table(groups, f"pooled out-of-fold scores per group ({plan.groups})"))
-    log.info("%s (outputs in %s)", closing_line(summary, groups is not None), run_dir)
+    if not quiet_sweep_job():  # a sweep's jobs are ranked by its leaderboard instead
+        show(summary_table(result.fold_table(), summary, title))
+        if groups is not None:
+            show(group_table(groups, f"pooled out-of-fold scores per group ({plan.groups})"))
+    log.info(
+        "%s (outputs in %s)", closing_line(summary, groups is not None), run_dir, extra=JOB_LINE
+    )
     return summary
 
 
@@ -238,11 +246,8 @@ def _save_final(
     tracker.log_artifact(fit_domain(dataset, run_dir, _ligands(plan)), "domain")
     if calib is not None:  # plain JSON: predict reads it without unpickling anything
         tracker.log_artifact(calib.save(run_dir / UNCERTAINTY_FILE), "uncertainty")
-    if plan.tracking.get("log_model", True):
-        tracker.log_sklearn_model(model, dataset.X)
-        net = keras_model_of(model, dataset.X)
-        if net is not None:
-            tracker.log_keras_model(net, dataset.X)
+    if tracker.store is not None and tracker.store.log_model:
+        tracker.log_model(model, dataset.X, keras_model_of(model, dataset.X))
 
 
 def _transfer(
@@ -271,7 +276,7 @@ def _explain(
 ) -> None:
     """Importance, errors by group and family, learning curves: files under explain/ and the
     Keras losses per epoch as step metrics (``python -m n2react.explain RUN`` redraws them)."""
-    from n2react.explain import RunData, explain, histories, log_learning_curves
+    from n2react.explain import RunData, explain, histories, loss_curves
 
     fold_models = {f.split.fold: f.model for f in result.folds if f.model is not None}
     data = RunData(
@@ -284,7 +289,7 @@ def _explain(
     )
     for p in explain(data, run_dir / "explain", title=title):
         tracker.log_artifact(p, "explain")
-    log_learning_curves(tracker, None, histories(final, fold_models))
+    tracker.log_curves(loss_curves(histories(final, fold_models)))
 
 
 def _pair_split(plan: Plan, dataset: Dataset, tracker: Tracker, run_dir: Path) -> dict:
@@ -310,5 +315,6 @@ def _pair_split(plan: Plan, dataset: Dataset, tracker: Tracker, run_dir: Path) -
         summary["mean_test_rmse"],
         len(pairs),
         100 * summary["test_pairs_with_both_clusters_seen"],
+        extra=JOB_LINE,
     )
     return summary

@@ -1,51 +1,263 @@
-"""MLflow: one parent run per job, one nested child run per outer fold, artifacts, clean-up.
+"""The tracking seam: what a run logs, behind one small interface.
 
-Every name logged here is part of the public contract (see README): parent metrics
-``mean_test_r`` ...; child runs tagged ``fold`` with ``test_r`` ...; artifacts
-``oof_predictions.csv``, ``parity.png``, the resolved config and the final model.
+:class:`Tracker` is everything the trainer, resume, predict and explain ask of a tracking store:
+start/reopen/finish a parent run, one child run per outer fold, params, metrics (also per step),
+tags, artifacts, the final model, and reading finished runs back. :func:`open_tracker` picks the
+implementation from the ``tracking`` config: :class:`NullTracker` (``tracking=none``) or the
+MLflow one (:mod:`n2react.mlflow_tracking`, the only module of the trainer that imports MLflow).
+
+Every name logged is part of the public contract (see README): parent metrics ``mean_test_r``
+...; child runs tagged ``fold`` with ``test_r`` ...; artifacts ``oof_predictions.csv``,
+``parity.png``, ``config_resolved.yaml`` and the final model; params: the keys a user compares
+runs by (:func:`tracked_params`), flat.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import logging
 import os
 import re
-import socket
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from n2react.errors import ConfigError
+from n2react.jobs import JobInfo
 
-log = logging.getLogger(__name__)
+#: The store when the config names none (``tracking.uri``, ``--tracking-uri``): MLflow's own
+#: environment variable, else a SQLite file in the working directory.
+DEFAULT_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "n2react"
+TAG_NOTE = "mlflow.note.content"  # the run's description in the MLflow UI
 
-MAX_PARAM_LEN = 6000
-TAG_HOST = "n2react.host"
-TAG_PID = "n2react.pid"
-TAG_SWEEP = "sweep"
-TAG_JOB = "job"
-TAG_COMMIT = "git_commit"
-TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
-#: Set by the container image (Dockerfile build arg) or CI: recorded on every run as git_commit.
-ENV_COMMIT = "N2REACT_GIT_COMMIT"
-EXPERIMENT_TAGS = {
-    "mlflow.note.content": (
-        "n2react nested cross-validation of lg(k1) models: one parent run per training job "
-        "(metrics mean_test_r/rmse/mae), one child run per outer fold (tag fold). Sweep jobs carry "
-        "the tags sweep and job, and leaderboard_rank once the sweep has ended."
-    ),
-    # MLflow 3's UI opens an experiment of this kind on its training runs (not the GenAI views)
-    TAG_EXPERIMENT_KIND: "custom_model_development",
-}
 
+def default_uri() -> str:
+    """The tracking URI a command line uses when given none."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where runs go: resolved once from the ``tracking`` config by :func:`store_of`."""
+
+    uri: str
+    experiment: str = DEFAULT_EXPERIMENT
+    run_name: str | None = None
+    log_model: bool = True
+
+
+def store_of(cfg: Mapping[str, Any]) -> Store | None:
+    """The store of a ``tracking`` config, or None when tracking is off (``enabled: false`` or no
+    ``uri``): the one place that rule is written."""
+    if not bool(cfg.get("enabled", True)) or cfg.get("uri") is None:
+        return None
+    return Store(
+        uri=str(cfg["uri"]),
+        experiment=str(cfg.get("experiment", DEFAULT_EXPERIMENT)),
+        run_name=str(cfg["run_name"]) if cfg.get("run_name") else None,
+        log_model=bool(cfg.get("log_model", True)),
+    )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run read back from the store (what resume, predict and explain need of it)."""
+
+    run_id: str
+    experiment_id: str
+    status: str  # RUNNING, FINISHED, FAILED, KILLED
+    deleted: bool
+    start_time: int
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def parent_id(self) -> str | None:
+        return self.tags.get("mlflow.parentRunId")
+
+
+class Tracker(ABC):
+    """A run being logged, and read access to the store's runs. Nothing is logged before
+    :meth:`start` (or :meth:`reopen`) opened the parent run."""
+
+    store: Store | None = None
+    run_id: str | None = None
+    experiment_id: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.store is not None
+
+    @property
+    def active(self) -> bool:
+        """A parent run of ours is open (only then is anything logged)."""
+        return self.enabled and self.run_id is not None
+
+    # -- the run being logged --
+    @abstractmethod
+    def start(self, params: Mapping[str, Any], tags: Mapping[str, str], note: str = "") -> None:
+        """Open the parent run with its params, tags and one-line description."""
+
+    @abstractmethod
+    def reopen(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Continue the parent run ``run_id`` (``resume=``): RUNNING again, its params kept."""
+
+    @abstractmethod
+    def log_fold(
+        self,
+        fold: int,
+        metrics: Mapping[str, float],
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+        artifacts: Sequence[Path],
+    ) -> None:
+        """One finished child run of the parent for outer fold ``fold``."""
+
+    @abstractmethod
+    def log_metrics(self, metrics: Mapping[str, float]) -> None: ...
+
+    @abstractmethod
+    def log_curves(self, curves: Mapping[str | int, Mapping[str, Sequence[float]]]) -> int:
+        """Per-epoch values as step metrics: ``curves["final"]`` on the parent, ``curves[k]`` on
+        fold ``k``'s child run; returns how many values were logged."""
+
+    @abstractmethod
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+
+    @abstractmethod
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
+
+    @abstractmethod
+    def log_model(self, model: Any, X_example: Any, keras_net: Any = None) -> str | None:
+        """Log the fitted pipeline (and its Keras network, if any); the model URI, or None."""
+
+    @abstractmethod
+    def finish(self, status: str = "FINISHED") -> None:
+        """End the parent run (and any fold run left open) with ``status``."""
+
+    # -- runs in the store --
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The run ``run_id``, or None when the store has no such run."""
+
+    @abstractmethod
+    def find_runs(self, tags: Mapping[str, str]) -> list[RunRecord]:
+        """The experiment's runs carrying all of ``tags`` (deleted ones left out)."""
+
+    @abstractmethod
+    def delete_run(self, run_id: str) -> None: ...
+
+    @abstractmethod
+    def terminate_stale_runs(self) -> int:
+        """Mark KILLED the RUNNING runs of dead processes on this host; how many."""
+
+    @abstractmethod
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]: ...
+
+    @abstractmethod
+    def download(self, run_id: str, path: str, dest: Path) -> Path:
+        """The run's artifact ``path`` (file or folder) copied under ``dest``."""
+
+
+class NullTracker(Tracker):
+    """``tracking=none``: logs nothing, holds no runs."""
+
+    def start(self, params: Mapping[str, Any], tags: Mapping[str, str], note: str = "") -> None:
+        return None
+
+    def reopen(self, run_id: str, tags: Mapping[str, str]) -> None:
+        return None
+
+    def log_fold(self, fold, metrics, params, tags, artifacts) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        return None
+
+    def log_curves(self, curves: Mapping[str | int, Mapping[str, Sequence[float]]]) -> int:
+        return 0
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        return None
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        return None
+
+    def log_model(self, model: Any, X_example: Any, keras_net: Any = None) -> str | None:
+        return None
+
+    def finish(self, status: str = "FINISHED") -> None:
+        return None
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        return None
+
+    def find_runs(self, tags: Mapping[str, str]) -> list[RunRecord]:
+        return []
+
+    def delete_run(self, run_id: str) -> None:
+        return None
+
+    def terminate_stale_runs(self) -> int:
+        return 0
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
+        return []
+
+    def download(self, run_id: str, path: str, dest: Path) -> Path:
+        raise FileNotFoundError(f"tracking is off: no artifact {path} of run {run_id}")
+
+
+def open_tracker(store: Store | Mapping[str, Any] | None, job: JobInfo | None = None) -> Tracker:
+    """The tracker of a store (or of a ``tracking`` config). With a store, the store and its
+    experiment are checked and prepared now, once: a problem is one ConfigError line, before any
+    data work."""
+    if store is not None and not isinstance(store, Store):
+        store = store_of(store)
+    if store is None:
+        return NullTracker()
+    from n2react.mlflow_tracking import MlflowTracker
+
+    return MlflowTracker(store, job)
+
+
+#: MLflow 3.17's UI picks its view from ?workflowType= (else the browser's last choice, GenAI by
+#: default): with machine_learning it opens on the training runs, not the GenAI overview.
+UI_QUERY = "?workflowType=machine_learning"
+#: where `mlflow ui` serves a local store by default
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def experiment_url(uri: str, experiment_id: str, run_id: str | None = None) -> str | None:
+    """The UI page of the experiment (or of one run) on a tracking server; None for a local store
+    (no UI serves it until ``mlflow ui`` is started)."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    page = f"{uri.rstrip('/')}/#/experiments/{experiment_id}"
+    return page + (f"/runs/{run_id}" if run_id else "") + UI_QUERY
+
+
+def model_requirements(with_keras: bool) -> list[str]:
+    """Pinned requirements of a logged model (instead of MLflow's slow import-tracing guess)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["scikit-learn", "numpy", "pandas", "scipy", "cloudpickle"]
+    if with_keras:
+        names += ["keras", "tensorflow"]
+    out = []
+    for name in names:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+# -- what a parent run logs as params --
 
 #: What MLflow accepts in a parameter name.
 _PARAM_NAME = re.compile(r"^[/\w.\- :]*$")
+MAX_PARAM_LEN = 6000
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -67,435 +279,93 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _sqlite_file(uri: str) -> Path | None:
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///") :]).expanduser()
-    return None
-
-
-@contextlib.contextmanager
-def _store_lock(uri: str) -> Iterator[None]:
-    """Serialise schema/experiment creation on a SQLite store shared by parallel jobs."""
-    db = _sqlite_file(uri)
-    if db is None:
-        yield
-        return
-    with open(f"{db}.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-#: Tracking-server requests while preparing the experiment: few retries, short timeouts, so a
-#: server that does not answer fails the job in seconds instead of minutes of backoff.
-_PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-PROBE_TIMEOUT_S = 10.0
-
-
-@contextlib.contextmanager
-def _impatient_http() -> Iterator[None]:
-    """Lower MLflow's HTTP retries/timeout for the duration (unless the user set them)."""
-    saved = {k: os.environ.get(k) for k in _PROBE_ENV}
-    for k, v in _PROBE_ENV.items():
-        os.environ.setdefault(k, v)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-
-
-def check_uri(uri: str, experiment: str) -> None:
-    """Refuse, in one line, what cannot work before anything is opened: no experiment name, a file
-    store (MLflow 3), a SQLite file in a folder that cannot be written, a server that does not
-    accept connections."""
-    if not experiment.strip():
-        raise ConfigError(
-            "tracking.experiment is empty: name the MLflow experiment (default n2react)"
-        )
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        raise ConfigError(
-            f"tracking.uri={uri}: MLflow 3 no longer accepts file stores for runs; use a "
-            "database, e.g. tracking.uri=sqlite:///mlflow.db (`mlflow migrate-filestore` "
-            "converts an old mlruns/ folder)"
-        )
-    db = _sqlite_file(uri)
-    if db is not None:
-        folder = db.resolve().parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"tracking.uri={uri}: cannot create {folder} ({exc.strerror})"
-            ) from exc
-        if not os.access(folder, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
-            raise ConfigError(
-                f"tracking.uri={uri}: {db if db.exists() else folder} is not writable "
-                "(SQLite also writes a journal beside the file): choose a writable location"
-            )
-    if parsed.scheme in ("http", "https"):
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        try:
-            socket.create_connection(
-                (parsed.hostname or "localhost", port), PROBE_TIMEOUT_S
-            ).close()
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            raise ConfigError(
-                f"tracking.uri={uri}: no tracking server answers at {parsed.hostname}:{port} "
-                f"({reason}); start it (mlflow server ...) or use tracking=none"
-            ) from exc
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-def prepare_experiment(uri: str, experiment: str) -> str:
-    """Check the store, create its schema and the experiment once (under a lock); return its id.
-
-    A new experiment gets a description and MLflow 3's kind tag, so the UI opens on its training
-    runs rather than on the GenAI views. A deleted experiment of that name is refused, not revived.
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    check_uri(uri, experiment)
-    mlflow.set_tracking_uri(uri)
-    try:
-        with _impatient_http(), _store_lock(uri):
-            client = MlflowClient(uri)
-            exp = client.get_experiment_by_name(experiment)
-            if exp is None:
-                db = _sqlite_file(uri)
-                location = (db.resolve().parent / "mlartifacts").as_uri() if db else None
-                return client.create_experiment(
-                    experiment, artifact_location=location, tags=EXPERIMENT_TAGS
-                )
-            if exp.lifecycle_stage == "deleted":
-                raise ConfigError(
-                    f"tracking.experiment={experiment}: this experiment was deleted in {uri}; "
-                    f"restore it (mlflow experiments restore --experiment-id {exp.experiment_id}) "
-                    "or choose another name"
-                )
-            if TAG_EXPERIMENT_KIND not in exp.tags:
-                client.set_experiment_tag(
-                    exp.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_TAGS[TAG_EXPERIMENT_KIND]
-                )
-            _warn_local_artifacts(uri, experiment, exp.artifact_location)
-            return exp.experiment_id
-    except ConfigError:
-        raise
-    except MlflowException as exc:
-        raise ConfigError(f"tracking.uri={uri}: {_first_line(exc)}") from exc
-    except Exception as exc:  # unreachable server, a read-only database, a store being migrated
-        raise ConfigError(
-            f"tracking.uri={uri}: cannot use the store ({type(exc).__name__}: {_first_line(exc)})"
-        ) from exc
-
-
-def _warn_local_artifacts(uri: str, experiment: str, location: str | None) -> None:
-    """An experiment created through a local store keeps writing artifacts to that path even when
-    later runs log through a server: other machines then see runs without their files."""
-    if not uri.startswith(("http://", "https://")) or not location:
-        return
-    if urlparse(location).scheme in ("", "file"):
-        log.warning(
-            "experiment '%s' keeps its artifacts at %s, a local path (it was created without the "
-            "server): runs logged through %s write their files there, not to the server's "
-            "artifact store; use a new tracking.experiment name to have them proxied",
-            experiment,
-            location,
-            uri,
-        )
-
-
-def terminate_stale_runs(uri: str, experiment_id: str) -> int:
-    """Mark KILLED the RUNNING runs of dead processes on this host (e.g. after a SIGKILL)."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    host = socket.gethostname()
-    n = 0
-    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
-        tags = run.data.tags
-        pid = tags.get(TAG_PID)
-        if tags.get(TAG_HOST) == host and pid and pid.isdigit() and not _pid_alive(int(pid)):
-            client.set_terminated(run.info.run_id, status="KILLED")
-            n += 1
-    if n:
-        log.warning("marked %d run(s) of dead processes as KILLED", n)
-    return n
-
-
-def model_requirements(with_keras: bool) -> list[str]:
-    """Pinned requirements of a logged model (instead of MLflow's slow import-tracing guess)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    names = ["scikit-learn", "numpy", "pandas", "scipy", "cloudpickle"]
-    if with_keras:
-        names += ["keras", "tensorflow"]
-    out = []
-    for name in names:
-        try:
-            out.append(f"{name}=={version(name)}")
-        except PackageNotFoundError:
-            continue
+def _estimator_params(node: Any, prefix: str) -> dict[str, Any]:
+    """Hyperparameters of an estimator node: nested estimators (lists of ``[name, {...}]``, an
+    RFE's ``estimator``) flattened under the keys an override would use."""
+    out: dict[str, Any] = {}
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            if k == "_target_" and prefix.count(".") <= 2:  # model.estimator.: model.name says it
+                continue
+            out.update(_estimator_params(v, f"{prefix}{k}."))
+    elif isinstance(node, list) and any(isinstance(v, Mapping | list) for v in node):
+        for i, v in enumerate(node):
+            out.update(_estimator_params(v, f"{prefix}{i}."))
+    else:
+        out[prefix.rstrip(".")] = node
     return out
 
 
-def check_tracking(cfg: Mapping[str, Any]) -> str | None:
-    """Prepare the configured store and experiment now (before any data work); its id, or None
-    when tracking is off. Every problem is one ConfigError line."""
-    if not bool(cfg.get("enabled", True)) or cfg.get("uri") is None:
-        return None
-    return prepare_experiment(str(cfg["uri"]), str(cfg.get("experiment", "n2react")))
+#: Top-level keys compared as they are (when set).
+_PLAIN_KEYS = (
+    "model.name",
+    "scaler.name",
+    "selector.name",
+    "features.name",
+    "pairwise.name",
+    "search.name",
+    "search.max_trials",
+    "search.objective",
+    "cv.scheme",
+    "cv.outer_folds",
+    "cv.inner_folds",
+    "cv.repeats",
+    "cv.groups",
+    "cv.seed",
+    "data.name",
+    "data.path",
+    "data.formula",
+    "eval.path",
+    "imputer.strategy",
+    "seed",
+    "optimized_metric",
+)
 
 
-#: Overrides that change no result (or name the store itself): left out of run names.
-NAME_EXCLUDE = ("tracking", "hydra", "progress", "final_model", "device", "sweep", "resume")
-MAX_NAME_LEN = 120
+_PLUMBING = ("random_state", "n_jobs", "verbose")
 
 
-def run_name(model: str, overrides: Sequence[str] = ()) -> str:
-    """A run name from what differs: the model, then the job's overrides with each key shortened
-    to its last part (``svr C=10.0 scaler=robust selector=kbest``); just the model by default."""
-    parts = [model]
-    for ov in overrides:
-        key, sep, value = ov.partition("=")
-        key = key.lstrip("+~")
-        if not sep or key == "model" or key.split(".")[0].split("/")[0] in NAME_EXCLUDE:
-            continue
-        if key.startswith("model.space."):  # model.space.n_layers=null: fixed for the search
-            continue
-        parts.append(f"{key.rsplit('.', 1)[-1]}={value}")
-    name = " ".join(parts)
-    return name if len(name) <= MAX_NAME_LEN else name[: MAX_NAME_LEN - 1] + "…"
+def tracked_params(config: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """The parent run's params: the keys a user compares runs by, flat (model and its
+    hyperparameters, scaler, selector and theirs, search, cv protocol, data, seed), plus
+    ``extra`` (``data.n_rows`` ...). The whole config is the artifact ``config_resolved.yaml``."""
+    flat = flatten(config)
+    out = {k: flat[k] for k in _PLAIN_KEYS if flat.get(k) is not None}
+    if flat.get("cv.scheme") == "pair_split":
+        out["cv.pair_test_fraction"] = flat.get("cv.pair_test_fraction")
+    model = config.get("model") or {}
+    out.update(_estimator_params(model.get("estimator") or {}, "model.estimator."))
+    for group in ("selector", "features", "pairwise"):
+        step = (config.get(group) or {}).get("step" if group != "pairwise" else "wrapper")
+        if isinstance(step, Mapping):
+            key = "wrapper" if group == "pairwise" else "step"
+            params = _estimator_params(step, f"{group}.{key}.")
+            out.update({k: v for k, v in params.items() if not k.endswith("_target_")})
+    out.update(extra)
+    # random_state follows seed; n_jobs changes no figure
+    return {k: v for k, v in out.items() if k.rsplit(".", 1)[-1] not in _PLUMBING}
 
 
-def only_swept(overrides: Sequence[str], axes: Sequence[str]) -> list[str]:
-    """The job's ``overrides`` whose key the sweep varies: ``axes`` holds the sweep's override
-    strings (``seed=1,2``, ``scaler=standard,robust``); keys with sweep syntax vary."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    swept = {
-        ov.get_key_element().lstrip("+~")
-        for ov in OverridesParser.create().parse_overrides(list(axes))
-        if ov.is_sweep_override()
-    }
-    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept]
+_DEFAULT_CHOICES = {"features": ("raw",), "pairwise": ("off",)}
 
 
-@dataclass(frozen=True)
-class JobInfo:
-    """Who this job is: its MLflow run name, and in a multirun the sweep (its directory) and the
-    job number. ``python -m train`` builds it from Hydra's runtime config; tests by hand."""
-
-    name: str
-    sweep: str | None = None
-    job: int | None = None
-
-    @classmethod
-    def from_overrides(
-        cls, model: str, overrides: Sequence[str], sweep: str | None = None, job: int | None = None
-    ) -> JobInfo:
-        return cls(run_name(model, overrides), sweep, job)
-
-    def tags(self) -> dict[str, str]:
-        out = {}
-        if self.sweep is not None:
-            out[TAG_SWEEP] = self.sweep
-        if self.job is not None:
-            out[TAG_JOB] = str(self.job)
-        commit = os.environ.get(ENV_COMMIT)
-        if commit:
-            out[TAG_COMMIT] = commit
-        return out
-
-
-class Tracker:
-    """Thin wrapper over MLflow's fluent API; does nothing when tracking is disabled.
-
-    The run is named by ``tracking.run_name`` when set, else by ``job.name``; ``job`` also adds the
-    sweep/job tags. Nothing is logged before :meth:`start` opened the run (so a failure while
-    preparing the store never starts a stray run).
-    """
-
-    def __init__(self, cfg: Mapping[str, Any], job: JobInfo | None = None) -> None:
-        self.enabled = bool(cfg.get("enabled", True)) and cfg.get("uri") is not None
-        self.uri = str(cfg.get("uri")) if cfg.get("uri") else None
-        self.experiment = str(cfg.get("experiment", "n2react"))
-        self.job = job
-        self.run_name = cfg.get("run_name") or (job.name if job else None)
-        self.run_id: str | None = None
-        self.experiment_id: str | None = None
-
-    @property
-    def active(self) -> bool:
-        """A run of ours is open (only then may anything be logged)."""
-        return self.enabled and self.run_id is not None
-
-    def _tags(self) -> dict[str, str]:
-        job_tags = self.job.tags() if self.job else {}
-        return {TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid()), **job_tags}
-
-    def start(self, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
-        if not self.enabled:
-            return
-        import mlflow
-
-        assert self.uri is not None
-        self.experiment_id = prepare_experiment(self.uri, self.experiment)
-        terminate_stale_runs(self.uri, self.experiment_id)
-        run = mlflow.start_run(
-            experiment_id=self.experiment_id,
-            run_name=self.run_name,
-            tags={**self._tags(), **tags},
-        )
-        self.run_id = run.info.run_id
-        mlflow.log_params({k: str(v)[:MAX_PARAM_LEN] for k, v in params.items()})
-        log.info("MLflow run %s in experiment '%s' at %s", self.run_id, self.experiment, self.uri)
-
-    def reopen(self, run_id: str, tags: Mapping[str, str]) -> None:
-        """Continue the parent run ``run_id`` (``resume=``): RUNNING again, its params kept."""
-        if not self.enabled:
-            return
-        import mlflow
-
-        assert self.uri is not None
-        self.experiment_id = prepare_experiment(self.uri, self.experiment)
-        run = mlflow.start_run(run_id=run_id, tags={**self._tags(), **tags})
-        self.run_id = run.info.run_id
-        log.info("MLflow run %s resumed (experiment '%s', %s)", run_id, self.experiment, self.uri)
-
-    def log_fold(
-        self,
-        fold: int,
-        metrics: Mapping[str, float],
-        params: Mapping[str, Any],
-        tags: Mapping[str, str],
-        artifacts: list[Path],
-    ) -> None:
-        if not self.active:
-            return
-        import mlflow
-
-        with mlflow.start_run(
-            experiment_id=self.experiment_id,
-            run_name=f"fold-{fold:02d}",
-            nested=True,
-            tags={**self._tags(), "fold": str(fold), **tags},
-        ):
-            mlflow.log_metrics(dict(metrics))
-            if params:
-                mlflow.log_params({k: str(v)[:MAX_PARAM_LEN] for k, v in params.items()})
-            for a in artifacts:
-                mlflow.log_artifact(str(a))
-
-    def log_metrics(self, metrics: Mapping[str, float]) -> None:
-        if self.active:
-            import mlflow
-
-            mlflow.log_metrics(dict(metrics), run_id=self.run_id)
-
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        if self.active:
-            from mlflow.tracking import MlflowClient
-
-            client = MlflowClient(self.uri)
-            for k, v in tags.items():
-                client.set_tag(self.run_id, k, v)
-
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        if self.active:
-            import mlflow
-
-            mlflow.log_artifact(str(path), artifact_path=artifact_path, run_id=self.run_id)
-
-    def log_sklearn_model(self, model: Any, X_example: Any) -> str | None:
-        """Log the fitted pipeline (sklearn flavour) with a signature and an input example."""
-        if not self.active:
-            return None
-        import mlflow
-        from mlflow.models import infer_signature
-
-        # the cloudpickle caution is known: the pipeline holds our own estimator classes
-        logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
-        example = X_example.head(5)
-        signature = infer_signature(example, model.predict(example))
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            serialization_format="cloudpickle",
-            pip_requirements=model_requirements("keras" in repr(model).lower()),
-        )
-        mlflow.set_tag("model_uri", info.model_uri)
-        # the pickle's hash, which predict checks before unpickling a download of this model
-        import hashlib
-
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri))
-        pickled = next(iter(sorted(local.glob("*.pkl"))), None)
-        if pickled is not None:
-            mlflow.set_tag("model_sha256", hashlib.sha256(pickled.read_bytes()).hexdigest())
-        return str(info.model_uri)
-
-    def log_keras_model(self, model: Any, X_example: Any) -> str | None:
-        """Log a Keras model (MLflow keras flavour).
-
-        Its input is a float32 array of complete rows with the descriptors in the order of the
-        training table (listed in the model's metadata under ``descriptors``).
-        """
-        if not self.active:
-            return None
-        import tempfile
-
-        import mlflow
-        from mlflow.models import infer_signature
-
-        example = X_example.dropna().head(5).to_numpy(dtype="float32")
-        signature = infer_signature(example, model.predict(example, verbose=0))
-        # save into an existing empty folder, then log it: mlflow.keras.log_model with an input
-        # example writes the example before creating its folder (MLflow 3.17)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "keras_model"
-            path.mkdir()
-            mlflow.keras.save_model(
-                model,
-                str(path),
-                signature=signature,
-                input_example=example,
-                pip_requirements=model_requirements(with_keras=True),
-                metadata={"descriptors": [str(c) for c in X_example.columns]},
-            )
-            mlflow.log_artifacts(str(path), "keras_model")
-        uri = f"runs:/{self.run_id}/keras_model"
-        mlflow.set_tag("keras_model_uri", uri)
-        return uri
-
-    def finish(self, status: str = "FINISHED") -> None:
-        if not self.enabled or self.run_id is None:
-            return
-        import mlflow
-
-        # close any fold run left open by an exception, then the parent
-        while mlflow.active_run() is not None:
-            mlflow.end_run(status=status)
-        self.run_id = None
+def run_note(params: Mapping[str, Any], protocol: str, n_folds: int | None = None) -> str:
+    """The run's one-line description (``mlflow.note.content``), e.g. ``svr (C=10, gamma=0.1,
+    epsilon=0.1), scaler robust, selector kbest, search grid; KFold (known families), 10 outer
+    folds; homonuclear_24, 159 clusters x 24 descriptors; seed 42``."""
+    hyper = [
+        f"{k.rsplit('.', 1)[-1]}={v}"
+        for k, v in params.items()
+        if k.startswith("model.estimator.") and k.count(".") == 2 and v is not None
+    ]
+    model = str(params.get("model.name", "?"))
+    parts = [model + (f" ({', '.join(hyper[:4])})" if hyper else "")]
+    for group in ("scaler", "selector", "search", "features", "pairwise"):
+        value = params.get(f"{group}.name")
+        if value is not None and value not in _DEFAULT_CHOICES.get(group, ()):
+            parts.append(f"{group} {value}")
+    folds = f", {n_folds} outer folds" if n_folds else ""
+    data = str(params.get("data.name", "?"))
+    if params.get("data.n_rows") is not None:
+        data += f", {params['data.n_rows']} clusters x {params.get('data.n_features')} descriptors"
+    return f"{', '.join(parts)}; {protocol}{folds}; {data}; seed {params.get('seed', '?')}"

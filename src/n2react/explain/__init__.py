@@ -8,7 +8,13 @@ MLflow, without training.
     python -m n2react.explain RUN [--tracking-uri URI] [--out DIR]
 """
 
-from n2react.explain.curves import curves_table, histories, history_of, log_learning_curves
+from n2react.explain.curves import (
+    curves_table,
+    histories,
+    history_of,
+    log_learning_curves,
+    loss_curves,
+)
 from n2react.explain.importance import Budget
 from n2react.explain.report import explain, explain_run
 from n2react.explain.source import RunData, load_run
@@ -23,4 +29,5 @@ __all__ = [
     "history_of",
     "load_run",
     "log_learning_curves",
+    "loss_curves",
 ]

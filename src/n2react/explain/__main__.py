@@ -15,10 +15,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain") -> int:
+    from n2react.tracking import DEFAULT_URI
+
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("run", help="run directory of python -m train, or an MLflow run id")
     parser.add_argument(
-        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+        "--tracking-uri", default=None, help=f"default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI}"
     )
     parser.add_argument("--out", default=None, help="output folder (default: <run>/explain)")
     parser.add_argument(
@@ -54,17 +56,17 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain")
     return 0
 
 
-def _log_to_run(run: str, uri: str, paths: list) -> None:
-    from mlflow.tracking import MlflowClient
-
+def _log_to_run(run: str, uri: str | None, paths: list) -> None:
     from n2react.errors import N2ReactError
     from n2react.explain.source import RUN_ID
+    from n2react.mlflow_tracking import RunReader
+    from n2react.tracking import default_uri
 
     if not RUN_ID.match(run):
         raise N2ReactError(f"--log needs an MLflow run id, got {run}")
-    client = MlflowClient(uri)
+    reader = RunReader(uri or default_uri())
     for p in paths:
-        client.log_artifact(run, str(p), "explain")
+        reader.log_artifact(run, p, "explain")
 
 
 if __name__ == "__main__":

@@ -3,15 +3,11 @@ as a table and as MLflow step metrics (so the MLflow UI draws them)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-
-#: MLflow accepts at most this many metrics per log_batch call.
-_BATCH = 1000
 
 
 def history_of(model: Any) -> dict[str, list[float]] | None:
@@ -70,57 +66,25 @@ def _model_name(key: str | int) -> str:
     return "final" if key == "final" else f"fold_{int(key):02d}"
 
 
-def _child_runs(client: Any, run_id: str) -> dict[int, str]:
-    """Fold number -> child run id of a parent run."""
-    run = client.get_run(run_id)
-    children = client.search_runs(
-        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
-    )
-    out = {}
-    for c in children:
-        fold = c.data.tags.get("fold")
-        if fold is not None and str(fold).isdigit():
-            out[int(fold)] = c.info.run_id
-    return out
+def loss_curves(
+    hists: Mapping[str | int, Mapping[str, Sequence[float]]],
+) -> dict[str | int, dict[str, list[float]]]:
+    """``loss``/``val_loss`` of each history (what is logged as step metrics)."""
+    return {
+        key: {name: [float(v) for v in h[name]] for name in ("loss", "val_loss") if name in h}
+        for key, h in hists.items()
+    }
 
 
 def log_learning_curves(
-    tracker_or_client: Any,
-    run_id: str | None,
+    tracking_uri: str,
+    run_id: str,
     hists: Mapping[str | int, Mapping[str, Sequence[float]]],
 ) -> int:
-    """Log ``loss``/``val_loss`` per epoch as MLflow step metrics (step = epoch, 1-based).
+    """Log ``loss``/``val_loss`` per epoch as MLflow step metrics (step = epoch, 1-based) of a
+    finished run: ``hists["final"]`` on the parent run ``run_id``, ``hists[k]`` on its child run
+    tagged ``fold=k`` (a training run logs them itself through its tracker). Returns how many
+    values were logged; non-finite values (a diverged epoch) are skipped."""
+    from n2react.mlflow_tracking import RunReader
 
-    ``hists["final"]`` goes to the parent run ``run_id``; ``hists[k]`` to the child run tagged
-    ``fold=k``. ``tracker_or_client``: an ``n2react.tracking.Tracker`` (its URI, and its
-    ``run_id`` when ``run_id`` is None; a disabled tracker logs nothing) or an ``MlflowClient``.
-    Returns how many values were logged. Non-finite values (a diverged epoch) are skipped.
-    """
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
-    client = tracker_or_client
-    if not isinstance(client, MlflowClient):
-        if not getattr(client, "enabled", False):
-            return 0
-        run_id = run_id or client.run_id
-        client = MlflowClient(client.uri)
-    if run_id is None:
-        raise ValueError("log_learning_curves: no run id")
-    children = _child_runs(client, run_id) if any(k != "final" for k in hists) else {}
-    now = int(time.time() * 1000)
-    n = 0
-    for key, h in hists.items():
-        target = run_id if key == "final" else children.get(int(key))
-        if target is None:
-            continue
-        metrics = [
-            Metric(name, float(v), now, step)
-            for name in ("loss", "val_loss")
-            for step, v in enumerate(h.get(name, []), start=1)
-            if np.isfinite(v)
-        ]
-        for s in range(0, len(metrics), _BATCH):
-            client.log_batch(target, metrics=metrics[s : s + _BATCH])
-        n += len(metrics)
-    return n
+    return RunReader(tracking_uri).log_curves(run_id, loss_curves(hists))

@@ -104,33 +104,28 @@ def load_mlflow_run(
 ) -> RunData:
     """Download a parent run's config, out-of-fold table and fold models into ``dest`` and load
     its final model (tag ``model_uri``)."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
     from n2react.backend import stderr_silenced
+    from n2react.mlflow_tracking import RunReader
+    from n2react.tracking import default_uri
 
-    client = MlflowClient(tracking_uri)
+    reader = RunReader(tracking_uri or default_uri())
     try:
-        run = client.get_run(run_id)
+        run = reader.run(run_id)
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise N2ReactError(f"MLflow run {run_id}: {first[:300]}") from exc
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    names = {a.path for a in client.list_artifacts(run_id)}
+    names = set(reader.list_artifacts(run_id))
     for need in ("config_resolved.yaml", "oof_predictions.csv"):
         if need not in names:
             raise N2ReactError(
                 f"MLflow run {run_id}: no artifact {need} (not an n2react parent run?)"
             )
-    got = {}
-    for name in ("config_resolved.yaml", "oof_predictions.csv", "fold_models"):
-        if name in names:
-            got[name] = Path(
-                mlflow.artifacts.download_artifacts(
-                    run_id=run_id, artifact_path=name, dst_path=str(dest), tracking_uri=tracking_uri
-                )
-            )
+    got = {
+        name: reader.download(run_id, name, dest)
+        for name in ("config_resolved.yaml", "oof_predictions.csv", "fold_models")
+        if name in names
+    }
     cfg = _read_cfg(got["config_resolved.yaml"])
     oof = _read_oof(got["oof_predictions.csv"])
     with stderr_silenced():
@@ -139,12 +134,8 @@ def load_mlflow_run(
             if ("fold_models" in got)
             else {}
         )
-        uri = run.data.tags.get("model_uri")
-        final = None
-        if uri:
-            if tracking_uri:
-                mlflow.set_tracking_uri(tracking_uri)
-            final = mlflow.sklearn.load_model(uri)
+        uri = run.tags.get("model_uri")
+        final = reader.load_sklearn(uri) if uri else None
     ds = dataset if dataset is not None else _reload(cfg)
     return RunData(f"MLflow run {run_id}", cfg, ds, oof, final, folds)
 

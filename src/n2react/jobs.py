@@ -1,0 +1,114 @@
+"""Who a job is: its short run name, its sweep and job number, its full override list.
+
+``python -m train`` builds a :class:`JobInfo` from Hydra's runtime config (``train.job_info``);
+the sweep leaderboard names its rows with the same :func:`run_name`. Nothing here talks to a
+tracking store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+TAG_SWEEP = "sweep"
+TAG_JOB = "job"
+#: The job's full Hydra override list (the run name keeps only what differs, shortened).
+TAG_OVERRIDES = "overrides"
+TAG_COMMIT = "git_commit"
+#: Set by the container image (Dockerfile build arg) or CI: recorded on every run as git_commit.
+ENV_COMMIT = "N2REACT_GIT_COMMIT"
+
+#: Overrides that change no result (or name the store itself): left out of run names.
+NAME_EXCLUDE = ("tracking", "hydra", "progress", "final_model", "device", "sweep", "resume")
+#: Config groups: their choice reads on its own in a name (``robust``, not ``scaler=robust``).
+GROUPS = ("scaler", "selector", "search", "data", "features", "pairwise", "cv", "experiment")
+#: The runs table of the MLflow UI shows about this many characters of a name.
+MAX_NAME_LEN = 32
+
+
+def _short_value(value: str) -> str:
+    """``10.0`` -> ``10``, a path -> its file name without suffix; anything else unchanged."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if number is not None and number.is_integer() and "e" not in value.lower():
+        return str(int(number))
+    if "/" in value:
+        return PurePath(value).stem
+    return value
+
+
+def run_name(model: str, overrides: Sequence[str] = (), groups: Iterable[str] = GROUPS) -> str:
+    """A short run name from what differs, the model first, then hyperparameters as
+    ``key=value`` (key shortened to its last part), then group choices by their value alone:
+    ``svr C=10 robust kbest``. A group set to ``none`` reads ``no-<group>``. Just the model by
+    default; cut to :data:`MAX_NAME_LEN` characters (the full list is the ``overrides`` tag)."""
+    group_set = set(groups)
+    values, choices = [], []
+    for ov in overrides:
+        key, sep, value = ov.partition("=")
+        key = key.lstrip("+~")
+        if not sep or key == "model" or key.split(".")[0].split("/")[0] in NAME_EXCLUDE:
+            continue
+        if key.startswith("model.space."):  # model.space.n_layers=null: fixed for the search
+            continue
+        if key in group_set:
+            choices.append(f"no-{key}" if value == "none" else value)
+        else:
+            values.append(f"{key.rsplit('.', 1)[-1]}={_short_value(value)}")
+    name = " ".join([model, *values, *choices])
+    return name if len(name) <= MAX_NAME_LEN else name[: MAX_NAME_LEN - 1] + "…"
+
+
+def only_swept(overrides: Sequence[str], axes: Sequence[str]) -> list[str]:
+    """The job's ``overrides`` whose key the sweep varies: ``axes`` holds the sweep's override
+    strings (``seed=1,2``, ``scaler=standard,robust``); keys with sweep syntax vary."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    swept = {
+        ov.get_key_element().lstrip("+~")
+        for ov in OverridesParser.create().parse_overrides(list(axes))
+        if ov.is_sweep_override()
+    }
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept]
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """Who this job is: its run name, in a multirun the sweep (its directory) and the job number,
+    and the job's full override list. ``python -m train`` builds it from Hydra's runtime config;
+    tests by hand."""
+
+    name: str
+    sweep: str | None = None
+    job: int | None = None
+    overrides: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def from_overrides(
+        cls,
+        model: str,
+        overrides: Sequence[str],
+        sweep: str | None = None,
+        job: int | None = None,
+        shown: Sequence[str] | None = None,
+    ) -> JobInfo:
+        """Named by ``shown`` (default: all ``overrides``), tagged with all of them."""
+        name = run_name(model, overrides if shown is None else shown)
+        return cls(name, sweep, job, tuple(overrides))
+
+    def tags(self) -> dict[str, str]:
+        out = {}
+        if self.sweep is not None:
+            out[TAG_SWEEP] = self.sweep
+        if self.job is not None:
+            out[TAG_JOB] = str(self.job)
+        if self.overrides:
+            out[TAG_OVERRIDES] = " ".join(self.overrides)[:5000]
+        commit = os.environ.get(ENV_COMMIT)
+        if commit:
+            out[TAG_COMMIT] = commit
+        return out

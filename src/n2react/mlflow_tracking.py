@@ -1,0 +1,443 @@
+"""The MLflow side of the tracking seam (:mod:`n2react.tracking`): the only module of n2react's
+runs, resume, predict and explain that imports MLflow.
+
+One parent run per job, one nested child run per outer fold, the experiment prepared once per
+run, one link per job on the terminal (MLflow's own "View run ..." lines, one per fold run, are
+switched off), the model hashed from the local file before it is logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import mlflow
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from n2react.errors import ConfigError
+from n2react.jobs import JobInfo
+from n2react.quiet import JOB_LINE
+from n2react.store_uri import check_uri, impatient_http, sqlite_file, store_lock
+from n2react.tracking import (
+    LOCAL_UI,
+    MAX_PARAM_LEN,
+    TAG_NOTE,
+    RunRecord,
+    Store,
+    Tracker,
+    experiment_url,
+    model_requirements,
+)
+
+log = logging.getLogger(__name__)
+
+TAG_HOST = "n2react.host"
+TAG_PID = "n2react.pid"
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+#: The pickle's hash, which predict checks before unpickling a download of the model.
+TAG_MODEL_SHA = "model_sha256"
+EXPERIMENT_TAGS = {
+    TAG_NOTE: (
+        "n2react nested cross-validation of lg(k1) models: one parent run per training job "
+        "(metrics mean_test_r/rmse/mae), one child run per outer fold (tag fold). Sweep jobs carry "
+        "the tags sweep and job, and leaderboard_rank once the sweep has ended."
+    ),
+    # read by MLflow 3 UIs that take the view from the experiment (3.17 takes it from the link's
+    # workflowType, see experiment_url)
+    TAG_EXPERIMENT_KIND: "custom_model_development",
+}
+_BATCH = 1000  # MLflow's log_batch limit on metrics per call
+
+# MLflow prints "View run <name> at <url>" when each run of a server store ends (one per fold):
+# n2react prints one link per job instead.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def prepare_experiment(uri: str, experiment: str) -> str:
+    """Check the store, create its schema and the experiment once (under a lock); return its id.
+
+    A new experiment gets a description and MLflow 3's kind tag (an existing one gets the kind
+    tag). A deleted experiment of that name is refused, not revived.
+    """
+    check_uri(uri, experiment)
+    mlflow.set_tracking_uri(uri)
+    try:
+        with impatient_http(), store_lock(uri):
+            client = MlflowClient(uri)
+            exp = client.get_experiment_by_name(experiment)
+            if exp is None:
+                db = sqlite_file(uri)
+                location = (db.resolve().parent / "mlartifacts").as_uri() if db else None
+                return client.create_experiment(
+                    experiment, artifact_location=location, tags=EXPERIMENT_TAGS
+                )
+            if exp.lifecycle_stage == "deleted":
+                raise ConfigError(
+                    f"tracking.experiment={experiment}: this experiment was deleted in {uri}; "
+                    f"restore it (mlflow experiments restore --experiment-id {exp.experiment_id}) "
+                    "or choose another name"
+                )
+            if TAG_EXPERIMENT_KIND not in exp.tags:
+                client.set_experiment_tag(
+                    exp.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_TAGS[TAG_EXPERIMENT_KIND]
+                )
+            _warn_local_artifacts(uri, experiment, exp.artifact_location)
+            return exp.experiment_id
+    except ConfigError:
+        raise
+    except MlflowException as exc:
+        raise ConfigError(f"tracking.uri={uri}: {_first_line(exc)}") from exc
+    except Exception as exc:  # unreachable server, a read-only database, a store being migrated
+        raise ConfigError(
+            f"tracking.uri={uri}: cannot use the store ({type(exc).__name__}: {_first_line(exc)})"
+        ) from exc
+
+
+def _warn_local_artifacts(uri: str, experiment: str, location: str | None) -> None:
+    """An experiment created through a local store keeps writing artifacts to that path even when
+    later runs log through a server: other machines then see runs without their files."""
+    if not uri.startswith(("http://", "https://")) or not location:
+        return
+    if urlparse(location).scheme in ("", "file"):
+        log.warning(
+            "experiment '%s' keeps its artifacts at %s, a local path (it was created without the "
+            "server): runs logged through %s write their files there, not to the server's "
+            "artifact store; use a new tracking.experiment name to have them proxied",
+            experiment,
+            location,
+            uri,
+        )
+
+
+def terminate_stale_runs(uri: str, experiment_id: str) -> int:
+    """Mark KILLED the RUNNING runs of dead processes on this host (e.g. after a SIGKILL)."""
+    client = MlflowClient(uri)
+    host = socket.gethostname()
+    n = 0
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        pid = tags.get(TAG_PID)
+        if tags.get(TAG_HOST) == host and pid and pid.isdigit() and not _pid_alive(int(pid)):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            n += 1
+    if n:
+        log.warning("marked %d run(s) of dead processes as KILLED", n)
+    return n
+
+
+def _record(run: Any) -> RunRecord:
+    return RunRecord(
+        run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+        status=run.info.status,
+        deleted=run.info.lifecycle_stage == "deleted",
+        start_time=int(run.info.start_time or 0),
+        tags=dict(run.data.tags),
+    )
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class MlflowTracker(Tracker):
+    """The parent run of a job in an MLflow store, its fold runs, and the store's other runs.
+
+    The run is named by ``tracking.run_name`` when set, else by ``job.name``; ``job`` also adds
+    the sweep/job/overrides tags. The store and experiment are prepared when the tracker is made.
+    """
+
+    def __init__(self, store: Store, job: JobInfo | None = None) -> None:
+        self.store = store
+        self.uri = store.uri
+        self.experiment = store.experiment
+        self.job = job
+        self.run_name = store.run_name or (job.name if job else None)
+        self.run_id: str | None = None
+        self.experiment_id: str | None = prepare_experiment(store.uri, store.experiment)
+        self.client = MlflowClient(store.uri)
+
+    def _tags(self) -> dict[str, str]:
+        job_tags = self.job.tags() if self.job else {}
+        return {TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid()), **job_tags}
+
+    def _announce(self, what: str) -> None:
+        """The job's one link: the run's page on the server, or (a local store) where ``mlflow
+        ui`` shows it once started on its default port."""
+        assert self.run_id is not None and self.experiment_id is not None
+        name = f"'{self.run_name}'" if self.run_name else self.run_id
+        url = experiment_url(self.uri, self.experiment_id, self.run_id)
+        if url:
+            log.info("MLflow run %s%s: %s", name, what, url, extra=JOB_LINE)
+            return
+        local = experiment_url(LOCAL_UI, self.experiment_id, self.run_id)
+        log.info(
+            "MLflow run %s%s: %s (mlflow ui --backend-store-uri %s)",
+            name,
+            what,
+            local,
+            self.uri,
+            extra=JOB_LINE,
+        )
+
+    def start(self, params: Mapping[str, Any], tags: Mapping[str, str], note: str = "") -> None:
+        terminate_stale_runs(self.uri, str(self.experiment_id))
+        described = {TAG_NOTE: note} if note else {}
+        run = mlflow.start_run(
+            experiment_id=self.experiment_id,
+            run_name=self.run_name,
+            tags={**self._tags(), **described, **tags},
+        )
+        self.run_id = run.info.run_id
+        mlflow.log_params({k: str(v)[:MAX_PARAM_LEN] for k, v in params.items()})
+        self._announce("")
+
+    def reopen(self, run_id: str, tags: Mapping[str, str]) -> None:
+        run = mlflow.start_run(run_id=run_id, tags={**self._tags(), **tags})
+        self.run_id = run.info.run_id
+        self._announce(" resumed")
+
+    def log_fold(
+        self,
+        fold: int,
+        metrics: Mapping[str, float],
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+        artifacts: Sequence[Path],
+    ) -> None:
+        if not self.active:
+            return
+        with mlflow.start_run(
+            experiment_id=self.experiment_id,
+            run_name=f"fold-{fold:02d}",
+            nested=True,
+            tags={**self._tags(), "fold": str(fold), **tags},
+        ):
+            mlflow.log_metrics(dict(metrics))
+            if params:
+                mlflow.log_params({k: str(v)[:MAX_PARAM_LEN] for k, v in params.items()})
+            for a in artifacts:
+                mlflow.log_artifact(str(a))
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        if self.active:
+            mlflow.log_metrics(dict(metrics), run_id=self.run_id)
+
+    def log_curves(self, curves: Mapping[str | int, Mapping[str, Sequence[float]]]) -> int:
+        if not self.active:
+            return 0
+        assert self.run_id is not None
+        return log_step_metrics(self.client, self.run_id, curves)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        if self.active:
+            for k, v in tags.items():
+                self.client.set_tag(self.run_id, k, v)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if self.active:
+            mlflow.log_artifact(str(path), artifact_path=artifact_path, run_id=self.run_id)
+
+    def log_model(self, model: Any, X_example: Any, keras_net: Any = None) -> str | None:
+        """The fitted pipeline (sklearn flavour, signature, input example; tags ``model_uri`` and
+        ``model_sha256``) and its Keras network (keras flavour, tag ``keras_model_uri``)."""
+        if not self.active:
+            return None
+        uri = self._log_sklearn(model, X_example)
+        if keras_net is not None:
+            self._log_keras(keras_net, X_example)
+        return uri
+
+    def _log_sklearn(self, model: Any, X_example: Any) -> str:
+        from mlflow.models import infer_signature
+
+        # the cloudpickle caution is known: the pipeline holds our own estimator classes
+        logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+        example = X_example.head(5)
+        signature = infer_signature(example, model.predict(example))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model"
+            mlflow.sklearn.save_model(
+                model,
+                str(path),
+                signature=signature,
+                input_example=example,
+                serialization_format="cloudpickle",
+                pip_requirements=model_requirements("keras" in repr(model).lower()),
+            )
+            # hashed here, from the file about to be logged (no download of what was just sent)
+            pickled = next(iter(sorted(path.glob("*.pkl"))), None)
+            mlflow.log_artifacts(str(path), "model", run_id=self.run_id)
+            uri = f"runs:/{self.run_id}/model"
+            tags = {"model_uri": uri}
+            if pickled is not None:
+                tags[TAG_MODEL_SHA] = hashlib.sha256(pickled.read_bytes()).hexdigest()
+        self.set_tags(tags)
+        return uri
+
+    def _log_keras(self, net: Any, X_example: Any) -> str:
+        """Its input is a float32 array of complete rows with the descriptors in the order of the
+        training table (listed in the model's metadata under ``descriptors``)."""
+        from mlflow.models import infer_signature
+
+        example = X_example.dropna().head(5).to_numpy(dtype="float32")
+        signature = infer_signature(example, net.predict(example, verbose=0))
+        # save into an existing empty folder, then log it: mlflow.keras.log_model with an input
+        # example writes the example before creating its folder (MLflow 3.17)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "keras_model"
+            path.mkdir()
+            mlflow.keras.save_model(
+                net,
+                str(path),
+                signature=signature,
+                input_example=example,
+                pip_requirements=model_requirements(with_keras=True),
+                metadata={"descriptors": [str(c) for c in X_example.columns]},
+            )
+            mlflow.log_artifacts(str(path), "keras_model", run_id=self.run_id)
+        uri = f"runs:/{self.run_id}/keras_model"
+        self.set_tags({"keras_model_uri": uri})
+        return uri
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if self.run_id is None:
+            return
+        # close any fold run left open by an exception, then the parent
+        while mlflow.active_run() is not None:
+            mlflow.end_run(status=status)
+        self.run_id = None
+
+    # -- runs in the store --
+    def get_run(self, run_id: str) -> RunRecord | None:
+        try:
+            return _record(self.client.get_run(run_id))
+        except MlflowException:
+            return None
+
+    def find_runs(self, tags: Mapping[str, str]) -> list[RunRecord]:
+        where = " and ".join(f"tags.`{k}` = {_quoted(v)}" for k, v in tags.items())
+        runs = self.client.search_runs([str(self.experiment_id)], filter_string=where)
+        return [r for r in map(_record, runs) if all(r.tags.get(k) == v for k, v in tags.items())]
+
+    def delete_run(self, run_id: str) -> None:
+        self.client.delete_run(run_id)
+
+    def terminate_stale_runs(self) -> int:
+        return terminate_stale_runs(self.uri, str(self.experiment_id))
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
+        return [a.path for a in self.client.list_artifacts(run_id, path)]
+
+    def download(self, run_id: str, path: str, dest: Path) -> Path:
+        return download(self.uri, run_id, path, dest)
+
+
+def download(uri: str, run_id: str, path: str, dest: Path) -> Path:
+    """A run's artifact (file or folder) copied under ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=str(dest), tracking_uri=uri
+        )
+    )
+
+
+def log_step_metrics(
+    client: MlflowClient, run_id: str, curves: Mapping[str | int, Mapping[str, Sequence[float]]]
+) -> int:
+    """``curves["final"]`` as step metrics (step = epoch, 1-based) of the parent ``run_id``,
+    ``curves[k]`` of its child run tagged ``fold=k``. Non-finite values (a diverged epoch) are
+    skipped. How many values were logged."""
+    import math
+
+    children: dict[int, str] = {}
+    if any(k != "final" for k in curves):
+        parent = client.get_run(run_id)
+        for c in client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
+        ):
+            fold = c.data.tags.get("fold")
+            if fold is not None and str(fold).isdigit():
+                children[int(fold)] = c.info.run_id
+    now = int(time.time() * 1000)
+    n = 0
+    for key, h in curves.items():
+        target = run_id if key == "final" else children.get(int(key))
+        if target is None:
+            continue
+        metrics = [
+            Metric(name, float(v), now, step)
+            for name, values in h.items()
+            for step, v in enumerate(values, start=1)
+            if math.isfinite(v)
+        ]
+        for s in range(0, len(metrics), _BATCH):
+            client.log_batch(target, metrics=metrics[s : s + _BATCH])
+        n += len(metrics)
+    return n
+
+
+class RunReader:
+    """Read access to one store for the commands that load a finished run (predict, explain):
+    the run's tags, its artifacts, its logged sklearn model, and logging files onto it."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.client = MlflowClient(uri)
+
+    def run(self, run_id: str) -> RunRecord:
+        return _record(self.client.get_run(run_id))
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
+        return [a.path for a in self.client.list_artifacts(run_id, path)]
+
+    def download(self, run_id: str, path: str, dest: Path) -> Path:
+        return download(self.uri, run_id, path, dest)
+
+    def download_uri(self, artifact_uri: str, dest: Path | None = None) -> Path:
+        """A model URI (``runs:/...``, ``models:/...``) downloaded to a local folder."""
+        mlflow.set_tracking_uri(self.uri)
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=artifact_uri, dst_path=None if dest is None else str(dest)
+            )
+        )
+
+    def load_sklearn(self, local_or_uri: str) -> Any:
+        """An MLflow sklearn-flavour model (unpickling runs code: trusted sources only)."""
+        mlflow.set_tracking_uri(self.uri)
+        return mlflow.sklearn.load_model(local_or_uri)
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_curves(
+        self, run_id: str, curves: Mapping[str | int, Mapping[str, Sequence[float]]]
+    ) -> int:
+        return log_step_metrics(self.client, run_id, curves)

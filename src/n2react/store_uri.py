@@ -1,0 +1,103 @@
+"""A tracking store's URI, checked before anything is opened (no MLflow import here).
+
+:func:`check_uri` refuses in one line what cannot work (no experiment name, a file store, a SQLite
+file in a folder that cannot be written, a server that does not answer); :func:`store_lock`
+serialises schema and experiment creation on a SQLite file shared by parallel jobs;
+:func:`impatient_http` keeps a dead server from costing minutes of retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+from n2react.errors import ConfigError
+
+
+def sqlite_file(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).expanduser()
+    return None
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialise schema/experiment creation on a SQLite store shared by parallel jobs."""
+    db = sqlite_file(uri)
+    if db is None:
+        yield
+        return
+    with open(f"{db}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+#: Tracking-server requests while preparing the experiment: few retries, short timeouts, so a
+#: server that does not answer fails the job in seconds instead of minutes of backoff.
+_PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+PROBE_TIMEOUT_S = 10.0
+
+
+@contextlib.contextmanager
+def impatient_http() -> Iterator[None]:
+    """Lower MLflow's HTTP retries/timeout for the duration (unless the user set them)."""
+    saved = {k: os.environ.get(k) for k in _PROBE_ENV}
+    for k, v in _PROBE_ENV.items():
+        os.environ.setdefault(k, v)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+
+
+def check_uri(uri: str, experiment: str) -> None:
+    """Refuse, in one line, what cannot work before anything is opened: no experiment name, a file
+    store (MLflow 3), a SQLite file in a folder that cannot be written, a server that does not
+    accept connections."""
+    if not experiment.strip():
+        raise ConfigError(
+            "tracking.experiment is empty: name the MLflow experiment (default n2react)"
+        )
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        raise ConfigError(
+            f"tracking.uri={uri}: MLflow 3 no longer accepts file stores for runs; use a "
+            "database, e.g. tracking.uri=sqlite:///mlflow.db (`mlflow migrate-filestore` "
+            "converts an old mlruns/ folder)"
+        )
+    db = sqlite_file(uri)
+    if db is not None:
+        folder = db.resolve().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"tracking.uri={uri}: cannot create {folder} ({exc.strerror})"
+            ) from exc
+        if not os.access(folder, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+            raise ConfigError(
+                f"tracking.uri={uri}: {db if db.exists() else folder} is not writable "
+                "(SQLite also writes a journal beside the file): choose a writable location"
+            )
+    if parsed.scheme in ("http", "https"):
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection(
+                (parsed.hostname or "localhost", port), PROBE_TIMEOUT_S
+            ).close()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigError(
+                f"tracking.uri={uri}: no tracking server answers at {parsed.hostname}:{port} "
+                f"({reason}); start it (mlflow server ...) or use tracking=none"
+            ) from exc
