@@ -1,0 +1,327 @@
+"""Transfer to mixed-metal clusters: train each candidate config on the 159 homonuclear clusters,
+score the 18 labelled Fe-V clusters, and compare every candidate with the baseline, paired.
+
+    python benchmarks/transfer.py                           # all rows (~15-25 min on 2 cores)
+    python benchmarks/transfer.py --configs baseline,pairwise_trees
+    python benchmarks/transfer.py --out /tmp/t --reuse       # re-score finished run folders
+    python benchmarks/transfer.py --write-readme             # replace the README's table
+
+Each row is one `python -m train <overrides> cv.groups=family eval.path=<FeV file>`, run through
+the same task function as the CLI (`n2react.run.run`, composed with Hydra's compose API) without
+MLflow, explanations or plots that change no figure. Its final model (refitted on all 159
+clusters) predicts the FeV clusters; its family-grouped out-of-fold predictions are the second
+check. Wall time on the 2-core box: seconds for the tree rows, ~5 min for each pairwise-tree row
+(11 fits on ~20,000 pairs), ~5 min for the pairwise Keras row.
+
+Intervals: a bootstrap (2000 draws, 90 % percentile interval) over composition units, not
+clusters: on FeV a unit is the metal core + ligand elements (Fe2V-C, FeV2-S, ...: 10 units whose
+clusters differ only in ligand count), in the grouped CV a unit is the CV's family. "vs baseline"
+is paired: the same resampled units for both configs; P(beats) is the share of draws in which
+the candidate's MAE is lower than the baseline's. Interval and domain columns appear when the run
+writes them (y_lower / y_upper / expected_error / in_domain in its transfer predictions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import pearsonr, spearmanr
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- transfer-table-begin -->", "<!-- transfer-table-end -->"
+FEV = "heteronuclear-FeV-18-15features.xlsx"
+WITHIN = float(np.log10(3.0))  # the experimental error bar, ±0.477
+N_BOOT, LEVEL, SEED = 2000, 0.90, 0
+
+#: (key, label, overrides). Fixed before any FeV figure was computed; see the README for why
+#: each is here. The first row is the baseline every other row is compared with.
+CONFIGS: list[tuple[str, str, str]] = [
+    ("baseline", "extra trees (baseline)", "data=homonuclear_15 model=extra_trees"),
+    (
+        "ridge_trees_formula",
+        "ridge trend + extra trees + ligand counts (former preset)",
+        "data=homonuclear_15 model=ridge_trees data.formula=true "
+        "data.formula_columns=[0_n_metal,0_n_H,0_n_C,0_n_N,0_n_O,0_n_S,0_n_ligand,0_ligand/metal]",
+    ),
+    (
+        "pairwise_trees",
+        "pairwise extra trees",
+        "data=homonuclear_15 model=extra_trees pairwise=on",
+    ),
+    (
+        "anchored_ensemble",
+        "mean of extra trees and pairwise extra trees",
+        "data=homonuclear_15 model=anchored_ensemble",
+    ),
+    (
+        "pairwise_mlp",
+        "pairwise Keras MLP on 15 + products",
+        "data=homonuclear_15 features=interactions model=keras_mlp pairwise=on",
+    ),
+    ("preset", "`experiment=new_compositions`", "experiment=new_compositions"),
+]
+
+
+# ---------------------------------------------------------------------------- the runs
+def _compose(overrides: list[str]):  # noqa: ANN202 - a DictConfig
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    with open_dict(cfg):
+        cfg.tracking.enabled = False
+        cfg.progress = False
+        cfg.final_model = True
+        cfg.explain = False
+    return cfg
+
+
+def train_row(overrides: list[str], run_dir: Path, reuse: bool) -> float:
+    """Run one config (unless ``reuse`` and its folder already holds the outputs); its wall time."""
+    done = (run_dir / "transfer" / "transfer_predictions.csv").exists()
+    if reuse and done:
+        return float(json.loads((run_dir / "wall.json").read_text())["wall_s"])
+    from n2react.run import run
+
+    t0 = time.perf_counter()
+    run(_compose(overrides), run_dir)
+    wall = time.perf_counter() - t0
+    (run_dir / "wall.json").write_text(json.dumps({"wall_s": wall}))
+    return wall
+
+
+# ---------------------------------------------------------------------------- the statistics
+def composition_unit(name: str) -> str:
+    """'Fe2V2C2¯' -> 'Fe2V2-C': the metal core and the ligand elements (not their counts)."""
+    from n2react.composition import DEFAULT_LIGANDS, parse_formula
+
+    counts, _ = parse_formula(name)
+    metals = "".join(
+        f"{e}{n if n > 1 else ''}" for e, n in counts.items() if e not in DEFAULT_LIGANDS
+    )
+    ligands = "".join(e for e in counts if e in DEFAULT_LIGANDS)
+    return f"{metals}-{ligands or 'bare'}"
+
+
+def draws(units: np.ndarray, n: int = N_BOOT, seed: int = SEED) -> list[np.ndarray]:
+    """Row indices of ``n`` bootstrap samples that resample whole units with replacement."""
+    labels = np.unique(units)
+    rows = {u: np.flatnonzero(units == u) for u in labels}
+    rng = np.random.default_rng(seed)
+    return [np.concatenate([rows[u] for u in rng.choice(labels, len(labels))]) for _ in range(n)]
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < 0.5 * N_BOOT:  # the statistic is undefined in most draws
+        return float("nan"), float("nan")
+    a = (1 - LEVEL) / 2
+    return float(np.quantile(v, a)), float(np.quantile(v, 1 - a))
+
+
+def _mae(t: pd.DataFrame) -> float:
+    return float(np.mean(np.abs(t["y_pred"] - t["y_true"])))
+
+
+def _within(t: pd.DataFrame) -> float:
+    return float(np.mean(np.abs(t["y_pred"] - t["y_true"]) <= WITHIN))
+
+
+def _r(t: pd.DataFrame) -> float:
+    if t["y_true"].nunique() < 3 or t["y_pred"].nunique() < 2:
+        return float("nan")
+    return float(pearsonr(t["y_true"], t["y_pred"])[0])
+
+
+def _coverage(t: pd.DataFrame) -> float:
+    return float(np.mean((t["y_lower"] <= t["y_true"]) & (t["y_true"] <= t["y_upper"])))
+
+
+def _width(t: pd.DataFrame) -> float:
+    return float(np.mean(t["y_upper"] - t["y_lower"]))
+
+
+def _flag_ratio(t: pd.DataFrame) -> float:
+    """MAE of clusters flagged outside the domain / MAE of those inside (nan without both)."""
+    inside = t["in_domain"].astype(bool).to_numpy()
+    if inside.all() or not inside.any():
+        return float("nan")
+    err = np.abs(t["y_pred"] - t["y_true"]).to_numpy()
+    return float(err[~inside].mean() / max(err[inside].mean(), 1e-12))
+
+
+def _uncertainty(t: pd.DataFrame) -> pd.Series:
+    if "expected_error" in t and t["expected_error"].notna().all():
+        return t["expected_error"]
+    if "y_lower" in t:
+        return t["y_upper"] - t["y_lower"]
+    return t["y_std"]
+
+
+def _rank_corr(t: pd.DataFrame) -> float:
+    u = _uncertainty(t)
+    if u.nunique() < 2:
+        return float("nan")
+    return float(spearmanr(u, np.abs(t["y_pred"] - t["y_true"]))[0])
+
+
+STATS: dict[str, Callable[[pd.DataFrame], float]] = {
+    "mae": _mae,
+    "within": _within,
+    "r": _r,
+    "coverage": _coverage,
+    "width": _width,
+    "flag_ratio": _flag_ratio,
+    "spearman": _rank_corr,
+}
+NEEDS = {"coverage": "y_lower", "width": "y_lower", "flag_ratio": "in_domain"}
+
+
+def describe(
+    t: pd.DataFrame, idx: list[np.ndarray], names: tuple[str, ...] = tuple(STATS)
+) -> dict[str, tuple[float, float, float]]:
+    """Each statistic on the whole table and its bootstrap interval: name -> (value, lo, hi)."""
+    out = {}
+    for name in names:
+        f = STATS[name]
+        col = NEEDS.get(name)
+        if col is not None and (col not in t or t[col].isna().any()):
+            continue
+        value = f(t)
+        out[name] = (value, *interval([f(t.iloc[i]) for i in idx]))
+    return out
+
+
+def paired(a: pd.DataFrame, b: pd.DataFrame, idx: list[np.ndarray]) -> tuple[float, ...]:
+    """MAE(a) - MAE(b) on the same rows, its bootstrap interval, and P(a's MAE is lower)."""
+    ea = np.abs(a["y_pred"] - a["y_true"]).to_numpy()
+    eb = np.abs(b["y_pred"] - b["y_true"]).to_numpy()
+    d = np.array([ea[i].mean() - eb[i].mean() for i in idx])
+    return (float(ea.mean() - eb.mean()), *interval(list(d)), float(np.mean(d < 0)))
+
+
+# ---------------------------------------------------------------------------- the table
+def _tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    fev = pd.read_csv(run_dir / "transfer" / "transfer_predictions.csv")
+    oof = pd.read_csv(run_dir / "oof_predictions.csv").sort_values("cluster", kind="stable")
+    return fev, oof.reset_index(drop=True)
+
+
+def _ci(v: tuple[float, float, float], fmt: str = ".2f") -> str:
+    value, lo, hi = v
+    if not np.isfinite(lo):
+        return f"{value:{fmt}}"
+    return f"{value:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def _diff(p: tuple[float, ...]) -> str:
+    d, lo, hi, pb = p
+    return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}], P {pb:.2f}"
+
+
+HEADER = (
+    "| config | command | FeV MAE | FeV within ±0.477 | FeV r | FeV MAE vs baseline "
+    "| 90 % interval coverage / width | flagged / in-domain MAE | Spearman(uncertainty, abs error) "
+    "| family-grouped CV MAE | CV MAE vs baseline | wall |"
+)
+RULE = "| --- " * 12 + "|"
+
+
+def score_rows(runs: dict[str, Path], walls: dict[str, float]) -> dict[str, str]:
+    """One README line per run, scored against the baseline's run."""
+    fev0, oof0 = _tables(runs["baseline"])
+    fev_idx = draws(fev0["cluster"].map(composition_unit).to_numpy())
+    cv_idx = draws(oof0["group"].to_numpy()) if "group" in oof0 else None
+    lines = {}
+    for key, label, overrides in CONFIGS:
+        if key not in runs:
+            continue
+        fev, oof = _tables(runs[key])
+        if list(fev["cluster"]) != list(fev0["cluster"]) or list(oof["cluster"]) != list(
+            oof0["cluster"]
+        ):
+            raise SystemExit(f"{key}: its clusters differ from the baseline's; cannot pair them")
+        s = describe(fev, fev_idx)
+        cv = describe(oof, cv_idx, ("mae",)) if cv_idx else {"mae": (_mae(oof), np.nan, np.nan)}
+        vs = "—" if key == "baseline" else _diff(paired(fev, fev0, fev_idx))
+        cv_vs = "—" if key == "baseline" or cv_idx is None else _diff(paired(oof, oof0, cv_idx))
+        cov = f"{_ci(s['coverage'])} / {_ci(s['width'])}" if "coverage" in s else "not run"
+        flag = _ci(s["flag_ratio"]) + "x" if "flag_ratio" in s else "no cluster flagged"
+        cmd = "python -m train " + overrides
+        lines[key] = (
+            f"| {label} | `{cmd}` | {_ci(s['mae'])} | {_ci(s['within'])} | {_ci(s['r'])} | {vs} "
+            f"| {cov} | {flag} | {_ci(s['spearman'])} | {_ci(cv['mae'])} | {cv_vs} "
+            f"| {walls[key]:.0f} s |"
+        )
+    return lines
+
+
+def write_readme(lines: dict[str, str], readme: Path) -> None:
+    """Replace the block between the transfer-table markers; nothing else changes."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{readme}: no {BEGIN} ... {END} block to replace")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    rows = [lines[k] for k, _, _ in CONFIGS if k in lines]
+    readme.write_text(f"{head}{BEGIN}\n" + "\n".join([HEADER, RULE, *rows]) + f"\n{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    keys = [k for k, _, _ in CONFIGS]
+    ap.add_argument("--configs", default=",".join(keys), help=f"comma list of {', '.join(keys)}")
+    ap.add_argument("--out", default=None, help="folder for the run directories (default: temp)")
+    ap.add_argument("--reuse", action="store_true", help="re-score run folders already in --out")
+    ap.add_argument("--write-readme", action="store_true", help="update README.md's table")
+    ap.add_argument("extra", nargs="*", help="overrides added to every row, e.g. seed=1")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    chosen = [k.strip() for k in args.configs.split(",") if k.strip()]
+    bad = [k for k in chosen if k not in keys]
+    if bad:
+        ap.error(f"unknown config(s) {', '.join(bad)}; expected {', '.join(keys)}")
+    if "baseline" not in chosen:
+        chosen.insert(0, "baseline")  # every row is compared with it
+    fev = Path(os.environ.get("N2_DATA_DIR", ".")) / FEV
+    if not fev.exists():
+        ap.error(f"{fev}: not found (set N2_DATA_DIR to the folder holding the data files)")
+
+    out = Path(args.out or tempfile.mkdtemp(prefix="n2react-transfer-"))
+    runs: dict[str, Path] = {}
+    walls: dict[str, float] = {}
+    for key, _, overrides in CONFIGS:
+        if key not in chosen:
+            continue
+        extra = ["cv.groups=family", f"eval.path={fev}", *args.extra]
+        runs[key] = out / key
+        walls[key] = train_row(overrides.split() + extra, runs[key], args.reuse)
+        print(f"{key}: {walls[key]:.0f} s", file=sys.stderr, flush=True)
+    lines = score_rows(runs, walls)
+    print(HEADER)
+    print(RULE)
+    for k in lines:
+        print(lines[k])
+    if args.write_readme:
+        write_readme(lines, ROOT / "README.md")
+        print("README.md: transfer table updated", file=sys.stderr)
+    print(f"\nrun directories: {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
