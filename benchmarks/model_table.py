@@ -64,7 +64,11 @@ ROWS: list[tuple[str, str]] = [
     ("15 descriptors: gradient boosting", "data=homonuclear_15 model=gbr"),
     ("15 descriptors: ridge trend + extra trees", "data=homonuclear_15 model=ridge_trees"),
     ("15 + formula: extra trees", "data=homonuclear_15 data.formula=true model=extra_trees"),
-    ("new-compositions preset", "experiment=new_compositions"),
+    (
+        "15 + ligand counts: ridge trend + extra trees (former new-compositions preset)",
+        "data=homonuclear_15 model=ridge_trees data.formula=true data.formula_columns="
+        "[0_n_metal,0_n_H,0_n_C,0_n_N,0_n_O,0_n_S,0_n_ligand,0_ligand/metal]",
+    ),
 ]
 
 PROTOCOLS = {"kfold": "cv.groups=none", "metal": "cv.groups=metal", "family": "cv.groups=family"}
