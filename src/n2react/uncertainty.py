@@ -77,7 +77,7 @@ class UncertaintySpec:
     """The ``uncertainty:`` block of the config."""
 
     difficulty: str = "knn_residual"
-    k: int = 7
+    k: int = 3
     coverage: float = 0.9
     flag_quantile: float = 0.9
 
