@@ -37,8 +37,8 @@ def _option(argv: list[str], name: str, default: str) -> tuple[str, list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    from hydra import compose, initialize_config_dir
-
+    from n2react.compose import compose_config
+    from n2react.composition import DEFAULT_LIGANDS
     from n2react.cv import fit_model
     from n2react.data import load_dataset
     from n2react.domain import ApplicabilityDomain
@@ -51,22 +51,20 @@ def main(argv: list[str]) -> int:
 
     protocols, argv = _option(argv, "--protocols", "none,family,metal")
     difficulties, argv = _option(argv, "--difficulties", "none,knn_distance,knn_residual")
-    data_dir = Path(__import__("os").environ.get("N2_DATA_DIR", ROOT.parent / "shared/data"))
+    data_dir = Path(__import__("os").environ.get("N2_DATA_DIR", ROOT.parent / "shared/data/cluster_n2"))
     eval_file, argv = _option(argv, "--eval", str(data_dir / FEV))
     logging.basicConfig(level=logging.ERROR)
     rows = []
     for groups in protocols.split(","):
         over = ["data=homonuclear_15", "model=extra_trees", *argv, f"cv.groups={groups}"]
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=over)
-        plan = build_plan(cfg)
+        plan = build_plan(compose_config(over))
         ds = plan.attach_groups(load_dataset(plan.data, plan.group_column))
         with tempfile.TemporaryDirectory() as tmp:
             result = cross_validate(plan, ds, Path(tmp))
             final = TunedPipeline(plan.make_pipeline, plan.search, plan.inner, tmp, "final")
             fit_model(final, ds.X, ds.y, ds.groups)
             spec0 = plan.uncertainty or UncertaintySpec()
-            ligands = list(plan.data.get("formula_ligands") or ["C", "S", "H", "N", "O"])
+            ligands = list(plan.data.get("formula_ligands") or DEFAULT_LIGANDS)
             domain = ApplicabilityDomain(ligands=ligands).fit(ds.X, ds.clusters)
             folds = [f.model for f in result.folds]
             X, clusters, y = read_new_clusters(eval_file, [str(c) for c in ds.X.columns])
