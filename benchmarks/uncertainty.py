@@ -18,6 +18,7 @@ file (default: the 18 FeV clusters) through predict's own table. Printed per row
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -51,7 +52,8 @@ def main(argv: list[str]) -> int:
 
     protocols, argv = _option(argv, "--protocols", "none,family,metal")
     difficulties, argv = _option(argv, "--difficulties", "none,knn_distance,knn_residual")
-    data_dir = Path(__import__("os").environ.get("N2_DATA_DIR", ROOT.parent / "shared/data/cluster_n2"))
+    default_dir = ROOT.parent / "shared" / "data" / "cluster_n2"
+    data_dir = Path(os.environ.get("N2_DATA_DIR", default_dir))
     eval_file, argv = _option(argv, "--eval", str(data_dir / FEV))
     logging.basicConfig(level=logging.ERROR)
     rows = []
