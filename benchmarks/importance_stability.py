@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nested CV of: {' '.join(overrides)} ({time.perf_counter() - t0:.0f} s)")
     data = load_run(run_dir)
     t1 = time.perf_counter()
-    budget = Budget(fold_rows=args.rows, n_repeats=10)
+    budget = Budget(fold_rows=args.rows, fold_trees=None, n_repeats=10)
     fold_abs, perm, kind = fold_importances(data, budget)
     names = data.dataset.feature_names
     print(f"{data.source}: {len(fold_abs)} fold models, {kind} SHAP "

@@ -74,6 +74,40 @@ def test_permutation_shap_is_exact_for_a_linear_pipeline_and_sums_to_the_predict
     assert vals.abs().mean().idxmax() == "a"
 
 
+def test_fold_treeshap_over_a_subsample_of_trees_estimates_the_forest():
+    from sklearn.ensemble import RandomForestRegressor
+
+    X, y = _toy()
+    rf = RandomForestRegressor(n_estimators=200, random_state=0).fit(X, y)
+    full, kind = imp.shap_values(rf, X, Budget(max_rows=40))
+    some, _ = imp.shap_values(rf, X, Budget(max_rows=40), trees=30)
+    assert kind == "tree" and list(some.index) == list(full.index)
+    # the subsample's SHAP values sum to the subsample's prediction (minus its mean), not the
+    # forest's: it really walked 30 trees
+    sub = imp._some_trees(rf, 30, 0, 0)
+    assert len(sub.estimators_) == 30 and len(rf.estimators_) == 200
+    f = sub.predict(X.loc[some.index].to_numpy())
+    assert np.ptp(f - some.sum(axis=1).to_numpy()) < 1e-6
+    assert np.ptp(rf.predict(X.loc[some.index].to_numpy()) - some.sum(axis=1).to_numpy()) > 1e-3
+    # ... and estimate the forest's without bias: the same ranking, close mean |SHAP|
+    assert list(imp.mean_abs(some).sort_values().index[-2:]) == ["b", "a"]
+    np.testing.assert_allclose(
+        imp.mean_abs(some)[["a", "b"]], imp.mean_abs(full)[["a", "b"]], rtol=0.1
+    )
+
+
+def test_permutation_importance_is_sklearns():
+    from sklearn.inspection import permutation_importance
+
+    X, y = _toy()
+    model = make_pipeline(StandardScaler(), Ridge()).fit(X[:90], y[:90])
+    ours = imp.permutation_importance_fold(model, X[90:], y[90:], n_repeats=30, seed=0)
+    theirs = permutation_importance(
+        model, X[90:], y[90:], scoring="neg_root_mean_squared_error", n_repeats=30, random_state=0
+    ).importances_mean
+    np.testing.assert_allclose(ours.to_numpy(), theirs, rtol=0.05, atol=1e-3)  # other shuffles
+
+
 def test_permutation_importance_finds_the_informative_descriptor():
     X, y = _toy()
     model = make_pipeline(StandardScaler(), Ridge()).fit(X[:90], y[:90])

@@ -52,7 +52,7 @@ def fold_importances(
     for k, model in run.fold_models.items():
         train, test = run.fold_rows(k)
         vals, kind = imp.shap_values(
-            model, X.iloc[train], budget, salt=k, max_rows=budget.fold_rows
+            model, X.iloc[train], budget, salt=k, max_rows=budget.fold_rows, trees=budget.fold_trees
         )
         fold_abs[k] = imp.mean_abs(vals)
         perm[k] = imp.permutation_importance_fold(
