@@ -29,12 +29,13 @@ PARENT_METRICS = {"mean_test_r", "mean_test_rmse", "mean_test_mae", "mean_test_r
 def check_store(uri: str, cfg, n2react_runs) -> None:
     client = MlflowClient(uri)
     parents, children = n2react_runs(uri)
-    assert len(parents) == 1 and len(children) == 10
+    k = int(cfg.cv.outer_folds)
+    assert len(parents) == 1 and len(children) == k
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert PARENT_METRICS | {"std_test_r", "mean_train_r"} <= set(parent.data.metrics)
     assert parent.data.params["model.name"] == "ridge"
-    assert parent.data.params["cv.outer_folds"] == "10"
+    assert parent.data.params["cv.outer_folds"] == str(k)
     # params: the keys runs are compared by, not the config's plumbing (that is an artifact)
     plumbing = ("search.distributed.", "cv.inner.", "cv.outer.", "tracking.", "hydra.")
     assert not [k for k in parent.data.params if k.startswith(plumbing) or "_target_" in k]
@@ -44,8 +45,8 @@ def check_store(uri: str, cfg, n2react_runs) -> None:
     assert len(parent.data.params) <= 30
     # a one-line description of the run in the UI
     note = parent.data.tags["mlflow.note.content"]
-    assert note.startswith("ridge (alpha=") and "10 outer folds" in note and "\n" not in note
-    assert sorted(int(c.data.tags["fold"]) for c in children) == list(range(1, 11))
+    assert note.startswith("ridge (alpha=") and f"{k} outer folds" in note and "\n" not in note
+    assert sorted(int(c.data.tags["fold"]) for c in children) == list(range(1, k + 1))
     for c in children:
         assert c.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert FOLD_METRICS <= set(c.data.metrics)
@@ -72,7 +73,7 @@ def check_store(uri: str, cfg, n2react_runs) -> None:
 def test_sqlite_store_holds_parent_children_and_artifacts(
     make_cfg, tmp_path: Path, n2react_runs
 ) -> None:
-    cfg = make_cfg("model=ridge", "search=grid")
+    cfg = make_cfg("model=ridge", "search=grid", "cv.outer_folds=4")
     metrics = run(cfg, tmp_path / "run")
     check_store(cfg.tracking.uri, cfg, n2react_runs)
     assert metrics["mean_test_r"] > 0.3
@@ -118,7 +119,7 @@ def mlflow_server(tmp_path: Path):
 def test_tracking_server_holds_the_same_layout(
     make_cfg, tmp_path: Path, mlflow_server, n2react_runs, caplog, capfd
 ) -> None:
-    cfg = make_cfg("model=ridge", "search=grid", tracking_uri=mlflow_server)
+    cfg = make_cfg("model=ridge", "search=grid", "cv.outer_folds=4", tracking_uri=mlflow_server)
     job = JobInfo("ridge alpha=1", sweep="multirun/x", job=3)
     caplog.set_level(logging.INFO, logger="n2react")
     run(cfg, tmp_path / "run", job=job)
