@@ -29,13 +29,13 @@ PARENT_METRICS = {"mean_test_r", "mean_test_rmse", "mean_test_mae", "mean_test_r
 def check_store(uri: str, cfg, n2react_runs) -> None:
     client = MlflowClient(uri)
     parents, children = n2react_runs(uri)
-    k = int(cfg.cv.outer_folds)
-    assert len(parents) == 1 and len(children) == k
+    n_folds = int(cfg.cv.outer_folds)
+    assert len(parents) == 1 and len(children) == n_folds
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert PARENT_METRICS | {"std_test_r", "mean_train_r"} <= set(parent.data.metrics)
     assert parent.data.params["model.name"] == "ridge"
-    assert parent.data.params["cv.outer_folds"] == str(k)
+    assert parent.data.params["cv.outer_folds"] == str(n_folds)
     # params: the keys runs are compared by, not the config's plumbing (that is an artifact)
     plumbing = ("search.distributed.", "cv.inner.", "cv.outer.", "tracking.", "hydra.")
     assert not [k for k in parent.data.params if k.startswith(plumbing) or "_target_" in k]
@@ -45,8 +45,9 @@ def check_store(uri: str, cfg, n2react_runs) -> None:
     assert len(parent.data.params) <= 30
     # a one-line description of the run in the UI
     note = parent.data.tags["mlflow.note.content"]
-    assert note.startswith("ridge (alpha=") and f"{k} outer folds" in note and "\n" not in note
-    assert sorted(int(c.data.tags["fold"]) for c in children) == list(range(1, k + 1))
+    assert note.startswith("ridge (alpha=") and f"{n_folds} outer folds" in note
+    assert "\n" not in note
+    assert sorted(int(c.data.tags["fold"]) for c in children) == list(range(1, n_folds + 1))
     for c in children:
         assert c.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert FOLD_METRICS <= set(c.data.metrics)
