@@ -32,7 +32,8 @@ from n2react.results import fold_logger, write_results
 from n2react.resume import check_same_config, done_folds, find_resumed, sync_fold_runs
 from n2react.search import TunedPipeline
 from n2react.splitters import Split, protocol_text
-from n2react.tracking import Tracker, open_tracker, run_note, tracked_params
+from n2react.trackers import open_tracker
+from n2react.tracking import Tracker, run_note, tracked_params
 from n2react.transfer import evaluate_transfer, fit_domain, loaded_from_run
 from n2react.uncertainty import UNCERTAINTY_FILE, Calibration
 from n2react.uncertainty_report import evaluate_run

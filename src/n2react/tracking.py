@@ -2,9 +2,10 @@
 
 :class:`Tracker` is everything the trainer, resume, predict and explain ask of a tracking store:
 start/reopen/finish a parent run, one child run per outer fold, params, metrics (also per step),
-tags, artifacts, the final model, and reading finished runs back. :func:`open_tracker` picks the
-implementation from the ``tracking`` config: :class:`NullTracker` (``tracking=none``) or the
-MLflow one (:mod:`n2react.mlflow_tracking`, the only module of the trainer that imports MLflow).
+tags, artifacts, the final model, and reading finished runs back.
+:func:`n2react.trackers.open_tracker` picks the implementation from the ``tracking`` config:
+:class:`NullTracker` (``tracking=none``) or the MLflow one (:mod:`n2react.mlflow_tracking`, the
+only module of the trainer that imports MLflow).
 
 Every name logged is part of the public contract (see README): parent metrics ``mean_test_r``
 ...; child runs tagged ``fold`` with ``test_r`` ...; artifacts ``oof_predictions.csv``,
@@ -22,8 +23,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from n2react.jobs import JobInfo
 
 #: The store when the config names none (``tracking.uri``, ``--tracking-uri``): MLflow's own
 #: environment variable, else a SQLite file in the working directory.
@@ -206,19 +205,6 @@ class NullTracker(Tracker):
 
     def download(self, run_id: str, path: str, dest: Path) -> Path:
         raise FileNotFoundError(f"tracking is off: no artifact {path} of run {run_id}")
-
-
-def open_tracker(store: Store | Mapping[str, Any] | None, job: JobInfo | None = None) -> Tracker:
-    """The tracker of a store (or of a ``tracking`` config). With a store, the store and its
-    experiment are checked and prepared now, once: a problem is one ConfigError line, before any
-    data work."""
-    if store is not None and not isinstance(store, Store):
-        store = store_of(store)
-    if store is None:
-        return NullTracker()
-    from n2react.mlflow_tracking import MlflowTracker
-
-    return MlflowTracker(store, job)
 
 
 #: MLflow 3.17's UI picks its view from ?workflowType= (else the browser's last choice, GenAI by
