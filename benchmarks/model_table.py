@@ -12,6 +12,8 @@ Each row runs the same task function as the CLI without MLflow, explanations or 
 of the per-fold test r, RMSE and MAE. Grouped: `cv.groups=metal` (leave one metal out, 6 folds)
 and `cv.groups=family` (10 folds of whole metal + ligand-element families), pooled r / RMSE / MAE
 over all out-of-fold predictions (a fold of 3 Co clusters has no meaningful r of its own).
+Each figure carries its 95 % bootstrap interval in brackets (n2react.bootstrap: the folds for a
+KFold mean, the metals or families for a grouped pooled figure).
 With --write-readme the rows replace the block between the README's model-table markers (a row
 of the old table that was not re-run keeps its old line if it has the same columns); nothing
 else in the README changes.
@@ -86,13 +88,23 @@ def _compose(overrides: list[str]):  # noqa: ANN202 - a DictConfig
     return compose_config(overrides, quiet)
 
 
+def _ci(m: dict[str, float], key: str) -> str:
+    """The 95 % bootstrap interval of ``key`` (n2react.bootstrap), as ``[low, high]``."""
+    low, high = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
+    return "" if low is None or high is None else f" [{low:.2f}, {high:.2f}]"
+
+
 def _cells(protocol: str, m: dict[str, float] | None) -> list[str]:
     if m is None:
         return ["not run"] if protocol != "kfold" else ["not run"] * 3
     if protocol == "kfold":
         keys = ("r", "rmse", "mae")
-        return [f"{m[f'mean_test_{k}']:.3f} ± {m[f'std_test_{k}']:.3f}" for k in keys]
-    return [" / ".join(f"{m[f'pooled_test_{k}']:.3f}" for k in ("r", "rmse", "mae"))]
+        return [
+            f"{m[f'mean_test_{k}']:.3f} ± {m[f'std_test_{k}']:.3f}{_ci(m, f'mean_test_{k}')}"
+            for k in keys
+        ]
+    keys = ("r", "rmse", "mae")
+    return [" / ".join(f"{m[f'pooled_test_{k}']:.3f}{_ci(m, f'pooled_test_{k}')}" for k in keys)]
 
 
 def run_row(overrides: list[str], protocols: list[str], out: Path) -> tuple[list[str], float]:
