@@ -89,6 +89,8 @@ def main(cfg: DictConfig) -> float:
     except N2ReactError as exc:
         log.debug("error", exc_info=True)
         sys.stderr.write(f"n2react: error: {exc}\n")
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the job fails, the sweep goes on; the leaderboard marks it (exit 1 at the end)
         sys.exit(2)
     except KeyboardInterrupt as exc:
         sys.stderr.write(f"n2react: interrupted ({exc or 'Ctrl-C'}); the MLflow run is KILLED\n")

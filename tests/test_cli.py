@@ -113,12 +113,24 @@ def test_sweep_logs_one_parent_run_per_grid_point(tmp_path: Path, n2react_runs) 
     assert board["mean_test_rmse"].is_monotonic_increasing
     assert (tmp_path / "multi" / "leaderboard.md").exists()
     assert "ranked by mean_test_rmse" in out.stderr
+    # the rank sorts as a number: a metric, and a zero-padded tag (01 .. 12)
     ranks = {r.info.run_id: r.data.tags["leaderboard_rank"] for r in parents}
-    assert {ranks[i] for i in board["run_id"]} == {str(k) for k in board["rank"]}
-    assert all(ranks[i] == str(k) for i, k in zip(board["run_id"], board["rank"]))
+    assert all(ranks[i] == f"{k:02d}" for i, k in zip(board["run_id"], board["rank"]))
+    assert sorted(ranks.values()) == [f"{k:02d}" for k in range(1, 13)]
+    numeric = {r.info.run_id: r.data.metrics["leaderboard_rank"] for r in parents}
+    assert all(numeric[i] == k for i, k in zip(board["run_id"], board["rank"]))
+    # every job's figure with its interval, and its paired difference with the best job
+    assert (board["mean_test_rmse_ci_low"] <= board["mean_test_rmse"]).all()
+    assert (board["mean_test_rmse"] <= board["mean_test_rmse_ci_high"]).all()
+    assert board["vs_best"].iloc[0] == 0 and (board["vs_best"].iloc[1:] >= 0).all()
+    assert (board["vs_best_ci_low"] <= board["vs_best"]).all()
+    assert board["p_best_better"].iloc[1:].between(0, 1).all()
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     best = board["run_id"].iloc[0]
-    assert "leaderboard.csv" in {a.path for a in client.list_artifacts(best)}
+    logged = {a.path for a in client.list_artifacts(best)}
+    assert {"leaderboard.csv", "sweep_report.html", "sweep_report.png"} <= logged
+    report = (tmp_path / "multi" / "sweep_report.html").read_text()
+    assert "svr scaler=robust selector=kbest C=10.0" in report  # names in full
 
 
 @pytest.mark.slow

@@ -2,9 +2,17 @@
 
 Registered as a Hydra callback (conf/config.yaml, ``hydra.callbacks.leaderboard``). It reads each
 job's directory under the sweep directory (``.hydra/`` for the job number and overrides,
-``summary.json`` for the metrics), prints a table, writes ``leaderboard.csv`` and
-``leaderboard.md`` into the sweep directory and, when the jobs logged to MLflow, tags each job's
-run ``leaderboard_rank`` (1 = best) and attaches the leaderboard to the best run.
+``summary.json`` for the metrics and their bootstrap intervals, ``oof_predictions.csv`` for the
+paired comparison with the best job), prints a table, writes ``leaderboard.csv``,
+``leaderboard.md`` and the report ``sweep_report.html`` (+ ``sweep_report.png``) into the sweep
+directory and, when the jobs logged to MLflow, gives each job's run the metric and tag
+``leaderboard_rank`` (1 = best; the tag zero-padded, ``01``, so it sorts as text too) and attaches
+the leaderboard and the report to the best run.
+
+A job that fails does not stop the sweep: the callback notes its error in its directory
+(``job_failed.json``), the other jobs run, the leaderboard lists it as failed (last), and the
+multirun exits with status 1 after writing it. The files are rewritten after every job, so an
+interrupted sweep still leaves the leaderboard of the jobs that finished.
 """
 
 from __future__ import annotations
@@ -12,13 +20,19 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from n2react.bootstrap import compare_oof, larger_is_better
+from n2react.errors import N2ReactError
 from n2react.jobs import only_swept, run_name
 from n2react.tracking import store_of
 
@@ -26,18 +40,35 @@ log = logging.getLogger(__name__)
 
 KEY_METRICS = ("mean_test_r", "mean_test_rmse", "mean_test_mae")
 TAG_RANK = "leaderboard_rank"
+FAILED_FILE = "job_failed.json"
+FILES = ("leaderboard.csv", "leaderboard.md")
+#: the paired comparison with the best job (on the ranking metric): job - best, its 95 % paired
+#: bootstrap interval, and the share of resamples in which the best job is better
+VS_BEST = ("vs_best", "vs_best_ci_low", "vs_best_ci_high", "p_best_better")
 
 
 def higher_is_better(metric: str) -> bool:
-    """r and R² of a mean are maximised; errors and spreads (std_*) are minimised."""
-    return metric.startswith("mean_") and metric.endswith(("_r", "_r2"))
+    """r, R² and the count within ±0.477 are maximised; errors and spreads (std_*) minimised."""
+    return not metric.startswith("std_") and larger_is_better(metric)
+
+
+def _failure(job_dir: Path) -> str:
+    f = job_dir / FAILED_FILE
+    if not f.is_file():
+        return ""
+    try:
+        return str(json.loads(f.read_text()).get("error", "failed"))
+    except ValueError:
+        return "failed"
 
 
 def collect_jobs(sweep_dir: Path, axes: list[str] | None = None) -> pd.DataFrame:
-    """One row per job directory of the sweep: job, run name, overrides, dir, summary metrics.
+    """One row per job directory of the sweep: job, run name, overrides, dir, status, error and
+    the summary metrics (with their intervals).
 
     ``axes``: the sweep's override strings; the name then shows only the swept keys, like the
-    job's MLflow run name.
+    job's MLflow run name. ``status``: done, failed (its ``error``) or unfinished (running or
+    killed).
     """
     rows = []
     for hydra_yaml in sorted(sweep_dir.glob("*/.hydra/hydra.yaml")):
@@ -56,14 +87,17 @@ def collect_jobs(sweep_dir: Path, axes: list[str] | None = None) -> pd.DataFrame
         shown = only_swept(overrides, job_axes) if axes is not None else overrides
         summary_file = job_dir / "summary.json"
         metrics = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+        error = _failure(job_dir)
+        status = "failed" if error else "done" if metrics else "unfinished"
         rows.append(
             {
                 "job": int(job_num) if job_num is not None else -1,
                 "name": run_name(str(model or "?"), shown),
                 "overrides": " ".join(overrides),
-                "status": "done" if metrics else "failed",
+                "status": status,
+                "error": error,
                 "dir": str(job_dir),
-                **metrics,
+                **(metrics if status == "done" else {}),
             }
         )
     return pd.DataFrame(rows)
@@ -82,6 +116,40 @@ def rank_jobs(jobs: pd.DataFrame, metric: str) -> pd.DataFrame:
     return ranked
 
 
+def rank_tag(rank: int, n_jobs: int) -> str:
+    """The rank as a zero-padded tag (``01`` .. ``12``), so a text sort is a numeric one."""
+    return str(rank).zfill(max(2, len(str(n_jobs))))
+
+
+def _oof(job_dir: str) -> pd.DataFrame | None:
+    f = Path(job_dir) / "oof_predictions.csv"
+    return pd.read_csv(f) if f.is_file() else None
+
+
+def paired_with_best(board: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The :data:`VS_BEST` columns: each finished job against the best (rank 1) on ``metric``,
+    the same clusters (or groups) or folds drawn for both. Empty where the metric has no paired
+    form (``std_*``, train or transfer figures) or the job's folds differ from the best's."""
+    board = board.assign(**{c: math.nan for c in VS_BEST})
+    if board.empty or board.iloc[0]["status"] != "done":
+        return board
+    best = _oof(board.iloc[0]["dir"])
+    if best is None:
+        return board
+    for i, row in board.iterrows():
+        job = _oof(row["dir"]) if row["status"] == "done" else None
+        if job is None:
+            continue
+        try:
+            (p,) = compare_oof(job, best, [metric])
+        except N2ReactError as exc:  # another protocol, or a metric without a paired form
+            log.debug("leaderboard: job %s not paired with the best (%s)", row["job"], exc)
+            continue
+        board.loc[i, list(VS_BEST)] = [p.diff, p.low, p.high, 1.0 - p.p_a_better]
+    board.loc[0, "p_best_better"] = math.nan  # the best against itself: no share to report
+    return board
+
+
 def to_markdown(board: pd.DataFrame, columns: list[str]) -> str:
     def cell(v: Any) -> str:
         if isinstance(v, float):
@@ -91,6 +159,37 @@ def to_markdown(board: pd.DataFrame, columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for _, r in board.iterrows()]
     return "\n".join(lines) + "\n"
+
+
+def write_whole(path: Path, text: str) -> Path:
+    """Write ``text`` under a temporary name, then rename: never a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def build_board(sweep_dir: Path, metric: str, metrics: list[str], axes: list[str]) -> pd.DataFrame:
+    """The ranked jobs with the columns of the leaderboard files, in order."""
+    board = paired_with_best(rank_jobs(collect_jobs(sweep_dir, axes), metric), metric)
+    shown = list(dict.fromkeys([metric, *metrics]))
+    columns = ["rank", "job", "name"]
+    for m in shown:
+        columns += [m, f"{m}_ci_low", f"{m}_ci_high"]
+        if m == metric:
+            columns += list(VS_BEST)
+    columns += ["status", "error", "run_id", "overrides", "dir"]
+    if "run_id" not in board:
+        board = board.assign(run_id="")
+    return board.reindex(columns=columns)
+
+
+def write_board(board: pd.DataFrame, sweep_dir: Path, title: str) -> list[Path]:
+    """leaderboard.csv and leaderboard.md, each written whole."""
+    csv, md = (sweep_dir / f for f in FILES)
+    write_whole(csv, board.to_csv(index=False))
+    write_whole(md, f"# {title}\n\n" + to_markdown(board, list(board.columns)))
+    return [csv, md]
 
 
 def _mlflow_runs(tracking: DictConfig, sweep: str) -> dict[int, str]:
@@ -116,11 +215,21 @@ def _publish(tracking: DictConfig, board: pd.DataFrame, files: list[Path]) -> No
     client = MlflowClient(str(tracking.uri))
     for _, row in board.iterrows():
         if row["run_id"]:
-            client.set_tag(row["run_id"], TAG_RANK, str(row["rank"]))
+            rank = int(row["rank"])
+            client.set_tag(row["run_id"], TAG_RANK, rank_tag(rank, len(board)))
+            client.log_metric(row["run_id"], TAG_RANK, rank)
     best = board.iloc[0]["run_id"]
     if best:
         for f in files:
             client.log_artifact(best, str(f))
+
+
+def _sweep_axes(config: DictConfig) -> list[str]:
+    axes = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task") or []]
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    if params:
+        axes += [f"{k}={v}" for k, v in OmegaConf.to_container(params).items()]
+    return axes
 
 
 class Leaderboard(Callback):
@@ -129,16 +238,36 @@ class Leaderboard(Callback):
     def __init__(self, metrics: list[str] | None = None) -> None:
         self.metrics = list(metrics or KEY_METRICS)
 
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """In a multirun: a failed job is noted in its directory and handed back to the sweeper
+        as a finished job without a score (NaN), so the other jobs and the leaderboard still
+        run; then the leaderboard files are brought up to date."""
+        if OmegaConf.select(config, "hydra.mode") != RunMode.MULTIRUN:
+            return
+        job_dir = Path(str(OmegaConf.select(config, "hydra.runtime.output_dir")))
+        if job_return.status == JobStatus.FAILED:
+            exc = job_return._return_value
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            if not isinstance(exc, N2ReactError):  # ours printed its one line already
+                sys.stderr.write(f"n2react: error: job {job_dir.name} failed: {error}\n")
+            write_whole(job_dir / FAILED_FILE, json.dumps({"error": error}) + "\n")
+            job_return.status = JobStatus.COMPLETED
+            job_return.return_value = math.nan
+        try:
+            sweep_dir = Path(str(config.hydra.sweep.dir))
+            metric = str(config.get("optimized_metric", "mean_test_rmse"))
+            board = build_board(sweep_dir, metric, self.metrics, _sweep_axes(config))
+            write_board(board, sweep_dir, _title(sweep_dir, board, metric))
+        except Exception as exc:  # the job's own result matters more than the interim files
+            log.debug("leaderboard: not updated after job %s (%s)", job_dir.name, exc)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from n2react.report import console, leaderboard_table
+        from n2react.report import leaderboard_table, show
+        from n2react.sweep_report import write_report
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         metric = str(config.get("optimized_metric", "mean_test_rmse"))
-        axes = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task") or []]
-        params = OmegaConf.select(config, "hydra.sweeper.params")
-        if params:
-            axes += [f"{k}={v}" for k, v in OmegaConf.to_container(params).items()]
-        board = rank_jobs(collect_jobs(sweep_dir, axes), metric)
+        board = build_board(sweep_dir, metric, self.metrics, _sweep_axes(config))
         if board.empty:
             log.warning("leaderboard: no job directories under %s", sweep_dir)
             return
@@ -151,18 +280,31 @@ class Leaderboard(Callback):
             except Exception as exc:  # the leaderboard files matter more than the tags
                 log.warning("leaderboard: cannot read the MLflow runs (%s)", exc)
         board["run_id"] = [run_ids.get(int(j), "") for j in board["job"]]
-        columns = ["rank", "job", "name"]
-        columns += list(dict.fromkeys([metric, *self.metrics]))
-        columns += ["status", "run_id", "overrides", "dir"]
-        board = board.reindex(columns=columns)
-        files = [sweep_dir / "leaderboard.csv", sweep_dir / "leaderboard.md"]
-        board.to_csv(files[0], index=False)
-        title = f"Sweep {sweep_dir}: {len(board)} jobs ranked by {metric}"
-        files[1].write_text(f"# {title}\n\n" + to_markdown(board, columns))
-        console.print(leaderboard_table(board, [metric, *self.metrics], title))
+        title = _title(sweep_dir, board, metric)
+        files = write_board(board, sweep_dir, title)
+        try:
+            files += write_report(board, metric, sweep_dir, title)
+        except Exception as exc:  # a plotting problem must not cost the leaderboard
+            log.warning("leaderboard: no sweep report (%s)", exc)
+        show(leaderboard_table(board, [metric, *self.metrics], title), width=150)
         log.info("leaderboard written to %s", files[0])
         if use_mlflow and run_ids:
             try:
                 _publish(tracking, board, files)
             except Exception as exc:
                 log.warning("leaderboard: cannot tag the MLflow runs (%s)", exc)
+        failed = board[board["status"] == "failed"]
+        if len(failed):
+            jobs = ", ".join(str(j) for j in failed["job"])
+            sys.stderr.write(
+                f"n2react: error: {len(failed)} of {len(board)} jobs failed (job {jobs}); "
+                f"the others are ranked in {files[0]}\n"
+            )
+            sys.exit(1)
+
+
+def _title(sweep_dir: Path, board: pd.DataFrame, metric: str) -> str:
+    counts = board["status"].value_counts() if len(board) else pd.Series(dtype=int)
+    notes = [f"{counts[s]} {s}" for s in ("failed", "unfinished") if counts.get(s, 0)]
+    extra = f" ({', '.join(notes)})" if notes else ""
+    return f"Sweep {sweep_dir}: {len(board)} jobs ranked by {metric}{extra}"

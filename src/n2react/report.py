@@ -188,8 +188,12 @@ def closing_line(summary: dict[str, float], grouped: bool) -> str:
     return f"{mean}; {pooled}" if pooled else mean
 
 
-def show(table: Table) -> None:
-    console.print(table)
+def show(table: Table, width: int | None = None) -> None:
+    """Print ``table`` on the terminal; off a terminal (a log file, CI), ``width`` columns wide."""
+    if width is not None and not console.is_terminal:
+        Console(stderr=True, width=width).print(table)
+    else:
+        console.print(table)
 
 
 def group_table(groups: pd.DataFrame, title: str) -> Table:
@@ -212,14 +216,43 @@ def group_table(groups: pd.DataFrame, title: str) -> Table:
 
 
 def leaderboard_table(board: pd.DataFrame, metrics: list[str], title: str) -> Table:
-    """The sweep's jobs, best first (n2react.leaderboard)."""
-    table = Table(title=title, title_style="bold")
+    """The sweep's jobs, best first (n2react.leaderboard): the ranking metric (the first) with its
+    95 % interval and its paired difference with the best job (interval, P(best better)), the
+    other metrics plain; failed jobs last (their errors are in leaderboard.csv/.md and the report).
+    """
     metrics = list(dict.fromkeys(metrics))
-    for col in ("rank", "job", "run name", *metrics, "run id"):
-        table.add_column(col, justify="left" if col in ("run name", "run id") else "right")
+    paired = bool("vs_best" in board and board["vs_best"].notna().any())
+    extra = ["vs best", "P(best\nbetter)"] if paired else []
+    rows = []
     for _, row in board.iterrows():
-        values = [f"{row[m]:.3f}" if pd.notna(row[m]) else row["status"] for m in metrics]
-        table.add_row(
-            str(row["rank"]), str(row["job"]), str(row["name"]), *values, row["run_id"] or "-"
+        if row["status"] != "done":
+            values = [str(row["status"]), *[""] * (len(metrics) - 1 + len(extra))]
+        else:
+            first = f"{row[metrics[0]]:.3f} {ci(row.to_dict(), metrics[0], sep=',')}".rstrip()
+            values = [first]
+            if paired:
+                if row["rank"] == 1:
+                    values += ["best", ""]
+                elif pd.notna(row["vs_best"]):
+                    low, high = row["vs_best_ci_low"], row["vs_best_ci_high"]
+                    values += [
+                        f"{row['vs_best']:+.3f} [{low:+.2f},{high:+.2f}]",
+                        f"{row['p_best_better']:.2f}",
+                    ]
+                else:
+                    values += ["-", ""]
+            values += [f"{row[m]:.3f}" if pd.notna(row[m]) else "-" for m in metrics[1:]]
+        run_id = str(row["run_id"])[:8] if row["run_id"] else "-"
+        rows.append([str(row["rank"]), str(row["job"]), str(row["name"]), *values, run_id])
+    short = [m.replace("_test_", " ") for m in metrics[1:]]  # mean_test_r -> mean r
+    cols = ["rank", "job", "run name", metrics[0], *extra, *short, "run id"]
+    table = Table(title=title, title_style="bold")
+    for i, col in enumerate(cols):
+        widest = max([len(r[i]) for r in rows] + [1])
+        left = col in ("run name", "run id")
+        table.add_column(
+            col, justify="left" if left else "right", min_width=None if i == 2 else widest
         )
+    for r in rows:
+        table.add_row(*r)
     return table

@@ -1,0 +1,64 @@
+"""The sweep's leaderboard and report when a job fails: the sweep goes on, the finished jobs are
+ranked with their intervals, the failed one is marked, and the multirun exits non-zero."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from n2react.leaderboard import higher_is_better, rank_tag
+
+
+def test_rank_tags_sort_as_numbers_and_directions() -> None:
+    assert sorted(rank_tag(k, 12) for k in (10, 2, 1, 12)) == ["01", "02", "10", "12"]
+    assert rank_tag(7, 120) == "007"
+    assert higher_is_better("pooled_test_within") and higher_is_better("mean_test_r")
+    assert higher_is_better("pooled_test_r") and not higher_is_better("std_test_r")
+    assert not higher_is_better("pooled_test_mae")
+
+
+@pytest.mark.slow
+def test_sweep_with_a_failing_job_still_ranks_the_others(tmp_path: Path) -> None:
+    sweep = tmp_path / "multi"
+    cmd = [
+        sys.executable, "-m", "train", "model=ridge", "selector=kbest", "cv.outer_folds=3",
+        "final_model=false", "explain=false", "progress=false", "selector.step.k=0,5,8",
+        f"hydra.sweep.dir={sweep}", "-m",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 1, out.stderr[-2000:]  # a job failed: the sweep says so
+    assert "Traceback" not in out.stderr
+    assert "n2react: error: 1 of 3 jobs failed (job 0)" in out.stderr
+    board = pd.read_csv(sweep / "leaderboard.csv")
+    assert list(board["rank"]) == [1, 2, 3]
+    assert list(board["status"]) == ["done", "done", "failed"]
+    failed = board.iloc[2]
+    assert failed["job"] == 0 and "k=0" in failed["name"] and isinstance(failed["error"], str)
+    assert pd.isna(failed["mean_test_rmse"])
+    done = board.iloc[:2]
+    assert (done["mean_test_rmse_ci_low"] < done["mean_test_rmse"]).all()
+    assert done["vs_best"].notna().all() and done["vs_best_ci_high"].iloc[1] >= 0
+    assert "failed" in (sweep / "leaderboard.md").read_text()
+    report = (sweep / "sweep_report.html").read_text()
+    assert "failed: " in report and "selector.step.k=0" in report
+    assert (sweep / "sweep_report.png").stat().st_size > 1000
+    # MLflow: the failed job's run ended FAILED, the others are ranked, the best has the report
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("n2react")
+    parents = [
+        r
+        for r in client.search_runs([exp.experiment_id])
+        if "mlflow.parentRunId" not in r.data.tags
+    ]
+    status = {int(r.data.tags["job"]): r.info.status for r in parents}
+    assert status == {0: "FAILED", 1: "FINISHED", 2: "FINISHED"}
+    best = board["run_id"].iloc[0]
+    assert "sweep_report.html" in {a.path for a in client.list_artifacts(best)}
+    assert client.get_run(best).data.metrics["leaderboard_rank"] == 1
