@@ -4,6 +4,7 @@ under each protocol: KFold (known families) and grouped (new compositions).
     python benchmarks/model_table.py                      # all rows, all protocols (long)
     python benchmarks/model_table.py --skip-slow          # without the pairwise rows
     python benchmarks/model_table.py --only formula       # rows whose label contains 'formula'
+    python benchmarks/model_table.py --exclude grid       # without rows whose label has 'grid'
     python benchmarks/model_table.py --protocols kfold    # only the KFold columns
     python benchmarks/model_table.py --write-readme       # replace the table in README.md
 
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="run rows whose label contains this text")
     ap.add_argument("--skip-slow", action="store_true", help="skip the pairwise rows")
     ap.add_argument(
+        "--exclude", action="append", default=[], help="skip rows whose label contains this text"
+    )
+    ap.add_argument(
         "--protocols", default="kfold,metal,family", help="comma list of kfold, metal, family"
     )
     ap.add_argument("--out", default=None, help="folder for the run directories (default: temp)")
@@ -164,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, overrides in ROWS
         if (args.only is None or args.only in label)
         and not (args.skip_slow and "pairwise=on" in overrides)
+        and not any(text in label for text in args.exclude)
     ]
     print(HEADER)
     print(RULE)
