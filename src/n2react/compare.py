@@ -61,24 +61,21 @@ def load_oof(run: str, tracking_uri: str) -> tuple[pd.DataFrame, str]:
     if not RUN_ID.match(run):
         raise N2ReactError(f"{run}: neither a run directory nor an MLflow run id")
     _check_store(tracking_uri)
-    import mlflow
-    from mlflow.tracking import MlflowClient
+    from n2react.mlflow_tracking import RunReader
 
-    client = MlflowClient(tracking_uri)
     try:
-        info = client.get_run(run)
-        names = {a.path for a in client.list_artifacts(run)}
+        reader = RunReader(tracking_uri)
+        info = reader.run(run)
+        names = set(reader.list_artifacts(run))
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise N2ReactError(f"MLflow run {run}: {first[:300]}") from exc
     if OOF_FILE not in names:
         raise N2ReactError(f"MLflow run {run}: no artifact {OOF_FILE} (not an n2react parent run?)")
     with tempfile.TemporaryDirectory(prefix="n2react-compare-") as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=run, artifact_path=OOF_FILE, dst_path=tmp, tracking_uri=tracking_uri
-        )
+        local = reader.download(run, OOF_FILE, Path(tmp))
         oof = _read_oof(Path(local), f"MLflow run {run}")
-    return oof, f"{info.info.run_name or run} ({run[:8]})"
+    return oof, f"{info.tags.get('mlflow.runName') or run} ({run[:8]})"
 
 
 def compare_runs(
