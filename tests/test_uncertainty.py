@@ -17,6 +17,7 @@ from conftest import ROOT, data_dir
 from n2react.data import load_dataset
 from n2react.errors import DataError
 from n2react.plan import build_plan
+from n2react.plots import figure_text
 from n2react.run import cross_validate, run
 from n2react.uncertainty import (
     UNCERTAINTY_FILE,
@@ -76,7 +77,9 @@ def test_grouped_run_logs_cross_fitted_coverage_near_nominal(grouped_run, n2reac
     (parent,), _ = n2react_runs(cfg.tracking.uri)
     for key in ("interval_coverage", "interval_width", "uncertainty_spearman", "transfer_coverage"):
         assert parent.data.metrics[key] == pytest.approx(metrics[key])
-    assert (tmp / "run" / "uncertainty" / "calibration.png").stat().st_size > 10_000
+    plot = tmp / "run" / "uncertainty" / "calibration.png"
+    text = figure_text(plot)["Description"]
+    assert "nominal coverage" in text and "observed = nominal" in text and "lg(k1) units" in text
     calib = json.loads((tmp / "run" / UNCERTAINTY_FILE).read_text())
     assert len(calib["residuals"]) == 159 and calib["difficulty"] == "knn_residual"
     summary = json.loads((tmp / "run" / "summary.json").read_text())

@@ -14,7 +14,6 @@ transfer set, so the figures in MLflow, ``summary.json`` and ``benchmarks/`` mea
 from __future__ import annotations
 
 import logging
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from n2react.plots import LGK1, save_figure, wrap_title
 from n2react.uncertainty import LEVELS
 
 log = logging.getLogger(__name__)
@@ -158,16 +158,13 @@ def calibration_plot(curves: dict[str, pd.DataFrame], path: Path, title: str = "
     ax.set_ylim(0.0, 1.02)
     ax.set_xlabel("nominal coverage of the interval")
     ax.set_ylabel("observed share of clusters inside their interval")
-    ax.set_title(textwrap.fill(title or "prediction intervals: calibration", 70), fontsize=9)
-    ax.text(0.47, 0.97, "numbers: mean interval width (lg(k1) units)", fontsize=7, color="dimgrey",
-            va="top")  # fmt: skip
+    ax.set_title(wrap_title(title or "prediction intervals: calibration"), fontsize=9)
+    ax.text(0.47, 0.97, f"numbers: mean interval width ({LGK1} units)", fontsize=7,
+            color="dimgrey", va="top")  # fmt: skip
     ax.legend(loc="lower right", fontsize=7, frameon=False)
     ax.grid(alpha=0.25)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def error_plot(table: pd.DataFrame, path: Path, title: str = "") -> Path:
@@ -188,16 +185,13 @@ def error_plot(table: pd.DataFrame, path: Path, title: str = "") -> Path:
             ax.scatter(ee[mask], err[mask], s=20, c=color,
                        label=f"{what} ({mask.sum()}, MAE {err[mask].mean():.2f})")  # fmt: skip
     rho = spearman(ee, err)
-    ax.set_xlabel("expected error (lg(k1) units)")
-    ax.set_ylabel("|predicted - measured| lg(k1)")
-    ax.set_title(textwrap.fill(f"{title} Spearman {rho:+.2f}".strip(), 70), fontsize=9)
+    ax.set_xlabel(f"expected error ({LGK1} units)")
+    ax.set_ylabel(f"|predicted - measured| {LGK1}")
+    ax.set_title(wrap_title(f"{title} Spearman {rho:+.2f}".strip()), fontsize=9)
     ax.legend(loc="upper left", fontsize=7, frameon=False)
     ax.grid(alpha=0.25)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def evaluate_run(
