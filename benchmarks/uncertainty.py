@@ -48,7 +48,12 @@ def main(argv: list[str]) -> int:
     from n2react.run import cross_validate
     from n2react.search import TunedPipeline
     from n2react.uncertainty import UncertaintySpec
-    from n2react.uncertainty_report import evaluate_run, spearman, trust_metrics
+    from n2react.uncertainty_report import (
+        descriptor_flag,
+        evaluate_run,
+        spearman,
+        trust_metrics,
+    )
 
     protocols, argv = _option(argv, "--protocols", "none,family,metal")
     difficulties, argv = _option(argv, "--difficulties", "none,knn_distance,knn_residual")
@@ -75,11 +80,10 @@ def main(argv: list[str]) -> int:
                 calib, held, _, _ = evaluate_run(result, spec, ligands, Path(tmp), "", groups)
                 loaded = LoadedModel(final.pipeline_, folds, "benchmark", domain, calib)
                 table, _, _ = prediction_table(loaded, X, clusters, y, spec.coverage)
-                notes = table["descriptor_notes"].fillna("")
                 ev = trust_metrics(
                     y, table["y_pred"], table["y_lower"], table["y_upper"],
                     table["expected_error"], table["in_domain"],
-                    notes.str.contains("training range|far f"),
+                    descriptor_flag(domain.assess(X, clusters)),
                 )  # fmt: skip
                 err = np.abs(table["y_pred"] - y)
                 rows.append(

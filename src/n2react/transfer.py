@@ -29,6 +29,7 @@ from n2react.predict import (
     read_new_clusters,
     write_sha256,
 )
+from n2react.uncertainty_report import descriptor_flag
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,13 @@ def evaluate_transfer(
     table.to_csv(files[0], index=False)
     title = f"transfer: {Path(path).name} predicted by the final model"
     files.append(parity_plot(table, None, out / "transfer_parity.png", title=title))
+    dom = None
     if loaded.domain is not None:
         dom = loaded.domain.assess(X, clusters)
         files.append(domain_plot(dom, out / "transfer_domain.png", title=summary or ""))
     if loaded.uncertainty is not None:
-        trust, more = transfer_trust(loaded, X, table, out, Path(path).name, coverage)
+        flag = None if dom is None else descriptor_flag(dom)
+        trust, more = transfer_trust(loaded, X, table, flag, out, Path(path).name, coverage)
         metrics.update(trust)
         files += more
     log.info(
@@ -91,17 +94,22 @@ def loaded_from_run(
 
 
 def transfer_trust(
-    loaded: LoadedModel, X: Any, table: Any, out: Path, name: str, coverage: float
+    loaded: LoadedModel,
+    X: Any,
+    table: Any,
+    descriptor: Any,
+    out: Path,
+    name: str,
+    coverage: float,
 ) -> tuple[dict[str, float], list[Path]]:
     """transfer_coverage/_width/_spearman and the domain MAE flagged vs passed on the transfer
-    set, its observed vs nominal coverage plot and |error| vs expected_error plot."""
+    set (``descriptor``: the descriptor rule's flags, or None), its observed vs nominal coverage
+    plot and |error| vs expected_error plot."""
     import pandas as pd
 
     from n2react.uncertainty import LEVELS
     from n2react.uncertainty_report import calibration_plot, error_plot, trust_metrics
 
-    notes = table.get("descriptor_notes")
-    descriptor = None if notes is None else notes.fillna("").str.contains("training range|far f")
     m = trust_metrics(
         table["y_true"], table["y_pred"], table["y_lower"], table["y_upper"],
         table["expected_error"], table["in_domain"], descriptor,

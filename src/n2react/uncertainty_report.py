@@ -71,6 +71,13 @@ def trust_metrics(
     return {f"{prefix}{k}": v for k, v in out.items()}
 
 
+def descriptor_flag(assessed: pd.DataFrame) -> np.ndarray:
+    """The descriptor rule of :meth:`n2react.domain.ApplicabilityDomain.assess`'s table: a
+    descriptor outside the training range, or the kNN distance above its threshold."""
+    far = (assessed["knn_distance"] > assessed["knn_threshold"]).to_numpy()
+    return far | (assessed["n_outside_range"] > 0).to_numpy()
+
+
 def descriptor_flags(result: Any, ligands: Sequence[str]) -> pd.DataFrame:
     """Per out-of-fold prediction (fold, row): the applicability domain fitted on that fold's
     training rows only: ``new_element`` and ``descriptor_flag`` (range or kNN distance)."""
@@ -83,14 +90,13 @@ def descriptor_flags(result: Any, ligands: Sequence[str]) -> pd.DataFrame:
         dom = ApplicabilityDomain(ligands=list(ligands)).fit(ds.X.iloc[tr], ds.clusters[tr])
         a = dom.assess(ds.X.iloc[te], ds.clusters[te])
         new = (a["new_elements"].fillna("") != "").to_numpy()
-        far = (a["knn_distance"] > a["knn_threshold"]).to_numpy()
         frames.append(
             pd.DataFrame(
                 {
                     "fold": f.split.fold,
                     "row": te,
                     "new_element": new,
-                    "descriptor_flag": far | (a["n_outside_range"] > 0).to_numpy(),
+                    "descriptor_flag": descriptor_flag(a),
                 }
             )
         )
