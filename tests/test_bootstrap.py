@@ -117,3 +117,26 @@ def test_paired_comparison_refuses_other_folds() -> None:
         compare_oof(a, b)
     with pytest.raises(N2ReactError, match="groups differ"):
         compare_oof(a, a.drop(columns="group"))
+
+
+def test_grouped_run_terminal_leads_with_pooled_figures(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable, "-m", "train", "model=ridge", "cv.groups=metal", "tracking=none",
+        "explain=false", "final_model=false", "progress=false", f"hydra.run.dir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    out = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=dict(os.environ)
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stderr + (tmp_path / "run" / "train.log").read_text()
+    for metal in ("Co", "Fe", "Mo", "Rh", "Ta", "V"):  # each fold line names what it held out
+        assert f"[held out: {metal}]" in text
+    closing = [ln for ln in out.stderr.splitlines() if "(outputs in" in ln][-1]
+    assert "pooled r " in closing and "mean test r" not in closing
+    assert closing.index("pooled r") < closing.index("RMSE")
+    assert "[" in closing  # with its interval
+    assert "held out" in out.stderr  # the summary table's column of held-out groups
