@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -78,43 +77,6 @@ def test_sqlite_store_holds_parent_children_and_artifacts(
     metrics = run(cfg, tmp_path / "run")
     check_store(cfg.tracking.uri, cfg, n2react_runs)
     assert metrics["mean_test_r"] > 0.3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path: Path):
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination", str(tmp_path / "server-artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180  # a busy machine (parallel test workers) is slow
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("mlflow server did not start within 180 s")
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.mark.slow
@@ -190,8 +152,8 @@ def test_run_names_say_what_differs() -> None:
     # values first, then the group choices by name; short enough for the MLflow runs table
     assert run_name("svr", overrides) == "svr C=10 robust kbest"
     named = run_name("svr", ["selector=none", "data.path=/a/b/new.xlsx"])
-    assert named == "svr path=new no-selector"
-    assert len(run_name("svr", [f"x{i}.y=1" for i in range(100)])) <= 32
+    assert named == "svr path=new"
+    assert len(run_name("svr", [f"x{i}.y=1" for i in range(100)])) <= 30
     # the full override list stays with the job (tag overrides)
     job = JobInfo.from_overrides("svr", overrides, job=3, shown=overrides[1:4])
     assert job.name == "svr C=10 robust kbest"

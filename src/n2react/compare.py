@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from dataclasses import asdict
@@ -22,6 +21,7 @@ import pandas as pd
 
 from n2react.bootstrap import RESAMPLES, SEED, Paired, compare_oof, units_of
 from n2react.errors import N2ReactError
+from n2react.tracking import DEFAULT_URI, default_uri
 
 DEFAULT_METRICS = ("pooled_test_mae", "pooled_test_rmse", "pooled_test_r", "pooled_test_within")
 OOF_FILE = "oof_predictions.csv"
@@ -142,9 +142,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.compare")
     parser.add_argument("--seed", type=int, default=SEED, help="bootstrap seed")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
-        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+        "--tracking-uri", default=None, help=f"default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI}"
     )
     args = parser.parse_args(argv)
+    args.tracking_uri = args.tracking_uri or default_uri()
     if args.resamples < 100:
         parser.error("--resamples: at least 100")
     metrics = tuple(args.metric or DEFAULT_METRICS)

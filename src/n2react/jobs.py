@@ -24,8 +24,9 @@ ENV_COMMIT = "N2REACT_GIT_COMMIT"
 NAME_EXCLUDE = ("tracking", "hydra", "progress", "final_model", "device", "sweep", "resume")
 #: Config groups: their choice reads on its own in a name (``robust``, not ``scaler=robust``).
 GROUPS = ("scaler", "selector", "search", "data", "features", "pairwise", "cv", "experiment")
-#: The runs table of the MLflow UI shows about this many characters of a name.
-MAX_NAME_LEN = 32
+#: The runs table of the MLflow UI (3.17, default column width) shows about 26 characters of a
+#: name; longer names are cut there (and at this length here).
+MAX_NAME_LEN = 30
 
 
 def _short_value(value: str) -> str:
@@ -44,8 +45,9 @@ def _short_value(value: str) -> str:
 def run_name(model: str, overrides: Sequence[str] = (), groups: Iterable[str] = GROUPS) -> str:
     """A short run name from what differs, the model first, then hyperparameters as
     ``key=value`` (key shortened to its last part), then group choices by their value alone:
-    ``svr C=10 robust kbest``. A group set to ``none`` reads ``no-<group>``. Just the model by
-    default; cut to :data:`MAX_NAME_LEN` characters (the full list is the ``overrides`` tag)."""
+    ``svr C=10 robust kbest``; a group set to ``none`` is left out (``svr C=10 robust``). Just
+    the model by default; cut to :data:`MAX_NAME_LEN` characters (the full override list is the
+    ``overrides`` tag)."""
     group_set = set(groups)
     values, choices = [], []
     for ov in overrides:
@@ -56,7 +58,8 @@ def run_name(model: str, overrides: Sequence[str] = (), groups: Iterable[str] = 
         if key.startswith("model.space."):  # model.space.n_layers=null: fixed for the search
             continue
         if key in group_set:
-            choices.append(f"no-{key}" if value == "none" else value)
+            if value != "none":  # the jobs with a selector say so; the others are without one
+                choices.append(value)
         else:
             values.append(f"{key.rsplit('.', 1)[-1]}={_short_value(value)}")
     name = " ".join([model, *values, *choices])

@@ -158,6 +158,7 @@ def _record(run: Any) -> RunRecord:
         deleted=run.info.lifecycle_stage == "deleted",
         start_time=int(run.info.start_time or 0),
         tags=dict(run.data.tags),
+        name=run.info.run_name or "",
     )
 
 

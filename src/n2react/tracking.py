@@ -69,6 +69,7 @@ class RunRecord:
     deleted: bool
     start_time: int
     tags: Mapping[str, str] = field(default_factory=dict)
+    name: str = ""
 
     @property
     def parent_id(self) -> str | None:
