@@ -130,7 +130,7 @@ def test_sweep_logs_one_parent_run_per_grid_point(tmp_path: Path, n2react_runs) 
     logged = {a.path for a in client.list_artifacts(best)}
     assert {"leaderboard.csv", "sweep_report.html", "sweep_report.png"} <= logged
     report = (tmp_path / "multi" / "sweep_report.html").read_text()
-    assert "svr scaler=robust selector=kbest C=10.0" in report  # names in full
+    assert "svr C=10 robust kbest" in report  # names in full
 
 
 @pytest.mark.slow
