@@ -1,7 +1,8 @@
 """Do the intervals cover and do the trust signals rank errors, on held-out and on FeV clusters?
 
     python benchmarks/uncertainty.py [--protocols none,family,metal]
-        [--difficulties none,knn_distance,knn_residual] [--eval FILE] [overrides...]
+        [--difficulties none,knn_distance,knn_residual,spread,spread_knn] [--eval FILE]
+        [overrides...]
 
 For each outer-CV protocol (``cv.groups``; default data=homonuclear_15 model=extra_trees), the
 outer CV runs once; for each ``uncertainty.difficulty`` the run's calibration is fitted on its
@@ -47,7 +48,7 @@ def main(argv: list[str]) -> int:
     from n2react.predict import LoadedModel, prediction_table, read_new_clusters
     from n2react.run import cross_validate
     from n2react.search import TunedPipeline
-    from n2react.uncertainty import UncertaintySpec
+    from n2react.uncertainty import DIFFICULTIES, UncertaintySpec
     from n2react.uncertainty_report import (
         descriptor_flag,
         evaluate_run,
@@ -56,7 +57,7 @@ def main(argv: list[str]) -> int:
     )
 
     protocols, argv = _option(argv, "--protocols", "none,family,metal")
-    difficulties, argv = _option(argv, "--difficulties", "none,knn_distance,knn_residual")
+    difficulties, argv = _option(argv, "--difficulties", ",".join(DIFFICULTIES))
     default_dir = ROOT.parent / "shared" / "data" / "cluster_n2"
     data_dir = Path(os.environ.get("N2_DATA_DIR", default_dir))
     eval_file, argv = _option(argv, "--eval", str(data_dir / FEV))

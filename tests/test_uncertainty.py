@@ -190,3 +190,41 @@ def test_a_run_without_calibration_predicts_without_intervals(make_cfg, tmp_path
     table, _, _ = prediction_table(loaded, X, clusters, y)
     assert "y_lower" not in table and "expected_error" not in table
     assert table["in_domain"].notna().all()
+
+
+def test_spread_difficulty_runs_end_to_end_and_covers(make_cfg, tmp_path: Path) -> None:
+    """difficulty=spread: each residual normalised by its own fold model's tree spread, a new
+    cluster by the final model's; the cross-fitted coverage stays near nominal."""
+    from n2react.predict import load_model, prediction_table, read_new_clusters
+    from n2react.uncertainty import BETA, model_spread
+
+    cfg = make_cfg("data=homonuclear_15", *QUICK, "uncertainty.difficulty=spread", "tracking=none",
+                   "explain=false", f"eval.path={data_dir() / FEV}")  # fmt: skip
+    metrics = run(cfg, tmp_path / "run")
+    assert 0.8 <= metrics["interval_coverage"] <= 0.98
+    assert 0.5 < metrics["interval_width"] < 8.0 and "transfer_coverage" in metrics
+    calib = load_calibration(tmp_path / "run" / UNCERTAINTY_FILE)
+    assert calib.difficulty == "spread" and len(calib.sigmas) == 159
+    assert np.ptp(calib.sigmas) > 0.05  # the trees disagree more on some clusters than others
+    loaded = load_model(str(tmp_path / "run"))
+    X, clusters, y = read_new_clusters(data_dir() / FEV, [str(c) for c in calib.columns])
+    table, _, _ = prediction_table(loaded, X, clusters, y)
+    spread = model_spread(loaded.model, X)
+    trees = loaded.model[:-1].transform(X)
+    per_tree = [t.predict(np.asarray(trees, np.float32)) for t in loaded.model[-1].estimators_]
+    np.testing.assert_allclose(spread, np.std(per_tree, axis=0))
+    # the width follows the final model's spread: half-width / (spread + BETA) is one constant
+    ratio = (table["y_upper"] - table["y_pred"]) / (spread + BETA)
+    np.testing.assert_allclose(ratio, ratio.iloc[0], rtol=1e-6)
+    assert (table["y_lower"] < table["y_pred"]).all()
+
+
+def test_spread_difficulty_needs_a_model_with_a_spread(make_cfg, tmp_path: Path) -> None:
+    from n2react.errors import ConfigError
+
+    cfg = make_cfg("data=homonuclear_15", "model=ridge", "uncertainty.difficulty=spread_knn",
+                   "tracking=none", "explain=false")  # fmt: skip
+    with pytest.raises(ConfigError, match="model=ridge gives no spread of its own") as err:
+        run(cfg, tmp_path / "run")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "run" / UNCERTAINTY_FILE).exists()

@@ -9,6 +9,9 @@ step of a pipeline:
   out of its training set (early-stopping rows, held-out reference clusters), so that with
   grouped cross-validation no group sits on both sides of any split below the outer one;
 * :class:`SpreadPredictor`: ``predict(X, return_std=True)`` returns a spread beside the mean;
+* :class:`MemberEnsemble`: a fitted ensemble whose ``estimators_`` each predict the target from
+  the same inputs (scikit-learn's random forest and extra trees, registered as virtual
+  subclasses by :func:`is_member_ensemble`): the spread of their predictions is the model's own;
 * :class:`EpochTrained`: trained in epochs; ``epochs_param`` names the budget Hyperband sets;
 * :class:`Accelerated`: computes on the deep-learning backend, so device placement matters;
 * :class:`Wrapper`: a meta-estimator whose ``wrapped_param`` names the inner model (its
@@ -65,6 +68,37 @@ class SpreadPredictor(ABC):
     @abstractmethod
     def predict(self, X: Any, return_std: bool = False) -> Any:
         """Predictions, and with ``return_std`` their spread."""
+
+
+class MemberEnsemble(ABC):  # noqa: B024 (a marker: the contract is ``estimators_``)
+    """Fitted ``estimators_`` that each predict the target from the inputs the ensemble gets."""
+
+
+def is_member_ensemble(est: Any) -> bool:
+    """Whether ``est`` is a :class:`MemberEnsemble` (scikit-learn's forests are registered here,
+    on first use, so that importing this module does not import ``sklearn.ensemble``)."""
+    if not _SKLEARN_REGISTERED:
+        from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+
+        for cls in (ExtraTreesRegressor, RandomForestRegressor):
+            MemberEnsemble.register(cls)
+        _SKLEARN_REGISTERED.append(True)
+    return isinstance(est, MemberEnsemble)
+
+
+_SKLEARN_REGISTERED: list[bool] = []
+
+
+def gives_spread(est: Any) -> bool:
+    """Whether the model ``est`` (a final step) can give the spread of its own predictions."""
+    return isinstance(est, SpreadPredictor) or is_member_ensemble(est)
+
+
+def member_spread(est: Any, Xt: Any) -> np.ndarray:
+    """Standard deviation over the members of a fitted :class:`MemberEnsemble` of their
+    predictions of ``Xt`` (the ensemble's own inputs, after any preprocessing)."""
+    Xt = np.asarray(Xt, dtype=np.float32)
+    return np.std([m.predict(Xt) for m in est.estimators_], axis=0)
 
 
 class EpochTrained(ABC):  # noqa: B024 (a marker with a class attribute)

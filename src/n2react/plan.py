@@ -22,7 +22,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from n2react.capabilities import epochs_param, uses_accelerator
+from n2react.capabilities import epochs_param, gives_spread, uses_accelerator
 from n2react.composition import DEFAULT_LIGANDS
 from n2react.data import Dataset
 from n2react.errors import ConfigError, DataError
@@ -133,6 +133,14 @@ class Plan:
                     f"{dataset.source}: too few out-of-fold residuals to calibrate prediction "
                     f"intervals ({n_oof - max(len(s.test) for s in splits)} outside a fold; need "
                     f"at least {need}): use more rows, or uncertainty.enabled=false"
+                )
+        if self.uncertainty is not None and self.uncertainty.needs_spread:
+            final = self.make_pipeline().steps[-1][1]
+            if not gives_spread(final):
+                raise ConfigError(
+                    f"uncertainty.difficulty={self.uncertainty.difficulty}: model="
+                    f"{self.names.model} gives no spread of its own predictions (forests such as "
+                    "extra_trees or rfr, and pairwise models, do); use knn_residual"
                 )
         _selector_sizes(self, dataset)
         if self.search.active:

@@ -32,7 +32,12 @@ from n2react.cv import predict_mean_std
 from n2react.data import looks_like_target, read_sheet, table_to_dataset, with_formula_features
 from n2react.errors import DataError, N2ReactError
 from n2react.metrics import EXPERIMENTAL_ERROR, regression_metrics
-from n2react.uncertainty import UNCERTAINTY_FILE, check_coverage, load_calibration
+from n2react.uncertainty import (
+    UNCERTAINTY_FILE,
+    check_coverage,
+    load_calibration,
+    model_spread,
+)
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +250,8 @@ def prediction_table(
     calib = loaded.uncertainty
     band = None
     if calib is not None:
-        band = calib.predict(X, mean, coverage)
+        spread = model_spread(loaded.model, X) if calib.needs_spread else None
+        band = calib.predict(X, mean, coverage, spread)
     else:
         log.warning(
             "the run recorded no interval calibration (trained before intervals existed, or with "

@@ -107,7 +107,7 @@ def transfer_trust(
     plot and |error| vs expected_error plot."""
     import pandas as pd
 
-    from n2react.uncertainty import LEVELS
+    from n2react.uncertainty import LEVELS, model_spread
     from n2react.uncertainty_report import calibration_plot, error_plot, trust_metrics
 
     m = trust_metrics(
@@ -118,8 +118,10 @@ def transfer_trust(
                for k, v in m.items() if np.isfinite(v)}  # fmt: skip
     rows = []
     y = table["y_true"].to_numpy()
+    calib = loaded.uncertainty
+    spread = model_spread(loaded.model, X) if calib.needs_spread else None
     for level in LEVELS:
-        band = loaded.uncertainty.predict(X, table["y_pred"].to_numpy(), level)
+        band = calib.predict(X, table["y_pred"].to_numpy(), level, spread)
         inside = (y >= band["y_lower"]) & (y <= band["y_upper"])
         width = (band["y_upper"] - band["y_lower"]).mean()
         rows.append({"nominal": level, "observed": float(inside.mean()), "width": float(width)})

@@ -9,7 +9,12 @@ normalised by a *difficulty* so the width follows how hard a cluster is:
 * ``knn_distance``: the mean distance to the ``k`` nearest training clusters in the training-
   standardised descriptor space;
 * ``knn_residual``: the mean out-of-fold |residual| of those ``k`` nearest training clusters (the
-  held-out error the model made on similar clusters).
+  held-out error the model made on similar clusters);
+* ``spread``: the spread of the model's own ensemble on the cluster (a forest: the standard
+  deviation of its trees' predictions; a pairwise model: over its reference clusters), for a
+  residual by the outer-fold model that predicted it, for a new cluster by the final model;
+  a model that gives no spread is refused (:func:`n2react.capabilities.gives_spread`);
+* ``spread_knn``: the geometric mean of ``spread`` and ``knn_residual``.
 
 A residual's difficulty is computed the way a new cluster's is: against the training rows of the
 outer fold that predicted it (a new cluster: against all training rows). ``expected_error`` is the
@@ -46,7 +51,9 @@ UNCERTAINTY_FILE = "uncertainty.json"
 #: The cross-fitted out-of-fold table and the calibration plot of a run.
 OOF_FILE = "oof_uncertainty.csv"
 PLOT_FILE = "calibration.png"
-DIFFICULTIES = ("none", "knn_distance", "knn_residual")
+DIFFICULTIES = ("none", "knn_distance", "knn_residual", "spread", "spread_knn")
+#: The difficulties read from the model's own spread (the model must give one).
+SPREAD_DIFFICULTIES = ("spread", "spread_knn")
 #: The nominal coverages of the calibration plot.
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 #: Added to a difficulty so that no normalised score divides by zero.
@@ -103,6 +110,38 @@ class UncertaintySpec:
     def needed(self) -> int:
         """Residuals the run needs: enough for the plot's highest level and the logged one."""
         return max(min_residuals(self.coverage), min_residuals(max(LEVELS)))
+
+    @property
+    def needs_spread(self) -> bool:
+        return self.difficulty in SPREAD_DIFFICULTIES
+
+
+def model_spread(model: Any, X: Any) -> np.ndarray:
+    """The spread of a fitted model's (or pipeline's) own prediction of ``X``: a
+    :class:`~n2react.capabilities.SpreadPredictor`'s ``return_std``, or the standard deviation
+    over a :class:`~n2react.capabilities.MemberEnsemble`'s members after the preprocessing."""
+    from sklearn.pipeline import Pipeline
+
+    from n2react.capabilities import SpreadPredictor, is_member_ensemble, member_spread
+
+    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    if isinstance(final, SpreadPredictor):
+        return np.asarray(model.predict(X, return_std=True)[1], dtype=float).ravel()
+    if is_member_ensemble(final):
+        steps = model[:-1] if isinstance(model, Pipeline) and len(model.steps) > 1 else None
+        return member_spread(final, X if steps is None else steps.transform(X))
+    raise ConfigError(f"{type(final).__name__} gives no spread of its own predictions")
+
+
+def combine(kind: str, spread: np.ndarray | None, base: np.ndarray) -> np.ndarray:
+    """The difficulty of ``kind`` from the model's ``spread`` and the neighbourhood's ``base``
+    (``knn_residual`` for ``spread_knn``; unused by ``spread``)."""
+    if kind not in SPREAD_DIFFICULTIES:
+        return base
+    if spread is None:
+        raise DataError(f"uncertainty.difficulty={kind}: the model's spread is needed")
+    s = np.asarray(spread, dtype=float) + BETA
+    return s if kind == "spread" else np.sqrt(s * base)
 
 
 # --------------------------------------------------------------------------- difficulty
@@ -181,18 +220,33 @@ class Calibration:
         """The expected error above which a cluster is flagged."""
         return float(np.quantile(self.scale * self.sigmas, self.flag_quantile))
 
-    def difficulty_of(self, X: pd.DataFrame) -> np.ndarray:
+    @property
+    def needs_spread(self) -> bool:
+        """Whether :meth:`predict` needs the model's spread (see :func:`model_spread`)."""
+        return self.difficulty in SPREAD_DIFFICULTIES
+
+    def difficulty_of(self, X: pd.DataFrame, spread: np.ndarray | None = None) -> np.ndarray:
+        if self.difficulty == "spread":
+            return combine("spread", spread, np.ones(len(X)))
         absent = [c for c in self.columns if c not in X.columns]
         if absent:
             raise DataError(f"uncertainty: descriptor column(s) missing: {', '.join(absent)}")
         ref = Neighbourhood(self.train_X, self.train_abs_residual)
         raw = X[self.columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-        return ref.difficulty(raw, self.difficulty, self.k)
+        base = ref.difficulty(raw, _base(self.difficulty), self.k)
+        return combine(self.difficulty, spread, base)
 
-    def predict(self, X: pd.DataFrame, y_pred: np.ndarray, coverage: float = 0.9) -> pd.DataFrame:
-        """``y_lower``, ``y_upper`` (the ``coverage`` interval), ``expected_error``, ``flagged``."""
+    def predict(
+        self,
+        X: pd.DataFrame,
+        y_pred: np.ndarray,
+        coverage: float = 0.9,
+        spread: np.ndarray | None = None,
+    ) -> pd.DataFrame:
+        """``y_lower``, ``y_upper`` (the ``coverage`` interval), ``expected_error``, ``flagged``;
+        ``spread``: the final model's :func:`model_spread` of ``X`` when :attr:`needs_spread`."""
         check_coverage(coverage, self.n, where="coverage")
-        s = self.difficulty_of(X)
+        s = self.difficulty_of(X, spread)
         iv = _intervals(self.residuals, self.sigmas, y_pred, s, coverage)
         ee = self.scale * s
         return pd.DataFrame(
@@ -222,6 +276,11 @@ class Calibration:
         return out
 
 
+def _base(kind: str) -> str:
+    """The neighbourhood difficulty a kind builds on."""
+    return {"spread": "none", "spread_knn": "knn_residual"}.get(kind, kind)
+
+
 def load_calibration(path: str | Path) -> Calibration:
     """Read a calibration written by :meth:`Calibration.save` (plain JSON)."""
     try:
@@ -240,23 +299,30 @@ def load_calibration(path: str | Path) -> Calibration:
 # --------------------------------------------------------------------------- from a CV result
 
 
-def _oof(result: Any) -> pd.DataFrame:
-    """One row per out-of-fold prediction: row index, fold, repeat, y, y_hat, group."""
+def _oof(result: Any, spread: bool = False) -> pd.DataFrame:
+    """One row per out-of-fold prediction: row index, fold, repeat, y, y_hat, group (and with
+    ``spread`` the spread of the fold's own model on it)."""
     ds = result.dataset
     frames = []
     for f in result.folds:
-        frames.append(
-            pd.DataFrame(
-                {
-                    "row": f.split.test,
-                    "cluster": ds.clusters[f.split.test],
-                    "fold": f.split.fold,
-                    "repeat": f.split.repeat,
-                    "y_true": ds.y[f.split.test],
-                    "y_pred": f.y_pred_test,
-                }
-            )
+        frame = pd.DataFrame(
+            {
+                "row": f.split.test,
+                "cluster": ds.clusters[f.split.test],
+                "fold": f.split.fold,
+                "repeat": f.split.repeat,
+                "y_true": ds.y[f.split.test],
+                "y_pred": f.y_pred_test,
+            }
         )
+        if spread:
+            if f.model is None:
+                raise DataError(
+                    f"outer fold {f.split.fold}: its fitted model is not available, so the "
+                    "spread of its predictions cannot be measured (uncertainty.difficulty)"
+                )
+            frame["spread"] = model_spread(f.model, ds.X.iloc[f.split.test])
+        frames.append(frame)
     oof = pd.concat(frames, ignore_index=True)
     if ds.groups is not None:
         oof["group"] = ds.groups[oof["row"].to_numpy()]
@@ -274,8 +340,9 @@ def _sigmas(
 ) -> np.ndarray:
     """Difficulty of each row of ``part`` against the rows of ``rep`` (one repeat's out-of-fold
     table) in neither its own fold nor the folds in ``leave`` (the held-out fold evaluated)."""
-    if spec.difficulty == "none":
-        return np.ones(len(part))
+    spread = part["spread"].to_numpy() if spec.needs_spread else None
+    if _base(spec.difficulty) == "none":
+        return combine(spec.difficulty, spread, np.ones(len(part)))
     out = np.empty(len(part))
     folds = part["fold"].to_numpy()
     for g in np.unique(folds):
@@ -284,8 +351,8 @@ def _sigmas(
         if len(ref) < 2:  # two outer folds: no third to compare with (calibrate says so)
             ref = rep.loc[rep["fold"] != g, "row"].to_numpy()
         nb = Neighbourhood(raw[ref], abs_res[ref])
-        out[here] = nb.difficulty(raw[part["row"].to_numpy()[here]], spec.difficulty, spec.k)
-    return out
+        out[here] = nb.difficulty(raw[part["row"].to_numpy()[here]], _base(spec.difficulty), spec.k)
+    return combine(spec.difficulty, spread, out)
 
 
 def calibrate(
@@ -297,7 +364,7 @@ def calibrate(
     ``expected_error``, ``flagged``, ``covered_<level>`` and ``width_<level>`` for the plot's
     levels, each from a calibration fitted on the other outer folds of the same repeat only.
     """
-    oof = _oof(result)
+    oof = _oof(result, spec.needs_spread)
     need = spec.needed()
     if len(oof) < need:
         raise DataError(
@@ -305,7 +372,7 @@ def calibrate(
             f"{need} for {100 * max(LEVELS):g}% intervals)"
         )
     ds = result.dataset
-    if spec.difficulty != "none" and oof.groupby("repeat")["fold"].nunique().min() < 3:
+    if _base(spec.difficulty) != "none" and oof.groupby("repeat")["fold"].nunique().min() < 3:
         log.warning(
             "with 2 outer folds, the cross-fitted difficulty of a calibration cluster is measured "
             "against the held-out fold too (there is no third fold)"
