@@ -72,6 +72,17 @@ CONFIGS: list[tuple[str, str, str]] = [
         "data=homonuclear_15 features=interactions model=keras_mlp pairwise=on",
     ),
     ("preset", "the preset (`experiment=new_compositions`)", "experiment=new_compositions"),
+    # the preset's interval calibration (uncertainty.difficulty) against the two alternatives
+    (
+        "preset_constant",
+        "the preset, constant-width intervals",
+        "experiment=new_compositions uncertainty.difficulty=none",
+    ),
+    (
+        "preset_distance",
+        "the preset, intervals scaled by distance",
+        "experiment=new_compositions uncertainty.difficulty=knn_distance",
+    ),
 ]
 #: The row `experiment=new_compositions` reproduces (chosen by the rule in the README).
 RECOMMENDED = "baseline"
@@ -229,6 +240,8 @@ def _tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _ci(v: tuple[float, float, float], fmt: str = ".2f") -> str:
     value, lo, hi = v
+    if not np.isfinite(value):
+        return "n/a"
     if not np.isfinite(lo):
         return f"{value:{fmt}}"
     return f"{value:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
@@ -274,7 +287,7 @@ def score_rows(runs: dict[str, Path], walls: dict[str, float]) -> dict[str, str]
         cov = f"{_ci(s['coverage'])} / {_ci(s['width'])}" if "coverage" in s else "not run"
         n_out = int((~fev["in_domain"].astype(bool)).sum()) if "in_domain" in fev else 0
         flag = f"{n_out} of {len(fev)} flagged"
-        if "flag_ratio" in s:  # no interval from 1 or 2 flagged clusters
+        if "flag_ratio" in s and n_out:  # no interval from 1 or 2 flagged clusters
             ratio = s["flag_ratio"] if n_out >= 3 else (s["flag_ratio"][0], np.nan, np.nan)
             flag = f"{_ci(ratio)}x ({flag})"
         cmd = "python -m train " + overrides

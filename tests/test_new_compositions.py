@@ -31,7 +31,7 @@ def test_the_preset_is_the_benchmark_row_it_names(make_cfg) -> None:
     preset = make_cfg("experiment=new_compositions")
     rows = {key: overrides for key, _, overrides in _benchmark().CONFIGS}
     winner = make_cfg(*rows[_benchmark().RECOMMENDED].split())
-    assert preset.cv.groups == "family"
+    assert preset.cv.groups == "family" and preset.uncertainty.difficulty == "knn_residual"
     assert preset.data.file == winner.data.file == "homonuclear-159-15features.xlsx"
     assert preset.model == winner.model and preset.features == winner.features
     assert preset.pairwise == winner.pairwise and preset.data.formula == winner.data.formula
@@ -84,6 +84,8 @@ def test_predict_reads_the_fev_file_without_labels(preset_run, shared_data: Path
     table = pd.read_csv(out)
     assert len(table) == 18 and table["y_pred"].notna().all()
     assert "y_true" not in table and "in_domain" in table
+    assert (table["y_lower"] < table["y_pred"]).all() and (table["y_pred"] < table["y_upper"]).all()
+    assert (table["expected_error"] > 0).all() and table["expected_error"].nunique() > 1
     scored = pd.read_csv(tmp / "run" / "transfer" / "transfer_predictions.csv")
     np.testing.assert_allclose(table["y_pred"], scored["y_pred"])  # the same final model
 
