@@ -14,12 +14,13 @@ check. Wall time on the 2-core box: seconds for the tree rows, ~5 min for each p
 (11 fits on ~20,000 pairs), ~5 min for the pairwise Keras row. The runs' model files are deleted
 once scored (a pairwise-tree model takes ~1 GB) unless --keep-models.
 
-Intervals: a bootstrap (2000 draws, 90 % percentile interval) over composition units, not
-clusters: on FeV a unit is the metal core + ligand elements (Fe2V-C, FeV2-S, ...: 10 units whose
-clusters differ only in ligand count), in the grouped CV a unit is the CV's family. "vs baseline"
-is paired: the same resampled units for both configs; P(beats) is the share of draws in which
-the candidate's MAE is lower than the baseline's. Interval and domain columns appear when the run
-writes them (y_lower / y_upper / expected_error / in_domain in its transfer predictions).
+Intervals: the project's bootstrap (`n2react.bootstrap`: 2000 draws, 95 % percentile intervals)
+over composition units, not clusters: on FeV a unit is the metal core + ligand elements (Fe2V-C,
+FeV2-S, ...: 10 units whose clusters differ only in ligand count), in the grouped CV the CV's
+family. "vs baseline" is paired (`n2react.bootstrap.compare_oof`: the same resampled units for
+both configs); P is the share of draws in which the row's MAE is lower (ties count half). The
+interval, flag and ranking columns come from the run's conformal intervals (y_lower / y_upper /
+expected_error / in_domain in its transfer predictions); "not run" for a run folder without them.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- transfer-table-begin -->", "<!-- transfer-table-end -->"
 FEV = "heteronuclear-FeV-18-15features.xlsx"
 WITHIN = float(np.log10(3.0))  # the experimental error bar, ±0.477
-N_BOOT, LEVEL, SEED = 2000, 0.90, 0
 
 #: (key, label, overrides). Fixed before any FeV figure was computed; see the README for why
 #: each is here. The first row is the baseline every other row is compared with.
@@ -133,21 +133,23 @@ def composition_unit(name: str) -> str:
     return f"{metals}-{ligands or 'bare'}"
 
 
-def draws(units: np.ndarray, n: int = N_BOOT, seed: int = SEED) -> list[np.ndarray]:
-    """Row indices of ``n`` bootstrap samples that resample whole units with replacement."""
-    labels = np.unique(units)
-    rows = {u: np.flatnonzero(units == u) for u in labels}
-    rng = np.random.default_rng(seed)
-    return [np.concatenate([rows[u] for u in rng.choice(labels, len(labels))]) for _ in range(n)]
+def draws(units: np.ndarray) -> list[np.ndarray]:
+    """Row indices of the bootstrap samples of :mod:`n2react.bootstrap` (whole units drawn with
+    replacement, the same draws as its paired comparisons)."""
+    from n2react.bootstrap import unit_weights
+
+    rows = np.arange(len(units))
+    return [np.repeat(rows, w.astype(int)) for w in unit_weights(np.asarray(units, dtype=str))]
 
 
 def interval(values: list[float]) -> tuple[float, float]:
+    """The project's percentile interval; none when the statistic is undefined in most draws."""
+    from n2react.bootstrap import interval as percentile_interval
+
     v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) < 0.5 * N_BOOT:  # the statistic is undefined in most draws
+    if np.isfinite(v).sum() < 0.5 * len(v):
         return float("nan"), float("nan")
-    a = (1 - LEVEL) / 2
-    return float(np.quantile(v, a)), float(np.quantile(v, 1 - a))
+    return percentile_interval(v)
 
 
 def _mae(t: pd.DataFrame) -> float:
@@ -223,12 +225,16 @@ def describe(
     return out
 
 
-def paired(a: pd.DataFrame, b: pd.DataFrame, idx: list[np.ndarray]) -> tuple[float, ...]:
-    """MAE(a) - MAE(b) on the same rows, its bootstrap interval, and P(a's MAE is lower)."""
-    ea = np.abs(a["y_pred"] - a["y_true"]).to_numpy()
-    eb = np.abs(b["y_pred"] - b["y_true"]).to_numpy()
-    d = np.array([ea[i].mean() - eb[i].mean() for i in idx])
-    return (float(ea.mean() - eb.mean()), *interval(list(d)), float(np.mean(d < 0)))
+def paired(a: pd.DataFrame, b: pd.DataFrame, units: np.ndarray) -> tuple[float, ...]:
+    """MAE(a) - MAE(b) on the same clusters, its paired interval over ``units`` and P(a's MAE is
+    lower), by :func:`n2react.bootstrap.compare_oof` (one fold; the units as groups)."""
+    from n2react.bootstrap import compare_oof
+
+    def oof(t: pd.DataFrame) -> pd.DataFrame:
+        return t[["cluster", "y_true", "y_pred"]].assign(fold=0, group=units)
+
+    (p,) = compare_oof(oof(a), oof(b), ["pooled_test_mae"])
+    return p.diff, p.low, p.high, p.p_a_better
 
 
 # ---------------------------------------------------------------------------- the table
@@ -269,8 +275,10 @@ RULE = "| --- " * 12 + "|"
 def score_rows(runs: dict[str, Path], walls: dict[str, float]) -> dict[str, str]:
     """One README line per run, scored against the baseline's run."""
     fev0, oof0 = _tables(runs["baseline"])
-    fev_idx = draws(fev0["cluster"].map(composition_unit).to_numpy())
-    cv_idx = draws(oof0["group"].to_numpy()) if "group" in oof0 else None
+    fev_units = fev0["cluster"].map(composition_unit).to_numpy()
+    cv_units = oof0["group"].astype(str).to_numpy() if "group" in oof0 else None
+    fev_idx = draws(fev_units)
+    cv_idx = draws(cv_units) if cv_units is not None else None
     lines = {}
     for key, label, overrides in CONFIGS:
         if key not in runs:
@@ -282,18 +290,21 @@ def score_rows(runs: dict[str, Path], walls: dict[str, float]) -> dict[str, str]
             raise SystemExit(f"{key}: its clusters differ from the baseline's; cannot pair them")
         s = describe(fev, fev_idx)
         cv = describe(oof, cv_idx, ("mae",)) if cv_idx else {"mae": (_mae(oof), np.nan, np.nan)}
-        vs = "—" if key == "baseline" else _diff(paired(fev, fev0, fev_idx))
-        cv_vs = "—" if key == "baseline" or cv_idx is None else _diff(paired(oof, oof0, cv_idx))
-        cov = f"{_ci(s['coverage'])} / {_ci(s['width'])}" if "coverage" in s else "not run"
-        n_out = int((~fev["in_domain"].astype(bool)).sum()) if "in_domain" in fev else 0
-        flag = f"{n_out} of {len(fev)} flagged"
-        if "flag_ratio" in s and n_out:  # no interval from 1 or 2 flagged clusters
-            ratio = s["flag_ratio"] if n_out >= 3 else (s["flag_ratio"][0], np.nan, np.nan)
-            flag = f"{_ci(ratio)}x ({flag})"
+        vs = "—" if key == "baseline" else _diff(paired(fev, fev0, fev_units))
+        cv_vs = "—" if key == "baseline" or cv_idx is None else _diff(paired(oof, oof0, cv_units))
+        cov = flag = rank = "not run"  # a run without intervals (an old run folder)
+        if "coverage" in s and "expected_error" in fev:
+            cov = f"{_ci(s['coverage'])} / {_ci(s['width'])}"
+            n_out = int((~fev["in_domain"].astype(bool)).sum())
+            flag = f"{n_out} of {len(fev)} flagged"
+            if n_out:  # no interval from 1 or 2 flagged clusters
+                ratio = s["flag_ratio"] if n_out >= 3 else (s["flag_ratio"][0], np.nan, np.nan)
+                flag = f"{_ci(ratio)}x ({flag})"
+            rank = _ci(s["spearman"])
         cmd = "python -m train " + overrides
         lines[key] = (
             f"| {label} | `{cmd}` | {_ci(s['mae'])} | {_ci(s['within'])} | {_ci(s['r'])} | {vs} "
-            f"| {cov} | {flag} | {_ci(s['spearman'])} | {_ci(cv['mae'])} | {cv_vs} "
+            f"| {cov} | {flag} | {rank} | {_ci(cv['mae'])} | {cv_vs} "
             f"| {walls[key]:.0f} s |"
         )
     return lines

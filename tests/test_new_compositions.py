@@ -98,9 +98,13 @@ def test_benchmark_units_and_paired_interval() -> None:
     assert bench.composition_unit("FeVS3\u02c9") == "FeV-S"
     rng = np.random.default_rng(0)
     y = rng.normal(-12.5, 1.0, 40)
-    good = pd.DataFrame({"y_true": y, "y_pred": y + rng.normal(0, 0.3, 40)})
+    names = [f"c{i}" for i in range(40)]
+    good = pd.DataFrame({"cluster": names, "y_true": y, "y_pred": y + rng.normal(0, 0.3, 40)})
     worse = good.assign(y_pred=good["y_pred"] + np.sign(good["y_pred"] - y) * 0.2)
-    idx = bench.draws(np.repeat(np.arange(10), 4))
-    d, lo, hi, p_beats = bench.paired(worse, good, idx)
+    units = np.repeat(np.arange(10), 4).astype(str)
+    d, lo, hi, p_beats = bench.paired(worse, good, units)
     assert d == pytest.approx(0.2) and 0 < lo <= hi and p_beats == 0
-    assert bench.paired(good, good, idx)[:3] == (0.0, 0.0, 0.0)
+    assert bench.paired(good, good, units)[:3] == (0.0, 0.0, 0.0)
+    idx = bench.draws(units)  # whole units: each draw holds 4 rows of each drawn unit
+    assert len(idx) == 2000 and all(len(i) == 40 for i in idx)
+    assert all(np.all(np.bincount(i // 4, minlength=10) % 4 == 0) for i in idx[:50])
