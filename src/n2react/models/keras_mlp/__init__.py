@@ -7,7 +7,7 @@ into batched weights of shape ``(K, in, out)``, their row sets are padded to a c
 masked, and a whole chunk of epochs (Adam, early stopping with best-weight restore,
 ReduceLROnPlateau, NaN termination, minibatch shuffling and dropout) runs inside one compiled
 function (``tf.function`` on TensorFlow, ``jax.jit`` on JAX).  All model math is written with
-``keras.ops``; only :mod:`.backend` knows about the backend.
+``keras.ops``; only :mod:`.keras_backend` knows about the backend.
 
 Every model is independent: its initial weights, validation carve-out, shuffles and dropout masks
 depend only on its own seed (derived from ``random_state`` and the model's index) and its own rows,
@@ -34,7 +34,7 @@ Differences from a plain ``model.fit`` loop worth knowing:
 
 The package is one concept in four layers, one file each:
 
-* :mod:`.backend`: the backend adapter (compile function, ``value_and_grad``, the TF jit flag);
+* :mod:`.keras_backend`: the backend adapter (compile function, ``value_and_grad``, TF jit flag);
 * :mod:`.program`: the compiled training program (hash-based randomness, Adam, the epoch body,
   the compiled-function cache); :mod:`.lr_schedule` is its learning-rate schedule;
 * :mod:`.driver`: the host side (carve-out, padding, the chunk loop, :class:`~.driver.FitResult`);

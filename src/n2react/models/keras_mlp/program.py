@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import lr_schedule
-from .backend import backend_name, backend_tools, tf_jit_compile
+from .keras_backend import backend_name, backend_tools, tf_jit_compile
 
 # Adam constants (the Keras defaults).
 _BETA_1 = 0.9
