@@ -34,7 +34,9 @@ def save_figure(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
     without looking at it (:func:`figure_text`)."""
     from matplotlib.text import Text
 
-    fig.canvas.draw()
+    for ax in fig.axes:  # place the ticks, so that their labels are Text (no extra full draw)
+        ax.get_xticklabels()
+        ax.get_yticklabels()
     texts = [t.get_text() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
     titles = [fig._suptitle.get_text()] if fig._suptitle is not None else []
     titles += [ax.get_title() for ax in fig.axes if ax.get_title()]
