@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,25 +30,17 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from n2react.bootstrap import compare_oof, larger_is_better
+from n2react.board import KEY_METRICS, VS_BEST, higher_is_better, write_whole
+from n2react.bootstrap import compare_oof
 from n2react.errors import N2ReactError
 from n2react.jobs import only_swept, run_name
 from n2react.tracking import store_of
 
 log = logging.getLogger(__name__)
 
-KEY_METRICS = ("mean_test_r", "mean_test_rmse", "mean_test_mae")
 TAG_RANK = "leaderboard_rank"
 FAILED_FILE = "job_failed.json"
 FILES = ("leaderboard.csv", "leaderboard.md")
-#: the paired comparison with the best job (on the ranking metric): job - best, its 95 % paired
-#: bootstrap interval, and the share of resamples in which the best job is better
-VS_BEST = ("vs_best", "vs_best_ci_low", "vs_best_ci_high", "p_best_better")
-
-
-def higher_is_better(metric: str) -> bool:
-    """r, R² and the count within ±0.477 are maximised; errors and spreads (std_*) minimised."""
-    return not metric.startswith("std_") and larger_is_better(metric)
 
 
 def _failure(job_dir: Path) -> str:
@@ -159,14 +150,6 @@ def to_markdown(board: pd.DataFrame, columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for _, r in board.iterrows()]
     return "\n".join(lines) + "\n"
-
-
-def write_whole(path: Path, text: str) -> Path:
-    """Write ``text`` under a temporary name, then rename: never a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
 
 
 def build_board(sweep_dir: Path, metric: str, metrics: list[str], axes: list[str]) -> pd.DataFrame:

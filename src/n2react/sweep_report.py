@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from n2react.leaderboard import KEY_METRICS, VS_BEST, higher_is_better, write_whole
+from n2react.board import KEY_METRICS, VS_BEST, higher_is_better, write_whole
 
 HTML_FILE, PNG_FILE = "sweep_report.html", "sweep_report.png"
 
