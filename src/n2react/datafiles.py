@@ -1,0 +1,102 @@
+"""Find the data files: an explicit path, else ``$N2_DATA_DIR``, else the public copy fetched
+once into a cache (pooch) and checked against its pinned sha256. Reading and validating the
+tables is :mod:`n2react.data`'s job."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from n2react.errors import DataError
+
+log = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "N2_DATA_DIR"
+CACHE_DIR_ENV = "N2_CACHE_DIR"
+
+
+def _cache_dir() -> Path:
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    import pooch
+
+    return Path(pooch.os_cache("n2react"))
+
+
+def locate(
+    file: str,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    url: str | None = None,
+    sha256: str | None = None,
+) -> Path:
+    """Return a local path for ``file``: ``path``, else ``$N2_DATA_DIR/file``, else the cache.
+
+    ``path`` may be the file itself or a folder holding ``file``.
+    """
+    if path is not None and str(path) != "":
+        p = Path(path).expanduser()
+        if p.is_dir():
+            p = p / file
+        if not p.exists():
+            raise DataError(f"data.path: {p} does not exist")
+        return p
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        p = Path(env).expanduser() / file
+        if p.exists():
+            _check_hash(p, sha256)
+            return p
+    cached = _cache_dir() / file
+    if cached.exists() and (sha256 is None or _sha256(cached) == sha256):
+        return cached
+    if not url:
+        raise DataError(_not_found(file, env, None, "no download URL is configured"))
+    import pooch
+
+    try:
+        fetched = pooch.retrieve(
+            url,
+            known_hash=f"sha256:{sha256}" if sha256 else None,
+            fname=Path(file).name,
+            path=cached.parent,
+            progressbar=False,
+        )
+    except Exception as exc:  # network errors, hash mismatch, ...
+        raise DataError(_not_found(file, env, url, _short_reason(exc))) from exc
+    return Path(fetched)
+
+
+def _short_reason(exc: Exception) -> str:
+    text = str(exc)
+    if "Failed to resolve" in text or "NameResolution" in text or "Name or service" in text:
+        return "no network: the host name does not resolve"
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
+
+
+def _not_found(file: str, env: str | None, url: str | None, reason: str) -> str:
+    where = f"{DATA_DIR_ENV}={env}" if env else f"{DATA_DIR_ENV} is unset"
+    fetch = f"fetching {url} failed ({reason})" if url else reason
+    return (
+        f"data file {file} not found (data.path is unset, {where}) and {fetch}; "
+        f"point at it with data.path=/path/to/{Path(file).name} or "
+        f"{DATA_DIR_ENV}=/folder/holding/it"
+    )
+
+
+def _sha256(p: Path) -> str:
+
+    h = hashlib.sha256()
+    with p.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_hash(p: Path, sha256: str | None) -> None:
+    if sha256 and _sha256(p) != sha256:
+        log.warning("%s differs from the published file (sha256 mismatch); using it anyway", p)
