@@ -1,9 +1,10 @@
 """`python -m predict MODEL SPREADSHEET`: lg(k1) of new clusters from a trained n2react model.
 
 MODEL is an MLflow run id (the parent run of `python -m train`), a model URI (runs:/...,
-models:/...) or a run directory of `python -m train` (its model.joblib). Models are pickles: load
-them from trusted sources only (a recorded sha256 is checked). The output never replaces the
-input; an existing output is replaced only with --force. The CSV has cluster, y_pred, y_std
+models:/...) or a run directory of `python -m train`. Model files are skops files that load
+without running code, checked against the sha256 the run recorded; pickles of older runs load
+only with --trust-pickle. The output never replaces the input; an existing output is replaced
+only with --force. The CSV has cluster, y_pred, y_std
 (spread over the fold models), in_domain, domain_reasons, nearest_training, y_lower/y_upper (a
 conformal interval, --coverage 0.9 by default, calibrated on the run's held-out errors),
 expected_error (an estimate of |error|) and, when the spreadsheet has an lg(k1) column, y_true
@@ -35,7 +36,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
     parser.add_argument(
         "--force",
         action="store_true",
-        help="replace an existing output; load a model whose recorded sha256 differs",
+        help="replace an existing output (and nothing else)",
+    )
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load pickled models (runs saved before model files became skops): loading a "
+        "pickle runs code it names, so only for files you trust",
     )
     parser.add_argument(
         "--explain",
@@ -73,6 +80,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
             force=args.force,
             explain=args.explain,
             coverage=args.coverage,
+            trust_pickle=args.trust_pickle,
         )
     except N2ReactError as exc:
         sys.stderr.write(f"n2react: error: {exc}\n")

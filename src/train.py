@@ -36,7 +36,7 @@ OmegaConf.register_new_resolver("n2react_uid", lambda: secrets.token_hex(3), use
 
 
 def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _sweep_axes(cfg: DictConfig, hc: DictConfig) -> list[str]:
@@ -75,6 +75,40 @@ def job_info(cfg: DictConfig) -> Any:
     )
 
 
+def _store_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    out: list[type[BaseException]] = [sqlite3.Error]
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        out.append(SQLAlchemyError)
+    except ImportError:
+        pass
+    if "mlflow" in sys.modules:  # only a run that got as far as MLflow can have its errors
+        from mlflow.exceptions import MlflowException
+
+        out.append(MlflowException)
+    return tuple(out)
+
+
+def _storage_problem(exc: BaseException) -> str | None:
+    """One line for a failure of the disk or the MLflow store during the run (disk full, store
+    locked or corrupt); None for any other error (a bug: its traceback is wanted)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno is not None:
+            where = f"{e.filename}: " if e.filename else ""
+            return f"{where}{e.strerror or e} while writing the run's outputs"
+        if isinstance(e, _store_errors()):
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return f"the MLflow store failed: {first[:300]}"
+        e = e.__cause__ or e.__context__
+    return None
+
+
 @hydra.main(version_base="1.3", config_path=_config_path(), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Compose the config, run the task, return the optimised metric (for sweepers)."""
@@ -91,9 +125,24 @@ def main(cfg: DictConfig) -> float:
         sys.stderr.write(f"n2react: error: {exc}\n")
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the job fails, the sweep goes on; the leaderboard marks it (exit 1 at the end)
+        if not cfg.get("resume"):
+            from n2react.preflight import remove_if_unused
+
+            remove_if_unused(Path(HydraConfig.get().runtime.output_dir))
+        sys.exit(2)
+    except Exception as exc:
+        message = _storage_problem(exc)
+        if message is None:
+            raise
+        log.debug("error", exc_info=True)
+        sys.stderr.write(f"n2react: error: {message}
+")
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise N2ReactError(message) from None
         sys.exit(2)
     except KeyboardInterrupt as exc:
-        sys.stderr.write(f"n2react: interrupted ({exc or 'Ctrl-C'}); the MLflow run is KILLED\n")
+        name = str(exc) or "SIGINT"  # Ctrl-C raises it without a message
+        sys.stderr.write(f"n2react: interrupted ({name}); the MLflow run is KILLED\n")
         sys.exit(130)
     return float(metrics[cfg.optimized_metric])
 
@@ -102,5 +151,9 @@ if __name__ == "__main__":
     from n2react.launchers import exit_with, plugin_problem
 
     if problem := plugin_problem(sys.argv[1:]):
+        exit_with(problem)
+    from n2react.preflight import output_dir_problem
+
+    if problem := output_dir_problem(sys.argv[1:]):
         exit_with(problem)
     main()

@@ -298,15 +298,20 @@ def test_predict_on_an_empty_sheet(run_dir: Path, tmp_path: Path) -> None:
 
 
 def test_predict_checks_the_recorded_model_hash(run_dir: Path, sheet: Path, tmp_path: Path) -> None:
-    from n2react.predict import file_sha256
+    from n2react.runstore import file_sha256
 
-    recorded = (run_dir / "model.joblib.sha256").read_text().strip()
-    assert recorded == file_sha256(run_dir / "model.joblib")  # written by the run
+    recorded = (run_dir / "model.skops.sha256").read_text().strip()
+    assert recorded == file_sha256(run_dir / "model.skops")  # written by the run
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    (copy / "model.joblib.sha256").write_text("0" * 64 + "\n")
+    (copy / "model.skops.sha256").write_text("0" * 64 + "\n")
     out = cli(tmp_path, "predict", str(copy), str(sheet), "-o", str(tmp_path / "p.csv"))
-    assert_one_error(out, "model.joblib: sha256", "recorded by the run", "--force")
+    assert_one_error(out, "model.skops: sha256", "recorded by the run")
     assert not (tmp_path / "p.csv").exists()
+    # --force only ever means "replace the output": it does not skip the check
     out = cli(tmp_path, "predict", str(copy), str(sheet), "-o", str(tmp_path / "p.csv"), "--force")
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert_one_error(out, "model.skops: sha256")
+    (copy / "model.skops.sha256").unlink()  # a missing hash is an error, not a pass
+    out = cli(tmp_path, "predict", str(copy), str(sheet), "-o", str(tmp_path / "p.csv"))
+    assert_one_error(out, "model.skops: no sha256 recorded")
+    assert not (tmp_path / "p.csv").exists()

@@ -67,8 +67,11 @@ def test_fit_predict_and_exported_model(tmp_path) -> None:
     est.model_.save(path)
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(loaded.predict(X, verbose=0).ravel(), pred, rtol=1e-5, atol=1e-5)
-    # Pickle and deepcopy round trips.
-    for other in (pickle.loads(pickle.dumps(est)), copy.deepcopy(est)):
+    # skops (the run's model files: weights as arrays, no Keras config), pickle and deepcopy.
+    from n2react.runstore import load_model_file, save_model
+
+    skopsed = load_model_file(save_model(est, tmp_path / "mlp.skops"))
+    for other in (skopsed, pickle.loads(pickle.dumps(est)), copy.deepcopy(est)):
         np.testing.assert_allclose(other.predict(X), pred, rtol=1e-6, atol=1e-6)
         assert other.history_ == est.history_
     assert hasattr(est, "model_")  # pickling must not strip the live estimator

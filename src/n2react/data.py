@@ -142,7 +142,39 @@ def _read_excel(p: Path, sheet: str | int) -> tuple[pd.DataFrame, list[Any]]:
             + (f": {reason})" if reason else ")")
         ) from exc
     header = list(raw.iloc[0]) if len(raw) else []
+    _announce_sheet(p, sheet)
     return df, header
+
+
+def _announce_sheet(p: Path, sheet: str | int) -> None:
+    """Name the sheet read when the workbook has several, and warn once when cells of it hold
+    formulas (their values as last computed and saved by the spreadsheet program are read)."""
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(p, read_only=True, data_only=False)
+    except Exception:  # pandas read it: a format openpyxl reads only partly
+        return
+    try:
+        names = wb.sheetnames
+        ws = wb[names[sheet]] if isinstance(sheet, int) else wb[sheet]
+        if len(names) > 1:
+            log.info("%s: reading sheet '%s' (%d sheets: %s)", p, ws.title, len(names),
+                     ", ".join(names[:6]) + (" ..." if len(names) > 6 else ""))  # fmt: skip
+        formulas = [
+            c.coordinate
+            for row in ws.iter_rows()
+            for c in row
+            if getattr(c, "data_type", None) == "f"
+        ]
+    finally:
+        wb.close()
+    if formulas:
+        warn_once(
+            f"{p}: {len(formulas)} cell(s) of sheet '{ws.title}' hold formulas (first: "
+            f"{formulas[0]}); their values as last saved by the spreadsheet program are read "
+            "(recalculate and save the file if they may be stale)"
+        )
 
 
 def _read_text(p: Path) -> tuple[pd.DataFrame, list[Any]]:
@@ -238,6 +270,11 @@ def _short_list(items: Sequence[str], limit: int = 8) -> str:
     return shown + (f", ... (+{len(items) - limit})" if len(items) > limit else "")
 
 
+#: Largest magnitude accepted in a descriptor or target cell: beyond it a value is a unit or typing
+#: error, and squares of it (scaling, distances) would overflow to inf.
+MAX_ABS_VALUE = 1e15
+
+
 def table_to_dataset(
     df: pd.DataFrame,
     *,
@@ -313,6 +350,14 @@ def table_to_dataset(
             raise DataError(
                 f"{src}: non-numeric value {raw[i]!r} in column '{col}', row {row_of(i)} "
                 f"(cluster {normalize_name(names_raw[i])})"
+            )
+        wild = num.notna() & ~(num.abs() <= MAX_ABS_VALUE)  # inf, -inf, 1e308 ...
+        if wild.any():
+            i = wild[wild].index[0]
+            raise DataError(
+                f"{src}: value {raw[i]!r} in column '{col}', row {row_of(i)} "
+                f"(cluster {normalize_name(names_raw[i])}) is not a finite number within "
+                f"±{MAX_ABS_VALUE:g} (a unit or typing error?)"
             )
         if not allow_missing and num.isna().any():
             i = num[num.isna()].index[0]

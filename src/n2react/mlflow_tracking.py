@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 TAG_HOST = "n2react.host"
 TAG_PID = "n2react.pid"
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
-#: The pickle's hash, which predict checks before unpickling a download of the model.
+#: The model file's hash, which predict checks before loading a download of the model.
 TAG_MODEL_SHA = "model_sha256"
 EXPERIMENT_TAGS = {
     TAG_NOTE: (
@@ -277,7 +277,8 @@ class MlflowTracker(Tracker):
     def _log_sklearn(self, model: Any, X_example: Any) -> str:
         from mlflow.models import infer_signature
 
-        # the cloudpickle caution is known: the pipeline holds our own estimator classes
+        from n2react.runstore import TRUSTED_TYPES
+
         logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
         example = X_example.head(5)
         signature = infer_signature(example, model.predict(example))
@@ -288,11 +289,12 @@ class MlflowTracker(Tracker):
                 str(path),
                 signature=signature,
                 input_example=example,
-                serialization_format="cloudpickle",
+                serialization_format="skops",  # loads without running code (n2react.runstore)
+                skops_trusted_types=TRUSTED_TYPES,
                 pip_requirements=model_requirements("keras" in repr(model).lower()),
             )
             # hashed here, from the file about to be logged (no download of what was just sent)
-            pickled = next(iter(sorted(path.glob("*.pkl"))), None)
+            pickled = next(iter(sorted(path.glob("*.skops")) + sorted(path.glob("*.pkl"))), None)
             mlflow.log_artifacts(str(path), "model", run_id=self.run_id)
             uri = f"runs:/{self.run_id}/model"
             tags = {"model_uri": uri}

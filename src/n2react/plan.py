@@ -143,6 +143,7 @@ class Plan:
                     "extra_trees or rfr, and pairwise models, do); use knn_residual"
                 )
         _selector_sizes(self, dataset)
+        self.preflight(dataset)
         if self.search.active:
             self.search.check(self.make_pipeline())
             for s in splits:
@@ -154,6 +155,20 @@ class Plan:
                         f"outer fold {s.fold}, inner CV of the search: {exc}"
                     ) from None
         return splits
+
+    def preflight(self, dataset: Dataset) -> None:
+        """Degenerate step settings and eval.path's columns, checked before any training."""
+        from n2react import preflight
+
+        pipeline = self.make_pipeline()
+        if "select" in pipeline.named_steps:
+            preflight.check_selector(
+                pipeline.named_steps["select"].get_params(deep=False),
+                dict(self.search.space) if self.search.active else {},
+            )
+        if self.eval_path:
+            preflight.check_eval_columns(self.eval_path, [str(c) for c in dataset.X.columns])
+        preflight.check_steps(pipeline, dataset)
 
 
 def _selector_sizes(plan: Plan, dataset: Dataset) -> None:

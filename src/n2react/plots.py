@@ -41,8 +41,10 @@ def save_figure(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
     titles = [fig._suptitle.get_text()] if fig._suptitle is not None else []
     titles += [ax.get_title() for ax in fig.axes if ax.get_title()]
     meta = {"Title": " | ".join(titles), "Description": "\n".join(texts)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight", metadata=meta)
+    from n2react.runstore import atomic_write
+
+    with atomic_write(path, "wb") as fh:  # whole or not at all
+        fig.savefig(fh, format="png", bbox_inches="tight", metadata=meta)
     import matplotlib.pyplot as plt
 
     plt.close(fig)

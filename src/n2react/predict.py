@@ -1,30 +1,28 @@
 """Predict lg(k1) of new clusters with a trained model.
 
 The model comes from an MLflow run id (its final model, plus its outer-fold models for the
-spread), a model URI (``runs:/...``, ``models:/...``), or a run directory / ``model.joblib`` of
+spread), a model URI (``runs:/...``, ``models:/...``), or a run directory / model file of
 ``python -m train``. The spreadsheet needs the descriptor columns the model was trained on; an
 ``lg(k1)`` column is optional and, when present, the predictions are scored.
 
-Models are pickles: loading one runs code it names, so load models from trusted sources only.
-Where the run recorded the sha256 of its model (``model.joblib.sha256`` beside ``model.joblib``,
-or the MLflow tag ``model_sha256``), the file is checked before it is unpickled.
+Model files are read by :mod:`n2react.runstore`: skops files with a fixed list of trusted types,
+checked against the sha256 the run recorded (``<file>.sha256``, or the MLflow tag
+``model_sha256``); pickles of older runs only with ``trust_pickle`` (``--trust-pickle``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
+from n2react import runstore
 from n2react.backend import stderr_silenced
 from n2react.composition import feature_names as formula_names
 from n2react.composition import ligands_in
@@ -42,11 +40,7 @@ from n2react.uncertainty import (
 log = logging.getLogger(__name__)
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-SHA256_SUFFIX = ".sha256"
 HASH_TAG = "model_sha256"
-
-
-DOMAIN_FILE = "domain.joblib"
 
 
 @dataclass
@@ -67,104 +61,97 @@ def _feature_names(model: Any) -> list[str]:
     return [str(n) for n in names]
 
 
-def file_sha256(path: str | Path) -> str:
-    """The hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def load_model(
+    ref: str, tracking_uri: str | None = None, trust_pickle: bool = False
+) -> LoadedModel:
+    """Load the final model and, where available, the outer-fold models and the domain.
 
-
-def write_sha256(path: str | Path) -> Path:
-    """Record ``path``'s sha256 in ``<path>.sha256`` (what :func:`load_model` checks)."""
-    side = Path(str(path) + SHA256_SUFFIX)
-    side.write_text(file_sha256(path) + "\n")
-    return side
-
-
-def check_sha256(file: Path, expected: str | None, where: str, force: bool = False) -> None:
-    """Refuse ``file`` when its sha256 differs from ``expected`` (None = nothing recorded)."""
-    if not expected:
-        return
-    actual = file_sha256(file)
-    if actual == expected.strip().lower():
-        return
-    msg = (
-        f"{file}: sha256 {actual[:12]}... differs from the {expected.strip()[:12]}... "
-        f"recorded by the run ({where}): the model changed since training"
-    )
-    if force:
-        log.warning("%s; loading it anyway (--force)", msg)
-        return
-    raise N2ReactError(f"{msg}; pass --force to load it anyway")
-
-
-def _load_checked(file: Path, force: bool) -> Any:
-    side = Path(str(file) + SHA256_SUFFIX)
-    if side.exists():
-        recorded = (side.read_text().split() or [""])[0]
-        check_sha256(file, recorded, side.name, force)
-    return joblib.load(file)
-
-
-def load_model(ref: str, tracking_uri: str | None = None, force: bool = False) -> LoadedModel:
-    """Load the final model and, where available, the outer-fold models.
-
-    Unpickling runs code: load models from trusted sources only. A recorded sha256 that does not
-    match is refused unless ``force``.
+    Each file must match its recorded sha256; pickles (older runs) load only with
+    ``trust_pickle``, with a one-line hint when they do.
     """
-    with stderr_silenced():  # unpickling a Keras model starts TensorFlow, which chatters
-        return _load_model(ref, tracking_uri, force)
+    with stderr_silenced():  # building a Keras network starts TensorFlow, which chatters
+        loaded = _load_model(ref, tracking_uri, trust_pickle)
+    return loaded
 
 
-def _load_model(ref: str, tracking_uri: str | None, force: bool = False) -> LoadedModel:
+def _load_run_dir(path: Path, trust_pickle: bool) -> LoadedModel:
+    run_dir = path if path.is_dir() else path.parent
+    file = runstore.model_path(path) if path.is_dir() else path
+    if file is None:
+        raise N2ReactError(
+            f"{run_dir}: no {runstore.MODEL_FILE} (not a run directory of python -m train, or a "
+            "run made with final_model=false?)"
+        )
+    if runstore.is_pickle(file) and trust_pickle:
+        log.warning("%s: a pickle from an older run, loaded because of --trust-pickle", file)
+    model = runstore.load_model_file(file, trust_pickle=trust_pickle)
+    folds = [
+        runstore.load_model_file(p, trust_pickle=trust_pickle)
+        for p in runstore.fold_model_paths(run_dir).values()
+    ]
+    domain_file = runstore.model_path(run_dir, runstore.DOMAIN_FILE)
+    domain = (
+        runstore.load_model_file(domain_file, trust_pickle=trust_pickle) if domain_file else None
+    )
+    calib_file = run_dir / UNCERTAINTY_FILE
+    calib = load_calibration(calib_file) if calib_file.exists() else None
+    return LoadedModel(model, folds, str(file), domain, calib)
+
+
+def _load_model(ref: str, tracking_uri: str | None, trust_pickle: bool) -> LoadedModel:
     path = Path(ref)
     if path.exists():
-        run_dir = path if path.is_dir() else path.parent
-        file = path / "model.joblib" if path.is_dir() else path
-        if not file.exists():
-            raise N2ReactError(
-                f"{run_dir}: no model.joblib (was the run made with final_model=true?)"
-            )
-        model = _load_checked(file, force)
-        fold_files = sorted(run_dir.glob("folds/fold_*/model.joblib"))
-        domain_file = run_dir / DOMAIN_FILE
-        domain = _load_checked(domain_file, force) if domain_file.exists() else None
-        folds = [_load_checked(p, force) for p in fold_files]
-        calib_file = run_dir / UNCERTAINTY_FILE
-        calib = load_calibration(calib_file) if calib_file.exists() else None
-        return LoadedModel(model, folds, str(file), domain, calib)
-    from n2react.mlflow_tracking import RunReader
+        return _load_run_dir(path, trust_pickle)
+    if not RUN_ID.match(ref) and not ref.startswith(("runs:/", "models:/")):
+        raise N2ReactError(f"{ref}: no such run directory or model file (nor an MLflow run id)")
+    return _load_mlflow(ref, tracking_uri, trust_pickle)
+
+
+def _local_store_missing(tracking_uri: str | None) -> str | None:
+    """The SQLite file of a ``sqlite:///`` store that does not exist (opening it would create
+    it), else None."""
+    if tracking_uri and tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///") :])
+        if not db.is_file():
+            return str(db)
+    return None
+
+
+def _load_mlflow(ref: str, tracking_uri: str | None, trust_pickle: bool) -> LoadedModel:
     from n2react.tracking import default_uri
 
-    reader = RunReader(tracking_uri or default_uri())
+    uri = tracking_uri or default_uri()
+    missing = _local_store_missing(uri)
+    if missing is not None:  # opening it would create an empty store in the working folder
+        raise N2ReactError(f"{ref}: no MLflow store at {missing} (set --tracking-uri)")
+    from n2react.mlflow_tracking import RunReader
+
+    reader = RunReader(uri)
     try:
-        if RUN_ID.match(ref):
-            tags = reader.run(ref).tags
-            uri = tags.get("model_uri")
-            if uri is None:
-                raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")
-            local = reader.download_uri(uri)
-            pickled = next(iter(sorted(local.glob("*.pkl"))), None)
-            if pickled is not None:
-                check_sha256(pickled, tags.get(HASH_TAG), f"tag {HASH_TAG}", force)
-            model = reader.load_sklearn(str(local))
-            tmp = Path(tempfile.mkdtemp(prefix="n2react-"))
-            folds = []
-            for entry in reader.list_artifacts(ref, "fold_models"):
-                got = reader.download(ref, entry, tmp)
-                folds += [_load_checked(p, force) for p in sorted(got.glob("*.joblib"))]
-            domain = None
-            if f"domain/{DOMAIN_FILE}" in reader.list_artifacts(ref, "domain"):
-                got = reader.download(ref, "domain", tmp)
-                domain = _load_checked(got / DOMAIN_FILE, force)
-            calib = None
-            calib_path = f"uncertainty/{UNCERTAINTY_FILE}"
-            if calib_path in reader.list_artifacts(ref, "uncertainty"):
-                calib = load_calibration(reader.download(ref, calib_path, tmp))
-            return LoadedModel(model, folds, uri, domain, calib)
-        return LoadedModel(reader.load_sklearn(ref), [], ref)
+        if not RUN_ID.match(ref):
+            local = reader.download_uri(ref)
+            return LoadedModel(runstore.load_mlflow_model(local, None, trust_pickle), [], ref)
+        tags = reader.run(ref).tags
+        model_uri = tags.get("model_uri")
+        if model_uri is None:
+            raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")
+        local = reader.download_uri(model_uri)
+        model = runstore.load_mlflow_model(local, tags.get(HASH_TAG), trust_pickle)
+        tmp = Path(tempfile.mkdtemp(prefix="n2react-"))
+        folds = []
+        for entry in reader.list_artifacts(ref, "fold_models"):
+            p = runstore.model_path(reader.download(ref, entry, tmp))
+            if p is not None:
+                folds.append(runstore.load_model_file(p, trust_pickle=trust_pickle))
+        domain = None
+        if reader.list_artifacts(ref, "domain"):
+            p = runstore.model_path(reader.download(ref, "domain", tmp), runstore.DOMAIN_FILE)
+            domain = runstore.load_model_file(p, trust_pickle=trust_pickle) if p else None
+        calib = None
+        calib_path = f"uncertainty/{UNCERTAINTY_FILE}"
+        if calib_path in reader.list_artifacts(ref, "uncertainty"):
+            calib = load_calibration(reader.download(ref, calib_path, tmp))
+        return LoadedModel(model, folds, model_uri, domain, calib)
     except N2ReactError:
         raise
     except Exception as exc:
@@ -332,22 +319,24 @@ def check_output(file: str | Path, output: str | Path, force: bool = False) -> P
 
 
 def write_csv_atomic(table: pd.DataFrame, output: str | Path) -> None:
-    """Write ``table`` to a temporary file beside ``output`` and rename it over ``output``, so a
-    reader never sees half a file and a failure leaves any earlier file intact."""
-    out = Path(output)
-    tmp: str | None = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        with os.fdopen(fd, "w", newline="") as fh:
-            table.to_csv(fh, index=False)
-        os.replace(tmp, out)
-        tmp = None
-    except OSError as exc:
-        raise DataError(f"{out}: cannot write ({exc.strerror or type(exc).__name__})") from exc
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write ``table`` whole or not at all (see :func:`n2react.runstore.write_csv`)."""
+    runstore.write_csv(output, table)
+
+
+def check_finite(table: pd.DataFrame) -> None:
+    """Refuse a table holding a non-finite prediction (or an infinite spread): one line naming
+    the cluster, nothing written."""
+    for col in ("y_pred", "y_std", "y_lower", "y_upper", "expected_error"):
+        if col not in table:
+            continue
+        v = pd.to_numeric(table[col], errors="coerce").to_numpy(float)
+        bad = np.isinf(v) if col != "y_pred" else ~np.isfinite(v)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"cluster {table['cluster'].iloc[i]} (row {i + 2}): the model gives {col} = "
+                f"{v[i]} (descriptors far outside anything it was trained on?); nothing written"
+            )
 
 
 def predict(
@@ -359,12 +348,13 @@ def predict(
     force: bool = False,
     explain: bool = False,
     coverage: float = 0.9,
+    trust_pickle: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, float] | None]:
     """Write a CSV (cluster, y_pred, y_std, in_domain ...[, y_true, residual]); return it and
     the scores. ``explain`` also writes ``<output>_explain.csv`` (per-cluster SHAP values).
 
     The output never replaces the input, replaces an existing file only with ``force``, and is
-    written atomically. ``force`` also loads a model whose recorded sha256 does not match.
+    written atomically. ``trust_pickle`` loads pickled models (older runs; loading runs code).
     """
     check_coverage(coverage, where="--coverage")
     check_output(file, output, force)
@@ -373,9 +363,10 @@ def predict(
         check_output(file, explain_out, force)
     if not Path(file).exists():
         raise DataError(f"{file}: file not found")
-    loaded = load_model(ref, tracking_uri, force)
+    loaded = load_model(ref, tracking_uri, trust_pickle)
     X, clusters, y = read_new_clusters(file, _feature_names(loaded.model), sheet)
     out, metrics, domain_summary = prediction_table(loaded, X, clusters, y, coverage)
+    check_finite(out)
     if domain_summary:
         log.info("%s", domain_summary)
     if explain:

@@ -11,23 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
+from n2react import runstore
 from n2react.cv import CVResult, FoldResult
 from n2react.errors import ConfigError
 from n2react.plots import parity_plot, selection_frequency_plot
-from n2react.predict import write_sha256
+from n2react.runstore import FOLD_FILE, PREDICTIONS_FILE, fold_dir
 from n2react.splitters import Split
 from n2react.tracking import Tracker
-
-FOLD_FILE = "fold.json"  # written last: a fold folder holding it is complete
-PREDICTIONS_FILE = "predictions.csv"
-
-
-def fold_dir(run_dir: Path, fold: int) -> Path:
-    return run_dir / "folds" / f"fold_{fold:02d}"
 
 
 def write_fold(fold: FoldResult, run_dir: Path) -> tuple[list[Path], Path]:
@@ -39,24 +32,23 @@ def write_fold(fold: FoldResult, run_dir: Path) -> tuple[list[Path], Path]:
     d = fold_dir(run_dir, fold.split.fold)
     d.mkdir(parents=True, exist_ok=True)
     (d / FOLD_FILE).unlink(missing_ok=True)
-    model_file = d / "model.joblib"  # the fold models give predict its spread over folds
-    joblib.dump(fold.model, model_file)
-    write_sha256(model_file)  # predict checks it before unpickling
-    (d / "selected_features.txt").write_text("\n".join(fold.selected_features) + "\n")
-    paths = [d / "selected_features.txt"]
+    # the fold models give predict its spread over folds
+    model_file = runstore.save_model(fold.model, d / runstore.MODEL_FILE)
+    selected = d / runstore.SELECTED_FILE
+    paths = [runstore.write_text(selected, "\n".join(fold.selected_features) + "\n")]
     if len(fold.trials):
-        fold.trials.to_csv(d / "trials.csv", index=False)
-        paths.append(d / "trials.csv")
+        paths.append(runstore.write_csv(d / runstore.TRIALS_FILE, fold.trials))
     s = fold.split
     std = fold.y_std_test if fold.y_std_test is not None else np.full(len(s.test), np.nan)
-    pd.DataFrame(
+    preds = pd.DataFrame(
         {
             "row": np.concatenate([s.test, s.train]),
             "part": ["test"] * len(s.test) + ["train"] * len(s.train),
             "y_pred": np.concatenate([fold.y_pred_test, fold.y_pred_train]),
             "y_std": np.concatenate([std, np.full(len(s.train), np.nan)]),
         }
-    ).to_csv(d / PREDICTIONS_FILE, index=False)
+    )
+    runstore.write_csv(d / PREDICTIONS_FILE, preds)
     meta = {
         "fold": s.fold,
         "repeat": s.repeat,
@@ -66,9 +58,7 @@ def write_fold(fold: FoldResult, run_dir: Path) -> tuple[list[Path], Path]:
         "selected_features": fold.selected_features,
         "has_std": fold.y_std_test is not None,
     }
-    tmp = d / f".{FOLD_FILE}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    tmp.replace(d / FOLD_FILE)
+    runstore.write_json(d / FOLD_FILE, meta)
     return paths, model_file
 
 
@@ -76,7 +66,8 @@ def read_fold(run_dir: Path, split: Split) -> FoldResult | None:
     """The finished fold ``split`` of ``run_dir`` as written by :func:`write_fold`; None when the
     fold did not finish. Rows other than ``split``'s are a ConfigError (another config's folds)."""
     d = fold_dir(run_dir, split.fold)
-    if not (d / FOLD_FILE).exists() or not (d / "model.joblib").exists():
+    model_file = runstore.model_path(d)
+    if not (d / FOLD_FILE).exists() or model_file is None:
         return None
     meta = json.loads((d / FOLD_FILE).read_text())
     preds = pd.read_csv(d / PREDICTIONS_FILE, float_precision="round_trip")
@@ -99,17 +90,17 @@ def read_fold(run_dir: Path, split: Split) -> FoldResult | None:
         selected_features=list(meta["selected_features"]),
         y_pred_test=test["y_pred"].to_numpy(dtype=float),
         y_pred_train=train["y_pred"].to_numpy(dtype=float),
-        trials=pd.read_csv(trials) if trials.exists() else pd.DataFrame(),
+        trials=runstore.read_csv(trials) if trials.exists() else pd.DataFrame(),
         y_std_test=test["y_std"].to_numpy(dtype=float) if meta.get("has_std") else None,
-        model=joblib.load(d / "model.joblib"),
+        model=runstore.load_model_file(model_file),
     )
 
 
 def fold_artifacts(fold: FoldResult, run_dir: Path) -> tuple[list[Path], Path]:
     """The files :func:`write_fold` wrote for ``fold`` (child-run artifacts, model file)."""
     d = fold_dir(run_dir, fold.split.fold)
-    paths = [p for p in (d / "selected_features.txt", d / "trials.csv") if p.exists()]
-    return paths, d / "model.joblib"
+    paths = [p for p in (d / runstore.SELECTED_FILE, d / runstore.TRIALS_FILE) if p.exists()]
+    return paths, runstore.model_path(d) or d / runstore.MODEL_FILE
 
 
 def log_fold_run(
@@ -125,7 +116,8 @@ def log_fold_run(
     tracker.log_fold(
         fold.split.fold, metrics, params, {"repeat": str(fold.split.repeat)}, artifacts
     )
-    tracker.log_artifact(model_file, f"fold_models/fold_{fold.split.fold:02d}")
+    for p in (model_file, runstore.sha256_path(model_file)):  # predict checks one by the other
+        tracker.log_artifact(p, f"fold_models/fold_{fold.split.fold:02d}")
 
 
 def fold_logger(
@@ -167,22 +159,22 @@ def write_results(
     columns of ``group_extra``, keyed by ``group``) and the selector's selection frequencies
     (when there is one)."""
     oof = result.oof_table()
-    paths = [run_dir / "folds.csv", run_dir / "oof_predictions.csv", run_dir / "summary.json"]
-    result.fold_table().to_csv(paths[0], index=False)
+    paths = [
+        runstore.write_csv(run_dir / runstore.FOLDS_TABLE_FILE, result.fold_table()),
+        run_dir / runstore.OOF_FILE,
+    ]
     cols = ["cluster", "y_true", "y_pred", "fold"] + (["repeat"] if oof["repeat"].max() > 1 else [])
     cols += [c for c in ("group", "y_std") if c in oof]
-    oof[cols].to_csv(paths[1], index=False)
-    paths[2].write_text(json.dumps(summary, indent=2) + "\n")
+    runstore.write_csv(paths[1], oof[cols])
+    paths.append(runstore.write_json(run_dir / runstore.SUMMARY_FILE, summary))
     paths.append(parity_plot(oof, result.train_table(), run_dir / "parity.png", title=title))
     groups = result.group_table()
     if groups is not None:
         if group_extra is not None:
             groups = groups.merge(group_extra, on="group", how="left")
-        groups.to_csv(run_dir / "group_scores.csv", index=False)
-        paths.append(run_dir / "group_scores.csv")
+        paths.append(runstore.write_csv(run_dir / "group_scores.csv", groups))
     freq = selection_frequencies(result)
     if freq is not None:
-        freq.to_csv(run_dir / "selection_frequency.csv")
-        paths.append(run_dir / "selection_frequency.csv")
+        paths.append(runstore.write_csv(run_dir / "selection_frequency.csv", freq, index=True))
         paths.append(selection_frequency_plot(freq, run_dir / "selection_frequency.png"))
     return paths

@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from n2react import runstore
 from n2react.cv import FoldResult
 from n2react.errors import ConfigError
 from n2react.results import fold_artifacts, log_fold_run, read_fold
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 #: who ran a run (n2react.mlflow_tracking tags every run with them)
 TAG_HOST, TAG_PID = "n2react.host", "n2react.pid"
 
-CONFIG_FILE = "config_resolved.yaml"
+CONFIG_FILE = runstore.CONFIG_FILE
 #: config keys that may differ between a run and its resumption (they change no figure)
 IGNORED_KEYS = ("resume", "progress")
 

@@ -13,10 +13,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import joblib
 from omegaconf import DictConfig, OmegaConf
 
-from n2react import device
+from n2react import device, runstore
 from n2react.composition import DEFAULT_LIGANDS
 from n2react.cv import CVResult, FoldResult, fit_model, nested_cv
 from n2react.data import Dataset, load_dataset
@@ -25,7 +24,7 @@ from n2react.jobs import JobInfo
 from n2react.pairsplit import pair_split
 from n2react.plan import Plan, build_plan
 from n2react.plots import parity_plot
-from n2react.predict import DOMAIN_FILE, write_sha256
+from n2react.preflight import check_output_dir
 from n2react.quiet import JOB_LINE, quiet_sweep_job
 from n2react.report import FoldProgress, closing_line, group_table, show, summary_table
 from n2react.results import fold_logger, write_results
@@ -74,7 +73,7 @@ def train(
         check_same_config(resumed.run_dir, plan.config)
         log.info("resuming %s (MLflow run %s)", resumed.run_dir, resumed.run_id or "none")
         run_dir = resumed.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_output_dir(run_dir)  # writable, with room for the models, before any data work
     used_device = device.place(plan.device, plan.uses_accelerator, job_num)
     dataset = plan.attach_groups(load_dataset(plan.data, plan.group_column))
     splits = plan.validate(dataset)
@@ -88,9 +87,9 @@ def train(
         if dataset.groups is not None
         else "",
     )
-    config_path = run_dir / "config_resolved.yaml"
+    config_path = run_dir / runstore.CONFIG_FILE
     if resumed is None:
-        config_path.write_text(OmegaConf.to_yaml(OmegaConf.create(plan.config)))
+        runstore.write_text(config_path, OmegaConf.to_yaml(OmegaConf.create(plan.config)))
     done = done_folds(run_dir, splits) if resumed is not None else {}
 
     params = tracked_params(
@@ -236,15 +235,15 @@ def _save_final(
     run_dir: Path,
     calib: Calibration | None = None,
 ) -> None:
-    """model.joblib, final_params.json, the domain and interval calibration, the logged model
-    flavours."""
+    """The final model file, final_params.json, the domain and interval calibration, the logged
+    model flavours."""
     model = final.pipeline_
-    joblib.dump(model, run_dir / "model.joblib")
-    write_sha256(run_dir / "model.joblib")  # predict checks it before unpickling
+    runstore.save_model(model, run_dir / runstore.MODEL_FILE)
     params: dict[str, Any] = final.search_.best_params
-    (run_dir / "final_params.json").write_text(json.dumps(params, indent=2, default=str) + "\n")
-    tracker.log_artifact(run_dir / "final_params.json")
-    tracker.log_artifact(fit_domain(dataset, run_dir, _ligands(plan)), "domain")
+    tracker.log_artifact(runstore.write_json(run_dir / runstore.FINAL_PARAMS_FILE, params))
+    domain = fit_domain(dataset, run_dir, _ligands(plan))
+    for p in (domain, runstore.sha256_path(domain)):  # predict checks one by the other
+        tracker.log_artifact(p, "domain")
     if calib is not None:  # plain JSON: predict reads it without unpickling anything
         tracker.log_artifact(calib.save(run_dir / UNCERTAINTY_FILE), "uncertainty")
     if tracker.store is not None and tracker.store.log_model:
@@ -261,14 +260,14 @@ def _transfer(
 ) -> dict[str, float]:
     """Score the final model on eval.path, a second labelled spreadsheet (new compositions)."""
     folds = [f.model for f in result.folds if f.model is not None]
-    loaded = loaded_from_run(final, folds, run_dir / DOMAIN_FILE, calib)
+    loaded = loaded_from_run(final, folds, run_dir / runstore.DOMAIN_FILE, calib)
     coverage = plan.uncertainty.coverage if plan.uncertainty is not None else 0.9
     metrics, files = evaluate_transfer(loaded, str(plan.eval_path), run_dir, coverage)
     tracker.log_metrics(metrics)
     for p in files:
         tracker.log_artifact(p, "transfer")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    (run_dir / "summary.json").write_text(json.dumps({**summary, **metrics}, indent=2))
+    summary = json.loads((run_dir / runstore.SUMMARY_FILE).read_text())
+    runstore.write_json(run_dir / runstore.SUMMARY_FILE, {**summary, **metrics})
     return metrics
 
 
@@ -298,8 +297,8 @@ def _pair_split(plan: Plan, dataset: Dataset, tracker: Tracker, run_dir: Path) -
     summary, pairs = pair_split(dataset, plan)
     tracker.set_tags({"cv.scheme": "pair_split"})
     tracker.log_metrics(summary)
-    pairs.to_csv(run_dir / "test_pairs.csv", index=False)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    runstore.write_csv(run_dir / "test_pairs.csv", pairs)
+    runstore.write_json(run_dir / runstore.SUMMARY_FILE, summary)
     title = f"{plan.names.model} on {dataset.name}: random 80/20 split of PAIRS (paper protocol)"
     plot = parity_plot(
         pairs.rename(columns={"cluster_i": "cluster"}),
@@ -308,7 +307,7 @@ def _pair_split(plan: Plan, dataset: Dataset, tracker: Tracker, run_dir: Path) -
         title=title,
         quantity="lg(k1)_i - lg(k1)_j",
     )
-    for p in (run_dir / "test_pairs.csv", run_dir / "summary.json", plot):
+    for p in (run_dir / "test_pairs.csv", run_dir / runstore.SUMMARY_FILE, plot):
         tracker.log_artifact(p)
     log.info(
         "pair split: test r %.3f, RMSE %.3f on %d held-out pairs (%.0f%% with both clusters seen)",

@@ -228,7 +228,7 @@ def model_requirements(with_keras: bool) -> list[str]:
     """Pinned requirements of a logged model (instead of MLflow's slow import-tracing guess)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    names = ["scikit-learn", "numpy", "pandas", "scipy", "cloudpickle"]
+    names = ["scikit-learn", "numpy", "pandas", "scipy", "skops"]
     if with_keras:
         names += ["keras", "tensorflow"]
     out = []

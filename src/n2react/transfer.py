@@ -14,21 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 
+from n2react import runstore
 from n2react.data import Dataset
 from n2react.domain import ApplicabilityDomain
 from n2react.errors import DataError
 from n2react.metrics import pooled_metrics
 from n2react.plots import domain_plot, parity_plot
-from n2react.predict import (
-    DOMAIN_FILE,
-    LoadedModel,
-    prediction_table,
-    read_new_clusters,
-    write_sha256,
-)
+from n2react.predict import LoadedModel, prediction_table, read_new_clusters
 from n2react.uncertainty_report import descriptor_flag
 
 log = logging.getLogger(__name__)
@@ -37,10 +31,7 @@ log = logging.getLogger(__name__)
 def fit_domain(dataset: Dataset, run_dir: Path, ligands: Sequence[str]) -> Path:
     """Fit the applicability domain of the training clusters; write it beside the model."""
     domain = ApplicabilityDomain(ligands=list(ligands)).fit(dataset.X, dataset.clusters)
-    path = run_dir / DOMAIN_FILE
-    joblib.dump(domain, path)
-    write_sha256(path)
-    return path
+    return runstore.save_model(domain, run_dir / runstore.DOMAIN_FILE)
 
 
 def evaluate_transfer(
@@ -61,7 +52,7 @@ def evaluate_transfer(
     out = run_dir / "transfer"
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "transfer_predictions.csv"]
-    table.to_csv(files[0], index=False)
+    runstore.write_csv(files[0], table)
     title = f"transfer: {Path(path).name} predicted by the final model"
     files.append(parity_plot(table, None, out / "transfer_parity.png", title=title))
     dom = None
@@ -90,7 +81,8 @@ def loaded_from_run(
     final: Any, fold_models: list[Any], domain_file: Path, calibration: Any = None
 ) -> LoadedModel:
     """The run's own final model, fold models, domain and calibration, as predict loads them."""
-    return LoadedModel(final, fold_models, "this run", joblib.load(domain_file), calibration)
+    domain = runstore.load_model_file(domain_file)
+    return LoadedModel(final, fold_models, "this run", domain, calibration)
 
 
 def transfer_trust(

@@ -30,7 +30,7 @@ def explain_clusters(
     descriptor and the three descriptors that move the prediction most."""
     if domain is None:
         raise N2ReactError(
-            "--explain needs the run's training clusters (its domain.joblib), which this run "
+            "--explain needs the run's training clusters (its domain file), which this run "
             "did not record; retrain with this version of n2react"
         )
     budget = budget or Budget()

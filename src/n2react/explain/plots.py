@@ -28,6 +28,7 @@ from n2react.plots import (
     short_name,
     wrap_title,
 )
+from n2react.runstore import write_csv
 
 _SHAP_X = f"SHAP value: effect on predicted {LGK1}"
 #: Marker per ligand pattern (bare first, then the others by how many clusters they have).
@@ -102,7 +103,7 @@ def beeswarm(
     cb.set_ticklabels(["low", "high"])
     cb.set_label("descriptor value (rank among clusters)", fontsize=8)
     csv = path.with_suffix(".csv")
-    values.to_csv(csv, index_label="cluster")
+    write_csv(csv, values, index=True, index_label="cluster")
     return [_save(fig, path), csv]
 
 
@@ -148,7 +149,7 @@ def importance_bars(
     ax.set_title(wrap_title(title, 80), fontsize=9)
     ax.grid(axis="x", alpha=0.25)
     csv = path.with_suffix(".csv")
-    table.to_csv(csv, index_label="descriptor")
+    write_csv(csv, table, index=True, index_label="descriptor")
     return [_save(fig, path), csv]
 
 
@@ -320,7 +321,7 @@ def parity(
     stats += f"\nnamed: the {len(worst)} largest |errors|"
     ax.text(0.0, -0.13, stats, transform=ax.transAxes, fontsize=7, va="top", ha="left")
     csv = path.with_suffix(".csv")
-    pc[["cluster", "group", "y_true", "y_pred", "residual", "labelled"]].to_csv(csv, index=False)
+    write_csv(csv, pc[["cluster", "group", "y_true", "y_pred", "residual", "labelled"]])
     return [_save(fig, path), csv]
 
 
@@ -367,7 +368,7 @@ def residuals_by_family(oof: pd.DataFrame, path: Path, title: str) -> list:
               fontsize=7, frameon=False, ncol=2, borderaxespad=0)  # fmt: skip
     ax.grid(axis="x", alpha=0.25)
     csv = path.with_suffix(".csv")
-    table.to_csv(csv, index_label="family")
+    write_csv(csv, table, index=True, index_label="family")
     return [_save(fig, path), csv]
 
 
@@ -410,7 +411,7 @@ def learning_curves(table: pd.DataFrame, path: Path, title: str) -> list:
                    borderaxespad=0)  # fmt: skip
     fig.suptitle(wrap_title(title, 100), fontsize=10)
     csv = path.with_suffix(".csv")
-    table.to_csv(csv, index=False)
+    write_csv(csv, table)
     return [_save(fig, path), csv]
 
 

@@ -1,9 +1,9 @@
 """What a finished run left behind, read back without training: from its directory or MLflow.
 
 A run directory of ``python -m train`` holds ``config_resolved.yaml`` (reloads the data set),
-``oof_predictions.csv`` (which fold held out which cluster), ``folds/fold_NN/model.joblib`` (each
-outer fold's fitted pipeline) and ``model.joblib`` (the final pipeline, when one was fitted). An
-MLflow parent run holds the same as artifacts (``fold_models/fold_NN/model.joblib``) plus the final
+``oof_predictions.csv`` (which fold held out which cluster), ``folds/fold_NN/model.skops`` (each
+outer fold's fitted pipeline) and ``model.skops`` (the final pipeline, when one was fitted). An
+MLflow parent run holds the same as artifacts (``fold_models/fold_NN/model.skops``) plus the final
 model under its tag ``model_uri``.
 """
 
@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from n2react import runstore
 from n2react.data import Dataset, load_dataset
 from n2react.errors import N2ReactError
 
@@ -49,7 +49,7 @@ class RunData:
 def _read_oof(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise N2ReactError(f"{path}: not found (is this a finished nested-CV run?)")
-    oof = pd.read_csv(path)
+    oof = runstore.read_csv(path)
     missing = {"cluster", "y_true", "y_pred", "fold"} - set(oof.columns)
     if missing:
         raise N2ReactError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
@@ -64,13 +64,21 @@ def _read_cfg(path: Path) -> DictConfig:
     return cfg
 
 
-def _fold_models(paths: list[Path]) -> dict[int, Any]:
+def _fold_models(run_dir: Path, trust_pickle: bool) -> dict[int, Any]:
+    return {
+        k: runstore.load_model_file(p, trust_pickle=trust_pickle)
+        for k, p in runstore.fold_model_paths(run_dir).items()
+    }
+
+
+def _fold_files(root: Path) -> dict[int, Path]:
     out = {}
-    for p in paths:
-        m = _FOLD_DIR.search(p.parent.name)
-        if m:
-            out[int(m.group(1))] = joblib.load(p)
-    return dict(sorted(out.items()))
+    for d in sorted(root.iterdir()):
+        m = _FOLD_DIR.search(d.name)
+        p = runstore.model_path(d) if m and d.is_dir() else None
+        if p is not None:
+            out[int(m.group(1))] = p
+    return out
 
 
 def _reload(cfg: DictConfig) -> Dataset:
@@ -83,24 +91,31 @@ def _reload(cfg: DictConfig) -> Dataset:
     return load_dataset(cfg.data, column)
 
 
-def load_run_dir(run_dir: str | Path, dataset: Dataset | None = None) -> RunData:
+def load_run_dir(
+    run_dir: str | Path, dataset: Dataset | None = None, trust_pickle: bool = False
+) -> RunData:
     """Read a run directory of ``python -m train``."""
     from n2react.backend import stderr_silenced
 
     d = Path(run_dir)
     if not d.is_dir():
         raise N2ReactError(f"{d}: not a run directory (nor an MLflow run id)")
-    cfg = _read_cfg(d / "config_resolved.yaml")
-    oof = _read_oof(d / "oof_predictions.csv")
-    with stderr_silenced():  # unpickling a Keras model starts TensorFlow, which chatters
-        final = joblib.load(d / "model.joblib") if (d / "model.joblib").exists() else None
-        folds = _fold_models(sorted(d.glob("folds/fold_*/model.joblib")))
+    cfg = _read_cfg(d / runstore.CONFIG_FILE)
+    oof = _read_oof(d / runstore.OOF_FILE)
+    with stderr_silenced():  # building a Keras network starts TensorFlow, which chatters
+        file = runstore.model_path(d)
+        final = runstore.load_model_file(file, trust_pickle=trust_pickle) if file else None
+        folds = _fold_models(d, trust_pickle)
     ds = dataset if dataset is not None else _reload(cfg)
     return RunData(str(d), cfg, ds, oof, final, folds)
 
 
 def load_mlflow_run(
-    run_id: str, dest: str | Path, tracking_uri: str | None = None, dataset: Dataset | None = None
+    run_id: str,
+    dest: str | Path,
+    tracking_uri: str | None = None,
+    dataset: Dataset | None = None,
+    trust_pickle: bool = False,
 ) -> RunData:
     """Download a parent run's config, out-of-fold table and fold models into ``dest`` and load
     its final model (tag ``model_uri``)."""
@@ -116,26 +131,29 @@ def load_mlflow_run(
         raise N2ReactError(f"MLflow run {run_id}: {first[:300]}") from exc
     dest = Path(dest)
     names = set(reader.list_artifacts(run_id))
-    for need in ("config_resolved.yaml", "oof_predictions.csv"):
+    for need in (runstore.CONFIG_FILE, runstore.OOF_FILE):
         if need not in names:
             raise N2ReactError(
                 f"MLflow run {run_id}: no artifact {need} (not an n2react parent run?)"
             )
     got = {
         name: reader.download(run_id, name, dest)
-        for name in ("config_resolved.yaml", "oof_predictions.csv", "fold_models")
+        for name in (runstore.CONFIG_FILE, runstore.OOF_FILE, "fold_models")
         if name in names
     }
-    cfg = _read_cfg(got["config_resolved.yaml"])
-    oof = _read_oof(got["oof_predictions.csv"])
+    cfg = _read_cfg(got[runstore.CONFIG_FILE])
+    oof = _read_oof(got[runstore.OOF_FILE])
     with stderr_silenced():
-        folds = (
-            _fold_models(sorted(got["fold_models"].glob("fold_*/*.joblib")))
-            if ("fold_models" in got)
-            else {}
-        )
+        folds = {}
+        if "fold_models" in got:  # fold_models/fold_NN/<model file>
+            for k, p in _fold_files(got["fold_models"]).items():
+                folds[k] = runstore.load_model_file(p, trust_pickle=trust_pickle)
         uri = run.tags.get("model_uri")
-        final = reader.load_sklearn(uri) if uri else None
+        final = None
+        if uri:
+            local = reader.download_uri(uri)
+            recorded = run.tags.get("model_sha256")
+            final = runstore.load_mlflow_model(local, recorded, trust_pickle)
     ds = dataset if dataset is not None else _reload(cfg)
     return RunData(f"MLflow run {run_id}", cfg, ds, oof, final, folds)
 
@@ -146,10 +164,12 @@ def load_run(
     tracking_uri: str | None = None,
     download_to: str | Path | None = None,
     dataset: Dataset | None = None,
+    trust_pickle: bool = False,
 ) -> RunData:
-    """A run directory, or an MLflow parent run id (artifacts go to ``download_to``)."""
+    """A run directory, or an MLflow parent run id (artifacts go to ``download_to``);
+    ``trust_pickle`` loads the pickled models of older runs (loading a pickle runs code)."""
     p = Path(ref)
     if p.exists() or not RUN_ID.match(str(ref)):
-        return load_run_dir(p, dataset)
+        return load_run_dir(p, dataset, trust_pickle)
     dest = Path(download_to) if download_to is not None else Path(f"explain-{ref}") / "artifacts"
-    return load_mlflow_run(str(ref), dest, tracking_uri, dataset)
+    return load_mlflow_run(str(ref), dest, tracking_uri, dataset, trust_pickle)

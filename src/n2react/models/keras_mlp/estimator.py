@@ -325,21 +325,25 @@ class KerasMLPRegressor(
         return h.reshape(-1)
 
     def __getstate__(self) -> dict:
+        """The parameters and fitted attributes, the network as its weight arrays only (no
+        Keras config: a model file names no code, and the network is rebuilt from the
+        estimator's own parameters)."""
         state = dict(super().__getstate__())  # object.__getstate__ may return __dict__ itself
         model = state.pop("model_", None)
         if model is not None:
-            state["_model_payload"] = {"config": model.get_config(), "weights": model.get_weights()}
+            state["_model_weights"] = [np.asarray(w) for w in model.get_weights()]
         return state
 
     def __setstate__(self, state: dict) -> None:
-        payload = state.pop("_model_payload", None)
+        weights = state.pop("_model_weights", None)
+        payload = state.pop("_model_payload", None)  # older files: config + weights
+        if weights is None and payload is not None:
+            weights = payload["weights"]
         super().__setstate__(state)
-        if payload is not None:
-            import keras
-
-            model = keras.Sequential.from_config(payload["config"])
-            model.set_weights(payload["weights"])
-            self.model_ = model
+        if weights is not None:
+            if not isinstance(self.activation, str):
+                raise ValueError("KerasMLPRegressor: activation must be a Keras activation name")
+            self.model_ = self._build_model([np.asarray(w) for w in weights])
 
 
 def _gelu(z: np.ndarray) -> np.ndarray:  # keras' default gelu (approximate=False)

@@ -1,0 +1,150 @@
+"""Checks made before any training, so that a run fails in its first seconds with one line
+instead of after the whole CV: degenerate settings of the pipeline's steps, the columns of
+``eval.path``, and where the outputs go (writable, enough free space)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from n2react.capabilities import epochs_param
+from n2react.data import Dataset
+from n2react.errors import ConfigError, DataError, N2ReactError
+
+#: Free space a run needs at least: its tables, plots, and the fold and final model files.
+MIN_FREE_BYTES = 200 * 1024 * 1024
+
+
+def check_steps(pipeline: Any, dataset: Dataset) -> None:
+    """Fit a fresh copy of the pipeline on a small slice of the training rows (nothing is kept):
+    an invalid or degenerate parameter (``n_estimators=0``, ``k=0``, a negative penalty ...)
+    fails here as one ConfigError line rather than in the first outer fold. A model trained in
+    epochs gets a budget of 2 for it."""
+    from sklearn.base import clone
+
+    from n2react.cv import fit_model
+
+    pipe = clone(pipeline)
+    epochs = epochs_param(pipe.named_steps.get("model"), "model__")
+    if epochs is not None:
+        budget = pipe.get_params()[epochs]
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+            raise ConfigError(f"model.estimator.{epochs.rsplit('__', 1)[-1]}={budget}: need >= 1")
+        pipe.set_params(**{epochs: 2})
+    rng = np.random.default_rng(0)
+    n = min(dataset.n_rows, 40)
+    rows = np.sort(rng.choice(dataset.n_rows, n, replace=False))
+    groups = None if dataset.groups is None else dataset.groups[rows]
+    try:
+        fit_model(pipe, dataset.X.iloc[rows], dataset.y[rows], groups)
+    except N2ReactError:
+        raise
+    except (ValueError, TypeError) as exc:  # scikit-learn's InvalidParameterError is both
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"a setting of the pipeline is not usable: {first[:300]}") from None
+
+
+def check_selector(params: dict[str, Any], space: dict[str, Any]) -> None:
+    """Selector settings that would select nothing or never finish (``k=0``, ``step=0``,
+    ``n_resamples=0``, ``sample_fraction`` outside (0, 1]), also as search-space bounds."""
+    for key in ("k", "n_features_to_select", "n_resamples"):
+        value = params.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+            raise ConfigError(f"selector.step.{key}={value}: must be at least 1")
+        spec = space.get(f"select__{key}") or {}
+        low = spec.get("min") if isinstance(spec, dict) else None
+        if isinstance(low, int | float) and low <= 0:
+            raise ConfigError(f"selector.space.{key}.min={low}: must be at least 1")
+    step = params.get("step")
+    if isinstance(step, int | float) and not isinstance(step, bool) and step <= 0:
+        raise ConfigError(f"selector.step.step={step}: must be positive")
+    frac = params.get("sample_fraction")
+    if isinstance(frac, int | float) and not 0 < frac <= 1:
+        raise ConfigError(f"selector.step.sample_fraction={frac}: must be in (0, 1]")
+
+
+def check_eval_columns(eval_path: str, expected: list[str]) -> None:
+    """``eval.path`` must hold the descriptors the model will be trained on and an lg(k1)
+    column; read now, so a wrong file fails before the CV rather than after the refit."""
+    from n2react.predict import read_new_clusters
+
+    try:
+        _, _, y = read_new_clusters(eval_path, expected)
+    except DataError as exc:
+        raise DataError(f"eval.path: {exc}") from None
+    if y is None:
+        raise DataError(f"eval.path={eval_path}: no lg(k1) column, so there is nothing to score")
+
+
+def check_output_dir(path: Path, need: int = MIN_FREE_BYTES) -> None:
+    """``path`` (created if missing) must take a file and hold ``need`` bytes more."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".n2react-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot write the run's outputs there ({exc.strerror or type(exc).__name__})"
+            "; choose another hydra.run.dir"
+        ) from None
+    free = shutil.disk_usage(path).free
+    if free < need:
+        raise ConfigError(
+            f"{path}: only {free / 2**20:.0f} MiB free; a run needs at least "
+            f"{need / 2**20:.0f} MiB for its models and tables"
+        )
+
+
+def output_dir_problem(argv: list[str], cwd: Path | None = None) -> str | None:
+    """Why the run or sweep folder named on the command line (``hydra.run.dir=``,
+    ``hydra.sweep.dir=``; default: under the working directory) cannot be created; None when it
+    can. Checked before Hydra creates it (Hydra would end in a traceback)."""
+    targets = []
+    for arg in argv:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and value:
+            targets.append((key, Path(value)))
+    if not targets:
+        targets.append(("the working directory", cwd or Path.cwd()))
+    for key, path in targets:
+        p = path if path.is_absolute() else (cwd or Path.cwd()) / path
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        if not p.is_dir():
+            return f"{key}={path}: {p} is not a folder"
+        try:  # a real probe: root passes os.access checks even where nothing can be created
+            os.rmdir(tempfile.mkdtemp(prefix=".n2react-probe-", dir=p))
+        except OSError as exc:
+            return f"{key}={path}: cannot create folders in {p} ({exc.strerror or exc})"
+    return None
+
+
+def remove_if_unused(run_dir: Path) -> None:
+    """Remove a run folder that holds only what Hydra put there at start (``.hydra/``, the log),
+    so a run that failed before its first output leaves no empty folder behind; its parent
+    (the day's folder) too when that is then empty."""
+    try:
+        names = {p.name for p in run_dir.iterdir()}
+    except OSError:
+        return
+    if not names <= {".hydra", "train.log"}:
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    day, outputs = run_dir.parent, run_dir.parent.parent
+    for folder, looks_right in (
+        (day, re.fullmatch(r"\d{4}-\d{2}-\d{2}", day.name)),
+        (outputs, outputs.name == "outputs"),
+    ):
+        if not looks_right:
+            return
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            return

@@ -1,0 +1,259 @@
+"""Bad input, end to end (continued from test_bad_input.py): non-finite cells, degenerate
+settings, where outputs go, model files that must not run code, and names a spreadsheet would
+run. Each case is a real `python -m train` / `python -m predict` process: one `n2react: error:`
+line (or the documented warning), a non-zero exit where it is an error, no traceback, no stray
+file or MLflow run, nothing of the user's overwritten."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_bad_input import QUICK, _env, assert_one_error, cli, mlflow_runs
+
+FILE15 = "homonuclear-159-15features.xlsx"
+FEV = "heteronuclear-FeV-18-15features.xlsx"
+
+
+def _table(src: Path, file: str = FILE15) -> pd.DataFrame:
+    return pd.read_excel(src / file)
+
+
+# --------------------------------------------------------------------------- non-finite cells
+
+
+def _with_cell(tmp: Path, src: Path, value: object, name: str) -> Path:
+    df = _table(src).astype({"2_Q": object})
+    df.loc[9, "2_Q"] = value
+    path = tmp / name
+    if path.suffix == ".csv":
+        df.to_csv(path, index=False)
+    else:
+        df.to_excel(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("value", "name", "shown"),
+    [
+        pytest.param(1e308, "huge.xlsx", "1e+308", id="1e308"),
+        pytest.param(float("inf"), "inf.csv", "inf", id="inf in a CSV"),
+        pytest.param("-inf", "minus_inf.xlsx", "-inf", id="'-inf' text"),
+        pytest.param("nan", "nan.xlsx", "nan", id="'nan' text"),
+    ],
+)
+def test_non_finite_cell_in_training_data(
+    value: object, name: str, shown: str, tmp_path: Path, shared_data: Path
+) -> None:
+    path = _with_cell(tmp_path, shared_data, value, name)
+    out = cli(tmp_path, "train", "data=homonuclear_15", f"data.path={path}", *QUICK)
+    assert_one_error(out, name, "'2_Q'", "row 11", shown)
+    assert mlflow_runs(tmp_path / "mlflow.db") == []
+    assert not (tmp_path / "run").exists()  # a failed start leaves no run folder
+
+
+@pytest.fixture(scope="module")
+def run15(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """A ridge model on the 15-descriptor file (no MLflow), as predict reads it."""
+    tmp = tmp_path_factory.mktemp("run15")
+    out = cli(tmp, "train", "data=homonuclear_15", "model=ridge", "cv.outer_folds=3",
+              "progress=false", "tracking=none", "explain=false")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return tmp / "run"
+
+
+def test_predict_refuses_a_non_finite_cell_and_writes_nothing(
+    run15: Path, tmp_path: Path, shared_data: Path
+) -> None:
+    df = _table(shared_data, FEV)
+    df.iloc[4, 3] = 1e308
+    df.to_excel(tmp_path / "new.xlsx", index=False)
+    out = cli(tmp_path, "predict", str(run15), str(tmp_path / "new.xlsx"), "-o", "p.csv")
+    assert_one_error(out, "new.xlsx", f"'{df.columns[3]}'", "row 6", "1e+308")
+    assert not (tmp_path / "p.csv").exists()
+
+
+# --------------------------------------------------------------------------- degenerate settings
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        pytest.param(("selector=kbest", "selector.step.k=0"), ("selector.step.k=0",), id="k=0"),
+        pytest.param(
+            ("selector=rfe", "selector.step.n_features_to_select=0"),
+            ("n_features_to_select=0",),
+            id="rfe 0 features",
+        ),
+        pytest.param(("selector=rfe", "selector.step.step=0"), ("step=0",), id="rfe step 0"),
+        pytest.param(
+            ("model=rfr", "model.estimator.n_estimators=0"), ("'n_estimators'",), id="0 trees"
+        ),
+        pytest.param(("model.estimator.alpha=-1",), ("'alpha'",), id="negative penalty"),
+        pytest.param(("cv.outer_folds=1",), ("cv.outer_folds=1",), id="1 outer fold"),
+        pytest.param(("cv.repeats=0",), ("cv.repeats=0",), id="0 repeats"),
+    ],
+)
+def test_degenerate_setting_refused_before_training(
+    args: tuple[str, ...], expected: tuple[str, ...], tmp_path: Path
+) -> None:
+    out = cli(tmp_path, "train", *QUICK, *args)
+    assert_one_error(out, *expected)
+    assert "fold 1" not in out.stderr  # refused before the first fold
+    assert mlflow_runs(tmp_path / "mlflow.db") == []
+
+
+def test_eval_path_with_other_descriptors_fails_before_training(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    out = cli(tmp_path, "train", *QUICK, "final_model=true", f"eval.path={shared_data / FEV}")
+    assert_one_error(out, "eval.path", "missing descriptor column(s)")
+    assert mlflow_runs(tmp_path / "mlflow.db") == []  # no FAILED parent, no FINISHED children
+
+
+# --------------------------------------------------------------------------- where outputs go
+
+
+def test_unwritable_run_dir_is_one_line(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "train", "hydra.run.dir=/proc/x", *QUICK, "tracking=none"]
+    out = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True)
+    assert_one_error(out, "hydra.run.dir=/proc/x", "cannot create folders")
+
+
+def test_no_data_leaves_no_run_folder(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "train", "data.path=nothing.xlsx", *QUICK, "tracking=none"]
+    out = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True)
+    assert_one_error(out, "nothing.xlsx")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_sigterm_is_named(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "train", f"hydra.run.dir={tmp_path / 'run'}", "model=rfr",
+           "tracking=none", "progress=false", "explain=false"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "fold 1:" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130
+    assert "n2react: interrupted (SIGTERM)" in rest and "Traceback" not in rest
+
+
+# --------------------------------------------------------------------------- model files
+
+
+class _Marker:
+    """Unpickling this writes a marker file: what a crafted model file could do."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):  # noqa: ANN204
+        return (Path.write_text, (Path(self.path), "ran"))
+
+
+def _plant(folder: Path, name: str, marker: Path) -> None:
+    from n2react.runstore import write_sha256
+
+    (folder / name).write_bytes(pickle.dumps(_Marker(str(marker))))
+    write_sha256(folder / name)  # a matching hash: it tells nothing about who wrote the file
+
+
+def test_a_crafted_pickle_never_runs_without_the_opt_in(
+    run15: Path, tmp_path: Path, shared_data: Path
+) -> None:
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    marker = tmp_path / "marker"
+    _plant(fake, "model.joblib", marker)
+    out = cli(tmp_path, "predict", str(fake), str(shared_data / FEV), "-o", "p.csv")
+    assert_one_error(out, "model.joblib", "pickle", "--trust-pickle")
+    assert not marker.exists() and not (tmp_path / "p.csv").exists()
+    # a fold model swapped for one inside a real run: refused the same way
+    run = tmp_path / "run"
+    shutil.copytree(run15, run)
+    fold = run / "folds" / "fold_01"
+    (fold / "model.skops").unlink()
+    _plant(fold, "model.joblib", marker)
+    out = cli(tmp_path, "predict", str(run), str(shared_data / FEV), "-o", "p.csv")
+    assert_one_error(out, "fold_01/model.joblib", "--trust-pickle")
+    assert not marker.exists()
+    # --force means "replace the output" only
+    out = cli(tmp_path, "predict", str(fake), str(shared_data / FEV), "-o", "p.csv", "--force")
+    assert_one_error(out, "--trust-pickle")
+    assert not marker.exists()
+
+
+def test_an_older_pickled_run_loads_with_the_opt_in(
+    run15: Path, tmp_path: Path, shared_data: Path
+) -> None:
+    import joblib
+
+    from n2react.runstore import load_model_file, write_sha256
+
+    old = tmp_path / "old"
+    shutil.copytree(run15, old)
+    for skops in [old / "model.skops", old / "domain.skops", *old.glob("folds/*/model.skops")]:
+        legacy = skops.with_name(skops.stem + ".joblib")
+        joblib.dump(load_model_file(skops), legacy)
+        write_sha256(legacy)
+        skops.unlink()
+        Path(str(skops) + ".sha256").unlink()
+    out = cli(tmp_path, "predict", str(old), str(shared_data / FEV), "-o", "p.csv")
+    assert_one_error(out, "model.joblib", "--trust-pickle")
+    out = cli(tmp_path, "predict", str(old), str(shared_data / FEV), "-o", "p.csv",
+              "--trust-pickle")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "loaded because of --trust-pickle" in out.stderr
+    new = cli(tmp_path, "predict", str(run15), str(shared_data / FEV), "-o", "q.csv")
+    assert new.returncode == 0, new.stderr[-2000:]
+    a, b = pd.read_csv(tmp_path / "p.csv"), pd.read_csv(tmp_path / "q.csv")
+    np.testing.assert_allclose(a["y_pred"], b["y_pred"])
+
+
+def test_a_file_that_is_not_a_model(tmp_path: Path, shared_data: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    out = cli(tmp_path, "predict", str(tmp_path / "notes.txt"), str(shared_data / FEV))
+    assert_one_error(out, "notes.txt")
+
+
+def test_unknown_run_id_creates_nothing(tmp_path: Path, shared_data: Path) -> None:
+    out = cli(tmp_path, "predict", "0" * 32, str(shared_data / FEV), "-o", "p.csv")
+    assert_one_error(out, "0" * 32)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no mlflow.db, no p.csv
+
+
+# ------------------------------------------------------------------ names a spreadsheet runs
+
+
+def test_formula_like_and_huge_names_are_neutralised(tmp_path: Path, shared_data: Path) -> None:
+    from PIL import Image
+
+    df = _table(shared_data)
+    evil, huge = '=cmd|" /C calc"!A0', "Mo" + "x" * 100_000
+    df.loc[0, "Clusters"], df.loc[1, "Clusters"] = evil, huge
+    df.loc[1, "lg(k1)"] = 5.0  # the worst error: labelled on the parity plot
+    df.to_excel(tmp_path / "names.xlsx", index=False)
+    out = cli(tmp_path, "train", "data=homonuclear_15", f"data.path={tmp_path / 'names.xlsx'}",
+              "model=ridge", "cv.outer_folds=3", "tracking=none", "progress=false")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    run = tmp_path / "run"
+    oof = pd.read_csv(run / "oof_predictions.csv")
+    assert "'" + evil in set(oof["cluster"]) and evil not in set(oof["cluster"])
+    for png in [*run.glob("*.png"), *run.glob("explain/*.png")]:
+        with Image.open(png) as im:
+            assert max(im.size) < 6000, (png.name, im.size)
+    new = df.iloc[:3].copy()
+    new.to_excel(tmp_path / "new.xlsx", index=False)
+    out = cli(tmp_path, "predict", str(run), str(tmp_path / "new.xlsx"), "-o", "p.csv")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "p.csv").read_text().count("'=cmd") == 1

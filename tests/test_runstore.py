@@ -1,0 +1,75 @@
+"""The run store: whole-or-nothing files, hashes that must match, model files that load without
+running code, cells a spreadsheet would run as formulas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from n2react import runstore
+from n2react.errors import N2ReactError
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "predictions.csv"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError), runstore.atomic_write(target) as fh:
+        fh.write("half a ")
+        raise RuntimeError("disk full in the middle")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]
+
+
+def test_an_unwritable_place_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(N2ReactError, match="p.json: cannot write"):
+        runstore.write_json(tmp_path / "afile" / "p.json", {"a": 1})
+
+
+def test_formula_cells_are_neutralised_and_read_back(tmp_path: Path) -> None:
+    names = ['=cmd|" /C calc"!A0', "+1+1", "-x", "@SUM(A1)", "-1.5", "Mo5S2¯", "plain"]
+    table = pd.DataFrame({"cluster": names, "y": np.arange(len(names), dtype=float)})
+    runstore.write_csv(tmp_path / "t.csv", table)
+    raw = pd.read_csv(tmp_path / "t.csv")["cluster"].tolist()
+    assert raw == ["'" + names[0], "'+1+1", "'-x", "'@SUM(A1)", "-1.5", "Mo5S2¯", "plain"]
+    back = runstore.read_csv(tmp_path / "t.csv")
+    assert back["cluster"].tolist() == names
+
+
+class _Foreign:
+    """A type n2react does not trust."""
+
+    def __init__(self) -> None:
+        self.x = 1
+
+
+def test_models_round_trip_and_foreign_types_are_refused(tmp_path: Path) -> None:
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 3)), rng.normal(size=30)
+    model = make_pipeline(StandardScaler(), RandomForestRegressor(5, random_state=0)).fit(X, y)
+    path = runstore.save_model(model, tmp_path / "model.skops")
+    assert runstore.recorded_sha256(path) == runstore.file_sha256(path)
+    np.testing.assert_array_equal(runstore.load_model_file(path).predict(X), model.predict(X))
+    foreign = runstore.save_model({"model": _Foreign()}, tmp_path / "foreign.skops")
+    with pytest.raises(N2ReactError, match="does not trust.*_Foreign"):
+        runstore.load_model_file(foreign)
+    assert runstore.load_model_file(foreign, trust_pickle=True)["model"].x == 1
+
+
+def test_a_changed_or_unhashed_model_file_is_refused(tmp_path: Path) -> None:
+    from sklearn.linear_model import Ridge
+
+    path = runstore.save_model(Ridge().fit([[0.0], [1.0]], [0.0, 1.0]), tmp_path / "m.skops")
+    runstore.sha256_path(path).write_text("0" * 64 + "\n")
+    with pytest.raises(N2ReactError, match="differs from"):
+        runstore.load_model_file(path)
+    runstore.sha256_path(path).unlink()
+    with pytest.raises(N2ReactError, match="no sha256 recorded"):
+        runstore.load_model_file(path)
