@@ -135,8 +135,7 @@ def main(cfg: DictConfig) -> float:
         if message is None:
             raise
         log.debug("error", exc_info=True)
-        sys.stderr.write(f"n2react: error: {message}
-")
+        sys.stderr.write(f"n2react: error: {message}\n")
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise N2ReactError(message) from None
         sys.exit(2)
