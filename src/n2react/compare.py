@@ -21,16 +21,16 @@ import pandas as pd
 
 from n2react.bootstrap import RESAMPLES, SEED, Paired, compare_oof, units_of
 from n2react.errors import N2ReactError
+from n2react.runstore import OOF_FILE, read_csv
 from n2react.tracking import DEFAULT_URI, default_uri
 
 DEFAULT_METRICS = ("pooled_test_mae", "pooled_test_rmse", "pooled_test_r", "pooled_test_within")
-OOF_FILE = "oof_predictions.csv"
 NEEDED = {"cluster", "y_true", "y_pred", "fold"}
 
 
 def _read_oof(path: Path, source: str) -> pd.DataFrame:
     try:
-        oof = pd.read_csv(path)
+        oof = read_csv(path)
     except Exception as exc:
         raise N2ReactError(f"{source}: cannot read {OOF_FILE} ({exc})") from exc
     missing = NEEDED - set(oof.columns)

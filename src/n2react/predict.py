@@ -69,6 +69,10 @@ def load_model(
     Each file must match its recorded sha256; pickles (older runs) load only with
     ``trust_pickle``, with a one-line hint when they do.
     """
+    path = Path(ref)
+    file = (runstore.model_path(path) if path.is_dir() else path) if path.exists() else None
+    if trust_pickle and file is not None and runstore.is_pickle(file):
+        log.warning("%s: a pickle from an older run, loaded because of --trust-pickle", file)
     with stderr_silenced():  # building a Keras network starts TensorFlow, which chatters
         loaded = _load_model(ref, tracking_uri, trust_pickle)
     return loaded
@@ -82,8 +86,6 @@ def _load_run_dir(path: Path, trust_pickle: bool) -> LoadedModel:
             f"{run_dir}: no {runstore.MODEL_FILE} (not a run directory of python -m train, or a "
             "run made with final_model=false?)"
         )
-    if runstore.is_pickle(file) and trust_pickle:
-        log.warning("%s: a pickle from an older run, loaded because of --trust-pickle", file)
     model = runstore.load_model_file(file, trust_pickle=trust_pickle)
     folds = [
         runstore.load_model_file(p, trust_pickle=trust_pickle)
