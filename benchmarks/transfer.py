@@ -83,6 +83,16 @@ CONFIGS: list[tuple[str, str, str]] = [
         "the preset, intervals scaled by distance",
         "experiment=new_compositions uncertainty.difficulty=knn_distance",
     ),
+    (
+        "preset_spread",
+        "the preset, intervals scaled by the trees' spread",
+        "experiment=new_compositions uncertainty.difficulty=spread",
+    ),
+    (
+        "preset_residual",
+        "the preset, intervals scaled by neighbours' errors",
+        "experiment=new_compositions uncertainty.difficulty=knn_residual",
+    ),
 ]
 #: The row `experiment=new_compositions` reproduces (chosen by the rule in the README).
 RECOMMENDED = "baseline"
