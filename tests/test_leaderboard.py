@@ -49,7 +49,8 @@ def test_sweep_with_a_failing_job_still_ranks_the_others(tmp_path: Path) -> None
     report = (sweep / "sweep_report.html").read_text()
     assert "failed: " in report and "selector.step.k=0" in report
     assert (sweep / "sweep_report.png").stat().st_size > 1000
-    # MLflow: the failed job's run ended FAILED, the others are ranked, the best has the report
+    # MLflow: the failed job left no run (refused before training) or a FAILED one, the others
+    # are ranked, the best has the report
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("n2react")
     parents = [
@@ -58,7 +59,8 @@ def test_sweep_with_a_failing_job_still_ranks_the_others(tmp_path: Path) -> None
         if "mlflow.parentRunId" not in r.data.tags
     ]
     status = {int(r.data.tags["job"]): r.info.status for r in parents}
-    assert status == {0: "FAILED", 1: "FINISHED", 2: "FINISHED"}
+    assert status.get(0) in (None, "FAILED")
+    assert {j: s for j, s in status.items() if j != 0} == {1: "FINISHED", 2: "FINISHED"}
     best = board["run_id"].iloc[0]
     assert "sweep_report.html" in {a.path for a in client.list_artifacts(best)}
     assert client.get_run(best).data.metrics["leaderboard_rank"] == 1
