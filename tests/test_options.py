@@ -42,6 +42,10 @@ CASES: dict[str, str] = {
     "authors_folds_rfr": "data=authors_folds model=rfr model.estimator.n_estimators=10",
     "interactions_ensemble": "features=interactions data=homonuclear_8 model=ensemble "
     "model.estimator.estimators.0.1.n_estimators=10 model.estimator.estimators.1.1.n_estimators=10",
+    "anchored_ensemble": "data=homonuclear_8 model=anchored_ensemble model.space=null "
+    "model.estimator.estimators.0.1.n_estimators=10 "
+    "model.estimator.estimators.1.1.base.n_estimators=10 "
+    "+model.estimator.estimators.1.1.max_pairs=400",
     "keras_hyperband": KERAS + "model.estimator.units=16 search=hyperband "
     "search.oracle.max_epochs=6 search.oracle.factor=3 data=homonuclear_8",
 }
