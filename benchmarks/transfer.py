@@ -125,8 +125,11 @@ def train_row(overrides: list[str], run_dir: Path, reuse: bool, keep_models: boo
     wall = time.perf_counter() - t0
     (run_dir / "wall.json").write_text(json.dumps({"wall_s": wall}))
     if not keep_models:  # a pairwise-tree row's models take ~1 GB each
-        for p in run_dir.rglob("model.joblib*"):
-            p.unlink()
+        from n2react.runstore import LEGACY_MODEL_FILE, MODEL_FILE
+
+        for name in (MODEL_FILE, LEGACY_MODEL_FILE):
+            for p in run_dir.rglob(f"{name}*"):
+                p.unlink()
     return wall
 
 
