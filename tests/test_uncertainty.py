@@ -19,8 +19,8 @@ from n2react.errors import DataError
 from n2react.plan import build_plan
 from n2react.plots import figure_text
 from n2react.run import cross_validate, run
+from n2react.runstore import UNCERTAINTY_FILE
 from n2react.uncertainty import (
-    UNCERTAINTY_FILE,
     UncertaintySpec,
     calibrate,
     load_calibration,

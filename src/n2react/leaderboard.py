@@ -34,6 +34,7 @@ from n2react.board import KEY_METRICS, VS_BEST, higher_is_better, write_whole
 from n2react.bootstrap import compare_oof
 from n2react.errors import N2ReactError
 from n2react.jobs import only_swept, run_name
+from n2react.runstore import OOF_FILE, SUMMARY_FILE
 from n2react.tracking import store_of
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def collect_jobs(sweep_dir: Path, axes: list[str] | None = None) -> pd.DataFrame
         if model_axes:
             job_axes += [f"{k}={v}" for k, v in OmegaConf.to_container(model_axes).items()]
         shown = only_swept(overrides, job_axes) if axes is not None else overrides
-        summary_file = job_dir / "summary.json"
+        summary_file = job_dir / SUMMARY_FILE
         metrics = json.loads(summary_file.read_text()) if summary_file.exists() else {}
         error = _failure(job_dir)
         status = "failed" if error else "done" if metrics else "unfinished"
@@ -113,7 +114,7 @@ def rank_tag(rank: int, n_jobs: int) -> str:
 
 
 def _oof(job_dir: str) -> pd.DataFrame | None:
-    f = Path(job_dir) / "oof_predictions.csv"
+    f = Path(job_dir) / OOF_FILE
     return pd.read_csv(f) if f.is_file() else None
 
 

@@ -31,7 +31,6 @@ from n2react.data import looks_like_target, read_sheet, table_to_dataset, with_f
 from n2react.errors import DataError, N2ReactError
 from n2react.metrics import EXPERIMENTAL_ERROR, regression_metrics
 from n2react.uncertainty import (
-    UNCERTAINTY_FILE,
     check_coverage,
     load_calibration,
     model_spread,
@@ -95,7 +94,7 @@ def _load_run_dir(path: Path, trust_pickle: bool) -> LoadedModel:
     domain = (
         runstore.load_model_file(domain_file, trust_pickle=trust_pickle) if domain_file else None
     )
-    calib_file = run_dir / UNCERTAINTY_FILE
+    calib_file = run_dir / runstore.UNCERTAINTY_FILE
     calib = load_calibration(calib_file) if calib_file.exists() else None
     return LoadedModel(model, folds, str(file), domain, calib)
 
@@ -150,7 +149,7 @@ def _load_mlflow(ref: str, tracking_uri: str | None, trust_pickle: bool) -> Load
             p = runstore.model_path(reader.download(ref, "domain", tmp), runstore.DOMAIN_FILE)
             domain = runstore.load_model_file(p, trust_pickle=trust_pickle) if p else None
         calib = None
-        calib_path = f"uncertainty/{UNCERTAINTY_FILE}"
+        calib_path = f"uncertainty/{runstore.UNCERTAINTY_FILE}"
         if calib_path in reader.list_artifacts(ref, "uncertainty"):
             calib = load_calibration(reader.download(ref, calib_path, tmp))
         return LoadedModel(model, folds, model_uri, domain, calib)

@@ -34,7 +34,7 @@ from n2react.splitters import Split, protocol_text
 from n2react.trackers import open_tracker
 from n2react.tracking import Tracker, run_note, tracked_params
 from n2react.transfer import evaluate_transfer, fit_domain, loaded_from_run
-from n2react.uncertainty import UNCERTAINTY_FILE, Calibration
+from n2react.uncertainty import Calibration
 from n2react.uncertainty_report import evaluate_run
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ def _save_final(
     for p in (domain, runstore.sha256_path(domain)):  # predict checks one by the other
         tracker.log_artifact(p, "domain")
     if calib is not None:  # plain JSON: predict reads it without unpickling anything
-        tracker.log_artifact(calib.save(run_dir / UNCERTAINTY_FILE), "uncertainty")
+        tracker.log_artifact(calib.save(run_dir / runstore.UNCERTAINTY_FILE), "uncertainty")
     if tracker.store is not None and tracker.store.log_model:
         tracker.log_model(model, dataset.X, keras_model_of(model, dataset.X))
 

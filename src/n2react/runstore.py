@@ -53,6 +53,7 @@ FOLD_FILE = "fold.json"  # written last: a fold folder holding it is complete
 PREDICTIONS_FILE = "predictions.csv"
 SELECTED_FILE = "selected_features.txt"
 TRIALS_FILE = "trials.csv"
+UNCERTAINTY_FILE = "uncertainty.json"  # the interval calibration (n2react.uncertainty)
 SHA256_SUFFIX = ".sha256"
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 _FOLD_DIR = re.compile(r"^fold_(\d+)$")

@@ -32,8 +32,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,11 +41,11 @@ import numpy as np
 import pandas as pd
 
 from n2react.errors import ConfigError, DataError
+from n2react.runstore import write_json
 
 log = logging.getLogger(__name__)
 
 #: The calibration saved beside the final model (plain JSON).
-UNCERTAINTY_FILE = "uncertainty.json"
 #: The cross-fitted out-of-fold table and the calibration plot of a run.
 OOF_FILE = "oof_uncertainty.csv"
 PLOT_FILE = "calibration.png"
@@ -264,16 +262,7 @@ class Calibration:
             k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in asdict(self).items()
         }
         data["format"] = FORMAT
-        out = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh)
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return out
+        return write_json(path, data)
 
 
 def _base(kind: str) -> str:
