@@ -137,6 +137,41 @@ def test_unwritable_run_dir_is_one_line(tmp_path: Path) -> None:
     assert_one_error(out, "hydra.run.dir=/proc/x", "cannot create folders")
 
 
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A real 2 MiB file system filled to the last byte (a tmpfs: needs root, else skipped)."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:  # fmt: skip
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        with (mnt / "filler").open("wb") as fh:
+            try:
+                fh.write(b"\0" * (4 << 20))
+            except OSError:
+                pass
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_full_disk_is_one_line_before_training(
+    tmp_path: Path, full_disk: Path, run15: Path, shared_data: Path
+) -> None:
+    run_dir = full_disk / "run"
+    cmd = [sys.executable, "-m", "train", f"hydra.run.dir={run_dir}", *QUICK, "tracking=none"]
+    out = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True)
+    assert_one_error(out, f"hydra.run.dir={run_dir}", "MiB free")
+    assert not run_dir.exists()
+    csv = full_disk / "out.csv"  # predict: one line, and no half-written output
+    fev = shared_data / "heteronuclear-FeV-18-15features.xlsx"
+    cmd = [sys.executable, "-m", "predict", str(run15), str(fev), "-o", str(csv)]
+    out = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True)
+    assert_one_error(out, str(csv), "No space left on device")
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+
+
 def test_no_data_leaves_no_run_folder(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "train", "data.path=nothing.xlsx", *QUICK, "tracking=none"]
     out = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True)

@@ -123,6 +123,12 @@ def output_dir_problem(argv: list[str], cwd: Path | None = None) -> str | None:
             os.rmdir(tempfile.mkdtemp(prefix=".n2react-probe-", dir=p))
         except OSError as exc:
             return f"{key}={path}: cannot create folders in {p} ({exc.strerror or exc})"
+        free = shutil.disk_usage(p).free  # Hydra's own first files would fail on a full disk
+        if free < MIN_FREE_BYTES:
+            return (
+                f"{key}={path}: only {free / 2**20:.0f} MiB free in {p}; a run needs at least "
+                f"{MIN_FREE_BYTES / 2**20:.0f} MiB for its models and tables"
+            )
     return None
 
 
