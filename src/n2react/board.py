@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from n2react.bootstrap import larger_is_better
 
 KEY_METRICS = ("mean_test_r", "mean_test_rmse", "mean_test_mae")
@@ -17,11 +14,3 @@ VS_BEST = ("vs_best", "vs_best_ci_low", "vs_best_ci_high", "p_best_better")
 def higher_is_better(metric: str) -> bool:
     """r, R² and the count within ±0.477 are maximised; errors and spreads (std_*) minimised."""
     return not metric.startswith("std_") and larger_is_better(metric)
-
-
-def write_whole(path: Path, text: str) -> Path:
-    """Write ``text`` under a temporary name, then rename: never a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path

@@ -30,11 +30,11 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from n2react.board import KEY_METRICS, VS_BEST, higher_is_better, write_whole
+from n2react.board import KEY_METRICS, VS_BEST, higher_is_better
 from n2react.bootstrap import compare_oof
 from n2react.errors import N2ReactError
 from n2react.jobs import only_swept, run_name
-from n2react.runstore import OOF_FILE, SUMMARY_FILE
+from n2react.runstore import OOF_FILE, SUMMARY_FILE, write_text
 from n2react.tracking import store_of
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,8 @@ def build_board(sweep_dir: Path, metric: str, metrics: list[str], axes: list[str
 def write_board(board: pd.DataFrame, sweep_dir: Path, title: str) -> list[Path]:
     """leaderboard.csv and leaderboard.md, each written whole."""
     csv, md = (sweep_dir / f for f in FILES)
-    write_whole(csv, board.to_csv(index=False))
-    write_whole(md, f"# {title}\n\n" + to_markdown(board, list(board.columns)))
+    write_text(csv, board.to_csv(index=False))
+    write_text(md, f"# {title}\n\n" + to_markdown(board, list(board.columns)))
     return [csv, md]
 
 
@@ -234,7 +234,7 @@ class Leaderboard(Callback):
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
             if not isinstance(exc, N2ReactError):  # ours printed its one line already
                 sys.stderr.write(f"n2react: error: job {job_dir.name} failed: {error}\n")
-            write_whole(job_dir / FAILED_FILE, json.dumps({"error": error}) + "\n")
+            write_text(job_dir / FAILED_FILE, json.dumps({"error": error}) + "\n")
             job_return.status = JobStatus.COMPLETED
             job_return.return_value = math.nan
         try:

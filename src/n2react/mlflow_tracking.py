@@ -8,7 +8,6 @@ switched off), the model hashed from the local file before it is logged.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -277,7 +276,7 @@ class MlflowTracker(Tracker):
     def _log_sklearn(self, model: Any, X_example: Any) -> str:
         from mlflow.models import infer_signature
 
-        from n2react.runstore import TRUSTED_TYPES
+        from n2react.runstore import TRUSTED_TYPES, file_sha256
 
         logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
         example = X_example.head(5)
@@ -299,7 +298,7 @@ class MlflowTracker(Tracker):
             uri = f"runs:/{self.run_id}/model"
             tags = {"model_uri": uri}
             if pickled is not None:
-                tags[TAG_MODEL_SHA] = hashlib.sha256(pickled.read_bytes()).hexdigest()
+                tags[TAG_MODEL_SHA] = file_sha256(pickled)
         self.set_tags(tags)
         return uri
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from n2react.board import KEY_METRICS, VS_BEST, higher_is_better, write_whole
+from n2react.board import KEY_METRICS, VS_BEST, higher_is_better
+from n2react.runstore import write_text
 
 HTML_FILE, PNG_FILE = "sweep_report.html", "sweep_report.png"
 
@@ -119,5 +120,5 @@ def write_report(board: pd.DataFrame, metric: str, sweep_dir: Path, title: str) 
     """sweep_report.png and sweep_report.html in ``sweep_dir`` (each written whole)."""
     assert all(c in board for c in VS_BEST)
     png = chart(board, metric, sweep_dir / PNG_FILE)
-    page = write_whole(sweep_dir / HTML_FILE, to_html(board, metric, title, png.read_bytes()))
+    page = write_text(sweep_dir / HTML_FILE, to_html(board, metric, title, png.read_bytes()))
     return [page, png]

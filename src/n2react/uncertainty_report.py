@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from n2react.plots import LGK1, save_figure, wrap_title
+from n2react.runstore import write_csv
 from n2react.uncertainty import LEVELS
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ def evaluate_run(
     out.mkdir(parents=True, exist_ok=True)
     keep = ["cluster", "fold", "repeat", "group", "y_true", "y_pred", "y_lower", "y_upper",
             "expected_error", "in_domain", "new_element", "descriptor_flag"]  # fmt: skip
-    crossfit[[c for c in keep if c in crossfit]].to_csv(out / OOF_FILE, index=False)
+    write_csv(out / OOF_FILE, crossfit[[c for c in keep if c in crossfit]])
     label = f"held-out clusters, {protocol}:\neach fold calibrated on the other folds' errors"
     plot = calibration_plot({label: curve}, out / PLOT_FILE, title=f"{title}: interval calibration")
     log.info(
