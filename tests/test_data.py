@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from conftest import compose_data
 
-from n2react.data import (
+from n2react.data import load_dataset
+from n2react.data.files import locate
+from n2react.data.tables import (
     forget_warnings,
-    load_dataset,
-    locate,
     looks_like_target,
     normalize_name,
     table_to_dataset,

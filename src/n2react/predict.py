@@ -27,7 +27,8 @@ from n2react.backend import stderr_silenced
 from n2react.composition import feature_names as formula_names
 from n2react.composition import ligands_in
 from n2react.cv import predict_mean_std
-from n2react.data import looks_like_target, read_sheet, table_to_dataset, with_formula_features
+from n2react.data import with_formula_features
+from n2react.data.tables import looks_like_target, read_sheet, table_to_dataset
 from n2react.errors import DataError, N2ReactError
 from n2react.metrics import EXPERIMENTAL_ERROR, regression_metrics
 from n2react.uncertainty import (

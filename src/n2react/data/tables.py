@@ -1,13 +1,11 @@
-"""Read and validate the cluster descriptor tables, and load the data set a config names.
+"""Read one spreadsheet or delimited text file and validate it, cell by cell, into a
+:class:`Dataset`.
 
-A table has one row per cluster: a name column, the target lg(k1) and numeric descriptors.
-Files are found by :mod:`n2react.datafiles` (an explicit path, else ``$N2_DATA_DIR``, else the
-public copy fetched once with a pinned sha256). Every problem ends in a :class:`DataError` whose
-message names the file and the row or column at fault. The authors' ten train/test fold files
-(``data=authors_folds``) are read here too, table by table, with the same reader.
-
-Over 450 lines for a reason: reading a table and validating it cell by cell is one job whose
-messages (file, row, column, cluster) share their helpers; finding the files is apart.
+A table has one row per cluster: a name column, the target lg(k1) and numeric descriptors. Every
+problem ends in a :class:`DataError` whose message names the file and the row or column at fault.
+Finding the files is :mod:`n2react.data.files`'s job, the authors' fold files
+:mod:`n2react.data.authors_folds`'s, and loading the data set a config names
+:mod:`n2react.data`'s.
 """
 
 from __future__ import annotations
@@ -15,18 +13,15 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from n2react.composition import DEFAULT_LIGANDS, formula_features
-from n2react.datafiles import locate
 from n2react.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -444,138 +439,3 @@ def check_variation(ds: Dataset) -> None:
             f"{ds.source}: constant descriptor column(s) carry no information: "
             f"{_short_list(constant)}"
         )
-
-
-# --------------------------------------------------------------------------- config entry
-
-
-def load_dataset(cfg: Mapping[str, Any], group_column: str | None = None) -> Dataset:
-    """Load the dataset described by a ``data`` config node (see ``conf/data/*.yaml``).
-
-    With ``formula: true`` the formula-level descriptors read off the cluster names
-    (:mod:`n2react.composition`) are appended to the file's descriptors. ``group_column`` (from
-    ``cv.groups=column:<name>``) is read as the rows' groups, not as a descriptor.
-    """
-    ds = _load(cfg, group_column)
-    check_variation(ds)
-    if cfg.get("formula"):
-        ligands = cfg.get("formula_ligands") or DEFAULT_LIGANDS
-        ds = with_formula_features(ds, ligands, cfg.get("formula_columns"))
-    return ds
-
-
-def with_formula_features(
-    ds: Dataset, ligands: Sequence[str] = DEFAULT_LIGANDS, columns: Sequence[str] | None = None
-) -> Dataset:
-    """``ds`` with the ``0_`` formula-level columns appended (from its cluster names); only
-    ``columns`` of them when given (``data.formula_columns``)."""
-    extra = formula_features(ds.clusters, ligands=list(ligands), source=ds.source)
-    if columns is not None:
-        unknown = [str(c) for c in columns if c not in extra.columns]
-        if unknown:
-            raise DataError(
-                f"data.formula_columns: {', '.join(unknown)} is not a formula-level column "
-                f"(expected some of {', '.join(extra.columns)})"
-            )
-        extra = extra[[str(c) for c in columns]]
-    clash = [c for c in extra.columns if c in ds.X.columns]
-    if clash:
-        raise DataError(f"{ds.source}: column(s) {', '.join(clash)} already exist (data.formula)")
-    X = pd.concat([ds.X.reset_index(drop=True), extra], axis=1)
-    return replace(ds, X=X)
-
-
-def _load(cfg: Mapping[str, Any], group_column: str | None = None) -> Dataset:
-    kind = cfg.get("kind", "table")
-    if kind == "table":
-        p = locate(cfg["file"], path=cfg.get("path"), url=cfg.get("url"), sha256=cfg.get("sha256"))
-        df = read_sheet(p, cfg.get("sheet", 0))
-        return table_to_dataset(
-            df,
-            name=cfg.get("name", p.stem),
-            source=str(p),
-            name_column=cfg.get("name_column"),
-            target_column=cfg.get("target_column"),
-            feature_columns=cfg.get("feature_columns"),
-            sentinels=list(cfg.get("sentinels") or []),
-            group_column=group_column,
-        )
-    if kind == "folds":
-        if group_column is not None:
-            raise DataError("cv.groups=column:...: the authors' fold files keep their own folds")
-        return _load_fold_files(cfg)
-    raise DataError(f"data.kind: unknown kind '{kind}' (expected table or folds)")
-
-
-def _load_fold_files(cfg: Mapping[str, Any]) -> Dataset:
-    """The authors' split: one file per fold with a Train and a Test sheet.
-
-    Rows are the union of the Test sheets (each cluster is tested exactly once); fold k trains on
-    the rows its Train sheet names. Headers are renamed to the spelling of the other files.
-    """
-    n_folds = int(cfg.get("n_folds", 10))
-    hashes = cfg.get("sha256") or {}
-    rename = dict(cfg.get("rename_columns") or {})
-    parts: list[Dataset] = []
-    train_names: list[list[str]] = []
-    sources: list[str] = []
-    for k in range(1, n_folds + 1):
-        file = str(cfg["file"]).format(fold=k)
-        url = str(cfg["url"]).format(fold=k) if cfg.get("url") else None
-        h = hashes.get(k, hashes.get(str(k))) if hasattr(hashes, "get") else None
-        p = locate(file, path=cfg.get("path"), url=url, sha256=h)
-        sources.append(str(p))
-        sheets: dict[str, Dataset] = {}
-        for role in ("train", "test"):
-            sheet = cfg.get(f"{role}_sheet", role.title())
-            df = read_sheet(p, sheet).rename(columns=rename)
-            sheets[role] = table_to_dataset(
-                df,
-                name=f"{cfg.get('name', 'folds')}[{k}]",
-                source=f"{p} [{sheet}]",
-                name_column=cfg.get("name_column"),
-                target_column=cfg.get("target_column"),
-                feature_columns=cfg.get("feature_columns"),
-                sentinels=list(cfg.get("sentinels") or []),
-                announce_target=False,
-            )
-        if parts and list(sheets["test"].X.columns) != list(parts[0].X.columns):
-            raise DataError(f"{p}: descriptor columns differ from fold 1's")
-        parts.append(sheets["test"])
-        train_names.append(list(sheets["train"].clusters))
-    clusters = np.concatenate([d.clusters for d in parts])
-    index = {c: i for i, c in enumerate(clusters)}
-    if len(index) != len(clusters):
-        dup = pd.Series(clusters)[pd.Series(clusters).duplicated()].iloc[0]
-        raise DataError(f"{cfg['file']}: cluster '{dup}' is in the Test sheet of two folds")
-    folds: list[tuple[np.ndarray, np.ndarray]] = []
-    start = 0
-    for k, (part, names) in enumerate(zip(parts, train_names), start=1):
-        test_idx = np.arange(start, start + part.n_rows)
-        start += part.n_rows
-        unknown = [c for c in names if c not in index]
-        if unknown:
-            raise DataError(f"{sources[k - 1]} [Train]: cluster '{unknown[0]}' is in no Test sheet")
-        train_idx = np.array(sorted(index[c] for c in names))
-        if np.intersect1d(train_idx, test_idx).size:
-            raise DataError(f"{sources[k - 1]}: a cluster is in both its Train and Test sheets")
-        folds.append((train_idx, test_idx))
-    X = pd.concat([d.X for d in parts], ignore_index=True)
-    renamed = {v: k for k, v in rename.items()}.get(parts[0].target_name, parts[0].target_name)
-    log.info(
-        "target: %s (read as '%s' from the %d fold files %s)",
-        parts[0].target_name,
-        renamed,
-        n_folds,
-        cfg["file"],
-    )
-    return Dataset(
-        name=str(cfg.get("name", "folds")),
-        source=os.path.commonpath(sources),
-        clusters=clusters,
-        X=X,
-        y=np.concatenate([d.y for d in parts]),
-        target_name=parts[0].target_name,
-        folds=folds,
-        missing=[m for d in parts for m in d.missing],
-    )

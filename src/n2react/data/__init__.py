@@ -1,0 +1,82 @@
+"""The data set a config names: :func:`load_dataset` reads a ``data`` config node
+(``conf/data/*.yaml``) into a validated :class:`Dataset`.
+
+One module per job: :mod:`n2react.data.files` finds the files (an explicit path, else
+``$N2_DATA_DIR``, else the public copy fetched once with a pinned sha256),
+:mod:`n2react.data.tables` reads and validates a spreadsheet, :mod:`n2react.data.authors_folds`
+reads the authors' ten fold files (``data=authors_folds``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import pandas as pd
+
+from n2react.composition import DEFAULT_LIGANDS, formula_features
+from n2react.data.authors_folds import load_fold_files
+from n2react.data.files import locate
+from n2react.data.tables import Dataset, check_variation, read_sheet, table_to_dataset
+from n2react.errors import DataError
+
+__all__ = ["Dataset", "load_dataset", "with_formula_features"]
+
+
+def load_dataset(cfg: Mapping[str, Any], group_column: str | None = None) -> Dataset:
+    """Load the dataset described by a ``data`` config node (see ``conf/data/*.yaml``).
+
+    With ``formula: true`` the formula-level descriptors read off the cluster names
+    (:mod:`n2react.composition`) are appended to the file's descriptors. ``group_column`` (from
+    ``cv.groups=column:<name>``) is read as the rows' groups, not as a descriptor.
+    """
+    ds = _load(cfg, group_column)
+    check_variation(ds)
+    if cfg.get("formula"):
+        ligands = cfg.get("formula_ligands") or DEFAULT_LIGANDS
+        ds = with_formula_features(ds, ligands, cfg.get("formula_columns"))
+    return ds
+
+
+def with_formula_features(
+    ds: Dataset, ligands: Sequence[str] = DEFAULT_LIGANDS, columns: Sequence[str] | None = None
+) -> Dataset:
+    """``ds`` with the ``0_`` formula-level columns appended (from its cluster names); only
+    ``columns`` of them when given (``data.formula_columns``)."""
+    extra = formula_features(ds.clusters, ligands=list(ligands), source=ds.source)
+    if columns is not None:
+        unknown = [str(c) for c in columns if c not in extra.columns]
+        if unknown:
+            raise DataError(
+                f"data.formula_columns: {', '.join(unknown)} is not a formula-level column "
+                f"(expected some of {', '.join(extra.columns)})"
+            )
+        extra = extra[[str(c) for c in columns]]
+    clash = [c for c in extra.columns if c in ds.X.columns]
+    if clash:
+        raise DataError(f"{ds.source}: column(s) {', '.join(clash)} already exist (data.formula)")
+    X = pd.concat([ds.X.reset_index(drop=True), extra], axis=1)
+    return replace(ds, X=X)
+
+
+def _load(cfg: Mapping[str, Any], group_column: str | None = None) -> Dataset:
+    kind = cfg.get("kind", "table")
+    if kind == "table":
+        p = locate(cfg["file"], path=cfg.get("path"), url=cfg.get("url"), sha256=cfg.get("sha256"))
+        df = read_sheet(p, cfg.get("sheet", 0))
+        return table_to_dataset(
+            df,
+            name=cfg.get("name", p.stem),
+            source=str(p),
+            name_column=cfg.get("name_column"),
+            target_column=cfg.get("target_column"),
+            feature_columns=cfg.get("feature_columns"),
+            sentinels=list(cfg.get("sentinels") or []),
+            group_column=group_column,
+        )
+    if kind == "folds":
+        if group_column is not None:
+            raise DataError("cv.groups=column:...: the authors' fold files keep their own folds")
+        return load_fold_files(cfg)
+    raise DataError(f"data.kind: unknown kind '{kind}' (expected table or folds)")
