@@ -46,7 +46,7 @@ def _tau(table) -> tuple[float, float]:  # noqa: ANN001
 
 def report(name: str, table, top: int) -> None:  # noqa: ANN001
     from n2react.descriptors import PAPER_KEY_DESCRIPTORS
-    from n2react.explain.report import ranking_stability
+    from n2react.explain.runner import ranking_stability
 
     ranks = ranking_stability(table)
     mean_tau, min_tau = _tau(table)
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from n2react.explain import Budget, load_run
     from n2react.explain.importance import permutation_table, shap_importance_table
-    from n2react.explain.report import fold_importances
+    from n2react.explain.runner import fold_importances
     from n2react.run import run
 
     t0 = time.perf_counter()

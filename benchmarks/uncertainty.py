@@ -44,8 +44,8 @@ def main(argv: list[str]) -> int:
     from n2react.cv import fit_model
     from n2react.data import load_dataset
     from n2react.domain import ApplicabilityDomain
+    from n2react.inference import LoadedModel, prediction_table, read_new_clusters
     from n2react.plan import build_plan
-    from n2react.predict import LoadedModel, prediction_table, read_new_clusters
     from n2react.run import cross_validate
     from n2react.search import TunedPipeline
     from n2react.uncertainty import DIFFICULTIES, UncertaintySpec

@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
     from rich.table import Table
 
     from n2react.errors import N2ReactError
-    from n2react.predict import predict
-    from n2react.report import show
+    from n2react.inference import predict
+    from n2react.terminal import show
 
     sheet = int(args.sheet) if str(args.sheet).isdigit() else args.sheet
     # beside the input, not in the working directory (a checkout, a job's scratch folder)

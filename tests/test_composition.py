@@ -14,7 +14,7 @@ from conftest import compose_data
 from n2react.composition import feature_names, formula_features, parse_formula
 from n2react.data import load_dataset
 from n2react.errors import DataError
-from n2react.predict import predict
+from n2react.inference import predict
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 

@@ -159,7 +159,7 @@ def test_structure_labels_and_unparsable_names() -> None:
 
 
 def test_domain_plot_writes_a_png(ds: Dataset, tmp_path) -> None:
-    from n2react.plots import domain_plot
+    from n2react.figures import domain_plot
 
     test = np.isin(metals(ds), ["Rh", "Co"]) | (np.arange(ds.n_rows) % 5 == 0)
     ad = ApplicabilityDomain().fit(ds.X[~test], ds.clusters[~test])

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 from n2react.descriptors import label
-from n2react.explain import plots as xplots
+from n2react.explain import draw
 from n2react.explain.curves import curves_table
 from n2react.explain.groups import families
-from n2react.plots import figure_text, parity_plot
+from n2react.figures import figure_text, parity_plot
 
 
 def _oof(n: int = 60, folds: int = 3, seed: int = 0) -> pd.DataFrame:
@@ -34,7 +34,7 @@ def _oof(n: int = 60, folds: int = 3, seed: int = 0) -> pd.DataFrame:
 def test_family_styles_keep_18_families_apart(shared_data: Path) -> None:
     clusters = pd.read_excel(shared_data / "homonuclear-159-15features.xlsx")["Clusters"]
     fams = pd.Series(families(clusters))
-    styles = xplots.group_styles(fams)
+    styles = draw.group_styles(fams)
     assert len(styles) == fams.nunique() >= 18
     assert len(set(styles.values())) == len(styles)  # no two families look alike
     colour = {f: c for f, (c, _) in styles.items()}
@@ -42,7 +42,7 @@ def test_family_styles_keep_18_families_apart(shared_data: Path) -> None:
     assert colour["Mo-S"] == colour["Mo-C,S"] != colour["Ta-S"]  # the metal is the hue
     assert marker["Mo-S"] == marker["Ta-S"] != marker["Mo-C,S"]  # the ligands are the marker
     # groups that are not metals or families (a spreadsheet column) still get distinct colours
-    other = xplots.group_styles(pd.Series(["lab A", "lab B", "lab A"]))
+    other = draw.group_styles(pd.Series(["lab A", "lab B", "lab A"]))
     assert len(set(other.values())) == 2
 
 
@@ -50,7 +50,7 @@ def test_giant_names_and_groups_are_cut_in_figures(tmp_path: Path) -> None:
     oof = _oof(30)
     giant = "batch " + "x" * 300
     labels = pd.Series(giant, index=oof["cluster"], name="batch")
-    xplots.parity(oof, labels, tmp_path / "p.png", "t")
+    draw.parity(oof, labels, tmp_path / "p.png", "t")
     desc = figure_text(tmp_path / "p.png")["Description"]
     assert giant not in desc and max(len(line) for line in desc.splitlines()) < 120
 
@@ -69,7 +69,7 @@ def test_parity_labels_do_not_overlap_each_other() -> None:
     ax.scatter(pc["y_true"], pc["y_pred"])
     ax.set_xlim(-1, 3)
     ax.set_ylim(-1, 3)
-    xplots._label_points(ax, pc, pc.iloc[30:42])  # 12 labels on crowded points
+    draw._label_points(ax, pc, pc.iloc[30:42])  # 12 labels on crowded points
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     from matplotlib.text import Text
@@ -97,9 +97,7 @@ def test_parity_quotes_pooled_figures_and_fold_means_only_under_kfold(tmp_path: 
     assert "pooled over" in text["Description"] and "mean ± sd" not in text["Description"]
 
     labels = pd.Series(families(oof["cluster"]), index=oof["cluster"], name="family")
-    xplots.parity(
-        oof, labels, tmp_path / "by_group.png", "Held-out: grouped by family", grouped=True
-    )
+    draw.parity(oof, labels, tmp_path / "by_group.png", "Held-out: grouped by family", grouped=True)
     text = figure_text(tmp_path / "by_group.png")
     assert "grouped by family" in text["Title"] and "Mo-C,S" in text["Description"]
     assert "mean ± sd" not in text["Description"]
@@ -107,7 +105,7 @@ def test_parity_quotes_pooled_figures_and_fold_means_only_under_kfold(tmp_path: 
 
 def test_residuals_print_n_mae_and_bias(tmp_path: Path) -> None:
     oof = _oof()
-    xplots.residuals_by_family(oof, tmp_path / "res.png", "ridge on data: KFold")
+    draw.residuals_by_family(oof, tmp_path / "res.png", "ridge on data: KFold")
     desc = figure_text(tmp_path / "res.png")["Description"]
     table = pd.read_csv(tmp_path / "res.csv", index_col=0)
     for fam, row in table.iterrows():
@@ -117,7 +115,7 @@ def test_residuals_print_n_mae_and_bias(tmp_path: Path) -> None:
 def test_importance_plots_leave_constant_descriptors_out_and_say_top_k(tmp_path: Path) -> None:
     cols = [f"3_d{i}" for i in range(20)] + ["0_n_O"]
     table = pd.DataFrame({"mean": np.r_[np.linspace(1, 0.1, 20), 0.0], "std": 0.01}, index=cols)
-    xplots.importance_bars(
+    draw.importance_bars(
         table, tmp_path / "bars.png", value="mean", err="std", xlabel="x", title="t", top=15,
         leave_out=["0_n_O"],
     )  # fmt: skip
@@ -129,7 +127,7 @@ def test_importance_plots_leave_constant_descriptors_out_and_say_top_k(tmp_path:
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(30, 21)), columns=cols).assign(**{"0_n_O": 0.0})
     values = X * 0.1
-    xplots.beeswarm(values, X, tmp_path / "swarm.png", "SHAP", top=15, leave_out=["0_n_O"])
+    draw.beeswarm(values, X, tmp_path / "swarm.png", "SHAP", top=15, leave_out=["0_n_O"])
     text = figure_text(tmp_path / "swarm.png")
     assert "top 15 of 20 descriptors" in text["Title"] and "0_n_O" in text["Title"]
     assert label("0_n_O") not in text["Description"]
@@ -141,7 +139,7 @@ def test_learning_curves_mark_the_restored_epoch_and_name_the_folds(tmp_path: Pa
     final = table[table["model"] == "final"]
     assert final.loc[final["restored"], "epoch"].tolist() == [3]
     assert not table.loc[table["model"] == "fold_01", "restored"].any()  # no record: none
-    xplots.learning_curves(table, tmp_path / "curves.png", "keras_mlp on data: KFold")
+    draw.learning_curves(table, tmp_path / "curves.png", "keras_mlp on data: KFold")
     desc = figure_text(tmp_path / "curves.png")["Description"]
     assert "restored best epoch" in desc and "fold 1 model" in desc and "final model" in desc
     assert "MSE of lg(k1)" in desc

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from n2react.predict import predict
+from n2react.inference import predict
 
 
 @pytest.fixture(scope="module")

@@ -83,7 +83,7 @@ def test_predict_flags_a_held_out_metal_and_explains_each_cluster(transfer_run, 
 
 
 def test_known_clusters_are_mostly_in_domain(transfer_run, cut_files) -> None:
-    from n2react.predict import load_model, prediction_table, read_new_clusters
+    from n2react.inference import load_model, prediction_table, read_new_clusters
 
     _, tmp, _ = transfer_run
     known, _ = cut_files

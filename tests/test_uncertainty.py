@@ -16,8 +16,8 @@ from conftest import ROOT, data_dir
 
 from n2react.data import load_dataset
 from n2react.errors import DataError
+from n2react.figures import figure_text
 from n2react.plan import build_plan
-from n2react.plots import figure_text
 from n2react.run import cross_validate, run
 from n2react.runstore import UNCERTAINTY_FILE
 from n2react.uncertainty import (
@@ -177,7 +177,7 @@ def test_too_few_residuals_is_refused(make_cfg, tmp_path: Path) -> None:
 
 
 def test_a_run_without_calibration_predicts_without_intervals(make_cfg, tmp_path: Path) -> None:
-    from n2react.predict import load_model, prediction_table, read_new_clusters
+    from n2react.inference import load_model, prediction_table, read_new_clusters
 
     cfg = make_cfg("data=homonuclear_15", "model=ridge", "cv.outer_folds=3", "tracking=none",
                    "explain=false", "uncertainty.enabled=false")  # fmt: skip
@@ -195,7 +195,7 @@ def test_a_run_without_calibration_predicts_without_intervals(make_cfg, tmp_path
 def test_spread_difficulty_runs_end_to_end_and_covers(make_cfg, tmp_path: Path) -> None:
     """difficulty=spread: each residual normalised by its own fold model's tree spread, a new
     cluster by the final model's; the cross-fitted coverage stays near nominal."""
-    from n2react.predict import load_model, prediction_table, read_new_clusters
+    from n2react.inference import load_model, prediction_table, read_new_clusters
     from n2react.uncertainty import BETA, model_spread
 
     cfg = make_cfg("data=homonuclear_15", *QUICK, "uncertainty.difficulty=spread", "tracking=none",

@@ -246,8 +246,8 @@ class Leaderboard(Callback):
             log.debug("leaderboard: not updated after job %s (%s)", job_dir.name, exc)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from n2react.report import leaderboard_table, show
         from n2react.sweep_report import write_report
+        from n2react.terminal import leaderboard_table, show
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         metric = str(config.get("optimized_metric", "mean_test_rmse"))

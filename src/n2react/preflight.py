@@ -72,7 +72,7 @@ def check_selector(params: dict[str, Any], space: dict[str, Any]) -> None:
 def check_eval_columns(eval_path: str, expected: list[str]) -> None:
     """``eval.path`` must hold the descriptors the model will be trained on and an lg(k1)
     column; read now, so a wrong file fails before the CV rather than after the refit."""
-    from n2react.predict import read_new_clusters
+    from n2react.inference import read_new_clusters
 
     try:
         _, _, y = read_new_clusters(eval_path, expected)

@@ -17,7 +17,7 @@ import pandas as pd
 from n2react import runstore
 from n2react.cv import CVResult, FoldResult
 from n2react.errors import ConfigError
-from n2react.plots import parity_plot, selection_frequency_plot
+from n2react.figures import parity_plot, selection_frequency_plot
 from n2react.runstore import FOLD_FILE, PREDICTIONS_FILE, fold_dir
 from n2react.splitters import Split
 from n2react.tracking import Tracker

@@ -20,17 +20,17 @@ from n2react.composition import DEFAULT_LIGANDS
 from n2react.cv import CVResult, FoldResult, fit_model, nested_cv
 from n2react.data import Dataset, load_dataset
 from n2react.export import keras_model_of
+from n2react.figures import parity_plot
 from n2react.jobs import JobInfo
 from n2react.pairsplit import pair_split
 from n2react.plan import Plan, build_plan
-from n2react.plots import parity_plot
 from n2react.preflight import check_output_dir
 from n2react.quiet import JOB_LINE, quiet_sweep_job
-from n2react.report import FoldProgress, closing_line, group_table, show, summary_table
 from n2react.results import fold_logger, write_results
 from n2react.resume import check_same_config, done_folds, find_resumed, sync_fold_runs
 from n2react.search import TunedPipeline
 from n2react.splitters import Split, protocol_text
+from n2react.terminal import FoldProgress, closing_line, group_table, show, summary_table
 from n2react.trackers import open_tracker
 from n2react.tracking import Tracker, run_note, tracked_params
 from n2react.transfer import evaluate_transfer, fit_domain, loaded_from_run

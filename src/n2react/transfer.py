@@ -20,9 +20,9 @@ from n2react import runstore
 from n2react.data import Dataset
 from n2react.domain import ApplicabilityDomain
 from n2react.errors import DataError
+from n2react.figures import domain_plot, parity_plot
+from n2react.inference import LoadedModel, prediction_table, read_new_clusters
 from n2react.metrics import pooled_metrics
-from n2react.plots import domain_plot, parity_plot
-from n2react.predict import LoadedModel, prediction_table, read_new_clusters
 from n2react.uncertainty_report import descriptor_flag
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from n2react.plots import LGK1, save_figure, wrap_title
+from n2react.figures import LGK1, save_figure, wrap_title
 from n2react.runstore import write_csv
 from n2react.uncertainty import LEVELS
 

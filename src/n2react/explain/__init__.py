@@ -16,7 +16,7 @@ from n2react.explain.curves import (
     loss_curves,
 )
 from n2react.explain.importance import Budget
-from n2react.explain.report import explain, explain_run
+from n2react.explain.runner import explain, explain_run
 from n2react.explain.source import RunData, load_run
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""``explain_run``: every explanation figure and table of a finished run, without training."""
+"""``explain_run``: every explanation figure and table of a finished run, without training
+(the figures themselves are drawn by :mod:`n2react.explain.draw`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from n2react.data import Dataset
+from n2react.explain import draw
 from n2react.explain import importance as imp
-from n2react.explain import plots
 from n2react.explain.curves import curves_table, histories
 from n2react.explain.groups import group_labels_of
 from n2react.explain.source import RunData, load_run
@@ -78,7 +79,7 @@ def importance_files(
         vals, kind = imp.shap_values(run.final_model, X, budget)
         vals.index = run.dataset.clusters[X.index.get_indexer(vals.index)].astype(str)
         Xn = X.set_axis(run.dataset.clusters.astype(str), axis=0)
-        paths += plots.beeswarm(
+        paths += draw.beeswarm(
             vals,
             Xn,
             out / "shap_beeswarm.png",
@@ -92,7 +93,7 @@ def importance_files(
         table = imp.shap_importance_table(final_abs, fold_abs, names)
         table.attrs["explainer"] = kind
         has_final = final_abs is not None
-        paths += plots.importance_bars(
+        paths += draw.importance_bars(
             table,
             out / "shap_importance.png",
             value="final" if has_final else "fold_mean",
@@ -104,7 +105,7 @@ def importance_files(
         )
     if perm:
         ptable = imp.permutation_table(perm, names)
-        paths += plots.importance_bars(
+        paths += draw.importance_bars(
             ptable,
             out / "permutation_importance.png",
             value="mean",
@@ -167,19 +168,19 @@ def explain(
     clusters = pd.unique(run.oof["cluster"].astype(str))
     labels = group_labels_of(clusters, _groups_spec(run, groups), run.dataset)
     grouped = check_grouping(run.cfg.get("cv", {}).get("groups")) is not None
-    paths += plots.parity(
+    paths += draw.parity(
         run.oof,
         labels,
         out / "parity_by_group.png",
         f"Held-out clusters: {title}",
         grouped=grouped,
     )
-    paths += plots.residuals_by_family(
+    paths += draw.residuals_by_family(
         run.oof, out / "residuals_by_family.png", f"Out-of-fold residuals by family: {title}"
     )
     hists = histories(run.final_model, run.fold_models)
     if hists:
-        paths += plots.learning_curves(
+        paths += draw.learning_curves(
             curves_table(hists), out / "learning_curves.png", f"Keras learning curves: {title}"
         )
     return paths

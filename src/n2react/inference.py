@@ -1,4 +1,5 @@
-"""Predict lg(k1) of new clusters with a trained model.
+"""Predict lg(k1) of new clusters with a trained model: load it, read the spreadsheet, build
+the prediction table (the command line is ``python -m predict``, ``src/predict.py``).
 
 The model comes from an MLflow run id (its final model, plus its outer-fold models for the
 spread), a model URI (``runs:/...``, ``models:/...``), or a run directory / model file of

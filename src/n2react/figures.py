@@ -1,4 +1,7 @@
-"""Figures drawn from result tables (no training code here)."""
+"""The run's figures (parity, descriptor selection frequency, applicability domain) drawn from
+result tables, no training code here; and what every figure shares: the lg(k1) notation and the
+±0.477 band, titles, writing a PNG with its text. The explanation figures are
+:mod:`n2react.explain.draw`'s."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Drawn from result tables only (no training here). Descriptor axes use
 :func:`n2react.descriptors.label`; lg(k1) axes carry k1's unit; the notation (lg(k1), the ±0.477
-band) is :mod:`n2react.plots`'s.
+band) is :mod:`n2react.figures`'s.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import pandas as pd
 from n2react.composition import METALS
 from n2react.descriptors import label
 from n2react.explain.groups import families, family_table
-from n2react.metrics import regression_metrics
-from n2react.plots import (
+from n2react.figures import (
     BAND,
     EXPERIMENTAL_ERROR,
     LGK1,
@@ -28,6 +27,7 @@ from n2react.plots import (
     short_name,
     wrap_title,
 )
+from n2react.metrics import regression_metrics
 from n2react.runstore import write_csv
 
 _SHAP_X = f"SHAP value: effect on predicted {LGK1}"
