@@ -72,26 +72,36 @@ CONFIGS: list[tuple[str, str, str]] = [
         "data=homonuclear_15 features=interactions model=keras_mlp pairwise=on",
     ),
     ("preset", "the preset (`experiment=new_compositions`)", "experiment=new_compositions"),
-    # the preset's interval calibration (uncertainty.difficulty) against the two alternatives
+    # the preset's interval calibration: on held-out homonuclear families (the former preset's),
+    # and the FeV-calibrated alternatives to its constant width (uncertainty.difficulty)
     (
-        "preset_constant",
-        "the preset, constant-width intervals",
-        "experiment=new_compositions uncertainty.difficulty=none",
+        "preset_oof",
+        "the preset, intervals calibrated on held-out families (former)",
+        "experiment=new_compositions uncertainty.calibration_path=null "
+        "uncertainty.difficulty=spread_knn uncertainty.expected_error=same",
     ),
     (
         "preset_distance",
         "the preset, intervals scaled by distance",
-        "experiment=new_compositions uncertainty.difficulty=knn_distance",
+        "experiment=new_compositions uncertainty.difficulty=knn_distance "
+        "uncertainty.expected_error=same",
     ),
     (
         "preset_spread",
         "the preset, intervals scaled by the trees' spread",
-        "experiment=new_compositions uncertainty.difficulty=spread",
+        "experiment=new_compositions uncertainty.difficulty=spread uncertainty.expected_error=same",
     ),
     (
         "preset_residual",
         "the preset, intervals scaled by neighbours' errors",
-        "experiment=new_compositions uncertainty.difficulty=knn_residual",
+        "experiment=new_compositions uncertainty.difficulty=knn_residual "
+        "uncertainty.expected_error=same",
+    ),
+    (
+        "preset_spread_knn",
+        "the preset, intervals scaled by spread and neighbours' errors",
+        "experiment=new_compositions uncertainty.difficulty=spread_knn "
+        "uncertainty.expected_error=same",
     ),
 ]
 #: The row `experiment=new_compositions` reproduces (chosen by the rule in the README).
@@ -135,15 +145,11 @@ def train_row(overrides: list[str], run_dir: Path, reuse: bool, keep_models: boo
 
 # ---------------------------------------------------------------------------- the statistics
 def composition_unit(name: str) -> str:
-    """'Fe2V2C2¯' -> 'Fe2V2-C': the metal core and the ligand elements (not their counts)."""
-    from n2react.composition import DEFAULT_LIGANDS, parse_formula
+    """'Fe2V2C2¯' -> 'Fe2V2-C': the metal core and the ligand elements (not their counts), the
+    units the intervals are cross-fitted over (:func:`n2react.calibration_set.composition_unit`)."""
+    from n2react.calibration_set import composition_unit as unit
 
-    counts, _ = parse_formula(name)
-    metals = "".join(
-        f"{e}{n if n > 1 else ''}" for e, n in counts.items() if e not in DEFAULT_LIGANDS
-    )
-    ligands = "".join(e for e in counts if e in DEFAULT_LIGANDS)
-    return f"{metals}-{ligands or 'bare'}"
+    return unit(name)
 
 
 def draws(units: np.ndarray) -> list[np.ndarray]:

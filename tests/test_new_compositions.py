@@ -31,7 +31,9 @@ def test_the_preset_is_the_benchmark_row_it_names(make_cfg) -> None:
     preset = make_cfg("experiment=new_compositions")
     rows = {key: overrides for key, _, overrides in _benchmark().CONFIGS}
     winner = make_cfg(*rows[_benchmark().RECOMMENDED].split())
-    assert preset.cv.groups == "family" and preset.uncertainty.difficulty == "spread_knn"
+    assert preset.cv.groups == "family" and preset.uncertainty.difficulty == "none"
+    assert preset.uncertainty.expected_error == "knn_residual"
+    assert preset.uncertainty.calibration_path == FEV  # found in $N2_DATA_DIR
     assert preset.data.file == winner.data.file == "homonuclear-159-15features.xlsx"
     assert preset.model == winner.model and preset.features == winner.features
     assert preset.pairwise == winner.pairwise and preset.data.formula == winner.data.formula

@@ -109,6 +109,12 @@ class Plan:
             raise DataError(f"{dataset.source}: lg(k1) is the same for every row; nothing to learn")
         if self.eval_path and not Path(self.eval_path).exists():
             raise DataError(f"eval.path={self.eval_path}: file not found")
+        if self.uncertainty is not None and self.uncertainty.calibration_path:
+            from n2react.calibration_set import read
+
+            # its columns, labels and size, with one error line before any training
+            cols = [str(c) for c in dataset.X.columns]
+            read(self.uncertainty.calibration_path, cols, self.uncertainty.coverage)
         if self.scheme == "pair_split":
             return []
         try:
@@ -252,6 +258,12 @@ def build_plan(cfg: DictConfig) -> Plan:
     eval_path = OmegaConf.select(cfg, "eval.path")
     if eval_path and not cfg.get("final_model", True):
         raise ConfigError("eval.path: scoring it needs the final model (final_model=true)")
+    unc = _uncertainty(cfg)
+    if unc is not None and unc.calibration_path and not cfg.get("final_model", True):
+        raise ConfigError(
+            "uncertainty.calibration_path: calibrating on it needs the final model "
+            "(final_model=true)"
+        )
     return Plan(
         config=resolved,
         names=Names(
@@ -276,7 +288,7 @@ def build_plan(cfg: DictConfig) -> Plan:
         tracking=_node(cfg, "tracking") or {},
         eval_path=str(eval_path) if eval_path else None,
         resume=str(cfg.resume) if cfg.get("resume") else None,
-        uncertainty=_uncertainty(cfg),
+        uncertainty=unc,
     )
 
 

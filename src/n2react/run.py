@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -36,6 +36,9 @@ from n2react.tracking import Tracker, run_note, tracked_params
 from n2react.transfer import evaluate_transfer, fit_domain, loaded_from_run
 from n2react.uncertainty import Calibration
 from n2react.uncertainty_report import evaluate_run
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -206,9 +209,17 @@ def _nested(
             final = _tuned(plan, run_dir, "final", progress)
             fit_model(final, dataset.X, dataset.y, dataset.groups)
             progress.final_done()
+            held_out = None
+            if calib is not None and plan.uncertainty.calibration_path:
+                calib, held_out, metrics = _calibration_set(
+                    plan, final.pipeline_, calib, tracker, run_dir
+                )
+                summary.update(metrics)
             _save_final(plan, final, dataset, tracker, run_dir, calib)
             if plan.eval_path:
-                summary.update(_transfer(plan, final.pipeline_, result, tracker, run_dir, calib))
+                summary.update(
+                    _transfer(plan, final.pipeline_, result, tracker, run_dir, calib, held_out)
+                )
         if plan.explain:
             pipe = None if final is None else final.pipeline_
             _explain(plan, result, pipe, tracker, run_dir, title)
@@ -250,6 +261,35 @@ def _save_final(
         tracker.log_model(model, dataset.X, keras_model_of(model, dataset.X))
 
 
+def _calibration_set(
+    plan: Plan, final: Any, calib: Calibration, tracker: Tracker, run_dir: Path
+) -> tuple[Calibration, pd.DataFrame, dict[str, float]]:
+    """Recalibrate the intervals on uncertainty.calibration_path (n2react.calibration_set); its
+    cross-fitted table and figures, logged and added to summary.json."""
+    from n2react import calibration_set as cs
+
+    spec = plan.uncertainty
+    calib, table = cs.recalibrate(calib, final, str(spec.calibration_path), spec.coverage)
+    metrics = cs.crossfit_metrics(table)
+    out = run_dir / "uncertainty"
+    out.mkdir(parents=True, exist_ok=True)
+    tracker.log_artifact(runstore.write_csv(out / cs.TABLE_FILE, table), "uncertainty")
+    tracker.log_metrics(metrics)
+    _add_to_summary(run_dir, metrics)
+    log.info(
+        "intervals calibrated on %s (%d clusters); cross-fitted over its composition units: "
+        "%g%% intervals cover %.0f%%, mean width %.2f",
+        calib.source, len(table), 100 * spec.coverage,
+        100 * metrics["calibration_set_coverage"], metrics["calibration_set_width"],
+    )  # fmt: skip
+    return calib, table, metrics
+
+
+def _add_to_summary(run_dir: Path, metrics: dict[str, float]) -> None:
+    summary = json.loads((run_dir / runstore.SUMMARY_FILE).read_text())
+    runstore.write_json(run_dir / runstore.SUMMARY_FILE, {**summary, **metrics})
+
+
 def _transfer(
     plan: Plan,
     final: Any,
@@ -257,18 +297,32 @@ def _transfer(
     tracker: Tracker,
     run_dir: Path,
     calib: Calibration | None = None,
+    held_out: pd.DataFrame | None = None,
 ) -> dict[str, float]:
-    """Score the final model on eval.path, a second labelled spreadsheet (new compositions)."""
+    """Score the final model on eval.path, a second labelled spreadsheet (new compositions);
+    ``held_out``: the cross-fitted table of the interval calibration file, used when eval.path
+    is that same file."""
     folds = [f.model for f in result.folds if f.model is not None]
     loaded = loaded_from_run(final, folds, run_dir / runstore.DOMAIN_FILE, calib)
     coverage = plan.uncertainty.coverage if plan.uncertainty is not None else 0.9
-    metrics, files = evaluate_transfer(loaded, str(plan.eval_path), run_dir, coverage)
+    same = None
+    if held_out is not None and _same_file(plan.eval_path, plan.uncertainty.calibration_path):
+        same = held_out
+    metrics, files = evaluate_transfer(loaded, str(plan.eval_path), run_dir, coverage, same)
     tracker.log_metrics(metrics)
     for p in files:
         tracker.log_artifact(p, "transfer")
-    summary = json.loads((run_dir / runstore.SUMMARY_FILE).read_text())
-    runstore.write_json(run_dir / runstore.SUMMARY_FILE, {**summary, **metrics})
+    _add_to_summary(run_dir, metrics)
     return metrics
+
+
+def _same_file(a: str | None, b: str | None) -> bool:
+    """Whether eval.path and the calibration file hold the same bytes."""
+    from n2react.calibration_set import locate
+
+    if not a or not b:
+        return False
+    return runstore.file_sha256(Path(a)) == runstore.file_sha256(locate(b))
 
 
 def _explain(

@@ -35,16 +35,24 @@ def fit_domain(dataset: Dataset, run_dir: Path, ligands: Sequence[str]) -> Path:
 
 
 def evaluate_transfer(
-    loaded: LoadedModel, path: str | Path, run_dir: Path, coverage: float = 0.9
+    loaded: LoadedModel,
+    path: str | Path,
+    run_dir: Path,
+    coverage: float = 0.9,
+    held_out: Any = None,
 ) -> tuple[dict[str, float], list[Path]]:
     """Predict and score the labelled spreadsheet ``path``; return the transfer metrics and the
     files written (predictions CSV, parity plot, domain plot; with the run's calibration, the
-    interval calibration and expected-error plots)."""
+    interval calibration and expected-error plots). ``held_out``: when ``path`` is the file the
+    intervals were calibrated on (:mod:`n2react.calibration_set`), its cross-fitted table, whose
+    intervals, expected errors and flags replace the in-sample ones."""
     names = [str(c) for c in loaded.model.feature_names_in_]
     X, clusters, y = read_new_clusters(path, names)
     if y is None:
         raise DataError(f"eval.path={path}: no lg(k1) column, so there is nothing to score")
     table, _, summary = prediction_table(loaded, X, clusters, y, coverage)
+    if held_out is not None:
+        summary = _use_held_out(table, held_out, loaded, X, clusters)
     metrics = {f"transfer_{k}": float(v) for k, v in pooled_metrics(y, table["y_pred"]).items()}
     metrics["transfer_n"] = float(len(y))
     if "in_domain" in table and table["in_domain"].notna().all():
@@ -61,7 +69,9 @@ def evaluate_transfer(
         files.append(domain_plot(dom, out / "transfer_domain.png", title=summary or ""))
     if loaded.uncertainty is not None:
         flag = None if dom is None else descriptor_flag(dom)
-        trust, more = transfer_trust(loaded, X, table, flag, out, Path(path).name, coverage)
+        trust, more = transfer_trust(
+            loaded, X, table, flag, out, Path(path).name, coverage, held_out
+        )
         metrics.update(trust)
         files += more
     log.info(
@@ -75,6 +85,34 @@ def evaluate_transfer(
         f"; {summary}" if summary else "",
     )
     return metrics, files
+
+
+def _use_held_out(
+    table: Any, held_out: Any, loaded: LoadedModel, X: Any, clusters: Any
+) -> str | None:
+    """Put the cross-fitted intervals, expected errors and flags of the calibration clusters in
+    the prediction table (same file, same row order); the domain summary line."""
+    import pandas as pd
+
+    from n2react.predict import trust_flags
+
+    if list(held_out["cluster"]) != list(table["cluster"]):
+        raise DataError("eval.path: its rows differ from those of uncertainty.calibration_path")
+    for col in ("y_lower", "y_upper", "expected_error"):
+        table[col] = held_out[col].to_numpy()
+    log.info(
+        "eval.path is the interval calibration file: its intervals, expected errors and flags "
+        "are cross-fitted (each composition unit calibrated on the others)"
+    )
+    if loaded.domain is None:
+        table["in_domain"] = held_out["in_domain"].to_numpy()
+        return None
+    band = pd.DataFrame({"flagged": held_out["flagged"].to_numpy(dtype=bool),
+                         "expected_error": held_out["expected_error"].to_numpy()})  # fmt: skip
+    dom = loaded.domain.assess(X, clusters)
+    inside, reasons, _, summary = trust_flags(dom, band, loaded.uncertainty.threshold)
+    table["in_domain"], table["domain_reasons"] = inside, reasons
+    return summary
 
 
 def loaded_from_run(
@@ -93,13 +131,14 @@ def transfer_trust(
     out: Path,
     name: str,
     coverage: float,
+    held_out: Any = None,
 ) -> tuple[dict[str, float], list[Path]]:
     """transfer_coverage/_width/_spearman and the domain MAE flagged vs passed on the transfer
     set (``descriptor``: the descriptor rule's flags, or None), its observed vs nominal coverage
     plot and |error| vs expected_error plot."""
     import pandas as pd
 
-    from n2react.uncertainty import LEVELS, model_spread
+    from n2react.uncertainty import LEVELS, min_residuals, model_spread
     from n2react.uncertainty_report import calibration_plot, error_plot, trust_metrics
 
     m = trust_metrics(
@@ -111,14 +150,27 @@ def transfer_trust(
     rows = []
     y = table["y_true"].to_numpy()
     calib = loaded.uncertainty
-    spread = model_spread(loaded.model, X) if calib.needs_spread else None
-    for level in LEVELS:
-        band = calib.predict(X, table["y_pred"].to_numpy(), level, spread)
-        inside = (y >= band["y_lower"]) & (y <= band["y_upper"])
-        width = (band["y_upper"] - band["y_lower"]).mean()
-        rows.append({"nominal": level, "observed": float(inside.mean()), "width": float(width)})
-    curve = pd.DataFrame(rows)
-    label = f"{name} ({len(y)} clusters),\ncalibrated on the run's held-out errors"
+    if held_out is not None:
+        from n2react.calibration_set import curve as crossfit_curve
+
+        curve = crossfit_curve(held_out)
+        how = "cross-fitted over its composition units"
+    else:
+        spread = model_spread(loaded.model, X) if calib.needs_spread else None
+        for level in LEVELS:
+            if calib.n < min_residuals(level):
+                continue
+            band = calib.predict(X, table["y_pred"].to_numpy(), level, spread)
+            inside = (y >= band["y_lower"]) & (y <= band["y_upper"])
+            width = (band["y_upper"] - band["y_lower"]).mean()
+            rows.append({"nominal": level, "observed": float(inside.mean()), "width": width})
+        curve = pd.DataFrame(rows)
+        how = (
+            "calibrated on the run's held-out errors"
+            if calib.source == "out-of-fold"
+            else f"calibrated on {calib.source}"
+        )
+    label = f"{name} ({len(y)} clusters),\n{how}"
     files = [
         calibration_plot({label: curve}, out / "transfer_calibration.png", f"transfer: {name}"),
         error_plot(table, out / "transfer_errors.png", f"transfer: {name}:"),

@@ -24,7 +24,11 @@ difficulty times the median normalised score (an estimate of the cluster's |erro
 :func:`calibrate` returns the run's :class:`Calibration` (plain data, saved as JSON beside the
 model: no pickle) and a *cross-fitted* table in which each outer fold's intervals, expected errors
 and flags come from a calibration that never saw that fold (its residuals, nor its rows as
-neighbours): the honest figures the run logs.
+neighbours): the honest figures the run logs. Calibrating on a labelled file of new clusters
+instead is :mod:`n2react.calibration_set`.
+
+Longer than 450 lines on purpose: the difficulty, the saved calibration and the cross-fitting
+read the same arrays the same way, and splitting them would spread one formula over three files.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import json
 import logging
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +68,17 @@ def min_residuals(coverage: float) -> int:
     return int(math.ceil(round(1.0 / (1.0 - coverage), 6)))
 
 
-def check_coverage(coverage: float, n: int | None = None, where: str = "coverage") -> float:
-    """``coverage`` as a float in (0, 1), refused when ``n`` residuals cannot calibrate it."""
+def check_coverage(
+    coverage: float, n: int | None = None, where: str = "coverage", what: str = "out-of-fold"
+) -> float:
+    """``coverage`` as a float in (0, 1), refused when ``n`` residuals (``what``: out-of-fold,
+    or the calibration file's name) cannot calibrate it."""
     c = float(coverage)
     if not 0.0 < c < 1.0:
         raise ConfigError(f"{where}={coverage}: expected a fraction between 0 and 1, e.g. 0.9")
     if n is not None and n < min_residuals(c):
         raise DataError(
-            f"{where}={c:g}: too few out-of-fold residuals to calibrate it ({n}; a {100 * c:g}% "
+            f"{where}={c:g}: too few {what} residuals to calibrate it ({n}; a {100 * c:g}% "
             f"interval needs at least {min_residuals(c)})"
         )
     return c
@@ -85,17 +92,28 @@ class UncertaintySpec:
     k: int = 3
     coverage: float = 0.9
     flag_quantile: float = 0.9
+    #: the difficulty behind expected_error and the flag ("same": ``difficulty``)
+    expected_error: str = "same"
+    #: labelled clusters of the kind to be predicted that calibrate the intervals instead of the
+    #: out-of-fold residuals (:mod:`n2react.calibration_set`); None: the out-of-fold residuals
+    calibration_path: str | None = None
 
     @classmethod
     def from_config(cls, node: dict[str, Any] | None) -> UncertaintySpec:
         node = dict(node or {})
-        unknown = sorted(set(node) - {"difficulty", "k", "coverage", "flag_quantile"})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(node) - known)
         if unknown:
             raise ConfigError(f"uncertainty.{unknown[0]}: unknown key")
         spec = cls(**node)
         if spec.difficulty not in DIFFICULTIES:
             raise ConfigError(
                 f"uncertainty.difficulty={spec.difficulty!r}: expected one of "
+                + ", ".join(DIFFICULTIES)
+            )
+        if spec.expected_error not in ("same", *DIFFICULTIES):
+            raise ConfigError(
+                f"uncertainty.expected_error={spec.expected_error!r}: expected same or one of "
                 + ", ".join(DIFFICULTIES)
             )
         if not isinstance(spec.k, int) or spec.k < 1:
@@ -110,8 +128,13 @@ class UncertaintySpec:
         return max(min_residuals(self.coverage), min_residuals(max(LEVELS)))
 
     @property
+    def error_kind(self) -> str:
+        """The difficulty that expected_error and the flag are read from."""
+        return self.difficulty if self.expected_error == "same" else self.expected_error
+
+    @property
     def needs_spread(self) -> bool:
-        return self.difficulty in SPREAD_DIFFICULTIES
+        return bool({self.difficulty, self.error_kind} & set(SPREAD_DIFFICULTIES))
 
 
 def model_spread(model: Any, X: Any) -> np.ndarray:
@@ -203,36 +226,55 @@ class Calibration:
     train_X: np.ndarray  # the training clusters' raw descriptors (the final model's rows)
     train_abs_residual: np.ndarray  # their out-of-fold |residual| (mean over repeats)
     protocol: str = ""
+    #: the difficulty of expected_error and the flag ("": ``difficulty``) and its values on the
+    #: calibration residuals (None: ``sigmas``)
+    error_difficulty: str = ""
+    error_sigmas: np.ndarray | None = None
+    #: where the residuals come from: "out-of-fold", or the calibration file's name
+    source: str = "out-of-fold"
 
     @property
     def n(self) -> int:
         return len(self.residuals)
 
     @property
+    def error_kind(self) -> str:
+        return self.error_difficulty or self.difficulty
+
+    @property
+    def _error_sigmas(self) -> np.ndarray:
+        return self.sigmas if self.error_sigmas is None else self.error_sigmas
+
+    @property
     def scale(self) -> float:
-        """The median normalised score: expected_error = scale * difficulty."""
-        return float(np.median(np.abs(self.residuals) / self.sigmas))
+        """The median normalised score: expected_error = scale * (error) difficulty."""
+        return float(np.median(np.abs(self.residuals) / self._error_sigmas))
 
     @property
     def threshold(self) -> float:
         """The expected error above which a cluster is flagged."""
-        return float(np.quantile(self.scale * self.sigmas, self.flag_quantile))
+        return float(np.quantile(self.scale * self._error_sigmas, self.flag_quantile))
 
     @property
     def needs_spread(self) -> bool:
         """Whether :meth:`predict` needs the model's spread (see :func:`model_spread`)."""
-        return self.difficulty in SPREAD_DIFFICULTIES
+        return bool({self.difficulty, self.error_kind} & set(SPREAD_DIFFICULTIES))
 
-    def difficulty_of(self, X: pd.DataFrame, spread: np.ndarray | None = None) -> np.ndarray:
-        if self.difficulty == "spread":
-            return combine("spread", spread, np.ones(len(X)))
+    def difficulty_of(
+        self, X: pd.DataFrame, spread: np.ndarray | None = None, kind: str | None = None
+    ) -> np.ndarray:
+        """The difficulty ``kind`` (default: the intervals' one) of the clusters ``X`` against
+        the training clusters."""
+        kind = kind or self.difficulty
+        if _base(kind) == "none":
+            return combine(kind, spread, np.ones(len(X)))
         absent = [c for c in self.columns if c not in X.columns]
         if absent:
             raise DataError(f"uncertainty: descriptor column(s) missing: {', '.join(absent)}")
         ref = Neighbourhood(self.train_X, self.train_abs_residual)
         raw = X[self.columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-        base = ref.difficulty(raw, _base(self.difficulty), self.k)
-        return combine(self.difficulty, spread, base)
+        base = ref.difficulty(raw, _base(kind), self.k)
+        return combine(kind, spread, base)
 
     def predict(
         self,
@@ -243,10 +285,14 @@ class Calibration:
     ) -> pd.DataFrame:
         """``y_lower``, ``y_upper`` (the ``coverage`` interval), ``expected_error``, ``flagged``;
         ``spread``: the final model's :func:`model_spread` of ``X`` when :attr:`needs_spread`."""
-        check_coverage(coverage, self.n, where="coverage")
+        check_coverage(coverage, self.n, where="coverage", what=self.source)
         s = self.difficulty_of(X, spread)
         iv = _intervals(self.residuals, self.sigmas, y_pred, s, coverage)
-        ee = self.scale * s
+        ee = self.scale * (
+            s
+            if self.error_kind == self.difficulty
+            else self.difficulty_of(X, spread, self.error_kind)
+        )
         return pd.DataFrame(
             {
                 "y_lower": iv[:, 0],
@@ -276,9 +322,10 @@ def load_calibration(path: str | Path) -> Calibration:
         data = json.loads(Path(path).read_text())
         if data.pop("format", None) != FORMAT:
             raise ValueError("unknown format")
-        arrays = ("residuals", "sigmas", "train_abs_residual")
+        arrays = ("residuals", "sigmas", "train_abs_residual", "error_sigmas")
         for key in arrays:
-            data[key] = np.asarray(data[key], dtype=float)
+            if data.get(key) is not None:
+                data[key] = np.asarray(data[key], dtype=float)
         data["train_X"] = np.asarray(data["train_X"], dtype=float).reshape(-1, len(data["columns"]))
         return Calibration(**data)
     except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -326,12 +373,15 @@ def _sigmas(
     abs_res: np.ndarray,
     spec: UncertaintySpec,
     leave: set,
+    kind: str | None = None,
 ) -> np.ndarray:
     """Difficulty of each row of ``part`` against the rows of ``rep`` (one repeat's out-of-fold
-    table) in neither its own fold nor the folds in ``leave`` (the held-out fold evaluated)."""
+    table) in neither its own fold nor the folds in ``leave`` (the held-out fold evaluated);
+    ``kind``: the difficulty (default ``spec.difficulty``)."""
+    kind = kind or spec.difficulty
     spread = part["spread"].to_numpy() if spec.needs_spread else None
-    if _base(spec.difficulty) == "none":
-        return combine(spec.difficulty, spread, np.ones(len(part)))
+    if _base(kind) == "none":
+        return combine(kind, spread, np.ones(len(part)))
     out = np.empty(len(part))
     folds = part["fold"].to_numpy()
     for g in np.unique(folds):
@@ -340,8 +390,8 @@ def _sigmas(
         if len(ref) < 2:  # two outer folds: no third to compare with (calibrate says so)
             ref = rep.loc[rep["fold"] != g, "row"].to_numpy()
         nb = Neighbourhood(raw[ref], abs_res[ref])
-        out[here] = nb.difficulty(raw[part["row"].to_numpy()[here]], _base(spec.difficulty), spec.k)
-    return combine(spec.difficulty, spread, out)
+        out[here] = nb.difficulty(raw[part["row"].to_numpy()[here]], _base(kind), spec.k)
+    return combine(kind, spread, out)
 
 
 def calibrate(
@@ -361,7 +411,9 @@ def calibrate(
             f"{need} for {100 * max(LEVELS):g}% intervals)"
         )
     ds = result.dataset
-    if _base(spec.difficulty) != "none" and oof.groupby("repeat")["fold"].nunique().min() < 3:
+    if {_base(spec.difficulty), _base(spec.error_kind)} != {"none"} and oof.groupby("repeat")[
+        "fold"
+    ].nunique().min() < 3:
         log.warning(
             "with 2 outer folds, the cross-fitted difficulty of a calibration cluster is measured "
             "against the held-out fold too (there is no third fold)"
@@ -370,10 +422,17 @@ def calibrate(
     n_rows = len(raw)
     table = []
     final_sigmas = np.empty(len(oof))
+    final_error = np.empty(len(oof))
+    own = spec.error_kind == spec.difficulty
     for _, rep in oof.groupby("repeat", sort=True):
         abs_res = np.full(n_rows, np.nan)
         abs_res[rep["row"].to_numpy()] = np.abs(rep["residual"].to_numpy())
         final_sigmas[rep.index.to_numpy()] = _sigmas(raw, rep, rep, abs_res, spec, set())
+        final_error[rep.index.to_numpy()] = (
+            final_sigmas[rep.index.to_numpy()]
+            if own
+            else _sigmas(raw, rep, rep, abs_res, spec, set(), spec.error_kind)
+        )
         folds = sorted(rep["fold"].unique())
         for f in folds:
             test = rep[rep["fold"] == f]
@@ -386,10 +445,14 @@ def calibrate(
             s_cal = _sigmas(raw, rep, cal, abs_res, spec, {f})
             s_test = _sigmas(raw, rep, test, abs_res, spec, set())
             r = cal["residual"].to_numpy()
-            scale = float(np.median(np.abs(r) / s_cal))
+            e_cal, e_test = s_cal, s_test
+            if not own:
+                e_cal = _sigmas(raw, rep, cal, abs_res, spec, {f}, spec.error_kind)
+                e_test = _sigmas(raw, rep, test, abs_res, spec, set(), spec.error_kind)
+            scale = float(np.median(np.abs(r) / e_cal))
             part = test.copy()
-            part["expected_error"] = scale * s_test
-            limit = np.quantile(scale * s_cal, spec.flag_quantile)
+            part["expected_error"] = scale * e_test
+            limit = np.quantile(scale * e_cal, spec.flag_quantile)
             part["flagged"] = part["expected_error"] > limit
             for level in sorted(set(LEVELS) | {spec.coverage}):
                 iv = _intervals(r, s_cal, test["y_pred"].to_numpy(), s_test, level)
@@ -411,6 +474,8 @@ def calibrate(
         train_X=raw[tested],
         train_abs_residual=mean_abs.to_numpy(dtype=float),
         protocol=protocol,
+        error_difficulty="" if own else spec.error_kind,
+        error_sigmas=None if own else final_error,
     )
     crossfit = pd.concat(table).sort_index()
     crossfit["abs_error"] = crossfit["residual"].abs()

@@ -1,0 +1,166 @@
+"""Intervals calibrated on labelled clusters of the kind to be predicted
+(``uncertainty.calibration_path``, :mod:`n2react.calibration_set`): the final model's residuals on
+the 18 FeV clusters set the width, the run's figures on that file are cross-fitted over its
+composition units, and bad calibration files are refused before any training."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, data_dir
+
+from n2react.calibration_set import composition_unit
+from n2react.errors import DataError
+from n2react.run import run
+from n2react.runstore import UNCERTAINTY_FILE
+
+FEV = "heteronuclear-FeV-18-15features.xlsx"
+QUICK = ("data=homonuclear_15", "model=extra_trees", "model.estimator.n_estimators=40",
+         "cv.outer_folds=4", "cv.groups=family", "explain=false", "tracking=none")  # fmt: skip
+
+
+def _conformal(abs_res: np.ndarray, level: float) -> float:
+    """The split-conformal half-width: the ceil(level (n + 1))-th smallest |residual|."""
+    a = np.sort(abs_res)
+    return float(a[math.ceil(level * (len(a) + 1)) - 1])
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory: pytest.TempPathFactory):
+    from n2react.compose import compose_config
+
+    tmp = tmp_path_factory.mktemp("calset")
+    cfg = compose_config([*QUICK, "uncertainty.difficulty=none",
+                          "uncertainty.expected_error=knn_residual",
+                          f"uncertainty.calibration_path={FEV}",  # found in $N2_DATA_DIR
+                          f"eval.path={data_dir() / FEV}", "progress=false"])  # fmt: skip
+    return run(cfg, tmp / "run"), tmp
+
+
+@pytest.mark.slow
+def test_the_calibration_file_sets_the_width_cross_fitted_by_unit(calibrated) -> None:
+    metrics, tmp = calibrated
+    table = pd.read_csv(tmp / "run" / "uncertainty" / "calibration_set.csv")
+    assert len(table) == 18 and table["unit"].nunique() == 10
+    # each unit's interval is the conformal quantile of the OTHER units' residuals, never its own
+    for unit, part in table.groupby("unit"):
+        others = table.loc[table["unit"] != unit, "residual"].abs().to_numpy()
+        width = 2 * _conformal(others, 0.9)
+        np.testing.assert_allclose(part["y_upper"] - part["y_lower"], width, rtol=1e-9)
+    y = table["y_true"]
+    inside = (y >= table["y_lower"]) & (y <= table["y_upper"])
+    assert metrics["calibration_set_coverage"] == pytest.approx(inside.mean())
+    assert metrics["calibration_set_width"] == pytest.approx(
+        (table["y_upper"] - table["y_lower"]).mean()
+    )
+    # eval.path is the same file: its transfer interval figures are the cross-fitted ones
+    assert metrics["transfer_coverage"] == pytest.approx(metrics["calibration_set_coverage"])
+    assert metrics["transfer_width"] == pytest.approx(metrics["calibration_set_width"])
+    summary = json.loads((tmp / "run" / "summary.json").read_text())
+    assert summary["calibration_set_coverage"] == pytest.approx(metrics["calibration_set_coverage"])
+    # the homonuclear out-of-fold figures are still those of the held-out families
+    assert 0.8 <= metrics["interval_coverage"] <= 0.98
+
+
+@pytest.mark.slow
+def test_predict_uses_all_calibration_residuals_and_ranks_by_the_error_difficulty(
+    calibrated,
+) -> None:
+    _, tmp = calibrated
+    saved = json.loads((tmp / "run" / UNCERTAINTY_FILE).read_text())
+    assert saved["source"] == FEV and len(saved["residuals"]) == 18
+    assert saved["difficulty"] == "none" and saved["error_difficulty"] == "knn_residual"
+    fev = pd.read_excel(data_dir() / FEV).drop(columns=["lg(k1)"])
+    fev.to_excel(tmp / "fev.xlsx", index=False)
+    out = tmp / "fev.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "predict", str(tmp / "run"), str(tmp / "fev.xlsx"), "-o", str(out)],
+        capture_output=True, text=True, cwd=tmp, timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    pred = pd.read_csv(out)
+    # the width: the conformal quantile of all 18 residuals, the same for every cluster (none)
+    width = 2 * _conformal(np.abs(saved["residuals"]), 0.9)
+    np.testing.assert_allclose(pred["y_upper"] - pred["y_lower"], width, rtol=1e-9)
+    # expected_error follows knn_residual, so it differs between clusters
+    assert pred["expected_error"].nunique() > 5
+    # 95 % needs 20 residuals: refused in one line that names the calibration file
+    done = subprocess.run(
+        [sys.executable, "-m", "predict", str(tmp / "run"), str(tmp / "fev.xlsx"), "-o",
+         str(tmp / "x.csv"), "--coverage", "0.95"],
+        capture_output=True, text=True, cwd=tmp, timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")},
+    )  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    line = next(ln for ln in done.stderr.splitlines() if ln.startswith("n2react: error:"))
+    assert f"too few {FEV} residuals" in line and "20" in line
+
+
+def test_a_missing_calibration_file_is_one_line_before_training(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "train", *QUICK, "uncertainty.calibration_path=nope.xlsx",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")},
+    )  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("n2react: error:")]
+    assert len(lines) == 1
+    assert "uncertainty.calibration_path=nope.xlsx: file not found" in lines[0]
+    assert not (tmp_path / "run" / "oof_predictions.csv").exists()
+
+
+def test_too_few_or_unlabelled_calibration_clusters_are_refused(make_cfg, tmp_path: Path) -> None:
+    fev = pd.read_excel(data_dir() / FEV)
+    fev.iloc[:9].to_excel(tmp_path / "nine.xlsx", index=False)
+    fev.drop(columns=["lg(k1)"]).to_excel(tmp_path / "unlabelled.xlsx", index=False)
+    for name, message in (("nine", "9 labelled clusters cannot calibrate 90% intervals"),
+                          ("unlabelled", r"no lg\(k1\) column")):  # fmt: skip
+        cfg = make_cfg(*QUICK, f"uncertainty.calibration_path={tmp_path / name}.xlsx")
+        with pytest.raises(DataError, match=message):
+            run(cfg, tmp_path / name)
+        assert not (tmp_path / name / "oof_predictions.csv").exists()  # refused before training
+
+
+def test_composition_units() -> None:
+    assert composition_unit("Fe2V2C2¯") == "Fe2V2-C"
+    assert composition_unit("FeV2S3ˉ") == "FeV2-S"
+    assert composition_unit("Rh3¯") == "Rh3-bare"
+
+
+def test_expected_error_can_follow_another_difficulty_than_the_width(make_cfg, tmp_path) -> None:
+    """difficulty=none (one width) with expected_error=knn_residual: the out-of-fold calibration
+    keeps one half-width per fold and ranks clusters by their neighbours' held-out errors; the
+    saved JSON reads back to the same predictions."""
+    from n2react.data import load_dataset
+    from n2react.plan import build_plan
+    from n2react.run import cross_validate
+    from n2react.uncertainty import UncertaintySpec, calibrate, load_calibration
+
+    cfg = make_cfg("data=homonuclear_15", "model=ridge", "cv.outer_folds=4", "tracking=none")
+    plan = build_plan(cfg)
+    dataset = plan.attach_groups(load_dataset(plan.data, plan.group_column))
+    result = cross_validate(plan, dataset, tmp_path)
+    spec = UncertaintySpec(difficulty="none", expected_error="knn_residual")
+    calib, table = calibrate(result, spec)
+    assert calib.error_kind == "knn_residual" and calib.error_sigmas is not None
+    spread = table.groupby("fold")["width_0.9"].agg(lambda w: w.max() - w.min())
+    assert (spread < 1e-9).all()  # one width per fold
+    assert table["expected_error"].nunique() > 100  # but an expected error per cluster
+    same = calibrate(result, UncertaintySpec(difficulty="knn_residual"))[1]
+    np.testing.assert_allclose(table["expected_error"], same["expected_error"])
+    back = load_calibration(calib.save(tmp_path / "u.json"))
+    X = dataset.X.iloc[:8]
+    pd.testing.assert_frame_equal(back.predict(X, np.zeros(8)), calib.predict(X, np.zeros(8)))
+    band = calib.predict(X, np.zeros(8))
+    width = band["y_upper"] - band["y_lower"]
+    assert width.max() - width.min() < 1e-9
+    assert band["expected_error"].nunique() > 4
