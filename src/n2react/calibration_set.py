@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from n2react.composition import DEFAULT_LIGANDS, parse_formula
-from n2react.datafiles import DATA_DIR_ENV
+from n2react.data.files import DATA_DIR_ENV
 from n2react.errors import DataError
 from n2react.uncertainty import LEVELS, Calibration, _intervals, min_residuals, model_spread
 
@@ -62,7 +62,7 @@ def read(path: str, columns: list[str], coverage: float) -> tuple[Any, np.ndarra
     """The calibration clusters (descriptors in ``columns``' order, names, lg(k1)); refused with
     one error line when the file is missing, lacks a column or the lg(k1) labels, or has too few
     clusters for ``coverage``."""
-    from n2react.predict import read_new_clusters
+    from n2react.inference import read_new_clusters
 
     p = locate(path)
     try:

@@ -94,7 +94,7 @@ def _use_held_out(
     the prediction table (same file, same row order); the domain summary line."""
     import pandas as pd
 
-    from n2react.predict import trust_flags
+    from n2react.inference import trust_flags
 
     if list(held_out["cluster"]) != list(table["cluster"]):
         raise DataError("eval.path: its rows differ from those of uncertainty.calibration_path")
