@@ -259,6 +259,13 @@ def test_an_older_pickled_run_loads_with_the_opt_in(
               "--trust-pickle")  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert "loaded because of --trust-pickle" in out.stderr
+    # explain reads the same files: refused without the opt-in, explained with it
+    out = cli(tmp_path, "n2react.explain", str(old), "--rows", "5", "--out", str(tmp_path / "ex"))
+    assert_one_error(out, "model.joblib", "--trust-pickle")
+    out = cli(tmp_path, "n2react.explain", str(old), "--rows", "5", "--out", str(tmp_path / "ex"),
+              "--trust-pickle")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "ex" / "shap_importance.png").exists()
     new = cli(tmp_path, "predict", str(run15), str(shared_data / FEV), "-o", "q.csv")
     assert new.returncode == 0, new.stderr[-2000:]
     a, b = pd.read_csv(tmp_path / "p.csv"), pd.read_csv(tmp_path / "q.csv")

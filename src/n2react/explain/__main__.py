@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain")
     parser.add_argument(
         "--log", action="store_true", help="also log the files to the MLflow run (under explain/)"
     )
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load the pickled models of an older run (a pickle runs code when loaded: only for "
+        "files you trust)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("n2react.data").setLevel(logging.ERROR)
@@ -45,6 +51,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain")
             budget=budget,
             out_dir=args.out,
             tracking_uri=args.tracking_uri,
+            trust_pickle=args.trust_pickle,
         )
         if args.log:
             _log_to_run(args.run, args.tracking_uri, paths)

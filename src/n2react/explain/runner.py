@@ -125,6 +125,7 @@ def explain_run(
     budget: imp.Budget | None = None,
     out_dir: str | Path | None = None,
     tracking_uri: str | None = None,
+    trust_pickle: bool = False,
 ) -> list[Path]:
     """Regenerate every explanation of a finished run (a run directory or an MLflow parent run
     id); returns the files written (PNG + CSV pairs).
@@ -134,6 +135,7 @@ def explain_run(
     run's ``cv.groups`` when set, else the metal); ``out_dir``: default ``<run_dir>/explain`` (an
     MLflow run: ``explain-<run id>/``). Files written: shap_beeswarm, shap_importance,
     permutation_importance, parity_by_group, residuals_by_family, learning_curves (Keras only).
+    ``trust_pickle``: load an older run's pickled models (loading a pickle runs code).
     """
     t0 = time.perf_counter()
     budget = budget or imp.Budget()
@@ -141,7 +143,11 @@ def explain_run(
     default_out = Path(run_dir) / OUT_DIR if is_dir else Path(f"explain-{run_dir}")
     out = Path(out_dir) if out_dir is not None else default_out
     run = load_run(
-        run_dir, tracking_uri=tracking_uri, download_to=out / "artifacts", dataset=dataset
+        run_dir,
+        tracking_uri=tracking_uri,
+        download_to=out / "artifacts",
+        dataset=dataset,
+        trust_pickle=trust_pickle,
     )
     paths = explain(run, out, budget=budget, groups=groups)
     log.info("explained %s in %.1f s: %d files in %s", run.source, time.perf_counter() - t0,
