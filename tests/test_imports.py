@@ -98,3 +98,11 @@ def test_keras_tuner_internals_stay_in_one_module() -> None:
             continue
         text = path.read_text()
         assert not [i for i in internals if i in text], path
+
+
+def test_no_two_modules_share_a_name() -> None:
+    """One job, one name: two modules called plots.py (or report.py, predict.py) with different
+    jobs are hard to tell apart in imports, tracebacks and log lines."""
+    names = [p.name for p in SRC.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    assert len(names) > 40  # the tree is really read
+    assert sorted({n for n in names if names.count(n) > 1}) == []
