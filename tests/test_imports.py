@@ -106,3 +106,17 @@ def test_no_two_modules_share_a_name() -> None:
     names = [p.name for p in SRC.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")]
     assert len(names) > 40  # the tree is really read
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def test_a_long_module_says_why_in_its_opening_comment() -> None:
+    """Files stay small enough to read in one sitting: over 450 lines, the module's docstring
+    must say why ("Longer than 450 lines ...")."""
+    import ast
+
+    long, paths = {}, list(SRC.rglob("*.py"))
+    assert len(paths) > 40  # the tree is really read
+    for path in paths:
+        text = path.read_text()
+        if text.count("\n") > 450:
+            long[path.name] = ast.get_docstring(ast.parse(text)) or ""
+    assert [n for n, doc in long.items() if "450 lines" not in doc] == []
