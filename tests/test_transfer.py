@@ -57,6 +57,11 @@ def test_eval_path_is_scored_and_logged(transfer_run, n2react_runs) -> None:
     for key in ("transfer_r", "transfer_rmse", "transfer_mae", "transfer_within"):
         assert parent.data.metrics[key] == pytest.approx(metrics[key])
     assert (tmp / "run" / "transfer" / "transfer_parity.png").stat().st_size > 10_000
+    # the figure says what predicted the file: the model and what it was trained on
+    from n2react.figures import figure_text
+
+    title = " ".join(figure_text(tmp / "run" / "transfer" / "transfer_parity.png")["Title"].split())
+    assert f"{cfg.model.name} trained on all" in title and "homonuclear_15" in title
 
 
 def test_predict_flags_a_held_out_metal_and_explains_each_cluster(transfer_run, cut_files):

@@ -308,7 +308,12 @@ def _transfer(
     same = None
     if held_out is not None and _same_file(plan.eval_path, plan.uncertainty.calibration_path):
         same = held_out
-    metrics, files = evaluate_transfer(loaded, str(plan.eval_path), run_dir, coverage, same)
+    trained = (
+        f"{plan.names.model} trained on all {len(result.dataset.y)} clusters of {plan.names.data}"
+    )
+    metrics, files = evaluate_transfer(
+        loaded, str(plan.eval_path), run_dir, coverage, same, trained
+    )
     tracker.log_metrics(metrics)
     for p in files:
         tracker.log_artifact(p, "transfer")

@@ -40,12 +40,14 @@ def evaluate_transfer(
     run_dir: Path,
     coverage: float = 0.9,
     held_out: Any = None,
+    trained: str = "",
 ) -> tuple[dict[str, float], list[Path]]:
     """Predict and score the labelled spreadsheet ``path``; return the transfer metrics and the
     files written (predictions CSV, parity plot, domain plot; with the run's calibration, the
     interval calibration and expected-error plots). ``held_out``: when ``path`` is the file the
     intervals were calibrated on (:mod:`n2react.calibration_set`), its cross-fitted table, whose
-    intervals, expected errors and flags replace the in-sample ones."""
+    intervals, expected errors and flags replace the in-sample ones. ``trained``: what the final
+    model is and what it was trained on, for the parity plot's title."""
     names = [str(c) for c in loaded.model.feature_names_in_]
     X, clusters, y = read_new_clusters(path, names)
     if y is None:
@@ -62,6 +64,7 @@ def evaluate_transfer(
     files = [out / "transfer_predictions.csv"]
     runstore.write_csv(files[0], table)
     title = f"transfer: {Path(path).name} predicted by the final model"
+    title += f" ({trained})" if trained else ""
     files.append(parity_plot(table, None, out / "transfer_parity.png", title=title))
     dom = None
     if loaded.domain is not None:
