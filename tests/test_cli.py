@@ -74,7 +74,7 @@ def test_sweep_logs_one_parent_run_per_grid_point(tmp_path: Path, n2react_runs) 
     env = {**os.environ}
     cmd = [
         sys.executable, "-m", "train", "model=svr", "+sweep=grid",
-        "cv.outer_folds=3", "final_model=false", "progress=false",
+        "cv.outer_folds=3", "final_model=false", "explain=false", "progress=false",
         f"hydra.sweep.dir={tmp_path / 'multi'}", "-m",
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
@@ -172,8 +172,8 @@ def test_parallel_launchers_share_one_fresh_sqlite_store(
     once (under a lock), every run lands in experiment n2react, none stays RUNNING."""
     cmd = [
         sys.executable, "-m", "train", "model=ridge", "cv.outer_folds=3", "final_model=false",
-        "progress=false", "scaler=standard,robust,minmax", f"hydra/launcher={launcher}",
-        f"hydra.sweep.dir={tmp_path / 'multi'}", "-m",
+        "explain=false", "progress=false", "scaler=standard,robust,minmax",
+        f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path / 'multi'}", "-m",
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -64,7 +64,8 @@ def test_no_outer_test_row_reaches_scaling_selection_search_or_fit(
 
 
 def test_same_seed_same_metrics_other_seed_other_split(make_cfg, tmp_path: Path) -> None:
-    over = ("model=rfr", "model.estimator.n_estimators=30", "cv.outer_folds=4", "final_model=false")
+    over = ("model=rfr", "model.estimator.n_estimators=30", "cv.outer_folds=4", "final_model=false",
+            "explain=false")  # fmt: skip
     a = run(make_cfg(*over, "tracking=none"), tmp_path / "a")
     b = run(make_cfg(*over, "tracking=none"), tmp_path / "b")
     c = run(make_cfg(*over, "tracking=none", "seed=7"), tmp_path / "c")
@@ -77,7 +78,7 @@ def test_authors_folds_reproduce_their_random_forest(
 ) -> None:
     # tracked, too: the fold files' headers (e.g. `Expt. lg(k1)`) must not break MLflow params
     # (they are not params: the whole config, renames included, is config_resolved.yaml)
-    cfg = make_cfg("data=authors_folds", "model=rfr", "final_model=false")
+    cfg = make_cfg("data=authors_folds", "model=rfr", "final_model=false", "explain=false")
     m = run(cfg, tmp_path)
     assert m["mean_test_r"] == pytest.approx(0.76, abs=0.02)
     assert m["mean_test_rmse"] == pytest.approx(0.97, abs=0.03)

@@ -22,7 +22,7 @@ TIMEOUT_S = 5
 COMMON = [
     "model=rfr",
     "search=random",
-    "search.max_trials=6",
+    "search.max_trials=4",
     "cv.outer_folds=3",
     "cv.inner_folds=3",
     "tracking=none",
@@ -95,11 +95,11 @@ def test_chief_survives_a_killed_worker(make_cfg, tmp_path: Path) -> None:
     chief_log = (tmp_path / "chief.log").read_text()
     assert "worker victim silent for over" in chief_log
     assert waited < 150
-    # every search ran its 6 trials to completion (the lost one was retried by someone else)
+    # every search ran its 4 trials to completion (the lost one was retried by someone else)
     for project in PROJECTS:
         files = (chief_dir / "search" / project).glob("trial_*/trial.json")
         trials = [json.loads(p.read_text()) for p in files]
-        assert len(trials) == 6, project
+        assert len(trials) == 4, project
         assert {t["status"] for t in trials} == {"COMPLETED"}, project
     steady_log = (tmp_path / "steady.log").read_text()
     assert "trial(s) run here" in steady_log

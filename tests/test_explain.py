@@ -141,7 +141,7 @@ def _expected_rows(run_dir: Path) -> dict[str, int]:
 
 
 def test_explain_run_regenerates_every_file_of_a_finished_run(make_cfg, tmp_path):
-    cfg = make_cfg("model=extra_trees", "cv.outer_folds=3", "tracking=none")
+    cfg = make_cfg("model=extra_trees", "cv.outer_folds=3", "tracking=none", "explain=false")
     run(cfg, tmp_path / "run")
     paths = explain_run(tmp_path / "run", budget=SMALL)
     out = tmp_path / "run" / "explain"

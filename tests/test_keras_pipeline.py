@@ -24,6 +24,7 @@ FAST = (
     "model.estimator.units=32",
     "cv.outer_folds=3",
     "cv.inner_folds=3",
+    "explain=false",  # explanations of a Keras run: tests/test_explain.py, test_options.py
 )
 
 
@@ -71,6 +72,7 @@ def test_hyperband_sets_the_epoch_budget(make_cfg, tmp_path: Path) -> None:
         "tracking=none",
         "final_model=false",
         "cv.outer_folds=2",
+        "cv.inner_folds=2",
     )
     run(cfg, tmp_path)
     import pandas as pd

@@ -18,8 +18,8 @@ from n2react.errors import ConfigError
 from n2react.run import run
 
 ARGS = [
-    "model=rfr", "model.estimator.n_estimators=50", "search=random", "search.max_trials=3",
-    "cv.outer_folds=4", "explain=false", "progress=false",
+    "model=rfr", "model.estimator.n_estimators=20", "search=random", "search.max_trials=3",
+    "cv.outer_folds=4", "cv.inner_folds=2", "explain=false", "progress=false",
 ]  # fmt: skip
 
 
