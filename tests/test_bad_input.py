@@ -238,7 +238,8 @@ def test_file_tracking_uri_runs_or_says_why(tmp_path: Path) -> None:
 def run_dir(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
     """A ridge model trained on the 24-descriptor file (no MLflow)."""
     tmp = tmp_path_factory.mktemp("model")
-    out = cli(tmp, "train", "model=ridge", "cv.outer_folds=3", "progress=false", "tracking=none")
+    out = cli(tmp, "train", "model=ridge", "cv.outer_folds=3", "progress=false", "tracking=none",
+              "explain=false")  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     return tmp / "run"
 

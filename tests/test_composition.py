@@ -80,7 +80,7 @@ def test_predict_computes_formula_columns_from_the_names(tmp_path: Path, shared_
     full.iloc[:100].to_excel(tmp_path / "subset.xlsx", index=False)
     cmd = [
         sys.executable, "-m", "train", f"data.path={tmp_path / 'subset.xlsx'}", "model=ridge",
-        "data.formula=true", "cv.outer_folds=3", "progress=false", "tracking=none",
+        "data.formula=true", "cv.outer_folds=3", "progress=false", "tracking=none", "explain=false",
         f"hydra.run.dir={tmp_path / 'run'}",
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)

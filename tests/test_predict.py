@@ -21,7 +21,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, n2react
     full.iloc[:100].to_excel(tmp / "subset.xlsx", index=False)
     cmd = [
         sys.executable, "-m", "train", f"data.path={tmp / 'subset.xlsx'}", "model=ridge",
-        "cv.outer_folds=5", "progress=false", f"hydra.run.dir={tmp / 'run'}",
+        "cv.outer_folds=5", "explain=false", "progress=false", f"hydra.run.dir={tmp / 'run'}",
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]

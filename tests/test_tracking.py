@@ -73,7 +73,7 @@ def check_store(uri: str, cfg, n2react_runs) -> None:
 def test_sqlite_store_holds_parent_children_and_artifacts(
     make_cfg, tmp_path: Path, n2react_runs
 ) -> None:
-    cfg = make_cfg("model=ridge", "search=grid", "cv.outer_folds=4")
+    cfg = make_cfg("model=ridge", "search=grid", "cv.outer_folds=4", "explain=false")
     metrics = run(cfg, tmp_path / "run")
     check_store(cfg.tracking.uri, cfg, n2react_runs)
     assert metrics["mean_test_r"] > 0.3
