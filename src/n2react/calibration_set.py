@@ -62,15 +62,10 @@ def read(path: str, columns: list[str], coverage: float) -> tuple[Any, np.ndarra
     """The calibration clusters (descriptors in ``columns``' order, names, lg(k1)); refused with
     one error line when the file is missing, lacks a column or the lg(k1) labels, or has too few
     clusters for ``coverage``."""
-    from n2react.inference import read_new_clusters
+    from n2react.inference import read_labelled
 
     p = locate(path)
-    try:
-        X, clusters, y = read_new_clusters(p, columns)
-    except DataError as exc:
-        raise DataError(f"{KEY}: {exc}") from None
-    if y is None:
-        raise DataError(f"{KEY}={p}: no lg(k1) column, so it cannot calibrate anything")
+    X, clusters, y = read_labelled(p, columns, KEY, "it cannot calibrate anything")
     need = min_residuals(coverage)
     if len(y) < need:
         raise DataError(
@@ -106,7 +101,7 @@ def recalibrate(
     """The run's calibration with the residuals of ``model`` (the final model) on the labelled
     clusters of ``path``, and their cross-fitted table (leave one composition unit out)."""
     p = locate(path)
-    X, clusters, y = read(path, [str(c) for c in model.feature_names_in_], coverage)
+    X, clusters, y = read(str(p), [str(c) for c in model.feature_names_in_], coverage)
     y_hat = np.asarray(model.predict(X), dtype=float).ravel()
     spread = model_spread(model, X) if calib.needs_spread else None
     sig = calib.difficulty_of(X, spread)
@@ -150,7 +145,6 @@ def _crossfit(
     table["y_upper"] = np.nan
     table["expected_error"] = np.nan
     table["flagged"] = False
-    table["flagged"] = table["flagged"].astype(bool)
     for u in np.unique(units):
         te, ca = units == u, units != u
         scale = float(np.median(np.abs(r[ca]) / err[ca]))

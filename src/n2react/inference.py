@@ -198,6 +198,20 @@ def read_new_clusters(
     return ds.X[expected], ds.clusters, (ds.y if has_target else None)
 
 
+def read_labelled(
+    file: str | Path, expected: list[str], key: str, no_label: str
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """:func:`read_new_clusters` for a file that must carry lg(k1) (``eval.path``, a calibration
+    file): its errors name the config ``key``; without labels, ``no_label`` says why it matters."""
+    try:
+        X, clusters, y = read_new_clusters(file, expected)
+    except DataError as exc:
+        raise DataError(f"{key}: {exc}") from None
+    if y is None:
+        raise DataError(f"{key}={file}: no lg(k1) column, so {no_label}")
+    return X, clusters, y
+
+
 def _formula_columns(expected: list[str], present: Any) -> tuple[list[str], list[str]]:
     """The model's formula-level columns the sheet lacks (computed from the cluster names), and
     the ligand elements they count."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from n2react.capabilities import epochs_param
 from n2react.data import Dataset
-from n2react.errors import ConfigError, DataError, N2ReactError
+from n2react.errors import ConfigError, N2ReactError
 
 #: Free space a run needs at least: its tables, plots, and the fold and final model files.
 MIN_FREE_BYTES = 200 * 1024 * 1024
@@ -72,14 +72,9 @@ def check_selector(params: dict[str, Any], space: dict[str, Any]) -> None:
 def check_eval_columns(eval_path: str, expected: list[str]) -> None:
     """``eval.path`` must hold the descriptors the model will be trained on and an lg(k1)
     column; read now, so a wrong file fails before the CV rather than after the refit."""
-    from n2react.inference import read_new_clusters
+    from n2react.inference import read_labelled
 
-    try:
-        _, _, y = read_new_clusters(eval_path, expected)
-    except DataError as exc:
-        raise DataError(f"eval.path: {exc}") from None
-    if y is None:
-        raise DataError(f"eval.path={eval_path}: no lg(k1) column, so there is nothing to score")
+    read_labelled(eval_path, expected, "eval.path", "there is nothing to score")
 
 
 def check_output_dir(path: Path, need: int = MIN_FREE_BYTES) -> None:

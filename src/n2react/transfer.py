@@ -150,7 +150,6 @@ def transfer_trust(
     )  # fmt: skip
     metrics = {f"transfer_{k.replace('interval_', '').replace('uncertainty_', '')}": v
                for k, v in m.items() if np.isfinite(v)}  # fmt: skip
-    rows = []
     y = table["y_true"].to_numpy()
     calib = loaded.uncertainty
     if held_out is not None:
@@ -160,6 +159,7 @@ def transfer_trust(
         how = "cross-fitted over its composition units"
     else:
         spread = model_spread(loaded.model, X) if calib.needs_spread else None
+        rows = []
         for level in LEVELS:
             if calib.n < min_residuals(level):
                 continue
