@@ -62,6 +62,8 @@ def test_eval_path_is_scored_and_logged(transfer_run, n2react_runs) -> None:
 
     title = " ".join(figure_text(tmp / "run" / "transfer" / "transfer_parity.png")["Title"].split())
     assert f"{cfg.model.name} trained on all" in title and "homonuclear_15" in title
+    text = figure_text(tmp / "run" / "transfer" / "transfer_parity.png")["Description"]
+    assert "new clusters (no part in training)" in text and "out-of-fold" not in text
 
 
 def test_predict_flags_a_held_out_metal_and_explains_each_cluster(transfer_run, cut_files):

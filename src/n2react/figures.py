@@ -92,8 +92,10 @@ def parity_plot(
     title: str = "",
     quantity: str = LGK1,
     unit: str = K1_UNIT,
+    points: str = "test (out-of-fold)",
 ) -> Path:
     """Predicted vs measured lg(k1): held-out (test) points over in-fold (train) points.
+    ``points``: what the held-out points are, in the legend (a transfer file's are new clusters).
 
     ``oof`` and ``train`` have columns cluster, y_true, y_pred (``oof`` also fold, and group in a
     grouped run); train predictions are averaged per cluster over the folds it was trained in.
@@ -132,7 +134,7 @@ def parity_plot(
         edgecolors="white",
         linewidths=0.4,
         label=(
-            f"test (out-of-fold), pooled over {len(oof)}: r {test_m['r']:.3f}, "
+            f"{points}, pooled over {len(oof)}: r {test_m['r']:.3f}, "
             f"RMSE {test_m['rmse']:.3f}, MAE {test_m['mae']:.3f}, {WITHIN}: {within}"
         ),
     )

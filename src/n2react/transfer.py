@@ -65,7 +65,8 @@ def evaluate_transfer(
     runstore.write_csv(files[0], table)
     title = f"transfer: {Path(path).name} predicted by the final model"
     title += f" ({trained})" if trained else ""
-    files.append(parity_plot(table, None, out / "transfer_parity.png", title=title))
+    new = "new clusters (no part in training)"
+    files.append(parity_plot(table, None, out / "transfer_parity.png", title=title, points=new))
     dom = None
     if loaded.domain is not None:
         dom = loaded.domain.assess(X, clusters)
