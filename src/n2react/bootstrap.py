@@ -200,9 +200,11 @@ def aligned(oof_a: pd.DataFrame, oof_b: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     return a, b
 
 
-def _paired(metric: str, a: float, b: float, sa: np.ndarray, sb: np.ndarray) -> Paired:
+def _paired(
+    metric: str, a: float, b: float, sa: np.ndarray, sb: np.ndarray, level: float = LEVEL
+) -> Paired:
     diff = sa - sb
-    low, high = interval(diff)
+    low, high = interval(diff, level)
     ok = np.isfinite(diff)
     if larger_is_better(metric):
         wins = (sa > sb)[ok].sum() + 0.5 * (sa == sb)[ok].sum()
@@ -218,9 +220,11 @@ def compare_oof(
     metrics: Sequence[str] = ("pooled_test_mae", "pooled_test_rmse", "pooled_test_r"),
     resamples: int = RESAMPLES,
     seed: int = SEED,
+    level: float = LEVEL,
 ) -> list[Paired]:
     """Run A against run B on each metric (``pooled_test_*`` over units, ``mean_test_*`` over
-    folds), the same draws for both. Refuses runs not cross-validated alike (:func:`aligned`)."""
+    folds), the same draws for both, the difference's interval at ``level``. Refuses runs not
+    cross-validated alike (:func:`aligned`)."""
     a, b = aligned(oof_a, oof_b)
     out = []
     weights = draws = None
@@ -245,7 +249,7 @@ def compare_oof(
                 f"cannot compare on {metric!r}: use pooled_test_{{{','.join(POOLED)}}} or "
                 f"mean_test_{{{','.join(METRICS)}}}"
             )
-        out.append(_paired(metric, pa, pb, sa, sb))
+        out.append(_paired(metric, pa, pb, sa, sb, level))
     return out
 
 
