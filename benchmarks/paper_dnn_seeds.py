@@ -1,6 +1,6 @@
 """The authors' pairwise DNN on the 18 Fe-V clusters: how much of its transfer is the seed?
 
-    python benchmarks/paper_dnn_seeds.py                 # seeds 1..5 (~2 min per seed, 2 cores)
+    python benchmarks/paper_dnn_seeds.py                 # seeds 1..5 (~1 min per seed, 2 cores)
     python benchmarks/paper_dnn_seeds.py --seeds 1,2,3
 
 Fits the network of `experiment=paper_pairwise` (15 descriptors + their 105 products, MLP
