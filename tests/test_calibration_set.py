@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import ROOT, data_dir
+from scipy.stats import spearmanr
 
 from n2react.calibration_set import composition_unit
 from n2react.errors import DataError
@@ -67,6 +68,11 @@ def test_the_calibration_file_sets_the_width_cross_fitted_by_unit(calibrated) ->
     assert summary["calibration_set_coverage"] == pytest.approx(metrics["calibration_set_coverage"])
     # the homonuclear out-of-fold figures are still those of the held-out families
     assert 0.8 <= metrics["interval_coverage"] <= 0.98
+    # one width, but expected_error follows knn_residual: its ranking of held-out errors is logged
+    oof = pd.read_csv(tmp / "run" / "uncertainty" / "oof_uncertainty.csv")
+    err = (oof["y_pred"] - oof["y_true"]).abs()
+    rho = spearmanr(oof["expected_error"], err)[0]
+    assert metrics["uncertainty_spearman"] == pytest.approx(rho)
 
 
 @pytest.mark.slow

@@ -218,7 +218,7 @@ def evaluate_run(
     crossfit = crossfit.merge(flags, on=["fold", "row"], how="left", validate="one_to_one")
     crossfit["in_domain"] = ~(crossfit["flagged"] | crossfit["new_element"])
     metrics = {k: v for k, v in crossfit_metrics(crossfit).items() if np.isfinite(v)}
-    if spec.difficulty == "none":  # one expected error per fold: no ranking to measure
+    if spec.error_kind == "none":  # one expected error per fold: no ranking to measure
         metrics.pop("uncertainty_spearman", None)
     curve = coverage_curve(crossfit)
     out = run_dir / "uncertainty"
