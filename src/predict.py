@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
 
     from n2react.errors import N2ReactError
     from n2react.inference import predict
-    from n2react.terminal import show
+    from n2react.terminal import predictions_table, show
 
     sheet = int(args.sheet) if str(args.sheet).isdigit() else args.sheet
     # beside the input, not in the working directory (a checkout, a job's scratch folder)
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
         sys.stderr.write(f"n2react: error: {exc}\n")
         return 2
     logging.getLogger("n2react").info("%d predictions written to %s", len(table), output)
+    show(predictions_table(table, f"{args.data}: predicted lg(k1)", args.coverage))
     if metrics is not None:
         t = Table(title=f"{args.data}: predicted vs measured lg(k1)")
         for col in ("n", "r", "RMSE", "MAE", "R²", "within ±0.477"):

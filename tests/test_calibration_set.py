@@ -98,6 +98,13 @@ def test_predict_uses_all_calibration_residuals_and_ranks_by_the_error_difficult
     np.testing.assert_allclose(pred["y_upper"] - pred["y_lower"], width, rtol=1e-9)
     # expected_error follows knn_residual, so it differs between clusters
     assert pred["expected_error"].nunique() > 5
+    # the terminal shows every cluster with its interval, expected error and domain verdict
+    term = done.stderr
+    assert "90 % interval" in term and "expected |error|" in term and "in domain" in term
+    for _, row in pred.iterrows():
+        line = next(ln for ln in term.splitlines() if f" {row['cluster']} " in ln)
+        assert f"{row['y_lower']:.2f} .. {row['y_upper']:.2f}" in line
+        assert ("yes" in line) == bool(row["in_domain"])
     # 95 % needs 20 residuals: refused in one line that names the calibration file
     done = subprocess.run(
         [sys.executable, "-m", "predict", str(tmp / "run"), str(tmp / "fev.xlsx"), "-o",

@@ -256,3 +256,35 @@ def leaderboard_table(board: pd.DataFrame, metrics: list[str], title: str) -> Ta
     for r in rows:
         table.add_row(*r)
     return table
+
+
+def predictions_table(table: pd.DataFrame, title: str, coverage: float, limit: int = 40) -> Table:
+    """predict's clusters as a chemist reads them: predicted lg(k1), the interval, the expected
+    |error|, whether the cluster is in the domain (and why not), measured values when given; the
+    first ``limit`` rows (the caption says how many more the CSV holds)."""
+    t = Table(title=title, title_style="bold")
+    has_iv = {"y_lower", "y_upper"} <= set(table.columns)
+    has_ee = "expected_error" in table.columns
+    labelled = "y_true" in table.columns
+    cols = ["cluster", "predicted"]
+    cols += [f"{100 * coverage:g} % interval"] if has_iv else []
+    cols += ["expected |error|"] if has_ee else []
+    cols += ["measured", "error"] if labelled else []
+    cols += ["in domain"]
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("cluster", "in domain") else "right")
+    for _, row in table.head(limit).iterrows():
+        cells = [str(row["cluster"]), f"{row['y_pred']:.2f}"]
+        if has_iv:
+            cells.append(f"{row['y_lower']:.2f} .. {row['y_upper']:.2f}")
+        if has_ee:
+            cells.append(f"{row['expected_error']:.2f}")
+        if labelled:
+            cells += [f"{row['y_true']:.2f}", f"{row['y_pred'] - row['y_true']:+.2f}"]
+        reasons = row.get("domain_reasons")
+        why = str(reasons) if isinstance(reasons, str) and reasons else "outside"
+        cells.append("yes" if bool(row["in_domain"]) else f"[red]no[/red]: {why}")
+        t.add_row(*cells)
+    if len(table) > limit:
+        t.caption = f"first {limit} of {len(table)} clusters; all of them in the CSV"
+    return t
