@@ -226,3 +226,34 @@ def test_unusable_store_is_one_line_before_any_data_work_and_no_stray_run(
         client = MlflowClient(f"sqlite:///{db}")
         ids = [e.experiment_id for e in client.search_experiments(view_type=3)]
         assert not client.search_runs(ids, run_view_type=3)
+
+
+def test_a_locked_store_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
+    """Another process holds an exclusive lock on the SQLite store: one error line that says so,
+    before any data work, and the runs already in the store are untouched."""
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    client = MlflowClient(uri)
+    earlier = client.create_run(prepare_experiment(uri, "n2react"), run_name="earlier")
+    client.log_metric(earlier.info.run_id, "pooled_test_r", 0.7)
+    client.set_terminated(earlier.info.run_id)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time\n"
+         f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+         "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        out = train(tmp_path, f"tracking.uri={uri}", "data.path=/nonexistent/never_read.xlsx")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1500:]
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
+    assert len(errors) == 1 and "database is locked" in errors[0]
+    assert "another process holds a write lock" in errors[0]
+    assert "never_read" not in out.stderr
+    ids = [e.experiment_id for e in client.search_experiments(view_type=3)]
+    (run,) = client.search_runs(ids, run_view_type=3)
+    assert run.info.run_id == earlier.info.run_id and run.data.metrics["pooled_test_r"] == 0.7

@@ -112,8 +112,16 @@ def prepare_experiment(uri: str, experiment: str) -> str:
     except MlflowException as exc:
         raise ConfigError(f"tracking.uri={uri}: {_first_line(exc)}") from exc
     except Exception as exc:  # unreachable server, a read-only database, a store being migrated
+        hint = ""
+        if "database is locked" in str(exc):
+            hint = (
+                "; another process holds a write lock on this SQLite file: run again when it "
+                "is done, or log parallel jobs through a tracking server (README, 'A tracking "
+                "server for a team')"
+            )
         raise ConfigError(
-            f"tracking.uri={uri}: cannot use the store ({type(exc).__name__}: {_first_line(exc)})"
+            f"tracking.uri={uri}: cannot use the store ({type(exc).__name__}: "
+            f"{_first_line(exc)}){hint}"
         ) from exc
 
 
