@@ -94,19 +94,39 @@ def _store_errors() -> tuple[type[BaseException], ...]:
 
 def _storage_problem(exc: BaseException) -> str | None:
     """One line for a failure of the disk or the MLflow store during the run (disk full, store
-    locked or corrupt); None for any other error (a bug: its traceback is wanted)."""
+    locked or corrupt); None for any other error (a bug: its traceback is wanted). A store
+    error is described by the deepest one in the chain (sqlite's own "database is locked", not
+    SQLAlchemy's wrapper about autoflush)."""
     seen: set[int] = set()
     e: BaseException | None = exc
+    store: BaseException | None = None
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         if isinstance(e, OSError) and e.errno is not None:
             where = f"{e.filename}: " if e.filename else ""
             return f"{where}{e.strerror or e} while writing the run's outputs"
         if isinstance(e, _store_errors()):
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            return f"the MLflow store failed: {first[:300]}"
+            store = e
         e = e.__cause__ or e.__context__
-    return None
+    if store is None:
+        return None
+    lines = [ln.strip() for ln in str(store).splitlines() if ln.strip()]
+    first = next((ln for ln in lines if not ln.startswith("(raised as")), type(store).__name__)
+    if "database is locked" in first:
+        first += " (another process held a write lock on the SQLite file too long)"
+    return f"the MLflow store failed: {first[:300]}"
+
+
+def _resume_hint(cfg: DictConfig) -> str:
+    """How to continue a run that stopped part-way, when it finished outer folds to keep."""
+    where = cfg.get("resume") or HydraConfig.get().runtime.output_dir
+    folds = Path(str(where)) / "folds"
+    if not folds.is_dir() or not any(folds.glob("fold_*/fold.json")):
+        return ""
+    return (
+        f"; its finished outer folds are kept: once that is fixed, run the same command plus "
+        f"resume={where}"
+    )
 
 
 @hydra.main(version_base="1.3", config_path=_config_path(), config_name="config")
@@ -135,7 +155,7 @@ def main(cfg: DictConfig) -> float:
         if message is None:
             raise
         log.debug("error", exc_info=True)
-        sys.stderr.write(f"n2react: error: {message}\n")
+        sys.stderr.write(f"n2react: error: {message}{_resume_hint(cfg)}\n")
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise N2ReactError(message) from None
         sys.exit(2)

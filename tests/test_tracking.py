@@ -257,3 +257,45 @@ def test_a_locked_store_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
     ids = [e.experiment_id for e in client.search_experiments(view_type=3)]
     (run,) = client.search_runs(ids, run_view_type=3)
     assert run.info.run_id == earlier.info.run_id and run.data.metrics["pooled_test_r"] == 0.7
+
+
+@pytest.mark.slow
+def test_a_store_locked_mid_run_is_one_line_and_resume_finishes_the_run(tmp_path: Path) -> None:
+    """The store gets locked (longer than MLflow's 20 s busy timeout) after two outer folds:
+    one error line naming the lock and the resume command, no traceback; resuming once the lock
+    is gone finishes the same MLflow run with one fold run per fold."""
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    prepare_experiment(uri, "n2react")
+    marker = tmp_path / "run" / "folds" / "fold_02" / "fold.json"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import pathlib, sqlite3, time\n"
+         f"while not pathlib.Path({str(marker)!r}).exists(): time.sleep(0.05)\n"
+         f"c = sqlite3.connect({str(db)!r}, isolation_level=None, timeout=60)\n"
+         "c.execute('BEGIN EXCLUSIVE'); time.sleep(30)"],
+    )  # fmt: skip
+    args = (f"tracking.uri={uri}", "model=gbr", "cv.outer_folds=5", "explain=false")
+    try:
+        out = train(tmp_path, *args)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1500:]
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
+    assert len(errors) == 1 and "database is locked" in errors[0], out.stderr[-1500:]
+    assert f"resume={tmp_path / 'run'}" in errors[0]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "train", "model=ridge", "cv.outer_folds=3", "progress=false",
+         f"hydra.run.dir={tmp_path / 'again'}", *args, f"resume={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-1500:]
+    client = MlflowClient(uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(ids, run_view_type=3)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "FINISHED" and "pooled_test_r" in parent.data.metrics
+    # a fold run the lock broke is moved to MLflow's trash (deleted, not purged) and logged again
+    active = [r for r in runs if r is not parent and r.info.lifecycle_stage == "active"]
+    assert sorted(r.data.tags["fold"] for r in active) == ["1", "2", "3", "4", "5"]
+    assert all(r.info.status == "FINISHED" and r.data.metrics for r in active)

@@ -101,6 +101,9 @@ def quiet_frameworks(argv: Sequence[str] | None = None) -> bool:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    # a failing store (locked, corrupt) is reported in n2react's one error line; MLflow's own
+    # record of it is a traceback with the SQL statement
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category)
     for module in ("keras", "tensorflow", "absl", "google", "mlflow", "keras_tuner", "jax"):
