@@ -56,6 +56,10 @@ EXPERIMENT_TAGS = {
     TAG_EXPERIMENT_KIND: "custom_model_development",
 }
 _BATCH = 1000  # MLflow's log_batch limit on metrics per call
+LOCKED_HINT = (
+    "; another process holds a write lock on this SQLite file: run again when it is done, or "
+    "log parallel jobs through a tracking server (README, 'A tracking server for a team')"
+)
 
 # MLflow prints "View run <name> at <url>" when each run of a server store ends (one per fold):
 # n2react prints one link per job instead.
@@ -112,17 +116,9 @@ def prepare_experiment(uri: str, experiment: str) -> str:
     except MlflowException as exc:
         raise ConfigError(f"tracking.uri={uri}: {_first_line(exc)}") from exc
     except Exception as exc:  # unreachable server, a read-only database, a store being migrated
-        hint = ""
-        if "database is locked" in str(exc):
-            hint = (
-                "; another process holds a write lock on this SQLite file: run again when it "
-                "is done, or log parallel jobs through a tracking server (README, 'A tracking "
-                "server for a team')"
-            )
-        raise ConfigError(
-            f"tracking.uri={uri}: cannot use the store ({type(exc).__name__}: "
-            f"{_first_line(exc)}){hint}"
-        ) from exc
+        hint = LOCKED_HINT if "database is locked" in str(exc) else ""
+        what = f"{type(exc).__name__}: {_first_line(exc)}"
+        raise ConfigError(f"tracking.uri={uri}: cannot use the store ({what}){hint}") from exc
 
 
 def _warn_local_artifacts(uri: str, experiment: str, location: str | None) -> None:
