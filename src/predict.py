@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
         help="also write <output>_explain.csv: each cluster's SHAP value per descriptor",
     )
     parser.add_argument(
+        "--plot",
+        action="store_true",
+        help="also write <output>.png: each cluster's prediction and interval, flagged ones red",
+    )
+    parser.add_argument(
         "--coverage",
         type=float,
         default=0.9,
@@ -81,6 +86,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
             explain=args.explain,
             coverage=args.coverage,
             trust_pickle=args.trust_pickle,
+            plot=args.plot,
         )
     except N2ReactError as exc:
         sys.stderr.write(f"n2react: error: {exc}\n")

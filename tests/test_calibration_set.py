@@ -19,6 +19,7 @@ from scipy.stats import spearmanr
 
 from n2react.calibration_set import composition_unit
 from n2react.errors import DataError
+from n2react.figures import figure_text
 from n2react.run import run
 from n2react.runstore import UNCERTAINTY_FILE
 
@@ -87,12 +88,19 @@ def test_predict_uses_all_calibration_residuals_and_ranks_by_the_error_difficult
     fev.to_excel(tmp / "fev.xlsx", index=False)
     out = tmp / "fev.csv"
     done = subprocess.run(
-        [sys.executable, "-m", "predict", str(tmp / "run"), str(tmp / "fev.xlsx"), "-o", str(out)],
+        [sys.executable, "-m", "predict", str(tmp / "run"), str(tmp / "fev.xlsx"), "-o", str(out),
+         "--plot"],
         capture_output=True, text=True, cwd=tmp, timeout=300,
         env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     pred = pd.read_csv(out)
+    # --plot: every cluster on the figure, with its interval and the domain verdict
+    text = figure_text(out.with_suffix(".png"))
+    assert "90 % intervals" in text["Title"] and "90 % interval" in text["Description"]
+    flagged = int((~pred["in_domain"]).sum())
+    assert f"predicted, in domain ({len(pred) - flagged})" in text["Description"]
+    assert all(c in text["Description"] for c in pred["cluster"])
     # the width: the conformal quantile of all 18 residuals, the same for every cluster (none)
     width = 2 * _conformal(np.abs(saved["residuals"]), 0.9)
     np.testing.assert_allclose(pred["y_upper"] - pred["y_lower"], width, rtol=1e-9)
@@ -115,6 +123,16 @@ def test_predict_uses_all_calibration_residuals_and_ranks_by_the_error_difficult
     assert done.returncode != 0 and "Traceback" not in done.stderr
     line = next(ln for ln in done.stderr.splitlines() if ln.startswith("n2react: error:"))
     assert f"too few {FEV} residuals" in line and "20" in line
+    # a plot would replace a file of the user's: refused before any work, nothing written
+    (tmp / "mine.png").write_bytes(b"not ours")
+    done = subprocess.run(
+        [sys.executable, "-m", "predict", str(tmp / "run"), str(tmp / "fev.xlsx"), "-o",
+         str(tmp / "mine.csv"), "--plot"],
+        capture_output=True, text=True, cwd=tmp, timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")},
+    )  # fmt: skip
+    assert done.returncode == 2 and "mine.png: the output exists" in done.stderr
+    assert (tmp / "mine.png").read_bytes() == b"not ours" and not (tmp / "mine.csv").exists()
 
 
 def test_a_missing_calibration_file_is_one_line_before_training(tmp_path: Path) -> None:

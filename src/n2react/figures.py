@@ -261,3 +261,40 @@ def domain_plot(table: pd.DataFrame, path: Path, title: str = "") -> Path:
     ax.grid(axis="y", alpha=0.25)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def prediction_plot(table: pd.DataFrame, path: Path, title: str, coverage: float) -> Path:
+    """predict's clusters, sorted by predicted lg(k1): each prediction with its interval, green in
+    the domain and red outside it, the measured value (black x) when the sheet has one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = table.sort_values("y_pred", kind="stable").reset_index(drop=True)
+    inside = t["in_domain"].astype(bool).to_numpy()
+    y = np.arange(len(t))
+    pred = t["y_pred"].to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(7.0, max(3.0, 0.22 * len(t) + 1.5)), dpi=150)
+    has_iv = {"y_lower", "y_upper"} <= set(t.columns)
+    for mask, color, what in ((inside, "#31a354", "in domain"), (~inside, "#de2d26", "flagged")):
+        if not mask.any():
+            continue
+        if has_iv:
+            lo, hi = t["y_lower"].to_numpy(float)[mask], t["y_upper"].to_numpy(float)[mask]
+            ax.hlines(y[mask], lo, hi, color=color, lw=2, alpha=0.45)
+        ax.scatter(pred[mask], y[mask], s=22, c=color, zorder=3,
+                   label=f"predicted, {what} ({mask.sum()})")  # fmt: skip
+    if "y_true" in t.columns:
+        ax.scatter(t["y_true"].to_numpy(float), y, s=26, c="black", marker="x", zorder=4,
+                   label="measured")  # fmt: skip
+    if has_iv:
+        ax.plot([], [], color="grey", lw=2, alpha=0.45, label=f"{100 * coverage:g} % interval")
+    ax.set_yticks(y)
+    ax.set_yticklabels([short_name(c, 24) for c in t["cluster"]], fontsize=7)
+    ax.set_xlabel("lg(k1)")
+    ax.set_title(wrap_title(title), fontsize=10)
+    ax.legend(loc="best", fontsize=7, frameon=False)
+    ax.grid(axis="x", alpha=0.25)
+    fig.tight_layout()
+    return save_figure(fig, path)

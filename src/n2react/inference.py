@@ -366,9 +366,11 @@ def predict(
     explain: bool = False,
     coverage: float = 0.9,
     trust_pickle: bool = False,
+    plot: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, float] | None]:
     """Write a CSV (cluster, y_pred, y_std, in_domain ...[, y_true, residual]); return it and
-    the scores. ``explain`` also writes ``<output>_explain.csv`` (per-cluster SHAP values).
+    the scores. ``explain`` also writes ``<output>_explain.csv`` (per-cluster SHAP values),
+    ``plot`` ``<output>.png`` (:func:`n2react.figures.prediction_plot`).
 
     The output never replaces the input, replaces an existing file only with ``force``, and is
     written atomically. ``trust_pickle`` loads pickled models (older runs; loading runs code).
@@ -378,6 +380,9 @@ def predict(
     explain_out = Path(output).with_name(Path(output).stem + "_explain.csv")
     if explain:
         check_output(file, explain_out, force)
+    plot_out = Path(output).with_suffix(".png")
+    if plot:
+        check_output(file, plot_out, force)
     if not Path(file).exists():
         raise DataError(f"{file}: file not found")
     loaded = load_model(ref, tracking_uri, trust_pickle)
@@ -393,4 +398,10 @@ def predict(
         write_csv_atomic(shap, explain_out)
         log.info("per-cluster SHAP values written to %s", explain_out)
     write_csv_atomic(out, output)
+    if plot:
+        from n2react.figures import prediction_plot
+
+        what = f"{100 * coverage:g} % intervals" if "y_lower" in out else "no intervals"
+        prediction_plot(out, plot_out, f"{Path(file).name}: predicted lg(k1), {what}", coverage)
+        log.info("plot written to %s", plot_out)
     return out, metrics
