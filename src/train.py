@@ -119,10 +119,12 @@ def _storage_problem(exc: BaseException) -> str | None:
 
 def _resume_hint(cfg: DictConfig) -> str:
     """How to continue a run that stopped part-way, when it finished outer folds to keep."""
-    where = cfg.get("resume") or HydraConfig.get().runtime.output_dir
-    folds = Path(str(where)) / "folds"
-    if not folds.is_dir() or not any(folds.glob("fold_*/fold.json")):
-        return ""
+    where = cfg.get("resume")  # a run directory or MLflow run id: the same one continues it
+    if not where:
+        where = HydraConfig.get().runtime.output_dir
+        folds = Path(str(where)) / "folds"
+        if not folds.is_dir() or not any(folds.glob("fold_*/fold.json")):
+            return ""
     return (
         f"; its finished outer folds are kept: once that is fixed, run the same command plus "
         f"resume={where}"
