@@ -49,9 +49,9 @@ def reach(protocol: str, out: Path) -> dict[str, object]:
     calib = load_calibration(out / UNCERTAINTY_FILE)
     plan = build_plan(cfg)
     ds = load_dataset(plan.data, plan.group_column)
+    crossfit = pd.read_csv(out / "uncertainty" / "oof_uncertainty.csv")
     oof = pd.read_csv(out / "oof_predictions.csv")
-    flags = pd.read_csv(out / "uncertainty" / "oof_uncertainty.csv")[["cluster", "in_domain"]]
-    oof = oof.merge(flags, on="cluster", validate="one_to_one")
+    oof = oof.merge(crossfit[["cluster", "in_domain"]], on="cluster", validate="one_to_one")
     X = ds.X.set_index(pd.Index(ds.clusters)).loc[oof["cluster"]].reset_index(drop=True)
     iv = calib.predict(X, oof["y_pred"].to_numpy(float))  # difficulty none: no spread needed
     y = oof["y_true"].to_numpy(float)
@@ -59,7 +59,7 @@ def reach(protocol: str, out: Path) -> dict[str, object]:
     err = np.abs(oof["y_pred"].to_numpy(float) - y)
     metal = oof["cluster"].str.extract(r"^([A-Z][a-z]?)")[0]
     return {
-        "signals": signals(pd.read_csv(out / "uncertainty" / "oof_uncertainty.csv")),
+        "signals": signals(crossfit),
         "protocol": PROTOCOLS[protocol],
         "coverage": inside.mean(),
         "width": float((iv["y_upper"] - iv["y_lower"]).mean()),
@@ -67,11 +67,10 @@ def reach(protocol: str, out: Path) -> dict[str, object]:
         "by_metal": pd.Series(inside).groupby(metal.to_numpy()).mean().round(2).to_dict(),
         "by_domain": {
             ("in domain" if k else "flagged"): (round(float(v.mean()), 2), int(len(v)))
-            for k, v in pd.Series(inside).groupby(oof["in_domain"].astype(bool)).__iter__()
+            for k, v in pd.Series(inside).groupby(oof["in_domain"].astype(bool))
         },
         "fev_coverage": metrics["calibration_set_coverage"],
         "fev_width": metrics["calibration_set_width"],
-        "fev_mae": metrics["transfer_mae"] if "transfer_mae" in metrics else float("nan"),
     }
 
 

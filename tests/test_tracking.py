@@ -228,6 +228,18 @@ def test_unusable_store_is_one_line_before_any_data_work_and_no_stray_run(
         assert not client.search_runs(ids, run_view_type=3)
 
 
+def _hold_lock(db: Path, after: Path | None = None) -> subprocess.Popen[str]:
+    """Another process that takes an exclusive lock on the SQLite file ``db`` (once ``after``
+    exists, when given), prints 'locked' and holds it until killed."""
+    wait = f"while not pathlib.Path({str(after)!r}).exists(): time.sleep(0.05)\n" if after else ""
+    script = (
+        f"import pathlib, sqlite3, time\n{wait}"
+        f"c = sqlite3.connect({str(db)!r}, isolation_level=None, timeout=60)\n"
+        "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(120)"
+    )
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+
+
 def test_a_locked_store_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
     """Another process holds an exclusive lock on the SQLite store: one error line that says so,
     before any data work, and the runs already in the store are untouched."""
@@ -237,12 +249,7 @@ def test_a_locked_store_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
     earlier = client.create_run(prepare_experiment(uri, "n2react"), run_name="earlier")
     client.log_metric(earlier.info.run_id, "pooled_test_r", 0.7)
     client.set_terminated(earlier.info.run_id)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sqlite3, sys, time\n"
-         f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
-         "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(120)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    holder = _hold_lock(db)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         out = train(tmp_path, f"tracking.uri={uri}", "data.path=/nonexistent/never_read.xlsx")
@@ -268,12 +275,7 @@ def test_a_store_locked_mid_run_is_one_line_and_resume_finishes_the_run(tmp_path
     uri = f"sqlite:///{db}"
     prepare_experiment(uri, "n2react")
     marker = tmp_path / "run" / "folds" / "fold_02" / "fold.json"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import pathlib, sqlite3, time\n"
-         f"while not pathlib.Path({str(marker)!r}).exists(): time.sleep(0.05)\n"
-         f"c = sqlite3.connect({str(db)!r}, isolation_level=None, timeout=60)\n"
-         "c.execute('BEGIN EXCLUSIVE'); time.sleep(30)"],
-    )  # fmt: skip
+    holder = _hold_lock(db, after=marker)
     args = (f"tracking.uri={uri}", "model=gbr", "cv.outer_folds=5", "explain=false")
     try:
         out = train(tmp_path, *args)
