@@ -140,7 +140,7 @@ def main(cfg: DictConfig) -> float:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         job = job_info(cfg)
-        # the store is checked and prepared when the run opens its tracker, before any data work
+        # the store is checked and prepared once the data and settings have passed their checks
         metrics = run(cfg, HydraConfig.get().runtime.output_dir, job_num=job.job, job=job)
     except N2ReactError as exc:
         log.debug("error", exc_info=True)

@@ -209,23 +209,33 @@ BAD_STORES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_STORES))
-def test_unusable_store_is_one_line_before_any_data_work_and_no_stray_run(
+def test_unusable_store_is_one_line_before_any_training_and_no_stray_run(
     case: str, tmp_path: Path
 ) -> None:
     make_override, expected = BAD_STORES[case]
     override = make_override(tmp_path)
     t0 = time.monotonic()
-    out = train(tmp_path, override, "data.path=/nonexistent/never_read.xlsx")
+    out = train(tmp_path, override)
     assert time.monotonic() - t0 < 60
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1500:]
     errors = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
     assert len(errors) == 1 and expected in errors[0], out.stderr[-1500:]
-    assert "never_read" not in out.stderr  # the store was checked first
+    assert not (tmp_path / "run" / "folds").exists()  # no outer fold was trained
     db = tmp_path / "mlflow.db"
     if db.exists():  # no run anywhere, the Default experiment included
         client = MlflowClient(f"sqlite:///{db}")
         ids = [e.experiment_id for e in client.search_experiments(view_type=3)]
         assert not client.search_runs(ids, run_view_type=3)
+
+
+def test_bad_input_is_reported_before_the_store_is_touched(tmp_path: Path) -> None:
+    """A wrong data path fails on its own line without creating a store: no mlflow.db appears
+    in the working directory for a run that never started."""
+    out = train(tmp_path, "data.path=/nonexistent/cluster.xlsx")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1500:]
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
+    assert len(errors) == 1 and "/nonexistent/cluster.xlsx" in errors[0], out.stderr[-1500:]
+    assert not list(tmp_path.glob("mlflow.db*"))
 
 
 def _hold_lock(db: Path, after: Path | None = None) -> subprocess.Popen[str]:
@@ -242,7 +252,7 @@ def _hold_lock(db: Path, after: Path | None = None) -> subprocess.Popen[str]:
 
 def test_a_locked_store_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
     """Another process holds an exclusive lock on the SQLite store: one error line that says so,
-    before any data work, and the runs already in the store are untouched."""
+    before any training, and the runs already in the store are untouched."""
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
     client = MlflowClient(uri)
@@ -252,7 +262,7 @@ def test_a_locked_store_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
     holder = _hold_lock(db)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        out = train(tmp_path, f"tracking.uri={uri}", "data.path=/nonexistent/never_read.xlsx")
+        out = train(tmp_path, f"tracking.uri={uri}")
     finally:
         holder.kill()
         holder.wait()
@@ -260,7 +270,7 @@ def test_a_locked_store_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
     errors = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
     assert len(errors) == 1 and "database is locked" in errors[0]
     assert "another process holds a write lock" in errors[0]
-    assert "never_read" not in out.stderr
+    assert not (tmp_path / "run" / "folds").exists()  # no outer fold was trained
     ids = [e.experiment_id for e in client.search_experiments(view_type=3)]
     (run,) = client.search_runs(ids, run_view_type=3)
     assert run.info.run_id == earlier.info.run_id and run.data.metrics["pooled_test_r"] == 0.7

@@ -69,9 +69,10 @@ def train(
     With ``resume=<run id or run dir>`` in the config, the run continues in its own directory
     and MLflow parent run (see :mod:`n2react.resume`); ``run_dir`` is then not used.
     """
-    tracker = open_tracker(plan.tracking, job or JobInfo(plan.names.model))
+    tracker: Tracker | None = None
     resumed = None
-    if plan.resume:
+    if plan.resume:  # the run to continue is found through its store
+        tracker = open_tracker(plan.tracking, job or JobInfo(plan.names.model))
         resumed = find_resumed(plan.resume, tracker)
         check_same_config(resumed.run_dir, plan.config)
         log.info("resuming %s (MLflow run %s)", resumed.run_dir, resumed.run_id or "none")
@@ -80,6 +81,8 @@ def train(
     used_device = device.place(plan.device, plan.uses_accelerator, job_num)
     dataset = plan.attach_groups(load_dataset(plan.data, plan.group_column))
     splits = plan.validate(dataset)
+    if tracker is None:  # the store is prepared only for a run whose data and settings passed
+        tracker = open_tracker(plan.tracking, job or JobInfo(plan.names.model))
     log.info(
         "%s: %d clusters x %d descriptors from %s%s",
         dataset.name,

@@ -15,7 +15,7 @@ from n2react.tracking import NullTracker, Store, Tracker, store_of
 def open_tracker(store: Store | Mapping[str, Any] | None, job: JobInfo | None = None) -> Tracker:
     """The tracker of a store (or of a ``tracking`` config). With a store, the store and its
     experiment are checked and prepared now, once: a problem is one ConfigError line, before any
-    data work."""
+    training."""
     if store is not None and not isinstance(store, Store):
         store = store_of(store)
     if store is None:
