@@ -215,7 +215,7 @@ class SearchSpec:
         if self.is_grid:
             grid = 1
             for p in hp.space:
-                grid *= len(list(p.values)) if hasattr(p, "values") else 2
+                grid *= len(list(p.values))
             return min(grid, self.max_trials) if self.max_trials else grid
         if self.is_hyperband:
             total = _hyperband_trials(self.make_oracle(hp))

@@ -35,7 +35,7 @@ def load_fold_files(cfg: Mapping[str, Any]) -> Dataset:
     for k in range(1, n_folds + 1):
         file = str(cfg["file"]).format(fold=k)
         url = str(cfg["url"]).format(fold=k) if cfg.get("url") else None
-        h = hashes.get(k, hashes.get(str(k))) if hasattr(hashes, "get") else None
+        h = hashes.get(k, hashes.get(str(k))) if isinstance(hashes, Mapping) else None
         p = locate(file, path=cfg.get("path"), url=url, sha256=h)
         sources.append(str(p))
         sheets: dict[str, Dataset] = {}

@@ -27,15 +27,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, RandomForestRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.tree import DecisionTreeRegressor, ExtraTreeRegressor
 
 log = logging.getLogger(__name__)
 
-_TREES = (
-    "RandomForestRegressor",
-    "ExtraTreesRegressor",
-    "GradientBoostingRegressor",
-    "DecisionTreeRegressor",
-    "ExtraTreeRegressor",
+_TREES: tuple[type, ...] = (
+    RandomForestRegressor,
+    ExtraTreesRegressor,
+    GradientBoostingRegressor,
+    DecisionTreeRegressor,
+    ExtraTreeRegressor,
 )
 #: Rows per predict call when scoring stacked permutations (keeps pairwise memory bounded).
 _CHUNK = 4096
@@ -70,10 +73,10 @@ class Budget:
 
 def explainer_kind(pipeline: Any, names: list[str]) -> str:
     """``'tree'`` when TreeExplainer applies to the final step exactly, else ``'permutation'``."""
-    final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
-    if type(final).__name__ not in _TREES:
+    final = pipeline.steps[-1][1] if isinstance(pipeline, Pipeline) else pipeline
+    if type(final) not in _TREES:  # exactly these classes: TreeExplainer reads their trees
         return "permutation"
-    if not hasattr(pipeline, "steps") or len(pipeline.steps) == 1:
+    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) == 1:
         return "tree"
     try:
         out = [str(n) for n in pipeline[:-1].get_feature_names_out(names)]
@@ -126,9 +129,9 @@ def shap_values(
     if kind == "tree":
         import shap
 
-        final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
+        final = pipeline.steps[-1][1] if isinstance(pipeline, Pipeline) else pipeline
         final = _some_trees(final, trees, budget.seed, salt)
-        Xt = pipeline[:-1].transform(rows) if hasattr(pipeline, "steps") else rows
+        Xt = pipeline[:-1].transform(rows) if isinstance(pipeline, Pipeline) else rows
         explainer = shap.TreeExplainer(final)
         vals = explainer.shap_values(np.asarray(Xt, dtype=float), check_additivity=False)
     else:
