@@ -67,11 +67,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from rich.table import Table
+    import pandas as pd
 
     from n2react.errors import N2ReactError
-    from n2react.inference import predict
-    from n2react.terminal import predictions_table, show
+    from n2react.inference import predict, score
+    from n2react.terminal import predictions_table, scores_table, show
 
     sheet = int(args.sheet) if str(args.sheet).isdigit() else args.sheet
     # beside the input, not in the working directory (a checkout, a job's scratch folder)
@@ -95,18 +95,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
     logging.getLogger("n2react").info("%d predictions written to %s", len(table), output)
     show(predictions_table(table, f"{args.data}: predicted lg(k1)", args.coverage))
     if metrics is not None:
-        t = Table(title=f"{args.data}: predicted vs measured lg(k1)")
-        for col in ("n", "r", "RMSE", "MAE", "R²", "within ±0.477"):
-            t.add_column(col, justify="right")
-        t.add_row(
-            f"{metrics['n']:.0f}",
-            f"{metrics['r']:.3f}",
-            f"{metrics['rmse']:.3f}",
-            f"{metrics['mae']:.3f}",
-            f"{metrics['r2']:.3f}",
-            f"{metrics['within_error']:.0f} / {metrics['n']:.0f}",
-        )
-        show(t)
+        used = table["used_by_run"] if "used_by_run" in table else pd.Series("", table.index)
+        n_used = int((used != "").sum())
+        rows = [(f"all ({n_used} used by the run)" if n_used else "all", metrics)]
+        if n_used and (used == "").sum() >= 3:  # the clusters new to the run, scored alone
+            new = (used == "").to_numpy()
+            y_true, y_pred = table["y_true"].to_numpy()[new], table["y_pred"].to_numpy()[new]
+            rows.append(("not used by the run", score(y_true, y_pred)))
+        show(scores_table(rows, f"{args.data}: predicted vs measured lg(k1)"))
     return 0
 
 

@@ -46,12 +46,25 @@ def test_predict_all_159_from_the_run_directory(trained: dict, shared_data: Path
         "y_std",
         *domain,
         *band,
+        "used_by_run",
         "y_true",
         "residual",
     ]
     assert len(table) == 159 and table["y_pred"].notna().all()
     assert (table["y_std"] > 0).all()  # spread over the 5 outer-fold models
     assert "within ±0.477" in res.stderr and "RMSE" in res.stderr
+    # the 100 training clusters are marked (their predictions are fitted), the 59 others not
+    used = table["used_by_run"].fillna("")
+    assert (used.iloc[:100] == "training").all() and (used.iloc[100:] == "").all()
+    warn = [ln for ln in res.stderr.splitlines() if "100 of 159 clusters have" in ln]
+    assert len(warn) == 1 and "fitted, not predicted" in warn[0]
+    assert "Mo3¯* " in res.stderr or f"{table['cluster'].iloc[0]}* " in res.stderr
+    # the scores of the 59 the run never saw, on their own row beside those of all 159
+    new = table.iloc[100:]
+    (row,) = [ln for ln in res.stderr.splitlines() if "not used by the run" in ln]
+    mae = (new["y_pred"] - new["y_true"]).abs().mean()
+    assert " 59 " in row and f"{mae:.3f}" in row
+    assert any("all (100 used by the run)" in ln for ln in res.stderr.splitlines())
 
 
 def test_predict_by_mlflow_run_id_without_labels(trained: dict) -> None:
@@ -63,8 +76,9 @@ def test_predict_by_mlflow_run_id_without_labels(trained: dict) -> None:
     assert metrics is None and len(table) == 59
     domain = ["in_domain", "domain_reasons", "nearest_training"]
     band = ["y_lower", "y_upper", "expected_error", "descriptor_notes"]
-    assert list(table.columns) == ["cluster", "y_pred", "y_std", *domain, *band]
+    assert list(table.columns) == ["cluster", "y_pred", "y_std", *domain, *band, "used_by_run"]
     assert table["y_std"].notna().all()
+    assert (table["used_by_run"] == "").all()  # none of the 59 was trained on
 
 
 def test_default_output_lands_beside_the_input(trained: dict) -> None:

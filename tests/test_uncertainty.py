@@ -21,6 +21,7 @@ from n2react.plan import build_plan
 from n2react.run import cross_validate, run
 from n2react.runstore import UNCERTAINTY_FILE
 from n2react.uncertainty import (
+    Calibration,
     UncertaintySpec,
     calibrate,
     load_calibration,
@@ -160,6 +161,29 @@ def test_cross_fitted_intervals_never_see_their_own_fold(make_cfg, tmp_path: Pat
     np.testing.assert_allclose(back.residuals, calib.residuals)
     X = dataset.X.iloc[:5]
     pd.testing.assert_frame_equal(back.predict(X, np.zeros(5)), calib.predict(X, np.zeros(5)))
+
+
+def test_clusters_the_run_used_are_told_apart_by_their_descriptors(tmp_path: Path) -> None:
+    """predict marks a cluster with a training cluster's descriptors (missing cells included)
+    as 'training' and one with a calibration cluster's as 'calibration'; a changed descriptor
+    makes a new cluster. The calibration clusters survive the JSON round trip."""
+    from n2react.provenance import used_by_run, used_lines
+
+    cols = ["a", "b"]
+    calib = Calibration(
+        difficulty="none", k=3, flag_quantile=0.9, residuals=np.zeros(10), sigmas=np.ones(10),
+        columns=cols, train_X=np.array([[1.0, 2.0], [3.0, np.nan]]),
+        train_abs_residual=np.ones(2), source="cal.xlsx", calib_X=np.array([[5.0, 6.0]]),
+    )  # fmt: skip
+    X = pd.DataFrame([[1, 2], [3, np.nan], [5, 6], [1, 2.001], [3, 4]], columns=cols)
+    expected = ["training", "training", "calibration", "", ""]
+    assert list(used_by_run(calib, X)) == expected
+    back = load_calibration(calib.save(tmp_path / UNCERTAINTY_FILE))
+    assert list(used_by_run(back, X)) == expected
+    table = pd.DataFrame({"used_by_run": used_by_run(back, X)})
+    lines = used_lines(table, back)
+    assert len(lines) == 2 and lines[0].startswith("2 of 5 clusters") and "cal.xlsx" in lines[1]
+    assert used_lines(table, back, calibration=False) == lines[:1]
 
 
 def test_too_few_residuals_is_refused(make_cfg, tmp_path: Path) -> None:

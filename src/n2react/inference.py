@@ -32,6 +32,7 @@ from n2react.data import with_formula_features
 from n2react.data.tables import looks_like_target, read_sheet, table_to_dataset
 from n2react.errors import DataError, N2ReactError
 from n2react.metrics import EXPERIMENTAL_ERROR, regression_metrics
+from n2react.provenance import used_by_run, used_lines
 from n2react.uncertainty import (
     check_coverage,
     load_calibration,
@@ -281,6 +282,8 @@ def prediction_table(
             out[col] = band[col].to_numpy()
         if loaded.domain is not None:
             out["descriptor_notes"] = notes
+    if calib is not None:
+        out["used_by_run"] = used_by_run(calib, X)
     metrics = None
     if y is not None:
         out["y_true"] = y
@@ -391,6 +394,8 @@ def predict(
     check_finite(out)
     if domain_summary:
         log.info("%s", domain_summary)
+    for line in used_lines(out, loaded.uncertainty):
+        log.warning("%s", line)
     if explain:
         from n2react.explain.clusters import explain_clusters
 

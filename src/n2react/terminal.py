@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -258,6 +258,14 @@ def leaderboard_table(board: pd.DataFrame, metrics: list[str], title: str) -> Ta
     return table
 
 
+#: predict's marks for the clusters a run used itself (column ``used_by_run``), and their notes.
+USED_MARKS = {"training": "*", "calibration": "†"}
+USED_TEXT = {
+    "training": "a training cluster of the run: fitted, not predicted",
+    "calibration": "a cluster the run's intervals were calibrated on: its interval is in-sample",
+}
+
+
 def predictions_table(table: pd.DataFrame, title: str, coverage: float, limit: int = 40) -> Table:
     """predict's clusters as a chemist reads them: predicted lg(k1), the interval, the expected
     |error|, whether the cluster is in the domain (and why not), measured values when given; the
@@ -274,7 +282,8 @@ def predictions_table(table: pd.DataFrame, title: str, coverage: float, limit: i
     for col in cols:
         t.add_column(col, justify="left" if col in ("cluster", "in domain") else "right")
     for _, row in table.head(limit).iterrows():
-        cells = [str(row["cluster"]), f"{row['y_pred']:.2f}"]
+        used = row.get("used_by_run")  # the run's own training or calibration cluster
+        cells = [f"{row['cluster']}{USED_MARKS.get(used, '')}", f"{row['y_pred']:.2f}"]
         if has_iv:
             cells.append(f"{row['y_lower']:.2f} .. {row['y_upper']:.2f}")
         if has_ee:
@@ -285,6 +294,29 @@ def predictions_table(table: pd.DataFrame, title: str, coverage: float, limit: i
         why = str(reasons) if isinstance(reasons, str) and reasons else "outside"
         cells.append("yes" if bool(row["in_domain"]) else f"[red]no[/red]: {why}")
         t.add_row(*cells)
+    notes = []
     if len(table) > limit:
-        t.caption = f"first {limit} of {len(table)} clusters; all of them in the CSV"
+        notes.append(f"first {limit} of {len(table)} clusters; all of them in the CSV")
+    shown = set(table.head(limit).get("used_by_run", pd.Series(dtype=object)))
+    notes += [f"{mark} {USED_TEXT[u]}" for u, mark in USED_MARKS.items() if u in shown]
+    t.caption = "\n".join(notes) or None
+    return t
+
+
+def scores_table(rows: list[tuple[str, Mapping[str, float]]], title: str) -> Table:
+    """predict's scores against measured lg(k1), one row per set of clusters (all of them; those
+    the run did not use, when it used some)."""
+    t = Table(title=title)
+    for col in ("clusters", "n", "r", "RMSE", "MAE", "R²", "within ±0.477"):
+        t.add_column(col, justify="left" if col == "clusters" else "right")
+    for name, m in rows:
+        t.add_row(
+            name,
+            f"{m['n']:.0f}",
+            f"{m['r']:.3f}",
+            f"{m['rmse']:.3f}",
+            f"{m['mae']:.3f}",
+            f"{m['r2']:.3f}",
+            f"{m['within_error']:.0f} / {m['n']:.0f}",
+        )
     return t

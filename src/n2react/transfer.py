@@ -23,6 +23,7 @@ from n2react.errors import DataError
 from n2react.figures import domain_plot, parity_plot
 from n2react.inference import LoadedModel, prediction_table, read_new_clusters
 from n2react.metrics import pooled_metrics
+from n2react.provenance import used_lines
 from n2react.uncertainty_report import descriptor_flag
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ def evaluate_transfer(
     if y is None:
         raise DataError(f"eval.path={path}: no lg(k1) column, so there is nothing to score")
     table, _, summary = prediction_table(loaded, X, clusters, y, coverage)
+    for line in used_lines(table, loaded.uncertainty, calibration=False):
+        log.warning("eval.path=%s: %s", path, line)  # its transfer figures are not transfer
     if held_out is not None:
         summary = _use_held_out(table, held_out, loaded, X, clusters)
     metrics = {f"transfer_{k}": float(v) for k, v in pooled_metrics(y, table["y_pred"]).items()}

@@ -232,6 +232,8 @@ class Calibration:
     error_sigmas: np.ndarray | None = None
     #: where the residuals come from: "out-of-fold", or the calibration file's name
     source: str = "out-of-fold"
+    #: the calibration file's clusters' raw descriptors (None: out-of-fold residuals)
+    calib_X: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -326,7 +328,9 @@ def load_calibration(path: str | Path) -> Calibration:
         for key in arrays:
             if data.get(key) is not None:
                 data[key] = np.asarray(data[key], dtype=float)
-        data["train_X"] = np.asarray(data["train_X"], dtype=float).reshape(-1, len(data["columns"]))
+        for key in ("train_X", "calib_X"):
+            if data.get(key) is not None:
+                data[key] = np.asarray(data[key], dtype=float).reshape(-1, len(data["columns"]))
         return Calibration(**data)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise DataError(f"{path}: not a readable n2react calibration ({exc})") from exc
