@@ -96,12 +96,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
     show(predictions_table(table, f"{args.data}: predicted lg(k1)", args.coverage))
     if metrics is not None:
         used = table["used_by_run"] if "used_by_run" in table else pd.Series("", table.index)
-        n_used = int((used != "").sum())
-        rows = [(f"all ({n_used} used by the run)" if n_used else "all", metrics)]
-        if n_used and (used == "").sum() >= 3:  # the clusters new to the run, scored alone
-            new = (used == "").to_numpy()
-            y_true, y_pred = table["y_true"].to_numpy()[new], table["y_pred"].to_numpy()[new]
-            rows.append(("not used by the run", score(y_true, y_pred)))
+        fitted = (used == "training").to_numpy()  # their scores are fits, not predictions
+        rows = [(f"all ({fitted.sum()} training clusters)" if fitted.any() else "all", metrics)]
+        if fitted.any() and (~fitted).sum() >= 3:
+            y_true, y_pred = table["y_true"].to_numpy(), table["y_pred"].to_numpy()
+            rows.append(("not training clusters", score(y_true[~fitted], y_pred[~fitted])))
         show(scores_table(rows, f"{args.data}: predicted vs measured lg(k1)"))
     return 0
 

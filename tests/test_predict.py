@@ -59,12 +59,12 @@ def test_predict_all_159_from_the_run_directory(trained: dict, shared_data: Path
     warn = [ln for ln in res.stderr.splitlines() if "100 of 159 clusters have" in ln]
     assert len(warn) == 1 and "fitted, not predicted" in warn[0]
     assert "Mo3¯* " in res.stderr or f"{table['cluster'].iloc[0]}* " in res.stderr
-    # the scores of the 59 the run never saw, on their own row beside those of all 159
+    # the scores of the 59 the model was not fitted on, on their own row beside all 159's
     new = table.iloc[100:]
-    (row,) = [ln for ln in res.stderr.splitlines() if "not used by the run" in ln]
+    (row,) = [ln for ln in res.stderr.splitlines() if "not training clusters" in ln]
     mae = (new["y_pred"] - new["y_true"]).abs().mean()
     assert " 59 " in row and f"{mae:.3f}" in row
-    assert any("all (100 used by the run)" in ln for ln in res.stderr.splitlines())
+    assert any("all (100 training clusters)" in ln for ln in res.stderr.splitlines())
 
 
 def test_predict_by_mlflow_run_id_without_labels(trained: dict) -> None:

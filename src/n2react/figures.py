@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from n2react.metrics import regression_metrics
+from n2react.provenance import USED_MARKS, USED_TEXT
 
 #: log10(3): the experimental error bar of lg(k1) used by the reference paper.
 EXPERIMENTAL_ERROR = float(np.log10(3.0))
@@ -290,9 +291,12 @@ def prediction_plot(table: pd.DataFrame, path: Path, title: str, coverage: float
                    label="measured")  # fmt: skip
     if has_iv:
         ax.plot([], [], color="grey", lw=2, alpha=0.45, label=f"{100 * coverage:g} % interval")
+    used = t["used_by_run"].fillna("") if "used_by_run" in t else pd.Series("", t.index)
     ax.set_yticks(y)
-    ax.set_yticklabels([short_name(c, 24) for c in t["cluster"]], fontsize=7)
-    ax.set_xlabel("lg(k1)")
+    ax.set_yticklabels([short_name(c, 24) + USED_MARKS.get(u, "")
+                        for c, u in zip(t["cluster"], used, strict=True)], fontsize=7)  # fmt: skip
+    notes = [f"{m} {USED_TEXT[u]}" for u, m in USED_MARKS.items() if (used == u).any()]
+    ax.set_xlabel("lg(k1)" + "".join(f"\n{n}" for n in notes))
     ax.set_title(wrap_title(title), fontsize=10)
     ax.legend(loc="best", fontsize=7, frameon=False)
     ax.grid(axis="x", alpha=0.25)

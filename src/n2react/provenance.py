@@ -6,13 +6,22 @@ cluster, so they are marked (column ``used_by_run``) and said once."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from n2react.uncertainty import Calibration
+if TYPE_CHECKING:
+    from n2react.uncertainty import Calibration
 
 #: rows compared at once (bounded memory for a long file)
 _CHUNK = 1000
+#: the marks of the clusters a run used itself in predict's table and plot, and their notes
+USED_MARKS = {"training": "*", "calibration": "†"}
+USED_TEXT = {
+    "training": "a training cluster of the run: fitted, not predicted",
+    "calibration": "a cluster the run's intervals were calibrated on: its interval is in-sample",
+}
 
 
 def used_by_run(calib: Calibration, X: pd.DataFrame) -> np.ndarray:

@@ -21,6 +21,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from n2react.provenance import USED_MARKS, USED_TEXT
+
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 110)
 
 PLAIN_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
@@ -258,14 +260,6 @@ def leaderboard_table(board: pd.DataFrame, metrics: list[str], title: str) -> Ta
     return table
 
 
-#: predict's marks for the clusters a run used itself (column ``used_by_run``), and their notes.
-USED_MARKS = {"training": "*", "calibration": "†"}
-USED_TEXT = {
-    "training": "a training cluster of the run: fitted, not predicted",
-    "calibration": "a cluster the run's intervals were calibrated on: its interval is in-sample",
-}
-
-
 def predictions_table(table: pd.DataFrame, title: str, coverage: float, limit: int = 40) -> Table:
     """predict's clusters as a chemist reads them: predicted lg(k1), the interval, the expected
     |error|, whether the cluster is in the domain (and why not), measured values when given; the
@@ -305,7 +299,7 @@ def predictions_table(table: pd.DataFrame, title: str, coverage: float, limit: i
 
 def scores_table(rows: list[tuple[str, Mapping[str, float]]], title: str) -> Table:
     """predict's scores against measured lg(k1), one row per set of clusters (all of them; those
-    the run did not use, when it used some)."""
+    the model was not trained on, when some were)."""
     t = Table(title=title)
     for col in ("clusters", "n", "r", "RMSE", "MAE", "R²", "within ±0.477"):
         t.add_column(col, justify="left" if col == "clusters" else "right")
