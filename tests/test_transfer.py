@@ -102,6 +102,27 @@ def test_known_clusters_are_mostly_in_domain(transfer_run, cut_files) -> None:
     assert table["in_domain"].mean() >= 0.8
     assert not table["domain_reasons"].str.contains("new element").any()
     assert "outside the training domain" in summary
+    assert (table["used_by_run"] == "training").all()  # each one found by its descriptors
+
+
+def test_eval_path_of_training_clusters_is_said_to_be_no_transfer(
+    transfer_run, cut_files, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Scoring the training clusters as if they were new gives fitted values: one warning says
+    so; the Rh and Co clusters of the run's own eval.path get none."""
+    from n2react.inference import load_model
+    from n2react.transfer import evaluate_transfer
+
+    _, tmp, _ = transfer_run
+    known, new = cut_files
+    loaded = load_model(str(tmp / "run"))
+    with caplog.at_level("WARNING", logger="n2react"):
+        evaluate_transfer(loaded, new, tmp_path / "new")
+    assert not [r for r in caplog.records if "trained on" in r.getMessage()]
+    with caplog.at_level("WARNING", logger="n2react"):
+        evaluate_transfer(loaded, known, tmp_path / "known")
+    (warning,) = [r.getMessage() for r in caplog.records if "trained on" in r.getMessage()]
+    assert warning.startswith(f"eval.path={known}: 152 of 152 clusters")
 
 
 def test_eval_path_must_exist_and_be_labelled(make_cfg, tmp_path: Path, cut_files) -> None:
