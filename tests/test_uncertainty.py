@@ -214,6 +214,12 @@ def test_a_run_without_calibration_predicts_without_intervals(make_cfg, tmp_path
     table, _, _ = prediction_table(loaded, X, clusters, y)
     assert "y_lower" not in table and "expected_error" not in table
     assert table["in_domain"].notna().all()
+    assert (table["used_by_run"] == "").all()
+    # without a calibration the domain still tells the training clusters apart (Rh3¯'s
+    # missing HOMO cell included)
+    X, clusters, y = read_new_clusters(data_dir() / HOMO, names)
+    table, _, _ = prediction_table(loaded, X, clusters, y)
+    assert (table["used_by_run"] == "training").all() and len(table) == 159
 
 
 def test_spread_difficulty_runs_end_to_end_and_covers(make_cfg, tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from n2react.composition import DEFAULT_LIGANDS, METALS, parse_formula
 from n2react.errors import ConfigError, DataError
+from n2react.provenance import same_rows
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,14 @@ class ApplicabilityDomain(BaseEstimator):
             )
         table = pd.DataFrame(rows, columns=COLUMNS)
         return table.astype({"in_domain": bool, "n_outside_range": int})
+
+    def seen(self, X: pd.DataFrame) -> np.ndarray:
+        """Whether each row has the descriptors of a training cluster (missing cells filled
+        with the training median, as at fit): such a cluster's prediction is a fitted value."""
+        check_is_fitted(self, "threshold_")
+        raw = _numeric(X, self.columns_).to_numpy(dtype=float)
+        filled = np.where(np.isnan(raw), self.median_, raw)
+        return same_rows((filled - self.mean_) / self.scale_, self.Z_)
 
     def summary(self, table: pd.DataFrame) -> str:
         """``'12 of 57 clusters outside the training domain (new element: 7, descriptor range:

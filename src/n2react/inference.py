@@ -284,6 +284,8 @@ def prediction_table(
             out["descriptor_notes"] = notes
     if calib is not None:
         out["used_by_run"] = used_by_run(calib, X)
+    elif loaded.domain is not None:  # a run without intervals: its domain knows the training rows
+        out["used_by_run"] = np.where(loaded.domain.seen(X), "training", "")
     metrics = None
     if y is not None:
         out["y_true"] = y

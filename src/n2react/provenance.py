@@ -24,6 +24,18 @@ USED_TEXT = {
 }
 
 
+def same_rows(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Whether each row of ``A`` equals some row of ``B`` (to float noise; NaN equals NaN)."""
+    hit = np.zeros(len(A), dtype=bool)
+    if not len(B):
+        return hit
+    for start in range(0, len(A), _CHUNK):
+        part = A[start : start + _CHUNK, None, :]
+        same = np.isclose(part, B[None], rtol=1e-7, atol=1e-9, equal_nan=True)
+        hit[start : start + _CHUNK] = same.all(axis=2).any(axis=1)
+    return hit
+
+
 def used_by_run(calib: Calibration, X: pd.DataFrame) -> np.ndarray:
     """Per cluster, ``"training"`` when its descriptors are those of a cluster the final model
     was fitted on (its prediction is fitted, not predicted), ``"calibration"`` when they are
@@ -32,19 +44,15 @@ def used_by_run(calib: Calibration, X: pd.DataFrame) -> np.ndarray:
     raw = X[calib.columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     out = np.full(len(raw), "", dtype=object)
     for label, ref in (("calibration", calib.calib_X), ("training", calib.train_X)):
-        if ref is None or not len(ref):
-            continue
-        for start in range(0, len(raw), _CHUNK):
-            part = raw[start : start + _CHUNK, None, :]
-            same = np.isclose(part, ref[None], rtol=1e-7, atol=1e-9, equal_nan=True)
-            out[start : start + _CHUNK][same.all(axis=2).any(axis=1)] = label
+        if ref is not None:
+            out[same_rows(raw, ref)] = label
     return out
 
 
 def used_lines(out: pd.DataFrame, calib: Calibration | None, calibration: bool = True) -> list[str]:
     """Warnings for the clusters the run itself used (see :func:`used_by_run`); without
     ``calibration`` only for its training clusters."""
-    if calib is None or "used_by_run" not in out:
+    if "used_by_run" not in out:
         return []
     used, n, lines = out["used_by_run"], len(out), []
     if k := int((used == "training").sum()):
@@ -54,9 +62,10 @@ def used_lines(out: pd.DataFrame, calib: Calibration | None, calibration: bool =
             "clusters (the run's held-out predictions are in its oof_predictions.csv)"
         )
     if calibration and (k := int((used == "calibration").sum())):
+        source = calib.source if calib is not None else "its calibration file"
         lines.append(
             f"{k} of {n} clusters have the descriptors of the clusters the run's intervals were "
-            f"calibrated on ({calib.source}): their intervals are in-sample (the run's "
-            "cross-fitted figures for them are in uncertainty/calibration_set.csv)"
+            f"calibrated on ({source}): their intervals are in-sample (the run's cross-fitted "
+            "figures for them are in uncertainty/calibration_set.csv)"
         )
     return lines
