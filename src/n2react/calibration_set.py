@@ -113,7 +113,7 @@ def recalibrate(
         sigmas=sig,
         error_sigmas=None if own else err,
         source=p.name,
-        calib_X=X[calib.columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float),
+        calib_X=calib.raw(X),
         protocol=f"{calib.protocol}; intervals calibrated on {p.name} ({len(y)} clusters)",
     )
     table = _crossfit(new, clusters, np.asarray(y, float), y_hat, sig, err, coverage)

@@ -178,17 +178,8 @@ class ApplicabilityDomain(BaseEstimator):
         training clusters: a training cluster assessed again counts itself (distance 0, first in
         ``nearest_training``).
         """
-        check_is_fitted(self, "threshold_")
         names = _names(clusters, len(X))
-        absent = [c for c in self.columns_ if c not in X.columns]
-        if absent:
-            raise DataError(
-                f"applicability domain: descriptor column(s) missing: {', '.join(absent)} "
-                "(the model was trained with them)"
-            )
-        raw = _numeric(X, self.columns_).to_numpy(dtype=float)
-        missing = np.isnan(raw)
-        filled = np.where(missing, self.median_, raw)
+        filled, missing = self._filled(X)
         Z = (filled - self.mean_) / self.scale_
         d = _pairwise(Z, self.Z_)
         order = np.argsort(d, axis=1)
@@ -249,10 +240,22 @@ class ApplicabilityDomain(BaseEstimator):
     def seen(self, X: pd.DataFrame) -> np.ndarray:
         """Whether each row has the descriptors of a training cluster (missing cells filled
         with the training median, as at fit): such a cluster's prediction is a fitted value."""
-        check_is_fitted(self, "threshold_")
-        raw = _numeric(X, self.columns_).to_numpy(dtype=float)
-        filled = np.where(np.isnan(raw), self.median_, raw)
+        filled, _ = self._filled(X)
         return same_rows((filled - self.mean_) / self.scale_, self.Z_)
+
+    def _filled(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The rows' descriptors with missing cells filled by the training median, as at fit,
+        and where they were missing."""
+        check_is_fitted(self, "threshold_")
+        absent = [c for c in self.columns_ if c not in X.columns]
+        if absent:
+            raise DataError(
+                f"applicability domain: descriptor column(s) missing: {', '.join(absent)} "
+                "(the model was trained with them)"
+            )
+        raw = _numeric(X, self.columns_).to_numpy(dtype=float)
+        missing = np.isnan(raw)
+        return np.where(missing, self.median_, raw), missing
 
     def summary(self, table: pd.DataFrame) -> str:
         """``'12 of 57 clusters outside the training domain (new element: 7, descriptor range:

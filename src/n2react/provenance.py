@@ -41,7 +41,7 @@ def used_by_run(calib: Calibration, X: pd.DataFrame) -> np.ndarray:
     was fitted on (its prediction is fitted, not predicted), ``"calibration"`` when they are
     those of a cluster the intervals were calibrated on (its interval is in-sample), else ``""``.
     """
-    raw = X[calib.columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    raw = calib.raw(X)
     out = np.full(len(raw), "", dtype=object)
     for label, ref in (("calibration", calib.calib_X), ("training", calib.train_X)):
         if ref is not None:

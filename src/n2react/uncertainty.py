@@ -270,13 +270,17 @@ class Calibration:
         kind = kind or self.difficulty
         if _base(kind) == "none":
             return combine(kind, spread, np.ones(len(X)))
+        ref = Neighbourhood(self.train_X, self.train_abs_residual)
+        base = ref.difficulty(self.raw(X), _base(kind), self.k)
+        return combine(kind, spread, base)
+
+    def raw(self, X: pd.DataFrame) -> np.ndarray:
+        """The clusters' raw descriptors in :attr:`columns`' order (non-numbers as NaN), the
+        form of ``train_X`` and ``calib_X``."""
         absent = [c for c in self.columns if c not in X.columns]
         if absent:
             raise DataError(f"uncertainty: descriptor column(s) missing: {', '.join(absent)}")
-        ref = Neighbourhood(self.train_X, self.train_abs_residual)
-        raw = X[self.columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-        base = ref.difficulty(raw, _base(kind), self.k)
-        return combine(kind, spread, base)
+        return X[self.columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
 
     def predict(
         self,
