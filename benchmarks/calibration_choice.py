@@ -72,10 +72,10 @@ def _intervals_on(
     calib, y_hat: np.ndarray, cal: np.ndarray, test: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper ends for the ``test`` rows, calibrated on the ``cal`` rows' residuals."""
-    from n2react.uncertainty import _intervals
+    from n2react.uncertainty import conformal_intervals
 
     s = np.asarray(calib.sigmas, dtype=float)
-    iv = _intervals(calib.residuals[cal], s[cal], y_hat[test], s[test], LEVEL)
+    iv = conformal_intervals(calib.residuals[cal], s[cal], y_hat[test], s[test], LEVEL)
     return iv[:, 0], iv[:, 1]
 
 

@@ -43,12 +43,13 @@ def main(argv: list[str]) -> int:
     from n2react.composition import DEFAULT_LIGANDS
     from n2react.cv import fit_model
     from n2react.data import load_dataset
+    from n2react.difficulty import DIFFICULTIES
     from n2react.domain import ApplicabilityDomain
     from n2react.inference import LoadedModel, prediction_table, read_new_clusters
     from n2react.plan import build_plan
     from n2react.run import cross_validate
     from n2react.search import TunedPipeline
-    from n2react.uncertainty import DIFFICULTIES, UncertaintySpec
+    from n2react.uncertainty import UncertaintySpec
     from n2react.uncertainty_report import (
         descriptor_flag,
         evaluate_run,

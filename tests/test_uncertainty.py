@@ -225,8 +225,8 @@ def test_a_run_without_calibration_predicts_without_intervals(make_cfg, tmp_path
 def test_spread_difficulty_runs_end_to_end_and_covers(make_cfg, tmp_path: Path) -> None:
     """difficulty=spread: each residual normalised by its own fold model's tree spread, a new
     cluster by the final model's; the cross-fitted coverage stays near nominal."""
+    from n2react.difficulty import BETA, model_spread
     from n2react.inference import load_model, prediction_table, read_new_clusters
-    from n2react.uncertainty import BETA, model_spread
 
     cfg = make_cfg("data=homonuclear_15", *QUICK, "uncertainty.difficulty=spread", "tracking=none",
                    "explain=false", f"eval.path={data_dir() / FEV}")  # fmt: skip

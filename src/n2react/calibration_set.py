@@ -32,8 +32,9 @@ import pandas as pd
 
 from n2react.composition import DEFAULT_LIGANDS, parse_formula
 from n2react.data.files import DATA_DIR_ENV
+from n2react.difficulty import model_spread
 from n2react.errors import DataError
-from n2react.uncertainty import LEVELS, Calibration, _intervals, min_residuals, model_spread
+from n2react.uncertainty import LEVELS, Calibration, conformal_intervals, min_residuals
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def _crossfit(
         for level in sorted(set(LEVELS) | {coverage}):
             if ca.sum() < min_residuals(level):
                 continue  # too few residuals left for this level: no figure, not a fake one
-            iv = _intervals(r[ca], sig[ca], y_hat[te], sig[te], level)
+            iv = conformal_intervals(r[ca], sig[ca], y_hat[te], sig[te], level)
             inside = (y[te] >= iv[:, 0]) & (y[te] <= iv[:, 1])
             table.loc[te, f"covered_{level:g}"] = inside.astype(float)
             table.loc[te, f"width_{level:g}"] = iv[:, 1] - iv[:, 0]

@@ -30,14 +30,11 @@ from n2react.composition import ligands_in
 from n2react.cv import predict_mean_std
 from n2react.data import with_formula_features
 from n2react.data.tables import looks_like_target, read_sheet, table_to_dataset
+from n2react.difficulty import model_spread
 from n2react.errors import DataError, N2ReactError
 from n2react.metrics import EXPERIMENTAL_ERROR, regression_metrics
 from n2react.provenance import used_by_run, used_lines
-from n2react.uncertainty import (
-    check_coverage,
-    load_calibration,
-    model_spread,
-)
+from n2react.uncertainty import check_coverage, load_calibration
 
 log = logging.getLogger(__name__)
 

@@ -145,7 +145,8 @@ def transfer_trust(
     plot and |error| vs expected_error plot."""
     import pandas as pd
 
-    from n2react.uncertainty import LEVELS, min_residuals, model_spread
+    from n2react.difficulty import model_spread
+    from n2react.uncertainty import LEVELS, min_residuals
     from n2react.uncertainty_report import calibration_plot, error_plot, trust_metrics
 
     m = trust_metrics(

@@ -3,32 +3,20 @@
 The outer CV already gives every cluster an out-of-fold residual ``y - y_hat`` under the run's
 protocol (a grouped run: from held-out groups). Those residuals calibrate split-conformal
 intervals (CV+ style: no calibration rows are set aside) with the ``crepes`` library, optionally
-normalised by a *difficulty* so the width follows how hard a cluster is:
-
-* ``none``: the same half-width for every cluster (the residuals' quantile);
-* ``knn_distance``: the mean distance to the ``k`` nearest training clusters in the training-
-  standardised descriptor space;
-* ``knn_residual``: the mean out-of-fold |residual| of those ``k`` nearest training clusters (the
-  held-out error the model made on similar clusters);
-* ``spread``: the spread of the model's own ensemble on the cluster (a forest: the standard
-  deviation of its trees' predictions; a pairwise model: over its reference clusters), for a
-  residual by the outer-fold model that predicted it, for a new cluster by the final model;
-  a model that gives no spread is refused (:func:`n2react.capabilities.gives_spread`);
-* ``spread_knn``: the geometric mean of ``spread`` and ``knn_residual``.
+normalised by a *difficulty* (:mod:`n2react.difficulty`: none, knn_distance, knn_residual,
+spread, spread_knn) so the width follows how hard a cluster is.
 
 A residual's difficulty is computed the way a new cluster's is: against the training rows of the
-outer fold that predicted it (a new cluster: against all training rows). ``expected_error`` is the
-difficulty times the median normalised score (an estimate of the cluster's |error|); a cluster is
-*flagged* when its expected error exceeds the ``flag_quantile`` of the calibration clusters' own.
+outer fold that predicted it (a new cluster: against all training rows; its spread: by the fold's
+own model, a new cluster's by the final model). ``expected_error`` is the difficulty times the
+median normalised score (an estimate of the cluster's |error|); a cluster is *flagged* when its
+expected error exceeds the ``flag_quantile`` of the calibration clusters' own.
 
 :func:`calibrate` returns the run's :class:`Calibration` (plain data, saved as JSON beside the
 model: no pickle) and a *cross-fitted* table in which each outer fold's intervals, expected errors
 and flags come from a calibration that never saw that fold (its residuals, nor its rows as
 neighbours): the honest figures the run logs. Calibrating on a labelled file of new clusters
 instead is :mod:`n2react.calibration_set`.
-
-Longer than 450 lines on purpose: the difficulty, the saved calibration and the cross-fitting
-read the same arrays the same way, and splitting them would spread one formula over three files.
 """
 
 from __future__ import annotations
@@ -44,22 +32,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from n2react.difficulty import (
+    DIFFICULTIES,
+    SPREAD_DIFFICULTIES,
+    Neighbourhood,
+    base_kind,
+    combine,
+    model_spread,
+)
 from n2react.errors import ConfigError, DataError
 from n2react.runstore import write_json
 
 log = logging.getLogger(__name__)
 
-#: The calibration saved beside the final model (plain JSON).
 #: The cross-fitted out-of-fold table and the calibration plot of a run.
 OOF_FILE = "oof_uncertainty.csv"
 PLOT_FILE = "calibration.png"
-DIFFICULTIES = ("none", "knn_distance", "knn_residual", "spread", "spread_knn")
-#: The difficulties read from the model's own spread (the model must give one).
-SPREAD_DIFFICULTIES = ("spread", "spread_knn")
 #: The nominal coverages of the calibration plot.
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-#: Added to a difficulty so that no normalised score divides by zero.
-BETA = 0.05
 FORMAT = 1
 
 
@@ -137,71 +127,10 @@ class UncertaintySpec:
         return bool({self.difficulty, self.error_kind} & set(SPREAD_DIFFICULTIES))
 
 
-def model_spread(model: Any, X: Any) -> np.ndarray:
-    """The spread of a fitted model's (or pipeline's) own prediction of ``X``: a
-    :class:`~n2react.capabilities.SpreadPredictor`'s ``return_std``, or the standard deviation
-    over a :class:`~n2react.capabilities.MemberEnsemble`'s members after the preprocessing."""
-    from sklearn.pipeline import Pipeline
-
-    from n2react.capabilities import SpreadPredictor, is_member_ensemble, member_spread
-
-    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
-    if isinstance(final, SpreadPredictor):
-        return np.asarray(model.predict(X, return_std=True)[1], dtype=float).ravel()
-    if is_member_ensemble(final):
-        steps = model[:-1] if isinstance(model, Pipeline) and len(model.steps) > 1 else None
-        return member_spread(final, X if steps is None else steps.transform(X))
-    raise ConfigError(f"{type(final).__name__} gives no spread of its own predictions")
-
-
-def combine(kind: str, spread: np.ndarray | None, base: np.ndarray) -> np.ndarray:
-    """The difficulty of ``kind`` from the model's ``spread`` and the neighbourhood's ``base``
-    (``knn_residual`` for ``spread_knn``; unused by ``spread``)."""
-    if kind not in SPREAD_DIFFICULTIES:
-        return base
-    if spread is None:
-        raise DataError(f"uncertainty.difficulty={kind}: the model's spread is needed")
-    s = np.asarray(spread, dtype=float) + BETA
-    return s if kind == "spread" else np.sqrt(s * base)
-
-
-# --------------------------------------------------------------------------- difficulty
-
-
-class Neighbourhood:
-    """The reference (training) clusters in their own standardised descriptor space."""
-
-    def __init__(self, X: np.ndarray, abs_residual: np.ndarray | None = None) -> None:
-        X = np.asarray(X, dtype=float)
-        self.median = np.nanmedian(X, axis=0)
-        self.median = np.where(np.isnan(self.median), 0.0, self.median)
-        filled = np.where(np.isnan(X), self.median, X)
-        self.mean = filled.mean(axis=0)
-        sd = filled.std(axis=0)
-        self.scale = np.where(sd > 0, sd, 1.0)
-        self.Z = (filled - self.mean) / self.scale
-        self.abs_residual = None if abs_residual is None else np.asarray(abs_residual, float)
-
-    def difficulty(self, X: np.ndarray, kind: str, k: int) -> np.ndarray:
-        """Each row's difficulty (``kind``, see the module docstring) against the references."""
-        if kind == "none":
-            return np.ones(len(X))
-        X = np.asarray(X, dtype=float)
-        Z = (np.where(np.isnan(X), self.median, X) - self.mean) / self.scale
-        sq = (Z**2).sum(1)[:, None] + (self.Z**2).sum(1)[None, :] - 2.0 * Z @ self.Z.T
-        d = np.sqrt(np.maximum(sq, 0.0))
-        kk = min(int(k), self.Z.shape[0])
-        nearest = np.argsort(d, axis=1)[:, :kk]
-        if kind == "knn_distance":
-            return np.take_along_axis(d, nearest, axis=1).mean(axis=1) + BETA
-        assert self.abs_residual is not None, "knn_residual needs the references' residuals"
-        return self.abs_residual[nearest].mean(axis=1) + BETA
-
-
 # --------------------------------------------------------------------------- calibration
 
 
-def _intervals(
+def conformal_intervals(
     residuals: np.ndarray, sigmas: np.ndarray, y_hat: np.ndarray, s: np.ndarray, level: float
 ) -> np.ndarray:
     from crepes import ConformalRegressor
@@ -268,10 +197,10 @@ class Calibration:
         """The difficulty ``kind`` (default: the intervals' one) of the clusters ``X`` against
         the training clusters."""
         kind = kind or self.difficulty
-        if _base(kind) == "none":
+        if base_kind(kind) == "none":
             return combine(kind, spread, np.ones(len(X)))
         ref = Neighbourhood(self.train_X, self.train_abs_residual)
-        base = ref.difficulty(self.raw(X), _base(kind), self.k)
+        base = ref.difficulty(self.raw(X), base_kind(kind), self.k)
         return combine(kind, spread, base)
 
     def raw(self, X: pd.DataFrame) -> np.ndarray:
@@ -293,7 +222,7 @@ class Calibration:
         ``spread``: the final model's :func:`model_spread` of ``X`` when :attr:`needs_spread`."""
         check_coverage(coverage, self.n, where="coverage", what=self.source)
         s = self.difficulty_of(X, spread)
-        iv = _intervals(self.residuals, self.sigmas, y_pred, s, coverage)
+        iv = conformal_intervals(self.residuals, self.sigmas, y_pred, s, coverage)
         ee = self.scale * (
             s
             if self.error_kind == self.difficulty
@@ -315,11 +244,6 @@ class Calibration:
         }
         data["format"] = FORMAT
         return write_json(path, data)
-
-
-def _base(kind: str) -> str:
-    """The neighbourhood difficulty a kind builds on."""
-    return {"spread": "none", "spread_knn": "knn_residual"}.get(kind, kind)
 
 
 def load_calibration(path: str | Path) -> Calibration:
@@ -388,7 +312,7 @@ def _sigmas(
     ``kind``: the difficulty (default ``spec.difficulty``)."""
     kind = kind or spec.difficulty
     spread = part["spread"].to_numpy() if spec.needs_spread else None
-    if _base(kind) == "none":
+    if base_kind(kind) == "none":
         return combine(kind, spread, np.ones(len(part)))
     out = np.empty(len(part))
     folds = part["fold"].to_numpy()
@@ -398,7 +322,7 @@ def _sigmas(
         if len(ref) < 2:  # two outer folds: no third to compare with (calibrate says so)
             ref = rep.loc[rep["fold"] != g, "row"].to_numpy()
         nb = Neighbourhood(raw[ref], abs_res[ref])
-        out[here] = nb.difficulty(raw[part["row"].to_numpy()[here]], _base(kind), spec.k)
+        out[here] = nb.difficulty(raw[part["row"].to_numpy()[here]], base_kind(kind), spec.k)
     return combine(kind, spread, out)
 
 
@@ -419,9 +343,9 @@ def calibrate(
             f"{need} for {100 * max(LEVELS):g}% intervals)"
         )
     ds = result.dataset
-    if {_base(spec.difficulty), _base(spec.error_kind)} != {"none"} and oof.groupby("repeat")[
-        "fold"
-    ].nunique().min() < 3:
+    if {base_kind(spec.difficulty), base_kind(spec.error_kind)} != {"none"} and oof.groupby(
+        "repeat"
+    )["fold"].nunique().min() < 3:
         log.warning(
             "with 2 outer folds, the cross-fitted difficulty of a calibration cluster is measured "
             "against the held-out fold too (there is no third fold)"
@@ -463,7 +387,7 @@ def calibrate(
             limit = np.quantile(scale * e_cal, spec.flag_quantile)
             part["flagged"] = part["expected_error"] > limit
             for level in sorted(set(LEVELS) | {spec.coverage}):
-                iv = _intervals(r, s_cal, test["y_pred"].to_numpy(), s_test, level)
+                iv = conformal_intervals(r, s_cal, test["y_pred"].to_numpy(), s_test, level)
                 y = test["y_true"].to_numpy()
                 part[f"covered_{level:g}"] = (y >= iv[:, 0]) & (y <= iv[:, 1])
                 part[f"width_{level:g}"] = iv[:, 1] - iv[:, 0]
