@@ -37,15 +37,14 @@ def reach(protocol: str, out: Path) -> dict[str, object]:
     """Run the preset under ``protocol``; the Fe-V-calibrated intervals on its held-out rows."""
     from n2react.data import load_dataset
     from n2react.plan import build_plan
-    from n2react.run import run
     from n2react.runstore import UNCERTAINTY_FILE
     from n2react.uncertainty import load_calibration
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from transfer import _compose
+    from transfer import _compose, run_logged
 
     cfg = _compose(["experiment=new_compositions", f"cv.groups={protocol}"])
-    metrics = run(cfg, out)
+    metrics = run_logged(cfg, out)
     calib = load_calibration(out / UNCERTAINTY_FILE)
     plan = build_plan(cfg)
     ds = load_dataset(plan.data, plan.group_column)

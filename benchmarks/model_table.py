@@ -110,7 +110,7 @@ def _cells(protocol: str, m: dict[str, float] | None) -> list[str]:
 
 def run_row(overrides: list[str], protocols: list[str], out: Path) -> tuple[list[str], float]:
     """The row's cells (KFold x3, metal, family) and its wall time over the protocols run."""
-    from n2react.run import run
+    from transfer import run_logged
 
     cells: list[str] = []
     wall = 0.0
@@ -118,7 +118,7 @@ def run_row(overrides: list[str], protocols: list[str], out: Path) -> tuple[list
         m = None
         if name in protocols:
             t0 = time.perf_counter()
-            m = run(_compose(overrides + [PROTOCOLS[name]]), out / name)
+            m = run_logged(_compose(overrides + [PROTOCOLS[name]]), out / name)
             wall += time.perf_counter() - t0
         cells += _cells(name, m)
     return cells, wall

@@ -123,15 +123,28 @@ def _compose(overrides: list[str]):  # noqa: ANN202 - a DictConfig
     return cfg
 
 
+def run_logged(cfg, run_dir: Path) -> dict[str, float]:  # noqa: ANN001 - a DictConfig
+    """``n2react.run.run`` with the run's terminal tables written to ``<run_dir>.log`` instead of
+    the terminal, so a benchmark prints its own figures, not every run's fold tables; warnings
+    and errors still reach the terminal."""
+    import contextlib
+
+    from n2react.run import run
+
+    log_file = run_dir.with_name(run_dir.name + ".log")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    print(f"{run_dir.name}: running (its tables: {log_file})", file=sys.stderr, flush=True)
+    with open(log_file, "w") as fh, contextlib.redirect_stderr(fh):
+        return run(cfg, run_dir)
+
+
 def train_row(overrides: list[str], run_dir: Path, reuse: bool, keep_models: bool) -> float:
     """Run one config (unless ``reuse`` and its folder already holds the outputs); its wall time."""
     done = (run_dir / "transfer" / "transfer_predictions.csv").exists()
     if reuse and done:
         return float(json.loads((run_dir / "wall.json").read_text())["wall_s"])
-    from n2react.run import run
-
     t0 = time.perf_counter()
-    run(_compose(overrides), run_dir)
+    run_logged(_compose(overrides), run_dir)
     wall = time.perf_counter() - t0
     (run_dir / "wall.json").write_text(json.dumps({"wall_s": wall}))
     if not keep_models:  # a pairwise-tree row's models take ~1 GB each
