@@ -97,6 +97,28 @@ def test_non_numeric_cell_names_file_row_and_column(tmp_path: Path) -> None:
         load_dataset(data_cfg("homonuclear_24", path=str(p)))
 
 
+def test_rows_below_a_blank_row_keep_their_spreadsheet_numbers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    df = _good().astype({"f2": object})
+    df.loc[4, "f1"] = np.nan
+    df.loc[6, "f2"] = "n/a?"
+    blank = pd.DataFrame([[None] * df.shape[1]], columns=df.columns)
+    df = pd.concat([df.iloc[:2], blank, df.iloc[2:]], ignore_index=True)  # row 4 left blank
+    p = _write(tmp_path, df)
+    with pytest.raises(DataError, match=r"'n/a\?' in column 'f2', row 9 \(cluster M6\)"):
+        load_dataset(data_cfg("homonuclear_24", path=str(p)))
+    df.loc[7, "f2"] = 0.5
+    p = tmp_path / "blank_line.csv"
+    lines = df.to_csv(index=False).splitlines()
+    p.write_text("\n".join(lines[:3] + [""] + lines[4:]) + "\n")  # a truly empty line
+    forget_warnings()
+    with caplog.at_level(logging.WARNING):
+        ds = load_dataset(data_cfg("homonuclear_24", path=str(p)))
+    assert ds.n_rows == 12
+    assert "(f1: M4 row 7)" in caplog.text
+
+
 def test_empty_sheet(tmp_path: Path) -> None:
     p = _write(tmp_path, pd.DataFrame({"Clusters": [], "lg(k1)": [], "f": []}))
     with pytest.raises(DataError, match="the sheet is empty"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from n2react.errors import DataError
 from n2react.inference import predict
 
 
@@ -103,3 +104,14 @@ def test_missing_descriptor_column_is_named(trained: dict) -> None:
     assert res.returncode != 0 and "Traceback" not in res.stderr
     line = next(ln for ln in res.stderr.splitlines() if ln.startswith("n2react: error:"))
     assert "bad.xlsx: missing descriptor column(s): 3_\u03b1, 2_Q" in line
+
+
+def test_a_bad_cell_below_a_blank_row_is_named_by_its_spreadsheet_row(trained: dict) -> None:
+    new = trained["full"].iloc[100:110].astype({"2_Q": object}).reset_index(drop=True)
+    new.loc[5, "2_Q"] = "n/a?"
+    blank = pd.DataFrame([[None] * new.shape[1]], columns=new.columns)
+    pd.concat([new.iloc[:2], blank, new.iloc[2:]]).to_excel(
+        trained["tmp"] / "gap.xlsx", index=False
+    )
+    with pytest.raises(DataError, match=r"'n/a\?' in column '2_Q', row 8 "):
+        predict(trained["run_dir"], trained["tmp"] / "gap.xlsx", trained["tmp"] / "gap.csv")

@@ -167,8 +167,8 @@ def read_new_clusters(
     p = Path(file)
     if not p.exists():
         raise DataError(f"{p}: file not found")
-    df = read_sheet(p, sheet).dropna(how="all")
-    if df.empty or df.shape[1] < 2:
+    df = read_sheet(p, sheet)  # blank rows are dropped by table_to_dataset, keeping row numbers
+    if df.dropna(how="all").empty or df.shape[1] < 2:
         raise DataError(f"{p}: the sheet is empty (need a cluster name and descriptor columns)")
     name_col = df.columns[0]
     formula_cols, ligands = _formula_columns(expected, df.columns)

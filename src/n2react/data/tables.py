@@ -188,7 +188,8 @@ def _read_text(p: Path) -> tuple[pd.DataFrame, list[Any]]:
     # a semicolon file from a spreadsheet in a comma-decimal locale writes 1,5 for 1.5
     decimal = "," if sep == ";" and re.search(r";\s*-?\d+,\d+\s*(;|$)", sample, re.M) else "."
     try:
-        df = pd.read_csv(p, sep=sep, decimal=decimal, encoding="utf-8-sig")
+        # blank lines are kept (and dropped later) so that rows keep their line numbers
+        df = pd.read_csv(p, sep=sep, decimal=decimal, encoding="utf-8-sig", skip_blank_lines=False)
     except Exception as exc:  # ragged rows, bad quoting
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise DataError(f"{p}: cannot read as {_sep_name(sep)}-separated text: {first}") from exc
@@ -296,6 +297,8 @@ def table_to_dataset(
     dup = pd.Index(df.columns)[pd.Index(df.columns).duplicated()]
     if len(dup):
         raise DataError(f"{src}: duplicate column header '{dup[0]}' (after renaming); rename one")
+    # the spreadsheet row of each row kept: blank rows are dropped, not renumbered
+    sheet_rows = first_row + np.flatnonzero(df.notna().any(axis=1).to_numpy())
     df = df.dropna(how="all")
     if df.empty or df.shape[1] < 3:
         raise DataError(f"{src}: the sheet is empty (need a name, a target and descriptor columns)")
@@ -320,7 +323,7 @@ def table_to_dataset(
         raise DataError(f"{src}: no descriptor columns")
 
     def row_of(i: int) -> int:
-        return first_row + int(np.flatnonzero(df.index == i)[0])
+        return int(sheet_rows[np.flatnonzero(df.index == i)[0]])
 
     names_raw = df[name_col]
     for i, v in names_raw.items():
@@ -331,8 +334,8 @@ def table_to_dataset(
     for pos, c in enumerate(clusters):
         if c in seen:
             raise DataError(
-                f"{src}: duplicate cluster name '{c}' in rows {first_row + seen[c]} "
-                f"and {first_row + pos}"
+                f"{src}: duplicate cluster name '{c}' in rows {sheet_rows[seen[c]]} "
+                f"and {sheet_rows[pos]}"
             )
         seen[c] = pos
 
@@ -380,7 +383,7 @@ def table_to_dataset(
         for pos in np.flatnonzero(missing_mask[col].to_numpy())
     ]
     if missing_cells:
-        warn_once(f"{src}: {_missing_summary(missing_mask, clusters, first_row)}")
+        warn_once(f"{src}: {_missing_summary(missing_mask, clusters, sheet_rows)}")
     X = X.mask(sentinel_mask)
     groups = None
     if group_column is not None:
@@ -401,14 +404,15 @@ def table_to_dataset(
     )
 
 
-def _missing_summary(mask: pd.DataFrame, clusters: np.ndarray, first_row: int) -> str:
-    """One line: how many cells are missing, where (a few per column), and what happens."""
+def _missing_summary(mask: pd.DataFrame, clusters: np.ndarray, sheet_rows: np.ndarray) -> str:
+    """One line: how many cells are missing, where (a few per column, by spreadsheet row
+    ``sheet_rows``), and what happens."""
     n = int(mask.to_numpy().sum())
     cols = [c for c in mask.columns if mask[c].any()]
     parts = []
     for col in cols[:4]:
         rows = np.flatnonzero(mask[col].to_numpy())
-        cells = [f"{clusters[r]} row {first_row + r}" for r in rows[:3]]
+        cells = [f"{clusters[r]} row {sheet_rows[r]}" for r in rows[:3]]
         more = f", +{len(rows) - 3} more" if len(rows) > 3 else ""
         parts.append(f"{col}: {', '.join(cells)}{more}")
     if len(cols) > 4:
