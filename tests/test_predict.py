@@ -115,3 +115,15 @@ def test_a_bad_cell_below_a_blank_row_is_named_by_its_spreadsheet_row(trained: d
     )
     with pytest.raises(DataError, match=r"'n/a\?' in column '2_Q', row 8 "):
         predict(trained["run_dir"], trained["tmp"] / "gap.xlsx", trained["tmp"] / "gap.csv")
+
+
+def test_predict_by_the_model_uri_the_run_records(trained: dict) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{trained['tmp'] / 'mlflow.db'}"
+    model_uri = MlflowClient(uri).get_run(trained["run_id"]).data.tags["model_uri"]
+    path = trained["tmp"] / "by_uri.xlsx"
+    trained["full"].iloc[100:110].to_excel(path, index=False)
+    by_uri, _ = predict(model_uri, path, trained["tmp"] / "by_uri.csv", uri)
+    by_id, _ = predict(trained["run_id"], path, trained["tmp"] / "by_id.csv", uri)
+    pd.testing.assert_series_equal(by_uri["y_pred"], by_id["y_pred"])

@@ -129,9 +129,11 @@ def _load_mlflow(ref: str, tracking_uri: str | None, trust_pickle: bool) -> Load
 
     reader = RunReader(uri)
     try:
-        if not RUN_ID.match(ref):
+        if not RUN_ID.match(ref):  # a model URI: checked against the hash its run recorded
             local = reader.download_uri(ref)
-            return LoadedModel(runstore.load_mlflow_model(local, None, trust_pickle), [], ref)
+            run_id = reader.model_run_id(ref)
+            recorded = reader.run(run_id).tags.get(HASH_TAG) if run_id else None
+            return LoadedModel(runstore.load_mlflow_model(local, recorded, trust_pickle), [], ref)
         tags = reader.run(ref).tags
         model_uri = tags.get("model_uri")
         if model_uri is None:

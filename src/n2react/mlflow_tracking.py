@@ -435,6 +435,16 @@ class RunReader:
             )
         )
 
+    def model_run_id(self, model_uri: str) -> str | None:
+        """The run that logged the model at ``model_uri`` (``runs:/<run id>/...``, or a
+        registered ``models:/<name>/<version or alias>``)."""
+        if model_uri.startswith("runs:/"):
+            return model_uri[len("runs:/") :].lstrip("/").split("/", 1)[0] or None
+        from mlflow.store.artifact.utils.models import get_model_name_and_version
+
+        name, version = get_model_name_and_version(self.client, model_uri)
+        return self.client.get_model_version(name, version).run_id
+
     def load_sklearn(self, local_or_uri: str) -> Any:
         """An MLflow sklearn-flavour model (unpickling runs code: trusted sources only)."""
         mlflow.set_tracking_uri(self.uri)
