@@ -127,3 +127,14 @@ def test_predict_by_the_model_uri_the_run_records(trained: dict) -> None:
     by_uri, _ = predict(model_uri, path, trained["tmp"] / "by_uri.csv", uri)
     by_id, _ = predict(trained["run_id"], path, trained["tmp"] / "by_id.csv", uri)
     pd.testing.assert_series_equal(by_uri["y_pred"], by_id["y_pred"])
+
+
+def test_plot_never_replaces_the_table_it_draws(trained: dict) -> None:
+    path = trained["tmp"] / "to_plot.xlsx"
+    trained["full"].iloc[100:105].to_excel(path, index=False)
+    cmd = [sys.executable, "-m", "predict", str(trained["run_dir"]), str(path), "-o", "p.png"]
+    res = subprocess.run([*cmd, "--plot"], cwd=trained["tmp"], capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("n2react: error:")]
+    assert "p.png: --plot writes <output>.png" in line
+    assert not (trained["tmp"] / "p.png").exists()

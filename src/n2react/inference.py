@@ -386,6 +386,8 @@ def predict(
         check_output(file, explain_out, force)
     plot_out = Path(output).with_suffix(".png")
     if plot:
+        if plot_out.resolve() == Path(output).resolve():  # the plot would replace the table
+            raise DataError(f"{output}: --plot writes <output>.png; name a .csv file with -o")
         check_output(file, plot_out, force)
     if not Path(file).exists():
         raise DataError(f"{file}: file not found")
