@@ -179,6 +179,32 @@ def test_cli_bad_run_is_one_error_line(tmp_path):
         assert str(bad) in p.stderr
 
 
+def test_cli_refuses_before_any_work_or_store(make_cfg, tmp_path):
+    """--log with a run directory is refused before the figures are made; a run id where there
+    is no store is refused without creating an empty mlflow.db."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    run(make_cfg("model=ridge", "cv.outer_folds=3", "tracking=none", "explain=false"),
+        tmp_path / "run")  # fmt: skip
+    cases = {
+        "--log needs an MLflow run id": [str(tmp_path / "run"), "--log"],
+        "no MLflow store at mlflow.db": ["0123456789abcdef0123456789abcdef"],
+    }
+    for expected, args in cases.items():
+        p = subprocess.run(
+            [sys.executable, "-m", "n2react.explain", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert p.returncode == 2
+        assert p.stderr.startswith("n2react: error:") and p.stderr.count("\n") == 1, p.stderr
+        assert expected in p.stderr
+    assert not (tmp_path / "run" / "explain").exists()
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 @pytest.mark.slow
 def test_keras_learning_curves_and_explaining_an_mlflow_run_id(
     make_cfg, tmp_path, n2react_runs, monkeypatch

@@ -42,7 +42,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain")
 
     from n2react.errors import N2ReactError
     from n2react.explain import Budget, explain_run
+    from n2react.explain.source import RUN_ID
 
+    if args.log and not RUN_ID.match(args.run):  # refused before the work, not after it
+        sys.stderr.write(f"n2react: error: --log needs an MLflow run id, got {args.run}\n")
+        return 2
     budget = Budget() if args.rows is None else Budget(max_rows=args.rows)
     try:
         paths = explain_run(
@@ -64,13 +68,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain")
 
 
 def _log_to_run(run: str, uri: str | None, paths: list) -> None:
-    from n2react.errors import N2ReactError
-    from n2react.explain.source import RUN_ID
     from n2react.mlflow_tracking import RunReader
     from n2react.tracking import default_uri
 
-    if not RUN_ID.match(run):
-        raise N2ReactError(f"--log needs an MLflow run id, got {run}")
     reader = RunReader(uri or default_uri())
     for p in paths:
         reader.log_artifact(run, p, "explain")
