@@ -117,6 +117,27 @@ def test_folds_read_back_give_the_same_figures(make_cfg, tmp_path: Path) -> None
     assert (run_dir / "folds" / "fold_03" / "fold.json").exists()
 
 
+def test_a_run_folder_used_again_resumes_its_latest_run(
+    make_cfg, tmp_path: Path, n2react_runs
+) -> None:
+    """A folder trained into twice holds the second run's files: when that one stopped
+    part-way, resume=<folder> continues it, whatever became of the first run there."""
+    from mlflow.tracking import MlflowClient
+
+    run_dir = tmp_path / "run"
+    run(make_cfg(*QUICK), run_dir)  # FINISHED
+    first = run(make_cfg(*QUICK), run_dir)  # the same folder again, then as if killed in fold 3
+    (parent, earlier), _ = n2react_runs(tmp_path)  # newest first
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").set_terminated(parent.info.run_id, "KILLED")
+    (run_dir / "folds" / "fold_03" / "fold.json").unlink()
+    (run_dir / "summary.json").unlink()
+    again = run(make_cfg(*QUICK, f"resume={run_dir}"), tmp_path / "elsewhere")
+    assert again == first
+    parents, _ = n2react_runs(tmp_path)
+    status = {p.info.run_id: p.info.status for p in parents}
+    assert status == {parent.info.run_id: "FINISHED", earlier.info.run_id: "FINISHED"}
+
+
 def test_resume_refuses_another_config_and_a_finished_run(make_cfg, tmp_path: Path) -> None:
     off = tmp_path / "off"
     run(make_cfg(*QUICK, "tracking=none"), off)

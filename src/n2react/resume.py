@@ -50,7 +50,7 @@ def find_resumed(spec: str, tracker: Tracker) -> Resumed:
         run_dir = path.resolve()
         if not (run_dir / CONFIG_FILE).exists():
             raise ConfigError(f"resume={spec}: not a run directory (no {CONFIG_FILE} in it)")
-        run = _run_of_dir(tracker, run_dir, spec) if tracker.enabled else None
+        run = _run_of_dir(tracker, run_dir) if tracker.enabled else None
     else:
         if not tracker.enabled:
             raise ConfigError(
@@ -84,14 +84,10 @@ def _get_run(tracker: Tracker, run_id: str) -> RunRecord:
     return run
 
 
-def _run_of_dir(tracker: Tracker, run_dir: Path, spec: str) -> RunRecord | None:
-    """The parent run tagged with ``run_dir`` (refused if one of them FINISHED), else None."""
+def _run_of_dir(tracker: Tracker, run_dir: Path) -> RunRecord | None:
+    """The latest parent run tagged with ``run_dir`` (the one whose files the folder holds: an
+    earlier run there was overwritten by it), else None."""
     runs = [r for r in tracker.find_runs({"run_dir": str(run_dir)}) if r.parent_id is None]
-    finished = [r for r in runs if r.status == "FINISHED"]
-    if finished:
-        raise ConfigError(
-            f"resume={spec}: run {finished[0].run_id} already finished; nothing to resume"
-        )
     return max(runs, key=lambda r: r.start_time) if runs else None
 
 
