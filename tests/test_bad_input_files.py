@@ -53,7 +53,8 @@ def test_non_finite_cell_in_training_data(
 ) -> None:
     path = _with_cell(tmp_path, shared_data, value, name)
     out = cli(tmp_path, "train", "data=homonuclear_15", f"data.path={path}", *QUICK)
-    assert_one_error(out, name, "'2_Q'", "row 11", shown)
+    line = assert_one_error(out, name, "'2_Q'", "row 11", shown)
+    assert "np.float64" not in line  # the cell as the file has it
     assert mlflow_runs(tmp_path / "mlflow.db") == []
     assert not (tmp_path / "run").exists()  # a failed start leaves no run folder
 

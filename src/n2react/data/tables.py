@@ -352,8 +352,10 @@ def table_to_dataset(
         wild = num.notna() & ~(num.abs() <= MAX_ABS_VALUE)  # inf, -inf, 1e308 ...
         if wild.any():
             i = wild[wild].index[0]
+            cell = raw[i]  # shown as the file has it: inf, not np.float64(inf)
+            shown = cell.item() if isinstance(cell, np.generic) else cell
             raise DataError(
-                f"{src}: value {raw[i]!r} in column '{col}', row {row_of(i)} "
+                f"{src}: value {shown!r} in column '{col}', row {row_of(i)} "
                 f"(cluster {normalize_name(names_raw[i])}) is not a finite number within "
                 f"±{MAX_ABS_VALUE:g} (a unit or typing error?)"
             )
