@@ -125,6 +125,17 @@ def test_eval_path_of_training_clusters_is_said_to_be_no_transfer(
     assert warning.startswith(f"eval.path={known}: 152 of 152 clusters")
 
 
+def test_eval_path_is_also_a_file_name_in_the_data_folder(make_cfg, tmp_path: Path) -> None:
+    """As the calibration file: eval.path=<name> finds <name> in $N2_DATA_DIR (the README's
+    eval.path=heteronuclear-FeV-18-15features.xlsx)."""
+    over = ("data=homonuclear_15", "model=ridge", "cv.outer_folds=3", "explain=false")
+    metrics = run(
+        make_cfg(*over, "eval.path=heteronuclear-FeV-18-15features.xlsx", "tracking=none"),
+        tmp_path / "run",
+    )
+    assert metrics["transfer_n"] == 18
+
+
 def test_eval_path_must_exist_and_be_labelled(make_cfg, tmp_path: Path, cut_files) -> None:
     with pytest.raises(DataError, match="eval.path=.*nothing.xlsx: file not found"):
         run(make_cfg("model=ridge", f"eval.path={tmp_path / 'nothing.xlsx'}"), tmp_path / "a")

@@ -201,6 +201,17 @@ def _selector_sizes(plan: Plan, dataset: Dataset) -> None:
             )
 
 
+def _in_data_dir(path: str) -> str:
+    """``path``, else the file of that name in ``$N2_DATA_DIR``, as a calibration file is found
+    (a path found in neither is kept: :meth:`Plan.validate` says it is not found)."""
+    from n2react.calibration_set import locate
+
+    try:
+        return str(locate(path))
+    except DataError:
+        return path
+
+
 def _node(cfg: DictConfig, key: str) -> dict[str, Any] | None:
     value = OmegaConf.select(cfg, key)
     if value is None:
@@ -286,7 +297,7 @@ def build_plan(cfg: DictConfig) -> Plan:
         data=_node(cfg, "data") or {},
         device=_node(cfg, "device") or {},
         tracking=_node(cfg, "tracking") or {},
-        eval_path=str(eval_path) if eval_path else None,
+        eval_path=_in_data_dir(str(eval_path)) if eval_path else None,
         resume=str(cfg.resume) if cfg.get("resume") else None,
         uncertainty=unc,
     )
