@@ -167,6 +167,21 @@ def test_too_few_or_unlabelled_calibration_clusters_are_refused(make_cfg, tmp_pa
         assert not (tmp_path / name / "oof_predictions.csv").exists()  # refused before training
 
 
+def test_a_calibration_file_of_training_clusters_is_refused(make_cfg, tmp_path: Path) -> None:
+    """Residuals of the final model on its own training clusters are fits: calibrated on them,
+    extra trees' intervals had width 0."""
+    own = pd.read_excel(data_dir() / "homonuclear-159-15features.xlsx")
+    fev = pd.read_excel(data_dir() / FEV)
+    pd.concat([fev, own.iloc[[5]]]).to_excel(tmp_path / "mixed.xlsx", index=False)
+    for name, message in (("homonuclear-159-15features.xlsx", "159 of 159 clusters"),
+                          (str(tmp_path / "mixed.xlsx"), "1 of 19 clusters")):  # fmt: skip
+        cfg = make_cfg("data=homonuclear_15", "model=ridge", "cv.outer_folds=3",
+                       "tracking=none", f"uncertainty.calibration_path={name}")  # fmt: skip
+        with pytest.raises(DataError, match=f"{message} .* training clusters of this run"):
+            run(cfg, tmp_path / "run")
+        assert not (tmp_path / "run" / "oof_predictions.csv").exists()  # before training
+
+
 def test_composition_units() -> None:
     assert composition_unit("Fe2V2C2¯") == "Fe2V2-C"
     assert composition_unit("FeV2S3ˉ") == "FeV2-S"

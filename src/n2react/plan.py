@@ -114,7 +114,8 @@ class Plan:
 
             # its columns, labels and size, with one error line before any training
             cols = [str(c) for c in dataset.X.columns]
-            read(self.uncertainty.calibration_path, cols, self.uncertainty.coverage)
+            X, names, _ = read(self.uncertainty.calibration_path, cols, self.uncertainty.coverage)
+            _refuse_training_clusters(self.uncertainty.calibration_path, X, names, dataset)
         if self.scheme == "pair_split":
             return []
         try:
@@ -199,6 +200,22 @@ def _selector_sizes(plan: Plan, dataset: Dataset) -> None:
                 f"selector.space.{key}.max={spec['max']}: more than the {n_in} descriptors "
                 "reaching the selector"
             )
+
+
+def _refuse_training_clusters(path: str, X: Any, names: Any, dataset: Dataset) -> None:
+    """A calibration file must hold clusters the final model was not fitted on: on a training
+    cluster its residual is a fit, not an error, and intervals calibrated on fits are too narrow
+    (extra trees fit them exactly: width 0)."""
+    from n2react.provenance import same_rows
+
+    seen = same_rows(X.to_numpy(dtype=float), dataset.X.to_numpy(dtype=float))
+    if seen.any():
+        raise DataError(
+            f"uncertainty.calibration_path={path}: {int(seen.sum())} of {len(seen)} clusters "
+            f"(first: {names[int(np.flatnonzero(seen)[0])]}) have the descriptors of training "
+            "clusters of this run; the final model's residuals on them are fits, not errors, so "
+            "calibrate on clusters that take no part in training"
+        )
 
 
 def _in_data_dir(path: str) -> str:
