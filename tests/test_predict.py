@@ -138,3 +138,16 @@ def test_plot_never_replaces_the_table_it_draws(trained: dict) -> None:
     (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("n2react: error:")]
     assert "p.png: --plot writes <output>.png" in line
     assert not (trained["tmp"] / "p.png").exists()
+
+
+def test_predict_by_run_id_leaves_no_downloads_behind(trained: dict) -> None:
+    """The models downloaded from MLflow (megabytes for a forest) are removed once loaded."""
+    scratch = trained["tmp"] / "scratch"
+    scratch.mkdir()
+    path = trained["tmp"] / "by_id_tmp.xlsx"
+    trained["full"].iloc[100:105].to_excel(path, index=False)
+    cmd = [sys.executable, "-m", "predict", trained["run_id"], str(path), "-o", "tmp_pred.csv"]
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    res = subprocess.run(cmd, cwd=trained["tmp"], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not list(scratch.iterdir())

@@ -129,37 +129,43 @@ def _load_mlflow(ref: str, tracking_uri: str | None, trust_pickle: bool) -> Load
 
     reader = RunReader(uri)
     try:
-        if not RUN_ID.match(ref):  # a model URI: checked against the hash its run recorded
-            local = reader.download_uri(ref)
-            run_id = reader.model_run_id(ref)
-            recorded = reader.run(run_id).tags.get(HASH_TAG) if run_id else None
-            return LoadedModel(runstore.load_mlflow_model(local, recorded, trust_pickle), [], ref)
-        tags = reader.run(ref).tags
-        model_uri = tags.get("model_uri")
-        if model_uri is None:
-            raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")
-        local = reader.download_uri(model_uri)
-        model = runstore.load_mlflow_model(local, tags.get(HASH_TAG), trust_pickle)
-        tmp = Path(tempfile.mkdtemp(prefix="n2react-"))
-        folds = []
-        for entry in reader.list_artifacts(ref, "fold_models"):
-            p = runstore.model_path(reader.download(ref, entry, tmp))
-            if p is not None:
-                folds.append(runstore.load_model_file(p, trust_pickle=trust_pickle))
-        domain = None
-        if reader.list_artifacts(ref, "domain"):
-            p = runstore.model_path(reader.download(ref, "domain", tmp), runstore.DOMAIN_FILE)
-            domain = runstore.load_model_file(p, trust_pickle=trust_pickle) if p else None
-        calib = None
-        calib_path = f"uncertainty/{runstore.UNCERTAINTY_FILE}"
-        if calib_path in reader.list_artifacts(ref, "uncertainty"):
-            calib = load_calibration(reader.download(ref, calib_path, tmp))
-        return LoadedModel(model, folds, model_uri, domain, calib)
+        with tempfile.TemporaryDirectory(prefix="n2react-") as tmp:  # loaded, then removed
+            return _read_mlflow(reader, ref, Path(tmp), trust_pickle)
     except N2ReactError:
         raise
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise N2ReactError(f"cannot load model {ref}: {first[:300]}") from exc
+
+
+def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> LoadedModel:
+    """The final model (and the fold models, domain and calibration of a run id), downloaded
+    into ``tmp``."""
+    if not RUN_ID.match(ref):  # a model URI: checked against the hash its run recorded
+        local = reader.download_uri(ref, tmp)
+        run_id = reader.model_run_id(ref)
+        recorded = reader.run(run_id).tags.get(HASH_TAG) if run_id else None
+        return LoadedModel(runstore.load_mlflow_model(local, recorded, trust_pickle), [], ref)
+    tags = reader.run(ref).tags
+    model_uri = tags.get("model_uri")
+    if model_uri is None:
+        raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")
+    local = reader.download_uri(model_uri, tmp)
+    model = runstore.load_mlflow_model(local, tags.get(HASH_TAG), trust_pickle)
+    folds = []
+    for entry in reader.list_artifacts(ref, "fold_models"):
+        p = runstore.model_path(reader.download(ref, entry, tmp))
+        if p is not None:
+            folds.append(runstore.load_model_file(p, trust_pickle=trust_pickle))
+    domain = None
+    if reader.list_artifacts(ref, "domain"):
+        p = runstore.model_path(reader.download(ref, "domain", tmp), runstore.DOMAIN_FILE)
+        domain = runstore.load_model_file(p, trust_pickle=trust_pickle) if p else None
+    calib = None
+    calib_path = f"uncertainty/{runstore.UNCERTAINTY_FILE}"
+    if calib_path in reader.list_artifacts(ref, "uncertainty"):
+        calib = load_calibration(reader.download(ref, calib_path, tmp))
+    return LoadedModel(model, folds, model_uri, domain, calib)
 
 
 def read_new_clusters(

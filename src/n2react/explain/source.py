@@ -156,7 +156,7 @@ def load_mlflow_run(
         uri = run.tags.get("model_uri")
         final = None
         if uri:
-            local = reader.download_uri(uri)
+            local = reader.download_uri(uri, dest)  # beside the other artifacts, not in /tmp
             recorded = run.tags.get("model_sha256")
             final = runstore.load_mlflow_model(local, recorded, trust_pickle)
     ds = dataset if dataset is not None else _reload(cfg)
