@@ -115,6 +115,30 @@ def test_compare_bad_input_is_one_line_and_creates_no_store(tmp_path: Path) -> N
     assert res.returncode == 2 and "no oof_predictions.csv" in res.stderr
 
 
+def test_a_server_that_does_not_answer_is_one_line_within_seconds(tmp_path: Path) -> None:
+    """predict, explain and compare given a run id on a dead tracking server: one error line,
+    not MLflow's minutes of retries."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    sheet = Path(os.environ["N2_DATA_DIR"]) / "heteronuclear-FeV-18-15features.xlsx"
+    cmd = [sys.executable, "-c", "import sys; from n2react.cli import main; sys.exit(main())"]
+    for args in (
+        ["predict", "0" * 32, str(sheet), "-o", str(tmp_path / "p.csv")],
+        ["explain", "0" * 32],
+        ["compare", "0" * 32, "1" * 32],
+    ):
+        res = subprocess.run(
+            [*cmd, *args, "--tracking-uri", dead],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-1500:]
+        lines = [ln for ln in res.stderr.splitlines() if ln.startswith("n2react: error:")]
+        assert len(lines) == 1 and "no tracking server answers at 127.0.0.1:" in lines[0]
+
+
 def test_grouped_comparison_resamples_the_groups(runs) -> None:
     oof = pd.read_csv(runs["metal"] / "oof_predictions.csv")
     worse = oof.assign(y_pred=oof["y_pred"] + 0.3 * (oof["y_pred"] - oof["y_true"]))

@@ -125,6 +125,10 @@ def _load_mlflow(ref: str, tracking_uri: str | None, trust_pickle: bool) -> Load
     missing = _local_store_missing(uri)
     if missing is not None:  # opening it would create an empty store in the working folder
         raise N2ReactError(f"{ref}: no MLflow store at {missing} (set --tracking-uri)")
+    from n2react.store_uri import no_server
+
+    if why := no_server(uri):  # else MLflow retries for minutes
+        raise N2ReactError(f"{ref}: {why} (set --tracking-uri)")
     from n2react.mlflow_tracking import RunReader
 
     reader = RunReader(uri)

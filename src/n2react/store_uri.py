@@ -89,15 +89,23 @@ def check_uri(uri: str, experiment: str) -> None:
                 f"tracking.uri={uri}: {db if db.exists() else folder} is not writable "
                 "(SQLite also writes a journal beside the file): choose a writable location"
             )
-    if parsed.scheme in ("http", "https"):
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        try:
-            socket.create_connection(
-                (parsed.hostname or "localhost", port), PROBE_TIMEOUT_S
-            ).close()
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            raise ConfigError(
-                f"tracking.uri={uri}: no tracking server answers at {parsed.hostname}:{port} "
-                f"({reason}); start it (mlflow server ...) or use tracking=none"
-            ) from exc
+    if why := no_server(uri):
+        raise ConfigError(
+            f"tracking.uri={uri}: {why}; start it (mlflow server ...) or use tracking=none"
+        )
+
+
+def no_server(uri: str) -> str | None:
+    """Why the tracking server of an ``http(s)://`` URI cannot be used: it does not accept
+    connections (MLflow's own client would retry for minutes); None for a server that answers
+    or a URI that names no server."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return None
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname or "localhost", port), PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return f"no tracking server answers at {parsed.hostname}:{port} ({reason})"
+    return None

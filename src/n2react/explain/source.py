@@ -121,13 +121,15 @@ def load_mlflow_run(
     its final model (tag ``model_uri``)."""
     from n2react.backend import stderr_silenced
     from n2react.mlflow_tracking import RunReader
-    from n2react.store_uri import sqlite_file
+    from n2react.store_uri import no_server, sqlite_file
     from n2react.tracking import default_uri
 
     uri = tracking_uri or default_uri()
     db = sqlite_file(uri)
     if db is not None and not db.is_file():  # opening it would create an empty store here
         raise N2ReactError(f"MLflow run {run_id}: no MLflow store at {db} (set --tracking-uri)")
+    if why := no_server(uri):  # else MLflow retries for minutes
+        raise N2ReactError(f"MLflow run {run_id}: {why} (set --tracking-uri)")
     reader = RunReader(uri)
     try:
         run = reader.run(run_id)
