@@ -138,6 +138,23 @@ def test_a_run_folder_used_again_resumes_its_latest_run(
     assert status == {parent.info.run_id: "FINISHED", earlier.info.run_id: "FINISHED"}
 
 
+def test_a_fresh_run_in_a_used_folder_resumes_nothing_of_the_earlier_run(
+    make_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same hydra.run.dir again, with other folds: the earlier run's searches are not
+    resumed (their trials were scored on other folds) and its fourth fold is not left as a
+    fold model of this run; the figures equal those of a fresh folder."""
+    search = ("model=svr", "search=random", "search.max_trials=2", "cv.inner_folds=2")
+    over = (*search, "explain=false", "tracking=none")
+    run(make_cfg(*over, "cv.outer_folds=4", "seed=1"), tmp_path / "used")
+    with caplog.at_level("INFO", logger="n2react"):
+        again = run(make_cfg(*over, "cv.outer_folds=3", "seed=2"), tmp_path / "used")
+    assert "resuming the search" not in caplog.text
+    assert "held an earlier run" in caplog.text
+    assert not (tmp_path / "used" / "folds" / "fold_04").exists()
+    assert again == run(make_cfg(*over, "cv.outer_folds=3", "seed=2"), tmp_path / "fresh")
+
+
 def test_resume_refuses_another_config_and_a_finished_run(make_cfg, tmp_path: Path) -> None:
     off = tmp_path / "off"
     run(make_cfg(*QUICK, "tracking=none"), off)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,7 @@ def train(
     )
     config_path = run_dir / runstore.CONFIG_FILE
     if resumed is None:
+        _forget_earlier_run(run_dir)
         runstore.write_text(config_path, OmegaConf.to_yaml(OmegaConf.create(plan.config)))
     done = done_folds(run_dir, splits) if resumed is not None else {}
 
@@ -139,6 +141,21 @@ def train(
 def _protocol(plan: Plan, dataset: Dataset) -> str:
     """In words, what the outer folds hold out (tagged on the run, shown in titles)."""
     return protocol_text(plan.scheme, plan.groups, dataset.folds is not None)
+
+
+def _forget_earlier_run(run_dir: Path) -> None:
+    """A fresh run in a folder that held an earlier one (the same hydra.run.dir again) starts
+    afresh: the earlier run's keras-tuner state would be resumed as this run's searches (trials
+    scored on other folds), and its fold folders read back as this run's fold models."""
+    stale = [run_dir / d for d in ("search", "folds") if (run_dir / d).is_dir()]
+    if stale:
+        log.warning(
+            "%s held an earlier run: its %s are removed (resume=<run dir> continues a run)",
+            run_dir,
+            " and ".join(f"{p.name}/" for p in stale),
+        )
+    for p in stale:
+        shutil.rmtree(p)
 
 
 def _tuned(plan: Plan, run_dir: Path, name: str, progress: FoldProgress) -> TunedPipeline:
