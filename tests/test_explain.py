@@ -182,7 +182,9 @@ def test_cli_bad_run_is_one_error_line(tmp_path):
 def test_cli_refuses_before_any_work_or_store(make_cfg, tmp_path):
     """--log with a run directory is refused before the figures are made; a run id where there
     is no store is refused without creating an empty mlflow.db."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    # without the store an earlier test's mlflow.set_tracking_uri left in the environment
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PYTHONPATH"] = str(ROOT / "src")
     run(make_cfg("model=ridge", "cv.outer_folds=3", "tracking=none", "explain=false"),
         tmp_path / "run")  # fmt: skip
     cases = {

@@ -147,7 +147,8 @@ def test_predict_by_run_id_leaves_no_downloads_behind(trained: dict) -> None:
     path = trained["tmp"] / "by_id_tmp.xlsx"
     trained["full"].iloc[100:105].to_excel(path, index=False)
     cmd = [sys.executable, "-m", "predict", trained["run_id"], str(path), "-o", "tmp_pred.csv"]
-    env = {**os.environ, "TMPDIR": str(scratch)}
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # ./mlflow.db
+    env["TMPDIR"] = str(scratch)
     res = subprocess.run(cmd, cwd=trained["tmp"], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert not list(scratch.iterdir())

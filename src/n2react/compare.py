@@ -66,7 +66,7 @@ def load_oof(run: str, tracking_uri: str) -> tuple[pd.DataFrame, str]:
     if not RUN_ID.match(run):
         raise N2ReactError(f"{run}: neither a run directory nor an MLflow run id")
     _check_store(tracking_uri)
-    from n2react.mlflow_tracking import RunReader
+    from n2react.mlflow_runs import RunReader
 
     try:
         reader = RunReader(tracking_uri)

@@ -129,7 +129,7 @@ def _load_mlflow(ref: str, tracking_uri: str | None, trust_pickle: bool) -> Load
 
     if why := no_server(uri):  # else MLflow retries for minutes
         raise N2ReactError(f"{ref}: {why} (set --tracking-uri)")
-    from n2react.mlflow_tracking import RunReader
+    from n2react.mlflow_runs import RunReader
 
     reader = RunReader(uri)
     try:

@@ -1,5 +1,6 @@
-"""The MLflow side of the tracking seam (:mod:`n2react.tracking`): the only module of n2react's
-runs, resume, predict and explain that imports MLflow.
+"""The MLflow side of the tracking seam (:mod:`n2react.tracking`): with
+:mod:`n2react.mlflow_runs` (reading finished runs back), the only module of n2react's runs,
+resume, predict and explain that imports MLflow.
 
 One parent run per job, one nested child run per outer fold, the experiment prepared once per
 run, one link per job on the terminal (MLflow's own "View run ..." lines, one per fold run, are
@@ -12,19 +13,18 @@ import logging
 import os
 import socket
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import mlflow
-from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from n2react.errors import ConfigError
 from n2react.jobs import JobInfo
+from n2react.mlflow_runs import download, log_step_metrics, record
 from n2react.quiet import JOB_LINE
 from n2react.store_uri import check_uri, impatient_http, sqlite_file, store_lock
 from n2react.tracking import (
@@ -55,7 +55,6 @@ EXPERIMENT_TAGS = {
     # workflowType, see experiment_url)
     TAG_EXPERIMENT_KIND: "custom_model_development",
 }
-_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 LOCKED_HINT = (
     "; another process holds a write lock on this SQLite file: run again when it is done, or "
     "log parallel jobs through a tracking server (README, 'A tracking server for a team')"
@@ -151,18 +150,6 @@ def terminate_stale_runs(uri: str, experiment_id: str) -> int:
     if n:
         log.warning("marked %d run(s) of dead processes as KILLED", n)
     return n
-
-
-def _record(run: Any) -> RunRecord:
-    return RunRecord(
-        run_id=run.info.run_id,
-        experiment_id=run.info.experiment_id,
-        status=run.info.status,
-        deleted=run.info.lifecycle_stage == "deleted",
-        start_time=int(run.info.start_time or 0),
-        tags=dict(run.data.tags),
-        name=run.info.run_name or "",
-    )
 
 
 def _quoted(value: str) -> str:
@@ -342,14 +329,14 @@ class MlflowTracker(Tracker):
     # -- runs in the store --
     def get_run(self, run_id: str) -> RunRecord | None:
         try:
-            return _record(self.client.get_run(run_id))
+            return record(self.client.get_run(run_id))
         except MlflowException:
             return None
 
     def find_runs(self, tags: Mapping[str, str]) -> list[RunRecord]:
         where = " and ".join(f"tags.`{k}` = {_quoted(v)}" for k, v in tags.items())
         runs = self.client.search_runs([str(self.experiment_id)], filter_string=where)
-        return [r for r in map(_record, runs) if all(r.tags.get(k) == v for k, v in tags.items())]
+        return [r for r in map(record, runs) if all(r.tags.get(k) == v for k, v in tags.items())]
 
     def delete_run(self, run_id: str) -> None:
         self.client.delete_run(run_id)
@@ -362,98 +349,3 @@ class MlflowTracker(Tracker):
 
     def download(self, run_id: str, path: str, dest: Path) -> Path:
         return download(self.uri, run_id, path, dest)
-
-
-def download(uri: str, run_id: str, path: str, dest: Path) -> Path:
-    """A run's artifact (file or folder) copied under ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    return Path(
-        mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=path, dst_path=str(dest), tracking_uri=uri
-        )
-    )
-
-
-def log_step_metrics(
-    client: MlflowClient, run_id: str, curves: Mapping[str | int, Mapping[str, Sequence[float]]]
-) -> int:
-    """``curves["final"]`` as step metrics (step = epoch, 1-based) of the parent ``run_id``,
-    ``curves[k]`` of its child run tagged ``fold=k``. Non-finite values (a diverged epoch) are
-    skipped. How many values were logged."""
-    import math
-
-    children: dict[int, str] = {}
-    if any(k != "final" for k in curves):
-        parent = client.get_run(run_id)
-        for c in client.search_runs(
-            [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
-        ):
-            fold = c.data.tags.get("fold")
-            if fold is not None and str(fold).isdigit():
-                children[int(fold)] = c.info.run_id
-    now = int(time.time() * 1000)
-    n = 0
-    for key, h in curves.items():
-        target = run_id if key == "final" else children.get(int(key))
-        if target is None:
-            continue
-        metrics = [
-            Metric(name, float(v), now, step)
-            for name, values in h.items()
-            for step, v in enumerate(values, start=1)
-            if math.isfinite(v)
-        ]
-        for s in range(0, len(metrics), _BATCH):
-            client.log_batch(target, metrics=metrics[s : s + _BATCH])
-        n += len(metrics)
-    return n
-
-
-class RunReader:
-    """Read access to one store for the commands that load a finished run (predict, explain):
-    the run's tags, its artifacts, its logged sklearn model, and logging files onto it."""
-
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-        self.client = MlflowClient(uri)
-
-    def run(self, run_id: str) -> RunRecord:
-        return _record(self.client.get_run(run_id))
-
-    def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
-        return [a.path for a in self.client.list_artifacts(run_id, path)]
-
-    def download(self, run_id: str, path: str, dest: Path) -> Path:
-        return download(self.uri, run_id, path, dest)
-
-    def download_uri(self, artifact_uri: str, dest: Path | None = None) -> Path:
-        """A model URI (``runs:/...``, ``models:/...``) downloaded to a local folder."""
-        mlflow.set_tracking_uri(self.uri)
-        return Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=artifact_uri, dst_path=None if dest is None else str(dest)
-            )
-        )
-
-    def model_run_id(self, model_uri: str) -> str | None:
-        """The run that logged the model at ``model_uri`` (``runs:/<run id>/...``, or a
-        registered ``models:/<name>/<version or alias>``)."""
-        if model_uri.startswith("runs:/"):
-            return model_uri[len("runs:/") :].lstrip("/").split("/", 1)[0] or None
-        from mlflow.store.artifact.utils.models import get_model_name_and_version
-
-        name, version = get_model_name_and_version(self.client, model_uri)
-        return self.client.get_model_version(name, version).run_id
-
-    def load_sklearn(self, local_or_uri: str) -> Any:
-        """An MLflow sklearn-flavour model (unpickling runs code: trusted sources only)."""
-        mlflow.set_tracking_uri(self.uri)
-        return mlflow.sklearn.load_model(local_or_uri)
-
-    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(run_id, str(path), artifact_path)
-
-    def log_curves(
-        self, run_id: str, curves: Mapping[str | int, Mapping[str, Sequence[float]]]
-    ) -> int:
-        return log_step_metrics(self.client, run_id, curves)

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain")
 
 
 def _log_to_run(run: str, uri: str | None, paths: list) -> None:
-    from n2react.mlflow_tracking import RunReader
+    from n2react.mlflow_runs import RunReader
     from n2react.tracking import default_uri
 
     reader = RunReader(uri or default_uri())

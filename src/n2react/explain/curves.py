@@ -86,6 +86,6 @@ def log_learning_curves(
     finished run: ``hists["final"]`` on the parent run ``run_id``, ``hists[k]`` on its child run
     tagged ``fold=k`` (a training run logs them itself through its tracker). Returns how many
     values were logged; non-finite values (a diverged epoch) are skipped."""
-    from n2react.mlflow_tracking import RunReader
+    from n2react.mlflow_runs import RunReader
 
     return RunReader(tracking_uri).log_curves(run_id, loss_curves(hists))

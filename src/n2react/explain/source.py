@@ -120,7 +120,7 @@ def load_mlflow_run(
     """Download a parent run's config, out-of-fold table and fold models into ``dest`` and load
     its final model (tag ``model_uri``)."""
     from n2react.backend import stderr_silenced
-    from n2react.mlflow_tracking import RunReader
+    from n2react.mlflow_runs import RunReader
     from n2react.store_uri import no_server, sqlite_file
     from n2react.tracking import default_uri
 
