@@ -96,11 +96,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
     show(predictions_table(table, f"{args.data}: predicted lg(k1)", args.coverage))
     if metrics is not None:
         used = table["used_by_run"] if "used_by_run" in table else pd.Series("", table.index)
-        fitted = (used == "training").to_numpy()  # their scores are fits, not predictions
-        rows = [(f"all ({fitted.sum()} training clusters)" if fitted.any() else "all", metrics)]
-        if fitted.any() and (~fitted).sum() >= 3:
-            y_true, y_pred = table["y_true"].to_numpy(), table["y_pred"].to_numpy()
-            rows.append(("not training clusters", score(y_true[~fitted], y_pred[~fitted])))
+        y_true, y_pred = table["y_true"].to_numpy(), table["y_pred"].to_numpy()
+        measured = table["y_true"].notna().to_numpy()  # the scores are over the measured ones
+        fitted = (used == "training").to_numpy() & measured  # their scores are fits
+        everyone = "all" if measured.all() else "all measured"
+        rows = [(f"{everyone} ({fitted.sum()} training clusters)" if fitted.any() else everyone,
+                 metrics)]  # fmt: skip
+        others = measured & ~fitted
+        if fitted.any() and others.sum() >= 3:
+            rows.append(("not training clusters", score(y_true[others], y_pred[others])))
         show(scores_table(rows, f"{args.data}: predicted vs measured lg(k1)"))
     return 0
 

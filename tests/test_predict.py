@@ -152,3 +152,38 @@ def test_predict_by_run_id_leaves_no_downloads_behind(trained: dict) -> None:
     res = subprocess.run(cmd, cwd=trained["tmp"], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert not list(scratch.iterdir())
+
+
+def test_clusters_without_a_measured_value_are_predicted_and_left_out_of_the_scores(
+    trained: dict,
+) -> None:
+    """An lg(k1) column with blanks (some clusters measured, some not): every cluster is
+    predicted, the scores are over the measured ones only; eval.path, which scores transfer,
+    still refuses the file, naming the row."""
+    from n2react.inference import score
+
+    new = trained["full"].iloc[100:112].reset_index(drop=True)
+    new.loc[[1, 4, 7], "lg(k1)"] = float("nan")
+    path = trained["tmp"] / "some_measured.xlsx"
+    new.to_excel(path, index=False)
+    table, metrics = predict(trained["run_dir"], path, trained["tmp"] / "some_measured.csv")
+    assert len(table) == 12 and table["y_pred"].notna().all()
+    assert table["y_true"].isna().sum() == 3 and table["residual"].isna().sum() == 3
+    kept = table["y_true"].notna()
+    expected = score(table.loc[kept, "y_true"].to_numpy(), table.loc[kept, "y_pred"].to_numpy())
+    assert metrics == pytest.approx(expected) and metrics["n"] == 9
+    cmd = [sys.executable, "-m", "predict", str(trained["run_dir"]), str(path),
+           "-o", str(trained["tmp"] / "some_measured_cli.csv")]  # fmt: skip
+    res = subprocess.run(cmd, cwd=trained["tmp"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "9 of 12 clusters have a measured lg(k1)" in res.stderr
+    assert "all measured" in res.stderr and "Traceback" not in res.stderr
+
+    from n2react.inference import read_labelled
+
+    with pytest.raises(DataError, match=r"eval.path: .*missing lg\(k1\) in row 3 "):
+        read_labelled(path, _descriptors(trained), "eval.path", "-")
+
+
+def _descriptors(trained: dict) -> list[str]:
+    return [str(c) for c in trained["full"].columns[2:]]

@@ -173,9 +173,11 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
 
 
 def read_new_clusters(
-    file: str | Path, expected: list[str], sheet: str | int = 0
+    file: str | Path, expected: list[str], sheet: str | int = 0, all_measured: bool = False
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
-    """(descriptors in the model's column order, cluster names, lg(k1) or None)."""
+    """(descriptors in the model's column order, cluster names, lg(k1) or None). A blank lg(k1)
+    cell is NaN (a cluster not measured) unless ``all_measured``, where it is an error naming
+    the row; a column with no value at all is None."""
     p = Path(file)
     if not p.exists():
         raise DataError(f"{p}: file not found")
@@ -202,10 +204,12 @@ def read_new_clusters(
         target_column=target,
         feature_columns=from_file,
         has_target=has_target,
+        unmeasured_ok=not all_measured,
     )
     if formula_cols:
         ds = with_formula_features(ds, ligands)
-    return ds.X[expected], ds.clusters, (ds.y if has_target else None)
+    measured = has_target and not np.isnan(ds.y).all()
+    return ds.X[expected], ds.clusters, (ds.y if measured else None)
 
 
 def read_labelled(
@@ -214,7 +218,7 @@ def read_labelled(
     """:func:`read_new_clusters` for a file that must carry lg(k1) (``eval.path``, a calibration
     file): its errors name the config ``key``; without labels, ``no_label`` says why it matters."""
     try:
-        X, clusters, y = read_new_clusters(file, expected)
+        X, clusters, y = read_new_clusters(file, expected, all_measured=True)
     except DataError as exc:
         raise DataError(f"{key}: {exc}") from None
     if y is None:
@@ -299,7 +303,14 @@ def prediction_table(
     if y is not None:
         out["y_true"] = y
         out["residual"] = mean - y
-        metrics = score(y, mean)
+        measured = ~np.isnan(y)
+        if not measured.all():
+            log.info(
+                "%d of %d clusters have a measured lg(k1): the scores are theirs",
+                measured.sum(),
+                len(y),
+            )
+        metrics = score(y[measured], mean[measured])
     return out, metrics, summary
 
 

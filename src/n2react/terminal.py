@@ -282,8 +282,10 @@ def predictions_table(table: pd.DataFrame, title: str, coverage: float, limit: i
             cells.append(f"{row['y_lower']:.2f} .. {row['y_upper']:.2f}")
         if has_ee:
             cells.append(f"{row['expected_error']:.2f}")
-        if labelled:
+        if labelled and pd.notna(row["y_true"]):
             cells += [f"{row['y_true']:.2f}", f"{row['y_pred'] - row['y_true']:+.2f}"]
+        elif labelled:  # a cluster the file gives no lg(k1) for
+            cells += ["-", ""]
         reasons = row.get("domain_reasons")
         why = str(reasons) if isinstance(reasons, str) and reasons else "outside"
         cells.append("yes" if bool(row["in_domain"]) else f"[red]no[/red]: {why}")

@@ -284,6 +284,7 @@ def table_to_dataset(
     has_target: bool = True,
     group_column: str | None = None,
     announce_target: bool = True,
+    unmeasured_ok: bool = False,
 ) -> Dataset:
     """Validate a raw table and turn it into a :class:`Dataset`.
 
@@ -291,7 +292,8 @@ def table_to_dataset(
     messages name the row a chemist sees in the spreadsheet. With ``has_target=False`` (new
     clusters to predict) there is no target column and ``y`` is all NaN. Without
     ``target_column`` the target is the column whose header looks like lg(k1); the choice is
-    logged (``announce_target``).
+    logged (``announce_target``). ``unmeasured_ok``: a blank lg(k1) cell is NaN (clusters to
+    predict, some of them measured), not an error.
     """
     src = source
     dup = pd.Index(df.columns)[pd.Index(df.columns).duplicated()]
@@ -367,7 +369,7 @@ def table_to_dataset(
         return num.astype(float)
 
     if target_col is not None:
-        y = numeric(target_col, allow_missing=False)
+        y = numeric(target_col, allow_missing=unmeasured_ok)
     else:
         y = pd.Series(np.full(len(df), np.nan), index=df.index)
     X = pd.DataFrame({c: numeric(c, allow_missing=True) for c in features})
