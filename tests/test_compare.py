@@ -86,6 +86,7 @@ def test_compare_two_runs_on_the_same_folds(runs) -> None:
     again = {m["metric"]: m for m in json.loads(res.stdout)["metrics"]}
     assert again["pooled_test_mae"]["high"] == pytest.approx(mae["high"])
     assert set(tmp.iterdir()) == before
+    assert "Downloading artifacts" not in res.stderr  # MLflow's bars between n2react's lines
     # the table a person reads
     res = n2react("compare", str(runs["ridge"]), str(runs["trees"]), cwd=tmp)
     assert res.returncode == 0 and "P(A better)" in res.stdout and "pooled_test_mae" in res.stdout

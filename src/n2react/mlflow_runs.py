@@ -4,6 +4,7 @@ and learning curves); the helpers :mod:`n2react.mlflow_tracking` shares with the
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +17,10 @@ from mlflow.tracking import MlflowClient
 from n2react.tracking import RunRecord
 
 _BATCH = 1000  # MLflow's log_batch limit on metrics per call
+
+# MLflow draws a "Downloading artifacts" bar for every artifact it fetches (compare reads two,
+# explain a dozen): noise between n2react's own lines
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def record(run: Any) -> RunRecord:
