@@ -155,6 +155,21 @@ def test_a_fresh_run_in_a_used_folder_resumes_nothing_of_the_earlier_run(
     assert again == run(make_cfg(*over, "cv.outer_folds=3", "seed=2"), tmp_path / "fresh")
 
 
+def test_a_fresh_run_over_a_run_that_stopped_part_way_is_refused(make_cfg, tmp_path: Path) -> None:
+    """Started again in the folder of a run that stopped before its outer folds were done (no
+    resume=), the run is refused and that run's finished folds are kept for resume=."""
+    run_dir = tmp_path / "run"
+    run(make_cfg(*QUICK, "tracking=none"), run_dir)
+    (run_dir / "summary.json").unlink()  # as if killed in the last outer fold
+    kept = sorted(p.name for p in (run_dir / "folds").iterdir())
+    with pytest.raises(ConfigError, match=f"resume={run_dir} continues it"):
+        run(make_cfg(*QUICK, "tracking=none", "seed=3"), run_dir)
+    assert sorted(p.name for p in (run_dir / "folds").iterdir()) == kept == [
+        "fold_01", "fold_02", "fold_03"
+    ]  # fmt: skip
+    assert run(make_cfg(*QUICK, "tracking=none", f"resume={run_dir}"), tmp_path / "else")
+
+
 def test_resume_refuses_another_config_and_a_finished_run(make_cfg, tmp_path: Path) -> None:
     off = tmp_path / "off"
     run(make_cfg(*QUICK, "tracking=none"), off)

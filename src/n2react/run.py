@@ -20,6 +20,7 @@ from n2react import device, runstore
 from n2react.composition import DEFAULT_LIGANDS
 from n2react.cv import CVResult, FoldResult, fit_model, nested_cv
 from n2react.data import Dataset, load_dataset
+from n2react.errors import ConfigError
 from n2react.export import keras_model_of
 from n2react.figures import parity_plot
 from n2react.jobs import JobInfo
@@ -79,6 +80,8 @@ def train(
         log.info("resuming %s (MLflow run %s)", resumed.run_dir, resumed.run_id or "none")
         run_dir = resumed.run_dir
     check_output_dir(run_dir)  # writable, with room for the models, before any data work
+    if resumed is None:
+        _refuse_unfinished(run_dir)
     used_device = device.place(plan.device, plan.uses_accelerator, job_num)
     dataset = plan.attach_groups(load_dataset(plan.data, plan.group_column))
     splits = plan.validate(dataset)
@@ -141,6 +144,17 @@ def train(
 def _protocol(plan: Plan, dataset: Dataset) -> str:
     """In words, what the outer folds hold out (tagged on the run, shown in titles)."""
     return protocol_text(plan.scheme, plan.groups, dataset.folds is not None)
+
+
+def _refuse_unfinished(run_dir: Path) -> None:
+    """A fresh run is not started over a run that stopped part-way in the same folder: its
+    finished folds would be lost, where ``resume=`` continues it."""
+    if (run_dir / "folds").is_dir() and not (run_dir / runstore.SUMMARY_FILE).exists():
+        raise ConfigError(
+            f"{run_dir} holds a run that stopped before its outer folds were done: "
+            f"resume={run_dir} continues it; to start afresh, remove that folder or choose "
+            "another hydra.run.dir"
+        )
 
 
 def _forget_earlier_run(run_dir: Path) -> None:
