@@ -162,29 +162,27 @@ def test_explain_run_regenerates_every_file_of_a_finished_run(make_cfg, tmp_path
     assert parity["labelled"].sum() == 8 and set(parity["group"]) >= {"Mo", "Ta", "V", "Fe"}
 
 
+def _one_error_line(args: list[str], cwd: Path) -> str:
+    """``python -m n2react.explain ARGS`` exits 2 with one ``n2react: error:`` line: that line."""
+    # without the store an earlier test's mlflow.set_tracking_uri left in the environment
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    p = subprocess.run([sys.executable, "-m", "n2react.explain", *args], capture_output=True,
+                       text=True, env=env, cwd=cwd, timeout=120)  # fmt: skip
+    assert p.returncode == 2
+    assert p.stderr.startswith("n2react: error:") and p.stderr.count("\n") == 1, p.stderr
+    return p.stderr
+
+
 def test_cli_bad_run_is_one_error_line(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     (tmp_path / "empty").mkdir()
     for bad in (tmp_path / "missing", tmp_path / "empty"):
-        p = subprocess.run(
-            [sys.executable, "-m", "n2react.explain", str(bad)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-        )
-        assert p.returncode == 2
-        assert p.stderr.startswith("n2react: error:") and p.stderr.count("\n") == 1, p.stderr
-        assert str(bad) in p.stderr
+        assert str(bad) in _one_error_line([str(bad)], tmp_path)
 
 
 def test_cli_refuses_before_any_work_or_store(make_cfg, tmp_path):
     """--log with a run directory is refused before the figures are made; a run id where there
     is no store is refused without creating an empty mlflow.db."""
-    # without the store an earlier test's mlflow.set_tracking_uri left in the environment
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONPATH"] = str(ROOT / "src")
     run(make_cfg("model=ridge", "cv.outer_folds=3", "tracking=none", "explain=false"),
         tmp_path / "run")  # fmt: skip
     cases = {
@@ -192,17 +190,7 @@ def test_cli_refuses_before_any_work_or_store(make_cfg, tmp_path):
         "no MLflow store at mlflow.db": ["0123456789abcdef0123456789abcdef"],
     }
     for expected, args in cases.items():
-        p = subprocess.run(
-            [sys.executable, "-m", "n2react.explain", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-        )
-        assert p.returncode == 2
-        assert p.stderr.startswith("n2react: error:") and p.stderr.count("\n") == 1, p.stderr
-        assert expected in p.stderr
+        assert expected in _one_error_line(args, tmp_path)
     assert not (tmp_path / "run" / "explain").exists()
     assert not (tmp_path / "mlflow.db").exists()
 
