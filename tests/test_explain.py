@@ -162,6 +162,27 @@ def test_explain_run_regenerates_every_file_of_a_finished_run(make_cfg, tmp_path
     assert parity["labelled"].sum() == 8 and set(parity["group"]) >= {"Mo", "Ta", "V", "Fe"}
 
 
+def test_a_slow_model_is_explained_on_a_smaller_budget(make_cfg, tmp_path, caplog):
+    """An explanation estimated to outlast Budget.seconds (the model's predict timed on the run's
+    clusters) runs on the first smaller budget that fits, the last when none does, and the log
+    says so; one that fits keeps its budget."""
+    from n2react.explain.cost import LADDER, predictions
+
+    # 80 clusters x 2 (15 + 1) x 20 for the final model; per fold 20 such + 16 x (15 x 10 + 1)
+    assert predictions(Budget(), 159, 15, [(143, 16)] * 10) == 51_200 + 10 * (12_800 + 2_416)
+    run(make_cfg("model=svr", "cv.outer_folds=3", "tracking=none", "explain=false"),
+        tmp_path / "run")  # fmt: skip
+    with caplog.at_level("WARNING", logger="n2react"):
+        explain_run(tmp_path / "run", budget=Budget(seconds=1e-6), out_dir=tmp_path / "slow")
+    assert "predicts slowly" in caplog.text and "explain=false skips it" in caplog.text
+    assert len(pd.read_csv(tmp_path / "slow" / "shap_beeswarm.csv")) == LADDER[-1]["max_rows"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="n2react"):
+        explain_run(tmp_path / "run", budget=SMALL, out_dir=tmp_path / "fits")
+    assert "predicts slowly" not in caplog.text
+    assert len(pd.read_csv(tmp_path / "fits" / "shap_beeswarm.csv")) == SMALL.max_rows
+
+
 def _one_error_line(args: list[str], cwd: Path) -> str:
     """``python -m n2react.explain ARGS`` exits 2 with one ``n2react: error:`` line: that line."""
     # without the store an earlier test's mlflow.set_tracking_uri left in the environment

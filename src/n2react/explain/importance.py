@@ -60,6 +60,9 @@ class Budget:
     permutations: antithetic permutation passes of the model-agnostic explainer (each costs
       2 (p + 1) evaluations per row for p descriptors, each evaluation ``background`` predictions).
     n_repeats: shuffles per descriptor and outer fold for the permutation importance.
+    seconds: the most a run's model-agnostic explanation should take; a model that predicts so
+      slowly that this budget would take longer gets a smaller one (:mod:`n2react.explain.cost`;
+      None: this budget whatever it costs).
     """
 
     background: int = 20
@@ -69,6 +72,7 @@ class Budget:
     permutations: int = 1
     n_repeats: int = 10
     seed: int = 0
+    seconds: float | None = 600.0
 
 
 def explainer_kind(pipeline: Any, names: list[str]) -> str:

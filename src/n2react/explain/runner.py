@@ -13,6 +13,7 @@ import pandas as pd
 from n2react.data import Dataset
 from n2react.explain import draw
 from n2react.explain import importance as imp
+from n2react.explain.cost import affordable
 from n2react.explain.curves import curves_table, histories
 from n2react.explain.groups import group_labels_of
 from n2react.explain.source import RunData, load_run
@@ -64,6 +65,16 @@ def fold_importances(
             seed=budget.seed + k,
         )
     return fold_abs, perm, kind
+
+
+def _affordable(run: RunData, budget: imp.Budget) -> imp.Budget:
+    """``budget``, or a smaller one when the run's model predicts too slowly for it."""
+    model = run.final_model or next(iter(run.fold_models.values()), None)
+    if model is None:
+        return budget
+    sizes = [tuple(len(r) for r in run.fold_rows(k)) for k in run.fold_models]
+    n_final = len(run.dataset.X) if run.final_model is not None else 0
+    return affordable(budget, model, run.dataset.X, n_final, sizes)
 
 
 def importance_files(
@@ -166,7 +177,7 @@ def explain(
     """Every explanation of ``run`` (already in memory: the train task passes its own models)
     into ``out``; see :func:`explain_run`. ``title``: what the figures say they show (default:
     model, data and protocol from the run's config; the train task adds a sweep's values)."""
-    budget = budget or imp.Budget()
+    budget = _affordable(run, budget or imp.Budget())
     out.mkdir(parents=True, exist_ok=True)
     title = title or _title(run)
     paths = importance_files(run, out, budget, title)
