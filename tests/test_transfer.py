@@ -145,3 +145,10 @@ def test_eval_path_must_exist_and_be_labelled(make_cfg, tmp_path: Path, cut_file
     over = ("data=homonuclear_15", "model=ridge", "cv.outer_folds=3", "explain=false")
     with pytest.raises(DataError, match="no lg\\(k1\\) column"):
         run(make_cfg(*over, f"eval.path={unlabelled}", "tracking=none"), tmp_path / "b")
+    two = tmp_path / "two.xlsx"  # r of two clusters is +-1: not a transfer score
+    pd.read_excel(new).head(2).to_excel(two, index=False)
+    with pytest.raises(
+        DataError, match="2 labelled cluster\\(s\\); transfer scores need at least 3"
+    ):
+        run(make_cfg(*over, f"eval.path={two}", "tracking=none"), tmp_path / "c")
+    assert not (tmp_path / "c" / "oof_predictions.csv").exists()  # refused before training

@@ -15,10 +15,12 @@ import numpy as np
 
 from n2react.capabilities import epochs_param
 from n2react.data import Dataset
-from n2react.errors import ConfigError, N2ReactError
+from n2react.errors import ConfigError, DataError, N2ReactError
 
 #: Free space a run needs at least: its tables, plots, and the fold and final model files.
 MIN_FREE_BYTES = 200 * 1024 * 1024
+#: The fewest labelled clusters eval.path may hold (a Pearson r needs three).
+MIN_EVAL_CLUSTERS = 3
 
 
 def check_steps(pipeline: Any, dataset: Dataset) -> None:
@@ -74,7 +76,12 @@ def check_eval_columns(eval_path: str, expected: list[str]) -> None:
     column; read now, so a wrong file fails before the CV rather than after the refit."""
     from n2react.inference import read_labelled
 
-    read_labelled(eval_path, expected, "eval.path", "there is nothing to score")
+    _, _, y = read_labelled(eval_path, expected, "eval.path", "there is nothing to score")
+    if len(y) < MIN_EVAL_CLUSTERS:  # r of two clusters is +-1, a coverage of one is 0 or 100 %
+        raise DataError(
+            f"eval.path={eval_path}: {len(y)} labelled cluster(s); transfer scores need at least "
+            f"{MIN_EVAL_CLUSTERS} (python -m predict RUN FILE predicts and scores a few clusters)"
+        )
 
 
 def check_output_dir(path: Path, need: int = MIN_FREE_BYTES) -> None:
