@@ -126,7 +126,9 @@ def test_predict_by_the_model_uri_the_run_records(trained: dict) -> None:
     trained["full"].iloc[100:110].to_excel(path, index=False)
     by_uri, _ = predict(model_uri, path, trained["tmp"] / "by_uri.csv", uri)
     by_id, _ = predict(trained["run_id"], path, trained["tmp"] / "by_id.csv", uri)
-    pd.testing.assert_series_equal(by_uri["y_pred"], by_id["y_pred"])
+    # the run's own final model: its intervals, domain and fold spread come with it
+    pd.testing.assert_frame_equal(by_uri, by_id)
+    assert {"y_lower", "y_upper", "in_domain"} <= set(by_uri.columns)
 
 
 def test_plot_never_replaces_the_table_it_draws(trained: dict) -> None:

@@ -143,13 +143,17 @@ def _load_mlflow(ref: str, tracking_uri: str | None, trust_pickle: bool) -> Load
 
 
 def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> LoadedModel:
-    """The final model (and the fold models, domain and calibration of a run id), downloaded
-    into ``tmp``."""
+    """The final model (and the fold models, domain and calibration of a run id, or of the run
+    whose final model a ``runs:/`` URI names), downloaded into ``tmp``."""
     if not RUN_ID.match(ref):  # a model URI: checked against the hash its run recorded
-        local = reader.download_uri(ref, tmp)
         run_id = reader.model_run_id(ref)
-        recorded = reader.run(run_id).tags.get(HASH_TAG) if run_id else None
-        return LoadedModel(runstore.load_mlflow_model(local, recorded, trust_pickle), [], ref)
+        tags = reader.run(run_id).tags if run_id else {}
+        if tags.get("model_uri") == ref:  # the run's own final model: read as the run is
+            return _read_mlflow(reader, str(run_id), tmp, trust_pickle)
+        local = reader.download_uri(ref, tmp)
+        return LoadedModel(
+            runstore.load_mlflow_model(local, tags.get(HASH_TAG), trust_pickle), [], ref
+        )
     tags = reader.run(ref).tags
     model_uri = tags.get("model_uri")
     if model_uri is None:
