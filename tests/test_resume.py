@@ -173,6 +173,9 @@ def test_a_fresh_run_over_a_run_that_stopped_part_way_is_refused(make_cfg, tmp_p
 def test_resume_refuses_another_config_and_a_finished_run(make_cfg, tmp_path: Path) -> None:
     off = tmp_path / "off"
     run(make_cfg(*QUICK, "tracking=none"), off)
+    with pytest.raises(ConfigError, match=f"the run in {off} already finished"):  # no store
+        run(make_cfg(*QUICK, "tracking=none", f"resume={off}"), tmp_path / "v")
+    (off / "summary.json").unlink()  # as if it had stopped in its last outer fold
     with pytest.raises(ConfigError, match=r"config differs .* cv\.outer_folds \(3 there, 4 here\)"):
         run(make_cfg(*QUICK, "tracking=none", "cv.outer_folds=4", f"resume={off}"), tmp_path / "x")
 

@@ -67,9 +67,22 @@ def find_resumed(spec: str, tracker: Tracker) -> Resumed:
     if run is None:
         if tracker.enabled:
             log.warning("resume: no MLflow run recorded %s; a new parent run is started", run_dir)
+        elif _finished_here(run_dir):  # no store to ask: the folder's own files tell
+            raise ConfigError(
+                f"resume={spec}: the run in {run_dir} already finished; nothing to resume"
+            )
         return Resumed(run_dir, None)
     _check_status(tracker, run, spec)
     return Resumed(run_dir, run.run_id)
+
+
+def _finished_here(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` (without MLflow) got to its end: its outer folds scored
+    (``summary.json``) and, when it refits one, its final model saved."""
+    cfg = OmegaConf.load(run_dir / CONFIG_FILE)
+    refits = bool(OmegaConf.select(cfg, "final_model", default=True))
+    summary = (run_dir / runstore.SUMMARY_FILE).exists()
+    return summary and (not refits or runstore.model_path(run_dir) is not None)
 
 
 def _get_run(tracker: Tracker, run_id: str) -> RunRecord:
