@@ -42,13 +42,9 @@ def _read_oof(path: Path, source: str) -> pd.DataFrame:
 def _check_store(uri: str) -> None:
     """A SQLite store that does not exist is an error, not a new empty store; a server that
     does not answer is one too, not minutes of retries."""
-    from n2react.store_uri import no_server
+    from n2react.store_uri import unreadable
 
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///") :])
-        if not path.is_file():
-            raise N2ReactError(f"no MLflow store at {path} (set --tracking-uri)")
-    if why := no_server(uri):
+    if why := unreadable(uri):
         raise N2ReactError(f"{why} (set --tracking-uri)")
 
 

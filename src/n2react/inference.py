@@ -108,29 +108,14 @@ def _load_model(ref: str, tracking_uri: str | None, trust_pickle: bool) -> Loade
     return _load_mlflow(ref, tracking_uri, trust_pickle)
 
 
-def _local_store_missing(tracking_uri: str | None) -> str | None:
-    """The SQLite file of a ``sqlite:///`` store that does not exist (opening it would create
-    it), else None."""
-    if tracking_uri and tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri[len("sqlite:///") :])
-        if not db.is_file():
-            return str(db)
-    return None
-
-
 def _load_mlflow(ref: str, tracking_uri: str | None, trust_pickle: bool) -> LoadedModel:
+    from n2react.mlflow_runs import RunReader
+    from n2react.store_uri import unreadable
     from n2react.tracking import default_uri
 
     uri = tracking_uri or default_uri()
-    missing = _local_store_missing(uri)
-    if missing is not None:  # opening it would create an empty store in the working folder
-        raise N2ReactError(f"{ref}: no MLflow store at {missing} (set --tracking-uri)")
-    from n2react.store_uri import no_server
-
-    if why := no_server(uri):  # else MLflow retries for minutes
+    if why := unreadable(uri):  # else an empty store appears, or MLflow retries for minutes
         raise N2ReactError(f"{ref}: {why} (set --tracking-uri)")
-    from n2react.mlflow_runs import RunReader
-
     reader = RunReader(uri)
     try:
         with tempfile.TemporaryDirectory(prefix="n2react-") as tmp:  # loaded, then removed

@@ -109,3 +109,13 @@ def no_server(uri: str) -> str | None:
         reason = exc.strerror or type(exc).__name__
         return f"no tracking server answers at {parsed.hostname}:{port} ({reason})"
     return None
+
+
+def unreadable(uri: str) -> str | None:
+    """Why a finished run cannot be read from the store ``uri`` (predict, explain, compare): a
+    SQLite file that does not exist (opening it would create an empty store) or a server that
+    does not answer; None when it can be tried."""
+    db = sqlite_file(uri)
+    if db is not None and not db.is_file():
+        return f"no MLflow store at {db}"
+    return no_server(uri)

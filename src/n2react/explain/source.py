@@ -121,14 +121,11 @@ def load_mlflow_run(
     its final model (tag ``model_uri``)."""
     from n2react.backend import stderr_silenced
     from n2react.mlflow_runs import RunReader
-    from n2react.store_uri import no_server, sqlite_file
+    from n2react.store_uri import unreadable
     from n2react.tracking import default_uri
 
     uri = tracking_uri or default_uri()
-    db = sqlite_file(uri)
-    if db is not None and not db.is_file():  # opening it would create an empty store here
-        raise N2ReactError(f"MLflow run {run_id}: no MLflow store at {db} (set --tracking-uri)")
-    if why := no_server(uri):  # else MLflow retries for minutes
+    if why := unreadable(uri):  # else an empty store appears, or MLflow retries for minutes
         raise N2ReactError(f"MLflow run {run_id}: {why} (set --tracking-uri)")
     reader = RunReader(uri)
     try:
