@@ -57,6 +57,12 @@ def test_the_calibration_file_sets_the_width_cross_fitted_by_unit(calibrated) ->
         width = 2 * _conformal(others, 0.9)
         np.testing.assert_allclose(part["y_upper"] - part["y_lower"], width, rtol=1e-9)
     y = table["y_true"]
+    # residual reads as in predict's CSV and the transfer table: predicted - measured
+    np.testing.assert_allclose(table["residual"], table["y_pred"] - y)
+    transfer = pd.read_csv(tmp / "run" / "transfer" / "transfer_predictions.csv")
+    both = table.merge(transfer, on="cluster", suffixes=("", "_transfer"))
+    assert len(both) == 18
+    np.testing.assert_allclose(both["residual"], both["residual_transfer"])
     inside = (y >= table["y_lower"]) & (y <= table["y_upper"])
     assert metrics["calibration_set_coverage"] == pytest.approx(inside.mean())
     assert metrics["calibration_set_width"] == pytest.approx(

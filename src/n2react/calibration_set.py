@@ -138,7 +138,7 @@ def _crossfit(
         )
     r = y - y_hat
     table = pd.DataFrame({"cluster": clusters, "unit": units, "y_true": y, "y_pred": y_hat})
-    table["residual"] = r
+    table["residual"] = y_hat - y  # predicted - measured, as in predict's and explain's tables
     table["abs_error"] = np.abs(r)
     for level in sorted(set(LEVELS) | {coverage}):
         table[f"covered_{level:g}"] = np.nan
