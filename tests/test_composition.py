@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import compose_data
+from conftest import ROOT, compose_data
 
 from n2react.composition import feature_names, formula_features, parse_formula
 from n2react.data import load_dataset
@@ -66,6 +66,15 @@ def test_loader_appends_formula_columns_for_all_159() -> None:
     assert ds.X.loc[row, "0_n_C"] == 4 and ds.X.loc[row, "0_n_metal"] == 3
     assert set(ds.X["0_charge"]) == {-1.0, 0.0}  # Ta-S clusters carry no anion mark
     assert not ds.X[feature_names()].isna().any().any()
+
+
+def test_the_readme_counts_and_names_the_formula_columns_the_loader_adds() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Formula-level descriptors", 1)[1].split("\n## ", 1)[0]
+    names = feature_names()
+    assert f"`data.formula=true` reads {len(names)} descriptors" in " ".join(section.split())
+    assert f"with all {len(names)} formula" in " ".join(section.split())
+    assert all(f"| `{n}` | 0 |" in readme for n in names)  # each in the descriptor glossary
 
 
 def test_fold_file_names_are_not_formulas() -> None:
