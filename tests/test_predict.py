@@ -106,6 +106,19 @@ def test_missing_descriptor_column_is_named(trained: dict) -> None:
     assert "bad.xlsx: missing descriptor column(s): 3_\u03b1, 2_Q" in line
 
 
+def test_a_file_that_is_no_model_is_one_line_naming_it(trained: dict) -> None:
+    """The run's domain file is a verified skops file, but not a model."""
+    path = trained["tmp"] / "domain_in.xlsx"
+    trained["full"].iloc[100:105].to_excel(path, index=False)
+    domain = trained["run_dir"] / "domain.skops"
+    cmd = [sys.executable, "-m", "predict", str(domain), str(path), "-o", "dom.csv"]
+    res = subprocess.run(cmd, cwd=trained["tmp"], capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("n2react: error:")]
+    assert f"{domain}: the model does not record its descriptor names" in line
+    assert not (trained["tmp"] / "dom.csv").exists()
+
+
 def test_a_bad_cell_below_a_blank_row_is_named_by_its_spreadsheet_row(trained: dict) -> None:
     new = trained["full"].iloc[100:110].astype({"2_Q": object}).reset_index(drop=True)
     new.loc[5, "2_Q"] = "n/a?"

@@ -296,7 +296,7 @@ def prediction_plot(table: pd.DataFrame, path: Path, title: str, coverage: float
     ax.set_yticklabels([short_name(c, 24) + USED_MARKS.get(u, "")
                         for c, u in zip(t["cluster"], used, strict=True)], fontsize=7)  # fmt: skip
     notes = [f"{m} {USED_TEXT[u]}" for u, m in USED_MARKS.items() if (used == u).any()]
-    ax.set_xlabel("lg(k1)" + "".join(f"\n{n}" for n in notes))
+    ax.set_xlabel(LGK1_AXIS + "".join(f"\n{n}" for n in notes))
     ax.set_title(wrap_title(title), fontsize=10)
     ax.legend(loc="best", fontsize=7, frameon=False)
     ax.grid(axis="x", alpha=0.25)

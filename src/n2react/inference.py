@@ -53,10 +53,12 @@ class LoadedModel:
     uncertainty: Any = None
 
 
-def _feature_names(model: Any) -> list[str]:
+def _feature_names(model: Any, ref: str = "the model") -> list[str]:
     names = getattr(model, "feature_names_in_", None)
     if names is None:
-        raise N2ReactError("the model does not record its descriptor names (not an n2react model?)")
+        raise N2ReactError(
+            f"{ref}: the model does not record its descriptor names (not an n2react model?)"
+        )
     return [str(n) for n in names]
 
 
@@ -370,6 +372,21 @@ def check_finite(table: pd.DataFrame) -> None:
             )
 
 
+def _plot_title(
+    ref: str, file: str | Path, loaded: LoadedModel, table: pd.DataFrame, coverage: float
+) -> str:
+    """The --plot title: the spreadsheet, the model it came from (run folder or id) and what
+    the intervals were calibrated on."""
+    what = "no intervals"
+    if "y_lower" in table and loaded.uncertainty is not None:
+        source = loaded.uncertainty.source
+        on = "the run's held-out errors" if source == "out-of-fold" else source
+        what = f"{100 * coverage:g} % intervals calibrated on {on}"
+    path = Path(ref)
+    model = (path if path.is_dir() else path.parent).resolve().name if path.exists() else ref
+    return f"{Path(file).name}: predicted lg(k1), {what}; model: {model}"
+
+
 def predict(
     ref: str,
     file: str | Path,
@@ -402,7 +419,7 @@ def predict(
     if not Path(file).exists():
         raise DataError(f"{file}: file not found")
     loaded = load_model(ref, tracking_uri, trust_pickle)
-    X, clusters, y = read_new_clusters(file, _feature_names(loaded.model), sheet)
+    X, clusters, y = read_new_clusters(file, _feature_names(loaded.model, ref), sheet)
     out, metrics, domain_summary = prediction_table(loaded, X, clusters, y, coverage)
     check_finite(out)
     if domain_summary:
@@ -419,7 +436,6 @@ def predict(
     if plot:
         from n2react.figures import prediction_plot
 
-        what = f"{100 * coverage:g} % intervals" if "y_lower" in out else "no intervals"
-        prediction_plot(out, plot_out, f"{Path(file).name}: predicted lg(k1), {what}", coverage)
+        prediction_plot(out, plot_out, _plot_title(ref, file, loaded, out, coverage), coverage)
         log.info("plot written to %s", plot_out)
     return out, metrics
