@@ -73,6 +73,24 @@ def test_the_calibration_file_sets_the_width_cross_fitted_by_unit(calibrated) ->
     assert metrics["transfer_width"] == pytest.approx(metrics["calibration_set_width"])
     summary = json.loads((tmp / "run" / "summary.json").read_text())
     assert summary["calibration_set_coverage"] == pytest.approx(metrics["calibration_set_coverage"])
+    # uncertainty/calibration.png draws the intervals the run ships (calibrated on the file,
+    # cross-fitted) first, beside the held-out homonuclear ones, from the table written with it
+    curves = pd.read_csv(tmp / "run" / "uncertainty" / "calibration_curve.csv")
+    assert list(dict.fromkeys(curves["curve"])) == [
+        f"{FEV} (18 clusters), the run's intervals: "
+        "each composition unit calibrated on the other units",
+        "held-out clusters, grouped by family (new compositions): "
+        "each fold calibrated on the other folds' errors",
+    ]
+    fev = curves[curves["curve"].str.startswith(FEV)].set_index("nominal")
+    assert fev.loc[0.9, "observed"] == pytest.approx(metrics["calibration_set_coverage"])
+    assert fev.loc[0.9, "width"] == pytest.approx(metrics["calibration_set_width"])
+    oof = curves[curves["curve"].str.startswith("held-out")].set_index("nominal")
+    assert oof.loc[0.9, "observed"] == pytest.approx(metrics["interval_coverage"])
+    text = " ".join(
+        figure_text(tmp / "run" / "uncertainty" / "calibration.png")["Description"].split()
+    )
+    assert f"{FEV} (18 clusters), the run's intervals" in text and "held-out clusters" in text
     # the homonuclear out-of-fold figures are still those of the held-out families
     assert 0.8 <= metrics["interval_coverage"] <= 0.98
     # one width, but expected_error follows knn_residual: its ranking of held-out errors is logged

@@ -246,7 +246,7 @@ def _nested(
             held_out = None
             if calib is not None and plan.uncertainty.calibration_path:
                 calib, held_out, metrics = _calibration_set(
-                    plan, final.pipeline_, calib, tracker, run_dir
+                    plan, final.pipeline_, calib, tracker, run_dir, title
                 )
                 summary.update(metrics)
             _save_final(plan, final, dataset, tracker, run_dir, calib)
@@ -296,11 +296,13 @@ def _save_final(
 
 
 def _calibration_set(
-    plan: Plan, final: Any, calib: Calibration, tracker: Tracker, run_dir: Path
+    plan: Plan, final: Any, calib: Calibration, tracker: Tracker, run_dir: Path, title: str
 ) -> tuple[Calibration, pd.DataFrame, dict[str, float]]:
     """Recalibrate the intervals on uncertainty.calibration_path (n2react.calibration_set); its
-    cross-fitted table and figures, logged and added to summary.json."""
+    cross-fitted table and figures, logged and added to summary.json; its coverage curve drawn
+    first in uncertainty/calibration.png (these are the intervals the run's model gives)."""
     from n2react import calibration_set as cs
+    from n2react.uncertainty_report import draw_calibration
 
     spec = plan.uncertainty
     calib, table = cs.recalibrate(calib, final, str(spec.calibration_path), spec.coverage)
@@ -308,6 +310,12 @@ def _calibration_set(
     out = run_dir / "uncertainty"
     out.mkdir(parents=True, exist_ok=True)
     tracker.log_artifact(runstore.write_csv(out / cs.TABLE_FILE, table), "uncertainty")
+    label = (
+        f"{calib.source} ({len(table)} clusters), the run's intervals: "
+        "each composition unit calibrated on the other units"
+    )
+    for p in draw_calibration(out, title, label, cs.curve(table), first=True):
+        tracker.log_artifact(p, "uncertainty")
     tracker.log_metrics(metrics)
     _add_to_summary(run_dir, metrics)
     log.info(

@@ -14,6 +14,7 @@ transfer set, so the figures in MLflow, ``summary.json`` and ``benchmarks/`` mea
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -155,11 +156,15 @@ def calibration_plot(curves: dict[str, pd.DataFrame], path: Path, title: str = "
     ax.plot(
         [0.45, 1.0], [0.45, 1.0], color="grey", ls="--", lw=1, label="ideal (observed = nominal)"
     )
-    for (label, c), color in zip(curves.items(), ("#3182bd", "#de2d26", "#31a354"), strict=False):
-        ax.plot(c["nominal"], c["observed"], marker="o", color=color, label=label)
+    # widths below-right of one curve; with two, the first's above-left so that they stay apart
+    offsets = [(4, -10)] if len(curves) == 1 else [(-26, 4), (4, -10), (4, 4)]
+    styles = zip(("#3182bd", "#de2d26", "#31a354"), offsets, strict=True)
+    for (label, c), (color, offset) in zip(curves.items(), styles, strict=False):
+        ax.plot(c["nominal"], c["observed"], marker="o", color=color,
+                label=textwrap.fill(" ".join(label.split()), 58))  # fmt: skip
         for _, row in c.iterrows():
             at = (row["nominal"], row["observed"])
-            ax.annotate(f"{row['width']:.2f}", at, textcoords="offset points", xytext=(4, -10),
+            ax.annotate(f"{row['width']:.2f}", at, textcoords="offset points", xytext=offset,
                         fontsize=6, color=color)  # fmt: skip
     ax.set_xlim(0.45, 1.0)
     ax.set_ylim(0.0, 1.02)
@@ -172,6 +177,29 @@ def calibration_plot(curves: dict[str, pd.DataFrame], path: Path, title: str = "
     ax.grid(alpha=0.25)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+#: The curves behind ``uncertainty/calibration.png`` (curve, nominal, observed, width).
+CURVE_FILE = "calibration_curve.csv"
+
+
+def draw_calibration(
+    out: Path, title: str, label: str, curve: pd.DataFrame, first: bool = False
+) -> list[Path]:
+    """Add ``curve`` (:func:`coverage_curve`) to the run's calibration figure in ``out`` and
+    redraw it with every curve it holds; ``first`` draws the new curve first (the intervals
+    the run ships). Returns the table behind the figure and the figure."""
+    from n2react.uncertainty import PLOT_FILE
+
+    label = " ".join(label.split())  # one line in the table; the figure wraps it
+    new = curve.assign(curve=label)[["curve", "nominal", "observed", "width"]]
+    table = out / CURVE_FILE
+    old = pd.read_csv(table) if table.exists() else new.iloc[:0]
+    old = old[old["curve"] != label]
+    both = pd.concat([new, old] if first else [old, new], ignore_index=True)
+    curves = {c: both[both["curve"] == c] for c in dict.fromkeys(both["curve"])}
+    plot = calibration_plot(curves, out / PLOT_FILE, title=f"{title}: interval calibration")
+    return [write_csv(table, both), plot]
 
 
 def error_plot(table: pd.DataFrame, path: Path, title: str = "") -> Path:
@@ -211,7 +239,7 @@ def evaluate_run(
     ``in_domain`` of a held-out cluster is what predict would say of it with a calibration and
     domain fitted without its fold: no new element and expected error not flagged.
     """
-    from n2react.uncertainty import OOF_FILE, PLOT_FILE, calibrate
+    from n2react.uncertainty import OOF_FILE, calibrate
 
     calib, crossfit = calibrate(result, spec, protocol)
     flags = descriptor_flags(result, ligands)
@@ -226,8 +254,9 @@ def evaluate_run(
     keep = ["cluster", "fold", "repeat", "group", "y_true", "y_pred", "y_lower", "y_upper",
             "expected_error", "in_domain", "new_element", "descriptor_flag"]  # fmt: skip
     write_csv(out / OOF_FILE, crossfit[[c for c in keep if c in crossfit]])
-    label = f"held-out clusters, {protocol}:\neach fold calibrated on the other folds' errors"
-    plot = calibration_plot({label: curve}, out / PLOT_FILE, title=f"{title}: interval calibration")
+    label = f"held-out clusters, {protocol}: each fold calibrated on the other folds' errors"
+    (out / CURVE_FILE).unlink(missing_ok=True)  # an earlier run's curves (resume) are not ours
+    drawn = draw_calibration(out, title, label, curve)
     log.info(
         "%g%% intervals (%s): cover %.0f%% of held-out clusters, mean width %.2f; "
         "Spearman(expected error, |error|) %+.2f; MAE flagged %.3f (%d) vs in domain %.3f (%d)",
@@ -241,4 +270,4 @@ def evaluate_run(
         metrics.get("domain_mae_in", float("nan")),
         metrics["domain_n_in"],
     )
-    return calib, metrics, [out / OOF_FILE, plot], group_columns(crossfit, spec.coverage)
+    return calib, metrics, [out / OOF_FILE, *drawn], group_columns(crossfit, spec.coverage)
