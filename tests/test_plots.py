@@ -143,3 +143,31 @@ def test_learning_curves_mark_the_restored_epoch_and_name_the_folds(tmp_path: Pa
     desc = figure_text(tmp_path / "curves.png")["Description"]
     assert "restored best epoch" in desc and "fold 1 model" in desc and "final model" in desc
     assert "MSE of lg(k1)" in desc
+
+
+def test_titles_say_when_formula_descriptors_were_added(make_cfg, tmp_path: Path) -> None:
+    """Two runs that differ only in data.formula (README: `n2react compare` of extra trees with
+    and without them) had figures with the same title; the run's and a redrawn explain figure
+    now say which data they show."""
+    from n2react.explain import Budget, explain_run
+    from n2react.run import run
+
+    quick = ("data=homonuclear_15", "model=extra_trees", "model.estimator.n_estimators=20",
+             "cv.outer_folds=3", "tracking=none", "explain=false",
+             "uncertainty.enabled=false")  # fmt: skip
+    run(make_cfg(*quick), tmp_path / "plain")
+    run(make_cfg(*quick, "data.formula=true"), tmp_path / "all")
+    run(make_cfg(*quick, "data.formula=true", "data.formula_columns=[0_n_metal,0_n_C]"),
+        tmp_path / "two")  # fmt: skip
+    titles = {k: figure_text(tmp_path / k / "parity.png")["Title"] for k in ("plain", "all", "two")}
+    assert titles["plain"].startswith("extra_trees on homonuclear_15: KFold")
+    assert titles["all"].startswith("extra_trees on homonuclear_15 + formula: KFold")
+    assert " ".join(titles["two"].split()).startswith(
+        "extra_trees on homonuclear_15 + 2 formula descriptors: KFold"
+    )
+    explain_run(tmp_path / "two", budget=Budget(max_rows=20, fold_rows=10, background=10,
+                                                 n_repeats=2))  # fmt: skip
+    shap = " ".join(
+        figure_text(tmp_path / "two" / "explain" / "shap_importance.png")["Title"].split()
+    )
+    assert "on homonuclear_15 + 2 formula descriptors: KFold" in shap

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,16 @@ LGK1 = "lg(k1)"
 LGK1_AXIS = f"{LGK1}  ({K1_UNIT})"
 BAND = f"±{EXPERIMENTAL_ERROR:.3f} (a factor of 3 in k1)"
 WITHIN = f"within ±{EXPERIMENTAL_ERROR:.3f}"
+
+
+def data_title(name: str, data: Any) -> str:
+    """The data as a title names it: the data set, and whether formula descriptors were added
+    (``data.formula``; ``data.formula_columns`` counted), so that two runs differing only in
+    them are told apart on their figures."""
+    if not (data or {}).get("formula"):
+        return name
+    columns = data.get("formula_columns")
+    return f"{name} + {len(columns)} formula descriptors" if columns else f"{name} + formula"
 
 
 def wrap_title(title: str, width: int = 70) -> str:

@@ -22,7 +22,7 @@ from n2react.cv import CVResult, FoldResult, fit_model, nested_cv
 from n2react.data import Dataset, load_dataset
 from n2react.errors import ConfigError
 from n2react.export import keras_model_of
-from n2react.figures import parity_plot
+from n2react.figures import data_title, parity_plot
 from n2react.jobs import JobInfo
 from n2react.pairsplit import pair_split
 from n2react.plan import Plan, build_plan
@@ -217,7 +217,8 @@ def _nested(
     for the titles)."""
     progress = FoldProgress(len(splits), plan.search.size(), enabled=plan.progress)
     title = (
-        f"{label or plan.names.model} on {dataset.name}: {_protocol(plan, dataset)}, "
+        f"{label or plan.names.model} on {data_title(dataset.name, plan.data)}: "
+        f"{_protocol(plan, dataset)}, "
         f"{len(splits)} folds"
     )
     with progress.running():
@@ -400,7 +401,10 @@ def _pair_split(plan: Plan, dataset: Dataset, tracker: Tracker, run_dir: Path) -
     tracker.log_metrics(summary)
     runstore.write_csv(run_dir / "test_pairs.csv", pairs)
     runstore.write_json(run_dir / runstore.SUMMARY_FILE, summary)
-    title = f"{plan.names.model} on {dataset.name}: random 80/20 split of PAIRS (paper protocol)"
+    title = (
+        f"{plan.names.model} on {data_title(dataset.name, plan.data)}: random 80/20 split of "
+        "PAIRS (paper protocol)"
+    )
     plot = parity_plot(
         pairs.rename(columns={"cluster_i": "cluster"}),
         None,

@@ -17,6 +17,7 @@ from n2react.explain.cost import affordable
 from n2react.explain.curves import curves_table, histories
 from n2react.explain.groups import group_labels_of
 from n2react.explain.source import RunData, load_run
+from n2react.figures import data_title
 from n2react.splitters import check_grouping, protocol_text
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ def _title(run: RunData) -> str:
         str(cv.get("scheme", "nested")), cv.get("groups"), run.dataset.folds is not None
     )
     n = run.oof["fold"].nunique() if "fold" in run.oof else 0
-    return f"{m}{pw} on {run.dataset.name}: {protocol}" + (f", {n} folds" if n else "")
+    data = data_title(run.dataset.name, run.cfg.get("data"))
+    return f"{m}{pw} on {data}: {protocol}" + (f", {n} folds" if n else "")
 
 
 def _groups_spec(run: RunData, groups: Any) -> Any:
