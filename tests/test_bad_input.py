@@ -272,6 +272,16 @@ def test_predict_refuses_an_existing_output_unless_forced(
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
+def test_predict_refuses_an_output_that_is_no_csv_name(
+    run_dir: Path, sheet: Path, tmp_path: Path
+) -> None:
+    """-o out.xlsx wrote CSV text under a name Excel then refused to open."""
+    for name in ("out.xlsx", "out.XLS", "out"):
+        out = cli(tmp_path, "predict", str(run_dir), str(sheet), "-o", str(tmp_path / name))
+        assert_one_error(out, f"{name}: predict writes a CSV table", "name the output .csv")
+        assert not (tmp_path / name).exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_predict_into_a_read_only_folder(run_dir: Path, sheet: Path, tmp_path: Path) -> None:
     folder = tmp_path / "ro"

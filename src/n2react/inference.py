@@ -416,6 +416,10 @@ def predict(
         if plot_out.resolve() == Path(output).resolve():  # the plot would replace the table
             raise DataError(f"{output}: --plot writes <output>.png; name a .csv file with -o")
         check_output(file, plot_out, force)
+    if Path(output).suffix.lower() not in (".csv", ".txt"):  # out.xlsx would hold CSV text
+        raise DataError(
+            f"{output}: predict writes a CSV table (comma-separated); name the output .csv"
+        )
     if not Path(file).exists():
         raise DataError(f"{file}: file not found")
     loaded = load_model(ref, tracking_uri, trust_pickle)
