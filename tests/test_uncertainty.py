@@ -99,6 +99,15 @@ def test_transfer_set_gets_coverage_width_and_validation_figures(grouped_run) ->
     assert metrics["transfer_domain_n_flagged"] + metrics["transfer_domain_n_in"] == 18
     for name in ("transfer_calibration.png", "transfer_errors.png"):
         assert (tmp / "run" / "transfer" / name).stat().st_size > 10_000
+    # the domain figure shows the run's verdict (new element or high expected error), the one
+    # its title counts and the CSV holds; the descriptor checks are notes there, not flags
+    text = figure_text(tmp / "run" / "transfer" / "transfer_domain.png")
+    flagged = int((~pred["in_domain"].astype(bool)).sum())
+    assert f"in domain ({18 - flagged})" in text["Description"]
+    title = " ".join(text["Title"].split())
+    assert title.startswith(f"{FEV}: {flagged} of 18 clusters outside the training domain")
+    assert "outside: descriptor range" not in text["Description"]
+    assert "outside: kNN distance" not in text["Description"]
 
 
 @pytest.mark.slow

@@ -226,20 +226,29 @@ def selection_frequency_plot(freq: pd.DataFrame, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def domain_plot(table: pd.DataFrame, path: Path, title: str = "") -> Path:
+def domain_plot(
+    table: pd.DataFrame, path: Path, title: str = "", verdict: pd.DataFrame | None = None
+) -> Path:
     """Each cluster's kNN distance to the training set (sorted) against the threshold.
 
     ``table`` is :meth:`n2react.domain.ApplicabilityDomain.assess`'s output. Points are green in
-    the domain and red outside it, the marker saying the first reason (new element, descriptor
-    range, kNN distance), so a red point under the line is out for one of the first two; the
-    out-of-domain clusters are named.
+    the domain and red outside it, the marker saying the first reason, and the out-of-domain
+    clusters are named. ``verdict`` (same rows: ``in_domain``, ``domain_reasons``) is the run's
+    own verdict when it has an interval calibration (new element or high expected error): the
+    points then follow it, and the descriptor checks drawn here (range, kNN distance) are
+    notes, ringed, not flags. Without it the descriptor rule is the verdict (new element,
+    descriptor range, kNN distance).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t = table.sort_values("knn_distance", kind="stable").reset_index(drop=True)
+    t = table.reset_index(drop=True)
+    if verdict is not None:
+        t["in_domain"] = verdict["in_domain"].astype(bool).to_numpy()
+        t["verdict_reasons"] = verdict["domain_reasons"].fillna("").astype(str).to_numpy()
+    t = t.sort_values("knn_distance", kind="stable").reset_index(drop=True)
     inside = t["in_domain"].astype(bool).to_numpy()
     x = np.arange(len(t))
     y = t["knn_distance"].to_numpy(dtype=float)
@@ -248,17 +257,30 @@ def domain_plot(table: pd.DataFrame, path: Path, title: str = "") -> Path:
         ax.scatter(x[inside], y[inside], s=18, c="#31a354", label=f"in domain ({inside.sum()})")
     new = (t["new_elements"].fillna("") != "").to_numpy()
     rng = (t["n_outside_range"] > 0).to_numpy()
-    kinds = [
-        (~inside & new, "D", "outside: new element"),
-        (~inside & ~new & rng, "^", "outside: descriptor range"),
-        (~inside & ~new & ~rng, "s", "outside: kNN distance"),
-    ]
+    thr = float(t["knn_threshold"].iloc[0]) if len(t) else float("nan")
+    if verdict is None:
+        kinds = [
+            (~inside & new, "D", "outside: new element"),
+            (~inside & ~new & rng, "^", "outside: descriptor range"),
+            (~inside & ~new & ~rng, "s", "outside: kNN distance"),
+        ]
+    else:
+        kinds = [
+            (~inside & new, "D", "outside: new element"),
+            (~inside & ~new, "s", "outside: high expected error"),
+        ]
     for mask, marker, what in kinds:
         if mask.any():
             ax.scatter(x[mask], y[mask], s=24, c="#de2d26", marker=marker,
                        label=f"{what} ({mask.sum()})")  # fmt: skip
-    thr = float(t["knn_threshold"].iloc[0]) if len(t) else float("nan")
-    ax.axhline(thr, color="black", ls="--", lw=1, label=f"threshold {thr:.2f}")
+    if verdict is not None:
+        noted = (rng | (y > thr)) & ~new
+        if noted.any():
+            what = f"descriptor note, not a flag: range or distance ({noted.sum()})"
+            ax.scatter(x[noted], y[noted], s=70, facecolors="none", edgecolors="black", lw=0.8,
+                       label=what)  # fmt: skip
+    line = f"threshold {thr:.2f}" if verdict is None else f"kNN distance note threshold {thr:.2f}"
+    ax.axhline(thr, color="black", ls="--", lw=1, label=line)
     pad = 0.02 * (np.nanmax(y) if len(y) else 1.0)
     for i in np.flatnonzero(~inside):
         ax.annotate(short_name(t["cluster"].iat[i]), (x[i], y[i] + pad), rotation=90, fontsize=6,

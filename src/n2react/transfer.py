@@ -73,7 +73,15 @@ def evaluate_transfer(
     dom = None
     if loaded.domain is not None:
         dom = loaded.domain.assess(X, clusters)
-        files.append(domain_plot(dom, out / "transfer_domain.png", title=summary or ""))
+        verdict = table if loaded.uncertainty is not None else None  # else the descriptor rule
+        files.append(
+            domain_plot(
+                dom,
+                out / "transfer_domain.png",
+                f"{Path(path).name}: {summary or ''}",
+                verdict=verdict,
+            )  # fmt: skip
+        )
     if loaded.uncertainty is not None:
         flag = None if dom is None else descriptor_flag(dom)
         trust, more = transfer_trust(
