@@ -156,15 +156,17 @@ def calibration_plot(curves: dict[str, pd.DataFrame], path: Path, title: str = "
     ax.plot(
         [0.45, 1.0], [0.45, 1.0], color="grey", ls="--", lw=1, label="ideal (observed = nominal)"
     )
-    # widths below-right of one curve; with two, the first's above-left so that they stay apart
-    offsets = [(4, -10)] if len(curves) == 1 else [(-26, 4), (4, -10), (4, 4)]
+    # one curve: each width on the side of the point away from the diagonal; two: the first's
+    # above-left, the second's below-right, so that they stay apart
+    offsets = [None] if len(curves) == 1 else [(-26, 4), (4, -10), (4, 4)]
     styles = zip(("#3182bd", "#de2d26", "#31a354"), offsets, strict=True)
     for (label, c), (color, offset) in zip(curves.items(), styles, strict=False):
         ax.plot(c["nominal"], c["observed"], marker="o", color=color,
                 label=textwrap.fill(" ".join(label.split()), 58))  # fmt: skip
         for _, row in c.iterrows():
             at = (row["nominal"], row["observed"])
-            ax.annotate(f"{row['width']:.2f}", at, textcoords="offset points", xytext=offset,
+            xy = offset or ((-26, 4) if row["observed"] > row["nominal"] else (4, -10))
+            ax.annotate(f"{row['width']:.2f}", at, textcoords="offset points", xytext=xy,
                         fontsize=6, color=color)  # fmt: skip
     ax.set_xlim(0.45, 1.0)
     ax.set_ylim(0.0, 1.02)
