@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from n2react.figures import figure_text
 from n2react.leaderboard import higher_is_better, rank_tag
 
 
@@ -49,6 +50,11 @@ def test_sweep_with_a_failing_job_still_ranks_the_others(tmp_path: Path) -> None
     report = (sweep / "sweep_report.html").read_text()
     assert "failed: " in report and "selector.step.k=0" in report
     assert (sweep / "sweep_report.png").stat().st_size > 1000
+    # the chart says what the jobs ran on and under which protocol, and the metric's unit
+    text = figure_text(sweep / "sweep_report.png")
+    title = " ".join(text["Title"].split())
+    assert title == "3 jobs ranked by mean_test_rmse (homonuclear_24: KFold (known families))"
+    assert "mean_test_rmse (lower is better, lg(k1) units)" in text["Description"]
     # MLflow: the failed job left no run (refused before training) or a FAILED one, the others
     # are ranked, the best has the report
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")

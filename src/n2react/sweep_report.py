@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from n2react.board import KEY_METRICS, VS_BEST, higher_is_better
+from n2react.figures import LGK1, data_title, save_figure, wrap_title
 from n2react.runstore import write_text
 
 HTML_FILE, PNG_FILE = "sweep_report.html", "sweep_report.png"
@@ -35,15 +36,42 @@ def _fig(row: pd.Series, m: str, digits: int = 3) -> str:
     return f"{row[m]:.{digits}f}{ci}"
 
 
+def _what(board: pd.DataFrame, sweep_dir: Path) -> str:
+    """The data and protocol the jobs ran under (from their config_resolved.yaml), as the runs'
+    own titles say them; every distinct one when the jobs differ."""
+    import yaml
+
+    from n2react.splitters import protocol_text
+
+    seen: list[str] = []
+    for d in board.get("dir", pd.Series(dtype=str)).dropna().astype(str):
+        if not d:
+            continue
+        job = Path(d) if Path(d).is_dir() else sweep_dir / Path(d).name
+        try:
+            cfg = yaml.safe_load((job / "config_resolved.yaml").read_text(encoding="utf-8"))
+            data, cv = cfg.get("data") or {}, cfg.get("cv") or {}
+            protocol = protocol_text(
+                str(cv.get("scheme", "nested")), cv.get("groups"), data.get("kind") == "folds"
+            )
+            text = f"{data_title(str(data.get('name', 'data')), data)}: {protocol}"
+        except (OSError, ValueError, AttributeError, TypeError, yaml.YAMLError):
+            continue  # a job that failed before writing its config
+        if text not in seen:
+            seen.append(text)
+    return "; ".join(seen)
+
+
 def chart(board: pd.DataFrame, metric: str, path: Path) -> Path:
-    """The ranking metric per job (best at the top) with its 95 % interval; failed jobs marked."""
+    """The ranking metric per job (best at the top) with its 95 % interval; failed jobs marked;
+    the title says the data and protocol, the axis the unit."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = len(board)
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.42 * n))
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.42 * n), dpi=110)
     labels = []
     for y, (_, row) in enumerate(board.iterrows()):
         name = "\n".join(textwrap.wrap(f"#{row['rank']} {row['name']}", 48)) or "?"
@@ -59,15 +87,14 @@ def chart(board: pd.DataFrame, metric: str, path: Path) -> Path:
     ax.set_yticks(range(n), labels, fontsize=8)
     ax.set_ylim(n - 0.5, -0.5)
     better = "higher" if higher_is_better(metric) else "lower"
-    ax.set_xlabel(f"{metric} ({better} is better), 95 % bootstrap interval")
+    unit = f", {LGK1} units" if metric.endswith(("_rmse", "_mae")) else ""
+    ax.set_xlabel(f"{metric} ({better} is better{unit}), 95 % bootstrap interval")
     ax.grid(axis="x", alpha=0.3)
-    ax.set_title(f"{n} jobs ranked by {metric}", fontsize=10)
+    what = _what(board, path.parent)
+    ax.set_title(wrap_title(f"{n} jobs ranked by {metric}" + (f" ({what})" if what else ""), 100),
+                 fontsize=10)  # fmt: skip
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)  # whole or not at all, its title and texts in the PNG
 
 
 def _vs_best(row: pd.Series) -> tuple[str, str]:
