@@ -10,6 +10,7 @@ import pytest
 
 from n2react.data import load_dataset
 from n2react.errors import ConfigError
+from n2react.figures import figure_text
 from n2react.metrics import summary_keys
 from n2react.plan import build_plan
 from n2react.run import cross_validate, run
@@ -47,6 +48,13 @@ def test_rfe_vote_logs_selection_frequencies(make_cfg, tmp_path: Path) -> None:
     freq = pd.read_csv(tmp_path / "selection_frequency.csv", index_col=0)
     assert freq.shape == (24, 3) and ((freq >= 0) & (freq <= 1)).all().all()
     assert (tmp_path / "selection_frequency.png").stat().st_size > 10_000
+    # titled like every figure of the run (model, data, protocol); descriptors by the glossary
+    text = figure_text(tmp_path / "selection_frequency.png")
+    title = " ".join(text["Title"].split())
+    assert title == (
+        "Stability selection (RFE vote): ridge on homonuclear_24: KFold (known families), 3 folds"
+    )
+    assert "2_σave (avg. spin density)" in text["Description"]
 
 
 def test_pair_split_reproduces_the_leaky_protocol(make_cfg, tmp_path: Path) -> None:

@@ -191,13 +191,16 @@ def parity_plot(
     return save_figure(fig, path)
 
 
-def selection_frequency_plot(freq: pd.DataFrame, path: Path) -> Path:
+def selection_frequency_plot(freq: pd.DataFrame, path: Path, title: str = "") -> Path:
     """Horizontal bars: mean selection frequency of each descriptor over the outer folds.
 
     ``freq`` is descriptor x fold (fraction of the selector's resamples that kept it); the whiskers
-    show the range over folds.
+    show the range over folds. Descriptors are named as in the other importance plots; ``title``
+    (the run's model, data and protocol) follows the selector's name.
     """
     import matplotlib
+
+    from n2react.descriptors import label
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -217,10 +220,11 @@ def selection_frequency_plot(freq: pd.DataFrame, path: Path) -> Path:
         capsize=2,
     )
     ax.set_yticks(range(len(mean)))
-    ax.set_yticklabels(mean.index, fontsize=8)
+    ax.set_yticklabels([label(str(c)) for c in mean.index], fontsize=8)
     ax.set_xlim(0, 1.02)
     ax.set_xlabel(f"selection frequency (mean, range over {freq.shape[1]} outer folds)")
-    ax.set_title("stability selection (RFE vote)", fontsize=10)
+    head = "Stability selection (RFE vote)"
+    ax.set_title(wrap_title(f"{head}: {title}" if title else head), fontsize=10)
     ax.grid(axis="x", alpha=0.25)
     fig.tight_layout()
     return save_figure(fig, path)

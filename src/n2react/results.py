@@ -176,5 +176,6 @@ def write_results(
     freq = selection_frequencies(result)
     if freq is not None:
         paths.append(runstore.write_csv(run_dir / "selection_frequency.csv", freq, index=True))
-        paths.append(selection_frequency_plot(freq, run_dir / "selection_frequency.png"))
+        png = run_dir / "selection_frequency.png"
+        paths.append(selection_frequency_plot(freq, png, title=title))
     return paths
