@@ -214,6 +214,22 @@ def test_cli_refuses_before_any_work_or_store(make_cfg, tmp_path):
         assert expected in _one_error_line(args, tmp_path)
     assert not (tmp_path / "run" / "explain").exists()
     assert not (tmp_path / "mlflow.db").exists()
+    # --out: a folder of the user's holding files of the names explain writes is not written over
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "shap_importance.csv").write_text("my notes\n")
+    line = _one_error_line([str(tmp_path / "run"), "--out", str(mine)], tmp_path)
+    assert f"{mine}: already holds shap_importance.csv" in line and "--force" in line
+    assert (mine / "shap_importance.csv").read_text() == "my notes\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["shap_importance.csv"]
+    paths = explain_run(tmp_path / "run", budget=SMALL, out_dir=mine, force=True)
+    assert (
+        mine / "shap_importance.csv" in paths
+        and "my notes" not in (mine / "shap_importance.csv").read_text()
+    )
+    # the run's own explain folder is redrawn in place, as before
+    explain_run(tmp_path / "run", budget=SMALL)
+    explain_run(tmp_path / "run", budget=SMALL, out_dir=tmp_path / "run" / "explain")
 
 
 @pytest.mark.slow

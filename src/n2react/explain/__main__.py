@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain")
     )
     parser.add_argument("--out", default=None, help="output folder (default: <run>/explain)")
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace files of the same names in another --out folder (and nothing else)",
+    )
+    parser.add_argument(
         "--groups", default=None, help="parity colours: metal (default), family, column:<name>"
     )
     parser.add_argument("--rows", type=int, default=None, help="rows explained (final model)")
@@ -56,6 +61,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain")
             out_dir=args.out,
             tracking_uri=args.tracking_uri,
             trust_pickle=args.trust_pickle,
+            force=args.force,
         )
         if args.log:
             _log_to_run(args.run, args.tracking_uri, paths)

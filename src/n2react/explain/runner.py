@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from n2react.data import Dataset
+from n2react.errors import DataError
 from n2react.explain import draw
 from n2react.explain import importance as imp
 from n2react.explain.cost import affordable
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 #: Folder (inside the run directory) the files are written to by default.
 OUT_DIR = "explain"
+#: The files an explanation writes (PNG + CSV each; learning curves for Keras only).
+FILES = [f"{stem}.{ext}" for stem in ("shap_beeswarm", "shap_importance",
+         "permutation_importance", "parity_by_group", "residuals_by_family", "learning_curves")
+         for ext in ("png", "csv")]  # fmt: skip
 
 
 def _title(run: RunData) -> str:
@@ -139,6 +144,7 @@ def explain_run(
     out_dir: str | Path | None = None,
     tracking_uri: str | None = None,
     trust_pickle: bool = False,
+    force: bool = False,
 ) -> list[Path]:
     """Regenerate every explanation of a finished run (a run directory or an MLflow parent run
     id); returns the files written (PNG + CSV pairs).
@@ -148,13 +154,22 @@ def explain_run(
     run's ``cv.groups`` when set, else the metal); ``out_dir``: default ``<run_dir>/explain`` (an
     MLflow run: ``explain-<run id>/``). Files written: shap_beeswarm, shap_importance,
     permutation_importance, parity_by_group, residuals_by_family, learning_curves (Keras only).
-    ``trust_pickle``: load an older run's pickled models (loading a pickle runs code).
+    ``trust_pickle``: load an older run's pickled models (loading a pickle runs code). An
+    ``out_dir`` of the user's that holds files of those names is refused unless ``force`` (the
+    default folder is the run's own explanations, redrawn).
     """
     t0 = time.perf_counter()
     budget = budget or imp.Budget()
     is_dir = Path(run_dir).exists()
     default_out = Path(run_dir) / OUT_DIR if is_dir else Path(f"explain-{run_dir}")
     out = Path(out_dir) if out_dir is not None else default_out
+    own = out.resolve() == default_out.resolve()
+    mine = [] if own else [n for n in FILES if (out / n).exists()]
+    if mine and not force:
+        raise DataError(
+            f"{out}: already holds {', '.join(mine[:3])}{' ...' if len(mine) > 3 else ''}, which "
+            "explain would replace; choose another --out, or pass --force to replace them"
+        )
     run = load_run(
         run_dir,
         tracking_uri=tracking_uri,
