@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, compose_data
+from conftest import ROOT, compose_data, data_dir
 
 from n2react.composition import feature_names, formula_features, parse_formula
 from n2react.data import load_dataset
 from n2react.errors import DataError
 from n2react.inference import predict
+from n2react.runstore import load_model_file
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 
@@ -75,6 +76,31 @@ def test_the_readme_counts_and_names_the_formula_columns_the_loader_adds() -> No
     assert f"`data.formula=true` reads {len(names)} descriptors" in " ".join(section.split())
     assert f"with all {len(names)} formula" in " ".join(section.split())
     assert all(f"| `{n}` | 0 |" in readme for n in names)  # each in the descriptor glossary
+
+
+def test_a_formula_column_subset_without_ligand_counts_still_predicts(tmp_path: Path) -> None:
+    """data.formula_columns=[0_n_metal,0_ligand/metal] keeps no ligand count, yet training read
+    the names with every ligand; predict refused every cluster with a ligand ('S are neither a
+    known metal nor one of the ligands'), its own training clusters included."""
+    from n2react.compose import compose_config
+    from n2react.run import run
+
+    cfg = compose_config(["data=homonuclear_15", "model=ridge", "cv.outer_folds=3",
+                          "tracking=none", "explain=false", "data.formula=true",
+                          "data.formula_columns=[0_n_metal,0_ligand/metal]"])  # fmt: skip
+    cfg.progress = False
+    run(cfg, tmp_path / "run")
+    ds = load_dataset(cfg.data)
+    sheet = pd.read_excel(data_dir() / "homonuclear-159-15features.xlsx")
+    sheet.to_csv(tmp_path / "own.csv", index=False)
+    table, _ = predict(str(tmp_path / "run"), tmp_path / "own.csv", tmp_path / "own_pred.csv")
+    assert len(table) == 159 and table["y_pred"].notna().all()
+    # the formula columns computed for predict are the ones training computed
+    model = load_model_file(tmp_path / "run" / "model.skops")
+    np.testing.assert_allclose(table["y_pred"], model.predict(ds.X), rtol=1e-9)
+    fev = "heteronuclear-FeV-18-15features.xlsx"
+    table, _ = predict(str(tmp_path / "run"), data_dir() / fev, tmp_path / "fev_pred.csv")
+    assert len(table) == 18 and table["y_pred"].notna().all()
 
 
 def test_fold_file_names_are_not_formulas() -> None:

@@ -25,8 +25,8 @@ import pandas as pd
 
 from n2react import runstore
 from n2react.backend import stderr_silenced
+from n2react.composition import DEFAULT_LIGANDS, ligands_in
 from n2react.composition import feature_names as formula_names
-from n2react.composition import ligands_in
 from n2react.cv import predict_mean_std
 from n2react.data import with_formula_features
 from n2react.data.tables import looks_like_target, read_sheet, table_to_dataset
@@ -219,8 +219,10 @@ def read_labelled(
 
 def _formula_columns(expected: list[str], present: Any) -> tuple[list[str], list[str]]:
     """The model's formula-level columns the sheet lacks (computed from the cluster names), and
-    the ligand elements they count."""
-    ligands = ligands_in(expected)
+    the ligand elements to read the names with: those the model's columns count, and the
+    default ones, which training read the names with even when ``data.formula_columns`` kept no
+    count of them (``0_n_ligand`` and ``0_ligand/metal`` still count them)."""
+    ligands = list(dict.fromkeys([*ligands_in(expected), *DEFAULT_LIGANDS]))
     return [c for c in formula_names(ligands) if c in expected and c not in present], ligands
 
 
