@@ -157,14 +157,16 @@ def test_titles_say_when_formula_descriptors_were_added(make_cfg, tmp_path: Path
              "uncertainty.enabled=false")  # fmt: skip
     run(make_cfg(*quick), tmp_path / "plain")
     run(make_cfg(*quick, "data.formula=true"), tmp_path / "all")
-    run(make_cfg(*quick, "data.formula=true", "data.formula_columns=[0_n_metal,0_n_C]"),
-        tmp_path / "two")  # fmt: skip
+    run(make_cfg(*quick, "data.formula=true", "data.formula_columns=[0_n_metal,0_n_C]",
+                 "eval.path=heteronuclear-FeV-18-15features.xlsx"), tmp_path / "two")  # fmt: skip
     titles = {k: figure_text(tmp_path / k / "parity.png")["Title"] for k in ("plain", "all", "two")}
     assert titles["plain"].startswith("extra_trees on homonuclear_15: KFold")
     assert titles["all"].startswith("extra_trees on homonuclear_15 + formula: KFold")
     assert " ".join(titles["two"].split()).startswith(
         "extra_trees on homonuclear_15 + 2 formula descriptors: KFold"
     )
+    transfer = figure_text(tmp_path / "two" / "transfer" / "transfer_parity.png")["Title"]
+    assert "clusters of homonuclear_15 + 2 formula descriptors" in " ".join(transfer.split())
     explain_run(tmp_path / "two", budget=Budget(max_rows=20, fold_rows=10, background=10,
                                                  n_repeats=2))  # fmt: skip
     shap = " ".join(

@@ -351,9 +351,8 @@ def _transfer(
     same = None
     if held_out is not None and _same_file(plan.eval_path, plan.uncertainty.calibration_path):
         same = held_out
-    trained = (
-        f"{plan.names.model} trained on all {len(result.dataset.y)} clusters of {plan.names.data}"
-    )
+    n, data = len(result.dataset.y), data_title(plan.names.data, plan.data)
+    trained = f"{plan.names.model} trained on all {n} clusters of {data}"
     metrics, files = evaluate_transfer(
         loaded, str(plan.eval_path), run_dir, coverage, same, trained
     )
