@@ -237,7 +237,7 @@ def domain_plot(
 
     ``table`` is :meth:`n2react.domain.ApplicabilityDomain.assess`'s output. Points are green in
     the domain and red outside it, the marker saying the first reason, and the out-of-domain
-    clusters are named. ``verdict`` (same rows: ``in_domain``, ``domain_reasons``) is the run's
+    clusters are named. ``verdict`` (same rows, an ``in_domain`` column) is the run's
     own verdict when it has an interval calibration (new element or high expected error): the
     points then follow it, and the descriptor checks drawn here (range, kNN distance) are
     notes, ringed, not flags. Without it the descriptor rule is the verdict (new element,
@@ -251,7 +251,6 @@ def domain_plot(
     t = table.reset_index(drop=True)
     if verdict is not None:
         t["in_domain"] = verdict["in_domain"].astype(bool).to_numpy()
-        t["verdict_reasons"] = verdict["domain_reasons"].fillna("").astype(str).to_numpy()
     t = t.sort_values("knn_distance", kind="stable").reset_index(drop=True)
     inside = t["in_domain"].astype(bool).to_numpy()
     x = np.arange(len(t))
