@@ -243,7 +243,9 @@ def _splitter(node: Any, key: str) -> Splitter:
         cause = exc.__cause__
         if isinstance(cause, ConfigError | DataError):
             raise cause from None
-        msg = str(exc).strip().splitlines()
+        # the error the class raised, not Hydra's wrapper (whose last line is "full_key: ...")
+        msg = str(cause or exc).strip().splitlines()
+        msg = [ln for ln in msg if not ln.startswith("full_key:")]
         raise ConfigError(f"{key}: cannot build it: {msg[-1] if msg else exc}") from exc
     if not isinstance(out, Splitter):
         raise ConfigError(f"{key}: {type(out).__name__} is not an n2react.splitters.Splitter")
@@ -280,14 +282,19 @@ def build_plan(cfg: DictConfig) -> Plan:
     search = SearchSpec.from_config(
         _node(cfg, "search") or {}, space, epochs_param(model, "model__")
     )
-    frac = float(cfg.cv.get("pair_test_fraction", 0.2))
+    final_model, explain, progress = (
+        _flag(cfg.get(k, True), k) for k in ("final_model", "explain", "progress")
+    )
+    frac = cfg.cv.get("pair_test_fraction", 0.2)
+    if isinstance(frac, bool) or not isinstance(frac, int | float):
+        raise ConfigError(f"cv.pair_test_fraction={frac!r}: expected a fraction, e.g. 0.2")
     if scheme == "pair_split" and not 0.0 < frac < 1.0:
         raise ConfigError(f"cv.pair_test_fraction={frac}: must be between 0 and 1")
     eval_path = OmegaConf.select(cfg, "eval.path")
-    if eval_path and not cfg.get("final_model", True):
+    if eval_path and not final_model:
         raise ConfigError("eval.path: scoring it needs the final model (final_model=true)")
     unc = _uncertainty(cfg)
-    if unc is not None and unc.calibration_path and not cfg.get("final_model", True):
+    if unc is not None and unc.calibration_path and not final_model:
         raise ConfigError(
             "uncertainty.calibration_path: calibrating on it needs the final model "
             "(final_model=true)"
@@ -304,13 +311,13 @@ def build_plan(cfg: DictConfig) -> Plan:
         inner=_splitter(cfg.cv.inner, "cv.inner"),
         groups=check_grouping(cfg.cv.get("groups")),
         scheme=scheme,
-        pair_test_fraction=frac,
+        pair_test_fraction=float(frac),
         seed=int(seed),
-        final_model=bool(cfg.get("final_model", True)),
-        explain=bool(cfg.get("explain", True)),
+        final_model=final_model,
+        explain=explain,
         optimized_metric=metric,
         uses_accelerator=uses_accelerator(model),
-        progress=bool(cfg.get("progress", True)),
+        progress=progress,
         data=_node(cfg, "data") or {},
         device=_node(cfg, "device") or {},
         tracking=_node(cfg, "tracking") or {},
@@ -320,8 +327,15 @@ def build_plan(cfg: DictConfig) -> Plan:
     )
 
 
+def _flag(value: Any, key: str) -> bool:
+    """A true/false key; a typo (``explain=flase``) is refused, not read as true."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r}: expected true or false")
+    return value
+
+
 def _uncertainty(cfg: DictConfig) -> UncertaintySpec | None:
     node = _node(cfg, "uncertainty") or {}
-    if not node.pop("enabled", True):
+    if not _flag(node.pop("enabled", True), "uncertainty.enabled"):
         return None
     return UncertaintySpec.from_config(node)
