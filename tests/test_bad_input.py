@@ -213,6 +213,8 @@ def test_target_found_by_name_and_named_in_the_first_lines(
             ("cv.pair_test_fraction='abc'",),
             id="fraction=abc",
         ),
+        # k at least the clusters a difficulty is measured against: the same for every cluster
+        pytest.param(("uncertainty.k=53",), ("uncertainty.k=53", "below 53"), id="k too big"),
     ],
 )
 def test_bad_config(args: tuple[str, ...], expected: tuple[str, ...], tmp_path: Path) -> None:

@@ -141,6 +141,8 @@ class Plan:
                     f"intervals ({n_oof - max(len(s.test) for s in splits)} outside a fold; need "
                     f"at least {need}): use more rows, or uncertainty.enabled=false"
                 )
+        if self.uncertainty is not None and self.uncertainty.uses_neighbours:
+            _neighbourhood_size(self.uncertainty.k, splits)
         if self.uncertainty is not None and self.uncertainty.needs_spread:
             final = self.make_pipeline().steps[-1][1]
             if not gives_spread(final):
@@ -176,6 +178,25 @@ class Plan:
         if self.eval_path:
             preflight.check_eval_columns(self.eval_path, [str(c) for c in dataset.X.columns])
         preflight.check_steps(pipeline, dataset)
+
+
+def _neighbourhood_size(k: int, splits: list[Split]) -> None:
+    """``uncertainty.k`` must be below the number of clusters a held-out cluster's difficulty is
+    measured against (the out-of-fold clusters of the other folds, one more fold left out while
+    the intervals are scored): at or above it every cluster's neighbours are all of them, the
+    same difficulty for every cluster, under the name of a kNN difficulty."""
+    sizes: dict[int, list[int]] = {}
+    for s in splits:
+        sizes.setdefault(s.repeat, []).append(len(s.test))
+    smallest = min(
+        sum(v) - sum(sorted(v, reverse=True)[: 2 if len(v) > 2 else 1]) for v in sizes.values()
+    )
+    if k >= smallest:
+        raise ConfigError(
+            f"uncertainty.k={k}: a held-out cluster's difficulty is measured against as few as "
+            f"{smallest} out-of-fold clusters here, so its {k} nearest would be all of them and "
+            f"every cluster would get the same difficulty; use a k below {smallest}"
+        )
 
 
 def _selector_sizes(plan: Plan, dataset: Dataset) -> None:

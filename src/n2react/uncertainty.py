@@ -126,6 +126,11 @@ class UncertaintySpec:
     def needs_spread(self) -> bool:
         return bool({self.difficulty, self.error_kind} & set(SPREAD_DIFFICULTIES))
 
+    @property
+    def uses_neighbours(self) -> bool:
+        """Whether a difficulty is read off the ``k`` nearest reference clusters."""
+        return {base_kind(self.difficulty), base_kind(self.error_kind)} != {"none"}
+
 
 # --------------------------------------------------------------------------- calibration
 
