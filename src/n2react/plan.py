@@ -12,6 +12,7 @@ training, everything that can be checked.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ from n2react.splitters import Split, Splitter, check_grouping, group_column, gro
 from n2react.uncertainty import UncertaintySpec
 
 SCHEMES = ("nested", "pair_split")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Plan:
 
     def attach_groups(self, dataset: Dataset) -> Dataset:
         """``dataset`` with its group labels (from the names, or the spreadsheet column)."""
+        self._check_fixed_folds(dataset)  # before the names are read as formulas
         if self.groups is None or dataset.groups is not None:
             return dataset
         from dataclasses import replace
@@ -89,6 +93,27 @@ class Plan:
         )
         return replace(dataset, groups=labels)
 
+    def _check_fixed_folds(self, dataset: Dataset) -> None:
+        if dataset.folds is None:
+            return
+        if self.groups is not None:
+            raise ConfigError(
+                f"cv.groups={self.groups}: data={self.names.data} has its own fixed folds; "
+                "use cv.groups=none with it"
+            )
+
+    def _warn_fixed_folds(self, dataset: Dataset) -> None:
+        cv = self.config.get("cv", {})
+        if dataset.folds is not None and self.outer.n_folds(dataset.n_rows) != len(dataset.folds):
+            log.warning(
+                "cv.outer_folds=%s, cv.repeats=%s do not apply: data=%s has its own %d folds, "
+                "and they are the ones used",
+                cv.get("outer_folds"),
+                cv.get("repeats"),
+                self.names.data,
+                len(dataset.folds),
+            )
+
     def outer_splits(self, dataset: Dataset) -> list[Split]:
         """The outer folds: the dataset's own (authors' files) or the configured splitter's."""
         if dataset.folds is not None:
@@ -100,11 +125,8 @@ class Plan:
 
     def validate(self, dataset: Dataset) -> list[Split]:
         """Check everything that can be checked before training; return the outer folds."""
-        if self.groups is not None and dataset.folds is not None:
-            raise ConfigError(
-                f"cv.groups={self.groups}: data={self.names.data} has its own fixed folds; "
-                "use cv.groups=none with it"
-            )
+        self._check_fixed_folds(dataset)
+        self._warn_fixed_folds(dataset)
         if len(np.unique(dataset.y)) < 2:
             raise DataError(f"{dataset.source}: lg(k1) is the same for every row; nothing to learn")
         if self.eval_path and not Path(self.eval_path).exists():
