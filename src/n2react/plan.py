@@ -177,6 +177,16 @@ class Plan:
         self.preflight(dataset)
         if self.search.active:
             self.search.check(self.make_pipeline())
+            trials = self.search.max_trials
+            if self.search.is_grid and trials and trials < (points := self.search.grid_points()):
+                log.warning(
+                    "search=grid: search.max_trials=%d runs the first %d of the grid's %d points "
+                    "in order (the first values of each range: a corner of the grid), not a "
+                    "sample of it; leave search.max_trials unset, or use search=random",
+                    trials,
+                    trials,
+                    points,
+                )
             for s in splits:
                 groups = None if dataset.groups is None else dataset.groups[s.train]
                 try:
