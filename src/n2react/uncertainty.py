@@ -106,7 +106,7 @@ class UncertaintySpec:
                 f"uncertainty.expected_error={spec.expected_error!r}: expected same or one of "
                 + ", ".join(DIFFICULTIES)
             )
-        if not isinstance(spec.k, int) or spec.k < 1:
+        if isinstance(spec.k, bool) or not isinstance(spec.k, int) or spec.k < 1:
             raise ConfigError(f"uncertainty.k={spec.k!r}: expected a whole number >= 1")
         check_coverage(spec.coverage, where="uncertainty.coverage")
         if not 0.0 < float(spec.flag_quantile) <= 1.0:
