@@ -209,6 +209,7 @@ def test_target_found_by_name_and_named_in_the_first_lines(
         pytest.param(("explain=flase",), ("explain='flase'", "true or false"), id="explain typo"),
         pytest.param(("uncertainty.enabled=no_",), ("uncertainty.enabled",), id="enabled typo"),
         pytest.param(("tracking.enabled=flase",), ("tracking.enabled",), id="tracking typo"),
+        pytest.param(("data.formula=flase",), ("data.formula='flase'",), id="formula typo"),
         pytest.param(
             ("pairwise=on", "cv.scheme=pair_split", "cv.pair_test_fraction=abc"),
             ("cv.pair_test_fraction='abc'",),

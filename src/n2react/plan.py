@@ -338,9 +338,9 @@ def build_plan(cfg: DictConfig) -> Plan:
     final_model, explain, progress = (
         _flag(cfg.get(k, True), k) for k in ("final_model", "explain", "progress")
     )
-    tracking = _node(cfg, "tracking") or {}
-    for k in ("enabled", "log_model"):
-        _flag(tracking.get(k, True), f"tracking.{k}")
+    for key in ("tracking.enabled", "tracking.log_model", "data.formula", "device.mixed_precision"):
+        if (value := OmegaConf.select(cfg, key)) is not None:
+            _flag(value, key)
     frac = cfg.cv.get("pair_test_fraction", 0.2)
     if isinstance(frac, bool) or not isinstance(frac, int | float):
         raise ConfigError(f"cv.pair_test_fraction={frac!r}: expected a fraction, e.g. 0.2")
@@ -376,7 +376,7 @@ def build_plan(cfg: DictConfig) -> Plan:
         progress=progress,
         data=_node(cfg, "data") or {},
         device=_node(cfg, "device") or {},
-        tracking=tracking,
+        tracking=_node(cfg, "tracking") or {},
         eval_path=_in_data_dir(str(eval_path)) if eval_path else None,
         resume=str(cfg.resume) if cfg.get("resume") else None,
         uncertainty=unc,
