@@ -163,7 +163,15 @@ def main(cfg: DictConfig) -> float:
         sys.exit(2)
     except KeyboardInterrupt as exc:
         name = str(exc) or "SIGINT"  # Ctrl-C raises it without a message
-        sys.stderr.write(f"n2react: interrupted ({name}); the MLflow run is KILLED\n")
+        # the MLflow run, if one was started (not before the data passed, nor with tracking=none)
+        killed = "; the MLflow run is KILLED" if getattr(exc, "killed_run", None) else ""
+        where = Path(HydraConfig.get().runtime.output_dir)
+        if not cfg.get("resume") and HydraConfig.get().mode != RunMode.MULTIRUN:
+            from n2react.preflight import remove_if_unused
+
+            remove_if_unused(where)  # stopped before its first output: no empty folder
+        hint = _resume_hint(cfg).replace("once that is fixed, run", "to continue, run")
+        sys.stderr.write(f"n2react: interrupted ({name}){killed}{hint}\n")
         sys.exit(130)
     return float(metrics[cfg.optimized_metric])
 

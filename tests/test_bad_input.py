@@ -198,6 +198,32 @@ def test_target_found_by_name_and_named_in_the_first_lines(
             ("selector=kbest", "selector.step.k=100"), ("k", "100", "24"), id="k>features"
         ),
         pytest.param(("tracking.experiment=''",), ("tracking.experiment",), id="no exp"),
+        # a text or a fraction of folds once crashed in the splitter ("cannot build it:
+        # full_key: cv.outer") or was cut to a whole number; a bad cv.seed was a traceback
+        pytest.param(("cv.outer_folds=abc",), ("cv.outer_folds='abc'", "whole"), id="folds=abc"),
+        pytest.param(("cv.outer_folds=2.5",), ("cv.outer_folds=2.5", "whole"), id="folds=2.5"),
+        pytest.param(("cv.seed=abc",), ("cv.seed='abc'", "whole"), id="cv.seed=abc"),
+        pytest.param(("cv.seed=-5",), ("cv.seed=-5", ">= 0"), id="cv.seed<0"),
+        pytest.param(("cv.shuffle=maybe",), ("cv.shuffle='maybe'",), id="shuffle=maybe"),
+        # a typo of false was read as true (an explained run, a refit); a text fraction crashed
+        pytest.param(("explain=flase",), ("explain='flase'", "true or false"), id="explain typo"),
+        pytest.param(("uncertainty.enabled=no_",), ("uncertainty.enabled",), id="enabled typo"),
+        pytest.param(("tracking.enabled=flase",), ("tracking.enabled",), id="tracking typo"),
+        pytest.param(("data.formula=flase",), ("data.formula='flase'",), id="formula typo"),
+        pytest.param(
+            ("pairwise=on", "cv.scheme=pair_split", "cv.pair_test_fraction=abc"),
+            ("cv.pair_test_fraction='abc'",),
+            id="fraction=abc",
+        ),
+        # k at least the clusters a difficulty is measured against: the same for every cluster
+        pytest.param(("uncertainty.k=53",), ("uncertainty.k=53", "below 53"), id="k too big"),
+        pytest.param(("uncertainty.k=true",), ("uncertainty.k=True",), id="k=true"),
+        # the authors' fold files' names are not formulas: the fold refusal, not a parse error
+        pytest.param(
+            ("data=authors_folds", "cv.groups=family"),
+            ("cv.groups=family", "own fixed folds"),
+            id="authors folds grouped",
+        ),
     ],
 )
 def test_bad_config(args: tuple[str, ...], expected: tuple[str, ...], tmp_path: Path) -> None:

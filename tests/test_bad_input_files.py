@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -185,13 +186,37 @@ def test_sigterm_is_named(tmp_path: Path) -> None:
            "tracking=none", "progress=false", "explain=false"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
+    done = tmp_path / "run" / "folds" / "fold_01" / "fold.json"
     for line in proc.stderr:
         if "fold 1:" in line:
+            while not done.exists() and proc.poll() is None:  # fold 1's files are written
+                time.sleep(0.1)
             proc.send_signal(signal.SIGTERM)
             break
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == 130
     assert "n2react: interrupted (SIGTERM)" in rest and "Traceback" not in rest
+    assert "MLflow" not in rest  # tracking=none: no MLflow run to call KILLED
+    # the line says how to continue it
+    assert f"to continue, run the same command plus resume={tmp_path / 'run'}" in rest
+
+
+def test_an_interrupt_before_the_first_output_leaves_no_folder_and_no_run(tmp_path: Path) -> None:
+    # it said "the MLflow run is KILLED" with no MLflow run started, and left the run folder
+    # holding only Hydra's files, where a failure at the same point removes it
+    cmd = [sys.executable, "-m", "train", f"hydra.run.dir={tmp_path / 'run'}", *QUICK]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "reading sheet" in line:  # the data are being read: no output, no MLflow run yet
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130
+    ours = [ln for ln in rest.splitlines() if ln.startswith("n2react:")]
+    assert ours == ["n2react: interrupted (SIGTERM)"], rest[-1500:]
+    assert not (tmp_path / "run").exists()
+    assert mlflow_runs(tmp_path / "mlflow.db") == []
 
 
 # --------------------------------------------------------------------------- model files

@@ -88,6 +88,23 @@ def test_authors_folds_reproduce_their_random_forest(
     assert "data.rename_columns" not in parent.data.params
 
 
+def test_authors_folds_say_that_cv_outer_folds_does_not_apply(make_cfg, caplog) -> None:
+    # cv.outer_folds=3 with the authors' 10 fold files ran 10 folds without a word, while the
+    # run's name and params said outer_folds=3
+    plan = build_plan(make_cfg("data=authors_folds", "cv.outer_folds=3", "tracking=none"))
+    dataset = load_dataset(plan.data)
+    with caplog.at_level("WARNING", logger="n2react.plan"):
+        assert len(plan.validate(dataset)) == 10
+    said = [r.getMessage() for r in caplog.records if r.name == "n2react.plan"]
+    assert said == [
+        "cv.outer_folds=3, cv.repeats=1 do not apply: data=authors_folds has its own 10 folds, "
+        "and they are the ones used"
+    ]
+    caplog.clear()
+    build_plan(make_cfg("data=authors_folds", "tracking=none")).validate(dataset)
+    assert not [r for r in caplog.records if r.name == "n2react.plan"]  # the default: 10 folds
+
+
 def test_more_folds_than_rows_is_a_data_error(make_cfg, tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"159 rows, fewer than cv.outer_folds=500"):
         run(make_cfg("cv.outer_folds=500", "tracking=none"), tmp_path)

@@ -107,3 +107,18 @@ def test_hyperband_takes_max_trials_and_counts_its_trials(make_cfg) -> None:
 def test_max_trials_below_one_is_refused(make_cfg, bad: str) -> None:
     with pytest.raises(ConfigError, match="search.max_trials"):
         build_plan(make_cfg("model=ridge", "search=random", bad))
+
+
+def test_a_grid_cut_short_by_max_trials_says_so(make_cfg, caplog) -> None:
+    # search=grid search.max_trials=3 ran the grid's first 3 points (C=0.1, gamma=0.001: one
+    # corner) without a word, and the run's figures were those of a barely tuned model
+    dataset = load_dataset(build_plan(make_cfg("model=svr")).data)
+    with caplog.at_level("WARNING", logger="n2react.plan"):
+        build_plan(make_cfg("model=svr", "search=grid", "search.max_trials=3")).validate(dataset)
+        said = [r.getMessage() for r in caplog.records if r.name == "n2react.plan"]
+        assert len(said) == 1 and "first 3 of the grid's 60 points" in said[0]
+        caplog.clear()
+        whole = [("search=grid",), ("search=grid", "search.max_trials=60")]
+        for over in [*whole, ("search=random", "search.max_trials=3")]:
+            build_plan(make_cfg("model=svr", *over)).validate(dataset)
+        assert not [r for r in caplog.records if r.name == "n2react.plan"]

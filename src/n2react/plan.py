@@ -12,6 +12,7 @@ training, everything that can be checked.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ from n2react.splitters import Split, Splitter, check_grouping, group_column, gro
 from n2react.uncertainty import UncertaintySpec
 
 SCHEMES = ("nested", "pair_split")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Plan:
 
     def attach_groups(self, dataset: Dataset) -> Dataset:
         """``dataset`` with its group labels (from the names, or the spreadsheet column)."""
+        self._check_fixed_folds(dataset)  # before the names are read as formulas
         if self.groups is None or dataset.groups is not None:
             return dataset
         from dataclasses import replace
@@ -89,6 +93,27 @@ class Plan:
         )
         return replace(dataset, groups=labels)
 
+    def _check_fixed_folds(self, dataset: Dataset) -> None:
+        if dataset.folds is None:
+            return
+        if self.groups is not None:
+            raise ConfigError(
+                f"cv.groups={self.groups}: data={self.names.data} has its own fixed folds; "
+                "use cv.groups=none with it"
+            )
+
+    def _warn_fixed_folds(self, dataset: Dataset) -> None:
+        cv = self.config.get("cv", {})
+        if dataset.folds is not None and self.outer.n_folds(dataset.n_rows) != len(dataset.folds):
+            log.warning(
+                "cv.outer_folds=%s, cv.repeats=%s do not apply: data=%s has its own %d folds, "
+                "and they are the ones used",
+                cv.get("outer_folds"),
+                cv.get("repeats"),
+                self.names.data,
+                len(dataset.folds),
+            )
+
     def outer_splits(self, dataset: Dataset) -> list[Split]:
         """The outer folds: the dataset's own (authors' files) or the configured splitter's."""
         if dataset.folds is not None:
@@ -100,11 +125,8 @@ class Plan:
 
     def validate(self, dataset: Dataset) -> list[Split]:
         """Check everything that can be checked before training; return the outer folds."""
-        if self.groups is not None and dataset.folds is not None:
-            raise ConfigError(
-                f"cv.groups={self.groups}: data={self.names.data} has its own fixed folds; "
-                "use cv.groups=none with it"
-            )
+        self._check_fixed_folds(dataset)
+        self._warn_fixed_folds(dataset)
         if len(np.unique(dataset.y)) < 2:
             raise DataError(f"{dataset.source}: lg(k1) is the same for every row; nothing to learn")
         if self.eval_path and not Path(self.eval_path).exists():
@@ -141,6 +163,8 @@ class Plan:
                     f"intervals ({n_oof - max(len(s.test) for s in splits)} outside a fold; need "
                     f"at least {need}): use more rows, or uncertainty.enabled=false"
                 )
+        if self.uncertainty is not None and self.uncertainty.uses_neighbours:
+            _neighbourhood_size(self.uncertainty.k, splits)
         if self.uncertainty is not None and self.uncertainty.needs_spread:
             final = self.make_pipeline().steps[-1][1]
             if not gives_spread(final):
@@ -153,6 +177,16 @@ class Plan:
         self.preflight(dataset)
         if self.search.active:
             self.search.check(self.make_pipeline())
+            trials = self.search.max_trials
+            if self.search.is_grid and trials and trials < (points := self.search.grid_points()):
+                log.warning(
+                    "search=grid: search.max_trials=%d runs the first %d of the grid's %d points "
+                    "in order (the first values of each range: a corner of the grid), not a "
+                    "sample of it; leave search.max_trials unset, or use search=random",
+                    trials,
+                    trials,
+                    points,
+                )
             for s in splits:
                 groups = None if dataset.groups is None else dataset.groups[s.train]
                 try:
@@ -176,6 +210,25 @@ class Plan:
         if self.eval_path:
             preflight.check_eval_columns(self.eval_path, [str(c) for c in dataset.X.columns])
         preflight.check_steps(pipeline, dataset)
+
+
+def _neighbourhood_size(k: int, splits: list[Split]) -> None:
+    """``uncertainty.k`` must be below the number of clusters a held-out cluster's difficulty is
+    measured against (the out-of-fold clusters of the other folds, one more fold left out while
+    the intervals are scored): at or above it every cluster's neighbours are all of them, the
+    same difficulty for every cluster, under the name of a kNN difficulty."""
+    sizes: dict[int, list[int]] = {}
+    for s in splits:
+        sizes.setdefault(s.repeat, []).append(len(s.test))
+    smallest = min(
+        sum(v) - sum(sorted(v, reverse=True)[: 2 if len(v) > 2 else 1]) for v in sizes.values()
+    )
+    if k >= smallest:
+        raise ConfigError(
+            f"uncertainty.k={k}: a held-out cluster's difficulty is measured against as few as "
+            f"{smallest} out-of-fold clusters here, so its {k} nearest would be all of them and "
+            f"every cluster would get the same difficulty; use a k below {smallest}"
+        )
 
 
 def _selector_sizes(plan: Plan, dataset: Dataset) -> None:
@@ -243,7 +296,9 @@ def _splitter(node: Any, key: str) -> Splitter:
         cause = exc.__cause__
         if isinstance(cause, ConfigError | DataError):
             raise cause from None
-        msg = str(exc).strip().splitlines()
+        # the error the class raised, not Hydra's wrapper (whose last line is "full_key: ...")
+        msg = str(cause or exc).strip().splitlines()
+        msg = [ln for ln in msg if not ln.startswith("full_key:")]
         raise ConfigError(f"{key}: cannot build it: {msg[-1] if msg else exc}") from exc
     if not isinstance(out, Splitter):
         raise ConfigError(f"{key}: {type(out).__name__} is not an n2react.splitters.Splitter")
@@ -280,14 +335,22 @@ def build_plan(cfg: DictConfig) -> Plan:
     search = SearchSpec.from_config(
         _node(cfg, "search") or {}, space, epochs_param(model, "model__")
     )
-    frac = float(cfg.cv.get("pair_test_fraction", 0.2))
+    final_model, explain, progress = (
+        _flag(cfg.get(k, True), k) for k in ("final_model", "explain", "progress")
+    )
+    for key in ("tracking.enabled", "tracking.log_model", "data.formula", "device.mixed_precision"):
+        if (value := OmegaConf.select(cfg, key)) is not None:
+            _flag(value, key)
+    frac = cfg.cv.get("pair_test_fraction", 0.2)
+    if isinstance(frac, bool) or not isinstance(frac, int | float):
+        raise ConfigError(f"cv.pair_test_fraction={frac!r}: expected a fraction, e.g. 0.2")
     if scheme == "pair_split" and not 0.0 < frac < 1.0:
         raise ConfigError(f"cv.pair_test_fraction={frac}: must be between 0 and 1")
     eval_path = OmegaConf.select(cfg, "eval.path")
-    if eval_path and not cfg.get("final_model", True):
+    if eval_path and not final_model:
         raise ConfigError("eval.path: scoring it needs the final model (final_model=true)")
     unc = _uncertainty(cfg)
-    if unc is not None and unc.calibration_path and not cfg.get("final_model", True):
+    if unc is not None and unc.calibration_path and not final_model:
         raise ConfigError(
             "uncertainty.calibration_path: calibrating on it needs the final model "
             "(final_model=true)"
@@ -304,13 +367,13 @@ def build_plan(cfg: DictConfig) -> Plan:
         inner=_splitter(cfg.cv.inner, "cv.inner"),
         groups=check_grouping(cfg.cv.get("groups")),
         scheme=scheme,
-        pair_test_fraction=frac,
+        pair_test_fraction=float(frac),
         seed=int(seed),
-        final_model=bool(cfg.get("final_model", True)),
-        explain=bool(cfg.get("explain", True)),
+        final_model=final_model,
+        explain=explain,
         optimized_metric=metric,
         uses_accelerator=uses_accelerator(model),
-        progress=bool(cfg.get("progress", True)),
+        progress=progress,
         data=_node(cfg, "data") or {},
         device=_node(cfg, "device") or {},
         tracking=_node(cfg, "tracking") or {},
@@ -320,8 +383,15 @@ def build_plan(cfg: DictConfig) -> Plan:
     )
 
 
+def _flag(value: Any, key: str) -> bool:
+    """A true/false key; a typo (``explain=flase``) is refused, not read as true."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r}: expected true or false")
+    return value
+
+
 def _uncertainty(cfg: DictConfig) -> UncertaintySpec | None:
     node = _node(cfg, "uncertainty") or {}
-    if not node.pop("enabled", True):
+    if not _flag(node.pop("enabled", True), "uncertainty.enabled"):
         return None
     return UncertaintySpec.from_config(node)

@@ -131,8 +131,9 @@ def train(
             summary = _nested(plan, dataset, splits, tracker, run_dir, done, label)
         status = "FINISHED"
         return summary
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         status = "KILLED"
+        exc.killed_run = getattr(tracker, "run_id", None)  # type: ignore[attr-defined]
         raise
     except Exception as exc:
         tracker.set_tags({"error": f"{type(exc).__name__}: {exc}"[:5000]})

@@ -211,16 +211,17 @@ class SearchSpec:
         """How many trials the search runs at most (for progress bars)."""
         if not self.active:
             return 0
-        hp = make_hyperparameters(self.space)
         if self.is_grid:
-            grid = 1
-            for p in hp.space:
-                grid *= len(list(p.values))
+            grid = self.grid_points()
             return min(grid, self.max_trials) if self.max_trials else grid
         if self.is_hyperband:
-            total = _hyperband_trials(self.make_oracle(hp))
+            total = _hyperband_trials(self.make_oracle(make_hyperparameters(self.space)))
             return min(total, self.max_trials) if self.max_trials else total
         return int(self.max_trials) if self.max_trials else 10
+
+    def grid_points(self) -> int:
+        """How many points the whole grid of the space has."""
+        return int(np.prod([len(list(p.values)) for p in make_hyperparameters(self.space).space]))
 
     def pipeline_params(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """A trial's values as pipeline parameters; Hyperband's epoch budget becomes max_epochs."""

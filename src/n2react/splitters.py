@@ -65,7 +65,12 @@ class KFoldSplitter(Splitter):
         seed: int | None = None,
         key: str = "cv.outer_folds",
     ) -> None:
-        self.n_splits, self.repeats = int(n_splits), int(repeats)
+        self.n_splits, self.repeats = _whole(n_splits, key), _whole(repeats, "cv.repeats")
+        seed_key = "cv.seed" if key == "cv.outer_folds" else "seed"  # conf/cv/default.yaml
+        if seed is not None and _whole(seed, seed_key) < 0:
+            raise ConfigError(f"{seed_key}={seed}: expected a whole number >= 0")
+        if not isinstance(shuffle, bool | np.bool_):
+            raise ConfigError(f"cv.shuffle={shuffle!r}: expected true or false")
         self.shuffle, self.seed, self.key = bool(shuffle), seed, key
         if self.n_splits < 2:
             raise ConfigError(f"{key}={self.n_splits}: need at least 2 folds")
@@ -121,6 +126,14 @@ class KFoldSplitter(Splitter):
                 folds = _balanced_group_folds(groups, labels, k, seed)
             out += [Split(r * k + i + 1, r + 1, tr, te) for i, (tr, te) in enumerate(folds)]
         return out
+
+
+def _whole(value: object, key: str) -> int:
+    """``value`` as an int; a text, a fraction or a bool (``cv.outer_folds=abc``, ``=2.5``) is a
+    ConfigError naming ``key``, not a crash or a silently truncated number of folds."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ConfigError(f"{key}={value!r}: expected a whole number")
+    return int(value)
 
 
 def _balanced_group_folds(

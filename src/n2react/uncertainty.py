@@ -106,7 +106,7 @@ class UncertaintySpec:
                 f"uncertainty.expected_error={spec.expected_error!r}: expected same or one of "
                 + ", ".join(DIFFICULTIES)
             )
-        if not isinstance(spec.k, int) or spec.k < 1:
+        if isinstance(spec.k, bool) or not isinstance(spec.k, int) or spec.k < 1:
             raise ConfigError(f"uncertainty.k={spec.k!r}: expected a whole number >= 1")
         check_coverage(spec.coverage, where="uncertainty.coverage")
         if not 0.0 < float(spec.flag_quantile) <= 1.0:
@@ -125,6 +125,11 @@ class UncertaintySpec:
     @property
     def needs_spread(self) -> bool:
         return bool({self.difficulty, self.error_kind} & set(SPREAD_DIFFICULTIES))
+
+    @property
+    def uses_neighbours(self) -> bool:
+        """Whether a difficulty is read off the ``k`` nearest reference clusters."""
+        return {base_kind(self.difficulty), base_kind(self.error_kind)} != {"none"}
 
 
 # --------------------------------------------------------------------------- calibration
