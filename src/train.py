@@ -40,16 +40,20 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def _sweep_axes(cfg: DictConfig, hc: DictConfig) -> list[str]:
-    """Overrides that may vary in this multirun: the command line (kept in the sweep's
-    multirun.yaml), ``hydra.sweeper.params`` and the model's ``sweep:`` axes."""
-    out = []
+    """Overrides that may vary in this multirun, in the order the sweeper reads them:
+    ``hydra.sweeper.params``, the model's ``sweep:`` axes and the command line (kept in the
+    sweep's multirun.yaml)."""
+    from n2react.jobs import sweep_axes
+
     saved = Path(str(hc.sweep.dir)) / "multirun.yaml"
+    command_line = []
     if saved.is_file():
-        out += list(OmegaConf.select(OmegaConf.load(saved), "hydra.overrides.task") or [])
-    for axes in (OmegaConf.select(hc, "sweeper.params"), OmegaConf.select(cfg, "model.sweep")):
-        if axes:
-            out += [f"{k}={v}" for k, v in OmegaConf.to_container(axes).items()]
-    return out
+        command_line = list(OmegaConf.select(OmegaConf.load(saved), "hydra.overrides.task") or [])
+    params, model_axes = (
+        OmegaConf.to_container(axes) if axes else None
+        for axes in (OmegaConf.select(hc, "sweeper.params"), OmegaConf.select(cfg, "model.sweep"))
+    )
+    return sweep_axes(params, model_axes, command_line)  # type: ignore[arg-type]
 
 
 def job_info(cfg: DictConfig) -> Any:

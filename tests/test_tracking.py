@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from n2react.data import load_dataset
 from n2react.errors import ConfigError
-from n2react.jobs import JobInfo, run_name
+from n2react.jobs import JobInfo, only_swept, run_name, sweep_axes
 from n2react.mlflow_tracking import TAG_HOST, TAG_PID, prepare_experiment, terminate_stale_runs
 from n2react.run import run
 
@@ -160,6 +160,24 @@ def test_run_names_say_what_differs() -> None:
     job = JobInfo.from_overrides("svr", overrides, job=3, shown=overrides[1:4])
     assert job.name == "svr C=10 robust kbest"
     assert job.tags()["overrides"] == " ".join(overrides) and job.tags()["job"] == "3"
+
+
+def test_an_axis_fixed_on_the_command_line_is_not_swept() -> None:
+    """``+sweep=grid`` sweeps the model's ``sweep:`` axes and the scalers, but a value given on
+    the command line wins (as in the sweeper): that key does not vary, so the name leaves it out
+    (``keras_mlp n_layers=1 dropout=…`` named every job alike)."""
+    command_line = ["model=keras_mlp", "+sweep=grid", "model.estimator.n_layers=1", "seed=3"]
+    model_axes = {"model.estimator.n_layers": "1,2,3", "model.estimator.dropout": "0.0,0.2"}
+    axes = sweep_axes({"scaler": "standard,robust"}, model_axes, command_line)
+    job = ["scaler=robust", "model.estimator.n_layers=1", "model.estimator.dropout=0.2", "seed=3"]
+    shown = only_swept(job, axes)
+    assert shown == ["scaler=robust", "model.estimator.dropout=0.2"]
+    assert run_name("keras_mlp", shown) == "keras_mlp dropout=0.2 robust"
+    # the model's own entry wins over hydra.sweeper.params (keras_mlp fixes the scaler)
+    assert (
+        only_swept(["scaler=standard"], sweep_axes({"scaler": "a,b"}, {"scaler": "standard"}, []))
+        == []
+    )
 
 
 def test_new_experiment_opens_on_training_runs_and_has_a_description(tmp_path: Path) -> None:
