@@ -144,6 +144,9 @@ def main(cfg: DictConfig) -> float:
     from n2react.run import run
 
     signal.signal(signal.SIGTERM, _terminate)
+    # again in the job's own process: a launcher's worker (joblib, submitit) gets this function
+    # pickled, without the module-level call above
+    quiet_frameworks(["hydra.verbose=true"] if HydraConfig.get().verbose else [])
     try:
         job = job_info(cfg)
         # the store is checked and prepared once the data and settings have passed their checks
