@@ -40,16 +40,20 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def _sweep_axes(cfg: DictConfig, hc: DictConfig) -> list[str]:
-    """Overrides that may vary in this multirun: the command line (kept in the sweep's
-    multirun.yaml), ``hydra.sweeper.params`` and the model's ``sweep:`` axes."""
-    out = []
+    """Overrides that may vary in this multirun, in the order the sweeper reads them:
+    ``hydra.sweeper.params``, the model's ``sweep:`` axes and the command line (kept in the
+    sweep's multirun.yaml)."""
+    from n2react.jobs import sweep_axes
+
     saved = Path(str(hc.sweep.dir)) / "multirun.yaml"
+    command_line = []
     if saved.is_file():
-        out += list(OmegaConf.select(OmegaConf.load(saved), "hydra.overrides.task") or [])
-    for axes in (OmegaConf.select(hc, "sweeper.params"), OmegaConf.select(cfg, "model.sweep")):
-        if axes:
-            out += [f"{k}={v}" for k, v in OmegaConf.to_container(axes).items()]
-    return out
+        command_line = list(OmegaConf.select(OmegaConf.load(saved), "hydra.overrides.task") or [])
+    params, model_axes = (
+        OmegaConf.to_container(axes) if axes else None
+        for axes in (OmegaConf.select(hc, "sweeper.params"), OmegaConf.select(cfg, "model.sweep"))
+    )
+    return sweep_axes(params, model_axes, command_line)  # type: ignore[arg-type]
 
 
 def job_info(cfg: DictConfig) -> Any:
@@ -102,6 +106,8 @@ def _storage_problem(exc: BaseException) -> str | None:
     store: BaseException | None = None
     while e is not None and id(e) not in seen:
         seen.add(id(e))
+        if isinstance(e, ConnectionError) and store is not None:  # under MLflow's own error
+            return f"the MLflow tracking server stopped answering ({e.strerror or e})"
         if isinstance(e, OSError) and e.errno is not None:
             where = f"{e.filename}: " if e.filename else ""
             return f"{where}{e.strerror or e} while writing the run's outputs"
@@ -138,6 +144,9 @@ def main(cfg: DictConfig) -> float:
     from n2react.run import run
 
     signal.signal(signal.SIGTERM, _terminate)
+    # again in the job's own process: a launcher's worker (joblib, submitit) gets this function
+    # pickled, without the module-level call above
+    quiet_frameworks(["hydra.verbose=true"] if HydraConfig.get().verbose else [])
     try:
         job = job_info(cfg)
         # the store is checked and prepared once the data and settings have passed their checks

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from omegaconf import DictConfig, open_dict
@@ -101,38 +102,46 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    """A real ``mlflow server`` on a free 127.0.0.1 port (SQLite store and proxied artifacts in
-    ``tmp_path``), stopped after the test; yields its URL."""
+def start_mlflow_server(folder: Path, port: int | None = None) -> tuple[Any, str]:
+    """A real ``mlflow server`` on ``port`` (default: a free 127.0.0.1 port) with its SQLite
+    store and proxied artifacts in ``folder``, once it answers: (its process, its URL)."""
     import subprocess
     import sys
     import time
     import urllib.request
 
-    port = _free_port()
+    port = port or _free_port()
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination", str(tmp_path / "server-artifacts"),
+            "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+            "--artifacts-destination", str(folder / "server-artifacts"),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # os.killpg(proc.pid, ...) stops it with its workers
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180  # a busy machine (parallel test workers) is slow
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("mlflow server did not start within 180 s")
+            time.sleep(0.5)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A real ``mlflow server`` on a free 127.0.0.1 port (SQLite store and proxied artifacts in
+    ``tmp_path``), stopped after the test; yields its URL."""
+    proc, url = start_mlflow_server(tmp_path)
     try:
-        deadline = time.monotonic() + 180  # a busy machine (parallel test workers) is slow
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("mlflow server did not start within 180 s")
-                time.sleep(0.5)
         yield url
     finally:
         proc.terminate()

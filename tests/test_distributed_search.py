@@ -108,3 +108,23 @@ def test_chief_survives_a_killed_worker(make_cfg, tmp_path: Path) -> None:
     distributed = json.loads((chief_dir / "summary.json").read_text())
     for key in ("mean_test_rmse", "mean_test_r", "pooled_test_rmse"):
         assert distributed[key] == pytest.approx(plain[key], rel=1e-9), key
+
+
+def test_a_second_chief_on_the_same_port_is_refused(tmp_path: Path) -> None:
+    """A chief started twice (same config, same port): the second one cannot listen, says so in
+    one line and stops before any training, MLflow run or output (gRPC's default SO_REUSEPORT
+    let it bind beside the first, share its workers and train into the same folder)."""
+    from n2react.distributed import Distributed, chief
+
+    port = _free_port()
+    with chief(Distributed(role="chief", port=port)):
+        cmd = [
+            sys.executable, "-m", "train", *COMMON, "tracking=default",
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "search.distributed.role=chief",
+            f"search.distributed.port={port}", f"hydra.run.dir={tmp_path / 'second'}",
+        ]  # fmt: skip
+        out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1500:]
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
+    assert len(errors) == 1 and f"cannot listen on 127.0.0.1:{port}" in errors[0], errors
+    assert not (tmp_path / "second").exists() and not (tmp_path / "mlflow.db").exists()

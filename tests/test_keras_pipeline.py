@@ -119,6 +119,32 @@ def test_gpu_required_without_one_is_a_clear_error() -> None:
 
 
 @pytest.mark.slow
+def test_a_parallel_keras_sweep_names_what_still_varies_and_stays_quiet(
+    tmp_path: Path, n2react_runs
+) -> None:
+    """``+sweep=grid`` with the depth fixed on the command line, two jobs at once in the joblib
+    launcher's worker processes: the runs are named by the dropout (the one axis left; names cut
+    after ``n_layers=1`` were the same for every job), and TensorFlow's start-up lines stay hidden
+    in the workers too."""
+    import pandas as pd
+
+    cmd = [
+        sys.executable, "-m", "train", *FAST, "+sweep=grid", "search=none",
+        "final_model=false", "explain=false", "progress=false", "model.estimator.n_layers=1",
+        "hydra/launcher=parallel", f"hydra.sweep.dir={tmp_path / 'multi'}", "-m",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for chatter in ("absl::InitializeLog", "oneDNN custom operations", "cuda drivers"):
+        assert chatter not in out.stderr + out.stdout, chatter
+    parents, _ = n2react_runs(tmp_path)
+    names = {r.info.run_name for r in parents}
+    assert names == {"keras_mlp dropout=0", "keras_mlp dropout=0.2"}, names
+    board = pd.read_csv(tmp_path / "multi" / "leaderboard.csv")
+    assert set(board["name"]) == names
+
+
+@pytest.mark.slow
 def test_keras_sweep_runs_depth_by_dropout(tmp_path: Path, n2react_runs) -> None:
     cmd = [
         sys.executable, "-m", "train", *FAST, "+sweep=grid", "search=none",

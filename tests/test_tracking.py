@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,11 +14,12 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from conftest import start_mlflow_server
 from mlflow.tracking import MlflowClient
 
 from n2react.data import load_dataset
 from n2react.errors import ConfigError
-from n2react.jobs import JobInfo, run_name
+from n2react.jobs import JobInfo, only_swept, run_name, sweep_axes
 from n2react.mlflow_tracking import TAG_HOST, TAG_PID, prepare_experiment, terminate_stale_runs
 from n2react.run import run
 
@@ -158,6 +160,24 @@ def test_run_names_say_what_differs() -> None:
     job = JobInfo.from_overrides("svr", overrides, job=3, shown=overrides[1:4])
     assert job.name == "svr C=10 robust kbest"
     assert job.tags()["overrides"] == " ".join(overrides) and job.tags()["job"] == "3"
+
+
+def test_an_axis_fixed_on_the_command_line_is_not_swept() -> None:
+    """``+sweep=grid`` sweeps the model's ``sweep:`` axes and the scalers, but a value given on
+    the command line wins (as in the sweeper): that key does not vary, so the name leaves it out
+    (``keras_mlp n_layers=1 dropout=…`` named every job alike)."""
+    command_line = ["model=keras_mlp", "+sweep=grid", "model.estimator.n_layers=1", "seed=3"]
+    model_axes = {"model.estimator.n_layers": "1,2,3", "model.estimator.dropout": "0.0,0.2"}
+    axes = sweep_axes({"scaler": "standard,robust"}, model_axes, command_line)
+    job = ["scaler=robust", "model.estimator.n_layers=1", "model.estimator.dropout=0.2", "seed=3"]
+    shown = only_swept(job, axes)
+    assert shown == ["scaler=robust", "model.estimator.dropout=0.2"]
+    assert run_name("keras_mlp", shown) == "keras_mlp dropout=0.2 robust"
+    # the model's own entry wins over hydra.sweeper.params (keras_mlp fixes the scaler)
+    assert (
+        only_swept(["scaler=standard"], sweep_axes({"scaler": "a,b"}, {"scaler": "standard"}, []))
+        == []
+    )
 
 
 def test_new_experiment_opens_on_training_runs_and_has_a_description(tmp_path: Path) -> None:
@@ -311,3 +331,51 @@ def test_a_store_locked_mid_run_is_one_line_and_resume_finishes_the_run(tmp_path
     active = [r for r in runs if r is not parent and r.info.lifecycle_stage == "active"]
     assert sorted(r.data.tags["fold"] for r in active) == ["1", "2", "3", "4", "5"]
     assert all(r.info.status == "FINISHED" and r.data.metrics for r in active)
+
+
+@pytest.mark.slow
+def test_a_server_that_stops_mid_run_is_one_line_in_a_minute_and_resume_finishes_it(
+    tmp_path: Path,
+) -> None:
+    """The tracking server dies after two outer folds: the run stops within about a minute with
+    one line that names the server and the resume command (MLflow's own retries took over 10
+    minutes, and the line blamed the run's outputs); resuming once the server is back finishes
+    the same MLflow run with one fold run per fold."""
+    server, url = start_mlflow_server(tmp_path)
+    marker = tmp_path / "run" / "folds" / "fold_02" / "fold.json"
+    args = (f"tracking.uri={url}", "model=gbr", "cv.outer_folds=5", "explain=false")
+    cmd = [sys.executable, "-m", "train", "progress=false", f"hydra.run.dir={tmp_path / 'run'}"]
+    job = subprocess.Popen([*cmd, *args], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        while not marker.exists():
+            assert job.poll() is None, "the run ended before its second fold"
+            time.sleep(0.05)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        t0 = time.monotonic()
+        _, err = job.communicate(timeout=600)
+        elapsed = time.monotonic() - t0
+    finally:
+        job.kill()
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+    assert job.returncode == 2 and "Traceback" not in err, err[-1500:]
+    errors = [ln for ln in err.splitlines() if ln.startswith("n2react: error:")]
+    assert len(errors) == 1 and "tracking server stopped answering" in errors[0], err[-1500:]
+    assert f"resume={tmp_path / 'run'}" in errors[0]
+    assert elapsed < 120, elapsed
+    server, url = start_mlflow_server(tmp_path, int(url.rsplit(":", 1)[1]))  # the same store
+    try:
+        resumed = subprocess.run(
+            [*cmd, *args, f"resume={tmp_path / 'run'}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr[-1500:]
+        client = MlflowClient(url)
+        runs = client.search_runs([client.get_experiment_by_name("n2react").experiment_id])
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "FINISHED" and "pooled_test_r" in parent.data.metrics
+    assert sorted(r.data.tags["fold"] for r in runs if r is not parent) == ["1", "2", "3", "4", "5"]

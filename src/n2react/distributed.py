@@ -128,7 +128,9 @@ class ChiefServer:
         self.joined: set[str] = set()
         self._lock = threading.Lock()
         servicer = _servicer_class()(self)
-        self.server = grpc.server(_thread_pool())
+        # gRPC sets SO_REUSEPORT by default: a second chief on the same port would bind too and
+        # share the workers' connections with the first
+        self.server = grpc.server(_thread_pool(), options=[("grpc.so_reuseport", 0)])
         kti.service_grpc().add_OracleServicer_to_server(servicer, self.server)
         try:
             bound = self.server.add_insecure_port(settings.address)

@@ -8,9 +8,10 @@ tracking store.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
+from typing import Any
 
 TAG_SWEEP = "sweep"
 TAG_JOB = "job"
@@ -66,17 +67,29 @@ def run_name(model: str, overrides: Sequence[str] = (), groups: Iterable[str] = 
     return name if len(name) <= MAX_NAME_LEN else name[: MAX_NAME_LEN - 1] + "…"
 
 
+def sweep_axes(
+    params: Mapping[str, Any] | None,
+    model_axes: Mapping[str, Any] | None,
+    command_line: Iterable[str],
+) -> list[str]:
+    """A sweep's override strings in the order the sweeper reads them, a key's last one winning:
+    ``hydra.sweeper.params``, the model's ``sweep:`` axes (``+sweep=grid``), the command line."""
+    out = [f"{k}={v}" for axes in (params, model_axes) if axes for k, v in axes.items()]
+    return out + [str(o) for o in command_line]
+
+
 def only_swept(overrides: Sequence[str], axes: Sequence[str]) -> list[str]:
     """The job's ``overrides`` whose key the sweep varies: ``axes`` holds the sweep's override
-    strings (``seed=1,2``, ``scaler=standard,robust``); keys with sweep syntax vary."""
+    strings in the order of :func:`sweep_axes` (``seed=1,2``, ``scaler=standard,robust``); a
+    key varies when its last one has sweep syntax (``model.estimator.n_layers=1`` on the command
+    line fixes what ``+sweep=grid`` would sweep)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    swept = {
-        ov.get_key_element().lstrip("+~")
+    last = {
+        ov.get_key_element().lstrip("+~"): ov.is_sweep_override()
         for ov in OverridesParser.create().parse_overrides(list(axes))
-        if ov.is_sweep_override()
     }
-    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept]
+    return [o for o in overrides if last.get(o.split("=", 1)[0].lstrip("+~"), False)]
 
 
 @dataclass(frozen=True)

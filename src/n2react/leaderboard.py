@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from n2react.board import KEY_METRICS, VS_BEST, higher_is_better
 from n2react.bootstrap import compare_oof
 from n2react.errors import N2ReactError
-from n2react.jobs import only_swept, run_name
+from n2react.jobs import only_swept, run_name, sweep_axes
 from n2react.runstore import OOF_FILE, SUMMARY_FILE, write_text
 from n2react.tracking import store_of
 
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 TAG_RANK = "leaderboard_rank"
 FAILED_FILE = "job_failed.json"
 FILES = ("leaderboard.csv", "leaderboard.md")
+#: A sweep's ``hydra.sweeper.params`` and its command-line overrides (each job adds its model's
+#: ``sweep:`` axes between them: :func:`n2react.jobs.sweep_axes`).
+SweepAxes = tuple[dict[str, Any] | None, list[str]]
 
 
 def _failure(job_dir: Path) -> str:
@@ -54,13 +57,13 @@ def _failure(job_dir: Path) -> str:
         return "failed"
 
 
-def collect_jobs(sweep_dir: Path, axes: list[str] | None = None) -> pd.DataFrame:
+def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame:
     """One row per job directory of the sweep: job, run name, overrides, dir, status, error and
     the summary metrics (with their intervals).
 
-    ``axes``: the sweep's override strings; the name then shows only the swept keys, like the
-    job's MLflow run name. ``status``: done, failed (its ``error``) or unfinished (running or
-    killed).
+    ``axes``: the sweep's params and command line; the name then shows only the swept keys,
+    like the job's MLflow run name. ``status``: done, failed (its ``error``) or unfinished
+    (running or killed).
     """
     rows = []
     for hydra_yaml in sorted(sweep_dir.glob("*/.hydra/hydra.yaml")):
@@ -72,11 +75,11 @@ def collect_jobs(sweep_dir: Path, axes: list[str] | None = None) -> pd.DataFrame
         config_file = job_dir / ".hydra" / "config.yaml"
         job_cfg = OmegaConf.load(config_file) if config_file.exists() else OmegaConf.create()
         model = OmegaConf.select(job_cfg, "model.name")
-        job_axes = list(axes or [])
-        model_axes = OmegaConf.select(job_cfg, "model.sweep")
-        if model_axes:
-            job_axes += [f"{k}={v}" for k, v in OmegaConf.to_container(model_axes).items()]
-        shown = only_swept(overrides, job_axes) if axes is not None else overrides
+        shown = overrides
+        if axes is not None:
+            model_axes = OmegaConf.select(job_cfg, "model.sweep")
+            model_axes = OmegaConf.to_container(model_axes) if model_axes else None
+            shown = only_swept(overrides, sweep_axes(axes[0], model_axes, axes[1]))
         summary_file = job_dir / SUMMARY_FILE
         metrics = json.loads(summary_file.read_text()) if summary_file.exists() else {}
         error = _failure(job_dir)
@@ -153,7 +156,7 @@ def to_markdown(board: pd.DataFrame, columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_board(sweep_dir: Path, metric: str, metrics: list[str], axes: list[str]) -> pd.DataFrame:
+def build_board(sweep_dir: Path, metric: str, metrics: list[str], axes: SweepAxes) -> pd.DataFrame:
     """The ranked jobs with the columns of the leaderboard files, in order."""
     board = paired_with_best(rank_jobs(collect_jobs(sweep_dir, axes), metric), metric)
     shown = list(dict.fromkeys([metric, *metrics]))
@@ -208,12 +211,10 @@ def _publish(tracking: DictConfig, board: pd.DataFrame, files: list[Path]) -> No
             client.log_artifact(best, str(f))
 
 
-def _sweep_axes(config: DictConfig) -> list[str]:
-    axes = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task") or []]
+def _sweep_axes(config: DictConfig) -> SweepAxes:
     params = OmegaConf.select(config, "hydra.sweeper.params")
-    if params:
-        axes += [f"{k}={v}" for k, v in OmegaConf.to_container(params).items()]
-    return axes
+    command_line = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task") or []]
+    return (OmegaConf.to_container(params) if params else None), command_line
 
 
 class Leaderboard(Callback):

@@ -26,7 +26,7 @@ from n2react.errors import ConfigError
 from n2react.jobs import JobInfo
 from n2react.mlflow_runs import download, log_step_metrics, record
 from n2react.quiet import JOB_LINE
-from n2react.store_uri import check_uri, impatient_http, sqlite_file, store_lock
+from n2react.store_uri import check_uri, impatient_http, patient_http, sqlite_file, store_lock
 from n2react.tracking import (
     LOCAL_UI,
     MAX_PARAM_LEN,
@@ -170,6 +170,7 @@ class MlflowTracker(Tracker):
         self.job = job
         self.run_name = store.run_name or (job.name if job else None)
         self.run_id: str | None = None
+        patient_http()  # a server that stops answering fails the run in about 30 s, not minutes
         self.experiment_id: str | None = prepare_experiment(store.uri, store.experiment)
         self.client = MlflowClient(store.uri)
 
@@ -318,13 +319,37 @@ class MlflowTracker(Tracker):
         self.set_tags({"keras_model_uri": uri})
         return uri
 
-    def finish(self, status: str = "FINISHED") -> None:
+    def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
         if self.run_id is None:
             return
-        # close any fold run left open by an exception, then the parent
-        while mlflow.active_run() is not None:
-            mlflow.end_run(status=status)
-        self.run_id = None
+        run_id, self.run_id = self.run_id, None
+        if status == "FINISHED":
+            while mlflow.active_run() is not None:
+                mlflow.end_run(status=status)
+            return
+        # The run failed, perhaps because the store did: ask it once, briefly, and never leave a
+        # run on MLflow's stack of active runs (the next job of a sweep would nest under it).
+        with impatient_http():
+            try:
+                if error:
+                    self.client.set_tag(run_id, "error", error[:5000])
+            except Exception:
+                log.debug("cannot tag the error", exc_info=True)
+            unmarked = False
+            while mlflow.active_run() is not None:
+                try:
+                    mlflow.end_run(status=status)  # it leaves the stack before the store is asked
+                except Exception:
+                    log.debug("cannot end the run", exc_info=True)
+                    unmarked = True
+        if unmarked:
+            log.warning(
+                "MLflow run %s could not be marked %s: the store did not answer; the next job "
+                "logged from this host to %s marks it KILLED",
+                run_id,
+                status,
+                self.uri,
+            )
 
     # -- runs in the store --
     def get_run(self, run_id: str) -> RunRecord | None:

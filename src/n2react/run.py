@@ -115,7 +115,7 @@ def train(
         "run_dir": str(run_dir.resolve()),
         "protocol": _protocol(plan, dataset),
     }
-    status = "FAILED"
+    status, error = "FAILED", None
     try:
         if resumed is not None and resumed.run_id is not None:
             tracker.reopen(resumed.run_id, tags)
@@ -136,10 +136,10 @@ def train(
         exc.killed_run = getattr(tracker, "run_id", None)  # type: ignore[attr-defined]
         raise
     except Exception as exc:
-        tracker.set_tags({"error": f"{type(exc).__name__}: {exc}"[:5000]})
+        error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        tracker.finish(status)
+        tracker.finish(status, error)
 
 
 def _protocol(plan: Plan, dataset: Dataset) -> str:

@@ -3,7 +3,8 @@
 :func:`check_uri` refuses in one line what cannot work (no experiment name, a file store, a SQLite
 file in a folder that cannot be written, a server that does not answer); :func:`store_lock`
 serialises schema and experiment creation on a SQLite file shared by parallel jobs;
-:func:`impatient_http` keeps a dead server from costing minutes of retries.
+:func:`impatient_http` and :func:`patient_http` keep a dead server from costing minutes of
+retries.
 """
 
 from __future__ import annotations
@@ -40,24 +41,39 @@ def store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-#: Tracking-server requests while preparing the experiment: few retries, short timeouts, so a
-#: server that does not answer fails the job in seconds instead of minutes of backoff.
+#: Tracking-server requests while preparing the experiment, and while ending a run that failed:
+#: few retries, short timeouts, so a server that does not answer fails the job in seconds.
 _PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 PROBE_TIMEOUT_S = 10.0
+#: Tracking-server requests during a run. MLflow's own default (7 retries, backoff up to 2 min)
+#: kept a run whose server had stopped retrying each request for about 4 minutes, and again for
+#: every request after it; 3 retries wait about 30 s, time enough for a server to restart.
+RUN_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+#: What the user set in the environment: n2react's settings never replace these.
+_USER_HTTP_ENV = {k: os.environ[k] for k in (*_PROBE_ENV, *RUN_HTTP_ENV) if k in os.environ}
+
+
+def patient_http() -> None:
+    """MLflow's HTTP retries/timeout for the requests of a run (unless the user set them)."""
+    for k, v in RUN_HTTP_ENV.items():
+        if k not in _USER_HTTP_ENV:
+            os.environ[k] = v
 
 
 @contextlib.contextmanager
 def impatient_http() -> Iterator[None]:
     """Lower MLflow's HTTP retries/timeout for the duration (unless the user set them)."""
-    saved = {k: os.environ.get(k) for k in _PROBE_ENV}
-    for k, v in _PROBE_ENV.items():
-        os.environ.setdefault(k, v)
+    saved = {k: os.environ.get(k) for k in _PROBE_ENV if k not in _USER_HTTP_ENV}
+    for k in saved:
+        os.environ[k] = _PROBE_ENV[k]
     try:
         yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def check_uri(uri: str, experiment: str) -> None:

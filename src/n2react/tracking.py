@@ -132,8 +132,10 @@ class Tracker(ABC):
         """Log the fitted pipeline (and its Keras network, if any); the model URI, or None."""
 
     @abstractmethod
-    def finish(self, status: str = "FINISHED") -> None:
-        """End the parent run (and any fold run left open) with ``status``."""
+    def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
+        """End the parent run (and any fold run left open) with ``status``, tagged with the
+        ``error`` that stopped it. Ending a run that did not finish raises nothing (the error
+        that stopped it is the one to report)."""
 
     # -- runs in the store --
     @abstractmethod
@@ -186,7 +188,7 @@ class NullTracker(Tracker):
     def log_model(self, model: Any, X_example: Any, keras_net: Any = None) -> str | None:
         return None
 
-    def finish(self, status: str = "FINISHED") -> None:
+    def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
         return None
 
     def get_run(self, run_id: str) -> RunRecord | None:
