@@ -219,6 +219,29 @@ def test_an_interrupt_before_the_first_output_leaves_no_folder_and_no_run(tmp_pa
     assert mlflow_runs(tmp_path / "mlflow.db") == []
 
 
+def test_a_run_folder_in_use_is_refused_and_kept(tmp_path: Path) -> None:
+    # a second run (or resume=) into the folder of a run still training cleared its search state
+    # and wrote into its folder; refused, it removed the folder of a first run that had written
+    # only Hydra's files so far
+    from n2react import runstore
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "train.log").write_text("the first run\n")
+    with runstore.held(run):  # the first run, training: this process holds the folder
+        assert runstore.in_use(run)
+        out = cli(tmp_path, "train", *QUICK)
+        assert_one_error(out, str(run), "in use by another n2react run")
+        assert out.returncode == 2
+        assert run.is_dir() and (run / ".hydra").is_dir()
+        assert not (run / "oof_predictions.csv").exists()
+    assert mlflow_runs(tmp_path / "mlflow.db") == []
+    assert not runstore.in_use(run)
+    out = cli(tmp_path, "train", *QUICK)  # once the first has ended, the folder is free
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (run / "oof_predictions.csv").exists()
+
+
 # --------------------------------------------------------------------------- model files
 
 

@@ -73,3 +73,14 @@ def test_a_changed_or_unhashed_model_file_is_refused(tmp_path: Path) -> None:
     runstore.sha256_path(path).unlink()
     with pytest.raises(N2ReactError, match="no sha256 recorded"):
         runstore.load_model_file(path)
+
+
+def test_a_held_run_folder_is_refused_to_a_second_holder_until_released(tmp_path: Path) -> None:
+    with runstore.held(tmp_path):
+        assert runstore.in_use(tmp_path)
+        with pytest.raises(N2ReactError, match="in use by another n2react run"):
+            with runstore.held(tmp_path):
+                pass
+    assert not runstore.in_use(tmp_path)
+    assert not runstore.in_use(tmp_path / "missing")
+    assert list(tmp_path.iterdir()) == []  # no lock file left behind

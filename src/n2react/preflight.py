@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from n2react import runstore
 from n2react.capabilities import epochs_param
 from n2react.data import Dataset
 from n2react.errors import ConfigError, DataError, N2ReactError
@@ -142,7 +143,7 @@ def remove_if_unused(run_dir: Path) -> None:
         names = {p.name for p in run_dir.iterdir()}
     except OSError:
         return
-    if not names <= {".hydra", "train.log"}:
+    if not names <= {".hydra", "train.log"} or runstore.in_use(run_dir):  # another run's
         return
     shutil.rmtree(run_dir, ignore_errors=True)
     day, outputs = run_dir.parent, run_dir.parent.parent

@@ -29,7 +29,13 @@ from n2react.plan import Plan, build_plan
 from n2react.preflight import check_output_dir
 from n2react.quiet import JOB_LINE, quiet_sweep_job
 from n2react.results import fold_logger, write_results
-from n2react.resume import check_same_config, done_folds, find_resumed, sync_fold_runs
+from n2react.resume import (
+    Resumed,
+    check_same_config,
+    done_folds,
+    find_resumed,
+    sync_fold_runs,
+)
 from n2react.search import TunedPipeline
 from n2react.splitters import Split, protocol_text
 from n2react.terminal import FoldProgress, closing_line, group_table, show, summary_table
@@ -80,6 +86,19 @@ def train(
         log.info("resuming %s (MLflow run %s)", resumed.run_dir, resumed.run_id or "none")
         run_dir = resumed.run_dir
     check_output_dir(run_dir)  # writable, with room for the models, before any data work
+    with runstore.held(run_dir):  # one process at a time in a run folder
+        return _train(plan, run_dir, job_num, job, tracker, resumed)
+
+
+def _train(
+    plan: Plan,
+    run_dir: Path,
+    job_num: int | None,
+    job: JobInfo | None,
+    tracker: Tracker | None,
+    resumed: Resumed | None,
+) -> dict[str, float]:
+    """:func:`train` once the run folder is held."""
     if resumed is None:
         _refuse_unfinished(run_dir)
     used_device = device.place(plan.device, plan.uses_accelerator, job_num)

@@ -305,3 +305,44 @@ def load_mlflow_model(local: Path, recorded: str | None, trust_pickle: bool = Fa
     if is_pickle(file) and trust_pickle:
         log.warning("%s: a pickle from an older run, loaded because of --trust-pickle", file)
     return load_model_file(file, trust_pickle=trust_pickle, expected=recorded or "")
+
+
+@contextmanager
+def held(run_dir: Path) -> Iterator[None]:
+    """The run folder, held by this process for the block: a second run or ``resume=`` into it
+    while this one trains is refused, instead of two processes clearing and writing one folder.
+
+    An exclusive ``flock`` on the folder itself (no lock file to leave behind); the kernel drops
+    it when the process ends, however it ends. Where the file system cannot lock (some network
+    mounts) or the platform has no ``fcntl``, the folder is not held.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise N2ReactError(
+                f"{run_dir} is in use by another n2react run: wait for it to end, or choose "
+                "another hydra.run.dir"
+            ) from None
+        except OSError as exc:
+            log.debug("%s cannot be locked (%s): not held", run_dir, exc)
+        yield
+    finally:
+        os.close(fd)
+
+
+def in_use(run_dir: Path) -> bool:
+    """Whether another process holds ``run_dir`` (:func:`held`)."""
+    try:
+        with held(run_dir):
+            return False
+    except N2ReactError:
+        return True
+    except OSError:  # gone, or not a folder
+        return False
