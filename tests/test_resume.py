@@ -66,6 +66,7 @@ def test_a_killed_run_resumes_in_its_parent_run_with_uninterrupted_metrics(
     parents, _ = n2react_runs(tmp_path)
     assert len(parents) == 1 and parents[0].info.status == "RUNNING"
     run_id = parents[0].info.run_id
+    started_as = parents[0].info.run_name, parents[0].data.tags["overrides"]
 
     # another config is refused in one line, and nothing is logged
     out = _train(tmp_path, tmp_path / "other", f"resume={killed}", "search.max_trials=4")
@@ -82,6 +83,10 @@ def test_a_killed_run_resumes_in_its_parent_run_with_uninterrupted_metrics(
     assert parents[0].info.status == "FINISHED"
     assert sorted(int(c.data.tags["fold"]) for c in children) == [1, 2, 3, 4]
     assert all(c.info.status == "FINISHED" for c in children)
+    # it keeps the name and overrides it was started with; the resumed folds carry them too
+    assert (parents[0].info.run_name, parents[0].data.tags["overrides"]) == started_as
+    assert {c.data.tags["overrides"] for c in children} == {started_as[1]}
+    assert f"MLflow run '{started_as[0]}' resumed" in out.stdout + out.stderr
     assert not (tmp_path / "resumed" / "summary.json").exists()  # outputs went to the run's dir
 
     # an uninterrupted run (own store) gives exactly the same figures

@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from n2react.errors import ConfigError
-from n2react.jobs import JobInfo
+from n2react.jobs import TAG_JOB, TAG_OVERRIDES, TAG_SWEEP, JobInfo
 from n2react.mlflow_runs import download, log_step_metrics, record
 from n2react.quiet import JOB_LINE
 from n2react.store_uri import check_uri, impatient_http, patient_http, sqlite_file, store_lock
@@ -170,13 +170,13 @@ class MlflowTracker(Tracker):
         self.job = job
         self.run_name = store.run_name or (job.name if job else None)
         self.run_id: str | None = None
+        self.job_tags = job.tags() if job else {}
         patient_http()  # a server that stops answering fails the run in about 30 s, not minutes
         self.experiment_id: str | None = prepare_experiment(store.uri, store.experiment)
         self.client = MlflowClient(store.uri)
 
     def _tags(self) -> dict[str, str]:
-        job_tags = self.job.tags() if self.job else {}
-        return {TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid()), **job_tags}
+        return {TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid()), **self.job_tags}
 
     def _announce(self, what: str) -> None:
         """The job's one link: the run's page on the server, or (a local store) where ``mlflow
@@ -210,6 +210,13 @@ class MlflowTracker(Tracker):
         self._announce("")
 
     def reopen(self, run_id: str, tags: Mapping[str, str]) -> None:
+        # the run keeps the name and job tags it was started with (its sweep, job number and
+        # overrides; the fold runs logged from here get them too), not the resuming command's
+        recorded = self.client.get_run(run_id)
+        job = (TAG_SWEEP, TAG_JOB, TAG_OVERRIDES)
+        kept = {k: v for k, v in recorded.data.tags.items() if k in job}
+        self.job_tags = {**{k: v for k, v in self.job_tags.items() if k not in job}, **kept}
+        self.run_name = recorded.info.run_name or self.run_name
         run = mlflow.start_run(run_id=run_id, tags={**self._tags(), **tags})
         self.run_id = run.info.run_id
         self._announce(" resumed")
