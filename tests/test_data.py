@@ -207,3 +207,20 @@ def test_target_is_found_by_name_not_position(tmp_path: Path) -> None:
     df = df.rename(columns={"Expt. lgk1": "rate"})
     with pytest.raises(DataError, match=r"no column looks like lg\(k1\).*data.target_column="):
         load_dataset(data_cfg("homonuclear_24", path=str(_write(tmp_path, df))))
+
+
+def test_a_users_file_names_the_run_not_the_option_it_came_through(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # data.path=my_clusters.xlsx was titled and tagged 'homonuclear_24' (the option's name)
+    import shutil
+
+    from n2react.data import data_name
+
+    own = shutil.copy(shared_data / "homonuclear-159-24features.xlsx", tmp_path / "mine.xlsx")
+    assert load_dataset(data_cfg("homonuclear_24", path=str(own))).name == "mine"
+    # the option's own file, given by path or found in a folder, keeps the option's name
+    same = shutil.copy(own, tmp_path / "homonuclear-159-24features.xlsx")
+    assert data_name(data_cfg("homonuclear_24", path=str(same))) == "homonuclear_24"
+    assert data_name(data_cfg("homonuclear_24", path=str(tmp_path))) == "homonuclear_24"
+    assert data_name(data_cfg("homonuclear_15")) == "homonuclear_15"

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from n2react.capabilities import epochs_param, gives_spread, uses_accelerator
 from n2react.composition import DEFAULT_LIGANDS
-from n2react.data import Dataset
+from n2react.data import Dataset, data_name
 from n2react.errors import ConfigError, DataError
 from n2react.metrics import summary_keys
 from n2react.pipeline import PipelineFactory, search_space
@@ -359,7 +359,7 @@ def build_plan(cfg: DictConfig) -> Plan:
         config=resolved,
         names=Names(
             model=str(cfg.model.name),
-            data=str(cfg.data.name),
+            data=data_name(cfg.data),
         ),
         make_pipeline=factory,
         search=search,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,7 +22,7 @@ from n2react.data.files import locate
 from n2react.data.tables import Dataset, check_variation, read_sheet, table_to_dataset
 from n2react.errors import DataError
 
-__all__ = ["Dataset", "load_dataset", "with_formula_features"]
+__all__ = ["Dataset", "data_name", "load_dataset", "with_formula_features"]
 
 
 def load_dataset(cfg: Mapping[str, Any], group_column: str | None = None) -> Dataset:
@@ -60,6 +61,18 @@ def with_formula_features(
     return replace(ds, X=X)
 
 
+def data_name(cfg: Mapping[str, Any]) -> str:
+    """The data as a run names them (titles, the MLflow ``dataset`` tag, messages): the
+    option's ``name``, or for a spreadsheet of the user's (``data.path`` naming a file other than
+    the option's own) that file's name, so a run on ``my_clusters.xlsx`` is not titled
+    ``homonuclear_24``."""
+    name, path = str(cfg.get("name", "data")), cfg.get("path")
+    if cfg.get("kind", "table") != "table" or not path:
+        return name
+    p = Path(str(path)).expanduser()
+    return name if p.is_dir() or p.name == cfg.get("file") else p.stem
+
+
 def _load(cfg: Mapping[str, Any], group_column: str | None = None) -> Dataset:
     kind = cfg.get("kind", "table")
     if kind == "table":
@@ -67,7 +80,7 @@ def _load(cfg: Mapping[str, Any], group_column: str | None = None) -> Dataset:
         df = read_sheet(p, cfg.get("sheet", 0))
         return table_to_dataset(
             df,
-            name=cfg.get("name", p.stem),
+            name=data_name(cfg),
             source=str(p),
             name_column=cfg.get("name_column"),
             target_column=cfg.get("target_column"),
