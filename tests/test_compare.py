@@ -111,7 +111,12 @@ def test_compare_bad_input_is_one_line_and_creates_no_store(tmp_path: Path) -> N
     res = n2react("compare", "0" * 32, "1" * 32, cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "n2react: error: no MLflow store at mlflow.db" in res.stderr
+    assert "(the default store; name yours with --tracking-uri)" in res.stderr
     assert not (tmp_path / "mlflow.db").exists()
+    # a store the user named: no advice to name one (it said "(set --tracking-uri)")
+    res = n2react("compare", "0" * 32, "1" * 32, "--tracking-uri", "sqlite:///x.db", cwd=tmp_path)
+    assert res.returncode == 2 and "no MLflow store at x.db" in res.stderr
+    assert "--tracking-uri" not in res.stderr and not (tmp_path / "x.db").exists()
     res = n2react("compare", str(tmp_path), str(tmp_path), cwd=tmp_path)
     assert res.returncode == 2 and "no oof_predictions.csv" in res.stderr
 
