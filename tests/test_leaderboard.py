@@ -70,3 +70,23 @@ def test_sweep_with_a_failing_job_still_ranks_the_others(tmp_path: Path) -> None
     best = board["run_id"].iloc[0]
     assert "sweep_report.html" in {a.path for a in client.list_artifacts(best)}
     assert client.get_run(best).data.metrics["leaderboard_rank"] == 1
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_jobs_all_fail_says_so(tmp_path: Path) -> None:
+    # it said "2 of 2 jobs failed (job 0, 1); the others are ranked in ..."
+    sweep = tmp_path / "multi"
+    cmd = [
+        sys.executable, "-m", "train", "model=ridge", "selector=kbest", "cv.outer_folds=3",
+        "progress=false", "selector.step.k=0,-1", f"hydra.sweep.dir={sweep}", "-m",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    last = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")][-1]
+    assert last == (
+        f"n2react: error: all 2 jobs failed (jobs 0, 1); their errors are in "
+        f"{sweep / 'leaderboard.csv'}"
+    )
+    board = pd.read_csv(sweep / "leaderboard.csv")
+    assert list(board["status"]) == ["failed", "failed"] and board["error"].notna().all()

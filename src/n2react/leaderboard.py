@@ -280,11 +280,15 @@ class Leaderboard(Callback):
                 log.warning("leaderboard: cannot tag the MLflow runs (%s)", exc)
         failed = board[board["status"] == "failed"]
         if len(failed):
-            jobs = ", ".join(str(j) for j in failed["job"])
-            sys.stderr.write(
-                f"n2react: error: {len(failed)} of {len(board)} jobs failed (job {jobs}); "
-                f"the others are ranked in {files[0]}\n"
-            )
+            jobs = ("job " if len(failed) == 1 else "jobs ") + ", ".join(map(str, failed["job"]))
+            if len(failed) == len(board):
+                what = f"all {len(board)} jobs failed ({jobs}); their errors are in {files[0]}"
+            else:
+                what = (
+                    f"{len(failed)} of {len(board)} jobs failed ({jobs}); "
+                    f"the others are ranked in {files[0]}"
+                )
+            sys.stderr.write(f"n2react: error: {what}\n")
             sys.exit(1)
 
 
