@@ -133,3 +133,11 @@ def test_unshuffled_repeats_are_refused_not_ignored(make_cfg) -> None:
     assert len(splits) == 8 and {s.repeat for s in splits} == {1, 2}
     first, second = splits[0].test, splits[4].test
     assert set(first.tolist()) != set(second.tolist())  # each repeat reshuffles
+
+
+def test_titles_count_repeated_folds_as_folds_and_repeats() -> None:
+    # cv.outer_folds=3 cv.repeats=2 was titled "6 folds"
+    from n2react.splitters import KFoldSplitter, fold_count_text
+
+    assert fold_count_text(KFoldSplitter(3, repeats=2, seed=0).split(30)) == "3 folds x 2 repeats"
+    assert fold_count_text(KFoldSplitter(5, seed=0).split(30)) == "5 folds"

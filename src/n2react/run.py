@@ -37,7 +37,7 @@ from n2react.resume import (
     sync_fold_runs,
 )
 from n2react.search import TunedPipeline
-from n2react.splitters import Split, protocol_text
+from n2react.splitters import Split, fold_count_text, protocol_text
 from n2react.terminal import FoldProgress, closing_line, group_table, show, summary_table
 from n2react.trackers import open_tracker
 from n2react.tracking import Tracker, run_note, tracked_params
@@ -238,8 +238,7 @@ def _nested(
     progress = FoldProgress(len(splits), plan.search.size(), enabled=plan.progress)
     title = (
         f"{label or plan.names.model} on {data_title(dataset.name, plan.data)}: "
-        f"{_protocol(plan, dataset)}, "
-        f"{len(splits)} folds"
+        f"{_protocol(plan, dataset)}, {fold_count_text(splits)}"
     )
     with progress.running():
         logger = fold_logger(tracker, run_dir, progress.fold_done)

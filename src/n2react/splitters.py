@@ -194,6 +194,15 @@ def protocol_text(scheme: str, groups: str | None, fixed_folds: bool = False) ->
     return f"grouped by {groups} (new compositions)"
 
 
+def fold_count_text(splits: Sequence[Split]) -> str:
+    """The outer folds counted in words for titles: "10 folds", with repeats "5 folds x 2
+    repeats" (not "10 folds")."""
+    repeats = len({s.repeat for s in splits})
+    if repeats > 1:
+        return f"{len(splits) // repeats} folds x {repeats} repeats"
+    return f"{len(splits)} folds"
+
+
 def group_column(spec: str | None) -> str | None:
     """The spreadsheet column named by ``cv.groups=column:<name>``, else None."""
     spec = check_grouping(spec)
