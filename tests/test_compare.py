@@ -119,6 +119,14 @@ def test_compare_bad_input_is_one_line_and_creates_no_store(tmp_path: Path) -> N
     assert "--tracking-uri" not in res.stderr and not (tmp_path / "x.db").exists()
     res = n2react("compare", str(tmp_path), str(tmp_path), cwd=tmp_path)
     assert res.returncode == 2 and "no oof_predictions.csv" in res.stderr
+    # a run with itself: every difference 0 [0, 0] was printed as a comparison
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "oof_predictions.csv").write_text(
+        "cluster,y_true,y_pred,fold\nA,1,1.5,1\nB,2,1.5,1\nC,3,2.5,2\nD,4,3.5,2\n"
+    )
+    res = n2react("compare", "run", str(tmp_path / "run"), cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == "n2react: error: run is compared with itself: name two runs"
 
 
 def test_a_server_that_does_not_answer_is_one_line_within_seconds(tmp_path: Path) -> None:

@@ -91,6 +91,10 @@ def compare_runs(
     """(the paired comparisons, A's name, B's name, what was resampled)."""
     oof_a, name_a = load_oof(run_a, tracking_uri)
     oof_b, name_b = load_oof(run_b, tracking_uri)
+    dirs = Path(run_a).is_dir() and Path(run_b).is_dir()
+    if run_a == run_b or (dirs and Path(run_a).samefile(run_b)):
+        # every difference 0 [0, 0]: figures that look like a finding
+        raise N2ReactError(f"{run_a} is compared with itself: name two runs")
     rows = compare_oof(oof_a, oof_b, metrics, resamples, seed)
     parts = []
     if any(m.startswith("pooled_") for m in metrics):
