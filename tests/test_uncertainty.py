@@ -267,3 +267,17 @@ def test_spread_difficulty_needs_a_model_with_a_spread(make_cfg, tmp_path: Path)
         run(cfg, tmp_path / "run")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "run" / UNCERTAINTY_FILE).exists()
+
+
+def test_a_log_line_with_every_cluster_flagged_says_so() -> None:
+    # leave one metal out flags every cluster; the line read "vs in domain nan (0)"
+    from n2react.uncertainty_report import flag_split_text
+
+    everyone = {"domain_n_flagged": 159, "domain_n_in": 0, "domain_mae_flagged": 0.9951}
+    assert flag_split_text(everyone) == (
+        "all 159 clusters flagged (MAE 0.995): no in-domain cluster to compare"
+    )
+    both = {**everyone, "domain_n_flagged": 3, "domain_n_in": 15, "domain_mae_in": 0.41}
+    assert flag_split_text(both) == "MAE flagged 0.995 (3) vs in domain 0.410 (15)"
+    none = {**both, "domain_n_flagged": 0, "domain_mae_flagged": float("nan")}
+    assert flag_split_text(none) == "no cluster flagged (MAE 0.410)"

@@ -24,7 +24,7 @@ from n2react.figures import domain_plot, parity_plot
 from n2react.inference import LoadedModel, prediction_table, read_new_clusters
 from n2react.metrics import pooled_metrics
 from n2react.provenance import used_lines
-from n2react.uncertainty_report import descriptor_flag
+from n2react.uncertainty_report import descriptor_flag, flag_split_text
 
 log = logging.getLogger(__name__)
 
@@ -193,14 +193,11 @@ def transfer_trust(
     ]
     log.info(
         "transfer %g%% intervals: cover %.0f%%, mean width %.2f; Spearman(expected error, "
-        "|error|) %+.2f; MAE flagged %.3f (%d) vs in domain %.3f (%d)",
+        "|error|) %+.2f; %s",
         100 * coverage,
         100 * m["interval_coverage"],
         m["interval_width"],
         m["uncertainty_spearman"],
-        m["domain_mae_flagged"],
-        m["domain_n_flagged"],
-        m["domain_mae_in"],
-        m["domain_n_in"],
+        flag_split_text(m),
     )
     return metrics, files
