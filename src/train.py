@@ -147,14 +147,18 @@ def main(cfg: DictConfig) -> float:
     # again in the job's own process: a launcher's worker (joblib, submitit) gets this function
     # pickled, without the module-level call above
     quiet_frameworks(["hydra.verbose=true"] if HydraConfig.get().verbose else [])
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    job = None
     try:
         job = job_info(cfg)
         # the store is checked and prepared once the data and settings have passed their checks
         metrics = run(cfg, HydraConfig.get().runtime.output_dir, job_num=job.job, job=job)
     except N2ReactError as exc:
         log.debug("error", exc_info=True)
-        sys.stderr.write(f"n2react: error: {exc}\n")
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        # in a sweep the line says whose it is (parallel jobs' lines interleave)
+        which = f"job {job.job} ({job.name}): " if multirun and job is not None else ""
+        sys.stderr.write(f"n2react: error: {which}{exc}\n")
+        if multirun:
             raise  # the job fails, the sweep goes on; the leaderboard marks it (exit 1 at the end)
         if not cfg.get("resume"):
             from n2react.preflight import remove_if_unused
@@ -166,8 +170,9 @@ def main(cfg: DictConfig) -> float:
         if message is None:
             raise
         log.debug("error", exc_info=True)
-        sys.stderr.write(f"n2react: error: {message}{_resume_hint(cfg)}\n")
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        which = f"job {job.job} ({job.name}): " if multirun and job is not None else ""
+        sys.stderr.write(f"n2react: error: {which}{message}{_resume_hint(cfg)}\n")
+        if multirun:
             raise N2ReactError(message) from None
         sys.exit(2)
     except KeyboardInterrupt as exc:
@@ -175,7 +180,7 @@ def main(cfg: DictConfig) -> float:
         # the MLflow run, if one was started (not before the data passed, nor with tracking=none)
         killed = "; the MLflow run is KILLED" if getattr(exc, "killed_run", None) else ""
         where = Path(HydraConfig.get().runtime.output_dir)
-        if not cfg.get("resume") and HydraConfig.get().mode != RunMode.MULTIRUN:
+        if not cfg.get("resume") and not multirun:
             from n2react.preflight import remove_if_unused
 
             remove_if_unused(where)  # stopped before its first output: no empty folder

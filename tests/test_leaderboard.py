@@ -83,7 +83,12 @@ def test_a_sweep_whose_jobs_all_fail_says_so(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    last = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")][-1]
+    *jobs, last = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
+    # each job's line says whose it is (under a parallel launcher they interleave)
+    assert sorted(ln.split(" (")[0] for ln in jobs) == [
+        "n2react: error: job 0",
+        "n2react: error: job 1",
+    ], jobs
     assert last == (
         f"n2react: error: all 2 jobs failed (jobs 0, 1); their errors are in "
         f"{sweep / 'leaderboard.csv'}"
