@@ -118,6 +118,19 @@ def test_gpu_required_without_one_is_a_clear_error() -> None:
         device.configure({"name": "gpu"}, True, gpus=[])
 
 
+def _quiet_grid_sweep(tmp_path: Path, *extra: str) -> None:
+    """``+sweep=grid`` of the Keras MLP into ``tmp_path/multi``: it succeeds, and TensorFlow's
+    native start-up lines (oneDNN, CUDA, absl) stay hidden without -v."""
+    cmd = [
+        sys.executable, "-m", "train", *FAST, "+sweep=grid", "search=none", "final_model=false",
+        "progress=false", *extra, f"hydra.sweep.dir={tmp_path / 'multi'}", "-m",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for chatter in ("absl::InitializeLog", "oneDNN custom operations", "cuda drivers"):
+        assert chatter not in out.stderr + out.stdout, chatter
+
+
 @pytest.mark.slow
 def test_a_parallel_keras_sweep_names_what_still_varies_and_stays_quiet(
     tmp_path: Path, n2react_runs
@@ -128,15 +141,9 @@ def test_a_parallel_keras_sweep_names_what_still_varies_and_stays_quiet(
     in the workers too."""
     import pandas as pd
 
-    cmd = [
-        sys.executable, "-m", "train", *FAST, "+sweep=grid", "search=none",
-        "final_model=false", "explain=false", "progress=false", "model.estimator.n_layers=1",
-        "hydra/launcher=parallel", f"hydra.sweep.dir={tmp_path / 'multi'}", "-m",
-    ]  # fmt: skip
-    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-2000:]
-    for chatter in ("absl::InitializeLog", "oneDNN custom operations", "cuda drivers"):
-        assert chatter not in out.stderr + out.stdout, chatter
+    _quiet_grid_sweep(
+        tmp_path, "explain=false", "model.estimator.n_layers=1", "hydra/launcher=parallel"
+    )
     parents, _ = n2react_runs(tmp_path)
     names = {r.info.run_name for r in parents}
     assert names == {"keras_mlp dropout=0", "keras_mlp dropout=0.2"}, names
@@ -146,16 +153,7 @@ def test_a_parallel_keras_sweep_names_what_still_varies_and_stays_quiet(
 
 @pytest.mark.slow
 def test_keras_sweep_runs_depth_by_dropout(tmp_path: Path, n2react_runs) -> None:
-    cmd = [
-        sys.executable, "-m", "train", *FAST, "+sweep=grid", "search=none",
-        "final_model=false", "progress=false", "cv.outer_folds=2",
-        f"hydra.sweep.dir={tmp_path / 'multi'}", "-m",
-    ]  # fmt: skip
-    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-2000:]
-    # TensorFlow's native start-up lines (oneDNN, CUDA, absl) stay hidden without -v
-    for chatter in ("absl::InitializeLog", "oneDNN custom operations", "cuda drivers"):
-        assert chatter not in out.stderr + out.stdout, chatter
+    _quiet_grid_sweep(tmp_path, "cv.outer_folds=2")
     parents, _ = n2react_runs(tmp_path)
     grid = {
         (r.data.params["model.estimator.n_layers"], r.data.params["model.estimator.dropout"])
