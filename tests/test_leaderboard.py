@@ -95,3 +95,43 @@ def test_a_sweep_whose_jobs_all_fail_says_so(tmp_path: Path) -> None:
     )
     board = pd.read_csv(sweep / "leaderboard.csv")
     assert list(board["status"]) == ["failed", "failed"] and board["error"].notna().all()
+
+
+@pytest.mark.slow
+def test_a_sweep_job_finished_by_resume_updates_the_sweeps_leaderboard(tmp_path: Path) -> None:
+    # resume= of a killed sweep job finished its run, but its sweep's leaderboard still listed
+    # it as unfinished (or failed) and its MLflow run had no rank
+    sweep = tmp_path / "multi"
+    common = ["model=ridge", "cv.outer_folds=3", "final_model=false", "explain=false"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    cmd = [sys.executable, "-m", "train", *common, "progress=false", "seed=1,2"]
+    out = subprocess.run(
+        [*cmd, f"hydra.sweep.dir={sweep}", "-m"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = {int(r.data.tags["job"]): r for r in client.search_runs(["1"]) if "job" in r.data.tags}
+    # job 1 as a killed job leaves it: no summary, its last fold undone, its run KILLED, no rank
+    job = sweep / "1_ridge"
+    (job / "summary.json").unlink()
+    (job / "folds" / "fold_03" / "fold.json").unlink()
+    (job / "job_failed.json").write_text('{"error": "the tracking server stopped answering"}\n')
+    client.set_terminated(runs[1].info.run_id, "KILLED")
+    for r in runs.values():
+        client.delete_tag(r.info.run_id, "leaderboard_rank")
+    (sweep / "leaderboard.csv").unlink()
+
+    out = subprocess.run(
+        [sys.executable, "-m", "train", *common, "seed=2", f"resume={job}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "the sweep's leaderboard is brought up to date" in out.stderr
+    board = pd.read_csv(sweep / "leaderboard.csv")
+    assert list(board["status"]) == ["done", "done"] and sorted(board["rank"]) == [1, 2]
+    assert not (job / "job_failed.json").exists()
+    after = {r.info.run_id: r for r in client.search_runs(["1"])}
+    assert after[runs[1].info.run_id].info.status == "FINISHED"
+    ranks = {after[r.info.run_id].data.tags.get("leaderboard_rank") for r in runs.values()}
+    assert ranks == {"01", "02"}

@@ -12,7 +12,8 @@ the leaderboard and the report to the best run.
 A job that fails does not stop the sweep: the callback notes its error in its directory
 (``job_failed.json``), the other jobs run, the leaderboard lists it as failed (last), and the
 multirun exits with status 1 after writing it. The files are rewritten after every job, so an
-interrupted sweep still leaves the leaderboard of the jobs that finished.
+interrupted sweep still leaves the leaderboard of the jobs that finished, and a job finished
+later by ``resume=`` brings them up to date (:func:`refresh_after_resume`).
 """
 
 from __future__ import annotations
@@ -179,20 +180,30 @@ def write_board(board: pd.DataFrame, sweep_dir: Path, title: str) -> list[Path]:
     return [csv, md]
 
 
-def _mlflow_runs(tracking: DictConfig, sweep: str) -> dict[int, str]:
-    """job number -> parent run id, for the runs tagged with this sweep."""
+def _mlflow_runs(tracking: DictConfig, sweep: str | None, sweep_dir: Path) -> dict[int, str]:
+    """job number -> parent run id, for the runs tagged with this sweep (``sweep=None``: the
+    runs whose ``run_dir`` tag lies in ``sweep_dir``, for a sweep whose saved folder name is
+    unresolved, ``multirun/${now:...}``)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(str(tracking.uri))
     exp = client.get_experiment_by_name(str(tracking.experiment))
     if exp is None:
         return {}
-    quoted = sweep.replace("'", "\\'")
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.sweep = '{quoted}'")
+    if sweep is None:
+        tag, value = "run_dir", f"{sweep_dir.resolve()}/%"
+    else:
+        tag, value = "sweep", sweep
+    quoted = value.replace("'", "\\'")
+    op = "LIKE" if sweep is None else "="
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.{tag} {op} '{quoted}'")
+    mine = str(sweep_dir.resolve())
     return {
         int(r.data.tags["job"]): r.info.run_id
         for r in runs
-        if "mlflow.parentRunId" not in r.data.tags and r.data.tags.get("job", "").isdigit()
+        if "mlflow.parentRunId" not in r.data.tags
+        and r.data.tags.get("job", "").isdigit()
+        and (sweep is not None or str(Path(r.data.tags["run_dir"]).parent) == mine)  # LIKE's _
     }
 
 
@@ -247,37 +258,17 @@ class Leaderboard(Callback):
             log.debug("leaderboard: not updated after job %s (%s)", job_dir.name, exc)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from n2react.sweep_report import write_report
         from n2react.terminal import leaderboard_table, show
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        metric = str(config.get("optimized_metric", "mean_test_rmse"))
-        board = build_board(sweep_dir, metric, self.metrics, _sweep_axes(config))
-        if board.empty:
-            log.warning("leaderboard: no job directories under %s", sweep_dir)
-            return
         tracking = config.get("tracking")
-        use_mlflow = tracking is not None and store_of(tracking) is not None
-        run_ids: dict[int, str] = {}
-        if use_mlflow:
-            try:
-                run_ids = _mlflow_runs(tracking, str(config.hydra.sweep.dir))
-            except Exception as exc:  # the leaderboard files matter more than the tags
-                log.warning("leaderboard: cannot read the MLflow runs (%s)", exc)
-        board["run_id"] = [run_ids.get(int(j), "") for j in board["job"]]
-        title = _title(sweep_dir, board, metric)
-        files = write_board(board, sweep_dir, title)
-        try:
-            files += write_report(board, metric, sweep_dir, title)
-        except Exception as exc:  # a plotting problem must not cost the leaderboard
-            log.warning("leaderboard: no sweep report (%s)", exc)
+        done = self.publish(config, sweep_dir, tracking, str(config.hydra.sweep.dir))
+        if done is None:
+            return
+        board, files, title = done
+        metric = str(config.get("optimized_metric", "mean_test_rmse"))
         show(leaderboard_table(board, [metric, *self.metrics], title), width=150)
         log.info("leaderboard written to %s", files[0])
-        if use_mlflow and run_ids:
-            try:
-                _publish(tracking, board, files)
-            except Exception as exc:
-                log.warning("leaderboard: cannot tag the MLflow runs (%s)", exc)
         failed = board[board["status"] == "failed"]
         if len(failed):
             jobs = ("job " if len(failed) == 1 else "jobs ") + ", ".join(map(str, failed["job"]))
@@ -290,6 +281,62 @@ class Leaderboard(Callback):
                 )
             sys.stderr.write(f"n2react: error: {what}\n")
             sys.exit(1)
+
+    def publish(
+        self, config: DictConfig, sweep_dir: Path, tracking: Any, sweep: str | None
+    ) -> tuple[pd.DataFrame, list[Path], str] | None:
+        """Rank the jobs under ``sweep_dir``, write the leaderboard files and the report, and
+        tag the jobs' MLflow runs (found by their ``sweep`` tag, or with ``sweep=None`` by
+        their run folders); None when the folder holds no job."""
+        from n2react.sweep_report import write_report
+
+        metric = str(config.get("optimized_metric", "mean_test_rmse"))
+        board = build_board(sweep_dir, metric, self.metrics, _sweep_axes(config))
+        if board.empty:
+            log.warning("leaderboard: no job directories under %s", sweep_dir)
+            return None
+        use_mlflow = tracking is not None and store_of(tracking) is not None
+        run_ids: dict[int, str] = {}
+        if use_mlflow:
+            try:
+                run_ids = _mlflow_runs(tracking, sweep, sweep_dir)
+            except Exception as exc:  # the leaderboard files matter more than the tags
+                log.warning("leaderboard: cannot read the MLflow runs (%s)", exc)
+        board["run_id"] = [run_ids.get(int(j), "") for j in board["job"]]
+        title = _title(sweep_dir, board, metric)
+        files = write_board(board, sweep_dir, title)
+        try:
+            files += write_report(board, metric, sweep_dir, title)
+        except Exception as exc:  # a plotting problem must not cost the leaderboard
+            log.warning("leaderboard: no sweep report (%s)", exc)
+        if use_mlflow and run_ids:
+            try:
+                _publish(tracking, board, files)
+            except Exception as exc:
+                log.warning("leaderboard: cannot tag the MLflow runs (%s)", exc)
+        return board, files, title
+
+
+def refresh_after_resume(run_dir: Path, tracking: Any) -> None:
+    """A sweep job finished by ``resume=`` (a single run, outside its multirun): the sweep's
+    leaderboard files, report and ``leaderboard_rank`` tags are brought up to date, as if it had
+    finished in the sweep, and an earlier failure noted in its folder is dropped. A run that is
+    no sweep job (no ``multirun.yaml`` beside its folder) changes nothing."""
+    sweep_dir = run_dir.parent
+    saved = sweep_dir / "multirun.yaml"
+    if not saved.is_file() or not (run_dir / ".hydra" / "hydra.yaml").is_file():
+        return
+    (run_dir / FAILED_FILE).unlink(missing_ok=True)  # it has finished now
+    try:
+        config = OmegaConf.load(saved)
+        metrics = OmegaConf.select(config, "hydra.callbacks.leaderboard.metrics")
+        board = Leaderboard(list(metrics) if metrics else None)
+        done = board.publish(config, sweep_dir, OmegaConf.create(dict(tracking)), None)
+    except Exception as exc:  # the finished run matters more than the sweep's files
+        log.warning("leaderboard of %s: not brought up to date (%s)", sweep_dir, exc)
+        return
+    if done is not None:
+        log.info("the sweep's leaderboard is brought up to date: %s", done[1][0])
 
 
 def _title(sweep_dir: Path, board: pd.DataFrame, metric: str) -> str:

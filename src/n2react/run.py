@@ -24,6 +24,7 @@ from n2react.errors import ConfigError
 from n2react.export import keras_model_of
 from n2react.figures import data_title, parity_plot
 from n2react.jobs import JobInfo
+from n2react.leaderboard import refresh_after_resume
 from n2react.pairsplit import pair_split
 from n2react.plan import Plan, build_plan
 from n2react.preflight import check_output_dir
@@ -87,7 +88,10 @@ def train(
         run_dir = resumed.run_dir
     check_output_dir(run_dir)  # writable, with room for the models, before any data work
     with runstore.held(run_dir):  # one process at a time in a run folder
-        return _train(plan, run_dir, job_num, job, tracker, resumed)
+        summary = _train(plan, run_dir, job_num, job, tracker, resumed)
+    if resumed is not None:  # a sweep job finished apart from its sweep: its leaderboard too
+        refresh_after_resume(run_dir, plan.tracking)
+    return summary
 
 
 def _train(
