@@ -43,10 +43,9 @@ def _check_store(uri: str) -> None:
     """A SQLite store that does not exist is an error, not a new empty store; a server that
     does not answer is one too, not minutes of retries."""
     from n2react.store_uri import unreadable
-    from n2react.tracking import store_hint
 
     if why := unreadable(uri):
-        raise N2ReactError(f"{why}{store_hint(uri)}")
+        raise N2ReactError(why)
 
 
 def load_oof(run: str, tracking_uri: str) -> tuple[pd.DataFrame, str]:

@@ -113,11 +113,11 @@ def _load_model(ref: str, tracking_uri: str | None, trust_pickle: bool) -> Loade
 def _load_mlflow(ref: str, tracking_uri: str | None, trust_pickle: bool) -> LoadedModel:
     from n2react.mlflow_runs import RunReader
     from n2react.store_uri import unreadable
-    from n2react.tracking import default_uri, store_hint
+    from n2react.tracking import default_uri
 
     uri = tracking_uri or default_uri()
     if why := unreadable(uri):  # else an empty store appears, or MLflow retries for minutes
-        raise N2ReactError(f"{ref}: {why}{store_hint(uri)}")
+        raise N2ReactError(f"{ref}: {why}")
     reader = RunReader(uri)
     try:
         with tempfile.TemporaryDirectory(prefix="n2react-") as tmp:  # loaded, then removed

@@ -36,13 +36,6 @@ def default_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
-def store_hint(uri: str) -> str:
-    """Appended to "cannot read the store" errors: how to name another store, only when
-    ``uri`` is the one used for want of any (no --tracking-uri, no $MLFLOW_TRACKING_URI)."""
-    default = uri == DEFAULT_URI and not os.environ.get("MLFLOW_TRACKING_URI")
-    return " (the default store; name yours with --tracking-uri)" if default else ""
-
-
 @dataclass(frozen=True)
 class Store:
     """Where runs go: resolved once from the ``tracking`` config by :func:`store_of`."""

@@ -122,11 +122,11 @@ def load_mlflow_run(
     from n2react.backend import stderr_silenced
     from n2react.mlflow_runs import RunReader
     from n2react.store_uri import unreadable
-    from n2react.tracking import default_uri, store_hint
+    from n2react.tracking import default_uri
 
     uri = tracking_uri or default_uri()
     if why := unreadable(uri):  # else an empty store appears, or MLflow retries for minutes
-        raise N2ReactError(f"MLflow run {run_id}: {why}{store_hint(uri)}")
+        raise N2ReactError(f"MLflow run {run_id}: {why}")
     reader = RunReader(uri)
     try:
         run = reader.run(run_id)
