@@ -123,7 +123,7 @@ def _storage_problem(exc: BaseException) -> str | None:
     return f"the MLflow store failed: {first[:300]}"
 
 
-def _resume_hint(cfg: DictConfig) -> str:
+def _resume_hint(cfg: DictConfig, when: str = "once that is fixed") -> str:
     """How to continue a run that stopped part-way, when it finished outer folds to keep."""
     where = cfg.get("resume")  # a run directory or MLflow run id: the same one continues it
     if not where:
@@ -131,10 +131,7 @@ def _resume_hint(cfg: DictConfig) -> str:
         folds = Path(str(where)) / "folds"
         if not folds.is_dir() or not any(folds.glob("fold_*/fold.json")):
             return ""
-    return (
-        f"; its finished outer folds are kept: once that is fixed, run the same command plus "
-        f"resume={where}"
-    )
+    return f"; its finished outer folds are kept: {when}, run the same command plus resume={where}"
 
 
 @hydra.main(version_base="1.3", config_path=_config_path(), config_name="config")
@@ -149,15 +146,19 @@ def main(cfg: DictConfig) -> float:
     quiet_frameworks(["hydra.verbose=true"] if HydraConfig.get().verbose else [])
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     job = None
+
+    def error(message: str) -> None:
+        # in a sweep the line says whose it is (parallel jobs' lines interleave)
+        which = f"job {job.job} ({job.name}): " if multirun and job is not None else ""
+        sys.stderr.write(f"n2react: error: {which}{message}\n")
+
     try:
         job = job_info(cfg)
         # the store is checked and prepared once the data and settings have passed their checks
         metrics = run(cfg, HydraConfig.get().runtime.output_dir, job_num=job.job, job=job)
     except N2ReactError as exc:
         log.debug("error", exc_info=True)
-        # in a sweep the line says whose it is (parallel jobs' lines interleave)
-        which = f"job {job.job} ({job.name}): " if multirun and job is not None else ""
-        sys.stderr.write(f"n2react: error: {which}{exc}\n")
+        error(str(exc))
         if multirun:
             raise  # the job fails, the sweep goes on; the leaderboard marks it (exit 1 at the end)
         if not cfg.get("resume"):
@@ -170,8 +171,7 @@ def main(cfg: DictConfig) -> float:
         if message is None:
             raise
         log.debug("error", exc_info=True)
-        which = f"job {job.job} ({job.name}): " if multirun and job is not None else ""
-        sys.stderr.write(f"n2react: error: {which}{message}{_resume_hint(cfg)}\n")
+        error(f"{message}{_resume_hint(cfg)}")
         if multirun:
             raise N2ReactError(message) from None
         sys.exit(2)
@@ -184,7 +184,7 @@ def main(cfg: DictConfig) -> float:
             from n2react.preflight import remove_if_unused
 
             remove_if_unused(where)  # stopped before its first output: no empty folder
-        hint = _resume_hint(cfg).replace("once that is fixed, run", "to continue, run")
+        hint = _resume_hint(cfg, when="to continue")
         sys.stderr.write(f"n2react: interrupted ({name}){killed}{hint}\n")
         sys.exit(130)
     return float(metrics[cfg.optimized_metric])

@@ -156,7 +156,7 @@ def _train(
         return summary
     except KeyboardInterrupt as exc:
         status = "KILLED"
-        exc.killed_run = getattr(tracker, "run_id", None)  # type: ignore[attr-defined]
+        exc.killed_run = tracker.run_id  # type: ignore[attr-defined]
         raise
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
