@@ -186,24 +186,23 @@ def _mlflow_runs(tracking: DictConfig, sweep: str | None, sweep_dir: Path) -> di
     unresolved, ``multirun/${now:...}``)."""
     from mlflow.tracking import MlflowClient
 
+    from n2react.mlflow_tracking import filter_literal
+
     client = MlflowClient(str(tracking.uri))
     exp = client.get_experiment_by_name(str(tracking.experiment))
     if exp is None:
         return {}
-    if sweep is None:
-        tag, value = "run_dir", f"{sweep_dir.resolve()}/%"
-    else:
-        tag, value = "sweep", sweep
-    quoted = value.replace("'", "\\'")
-    op = "LIKE" if sweep is None else "="
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.{tag} {op} '{quoted}'")
     mine = str(sweep_dir.resolve())
+    if sweep is None:  # LIKE's _ matches any character: the parent folder is compared below
+        where = f"tags.run_dir LIKE {filter_literal(mine + '/%')}"
+    else:
+        where = f"tags.sweep = {filter_literal(sweep)}"
     return {
         int(r.data.tags["job"]): r.info.run_id
-        for r in runs
+        for r in client.search_runs([exp.experiment_id], filter_string=where)
         if "mlflow.parentRunId" not in r.data.tags
         and r.data.tags.get("job", "").isdigit()
-        and (sweep is not None or str(Path(r.data.tags["run_dir"]).parent) == mine)  # LIKE's _
+        and (sweep is not None or str(Path(r.data.tags["run_dir"]).parent) == mine)
     }
 
 
@@ -330,8 +329,8 @@ def refresh_after_resume(run_dir: Path, tracking: Any) -> None:
     try:
         config = OmegaConf.load(saved)
         metrics = OmegaConf.select(config, "hydra.callbacks.leaderboard.metrics")
-        board = Leaderboard(list(metrics) if metrics else None)
-        done = board.publish(config, sweep_dir, OmegaConf.create(dict(tracking)), None)
+        leaderboard = Leaderboard(list(metrics) if metrics else None)
+        done = leaderboard.publish(config, sweep_dir, OmegaConf.create(dict(tracking)), None)
     except Exception as exc:  # the finished run matters more than the sweep's files
         log.warning("leaderboard of %s: not brought up to date (%s)", sweep_dir, exc)
         return

@@ -152,7 +152,8 @@ def terminate_stale_runs(uri: str, experiment_id: str) -> int:
     return n
 
 
-def _quoted(value: str) -> str:
+def filter_literal(value: str) -> str:
+    """``value`` as a quoted string of an MLflow search filter."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
@@ -366,7 +367,7 @@ class MlflowTracker(Tracker):
             return None
 
     def find_runs(self, tags: Mapping[str, str]) -> list[RunRecord]:
-        where = " and ".join(f"tags.`{k}` = {_quoted(v)}" for k, v in tags.items())
+        where = " and ".join(f"tags.`{k}` = {filter_literal(v)}" for k, v in tags.items())
         runs = self.client.search_runs([str(self.experiment_id)], filter_string=where)
         return [r for r in map(record, runs) if all(r.tags.get(k) == v for k, v in tags.items())]
 
