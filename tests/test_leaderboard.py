@@ -135,3 +135,19 @@ def test_a_sweep_job_finished_by_resume_updates_the_sweeps_leaderboard(tmp_path:
     assert after[runs[1].info.run_id].info.status == "FINISHED"
     ranks = {after[r.info.run_id].data.tags.get("leaderboard_rank") for r in runs.values()}
     assert ranks == {"01", "02"}
+
+
+def test_the_sweep_report_names_a_users_file_as_the_runs_do(tmp_path: Path) -> None:
+    # a sweep on data.path=mine.xlsx was titled 'homonuclear_24' (the option's name) while its
+    # runs' own titles and MLflow tags name the file (n2react.data.data_name)
+    import yaml
+
+    from n2react.sweep_report import _what
+
+    job = tmp_path / "0_ridge"
+    job.mkdir()
+    data = {"kind": "table", "name": "homonuclear_24", "file": "homonuclear-159-24features.xlsx",
+            "path": str(tmp_path / "mine.xlsx")}  # fmt: skip
+    config = {"data": data, "cv": {"scheme": "nested", "groups": None}}
+    (job / "config_resolved.yaml").write_text(yaml.safe_dump(config))
+    assert _what(pd.DataFrame({"dir": [str(job)]}), tmp_path) == "mine: KFold (known families)"

@@ -41,6 +41,7 @@ def _what(board: pd.DataFrame, sweep_dir: Path) -> str:
     own titles say them; every distinct one when the jobs differ."""
     import yaml
 
+    from n2react.data import data_name
     from n2react.splitters import protocol_text
 
     seen: list[str] = []
@@ -54,7 +55,7 @@ def _what(board: pd.DataFrame, sweep_dir: Path) -> str:
             protocol = protocol_text(
                 str(cv.get("scheme", "nested")), cv.get("groups"), data.get("kind") == "folds"
             )
-            text = f"{data_title(str(data.get('name', 'data')), data)}: {protocol}"
+            text = f"{data_title(data_name(data), data)}: {protocol}"
         except (OSError, ValueError, AttributeError, TypeError, yaml.YAMLError):
             continue  # a job that failed before writing its config
         if text not in seen:
