@@ -54,10 +54,9 @@ FLOOR = 0.85
 
 def _runs(out: Path, reuse: bool) -> dict[str, Path]:
     """The six runs of benchmarks/transfer.py (trained here unless ``reuse`` finds them)."""
-    from transfer import CONFIGS, train_row
+    from transfer import CONFIGS, fev_file, train_row
 
-    fev = Path(os.environ.get("N2_DATA_DIR", ROOT.parent / "shared/data/cluster_n2"))
-    fev = fev / "heteronuclear-FeV-18-15features.xlsx"
+    fev = fev_file()
     runs = {}
     for key, _, overrides in CONFIGS:
         if key in ROWS:
@@ -160,4 +159,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from n2react.errors import run_script
+
+    raise SystemExit(run_script(main))

@@ -130,4 +130,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from n2react.errors import run_script
+
+    raise SystemExit(run_script(main))

@@ -12,26 +12,28 @@ control: a random 80/20 split over all metals, averaged over 20 seeds.
 
 from __future__ import annotations
 
+import argparse
 import logging
-import sys
 
 import numpy as np
 import pandas as pd
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     from n2react.compose import compose_config
     from n2react.composition import METALS, parse_formula
     from n2react.data import load_dataset
     from n2react.domain import ApplicabilityDomain
 
-    tol = 0.0
-    if "--tolerance" in argv:
-        i = argv.index("--tolerance")
-        tol = float(argv[i + 1])
-        argv = argv[:i] + argv[i + 2 :]
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--tolerance", type=float, default=0.0, help="the domain's range_tolerance (default 0)"
+    )
+    ap.add_argument("overrides", nargs="*", help="train overrides (default data=homonuclear_15)")
+    args = ap.parse_args(argv)
+    tol = args.tolerance
     logging.basicConfig(level=logging.ERROR)
-    cfg = compose_config(["data=homonuclear_15", *argv])
+    cfg = compose_config(["data=homonuclear_15", *args.overrides])
     ds = load_dataset(cfg.data)
     metal = np.array([next(e for e in parse_formula(n)[0] if e in METALS) for n in ds.clusters])
     ad = ApplicabilityDomain(range_tolerance=tol)
@@ -70,4 +72,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    from n2react.errors import run_script
+
+    raise SystemExit(run_script(main))

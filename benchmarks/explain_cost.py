@@ -34,7 +34,7 @@ def wall_time(overrides: list[str], folder: Path) -> float:
     return took
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3, help="runs of each command (default 3)")
     ap.add_argument("overrides", nargs="*", help="train overrides for both commands")
@@ -57,4 +57,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from n2react.errors import run_script
+
+    raise SystemExit(run_script(main))

@@ -10,8 +10,8 @@ score.
 
 from __future__ import annotations
 
+import argparse
 import logging
-import sys
 
 import pandas as pd
 
@@ -23,12 +23,15 @@ def family(name: str) -> str:
     return f"{family_of(name)} ({parse_formula(name)[1]:+d})"
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     from n2react.compose import compose_config
     from n2react.data import load_dataset
 
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("overrides", nargs="*", help="train overrides, e.g. data=homonuclear_15")
+    args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
-    cfg = compose_config(argv)
+    cfg = compose_config(args.overrides)
     ds = load_dataset(cfg.data)
     df = pd.DataFrame({"cluster": ds.clusters, "y": ds.y})
     df["family"] = df["cluster"].map(family)
@@ -41,4 +44,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    from n2react.errors import run_script
+
+    raise SystemExit(run_script(main))

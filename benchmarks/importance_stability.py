@@ -18,7 +18,6 @@ import argparse
 import itertools
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -104,4 +103,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from n2react.errors import run_script
+
+    raise SystemExit(run_script(main))

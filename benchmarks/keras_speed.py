@@ -35,10 +35,15 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from n2react.models.keras_mlp import KerasMLPRegressor  # noqa: E402
 
-DEFAULT_DATA = os.path.join(
-    os.environ.get("N2_DATA_DIR", os.path.join("..", "shared", "data", "cluster_n2")),
-    "homonuclear-159-24features.xlsx",
-)
+
+def default_data() -> str:
+    """The 24-descriptor file as `python -m train` finds it: ``$N2_DATA_DIR``, else the copy
+    fetched once into the cache (a clear error when neither works)."""
+    from n2react.compose import compose_config
+    from n2react.data.files import locate
+
+    d = compose_config(["data=homonuclear_24"]).data
+    return str(locate(d.file, url=d.get("url"), sha256=d.get("sha256")))
 
 
 def load(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +148,9 @@ def warmup(folds: list) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=DEFAULT_DATA, help="homonuclear-159-24features.xlsx")
+    parser.add_argument(
+        "--data", default=None, help="homonuclear-159-24features.xlsx (default: as train finds it)"
+    )
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=300, help="max epochs")
     parser.add_argument("--patience", type=int, default=20)
@@ -169,7 +176,9 @@ def main() -> None:
 
     import keras
 
-    X, y = load(args.data)
+    if args.data is not None and not os.path.isfile(args.data):
+        parser.error(f"--data {args.data}: no such file")
+    X, y = load(args.data or default_data())
     folds = make_folds(X, y, args.folds)
     print(
         f"backend={keras.backend.backend()} rows={len(y)} features={X.shape[1]} "
@@ -201,4 +210,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from n2react.errors import run_script
+
+    raise SystemExit(run_script(main))

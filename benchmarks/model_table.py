@@ -139,7 +139,9 @@ def write_readme(lines: dict[str, str], readme: Path) -> None:
     }
     rows = [lines.get(label) or old.get(label) for label, _ in ROWS]
     block = "\n".join([HEADER, RULE, *[r for r in rows if r]])
-    readme.write_text(f"{head}{BEGIN}\n{block}\n{END}{tail}")
+    from n2react.runstore import write_text
+
+    write_text(readme, f"{head}{BEGIN}\n{block}\n{END}{tail}")  # whole or not at all
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,4 +189,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from n2react.errors import run_script
+
+    raise SystemExit(run_script(main))

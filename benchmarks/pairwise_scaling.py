@@ -23,18 +23,27 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from n2react.models.keras_mlp import KerasMLPRegressor  # noqa: E402
 from n2react.models.pairwise import PairwiseRegressor, make_pairs  # noqa: E402
 
-DEFAULT_DATA = os.path.join(
-    os.environ.get("N2_DATA_DIR", os.path.join("..", "shared", "data", "cluster_n2")),
-    "homonuclear-159-24features.xlsx",
-)
+
+def default_data() -> str:
+    """The 24-descriptor file as `python -m train` finds it: ``$N2_DATA_DIR``, else the copy
+    fetched once into the cache (a clear error when neither works)."""
+    from n2react.compose import compose_config
+    from n2react.data.files import locate
+
+    d = compose_config(["data=homonuclear_24"]).data
+    return str(locate(d.file, url=d.get("url"), sha256=d.get("sha256")))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument(
+        "--data", default=None, help="homonuclear-159-24features.xlsx (default: as train finds it)"
+    )
     parser.add_argument("--epochs", type=int, default=200)
     args = parser.parse_args()
-    df = pd.read_excel(args.data)
+    if args.data is not None and not os.path.isfile(args.data):
+        parser.error(f"--data {args.data}: no such file")
+    df = pd.read_excel(args.data or default_data())
     y = df.iloc[:, 1].to_numpy(float)
     X = df.iloc[:, 2:].astype(float).replace(-999.0, np.nan)
     X = StandardScaler().fit_transform(X.fillna(X.median()))
@@ -59,4 +68,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from n2react.errors import run_script
+
+    raise SystemExit(run_script(main))

@@ -40,7 +40,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FEV = "heteronuclear-FeV-18-15features.xlsx"
 
 
 def fit_predict(overrides: list[str], fev: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -64,12 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="1,2,3,4,5")
     args = ap.parse_args(argv)
-    fev = Path(os.environ.get("N2_DATA_DIR", ROOT.parent / "shared" / "data" / "cluster_n2")) / FEV
-    if not fev.exists():
-        ap.error(f"{fev}: not found (set N2_DATA_DIR to the folder holding the data files)")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import pandas as pd
-    from transfer import composition_unit, describe, draws, paired
+    from transfer import composition_unit, describe, draws, fev_file, paired
+
+    fev = fev_file()
 
     clusters, y, trees = fit_predict(["data=homonuclear_15", "model=extra_trees"], fev)
     units = np.array([composition_unit(c) for c in clusters])
@@ -109,4 +107,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from n2react.errors import run_script
+
+    raise SystemExit(run_script(main))

@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="folder for the run directories (default: temp)")
     ap.add_argument("--write-readme", action="store_true", help="update README.md's table")
     args = ap.parse_args(argv)
+    if args.write_readme and args.repeats != 5:
+        ap.error(f"--write-readme: the README's table is the cv.repeats=5 one; --repeats "
+                 f"{args.repeats} only prints")  # fmt: skip
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     out = Path(args.out or tempfile.mkdtemp(prefix="n2react-repeated-"))
     lines = [
@@ -70,11 +73,15 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{readme}: no {BEGIN} ... {END} block to replace")
         head, rest = text.split(BEGIN, 1)
         tail = rest.split(END, 1)[1]
-        readme.write_text(f"{head}{BEGIN}\n" + "\n".join(lines) + f"\n{END}{tail}")
+        from n2react.runstore import write_text
+
+        write_text(readme, f"{head}{BEGIN}\n" + "\n".join(lines) + f"\n{END}{tail}")
         print("README.md: repeated-CV table updated", file=sys.stderr)
     print(f"\nrun directories: {out}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from n2react.errors import run_script
+
+    raise SystemExit(run_script(main))

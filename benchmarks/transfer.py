@@ -109,18 +109,23 @@ RECOMMENDED = "baseline"
 
 
 # ---------------------------------------------------------------------------- the runs
-def _compose(overrides: list[str]):  # noqa: ANN202 - a DictConfig
-    from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
+def fev_file() -> Path:
+    """The 18 labelled Fe-V clusters, in ``$N2_DATA_DIR`` (no public copy to fetch)."""
+    from n2react.data.files import DATA_DIR_ENV
+    from n2react.errors import DataError
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    with open_dict(cfg):
-        cfg.tracking.enabled = False
-        cfg.progress = False
-        cfg.final_model = True
-        cfg.explain = False
-    return cfg
+    env = os.environ.get(DATA_DIR_ENV)
+    if env and (Path(env).expanduser() / FEV).is_file():
+        return Path(env).expanduser() / FEV
+    where = f"{DATA_DIR_ENV}={env}" if env else f"{DATA_DIR_ENV} is unset"
+    raise DataError(f"{FEV} not found ({where}): set {DATA_DIR_ENV} to the folder holding it")
+
+
+def _compose(overrides: list[str]):  # noqa: ANN202 - a DictConfig
+    from n2react.compose import compose_config
+
+    quiet = {"tracking.enabled": False, "progress": False, "final_model": True, "explain": False}
+    return compose_config(overrides, quiet)
 
 
 def run_logged(cfg, run_dir: Path) -> dict[str, float]:  # noqa: ANN001 - a DictConfig
@@ -307,8 +312,11 @@ def header(groups: str = "family") -> str:
 RULE = "| --- " * 12 + "|"
 
 
-def score_rows(runs: dict[str, Path], walls: dict[str, float]) -> dict[str, str]:
-    """One README line per run, scored against the baseline's run."""
+def score_rows(
+    runs: dict[str, Path], walls: dict[str, float], extra: list[str] | tuple[str, ...] = ()
+) -> dict[str, str]:
+    """One README line per run, scored against the baseline's run; ``extra``: the overrides
+    added to every row, shown in its command."""
     fev0, oof0 = _tables(runs["baseline"])
     fev_units = fev0["cluster"].map(composition_unit).to_numpy()
     cv_units = oof0["group"].astype(str).to_numpy() if "group" in oof0 else None
@@ -336,7 +344,7 @@ def score_rows(runs: dict[str, Path], walls: dict[str, float]) -> dict[str, str]
                 ratio = s["flag_ratio"] if n_out >= 3 else (s["flag_ratio"][0], np.nan, np.nan)
                 flag = f"{_ci(ratio)}x ({flag})"
             rank = _ci(s["spearman"])
-        cmd = "python -m train " + overrides
+        cmd = " ".join(["python -m train", overrides, *extra])
         lines[key] = (
             f"| {label} | `{cmd}` | {_ci(s['mae'])} | {_ci(s['within'])} | {_ci(s['r'])} | {vs} "
             f"| {cov} | {flag} | {rank} | {_ci(cv['mae'])} | {cv_vs} "
@@ -346,15 +354,26 @@ def score_rows(runs: dict[str, Path], walls: dict[str, float]) -> dict[str, str]
 
 
 def write_readme(lines: dict[str, str], readme: Path, groups: str = "family") -> None:
-    """Replace the block between the transfer-table markers; nothing else changes."""
+    """Replace the block between the transfer-table markers; nothing else changes. A row not
+    re-run here (``--configs`` picks some) keeps its old line, unless the old table was of the
+    other grouped CV (``--groups``)."""
+    from n2react.runstore import write_text
+
     text = readme.read_text()
     if BEGIN not in text or END not in text:
         raise SystemExit(f"{readme}: no {BEGIN} ... {END} block to replace")
     head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    rows = [lines[k] for k, _, _ in CONFIGS if k in lines]
-    block = "\n".join([header(groups), RULE, *rows])
-    readme.write_text(f"{head}{BEGIN}\n{block}\n{END}{tail}")
+    old_block, tail = rest.split(END, 1)
+    old_lines = old_block.strip().splitlines()
+    old: dict[str, str] = {}
+    if old_lines and old_lines[0] == header(groups):
+        for key, label, _ in CONFIGS:
+            kept = [ln for ln in old_lines[2:] if ln.startswith(f"| {label} | ")]
+            if kept:
+                old[key] = kept[0]
+    rows = [lines.get(k) or old.get(k) for k, _, _ in CONFIGS]
+    block = "\n".join([header(groups), RULE, *[r for r in rows if r]])
+    write_text(readme, f"{head}{BEGIN}\n{block}\n{END}{tail}")  # whole or not at all
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,9 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown config(s) {', '.join(bad)}; expected {', '.join(keys)}")
     if "baseline" not in chosen:
         chosen.insert(0, "baseline")  # every row is compared with it
-    fev = Path(os.environ.get("N2_DATA_DIR", ".")) / FEV
-    if not fev.exists():
-        ap.error(f"{fev}: not found (set N2_DATA_DIR to the folder holding the data files)")
+    fev = fev_file()
 
     out = Path(args.out or tempfile.mkdtemp(prefix="n2react-transfer-"))
     runs: dict[str, Path] = {}
@@ -391,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         runs[key] = out / key
         walls[key] = train_row(overrides.split() + extra, runs[key], args.reuse, args.keep_models)
         print(f"{key}: {walls[key]:.0f} s", file=sys.stderr, flush=True)
-    lines = score_rows(runs, walls)
+    lines = score_rows(runs, walls, args.extra)
     print(header(args.groups))
     print(RULE)
     for k in lines:
@@ -404,4 +421,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from n2react.errors import run_script
+
+    raise SystemExit(run_script(main))

@@ -18,27 +18,18 @@ file (default: the 18 FeV clusters) through predict's own table. Printed per row
 
 from __future__ import annotations
 
+import argparse
 import logging
-import os
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-FEV = "heteronuclear-FeV-18-15features.xlsx"
 
+def main(argv: list[str] | None = None) -> int:
+    from transfer import fev_file
 
-def _option(argv: list[str], name: str, default: str) -> tuple[str, list[str]]:
-    if name in argv:
-        i = argv.index(name)
-        return argv[i + 1], argv[:i] + argv[i + 2 :]
-    return default, argv
-
-
-def main(argv: list[str]) -> int:
     from n2react.compose import compose_config
     from n2react.composition import DEFAULT_LIGANDS
     from n2react.cv import fit_model
@@ -57,11 +48,23 @@ def main(argv: list[str]) -> int:
         trust_metrics,
     )
 
-    protocols, argv = _option(argv, "--protocols", "none,family,metal")
-    difficulties, argv = _option(argv, "--difficulties", ",".join(DIFFICULTIES))
-    default_dir = ROOT.parent / "shared" / "data" / "cluster_n2"
-    data_dir = Path(os.environ.get("N2_DATA_DIR", default_dir))
-    eval_file, argv = _option(argv, "--eval", str(data_dir / FEV))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--protocols", default="none,family,metal", help="comma list of cv.groups")
+    ap.add_argument(
+        "--difficulties",
+        default=",".join(DIFFICULTIES),
+        help=f"comma list of {', '.join(DIFFICULTIES)}",
+    )
+    ap.add_argument("--eval", default=None, help="labelled file (default: $N2_DATA_DIR's FeV file)")
+    ap.add_argument("overrides", nargs="*", help="train overrides, e.g. uncertainty.k=7")
+    args = ap.parse_intermixed_args(argv)
+    bad = [d for d in args.difficulties.split(",") if d not in DIFFICULTIES]
+    if bad:
+        ap.error(f"unknown difficulty {', '.join(bad)}; expected {', '.join(DIFFICULTIES)}")
+    protocols, difficulties, argv = args.protocols, args.difficulties, args.overrides
+    eval_file = args.eval or str(fev_file())
+    if not Path(eval_file).is_file():
+        ap.error(f"--eval {eval_file}: no such file")
     logging.basicConfig(level=logging.ERROR)
     rows = []
     for groups in protocols.split(","):
@@ -125,4 +128,6 @@ def _ratio(m: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from n2react.errors import run_script
+
+    raise SystemExit(run_script(main))

@@ -66,3 +66,21 @@ def test_compose_config_is_the_project_config(tmp_path) -> None:
     cfg = compose_config(["model=gbr"], {"progress": False, "tracking.uri": "sqlite:///x.db"})
     assert cfg.model.name == "gbr" and cfg.progress is False
     assert cfg.tracking.uri == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["model=nosuchmodel"], "Could not find 'model/nosuchmodel'"),
+        (["cv.outerfolds=3"], "Could not override 'cv.outerfolds'"),
+        (["--help"], "cannot parse override '--help'"),
+    ],
+)
+def test_compose_config_names_a_bad_override_in_one_line(overrides, expected: str) -> None:
+    """A benchmark or notebook gets the error train reports, as a ConfigError, not Hydra's."""
+    from n2react.compose import compose_config
+    from n2react.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        compose_config(overrides)
+    assert expected in str(err.value) and "\n" not in str(err.value)

@@ -9,6 +9,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from n2react.errors import ConfigError
+
 
 def config_dir() -> Path:
     """conf/ (shipped as package ``n2react_conf``; in a checkout a link to conf/)."""
@@ -23,15 +25,27 @@ def compose_config(
     *,
     return_hydra_config: bool = False,
 ) -> DictConfig:
-    """The config with Hydra ``overrides``, then ``settings`` (dotted key -> value) set on it."""
-    from hydra import compose, initialize_config_dir
+    """The config with Hydra ``overrides``, then ``settings`` (dotted key -> value) set on it.
 
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(
-            config_name="config",
-            overrides=list(overrides),
-            return_hydra_config=return_hydra_config,
-        )
+    An override Hydra cannot parse or apply (an unknown key or option, a stray ``--flag``) raises
+    :class:`~n2react.errors.ConfigError` with Hydra's first line, naming the override, as
+    ``python -m train`` reports it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException, OverrideParseException
+
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose(
+                config_name="config",
+                overrides=list(overrides),
+                return_hydra_config=return_hydra_config,
+            )
+    except HydraException as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        why = lines[0] if lines else type(exc).__name__
+        if isinstance(exc, OverrideParseException):
+            why = f"cannot parse override {exc.override!r} (expected key=value): {why}"
+        raise ConfigError(why) from exc
     with open_dict(cfg):
         for key, value in (settings or {}).items():
             OmegaConf.update(cfg, key, value, force_add=True)

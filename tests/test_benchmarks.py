@@ -1,0 +1,108 @@
+"""The benchmark scripts as a user runs them: from any folder, `--help`, bad arguments and missing
+data as one line, and `--write-readme` touching only the block it owns, whole."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+BENCHMARKS = sorted((ROOT / "benchmarks").glob("*.py"))
+
+
+def bench(name: str, *args: str, cwd: Path, env: dict[str, str] | None = None):
+    """``python benchmarks/<name> args`` run from ``cwd`` (not the checkout)."""
+    full = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / name), *args]
+    return subprocess.run(cmd, cwd=cwd, env=full, capture_output=True, text=True, timeout=300)
+
+
+def _module(name: str):  # noqa: ANN202 - the benchmark's module
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return module
+
+
+@pytest.mark.parametrize("script", [p.name for p in BENCHMARKS])
+def test_every_benchmark_answers_help(script: str, tmp_path: Path) -> None:
+    out = bench(script, "--help", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.startswith("usage:") and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "expected"),
+    [
+        ("family_variance.py", ["model=nosuchmodel"], "Could not find 'model/nosuchmodel'"),
+        ("domain_lomo.py", ["data.nosuchkey=1"], "Could not override 'data.nosuchkey'"),
+        ("importance_stability.py", ["cv.outer_folds=[1"], "cannot parse override"),
+    ],
+)
+def test_a_bad_override_is_one_line(script: str, args: list[str], expected: str, tmp_path) -> None:
+    out = bench(script, *args, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1500:]
+    (line,) = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert line.startswith("n2react: error: ") and expected in line
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [("transfer.py", ["--configs", "baseline"]), ("uncertainty.py", ["--protocols", "none"])],
+)
+def test_a_missing_fev_file_is_one_line(script: str, args: list[str], tmp_path: Path) -> None:
+    """The Fe-V file has no public copy: $N2_DATA_DIR must hold it, whatever the folder."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = bench(script, *args, cwd=tmp_path, env={"N2_DATA_DIR": str(empty)})
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1500:]
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("n2react: error: heteronuclear-FeV-18-15features.xlsx not found")
+    assert f"N2_DATA_DIR={empty}" in line
+
+
+def test_a_missing_data_file_is_one_line(tmp_path: Path) -> None:
+    """keras_speed.py finds its file as train does (not ../shared/... of the working folder)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {"N2_DATA_DIR": str(empty), "N2_CACHE_DIR": str(empty)}
+    out = bench("pairwise_scaling.py", cwd=tmp_path, env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1500:]
+    line = out.stderr.strip().splitlines()[-1]  # after pooch's "Downloading data from ..."
+    assert line.startswith("n2react: error: data file homonuclear-159-24features.xlsx not found")
+    out = bench("keras_speed.py", "--data", str(empty / "none.xlsx"), cwd=tmp_path)
+    assert out.returncode == 2 and "none.xlsx: no such file" in out.stderr
+
+
+def test_repeated_cv_writes_only_the_table_the_readme_describes(tmp_path: Path) -> None:
+    out = bench("repeated_cv.py", "--repeats", "2", "--write-readme", cwd=tmp_path)
+    assert out.returncode == 2 and "cv.repeats=5" in out.stderr.splitlines()[-1]
+
+
+def test_transfer_write_readme_keeps_the_rows_not_rerun(tmp_path: Path) -> None:
+    transfer = _module("transfer")
+    readme = tmp_path / "README.md"
+    text = (ROOT / "README.md").read_text()
+    readme.write_text(text)
+    new = "| extra trees (baseline) | `python -m train x` | new figures |"
+    transfer.write_readme({"baseline": new}, readme)
+    after = readme.read_text()
+    old_block = text.split(transfer.BEGIN)[1].split(transfer.END)[0].strip().splitlines()
+    new_block = after.split(transfer.BEGIN)[1].split(transfer.END)[0].strip().splitlines()
+    # the baseline's line replaced, every other row kept in place, nothing outside the block
+    assert new_block[2] == new and new_block[3:] == old_block[3:] and len(old_block) > 5
+    assert after.split(transfer.BEGIN)[0] == text.split(transfer.BEGIN)[0]
+    assert after.split(transfer.END)[1] == text.split(transfer.END)[1]
+    # a table of the other grouped CV keeps none of the family-grouped rows
+    transfer.write_readme({"baseline": new}, readme, groups="metal")
+    block = readme.read_text().split(transfer.BEGIN)[1].split(transfer.END)[0].strip()
+    assert block.splitlines()[2:] == [new] and "leave-one-metal-out CV MAE" in block
