@@ -68,3 +68,51 @@ def test_checkout_uses_its_own_conf_and_license_matches() -> None:
         "n2react-predict": "predict:main",
         "n2react": "n2react.cli:main",
     }
+
+
+#: Modules n2react imports that come with a declared dependency's own requirements (checked
+#: below against the installed metadata), or from an optional backend.
+THROUGH = {
+    "PIL": "matplotlib",
+    "joblib": "scikit-learn",
+    "yaml": "omegaconf",
+    "sqlalchemy": "mlflow",
+}
+OPTIONAL_BACKENDS = {"jax"}  # KERAS_BACKEND=jax (the container image installs it)
+
+
+def _name(requirement: str) -> str:
+    import re
+
+    return re.split(r"[<>=!~ ;\[]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_every_module_the_package_imports_is_a_declared_dependency() -> None:
+    """skops (the model files) came only through mlflow, whose 3.1 does not require it."""
+    import ast
+    import importlib.metadata as md
+    import sys
+
+    project = PYPROJECT["project"]
+    declared = {_name(d) for d in project["dependencies"]}
+    declared |= {_name(d) for deps in project["optional-dependencies"].values() for d in deps}
+    ours = {"n2react", "n2react_conf", "hydra_plugins", "train", "predict", "__future__"}
+    imported: set[str] = set()
+    for path in (ROOT / "src").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third = imported - set(sys.stdlib_module_names) - ours - OPTIONAL_BACKENDS
+    dists = md.packages_distributions()
+    undeclared = []
+    for module in sorted(third):
+        names = {_name(d) for d in dists.get(module, [module])}
+        if names & declared:
+            continue
+        via = THROUGH.get(module)
+        required = {_name(r) for r in md.requires(via) or []} if via in declared else set()
+        if not names & required:
+            undeclared.append(module)
+    assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
