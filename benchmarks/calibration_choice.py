@@ -131,7 +131,7 @@ def nested(runs: dict[str, Path]) -> tuple[pd.DataFrame, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reuse", type=Path, default=None, help="benchmarks/transfer.py's --out")
     args = ap.parse_args(argv)
     from transfer import draws, interval

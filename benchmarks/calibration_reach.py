@@ -104,7 +104,7 @@ def signals(table: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--protocols", default="family,metal")
     args = ap.parse_args(argv)
     import logging

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from n2react.data import load_dataset
     from n2react.domain import ApplicabilityDomain
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--tolerance", type=float, default=0.0, help="the domain's range_tolerance (default 0)"
     )

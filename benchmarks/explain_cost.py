@@ -35,7 +35,7 @@ def wall_time(overrides: list[str], folder: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3, help="runs of each command (default 3)")
     ap.add_argument("overrides", nargs="*", help="train overrides for both commands")
     args = ap.parse_args(argv)

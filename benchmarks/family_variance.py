@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     from n2react.compose import compose_config
     from n2react.data import load_dataset
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("overrides", nargs="*", help="train overrides, e.g. data=homonuclear_15")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)

@@ -68,7 +68,7 @@ def report(name: str, table, top: int) -> None:  # noqa: ANN001
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", default=None, help="a finished run directory (skips training)")
     ap.add_argument("--rows", type=int, default=60, help="training rows explained per fold model")
     ap.add_argument("--top", type=int, default=8, help="descriptors listed besides the paper's")

@@ -145,7 +145,7 @@ def write_readme(lines: dict[str, str], readme: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default=None, help="run rows whose label contains this text")
     ap.add_argument("--skip-slow", action="store_true", help="skip the pairwise rows")
     ap.add_argument(

@@ -35,7 +35,7 @@ def default_data() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--data", default=None, help="homonuclear-159-24features.xlsx (default: as train finds it)"
     )

@@ -377,7 +377,7 @@ def write_readme(lines: dict[str, str], readme: Path, groups: str = "family") ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     keys = [k for k, _, _ in CONFIGS]
     ap.add_argument("--configs", default=",".join(keys), help=f"comma list of {', '.join(keys)}")
     ap.add_argument("--out", default=None, help="folder for the run directories (default: temp)")

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         trust_metrics,
     )
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--protocols", default="none,family,metal", help="comma list of cv.groups")
     ap.add_argument(
         "--difficulties",

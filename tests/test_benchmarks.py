@@ -38,6 +38,8 @@ def test_every_benchmark_answers_help(script: str, tmp_path: Path) -> None:
     out = bench(script, "--help", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-1500:]
     assert out.stdout.startswith("usage:") and "Traceback" not in out.stderr
+    description = out.stdout.split("\n\n")[1].strip()  # whole, not its docstring's first line
+    assert description.endswith((".", "?")), description
 
 
 @pytest.mark.parametrize(
