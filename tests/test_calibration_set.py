@@ -100,6 +100,39 @@ def test_the_calibration_file_sets_the_width_cross_fitted_by_unit(calibrated) ->
     assert metrics["uncertainty_spearman"] == pytest.approx(rho)
 
 
+def test_eval_path_of_the_calibration_clusters_in_another_file_is_cross_fitted(
+    make_cfg, tmp_path: Path, caplog
+) -> None:
+    # eval.path holding the 18 calibration clusters as a CSV (another file, reordered) was scored
+    # with the intervals calibrated on those same 18 clusters: transfer_coverage 1.0, in-sample,
+    # without a word (only a byte-identical file got the cross-fitted figures)
+    from n2react.inference import load_model
+    from n2react.transfer import evaluate_transfer
+
+    fev = pd.read_excel(data_dir() / FEV)
+    fev.iloc[::-1].to_csv(tmp_path / "fev.csv", index=False)
+    over = ("uncertainty.difficulty=none", "uncertainty.expected_error=knn_residual",
+            f"uncertainty.calibration_path={FEV}", f"eval.path={tmp_path / 'fev.csv'}")  # fmt: skip
+    cfg = make_cfg(*QUICK, *over)
+    m = run(cfg, tmp_path / "run")
+    assert m["transfer_coverage"] == pytest.approx(m["calibration_set_coverage"])
+    assert m["transfer_width"] == pytest.approx(m["calibration_set_width"])
+    crossfit = pd.read_csv(tmp_path / "run" / "uncertainty" / "calibration_set.csv")
+    got = pd.read_csv(tmp_path / "run" / "transfer" / "transfer_predictions.csv")
+    both = got.merge(crossfit, on="cluster", suffixes=("", "_crossfit"))
+    assert len(both) == 18
+    np.testing.assert_allclose(both["y_lower"], both["y_lower_crossfit"])
+    # some of them only: their intervals are in-sample, and a warning says so
+    fev.iloc[:12].to_csv(tmp_path / "part.csv", index=False)
+    with caplog.at_level("WARNING", logger="n2react.transfer"):
+        evaluate_transfer(
+            load_model(str(tmp_path / "run")), tmp_path / "part.csv", tmp_path / "out",
+            held_out=crossfit,
+        )  # fmt: skip
+    said = [r.getMessage() for r in caplog.records if r.name == "n2react.transfer"]
+    assert any("12 of 12 clusters" in s and "in-sample" in s for s in said), said
+
+
 @pytest.mark.slow
 def test_predict_uses_all_calibration_residuals_and_ranks_by_the_error_difficulty(
     calibrated,

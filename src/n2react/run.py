@@ -367,32 +367,20 @@ def _transfer(
 ) -> dict[str, float]:
     """Score the final model on eval.path, a second labelled spreadsheet (new compositions);
     ``held_out``: the cross-fitted table of the interval calibration file, used when eval.path
-    is that same file."""
+    holds the same clusters (:func:`n2react.transfer.evaluate_transfer`)."""
     folds = [f.model for f in result.folds if f.model is not None]
     loaded = loaded_from_run(final, folds, run_dir / runstore.DOMAIN_FILE, calib)
     coverage = plan.uncertainty.coverage if plan.uncertainty is not None else 0.9
-    same = None
-    if held_out is not None and _same_file(plan.eval_path, plan.uncertainty.calibration_path):
-        same = held_out
     n, data = len(result.dataset.y), data_title(plan.names.data, plan.data)
     trained = f"{plan.names.model} trained on all {n} clusters of {data}"
     metrics, files = evaluate_transfer(
-        loaded, str(plan.eval_path), run_dir, coverage, same, trained
+        loaded, str(plan.eval_path), run_dir, coverage, held_out, trained
     )
     tracker.log_metrics(metrics)
     for p in files:
         tracker.log_artifact(p, "transfer")
     _add_to_summary(run_dir, metrics)
     return metrics
-
-
-def _same_file(a: str | None, b: str | None) -> bool:
-    """Whether eval.path and the calibration file hold the same bytes."""
-    from n2react.calibration_set import locate
-
-    if not a or not b:
-        return False
-    return runstore.file_sha256(Path(a)) == runstore.file_sha256(locate(b))
 
 
 def _explain(

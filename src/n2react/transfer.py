@@ -45,16 +45,19 @@ def evaluate_transfer(
 ) -> tuple[dict[str, float], list[Path]]:
     """Predict and score the labelled spreadsheet ``path``; return the transfer metrics and the
     files written (predictions CSV, parity plot, domain plot; with the run's calibration, the
-    interval calibration and expected-error plots). ``held_out``: when ``path`` is the file the
-    intervals were calibrated on (:mod:`n2react.calibration_set`), its cross-fitted table, whose
-    intervals, expected errors and flags replace the in-sample ones. ``trained``: what the final
-    model is and what it was trained on, for the parity plot's title."""
+    interval calibration and expected-error plots). ``held_out``: the cross-fitted table of the
+    intervals' calibration file (:mod:`n2react.calibration_set`); when ``path`` holds exactly its
+    clusters (found by their descriptors: the same file, a copy in another format, reordered),
+    their cross-fitted intervals, expected errors and flags replace the in-sample ones, and when
+    it holds only some of them a warning says their intervals are in-sample. ``trained``: what
+    the final model is and what it was trained on, for the parity plot's title."""
     names = [str(c) for c in loaded.model.feature_names_in_]
     X, clusters, y = read_new_clusters(path, names)
     if y is None:
         raise DataError(f"eval.path={path}: no lg(k1) column, so there is nothing to score")
     table, _, summary = prediction_table(loaded, X, clusters, y, coverage)
-    for line in used_lines(table, loaded.uncertainty, calibration=False):
+    held_out = _calibration_rows(held_out, loaded, X)
+    for line in used_lines(table, loaded.uncertainty, calibration=held_out is None):
         log.warning("eval.path=%s: %s", path, line)  # its transfer figures are not transfer
     if held_out is not None:
         summary = _use_held_out(table, held_out, loaded, X, clusters)
@@ -106,18 +109,16 @@ def _use_held_out(
     table: Any, held_out: Any, loaded: LoadedModel, X: Any, clusters: Any
 ) -> str | None:
     """Put the cross-fitted intervals, expected errors and flags of the calibration clusters in
-    the prediction table (same file, same row order); the domain summary line."""
+    the prediction table (``held_out`` in its row order); the domain summary line."""
     import pandas as pd
 
     from n2react.inference import trust_flags
 
-    if list(held_out["cluster"]) != list(table["cluster"]):
-        raise DataError("eval.path: its rows differ from those of uncertainty.calibration_path")
     for col in ("y_lower", "y_upper", "expected_error"):
         table[col] = held_out[col].to_numpy()
     log.info(
-        "eval.path is the interval calibration file: its intervals, expected errors and flags "
-        "are cross-fitted (each composition unit calibrated on the others)"
+        "eval.path holds the clusters the intervals were calibrated on: their intervals, expected "
+        "errors and flags are cross-fitted (each composition unit calibrated on the others)"
     )
     if loaded.domain is None:
         table["in_domain"] = held_out["in_domain"].to_numpy()
@@ -128,6 +129,27 @@ def _use_held_out(
     inside, reasons, _, summary = trust_flags(dom, band, loaded.uncertainty.threshold)
     table["in_domain"], table["domain_reasons"] = inside, reasons
     return summary
+
+
+def _calibration_rows(held_out: Any, loaded: LoadedModel, X: Any) -> Any:
+    """``held_out`` (the calibration file's cross-fitted table) in the order of the rows of ``X``
+    when they are exactly the calibration clusters, matched by their descriptors whatever the
+    file, format, order or names; else None (the intervals of ``X`` are the model's own)."""
+    from n2react.provenance import same_rows
+
+    calib = loaded.uncertainty
+    if held_out is None or calib is None or calib.calib_X is None:
+        return None
+    raw, ref = calib.raw(X), calib.calib_X
+    if len(raw) != len(ref):
+        return None
+    order: list[int] = []
+    for row in raw:
+        hits = [int(i) for i in np.flatnonzero(same_rows(ref, row[None])) if i not in order]
+        if not hits:
+            return None
+        order.append(hits[0])
+    return held_out.iloc[order].reset_index(drop=True)
 
 
 def loaded_from_run(
