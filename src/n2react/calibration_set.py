@@ -15,8 +15,8 @@ units* (metal core + ligand elements: Fe2V-C, FeV2-S, ...): each unit's interval
 and flags come from a calibration on the other units only. They are logged as
 ``calibration_set_coverage``, ``calibration_set_width``, ``calibration_set_spearman`` and
 ``calibration_set_domain_mae_flagged`` / ``_in``, and written to
-``uncertainty/calibration_set.csv``; when ``eval.path`` is the same file, its transfer interval
-figures are these cross-fitted ones (see :mod:`n2react.transfer`).
+``uncertainty/calibration_set.csv``; when ``eval.path`` holds the same clusters, its transfer
+interval figures are these cross-fitted ones (see :mod:`n2react.transfer`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,145 @@
+"""No outer test fold's lg(k1) reaches what scores it, checked from the outside.
+
+The outer CV runs twice with the same seeds: once on the real data and once with the lg(k1) of
+one outer test fold replaced by random values. The models that predict that fold were trained on
+the other folds only, so its predictions must not change by a single bit, whatever the scaler,
+selector, search, model, pairwise wrapper, early stopping, grouping or repeats; any difference is
+a leak (or a fit that is not reproducible with its seed). Its interval, expected error and
+domain flag must not depend on its own residuals either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from n2react.composition import DEFAULT_LIGANDS
+from n2react.cv import CVResult
+from n2react.data import load_dataset
+from n2react.plan import build_plan
+from n2react.run import cross_validate
+
+TINY = ("cv.outer_folds=3", "cv.inner_folds=2", "search.max_trials=2", "final_model=false",
+        "explain=false", "tracking=none")  # fmt: skip
+#: one case per line, options combined so that every one is covered at least once
+CASES = {
+    "svr_kbest_standard_grid_interactions_formula": (
+        "model=svr", "selector=kbest", "scaler=standard", "search=grid", "features=interactions",
+        "data.formula=true",
+    ),
+    "extra_trees_rfe_robust_random_repeats": (
+        "model=extra_trees", "model.estimator.n_estimators=10", "selector=rfe",
+        "selector.step.estimator.n_estimators=5", "scaler=robust", "search=random",
+        "cv.repeats=2",
+    ),
+    "gbr_rfe_vote_minmax_family": (
+        "model=gbr", "model.estimator.n_estimators=20", "selector=rfe_vote",
+        "selector.step.n_resamples=3", "selector.step.estimator.n_estimators=5",
+        "scaler=minmax", "search=random", "cv.groups=family",
+    ),
+    "ensemble_metal": (
+        "model=ensemble", "model.estimator.estimators.0.1.n_estimators=20",
+        "model.estimator.estimators.1.1.n_estimators=10", "search=random", "cv.groups=metal",
+    ),
+    "ridge_trees": ("model=ridge_trees", "model.estimator.n_estimators=10", "search=random"),
+    "anchored_ensemble": (
+        "model=anchored_ensemble", "model.estimator.estimators.0.1.n_estimators=10",
+        "model.estimator.estimators.1.1.base.n_estimators=5", "search=random",
+    ),
+    "pairwise_ridge": ("model=ridge", "pairwise=on", "scaler=robust", "search=random"),
+    "keras_mlp_early_stopping": (
+        "model=keras_mlp", "model.estimator.units=16", "model.estimator.max_epochs=30",
+        "model.estimator.patience=3", "search=random", "device=cpu",
+    ),
+    "pairwise_keras_mlp_family": (
+        "model=keras_mlp", "model.estimator.units=16", "model.estimator.max_epochs=20",
+        "model.estimator.patience=3", "pairwise=on", "pairwise.wrapper.max_pairs=2000",
+        "cv.groups=family", "device=cpu",
+    ),
+}  # fmt: skip
+#: the outer fold whose lg(k1) is replaced (not the first: nothing special about its model)
+FOLD = 2
+
+
+def _outer_cv(cfg, tmp: Path, y: np.ndarray | None = None) -> CVResult:
+    plan = build_plan(cfg)
+    dataset = plan.attach_groups(load_dataset(plan.data, plan.group_column))
+    splits = plan.validate(dataset)
+    if y is not None:
+        dataset = replace(dataset, y=y)
+    return cross_validate(plan, dataset, tmp, splits)
+
+
+def _scrambled(y: np.ndarray, rows: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``y`` with the values of ``rows`` replaced by random ones over its range."""
+    out = y.copy()
+    out[rows] = np.random.default_rng(seed).uniform(y.min(), y.max(), len(rows))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_test_folds_targets_never_reach_its_predictions(
+    case: str, make_cfg, tmp_path: Path
+) -> None:
+    cfg = make_cfg(*TINY, *CASES[case])
+    real = _outer_cv(cfg, tmp_path / "real")
+    test = real.folds[FOLD - 1].split.test
+    other = _outer_cv(cfg, tmp_path / "scrambled", _scrambled(real.dataset.y, test))
+    assert np.array_equal(other.dataset.y[test], real.dataset.y[test]) is False
+    for a, b in zip(real.folds, other.folds, strict=True):
+        assert np.array_equal(a.split.test, b.split.test)
+        if a.split.fold == FOLD:
+            assert np.array_equal(a.y_pred_test, b.y_pred_test), (
+                f"{case}: outer fold {FOLD}'s predictions moved (by up to "
+                f"{np.max(np.abs(a.y_pred_test - b.y_pred_test)):.3g}) when only its own lg(k1) "
+                "changed: they reached its training, or the fit is not reproducible"
+            )
+            assert a.best_params == b.best_params
+        else:  # the scrambled values were training rows here: the check can see a change
+            assert not np.array_equal(a.y_pred_test, b.y_pred_test)
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        ("uncertainty.difficulty=knn_residual",),
+        ("uncertainty.difficulty=knn_distance", "uncertainty.expected_error=knn_residual"),
+        (
+            "model=extra_trees",
+            "model.estimator.n_estimators=10",
+            "uncertainty.difficulty=spread_knn",
+            "cv.groups=family",
+            "cv.repeats=2",
+        ),
+    ],  # fmt: skip
+    ids=["knn_residual", "knn_distance", "spread_knn_family_repeats"],
+)
+def test_a_test_folds_residuals_never_reach_its_interval_or_flag(
+    over: tuple[str, ...], make_cfg, tmp_path: Path
+) -> None:
+    # the cross-fitted intervals, expected errors and domain flags of an outer fold come from a
+    # calibration on the OTHER folds' residuals: with its own lg(k1) replaced (its predictions,
+    # and every other fold's, unchanged) they stay the same to the bit
+    from n2react.uncertainty_report import evaluate_run
+
+    cfg = make_cfg("model=ridge", "cv.outer_folds=4", *TINY[3:], *over)
+    plan = build_plan(cfg)
+    real = _outer_cv(cfg, tmp_path / "cv")
+    test = real.folds[FOLD - 1].split.test
+    scrambled = CVResult(replace(real.dataset, y=_scrambled(real.dataset.y, test)), real.folds)
+    tables = []
+    for name, result in (("real", real), ("scrambled", scrambled)):
+        evaluate_run(result, plan.uncertainty, DEFAULT_LIGANDS, tmp_path / name, "", "")
+        tables.append(pd.read_csv(tmp_path / name / "uncertainty" / "oof_uncertainty.csv"))
+    a, b = tables
+    cols = ["y_lower", "y_upper", "expected_error", "in_domain"]
+    here = (a["fold"] == FOLD).to_numpy()
+    assert here.sum() == len(test)
+    assert a.loc[here, cols].equals(b.loc[here, cols])
+    # the other folds ARE calibrated on this fold's residuals: their intervals move
+    assert not a.loc[~here, ["y_lower", "y_upper"]].equals(b.loc[~here, ["y_lower", "y_upper"]])
