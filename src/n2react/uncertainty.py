@@ -14,8 +14,11 @@ expected error exceeds the ``flag_quantile`` of the calibration clusters' own.
 
 :func:`calibrate` returns the run's :class:`Calibration` (plain data, saved as JSON beside the
 model: no pickle) and a *cross-fitted* table in which each outer fold's intervals, expected errors
-and flags come from a calibration that never saw that fold (its residuals, nor its rows as
-neighbours): the honest figures the run logs. Calibrating on a labelled file of new clusters
+and flags come from a calibration that never saw that fold's residuals, nor its rows as
+neighbours: the figures the run logs. As in CV+, the other folds' residuals come from models
+trained with that fold's rows, so its lg(k1) reaches them only through those models (with
+``knn_residual``, through its neighbours' residuals: the README says how that flatters the
+ranking figures). Calibrating on a labelled file of new clusters
 instead is :mod:`n2react.calibration_set`.
 """
 
