@@ -11,7 +11,8 @@ under family-grouped and leave-one-metal-out CV, applies the saved Fe-V calibrat
 `python -m predict` does) to each held-out cluster's out-of-fold prediction, and prints the share
 of held-out clusters inside, pooled, per metal and by `in_domain` (as flagged under the run's
 protocol), beside the run's own Fe-V cross-fitted figures. It also prints the run's own
-validation of its trust signals on the held-out clusters (cross-fitted, as the run logs them):
+validation of its trust signals on the held-out clusters (as the run logs them, each fold
+calibrated on refits that never saw it: ``uncertainty.validation=nested``):
 the MAE of flagged over passed clusters and Spearman(expected_error, |error|), with the
 project's 95 % bootstrap intervals over the held-out groups. No figure here chose anything.
 """

@@ -10,9 +10,10 @@ out-of-fold residuals exactly as ``python -m train`` does (:func:`n2react.uncert
 evaluate_run`), and the final model (refitted on all clusters) predicts the labelled ``--eval``
 file (default: the 18 FeV clusters) through predict's own table. Printed per row:
 
-* held out: the cross-fitted figures of the run (each outer fold calibrated on the others):
-  coverage and mean width of the 90 % intervals, Spearman(expected_error, |error|), MAE of the
-  clusters in_domain rejects vs passes;
+* held out: the run's validation figures (each outer fold calibrated on the others' residuals,
+  from refits that never saw it; ``uncertainty.validation=crossfit``: from the run's own fold
+  models): coverage and mean width of the 90 % intervals, Spearman(expected_error, |error|), MAE
+  of the clusters in_domain rejects vs passes;
 * eval: the same on the eval file, plus Spearman(y_std, |error|) of the fold-model spread.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             folds = [f.model for f in result.folds]
             X, clusters, y = read_new_clusters(eval_file, [str(c) for c in ds.X.columns])
             for kind in difficulties.split(","):
-                spec = UncertaintySpec(kind, spec0.k, spec0.coverage, spec0.flag_quantile)
+                spec = replace(spec0, difficulty=kind, expected_error="same", calibration_path=None)
                 calib, held, _, _ = evaluate_run(result, spec, ligands, Path(tmp), "", groups)
                 loaded = LoadedModel(final.pipeline_, folds, "benchmark", domain, calib)
                 table, _, _ = prediction_table(loaded, X, clusters, y, spec.coverage)

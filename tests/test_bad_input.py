@@ -218,6 +218,11 @@ def test_target_found_by_name_and_named_in_the_first_lines(
         # k at least the clusters a difficulty is measured against: the same for every cluster
         pytest.param(("uncertainty.k=53",), ("uncertainty.k=53", "below 53"), id="k too big"),
         pytest.param(("uncertainty.k=true",), ("uncertainty.k=True",), id="k=true"),
+        pytest.param(
+            ("uncertainty.validation=honest",),
+            ("uncertainty.validation='honest'", "nested or crossfit"),
+            id="validation typo",
+        ),
         # the authors' fold files' names are not formulas: the fold refusal, not a parse error
         pytest.param(
             ("data=authors_folds", "cv.groups=family"),

@@ -80,7 +80,7 @@ def test_the_calibration_file_sets_the_width_cross_fitted_by_unit(calibrated) ->
         f"{FEV} (18 clusters), the run's intervals: "
         "each composition unit calibrated on the other units",
         "held-out clusters, grouped by family (new compositions): "
-        "each fold calibrated on the other folds' errors",
+        "each fold calibrated on the other folds' errors, refitted without it",  # nested
     ]
     fev = curves[curves["curve"].str.startswith(FEV)].set_index("nominal")
     assert fev.loc[0.9, "observed"] == pytest.approx(metrics["calibration_set_coverage"])

@@ -143,3 +143,31 @@ def test_a_test_folds_residuals_never_reach_its_interval_or_flag(
     assert a.loc[here, cols].equals(b.loc[here, cols])
     # the other folds ARE calibrated on this fold's residuals: their intervals move
     assert not a.loc[~here, ["y_lower", "y_upper"]].equals(b.loc[~here, ["y_lower", "y_upper"]])
+
+
+@pytest.mark.parametrize("validation", ["nested", "crossfit"])
+def test_nested_validation_keeps_a_folds_lg_k1_out_of_its_own_interval_and_flag(
+    validation: str, make_cfg, tmp_path: Path
+) -> None:
+    # the whole outer CV again with fold 2's lg(k1) scrambled: under nested validation fold 2's
+    # interval, expected error and flag come from refits that never saw it, so they stay the
+    # same to the bit; cross-fitted, its neighbours' residuals came from models trained on it
+    from n2react.uncertainty_report import evaluate_run
+
+    cfg = make_cfg(
+        "model=ridge", "cv.outer_folds=4", *TINY[3:], f"uncertainty.validation={validation}"
+    )
+    plan = build_plan(cfg)
+    real = _outer_cv(cfg, tmp_path / "real")
+    test = real.folds[FOLD - 1].split.test
+    other = _outer_cv(cfg, tmp_path / "scrambled", _scrambled(real.dataset.y, test))
+    tables = []
+    for name, result in (("real", real), ("scrambled", other)):
+        evaluate_run(result, plan.uncertainty, DEFAULT_LIGANDS, tmp_path / name, "", "")
+        tables.append(pd.read_csv(tmp_path / name / "uncertainty" / "oof_uncertainty.csv"))
+    a, b = tables
+    here = (a["fold"] == FOLD).to_numpy()
+    same = a.loc[here, ["y_lower", "y_upper", "expected_error"]].equals(
+        b.loc[here, ["y_lower", "y_upper", "expected_error"]]
+    )
+    assert same is (validation == "nested")

@@ -16,10 +16,10 @@ expected error exceeds the ``flag_quantile`` of the calibration clusters' own.
 model: no pickle) and a *cross-fitted* table in which each outer fold's intervals, expected errors
 and flags come from a calibration that never saw that fold's residuals, nor its rows as
 neighbours: the figures the run logs. As in CV+, the other folds' residuals come from models
-trained with that fold's rows, so its lg(k1) reaches them only through those models (with
-``knn_residual``, through its neighbours' residuals: the README says how that flatters the
-ranking figures). Calibrating on a labelled file of new clusters
-instead is :mod:`n2react.calibration_set`.
+trained with that fold's rows, so its lg(k1) still reaches them (with ``knn_residual``, through
+its neighbours' residuals, which flatters the ranking figures); ``validation=nested`` takes them
+from refits that never saw the fold (:mod:`n2react.nested_residuals`). Calibrating on a labelled
+file of new clusters instead is :mod:`n2react.calibration_set`.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from n2react.difficulty import (
     model_spread,
 )
 from n2react.errors import ConfigError, DataError
+from n2react.nested_residuals import VALIDATIONS, FoldResiduals, nested_view
 from n2react.runstore import write_json
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,10 @@ class UncertaintySpec:
     #: labelled clusters of the kind to be predicted that calibrate the intervals instead of the
     #: out-of-fold residuals (:mod:`n2react.calibration_set`); None: the out-of-fold residuals
     calibration_path: str | None = None
+    #: how the run validates them: "crossfit" (each fold calibrated on the other folds' residuals,
+    #: from models that trained on it) or "nested" (on refits that never saw it:
+    #: :mod:`n2react.nested_residuals`)
+    validation: str = "nested"
 
     @classmethod
     def from_config(cls, node: dict[str, Any] | None) -> UncertaintySpec:
@@ -111,6 +116,10 @@ class UncertaintySpec:
             )
         if isinstance(spec.k, bool) or not isinstance(spec.k, int) or spec.k < 1:
             raise ConfigError(f"uncertainty.k={spec.k!r}: expected a whole number >= 1")
+        if spec.validation not in VALIDATIONS:
+            raise ConfigError(
+                f"uncertainty.validation={spec.validation!r}: expected " + " or ".join(VALIDATIONS)
+            )
         check_coverage(spec.coverage, where="uncertainty.coverage")
         if not 0.0 < float(spec.flag_quantile) <= 1.0:
             raise ConfigError(f"uncertainty.flag_quantile={spec.flag_quantile}: expected (0, 1]")
@@ -335,13 +344,18 @@ def _sigmas(
 
 
 def calibrate(
-    result: Any, spec: UncertaintySpec, protocol: str = ""
+    result: Any,
+    spec: UncertaintySpec,
+    protocol: str = "",
+    nested: dict[tuple[int, int], FoldResiduals] | None = None,
 ) -> tuple[Calibration, pd.DataFrame]:
     """The run's calibration and the cross-fitted out-of-fold table.
 
     The table has, per out-of-fold prediction: ``y_lower``/``y_upper`` at ``spec.coverage``,
     ``expected_error``, ``flagged``, ``covered_<level>`` and ``width_<level>`` for the plot's
-    levels, each from a calibration fitted on the other outer folds of the same repeat only.
+    levels, each from a calibration fitted on the other outer folds of the same repeat only;
+    with ``nested`` (:func:`n2react.nested_residuals.nested_residuals`), on their residuals from
+    models that never trained on the fold scored.
     """
     oof = _oof(result, spec.needs_spread)
     need = spec.needed()
@@ -364,7 +378,7 @@ def calibrate(
     final_sigmas = np.empty(len(oof))
     final_error = np.empty(len(oof))
     own = spec.error_kind == spec.difficulty
-    for _, rep in oof.groupby("repeat", sort=True):
+    for repeat, rep in oof.groupby("repeat", sort=True):
         abs_res = np.full(n_rows, np.nan)
         abs_res[rep["row"].to_numpy()] = np.abs(rep["residual"].to_numpy())
         final_sigmas[rep.index.to_numpy()] = _sigmas(raw, rep, rep, abs_res, spec, set())
@@ -375,20 +389,22 @@ def calibrate(
         )
         folds = sorted(rep["fold"].unique())
         for f in folds:
-            test = rep[rep["fold"] == f]
-            cal = rep[rep["fold"] != f]
+            test, rep_f, abs_f = rep[rep["fold"] == f], rep, abs_res
+            if nested is not None:
+                rep_f, abs_f = nested_view(rep, abs_res, f, nested[(repeat, f)])
+            cal = rep_f[rep_f["fold"] != f]
             if len(cal) < need:
                 raise DataError(
                     f"too few out-of-fold residuals to calibrate fold {f} on the other folds "
                     f"({len(cal)}; need at least {need}): use more rows or fewer folds"
                 )
-            s_cal = _sigmas(raw, rep, cal, abs_res, spec, {f})
-            s_test = _sigmas(raw, rep, test, abs_res, spec, set())
+            s_cal = _sigmas(raw, rep_f, cal, abs_f, spec, {f})
+            s_test = _sigmas(raw, rep_f, test, abs_f, spec, set())
             r = cal["residual"].to_numpy()
             e_cal, e_test = s_cal, s_test
             if not own:
-                e_cal = _sigmas(raw, rep, cal, abs_res, spec, {f}, spec.error_kind)
-                e_test = _sigmas(raw, rep, test, abs_res, spec, set(), spec.error_kind)
+                e_cal = _sigmas(raw, rep_f, cal, abs_f, spec, {f}, spec.error_kind)
+                e_test = _sigmas(raw, rep_f, test, abs_f, spec, set(), spec.error_kind)
             scale = float(np.median(np.abs(r) / e_cal))
             part = test.copy()
             part["expected_error"] = scale * e_test

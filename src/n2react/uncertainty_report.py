@@ -241,9 +241,13 @@ def evaluate_run(
     ``in_domain`` of a held-out cluster is what predict would say of it with a calibration and
     domain fitted without its fold: no new element and expected error not flagged.
     """
+    from n2react.nested_residuals import nested_residuals
     from n2react.uncertainty import OOF_FILE, calibrate
 
-    calib, crossfit = calibrate(result, spec, protocol)
+    nested = None
+    if spec.validation == "nested":
+        nested = nested_residuals(result, spec.needs_spread)
+    calib, crossfit = calibrate(result, spec, protocol, nested)
     flags = descriptor_flags(result, ligands)
     crossfit = crossfit.merge(flags, on=["fold", "row"], how="left", validate="one_to_one")
     crossfit["in_domain"] = ~(crossfit["flagged"] | crossfit["new_element"])
@@ -256,7 +260,8 @@ def evaluate_run(
     keep = ["cluster", "fold", "repeat", "group", "y_true", "y_pred", "y_lower", "y_upper",
             "expected_error", "in_domain", "new_element", "descriptor_flag"]  # fmt: skip
     write_csv(out / OOF_FILE, crossfit[[c for c in keep if c in crossfit]])
-    label = f"held-out clusters, {protocol}: each fold calibrated on the other folds' errors"
+    how = "the other folds' errors" + (", refitted without it" if nested is not None else "")
+    label = f"held-out clusters, {protocol}: each fold calibrated on {how}"
     (out / CURVE_FILE).unlink(missing_ok=True)  # an earlier run's curves (resume) are not ours
     drawn = draw_calibration(out, title, label, curve)
     log.info(
