@@ -171,3 +171,23 @@ def test_nested_validation_keeps_a_folds_lg_k1_out_of_its_own_interval_and_flag(
         b.loc[here, ["y_lower", "y_upper", "expected_error"]]
     )
     assert same is (validation == "nested")
+
+
+def test_nested_validation_with_two_folds_says_it_is_cross_fitted(make_cfg, tmp_path, caplog):
+    # two outer folds leave no rows outside both to refit on: the cross-fitted figures, said
+    from n2react.uncertainty_report import evaluate_run
+
+    figures = []
+    for validation in ("nested", "crossfit"):
+        cfg = make_cfg("model=ridge", "cv.outer_folds=2", *TINY[3:],
+                       f"uncertainty.validation={validation}")  # fmt: skip
+        plan = build_plan(cfg)
+        result = _outer_cv(cfg, tmp_path / validation)
+        caplog.clear()
+        _, metrics, _, _ = evaluate_run(
+            result, plan.uncertainty, DEFAULT_LIGANDS, tmp_path / validation, "", ""
+        )
+        figures.append(metrics)
+        said = "validated cross-fitted instead" in caplog.text
+        assert said is (validation == "nested")
+    assert figures[0] == figures[1]

@@ -16,7 +16,11 @@ run saves for new clusters do not change; only the figures that validate them do
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,12 +45,23 @@ class FoldResiduals:
     spread: np.ndarray | None = None
 
 
-def nested_residuals(result: Any, spread: bool = False) -> dict[tuple[int, int], FoldResiduals]:
+def nested_residuals(
+    result: Any, spread: bool = False, progress: bool = False
+) -> dict[tuple[int, int], FoldResiduals] | None:
     """``{(repeat, fold): FoldResiduals}`` for every outer fold of ``result`` (a CV result whose
-    folds keep their fitted pipelines); ``spread``: also the refitted models' own spread."""
+    folds keep their fitted pipelines); ``spread``: also the refitted models' own spread;
+    ``progress``: a bar of the refits on a terminal. None, with a warning, when a repeat has two
+    outer folds (no rows outside both to refit on): the validation is then cross-fitted."""
     ds = result.dataset
     n = len(ds.y)
     folds = list(result.folds)
+    per_repeat = Counter(f.split.repeat for f in folds)
+    if min(per_repeat.values()) < 3:
+        log.warning(
+            "uncertainty.validation=nested needs 3 outer folds or more (with 2, no rows lie "
+            "outside both to refit on): the intervals are validated cross-fitted instead"
+        )
+        return None
     missing = [f.split.fold for f in folds if f.model is None]
     if missing:
         raise DataError(
@@ -63,21 +78,43 @@ def nested_residuals(result: Any, spread: bool = False) -> dict[tuple[int, int],
     )
     cache: dict[tuple, dict[int, tuple[np.ndarray, np.ndarray | None]]] = {}
     out: dict[tuple[int, int], FoldResiduals] = {}
-    for f in folds:
-        residual = np.full(n, np.nan)
-        spreads = np.full(n, np.nan) if spread else None
-        for g in folds:
-            if g.split.repeat != f.split.repeat or g.split.fold == f.split.fold:
-                continue
-            key = (f.split.repeat, frozenset((f.split.fold, g.split.fold)), repr(f.best_params))
-            if key not in cache:
-                cache[key] = _refit(f, g, ds, spread)
-            pred, std = cache[key][g.split.fold]
-            residual[g.split.test] = ds.y[g.split.test] - pred
-            if spreads is not None:
-                spreads[g.split.test] = std
-        out[(f.split.repeat, f.split.fold)] = FoldResiduals(residual, spreads)
+    with refit_bar(len(pairs), progress) as advance:
+        for f in folds:
+            residual = np.full(n, np.nan)
+            spreads = np.full(n, np.nan) if spread else None
+            for g in folds:
+                if g.split.repeat != f.split.repeat or g.split.fold == f.split.fold:
+                    continue
+                key = (f.split.repeat, frozenset((f.split.fold, g.split.fold)), repr(f.best_params))
+                if key not in cache:
+                    cache[key] = _refit(f, g, ds, spread)
+                    advance()
+                pred, std = cache[key][g.split.fold]
+                residual[g.split.test] = ds.y[g.split.test] - pred
+                if spreads is not None:
+                    spreads[g.split.test] = std
+            out[(f.split.repeat, f.split.fold)] = FoldResiduals(residual, spreads)
     return out
+
+
+@contextlib.contextmanager
+def refit_bar(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
+    """A progress bar of the validation refits on a terminal; yields the step to call per refit."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from n2react.terminal import console
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not (enabled and sys.stderr.isatty()),
+    )
+    with bar:
+        task = bar.add_task("interval validation refits", total=total)
+        yield lambda: bar.advance(task)
 
 
 def _refit(

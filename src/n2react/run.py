@@ -253,8 +253,9 @@ def _nested(
         calib, extra, files = None, None, []
         if plan.uncertainty is not None:
             calib, metrics, files, extra = evaluate_run(
-                result, plan.uncertainty, _ligands(plan), run_dir, title, _protocol(plan, dataset)
-            )
+                result, plan.uncertainty, _ligands(plan), run_dir, title, _protocol(plan, dataset),
+                plan.progress,
+            )  # fmt: skip
             summary.update(metrics)
         tracker.log_metrics(summary)
         for p in write_results(result, summary, run_dir, title, extra):

@@ -232,7 +232,13 @@ def error_plot(table: pd.DataFrame, path: Path, title: str = "") -> Path:
 
 
 def evaluate_run(
-    result: Any, spec: Any, ligands: Sequence[str], run_dir: Path, title: str, protocol: str
+    result: Any,
+    spec: Any,
+    ligands: Sequence[str],
+    run_dir: Path,
+    title: str,
+    protocol: str,
+    progress: bool = False,
 ) -> tuple[Any, dict[str, float], list[Path], pd.DataFrame | None]:
     """Calibrate the run's intervals on its out-of-fold residuals and validate them cross-fitted.
 
@@ -246,7 +252,7 @@ def evaluate_run(
 
     nested = None
     if spec.validation == "nested":
-        nested = nested_residuals(result, spec.needs_spread)
+        nested = nested_residuals(result, spec.needs_spread, progress)
     calib, crossfit = calibrate(result, spec, protocol, nested)
     flags = descriptor_flags(result, ligands)
     crossfit = crossfit.merge(flags, on=["fold", "row"], how="left", validate="one_to_one")
