@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,12 +46,15 @@ class FoldResiduals:
 
 
 def nested_residuals(
-    result: Any, spread: bool = False, progress: bool = False
+    result: Any,
+    spread: bool = False,
+    progress: Callable[[int], AbstractContextManager[Callable[[], None]]] | None = None,
 ) -> dict[tuple[int, int], FoldResiduals] | None:
     """``{(repeat, fold): FoldResiduals}`` for every outer fold of ``result`` (a CV result whose
     folds keep their fitted pipelines); ``spread``: also the refitted models' own spread;
-    ``progress``: a bar of the refits on a terminal. None, with a warning, when a repeat has two
-    outer folds (no rows outside both to refit on): the validation is then cross-fitted."""
+    ``progress(total)``: a context giving the step to call per refit (a progress bar). None,
+    with a warning, when a repeat has two outer folds (no rows outside both to refit on): the
+    validation is then cross-fitted."""
     ds = result.dataset
     n = len(ds.y)
     folds = list(result.folds)
@@ -78,7 +81,7 @@ def nested_residuals(
     )
     cache: dict[tuple, dict[int, tuple[np.ndarray, np.ndarray | None]]] = {}
     out: dict[tuple[int, int], FoldResiduals] = {}
-    with refit_bar(len(pairs), progress) as advance:
+    with (progress or _no_bar)(len(pairs)) as advance:
         for f in folds:
             residual = np.full(n, np.nan)
             spreads = np.full(n, np.nan) if spread else None
@@ -95,26 +98,6 @@ def nested_residuals(
                     spreads[g.split.test] = std
             out[(f.split.repeat, f.split.fold)] = FoldResiduals(residual, spreads)
     return out
-
-
-@contextlib.contextmanager
-def refit_bar(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
-    """A progress bar of the validation refits on a terminal; yields the step to call per refit."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from n2react.terminal import console
-
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not (enabled and sys.stderr.isatty()),
-    )
-    with bar:
-        task = bar.add_task("interval validation refits", total=total)
-        yield lambda: bar.advance(task)
 
 
 def _refit(
@@ -152,3 +135,8 @@ def nested_view(
         rep.loc[other, "spread"] = honest.spread[rows]
     abs_res[rows] = np.abs(honest.residual[rows])
     return rep, abs_res
+
+
+@contextlib.contextmanager
+def _no_bar(total: int) -> Iterator[Callable[[], None]]:
+    yield lambda: None

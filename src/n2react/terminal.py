@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -107,6 +107,22 @@ class FoldProgress:
     def final_done(self) -> None:
         if self._final is not None:
             self._progress.update(self._final, completed=1)
+
+
+@contextlib.contextmanager
+def refit_bar(total: int, enabled: bool = True) -> Iterator[Callable[[], None]]:
+    """A progress bar of the validation refits on a terminal; yields the step to call per refit."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not (enabled and sys.stderr.isatty()),
+    )
+    with bar:
+        task = bar.add_task("interval validation refits", total=total)
+        yield lambda: bar.advance(task)
 
 
 COLUMNS = ("test_r", "test_rmse", "test_mae", "test_r2", "train_r", "train_rmse")

@@ -248,11 +248,12 @@ def evaluate_run(
     domain fitted without its fold: no new element and expected error not flagged.
     """
     from n2react.nested_residuals import nested_residuals
+    from n2react.terminal import refit_bar
     from n2react.uncertainty import OOF_FILE, calibrate
 
     nested = None
     if spec.validation == "nested":
-        nested = nested_residuals(result, spec.needs_spread, progress)
+        nested = nested_residuals(result, spec.needs_spread, refit_bar if progress else None)
     calib, crossfit = calibrate(result, spec, protocol, nested)
     flags = descriptor_flags(result, ligands)
     crossfit = crossfit.merge(flags, on=["fold", "row"], how="left", validate="one_to_one")
