@@ -134,6 +134,11 @@ def _resume_hint(cfg: DictConfig, when: str = "once that is fixed") -> str:
     return f"; its finished outer folds are kept: {when}, run the same command plus resume={where}"
 
 
+def _is_resumed_folder(where: Path, resume: object) -> bool:
+    """Whether the Hydra folder is the one ``resume=`` names (the run's own, never removed)."""
+    return bool(resume) and Path(str(resume)).expanduser().resolve() == where.resolve()
+
+
 @hydra.main(version_base="1.3", config_path=_config_path(), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Compose the config, run the task, return the optimised metric (for sweepers)."""
@@ -161,10 +166,11 @@ def main(cfg: DictConfig) -> float:
         error(str(exc))
         if multirun:
             raise  # the job fails, the sweep goes on; the leaderboard marks it (exit 1 at the end)
-        if not cfg.get("resume"):
+        where = Path(HydraConfig.get().runtime.output_dir)
+        if not _is_resumed_folder(where, cfg.get("resume")):  # a refused resume= leaves none
             from n2react.preflight import remove_if_unused
 
-            remove_if_unused(Path(HydraConfig.get().runtime.output_dir))
+            remove_if_unused(where)
         sys.exit(2)
     except Exception as exc:
         message = _storage_problem(exc)

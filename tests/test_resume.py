@@ -192,3 +192,23 @@ def test_resume_refuses_another_config_and_a_finished_run(make_cfg, tmp_path: Pa
         run(make_cfg(*QUICK, "resume=0123456789abcdef"), tmp_path / "z")
     with pytest.raises(ConfigError, match="not a run directory"):
         run(make_cfg(*QUICK, f"resume={tmp_path}"), tmp_path / "w")
+
+
+def test_a_refused_resume_leaves_no_hydra_folder(make_cfg, tmp_path: Path) -> None:
+    """A refused resume= left the new Hydra folder (.hydra/ and a log of one error line) behind
+    in outputs/; like any run refused before its first output, it now leaves none, and the run
+    it named keeps every file."""
+    done = tmp_path / "done"
+    run(make_cfg(*QUICK, "tracking=none"), done)
+    files = sorted(p.relative_to(done) for p in done.rglob("*"))
+    work = tmp_path / "work"
+    work.mkdir()
+    for target in (done, tmp_path / "nothing_here"):
+        out = subprocess.run(
+            [sys.executable, "-m", "train", *QUICK, "tracking=none", f"resume={target}"],
+            cwd=work, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert len(_error_lines(out)) == 1
+        assert not (work / "outputs").exists(), sorted(work.rglob("*"))
+    assert sorted(p.relative_to(done) for p in done.rglob("*")) == files
