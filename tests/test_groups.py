@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
 from n2react.data import load_dataset
-from n2react.errors import DataError
+from n2react.errors import ConfigError, DataError
 from n2react.plan import build_plan
 from n2react.run import cross_validate, run
 from n2react.splitters import KFoldSplitter, family_of, group_labels, metal_of
@@ -163,6 +163,18 @@ def test_one_group_is_refused_with_one_line(tmp_path: Path) -> None:
     errors = [line for line in out.stderr.splitlines() if line.startswith("n2react: error:")]
     assert len(errors) == 1 and "1 group (Mo)" in errors[0] and "at least 2" in errors[0]
     assert "Traceback" not in out.stderr
+
+
+def test_grouping_the_authors_fixed_folds_is_refused_by_the_config(
+    make_cfg, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The authors' fold files keep their own folds: cv.groups with them is refused once, when
+    the config is read (it was checked twice per run, after the ten files had been read), so the
+    refusal comes even where the files are not at hand."""
+    monkeypatch.setenv("N2_DATA_DIR", str(tmp_path))  # no fold files here, nor in the cache
+    with pytest.raises(ConfigError, match=r"cv.groups=family: data=authors_folds has its own"):
+        build_plan(make_cfg("data=authors_folds", "cv.groups=family", "tracking=none"))
+    assert build_plan(make_cfg("data=authors_folds", "tracking=none")).groups is None
 
 
 def test_groups_from_a_spreadsheet_column(make_cfg, tmp_path: Path) -> None:

@@ -80,7 +80,6 @@ class Plan:
 
     def attach_groups(self, dataset: Dataset) -> Dataset:
         """``dataset`` with its group labels (from the names, or the spreadsheet column)."""
-        self._check_fixed_folds(dataset)  # before the names are read as formulas
         if self.groups is None or dataset.groups is not None:
             return dataset
         from dataclasses import replace
@@ -92,15 +91,6 @@ class Plan:
             ligands=list(self.data.get("formula_ligands") or DEFAULT_LIGANDS),
         )
         return replace(dataset, groups=labels)
-
-    def _check_fixed_folds(self, dataset: Dataset) -> None:
-        if dataset.folds is None:
-            return
-        if self.groups is not None:
-            raise ConfigError(
-                f"cv.groups={self.groups}: data={self.names.data} has its own fixed folds; "
-                "use cv.groups=none with it"
-            )
 
     def _warn_fixed_folds(self, dataset: Dataset) -> None:
         cv = self.config.get("cv", {})
@@ -125,7 +115,6 @@ class Plan:
 
     def validate(self, dataset: Dataset) -> list[Split]:
         """Check everything that can be checked before training; return the outer folds."""
-        self._check_fixed_folds(dataset)
         self._warn_fixed_folds(dataset)
         if len(np.unique(dataset.y)) < 2:
             raise DataError(f"{dataset.source}: lg(k1) is the same for every row; nothing to learn")
@@ -349,6 +338,12 @@ def build_plan(cfg: DictConfig) -> Plan:
     eval_path = OmegaConf.select(cfg, "eval.path")
     if eval_path and not final_model:
         raise ConfigError("eval.path: scoring it needs the final model (final_model=true)")
+    groups = check_grouping(cfg.cv.get("groups"))
+    if groups is not None and cfg.data.get("kind") == "folds":  # before its names are read
+        raise ConfigError(
+            f"cv.groups={groups}: data={data_name(cfg.data)} has its own fixed folds; "
+            "use cv.groups=none with it"
+        )
     unc = _uncertainty(cfg)
     if unc is not None and unc.calibration_path and not final_model:
         raise ConfigError(
@@ -365,7 +360,7 @@ def build_plan(cfg: DictConfig) -> Plan:
         search=search,
         outer=_splitter(cfg.cv.outer, "cv.outer"),
         inner=_splitter(cfg.cv.inner, "cv.inner"),
-        groups=check_grouping(cfg.cv.get("groups")),
+        groups=groups,
         scheme=scheme,
         pair_test_fraction=float(frac),
         seed=int(seed),
