@@ -103,6 +103,46 @@ def test_a_formula_column_subset_without_ligand_counts_still_predicts(tmp_path: 
     assert len(table) == 18 and table["y_pred"].notna().all()
 
 
+def test_a_run_with_its_own_ligands_reads_names_as_it_did_in_predict_and_eval(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """data.formula_ligands=[..., P] with formula_columns keeping no 0_n_P: predict (and
+    eval.path, the calibration file) read the names with the default ligands and refused every
+    phosphide ('P are neither a known metal nor one of the ligands'); the run's ligands are now
+    saved with the final model. A model saved without them reads names as before."""
+    from n2react.compose import compose_config
+    from n2react.new_clusters import LIGANDS_ATTR
+    from n2react.run import run
+    from n2react.runstore import save_model
+
+    sheet = pd.read_excel(shared_data / "homonuclear-159-15features.xlsx")
+    mo = sheet["Clusters"].str.startswith("Mo")
+    sheet.loc[mo, "Clusters"] = sheet.loc[mo, "Clusters"].str.replace("S", "P")  # Mo phosphides
+    sheet.to_excel(tmp_path / "phosphides.xlsx", index=False)
+    new = sheet.iloc[:30].copy()  # other descriptors, same names: clusters new to the model
+    new.iloc[:, 2:] *= 1.05
+    new.to_excel(tmp_path / "new.xlsx", index=False)
+    cfg = compose_config([f"data.path={tmp_path / 'phosphides.xlsx'}", "model=ridge",
+                          "cv.outer_folds=3", "tracking=none", "explain=false",
+                          "data.formula=true", "data.formula_ligands=[H,C,N,O,S,P]",
+                          "data.formula_columns=[0_n_metal,0_n_ligand,0_charge]",
+                          f"eval.path={tmp_path / 'new.xlsx'}",
+                          f"uncertainty.calibration_path={tmp_path / 'new.xlsx'}"])  # fmt: skip
+    cfg.progress = False
+    summary = run(cfg, tmp_path / "run")
+    assert summary["transfer_n"] == 30
+    table, _ = predict(str(tmp_path / "run"), tmp_path / "phosphides.xlsx", tmp_path / "p.csv")
+    model = load_model_file(tmp_path / "run" / "model.skops")
+    assert getattr(model, LIGANDS_ATTR) == ["H", "C", "N", "O", "S", "P"]
+    # 0_n_ligand counts the P atoms, as in training
+    np.testing.assert_allclose(table["y_pred"], model.predict(load_dataset(cfg.data).X), rtol=1e-9)
+
+    delattr(model, LIGANDS_ATTR)  # a model file of an older run: the default ligands
+    save_model(model, tmp_path / "run" / "model.skops")
+    with pytest.raises(DataError, match=r"element\(s\) P are neither .* ligands H, C, N, O, S"):
+        predict(str(tmp_path / "run"), tmp_path / "phosphides.xlsx", tmp_path / "q.csv")
+
+
 def test_fold_file_names_are_not_formulas() -> None:
     cfg = compose_data("authors_folds")
     cfg.formula = True

@@ -194,7 +194,7 @@ def test_clusters_without_a_measured_value_are_predicted_and_left_out_of_the_sco
     assert "9 of 12 clusters have a measured lg(k1)" in res.stderr
     assert "all measured" in res.stderr and "Traceback" not in res.stderr
 
-    from n2react.inference import read_labelled
+    from n2react.new_clusters import read_labelled
 
     with pytest.raises(DataError, match=r"eval.path: .*missing lg\(k1\) in row 3 "):
         read_labelled(path, _descriptors(trained), "eval.path", "-")

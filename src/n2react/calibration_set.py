@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,14 +60,16 @@ def locate(path: str) -> Path:
     )
 
 
-def read(path: str, columns: list[str], coverage: float) -> tuple[Any, np.ndarray, np.ndarray]:
-    """The calibration clusters (descriptors in ``columns``' order, names, lg(k1)); refused with
-    one error line when the file is missing, lacks a column or the lg(k1) labels, or has too few
-    clusters for ``coverage``."""
-    from n2react.inference import read_labelled
+def read(
+    path: str, columns: list[str], coverage: float, ligands: Sequence[str] | None = None
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The calibration clusters (descriptors in ``columns``' order, names, lg(k1); names read
+    with the run's ``ligands``); refused with one error line when the file is missing, lacks a
+    column or the lg(k1) labels, or has too few clusters for ``coverage``."""
+    from n2react.new_clusters import read_labelled
 
     p = locate(path)
-    X, clusters, y = read_labelled(p, columns, KEY, "it cannot calibrate anything")
+    X, clusters, y = read_labelled(p, columns, KEY, "it cannot calibrate anything", ligands)
     need = min_residuals(coverage)
     if len(y) < need:
         raise DataError(
@@ -101,8 +104,11 @@ def recalibrate(
 ) -> tuple[Calibration, pd.DataFrame]:
     """The run's calibration with the residuals of ``model`` (the final model) on the labelled
     clusters of ``path``, and their cross-fitted table (leave one composition unit out)."""
+    from n2react.new_clusters import formula_ligands
+
     p = locate(path)
-    X, clusters, y = read(str(p), [str(c) for c in model.feature_names_in_], coverage)
+    columns = [str(c) for c in model.feature_names_in_]
+    X, clusters, y = read(str(p), columns, coverage, formula_ligands(model))
     y_hat = np.asarray(model.predict(X), dtype=float).ravel()
     spread = model_spread(model, X) if calib.needs_spread else None
     sig = calib.difficulty_of(X, spread)

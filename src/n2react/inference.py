@@ -3,8 +3,9 @@ the prediction table (the command line is ``python -m predict``, ``src/predict.p
 
 The model comes from an MLflow run id (its final model, plus its outer-fold models for the
 spread), a model URI (``runs:/...``, ``models:/...``), or a run directory / model file of
-``python -m train``. The spreadsheet needs the descriptor columns the model was trained on; an
-``lg(k1)`` column is optional and, when present, the predictions are scored.
+``python -m train``. The spreadsheet (read by :mod:`n2react.new_clusters`) needs the descriptor
+columns the model was trained on; an ``lg(k1)`` column is optional and, when present, the
+predictions are scored.
 
 Model files are read by :mod:`n2react.runstore`: skops files with a fixed list of trusted types,
 checked against the sha256 the run recorded (``<file>.sha256``, or the MLflow tag
@@ -25,14 +26,11 @@ import pandas as pd
 
 from n2react import runstore
 from n2react.backend import stderr_silenced
-from n2react.composition import DEFAULT_LIGANDS, ligands_in
-from n2react.composition import feature_names as formula_names
 from n2react.cv import predict_mean_std
-from n2react.data import with_formula_features
-from n2react.data.tables import looks_like_target, read_sheet, table_to_dataset
 from n2react.difficulty import model_spread
 from n2react.errors import DataError, N2ReactError
 from n2react.metrics import EXPERIMENTAL_ERROR, regression_metrics
+from n2react.new_clusters import formula_ligands, read_new_clusters
 from n2react.provenance import used_by_run, used_lines
 from n2react.uncertainty import check_coverage, load_calibration
 
@@ -161,69 +159,6 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
     if calib_path in reader.list_artifacts(ref, "uncertainty"):
         calib = load_calibration(reader.download(ref, calib_path, tmp))
     return LoadedModel(model, folds, model_uri, domain, calib)
-
-
-def read_new_clusters(
-    file: str | Path, expected: list[str], sheet: str | int = 0, all_measured: bool = False
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
-    """(descriptors in the model's column order, cluster names, lg(k1) or None). A blank lg(k1)
-    cell is NaN (a cluster not measured) unless ``all_measured``, where it is an error naming
-    the row; a column with no value at all is None."""
-    p = Path(file)
-    if not p.exists():
-        raise DataError(f"{p}: file not found")
-    df = read_sheet(p, sheet)  # blank rows are dropped by table_to_dataset, keeping row numbers
-    if df.dropna(how="all").empty or df.shape[1] < 2:
-        raise DataError(f"{p}: the sheet is empty (need a cluster name and descriptor columns)")
-    name_col = df.columns[0]
-    formula_cols, ligands = _formula_columns(expected, df.columns)
-    from_file = [c for c in expected if c not in formula_cols]
-    missing = [c for c in from_file if c not in df.columns]
-    if missing:
-        raise DataError(f"{p}: missing descriptor column(s): {', '.join(missing)}")
-    labels = [c for c in df.columns[1:] if c not in expected and looks_like_target(c)]
-    target = labels[0] if len(labels) == 1 else None
-    extra = [c for c in df.columns[1:] if c not in expected and c != target]
-    if extra:
-        log.warning("%s: ignoring column(s) the model was not trained on: %s", p, ", ".join(extra))
-    has_target = target is not None
-    ds = table_to_dataset(
-        df,
-        name=p.stem,
-        source=str(p),
-        name_column=name_col,
-        target_column=target,
-        feature_columns=from_file,
-        has_target=has_target,
-        unmeasured_ok=not all_measured,
-    )
-    if formula_cols:
-        ds = with_formula_features(ds, ligands)
-    measured = has_target and not np.isnan(ds.y).all()
-    return ds.X[expected], ds.clusters, (ds.y if measured else None)
-
-
-def read_labelled(
-    file: str | Path, expected: list[str], key: str, no_label: str
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """:func:`read_new_clusters` for a file that must carry lg(k1) (``eval.path``, a calibration
-    file): its errors name the config ``key``; without labels, ``no_label`` says why it matters."""
-    try:
-        X, clusters, y = read_new_clusters(file, expected, all_measured=True)
-    except DataError as exc:
-        raise DataError(f"{key}: {exc}") from None
-    if y is None:
-        raise DataError(f"{key}={file}: no lg(k1) column, so {no_label}")
-    return X, clusters, y
-
-
-def _formula_columns(expected: list[str], present: Any) -> tuple[list[str], list[str]]:
-    """The model's formula-level columns the sheet lacks (computed from the cluster names), and
-    the ligand elements to read the names with: those the model's columns count, and the
-    default ones, which training read the names with even when ``data.formula_columns`` kept no
-    count of them (``0_n_ligand`` and ``0_ligand/metal`` still count them)."""
-    ligands = list(dict.fromkeys([*ligands_in(expected), *DEFAULT_LIGANDS]))
-    return [c for c in formula_names(ligands) if c in expected and c not in present], ligands
 
 
 def predict_table(loaded: LoadedModel, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -425,7 +360,8 @@ def predict(
     if not Path(file).exists():
         raise DataError(f"{file}: file not found")
     loaded = load_model(ref, tracking_uri, trust_pickle)
-    X, clusters, y = read_new_clusters(file, _feature_names(loaded.model, ref), sheet)
+    names, ligands = _feature_names(loaded.model, ref), formula_ligands(loaded.model)
+    X, clusters, y = read_new_clusters(file, names, sheet, ligands=ligands)
     out, metrics, domain_summary = prediction_table(loaded, X, clusters, y, coverage)
     check_finite(out)
     if domain_summary:

@@ -75,6 +75,11 @@ class Plan:
     uncertainty: UncertaintySpec | None = None
 
     @property
+    def ligands(self) -> list[str]:
+        """The ligand elements cluster names are read with (``data.formula_ligands``)."""
+        return list(self.data.get("formula_ligands") or DEFAULT_LIGANDS)
+
+    @property
     def group_column(self) -> str | None:
         return group_column(self.groups)
 
@@ -88,7 +93,7 @@ class Plan:
             self.groups,
             dataset.clusters,
             source=dataset.source,
-            ligands=list(self.data.get("formula_ligands") or DEFAULT_LIGANDS),
+            ligands=self.ligands,
         )
         return replace(dataset, groups=labels)
 
@@ -125,7 +130,9 @@ class Plan:
 
             # its columns, labels and size, with one error line before any training
             cols = [str(c) for c in dataset.X.columns]
-            X, names, _ = read(self.uncertainty.calibration_path, cols, self.uncertainty.coverage)
+            X, names, _ = read(
+                self.uncertainty.calibration_path, cols, self.uncertainty.coverage, self.ligands
+            )
             _refuse_training_clusters(self.uncertainty.calibration_path, X, names, dataset)
         if self.scheme == "pair_split":
             return []
@@ -197,7 +204,8 @@ class Plan:
                 dict(self.search.space) if self.search.active else {},
             )
         if self.eval_path:
-            preflight.check_eval_columns(self.eval_path, [str(c) for c in dataset.X.columns])
+            columns = [str(c) for c in dataset.X.columns]
+            preflight.check_eval_columns(self.eval_path, columns, self.ligands)
         preflight.check_steps(pipeline, dataset)
 
 

@@ -72,12 +72,13 @@ def check_selector(params: dict[str, Any], space: dict[str, Any]) -> None:
         raise ConfigError(f"selector.step.sample_fraction={frac}: must be in (0, 1]")
 
 
-def check_eval_columns(eval_path: str, expected: list[str]) -> None:
+def check_eval_columns(eval_path: str, expected: list[str], ligands: list[str]) -> None:
     """``eval.path`` must hold the descriptors the model will be trained on and an lg(k1)
-    column; read now, so a wrong file fails before the CV rather than after the refit."""
-    from n2react.inference import read_labelled
+    column; read now (its names with the run's ``ligands``), so a wrong file fails before the
+    CV rather than after the refit."""
+    from n2react.new_clusters import read_labelled
 
-    _, _, y = read_labelled(eval_path, expected, "eval.path", "there is nothing to score")
+    _, _, y = read_labelled(eval_path, expected, "eval.path", "there is nothing to score", ligands)
     if len(y) < MIN_EVAL_CLUSTERS:  # r of two clusters is +-1, a coverage of one is 0 or 100 %
         raise DataError(
             f"eval.path={eval_path}: {len(y)} labelled cluster(s); transfer scores need at least "

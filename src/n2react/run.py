@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from n2react import device, runstore
-from n2react.composition import DEFAULT_LIGANDS
 from n2react.cv import CVResult, FoldResult, fit_model, nested_cv
 from n2react.data import Dataset, load_dataset
 from n2react.errors import ConfigError
@@ -25,6 +24,7 @@ from n2react.export import keras_model_of
 from n2react.figures import data_title, parity_plot
 from n2react.jobs import JobInfo
 from n2react.leaderboard import refresh_after_resume
+from n2react.new_clusters import keep_ligands
 from n2react.pairsplit import pair_split
 from n2react.plan import Plan, build_plan
 from n2react.preflight import check_output_dir
@@ -253,7 +253,7 @@ def _nested(
         calib, extra, files = None, None, []
         if plan.uncertainty is not None:
             calib, metrics, files, extra = evaluate_run(
-                result, plan.uncertainty, _ligands(plan), run_dir, title, _protocol(plan, dataset),
+                result, plan.uncertainty, plan.ligands, run_dir, title, _protocol(plan, dataset),
                 plan.progress,
             )  # fmt: skip
             summary.update(metrics)
@@ -267,6 +267,7 @@ def _nested(
             progress.start_final()
             final = _tuned(plan, run_dir, "final", progress)
             fit_model(final, dataset.X, dataset.y, dataset.groups)
+            keep_ligands(final.pipeline_, plan.ligands)  # saved with it, for predict
             progress.final_done()
             held_out = None
             if calib is not None and plan.uncertainty.calibration_path:
@@ -293,10 +294,6 @@ def _nested(
     return summary
 
 
-def _ligands(plan: Plan) -> list[str]:
-    return list(plan.data.get("formula_ligands") or DEFAULT_LIGANDS)
-
-
 def _save_final(
     plan: Plan,
     final: TunedPipeline,
@@ -311,7 +308,7 @@ def _save_final(
     runstore.save_model(model, run_dir / runstore.MODEL_FILE)
     params: dict[str, Any] = final.search_.best_params
     tracker.log_artifact(runstore.write_json(run_dir / runstore.FINAL_PARAMS_FILE, params))
-    domain = fit_domain(dataset, run_dir, _ligands(plan))
+    domain = fit_domain(dataset, run_dir, plan.ligands)
     for p in (domain, runstore.sha256_path(domain)):  # predict checks one by the other
         tracker.log_artifact(p, "domain")
     if calib is not None:  # plain JSON: predict reads it without unpickling anything

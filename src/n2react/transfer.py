@@ -21,8 +21,9 @@ from n2react.data import Dataset
 from n2react.domain import ApplicabilityDomain
 from n2react.errors import DataError
 from n2react.figures import domain_plot, parity_plot
-from n2react.inference import LoadedModel, prediction_table, read_new_clusters
+from n2react.inference import LoadedModel, prediction_table
 from n2react.metrics import pooled_metrics
+from n2react.new_clusters import formula_ligands, read_new_clusters
 from n2react.provenance import used_lines
 from n2react.uncertainty_report import descriptor_flag, flag_split_text
 
@@ -52,7 +53,7 @@ def evaluate_transfer(
     it holds only some of them a warning says their intervals are in-sample. ``trained``: what
     the final model is and what it was trained on, for the parity plot's title."""
     names = [str(c) for c in loaded.model.feature_names_in_]
-    X, clusters, y = read_new_clusters(path, names)
+    X, clusters, y = read_new_clusters(path, names, ligands=formula_ligands(loaded.model))
     if y is None:
         raise DataError(f"eval.path={path}: no lg(k1) column, so there is nothing to score")
     table, _, summary = prediction_table(loaded, X, clusters, y, coverage)
