@@ -82,6 +82,32 @@ def test_parity_labels_do_not_overlap_each_other() -> None:
     assert not overlaps
 
 
+def test_predict_plot_legend_hides_no_interval() -> None:
+    """predict --plot put its legend at loc="best" inside the axes: with intervals across the
+    whole width (few clusters, wide intervals) it covered the top ones. It sits outside now."""
+    import matplotlib.pyplot as plt
+
+    from n2react.figures import prediction_figure
+
+    n = 4
+    table = pd.DataFrame({
+        "cluster": [f"Mo{i + 2}S2\u00af" for i in range(n)],
+        "y_pred": np.linspace(-13, -11, n),
+        "y_lower": np.full(n, -16.0),
+        "y_upper": np.full(n, -8.0),
+        "in_domain": [True, True, False, True],
+        "y_true": np.linspace(-12.5, -11.5, n),
+    })  # fmt: skip
+    fig = prediction_figure(table, "four clusters, wide intervals", 0.9)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    legend = ax.get_legend().get_window_extent(renderer)
+    inside = ax.get_window_extent(renderer)
+    plt.close(fig)
+    assert not legend.overlaps(inside)
+
+
 def test_parity_quotes_pooled_figures_and_fold_means_only_under_kfold(tmp_path: Path) -> None:
     oof = _oof()
     title = "ridge on homonuclear_15: KFold (known families), 3 folds"

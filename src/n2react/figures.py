@@ -303,6 +303,12 @@ def domain_plot(
 def prediction_plot(table: pd.DataFrame, path: Path, title: str, coverage: float) -> Path:
     """predict's clusters, sorted by predicted lg(k1): each prediction with its interval, green in
     the domain and red outside it, the measured value (black x) when the sheet has one."""
+    return save_figure(prediction_figure(table, title, coverage), path)
+
+
+def prediction_figure(table: pd.DataFrame, title: str, coverage: float) -> Any:
+    """The matplotlib Figure of :func:`prediction_plot`; its legend sits right of the axes, where
+    it hides no cluster's interval."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -334,7 +340,8 @@ def prediction_plot(table: pd.DataFrame, path: Path, title: str, coverage: float
     notes = [f"{m} {USED_TEXT[u]}" for u, m in USED_MARKS.items() if (used == u).any()]
     ax.set_xlabel(LGK1_AXIS + "".join(f"\n{n}" for n in notes))
     ax.set_title(wrap_title(title), fontsize=10)
-    ax.legend(loc="best", fontsize=7, frameon=False)
+    # outside the axes: inside, "best" still covered the top intervals when they filled the width
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     ax.grid(axis="x", alpha=0.25)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
