@@ -202,3 +202,23 @@ def test_clusters_without_a_measured_value_are_predicted_and_left_out_of_the_sco
 
 def _descriptors(trained: dict) -> list[str]:
     return [str(c) for c in trained["full"].columns[2:]]
+
+
+def test_two_measured_clusters_get_no_r(trained: dict) -> None:
+    """Two measured clusters printed r -1.000 (or +1.000: r of two points is always +-1) and an
+    R² of -54 as if they were scores; with fewer than 3 they are left blank, and said why."""
+    two = trained["full"].iloc[120:122]
+    path = trained["tmp"] / "two.xlsx"
+    two.to_excel(path, index=False)
+    cmd = [sys.executable, "-m", "predict", str(trained["run_dir"]), str(path), "-o",
+           str(trained["tmp"] / "two.csv"), "--force"]  # fmt: skip
+    res = subprocess.run(cmd, cwd=trained["tmp"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (row,) = [ln for ln in res.stderr.splitlines() if ln.startswith("│ all ")]
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    assert cells[1:3] == ["2", "-"] and cells[5] == "-", row
+    assert "1.000" not in row
+    assert "r and R² need at least 3 clusters" in res.stderr
+    _, metrics = predict(str(trained["run_dir"]), path, trained["tmp"] / "two_b.csv")
+    assert metrics["n"] == 2 and metrics["rmse"] > 0
+    assert metrics["r"] != metrics["r"] and metrics["r2"] != metrics["r2"]  # NaN

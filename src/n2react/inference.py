@@ -267,8 +267,11 @@ def trust_flags(
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """r, RMSE, MAE, R2 and how many predictions fall within the experimental error bar."""
+    """r, RMSE, MAE, R2 and how many predictions fall within the experimental error bar; r and
+    R2 are NaN for fewer than 3 clusters (r of two is always +-1, and says nothing)."""
     m = regression_metrics(y_true, y_pred)
+    if len(y_true) < 3:
+        m["r"] = m["r2"] = float("nan")
     within = np.abs(np.asarray(y_pred) - np.asarray(y_true)) <= EXPERIMENTAL_ERROR
     m["within_error"] = float(within.sum())
     m["n"] = float(len(y_true))

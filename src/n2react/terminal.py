@@ -325,10 +325,16 @@ def scores_table(rows: list[tuple[str, Mapping[str, float]]], title: str) -> Tab
         t.add_row(
             name,
             f"{m['n']:.0f}",
-            f"{m['r']:.3f}",
+            _or_dash(m["r"]),
             f"{m['rmse']:.3f}",
             f"{m['mae']:.3f}",
-            f"{m['r2']:.3f}",
+            _or_dash(m["r2"]),
             f"{m['within_error']:.0f} / {m['n']:.0f}",
         )
+    if any(not np.isfinite(m["r"]) for _, m in rows):
+        t.caption = "- : r and R² need at least 3 clusters with different values"
     return t
+
+
+def _or_dash(value: float) -> str:
+    return f"{value:.3f}" if np.isfinite(value) else "-"
