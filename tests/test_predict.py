@@ -222,3 +222,13 @@ def test_two_measured_clusters_get_no_r(trained: dict) -> None:
     _, metrics = predict(str(trained["run_dir"]), path, trained["tmp"] / "two_b.csv")
     assert metrics["n"] == 2 and metrics["rmse"] > 0
     assert metrics["r"] != metrics["r"] and metrics["r2"] != metrics["r2"]  # NaN
+
+
+def test_a_folder_given_as_the_spreadsheet_is_named_as_a_folder(trained: dict) -> None:
+    """A folder for the spreadsheet (predict FILE, eval.path) was refused as "unknown file type
+    '(no extension)'", which sends a chemist looking for a file type."""
+    folder = trained["tmp"] / "sheets.xlsx"  # a folder, even with a spreadsheet's suffix
+    folder.mkdir(exist_ok=True)
+    for name in ("sheets.xlsx", "."):
+        with pytest.raises(DataError, match=r": a folder, not a spreadsheet$"):
+            predict(str(trained["run_dir"]), folder.parent / name, trained["tmp"] / "f.csv")

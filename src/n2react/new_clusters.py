@@ -51,8 +51,10 @@ def read_new_clusters(
     the row; a column with no value at all is None. Formula-level columns the sheet lacks are
     read off the names with ``ligands`` (the run's, :func:`formula_ligands`)."""
     p = Path(file)
-    if not p.exists():
-        raise DataError(f"{p}: file not found")
+    if not p.is_file():
+        raise DataError(
+            f"{p}: " + ("a folder, not a spreadsheet" if p.is_dir() else "file not found")
+        )
     df = read_sheet(p, sheet)  # blank rows are dropped by table_to_dataset, keeping row numbers
     if df.dropna(how="all").empty or df.shape[1] < 2:
         raise DataError(f"{p}: the sheet is empty (need a cluster name and descriptor columns)")
