@@ -126,7 +126,7 @@ def run_row(overrides: list[str], protocols: list[str], out: Path) -> tuple[list
 
 def write_readme(lines: dict[str, str], readme: Path) -> None:
     """Replace the table between the markers; old rows not re-run keep their line."""
-    text = readme.read_text()
+    text = readme.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         raise SystemExit(f"{readme}: no {BEGIN} ... {END} block to replace")
     head, rest = text.split(BEGIN, 1)

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(lines[-1], flush=True)
     if args.write_readme:
         readme = ROOT / "README.md"
-        text = readme.read_text()
+        text = readme.read_text(encoding="utf-8")
         if BEGIN not in text or END not in text:
             raise SystemExit(f"{readme}: no {BEGIN} ... {END} block to replace")
         head, rest = text.split(BEGIN, 1)

@@ -359,7 +359,7 @@ def write_readme(lines: dict[str, str], readme: Path, groups: str = "family") ->
     other grouped CV (``--groups``)."""
     from n2react.runstore import write_text
 
-    text = readme.read_text()
+    text = readme.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         raise SystemExit(f"{readme}: no {BEGIN} ... {END} block to replace")
     head, rest = text.split(BEGIN, 1)

@@ -59,6 +59,29 @@ def test_every_row_of_the_readme_model_table_composes(make_cfg) -> None:
         build_plan(cfg).make_pipeline()
 
 
+def test_write_readme_leaves_the_readme_whole_when_writing_fails(tmp_path: Path) -> None:
+    """benchmarks/*.py --write-readme truncated README.md before writing it (Path.write_text):
+    a failure part-way (here a row that cannot be encoded) left it empty. It is written to a
+    temporary file and renamed, so the README stays as it was."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "model_table", CONF.parent / "benchmarks" / "model_table.py"
+    )
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    readme = tmp_path / "README.md"
+    before = f"# n2react ±\n{table.BEGIN}\nold rows\n{table.END}\ntail σ\n"
+    readme.write_text(before, encoding="utf-8")
+    label = table.ROWS[0][0]
+    with pytest.raises(UnicodeEncodeError):
+        table.write_readme({label: f"| {label} | \ud800 |"}, readme)  # a lone surrogate
+    assert readme.read_text(encoding="utf-8") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]  # no temporary left
+    table.write_readme({label: f"| {label} | `new` |"}, readme)
+    assert f"| {label} | `new` |" in readme.read_text(encoding="utf-8")
+
+
 def test_compose_config_is_the_project_config(tmp_path) -> None:
     from n2react.compose import compose_config, config_dir
 
