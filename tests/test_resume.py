@@ -212,3 +212,25 @@ def test_a_refused_resume_leaves_no_hydra_folder(make_cfg, tmp_path: Path) -> No
         assert len(_error_lines(out)) == 1
         assert not (work / "outputs").exists(), sorted(work.rglob("*"))
     assert sorted(p.relative_to(done) for p in done.rglob("*")) == files
+
+
+def test_a_search_state_cut_short_restarts_that_search(
+    make_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """keras-tuner writes its search state in place: a run killed (or out of disk) while it
+    wrote oracle.json left it cut short, and resume= then failed with a JSONDecodeError
+    traceback. That search now starts afresh with a warning, and the figures are the same."""
+    over = ("model=svr", "search=random", "search.max_trials=2", "cv.inner_folds=2", *QUICK)
+    run_dir = tmp_path / "run"
+    first = run(make_cfg(*over, "tracking=none"), run_dir)
+    (run_dir / "folds" / "fold_03" / "fold.json").unlink()  # as if killed in fold 3's search
+    (run_dir / "summary.json").unlink()
+    oracle = run_dir / "search" / "outer_03" / "oracle.json"
+    oracle.write_bytes(oracle.read_bytes()[:50])
+    kept = (run_dir / "search" / "outer_02" / "oracle.json").read_bytes()
+    with caplog.at_level("WARNING", logger="n2react.resume"):
+        again = run(make_cfg(*over, "tracking=none", f"resume={run_dir}"), tmp_path / "else")
+    assert again == first
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "n2react.resume"]
+    assert f"{oracle} is unreadable" in line and "starts afresh" in line
+    assert (run_dir / "search" / "outer_02" / "oracle.json").read_bytes() == kept

@@ -9,7 +9,9 @@ uninterrupted run's. The config must be the one the run was started with (``resu
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,7 +158,23 @@ def done_folds(run_dir: Path, splits: Sequence[Split]) -> dict[int, FoldResult]:
             done[s.fold] = fold
     if done:
         log.info("resume: outer folds %s read back from %s", sorted(done), run_dir / "folds")
+    _drop_unreadable_searches(run_dir, {f"outer_{k:02d}" for k in done})
     return done
+
+
+def _drop_unreadable_searches(run_dir: Path, finished: set[str]) -> None:
+    """A search whose saved keras-tuner state is cut short (the run was killed, or the disk
+    filled, while a JSON file of it was written) cannot be reloaded: it starts afresh, with a
+    warning, rather than failing the resumed run (``finished``: searches not resumed)."""
+    root = run_dir / "search"
+    for state in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        for f in sorted(state.rglob("*.json")) if state.name not in finished else []:
+            try:
+                json.loads(f.read_bytes())
+            except ValueError as exc:  # cut short, or not UTF-8 text
+                log.warning("resume: %s is unreadable (%s); its search starts afresh", f, exc)
+                shutil.rmtree(state)
+                break
 
 
 def sync_fold_runs(tracker: Tracker, run_dir: Path, done: Mapping[int, FoldResult]) -> None:
