@@ -247,6 +247,7 @@ def test_composition_units() -> None:
     assert composition_unit("Fe2V2C2¯") == "Fe2V2-C"
     assert composition_unit("FeV2S3ˉ") == "FeV2-S"
     assert composition_unit("Rh3¯") == "Rh3-bare"
+    assert composition_unit("Mo2P2C1¯", ["C", "P"]) == "Mo2-PC"  # data.formula_ligands
 
 
 def test_expected_error_can_follow_another_difficulty_than_the_width(make_cfg, tmp_path) -> None:

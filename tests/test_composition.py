@@ -109,7 +109,8 @@ def test_a_run_with_its_own_ligands_reads_names_as_it_did_in_predict_and_eval(
     """data.formula_ligands=[..., P] with formula_columns keeping no 0_n_P: predict (and
     eval.path, the calibration file) read the names with the default ligands and refused every
     phosphide ('P are neither a known metal nor one of the ligands'); the run's ligands are now
-    saved with the final model. A model saved without them reads names as before."""
+    saved with the final model (and the calibration file's composition units use them). A model
+    saved without them reads names as before."""
     from n2react.compose import compose_config
     from n2react.new_clusters import LIGANDS_ATTR
     from n2react.run import run
@@ -131,6 +132,10 @@ def test_a_run_with_its_own_ligands_reads_names_as_it_did_in_predict_and_eval(
     cfg.progress = False
     summary = run(cfg, tmp_path / "run")
     assert summary["transfer_n"] == 30
+    # the calibration file's composition units see P as a ligand too (Mo2-P, not Mo2P-bare)
+    units = pd.read_csv(tmp_path / "run" / "uncertainty" / "calibration_set.csv")["unit"]
+    assert {u.split("-")[0] for u in units} <= {f"Mo{n}" for n in range(2, 10)}, set(units)
+    assert "Mo2-P" in set(units)
     table, _ = predict(str(tmp_path / "run"), tmp_path / "phosphides.xlsx", tmp_path / "p.csv")
     model = load_model_file(tmp_path / "run" / "model.skops")
     assert getattr(model, LIGANDS_ATTR) == ["H", "C", "N", "O", "S", "P"]

@@ -79,21 +79,20 @@ def read(
     return X, np.asarray(clusters), np.asarray(y, dtype=float)
 
 
-def composition_unit(name: str) -> str:
-    """'Fe2V2C2¯' -> 'Fe2V2-C': the metal core and the ligand elements (not their counts)."""
+def composition_unit(name: str, ligands: Sequence[str] = DEFAULT_LIGANDS) -> str:
+    """'Fe2V2C2¯' -> 'Fe2V2-C': the metal core and the ligand elements (not their counts), the
+    ligand elements being the run's ``data.formula_ligands``."""
     counts, _ = parse_formula(name)
-    metals = "".join(
-        f"{e}{n if n > 1 else ''}" for e, n in counts.items() if e not in DEFAULT_LIGANDS
-    )
-    ligands = "".join(e for e in counts if e in DEFAULT_LIGANDS)
-    return f"{metals}-{ligands or 'bare'}"
+    metals = "".join(f"{e}{n if n > 1 else ''}" for e, n in counts.items() if e not in ligands)
+    present = "".join(e for e in counts if e in ligands)
+    return f"{metals}-{present or 'bare'}"
 
 
-def _units(clusters: np.ndarray) -> np.ndarray:
+def _units(clusters: np.ndarray, ligands: Sequence[str]) -> np.ndarray:
     out = []
     for c in clusters:
         try:
-            out.append(composition_unit(str(c)))
+            out.append(composition_unit(str(c), ligands))
         except ValueError:  # a name that is no formula is its own unit
             out.append(str(c))
     return np.asarray(out)
@@ -107,8 +106,8 @@ def recalibrate(
     from n2react.new_clusters import formula_ligands
 
     p = locate(path)
-    columns = [str(c) for c in model.feature_names_in_]
-    X, clusters, y = read(str(p), columns, coverage, formula_ligands(model))
+    columns, ligands = [str(c) for c in model.feature_names_in_], formula_ligands(model)
+    X, clusters, y = read(str(p), columns, coverage, ligands)
     y_hat = np.asarray(model.predict(X), dtype=float).ravel()
     spread = model_spread(model, X) if calib.needs_spread else None
     sig = calib.difficulty_of(X, spread)
@@ -123,20 +122,21 @@ def recalibrate(
         calib_X=calib.raw(X),
         protocol=f"{calib.protocol}; intervals calibrated on {p.name} ({len(y)} clusters)",
     )
-    table = _crossfit(new, clusters, np.asarray(y, float), y_hat, sig, err, coverage)
+    units = _units(clusters, ligands or DEFAULT_LIGANDS)
+    table = _crossfit(new, clusters, units, np.asarray(y, float), y_hat, sig, err, coverage)
     return new, table
 
 
 def _crossfit(
     calib: Calibration,
     clusters: np.ndarray,
+    units: np.ndarray,
     y: np.ndarray,
     y_hat: np.ndarray,
     sig: np.ndarray,
     err: np.ndarray,
     coverage: float,
 ) -> pd.DataFrame:
-    units = _units(clusters)
     if len(np.unique(units)) < 2:
         raise DataError(
             f"{KEY}: all its clusters are one composition unit ({units[0]}), so its intervals "
