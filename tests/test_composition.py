@@ -109,8 +109,8 @@ def test_a_run_with_its_own_ligands_reads_names_as_it_did_in_predict_and_eval(
     """data.formula_ligands=[..., P] with formula_columns keeping no 0_n_P: predict (and
     eval.path, the calibration file) read the names with the default ligands and refused every
     phosphide ('P are neither a known metal nor one of the ligands'); the run's ligands are now
-    saved with the final model (and the calibration file's composition units use them). A model
-    saved without them reads names as before."""
+    saved with the final model (and the calibration file's composition units and the
+    explanations' families use them). A model saved without them reads names as before."""
     from n2react.compose import compose_config
     from n2react.new_clusters import LIGANDS_ATTR
     from n2react.run import run
@@ -136,6 +136,12 @@ def test_a_run_with_its_own_ligands_reads_names_as_it_did_in_predict_and_eval(
     units = pd.read_csv(tmp_path / "run" / "uncertainty" / "calibration_set.csv")["unit"]
     assert {u.split("-")[0] for u in units} <= {f"Mo{n}" for n in range(2, 10)}, set(units)
     assert "Mo2-P" in set(units)
+    # and the explanations' families too (Mo-P, not each phosphide a family of its own)
+    from n2react.explain.runner import explain_run
+
+    explain_run(str(tmp_path / "run"), out_dir=tmp_path / "explain")
+    fams = pd.read_csv(tmp_path / "explain" / "residuals_by_family.csv")["family"]
+    assert "Mo-P" in set(fams) and not [f for f in fams if any(ch.isdigit() for ch in f)]
     table, _ = predict(str(tmp_path / "run"), tmp_path / "phosphides.xlsx", tmp_path / "p.csv")
     model = load_model_file(tmp_path / "run" / "model.skops")
     assert getattr(model, LIGANDS_ATTR) == ["H", "C", "N", "O", "S", "P"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from n2react.composition import METALS
+from n2react.composition import DEFAULT_LIGANDS, METALS
 from n2react.descriptors import label
 from n2react.explain.groups import families, family_table
 from n2react.figures import (
@@ -325,14 +325,16 @@ def parity(
     return [_save(fig, path), csv]
 
 
-def residuals_by_family(oof: pd.DataFrame, path: Path, title: str) -> list:
+def residuals_by_family(
+    oof: pd.DataFrame, path: Path, title: str, ligands: Sequence[str] = DEFAULT_LIGANDS
+) -> list:
     """Residual (predicted - measured) of every held-out cluster per family (box + points),
     families ordered by bias, each labelled with its n, MAE and bias. CSV: the per-family table
-    (n, MAE, bias, RMSE, max |error|)."""
+    (n, MAE, bias, RMSE, max |error|). ``ligands``: the run's ``data.formula_ligands``."""
     plt = _plt()
     pc = _per_cluster(oof)
-    pc["family"] = families(pc["cluster"])
-    table = family_table(oof)
+    pc["family"] = families(pc["cluster"], ligands)
+    table = family_table(oof, ligands)
     order = pc.groupby("family")["residual"].mean().sort_values().index.tolist()
     fig, ax = plt.subplots(figsize=(7.6, 0.32 * len(order) + 1.7), dpi=150)
     data = [pc.loc[pc["family"] == f, "residual"].to_numpy(float) for f in order]

@@ -5,31 +5,35 @@ the CV folds and the terminal's per-group table use too."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from n2react.composition import DEFAULT_LIGANDS
 from n2react.data import Dataset
 from n2react.errors import ConfigError
 from n2react.splitters import group_labels
 
 
 def group_labels_of(
-    clusters: Iterable[str], spec: Any = None, dataset: Dataset | None = None
+    clusters: Iterable[str],
+    spec: Any = None,
+    dataset: Dataset | None = None,
+    ligands: Sequence[str] = DEFAULT_LIGANDS,
 ) -> pd.Series:
     """One label per cluster for colouring, indexed by cluster name, from the one labeller
     :func:`n2react.splitters.group_labels` (names that are not formulas keep their name).
 
     ``spec``: None or ``'metal'`` (default), ``'family'``, ``'column:<name>'`` (the data set's
     group column, or a descriptor column of that name), a mapping cluster -> label, or a Series
-    indexed by cluster.
+    indexed by cluster. ``ligands``: the run's ``data.formula_ligands``.
     """
     names = [str(c) for c in clusters]
     if spec is None or (isinstance(spec, str) and spec in ("metal", "none", "family")):
         kind = "family" if spec == "family" else "metal"
-        labels = group_labels(kind, names, strict=False)
+        labels = group_labels(kind, names, strict=False, ligands=ligands)
         return pd.Series(labels, index=names, name=kind, dtype=object)
     if isinstance(spec, str) and spec.startswith("column:"):
         col = spec.split(":", 1)[1]
@@ -52,20 +56,21 @@ def group_labels_of(
     raise ConfigError(f"groups={spec!r}: expected metal, family, column:<name> or a mapping")
 
 
-def families(clusters: Iterable[str]) -> list[str]:
-    """The family of each cluster (:func:`n2react.composition.family_of`; a name that is not a
-    formula stays as it is)."""
-    return list(group_labels("family", [str(c) for c in clusters], strict=False))
+def families(clusters: Iterable[str], ligands: Sequence[str] = DEFAULT_LIGANDS) -> list[str]:
+    """The family of each cluster (:func:`n2react.composition.family_of`, with the run's
+    ``ligands``; a name that is not a formula stays as it is)."""
+    names = [str(c) for c in clusters]
+    return list(group_labels("family", names, strict=False, ligands=ligands))
 
 
-def family_table(oof: pd.DataFrame) -> pd.DataFrame:
+def family_table(oof: pd.DataFrame, ligands: Sequence[str] = DEFAULT_LIGANDS) -> pd.DataFrame:
     """One row per family: n, MAE, bias (mean of predicted - measured), RMSE, max |error|.
 
     ``oof`` has columns cluster, y_true, y_pred (with repeats, a cluster counts once per repeat).
     Sorted by MAE, worst first.
     """
     res = oof["y_pred"].to_numpy(float) - oof["y_true"].to_numpy(float)
-    df = pd.DataFrame({"family": families(oof["cluster"]), "residual": res})
+    df = pd.DataFrame({"family": families(oof["cluster"], ligands), "residual": res})
     g = df.groupby("family")["residual"]
     table = pd.DataFrame(
         {

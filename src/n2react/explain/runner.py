@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from n2react.composition import DEFAULT_LIGANDS
 from n2react.data import Dataset
 from n2react.errors import DataError
 from n2react.explain import draw
@@ -200,7 +201,8 @@ def explain(
     paths = importance_files(run, out, budget, title)
     # one label per cluster: with cv.repeats > 1 a cluster is held out once per repeat
     clusters = pd.unique(run.oof["cluster"].astype(str))
-    labels = group_labels_of(clusters, _groups_spec(run, groups), run.dataset)
+    ligands = list(run.cfg.get("data", {}).get("formula_ligands") or DEFAULT_LIGANDS)
+    labels = group_labels_of(clusters, _groups_spec(run, groups), run.dataset, ligands)
     grouped = check_grouping(run.cfg.get("cv", {}).get("groups")) is not None
     paths += draw.parity(
         run.oof,
@@ -210,7 +212,10 @@ def explain(
         grouped=grouped,
     )
     paths += draw.residuals_by_family(
-        run.oof, out / "residuals_by_family.png", f"Out-of-fold residuals by family: {title}"
+        run.oof,
+        out / "residuals_by_family.png",
+        f"Out-of-fold residuals by family: {title}",
+        ligands,
     )
     hists = histories(run.final_model, run.fold_models)
     if hists:
