@@ -161,6 +161,43 @@ def test_not_found_offline_says_how_to_point_at_a_file(
         locate("x.xlsx", url="http://127.0.0.1:9/x.xlsx", sha256="0" * 64)
 
 
+def test_a_failed_fetch_is_one_short_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Fetching the data printed pooch's own "Downloading data from ..." line before the error,
+    and a refused connection ended in requests' text cut mid-word ("...port=9): Fa"). Now a
+    failure is the one error line with a short reason, and a fetch (from a real local HTTP
+    server) is checked against the pinned sha256."""
+    import hashlib
+    import http.server
+    import threading
+    from functools import partial
+
+    monkeypatch.delenv("N2_DATA_DIR")
+    with pytest.raises(DataError, match=r"failed \(the server refused the connection\); point"):
+        locate("x.xlsx", url="http://127.0.0.1:9/x.xlsx", sha256="0" * 64)
+    served = tmp_path / "served"
+    served.mkdir()
+    body = b"the published file"
+    (served / "x.xlsx").write_bytes(body)
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/x.xlsx"
+    try:
+        with pytest.raises(
+            DataError, match=r"\(the downloaded file differs from the pinned sha256"
+        ):
+            locate("x.xlsx", url=url, sha256="0" * 64)
+        assert not (tmp_path / "cache" / "x.xlsx").exists()  # nothing half-trusted is kept
+        got = locate("x.xlsx", url=url, sha256=hashlib.sha256(body).hexdigest())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert got.read_bytes() == body and got.parent == tmp_path / "cache"
+    assert "Downloading" not in capfd.readouterr().err
+
+
 def test_data_dir_env_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     p = _write(tmp_path, _good(), "mine.xlsx")
     monkeypatch.setenv("N2_DATA_DIR", str(tmp_path))

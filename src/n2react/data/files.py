@@ -57,6 +57,7 @@ def locate(
         raise DataError(_not_found(file, env, None, "no download URL is configured"))
     import pooch
 
+    pooch.get_logger().setLevel(logging.WARNING)  # its "Downloading ..." line: ours, once fetched
     try:
         fetched = pooch.retrieve(
             url,
@@ -67,15 +68,30 @@ def locate(
         )
     except Exception as exc:  # network errors, hash mismatch, ...
         raise DataError(_not_found(file, env, url, _short_reason(exc))) from exc
+    log.info("%s fetched from %s (sha256 checked) into %s", file, url, cached.parent)
     return Path(fetched)
+
+
+#: What a failed fetch's error text means, for the one error line (requests' own text is long).
+_REASONS = {
+    "Failed to resolve": "no network: the host name does not resolve",
+    "NameResolution": "no network: the host name does not resolve",
+    "Name or service": "no network: the host name does not resolve",
+    "Connection refused": "the server refused the connection",
+    "timed out": "the connection timed out",
+    "does not match the known hash": "the downloaded file differs from the pinned sha256",
+}
 
 
 def _short_reason(exc: Exception) -> str:
     text = str(exc)
-    if "Failed to resolve" in text or "NameResolution" in text or "Name or service" in text:
-        return "no network: the host name does not resolve"
+    for needle, reason in _REASONS.items():
+        if needle in text:
+            return reason
     first = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
+    if len(first) > 160:  # cut at a word, and say so
+        first = first[:160].rsplit(" ", 1)[0] + " ..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _not_found(file: str, env: str | None, url: str | None, reason: str) -> str:
