@@ -66,6 +66,21 @@ def test_authors_folds_partition_the_159_clusters() -> None:
     assert "2_\u03c3ave" in ds.feature_names and "3_\u03c7ave" in ds.feature_names
 
 
+def test_the_fold_files_are_read_in_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    """data=authors_folds logged "reading sheet 'Train' (2 sheets: Train, Test)" and the same
+    for Test, for each of the ten files: 20 lines before a run said anything else. The sheets
+    are named by the config; one line says what was read. A user's workbook still names its
+    sheet."""
+    with caplog.at_level("INFO", logger="n2react.data"):
+        load_dataset(data_cfg("authors_folds"))
+        said = [r.getMessage() for r in caplog.records]
+        assert not [m for m in said if "reading sheet" in m], said
+        assert len([m for m in said if "from the 10 fold files" in m]) == 1
+        caplog.clear()
+        load_dataset(data_cfg("homonuclear_24"))  # two sheets, the first read
+    assert any("reading sheet 'Sheet1' (2 sheets" in r.getMessage() for r in caplog.records)
+
+
 def _write(tmp_path: Path, df: pd.DataFrame, name: str = "bad.xlsx") -> Path:
     p = tmp_path / name
     df.to_excel(p, index=False)

@@ -41,7 +41,7 @@ def load_fold_files(cfg: Mapping[str, Any]) -> Dataset:
         sheets: dict[str, Dataset] = {}
         for role in ("train", "test"):
             sheet = cfg.get(f"{role}_sheet", role.title())
-            df = read_sheet(p, sheet).rename(columns=rename)
+            df = read_sheet(p, sheet, announce=False).rename(columns=rename)  # named in config
             sheets[role] = table_to_dataset(
                 df,
                 name=f"{cfg.get('name', 'folds')}[{k}]",

@@ -101,9 +101,9 @@ def forget_warnings() -> None:
     _warned.clear()
 
 
-def read_sheet(p: Path, sheet: str | int | None = 0) -> pd.DataFrame:
+def read_sheet(p: Path, sheet: str | int | None = 0, announce: bool = True) -> pd.DataFrame:
     """Read one sheet of a spreadsheet (.xlsx) or a delimited text file (.csv/.tsv/.txt, the
-    delimiter is sniffed) with every header stripped; duplicate headers are refused."""
+    delimiter sniffed), headers stripped, duplicates refused; ``announce``: log the sheet read."""
     suffix = p.suffix.lower()
     if suffix not in EXCEL_SUFFIXES | TEXT_SUFFIXES:
         raise DataError(
@@ -115,13 +115,13 @@ def read_sheet(p: Path, sheet: str | int | None = 0) -> pd.DataFrame:
     if suffix in TEXT_SUFFIXES:
         df, header = _read_text(p)
     else:
-        df, header = _read_excel(p, 0 if sheet is None else sheet)
+        df, header = _read_excel(p, 0 if sheet is None else sheet, announce)
     _check_unique_headers(p, header)
     df.columns = [str(c).strip() for c in df.columns]
     return df
 
 
-def _read_excel(p: Path, sheet: str | int) -> tuple[pd.DataFrame, list[Any]]:
+def _read_excel(p: Path, sheet: str | int, announce: bool) -> tuple[pd.DataFrame, list[Any]]:
     try:
         df = pd.read_excel(p, sheet_name=sheet, engine="openpyxl")
         raw = pd.read_excel(p, sheet_name=sheet, engine="openpyxl", header=None, nrows=1)
@@ -137,11 +137,11 @@ def _read_excel(p: Path, sheet: str | int) -> tuple[pd.DataFrame, list[Any]]:
             + (f": {reason})" if reason else ")")
         ) from exc
     header = list(raw.iloc[0]) if len(raw) else []
-    _announce_sheet(p, sheet)
+    _announce_sheet(p, sheet, announce)
     return df, header
 
 
-def _announce_sheet(p: Path, sheet: str | int) -> None:
+def _announce_sheet(p: Path, sheet: str | int, announce: bool) -> None:
     """Name the sheet read when the workbook has several, and warn once when cells of it hold
     formulas (their values as last computed and saved by the spreadsheet program are read)."""
     import openpyxl
@@ -153,7 +153,7 @@ def _announce_sheet(p: Path, sheet: str | int) -> None:
     try:
         names = wb.sheetnames
         ws = wb[names[sheet]] if isinstance(sheet, int) else wb[sheet]
-        if len(names) > 1:
+        if len(names) > 1 and announce:
             log.info("%s: reading sheet '%s' (%d sheets: %s)", p, ws.title, len(names),
                      ", ".join(names[:6]) + (" ..." if len(names) > 6 else ""))  # fmt: skip
         formulas = [
