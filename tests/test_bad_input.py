@@ -127,6 +127,18 @@ def non_numeric_cell(tmp: Path, src: Path) -> Path:
     return tmp / "text.xlsx"
 
 
+def values_under_no_header(tmp: Path, src: Path) -> Path:
+    import openpyxl
+
+    p = tmp / "scratch.xlsx"
+    _table(src).to_excel(p, index=False)
+    book = openpyxl.load_workbook(p)
+    for row in range(2, 40):  # a scratch column right of the data, with no header
+        book.active.cell(row, 27).value = row / 2
+    book.save(p)
+    return p
+
+
 def five_rows(tmp: Path, src: Path) -> Path:
     _table(src).iloc[:5].to_excel(tmp / "five.xlsx", index=False)
     return tmp / "five.xlsx"
@@ -143,6 +155,8 @@ DATA_CASES: dict[str, tuple[Callable[[Path, Path], Path], tuple[str, ...]]] = {
     "constant descriptors": (constant_descriptors, ("same.xlsx", "every descriptor is constant")),
     "header only": (header_only, ("empty.xlsx", "the sheet is empty")),
     "non-numeric cell": (non_numeric_cell, ("text.xlsx", "'0.3.1'", "'2_Q'", "row 11")),
+    # it was read as a descriptor 'Unnamed: 26', its blank rows imputed
+    "values under no header": (values_under_no_header, ("scratch.xlsx", "column 27 (AA)")),
 }
 
 
@@ -172,6 +186,31 @@ def test_semicolon_csv_with_decimal_commas_loads_like_the_spreadsheet(shared_dat
         assert list(ds.clusters) == list(ref.clusters)
         np.testing.assert_allclose(ds.X.to_numpy(), ref.X.to_numpy(), equal_nan=True)
         np.testing.assert_allclose(ds.y, ref.y)
+
+
+def test_blank_columns_are_not_descriptors(tmp_path: Path, shared_data: Path) -> None:
+    """A trailing comma on every line of a CSV (an empty last column) was refused ("descriptor
+    column(s) with no numeric value: Unnamed: 26"); an empty column between the data and a
+    blank A1 above the names are no problem either."""
+    import openpyxl
+
+    from n2react.data import load_dataset
+
+    df = _table(shared_data)
+    text = "\n".join(line + "," for line in df.to_csv(index=False).splitlines())
+    (tmp_path / "trailing.csv").write_text(text + "\n", encoding="utf-8")
+    df.insert(10, "", np.nan)  # an empty column in the middle
+    df.to_excel(tmp_path / "gap.xlsx", index=False)
+    book = openpyxl.load_workbook(tmp_path / "gap.xlsx")
+    book.active.cell(1, 1).value = None  # no header over the names
+    book.save(tmp_path / "gap.xlsx")
+    cfg = compose_data("homonuclear_24")
+    ref = load_dataset(cfg)
+    for name in ("trailing.csv", "gap.xlsx"):
+        cfg.path = str(tmp_path / name)
+        ds = load_dataset(cfg)
+        assert ds.feature_names == ref.feature_names and list(ds.clusters) == list(ref.clusters)
+        np.testing.assert_allclose(ds.X.to_numpy(), ref.X.to_numpy(), equal_nan=True)
 
 
 def test_target_found_by_name_and_named_in_the_first_lines(

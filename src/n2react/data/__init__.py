@@ -14,12 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from n2react.composition import DEFAULT_LIGANDS, formula_features
 from n2react.data.authors_folds import load_fold_files
 from n2react.data.files import locate
-from n2react.data.tables import Dataset, check_variation, read_sheet, table_to_dataset
+from n2react.data.tables import Dataset, read_sheet, short_list, table_to_dataset, warn_once
 from n2react.errors import DataError
 
 __all__ = ["Dataset", "data_name", "load_dataset", "with_formula_features"]
@@ -93,3 +94,24 @@ def _load(cfg: Mapping[str, Any], group_column: str | None = None) -> Dataset:
             raise DataError("cv.groups=column:...: the authors' fold files keep their own folds")
         return load_fold_files(cfg)
     raise DataError(f"data.kind: unknown kind '{kind}' (expected table or folds)")
+
+
+def check_variation(ds: Dataset) -> None:
+    """Refuse a constant target or all-constant descriptors; warn about constant descriptors."""
+    y = ds.y[np.isfinite(ds.y)]
+    if len(y) and np.ptp(y) == 0:
+        raise DataError(
+            f"{ds.source}: the target {ds.target_name} is constant ({y[0]:g} in all "
+            f"{len(y)} rows): there is nothing to learn"
+        )
+    constant = [str(c) for c in ds.X.columns if ds.X[c].nunique(dropna=True) <= 1]
+    if constant and len(constant) == ds.X.shape[1]:
+        raise DataError(
+            f"{ds.source}: every descriptor is constant ({short_list(constant)}): "
+            "there is nothing to learn from"
+        )
+    if constant:
+        warn_once(
+            f"{ds.source}: constant descriptor column(s) carry no information: "
+            f"{short_list(constant)}"
+        )

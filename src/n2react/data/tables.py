@@ -116,7 +116,7 @@ def read_sheet(p: Path, sheet: str | int | None = 0, announce: bool = True) -> p
         df, header = _read_text(p)
     else:
         df, header = _read_excel(p, 0 if sheet is None else sheet, announce)
-    _check_unique_headers(p, header)
+    df = _check_headers(p, header, df)
     df.columns = [str(c).strip() for c in df.columns]
     return df
 
@@ -205,10 +205,19 @@ def _sep_name(sep: str) -> str:
     return {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}.get(sep, repr(sep))
 
 
-def _check_unique_headers(p: Path, header: Sequence[Any]) -> None:
+def _check_headers(p: Path, header: Sequence[Any], df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` without its blank columns (no header and no value: an empty spreadsheet column, a
+    trailing delimiter); values under no header (after the name column) or a duplicate header
+    are refused, not read as a descriptor named 'Unnamed: 17'."""
     seen: dict[str, int] = {}
-    for i, h in enumerate(header):
-        if h is None or (isinstance(h, float) and np.isnan(h)):
+    blank, excel = [], p.suffix.lower() in EXCEL_SUFFIXES
+    for i in range(max(len(header), df.shape[1])):  # a header row may end before the data
+        h = header[i] if i < len(header) else None
+        if h is None or (isinstance(h, float) and np.isnan(h)) or not str(h).strip():
+            if 0 < i < df.shape[1] and df.iloc[:, i].notna().any():
+                where = f"column {i + 1}" + (f" ({_letter(i)})" if excel else "")
+                raise DataError(f"{p}: {where} holds values but no header; name it or remove it")
+            blank += [i] if 0 < i < df.shape[1] else []
             continue
         name = str(h).strip()
         if name in seen:
@@ -217,6 +226,13 @@ def _check_unique_headers(p: Path, header: Sequence[Any]) -> None:
                 "rename one"
             )
         seen[name] = i
+    return df.drop(columns=df.columns[blank])
+
+
+def _letter(i: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    return get_column_letter(i + 1)
 
 
 def _column(df: pd.DataFrame, spec: str | int | None, default: int, what: str, src: str) -> str:
@@ -250,7 +266,7 @@ def find_target_column(df: pd.DataFrame, spec: str | int | None, src: str) -> st
     hits = [c for c in cols[1:] if looks_like_target(c)]
     if not hits:
         raise DataError(
-            f"{src}: no column looks like {TARGET_NAME} (columns: {_short_list(cols)}); "
+            f"{src}: no column looks like {TARGET_NAME} (columns: {short_list(cols)}); "
             "name it with data.target_column=..."
         )
     if len(hits) > 1:
@@ -261,7 +277,7 @@ def find_target_column(df: pd.DataFrame, spec: str | int | None, src: str) -> st
     return hits[0]
 
 
-def _short_list(items: Sequence[str], limit: int = 8) -> str:
+def short_list(items: Sequence[str], limit: int = 8) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f", ... (+{len(items) - limit})" if len(items) > limit else "")
 
@@ -380,7 +396,7 @@ def table_to_dataset(
     missing_mask = sentinel_mask | X.isna()
     empty = [str(c) for c in X.columns if missing_mask[c].all()]
     if empty:
-        raise DataError(f"{src}: descriptor column(s) with no numeric value: {_short_list(empty)}")
+        raise DataError(f"{src}: descriptor column(s) with no numeric value: {short_list(empty)}")
     missing_cells = [
         (str(clusters[pos]), str(col))
         for col in X.columns
@@ -426,24 +442,3 @@ def _missing_summary(mask: pd.DataFrame, clusters: np.ndarray, sheet_rows: np.nd
     return (
         f"{n} missing {cells_word}{where} ({'; '.join(parts)}); imputed inside each training fold"
     )
-
-
-def check_variation(ds: Dataset) -> None:
-    """Refuse a constant target or all-constant descriptors; warn about constant descriptors."""
-    y = ds.y[np.isfinite(ds.y)]
-    if len(y) and np.ptp(y) == 0:
-        raise DataError(
-            f"{ds.source}: the target {ds.target_name} is constant ({y[0]:g} in all "
-            f"{len(y)} rows): there is nothing to learn"
-        )
-    constant = [str(c) for c in ds.X.columns if ds.X[c].nunique(dropna=True) <= 1]
-    if constant and len(constant) == ds.X.shape[1]:
-        raise DataError(
-            f"{ds.source}: every descriptor is constant ({_short_list(constant)}): "
-            "there is nothing to learn from"
-        )
-    if constant:
-        warn_once(
-            f"{ds.source}: constant descriptor column(s) carry no information: "
-            f"{_short_list(constant)}"
-        )
