@@ -169,6 +169,11 @@ def test_invalid_params_and_inputs() -> None:
     X, y = _data(n=20)
     with pytest.raises(ValueError, match="dropout"):
         KerasMLPRegressor(dropout=1.0).fit(X, y)
+    # a negative penalty (rewarding large weights) and a growing "reduction" trained silently
+    bad = [{"l2": -1.0}, {"reduce_lr_patience": -1}, {"reduce_lr_factor": 1.5}, {"min_lr": -1}]
+    for kwargs in bad:
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            KerasMLPRegressor(max_epochs=2, **kwargs).fit(X, y)
     with pytest.raises(ValueError, match="n_samples=1"):
         KerasMLPRegressor().fit(X[:1], y[:1])
     with pytest.raises(ValueError, match="same length"):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -167,8 +168,11 @@ class PairwiseRegressor(
         return Ridge() if self.base is None else self.base
 
     def _check_params(self) -> None:
-        if self.max_pairs is not None and int(self.max_pairs) < 1:
-            raise ValueError(f"max_pairs must be None or >= 1, got {self.max_pairs}")
+        mp = self.max_pairs
+        if mp is not None and (isinstance(mp, bool) or not isinstance(mp, Integral) or mp < 1):
+            raise ValueError(f"max_pairs must be None or a whole number >= 1, got {mp!r}")
+        if not isinstance(self.symmetrize, bool | np.bool_):
+            raise ValueError(f"symmetrize must be true or false, got {self.symmetrize!r}")
         if self.validation not in ("clusters", "pairs"):
             raise ValueError(f"validation must be 'clusters' or 'pairs', got {self.validation!r}")
 

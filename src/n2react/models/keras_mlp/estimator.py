@@ -152,6 +152,18 @@ class KerasMLPRegressor(
             raise ValueError(f"batch_size must be None or >= 1, got {self.batch_size}")
         if float(self.learning_rate) <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if float(self.l2) < 0:  # a negative penalty rewards large weights
+            raise ValueError(f"l2 must be >= 0, got {self.l2}")
+        if self.reduce_lr_patience is not None and int(self.reduce_lr_patience) < 0:
+            raise ValueError(
+                f"reduce_lr_patience must be None or >= 0, got {self.reduce_lr_patience}"
+            )
+        if not 0.0 < float(self.reduce_lr_factor) < 1.0:
+            raise ValueError(f"reduce_lr_factor must be in (0, 1), got {self.reduce_lr_factor}")
+        if float(self.min_lr) < 0 or float(self.min_delta) < 0:
+            raise ValueError(
+                f"min_lr and min_delta must be >= 0, got {self.min_lr}, {self.min_delta}"
+            )
 
     def _validate_fit_data(self, est: KerasMLPRegressor, X: Any, y: Any) -> tuple:
         X, y = validate_data(
