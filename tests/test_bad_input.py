@@ -233,6 +233,12 @@ def test_target_found_by_name_and_named_in_the_first_lines(
     [
         pytest.param(("seed=-1",), ("seed",), id="negative seed"),
         pytest.param(("search=grid", "search.max_trials=0"), ("max_trials",), id="0 trials"),
+        # keras-tuner refused it only after the MLflow run had started (a FAILED run)
+        pytest.param(
+            ("search=random", "search.max_trials=2", "+search.oracle.factor=1"),
+            ("search.oracle: cannot build it", "factor"),
+            id="oracle typo",
+        ),
         pytest.param(
             ("selector=kbest", "selector.step.k=100"), ("k", "100", "24"), id="k>features"
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +123,54 @@ def test_a_grid_cut_short_by_max_trials_says_so(make_cfg, caplog) -> None:
         for over in [*whole, ("search=random", "search.max_trials=3")]:
             build_plan(make_cfg("model=svr", *over)).validate(dataset)
         assert not [r for r in caplog.records if r.name == "n2react.plan"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # keras-tuner sampled without end (random, Bayesian) or looped over hyperband_iterations=0
+        (("search=random", "search.max_trials=null"), "search.max_trials=null"),
+        (("search=bayesian", "search.max_trials=null"), "search.max_trials=null"),
+        (("search=hyperband", "search.oracle.hyperband_iterations=0"), "hyperband_iterations=0"),
+        # 0 random starts became 3 per dimension; -1 and max_epochs=0 failed mid-search
+        (("search=bayesian", "search.oracle.num_initial_points=0"), "num_initial_points=0"),
+        (("search=bayesian", "search.oracle.num_initial_points=-1"), "num_initial_points=-1"),
+        (("search=hyperband", "search.oracle.max_epochs=0"), "search.oracle.max_epochs=0"),
+        # refused by keras-tuner, but only once the MLflow run had started
+        (("search=hyperband", "search.oracle.factor=1"), "factor"),
+        # a step of 0 divided by zero while sampling; a negative one sampled nonsense
+        (("search=random", "+model.space.n_layers.step=0"), "model.space.n_layers: step=0"),
+        (("search=random", "model.space.dropout.step=-0.1"), "model.space.dropout: step=-0.1"),
+        (("search=grid", "+model.space.l2.step=1"), "model.space.l2: step=1: must be > 1"),
+    ],
+)
+def test_degenerate_oracle_and_step_settings_are_refused(make_cfg, overrides, message) -> None:
+    cfg = make_cfg("model=keras_mlp", "search.max_trials=2", *overrides)
+    dataset = load_dataset(build_plan(make_cfg("model=keras_mlp")).data)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_plan(cfg).validate(dataset)
+
+
+def test_a_bayesian_search_of_only_random_starts_says_so(make_cfg, caplog) -> None:
+    # search=bayesian search.max_trials=2 ran 2 of its 5 random starts: a random search
+    dataset = load_dataset(build_plan(make_cfg("model=ridge")).data)
+    with caplog.at_level("WARNING", logger="n2react.preflight"):
+        over = ("model=svr", "search=bayesian")
+        build_plan(make_cfg(*over, "search.max_trials=2")).validate(dataset)
+        said = [r.getMessage() for r in caplog.records if r.name == "n2react.preflight"]
+        assert len(said) == 1 and "random starts (num_initial_points 5)" in said[0], said
+        caplog.clear()
+        build_plan(make_cfg(*over, "search.max_trials=6")).validate(dataset)
+        assert not [r for r in caplog.records if r.name == "n2react.preflight"]
+
+
+def test_an_empty_space_says_that_nothing_is_searched(make_cfg, caplog) -> None:
+    fixed = [
+        f"model.space.{k}=null" for k in ("n_layers", "units", "dropout", "l2", "learning_rate")
+    ]
+    cfg = make_cfg("model=keras_mlp", "search=random", "search.max_trials=2", *fixed)
+    with caplog.at_level("WARNING", logger="n2react.plan"):
+        plan = build_plan(cfg)
+        plan.validate(load_dataset(plan.data))
+    said = [r.getMessage() for r in caplog.records if r.name == "n2react.plan"]
+    assert len(said) == 1 and "search=random: the search space is empty" in said[0], said

@@ -171,8 +171,17 @@ class Plan:
                 )
         _selector_sizes(self, dataset)
         self.preflight(dataset)
+        if self.search.oracle is not None and not self.search.space:
+            log.warning(
+                "search=%s: the search space is empty (every entry fixed), so nothing is "
+                "searched: each fold fits the configured settings",
+                self.config.get("search", {}).get("name"),
+            )
         if self.search.active:
             self.search.check(self.make_pipeline())
+            from n2react import preflight
+
+            preflight.check_search(self.search, str(self.config.get("search", {}).get("name")))
             trials = self.search.max_trials
             if self.search.is_grid and trials and trials < (points := self.search.grid_points()):
                 log.warning(

@@ -4,6 +4,7 @@ instead of after the whole CV: degenerate settings of the pipeline's steps, the 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -22,6 +23,8 @@ from n2react.errors import ConfigError, DataError, N2ReactError
 MIN_FREE_BYTES = 200 * 1024 * 1024
 #: The fewest labelled clusters eval.path may hold (a Pearson r needs three).
 MIN_EVAL_CLUSTERS = 3
+
+log = logging.getLogger(__name__)
 
 
 def check_steps(pipeline: Any, dataset: Dataset) -> None:
@@ -70,6 +73,49 @@ def check_selector(params: dict[str, Any], space: dict[str, Any]) -> None:
     frac = params.get("sample_fraction")
     if isinstance(frac, int | float) and not 0 < frac <= 1:
         raise ConfigError(f"selector.step.sample_fraction={frac}: must be in (0, 1]")
+
+
+def check_search(search: Any, name: str) -> None:
+    """Oracle settings keras-tuner would take and then never finish a search with
+    (``max_trials`` null for a sampling search, ``hyperband_iterations=0``), replace silently
+    (``num_initial_points=0`` becomes 3 per dimension) or fail on mid-search
+    (``max_epochs=0``); and the oracle built once, so that anything else it refuses
+    (``factor=1``) fails before the MLflow run starts. Warns when a Bayesian search is all
+    random starts."""
+    from n2react.search import make_hyperparameters
+
+    node = dict(search.oracle or {})
+
+    def whole(key: str, null_ok: bool = False) -> None:
+        value = node.get(key)
+        if (value is None and not null_ok) or (
+            value is not None
+            and (isinstance(value, bool) or not isinstance(value, int) or value < 1)
+        ):
+            raise ConfigError(f"search.oracle.{key}={value!r}: expected a whole number >= 1")
+
+    if search.is_hyperband:
+        whole("max_epochs")
+        whole("hyperband_iterations")
+    elif not search.is_grid and search.max_trials is None:
+        raise ConfigError(
+            f"search={name}: search.max_trials=null would sample without end; "
+            "give the number of trials, e.g. search.max_trials=20"
+        )
+    if "num_initial_points" in node:
+        whole("num_initial_points", null_ok=True)
+    hp = make_hyperparameters(search.space)
+    starts = node.get("num_initial_points") or max(3 * len(hp.space), 3)  # keras-tuner's
+    if "num_initial_points" in node and search.max_trials and search.max_trials <= starts:
+        log.warning(
+            "search=%s: all search.max_trials=%d trials are random starts (num_initial_points "
+            "%d), so this is a random search; raise search.max_trials above %d",
+            name,
+            search.max_trials,
+            starts,
+            starts,
+        )
+    search.make_oracle(hp)
 
 
 def check_eval_columns(eval_path: str, expected: list[str], ligands: list[str]) -> None:

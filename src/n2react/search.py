@@ -91,6 +91,9 @@ def make_hyperparameters(
         t = spec.get("type")
         default = _default_for(spec, defaults.get(name))
         try:
+            step, low = spec.get("step"), int(spec.get("sampling") == "log")  # log: a factor
+            if step is not None and not (isinstance(step, int | float) and step > low):
+                raise ValueError(f"step={step!r}: must be > {low} (or left out: no steps)")
             if t == "float":
                 hp.Float(
                     name,
