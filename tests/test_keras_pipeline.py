@@ -118,6 +118,48 @@ def test_gpu_required_without_one_is_a_clear_error() -> None:
         device.configure({"name": "gpu"}, True, gpus=[])
 
 
+def test_mixed_precision_on_the_cpu_says_it_is_not_applied(caplog) -> None:
+    # device.mixed_precision=true on a machine without a GPU was dropped without a word
+    with caplog.at_level("WARNING", logger="n2react.device"):
+        assert device.configure({"name": "auto", "mixed_precision": True}, True, gpus=[]) == "cpu"
+    said = [r.getMessage() for r in caplog.records if r.name == "n2react.device"]
+    assert said == ["device.mixed_precision=true: not applied on the CPU (float32 is used)"]
+
+
+def test_a_keras_backend_that_is_not_installed_is_one_line(tmp_path: Path) -> None:
+    """KERAS_BACKEND=jax where jax is missing: training and loading a Keras model file each say
+    so in one line (they were an ImportError traceback, and 'not a readable model file')."""
+    import importlib.util
+
+    from n2react import runstore
+    from n2react.models.keras_mlp import KerasMLPRegressor
+
+    missing = next((b for b in ("jax", "torch") if importlib.util.find_spec(b) is None), None)
+    if missing is None:
+        pytest.skip("jax and torch are both installed here")
+    env = {**os.environ, "KERAS_BACKEND": missing, "HYDRA_FULL_ERROR": "0"}
+    cmd = [sys.executable, "-m", "train", *FAST, "final_model=false", "progress=false"]
+    out = subprocess.run(
+        [*cmd, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert errors == [errors[0]] and f"KERAS_BACKEND={missing}: Keras cannot start" in errors[0]
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    path = runstore.save_model(KerasMLPRegressor(max_epochs=2).fit(X, y), tmp_path / "m.skops")
+    code = (
+        "import sys\nfrom n2react.runstore import load_model_file\n"
+        "try:\n    load_model_file(sys.argv[1])\nexcept Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env
+    )
+    assert out.stdout.startswith(f"ConfigError KERAS_BACKEND={missing}: Keras cannot"), out
+
+
 def _quiet_grid_sweep(tmp_path: Path, *extra: str) -> None:
     """``+sweep=grid`` of the Keras MLP into ``tmp_path/multi``: it succeeds, and TensorFlow's
     native start-up lines (oneDNN, CUDA, absl) stay hidden without -v."""

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterator
 from types import ModuleType
 
+from n2react.errors import ConfigError
+
 
 @contextlib.contextmanager
 def stderr_silenced() -> Iterator[None]:
@@ -37,3 +39,16 @@ def import_quietly(name: str) -> ModuleType:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with stderr_silenced():
         return importlib.import_module(name)
+
+
+def keras_module() -> ModuleType:
+    """Keras, started on its backend (``KERAS_BACKEND``, TensorFlow by default): a backend that
+    is not installed here is one ConfigError line, not an ImportError traceback."""
+    try:
+        return import_quietly("keras")
+    except ImportError as exc:
+        backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+        raise ConfigError(
+            f"KERAS_BACKEND={backend}: Keras cannot start this backend ({exc}); install it "
+            "(the Keras MLP runs on tensorflow or jax) or set KERAS_BACKEND to one that is"
+        ) from None

@@ -71,6 +71,8 @@ def configure(
     if not gpus or not uses_accelerator:
         if gpus:
             log.info("a GPU is visible but this model runs on the CPU")
+        if cfg.get("mixed_precision") and uses_accelerator:
+            log.warning("device.mixed_precision=true: not applied on the CPU (float32 is used)")
         elif not _backend_started():
             os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
         return "cpu"
@@ -111,6 +113,10 @@ def place(
     """:func:`configure`, then check that the Keras backend really sees the chosen GPU: with
     ``device=gpu`` a backend that cannot use it is an error, with ``auto`` a fallback to the CPU."""
     used = configure(cfg, uses_accelerator=uses_accelerator, job_num=job_num)
+    if uses_accelerator:
+        from n2react.backend import keras_module
+
+        keras_module()  # KERAS_BACKEND=jax without jax: one line now, not a traceback later
     if uses_accelerator and used != "cpu" and not backend_devices():
         if str(cfg.get("name", "auto")) == "gpu":
             raise ConfigError("device=gpu: a GPU is visible but the Keras backend cannot use it")

@@ -194,7 +194,9 @@ class KerasMLPRegressor(
         return train(self, Xs, ys, model_seeds(self.random_state, indices), masks, groups)
 
     def _build_model(self, weights: list[np.ndarray]) -> Any:
-        import keras
+        from n2react.backend import keras_module
+
+        keras = keras_module()  # a model file read where its backend is missing: one line
 
         model = keras.Sequential(name="n2react_mlp")
         model.add(keras.Input(shape=(weights[0].shape[0],), dtype="float32"))
