@@ -109,6 +109,17 @@ def test_predict_refuses_a_non_finite_cell_and_writes_nothing(
             ("model=rfr", "model.estimator.n_estimators=0"), ("'n_estimators'",), id="0 trees"
         ),
         pytest.param(("model.estimator.alpha=-1",), ("'alpha'",), id="negative penalty"),
+        # read as true and cut to 2, and (like the Keras MLP's) named by the key it came from
+        pytest.param(
+            ("pairwise=on", "pairwise.wrapper.symmetrize=maybe"),
+            ("pairwise.wrapper.symmetrize: symmetrize must be true or false, got 'maybe'",),
+            id="symmetrize=maybe",
+        ),
+        pytest.param(
+            ("pairwise=on", "pairwise.wrapper.max_pairs=2.5"),
+            ("pairwise.wrapper.max_pairs: ", "got 2.5"),
+            id="max_pairs=2.5",
+        ),
         pytest.param(("cv.outer_folds=1",), ("cv.outer_folds=1",), id="1 outer fold"),
         pytest.param(("cv.repeats=0",), ("cv.repeats=0",), id="0 repeats"),
     ],

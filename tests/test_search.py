@@ -174,3 +174,10 @@ def test_an_empty_space_says_that_nothing_is_searched(make_cfg, caplog) -> None:
         plan.validate(load_dataset(plan.data))
     said = [r.getMessage() for r in caplog.records if r.name == "n2react.plan"]
     assert len(said) == 1 and "search=random: the search space is empty" in said[0], said
+
+
+def test_a_keras_setting_the_model_refuses_names_its_key(make_cfg) -> None:
+    # it said "a setting of the pipeline is not usable: l2 must be >= 0", or (l2=-1) nothing
+    plan = build_plan(make_cfg("model=keras_mlp", "model.estimator.l2=-1"))
+    with pytest.raises(ConfigError, match=re.escape("model.estimator.l2: l2 must be >= 0, got -1")):
+        plan.validate(load_dataset(plan.data))

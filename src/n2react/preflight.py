@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from n2react import runstore
-from n2react.capabilities import epochs_param
+from n2react.capabilities import Wrapper, epochs_param, inner_model
 from n2react.data import Dataset
 from n2react.errors import ConfigError, DataError, N2ReactError
 
@@ -25,13 +25,15 @@ MIN_FREE_BYTES = 200 * 1024 * 1024
 MIN_EVAL_CLUSTERS = 3
 
 log = logging.getLogger(__name__)
+_NOT_USABLE = "a setting of the pipeline is not usable: "
 
 
 def check_steps(pipeline: Any, dataset: Dataset) -> None:
     """Fit a fresh copy of the pipeline on a small slice of the training rows (nothing is kept):
     an invalid or degenerate parameter (``n_estimators=0``, ``k=0``, a negative penalty ...)
     fails here as one ConfigError line rather than in the first outer fold. A model trained in
-    epochs gets a budget of 2 for it."""
+    epochs gets a budget of 2 for it. The line names the key when the estimator's message starts
+    with one of its parameters (``name_key=False``: the estimator's message alone)."""
     from sklearn.base import clone
 
     from n2react.cv import fit_model
@@ -53,7 +55,22 @@ def check_steps(pipeline: Any, dataset: Dataset) -> None:
         raise
     except (ValueError, TypeError) as exc:  # scikit-learn's InvalidParameterError is both
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"a setting of the pipeline is not usable: {first[:300]}") from None
+        key = _key_named(pipe.named_steps.get("model"), first)
+        prefix = f"{key}: " if key else _NOT_USABLE
+        raise ConfigError(f"{prefix}{first[:300]}") from None
+
+
+def _key_named(model: Any, message: str) -> str | None:
+    """The config key of the model parameter an estimator's own message starts with (``l2 must
+    be >= 0`` -> ``model.estimator.l2``; a pairwise wrapper's -> ``pairwise.wrapper.max_pairs``)."""
+    word = message.split(" ", 1)[0]
+    if isinstance(model, Wrapper):
+        if word in model.get_params(deep=False) and word != model.wrapped_param:
+            return f"pairwise.wrapper.{word}"
+        model = inner_model(model)
+    if model is None or word not in model.get_params(deep=False):
+        return None
+    return f"model.estimator.{word}"
 
 
 def check_selector(params: dict[str, Any], space: dict[str, Any]) -> None:
