@@ -171,6 +171,8 @@ def test_invalid_params_and_inputs() -> None:
         KerasMLPRegressor(dropout=1.0).fit(X, y)
     # a negative penalty (rewarding large weights) and a growing "reduction" trained silently
     bad = [{"l2": -1.0}, {"reduce_lr_patience": -1}, {"reduce_lr_factor": 1.5}, {"min_lr": -1}]
+    # units=64.5 was cut to 64, patience=2.5 to 2, standardize_target="maybe" read as true
+    bad += [{"units": 64.5}, {"patience": 2.5}, {"batch_size": 16.5}, {"standardize_target": "no"}]
     for kwargs in bad:
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             KerasMLPRegressor(max_epochs=2, **kwargs).fit(X, y)

@@ -7,6 +7,7 @@ a float64 numpy forward pass of the exported weights.  See the package docstring
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -134,6 +135,14 @@ class KerasMLPRegressor(
         ]
 
     def _check_params(self) -> None:
+        for name in _WHOLE_NUMBERS:  # units=64.5 was cut to 64 without a word
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, Integral)):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+        if not isinstance(self.standardize_target, bool | np.bool_):
+            raise ValueError(
+                f"standardize_target must be true or false, got {self.standardize_target!r}"
+            )
         if int(self.n_layers) < 0:
             raise ValueError(f"n_layers must be >= 0, got {self.n_layers}")
         if int(self.units) < 1:
@@ -358,6 +367,12 @@ class KerasMLPRegressor(
             if not isinstance(self.activation, str):
                 raise ValueError("KerasMLPRegressor: activation must be a Keras activation name")
             self.model_ = self._build_model([np.asarray(w) for w in weights])
+
+
+_WHOLE_NUMBERS = (
+    "n_layers", "units", "units_decrement", "max_epochs", "patience", "batch_size",
+    "reduce_lr_patience",
+)  # fmt: skip
 
 
 def _gelu(z: np.ndarray) -> np.ndarray:  # keras' default gelu (approximate=False)
