@@ -151,3 +151,20 @@ def test_the_sweep_report_names_a_users_file_as_the_runs_do(tmp_path: Path) -> N
     config = {"data": data, "cv": {"scheme": "nested", "groups": None}}
     (job / "config_resolved.yaml").write_text(yaml.safe_dump(config))
     assert _what(pd.DataFrame({"dir": [str(job)]}), tmp_path) == "mine: KFold (known families)"
+
+
+@pytest.mark.slow
+def test_a_sweep_across_protocols_says_its_ranks_compare_them(tmp_path: Path) -> None:
+    # experiment=paper_pairwise ranked its pair-split job above its nested one without a word
+    sweep = tmp_path / "multi"
+    cmd = [
+        sys.executable, "-m", "train", "data=homonuclear_15", "model=ridge", "cv.outer_folds=3",
+        "final_model=false", "explain=false", "progress=false", "uncertainty.enabled=false",
+        "cv.groups=null,family", f"hydra.sweep.dir={sweep}", "-m",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    said = " ".join((out.stdout + out.stderr).split())
+    assert "the jobs ran under 2 protocols (KFold (known families); grouped by family" in said
+    assert "their ranks compare the protocols as much as the configs" in said

@@ -257,6 +257,7 @@ class Leaderboard(Callback):
             log.debug("leaderboard: not updated after job %s (%s)", job_dir.name, exc)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from n2react.sweep_report import protocols
         from n2react.terminal import leaderboard_table, show
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -268,6 +269,16 @@ class Leaderboard(Callback):
         metric = str(config.get("optimized_metric", "mean_test_rmse"))
         show(leaderboard_table(board, [metric, *self.metrics], title), width=150)
         log.info("leaderboard written to %s", files[0])
+        kinds = protocols(board[board["status"] == "done"], sweep_dir)
+        if len(kinds) > 1:  # e.g. experiment=paper_pairwise: a pair split beside nested CV
+            log.warning(
+                "the jobs ran under %d protocols (%s): their %s measure different things, so "
+                "their ranks compare the protocols as much as the configs; compare jobs of one "
+                "protocol (vs_best pairs only the jobs on the best's folds)",
+                len(kinds),
+                "; ".join(kinds),
+                metric,
+            )
         failed = board[board["status"] == "failed"]
         if len(failed):
             jobs = ("job " if len(failed) == 1 else "jobs ") + ", ".join(map(str, failed["job"]))

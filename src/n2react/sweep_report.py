@@ -39,12 +39,22 @@ def _fig(row: pd.Series, m: str, digits: int = 3) -> str:
 def _what(board: pd.DataFrame, sweep_dir: Path) -> str:
     """The data and protocol the jobs ran under (from their config_resolved.yaml), as the runs'
     own titles say them; every distinct one when the jobs differ."""
+    return "; ".join(dict.fromkeys(f"{d}: {p}" for d, p in _settings(board, sweep_dir)))
+
+
+def protocols(board: pd.DataFrame, sweep_dir: Path) -> list[str]:
+    """The distinct CV protocols the jobs of ``board`` ran under, in the runs' own words."""
+    return list(dict.fromkeys(p for _, p in _settings(board, sweep_dir)))
+
+
+def _settings(board: pd.DataFrame, sweep_dir: Path) -> list[tuple[str, str]]:
+    """(data, protocol) of each job that wrote its config_resolved.yaml."""
     import yaml
 
     from n2react.data import data_name
     from n2react.splitters import protocol_text
 
-    seen: list[str] = []
+    out: list[tuple[str, str]] = []
     for d in board.get("dir", pd.Series(dtype=str)).dropna().astype(str):
         if not d:
             continue
@@ -55,12 +65,10 @@ def _what(board: pd.DataFrame, sweep_dir: Path) -> str:
             protocol = protocol_text(
                 str(cv.get("scheme", "nested")), cv.get("groups"), data.get("kind") == "folds"
             )
-            text = f"{data_title(data_name(data), data)}: {protocol}"
+            out.append((data_title(data_name(data), data), protocol))
         except (OSError, ValueError, AttributeError, TypeError, yaml.YAMLError):
             continue  # a job that failed before writing its config
-        if text not in seen:
-            seen.append(text)
-    return "; ".join(seen)
+    return out
 
 
 def chart(board: pd.DataFrame, metric: str, path: Path) -> Path:
