@@ -1,7 +1,7 @@
 """How far do intervals calibrated on the Fe-V clusters reach? The preset's 90 % intervals on
 held-out homonuclear clusters.
 
-    python benchmarks/calibration_reach.py            # ~30 s on 2 cores
+    python benchmarks/calibration_reach.py            # ~40 s on 2 cores
 
 `experiment=new_compositions` calibrates its intervals on the final model's errors on the 18
 labelled Fe-V clusters (`uncertainty.calibration_path`). Their coverage is cross-fitted on those
