@@ -181,3 +181,27 @@ def test_a_keras_setting_the_model_refuses_names_its_key(make_cfg) -> None:
     plan = build_plan(make_cfg("model=keras_mlp", "model.estimator.l2=-1"))
     with pytest.raises(ConfigError, match=re.escape("model.estimator.l2: l2 must be >= 0, got -1")):
         plan.validate(load_dataset(plan.data))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("model=keras_mlp", "model.space.dropout.max=1.0"),
+         "model.space.dropout.max=1.0: dropout must be in [0, 1)"),
+        (("model=keras_mlp", "model.space.n_layers.min=-1"),
+         "model.space.n_layers.min=-1: n_layers must be >= 0"),
+        (("model=keras_mlp", "model.space.units.values=[0,32]"),
+         "model.space.units.values holds 0: units must be >= 1"),
+        (("model=svr", "model.space.epsilon.values=[-0.1,0.1]"),
+         "model.space.epsilon.values holds -0.1: The 'epsilon' parameter of SVR must be"),
+    ],
+)  # fmt: skip
+def test_a_space_reaching_values_the_model_refuses_fails_before_training(
+    make_cfg, overrides: tuple[str, ...], message: str
+) -> None:
+    # the search failed in whichever trial first drew such a value, minutes into the run (and
+    # a short search that drew none finished as if the space were fine); checked without a fit
+    cfg = make_cfg(*overrides, "search=random", "search.max_trials=2")
+    plan = build_plan(cfg)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        plan.validate(load_dataset(plan.data))

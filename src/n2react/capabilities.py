@@ -15,7 +15,10 @@ step of a pipeline:
 * :class:`EpochTrained`: trained in epochs; ``epochs_param`` names the budget Hyperband sets;
 * :class:`Accelerated`: computes on the deep-learning backend, so device placement matters;
 * :class:`Wrapper`: a meta-estimator whose ``wrapped_param`` names the inner model (its
-  capabilities count for the wrapper's accelerator and epoch questions).
+  capabilities count for the wrapper's accelerator and epoch questions);
+* :class:`ChecksParams`: ``check_params()`` refuses a bad parameter without fitting (a search's
+  space ends are checked so before training; scikit-learn's own estimators have their
+  parameter constraints for that).
 """
 
 from __future__ import annotations
@@ -115,6 +118,14 @@ class Wrapper(ABC):  # noqa: B024 (a marker with a class attribute)
     """A meta-estimator around one inner model, named by ``wrapped_param``."""
 
     wrapped_param: ClassVar[str] = "base"
+
+
+class ChecksParams(ABC):
+    """Checks its own parameters without fitting (``fit`` calls it first)."""
+
+    @abstractmethod
+    def check_params(self) -> None:
+        """Raise ValueError naming the first parameter the estimator refuses."""
 
 
 def inner_model(est: Any) -> Any:

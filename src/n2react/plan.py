@@ -182,6 +182,7 @@ class Plan:
             from n2react import preflight
 
             preflight.check_search(self.search, str(self.config.get("search", {}).get("name")))
+            preflight.check_space_ends(self.make_pipeline(), dict(self.search.space))
             trials = self.search.max_trials
             if self.search.is_grid and trials and trials < (points := self.search.grid_points()):
                 log.warning(

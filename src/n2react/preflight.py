@@ -92,6 +92,44 @@ def check_selector(params: dict[str, Any], space: dict[str, Any]) -> None:
         raise ConfigError(f"selector.step.sample_fraction={frac}: must be in (0, 1]")
 
 
+def check_space_ends(pipeline: Any, space: dict[str, Any]) -> None:
+    """Each end of every search range, and each choice, set on the pipeline one at a time and
+    checked, without fitting, by the estimator it reaches (its ``check_params``, a
+    scikit-learn estimator's parameter constraints): a space reaching values the model refuses
+    (``model.space.dropout.max=1``) fails now, not minutes in, in whichever trial first draws
+    it (or never, in a short search that draws none)."""
+    from sklearn.base import BaseEstimator, clone
+    from sklearn.utils._param_validation import validate_parameter_constraints
+
+    from n2react.capabilities import ChecksParams
+    from n2react.pipeline import config_key
+
+    for name, spec in space.items():
+        kind = (spec or {}).get("type")
+        if kind == "choice":
+            ends = [("values holds ", v) for v in spec.get("values") or []]
+        elif kind in ("int", "float") and spec.get("min") is not None:
+            cast = int if kind == "int" else float
+            ends = [(f"{end}=", cast(spec[end])) for end in ("min", "max") if end in spec]
+        else:
+            continue
+        owner_key = name.rsplit("__", 1)[0]
+        for where, value in ends:
+            pipe = clone(pipeline).set_params(**{name: value})
+            owner = pipe.get_params()[owner_key]
+            try:
+                if isinstance(owner, ChecksParams):
+                    owner.check_params()
+                elif isinstance(owner, BaseEstimator):  # scikit-learn's declared constraints
+                    constraints = getattr(type(owner), "_parameter_constraints", {})
+                    validate_parameter_constraints(
+                        constraints, owner.get_params(deep=False), type(owner).__name__
+                    )
+            except (ValueError, TypeError) as exc:
+                why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(f"{config_key(name)}.{where}{value!r}: {why[:300]}") from None
+
+
 def check_search(search: Any, name: str) -> None:
     """Oracle settings keras-tuner would take and then never finish a search with
     (``max_trials`` null for a sampling search, ``hyperband_iterations=0``), replace silently

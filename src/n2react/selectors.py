@@ -20,6 +20,8 @@ from sklearn.feature_selection import RFE, SelectorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from n2react.capabilities import ChecksParams
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["RFEVoteSelector"]
@@ -41,7 +43,7 @@ def _one_resample(
     return rfe.support_, rfe.ranking_
 
 
-class RFEVoteSelector(SelectorMixin, BaseEstimator):
+class RFEVoteSelector(SelectorMixin, BaseEstimator, ChecksParams):
     """Keep the features most often selected by RFE over random row subsamples.
 
     Parameters
@@ -101,7 +103,7 @@ class RFEVoteSelector(SelectorMixin, BaseEstimator):
         tags.target_tags.required = True
         return tags
 
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
         if int(self.n_features_to_select) < 1:
             raise ValueError(f"n_features_to_select must be >= 1, got {self.n_features_to_select}")
         if int(self.n_resamples) < 1:
@@ -120,7 +122,7 @@ class RFEVoteSelector(SelectorMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> RFEVoteSelector:
         """Run RFE on ``n_resamples`` subsamples of ``(X, y)`` and keep the top-voted features."""
-        self._check_params()
+        self.check_params()
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, multi_output=False)
         n, p = X.shape
         k = int(self.n_features_to_select)

@@ -32,7 +32,14 @@ from sklearn.linear_model import Ridge
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..capabilities import EpochTrained, FitsMany, GroupAware, SpreadPredictor, Wrapper
+from ..capabilities import (
+    ChecksParams,
+    EpochTrained,
+    FitsMany,
+    GroupAware,
+    SpreadPredictor,
+    Wrapper,
+)
 from ._groups import group_codes, group_target, hold_out_groups
 
 logger = logging.getLogger(__name__)
@@ -92,7 +99,7 @@ def _n_train(dy: np.ndarray, mask: np.ndarray | None) -> int:
 
 
 class PairwiseRegressor(
-    RegressorMixin, BaseEstimator, FitsMany, GroupAware, SpreadPredictor, Wrapper
+    RegressorMixin, BaseEstimator, FitsMany, GroupAware, SpreadPredictor, Wrapper, ChecksParams
 ):
     """Regress target differences on descriptor differences; predict by reference averaging.
 
@@ -167,7 +174,7 @@ class PairwiseRegressor(
     def _base(self) -> Any:
         return Ridge() if self.base is None else self.base
 
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
         mp = self.max_pairs
         if mp is not None and (isinstance(mp, bool) or not isinstance(mp, Integral) or mp < 1):
             raise ValueError(f"max_pairs must be None or a whole number >= 1, got {mp!r}")
@@ -343,7 +350,7 @@ class PairwiseRegressor(
     ) -> list[PairwiseRegressor]:
         """Fit ``ests[k]`` on fold k's pairs; with ``fused`` and a ``FitsMany`` base, all of
         them in one ``base.fit_many`` call (else one ``base.fit`` each)."""
-        self._check_params()
+        self.check_params()
         groups = [None] * len(ests) if groups is None else list(groups)
         refs, pair_X, pair_y, masks, fell_back = [], [], [], [], 0
         for est, X, y, idx, g in zip(ests, X_trains, y_trains, indices, groups, strict=True):

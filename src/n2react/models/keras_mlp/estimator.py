@@ -14,14 +14,14 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ...capabilities import Accelerated, EpochTrained, FitsMany, GroupAware
+from ...capabilities import Accelerated, ChecksParams, EpochTrained, FitsMany, GroupAware
 from .driver import FitResult, model_seeds, n_val, train
 
 __all__ = ["KerasMLPRegressor"]
 
 
 class KerasMLPRegressor(
-    RegressorMixin, BaseEstimator, FitsMany, GroupAware, EpochTrained, Accelerated
+    RegressorMixin, BaseEstimator, FitsMany, GroupAware, EpochTrained, Accelerated, ChecksParams
 ):
     """Multi-layer perceptron regressor (Keras 3) with fused multi-model training.
 
@@ -134,7 +134,7 @@ class KerasMLPRegressor(
             max(int(self.units) - i * int(self.units_decrement), 1) for i in range(self.n_layers)
         ]
 
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
         for name in _WHOLE_NUMBERS:  # units=64.5 was cut to 64 without a word
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, Integral)):
@@ -199,7 +199,7 @@ class KerasMLPRegressor(
         groups: Sequence[Any] | None = None,
     ) -> FitResult:
         """Train models ``indices`` (their seeds) on ``Xs``/``ys`` in one fused run."""
-        self._check_params()
+        self.check_params()
         return train(self, Xs, ys, model_seeds(self.random_state, indices), masks, groups)
 
     def _build_model(self, weights: list[np.ndarray]) -> Any:
