@@ -116,8 +116,11 @@ def test_tracking_server_holds_the_same_layout(
 
 
 def test_failed_run_ends_failed_and_keeps_what_was_logged(make_cfg, tmp_path: Path) -> None:
-    # a negative epsilon passes the config checks but SVR rejects it in the first trial
-    cfg = make_cfg("model=svr", "search=grid", "model.space.epsilon.values=[-1.0]")
+    # a precomputed kernel is a valid SVR setting (the config checks pass it), but the rows are
+    # not a kernel matrix: SVR rejects them in the first trial
+    cfg = make_cfg(
+        "model=svr", "search=grid", "+model.space.kernel={type: choice, values: [precomputed]}"
+    )
     with pytest.raises(ConfigError):
         run(cfg, tmp_path / "run")
     client = MlflowClient(cfg.tracking.uri)
