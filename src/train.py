@@ -6,6 +6,7 @@ import logging
 import secrets
 import signal
 import sys
+from http.client import IncompleteRead
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,9 @@ def _storage_problem(exc: BaseException) -> str | None:
     store: BaseException | None = None
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, ConnectionError) and store is not None:  # under MLflow's own error
-            return f"the MLflow tracking server stopped answering ({e.strerror or e})"
+        if isinstance(e, ConnectionError | IncompleteRead) and store is not None:  # under MLflow's
+            why = e.strerror if isinstance(e, OSError) else None  # a reply cut off: IncompleteRead
+            return f"the MLflow tracking server stopped answering ({why or e})"
         if isinstance(e, OSError) and e.errno is not None:
             where = f"{e.filename}: " if e.filename else ""
             return f"{where}{e.strerror or e} while writing the run's outputs"
