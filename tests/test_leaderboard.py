@@ -16,6 +16,15 @@ from n2react.figures import figure_text
 from n2react.leaderboard import higher_is_better, rank_tag
 
 
+def _train(tmp_path: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m train args`` in ``tmp_path`` (its own MLflow store: no inherited URI)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    cmd = [sys.executable, "-m", "train", *args]
+    return subprocess.run(
+        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def test_rank_tags_sort_as_numbers_and_directions() -> None:
     assert sorted(rank_tag(k, 12) for k in (10, 2, 1, 12)) == ["01", "02", "10", "12"]
     assert rank_tag(7, 120) == "007"
@@ -27,13 +36,11 @@ def test_rank_tags_sort_as_numbers_and_directions() -> None:
 @pytest.mark.slow
 def test_sweep_with_a_failing_job_still_ranks_the_others(tmp_path: Path) -> None:
     sweep = tmp_path / "multi"
-    cmd = [
-        sys.executable, "-m", "train", "model=ridge", "selector=kbest", "cv.outer_folds=3",
+    out = _train(
+        tmp_path, "model=ridge", "selector=kbest", "cv.outer_folds=3",
         "final_model=false", "explain=false", "progress=false", "selector.step.k=0,5,8",
-        f"hydra.sweep.dir={sweep}", "-m",
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        f"hydra.sweep.dir={sweep}", "-m", timeout=900
+    )  # fmt: skip
     assert out.returncode == 1, out.stderr[-2000:]  # a job failed: the sweep says so
     assert "Traceback" not in out.stderr
     assert "n2react: error: 1 of 3 jobs failed (job 0)" in out.stderr
@@ -76,12 +83,10 @@ def test_sweep_with_a_failing_job_still_ranks_the_others(tmp_path: Path) -> None
 def test_a_sweep_whose_jobs_all_fail_says_so(tmp_path: Path) -> None:
     # it said "2 of 2 jobs failed (job 0, 1); the others are ranked in ..."
     sweep = tmp_path / "multi"
-    cmd = [
-        sys.executable, "-m", "train", "model=ridge", "selector=kbest", "cv.outer_folds=3",
-        "progress=false", "selector.step.k=0,-1", f"hydra.sweep.dir={sweep}", "-m",
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    out = _train(
+        tmp_path, "model=ridge", "selector=kbest", "cv.outer_folds=3",
+        "progress=false", "selector.step.k=0,-1", f"hydra.sweep.dir={sweep}", "-m"
+    )  # fmt: skip
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
     *jobs, last = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
     # each job's line says whose it is (under a parallel launcher they interleave)
@@ -157,13 +162,11 @@ def test_the_sweep_report_names_a_users_file_as_the_runs_do(tmp_path: Path) -> N
 def test_a_sweep_across_protocols_says_its_ranks_compare_them(tmp_path: Path) -> None:
     # experiment=paper_pairwise ranked its pair-split job above its nested one without a word
     sweep = tmp_path / "multi"
-    cmd = [
-        sys.executable, "-m", "train", "data=homonuclear_15", "model=ridge", "cv.outer_folds=3",
+    out = _train(
+        tmp_path, "data=homonuclear_15", "model=ridge", "cv.outer_folds=3",
         "final_model=false", "explain=false", "progress=false", "uncertainty.enabled=false",
-        "cv.groups=null,family", f"hydra.sweep.dir={sweep}", "-m",
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        "cv.groups=null,family", f"hydra.sweep.dir={sweep}", "-m"
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     said = " ".join((out.stdout + out.stderr).split())
     assert "the jobs ran under 2 protocols (KFold (known families); grouped by family" in said
