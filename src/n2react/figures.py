@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from n2react.metrics import regression_metrics
 from n2react.provenance import USED_MARKS, USED_TEXT
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: log10(3): the experimental error bar of lg(k1) used by the reference paper.
 EXPERIMENTAL_ERROR = float(np.log10(3.0))
@@ -42,7 +45,7 @@ def wrap_title(title: str, width: int = 70) -> str:
     return "\n".join(textwrap.wrap(title, width, break_on_hyphens=False)) if title else ""
 
 
-def save_figure(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
+def save_figure(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as PNG (cut to its content: long titles and outside legends are not clipped)
     and close it. The PNG's text chunks carry its title (``Title``) and every text drawn
     (``Description``: titles, legend entries, tick labels, notes), so a figure can be checked

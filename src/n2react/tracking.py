@@ -170,7 +170,14 @@ class NullTracker(Tracker):
     def reopen(self, run_id: str, tags: Mapping[str, str]) -> None:
         return None
 
-    def log_fold(self, fold, metrics, params, tags, artifacts) -> None:  # type: ignore[no-untyped-def]
+    def log_fold(
+        self,
+        fold: int,
+        metrics: Mapping[str, float],
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+        artifacts: Sequence[Path],
+    ) -> None:
         return None
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
