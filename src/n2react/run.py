@@ -391,7 +391,7 @@ def _explain(
     fold_models = {f.split.fold: f.model for f in result.folds if f.model is not None}
     data = RunData(
         str(run_dir),
-        OmegaConf.create(plan.config),
+        plan.config,
         result.dataset,
         result.oof_table(),
         final,

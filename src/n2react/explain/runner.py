@@ -34,21 +34,21 @@ FILES = [f"{stem}.{ext}" for stem in ("shap_beeswarm", "shap_importance",
 
 def _title(run: RunData) -> str:
     """Model, data and protocol, as the run's own plots name them."""
-    m = run.cfg.get("model", {}).get("name", "model")
-    pw = " (pairwise)" if run.cfg.get("pairwise", {}).get("wrapper") is not None else ""
-    cv = run.cfg.get("cv", {})
+    m = run.config.get("model", {}).get("name", "model")
+    pw = " (pairwise)" if run.config.get("pairwise", {}).get("wrapper") is not None else ""
+    cv = run.config.get("cv", {})
     protocol = protocol_text(
         str(cv.get("scheme", "nested")), cv.get("groups"), run.dataset.folds is not None
     )
     n = run.oof["fold"].nunique() if "fold" in run.oof else 0
-    data = data_title(run.dataset.name, run.cfg.get("data"))
+    data = data_title(run.dataset.name, run.config.get("data"))
     return f"{m}{pw} on {data}: {protocol}" + (f", {n} folds" if n else "")
 
 
 def _groups_spec(run: RunData, groups: Any) -> Any:
     if groups is not None:
         return groups
-    spec = run.cfg.get("cv", {}).get("groups")
+    spec = run.config.get("cv", {}).get("groups")
     return None if spec in (None, "none") else str(spec)
 
 
@@ -201,9 +201,9 @@ def explain(
     paths = importance_files(run, out, budget, title)
     # one label per cluster: with cv.repeats > 1 a cluster is held out once per repeat
     clusters = pd.unique(run.oof["cluster"].astype(str))
-    ligands = list(run.cfg.get("data", {}).get("formula_ligands") or DEFAULT_LIGANDS)
+    ligands = list(run.config.get("data", {}).get("formula_ligands") or DEFAULT_LIGANDS)
     labels = group_labels_of(clusters, _groups_spec(run, groups), run.dataset, ligands)
-    grouped = check_grouping(run.cfg.get("cv", {}).get("groups")) is not None
+    grouped = check_grouping(run.config.get("cv", {}).get("groups")) is not None
     paths += draw.parity(
         run.oof,
         labels,

@@ -10,13 +10,14 @@ model under its tag ``model_uri``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from n2react import runstore
 from n2react.data import Dataset, load_dataset
@@ -28,10 +29,11 @@ _FOLD_DIR = re.compile(r"fold_(\d+)$")
 
 @dataclass
 class RunData:
-    """A finished run: its config, data, out-of-fold table and fitted models."""
+    """A finished run: its resolved config (plain dicts, as :attr:`n2react.plan.Plan.config`),
+    data, out-of-fold table and fitted models."""
 
     source: str
-    cfg: DictConfig
+    config: Mapping[str, Any]
     dataset: Dataset
     oof: pd.DataFrame
     final_model: Any | None
@@ -56,12 +58,12 @@ def _read_oof(path: Path) -> pd.DataFrame:
     return oof
 
 
-def _read_cfg(path: Path) -> DictConfig:
+def _read_cfg(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise N2ReactError(f"{path}: not found (not a run directory of python -m train?)")
-    cfg = OmegaConf.load(path)
-    assert isinstance(cfg, DictConfig)
-    return cfg
+    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    assert isinstance(cfg, dict)
+    return cfg  # type: ignore[return-value]
 
 
 def _fold_models(run_dir: Path, trust_pickle: bool) -> dict[int, Any]:
@@ -81,14 +83,14 @@ def _fold_files(root: Path) -> dict[int, Path]:
     return out
 
 
-def _reload(cfg: DictConfig) -> Dataset:
+def _reload(cfg: Mapping[str, Any]) -> Dataset:
     """The run's data set as it trained on it (a ``cv.groups=column:<name>`` column is the
     rows' groups, not a descriptor)."""
     from n2react.splitters import group_column
 
-    spec = OmegaConf.select(cfg, "cv.groups")
+    spec = (cfg.get("cv") or {}).get("groups")
     column = group_column(None if spec in (None, "none") else str(spec))
-    return load_dataset(cfg.data, column)
+    return load_dataset(cfg["data"], column)
 
 
 def load_run_dir(
