@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from n2react.bootstrap import compare_oof
 from n2react.errors import N2ReactError
 from n2react.jobs import only_swept, run_name, sweep_axes
 from n2react.runstore import OOF_FILE, SUMMARY_FILE, write_text
-from n2react.tracking import store_of
+from n2react.tracking import Store, store_of
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def write_board(board: pd.DataFrame, sweep_dir: Path, title: str) -> list[Path]:
     return [csv, md]
 
 
-def _mlflow_runs(tracking: DictConfig, sweep: str | None, sweep_dir: Path) -> dict[int, str]:
+def _mlflow_runs(store: Store, sweep: str | None, sweep_dir: Path) -> dict[int, str]:
     """job number -> parent run id, for the runs tagged with this sweep (``sweep=None``: the
     runs whose ``run_dir`` tag lies in ``sweep_dir``, for a sweep whose saved folder name is
     unresolved, ``multirun/${now:...}``)."""
@@ -188,8 +189,8 @@ def _mlflow_runs(tracking: DictConfig, sweep: str | None, sweep_dir: Path) -> di
 
     from n2react.mlflow_tracking import filter_literal
 
-    client = MlflowClient(str(tracking.uri))
-    exp = client.get_experiment_by_name(str(tracking.experiment))
+    client = MlflowClient(store.uri)
+    exp = client.get_experiment_by_name(store.experiment)
     if exp is None:
         return {}
     mine = str(sweep_dir.resolve())
@@ -206,10 +207,10 @@ def _mlflow_runs(tracking: DictConfig, sweep: str | None, sweep_dir: Path) -> di
     }
 
 
-def _publish(tracking: DictConfig, board: pd.DataFrame, files: list[Path]) -> None:
+def _publish(store: Store, board: pd.DataFrame, files: list[Path]) -> None:
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(str(tracking.uri))
+    client = MlflowClient(store.uri)
     for _, row in board.iterrows():
         if row["run_id"]:
             rank = int(row["rank"])
@@ -261,7 +262,8 @@ class Leaderboard(Callback):
         from n2react.terminal import leaderboard_table, show
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        tracking = config.get("tracking")
+        node = config.get("tracking")
+        tracking = None if node is None else OmegaConf.to_container(node, resolve=True)
         done = self.publish(config, sweep_dir, tracking, str(config.hydra.sweep.dir))
         if done is None:
             return
@@ -293,7 +295,11 @@ class Leaderboard(Callback):
             sys.exit(1)
 
     def publish(
-        self, config: DictConfig, sweep_dir: Path, tracking: Any, sweep: str | None
+        self,
+        config: DictConfig,
+        sweep_dir: Path,
+        tracking: Mapping[str, Any] | None,
+        sweep: str | None,
     ) -> tuple[pd.DataFrame, list[Path], str] | None:
         """Rank the jobs under ``sweep_dir``, write the leaderboard files and the report, and
         tag the jobs' MLflow runs (found by their ``sweep`` tag, or with ``sweep=None`` by
@@ -305,11 +311,11 @@ class Leaderboard(Callback):
         if board.empty:
             log.warning("leaderboard: no job directories under %s", sweep_dir)
             return None
-        use_mlflow = tracking is not None and store_of(tracking) is not None
+        store = None if tracking is None else store_of(tracking)
         run_ids: dict[int, str] = {}
-        if use_mlflow:
+        if store is not None:
             try:
-                run_ids = _mlflow_runs(tracking, sweep, sweep_dir)
+                run_ids = _mlflow_runs(store, sweep, sweep_dir)
             except Exception as exc:  # the leaderboard files matter more than the tags
                 log.warning("leaderboard: cannot read the MLflow runs (%s)", exc)
         board["run_id"] = [run_ids.get(int(j), "") for j in board["job"]]
@@ -319,15 +325,15 @@ class Leaderboard(Callback):
             files += write_report(board, metric, sweep_dir, title)
         except Exception as exc:  # a plotting problem must not cost the leaderboard
             log.warning("leaderboard: no sweep report (%s)", exc)
-        if use_mlflow and run_ids:
+        if store is not None and run_ids:
             try:
-                _publish(tracking, board, files)
+                _publish(store, board, files)
             except Exception as exc:
                 log.warning("leaderboard: cannot tag the MLflow runs (%s)", exc)
         return board, files, title
 
 
-def refresh_after_resume(run_dir: Path, tracking: Any) -> None:
+def refresh_after_resume(run_dir: Path, tracking: Mapping[str, Any]) -> None:
     """A sweep job finished by ``resume=`` (a single run, outside its multirun): the sweep's
     leaderboard files, report and ``leaderboard_rank`` tags are brought up to date, as if it had
     finished in the sweep, and an earlier failure noted in its folder is dropped. A run that is
@@ -341,7 +347,7 @@ def refresh_after_resume(run_dir: Path, tracking: Any) -> None:
         config = OmegaConf.load(saved)
         metrics = OmegaConf.select(config, "hydra.callbacks.leaderboard.metrics")
         leaderboard = Leaderboard(list(metrics) if metrics else None)
-        done = leaderboard.publish(config, sweep_dir, OmegaConf.create(dict(tracking)), None)
+        done = leaderboard.publish(config, sweep_dir, tracking, None)
     except Exception as exc:  # the finished run matters more than the sweep's files
         log.warning("leaderboard of %s: not brought up to date (%s)", sweep_dir, exc)
         return
