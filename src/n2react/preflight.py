@@ -137,7 +137,7 @@ def check_search(search: Any, name: str) -> None:
     (``max_epochs=0``); and the oracle built once, so that anything else it refuses
     (``factor=1``) fails before the MLflow run starts. Warns when a Bayesian search is all
     random starts."""
-    from n2react.search import make_hyperparameters
+    from n2react.hyperparameters import make_hyperparameters
 
     node = dict(search.oracle or {})
 

@@ -1,9 +1,10 @@
 """Hyperparameter search by inner cross-validation, driven by keras-tuner oracles.
 
 One search-space format (YAML, see ``conf/model/*.yaml``) is translated once into keras-tuner
-hyperparameters; grid, random, Bayesian and Hyperband searches are just different oracles over
-it, for scikit-learn models and the Keras MLP alike. A trial's score is the mean inner-fold score
-on the rows it is given (an outer training fold), so the outer test rows never reach the search.
+hyperparameters (:mod:`n2react.hyperparameters`); grid, random, Bayesian and Hyperband searches
+are just different oracles over it, for scikit-learn models and the Keras MLP alike. A trial's
+score is the mean inner-fold score on the rows it is given (an outer training fold), so the outer
+test rows never reach the search.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from n2react.capabilities import GroupAware, SpreadPredictor
 from n2react.cv import fit_model, fold_predictions, predict_mean_std
 from n2react.distributed import Distributed, chief_search, fingerprint
 from n2react.errors import ConfigError
+from n2react.hyperparameters import make_hyperparameters
 from n2react.metrics import MAXIMIZE, regression_metrics
 from n2react.pipeline import config_key
 from n2react.splitters import Split, Splitter
@@ -59,73 +61,6 @@ def inner_cv_scores(
     preds = fold_predictions(lambda _split: clone(pipeline), X, y, splits, groups)
     per_fold = [regression_metrics(y[s.test], p) for s, p in zip(splits, preds)]
     return {k: float(np.nanmean([m[k] for m in per_fold])) for k in per_fold[0]}
-
-
-# --------------------------------------------------------------------------- search space
-
-
-def _default_for(spec: Mapping[str, Any], current: Any) -> Any:
-    """The pipeline's configured value, when the hyperparameter can take it."""
-    t = spec.get("type")
-    if current is None or isinstance(current, bool) != (t == "bool"):
-        return None
-    if t == "choice":
-        return current if current in list(spec.get("values", [])) else None
-    if t in ("float", "int") and isinstance(current, int | float):
-        lo, hi = spec.get("min"), spec.get("max")
-        if lo is not None and hi is not None and lo <= current <= hi:
-            if spec.get("step") is None:
-                return int(current) if t == "int" else float(current)
-    return None
-
-
-def make_hyperparameters(
-    space: Mapping[str, Mapping[str, Any]], defaults: Mapping[str, Any] | None = None
-) -> Any:
-    """Translate the YAML search space into a ``keras_tuner.HyperParameters``."""
-    kt = import_quietly("keras_tuner")
-    hp = kt.HyperParameters()
-    defaults = defaults or {}
-    for name, spec in space.items():
-        key = config_key(name)
-        t = spec.get("type")
-        default = _default_for(spec, defaults.get(name))
-        try:
-            step, low = spec.get("step"), int(spec.get("sampling") == "log")  # log: a factor
-            if step is not None and not (isinstance(step, int | float) and step > low):
-                raise ValueError(f"step={step!r}: must be > {low} (or left out: no steps)")
-            if t == "float":
-                hp.Float(
-                    name,
-                    float(spec["min"]),
-                    float(spec["max"]),
-                    step=spec.get("step"),
-                    sampling=spec.get("sampling", "linear"),
-                    default=default,
-                )
-            elif t == "int":
-                hp.Int(
-                    name,
-                    int(spec["min"]),
-                    int(spec["max"]),
-                    step=spec.get("step"),
-                    sampling=spec.get("sampling", "linear"),
-                    default=default,
-                )
-            elif t == "choice":
-                values = list(spec["values"])
-                if not values:
-                    raise ValueError("`values` is empty")
-                hp.Choice(name, values, default=default)
-            elif t == "bool":
-                hp.Boolean(name, default=bool(default) if default is not None else False)
-            else:
-                raise ValueError(f"unknown type {t!r} (expected float, int, choice or bool)")
-        except KeyError as exc:
-            raise ConfigError(f"{key}: missing `{exc.args[0]}`") from exc
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{key}: {str(exc).splitlines()[0]}") from exc
-    return hp
 
 
 # --------------------------------------------------------------------------- the search
