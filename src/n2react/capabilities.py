@@ -128,6 +128,14 @@ class ChecksParams(ABC):
         """Raise ValueError naming the first parameter the estimator refuses."""
 
 
+def final_step(model: Any) -> Any:
+    """The model a pipeline ends in (``model`` itself when it is no pipeline): the one these
+    questions are asked of."""
+    from sklearn.pipeline import Pipeline
+
+    return model.steps[-1][1] if isinstance(model, Pipeline) else model
+
+
 def inner_model(est: Any) -> Any:
     """The innermost model of ``est`` (through wrappers)."""
     while isinstance(est, Wrapper):

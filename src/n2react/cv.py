@@ -22,7 +22,7 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from n2react.bootstrap import score_intervals
-from n2react.capabilities import FitsMany, GroupAware, SpreadPredictor
+from n2react.capabilities import FitsMany, GroupAware, SpreadPredictor, final_step
 from n2react.data import Dataset
 from n2react.metrics import METRICS, pooled_metrics, regression_metrics
 from n2react.splitters import Split
@@ -36,13 +36,9 @@ def _rows(X: Rows, idx: np.ndarray) -> Any:
     return X.iloc[idx] if isinstance(X, pd.DataFrame) else X[idx]
 
 
-def _final(model: Any) -> Any:
-    return model.steps[-1][1] if isinstance(model, Pipeline) else model
-
-
 def fit_model(model: Any, X: Rows, y: np.ndarray, groups: np.ndarray | None = None) -> Any:
     """``model.fit(X, y)``, handing ``groups`` to a group-aware model (or pipeline step)."""
-    if groups is None or not isinstance(_final(model), GroupAware):
+    if groups is None or not isinstance(final_step(model), GroupAware):
         return model.fit(X, y)
     if isinstance(model, Pipeline):
         return model.fit(X, y, **{f"{model.steps[-1][0]}__groups": groups})
@@ -51,7 +47,7 @@ def fit_model(model: Any, X: Rows, y: np.ndarray, groups: np.ndarray | None = No
 
 def predict_mean_std(model: Any, X: Rows) -> tuple[np.ndarray, np.ndarray | None]:
     """Predictions, and their spread when the model gives one (pairwise: over references)."""
-    if isinstance(_final(model), SpreadPredictor):
+    if isinstance(final_step(model), SpreadPredictor):
         mean, std = model.predict(X, return_std=True)
         std = None if std is None else np.asarray(std, dtype=float).ravel()
         return np.asarray(mean, dtype=float).ravel(), std
@@ -89,7 +85,7 @@ def fold_predictions(
     (the outer CV logs it); without it, a FitsMany pipeline trains all folds together.
     """
     first = make_model(splits[0])
-    if on_fold is None and isinstance(first, Pipeline) and isinstance(_final(first), FitsMany):
+    if on_fold is None and isinstance(first, Pipeline) and isinstance(final_step(first), FitsMany):
         return _fused(first, X, y, splits, groups)
     preds = []
     for i, s in enumerate(splits):

@@ -33,9 +33,14 @@ def model_spread(model: Any, X: Any) -> np.ndarray:
     over a :class:`~n2react.capabilities.MemberEnsemble`'s members after the preprocessing."""
     from sklearn.pipeline import Pipeline
 
-    from n2react.capabilities import SpreadPredictor, is_member_ensemble, member_spread
+    from n2react.capabilities import (
+        SpreadPredictor,
+        final_step,
+        is_member_ensemble,
+        member_spread,
+    )
 
-    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    final = final_step(model)
     if isinstance(final, SpreadPredictor):
         return np.asarray(model.predict(X, return_std=True)[1], dtype=float).ravel()
     if is_member_ensemble(final):

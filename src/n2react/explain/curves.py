@@ -8,14 +8,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
+
+from n2react.capabilities import final_step
 
 
 def history_of(model: Any) -> dict[str, list[float]] | None:
     """The per-epoch ``history_`` of a fitted pipeline's network (through a pairwise wrapper),
     with ``best_epoch`` (one value: the 1-based epoch whose weights were restored) when the
     network records it; None when the model has no history."""
-    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    final = final_step(model)
     for est in (final, getattr(final, "base_", None)):
         hist = getattr(est, "history_", None)
         if isinstance(hist, Mapping) and len(hist.get("loss", [])):

@@ -31,6 +31,8 @@ from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, Ran
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeRegressor, ExtraTreeRegressor
 
+from n2react.capabilities import final_step
+
 log = logging.getLogger(__name__)
 
 _TREES: tuple[type, ...] = (
@@ -77,7 +79,7 @@ class Budget:
 
 def explainer_kind(pipeline: Any, names: list[str]) -> str:
     """``'tree'`` when TreeExplainer applies to the final step exactly, else ``'permutation'``."""
-    final = pipeline.steps[-1][1] if isinstance(pipeline, Pipeline) else pipeline
+    final = final_step(pipeline)
     if type(final) not in _TREES:  # exactly these classes: TreeExplainer reads their trees
         return "permutation"
     if not isinstance(pipeline, Pipeline) or len(pipeline.steps) == 1:
@@ -133,7 +135,7 @@ def shap_values(
     if kind == "tree":
         import shap
 
-        final = pipeline.steps[-1][1] if isinstance(pipeline, Pipeline) else pipeline
+        final = final_step(pipeline)
         final = _some_trees(final, trees, budget.seed, salt)
         Xt = pipeline[:-1].transform(rows) if isinstance(pipeline, Pipeline) else rows
         explainer = shap.TreeExplainer(final)
