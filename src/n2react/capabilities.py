@@ -18,7 +18,10 @@ step of a pipeline:
   capabilities count for the wrapper's accelerator and epoch questions);
 * :class:`ChecksParams`: ``check_params()`` refuses a bad parameter without fitting (a search's
   space ends are checked so before training; scikit-learn's own estimators have their
-  parameter constraints for that).
+  parameter constraints for that);
+* :class:`SelectionFrequency`: a selector step (not a model) whose fitted
+  ``selection_frequency_`` says how often it kept each descriptor reaching it (the run's
+  selection-frequency table and figure).
 """
 
 from __future__ import annotations
@@ -126,6 +129,11 @@ class ChecksParams(ABC):
     @abstractmethod
     def check_params(self) -> None:
         """Raise ValueError naming the first parameter the estimator refuses."""
+
+
+class SelectionFrequency(ABC):  # noqa: B024 (a marker: the contract is an attribute)
+    """A selector whose fitted ``selection_frequency_`` (one value in [0, 1] per input
+    descriptor) is how often it kept that descriptor over its resamples."""
 
 
 def final_step(model: Any) -> Any:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from n2react import runstore
+from n2react.capabilities import SelectionFrequency
 from n2react.cv import CVResult, FoldResult
 from n2react.errors import ConfigError
 from n2react.figures import parity_plot, selection_frequency_plot
@@ -139,9 +140,9 @@ def selection_frequencies(result: CVResult) -> pd.DataFrame | None:
     cols = {}
     for f in result.folds:
         select = f.model.named_steps.get("select") if f.model is not None else None
-        freq = getattr(select, "selection_frequency_", None)
-        if freq is None:
+        if not isinstance(select, SelectionFrequency):
             return None
+        freq = select.selection_frequency_
         before = f.model[: list(f.model.named_steps).index("select")]
         names = before.get_feature_names_out(result.dataset.feature_names)
         cols[f"fold_{f.split.fold:02d}"] = pd.Series(freq, index=[str(n) for n in names])

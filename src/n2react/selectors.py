@@ -20,7 +20,7 @@ from sklearn.feature_selection import RFE, SelectorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from n2react.capabilities import ChecksParams
+from n2react.capabilities import ChecksParams, SelectionFrequency
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _one_resample(
     return rfe.support_, rfe.ranking_
 
 
-class RFEVoteSelector(SelectorMixin, BaseEstimator, ChecksParams):
+class RFEVoteSelector(SelectorMixin, BaseEstimator, ChecksParams, SelectionFrequency):
     """Keep the features most often selected by RFE over random row subsamples.
 
     Parameters
