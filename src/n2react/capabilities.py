@@ -12,7 +12,8 @@ step of a pipeline:
 * :class:`MemberEnsemble`: a fitted ensemble whose ``estimators_`` each predict the target from
   the same inputs (scikit-learn's random forest and extra trees, registered as virtual
   subclasses by :func:`is_member_ensemble`): the spread of their predictions is the model's own;
-* :class:`EpochTrained`: trained in epochs; ``epochs_param`` names the budget Hyperband sets;
+* :class:`EpochTrained`: trained in epochs with early stopping; ``epochs_param`` names the
+  budget Hyperband sets, ``history_`` the fitted model's losses per epoch;
 * :class:`Accelerated`: computes on the deep-learning backend, so device placement matters;
 * :class:`Wrapper`: a meta-estimator whose ``wrapped_param`` names the inner model (its
   capabilities count for the wrapper's accelerator and epoch questions);
@@ -107,10 +108,15 @@ def member_spread(est: Any, Xt: Any) -> np.ndarray:
     return np.std([m.predict(Xt) for m in est.estimators_], axis=0)
 
 
-class EpochTrained(ABC):  # noqa: B024 (a marker with a class attribute)
-    """Trained in epochs: ``epochs_param`` is the parameter Hyperband's budget sets."""
+class EpochTrained(ABC):  # noqa: B024 (a marker with class attributes)
+    """Trained in epochs, stopping early on validation rows: ``epochs_param`` is the parameter
+    Hyperband's budget sets; ``validation_fraction`` the share of the training rows held out for
+    early stopping (``fit(..., validation_mask=...)`` names them instead). Fitted, ``history_``
+    holds the per-epoch ``{"loss": [...], "val_loss": [...]}`` and ``best_epoch_`` the 1-based
+    epoch whose weights were kept."""
 
     epochs_param: ClassVar[str] = "max_epochs"
+    validation_fraction: float = 0.0
 
 
 class Accelerated(ABC):  # noqa: B024 (a marker: nothing to implement)

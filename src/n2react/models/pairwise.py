@@ -206,7 +206,7 @@ class PairwiseRegressor(
         base = self._base()
         if self.validation != "clusters" or not isinstance(base, EpochTrained):
             return 0.0
-        return float(getattr(base, "validation_fraction", 0.0) or 0.0)
+        return float(base.validation_fraction or 0.0)
 
     def _build_pairs(self, X: np.ndarray, y: np.ndarray, index: int, groups: Any = None) -> tuple:
         """One fold's pairs, from its own rows only: ``(dX, dy, validation_mask or None)``."""
@@ -263,7 +263,7 @@ class PairwiseRegressor(
     def history_(self) -> dict[str, list[float]] | None:
         """The fitted base's per-epoch ``{"loss", "val_loss"}``; None if the base keeps none."""
         check_is_fitted(self, "base_")
-        return getattr(self.base_, "history_", None)
+        return self.base_.history_ if isinstance(self.base_, EpochTrained) else None
 
     # ------------------------------------------------------------------ public API
     def fit(self, X: Any, y: Any, groups: Any = None) -> PairwiseRegressor:
