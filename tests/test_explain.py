@@ -232,6 +232,27 @@ def test_cli_refuses_before_any_work_or_store(make_cfg, tmp_path):
     explain_run(tmp_path / "run", budget=SMALL, out_dir=tmp_path / "run" / "explain")
 
 
+def test_a_pairwise_networks_learning_curve_marks_its_restored_epoch():
+    # the epoch whose weights the network behind a pairwise wrapper kept was not read: its
+    # curve's `restored` column was all False (the plot guessed the lowest validation loss)
+    from n2react.explain.curves import curves_table, history_of
+    from n2react.models.keras_mlp import KerasMLPRegressor
+    from n2react.models.pairwise import PairwiseRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3))
+    y = X @ np.array([1.0, -0.5, 0.2])
+    base = KerasMLPRegressor(max_epochs=4, units=8, random_state=0)
+    model = make_pipeline(StandardScaler(), PairwiseRegressor(base=base, random_state=0))
+    history = history_of(model.fit(X, y))
+    net = model[-1].base_
+    assert history["loss"] == [float(v) for v in net.history_["loss"]]
+    assert history["best_epoch"] == [float(net.best_epoch_)]
+    table = curves_table({"final": history})
+    assert table.loc[table["restored"], "epoch"].tolist() == [net.best_epoch_]
+    assert history_of(make_pipeline(StandardScaler(), Ridge()).fit(X, y)) is None
+
+
 @pytest.mark.slow
 def test_keras_learning_curves_and_explaining_an_mlflow_run_id(
     make_cfg, tmp_path, n2react_runs, monkeypatch

@@ -124,7 +124,8 @@ class Accelerated(ABC):  # noqa: B024 (a marker: nothing to implement)
 
 
 class Wrapper(ABC):  # noqa: B024 (a marker with a class attribute)
-    """A meta-estimator around one inner model, named by ``wrapped_param``."""
+    """A meta-estimator around one inner model, named by ``wrapped_param``; fitted, its fitted
+    clone of that model is ``<wrapped_param>_`` (``base_``)."""
 
     wrapped_param: ClassVar[str] = "base"
 
@@ -154,6 +155,13 @@ def inner_model(est: Any) -> Any:
     """The innermost model of ``est`` (through wrappers)."""
     while isinstance(est, Wrapper):
         est = getattr(est, est.wrapped_param)
+    return est
+
+
+def fitted_inner(est: Any) -> Any:
+    """The fitted innermost model of a fitted ``est`` (through wrappers' fitted clones)."""
+    while isinstance(est, Wrapper):
+        est = getattr(est, f"{est.wrapped_param}_")
     return est
 
 

@@ -9,23 +9,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from n2react.capabilities import final_step
+from n2react.capabilities import EpochTrained, final_step, fitted_inner
 
 
 def history_of(model: Any) -> dict[str, list[float]] | None:
     """The per-epoch ``history_`` of a fitted pipeline's network (through a pairwise wrapper),
     with ``best_epoch`` (one value: the 1-based epoch whose weights were restored) when the
     network records it; None when the model has no history."""
-    final = final_step(model)
-    for est in (final, getattr(final, "base_", None)):
-        hist = getattr(est, "history_", None)
-        if isinstance(hist, Mapping) and len(hist.get("loss", [])):
-            out = {k: [float(v) for v in vals] for k, vals in hist.items()}
-            best = getattr(est, "best_epoch_", None)
-            if isinstance(best, int | np.integer) and best > 0:
-                out["best_epoch"] = [float(best)]
-            return out
-    return None
+    net = fitted_inner(final_step(model))
+    if not isinstance(net, EpochTrained):
+        return None
+    hist = net.history_
+    if not isinstance(hist, Mapping) or not len(hist.get("loss", [])):
+        return None
+    out = {k: [float(v) for v in vals] for k, vals in hist.items()}
+    best = net.best_epoch_
+    if isinstance(best, int | np.integer) and best > 0:
+        out["best_epoch"] = [float(best)]
+    return out
 
 
 def histories(final: Any | None, folds: Mapping[int, Any]) -> dict[str | int, dict]:
