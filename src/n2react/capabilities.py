@@ -119,8 +119,9 @@ class EpochTrained(ABC):  # noqa: B024 (a marker with class attributes)
     validation_fraction: float = 0.0
 
 
-class Accelerated(ABC):  # noqa: B024 (a marker: nothing to implement)
-    """Computes on the deep-learning backend (GPU placement and backend start-up matter)."""
+class Accelerated(ABC):  # noqa: B024 (a marker: the contract is an attribute)
+    """Computes on the deep-learning backend (GPU placement and backend start-up matter);
+    fitted, ``model_`` is its Keras network (exported as MLflow's Keras flavour)."""
 
 
 class Wrapper(ABC):  # noqa: B024 (a marker with a class attribute)

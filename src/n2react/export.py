@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from n2react.capabilities import Accelerated, final_step
+
 log = logging.getLogger(__name__)
 
 
@@ -35,10 +37,10 @@ def affine_map(pre: Pipeline, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] 
 
 def keras_model_of(pipeline: Pipeline, X: pd.DataFrame) -> Any | None:
     """A standalone Keras model equivalent to ``pipeline`` on complete rows, or None."""
-    final = pipeline.steps[-1][1]
-    net = getattr(final, "model_", None)
-    if net is None:
+    final = final_step(pipeline)
+    if not isinstance(final, Accelerated):
         return None
+    net = final.model_
     affine = affine_map(pipeline[:-1], X)
     if affine is None:
         log.warning("the preprocessing is not affine: no Keras-flavour model is exported")
