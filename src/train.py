@@ -6,7 +6,6 @@ import logging
 import secrets
 import signal
 import sys
-from http.client import IncompleteRead
 from pathlib import Path
 from typing import Any
 
@@ -80,51 +79,6 @@ def job_info(cfg: DictConfig) -> Any:
     )
 
 
-def _store_errors() -> tuple[type[BaseException], ...]:
-    import sqlite3
-
-    out: list[type[BaseException]] = [sqlite3.Error]
-    try:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        out.append(SQLAlchemyError)
-    except ImportError:
-        pass
-    if "mlflow" in sys.modules:  # only a run that got as far as MLflow can have its errors
-        from mlflow.exceptions import MlflowException
-
-        out.append(MlflowException)
-    return tuple(out)
-
-
-def _storage_problem(exc: BaseException) -> str | None:
-    """One line for a failure of the disk or the MLflow store during the run (disk full, store
-    locked or corrupt); None for any other error (a bug: its traceback is wanted). A store
-    error is described by the deepest one in the chain (sqlite's own "database is locked", not
-    SQLAlchemy's wrapper about autoflush)."""
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    store: BaseException | None = None
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, ConnectionError | IncompleteRead) and store is not None:  # under MLflow's
-            why = e.strerror if isinstance(e, OSError) else None  # a reply cut off: IncompleteRead
-            return f"the MLflow tracking server stopped answering ({why or e})"
-        if isinstance(e, OSError) and e.errno is not None:
-            where = f"{e.filename}: " if e.filename else ""
-            return f"{where}{e.strerror or e} while writing the run's outputs"
-        if isinstance(e, _store_errors()):
-            store = e
-        e = e.__cause__ or e.__context__
-    if store is None:
-        return None
-    lines = [ln.strip() for ln in str(store).splitlines() if ln.strip()]
-    first = next((ln for ln in lines if not ln.startswith("(raised as")), type(store).__name__)
-    if "database is locked" in first:
-        first += " (another process held a write lock on the SQLite file too long)"
-    return f"the MLflow store failed: {first[:300]}"
-
-
 def _resume_hint(cfg: DictConfig, when: str = "once that is fixed") -> str:
     """How to continue a run that stopped part-way, when it finished outer folds to keep."""
     where = cfg.get("resume")  # a run directory or MLflow run id: the same one continues it
@@ -144,7 +98,7 @@ def _is_resumed_folder(where: Path, resume: object) -> bool:
 @hydra.main(version_base="1.3", config_path=_config_path(), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Compose the config, run the task, return the optimised metric (for sweepers)."""
-    from n2react.errors import N2ReactError
+    from n2react.errors import N2ReactError, storage_problem
     from n2react.run import run
 
     signal.signal(signal.SIGTERM, _terminate)
@@ -175,7 +129,7 @@ def main(cfg: DictConfig) -> float:
             remove_if_unused(where)
         sys.exit(2)
     except Exception as exc:
-        message = _storage_problem(exc)
+        message = storage_problem(exc)
         if message is None:
             raise
         log.debug("error", exc_info=True)

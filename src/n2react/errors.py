@@ -1,4 +1,5 @@
-"""User-facing errors: the CLI turns these into one clear line and a non-zero exit."""
+"""User-facing errors: the CLI turns these into one clear line and a non-zero exit; a failure
+of the disk or the MLflow store mid-run is read into such a line by :func:`storage_problem`."""
 
 from __future__ import annotations
 
@@ -28,3 +29,51 @@ def run_script(main: Callable[[], int | None]) -> int:
         sys.stderr.write(f"n2react: error: {exc}\n")
         sys.stderr.flush()
         return 2
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    """The exception types of the MLflow store: sqlite's, SQLAlchemy's and MLflow's."""
+    import sqlite3
+
+    out: list[type[BaseException]] = [sqlite3.Error]
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        out.append(SQLAlchemyError)
+    except ImportError:
+        pass
+    if "mlflow" in sys.modules:  # only a run that got as far as MLflow can have its errors
+        from mlflow.exceptions import MlflowException
+
+        out.append(MlflowException)
+    return tuple(out)
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """One line for a failure of the disk or the MLflow store during the run (disk full, store
+    locked or corrupt); None for any other error (a bug: its traceback is wanted). A store
+    error is described by the deepest one in the chain (sqlite's own "database is locked", not
+    SQLAlchemy's wrapper about autoflush)."""
+    from http.client import IncompleteRead
+
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    store: BaseException | None = None
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ConnectionError | IncompleteRead) and store is not None:  # under MLflow's
+            why = e.strerror if isinstance(e, OSError) else None  # a reply cut off: IncompleteRead
+            return f"the MLflow tracking server stopped answering ({why or e})"
+        if isinstance(e, OSError) and e.errno is not None:
+            where = f"{e.filename}: " if e.filename else ""
+            return f"{where}{e.strerror or e} while writing the run's outputs"
+        if isinstance(e, _store_errors()):
+            store = e
+        e = e.__cause__ or e.__context__
+    if store is None:
+        return None
+    lines = [ln.strip() for ln in str(store).splitlines() if ln.strip()]
+    first = next((ln for ln in lines if not ln.startswith("(raised as")), type(store).__name__)
+    if "database is locked" in first:
+        first += " (another process held a write lock on the SQLite file too long)"
+    return f"the MLflow store failed: {first[:300]}"
