@@ -98,7 +98,7 @@ def _is_resumed_folder(where: Path, resume: object) -> bool:
 @hydra.main(version_base="1.3", config_path=_config_path(), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Compose the config, run the task, return the optimised metric (for sweepers)."""
-    from n2react.errors import N2ReactError, storage_problem
+    from n2react.errors import Interrupted, N2ReactError, storage_problem
     from n2react.run import run
 
     signal.signal(signal.SIGTERM, _terminate)
@@ -140,7 +140,8 @@ def main(cfg: DictConfig) -> float:
     except KeyboardInterrupt as exc:
         name = str(exc) or "SIGINT"  # Ctrl-C raises it without a message
         # the MLflow run, if one was started (not before the data passed, nor with tracking=none)
-        killed = "; the MLflow run is KILLED" if getattr(exc, "killed_run", None) else ""
+        ended = isinstance(exc, Interrupted) and exc.killed_run
+        killed = "; the MLflow run is KILLED" if ended else ""
         where = Path(HydraConfig.get().runtime.output_dir)
         if not cfg.get("resume") and not multirun:
             from n2react.preflight import remove_if_unused

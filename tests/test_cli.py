@@ -158,9 +158,10 @@ def test_sigterm_ends_the_run_killed(tmp_path: Path) -> None:
                 run_id = None
     assert run_id is not None, f"the run never started: {proc.stderr.read().decode()[-1500:]}"
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert MlflowClient(uri).get_run(run_id).info.status == "KILLED"
+    assert b"n2react: interrupted (SIGTERM); the MLflow run is KILLED" in err, err[-1500:]
 
 
 @pytest.mark.slow

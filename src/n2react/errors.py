@@ -19,6 +19,15 @@ class ConfigError(N2ReactError):
     """The composed configuration is impossible (e.g. more folds than rows)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during the run's MLflow run, which it ended KILLED (``killed_run``: its
+    id, None with ``tracking=none``); ``str()`` names the signal, as the interrupt did."""
+
+    def __init__(self, name: str = "", killed_run: str | None = None) -> None:
+        super().__init__(name)
+        self.killed_run = killed_run
+
+
 def run_script(main: Callable[[], int | None]) -> int:
     """Run a script's ``main`` (the benchmarks): bad input (a data file that is not there, an
     override Hydra cannot apply, an impossible setting) ends it as the CLI ends, with one

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from n2react import device, runstore
 from n2react.cv import CVResult, FoldResult, fit_model, nested_cv
 from n2react.data import Dataset, load_dataset
-from n2react.errors import ConfigError
+from n2react.errors import ConfigError, Interrupted
 from n2react.export import keras_model_of
 from n2react.figures import data_title, parity_plot
 from n2react.jobs import JobInfo
@@ -156,8 +156,7 @@ def _train(
         return summary
     except KeyboardInterrupt as exc:
         status = "KILLED"
-        exc.killed_run = tracker.run_id  # type: ignore[attr-defined]
-        raise
+        raise Interrupted(str(exc), tracker.run_id) from exc
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise
