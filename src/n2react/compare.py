@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from n2react.bootstrap import RESAMPLES, SEED, Paired, compare_oof, units_of
-from n2react.errors import N2ReactError
+from n2react.errors import N2ReactError, first_line
 from n2react.runstore import OOF_FILE, read_csv
 from n2react.tracking import DEFAULT_URI, default_uri
 
@@ -69,8 +69,7 @@ def load_oof(run: str, tracking_uri: str) -> tuple[pd.DataFrame, str]:
         info = reader.run(run)
         names = set(reader.list_artifacts(run))
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise N2ReactError(f"MLflow run {run}: {first[:300]}") from exc
+        raise N2ReactError(f"MLflow run {run}: {first_line(exc)}") from exc
     if OOF_FILE not in names:
         raise N2ReactError(f"MLflow run {run}: no artifact {OOF_FILE} (not an n2react parent run?)")
     with tempfile.TemporaryDirectory(prefix="n2react-compare-") as tmp:

@@ -19,6 +19,13 @@ class ConfigError(N2ReactError):
     """The composed configuration is impossible (e.g. more folds than rows)."""
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of ``exc``'s message, cut to ``limit`` characters (its type's name when it
+    has none): what an error line quotes of a library's exception."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during the run's MLflow run, which it ended KILLED (``killed_run``: its
     id, None with ``tracking=none``); ``str()`` names the signal, as the interrupt did."""

@@ -28,7 +28,7 @@ from n2react import runstore
 from n2react.backend import stderr_silenced
 from n2react.cv import predict_mean_std
 from n2react.difficulty import model_spread
-from n2react.errors import DataError, N2ReactError
+from n2react.errors import DataError, N2ReactError, first_line
 from n2react.metrics import EXPERIMENTAL_ERROR, regression_metrics
 from n2react.new_clusters import formula_ligands, read_new_clusters
 from n2react.provenance import used_by_run, used_lines
@@ -123,8 +123,7 @@ def _load_mlflow(ref: str, tracking_uri: str | None, trust_pickle: bool) -> Load
     except N2ReactError:
         raise
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise N2ReactError(f"cannot load model {ref}: {first[:300]}") from exc
+        raise N2ReactError(f"cannot load model {ref}: {first_line(exc)}") from exc
 
 
 def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> LoadedModel:

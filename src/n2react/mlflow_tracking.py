@@ -22,7 +22,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from n2react.errors import ConfigError
+from n2react.errors import ConfigError, first_line
 from n2react.jobs import TAG_JOB, TAG_OVERRIDES, TAG_SWEEP, JobInfo
 from n2react.mlflow_runs import download, log_step_metrics, record
 from n2react.quiet import JOB_LINE
@@ -75,11 +75,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
 def prepare_experiment(uri: str, experiment: str) -> str:
     """Check the store, create its schema and the experiment once (under a lock); return its id.
 
@@ -113,10 +108,10 @@ def prepare_experiment(uri: str, experiment: str) -> str:
     except ConfigError:
         raise
     except MlflowException as exc:
-        raise ConfigError(f"tracking.uri={uri}: {_first_line(exc)}") from exc
+        raise ConfigError(f"tracking.uri={uri}: {first_line(exc)}") from exc
     except Exception as exc:  # unreachable server, a read-only database, a store being migrated
         hint = LOCKED_HINT if "database is locked" in str(exc) else ""
-        what = f"{type(exc).__name__}: {_first_line(exc)}"
+        what = f"{type(exc).__name__}: {first_line(exc)}"
         raise ConfigError(f"tracking.uri={uri}: cannot use the store ({what}){hint}") from exc
 
 

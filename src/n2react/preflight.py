@@ -17,7 +17,7 @@ import numpy as np
 from n2react import runstore
 from n2react.capabilities import Wrapper, epochs_param, inner_model
 from n2react.data import Dataset
-from n2react.errors import ConfigError, DataError, N2ReactError
+from n2react.errors import ConfigError, DataError, N2ReactError, first_line
 
 #: Free space a run needs at least: its tables, plots, and the fold and final model files.
 MIN_FREE_BYTES = 200 * 1024 * 1024
@@ -54,10 +54,10 @@ def check_steps(pipeline: Any, dataset: Dataset) -> None:
     except N2ReactError:
         raise
     except (ValueError, TypeError) as exc:  # scikit-learn's InvalidParameterError is both
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         key = _key_named(pipe.named_steps.get("model"), first)
         prefix = f"{key}: " if key else _NOT_USABLE
-        raise ConfigError(f"{prefix}{first[:300]}") from None
+        raise ConfigError(f"{prefix}{first}") from None
 
 
 def _key_named(model: Any, message: str) -> str | None:
@@ -126,8 +126,8 @@ def check_space_ends(pipeline: Any, space: dict[str, Any]) -> None:
                         constraints, owner.get_params(deep=False), type(owner).__name__
                     )
             except (ValueError, TypeError) as exc:
-                why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ConfigError(f"{config_key(name)}.{where}{value!r}: {why[:300]}") from None
+                why = first_line(exc)
+                raise ConfigError(f"{config_key(name)}.{where}{value!r}: {why}") from None
 
 
 def check_search(search: Any, name: str) -> None:

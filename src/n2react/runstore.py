@@ -35,7 +35,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from n2react.errors import N2ReactError
+from n2react.errors import N2ReactError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -289,8 +289,7 @@ def _load_skops(path: Path, trust_all: bool) -> Any:
     except N2ReactError:
         raise
     except Exception as exc:  # a corrupt archive, a schema from another skops
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise N2ReactError(f"{path}: not a readable model file ({first})") from exc
+        raise N2ReactError(f"{path}: not a readable model file ({first_line(exc, 200)})") from exc
 
 
 def load_mlflow_model(local: Path, recorded: str | None, trust_pickle: bool = False) -> Any:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from n2react.errors import DataError
+from n2react.errors import DataError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def _read_text(p: Path) -> tuple[pd.DataFrame, list[Any]]:
         # blank lines are kept (and dropped later) so that rows keep their line numbers
         df = pd.read_csv(p, sep=sep, decimal=decimal, encoding="utf-8-sig", skip_blank_lines=False)
     except Exception as exc:  # ragged rows, bad quoting
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        first = first_line(exc, 200)
         raise DataError(f"{p}: cannot read as {_sep_name(sep)}-separated text: {first}") from exc
     if df.shape[1] < 3:
         raise DataError(

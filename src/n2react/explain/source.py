@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from n2react import runstore
 from n2react.data import Dataset, load_dataset
-from n2react.errors import N2ReactError
+from n2react.errors import N2ReactError, first_line
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _FOLD_DIR = re.compile(r"fold_(\d+)$")
@@ -133,8 +133,7 @@ def load_mlflow_run(
     try:
         run = reader.run(run_id)
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise N2ReactError(f"MLflow run {run_id}: {first[:300]}") from exc
+        raise N2ReactError(f"MLflow run {run_id}: {first_line(exc)}") from exc
     dest = Path(dest)
     names = set(reader.list_artifacts(run_id))
     for need in (runstore.CONFIG_FILE, runstore.OOF_FILE):
