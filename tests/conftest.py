@@ -86,12 +86,13 @@ def n2react_runs() -> Callable[..., RunLists]:
     return _n2react_runs
 
 
-def compose_data(name: str) -> DictConfig:
-    """The composed ``data`` node of option ``name`` (with its shared base), as a plain config."""
+def compose_data(name: str) -> dict[str, Any]:
+    """The composed ``data`` node of option ``name`` (with its shared base), resolved into the
+    plain dict the train task hands to load_dataset (``Plan.data``)."""
     from omegaconf import OmegaConf
 
     cfg = compose_config([f"data={name}"])
-    return OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
+    return dict(OmegaConf.to_container(cfg.data, resolve=True))  # type: ignore[arg-type]
 
 
 def _free_port() -> int:

@@ -181,7 +181,7 @@ def test_semicolon_csv_with_decimal_commas_loads_like_the_spreadsheet(shared_dat
     cfg = compose_data("homonuclear_24")
     ref = load_dataset(cfg)
     for name in ("semi.csv", "tab.tsv"):
-        cfg.path = str(tmp / name)
+        cfg["path"] = str(tmp / name)
         ds = load_dataset(cfg)
         assert list(ds.clusters) == list(ref.clusters)
         np.testing.assert_allclose(ds.X.to_numpy(), ref.X.to_numpy(), equal_nan=True)
@@ -207,7 +207,7 @@ def test_blank_columns_are_not_descriptors(tmp_path: Path, shared_data: Path) ->
     cfg = compose_data("homonuclear_24")
     ref = load_dataset(cfg)
     for name in ("trailing.csv", "gap.xlsx"):
-        cfg.path = str(tmp_path / name)
+        cfg["path"] = str(tmp_path / name)
         ds = load_dataset(cfg)
         assert ds.feature_names == ref.feature_names and list(ds.clusters) == list(ref.clusters)
         np.testing.assert_allclose(ds.X.to_numpy(), ref.X.to_numpy(), equal_nan=True)

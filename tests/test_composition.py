@@ -58,7 +58,7 @@ def test_unknown_element_and_bad_name_name_the_row() -> None:
 
 def test_loader_appends_formula_columns_for_all_159() -> None:
     cfg = compose_data("homonuclear_24")
-    cfg.formula = True
+    cfg["formula"] = True
     ds = load_dataset(cfg)
     assert ds.X.shape == (159, 24 + len(feature_names()))
     assert list(ds.X.columns[-len(feature_names()) :]) == feature_names()
@@ -156,7 +156,7 @@ def test_a_run_with_its_own_ligands_reads_names_as_it_did_in_predict_and_eval(
 
 def test_fold_file_names_are_not_formulas() -> None:
     cfg = compose_data("authors_folds")
-    cfg.formula = True
+    cfg["formula"] = True
     with pytest.raises(DataError, match="Mo3S4C1-1-M2' is not a formula"):
         load_dataset(cfg)
 
