@@ -110,6 +110,32 @@ def test_paired_comparison_sees_a_consistent_difference_that_marginals_miss() ->
     assert same.p_a_better == 0.5  # ties count half
 
 
+def test_percentile_interval_repeats_and_ties() -> None:
+    from n2react.bootstrap import interval
+
+    # the 95 % percentile interval: 2.5 % in each tail
+    assert interval(np.arange(1001.0)) == pytest.approx((25.0, 975.0))
+    assert interval(np.arange(1001.0), 0.9) == pytest.approx((50.0, 950.0))
+    # with repeats a pooled figure is the mean of each repeat's: repeat 1 exact, repeat 2 off
+    # by 1 everywhere, so every resample's MAE is 0.5
+    first = _oof([[0.0, 0.0, 0.0]] * 4).assign(repeat=1)
+    second = _oof([[1.0, -1.0, 1.0]] * 4).assign(repeat=2)
+    both = pd.concat([first, second], ignore_index=True)
+    ci = score_intervals(both, pd.DataFrame({"test_mae": [0.0, 1.0]}))
+    assert ci["pooled_test_mae_ci_low"] == ci["pooled_test_mae_ci_high"] == pytest.approx(0.5)
+    # a run against itself on a larger-is-better metric: every resample a tie, counted half
+    rng = np.random.default_rng(2)
+    a = _oof([list(r) for r in rng.normal(size=(6, 8))])
+    (r,) = compare_oof(a, a.copy(), ["pooled_test_r"])
+    assert r.diff == 0 and r.p_a_better == 0.5 and not r.decided
+
+
+def test_paired_comparison_refuses_other_measured_values() -> None:
+    a = _oof([[0.1, 0.2, 0.3], [0.3, 0.1, 0.0]])
+    with pytest.raises(N2ReactError, match="measured lg\\(k1\\) differ"):
+        compare_oof(a, a.assign(y_true=a["y_true"] + 1.0))
+
+
 def test_paired_comparison_refuses_other_folds() -> None:
     a = _oof([[0.1, 0.2, 0.3], [0.3, 0.1, 0.0]])
     b = a.assign(fold=[1, 2, 1, 2, 1, 2])

@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from n2react.figures import figure_text
-from n2react.leaderboard import higher_is_better, rank_tag
+from n2react.leaderboard import higher_is_better, paired_with_best, rank_tag
+from n2react.runstore import OOF_FILE
 
 
 def _train(tmp_path: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -31,6 +33,30 @@ def test_rank_tags_sort_as_numbers_and_directions() -> None:
     assert higher_is_better("pooled_test_within") and higher_is_better("mean_test_r")
     assert higher_is_better("pooled_test_r") and not higher_is_better("std_test_r")
     assert not higher_is_better("pooled_test_mae")
+
+
+def test_vs_best_is_the_jobs_figure_minus_the_best_and_p_is_the_bests_share(tmp_path) -> None:
+    # two jobs' out-of-fold tables on the same folds: the best's errors are half the other's
+    # everywhere, so the other's MAE is worse in every resample (P(best better) = 1)
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=40)
+    err = rng.normal(0.0, 0.5, size=40)
+    rows = []
+    for job, scale in ((0, 1.0), (1, 0.5)):
+        folder = tmp_path / str(job)
+        folder.mkdir()
+        oof = pd.DataFrame({"cluster": [f"c{i}" for i in range(40)], "fold": np.arange(40) % 4 + 1,
+                            "y_true": y, "y_pred": y + scale * err})  # fmt: skip
+        oof.to_csv(folder / OOF_FILE, index=False)
+        mae = float(np.mean(np.abs(scale * err)))
+        rows.append({"job": job, "status": "done", "dir": str(folder), "pooled_test_mae": mae})
+    board = pd.DataFrame(rows).sort_values("pooled_test_mae", ignore_index=True)
+    board = paired_with_best(board, "pooled_test_mae")
+    best, other = board.iloc[0], board.iloc[1]
+    assert best["job"] == 1 and best["vs_best"] == 0 and np.isnan(best["p_best_better"])
+    assert other["vs_best"] == pytest.approx(other["pooled_test_mae"] - best["pooled_test_mae"])
+    assert 0 < other["vs_best_ci_low"] <= other["vs_best"] <= other["vs_best_ci_high"]
+    assert other["p_best_better"] == 1.0
 
 
 @pytest.mark.slow

@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from n2react.errors import DataError
 from n2react.inference import predict
+from n2react.runstore import UNCERTAINTY_FILE
+from n2react.uncertainty import load_calibration
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +56,17 @@ def test_predict_all_159_from_the_run_directory(trained: dict, shared_data: Path
     ]
     assert len(table) == 159 and table["y_pred"].notna().all()
     assert (table["y_std"] > 0).all()  # spread over the 5 outer-fold models
+    # the values behind the columns: residual = predicted - measured; the interval is centred
+    # on y_pred; in_domain is false exactly for a new element or an expected error above the
+    # threshold the run saved (the 59 held-back clusters include such ones)
+    np.testing.assert_allclose(table["residual"], table["y_pred"] - table["y_true"])
+    middle = (table["y_lower"] + table["y_upper"]) / 2
+    np.testing.assert_allclose(middle, table["y_pred"], atol=1e-9)
+    calib = load_calibration(trained["run_dir"] / UNCERTAINTY_FILE)
+    high = table["expected_error"] > calib.threshold
+    new_element = table["domain_reasons"].fillna("").str.contains("new element")
+    assert high.any() and (~high).any()
+    assert ((~table["in_domain"].astype(bool)) == (high | new_element)).all()
     assert "within ±0.477" in res.stderr and "RMSE" in res.stderr
     # the 100 training clusters are marked (their predictions are fitted), the 59 others not
     used = table["used_by_run"].fillna("")
