@@ -70,6 +70,18 @@ def test_training_clusters_calibrate_the_threshold(ds: Dataset) -> None:
     assert table["in_domain"].mean() >= 0.9
 
 
+def test_a_cluster_inside_every_range_but_far_from_all_is_outside(ds: Dataset) -> None:
+    # each descriptor at the training minimum or maximum in turn: every one inside its range,
+    # the combination far from every training cluster
+    ad = ApplicabilityDomain().fit(ds.X, ds.clusters)
+    corner = np.where(np.arange(len(ad.columns_)) % 2 == 0, ad.min_, ad.max_)
+    X = pd.DataFrame([corner], columns=ad.columns_)
+    (row,) = ad.assess(X, ds.clusters[:1]).to_dict("records")
+    assert row["n_outside_range"] == 0 and row["new_elements"] == ""
+    assert row["knn_distance"] > row["knn_threshold"]
+    assert not row["in_domain"] and "far from training clusters" in row["reasons"]
+
+
 def test_a_descriptor_far_beyond_the_range_is_named(ds: Dataset) -> None:
     ad = ApplicabilityDomain().fit(ds.X, ds.clusters)
     row = ds.X.iloc[[0]].copy()
