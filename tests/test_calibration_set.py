@@ -278,3 +278,24 @@ def test_expected_error_can_follow_another_difficulty_than_the_width(make_cfg, t
     width = band["y_upper"] - band["y_lower"]
     assert width.max() - width.min() < 1e-9
     assert band["expected_error"].nunique() > 4
+
+
+def test_a_level_the_other_units_cannot_calibrate_is_left_out_not_refused() -> None:
+    """20 calibration clusters, each its own unit: each is scored on the other 19, enough for a
+    90 % interval (10) but not for 95 % (20): that level has no figure, the others are exact."""
+    from n2react.calibration_set import _crossfit, curve
+    from n2react.uncertainty import Calibration
+
+    rng = np.random.default_rng(5)
+    y, y_hat = rng.normal(size=20), np.zeros(20)
+    ones = np.ones(20)
+    calib = Calibration(difficulty="none", k=3, flag_quantile=0.9, residuals=y - y_hat,
+                        sigmas=ones, columns=["a"], train_X=np.zeros((1, 1)),
+                        train_abs_residual=np.ones(1))  # fmt: skip
+    names = np.array([f"c{i}" for i in range(20)])
+    table = _crossfit(calib, names, names, y, y_hat, ones, ones, 0.9)
+    assert table["covered_0.95"].isna().all() and table["width_0.95"].isna().all()
+    assert 0.95 not in set(curve(table)["nominal"]) and 0.9 in set(curve(table)["nominal"])
+    for i in range(20):
+        others = np.abs(np.delete(y, i))
+        assert table["y_upper"].iat[i] == pytest.approx(_conformal(others, 0.9))

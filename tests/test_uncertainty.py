@@ -365,3 +365,14 @@ def test_a_held_out_metal_is_never_in_domain(make_cfg, tmp_path: Path) -> None:
     table = pd.read_csv(tmp_path / "uncertainty" / "oof_uncertainty.csv")
     assert table["new_element"].all() and not table["in_domain"].any()
     assert metrics["domain_n_in"] == 0 and metrics["domain_n_flagged"] == len(table)
+
+
+@pytest.mark.parametrize(("n", "level"), [(19, 0.9), (159, 0.9), (159, 0.8), (30, 0.95)])
+def test_the_conformal_half_width_is_the_ceil_level_n_plus_1_th_score(n: int, level: float) -> None:
+    # scores 1..n: the half-width is the ceil(level (n + 1))-th smallest; crepes' float index
+    # took one rank higher where (1 - level)(n + 1) is whole (the 145th of 159, not the 144th)
+    from n2react.uncertainty import conformal_intervals
+
+    iv = conformal_intervals(np.arange(1.0, n + 1), np.ones(n), np.zeros(2), np.ones(2), level)
+    k = math.ceil(round(level * (n + 1), 9))
+    np.testing.assert_allclose(iv, [[-k, k], [-k, k]])
