@@ -263,6 +263,19 @@ def test_target_found_by_name_and_named_in_the_first_lines(
         # k at least the clusters a difficulty is measured against: the same for every cluster
         pytest.param(("uncertainty.k=53",), ("uncertainty.k=53", "below 53"), id="k too big"),
         pytest.param(("uncertainty.k=true",), ("uncertainty.k=True",), id="k=true"),
+        # a 100 % interval has no finite quantile (it divided by zero); 0 % none at all
+        pytest.param(
+            ("uncertainty.coverage=1",), ("uncertainty.coverage=1", "between 0 and 1"), id="cov=1"
+        ),
+        pytest.param(
+            ("uncertainty.coverage=0",), ("uncertainty.coverage=0", "between 0 and 1"), id="cov=0"
+        ),
+        pytest.param(
+            ("uncertainty.flag_quantile=0",), ("uncertainty.flag_quantile=0", "(0, 1]"), id="fq=0"
+        ),
+        pytest.param(
+            ("uncertainty.flag_quantile=1.5",), ("uncertainty.flag_quantile=1.5",), id="fq=1.5"
+        ),
         pytest.param(
             ("uncertainty.validation=honest",),
             ("uncertainty.validation='honest'", "nested or crossfit"),
