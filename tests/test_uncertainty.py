@@ -376,3 +376,29 @@ def test_the_conformal_half_width_is_the_ceil_level_n_plus_1_th_score(n: int, le
     iv = conformal_intervals(np.arange(1.0, n + 1), np.ones(n), np.zeros(2), np.ones(2), level)
     k = math.ceil(round(level * (n + 1), 9))
     np.testing.assert_allclose(iv, [[-k, k], [-k, k]])
+
+
+def test_the_conformal_intervals_are_crepes_where_its_rank_is_exact() -> None:
+    # the well-kept library's ConformalRegressor gives the same intervals, normalised ones
+    # included, except where (1 - level)(n + 1) is whole (its float rank is one too high there)
+    from crepes import ConformalRegressor
+
+    from n2react.uncertainty import conformal_intervals
+
+    rng = np.random.default_rng(0)
+    checked, whole = 0, 0
+    for n in (29, 39, 40, 106, 143, 159):
+        residuals, sigmas = rng.normal(size=n), rng.uniform(0.5, 2.0, size=n)
+        y_hat, s = rng.normal(size=5), rng.uniform(0.5, 2.0, size=5)
+        for level in (0.5, 0.8, 0.9, 0.95):
+            ours = conformal_intervals(residuals, sigmas, y_hat, s, level)
+            cr = ConformalRegressor().fit(residuals=residuals, sigmas=sigmas)
+            theirs = cr.predict_int(y_hat, sigmas=s, confidence=level)
+            product = (1 - level) * (n + 1)
+            if abs(product - round(product)) > 1e-6:
+                np.testing.assert_allclose(ours, theirs)
+                checked += 1
+            else:  # the exact rank gives the narrower interval
+                assert np.all(ours[:, 1] - ours[:, 0] <= theirs[:, 1] - theirs[:, 0])
+                whole += 1
+    assert checked >= 10 and whole >= 5
