@@ -1,4 +1,4 @@
-"""The train task: build the plan, load the data, cross-validate, refit, log.
+"""The train task: build the plan, load the data, cross-validate, evaluate, refit, log.
 
 ``run(cfg, run_dir)`` is what ``python -m train`` calls; it needs no Hydra runtime, so tests call
 it directly with a composed config. Everything below it takes the :class:`~n2react.plan.Plan`.
@@ -6,11 +6,11 @@ it directly with a composed config. Everything below it takes the :class:`~n2rea
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +20,8 @@ from n2react import device, runstore
 from n2react.cv import CVResult, FoldResult, fit_model, nested_cv
 from n2react.data import Dataset, load_dataset
 from n2react.errors import ConfigError, Interrupted
-from n2react.export import keras_model_of
 from n2react.figures import data_title, parity_plot
+from n2react.final_model import save_and_score
 from n2react.jobs import JobInfo
 from n2react.leaderboard import refresh_after_resume
 from n2react.new_clusters import keep_ligands
@@ -30,19 +30,12 @@ from n2react.plan import Plan, build_plan
 from n2react.preflight import check_output_dir
 from n2react.quiet import JOB_LINE, quiet_sweep_job
 from n2react.results import fold_logger, write_results
-from n2react.resume import (
-    Resumed,
-    check_same_config,
-    done_folds,
-    find_resumed,
-    sync_fold_runs,
-)
+from n2react.resume import Resumed, check_same_config, done_folds, find_resumed, sync_fold_runs
 from n2react.search import TunedPipeline
 from n2react.splitters import Split, fold_count_text, protocol_text
 from n2react.terminal import FoldProgress, closing_line, group_table, show, summary_table
 from n2react.trackers import open_tracker
 from n2react.tracking import Tracker, run_note, tracked_params
-from n2react.transfer import evaluate_transfer, fit_domain, loaded_from_run
 from n2react.uncertainty import Calibration
 from n2react.uncertainty_report import evaluate_run
 
@@ -102,7 +95,8 @@ def _train(
     tracker: Tracker | None,
     resumed: Resumed | None,
 ) -> dict[str, float]:
-    """:func:`train` once the run folder is held."""
+    """:func:`train` once the run folder is held: build (device, data, folds, run folder), then
+    evaluate the protocol in the run's MLflow run, ended FINISHED, FAILED or KILLED."""
     if resumed is None:
         _refuse_unfinished(run_dir)
     used_device = device.place(plan.device, plan.uses_accelerator, job_num)
@@ -110,22 +104,55 @@ def _train(
     splits = plan.validate(dataset)
     if tracker is None:  # the store is prepared only for a run whose data and settings passed
         tracker = open_tracker(plan.tracking, job or JobInfo(plan.names.model))
-    log.info(
-        "%s: %d clusters x %d descriptors from %s%s",
-        dataset.name,
-        dataset.n_rows,
-        dataset.X.shape[1],
-        dataset.source,
-        f"; groups ({plan.groups}): {len(set(dataset.groups))}"
-        if dataset.groups is not None
-        else "",
-    )
-    config_path = run_dir / runstore.CONFIG_FILE
-    if resumed is None:
-        _forget_earlier_run(run_dir)
-        runstore.write_text(config_path, OmegaConf.to_yaml(OmegaConf.create(plan.config)))
-    done = done_folds(run_dir, splits) if resumed is not None else {}
+    _log_dataset(plan, dataset)
+    done = _prepare_folder(plan, run_dir, splits, resumed)
+    params, tags = _params_and_tags(plan, dataset, used_device, run_dir)
+    label = job.name if job is not None and job.sweep else plan.names.model
+    status, error = "FAILED", None
+    try:
+        _open_run(tracker, resumed, params, tags, run_dir, done, len(splits))
+        if plan.scheme == "pair_split":
+            summary = _pair_split(plan, dataset, tracker, run_dir)
+        else:
+            summary = _nested(plan, dataset, splits, tracker, run_dir, done, label)
+        status = "FINISHED"
+        return summary
+    except KeyboardInterrupt as exc:
+        status = "KILLED"
+        raise Interrupted(str(exc), tracker.run_id) from exc
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        tracker.finish(status, error)
 
+
+def _log_dataset(plan: Plan, dataset: Dataset) -> None:
+    groups = dataset.groups
+    grouped = f"; groups ({plan.groups}): {len(set(groups))}" if groups is not None else ""
+    n, d = dataset.n_rows, dataset.X.shape[1]
+    log.info(
+        "%s: %d clusters x %d descriptors from %s%s", dataset.name, n, d, dataset.source, grouped
+    )
+
+
+def _prepare_folder(
+    plan: Plan, run_dir: Path, splits: list[Split], resumed: Resumed | None
+) -> dict[int, FoldResult]:
+    """A fresh run clears an earlier run's searches and folds and writes its config; a resumed
+    one reads back its finished folds (returned)."""
+    if resumed is not None:
+        return done_folds(run_dir, splits)
+    _forget_earlier_run(run_dir)
+    config = OmegaConf.to_yaml(OmegaConf.create(plan.config))
+    runstore.write_text(run_dir / runstore.CONFIG_FILE, config)
+    return {}
+
+
+def _params_and_tags(
+    plan: Plan, dataset: Dataset, used_device: str, run_dir: Path
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The MLflow run's parameters (the config flattened, the data's shape) and tags."""
     params = tracked_params(
         plan.config, **{"data.n_rows": dataset.n_rows, "data.n_features": dataset.X.shape[1]}
     )
@@ -138,30 +165,26 @@ def _train(
         "run_dir": str(run_dir.resolve()),
         "protocol": _protocol(plan, dataset),
     }
-    status, error = "FAILED", None
-    try:
-        if resumed is not None and resumed.run_id is not None:
-            tracker.reopen(resumed.run_id, tags)
-            sync_fold_runs(tracker, run_dir, done)
-        else:
-            note = run_note(params, tags["protocol"], len(splits) or None)
-            tracker.start(params, tags, note)  # inside: a failure logging params ends FAILED
-            tracker.log_artifact(config_path)
-        if plan.scheme == "pair_split":
-            summary = _pair_split(plan, dataset, tracker, run_dir)
-        else:
-            label = job.name if job is not None and job.sweep else plan.names.model
-            summary = _nested(plan, dataset, splits, tracker, run_dir, done, label)
-        status = "FINISHED"
-        return summary
-    except KeyboardInterrupt as exc:
-        status = "KILLED"
-        raise Interrupted(str(exc), tracker.run_id) from exc
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        tracker.finish(status, error)
+    return params, tags
+
+
+def _open_run(
+    tracker: Tracker,
+    resumed: Resumed | None,
+    params: dict[str, Any],
+    tags: dict[str, str],
+    run_dir: Path,
+    done: Mapping[int, FoldResult],
+    n_splits: int,
+) -> None:
+    """Reopen a resumed run's MLflow run (its finished folds' child runs checked), or start one
+    (a failure logging its params ends it FAILED) with the config as its first artifact."""
+    if resumed is not None and resumed.run_id is not None:
+        tracker.reopen(resumed.run_id, tags)
+        sync_fold_runs(tracker, run_dir, done)
+    else:
+        tracker.start(params, tags, run_note(params, tags["protocol"], n_splits or None))
+        tracker.log_artifact(run_dir / runstore.CONFIG_FILE)
 
 
 def _protocol(plan: Plan, dataset: Dataset) -> str:
@@ -235,53 +258,99 @@ def _nested(
     done: Mapping[int, FoldResult] | None = None,
     label: str | None = None,
 ) -> dict[str, float]:
-    """The nested CV, its outputs, and the final model refitted on all clusters (``done``: the
-    folds a resumed run read back; ``label``: the model, or in a sweep the job's swept values,
-    for the titles)."""
+    """The nested CV: fit and score the outer folds, validate the intervals, log the run's
+    outputs, fit the final model on all clusters (then save and score it), explain, report.
+    ``done``: the folds a resumed run read back; ``label``: the model, or in a sweep the job's
+    swept values, for the titles."""
     progress = FoldProgress(len(splits), plan.search.size(), enabled=plan.progress)
     title = (
         f"{label or plan.names.model} on {data_title(dataset.name, plan.data)}: "
         f"{_protocol(plan, dataset)}, {fold_count_text(splits)}"
     )
     with progress.running():
-        logger = fold_logger(tracker, run_dir, progress.fold_done)
-        for _ in done or {}:
-            progress.fold_done()
-        result = cross_validate(plan, dataset, run_dir, splits, logger, progress, done)
-        summary = result.summary()
-        calib, extra, files = None, None, []
-        if plan.uncertainty is not None:
-            calib, metrics, files, extra = evaluate_run(
-                result, plan.uncertainty, plan.ligands, run_dir, title, _protocol(plan, dataset),
-                plan.progress,
-            )  # fmt: skip
-            summary.update(metrics)
-        tracker.log_metrics(summary)
-        for p in write_results(result, summary, run_dir, title, extra):
-            tracker.log_artifact(p)
-        for p in files:
-            tracker.log_artifact(p, "uncertainty")
-        final = None
+        result = _fit_folds(plan, dataset, splits, tracker, run_dir, progress, done)
+        scores = _evaluate(plan, result, run_dir, title)
+        _log_scores(tracker, result, scores, run_dir, title)
+        summary, final = scores.summary, None
         if plan.final_model:
-            progress.start_final()
-            final = _tuned(plan, run_dir, "final", progress)
-            fit_model(final, dataset.X, dataset.y, dataset.groups)
-            keep_ligands(final.pipeline_, plan.ligands)  # saved with it, for predict
-            progress.final_done()
-            held_out = None
-            if calib is not None and plan.uncertainty.calibration_path:
-                calib, held_out, metrics = _calibration_set(
-                    plan, final.pipeline_, calib, tracker, run_dir, title
-                )
-                summary.update(metrics)
-            _save_final(plan, final, dataset, tracker, run_dir, calib)
-            if plan.eval_path:
-                summary.update(
-                    _transfer(plan, final.pipeline_, result, tracker, run_dir, calib, held_out)
-                )
+            final = _fit_final(plan, dataset, run_dir, progress)
+            saved = save_and_score(plan, final, result, scores.calib, tracker, run_dir, title)
+            summary = {**summary, **saved}
         if plan.explain:
             pipe = None if final is None else final.pipeline_
             _explain(plan, result, pipe, tracker, run_dir, title)
+    _report(plan, result, summary, title, run_dir)
+    return summary
+
+
+def _fit_folds(
+    plan: Plan,
+    dataset: Dataset,
+    splits: list[Split],
+    tracker: Tracker,
+    run_dir: Path,
+    progress: FoldProgress,
+    done: Mapping[int, FoldResult] | None,
+) -> CVResult:
+    """The outer CV, each fold written and logged as a child run when it ends (the ones a
+    resumed run read back counted as done)."""
+    logger = fold_logger(tracker, run_dir, progress.fold_done)
+    for _ in done or {}:
+        progress.fold_done()
+    return cross_validate(plan, dataset, run_dir, splits, logger, progress, done)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The outer CV's scores: ``summary`` (mean/std, pooled, interval validation), the interval
+    calibration, the validation's files (uncertainty/) and its per-group columns."""
+
+    summary: dict[str, float]
+    calib: Calibration | None = None
+    files: list[Path] = field(default_factory=list)
+    group_extra: pd.DataFrame | None = None
+
+
+def _evaluate(plan: Plan, result: CVResult, run_dir: Path, title: str) -> Scores:
+    """The outer CV's scores; with uncertainty, the intervals calibrated on its out-of-fold
+    residuals and validated cross-fitted (:func:`n2react.uncertainty_report.evaluate_run`)."""
+    summary = result.summary()
+    if plan.uncertainty is None:
+        return Scores(summary)
+    calib, metrics, files, extra = evaluate_run(
+        result, plan.uncertainty, plan.ligands, run_dir, title, _protocol(plan, result.dataset),
+        plan.progress,
+    )  # fmt: skip
+    return Scores({**summary, **metrics}, calib, files, extra)
+
+
+def _log_scores(
+    tracker: Tracker, result: CVResult, scores: Scores, run_dir: Path, title: str
+) -> None:
+    """The run's metrics; its tables, summary.json and figures, written and logged."""
+    tracker.log_metrics(scores.summary)
+    for p in write_results(result, scores.summary, run_dir, title, scores.group_extra):
+        tracker.log_artifact(p)
+    for p in scores.files:
+        tracker.log_artifact(p, "uncertainty")
+
+
+def _fit_final(
+    plan: Plan, dataset: Dataset, run_dir: Path, progress: FoldProgress
+) -> TunedPipeline:
+    """The final model: the pipeline tuned by inner CV on all clusters, then refitted on them."""
+    progress.start_final()
+    final = _tuned(plan, run_dir, "final", progress)
+    fit_model(final, dataset.X, dataset.y, dataset.groups)
+    keep_ligands(final.pipeline_, plan.ligands)  # saved with it, for predict
+    progress.final_done()
+    return final
+
+
+def _report(
+    plan: Plan, result: CVResult, summary: dict[str, float], title: str, run_dir: Path
+) -> None:
+    """The scores table (per group too) in the terminal, and the closing line."""
     groups = result.group_table()
     if not quiet_sweep_job():  # a sweep's jobs are ranked by its leaderboard instead
         show(summary_table(result.fold_table(), summary, title))
@@ -290,94 +359,6 @@ def _nested(
     log.info(
         "%s (outputs in %s)", closing_line(summary, groups is not None), run_dir, extra=JOB_LINE
     )
-    return summary
-
-
-def _save_final(
-    plan: Plan,
-    final: TunedPipeline,
-    dataset: Dataset,
-    tracker: Tracker,
-    run_dir: Path,
-    calib: Calibration | None = None,
-) -> None:
-    """The final model file, final_params.json, the domain and interval calibration, the logged
-    model flavours."""
-    model = final.pipeline_
-    runstore.save_model(model, run_dir / runstore.MODEL_FILE)
-    params: dict[str, Any] = final.search_.best_params
-    tracker.log_artifact(runstore.write_json(run_dir / runstore.FINAL_PARAMS_FILE, params))
-    domain = fit_domain(dataset, run_dir, plan.ligands)
-    for p in (domain, runstore.sha256_path(domain)):  # predict checks one by the other
-        tracker.log_artifact(p, "domain")
-    if calib is not None:  # plain JSON: predict reads it without unpickling anything
-        tracker.log_artifact(calib.save(run_dir / runstore.UNCERTAINTY_FILE), "uncertainty")
-    if tracker.store is not None and tracker.store.log_model:
-        tracker.log_model(model, dataset.X, keras_model_of(model, dataset.X))
-
-
-def _calibration_set(
-    plan: Plan, final: Any, calib: Calibration, tracker: Tracker, run_dir: Path, title: str
-) -> tuple[Calibration, pd.DataFrame, dict[str, float]]:
-    """Recalibrate the intervals on uncertainty.calibration_path (n2react.calibration_set); its
-    cross-fitted table and figures, logged and added to summary.json; its coverage curve drawn
-    first in uncertainty/calibration.png (these are the intervals the run's model gives)."""
-    from n2react import calibration_set as cs
-    from n2react.uncertainty_report import draw_calibration
-
-    spec = plan.uncertainty
-    calib, table = cs.recalibrate(calib, final, str(spec.calibration_path), spec.coverage)
-    metrics = cs.crossfit_metrics(table)
-    out = run_dir / "uncertainty"
-    out.mkdir(parents=True, exist_ok=True)
-    tracker.log_artifact(runstore.write_csv(out / cs.TABLE_FILE, table), "uncertainty")
-    label = (
-        f"{calib.source} ({len(table)} clusters), the run's intervals: "
-        "each composition unit calibrated on the other units"
-    )
-    for p in draw_calibration(out, title, label, cs.curve(table), first=True):
-        tracker.log_artifact(p, "uncertainty")
-    tracker.log_metrics(metrics)
-    _add_to_summary(run_dir, metrics)
-    log.info(
-        "intervals calibrated on %s (%d clusters); cross-fitted over its composition units: "
-        "%g%% intervals cover %.0f%%, mean width %.2f",
-        calib.source, len(table), 100 * spec.coverage,
-        100 * metrics["calibration_set_coverage"], metrics["calibration_set_width"],
-    )  # fmt: skip
-    return calib, table, metrics
-
-
-def _add_to_summary(run_dir: Path, metrics: dict[str, float]) -> None:
-    summary = json.loads((run_dir / runstore.SUMMARY_FILE).read_text())
-    runstore.write_json(run_dir / runstore.SUMMARY_FILE, {**summary, **metrics})
-
-
-def _transfer(
-    plan: Plan,
-    final: Any,
-    result: CVResult,
-    tracker: Tracker,
-    run_dir: Path,
-    calib: Calibration | None = None,
-    held_out: pd.DataFrame | None = None,
-) -> dict[str, float]:
-    """Score the final model on eval.path, a second labelled spreadsheet (new compositions);
-    ``held_out``: the cross-fitted table of the interval calibration file, used when eval.path
-    holds the same clusters (:func:`n2react.transfer.evaluate_transfer`)."""
-    folds = [f.model for f in result.folds if f.model is not None]
-    loaded = loaded_from_run(final, folds, run_dir / runstore.DOMAIN_FILE, calib)
-    coverage = plan.uncertainty.coverage if plan.uncertainty is not None else 0.9
-    n, data = len(result.dataset.y), data_title(plan.names.data, plan.data)
-    trained = f"{plan.names.model} trained on all {n} clusters of {data}"
-    metrics, files = evaluate_transfer(
-        loaded, str(plan.eval_path), run_dir, coverage, held_out, trained
-    )
-    tracker.log_metrics(metrics)
-    for p in files:
-        tracker.log_artifact(p, "transfer")
-    _add_to_summary(run_dir, metrics)
-    return metrics
 
 
 def _explain(
@@ -388,45 +369,31 @@ def _explain(
     from n2react.explain import RunData, explain, histories, loss_curves
 
     fold_models = {f.split.fold: f.model for f in result.folds if f.model is not None}
-    data = RunData(
-        str(run_dir),
-        plan.config,
-        result.dataset,
-        result.oof_table(),
-        final,
-        fold_models,
-    )
+    oof = result.oof_table()
+    data = RunData(str(run_dir), plan.config, result.dataset, oof, final, fold_models)
     for p in explain(data, run_dir / "explain", title=title):
         tracker.log_artifact(p, "explain")
     tracker.log_curves(loss_curves(histories(final, fold_models)))
 
 
 def _pair_split(plan: Plan, dataset: Dataset, tracker: Tracker, run_dir: Path) -> dict:
-    """The paper's pair-level random split (reproduction only; see n2react.pairsplit)."""
+    """The paper's pair-level random split (reproduction only; see n2react.pairsplit): fit and
+    score, then its files written and logged, and its line."""
     summary, pairs = pair_split(dataset, plan)
     tracker.set_tags({"cv.scheme": "pair_split"})
     tracker.log_metrics(summary)
     runstore.write_csv(run_dir / "test_pairs.csv", pairs)
     runstore.write_json(run_dir / runstore.SUMMARY_FILE, summary)
-    title = (
-        f"{plan.names.model} on {data_title(dataset.name, plan.data)}: random 80/20 split of "
-        "PAIRS (paper protocol)"
-    )
-    plot = parity_plot(
-        pairs.rename(columns={"cluster_i": "cluster"}),
-        None,
-        run_dir / "parity.png",
-        title=title,
-        quantity="lg(k1)_i - lg(k1)_j",
-    )
+    data = data_title(dataset.name, plan.data)
+    title = f"{plan.names.model} on {data}: random 80/20 split of PAIRS (paper protocol)"
+    test = pairs.rename(columns={"cluster_i": "cluster"})
+    difference = "lg(k1)_i - lg(k1)_j"
+    plot = parity_plot(test, None, run_dir / "parity.png", title=title, quantity=difference)
     for p in (run_dir / "test_pairs.csv", run_dir / runstore.SUMMARY_FILE, plot):
         tracker.log_artifact(p)
     log.info(
         "pair split: test r %.3f, RMSE %.3f on %d held-out pairs (%.0f%% with both clusters seen)",
-        summary["mean_test_r"],
-        summary["mean_test_rmse"],
-        len(pairs),
-        100 * summary["test_pairs_with_both_clusters_seen"],
-        extra=JOB_LINE,
-    )
+        summary["mean_test_r"], summary["mean_test_rmse"], len(pairs),
+        100 * summary["test_pairs_with_both_clusters_seen"], extra=JOB_LINE,
+    )  # fmt: skip
     return summary
