@@ -276,3 +276,21 @@ def test_a_users_file_names_the_run_not_the_option_it_came_through(
     assert data_name(data_cfg("homonuclear_24", path=str(same))) == "homonuclear_24"
     assert data_name(data_cfg("homonuclear_24", path=str(tmp_path))) == "homonuclear_24"
     assert data_name(data_cfg("homonuclear_15")) == "homonuclear_15"
+
+
+def test_each_data_kind_is_declared_once() -> None:
+    # data.kind was compared by name in four places (loading, the run's name, the cv.groups
+    # check, a sweep chart's title); each kind is declared once in n2react.data.SOURCES
+    from n2react.data import SOURCES, data_name, has_fixed_folds
+
+    for path in sorted(CONF.glob("*.yaml")):
+        cfg = data_cfg(path.stem)
+        assert str(cfg["kind"]) in SOURCES, path.name
+        assert has_fixed_folds(cfg) == (path.stem == "authors_folds"), path.name
+    # data.path does not rename a run on the fold files; an unknown kind is refused by name
+    assert data_name(data_cfg("authors_folds", path="/elsewhere/mine.xlsx")) == "authors_folds"
+    assert not has_fixed_folds(data_cfg("homonuclear_24", kind="sheet"))
+    with pytest.raises(
+        DataError, match=r"^data.kind: unknown kind 'sheet' \(expected table or folds\)$"
+    ):
+        load_dataset(data_cfg("homonuclear_24", kind="sheet"))

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from n2react.capabilities import epochs_param, gives_spread, uses_accelerator
 from n2react.composition import DEFAULT_LIGANDS
-from n2react.data import Dataset, data_name
+from n2react.data import Dataset, data_name, has_fixed_folds
 from n2react.errors import ConfigError, DataError
 from n2react.metrics import summary_keys
 from n2react.pipeline import PipelineFactory, search_space
@@ -357,7 +357,7 @@ def build_plan(cfg: DictConfig) -> Plan:
     if eval_path and not final_model:
         raise ConfigError("eval.path: scoring it needs the final model (final_model=true)")
     groups = check_grouping(cfg.cv.get("groups"))
-    if groups is not None and cfg.data.get("kind") == "folds":  # before its names are read
+    if groups is not None and has_fixed_folds(cfg.data):  # before its names are read
         raise ConfigError(
             f"cv.groups={groups}: data={data_name(cfg.data)} has its own fixed folds; "
             "use cv.groups=none with it"

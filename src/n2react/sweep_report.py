@@ -51,7 +51,7 @@ def _settings(board: pd.DataFrame, sweep_dir: Path) -> list[tuple[str, str]]:
     """(data, protocol) of each job that wrote its config_resolved.yaml."""
     import yaml
 
-    from n2react.data import data_name
+    from n2react.data import data_name, has_fixed_folds
     from n2react.splitters import protocol_text
 
     out: list[tuple[str, str]] = []
@@ -63,7 +63,7 @@ def _settings(board: pd.DataFrame, sweep_dir: Path) -> list[tuple[str, str]]:
             cfg = yaml.safe_load((job / "config_resolved.yaml").read_text(encoding="utf-8"))
             data, cv = cfg.get("data") or {}, cfg.get("cv") or {}
             protocol = protocol_text(
-                str(cv.get("scheme", "nested")), cv.get("groups"), data.get("kind") == "folds"
+                str(cv.get("scheme", "nested")), cv.get("groups"), has_fixed_folds(data)
             )
             out.append((data_title(data_name(data), data), protocol))
         except (OSError, ValueError, AttributeError, TypeError, yaml.YAMLError):

@@ -9,8 +9,8 @@ reads the authors' ten fold files (``data=authors_folds``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from n2react.data.files import locate
 from n2react.data.tables import Dataset, read_sheet, short_list, table_to_dataset, warn_once
 from n2react.errors import DataError
 
-__all__ = ["Dataset", "data_name", "load_dataset", "with_formula_features"]
+__all__ = ["Dataset", "data_name", "has_fixed_folds", "load_dataset", "with_formula_features"]
 
 
 def load_dataset(cfg: Mapping[str, Any], group_column: str | None = None) -> Dataset:
@@ -67,33 +67,71 @@ def data_name(cfg: Mapping[str, Any]) -> str:
     option's ``name``, or for a spreadsheet of the user's (``data.path`` naming a file other than
     the option's own) that file's name, so a run on ``my_clusters.xlsx`` is not titled
     ``homonuclear_24``."""
-    name, path = str(cfg.get("name", "data")), cfg.get("path")
-    if cfg.get("kind", "table") != "table" or not path:
+    name, path, source = str(cfg.get("name", "data")), cfg.get("path"), _source(cfg)
+    if source is None or not source.user_file or not path:
         return name
     p = Path(str(path)).expanduser()
     return name if p.is_dir() or p.name == cfg.get("file") else p.stem
 
 
+def has_fixed_folds(cfg: Mapping[str, Any]) -> bool:
+    """Whether the data config's files fix the outer folds themselves (``data=authors_folds``):
+    no cv.groups, and the protocol says so."""
+    source = _source(cfg)
+    return source is not None and source.fixed_folds
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a ``data.kind`` is: how its files are read into a :class:`Dataset` (``load(cfg,
+    group_column)``), whether they fix the outer folds, whether ``data.path`` may name a
+    spreadsheet of the user's."""
+
+    load: Callable[[Mapping[str, Any], str | None], Dataset]
+    fixed_folds: bool = False
+    user_file: bool = False
+
+
+def _table(cfg: Mapping[str, Any], group_column: str | None) -> Dataset:
+    p = locate(cfg["file"], path=cfg.get("path"), url=cfg.get("url"), sha256=cfg.get("sha256"))
+    df = read_sheet(p, cfg.get("sheet", 0))
+    return table_to_dataset(
+        df,
+        name=data_name(cfg),
+        source=str(p),
+        name_column=cfg.get("name_column"),
+        target_column=cfg.get("target_column"),
+        feature_columns=cfg.get("feature_columns"),
+        sentinels=list(cfg.get("sentinels") or []),
+        group_column=group_column,
+    )
+
+
+def _fold_files(cfg: Mapping[str, Any], group_column: str | None) -> Dataset:
+    if group_column is not None:
+        raise DataError("cv.groups=column:...: the authors' fold files keep their own folds")
+    return load_fold_files(cfg)
+
+
+#: ``data.kind`` -> what it is: ``table`` (conf/data_base/table.yaml, every data option but one),
+#: ``folds`` (conf/data/authors_folds.yaml).
+SOURCES: dict[str, Source] = {
+    "table": Source(_table, user_file=True),
+    "folds": Source(_fold_files, fixed_folds=True),
+}
+
+
+def _source(cfg: Mapping[str, Any]) -> Source | None:
+    return SOURCES.get(str(cfg.get("kind", "table")))
+
+
 def _load(cfg: Mapping[str, Any], group_column: str | None = None) -> Dataset:
-    kind = cfg.get("kind", "table")
-    if kind == "table":
-        p = locate(cfg["file"], path=cfg.get("path"), url=cfg.get("url"), sha256=cfg.get("sha256"))
-        df = read_sheet(p, cfg.get("sheet", 0))
-        return table_to_dataset(
-            df,
-            name=data_name(cfg),
-            source=str(p),
-            name_column=cfg.get("name_column"),
-            target_column=cfg.get("target_column"),
-            feature_columns=cfg.get("feature_columns"),
-            sentinels=list(cfg.get("sentinels") or []),
-            group_column=group_column,
+    source = _source(cfg)
+    if source is None:
+        raise DataError(
+            f"data.kind: unknown kind '{cfg.get('kind')}' (expected {' or '.join(SOURCES)})"
         )
-    if kind == "folds":
-        if group_column is not None:
-            raise DataError("cv.groups=column:...: the authors' fold files keep their own folds")
-        return load_fold_files(cfg)
-    raise DataError(f"data.kind: unknown kind '{kind}' (expected table or folds)")
+    return source.load(cfg, group_column)
 
 
 def check_variation(ds: Dataset) -> None:
