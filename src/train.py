@@ -162,4 +162,8 @@ if __name__ == "__main__":
 
     if problem := output_dir_problem(sys.argv[1:]):
         exit_with(problem)
+    from n2react.group_options import option_problem
+
+    if problem := option_problem(sys.argv[1:], _config_path()):
+        exit_with(problem)
     main()

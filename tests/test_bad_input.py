@@ -295,6 +295,56 @@ def test_bad_config(args: tuple[str, ...], expected: tuple[str, ...], tmp_path: 
     assert mlflow_runs(tmp_path / "mlflow.db") == []
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("model=extra_tree",), ("model=extra_tree: no such option", "extra_trees, gbr")),
+        (("cv=kfold5",), ("cv=kfold5: no such option (choose from default)",)),
+        # a sweep's comma list: the bad value named, before any job starts
+        (("-m", "model=ridge,extra_tree"), ("model=extra_tree: no such option",)),
+        (("-m", "+sweep=grd"), ("+sweep=grd: no such option (choose from grid)",)),
+        # a group of Hydra's own, whose options its plugins add
+        (("-m", "hydra/launcher=joblb"), ("hydra/launcher=joblb: no such option", "joblib")),
+        (("experiment=new_composition",), ("experiment=new_composition:", "new_compositions")),
+    ],
+    ids=["model", "cv", "sweep list", "+sweep", "launcher", "experiment"],
+)
+def test_a_misspelled_option_is_one_line(
+    args: tuple[str, ...], expected: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Hydra printed a dozen lines (the options, its search path, a HYDRA_FULL_ERROR hint) and
+    exit status 1."""
+    dirs = (f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'multi'}")
+    cmd = [sys.executable, "-m", "train", *args, *QUICK, *dirs]  # -m before the overrides
+    out = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    line = assert_one_error(out, *expected)
+    assert out.stderr.strip() == line and out.returncode == 2
+    assert not (tmp_path / "multi").exists() and not (tmp_path / "run").exists()
+    assert mlflow_runs(tmp_path / "mlflow.db") == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        "model=extra_trees pairwise=on cv.groups=metal",
+        "-m +sweep=grid hydra/launcher=joblib",
+        "-m model=ridge,svr hydra/launcher=parallel",
+        "-m model=glob(*)",
+        "-m model=choice(ridge,svr)",
+        "experiment=new_compositions",
+        "~experiment",
+        "--cfg job model=svr",
+        "--help",
+        "--config-dir /nowhere model=extra_tree",  # another search path: Hydra tells
+    ],
+)
+def test_valid_options_pass_the_option_check(argv: str) -> None:
+    from n2react.compose import config_dir
+    from n2react.group_options import option_problem
+
+    assert option_problem(argv.split(), str(config_dir())) is None
+
+
 def test_five_rows_three_folds(tmp_path: Path, shared_data: Path) -> None:
     path = five_rows(tmp_path, shared_data)
     out = cli(tmp_path, "train", f"data.path={path}", *QUICK)

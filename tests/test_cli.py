@@ -41,7 +41,7 @@ def _bad_xlsx(tmp_path: Path) -> Path:
 
 
 BAD = {
-    "unknown model": (["model=nosuchmodel"], "Could not find 'model/nosuchmodel'"),
+    "unknown model": (["model=nosuchmodel"], "model=nosuchmodel: no such option (choose from"),
     "unknown key": (["cv.outerfolds=3"], "Could not override 'cv.outerfolds'"),
     "malformed spreadsheet": (["data.path={tmp}/broken.xlsx"], "broken.xlsx"),
     "wrong column": (["data.target_column='lg(k2)'"], "target column 'lg(k2)' not found"),

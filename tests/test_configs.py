@@ -94,7 +94,7 @@ def test_compose_config_is_the_project_config(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["model=nosuchmodel"], "Could not find 'model/nosuchmodel'"),
+        (["model=nosuchmodel"], "model=nosuchmodel: no such option (choose from anchored"),
         (["cv.outerfolds=3"], "Could not override 'cv.outerfolds'"),
         (["--help"], "cannot parse override '--help'"),
     ],

@@ -31,7 +31,7 @@ def compose_config(
     :class:`~n2react.errors.ConfigError` with Hydra's first line, naming the override, as
     ``python -m train`` reports it."""
     from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException, OverrideParseException
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -45,6 +45,10 @@ def compose_config(
         why = lines[0] if lines else type(exc).__name__
         if isinstance(exc, OverrideParseException):
             why = f"cannot parse override {exc.override!r} (expected key=value): {why}"
+        if isinstance(exc, MissingConfigException):  # a misspelled option: the options too
+            from n2react.group_options import option_problem
+
+            why = option_problem(list(overrides), str(config_dir())) or why
         raise ConfigError(why) from exc
     with open_dict(cfg):
         for key, value in (settings or {}).items():

@@ -1,0 +1,83 @@
+"""A misspelled config group option (``model=extra_tree``, ``cv=kfold5``) named in one line.
+
+Hydra reports it as a dozen lines (``Could not find 'model/extra_tree'``, the options one a line,
+the search path, a hint about ``HYDRA_FULL_ERROR``) and exit status 1. :func:`option_problem`
+looks the command line's group overrides up where Hydra would (the primary config, Hydra's own
+groups and those of its plugins, e.g. ``hydra/launcher=joblib``), each value of a ``-m`` comma
+list included, so that ``python -m train`` refuses them first with the CLI's one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _hydra_overrides(argv: Sequence[str]) -> list[str] | None:
+    """The overrides of a ``python -m train`` command line as Hydra's parser reads them; None when
+    the command changes where configs are found (``--config-dir`` and the like, a
+    ``hydra.searchpath``): Hydra alone can tell then."""
+    from hydra._internal.utils import get_args_parser
+
+    with contextlib.redirect_stderr(io.StringIO()):  # a bad flag: Hydra's parser reports it
+        try:
+            args, _ = get_args_parser().parse_known_args(list(argv))
+        except SystemExit:
+            return None
+    if args.config_dir or args.config_path or args.config_name:
+        return None
+    overrides = list(args.overrides or [])
+    if any(o.lstrip("+~").startswith("hydra.searchpath") for o in overrides):
+        return None
+    return overrides
+
+
+def _values(override: Any) -> list[str]:
+    """The option names a group override asks for (each of a ``-m`` comma list); none for a
+    deletion, ``null``, a list of options or a glob (Hydra filters those itself)."""
+    from hydra.core.override_parser.types import ValueType
+
+    if override.is_delete():
+        return []
+    if override.value_type == ValueType.ELEMENT:
+        value = override.value()
+        return [override.get_value_element_as_str()] if isinstance(value, str) else []
+    if override.value_type in (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP):
+        return [v for v in override.sweep_string_iterator() if v != "null"]
+    return []
+
+
+def option_problem(argv: Sequence[str], config_path: str) -> str | None:
+    """One line naming the first group override whose option does not exist (``model=extra_tree:
+    no such option (choose from ...)``); None when all exist, or when the check cannot tell
+    (Hydra then reports as it does)."""
+    try:
+        overrides = _hydra_overrides(argv)
+        if not overrides:
+            return None
+        from hydra._internal.config_repository import ConfigRepository
+        from hydra._internal.utils import create_config_search_path
+        from hydra.core.object_type import ObjectType
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        repo = ConfigRepository(create_config_search_path(config_path))
+        for override in parsed:
+            group = override.key_or_group
+            if not repo.group_exists(group):
+                continue  # a key (seed=1, cv.groups=metal), not a group
+            for name in _values(override):
+                if not repo.config_exists(f"{group}/{name}"):
+                    options = repo.get_group_options(group, ObjectType.CONFIG)
+                    return (
+                        f"{override.get_key_element()}={name}: no such option "
+                        f"(choose from {', '.join(options)})"
+                    )
+    except Exception:  # never refuse a command because the check itself failed
+        log.debug("cannot check the group options", exc_info=True)
+    return None
