@@ -122,9 +122,16 @@ def test_grouped_folds_keep_groups_whole_and_balanced() -> None:
     assert [set(groups[s.test]) for s in logo] == [{g} for g in "abcdef"]
 
 
-def test_grouped_run_logs_pooled_and_per_group_scores(make_cfg, tmp_path: Path) -> None:
+def test_grouped_run_logs_pooled_and_per_group_scores(
+    make_cfg, tmp_path: Path, n2react_runs
+) -> None:
     cfg = make_cfg("data=homonuclear_15", "model=ridge", "cv.groups=metal", "explain=false")
+    assert cfg.cv.outer_folds == 10
     m = run(cfg, tmp_path)
+    # one fold per metal were run, and that is what the run says (it logged the setting, 10)
+    (parent,), children = n2react_runs(tmp_path)
+    assert parent.data.params["cv.outer_folds"] == "6" and len(children) == 6
+    assert "6 outer folds" in parent.data.tags["mlflow.note.content"]
     assert {"pooled_test_r", "pooled_test_rmse", "pooled_test_mae", "pooled_test_within"} <= set(m)
     oof = pd.read_csv(tmp_path / "oof_predictions.csv")
     assert set(oof["group"]) == {"Mo", "Ta", "V", "Fe", "Rh", "Co"}

@@ -106,7 +106,7 @@ def _train(
         tracker = open_tracker(plan.tracking, job or JobInfo(plan.names.model))
     _log_dataset(plan, dataset)
     done = _prepare_folder(plan, run_dir, splits, resumed)
-    params, tags = _params_and_tags(plan, dataset, used_device, run_dir)
+    params, tags = _params_and_tags(plan, dataset, splits, used_device, run_dir)
     label = job.name if job is not None and job.sweep else plan.names.model
     status, error = "FAILED", None
     try:
@@ -150,11 +150,14 @@ def _prepare_folder(
 
 
 def _params_and_tags(
-    plan: Plan, dataset: Dataset, used_device: str, run_dir: Path
+    plan: Plan, dataset: Dataset, splits: list[Split], used_device: str, run_dir: Path
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The MLflow run's parameters (the config flattened, the data's shape) and tags."""
+    # the folds run per repeat, not the setting: one per metal (6) with cv.groups=metal, the
+    # authors' own with data=authors_folds, whatever cv.outer_folds says
+    ran = {"cv.outer_folds": sum(s.repeat == 1 for s in splits)} if splits else {}
     params = tracked_params(
-        plan.config, **{"data.n_rows": dataset.n_rows, "data.n_features": dataset.X.shape[1]}
+        plan.config, **{"data.n_rows": dataset.n_rows, "data.n_features": dataset.X.shape[1]}, **ran
     )
     accel = plan.uses_accelerator
     tags = {
