@@ -120,6 +120,12 @@ def test_predict_refuses_a_non_finite_cell_and_writes_nothing(
             ("pairwise.wrapper.max_pairs: ", "got 2.5"),
             id="max_pairs=2.5",
         ),
+        # one pair trains a constant difference: the training mean for every cluster
+        pytest.param(
+            ("pairwise=on", "pairwise.wrapper.max_pairs=1"),
+            ("pairwise.wrapper.max_pairs: ", ">= 2", "got 1"),
+            id="max_pairs=1",
+        ),
         pytest.param(("cv.outer_folds=1",), ("cv.outer_folds=1",), id="1 outer fold"),
         pytest.param(("cv.repeats=0",), ("cv.repeats=0",), id="0 repeats"),
     ],

@@ -313,8 +313,11 @@ def test_bad_validation_option_and_mask_are_rejected() -> None:
     # pairwise.wrapper.symmetrize=maybe was read as true, max_pairs=2.5 as 2
     with pytest.raises(ValueError, match="symmetrize must be true or false, got 'maybe'"):
         PairwiseRegressor(symmetrize="maybe").fit(X, y)
-    with pytest.raises(ValueError, match="max_pairs must be None or a whole number >= 1"):
+    with pytest.raises(ValueError, match="max_pairs must be None or a whole number >= 2"):
         PairwiseRegressor(max_pairs=2.5).fit(X, y)
+    # one pair trained a constant difference: every cluster got the training mean
+    with pytest.raises(ValueError, match="max_pairs must be None or a whole number >= 2"):
+        PairwiseRegressor(max_pairs=1).fit(X, y)
     with pytest.raises(ValueError, match="leave rows for both"):
         KerasMLPRegressor(max_epochs=2).fit(X, y, validation_mask=np.ones(12, bool))
     with pytest.raises(ValueError, match="boolean array of length 12"):

@@ -111,7 +111,8 @@ class PairwiseRegressor(
         ``base__units`` ...) work through ``get_params``/``set_params``.
     max_pairs : int or None
         Train on a random subset (without replacement, seeded by ``random_state``) of at most
-        this many ordered pairs; ``None`` uses all ``n * (n - 1)``.
+        this many ordered pairs (at least 2: the base fitted on one pair is a constant);
+        ``None`` uses all ``n * (n - 1)``.
     symmetrize : bool
         Predict with the antisymmetric part ``f_sym(d) = (f(d) - f(-d)) / 2`` of the fitted
         difference model, so that ``f_sym(-d) == -f_sym(d)`` exactly (swapping the two rows of
@@ -176,8 +177,12 @@ class PairwiseRegressor(
 
     def check_params(self) -> None:
         mp = self.max_pairs
-        if mp is not None and (isinstance(mp, bool) or not isinstance(mp, Integral) or mp < 1):
-            raise ValueError(f"max_pairs must be None or a whole number >= 1, got {mp!r}")
+        if mp is not None and (isinstance(mp, bool) or not isinstance(mp, Integral) or mp < 2):
+            # a base fitted on one pair is a constant: every cluster predicted the training mean
+            raise ValueError(
+                f"max_pairs must be None or a whole number >= 2 (one pair trains a constant "
+                f"difference, the same prediction for every cluster), got {mp!r}"
+            )
         if not isinstance(self.symmetrize, bool | np.bool_):
             raise ValueError(f"symmetrize must be true or false, got {self.symmetrize!r}")
         if self.validation not in ("clusters", "pairs"):
