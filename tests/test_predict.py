@@ -43,7 +43,7 @@ def test_predict_all_159_from_the_run_directory(trained: dict, shared_data: Path
     assert res.returncode == 0, res.stderr[-2000:]
     table = pd.read_csv(out)
     domain = ["in_domain", "domain_reasons", "nearest_training"]
-    band = ["y_lower", "y_upper", "expected_error", "descriptor_notes"]
+    band = ["y_lower", "y_upper", "interval_coverage", "expected_error", "descriptor_notes"]
     assert list(table.columns) == [
         "cluster",
         "y_pred",
@@ -55,6 +55,7 @@ def test_predict_all_159_from_the_run_directory(trained: dict, shared_data: Path
         "residual",
     ]
     assert len(table) == 159 and table["y_pred"].notna().all()
+    assert (table["interval_coverage"] == 0.9).all()  # the level of y_lower..y_upper, by default
     assert (table["y_std"] > 0).all()  # spread over the 5 outer-fold models
     # the values behind the columns: residual = predicted - measured; the interval is centred
     # on y_pred; in_domain is false exactly for a new element or an expected error above the
@@ -90,10 +91,14 @@ def test_predict_by_mlflow_run_id_without_labels(trained: dict) -> None:
     table, metrics = predict(trained["run_id"], path, trained["tmp"] / "new.csv", uri)
     assert metrics is None and len(table) == 59
     domain = ["in_domain", "domain_reasons", "nearest_training"]
-    band = ["y_lower", "y_upper", "expected_error", "descriptor_notes"]
+    band = ["y_lower", "y_upper", "interval_coverage", "expected_error", "descriptor_notes"]
     assert list(table.columns) == ["cluster", "y_pred", "y_std", *domain, *band, "used_by_run"]
     assert table["y_std"].notna().all()
     assert (table["used_by_run"] == "").all()  # none of the 59 was trained on
+    # --coverage 0.8: narrower intervals, and the CSV says which level they are
+    narrow, _ = predict(trained["run_id"], path, trained["tmp"] / "new80.csv", uri, coverage=0.8)
+    assert (pd.read_csv(trained["tmp"] / "new80.csv")["interval_coverage"] == 0.8).all()
+    assert (narrow["y_upper"] - narrow["y_lower"] < table["y_upper"] - table["y_lower"]).all()
 
 
 def test_default_output_lands_beside_the_input(trained: dict) -> None:

@@ -181,8 +181,8 @@ def prediction_table(
     coverage: float = 0.9,
 ) -> tuple[pd.DataFrame, dict[str, float] | None, str | None]:
     """(cluster, y_pred, y_std, in_domain, domain_reasons, nearest_training, y_lower, y_upper,
-    expected_error, descriptor_notes[, y_true, residual]), the scores when the clusters are
-    labelled, and the summary line of the domain check (None: no domain).
+    interval_coverage, expected_error, descriptor_notes[, y_true, residual]), the scores when
+    the clusters are labelled, and the summary line of the domain check (None: no domain).
 
     With the run's calibration, ``in_domain`` is false for a cluster with an element no training
     cluster has, or whose expected error is above the run's flag threshold (validated on held-out
@@ -220,6 +220,8 @@ def prediction_table(
     if band is not None:
         for col in ("y_lower", "y_upper", "expected_error"):
             out[col] = band[col].to_numpy()
+            if col == "y_upper":  # the interval's nominal coverage (--coverage), on every row
+                out["interval_coverage"] = float(coverage)
         if loaded.domain is not None:
             out["descriptor_notes"] = notes
     if calib is not None:
