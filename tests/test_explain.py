@@ -298,3 +298,45 @@ def test_keras_learning_curves_and_explaining_an_mlflow_run_id(
     assert {p.name for p in paths} >= {"learning_curves.png", "shap_importance.png"}
     shap_t = pd.read_csv(out / "shap_importance.csv", index_col=0)
     assert len(shap_t) == 24 and shap_t["final"].notna().all()
+
+
+def test_cluster_explanations_share_the_cpus_and_say_how_long_is_left(monkeypatch, caplog):
+    """predict --explain on a pairwise extra-trees model ran for minutes without a word (each
+    cluster costs 2 (p + 1) x 20 predictions, each through every reference cluster): the
+    predictions are now split over threads, with the same values to the bit, and a count says
+    how long the rest will take."""
+    import logging
+
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    from n2react.domain import ApplicabilityDomain
+    from n2react.explain import clusters as cl
+    from n2react.models.pairwise import PairwiseRegressor
+
+    X, y = _toy(40)
+    base = ExtraTreesRegressor(n_estimators=10, random_state=0)
+    model = make_pipeline(StandardScaler(), PairwiseRegressor(base=base, random_state=0))
+    model.fit(X, y)
+    domain = ApplicabilityDomain().fit(X, [f"Mo{i}" for i in range(len(X))])
+    rows = X.iloc[:12]
+    names = list(X.columns)
+    a = np.repeat(rows.to_numpy(), 100, axis=0)  # 1200 rows: one chunk of 400 per thread
+    counted: list[int] = []
+    one = imp._predict(model, a, names)
+    assert np.array_equal(imp._predict(model, a, names, workers=3, done=counted.append), one)
+    assert sorted(counted) == [400, 400, 400]  # each chunk counted as it is done
+    assert cl._workers(model) >= 1 and cl._workers(make_pipeline(Ridge()).fit(X, y)) == 1
+
+    monkeypatch.setattr(cl, "_workers", lambda model: 1)
+    alone = cl.explain_clusters(model, domain, rows, rows.index.to_numpy())
+    monkeypatch.setattr(cl, "_workers", lambda model: 3)
+    monkeypatch.setattr(cl, "TELL_AFTER_S", 0.0)  # as if slow: the count is logged
+    with caplog.at_level(logging.INFO, logger="n2react.explain.clusters"):
+        shared = cl.explain_clusters(model, domain, rows, rows.index.to_numpy())
+    pd.testing.assert_frame_equal(shared, alone)
+    told = [
+        r.getMessage() for r in caplog.records if "SHAP values of 12 clusters" in r.getMessage()
+    ]
+    assert told and all("% done, about " in m and m.endswith(" s left") for m in told), told
+    np.testing.assert_allclose(shared.filter(like="shap ").sum(axis=1) + shared["base"],
+                               model.predict(rows), atol=1e-9)  # fmt: skip

@@ -18,6 +18,7 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
 
@@ -110,19 +111,23 @@ class FoldProgress:
 
 
 @contextlib.contextmanager
-def refit_bar(total: int, enabled: bool = True) -> Iterator[Callable[[], None]]:
-    """A progress bar of the validation refits on a terminal; yields the step to call per refit."""
+def refit_bar(
+    total: int, enabled: bool = True, what: str = "interval validation refits"
+) -> Iterator[Callable[..., None]]:
+    """A progress bar of the validation refits (or ``what``) on a terminal; yields the step to
+    call per refit (or with the amount done)."""
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=console,
         disable=not (enabled and sys.stderr.isatty()),
     )
     with bar:
-        task = bar.add_task("interval validation refits", total=total)
-        yield lambda: bar.advance(task)
+        task = bar.add_task(what, total=total)
+        yield lambda amount=1: bar.advance(task, amount)
 
 
 COLUMNS = ("test_r", "test_rmse", "test_mae", "test_r2", "train_r", "train_rmse")
