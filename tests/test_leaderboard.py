@@ -134,12 +134,7 @@ def test_a_sweep_job_finished_by_resume_updates_the_sweeps_leaderboard(tmp_path:
     # it as unfinished (or failed) and its MLflow run had no rank
     sweep = tmp_path / "multi"
     common = ["model=ridge", "cv.outer_folds=3", "final_model=false", "explain=false"]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    cmd = [sys.executable, "-m", "train", *common, "progress=false", "seed=1,2"]
-    out = subprocess.run(
-        [*cmd, f"hydra.sweep.dir={sweep}", "-m"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    out = _train(tmp_path, *common, "progress=false", "seed=1,2", f"hydra.sweep.dir={sweep}", "-m")
     assert out.returncode == 0, out.stderr[-2000:]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = {int(r.data.tags["job"]): r for r in client.search_runs(["1"]) if "job" in r.data.tags}
@@ -153,10 +148,7 @@ def test_a_sweep_job_finished_by_resume_updates_the_sweeps_leaderboard(tmp_path:
         client.delete_tag(r.info.run_id, "leaderboard_rank")
     (sweep / "leaderboard.csv").unlink()
 
-    out = subprocess.run(
-        [sys.executable, "-m", "train", *common, "seed=2", f"resume={job}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    out = _train(tmp_path, *common, "seed=2", f"resume={job}")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "the sweep's leaderboard is brought up to date" in out.stderr
     board = pd.read_csv(sweep / "leaderboard.csv")
