@@ -153,7 +153,9 @@ def main(cfg: DictConfig) -> float:
     return float(metrics[cfg.optimized_metric])
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python -m train`` and ``n2react-train``: the command-line checks Hydra cannot make in one
+    line (launcher plugins, the output folder, misspelled group options), then the Hydra main."""
     from n2react.launchers import exit_with, plugin_problem
 
     if problem := plugin_problem(sys.argv[1:]):
@@ -167,3 +169,7 @@ if __name__ == "__main__":
     if problem := option_problem(sys.argv[1:], _config_path()):
         exit_with(problem)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -323,6 +323,18 @@ def test_a_misspelled_option_is_one_line(
     assert mlflow_runs(tmp_path / "mlflow.db") == []
 
 
+def test_the_console_script_checks_options_too(tmp_path: Path) -> None:
+    """n2react-train pointed at the Hydra main, past the checks of ``python -m train``: a
+    misspelled option printed Hydra's dozen lines there."""
+    script = shutil.which("n2react-train")
+    if script is None:
+        pytest.skip("n2react-train is not installed (pip install -e .)")
+    cmd = [script, "model=extra_tree", *QUICK, f"hydra.run.dir={tmp_path / 'run'}"]
+    out = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    line = assert_one_error(out, "model=extra_tree: no such option")
+    assert out.stderr.strip() == line and out.returncode == 2
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -64,7 +64,7 @@ def test_checkout_uses_its_own_conf_and_license_matches() -> None:
     assert not any("License ::" in c for c in PYPROJECT["project"]["classifiers"])
     scripts = PYPROJECT["project"]["scripts"]
     assert scripts == {
-        "n2react-train": "train:main",
+        "n2react-train": "train:cli",
         "n2react-predict": "predict:main",
         "n2react": "n2react.cli:main",
     }
