@@ -250,6 +250,13 @@ def test_target_found_by_name_and_named_in_the_first_lines(
         pytest.param(("cv.seed=abc",), ("cv.seed='abc'", "whole"), id="cv.seed=abc"),
         pytest.param(("cv.seed=-5",), ("cv.seed=-5", ">= 0"), id="cv.seed<0"),
         pytest.param(("cv.shuffle=maybe",), ("cv.shuffle='maybe'",), id="shuffle=maybe"),
+        # leave one metal out is the same 6 folds every repeat: it ran them twice, counted as
+        # independent in the means and intervals
+        pytest.param(
+            ("cv.groups=metal", "cv.repeats=2", "cv.outer_folds=10"),
+            ("cv.repeats=2: 6 groups into cv.outer_folds=10 folds is leave one group out",),
+            id="metal repeats",
+        ),
         # a typo of false was read as true (an explained run, a refit); a text fraction crashed
         pytest.param(("explain=flase",), ("explain='flase'", "true or false"), id="explain typo"),
         pytest.param(("uncertainty.enabled=no_",), ("uncertainty.enabled",), id="enabled typo"),

@@ -141,3 +141,15 @@ def test_titles_count_repeated_folds_as_folds_and_repeats() -> None:
 
     assert fold_count_text(KFoldSplitter(3, repeats=2, seed=0).split(30)) == "3 folds x 2 repeats"
     assert fold_count_text(KFoldSplitter(5, seed=0).split(30)) == "5 folds"
+
+
+def test_repeats_of_leave_one_group_out_are_refused_shuffled_group_folds_repeat() -> None:
+    from n2react.splitters import KFoldSplitter
+
+    groups = np.repeat(np.array(list("abcdef")), 5)
+    with pytest.raises(ConfigError, match="leave one group out, the same folds in every repeat"):
+        KFoldSplitter(10, repeats=2, seed=0).split(30, groups)
+    splits = KFoldSplitter(3, repeats=2, seed=0).split(30, groups)
+    first = [tuple(s.test) for s in splits if s.repeat == 1]
+    second = [tuple(s.test) for s in splits if s.repeat == 2]
+    assert len(first) == len(second) == 3 and set(first) != set(second)

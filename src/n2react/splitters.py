@@ -116,6 +116,13 @@ class KFoldSplitter(Splitter):
                 "rows; grouped cross-validation needs at least 2"
             )
         k = min(self.n_splits, len(labels))
+        if self.repeats > 1 and k == len(labels):
+            raise ConfigError(
+                f"cv.repeats={self.repeats}: {len(labels)} groups into {self.key}={self.n_splits} "
+                "folds is leave one group out, the same folds in every repeat (counted as "
+                f"independent in the means and intervals); set cv.repeats=1, or {self.key} below "
+                f"{len(labels)} to shuffle the groups into folds anew each repeat"
+            )
         out: list[Split] = []
         rows = np.arange(len(groups))
         for r in range(self.repeats):
