@@ -42,21 +42,13 @@ def make_hyperparameters(
             step, low = spec.get("step"), int(spec.get("sampling") == "log")  # log: a factor
             if step is not None and not (isinstance(step, int | float) and step > low):
                 raise ValueError(f"step={step!r}: must be > {low} (or left out: no steps)")
-            if t == "float":
-                hp.Float(
+            if t in ("float", "int"):
+                cast, make = (float, hp.Float) if t == "float" else (int, hp.Int)
+                make(
                     name,
-                    float(spec["min"]),
-                    float(spec["max"]),
-                    step=spec.get("step"),
-                    sampling=spec.get("sampling", "linear"),
-                    default=default,
-                )
-            elif t == "int":
-                hp.Int(
-                    name,
-                    int(spec["min"]),
-                    int(spec["max"]),
-                    step=spec.get("step"),
+                    cast(spec["min"]),
+                    cast(spec["max"]),
+                    step=step,
                     sampling=spec.get("sampling", "linear"),
                     default=default,
                 )

@@ -218,10 +218,9 @@ def prediction_table(
         out["in_domain"] = np.nan if band is None else ~band["flagged"].to_numpy()
         log.warning("the run recorded no applicability domain: no new-element check")
     if band is not None:
-        for col in ("y_lower", "y_upper", "expected_error"):
-            out[col] = band[col].to_numpy()
-            if col == "y_upper":  # the interval's nominal coverage (--coverage), on every row
-                out["interval_coverage"] = float(coverage)
+        out["y_lower"], out["y_upper"] = band["y_lower"].to_numpy(), band["y_upper"].to_numpy()
+        out["interval_coverage"] = float(coverage)  # the nominal level (--coverage), every row
+        out["expected_error"] = band["expected_error"].to_numpy()
         if loaded.domain is not None:
             out["descriptor_notes"] = notes
     if calib is not None:

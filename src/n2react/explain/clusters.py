@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
 
-from n2react.capabilities import inner_model
+from n2react.capabilities import final_step, inner_model
 from n2react.errors import N2ReactError
 from n2react.explain.importance import _TREES, Budget, _permutation_shap, _predict
 
@@ -60,8 +59,7 @@ def _workers(model: Any) -> int:
     """Threads for the predictions: the CPUs this process may use for a tree model (pairwise or
     not: scikit-learn's trees predict without the GIL, row by row, so a chunk's numbers do not
     depend on the threads), else one."""
-    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
-    if not isinstance(inner_model(final), _TREES):
+    if not isinstance(inner_model(final_step(model)), _TREES):
         return 1
     cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     return max(1, len(cpus) if cpus else os.cpu_count() or 1)
