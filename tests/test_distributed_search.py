@@ -29,7 +29,10 @@ COMMON = [
     "explain=false",
     "progress=false",
 ]
-PROJECTS = ["outer_01", "outer_02", "outer_03", "final"]
+#: the chief's searches in order: the outer folds, the nested interval validation's (one per pair
+#: of folds, on the rows outside both; the workers walk them too), the final model's
+PROJECTS = ["outer_01", "outer_02", "outer_03", "nested_01_02", "nested_01_03", "nested_02_03",
+            "final"]  # fmt: skip
 
 
 def _free_port() -> int:

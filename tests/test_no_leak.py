@@ -191,3 +191,51 @@ def test_nested_validation_with_two_folds_says_it_is_cross_fitted(make_cfg, tmp_
         said = "validated cross-fitted instead" in caplog.text
         assert said is (validation == "nested")
     assert figures[0] == figures[1]
+
+
+def _recorded(procedure, projects: list[str]):
+    """``procedure``, noting the project of each fold procedure it makes in ``projects``."""
+
+    def make(project: str):
+        projects.append(project)
+        return procedure(project)
+
+    return make
+
+
+def test_a_searched_runs_nested_refits_search_again_without_both_folds(
+    make_cfg, tmp_path: Path, caplog
+) -> None:
+    # fold 2's lg(k1) scrambled moves what the other folds' searches pick (their inner CV scored
+    # it); the nested refits that predict fold 2 for another fold search again on the rows
+    # outside both, as the outer CV does for a fold, so their predictions of it stay the same
+    # to the bit (refitted with the fold's own best parameters, they moved with them)
+    from n2react.nested_residuals import nested_residuals, nested_searches
+    from n2react.run import fold_procedure
+
+    cfg = make_cfg("model=ridge", "search=grid", "cv.outer_folds=4", *TINY[3:])
+    plan = build_plan(cfg)
+    real = _outer_cv(cfg, tmp_path / "real")
+    test = real.folds[FOLD - 1].split.test
+    other = _outer_cv(cfg, tmp_path / "scrambled", _scrambled(real.dataset.y, test))
+    moved = [
+        a.split.fold for a, b in zip(real.folds, other.folds) if a.best_params != b.best_params
+    ]
+    assert moved and FOLD not in moved  # the leak this guards against is there to be seen
+    preds = []
+    for name, result in (("real", real), ("scrambled", other)):
+        procedure = fold_procedure(plan, tmp_path / name)
+        assert procedure is not None
+        projects: list[str] = []
+        caplog.clear()
+        with caplog.at_level("INFO", logger="n2react.nested_residuals"):
+            nested = nested_residuals(result, procedure=_recorded(procedure, projects))
+        assert "6 refits, each a new search (up to 7 trials, 42 in all)" in caplog.text
+        # one search per pair of folds, in the order a distributed worker walks them
+        splits = [f.split for f in result.folds]
+        assert [p for p in projects if p] == [p for p, _ in nested_searches(splits)]
+        assert nested is not None
+        y = result.dataset.y
+        preds.append({f: y[test] - r.residual[test] for (_, f), r in nested.items() if f != FOLD})
+    for fold in moved:
+        assert np.array_equal(preds[0][fold], preds[1][fold]), fold

@@ -23,6 +23,7 @@ from n2react import tuner_internals as kti
 from n2react.data import load_dataset
 from n2react.distributed import Distributed, chief, fingerprint
 from n2react.errors import ConfigError
+from n2react.nested_residuals import nested_searches
 from n2react.plan import Plan
 from n2react.search import make_tuner
 
@@ -162,8 +163,9 @@ def run_distributed(
 
 
 def run_worker(plan: Plan, run_dir: Path) -> dict[str, float]:
-    """``role=worker``: the chief's searches, in its order (the outer folds, then the final
-    one), from the same plan and data; nothing is logged to MLflow."""
+    """``role=worker``: the chief's searches, in its order (the outer folds, the nested
+    validation's, then the final one), from the same plan and data; nothing is logged to
+    MLflow."""
     import grpc
 
     settings = plan.search.distributed
@@ -172,6 +174,8 @@ def run_worker(plan: Plan, run_dir: Path) -> dict[str, float]:
     dataset = plan.attach_groups(load_dataset(plan.data, plan.group_column))
     splits = plan.validate(dataset)
     rows = [(f"outer_{s.fold:02d}", s.train) for s in splits]
+    if plan.uncertainty is not None and plan.uncertainty.validation == "nested":
+        rows += nested_searches(splits)  # the chief searches again without each pair of folds
     if plan.final_model:
         rows.append(("final", np.arange(dataset.n_rows)))
     channel = grpc.insecure_channel(settings.address)

@@ -8,10 +8,14 @@ lg(k1) is far from its neighbours' pulls their predictions, and so their residua
 its own expected error looks right for a reason a new cluster never has.
 
 Nested validation calibrates *f* as a run calibrates for a new cluster: for every other fold *g*
-of the same repeat, fold *f*'s tuned pipeline (its best parameters, no new search) is refitted on
-the rows outside *f* and *g* and predicts *g*. That is K(K-1) refits per repeat, K(K-1)/2 when
-the two folds' tuned parameters agree (``search=none``: one model serves both). The intervals a
-run saves for new clusters do not change; only the figures that validate them do.
+of the same repeat, fold *f*'s fitting procedure is run again on the rows outside *f* and *g*
+and predicts *g*. Without a search that is *f*'s pipeline refitted: K(K-1) refits per repeat,
+K(K-1)/2 when the two folds' parameters agree (``search=none``: one model serves both). With a
+search, *f*'s best parameters were chosen by an inner CV over *f*'s training rows, *g*'s among
+them, so the refit searches again, as the outer CV does for a fold (inner CV over its own rows
+and groups, its keras-tuner state in its own project): the procedure is then the same for *f*
+and *g*, and one search-and-refit per pair of folds, K(K-1)/2 per repeat, serves both. The
+intervals a run saves for new clusters do not change; only the figures that validate them do.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +33,7 @@ import pandas as pd
 
 from n2react.difficulty import model_spread
 from n2react.errors import DataError
+from n2react.splitters import Split
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +54,14 @@ def nested_residuals(
     result: Any,
     spread: bool = False,
     progress: Callable[[int], AbstractContextManager[Callable[[], None]]] | None = None,
+    procedure: Callable[[str], Any] | None = None,
 ) -> dict[tuple[int, int], FoldResiduals] | None:
     """``{(repeat, fold): FoldResiduals}`` for every outer fold of ``result`` (a CV result whose
     folds keep their fitted pipelines); ``spread``: also the refitted models' own spread;
-    ``progress(total)``: a context giving the step to call per refit (a progress bar). None,
-    with a warning, when a repeat has two outer folds (no rows outside both to refit on): the
+    ``progress(total)``: a context giving the step to call per refit (a progress bar);
+    ``procedure(name)``: a fresh fold procedure (the outer folds' tuned pipeline, its search
+    state in project ``name``), needed when the folds were tuned by a search. None, with a
+    warning, when a repeat has two outer folds (no rows outside both to refit on): the
     validation is then cross-fitted."""
     ds = result.dataset
     n = len(ds.y)
@@ -65,34 +73,33 @@ def nested_residuals(
             "outside both to refit on): the intervals are validated cross-fitted instead"
         )
         return None
+    searched = any(f.best_params for f in folds)
+    if searched and procedure is None:
+        raise ValueError("nested_residuals: searched folds need their procedure to search again")
     missing = [f.split.fold for f in folds if f.model is None]
-    if missing:
+    if missing and not searched:
         raise DataError(
             f"uncertainty.validation=nested: outer fold {missing[0]} has no fitted model to refit"
         )
-    pairs = {
-        (f.split.repeat, frozenset((f.split.fold, g.split.fold)), repr(f.best_params))
-        for f in folds
-        for g in folds
-        if g.split.repeat == f.split.repeat and g.split.fold != f.split.fold
-    }
-    log.info(
-        "uncertainty.validation=nested: %d refits, each without the fold it validates", len(pairs)
-    )
+
+    def key(f: Any, g: Any) -> tuple:
+        pair = (f.split.repeat, frozenset((f.split.fold, g.split.fold)))
+        return pair if searched else (*pair, repr(f.best_params))
+
+    pairs = {key(f, g) for f in folds for g in folds if _other(f, g)}
+    _say(len(pairs), procedure if searched else None)
     cache: dict[tuple, dict[int, tuple[np.ndarray, np.ndarray | None]]] = {}
     out: dict[tuple[int, int], FoldResiduals] = {}
     with (progress or _no_bar)(len(pairs)) as advance:
+        for f, g in ((f, g) for f in folds for g in folds if _other(f, g)):
+            if key(f, g) not in cache:  # searched: in nested_searches' order (the workers')
+                cache[key(f, g)] = _refit(f, g, ds, spread, procedure if searched else None)
+                advance()
         for f in folds:
             residual = np.full(n, np.nan)
             spreads = np.full(n, np.nan) if spread else None
-            for g in folds:
-                if g.split.repeat != f.split.repeat or g.split.fold == f.split.fold:
-                    continue
-                key = (f.split.repeat, frozenset((f.split.fold, g.split.fold)), repr(f.best_params))
-                if key not in cache:
-                    cache[key] = _refit(f, g, ds, spread)
-                    advance()
-                pred, std = cache[key][g.split.fold]
+            for g in (g for g in folds if _other(f, g)):
+                pred, std = cache[key(f, g)][g.split.fold]
                 residual[g.split.test] = ds.y[g.split.test] - pred
                 if spreads is not None:
                     spreads[g.split.test] = std
@@ -100,18 +107,69 @@ def nested_residuals(
     return out
 
 
+def nested_searches(splits: Sequence[Split]) -> list[tuple[str, np.ndarray]]:
+    """The searches a searched run's nested validation runs, in its order: per pair of outer
+    folds of a repeat, its keras-tuner project and the rows it searches on (outside both);
+    none when a repeat has two folds (the validation is cross-fitted)."""
+    if min(Counter(s.repeat for s in splits).values(), default=0) < 3:
+        return []
+    return [
+        _search_rows(a, b)
+        for i, a in enumerate(splits)
+        for b in splits[i + 1 :]
+        if a.repeat == b.repeat and a.fold != b.fold
+    ]
+
+
+def _search_rows(a: Split, b: Split) -> tuple[str, np.ndarray]:
+    """The project and training rows of the search of outer folds ``a`` and ``b`` (either way
+    round): the rows both trained on."""
+    lo, hi = sorted((a.fold, b.fold))
+    return f"nested_{lo:02d}_{hi:02d}", np.intersect1d(a.train, b.train)
+
+
+def _other(f: Any, g: Any) -> bool:
+    """Whether ``g`` is another outer fold of ``f``'s repeat."""
+    return g.split.repeat == f.split.repeat and g.split.fold != f.split.fold
+
+
+def _say(refits: int, procedure: Callable[[str], Any] | None) -> None:
+    """The log line of what the validation will run (with a search: how many searches)."""
+    if procedure is None:
+        log.info(
+            "uncertainty.validation=nested: %d refits, each without the fold it validates", refits
+        )
+        return
+    trials = procedure("").spec.size()
+    log.info(
+        "uncertainty.validation=nested: %d refits, each a new search (up to %d trials, %d in "
+        "all) then a fit on the rows outside the two folds it validates, as long as %d more "
+        "outer folds (uncertainty.validation=crossfit skips them)",
+        refits,
+        trials,
+        refits * trials,
+        refits,
+    )
+
+
 def _refit(
-    f: Any, g: Any, ds: Any, spread: bool
+    f: Any, g: Any, ds: Any, spread: bool, procedure: Callable[[str], Any] | None
 ) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
-    """Fold ``f``'s pipeline refitted on the rows outside folds ``f`` and ``g``: its predictions
-    (and spread) of both folds' rows, keyed by fold (the model itself is not kept)."""
+    """Fold ``f``'s pipeline refitted on the rows outside folds ``f`` and ``g`` (with
+    ``procedure``: searched again there, in a project of its own): its predictions (and
+    spread) of both folds' rows, keyed by fold (the model itself is not kept)."""
     from sklearn.base import clone
 
     from n2react.cv import fit_model
 
-    train = np.setdiff1d(f.split.train, g.split.test)
+    name, train = "", np.setdiff1d(f.split.train, g.split.test)
+    if procedure is not None:  # the same rows for (f, g) and (g, f): one search serves both
+        name, train = _search_rows(f.split, g.split)
     groups = None if ds.groups is None else ds.groups[train]
-    model = fit_model(clone(f.model), ds.X.iloc[train], ds.y[train], groups)
+    if procedure is None:
+        model = fit_model(clone(f.model), ds.X.iloc[train], ds.y[train], groups)
+    else:
+        model = fit_model(procedure(name), ds.X.iloc[train], ds.y[train], groups).pipeline_
     preds = {}
     for fold in (f, g):
         X = ds.X.iloc[fold.split.test]

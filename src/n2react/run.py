@@ -232,6 +232,17 @@ def _tuned(plan: Plan, run_dir: Path, name: str, progress: FoldProgress) -> Tune
     )
 
 
+def fold_procedure(plan: Plan, run_dir: Path) -> Callable[[str], TunedPipeline] | None:
+    """A searched run's fold procedure (search by inner CV, then refit), its search state in
+    the project it is given, for the nested validation to run again without two folds; None
+    without a search (the validation refits each fold's pipeline as it is)."""
+    if not plan.search.active:
+        return None
+    return lambda name: TunedPipeline(
+        plan.make_pipeline, plan.search, plan.inner, run_dir / "search", name
+    )
+
+
 def cross_validate(
     plan: Plan,
     dataset: Dataset,
@@ -322,7 +333,7 @@ def _evaluate(plan: Plan, result: CVResult, run_dir: Path, title: str) -> Scores
         return Scores(summary)
     calib, metrics, files, extra = evaluate_run(
         result, plan.uncertainty, plan.ligands, run_dir, title, _protocol(plan, result.dataset),
-        plan.progress,
+        plan.progress, fold_procedure(plan, run_dir),
     )  # fmt: skip
     return Scores({**summary, **metrics}, calib, files, extra)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +239,7 @@ def evaluate_run(
     title: str,
     protocol: str,
     progress: bool = False,
+    procedure: Callable[[str], Any] | None = None,
 ) -> tuple[Any, dict[str, float], list[Path], pd.DataFrame | None]:
     """Calibrate the run's intervals on its out-of-fold residuals and validate them cross-fitted.
 
@@ -246,6 +247,8 @@ def evaluate_run(
     the files written (the cross-fitted table, the calibration plot) and the per-group columns.
     ``in_domain`` of a held-out cluster is what predict would say of it with a calibration and
     domain fitted without its fold: no new element and expected error not flagged.
+    ``procedure(name)``: a fresh fold procedure, for nested validation of a searched run
+    (:func:`n2react.nested_residuals.nested_residuals`).
     """
     from n2react.nested_residuals import nested_residuals
     from n2react.terminal import refit_bar
@@ -253,7 +256,8 @@ def evaluate_run(
 
     nested = None
     if spec.validation == "nested":
-        nested = nested_residuals(result, spec.needs_spread, refit_bar if progress else None)
+        bar = refit_bar if progress else None
+        nested = nested_residuals(result, spec.needs_spread, bar, procedure)
     calib, crossfit = calibrate(result, spec, protocol, nested)
     flags = descriptor_flags(result, ligands)
     crossfit = crossfit.merge(flags, on=["fold", "row"], how="left", validate="one_to_one")
