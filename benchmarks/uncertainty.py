@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from n2react.domain import ApplicabilityDomain
     from n2react.inference import LoadedModel, prediction_table, read_new_clusters
     from n2react.plan import build_plan
-    from n2react.run import cross_validate
+    from n2react.run import cross_validate, fold_procedure
     from n2react.search import TunedPipeline
     from n2react.uncertainty import UncertaintySpec
     from n2react.uncertainty_report import (
@@ -84,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             X, clusters, y = read_new_clusters(eval_file, [str(c) for c in ds.X.columns])
             for kind in difficulties.split(","):
                 spec = replace(spec0, difficulty=kind, expected_error="same", calibration_path=None)
-                calib, held, _, _ = evaluate_run(result, spec, ligands, Path(tmp), "", groups)
+                calib, held, _, _ = evaluate_run(
+                    result, spec, ligands, Path(tmp), "", groups,
+                    procedure=fold_procedure(plan, Path(tmp)),
+                )  # fmt: skip
                 loaded = LoadedModel(final.pipeline_, folds, "benchmark", domain, calib)
                 table, _, _ = prediction_table(loaded, X, clusters, y, spec.coverage)
                 ev = trust_metrics(
