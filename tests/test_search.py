@@ -104,6 +104,32 @@ def test_hyperband_takes_max_trials_and_counts_its_trials(make_cfg) -> None:
     assert oracle.max_trials == 4
 
 
+def test_the_search_kind_is_declared_not_read_from_the_oracles_name(
+    make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # is_hyperband / is_grid looked for "Hyperband" / "Grid" in search.oracle._target_: a
+    # Hyperband oracle of the lab's own under another name was counted (and checked) as a
+    # sampling search of 10 trials, and got no max_trials cap
+    for name in ("grid", "random", "bayesian", "hyperband"):
+        assert make_cfg(f"search={name}").search.kind == name  # each option declares its kind
+    (tmp_path / "lab_oracles.py").write_text(
+        "import keras_tuner as kt\n\nclass SuccessiveHalving(kt.oracles.HyperbandOracle):\n"
+        "    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    own = ("model=keras_mlp", "search=hyperband", "search.oracle.max_epochs=9",
+           "search.oracle._target_=lab_oracles.SuccessiveHalving")  # fmt: skip
+    plan = build_plan(make_cfg(*own))
+    assert plan.search.is_hyperband and not plan.search.is_grid
+    assert plan.search.size() == (9 + 3 + 1) + (5 + 2) + 3
+    capped = build_plan(make_cfg(*own, "search.max_trials=4")).search
+    assert capped.make_oracle(make_hyperparameters(capped.space)).max_trials == 4
+    with pytest.raises(ConfigError, match="search=hyperband: the model is not trained in epochs"):
+        build_plan(make_cfg(*own[1:]))  # declared Hyperband: the default model (rfr) is refused
+    with pytest.raises(ConfigError, match=r"search.kind=None: declare what search.oracle runs"):
+        build_plan(make_cfg("model=ridge", "search=random", "~search.kind"))
+
+
 @pytest.mark.parametrize("bad", ["search.max_trials=0", "search.max_trials=-3"])
 def test_max_trials_below_one_is_refused(make_cfg, bad: str) -> None:
     with pytest.raises(ConfigError, match="search.max_trials"):

@@ -65,6 +65,11 @@ def inner_cv_scores(
 
 # --------------------------------------------------------------------------- the search
 
+#: What a search config declares its oracle runs (``search.kind``): a grid enumerates the space
+#: (its size is the grid's), random and Bayesian searches sample it (they need max_trials), a
+#: Hyperband search trains in epoch budgets (a model trained in epochs only).
+KINDS = ("grid", "random", "bayesian", "hyperband")
+
 
 @dataclass(frozen=True)
 class SearchSpec:
@@ -72,7 +77,10 @@ class SearchSpec:
 
     ``space`` maps pipeline parameter names (``model__C``, ``select__k``) to specs; ``oracle`` is
     the plain ``_target_`` node of a keras-tuner oracle (None: no search); ``epochs_param`` is
-    the pipeline parameter a Hyperband budget sets (None: the model is not trained in epochs).
+    the pipeline parameter a Hyperband budget sets (None: the model is not trained in epochs);
+    ``kind`` is what the search config declares its oracle runs (``search.kind``, one of
+    :data:`KINDS`): how many trials a grid or a Hyperband search has and what it needs follow
+    from it, never from the oracle's class name.
     """
 
     space: Mapping[str, Mapping[str, Any]]
@@ -82,6 +90,7 @@ class SearchSpec:
     epochs_param: str | None = None
     #: ``search.distributed`` (None: the search runs in this process only)
     distributed: Distributed | None = None
+    kind: str | None = None
 
     @classmethod
     def from_config(
@@ -96,7 +105,13 @@ class SearchSpec:
         oracle = node.get("oracle")
         distributed = Distributed.from_config(node.get("distributed"))
         oracle = dict(oracle) if oracle else None
-        spec = cls(dict(space), oracle, objective, max_trials, epochs, distributed)
+        kind = node.get("kind")
+        if oracle is not None and kind not in KINDS:
+            raise ConfigError(
+                f"search.kind={kind!r}: declare what search.oracle runs, one of {', '.join(KINDS)}"
+            )
+        kind = kind if oracle is not None else None
+        spec = cls(dict(space), oracle, objective, max_trials, epochs, distributed, kind)
         if spec.is_hyperband and spec.active and epochs is None:
             raise ConfigError(
                 "search=hyperband: the model is not trained in epochs (no max_epochs); "
@@ -110,11 +125,11 @@ class SearchSpec:
 
     @property
     def is_hyperband(self) -> bool:
-        return self.oracle is not None and "Hyperband" in str(self.oracle.get("_target_", ""))
+        return self.kind == "hyperband"
 
     @property
     def is_grid(self) -> bool:
-        return self.oracle is not None and "Grid" in str(self.oracle.get("_target_", ""))
+        return self.kind == "grid"
 
     def check(self, pipeline: Pipeline) -> None:
         """Fail before training when the space cannot be translated or set on the pipeline."""
