@@ -57,6 +57,22 @@ def test_rfe_vote_logs_selection_frequencies(make_cfg, tmp_path: Path) -> None:
     assert "2_σave (avg. spin density)" in text["Description"]
 
 
+def test_a_pairwise_runs_titles_name_the_wrapper_as_explain_does(make_cfg, tmp_path: Path) -> None:
+    # model=keras_mlp pairwise=on: the run's parity plot said "keras_mlp on ..." while
+    # n2react explain's figures of the same run said "keras_mlp (pairwise) on ..."
+    from n2react.explain.runner import _title
+    from n2react.explain.source import load_run_dir
+
+    cfg = make_cfg(
+        "pairwise=on", "model=ridge", "data=homonuclear_15", "cv.outer_folds=3", "tracking=none",
+        "final_model=false", "explain=false", "uncertainty.enabled=false",
+    )  # fmt: skip
+    run(cfg, tmp_path)
+    title = " ".join(figure_text(tmp_path / "parity.png")["Title"].split())
+    assert title == "ridge (pairwise) on homonuclear_15: KFold (known families), 3 folds"
+    assert title == _title(load_run_dir(tmp_path))
+
+
 def test_pair_split_reproduces_the_leaky_protocol(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg("pairwise=on", "model=ridge", "cv.scheme=pair_split", "tracking=none")
     m = run(cfg, tmp_path)

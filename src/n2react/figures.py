@@ -6,6 +6,7 @@ result tables, no training code here; and what every figure shares: the lg(k1) n
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,15 @@ def data_title(name: str, data: Any) -> str:
         return name
     columns = data.get("formula_columns")
     return f"{name} + {len(columns)} formula descriptors" if columns else f"{name} + formula"
+
+
+def model_title(config: Mapping[str, Any]) -> str:
+    """The model as every title of a run names it, from its resolved config: ``model.name``,
+    with ``(pairwise)`` when the pairwise wrapper learns it from cluster pairs (the run's own
+    figures and ``n2react explain``'s alike)."""
+    model = str((config.get("model") or {}).get("name", "model"))
+    wrapped = (config.get("pairwise") or {}).get("wrapper") is not None
+    return f"{model} (pairwise)" if wrapped else model
 
 
 def wrap_title(title: str, width: int = 70) -> str:

@@ -127,7 +127,7 @@ def _transfer(
     loaded = loaded_from_run(final, folds, run_dir / runstore.DOMAIN_FILE, calib)
     coverage = plan.uncertainty.coverage if plan.uncertainty is not None else 0.9
     n, data = len(result.dataset.y), data_title(plan.names.data, plan.data)
-    trained = f"{plan.names.model} trained on all {n} clusters of {data}"
+    trained = f"{plan.names.title} trained on all {n} clusters of {data}"
     metrics, files = evaluate_transfer(
         loaded, str(plan.eval_path), run_dir, coverage, held_out, trained
     )

@@ -27,6 +27,7 @@ from n2react.capabilities import epochs_param, gives_spread, uses_accelerator
 from n2react.composition import DEFAULT_LIGANDS
 from n2react.data import Dataset, data_name, has_fixed_folds
 from n2react.errors import ConfigError, DataError
+from n2react.figures import model_title
 from n2react.metrics import summary_keys
 from n2react.pipeline import PipelineFactory, search_space
 from n2react.search import SearchSpec
@@ -40,11 +41,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Names:
-    """Option names of the job: ``model`` for titles, the model tag and the MLflow run's name
-    when no job name is given; ``data`` for messages."""
+    """Option names of the job: ``model`` for the model tag and the MLflow run's name when no
+    job name is given; ``title`` the model as the figures' titles name it (with the pairwise
+    wrapper, :func:`n2react.figures.model_title`); ``data`` for messages."""
 
     model: str
     data: str
+    title: str
 
 
 @dataclass(frozen=True)
@@ -373,6 +376,7 @@ def build_plan(cfg: DictConfig) -> Plan:
         names=Names(
             model=str(cfg.model.name),
             data=data_name(cfg.data),
+            title=model_title(resolved),
         ),
         make_pipeline=factory,
         search=search,

@@ -107,7 +107,7 @@ def _train(
     _log_dataset(plan, dataset)
     done = _prepare_folder(plan, run_dir, splits, resumed)
     params, tags = _params_and_tags(plan, dataset, splits, used_device, run_dir)
-    label = job.name if job is not None and job.sweep else plan.names.model
+    label = job.name if job is not None and job.sweep else plan.names.title
     status, error = "FAILED", None
     try:
         _open_run(tracker, resumed, params, tags, run_dir, done, len(splits))
@@ -278,7 +278,7 @@ def _nested(
     swept values, for the titles."""
     progress = FoldProgress(len(splits), plan.search.size(), enabled=plan.progress)
     title = (
-        f"{label or plan.names.model} on {data_title(dataset.name, plan.data)}: "
+        f"{label or plan.names.title} on {data_title(dataset.name, plan.data)}: "
         f"{_protocol(plan, dataset)}, {fold_count_text(splits)}"
     )
     with progress.running():
@@ -399,7 +399,7 @@ def _pair_split(plan: Plan, dataset: Dataset, tracker: Tracker, run_dir: Path) -
     runstore.write_csv(run_dir / "test_pairs.csv", pairs)
     runstore.write_json(run_dir / runstore.SUMMARY_FILE, summary)
     data = data_title(dataset.name, plan.data)
-    title = f"{plan.names.model} on {data}: random 80/20 split of PAIRS (paper protocol)"
+    title = f"{plan.names.title} on {data}: random 80/20 split of PAIRS (paper protocol)"
     test = pairs.rename(columns={"cluster_i": "cluster"})
     difference = "lg(k1)_i - lg(k1)_j"
     plot = parity_plot(test, None, run_dir / "parity.png", title=title, quantity=difference)

@@ -19,7 +19,7 @@ from n2react.explain.cost import affordable
 from n2react.explain.curves import curves_table, histories
 from n2react.explain.groups import group_labels_of
 from n2react.explain.source import RunData, load_run
-from n2react.figures import data_title
+from n2react.figures import data_title, model_title
 from n2react.splitters import check_grouping, protocol_text
 
 log = logging.getLogger(__name__)
@@ -34,15 +34,13 @@ FILES = [f"{stem}.{ext}" for stem in ("shap_beeswarm", "shap_importance",
 
 def _title(run: RunData) -> str:
     """Model, data and protocol, as the run's own plots name them."""
-    m = run.config.get("model", {}).get("name", "model")
-    pw = " (pairwise)" if run.config.get("pairwise", {}).get("wrapper") is not None else ""
     cv = run.config.get("cv", {})
     protocol = protocol_text(
         str(cv.get("scheme", "nested")), cv.get("groups"), run.dataset.folds is not None
     )
     n = run.oof["fold"].nunique() if "fold" in run.oof else 0
     data = data_title(run.dataset.name, run.config.get("data"))
-    return f"{m}{pw} on {data}: {protocol}" + (f", {n} folds" if n else "")
+    return f"{model_title(run.config)} on {data}: {protocol}" + (f", {n} folds" if n else "")
 
 
 def _groups_spec(run: RunData, groups: Any) -> Any:
