@@ -165,7 +165,7 @@ def test_the_sweep_report_names_a_users_file_as_the_runs_do(tmp_path: Path) -> N
     # runs' own titles and MLflow tags name the file (n2react.data.data_name)
     import yaml
 
-    from n2react.sweep_report import _what
+    from n2react.sweep_report import _what, job_settings
 
     job = tmp_path / "0_ridge"
     job.mkdir()
@@ -173,7 +173,8 @@ def test_the_sweep_report_names_a_users_file_as_the_runs_do(tmp_path: Path) -> N
             "path": str(tmp_path / "mine.xlsx")}  # fmt: skip
     config = {"data": data, "cv": {"scheme": "nested", "groups": None}}
     (job / "config_resolved.yaml").write_text(yaml.safe_dump(config))
-    assert _what(pd.DataFrame({"dir": [str(job)]}), tmp_path) == "mine: KFold (known families)"
+    settings = job_settings(pd.DataFrame({"dir": [str(job)]}), tmp_path)
+    assert _what(settings) == "mine: KFold (known families)"
 
 
 @pytest.mark.slow

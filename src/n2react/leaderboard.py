@@ -24,7 +24,7 @@ import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from hydra.core.utils import JobReturn, JobStatus
@@ -38,6 +38,9 @@ from n2react.errors import N2ReactError
 from n2react.jobs import only_swept, run_name, sweep_axes
 from n2react.runstore import OOF_FILE, SUMMARY_FILE, write_text
 from n2react.tracking import Store, store_of
+
+if TYPE_CHECKING:
+    from n2react.sweep_report import Settings
 
 log = logging.getLogger(__name__)
 
@@ -267,11 +270,11 @@ class Leaderboard(Callback):
         done = self.publish(config, sweep_dir, tracking, str(config.hydra.sweep.dir))
         if done is None:
             return
-        board, files, title = done
+        board, files, title, settings = done
         metric = str(config.get("optimized_metric", "mean_test_rmse"))
         show(leaderboard_table(board, [metric, *self.metrics], title), width=150)
         log.info("leaderboard written to %s", files[0])
-        kinds = protocols(board[board["status"] == "done"], sweep_dir)
+        kinds = protocols(settings, board.loc[board["status"] == "done", "dir"].astype(str))
         if len(kinds) > 1:  # e.g. experiment=paper_pairwise: a pair split beside nested CV
             log.warning(
                 "the jobs ran under %d protocols (%s): their %s measure different things, so "
@@ -300,11 +303,12 @@ class Leaderboard(Callback):
         sweep_dir: Path,
         tracking: Mapping[str, Any] | None,
         sweep: str | None,
-    ) -> tuple[pd.DataFrame, list[Path], str] | None:
+    ) -> tuple[pd.DataFrame, list[Path], str, Settings] | None:
         """Rank the jobs under ``sweep_dir``, write the leaderboard files and the report, and
         tag the jobs' MLflow runs (found by their ``sweep`` tag, or with ``sweep=None`` by
-        their run folders); None when the folder holds no job."""
-        from n2react.sweep_report import write_report
+        their run folders); None when the folder holds no job. Returned with the board, its
+        files and title: the jobs' data and protocols (each job's config read once)."""
+        from n2react.sweep_report import job_settings, write_report
 
         metric = str(config.get("optimized_metric", "mean_test_rmse"))
         board = build_board(sweep_dir, metric, self.metrics, _sweep_axes(config))
@@ -321,8 +325,9 @@ class Leaderboard(Callback):
         board["run_id"] = [run_ids.get(int(j), "") for j in board["job"]]
         title = _title(sweep_dir, board, metric)
         files = write_board(board, sweep_dir, title)
+        settings = job_settings(board, sweep_dir)
         try:
-            files += write_report(board, metric, sweep_dir, title)
+            files += write_report(board, metric, sweep_dir, title, settings)
         except Exception as exc:  # a plotting problem must not cost the leaderboard
             log.warning("leaderboard: no sweep report (%s)", exc)
         if store is not None and run_ids:
@@ -330,7 +335,7 @@ class Leaderboard(Callback):
                 _publish(store, board, files)
             except Exception as exc:
                 log.warning("leaderboard: cannot tag the MLflow runs (%s)", exc)
-        return board, files, title
+        return board, files, title, settings
 
 
 def refresh_after_resume(run_dir: Path, tracking: Mapping[str, Any]) -> None:

@@ -13,6 +13,7 @@ import base64
 import html
 import math
 import textwrap
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -36,25 +37,30 @@ def _fig(row: pd.Series, m: str, digits: int = 3) -> str:
     return f"{row[m]:.{digits}f}{ci}"
 
 
-def _what(board: pd.DataFrame, sweep_dir: Path) -> str:
-    """The data and protocol the jobs ran under (from their config_resolved.yaml), as the runs'
-    own titles say them; every distinct one when the jobs differ."""
-    return "; ".join(dict.fromkeys(f"{d}: {p}" for d, p in _settings(board, sweep_dir)))
+#: Each job's (data, protocol) as the runs' own titles say them, keyed by the board's ``dir``.
+Settings = dict[str, tuple[str, str]]
 
 
-def protocols(board: pd.DataFrame, sweep_dir: Path) -> list[str]:
-    """The distinct CV protocols the jobs of ``board`` ran under, in the runs' own words."""
-    return list(dict.fromkeys(p for _, p in _settings(board, sweep_dir)))
+def _what(settings: Settings) -> str:
+    """The data and protocol the jobs ran under, as the runs' own titles say them; every
+    distinct one when the jobs differ."""
+    return "; ".join(dict.fromkeys(f"{d}: {p}" for d, p in settings.values()))
 
 
-def _settings(board: pd.DataFrame, sweep_dir: Path) -> list[tuple[str, str]]:
-    """(data, protocol) of each job that wrote its config_resolved.yaml."""
+def protocols(settings: Settings, dirs: Iterable[str]) -> list[str]:
+    """The distinct CV protocols the jobs in ``dirs`` ran under, in the runs' own words."""
+    return list(dict.fromkeys(settings[d][1] for d in dirs if d in settings))
+
+
+def job_settings(board: pd.DataFrame, sweep_dir: Path) -> Settings:
+    """(data, protocol) of each job of ``board`` that wrote its config_resolved.yaml, read once
+    for the report's title and the sweep's protocol warning alike."""
     import yaml
 
     from n2react.data import data_name, has_fixed_folds
     from n2react.splitters import protocol_text
 
-    out: list[tuple[str, str]] = []
+    out: Settings = {}
     for d in board.get("dir", pd.Series(dtype=str)).dropna().astype(str):
         if not d:
             continue
@@ -65,15 +71,15 @@ def _settings(board: pd.DataFrame, sweep_dir: Path) -> list[tuple[str, str]]:
             protocol = protocol_text(
                 str(cv.get("scheme", "nested")), cv.get("groups"), has_fixed_folds(data)
             )
-            out.append((data_title(data_name(data), data), protocol))
+            out[d] = (data_title(data_name(data), data), protocol)
         except (OSError, ValueError, AttributeError, TypeError, yaml.YAMLError):
             continue  # a job that failed before writing its config
     return out
 
 
-def chart(board: pd.DataFrame, metric: str, path: Path) -> Path:
+def chart(board: pd.DataFrame, metric: str, path: Path, what: str = "") -> Path:
     """The ranking metric per job (best at the top) with its 95 % interval; failed jobs marked;
-    the title says the data and protocol, the axis the unit."""
+    the title says the data and protocol (``what``), the axis the unit."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,7 +105,6 @@ def chart(board: pd.DataFrame, metric: str, path: Path) -> Path:
     unit = f", {LGK1} units" if metric.endswith(("_rmse", "_mae")) else ""
     ax.set_xlabel(f"{metric} ({better} is better{unit}), 95 % bootstrap interval")
     ax.grid(axis="x", alpha=0.3)
-    what = _what(board, path.parent)
     ax.set_title(wrap_title(f"{n} jobs ranked by {metric}" + (f" ({what})" if what else ""), 100),
                  fontsize=10)  # fmt: skip
     fig.tight_layout()
@@ -152,9 +157,12 @@ A job is worse than the best only where that interval excludes zero.</p>
 """
 
 
-def write_report(board: pd.DataFrame, metric: str, sweep_dir: Path, title: str) -> list[Path]:
-    """sweep_report.png and sweep_report.html in ``sweep_dir`` (each written whole)."""
+def write_report(
+    board: pd.DataFrame, metric: str, sweep_dir: Path, title: str, settings: Settings
+) -> list[Path]:
+    """sweep_report.png and sweep_report.html in ``sweep_dir`` (each written whole);
+    ``settings``: the jobs' data and protocols (:func:`job_settings`)."""
     assert all(c in board for c in VS_BEST)
-    png = chart(board, metric, sweep_dir / PNG_FILE)
+    png = chart(board, metric, sweep_dir / PNG_FILE, _what(settings))
     page = write_text(sweep_dir / HTML_FILE, to_html(board, metric, title, png.read_bytes()))
     return [page, png]
