@@ -81,6 +81,23 @@ def test_sqlite_store_holds_parent_children_and_artifacts(
     assert metrics["mean_test_r"] > 0.3
 
 
+def test_a_repeated_runs_note_counts_folds_as_its_param_does(
+    make_cfg, tmp_path: Path, n2react_runs
+) -> None:
+    # cv.outer_folds=3 cv.repeats=2: the param said 3 (folds per repeat) while the run's note
+    # said "6 outer folds"
+    cfg = make_cfg(
+        "model=ridge", "data=homonuclear_15", "cv.outer_folds=3", "cv.repeats=2",
+        "final_model=false", "explain=false", "uncertainty.enabled=false",
+    )  # fmt: skip
+    run(cfg, tmp_path / "run")
+    (parent,), children = n2react_runs(cfg.tracking.uri)
+    assert len(children) == 6
+    assert parent.data.params["cv.outer_folds"] == "3" and parent.data.params["cv.repeats"] == "2"
+    note = parent.data.tags["mlflow.note.content"]
+    assert "; KFold (known families), 3 outer folds x 2 repeats; homonuclear_15" in note, note
+
+
 @pytest.mark.slow
 def test_tracking_server_holds_the_same_layout(
     make_cfg, tmp_path: Path, mlflow_server, n2react_runs, caplog, capfd

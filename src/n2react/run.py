@@ -32,7 +32,7 @@ from n2react.quiet import JOB_LINE, quiet_sweep_job
 from n2react.results import fold_logger, write_results
 from n2react.resume import Resumed, check_same_config, done_folds, find_resumed, sync_fold_runs
 from n2react.search import TunedPipeline
-from n2react.splitters import Split, fold_count_text, protocol_text
+from n2react.splitters import Split, fold_count_text, fold_counts, protocol_text
 from n2react.terminal import FoldProgress, closing_line, group_table, show, summary_table
 from n2react.trackers import open_tracker
 from n2react.tracking import Tracker, run_note, tracked_params
@@ -110,7 +110,7 @@ def _train(
     label = job.name if job is not None and job.sweep else plan.names.title
     status, error = "FAILED", None
     try:
-        _open_run(tracker, resumed, params, tags, run_dir, done, len(splits))
+        _open_run(tracker, resumed, params, tags, run_dir, done, splits)
         if plan.scheme == "pair_split":
             summary = _pair_split(plan, dataset, tracker, run_dir)
         else:
@@ -155,7 +155,7 @@ def _params_and_tags(
     """The MLflow run's parameters (the config flattened, the data's shape) and tags."""
     # the folds run per repeat, not the setting: one per metal (6) with cv.groups=metal, the
     # authors' own with data=authors_folds, whatever cv.outer_folds says
-    ran = {"cv.outer_folds": sum(s.repeat == 1 for s in splits)} if splits else {}
+    ran = {"cv.outer_folds": fold_counts(splits)[0]} if splits else {}
     params = tracked_params(
         plan.config, **{"data.n_rows": dataset.n_rows, "data.n_features": dataset.X.shape[1]}, **ran
     )
@@ -178,7 +178,7 @@ def _open_run(
     tags: dict[str, str],
     run_dir: Path,
     done: Mapping[int, FoldResult],
-    n_splits: int,
+    splits: list[Split],
 ) -> None:
     """Reopen a resumed run's MLflow run (its finished folds' child runs checked), or start one
     (a failure logging its params ends it FAILED) with the config as its first artifact."""
@@ -186,7 +186,8 @@ def _open_run(
         tracker.reopen(resumed.run_id, tags)
         sync_fold_runs(tracker, run_dir, done)
     else:
-        tracker.start(params, tags, run_note(params, tags["protocol"], n_splits or None))
+        folds = fold_count_text(splits, "outer folds") if splits else ""
+        tracker.start(params, tags, run_note(params, tags["protocol"], folds))
         tracker.log_artifact(run_dir / runstore.CONFIG_FILE)
 
 

@@ -201,13 +201,19 @@ def protocol_text(scheme: str, groups: str | None, fixed_folds: bool = False) ->
     return f"grouped by {groups} (new compositions)"
 
 
-def fold_count_text(splits: Sequence[Split]) -> str:
+def fold_counts(splits: Sequence[Split]) -> tuple[int, int]:
+    """(folds per repeat, repeats) of the outer ``splits``: the folds actually run (one per
+    metal with cv.groups=metal, whatever cv.outer_folds says), (0, 0) for none."""
+    return sum(s.repeat == 1 for s in splits), len({s.repeat for s in splits})
+
+
+def fold_count_text(splits: Sequence[Split], what: str = "folds") -> str:
     """The outer folds counted in words for titles: "10 folds", with repeats "5 folds x 2
-    repeats" (not "10 folds")."""
-    repeats = len({s.repeat for s in splits})
+    repeats" (not "10 folds"); ``what`` names them ("outer folds" in the run's note)."""
+    per_repeat, repeats = fold_counts(splits)
     if repeats > 1:
-        return f"{len(splits) // repeats} folds x {repeats} repeats"
-    return f"{len(splits)} folds"
+        return f"{per_repeat} {what} x {repeats} repeats"
+    return f"{per_repeat} {what}"
 
 
 def group_column(spec: str | None) -> str | None:

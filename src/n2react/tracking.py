@@ -345,10 +345,12 @@ def tracked_params(config: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
 _DEFAULT_CHOICES = {"features": ("raw",), "pairwise": ("off",)}
 
 
-def run_note(params: Mapping[str, Any], protocol: str, n_folds: int | None = None) -> str:
+def run_note(params: Mapping[str, Any], protocol: str, folds: str = "") -> str:
     """The run's one-line description (``mlflow.note.content``), e.g. ``svr (C=10, gamma=0.1,
     epsilon=0.1), scaler robust, selector kbest, search grid; KFold (known families), 10 outer
-    folds; homonuclear_24, 159 clusters x 24 descriptors; seed 42``."""
+    folds; homonuclear_24, 159 clusters x 24 descriptors; seed 42``; ``folds``: the outer
+    folds in words, per repeat as the ``cv.outer_folds`` param counts them (``3 outer folds x
+    2 repeats``: :func:`n2react.splitters.fold_count_text`)."""
     hyper = [
         f"{k.rsplit('.', 1)[-1]}={v}"
         for k, v in params.items()
@@ -360,7 +362,7 @@ def run_note(params: Mapping[str, Any], protocol: str, n_folds: int | None = Non
         value = params.get(f"{group}.name")
         if value is not None and value not in _DEFAULT_CHOICES.get(group, ()):
             parts.append(f"{group} {value}")
-    folds = f", {n_folds} outer folds" if n_folds else ""
+    folds = f", {folds}" if folds else ""
     data = str(params.get("data.name", "?"))
     if params.get("data.n_rows") is not None:
         data += f", {params['data.n_rows']} clusters x {params.get('data.n_features')} descriptors"
