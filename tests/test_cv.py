@@ -29,6 +29,11 @@ class RowSpy(TransformerMixin, BaseEstimator):
     def transform(self, X):
         return X
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # missing descriptors pass through to the imputer
+        return tags
+
 
 def test_no_outer_test_row_reaches_scaling_selection_search_or_fit(
     make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -13,7 +13,8 @@ import contextlib
 import io
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.pipeline import Pipeline
+from sklearn.utils import get_tags
 from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from n2react import tuner_internals
 from n2react.backend import import_quietly
@@ -347,6 +350,8 @@ class TunedPipeline(GroupAware, SpreadPredictor, RegressorMixin, BaseEstimator):
 
     What ``GridSearchCV`` is to scikit-learn, over keras-tuner oracles and grouped inner folds:
     with ``groups`` the inner folds keep groups whole, and so do the model's own carve-outs.
+    The search state lives in ``directory/project_name`` (a run's folder: an interrupted search
+    resumes from it); ``directory=None`` keeps it in a temporary folder for the fit only.
     """
 
     def __init__(
@@ -354,8 +359,8 @@ class TunedPipeline(GroupAware, SpreadPredictor, RegressorMixin, BaseEstimator):
         make_pipeline: Callable[[], Pipeline],
         spec: SearchSpec,
         inner: Splitter,
-        directory: str | Path,
-        project_name: str,
+        directory: str | Path | None = None,
+        project_name: str = "search",
         on_trial_end: Callable[[], None] | None = None,
     ) -> None:
         self.make_pipeline = make_pipeline
@@ -365,22 +370,40 @@ class TunedPipeline(GroupAware, SpreadPredictor, RegressorMixin, BaseEstimator):
         self.project_name = project_name
         self.on_trial_end = on_trial_end
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        # missing descriptors are the first step's to handle (the imputer): the pipeline's own
+        # tags are its model's, which may not take NaN
+        first = self.make_pipeline().steps[0][1]
+        tags.input_tags.allow_nan = get_tags(first).input_tags.allow_nan
+        return tags
+
+    def _finite(self) -> bool | str:
+        """What ``validate_data`` accepts: NaN when the pipeline imputes it, never infinity."""
+        return "allow-nan" if self.__sklearn_tags__().input_tags.allow_nan else True
+
     def fit(self, X: Any, y: Any, groups: Any = None) -> TunedPipeline:
+        # checked (and n_features_in_ / feature_names_in_ set) here; a table keeps its names
+        X_checked, y = validate_data(
+            self, X, y, ensure_all_finite=self._finite(), ensure_min_samples=2, y_numeric=True
+        )
+        X = X if isinstance(X, pd.DataFrame) else X_checked
         pipeline = self.make_pipeline()
         y = np.asarray(y, dtype=float)
         result = SearchResult()
         if self.spec.active:
-            result = tune(
-                pipeline,
-                self.spec,
-                X,
-                y,
-                splits=self.inner.split(len(y), groups),
-                groups=groups,
-                directory=self.directory,
-                project_name=self.project_name,
-                on_trial_end=self.on_trial_end,
-            )
+            with _search_directory(self.directory) as directory:
+                result = tune(
+                    pipeline,
+                    self.spec,
+                    X,
+                    y,
+                    splits=self.inner.split(len(y), groups),
+                    groups=groups,
+                    directory=directory,
+                    project_name=self.project_name,
+                    on_trial_end=self.on_trial_end,
+                )
         best = clone(pipeline).set_params(**result.best_params)
         try:
             fit_model(best, X, y, groups)
@@ -390,7 +413,19 @@ class TunedPipeline(GroupAware, SpreadPredictor, RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: Any, return_std: bool = False) -> Any:
+        check_is_fitted(self)
+        validate_data(self, X, reset=False, ensure_all_finite=self._finite())
         mean, std = predict_mean_std(self.pipeline_, X)
         if return_std:
             return mean, std
         return mean
+
+
+@contextlib.contextmanager
+def _search_directory(directory: str | Path | None) -> Iterator[str | Path]:
+    """``directory``, or a temporary folder removed after the search when it is None."""
+    if directory is not None:
+        yield directory
+        return
+    with tempfile.TemporaryDirectory(prefix="n2react-search-") as tmp:
+        yield tmp
