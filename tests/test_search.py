@@ -80,6 +80,27 @@ def test_interrupted_search_resumes_from_its_directory(make_cfg, tmp_path: Path)
     assert fresh.best_params == resumed.best_params
 
 
+def test_a_seed_0_search_repeats(make_cfg, tmp_path: Path) -> None:
+    # keras-tuner reads seed 0 as "no seed" (seed or random.randint(1, 10000)): seed=0 searches
+    # tried other hyperparameters at every run
+    cfg = make_cfg("model=ridge", "search=random", "search.max_trials=2", "seed=0")
+    plan = build_plan(cfg)
+    ds = load_dataset(cfg.data)
+    X, y = ds.X.iloc[:60], ds.y[:60]
+
+    def alphas(directory: Path) -> list[float]:
+        result = tune(
+            plan.make_pipeline(), plan.search, X, y, splits=KFoldSplitter(3, seed=0).split(60),
+            directory=directory, project_name="outer_01",
+        )  # fmt: skip
+        return list(result.trials["model__alpha"])
+
+    assert alphas(tmp_path / "a") == alphas(tmp_path / "b")
+    for name in ("random", "bayesian", "hyperband"):  # each builds with it
+        oracle = build_plan(make_cfg("model=keras_mlp", f"search={name}", "seed=0")).search
+        assert oracle.make_oracle(make_hyperparameters(oracle.space)).seed == 2**32 - 1
+
+
 def test_oracles_are_plain_config_targets(make_cfg) -> None:
     import keras_tuner as kt
 

@@ -68,6 +68,11 @@ def inner_cv_scores(
 
 # --------------------------------------------------------------------------- the search
 
+#: The oracle seed that stands for ``seed=0``: keras-tuner takes 0 for "no seed" (``seed or
+#: random.randint(1, 10000)``), so that seed=0 searches would not repeat; the largest seed NumPy
+#: takes instead (shared with seed=4294967295 only).
+SEED_ZERO = 2**32 - 1
+
 #: What a search config declares its oracle runs (``search.kind``): a grid enumerates the space
 #: (its size is the grid's), random and Bayesian searches sample it (they need max_trials), a
 #: Hyperband search trains in epoch budgets (a model trained in epochs only).
@@ -148,9 +153,12 @@ class SearchSpec:
 
         kt = import_quietly("keras_tuner")
         direction = "max" if self.objective in MAXIMIZE else "min"
+        node = dict(self.oracle or {})
+        if node.get("seed") == 0:  # keras-tuner reads seed 0 as none (a random seed each time)
+            node["seed"] = SEED_ZERO
         try:
             oracle = instantiate(
-                dict(self.oracle or {}),
+                node,
                 objective=kt.Objective("score", direction=direction),
                 hyperparameters=hp,
                 _convert_="all",
