@@ -43,7 +43,9 @@ DEFAULT_LIGANDS: tuple[str, ...] = ("H", "C", "N", "O", "S")
 
 _TOKEN = re.compile(r"([A-Z][a-z]?)(\d*)")
 #: Trailing charge marks: one per unit charge (digits before a mark are atom counts: Fe3C4¯).
-_CHARGE = re.compile(r"(\++|[\-\u00af\u02c9]+)$")
+#: Anion: ``-``, the macrons ¯ ˉ of the published files, and the look-alikes a spreadsheet or a
+#: paper's text gives (minus sign −, superscript minus ⁻, overline ‾); cation: ``+`` or ⁺.
+_CHARGE = re.compile(r"([+\u207a]+|[\-\u00af\u02c9\u2212\u207b\u203e]+)$")
 
 
 def parse_formula(name: str) -> tuple[dict[str, int], int]:
@@ -54,7 +56,7 @@ def parse_formula(name: str) -> tuple[dict[str, int], int]:
     m = _CHARGE.search(s)
     if m:
         marks = m.group(1)
-        charge = len(marks) if marks[0] == "+" else -len(marks)
+        charge = len(marks) if marks[0] in "+\u207a" else -len(marks)
         s = s[: m.start()]
     counts: dict[str, int] = {}
     pos = 0

@@ -364,7 +364,9 @@ def predict(
         raise DataError(f"{file}: file not found")
     loaded = load_model(ref, tracking_uri, trust_pickle)
     names, ligands = _feature_names(loaded.model, ref), formula_ligands(loaded.model)
-    X, clusters, y = read_new_clusters(file, names, sheet, ligands=ligands)
+    X, clusters, y = read_new_clusters(  # the names as the sheet writes them: rows join back
+        file, names, sheet, ligands=ligands, as_written=True, sheet_option="--sheet"
+    )
     out, metrics, domain_summary = prediction_table(loaded, X, clusters, y, coverage)
     check_finite(out)
     if domain_summary:

@@ -45,11 +45,19 @@ def read_new_clusters(
     sheet: str | int = 0,
     all_measured: bool = False,
     ligands: Sequence[str] | None = None,
+    as_written: bool = False,
+    sheet_option: str | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
     """(descriptors in the model's column order, cluster names, lg(k1) or None). A blank lg(k1)
     cell is NaN (a cluster not measured) unless ``all_measured``, where it is an error naming
     the row; a column with no value at all is None. Formula-level columns the sheet lacks are
-    read off the names with ``ligands`` (the run's, :func:`formula_ligands`)."""
+    read off the names with ``ligands`` (the run's, :func:`formula_ligands`).
+
+    The names are the first column's, or the column headed like ``Clusters`` when the first is
+    a descriptor; normalised (one anion glyph) unless ``as_written`` (the file's own text, so
+    that a table of predictions joins back onto the sheet by name). A row with a name and no
+    descriptor value is an error naming it. When a workbook's sheet lacks the descriptors, the
+    message names its other sheets (and ``sheet_option``, the option choosing one)."""
     p = Path(file)
     if not p.is_file():
         raise DataError(
@@ -57,16 +65,23 @@ def read_new_clusters(
         )
     df = read_sheet(p, sheet)  # blank rows are dropped by table_to_dataset, keeping row numbers
     if df.dropna(how="all").empty or df.shape[1] < 2:
-        raise DataError(f"{p}: the sheet is empty (need a cluster name and descriptor columns)")
-    name_col = df.columns[0]
+        raise DataError(
+            f"{p}: the sheet is empty (need a cluster name and descriptor columns)"
+            + _other_sheets(p, sheet, sheet_option)
+        )
     formula_cols, ligands = _formula_columns(expected, df.columns, ligands)
     from_file = [c for c in expected if c not in formula_cols]
     missing = [c for c in from_file if c not in df.columns]
     if missing:
-        raise DataError(f"{p}: missing descriptor column(s): {', '.join(missing)}")
-    labels = [c for c in df.columns[1:] if c not in expected and looks_like_target(c)]
+        raise DataError(
+            f"{p}: missing descriptor column(s): {', '.join(missing)}"
+            + _other_sheets(p, sheet, sheet_option)
+        )
+    name_col = _name_column(p, df.columns, expected)
+    rest = [c for c in df.columns if c != name_col]
+    labels = [c for c in rest if c not in expected and looks_like_target(c)]
     target = labels[0] if len(labels) == 1 else None
-    extra = [c for c in df.columns[1:] if c not in expected and c != target]
+    extra = [c for c in rest if c not in expected and c != target]
     if extra:
         log.warning("%s: ignoring column(s) the model was not trained on: %s", p, ", ".join(extra))
     has_target = target is not None
@@ -80,10 +95,53 @@ def read_new_clusters(
         has_target=has_target,
         unmeasured_ok=not all_measured,
     )
+    empty = ds.X[from_file].isna().all(axis=1).to_numpy() & bool(from_file)  # sentinels: NaN
+    if empty.any():
+        i = int(np.flatnonzero(empty)[0])
+        raise DataError(
+            f"{p}: row {ds.rows[i]} (cluster {ds.clusters[i]}) has a name but no descriptor "
+            "value; fill in its descriptors or remove the row"
+        )
     if formula_cols:
         ds = with_formula_features(ds, ligands)
     measured = has_target and not np.isnan(ds.y).all()
-    return ds.X[expected], ds.clusters, (ds.y if measured else None)
+    names = ds.written if as_written else ds.clusters
+    return ds.X[expected], names, (ds.y if measured else None)
+
+
+#: Headers of a name column that is not the first (lower case, spaces removed).
+NAME_HEADERS = ("cluster", "clusters", "clustername", "name", "names", "formula")
+
+
+def _name_column(p: Path, columns: Any, expected: list[str]) -> str:
+    """The first column, or when that is one of the model's descriptors (or lg(k1)), the one
+    headed like ``Clusters``; else an error (its numbers would become the cluster names)."""
+    first = str(columns[0])
+    if first not in expected and not looks_like_target(first):
+        return first
+    named = [str(c) for c in columns if str(c).lower().replace(" ", "") in NAME_HEADERS]
+    if len(named) == 1:
+        return named[0]
+    raise DataError(
+        f"{p}: the first column '{first}' is not the cluster names; put the names in the "
+        "first column (or head their column 'Clusters')"
+    )
+
+
+def _other_sheets(p: Path, sheet: str | int, option: str | None) -> str:
+    """'' for a one-sheet file; else which sheet was read and which others the workbook has."""
+    if p.suffix.lower() not in (".xlsx", ".xlsm"):
+        return ""
+    try:
+        names = pd.ExcelFile(p, engine="openpyxl").sheet_names
+    except Exception:  # read_sheet read it: nothing more to say
+        return ""
+    if len(names) < 2:
+        return ""
+    read = names[sheet] if isinstance(sheet, int) and sheet < len(names) else sheet
+    others = ", ".join(f"'{n}'" for n in names if n != read)
+    how = f"; choose one with {option} NAME" if option else ""
+    return f" (read sheet '{read}'; the file also has {others}{how})"
 
 
 def read_labelled(

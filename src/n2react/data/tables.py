@@ -26,8 +26,8 @@ from n2react.errors import DataError, first_line
 
 log = logging.getLogger(__name__)
 
-#: The anion mark comes as U+00AF (macron) in some files and U+02C9 (modifier macron) in others.
-ANION_GLYPHS = {"\u02c9": "\u00af"}
+#: The anion mark: U+00AF in some files, U+02C9 in others, a look-alike (− ⁻ ‾) in new sheets.
+ANION_GLYPHS = {"\u02c9": "\u00af", "\u2212": "\u00af", "\u207b": "\u00af", "\u203e": "\u00af"}
 #: Five Fe-C clusters carry a stray trailing digit in one file or another (an isomer label in the
 #: authors' notes): ``Fe3C41¯`` in the 24-descriptor file is ``Fe3C4ˉ`` elsewhere, and so on. One
 #: spelling everywhere, so files agree and the name reads as the cluster's formula.
@@ -57,6 +57,9 @@ class Dataset:
     missing: list[tuple[str, str]] = field(default_factory=list)
     #: One group label per row (cv.groups): grouped splits keep a group on one side.
     groups: np.ndarray | None = None
+    #: The names as the file writes them (``clusters`` are normalised); each row's sheet row.
+    written: np.ndarray | None = None
+    rows: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -309,12 +312,13 @@ def table_to_dataset(
     clusters to predict) there is no target column and ``y`` is all NaN. Without
     ``target_column`` the target is the column whose header looks like lg(k1); the choice is
     logged (``announce_target``). ``unmeasured_ok``: a blank lg(k1) cell is NaN (clusters to
-    predict, some of them measured), not an error.
+    predict, some of them measured), not an error. A cell of spaces is blank.
     """
     src = source
     dup = pd.Index(df.columns)[pd.Index(df.columns).duplicated()]
     if len(dup):
         raise DataError(f"{src}: duplicate column header '{dup[0]}' (after renaming); rename one")
+    df = df.mask(df.apply(lambda c: c.map(lambda v: isinstance(v, str) and not v.strip())))
     # the spreadsheet row of each row kept: blank rows are dropped, not renumbered
     sheet_rows = first_row + np.flatnonzero(df.notna().any(axis=1).to_numpy())
     df = df.dropna(how="all")
@@ -421,6 +425,8 @@ def table_to_dataset(
         target_name=str(target_col) if target_col is not None else TARGET_NAME,
         missing=missing_cells,
         groups=groups,
+        written=np.array([str(v) for v in names_raw], dtype=object),
+        rows=sheet_rows,
     )
 
 
