@@ -75,13 +75,18 @@ def test_a_new_metal_is_flagged_whatever_the_anion_glyph(run: dict, mark: str) -
 
 
 def test_the_name_column_is_found_when_it_is_not_first(run: dict) -> None:
-    """Clusters moved after three descriptors: the first descriptor's numbers became the names."""
+    """Clusters moved after three descriptors, or after a numbering column: the first column's
+    numbers became the names."""
     cols = list(run["new"].columns)
     moved = run["new"][cols[1:4] + ["Clusters"] + cols[4:]]
     out, err = _predict(run, moved, "moved.xlsx")
     assert not err
     table = pd.read_csv(out)
     assert table["cluster"].tolist() == run["new"]["Clusters"].tolist()
+    numbered = run["new"].copy()
+    numbered.insert(0, "No.", range(1, 19))  # an index column first: not the names
+    out, err = _predict(run, numbered, "numbered.xlsx")
+    assert not err and pd.read_csv(out)["cluster"].tolist() == numbered["Clusters"].tolist()
     first_is_a_descriptor = moved.rename(columns={"Clusters": "sample id"})
     _, err = _predict(run, first_is_a_descriptor, "unnamed.xlsx")
     assert "unnamed.xlsx: the first column '3_VDE/VIE' is not the cluster names" in err

@@ -53,8 +53,8 @@ def read_new_clusters(
     the row; a column with no value at all is None. Formula-level columns the sheet lacks are
     read off the names with ``ligands`` (the run's, :func:`formula_ligands`).
 
-    The names are the first column's, or the column headed like ``Clusters`` when the first is
-    a descriptor; normalised (one anion glyph) unless ``as_written`` (the file's own text, so
+    The names are the column headed like ``Clusters``, else the first (unless a descriptor);
+    normalised (one anion glyph) unless ``as_written`` (the file's own text, so
     that a table of predictions joins back onto the sheet by name). A row with a name and no
     descriptor value is an error naming it. When a workbook's sheet lacks the descriptors, the
     message names its other sheets (and ``sheet_option``, the option choosing one)."""
@@ -114,14 +114,15 @@ NAME_HEADERS = ("cluster", "clusters", "clustername", "name", "names", "formula"
 
 
 def _name_column(p: Path, columns: Any, expected: list[str]) -> str:
-    """The first column, or when that is one of the model's descriptors (or lg(k1)), the one
-    headed like ``Clusters``; else an error (its numbers would become the cluster names)."""
+    """The column headed like ``Clusters`` (the first such), else the first column unless that
+    is one of the model's descriptors or lg(k1) (its numbers would become the names): an
+    index or ID column before the names is not taken for them."""
+    named = [str(c) for c in columns if str(c).lower().replace(" ", "") in NAME_HEADERS]
+    if named:
+        return named[0]
     first = str(columns[0])
     if first not in expected and not looks_like_target(first):
         return first
-    named = [str(c) for c in columns if str(c).lower().replace(" ", "") in NAME_HEADERS]
-    if len(named) == 1:
-        return named[0]
     raise DataError(
         f"{p}: the first column '{first}' is not the cluster names; put the names in the "
         "first column (or head their column 'Clusters')"
