@@ -94,6 +94,7 @@ def test_paper_experiments_compose(make_cfg) -> None:
     reg = make_cfg("experiment=paper_regular")
     assert reg.data.name == "authors_folds" and reg.search.name == "grid"
     assert set(k for k, v in reg.model.space.items() if v is not None) == {"n_estimators"}
+    assert reg.uncertainty.validation == "crossfit"  # not 45 more grid searches
     pw = make_cfg("experiment=paper_pairwise")
     est = pw.model.estimator
     assert (est.n_layers, est.units, est.units_decrement, est.batch_size) == (3, 416, 32, 64)
