@@ -82,6 +82,12 @@ class KFoldSplitter(Splitter):
                 "set cv.shuffle=true or cv.repeats=1"
             )
 
+    def __repr__(self) -> str:  # stable across processes (an estimator's repr shows it)
+        return (
+            f"KFoldSplitter({self.n_splits}, repeats={self.repeats}, shuffle={self.shuffle}, "
+            f"seed={self.seed})"
+        )
+
     def n_folds(self, n: int, groups: np.ndarray | None = None) -> int:
         k = self.n_splits if groups is None else min(self.n_splits, len(np.unique(groups)))
         return k * self.repeats
