@@ -239,3 +239,25 @@ def test_a_searched_runs_nested_refits_search_again_without_both_folds(
         preds.append({f: y[test] - r.residual[test] for (_, f), r in nested.items() if f != FOLD})
     for fold in moved:
         assert np.array_equal(preds[0][fold], preds[1][fold]), fold
+
+
+def test_a_grouped_search_whose_fold_pairs_leave_one_group_is_not_searched_again() -> None:
+    """Three groups in three outer folds: the rows outside two folds are one group, too few for
+    the grouped inner CV a search needs, so no nested search is planned (the run validates
+    cross-fitted, and a distributed worker's list of searches agrees with its chief's).
+    End to end: tests/test_options.py's column_extra_trees and metal_rfe_svr cases."""
+    from n2react.nested_residuals import nested_searches
+    from n2react.splitters import Split
+
+    groups = np.repeat(np.array(["a", "b", "c", "d"]), 4)
+    three = [np.flatnonzero(groups == g) for g in "abc"]
+    splits = [Split(i + 1, 1, np.setdiff1d(np.arange(12), te), te) for i, te in enumerate(three)]
+    assert nested_searches(splits, groups) == []
+    assert len(nested_searches(splits)) == 3  # ungrouped: one search per pair
+    four = [np.flatnonzero(groups == g) for g in "abcd"]
+    splits = [Split(i + 1, 1, np.setdiff1d(np.arange(16), te), te) for i, te in enumerate(four)]
+    assert [name for name, _ in nested_searches(splits, groups)][:2] == [
+        "nested_01_02",
+        "nested_01_03",
+    ]
+    assert len(nested_searches(splits, groups)) == 6

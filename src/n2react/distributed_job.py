@@ -175,7 +175,8 @@ def run_worker(plan: Plan, run_dir: Path) -> dict[str, float]:
     splits = plan.validate(dataset)
     rows = [(f"outer_{s.fold:02d}", s.train) for s in splits]
     if plan.uncertainty is not None and plan.uncertainty.validation == "nested":
-        rows += nested_searches(splits)  # the chief searches again without each pair of folds
+        # the chief searches again without each pair of folds (none where one group is left)
+        rows += nested_searches(splits, dataset.groups)
     if plan.final_model:
         rows.append(("final", np.arange(dataset.n_rows)))
     channel = grpc.insecure_channel(settings.address)

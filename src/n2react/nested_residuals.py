@@ -76,6 +76,13 @@ def nested_residuals(
     searched = any(f.best_params for f in folds)
     if searched and procedure is None:
         raise ValueError("nested_residuals: searched folds need their procedure to search again")
+    if searched and not nested_searches([f.split for f in folds], ds.groups):
+        log.warning(
+            "uncertainty.validation=nested: the rows outside two outer folds hold a single "
+            "group, too few for the grouped inner CV of a search: the intervals are validated "
+            "cross-fitted instead"
+        )
+        return None
     missing = [f.split.fold for f in folds if f.model is None]
     if missing and not searched:
         raise DataError(
@@ -107,18 +114,25 @@ def nested_residuals(
     return out
 
 
-def nested_searches(splits: Sequence[Split]) -> list[tuple[str, np.ndarray]]:
+def nested_searches(
+    splits: Sequence[Split], groups: np.ndarray | None = None
+) -> list[tuple[str, np.ndarray]]:
     """The searches a searched run's nested validation runs, in its order: per pair of outer
     folds of a repeat, its keras-tuner project and the rows it searches on (outside both);
-    none when a repeat has two folds (the validation is cross-fitted)."""
+    none when a repeat has two folds, or (``groups``: a grouped run) when the rows outside
+    some pair hold one group, too few for a grouped inner CV (the validation is then
+    cross-fitted)."""
     if min(Counter(s.repeat for s in splits).values(), default=0) < 3:
         return []
-    return [
+    searches = [
         _search_rows(a, b)
         for i, a in enumerate(splits)
         for b in splits[i + 1 :]
         if a.repeat == b.repeat and a.fold != b.fold
     ]
+    if groups is not None and any(len(np.unique(groups[rows])) < 2 for _, rows in searches):
+        return []
+    return searches
 
 
 def _search_rows(a: Split, b: Split) -> tuple[str, np.ndarray]:
