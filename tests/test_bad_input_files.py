@@ -60,6 +60,26 @@ def test_non_finite_cell_in_training_data(
     assert not (tmp_path / "run").exists()  # a failed start leaves no run folder
 
 
+def test_a_training_row_without_any_descriptor_is_refused(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """A cluster with its lg(k1) but every descriptor blank or -999 was imputed from the
+    training medians and trained on; it is refused as predict refuses it, before any run."""
+    df = _table(shared_data).astype({"1_ΔQmax": object})
+    cols = [c for c in df.columns if c not in ("Clusters", "lg(k1)")]
+    df.loc[5, cols] = np.nan
+    df.loc[5, "1_ΔQmax"] = -999
+    written = df.loc[5, "Clusters"]  # Mo3S2ˉ, U+02C9 in this file
+    df.to_excel(tmp_path / "blanked.xlsx", index=False)
+    out = cli(tmp_path, "train", f"data.path={tmp_path / 'blanked.xlsx'}", *QUICK)
+    assert out.returncode == 2
+    assert_one_error(
+        out, "blanked.xlsx: row 7", f"(cluster {written}) has a name but no descriptor value"
+    )
+    assert mlflow_runs(tmp_path / "mlflow.db") == []
+    assert not (tmp_path / "run").exists()
+
+
 def test_nan_text_is_a_missing_cell_with_the_documented_warning(
     tmp_path: Path, shared_data: Path
 ) -> None:

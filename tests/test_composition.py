@@ -182,3 +182,11 @@ def test_predict_computes_formula_columns_from_the_names(tmp_path: Path, shared_
         DataError, match=r"bad.xlsx: row 2 \(cluster Mo2Xe\u00af\): element\(s\) Xe"
     ):
         predict(str(tmp_path / "run"), tmp_path / "bad.xlsx", tmp_path / "b.csv")
+    # below a blank row, written with U+02C9: the row the sheet shows and the name as written
+    # (it said row 2 and Mo2Xe¯, the row counted without the blank one, the name normalised)
+    blank = pd.DataFrame([[np.nan] * new.shape[1]], columns=new.columns)
+    gap = pd.concat([blank, bad.iloc[:1], new.iloc[1:]], ignore_index=True)
+    gap.iloc[1, 0] = "Mo2Xe\u02c9"
+    gap.to_excel(tmp_path / "gap.xlsx", index=False)
+    with pytest.raises(DataError, match=r"gap.xlsx: row 3 \(cluster Mo2Xe\u02c9\): element"):
+        predict(str(tmp_path / "run"), tmp_path / "gap.xlsx", tmp_path / "g.csv")

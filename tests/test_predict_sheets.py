@@ -35,12 +35,14 @@ def run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict:
 
 
 def _predict(run: dict, sheet: pd.DataFrame | None, name: str, *extra: str) -> tuple[Path, str]:
+    """(the output CSV, the error line or ''); the process's stderr in ``run["stderr"]``."""
     path = run["tmp"] / name
     if sheet is not None:
         sheet.to_excel(path, index=False)
     out = path.with_suffix(".csv")
     cmd = [sys.executable, "-m", "predict", str(run["run_dir"]), str(path), "-o", str(out), *extra]
     res = subprocess.run(cmd, cwd=run["tmp"], capture_output=True, text=True, timeout=300)
+    run["stderr"] = res.stderr
     assert "Traceback" not in res.stderr
     if res.returncode != 0:
         assert res.returncode == 2 and not out.exists()
@@ -107,7 +109,33 @@ def test_a_cluster_without_any_descriptor_is_refused(run: dict) -> None:
     sheet = run["new"].copy()
     sheet.loc[len(sheet)] = ["Co5Ta5C\u02c9", *([np.nan] * 14), -999]
     _, err = _predict(run, sheet, "placeholder.xlsx")
-    assert "placeholder.xlsx: row 20 (cluster Co5Ta5C\u00af) has a name but no descriptor" in err
+    assert "placeholder.xlsx: row 20 (cluster Co5Ta5C\u02c9) has a name but no descriptor" in err
+
+
+def test_error_lines_name_the_cluster_as_the_sheet_writes_it(run: dict) -> None:
+    """The sheet writes Co2TaCˉ (U+02C9): its error lines said Co2TaC¯ (U+00AF), a name the
+    chemist's search of the sheet does not find. Two spellings of one cluster are both shown."""
+    sheet = run["new"].astype({"1_ΔQmax": object})
+    sheet.loc[0, "1_ΔQmax"] = "n/a?"
+    _, err = _predict(run, sheet, "typo.xlsx")
+    assert "'n/a?' in column '1_ΔQmax', row 2 (cluster Co2TaC\u02c9)" in err
+    twice = pd.concat([run["new"], run["new"].iloc[[0]]], ignore_index=True)
+    twice.loc[18, "Clusters"] = "Co2TaC\u00af"
+    _, err = _predict(run, twice, "twice.xlsx")
+    assert "duplicate cluster name 'Co2TaC\u02c9' in rows 2 and 20 (written 'Co2TaC\u00af'" in err
+
+
+def test_the_missing_cell_warning_says_what_fills_them_at_predict_time(run: dict) -> None:
+    """A blank cell is filled by the saved model's imputer (fitted on the training clusters):
+    the warning said 'imputed inside each training fold', which is training's story."""
+    sheet = run["new"].copy()
+    sheet.loc[1, "1_ΔQmax"] = np.nan
+    out, err = _predict(run, sheet, "one_blank.xlsx")
+    assert not err and out.exists()
+    (line,) = [ln for ln in run["stderr"].splitlines() if "missing cell" in ln]
+    assert "1 missing cell (1_ΔQmax: " + sheet.loc[1, "Clusters"] + " row 3)" in line
+    assert line.endswith("filled in by the model's imputer (fitted on its training clusters)")
+    assert "training fold" not in line
 
 
 def test_a_notes_sheet_first_names_the_other_sheets(run: dict) -> None:

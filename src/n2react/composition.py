@@ -117,16 +117,23 @@ def formula_features(
     ligands: Sequence[str] = DEFAULT_LIGANDS,
     source: str = "clusters",
     first_row: int = 2,
+    sheet_rows: Sequence[int] | None = None,
+    written: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """One row of formula-level descriptors per cluster name (see :func:`feature_names`)."""
+    """One row of formula-level descriptors per cluster name (see :func:`feature_names`).
+    Errors name the row (``sheet_rows``, else counted from ``first_row``) and the cluster as
+    the file writes it (``written``, else its name)."""
     ligands = list(ligands)
     rows = []
     for i, name in enumerate(clusters):
-        where = f"{source}: row {first_row + i} (cluster {name})"
+        row = sheet_rows[i] if sheet_rows is not None else first_row + i
+        shown = str(written[i]).strip() if written is not None else name
+        where = f"{source}: row {row} (cluster {shown})"
         try:
             counts, charge = parse_formula(name)
         except ValueError as exc:
-            raise DataError(f"{where}: {exc}") from None
+            why = str(exc).replace(f"'{name}'", f"'{shown}'")  # as the file writes it
+            raise DataError(f"{where}: {why}") from None
         unknown = [e for e in counts if e not in METALS and e not in ligands]
         if unknown:
             raise DataError(

@@ -17,6 +17,7 @@ import pandas as pd
 from n2react.composition import DEFAULT_LIGANDS, ligands_in
 from n2react.composition import feature_names as formula_names
 from n2react.data import with_formula_features
+from n2react.data.missing import BY_THE_MODEL
 from n2react.data.tables import looks_like_target, read_sheet, table_to_dataset
 from n2react.errors import DataError
 
@@ -94,14 +95,8 @@ def read_new_clusters(
         feature_columns=from_file,
         has_target=has_target,
         unmeasured_ok=not all_measured,
+        missing_fill=BY_THE_MODEL,  # a row with no descriptor value is refused there
     )
-    empty = ds.X[from_file].isna().all(axis=1).to_numpy() & bool(from_file)  # sentinels: NaN
-    if empty.any():
-        i = int(np.flatnonzero(empty)[0])
-        raise DataError(
-            f"{p}: row {ds.rows[i]} (cluster {ds.clusters[i]}) has a name but no descriptor "
-            "value; fill in its descriptors or remove the row"
-        )
     if formula_cols:
         ds = with_formula_features(ds, ligands)
     measured = has_target and not np.isnan(ds.y).all()

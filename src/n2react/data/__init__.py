@@ -46,7 +46,9 @@ def with_formula_features(
 ) -> Dataset:
     """``ds`` with the ``0_`` formula-level columns appended (from its cluster names); only
     ``columns`` of them when given (``data.formula_columns``)."""
-    extra = formula_features(ds.clusters, ligands=list(ligands), source=ds.source)
+    extra = formula_features(
+        ds.clusters, ligands=list(ligands), source=ds.source, sheet_rows=ds.rows, written=ds.written
+    )
     if columns is not None:
         unknown = [str(c) for c in columns if c not in extra.columns]
         if unknown:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from n2react.data.missing import IN_TRAINING, missing_summary, refuse_empty_rows
 from n2react.errors import DataError, first_line
 
 log = logging.getLogger(__name__)
@@ -304,6 +305,7 @@ def table_to_dataset(
     group_column: str | None = None,
     announce_target: bool = True,
     unmeasured_ok: bool = False,
+    missing_fill: str = IN_TRAINING,
 ) -> Dataset:
     """Validate a raw table and turn it into a :class:`Dataset`.
 
@@ -312,7 +314,9 @@ def table_to_dataset(
     clusters to predict) there is no target column and ``y`` is all NaN. Without
     ``target_column`` the target is the column whose header looks like lg(k1); the choice is
     logged (``announce_target``). ``unmeasured_ok``: a blank lg(k1) cell is NaN (clusters to
-    predict, some of them measured), not an error. A cell of spaces is blank.
+    predict, some of them measured), not an error. A cell of spaces is blank. A row with no
+    descriptor value is refused; the missing-cell warning ends with ``missing_fill``. Messages
+    name a cluster as the file writes it.
     """
     src = source
     dup = pd.Index(df.columns)[pd.Index(df.columns).duplicated()]
@@ -344,20 +348,25 @@ def table_to_dataset(
     if not features:
         raise DataError(f"{src}: no descriptor columns")
 
+    def pos_of(i: int) -> int:
+        return int(np.flatnonzero(df.index == i)[0])
+
     def row_of(i: int) -> int:
-        return int(sheet_rows[np.flatnonzero(df.index == i)[0]])
+        return int(sheet_rows[pos_of(i)])
 
     names_raw = df[name_col]
     for i, v in names_raw.items():
         if pd.isna(v) or str(v).strip() == "":
             raise DataError(f"{src}: empty cluster name in column '{name_col}', row {row_of(i)}")
     clusters = np.array([normalize_name(v) for v in names_raw], dtype=object)
+    as_written = np.array([str(v).strip() for v in names_raw], dtype=object)
     seen: dict[str, int] = {}
     for pos, c in enumerate(clusters):
         if c in seen:
+            a, b = as_written[seen[c]], as_written[pos]
             raise DataError(
-                f"{src}: duplicate cluster name '{c}' in rows {sheet_rows[seen[c]]} "
-                f"and {sheet_rows[pos]}"
+                f"{src}: duplicate cluster name '{a}' in rows {sheet_rows[seen[c]]} "
+                f"and {sheet_rows[pos]}" + ("" if a == b else f" (written '{b}' there)")
             )
         seen[c] = pos
 
@@ -369,7 +378,7 @@ def table_to_dataset(
             i = bad[bad].index[0]
             raise DataError(
                 f"{src}: non-numeric value {raw[i]!r} in column '{col}', row {row_of(i)} "
-                f"(cluster {normalize_name(names_raw[i])})"
+                f"(cluster {as_written[pos_of(i)]})"
             )
         wild = num.notna() & ~(num.abs() <= MAX_ABS_VALUE)  # inf, -inf, 1e308 ...
         if wild.any():
@@ -378,13 +387,13 @@ def table_to_dataset(
             shown = cell.item() if isinstance(cell, np.generic) else cell
             raise DataError(
                 f"{src}: value {shown!r} in column '{col}', row {row_of(i)} "
-                f"(cluster {normalize_name(names_raw[i])}) is not a finite number within "
+                f"(cluster {as_written[pos_of(i)]}) is not a finite number within "
                 f"±{MAX_ABS_VALUE:g} (a unit or typing error?)"
             )
         if not allow_missing and num.isna().any():
             i = num[num.isna()].index[0]
             raise DataError(
-                f"{src}: missing {col} in row {row_of(i)} (cluster {normalize_name(names_raw[i])})"
+                f"{src}: missing {col} in row {row_of(i)} (cluster {as_written[pos_of(i)]})"
             )
         return num.astype(float)
 
@@ -406,8 +415,9 @@ def table_to_dataset(
         for col in X.columns
         for pos in np.flatnonzero(missing_mask[col].to_numpy())
     ]
+    refuse_empty_rows(missing_mask, as_written, sheet_rows, src)
     if missing_cells:
-        warn_once(f"{src}: {_missing_summary(missing_mask, clusters, sheet_rows)}")
+        warn_once(f"{src}: {missing_summary(missing_mask, as_written, sheet_rows, missing_fill)}")
     X = X.mask(sentinel_mask)
     groups = None
     if group_column is not None:
@@ -427,24 +437,4 @@ def table_to_dataset(
         groups=groups,
         written=np.array([str(v) for v in names_raw], dtype=object),
         rows=sheet_rows,
-    )
-
-
-def _missing_summary(mask: pd.DataFrame, clusters: np.ndarray, sheet_rows: np.ndarray) -> str:
-    """One line: how many cells are missing, where (a few per column, by spreadsheet row
-    ``sheet_rows``), and what happens."""
-    n = int(mask.to_numpy().sum())
-    cols = [c for c in mask.columns if mask[c].any()]
-    parts = []
-    for col in cols[:4]:
-        rows = np.flatnonzero(mask[col].to_numpy())
-        cells = [f"{clusters[r]} row {sheet_rows[r]}" for r in rows[:3]]
-        more = f", +{len(rows) - 3} more" if len(rows) > 3 else ""
-        parts.append(f"{col}: {', '.join(cells)}{more}")
-    if len(cols) > 4:
-        parts.append(f"+{len(cols) - 4} more columns")
-    cells_word = "cell" if n == 1 else "cells"
-    where = f" in {len(cols)} columns" if len(cols) > 1 else ""
-    return (
-        f"{n} missing {cells_word}{where} ({'; '.join(parts)}); imputed inside each training fold"
     )
