@@ -138,6 +138,15 @@ def test_the_missing_cell_warning_says_what_fills_them_at_predict_time(run: dict
     assert "training fold" not in line
 
 
+def test_a_coverage_the_run_cannot_calibrate_names_the_flag(run: dict) -> None:
+    """100 out-of-fold residuals cannot calibrate 99.5 % intervals: the refusal said
+    'coverage=0.995', a config key, to a user who typed --coverage 0.995."""
+    _, err = _predict(run, run["new"], "cover.xlsx", "--coverage", "0.995")
+    assert "n2react: error: --coverage 0.995: too few out-of-fold residuals" in err
+    _, err = _predict(run, run["new"], "cover.xlsx", "--coverage", "1.5")
+    assert "n2react: error: --coverage 1.5: expected a fraction between 0 and 1" in err
+
+
 def test_a_notes_sheet_first_names_the_other_sheets(run: dict) -> None:
     path = run["tmp"] / "two.xlsx"
     with pd.ExcelWriter(path) as writer:

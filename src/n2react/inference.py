@@ -179,6 +179,7 @@ def prediction_table(
     clusters: np.ndarray,
     y: np.ndarray | None,
     coverage: float = 0.9,
+    coverage_from: str = "coverage",
 ) -> tuple[pd.DataFrame, dict[str, float] | None, str | None]:
     """(cluster, y_pred, y_std, in_domain, domain_reasons, nearest_training, y_lower, y_upper,
     interval_coverage, expected_error, descriptor_notes[, y_true, residual]), the scores when
@@ -189,6 +190,7 @@ def prediction_table(
     clusters); the descriptor range / kNN distance reasons go to ``descriptor_notes``
     (informational: on held-out clusters they did not separate large errors from small). Without
     one (older runs), the interval columns are left out and in_domain is the descriptor rule.
+    ``coverage_from`` names ``coverage`` in a refusal (predict's ``--coverage``, a config key).
     """
     mean, std = predict_table(loaded, X)
     out = pd.DataFrame({"cluster": clusters, "y_pred": mean, "y_std": std})
@@ -196,7 +198,7 @@ def prediction_table(
     band = None
     if calib is not None:
         spread = model_spread(loaded.model, X) if calib.needs_spread else None
-        band = calib.predict(X, mean, coverage, spread)
+        band = calib.predict(X, mean, coverage, spread, where=coverage_from)
     else:
         log.warning(
             "the run recorded no interval calibration (trained before intervals existed, or with "
@@ -367,7 +369,7 @@ def predict(
     X, clusters, y = read_new_clusters(  # the names as the sheet writes them: rows join back
         file, names, sheet, ligands=ligands, as_written=True, sheet_option="--sheet"
     )
-    out, metrics, domain_summary = prediction_table(loaded, X, clusters, y, coverage)
+    out, metrics, domain_summary = prediction_table(loaded, X, clusters, y, coverage, "--coverage")
     check_finite(out)
     if domain_summary:
         log.info("%s", domain_summary)

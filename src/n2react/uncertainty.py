@@ -65,13 +65,15 @@ def check_coverage(
     coverage: float, n: int | None = None, where: str = "coverage", what: str = "out-of-fold"
 ) -> float:
     """``coverage`` as a float in (0, 1), refused when ``n`` residuals (``what``: out-of-fold,
-    or the calibration file's name) cannot calibrate it."""
+    or the calibration file's name) cannot calibrate it. ``where``: the config key, or the
+    command-line flag (``--coverage``) the value came from, as the user typed it."""
     c = float(coverage)
+    sep = " " if where.startswith("--") else "="
     if not 0.0 < c < 1.0:
-        raise ConfigError(f"{where}={coverage}: expected a fraction between 0 and 1, e.g. 0.9")
+        raise ConfigError(f"{where}{sep}{coverage}: expected a fraction between 0 and 1, e.g. 0.9")
     if n is not None and n < min_residuals(c):
         raise DataError(
-            f"{where}={c:g}: too few {what} residuals to calibrate it ({n}; a {100 * c:g}% "
+            f"{where}{sep}{c:g}: too few {what} residuals to calibrate it ({n}; a {100 * c:g}% "
             f"interval needs at least {min_residuals(c)})"
         )
     return c
@@ -239,10 +241,12 @@ class Calibration:
         y_pred: np.ndarray,
         coverage: float = 0.9,
         spread: np.ndarray | None = None,
+        where: str = "coverage",
     ) -> pd.DataFrame:
         """``y_lower``, ``y_upper`` (the ``coverage`` interval), ``expected_error``, ``flagged``;
-        ``spread``: the final model's :func:`model_spread` of ``X`` when :attr:`needs_spread`."""
-        check_coverage(coverage, self.n, where="coverage", what=self.source)
+        ``spread``: the final model's :func:`model_spread` of ``X`` when :attr:`needs_spread`;
+        ``where``: what a refused ``coverage`` is called (a key, or predict's ``--coverage``)."""
+        check_coverage(coverage, self.n, where=where, what=self.source)
         s = self.difficulty_of(X, spread)
         iv = conformal_intervals(self.residuals, self.sigmas, y_pred, s, coverage)
         ee = self.scale * (
