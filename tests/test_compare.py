@@ -153,6 +153,27 @@ def test_a_server_that_does_not_answer_is_one_line_within_seconds(tmp_path: Path
         assert len(lines) == 1 and "no tracking server answers at 127.0.0.1:" in lines[0]
 
 
+def test_a_file_store_is_one_line(tmp_path: Path) -> None:
+    """predict, explain and compare given a run id and an old mlruns/ folder as the store:
+    MLflow 3's MlflowException ended them in a traceback."""
+    sheet = Path(os.environ["N2_DATA_DIR"]) / "heteronuclear-FeV-18-15features.xlsx"
+    cmd = [sys.executable, "-c", "import sys; from n2react.cli import main; sys.exit(main())"]
+    for store, args in (
+        (f"file://{tmp_path}/mlruns", ["predict", "0" * 32, str(sheet), "-o", "p.csv"]),
+        ("mlruns", ["explain", "0" * 32]),
+        ("./mlruns", ["compare", "0" * 32, "1" * 32]),
+    ):
+        res = subprocess.run(
+            [*cmd, *args, "--tracking-uri", store],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-1500:]
+        (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("n2react: error:")]
+        assert f"{store} is a file store, which MLflow 3 no longer reads" in line
+        assert "sqlite:///mlflow.db" in line
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "p.csv").exists()
+
+
 def test_grouped_comparison_resamples_the_groups(runs) -> None:
     oof = pd.read_csv(runs["metal"] / "oof_predictions.csv")
     worse = oof.assign(y_pred=oof["y_pred"] + 0.3 * (oof["y_pred"] - oof["y_true"]))

@@ -129,11 +129,17 @@ def no_server(uri: str) -> str | None:
 
 def unreadable(uri: str) -> str | None:
     """Why a finished run cannot be read from the store ``uri`` (predict, explain, compare): a
-    SQLite file that does not exist (opening it would create an empty store) or a server that
-    does not answer; None when it can be tried. For the store used for want of any (no
-    --tracking-uri, no $MLFLOW_TRACKING_URI) the reason adds how to name another one."""
+    SQLite file that does not exist (opening it would create an empty store), a server that
+    does not answer, or a file store (MLflow 3 refuses one with a traceback); None when it can
+    be tried. For the store used for want of any (no --tracking-uri, no $MLFLOW_TRACKING_URI)
+    the reason adds how to name another one."""
     from n2react.tracking import DEFAULT_URI
 
+    if urlparse(uri).scheme in ("", "file"):
+        return (
+            f"{uri} is a file store, which MLflow 3 no longer reads; name a database store, "
+            "e.g. sqlite:///mlflow.db (`mlflow migrate-filestore` converts an old mlruns/ folder)"
+        )
     db = sqlite_file(uri)
     why = f"no MLflow store at {db}" if db is not None and not db.is_file() else no_server(uri)
     if why and uri == DEFAULT_URI and not os.environ.get("MLFLOW_TRACKING_URI"):
