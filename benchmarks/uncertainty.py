@@ -24,6 +24,7 @@ import logging
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,11 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(eval_file).is_file():
         ap.error(f"--eval {eval_file}: no such file")
     logging.basicConfig(level=logging.ERROR)
-    rows = []
+    rows, heading = [], ""
     for groups in protocols.split(","):
         over = ["data=homonuclear_15", "model=extra_trees", *argv, f"cv.groups={groups}"]
-        plan = build_plan(compose_config(over))
+        cfg = compose_config(over)
+        plan = build_plan(cfg)
         ds = plan.attach_groups(load_dataset(plan.data, plan.group_column))
+        coverage = (plan.uncertainty or UncertaintySpec()).coverage
+        heading = title(cfg, ds.n_rows, coverage, eval_file)
         with tempfile.TemporaryDirectory() as tmp:
             result = cross_validate(plan, ds, Path(tmp))
             final = TunedPipeline(plan.make_pipeline, plan.search, plan.inner, tmp, "final")
@@ -117,9 +121,20 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 )
     table = pd.DataFrame(rows)
-    print(f"90 % intervals, extra trees on the 159 clusters; eval = {Path(eval_file).name}")
+    print(heading)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 0
+
+
+def title(cfg: Any, n: int, coverage: float, eval_file: str) -> str:
+    """The table's title: the interval level, the model run (as a run's titles name it,
+    :func:`n2react.figures.model_title`, in words: ``extra trees``), the clusters and the eval
+    file, e.g. ``90 % intervals, extra trees on the 159 clusters; eval = FeV.xlsx``."""
+    from n2react.figures import model_title
+
+    model = model_title(cfg).replace("_", " ")
+    evaluated = Path(eval_file).name
+    return f"{100 * coverage:g} % intervals, {model} on the {n} clusters; eval = {evaluated}"
 
 
 def _pair(flagged: float, inside: float) -> str:

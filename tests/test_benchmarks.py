@@ -108,3 +108,25 @@ def test_transfer_write_readme_keeps_the_rows_not_rerun(tmp_path: Path) -> None:
     transfer.write_readme({"baseline": new}, readme, groups="metal")
     block = readme.read_text().split(transfer.BEGIN)[1].split(transfer.END)[0].strip()
     assert block.splitlines()[2:] == [new] and "leave-one-metal-out CV MAE" in block
+
+
+def test_uncertainty_titles_its_table_with_the_model_run(tmp_path: Path) -> None:
+    """The title said 'extra trees' and '90 %' whatever model and coverage were run; the
+    default command's title is unchanged, byte for byte."""
+    from n2react.compose import compose_config
+
+    title = _module("uncertainty").title
+    fev = "/data/heteronuclear-FeV-18-15features.xlsx"
+    default = compose_config(["data=homonuclear_15", "model=extra_trees", "cv.groups=none"])
+    assert title(default, 159, 0.9, fev) == (
+        "90 % intervals, extra trees on the 159 clusters; "
+        "eval = heteronuclear-FeV-18-15features.xlsx"
+    )
+    pairwise = compose_config(["data=homonuclear_15", "model=extra_trees", "pairwise=on"])
+    assert title(pairwise, 159, 0.9, fev).startswith("90 % intervals, extra trees (pairwise) on")
+    args = ["--protocols", "none", "--difficulties", "none", "model=ridge", "cv.outer_folds=3"]
+    out = bench("uncertainty.py", *args, "uncertainty.coverage=0.8", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.splitlines()[0] == (
+        "80 % intervals, ridge on the 159 clusters; eval = heteronuclear-FeV-18-15features.xlsx"
+    )
