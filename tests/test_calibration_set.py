@@ -190,6 +190,7 @@ def test_predict_uses_all_calibration_residuals_and_ranks_by_the_error_difficult
     assert done.returncode != 0 and "Traceback" not in done.stderr
     line = next(ln for ln in done.stderr.splitlines() if ln.startswith("n2react: error:"))
     assert f"too few {FEV} residuals" in line and "20" in line
+    assert line.startswith("n2react: error: --coverage 0.95: ")  # the flag typed, not a key
     # a plot would replace a file of the user's: refused before any work, nothing written
     (tmp / "mine.png").write_bytes(b"not ours")
     done = subprocess.run(
