@@ -1,7 +1,7 @@
 """The preset's interval figures with their choosing included: the choice among the six
 calibrations of the transfer table, made again for each Fe-V composition unit without it.
 
-    python benchmarks/calibration_choice.py                   # ~1.5 min on 2 cores
+    python benchmarks/calibration_choice.py                   # under 3 min on 2 cores
     python benchmarks/calibration_choice.py --reuse DIR       # reuse benchmarks/transfer.py's runs
 
 `experiment=new_compositions` takes, of six interval calibrations, the narrowest whose
