@@ -111,6 +111,31 @@ def test_group_labels_from_names() -> None:
         group_labels("metal", ["Mo2S", "Mo3S4C1-1-M2"], source="x.xlsx")
 
 
+@pytest.mark.parametrize("grouping", ["family", "metal"])
+def test_a_name_that_is_not_a_formula_is_named_at_its_sheet_row_as_written(
+    grouping: str, make_cfg, tmp_path: Path
+) -> None:
+    """cv.groups=family|metal on a file with a blank row above a cluster whose name is not a
+    formula: the error named the row counted without the blank row (12) and the name in its
+    standardised spelling (sample 7¯); it names the sheet's row 13 and the name as written."""
+    df = pd.read_excel(data_dir() / "homonuclear-159-15features.xlsx")
+    df.loc[10, "Clusters"] = "sample 7\u02c9"  # sheet row 12, 13 below the blank row
+    blank = pd.DataFrame([[None] * df.shape[1]], columns=df.columns)
+    pd.concat([df.iloc[:5], blank, df.iloc[5:]], ignore_index=True).to_excel(
+        tmp_path / "odd.xlsx", index=False
+    )
+    cfg = make_cfg(
+        "data=homonuclear_15", f"data.path={tmp_path / 'odd.xlsx'}", "model=ridge",
+        f"cv.groups={grouping}", "explain=false", "tracking=none",
+    )  # fmt: skip
+    with pytest.raises(DataError) as err:
+        run(cfg, tmp_path / "run")
+    assert str(err.value).startswith(
+        f"{tmp_path / 'odd.xlsx'}: row 13 (cluster sample 7\u02c9): cv.groups={grouping} reads"
+    )
+    assert "'sample 7\u02c9' is not a formula" in str(err.value) and "\u00af'" not in str(err.value)
+
+
 def test_grouped_folds_keep_groups_whole_and_balanced() -> None:
     groups = np.array(["a"] * 25 + ["b"] * 17 + ["c"] * 10 + ["d"] * 3 + ["e"] * 1 + ["f"] * 1)
     splits = KFoldSplitter(3, seed=1).split(len(groups), groups)

@@ -97,6 +97,8 @@ class Plan:
             dataset.clusters,
             source=dataset.source,
             ligands=self.ligands,
+            sheet_rows=dataset.rows,
+            written=dataset.written,
         )
         return replace(dataset, groups=labels)
 

@@ -235,6 +235,8 @@ def group_labels(
     source: str = "clusters",
     ligands: Sequence[str] = DEFAULT_LIGANDS,
     first_row: int = 2,
+    sheet_rows: Sequence[int] | None = None,
+    written: Sequence[str] | None = None,
     strict: bool = True,
 ) -> np.ndarray | None:
     """One group label per cluster for ``cv.groups=metal|family`` (None for none/column).
@@ -242,7 +244,9 @@ def group_labels(
     The one labeller of metals and families: CV folds, the terminal's and CSVs' per-group
     scores and the plots all call it, so a family reads the same everywhere (``Mo-C,S``, a bare
     ``Rh``; see :func:`n2react.composition.family_of`). ``strict=False`` (plots of any file)
-    labels a name that is not a formula with the name itself instead of raising DataError.
+    labels a name that is not a formula with the name itself instead of raising DataError,
+    which names the row (``sheet_rows``, else counted from ``first_row``) and the cluster as
+    the file writes it (``written``, else its name).
     """
     spec = check_grouping(spec)
     if spec is None or spec.startswith("column:"):
@@ -256,8 +260,11 @@ def group_labels(
             if not strict:
                 out.append(str(name))
                 continue
+            row = sheet_rows[i] if sheet_rows is not None else first_row + i
+            shown = str(written[i]).strip() if written is not None else str(name)
+            why = str(exc).replace(f"'{name}'", f"'{shown}'")  # as the file writes it
             raise DataError(
-                f"{source}: row {first_row + i} (cluster {name}): cv.groups={spec} reads the "
-                f"group off the formula, but {exc}"
+                f"{source}: row {row} (cluster {shown}): cv.groups={spec} reads the "
+                f"group off the formula, but {why}"
             ) from None
     return np.asarray(out, dtype=object)
