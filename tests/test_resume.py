@@ -194,6 +194,31 @@ def test_resume_refuses_another_config_and_a_finished_run(make_cfg, tmp_path: Pa
         run(make_cfg(*QUICK, f"resume={tmp_path}"), tmp_path / "w")
 
 
+def test_a_run_of_an_older_n2react_is_refused_as_such(make_cfg, tmp_path: Path) -> None:
+    """A run whose config_resolved.yaml lacks keys this version adds (search.kind, written by an
+    older n2react) was refused as 'the config differs ... at search.kind ('(not set)' there,
+    None here)'; it is still refused (the code that would continue it is not the code that
+    began it), saying that an older n2react started it and that it must be started again."""
+    from omegaconf import OmegaConf
+
+    old = tmp_path / "old"
+    run(make_cfg(*QUICK, "tracking=none"), old)
+    (old / "summary.json").unlink()  # as if killed in its last outer fold
+    saved = OmegaConf.load(old / "config_resolved.yaml")
+    del saved.search["kind"], saved.cv["seed"]  # keys the older version did not write
+    OmegaConf.save(saved, old / "config_resolved.yaml")
+    with pytest.raises(ConfigError) as err:
+        run(make_cfg(*QUICK, "tracking=none", f"resume={old}"), tmp_path / "x")
+    assert str(err.value) == (
+        f"resume: the run in {old} was started by an older version of n2react, whose config "
+        "(config_resolved.yaml) lacks cv.seed, search.kind; this version cannot resume it: start "
+        "the run again"
+    )
+    # a key it lacks and one it sets otherwise: the differences are named, as before
+    with pytest.raises(ConfigError, match=r"config differs .* cv\.outer_folds \(3 there, 4 here"):
+        run(make_cfg(*QUICK, "tracking=none", "cv.outer_folds=4", f"resume={old}"), tmp_path / "y")
+
+
 def test_a_refused_resume_leaves_no_hydra_folder(make_cfg, tmp_path: Path) -> None:
     """A refused resume= left the new Hydra folder (.hydra/ and a log of one error line) behind
     in outputs/; like any run refused before its first output, it now leaves none, and the run

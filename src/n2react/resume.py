@@ -130,13 +130,22 @@ def _normalised(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
-    """Refuse to resume ``run_dir`` with a config other than the one it was started with."""
+    """Refuse to resume ``run_dir`` with a config other than the one it was started with; when
+    the differences are only keys its file lacks, the run was started by an older n2react (the
+    code that would continue it is not the code that began it), and the refusal says so."""
     file = run_dir / CONFIG_FILE
     before = _normalised(OmegaConf.to_container(OmegaConf.load(file)))  # type: ignore[arg-type]
     now = _normalised(config)
     missing = "(not set)"
     keys = sorted(set(before) | set(now))
     diff = [k for k in keys if before.get(k, missing) != now.get(k, missing)]
+    if diff and all(k not in before for k in diff):  # keys added since the run was started
+        names = ", ".join(diff[:3]) + (f" and {len(diff) - 3} more" if len(diff) > 3 else "")
+        raise ConfigError(
+            f"resume: the run in {run_dir} was started by an older version of n2react, whose "
+            f"config ({file.name}) lacks {names}; this version cannot resume it: start the run "
+            "again"
+        )
     if diff:
         shown = ", ".join(
             f"{k} ({before.get(k, missing)!r} there, {now.get(k, missing)!r} here)"
