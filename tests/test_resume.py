@@ -210,9 +210,9 @@ def test_a_run_of_an_older_n2react_is_refused_as_such(make_cfg, tmp_path: Path) 
     with pytest.raises(ConfigError) as err:
         run(make_cfg(*QUICK, "tracking=none", f"resume={old}"), tmp_path / "x")
     assert str(err.value) == (
-        f"resume: the run in {old} was started by an older version of n2react, whose config "
-        "(config_resolved.yaml) lacks cv.seed, search.kind; this version cannot resume it: start "
-        "the run again"
+        f"resume: the config of the run in {old} (config_resolved.yaml) lacks cv.seed, "
+        "search.kind, set here: a run started by an older version of n2react cannot be resumed "
+        "by this one (start it again); if you added them to the command, drop them"
     )
     # a key it lacks and one it sets otherwise: the differences are named, as before
     with pytest.raises(ConfigError, match=r"config differs .* cv\.outer_folds \(3 there, 4 here"):

@@ -142,9 +142,9 @@ def check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
     if diff and all(k not in before for k in diff):  # keys added since the run was started
         names = ", ".join(diff[:3]) + (f" and {len(diff) - 3} more" if len(diff) > 3 else "")
         raise ConfigError(
-            f"resume: the run in {run_dir} was started by an older version of n2react, whose "
-            f"config ({file.name}) lacks {names}; this version cannot resume it: start the run "
-            "again"
+            f"resume: the config of the run in {run_dir} ({file.name}) lacks {names}, set "
+            "here: a run started by an older version of n2react cannot be resumed by this one "
+            "(start it again); if you added them to the command, drop them"
         )
     if diff:
         shown = ", ".join(
