@@ -111,6 +111,26 @@ def ligands_in(columns: Iterable[str]) -> list[str]:
     ]
 
 
+def cluster_at(
+    i: int,
+    name: str,
+    first_row: int = 2,
+    sheet_rows: Sequence[int] | None = None,
+    written: Sequence[str] | None = None,
+) -> tuple[int, str]:
+    """(the sheet row, the name as the file writes it) of the ``i``-th cluster ``name``, for an
+    error line: ``sheet_rows`` and ``written`` where the reader kept them, else the row counted
+    from ``first_row`` and the (normalised) name."""
+    row = sheet_rows[i] if sheet_rows is not None else first_row + i
+    return row, str(written[i]).strip() if written is not None else str(name)
+
+
+def as_written(exc: Exception, name: str, shown: str) -> str:
+    """A formula error's text (which quotes the normalised ``name``) quoting ``shown``, the
+    name as the file writes it."""
+    return str(exc).replace(f"'{name}'", f"'{shown}'")
+
+
 def formula_features(
     clusters: Iterable[str],
     *,
@@ -126,14 +146,12 @@ def formula_features(
     ligands = list(ligands)
     rows = []
     for i, name in enumerate(clusters):
-        row = sheet_rows[i] if sheet_rows is not None else first_row + i
-        shown = str(written[i]).strip() if written is not None else name
+        row, shown = cluster_at(i, name, first_row, sheet_rows, written)
         where = f"{source}: row {row} (cluster {shown})"
         try:
             counts, charge = parse_formula(name)
         except ValueError as exc:
-            why = str(exc).replace(f"'{name}'", f"'{shown}'")  # as the file writes it
-            raise DataError(f"{where}: {why}") from None
+            raise DataError(f"{where}: {as_written(exc, name, shown)}") from None
         unknown = [e for e in counts if e not in METALS and e not in ligands]
         if unknown:
             raise DataError(

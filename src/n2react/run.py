@@ -222,14 +222,16 @@ def _forget_earlier_run(run_dir: Path) -> None:
         shutil.rmtree(p)
 
 
-def _tuned(plan: Plan, run_dir: Path, name: str, progress: FoldProgress) -> TunedPipeline:
+def _tuned(
+    plan: Plan, run_dir: Path, name: str, progress: FoldProgress | None = None
+) -> TunedPipeline:
     return TunedPipeline(
         plan.make_pipeline,
         plan.search,
         plan.inner,
         directory=run_dir / "search",
         project_name=name,
-        on_trial_end=progress.trial_done,
+        on_trial_end=progress.trial_done if progress is not None else None,
     )
 
 
@@ -239,9 +241,7 @@ def fold_procedure(plan: Plan, run_dir: Path) -> Callable[[str], TunedPipeline] 
     without a search (the validation refits each fold's pipeline as it is)."""
     if not plan.search.active:
         return None
-    return lambda name: TunedPipeline(
-        plan.make_pipeline, plan.search, plan.inner, run_dir / "search", name
-    )
+    return lambda name: _tuned(plan, run_dir, name)
 
 
 def cross_validate(

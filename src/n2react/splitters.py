@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import KFold, RepeatedKFold
 
-from n2react.composition import DEFAULT_LIGANDS, family_of, metal_of
+from n2react.composition import DEFAULT_LIGANDS, as_written, cluster_at, family_of, metal_of
 from n2react.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -260,11 +260,9 @@ def group_labels(
             if not strict:
                 out.append(str(name))
                 continue
-            row = sheet_rows[i] if sheet_rows is not None else first_row + i
-            shown = str(written[i]).strip() if written is not None else str(name)
-            why = str(exc).replace(f"'{name}'", f"'{shown}'")  # as the file writes it
+            row, shown = cluster_at(i, name, first_row, sheet_rows, written)
             raise DataError(
                 f"{source}: row {row} (cluster {shown}): cv.groups={spec} reads the "
-                f"group off the formula, but {why}"
+                f"group off the formula, but {as_written(exc, name, shown)}"
             ) from None
     return np.asarray(out, dtype=object)
