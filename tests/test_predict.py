@@ -53,6 +53,7 @@ def test_predict_all_159_from_the_run_directory(trained: dict, shared_data: Path
         "used_by_run",
         "y_true",
         "residual",
+        "row",  # the sheet's row: last, so that the older columns keep their places
     ]
     assert len(table) == 159 and table["y_pred"].notna().all()
     assert (table["interval_coverage"] == 0.9).all()  # the level of y_lower..y_upper, by default
@@ -92,7 +93,10 @@ def test_predict_by_mlflow_run_id_without_labels(trained: dict) -> None:
     assert metrics is None and len(table) == 59
     domain = ["in_domain", "domain_reasons", "nearest_training"]
     band = ["y_lower", "y_upper", "interval_coverage", "expected_error", "descriptor_notes"]
-    assert list(table.columns) == ["cluster", "y_pred", "y_std", *domain, *band, "used_by_run"]
+    assert list(table.columns) == [
+        "cluster", "y_pred", "y_std", *domain, *band, "used_by_run", "row"
+    ]  # fmt: skip
+    assert table["row"].tolist() == list(range(2, 61))  # the sheet's rows, header = row 1
     assert table["y_std"].notna().all()
     assert (table["used_by_run"] == "").all()  # none of the 59 was trained on
     # --coverage 0.8: narrower intervals, and the CSV says which level they are

@@ -28,10 +28,11 @@ def run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict:
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    fev = pd.read_excel(shared_data / FEV).drop(columns=["lg(k1)"])
+    fev = pd.read_excel(shared_data / FEV)
+    y = fev.pop("lg(k1)").to_numpy(float)
     names = fev["Clusters"].str.replace("Fe", "#").str.replace("V", "Ta").str.replace("#", "Co")
     fev["Clusters"] = names.str.replace("\u00af", "\u02c9")
-    return {"tmp": tmp, "run_dir": tmp / "run", "new": fev}
+    return {"tmp": tmp, "run_dir": tmp / "run", "new": fev, "fev_y": y}
 
 
 def _predict(run: dict, sheet: pd.DataFrame | None, name: str, *extra: str) -> tuple[Path, str]:
@@ -121,8 +122,9 @@ def test_error_lines_name_the_cluster_as_the_sheet_writes_it(run: dict) -> None:
     assert "'n/a?' in column '1_ΔQmax', row 2 (cluster Co2TaC\u02c9)" in err
     twice = pd.concat([run["new"], run["new"].iloc[[0]]], ignore_index=True)
     twice.loc[18, "Clusters"] = "Co2TaC\u00af"
-    _, err = _predict(run, twice, "twice.xlsx")
-    assert "duplicate cluster name 'Co2TaC\u02c9' in rows 2 and 20 (written 'Co2TaC\u00af'" in err
+    out, err = _predict(run, twice, "twice.xlsx")  # one name twice: predicted (isomers?)
+    assert not err and pd.read_csv(out)["cluster"].tolist() == twice["Clusters"].tolist()
+    assert "Co2TaC\u02c9 rows 2, 20 (written 'Co2TaC\u00af' in row 20; identical" in run["stderr"]
 
 
 def test_the_missing_cell_warning_says_what_fills_them_at_predict_time(run: dict) -> None:
@@ -157,3 +159,92 @@ def test_a_notes_sheet_first_names_the_other_sheets(run: dict) -> None:
     assert "(read sheet 'notes'; the file also has 'data'; choose one with --sheet NAME)" in err
     out, err = _predict(run, None, "two.xlsx", "--sheet", "data")
     assert not err and len(pd.read_csv(out)) == 18
+
+
+def _isomers(run: dict) -> pd.DataFrame:
+    """The Co-Ta sheet measured (lg(k1) of the Fe-V file, one blank), with a blank row after
+    row 3 (so positions are not rows), an isomer of Co2TaCˉ (other descriptors) at row 12 and
+    an identical copy of row 6 at row 22."""
+    sheet = run["new"].copy()
+    sheet.insert(1, "lg(k1)", run["fev_y"])
+    sheet.loc[9, "lg(k1)"] = np.nan
+    isomer = sheet.iloc[[0]].copy()
+    isomer.iloc[0, 2:5] = isomer.iloc[0, 2:5] * 1.3  # a geometry with other DFT descriptors
+    blank = pd.DataFrame([[None] * sheet.shape[1]], columns=sheet.columns)
+    parts = [sheet.iloc[:2], blank, sheet.iloc[2:9], isomer, sheet.iloc[9:], sheet.iloc[[3]]]
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_isomers_are_each_predicted_on_their_own_row(run: dict) -> None:
+    """Two rows of one name (isomers: other descriptors) were refused ('duplicate cluster name
+    ... in rows 2 and 12'); each is predicted, in sheet order, with its sheet row, the copies
+    named in one warning, the lg(k1) column scored row by row, and --explain kept per row."""
+    sheet = _isomers(run)
+    out, err = _predict(run, sheet, "isomers.xlsx", "--explain")
+    assert not err, run["stderr"][-2000:]
+    table = pd.read_csv(out)
+    names = sheet["Clusters"].dropna().tolist()
+    assert table["cluster"].tolist() == names and len(table) == 20
+    rows = [2, 3, *range(5, 23)]  # row 4 is the blank one
+    assert table["row"].tolist() == rows and table.columns[-1] == "row"
+    first, isomer, copy_of, copy = (table[table["row"] == r].iloc[0] for r in (2, 12, 6, 22))
+    assert first["cluster"] == isomer["cluster"] and first["y_pred"] != isomer["y_pred"]
+    assert copy["cluster"] == copy_of["cluster"] and copy["y_pred"] == copy_of["y_pred"]
+    (line,) = [ln for ln in run["stderr"].splitlines() if "more than once" in ln]
+    assert line.endswith(
+        "isomers.xlsx: 2 names appear more than once (isomers?): Co2TaC\u02c9 rows 2, 12; "
+        f"{copy['cluster']} rows 6, 22 (identical copies: likely a paste error); "
+        "each row predicted on its own"
+    ), line
+    # the terminal table tells the two apart by their rows
+    assert "Co2TaC\u02c9 (row 2)" in run["stderr"] and "Co2TaC\u02c9 (row 12)" in run["stderr"]
+    # scored row by row: the measured lg(k1) of each row, the blank one left out
+    measured = sheet.dropna(how="all")["lg(k1)"].to_numpy(float)
+    np.testing.assert_array_equal(table["y_true"].to_numpy(float), measured)
+    np.testing.assert_allclose(table["residual"], table["y_pred"] - table["y_true"])
+    (all_row,) = [ln for ln in run["stderr"].splitlines() if ln.startswith("│ all measured")]
+    assert " 19 " in all_row and f"{table['residual'].abs().mean():.3f}" in all_row
+    assert "19 of 20 clusters have a measured lg(k1)" in run["stderr"]
+    # --explain: one row per sheet row, the same rows, its values summing to each prediction
+    shap = pd.read_csv(out.with_name(out.stem + "_explain.csv"))
+    assert shap["row"].tolist() == rows and shap["cluster"].tolist() == names
+    np.testing.assert_allclose(shap["y_pred_explained"], table["y_pred"], atol=1e-6)
+
+
+def test_eval_path_and_training_still_refuse_a_name_twice(run: dict) -> None:
+    """Only predict takes isomers: eval.path and a calibration file are matched to a run's
+    clusters by name, and training's groups and pairs by cluster."""
+    from n2react.errors import DataError
+    from n2react.new_clusters import read_new_clusters
+
+    path = run["tmp"] / "isomers_eval.xlsx"
+    _isomers(run).to_excel(path, index=False)
+    cols = [str(c) for c in run["new"].columns[1:]]
+    with pytest.raises(DataError, match="duplicate cluster name 'Co2TaC\u02c9' in rows 2 and 12"):
+        read_new_clusters(path, cols)
+
+
+def test_a_non_finite_prediction_is_named_by_its_sheet_row() -> None:
+    """check_finite named the row as position + 2, wrong below a blank row (or for isomers)."""
+    from n2react.errors import DataError
+    from n2react.inference import check_finite
+
+    table = pd.DataFrame(
+        {"cluster": ["A", "B", "B"], "y_pred": [1.0, 2.0, np.inf], "row": [2, 4, 7]}
+    )
+    with pytest.raises(DataError, match=r"^cluster B \(row 7\): the model gives y_pred = inf"):
+        check_finite(table)
+
+
+def test_the_warning_separates_isomers_from_copies_of_one_name() -> None:
+    """Three rows of one name, two of them identical: the copies are named among the rows."""
+    from n2react.isomers import duplicate_names_line
+
+    X = pd.DataFrame({"a": [1.0, 2.0, 1.0, 5.0], "b": [np.nan, 3.0, np.nan, 6.0]})
+    keys = np.array(["Fe2V2C\u00af", "Fe2V2C\u00af", "Fe2V2C\u00af", "Mo3"], dtype=object)
+    line = duplicate_names_line(keys, keys, np.array([4, 5, 9, 10]), X)
+    assert line == (
+        "1 name appears more than once (isomers?): Fe2V2C\u00af rows 4, 5, 9 (rows 4, 9 "
+        "identical copies: likely a paste error); each row predicted on its own"
+    )
+    assert duplicate_names_line(keys[2:], keys[2:], np.array([9, 10]), X.iloc[2:]) is None

@@ -29,8 +29,10 @@ from n2react.backend import stderr_silenced
 from n2react.cv import predict_mean_std
 from n2react.difficulty import model_spread
 from n2react.errors import DataError, N2ReactError, first_line
+from n2react.isomers import duplicate_names_line
 from n2react.metrics import EXPERIMENTAL_ERROR, regression_metrics
-from n2react.new_clusters import formula_ligands, read_new_clusters
+from n2react.new_clusters import formula_ligands, read_sheet_clusters
+from n2react.new_clusters import read_new_clusters as read_new_clusters  # callers import it here
 from n2react.provenance import used_by_run, used_lines
 from n2react.uncertainty import check_coverage, load_calibration
 
@@ -300,7 +302,8 @@ def write_csv_atomic(table: pd.DataFrame, output: str | Path) -> None:
 
 def check_finite(table: pd.DataFrame) -> None:
     """Refuse a table holding a non-finite prediction (or an infinite spread): one line naming
-    the cluster, nothing written."""
+    the cluster and its spreadsheet row (the ``row`` column; else counted from row 2), nothing
+    written."""
     for col in ("y_pred", "y_std", "y_lower", "y_upper", "expected_error"):
         if col not in table:
             continue
@@ -308,8 +311,9 @@ def check_finite(table: pd.DataFrame) -> None:
         bad = np.isinf(v) if col != "y_pred" else ~np.isfinite(v)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
+            row = table["row"].iat[i] if "row" in table else i + 2
             raise DataError(
-                f"cluster {table['cluster'].iloc[i]} (row {i + 2}): the model gives {col} = "
+                f"cluster {table['cluster'].iloc[i]} (row {row}): the model gives {col} = "
                 f"{v[i]} (descriptors far outside anything it was trained on?); nothing written"
             )
 
@@ -341,8 +345,9 @@ def predict(
     trust_pickle: bool = False,
     plot: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, float] | None]:
-    """Write a CSV (cluster, y_pred, y_std, in_domain ...[, y_true, residual]); return it and
-    the scores. ``explain`` also writes ``<output>_explain.csv`` (per-cluster SHAP values),
+    """Write a CSV (cluster, y_pred, y_std, in_domain ...[, y_true, residual], row: the sheet's
+    row, so that isomers, one name on several rows, join back); return it and the scores.
+    ``explain`` also writes ``<output>_explain.csv`` (per-cluster SHAP values, and ``row``),
     ``plot`` ``<output>.png`` (:func:`n2react.figures.prediction_plot`).
 
     The output never replaces the input, replaces an existing file only with ``force``, and is
@@ -366,10 +371,16 @@ def predict(
         raise DataError(f"{file}: file not found")
     loaded = load_model(ref, tracking_uri, trust_pickle)
     names, ligands = _feature_names(loaded.model, ref), formula_ligands(loaded.model)
-    X, clusters, y = read_new_clusters(  # the names as the sheet writes them: rows join back
-        file, names, sheet, ligands=ligands, as_written=True, sheet_option="--sheet"
-    )
+    # the names as the sheet writes them, and each one's row: every row joins back, isomers too
+    sheet_in = read_sheet_clusters(
+        file, names, sheet, ligands=ligands, as_written=True, sheet_option="--sheet",
+        duplicates_ok=True,
+    )  # fmt: skip
+    X, clusters, y = sheet_in.X, sheet_in.names, sheet_in.y
+    if twice := duplicate_names_line(sheet_in.keys, clusters, sheet_in.rows, X):
+        log.warning("%s: %s", file, twice)
     out, metrics, domain_summary = prediction_table(loaded, X, clusters, y, coverage, "--coverage")
+    out["row"] = sheet_in.rows  # the sheet's row: one name may stand on several (isomers)
     check_finite(out)
     if domain_summary:
         log.info("%s", domain_summary)
@@ -379,6 +390,7 @@ def predict(
         from n2react.explain.clusters import explain_clusters
 
         shap = explain_clusters(loaded.model, loaded.domain, X, clusters)
+        shap["row"] = sheet_in.rows
         write_csv_atomic(shap, explain_out)
         log.info("per-cluster SHAP values written to %s", explain_out)
     write_csv_atomic(out, output)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,22 @@ def formula_ligands(model: Any) -> list[str] | None:
     return None if saved is None else [str(e) for e in saved]
 
 
+@dataclass(frozen=True)
+class SheetClusters:
+    """The clusters of a sheet, as :func:`read_sheet_clusters` reads them."""
+
+    #: descriptors in the model's column order (NaN: a blank or -999 cell)
+    X: pd.DataFrame
+    #: the names, as written or normalised (``as_written``)
+    names: np.ndarray
+    #: lg(k1), NaN where not measured; None when the sheet has no lg(k1) column or no value
+    y: np.ndarray | None
+    #: each cluster's spreadsheet row (header = row 1; blank rows counted)
+    rows: np.ndarray
+    #: the normalised names (one spelling per cluster): equal for two rows of the same name
+    keys: np.ndarray
+
+
 def read_new_clusters(
     file: str | Path,
     expected: list[str],
@@ -49,7 +66,25 @@ def read_new_clusters(
     as_written: bool = False,
     sheet_option: str | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
-    """(descriptors in the model's column order, cluster names, lg(k1) or None). A blank lg(k1)
+    """(X, names, y) of :func:`read_sheet_clusters`; a name twice is refused (eval.path and a
+    calibration file are matched to a run's clusters by name)."""
+    s = read_sheet_clusters(file, expected, sheet, all_measured, ligands, as_written, sheet_option)
+    return s.X, s.names, s.y
+
+
+def read_sheet_clusters(
+    file: str | Path,
+    expected: list[str],
+    sheet: str | int = 0,
+    all_measured: bool = False,
+    ligands: Sequence[str] | None = None,
+    as_written: bool = False,
+    sheet_option: str | None = None,
+    duplicates_ok: bool = False,
+) -> SheetClusters:
+    """Descriptors in the model's column order, cluster names, lg(k1) or None, and each row's
+    spreadsheet row. A name on two rows is refused unless ``duplicates_ok`` (predict: isomers,
+    each its own row). A blank lg(k1)
     cell is NaN (a cluster not measured) unless ``all_measured``, where it is an error naming
     the row; a column with no value at all is None. Formula-level columns the sheet lacks are
     read off the names with ``ligands`` (the run's, :func:`formula_ligands`).
@@ -96,12 +131,14 @@ def read_new_clusters(
         has_target=has_target,
         unmeasured_ok=not all_measured,
         missing_fill=BY_THE_MODEL,  # a row with no descriptor value is refused there
+        duplicates_ok=duplicates_ok,
     )
     if formula_cols:
         ds = with_formula_features(ds, ligands)
     measured = has_target and not np.isnan(ds.y).all()
     names = ds.written if as_written else ds.clusters
-    return ds.X[expected], names, (ds.y if measured else None)
+    y = ds.y if measured else None
+    return SheetClusters(ds.X[expected], names, y, np.asarray(ds.rows), ds.clusters)
 
 
 #: Headers of a name column that is not the first (lower case, spaces removed).

@@ -306,6 +306,7 @@ def table_to_dataset(
     announce_target: bool = True,
     unmeasured_ok: bool = False,
     missing_fill: str = IN_TRAINING,
+    duplicates_ok: bool = False,
 ) -> Dataset:
     """Validate a raw table and turn it into a :class:`Dataset`.
 
@@ -316,7 +317,8 @@ def table_to_dataset(
     logged (``announce_target``). ``unmeasured_ok``: a blank lg(k1) cell is NaN (clusters to
     predict, some of them measured), not an error. A cell of spaces is blank. A row with no
     descriptor value is refused; the missing-cell warning ends with ``missing_fill``. Messages
-    name a cluster as the file writes it.
+    name a cluster as the file writes it. A name twice is refused unless ``duplicates_ok``
+    (predict: isomers of one formula, each predicted on its own).
     """
     src = source
     dup = pd.Index(df.columns)[pd.Index(df.columns).duplicated()]
@@ -362,7 +364,7 @@ def table_to_dataset(
     as_written = np.array([str(v).strip() for v in names_raw], dtype=object)
     seen: dict[str, int] = {}
     for pos, c in enumerate(clusters):
-        if c in seen:
+        if c in seen and not duplicates_ok:
             a, b = as_written[seen[c]], as_written[pos]
             raise DataError(
                 f"{src}: duplicate cluster name '{a}' in rows {sheet_rows[seen[c]]} "
