@@ -108,6 +108,24 @@ def test_predict_plot_legend_hides_no_interval() -> None:
     assert not legend.overlaps(inside)
 
 
+def test_predict_plot_tells_isomers_apart_by_their_rows() -> None:
+    """Two rows of one name (isomers) were two identical tick labels: each says its row now."""
+    import matplotlib.pyplot as plt
+
+    from n2react.figures import prediction_figure
+
+    table = pd.DataFrame({
+        "cluster": ["Fe2V2C\u00af", "Mo3", "Fe2V2C\u00af"],
+        "y_pred": [-13.0, -12.0, -11.0],
+        "in_domain": [True, True, True],
+        "row": [4, 5, 9],
+    })  # fmt: skip
+    fig = prediction_figure(table, "isomers", 0.9)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    plt.close(fig)
+    assert labels == ["Fe2V2C\u00af (row 4)", "Mo3", "Fe2V2C\u00af (row 9)"]
+
+
 def test_parity_quotes_pooled_figures_and_fold_means_only_under_kfold(tmp_path: Path) -> None:
     oof = _oof()
     title = "ridge on homonuclear_15: KFold (known families), 3 folds"

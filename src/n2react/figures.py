@@ -348,8 +348,11 @@ def prediction_figure(table: pd.DataFrame, title: str, coverage: float) -> Any:
         ax.plot([], [], color="grey", lw=2, alpha=0.45, label=f"{100 * coverage:g} % interval")
     used = t["used_by_run"].fillna("") if "used_by_run" in t else pd.Series("", t.index)
     ax.set_yticks(y)
-    ax.set_yticklabels([short_name(c, 24) + USED_MARKS.get(u, "")
-                        for c, u in zip(t["cluster"], used, strict=True)], fontsize=7)  # fmt: skip
+    from n2react.isomers import row_labels
+
+    names = row_labels(t, t["cluster"].map(lambda c: short_name(c, 24)))  # isomers: their rows
+    ax.set_yticklabels([c + USED_MARKS.get(u, "")
+                        for c, u in zip(names, used, strict=True)], fontsize=7)  # fmt: skip
     notes = [f"{m} {USED_TEXT[u]}" for u, m in USED_MARKS.items() if (used == u).any()]
     ax.set_xlabel(LGK1_AXIS + "".join(f"\n{n}" for n in notes))
     ax.set_title(wrap_title(title), fontsize=10)

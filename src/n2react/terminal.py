@@ -296,9 +296,12 @@ def predictions_table(table: pd.DataFrame, title: str, coverage: float, limit: i
     cols += ["in domain"]
     for col in cols:
         t.add_column(col, justify="left" if col in ("cluster", "in domain") else "right")
-    for _, row in table.head(limit).iterrows():
+    from n2react.isomers import row_labels
+
+    labels = row_labels(table)  # a name on several rows (isomers): each with its row
+    for i, (_, row) in enumerate(table.head(limit).iterrows()):
         used = row.get("used_by_run")  # the run's own training or calibration cluster
-        cells = [f"{row['cluster']}{USED_MARKS.get(used, '')}", f"{row['y_pred']:.2f}"]
+        cells = [f"{labels[i]}{USED_MARKS.get(used, '')}", f"{row['y_pred']:.2f}"]
         if has_iv:
             cells.append(f"{row['y_lower']:.2f} .. {row['y_upper']:.2f}")
         if has_ee:
