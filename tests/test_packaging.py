@@ -116,3 +116,34 @@ def test_every_module_the_package_imports_is_a_declared_dependency() -> None:
         if not names & required:
             undeclared.append(module)
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
+
+
+def test_the_version_is_pyprojects_installed_or_not(tmp_path: Path) -> None:
+    """n2react.__version__ was a second copy of pyproject's version, written by hand (a version
+    bumped in pyproject.toml alone left it behind); it is read from the installed package's
+    metadata, else (a checkout that is not installed) from the checkout's pyproject.toml."""
+    import importlib.metadata
+    import shutil
+    import subprocess
+    import sys
+
+    import n2react
+
+    try:
+        installed = importlib.metadata.version("n2react")
+    except importlib.metadata.PackageNotFoundError:
+        installed = PYPROJECT["project"]["version"]
+    assert n2react.__version__ == installed
+    # a checkout whose pyproject says 9.9.9, not installed (-S: no site-packages, no metadata)
+    pkg = tmp_path / "src" / "n2react"
+    pkg.mkdir(parents=True)
+    for name in ("__init__.py", "errors.py"):
+        shutil.copy(ROOT / "src" / "n2react" / name, pkg / name)
+    text = (ROOT / "pyproject.toml").read_text()
+    (tmp_path / "pyproject.toml").write_text(text.replace('version = "', 'version = "9.9.', 1))
+    code = f"import sys; sys.path.insert(0, {str(tmp_path / 'src')!r}); import n2react; "
+    code += "print(n2react.__file__, n2react.__version__)"
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    version = "9.9." + PYPROJECT["project"]["version"]
+    assert out.stdout.split() == [str(pkg / "__init__.py"), version]
