@@ -194,6 +194,19 @@ def test_resume_refuses_another_config_and_a_finished_run(make_cfg, tmp_path: Pa
         run(make_cfg(*QUICK, f"resume={tmp_path}"), tmp_path / "w")
 
 
+def test_a_run_records_the_version_that_made_it(make_cfg, tmp_path: Path, n2react_runs) -> None:
+    """No run folder or MLflow run said which n2react made it: run.json in the folder and the
+    parent run's tag n2react.version record it (resume tells a key added on its command line
+    from one an older n2react did not write by them)."""
+    import n2react
+
+    run(make_cfg(*QUICK), tmp_path / "run")
+    made = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert made == {"n2react_version": n2react.__version__}
+    (parent,), _ = n2react_runs(tmp_path)
+    assert parent.data.tags["n2react.version"] == n2react.__version__
+
+
 def test_a_run_of_an_older_n2react_is_refused_as_such(make_cfg, tmp_path: Path) -> None:
     """A run whose config_resolved.yaml lacks keys this version adds (search.kind, written by an
     older n2react) was refused as 'the config differs ... at search.kind ('(not set)' there,

@@ -62,6 +62,7 @@ def _save(
     """The final model file, final_params.json, the domain and interval calibration, the logged
     model flavours."""
     model = final.pipeline_
+    runstore.keep_version(model)  # in its model file (and MLflow's), for predict to compare
     runstore.save_model(model, run_dir / runstore.MODEL_FILE)
     params: dict[str, Any] = final.search_.best_params
     tracker.log_artifact(runstore.write_json(run_dir / runstore.FINAL_PARAMS_FILE, params))

@@ -35,7 +35,7 @@ from n2react.search import TunedPipeline
 from n2react.splitters import Split, fold_count_text, fold_counts, protocol_text
 from n2react.terminal import FoldProgress, closing_line, group_table, show, summary_table
 from n2react.trackers import open_tracker
-from n2react.tracking import Tracker, run_note, tracked_params
+from n2react.tracking import TAG_VERSION, Tracker, run_note, tracked_params
 from n2react.uncertainty import Calibration
 from n2react.uncertainty_report import evaluate_run
 
@@ -139,13 +139,14 @@ def _log_dataset(plan: Plan, dataset: Dataset) -> None:
 def _prepare_folder(
     plan: Plan, run_dir: Path, splits: list[Split], resumed: Resumed | None
 ) -> dict[int, FoldResult]:
-    """A fresh run clears an earlier run's searches and folds and writes its config; a resumed
-    one reads back its finished folds (returned)."""
+    """A fresh run clears an earlier run's searches and folds and writes its config and the
+    n2react version starting it; a resumed one reads back its finished folds (returned)."""
     if resumed is not None:
         return done_folds(run_dir, splits)
     _forget_earlier_run(run_dir)
     config = OmegaConf.to_yaml(OmegaConf.create(plan.config))
     runstore.write_text(run_dir / runstore.CONFIG_FILE, config)
+    runstore.write_made_by(run_dir)
     return {}
 
 
@@ -160,7 +161,9 @@ def _params_and_tags(
         plan.config, **{"data.n_rows": dataset.n_rows, "data.n_features": dataset.X.shape[1]}, **ran
     )
     accel = plan.uses_accelerator
+    made = runstore.made_by(run_dir)  # what started the run (None: an older n2react's run)
     tags = {
+        **({TAG_VERSION: made} if made else {}),
         "model": plan.names.model,
         "dataset": str(dataset.name),
         "device": used_device,

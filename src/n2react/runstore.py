@@ -4,6 +4,8 @@ that load without running code.
 Every other module asks this one where a run's files are and how to write or read them:
 
     <run>/config_resolved.yaml  summary.json  final_params.json  oof_predictions.csv  folds.csv
+    <run>/run.json                      what made the run: {"n2react_version": ...}, written
+                                        when it starts (older runs have none)
     <run>/model.skops (+ .sha256)       the final pipeline (old runs: model.joblib)
     <run>/domain.skops (+ .sha256)      the applicability domain of the training clusters
     <run>/folds/fold_NN/                model.skops (+ .sha256), fold.json (written last: the fold
@@ -40,6 +42,7 @@ from n2react.errors import N2ReactError, first_line
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config_resolved.yaml"
+RUN_FILE = "run.json"  # what made the run (:func:`write_made_by`)
 SUMMARY_FILE = "summary.json"
 FINAL_PARAMS_FILE = "final_params.json"
 OOF_FILE = "oof_predictions.csv"
@@ -197,6 +200,28 @@ def write_csv(path: str | Path, table: pd.DataFrame, **kwargs: Any) -> Path:
     return Path(path)
 
 
+def write_made_by(run_dir: Path) -> Path:
+    """Record in ``run_dir`` the n2react version that starts the run there."""
+    from n2react import __version__
+
+    return write_json(Path(run_dir) / RUN_FILE, {"n2react_version": __version__})
+
+
+def made_by(run_dir: Path) -> str | None:
+    """The n2react version that started the run in ``run_dir``; None for a run made before
+    versions were recorded (no run.json)."""
+    file = Path(run_dir) / RUN_FILE
+    if not file.is_file():
+        return None
+    try:
+        recorded = json.loads(file.read_bytes()).get("n2react_version")
+    except (ValueError, AttributeError) as exc:
+        raise N2ReactError(
+            f"{file}: not the JSON object n2react writes ({first_line(exc)})"
+        ) from exc
+    return None if recorded is None else str(recorded)
+
+
 # ------------------------------------------------------------------------------ hashing
 def file_sha256(path: str | Path) -> str:
     """The hex sha256 of a file's bytes."""
@@ -236,6 +261,24 @@ def recorded_sha256(file: Path) -> str | None:
 
 
 # ------------------------------------------------------------------------------ models
+#: The final model's attribute holding the n2react version that saved it (:func:`keep_version`).
+VERSION_ATTR = "n2react_version_"
+
+
+def keep_version(model: Any) -> None:
+    """Record on ``model`` the n2react version saving it (kept in its model file)."""
+    from n2react import __version__
+
+    setattr(model, VERSION_ATTR, __version__)
+
+
+def saved_by(model: Any) -> str | None:
+    """The n2react version recorded by :func:`keep_version`; None for a model saved before
+    versions were recorded."""
+    saved = getattr(model, VERSION_ATTR, None)
+    return None if saved is None else str(saved)
+
+
 def save_model(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` with skops to ``path`` (atomically) and its sha256 beside it."""
     import skops.io as sio

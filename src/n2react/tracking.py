@@ -29,6 +29,8 @@ from typing import Any
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "n2react"
 TAG_NOTE = "mlflow.note.content"  # the run's description in the MLflow UI
+#: the n2react version that started the run (the parent run's tag; run.json in its folder)
+TAG_VERSION = "n2react.version"
 
 
 def default_uri() -> str:
