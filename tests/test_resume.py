@@ -207,29 +207,55 @@ def test_a_run_records_the_version_that_made_it(make_cfg, tmp_path: Path, n2reac
     assert parent.data.tags["n2react.version"] == n2react.__version__
 
 
-def test_a_run_of_an_older_n2react_is_refused_as_such(make_cfg, tmp_path: Path) -> None:
-    """A run whose config_resolved.yaml lacks keys this version adds (search.kind, written by an
-    older n2react) was refused as 'the config differs ... at search.kind ('(not set)' there,
-    None here)'; it is still refused (the code that would continue it is not the code that
-    began it), saying that an older n2react started it and that it must be started again."""
+def test_keys_a_run_lacks_are_refused_by_who_started_it(make_cfg, tmp_path: Path) -> None:
+    """A run whose config_resolved.yaml lacks keys set here was refused with a line naming two
+    causes (an older n2react started it, or they were added on the resuming command line),
+    which check_same_config could not tell apart. run.json tells: started by this version, the
+    keys can only come from the command line; by another or an unrecorded one (a run from
+    before versions were recorded), that version's run cannot be resumed by this one."""
     from omegaconf import OmegaConf
+
+    import n2react
 
     old = tmp_path / "old"
     run(make_cfg(*QUICK, "tracking=none"), old)
     (old / "summary.json").unlink()  # as if killed in its last outer fold
+    # started by this version: +key=value on the resuming command line is named, to be dropped
+    with pytest.raises(ConfigError) as err:
+        run(make_cfg(*QUICK, "tracking=none", "+extra=1", f"resume={old}"), tmp_path / "a")
+    assert str(err.value) == (
+        f"resume: extra is set here but not in the config of the run in {old} "
+        f"(config_resolved.yaml), which this n2react ({n2react.__version__}) started, so it was "
+        "added on the resuming command line: drop it"
+    )
     saved = OmegaConf.load(old / "config_resolved.yaml")
-    del saved.search["kind"], saved.cv["seed"]  # keys the older version did not write
+    del saved.search["kind"], saved.cv["seed"]  # keys an older version did not write
     OmegaConf.save(saved, old / "config_resolved.yaml")
+    (old / "run.json").write_text('{"n2react_version": "0.0.9"}\n')
     with pytest.raises(ConfigError) as err:
         run(make_cfg(*QUICK, "tracking=none", f"resume={old}"), tmp_path / "x")
     assert str(err.value) == (
-        f"resume: the config of the run in {old} (config_resolved.yaml) lacks cv.seed, "
-        "search.kind, set here: a run started by an older version of n2react cannot be resumed "
-        "by this one (start it again); if you added them to the command, drop them"
+        f"resume: the run in {old} was started by n2react 0.0.9, whose config "
+        "(config_resolved.yaml) lacks cv.seed, search.kind; n2react "
+        f"{n2react.__version__} cannot resume it: start the run again"
     )
+    (old / "run.json").unlink()  # a run from before versions were recorded
+    with pytest.raises(ConfigError, match=r"started by an earlier version of n2react, whose co"):
+        run(make_cfg(*QUICK, "tracking=none", f"resume={old}"), tmp_path / "y")
     # a key it lacks and one it sets otherwise: the differences are named, as before
     with pytest.raises(ConfigError, match=r"config differs .* cv\.outer_folds \(3 there, 4 here"):
-        run(make_cfg(*QUICK, "tracking=none", "cv.outer_folds=4", f"resume={old}"), tmp_path / "y")
+        run(make_cfg(*QUICK, "tracking=none", "cv.outer_folds=4", f"resume={old}"), tmp_path / "z")
+
+
+def test_a_run_from_before_versions_were_recorded_still_resumes(make_cfg, tmp_path: Path) -> None:
+    """A run folder without run.json (made before versions were recorded) whose config is the
+    one given resumes as before."""
+    run_dir = tmp_path / "run"
+    first = run(make_cfg(*QUICK, "tracking=none"), run_dir)
+    (run_dir / "run.json").unlink()
+    (run_dir / "summary.json").unlink()
+    assert run(make_cfg(*QUICK, "tracking=none", f"resume={run_dir}"), tmp_path / "x") == first
+    assert not (run_dir / "run.json").exists()  # it still says nothing of what started it
 
 
 def test_a_refused_resume_leaves_no_hydra_folder(make_cfg, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from n2react import runstore
+from n2react import __version__, runstore
 from n2react.cv import FoldResult
 from n2react.errors import ConfigError
 from n2react.results import fold_artifacts, log_fold_run, read_fold
@@ -130,22 +130,19 @@ def _normalised(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
-    """Refuse to resume ``run_dir`` with a config other than the one it was started with; when
-    the differences are only keys its file lacks, the run was started by an older n2react (the
-    code that would continue it is not the code that began it), and the refusal says so."""
+    """Refuse to resume ``run_dir`` with a config other than the one it was started with. When
+    the differences are only keys its file lacks, the version that started it (run.json) tells
+    why: this one set them all, so they were added on the resuming command line; another (or
+    one from before versions were recorded) did not know them, and this code cannot continue
+    what that code began."""
     file = run_dir / CONFIG_FILE
     before = _normalised(OmegaConf.to_container(OmegaConf.load(file)))  # type: ignore[arg-type]
     now = _normalised(config)
     missing = "(not set)"
     keys = sorted(set(before) | set(now))
     diff = [k for k in keys if before.get(k, missing) != now.get(k, missing)]
-    if diff and all(k not in before for k in diff):  # keys added since the run was started
-        names = ", ".join(diff[:3]) + (f" and {len(diff) - 3} more" if len(diff) > 3 else "")
-        raise ConfigError(
-            f"resume: the config of the run in {run_dir} ({file.name}) lacks {names}, set "
-            "here: a run started by an older version of n2react cannot be resumed by this one "
-            "(start it again); if you added them to the command, drop them"
-        )
+    if diff and all(k not in before for k in diff):  # keys the run's config lacks
+        _refuse_added_keys(run_dir, diff)
     if diff:
         shown = ", ".join(
             f"{k} ({before.get(k, missing)!r} there, {now.get(k, missing)!r} here)"
@@ -156,6 +153,24 @@ def check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
             f"resume: the config differs from {file} at {shown}{more}; resume with the run's "
             "own overrides"
         )
+
+
+def _refuse_added_keys(run_dir: Path, keys: Sequence[str]) -> None:
+    names = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+    made = runstore.made_by(run_dir)
+    one = len(keys) == 1
+    if made == __version__:
+        raise ConfigError(
+            f"resume: {names} {'is' if one else 'are'} set here but not in the config of the run "
+            f"in {run_dir} ({CONFIG_FILE}), which this n2react ({__version__}) started, so "
+            f"{'it was' if one else 'they were'} added on the resuming command line: drop "
+            f"{'it' if one else 'them'}"
+        )
+    who = f"n2react {made}" if made else "an earlier version of n2react"
+    raise ConfigError(
+        f"resume: the run in {run_dir} was started by {who}, whose config ({CONFIG_FILE}) lacks "
+        f"{names}; n2react {__version__} cannot resume it: start the run again"
+    )
 
 
 def done_folds(run_dir: Path, splits: Sequence[Split]) -> dict[int, FoldResult]:
