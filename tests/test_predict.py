@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -255,3 +256,40 @@ def test_a_folder_given_as_the_spreadsheet_is_named_as_a_folder(trained: dict) -
     for name in ("sheets.xlsx", "."):
         with pytest.raises(DataError, match=r": a folder, not a spreadsheet$"):
             predict(str(trained["run_dir"]), folder.parent / name, trained["tmp"] / "f.csv")
+
+
+def test_the_model_records_its_version_and_one_of_another_loads_with_a_warning(
+    trained: dict, shared_data: Path, n2react_runs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Neither the model file nor the run said which n2react made them. The model records it
+    (read back as saved), its run folder (run.json) and MLflow run (tag n2react.version) too; a
+    model of another version still predicts, with one warning naming both versions, and one
+    saved before versions were recorded predicts as before, without it."""
+    import shutil
+
+    import n2react
+    from n2react import runstore
+
+    run_dir = trained["run_dir"]
+    model = runstore.load_model_file(run_dir / runstore.MODEL_FILE)
+    assert runstore.saved_by(model) == n2react.__version__
+    assert json.loads((run_dir / "run.json").read_text())["n2react_version"] == n2react.__version__
+    (parent,), _ = n2react_runs(trained["tmp"])
+    assert parent.data.tags["n2react.version"] == n2react.__version__
+    sheet = shared_data / "homonuclear-159-24features.xlsx"
+    reference, _ = predict(str(run_dir), sheet, trained["tmp"] / "v.csv")
+    for saved, warned in (("0.0.9", True), (None, False)):
+        copy = trained["tmp"] / f"run_{saved}"
+        shutil.copytree(run_dir, copy)
+        if saved is None:  # the model file as runs wrote it before versions were recorded
+            delattr(model, runstore.VERSION_ATTR)
+        else:
+            setattr(model, runstore.VERSION_ATTR, saved)
+        runstore.save_model(model, copy / runstore.MODEL_FILE)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="n2react.inference"):
+            table, _ = predict(str(copy), sheet, trained["tmp"] / f"v_{saved}.csv")
+        pd.testing.assert_frame_equal(table, reference)
+        lines = [r.getMessage() for r in caplog.records if "n2react" in r.getMessage()]
+        expected = f"saved by n2react {saved}, loaded by n2react {n2react.__version__}"
+        assert lines == ([f"{copy / runstore.MODEL_FILE}: {expected}"] if warned else [])

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from n2react import runstore
+from n2react import __version__, runstore
 from n2react.backend import stderr_silenced
 from n2react.cv import predict_mean_std
 from n2react.difficulty import model_spread
@@ -76,6 +76,11 @@ def load_model(
         log.warning("%s: a pickle from an older run, loaded because of --trust-pickle", file)
     with stderr_silenced():  # building a Keras network starts TensorFlow, which chatters
         loaded = _load_model(ref, tracking_uri, trust_pickle)
+    saved = runstore.saved_by(loaded.model)
+    if saved is not None and saved != __version__:  # None: saved before versions were recorded
+        log.warning(
+            "%s: saved by n2react %s, loaded by n2react %s", loaded.source, saved, __version__
+        )
     return loaded
 
 
