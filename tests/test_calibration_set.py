@@ -258,7 +258,8 @@ def test_expected_error_can_follow_another_difficulty_than_the_width(make_cfg, t
     from n2react.data import load_dataset
     from n2react.plan import build_plan
     from n2react.run import cross_validate
-    from n2react.uncertainty import UncertaintySpec, calibrate, load_calibration
+    from n2react.uncertainty import UncertaintySpec, load_calibration
+    from n2react.uncertainty_fit import calibrate
 
     cfg = make_cfg("data=homonuclear_15", "model=ridge", "cv.outer_folds=4", "tracking=none")
     plan = build_plan(cfg)

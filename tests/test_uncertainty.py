@@ -24,10 +24,10 @@ from n2react.runstore import UNCERTAINTY_FILE
 from n2react.uncertainty import (
     Calibration,
     UncertaintySpec,
-    calibrate,
     load_calibration,
     min_residuals,
 )
+from n2react.uncertainty_fit import calibrate
 
 QUICK = ("model=extra_trees", "model.estimator.n_estimators=50", "cv.outer_folds=5")
 GROUPED = ("data=homonuclear_15", "cv.groups=family", *QUICK, "explain=false")

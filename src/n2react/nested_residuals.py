@@ -1,7 +1,7 @@
 """Residuals for validating a run's intervals, expected errors and flags on models that never saw
 the fold they are scored on (``uncertainty.validation=nested``).
 
-The cross-fitted validation (:func:`n2react.uncertainty.calibrate`) scores outer fold *f* with a
+The cross-fitted validation (:func:`n2react.uncertainty_fit.calibrate`) scores outer fold *f* with a
 calibration on the other folds' out-of-fold residuals. Those came from models that trained on
 *f*'s clusters, so *f*'s lg(k1) reaches its own calibration: with ``knn_residual`` a cluster whose
 lg(k1) is far from its neighbours' pulls their predictions, and so their residuals, its way, and

@@ -252,7 +252,8 @@ def evaluate_run(
     """
     from n2react.nested_residuals import nested_residuals
     from n2react.terminal import refit_bar
-    from n2react.uncertainty import OOF_FILE, calibrate
+    from n2react.uncertainty import OOF_FILE
+    from n2react.uncertainty_fit import calibrate
 
     nested = None
     if spec.validation == "nested":
