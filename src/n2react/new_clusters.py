@@ -19,7 +19,8 @@ from n2react.composition import DEFAULT_LIGANDS, ligands_in
 from n2react.composition import feature_names as formula_names
 from n2react.data import with_formula_features
 from n2react.data.missing import BY_THE_MODEL
-from n2react.data.tables import looks_like_target, read_sheet, table_to_dataset
+from n2react.data.sheets import read_sheet
+from n2react.data.tables import looks_like_target, table_to_dataset
 from n2react.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,8 @@
 
 One module per job: :mod:`n2react.data.files` finds the files (an explicit path, else
 ``$N2_DATA_DIR``, else the public copy fetched once with a pinned sha256),
-:mod:`n2react.data.tables` reads and validates a spreadsheet, :mod:`n2react.data.authors_folds`
-reads the authors' ten fold files (``data=authors_folds``).
+:mod:`n2react.data.sheets` reads a spreadsheet or text file, :mod:`n2react.data.tables` validates
+it, :mod:`n2react.data.authors_folds` reads the authors' ten fold files (``data=authors_folds``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import pandas as pd
 from n2react.composition import DEFAULT_LIGANDS, formula_features
 from n2react.data.authors_folds import load_fold_files
 from n2react.data.files import locate
-from n2react.data.tables import Dataset, read_sheet, short_list, table_to_dataset, warn_once
+from n2react.data.sheets import read_sheet, warn_once
+from n2react.data.tables import Dataset, short_list, table_to_dataset
 from n2react.errors import DataError
 
 __all__ = ["Dataset", "data_name", "has_fixed_folds", "load_dataset", "with_formula_features"]

@@ -1,5 +1,5 @@
 """The authors' published split (``data=authors_folds``): ten files, one per outer fold, each
-with a Train and a Test sheet, read sheet by sheet with :func:`n2react.data.tables.read_sheet`
+with a Train and a Test sheet, read sheet by sheet with :func:`n2react.data.sheets.read_sheet`
 and :func:`n2react.data.tables.table_to_dataset` into one :class:`Dataset` whose ``folds`` are
 the authors' splits."""
 
@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from n2react.data.files import locate
-from n2react.data.tables import Dataset, read_sheet, table_to_dataset
+from n2react.data.sheets import read_sheet
+from n2react.data.tables import Dataset, table_to_dataset
 from n2react.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Find the data files: an explicit path, else ``$N2_DATA_DIR``, else the public copy fetched
-once into a cache (pooch) and checked against its pinned sha256. Reading and validating the
-tables is :mod:`n2react.data.tables`'s job."""
+once into a cache (pooch) and checked against its pinned sha256. Reading the tables is
+:mod:`n2react.data.sheets`'s job, validating them :mod:`n2react.data.tables`'s."""
 
 from __future__ import annotations
 
