@@ -217,3 +217,68 @@ def test_titles_say_when_formula_descriptors_were_added(make_cfg, tmp_path: Path
         figure_text(tmp_path / "two" / "explain" / "shap_importance.png")["Title"].split()
     )
     assert "on homonuclear_15 + 2 formula descriptors: KFold" in shap
+
+
+def _predictions(n: int) -> pd.DataFrame:
+    y = np.linspace(-15.0, -9.0, n)
+    return pd.DataFrame({
+        "cluster": [f"Mo{i % 9 + 2}S{i % 4 + 1} copy{i}" for i in range(n)],
+        "y_pred": y, "y_lower": y - 1.0, "y_upper": y + 1.0, "in_domain": np.arange(n) % 7 > 0,
+    })  # fmt: skip
+
+
+def test_predict_plot_of_many_clusters_stays_viewable(tmp_path: Path) -> None:
+    """predict --plot drew one row per cluster whatever their number: 200 clusters made a
+    6,800-pixel strip with ten blank rows above and below and the lg(k1) axis only at the
+    bottom, 3,000 a 99,000-pixel PNG that viewers refuse. It draws the 100 highest predicted
+    (the axis label says so), no blank rows, the axis labelled at the top too."""
+    import matplotlib.pyplot as plt
+
+    from n2react.figures import PREDICTION_ROWS, prediction_figure, prediction_plot
+
+    table = _predictions(250).sample(frac=1.0, random_state=0)  # not in predicted order
+    fig = prediction_figure(table, "250 clusters", 0.9)
+    (ax,) = fig.axes
+    drawn = [t.get_text() for t in ax.get_yticklabels()]
+    top = table.nlargest(PREDICTION_ROWS, "y_pred")["cluster"]
+    assert len(drawn) == PREDICTION_ROWS and set(drawn) == set(top)
+    low, high = ax.get_ylim()
+    assert -1.0 < low < 0.0 and PREDICTION_ROWS - 1 < high < PREDICTION_ROWS
+    assert ax.xaxis.get_tick_params(which="major")["labeltop"]
+    assert "the 100 of 250 clusters with the highest predicted lg(k1)" in ax.get_xlabel()
+    assert fig.get_size_inches()[1] * fig.dpi < 4000
+    plt.close(fig)
+    prediction_plot(table, tmp_path / "p.png", "250 clusters", 0.9)  # written whole
+    from PIL import Image
+
+    with Image.open(tmp_path / "p.png") as im:
+        assert im.size[1] < 4000
+    # few clusters: all drawn, no note, the axis at the bottom only
+    fig = prediction_figure(_predictions(1), "one cluster", 0.9)
+    (ax,) = fig.axes
+    assert len(ax.get_yticklabels()) == 1 and "highest predicted" not in ax.get_xlabel()
+    assert not ax.xaxis.get_tick_params(which="major").get("labeltop", False)
+    plt.close(fig)
+
+
+def test_predict_plot_title_names_the_runs_model_and_protocol(make_cfg, tmp_path: Path) -> None:
+    """predict --plot named the model by its run folder only (``model: r_newcomp``): the figure
+    did not say which model, data and protocol it came from. A run folder's config names them."""
+    from omegaconf import OmegaConf
+
+    from n2react.inference import LoadedModel, _plot_title
+    from n2react.runstore import CONFIG_FILE
+
+    run_dir = tmp_path / "r_newcomp"
+    run_dir.mkdir()
+    cfg = make_cfg("experiment=new_compositions")
+    (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    table = _predictions(3).drop(columns=["y_lower", "y_upper"])
+    title = _plot_title(str(run_dir), "new.xlsx", LoadedModel(None, [], ""), table, 0.9)
+    assert title == (
+        "new.xlsx: predicted lg(k1), no intervals; model: r_newcomp (extra_trees on "
+        "homonuclear_15: grouped by family (new compositions))"
+    )
+    (run_dir / CONFIG_FILE).unlink()  # a folder without its config: the folder's name only
+    title = _plot_title(str(run_dir), "new.xlsx", LoadedModel(None, [], ""), table, 0.9)
+    assert title.endswith("; model: r_newcomp")

@@ -50,6 +50,35 @@ def model_title(config: Mapping[str, Any]) -> str:
     return f"{model} (pairwise)" if wrapped else model
 
 
+def run_setting(config: Mapping[str, Any]) -> tuple[str, str]:
+    """(data, protocol) of a run as its titles say them, from its resolved config
+    (``config_resolved.yaml``): ``('homonuclear_15', 'grouped by family (new compositions)')``."""
+    from n2react.data import data_name, has_fixed_folds
+    from n2react.splitters import protocol_text
+
+    data, cv = config.get("data") or {}, config.get("cv") or {}
+    protocol = protocol_text(
+        str(cv.get("scheme", "nested")), cv.get("groups"), has_fixed_folds(data)
+    )
+    return data_title(data_name(data), data), protocol
+
+
+def run_dir_title(run_dir: Path) -> str | None:
+    """What a run directory's model is, as the run's own titles say it (``extra_trees on
+    homonuclear_15: grouped by family (new compositions)``), from its config_resolved.yaml;
+    None when the folder has none or it cannot be read."""
+    import yaml
+
+    from n2react.runstore import CONFIG_FILE
+
+    try:
+        config = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        data, protocol = run_setting(config)
+    except (OSError, ValueError, AttributeError, TypeError, yaml.YAMLError):
+        return None
+    return f"{model_title(config)} on {data}: {protocol}"
+
+
 def wrap_title(title: str, width: int = 70) -> str:
     """A title wrapped to lines of ``width`` characters (long sweep names do not run off)."""
     return "\n".join(textwrap.wrap(title, width, break_on_hyphens=False)) if title else ""
@@ -313,6 +342,13 @@ def domain_plot(
     return save_figure(fig, path)
 
 
+#: The most clusters predict's figure draws (one row each; 100 rows make a 3,500-pixel-tall
+#: PNG, while 3,000 made one of 99,000 pixels that viewers refuse): the highest predicted.
+PREDICTION_ROWS = 100
+#: From this many rows on, the lg(k1) axis is labelled at the top too (it is a long scroll).
+TOP_AXIS_ROWS = 30
+
+
 def prediction_plot(table: pd.DataFrame, path: Path, title: str, coverage: float) -> Path:
     """predict's clusters, sorted by predicted lg(k1): each prediction with its interval, green in
     the domain and red outside it, the measured value (black x) when the sheet has one."""
@@ -321,13 +357,17 @@ def prediction_plot(table: pd.DataFrame, path: Path, title: str, coverage: float
 
 def prediction_figure(table: pd.DataFrame, title: str, coverage: float) -> Any:
     """The matplotlib Figure of :func:`prediction_plot`; its legend sits right of the axes, where
-    it hides no cluster's interval."""
+    it hides no cluster's interval. Of more than :data:`PREDICTION_ROWS` clusters, the ones
+    with the highest predicted lg(k1) are drawn, and the axis label says so; from
+    :data:`TOP_AXIS_ROWS` rows on the lg(k1) axis is labelled at the top as well."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     t = table.sort_values("y_pred", kind="stable").reset_index(drop=True)
+    total = len(t)
+    t = t.iloc[max(total - PREDICTION_ROWS, 0) :].reset_index(drop=True)
     inside = t["in_domain"].astype(bool).to_numpy()
     y = np.arange(len(t))
     pred = t["y_pred"].to_numpy(dtype=float)
@@ -354,7 +394,13 @@ def prediction_figure(table: pd.DataFrame, title: str, coverage: float) -> Any:
     ax.set_yticklabels([c + USED_MARKS.get(u, "")
                         for c, u in zip(names, used, strict=True)], fontsize=7)  # fmt: skip
     notes = [f"{m} {USED_TEXT[u]}" for u, m in USED_MARKS.items() if (used == u).any()]
+    if total > len(t):
+        notes.insert(0, f"the {len(t)} of {total} clusters with the highest predicted {LGK1}; "
+                        "all of them in the CSV")  # fmt: skip
     ax.set_xlabel(LGK1_AXIS + "".join(f"\n{n}" for n in notes))
+    ax.set_ylim(-0.7, len(t) - 0.3)  # no blank rows above and below the clusters
+    if len(t) >= TOP_AXIS_ROWS:
+        ax.tick_params(axis="x", top=True, labeltop=True)
     ax.set_title(wrap_title(title), fontsize=10)
     # outside the axes: inside, "best" still covered the top intervals when they filled the width
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)

@@ -29,6 +29,7 @@ from n2react.backend import stderr_silenced
 from n2react.cv import predict_mean_std
 from n2react.difficulty import model_spread
 from n2react.errors import DataError, N2ReactError, first_line
+from n2react.figures import run_dir_title
 from n2react.isomers import duplicate_names_line
 from n2react.metrics import EXPERIMENTAL_ERROR, regression_metrics
 from n2react.new_clusters import formula_ligands, read_sheet_clusters
@@ -326,15 +327,20 @@ def check_finite(table: pd.DataFrame) -> None:
 def _plot_title(
     ref: str, file: str | Path, loaded: LoadedModel, table: pd.DataFrame, coverage: float
 ) -> str:
-    """The --plot title: the spreadsheet, the model it came from (run folder or id) and what
-    the intervals were calibrated on."""
+    """The --plot title: the spreadsheet, the model it came from (run folder or id; for a run
+    folder also the model, data and protocol, as the run's figures say them) and what the
+    intervals were calibrated on."""
     what = "no intervals"
     if "y_lower" in table and loaded.uncertainty is not None:
         source = loaded.uncertainty.source
         on = "the run's held-out errors" if source == "out-of-fold" else source
         what = f"{100 * coverage:g} % intervals calibrated on {on}"
     path = Path(ref)
-    model = (path if path.is_dir() else path.parent).resolve().name if path.exists() else ref
+    if not path.exists():
+        return f"{Path(file).name}: predicted lg(k1), {what}; model: {ref}"
+    run_dir = (path if path.is_dir() else path.parent).resolve()
+    setting = run_dir_title(run_dir)
+    model = f"{run_dir.name} ({setting})" if setting else run_dir.name
     return f"{Path(file).name}: predicted lg(k1), {what}; model: {model}"
 
 

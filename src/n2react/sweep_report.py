@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from n2react.board import KEY_METRICS, VS_BEST, higher_is_better
-from n2react.figures import LGK1, data_title, save_figure, wrap_title
+from n2react.figures import LGK1, run_setting, save_figure, wrap_title
 from n2react.runstore import write_text
 
 HTML_FILE, PNG_FILE = "sweep_report.html", "sweep_report.png"
@@ -57,9 +57,6 @@ def job_settings(board: pd.DataFrame, sweep_dir: Path) -> Settings:
     for the report's title and the sweep's protocol warning alike."""
     import yaml
 
-    from n2react.data import data_name, has_fixed_folds
-    from n2react.splitters import protocol_text
-
     out: Settings = {}
     for d in board.get("dir", pd.Series(dtype=str)).dropna().astype(str):
         if not d:
@@ -67,11 +64,7 @@ def job_settings(board: pd.DataFrame, sweep_dir: Path) -> Settings:
         job = Path(d) if Path(d).is_dir() else sweep_dir / Path(d).name
         try:
             cfg = yaml.safe_load((job / "config_resolved.yaml").read_text(encoding="utf-8"))
-            data, cv = cfg.get("data") or {}, cfg.get("cv") or {}
-            protocol = protocol_text(
-                str(cv.get("scheme", "nested")), cv.get("groups"), has_fixed_folds(data)
-            )
-            out[d] = (data_title(data_name(data), data), protocol)
+            out[d] = run_setting(cfg)
         except (OSError, ValueError, AttributeError, TypeError, yaml.YAMLError):
             continue  # a job that failed before writing its config
     return out
