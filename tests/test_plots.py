@@ -282,3 +282,39 @@ def test_predict_plot_title_names_the_runs_model_and_protocol(make_cfg, tmp_path
     (run_dir / CONFIG_FILE).unlink()  # a folder without its config: the folder's name only
     title = _plot_title(str(run_dir), "new.xlsx", LoadedModel(None, [], ""), table, 0.9)
     assert title.endswith("; model: r_newcomp")
+
+
+def test_calibration_widths_stay_inside_the_axes_and_missing_levels_are_said(
+    tmp_path: Path,
+) -> None:
+    """The width printed above a point at full coverage (18 Fe-V clusters: 80 to 95 % all
+    covered) was drawn across the top of the axes, struck through by the frame; and a curve
+    stopping at 90 % (too few clusters for a 95 % interval) did not say why it stopped."""
+    import matplotlib.pyplot as plt
+
+    from n2react.uncertainty_report import calibration_figure, calibration_plot
+
+    full = pd.DataFrame({
+        "nominal": [0.5, 0.6, 0.7, 0.8, 0.9, 0.95], "observed": [0.89, 0.89, 0.89, 1.0, 1.0, 1.0],
+        "width": [1.51, 1.94, 2.32, 2.85, 3.58, 4.58],
+    })  # fmt: skip
+    short = full.iloc[:5].assign(observed=[0.5, 0.67, 0.72, 0.83, 0.94])
+    for curves in ({"FeV (18 clusters)": full}, {"held-out": full, "FeV (18 clusters)": short}):
+        fig = calibration_figure(curves, "transfer")
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        (ax,) = fig.axes
+        frame = ax.get_window_extent(renderer)
+        legend = ax.get_legend().get_window_extent(renderer)
+        widths = [t for t in ax.texts if t.get_text() in {f"{w:.2f}" for w in full["width"]}]
+        assert len(widths) == sum(len(c) for c in curves.values())
+        for t in widths:
+            box = t.get_window_extent(renderer)
+            assert frame.x0 <= box.x0 and box.x1 <= frame.x1, t.get_text()
+            assert frame.y0 <= box.y0 and box.y1 <= frame.y1, t.get_text()
+            assert not box.overlaps(legend), t.get_text()
+        plt.close(fig)
+    calibration_plot({"FeV (18 clusters)": short}, tmp_path / "c.png", "transfer")
+    desc = " ".join(figure_text(tmp_path / "c.png")["Description"].split())
+    assert "no 95 % point: too few clusters to calibrate it" in desc
+    assert "numbers: mean interval width (lg(k1) units)" in desc

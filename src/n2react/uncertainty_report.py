@@ -145,8 +145,15 @@ def group_columns(crossfit: pd.DataFrame, coverage: float) -> pd.DataFrame | Non
 
 
 def calibration_plot(curves: dict[str, pd.DataFrame], path: Path, title: str = "") -> Path:
+    """:func:`calibration_figure` written to ``path`` (whole or not at all)."""
+    return save_figure(calibration_figure(curves, title), path)
+
+
+def calibration_figure(curves: dict[str, pd.DataFrame], title: str = "") -> Any:
     """Observed vs nominal coverage of the prediction intervals, with the diagonal; each curve
-    (label -> :func:`coverage_curve` table) is annotated with its mean width in lg(k1) units."""
+    (label -> :func:`coverage_curve` table) is annotated with its mean width in lg(k1) units
+    (inside the axes, also over a point at full coverage).
+    A curve lacking some of the levels (too few calibration clusters for them) says which."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,6 +168,9 @@ def calibration_plot(curves: dict[str, pd.DataFrame], path: Path, title: str = "
     offsets = [None] if len(curves) == 1 else [(-26, 4), (4, -10), (4, 4)]
     styles = zip(("#3182bd", "#de2d26", "#31a354"), offsets, strict=True)
     for (label, c), (color, offset) in zip(curves.items(), styles, strict=False):
+        missing = [f"{100 * lv:g} %" for lv in LEVELS if not np.isclose(c["nominal"], lv).any()]
+        if missing and len(c):
+            label += f" (no {', '.join(missing)} point: too few clusters to calibrate it)"
         ax.plot(c["nominal"], c["observed"], marker="o", color=color,
                 label=textwrap.fill(" ".join(label.split()), 58))  # fmt: skip
         for _, row in c.iterrows():
@@ -169,16 +179,17 @@ def calibration_plot(curves: dict[str, pd.DataFrame], path: Path, title: str = "
             ax.annotate(f"{row['width']:.2f}", at, textcoords="offset points", xytext=xy,
                         fontsize=6, color=color)  # fmt: skip
     ax.set_xlim(0.45, 1.0)
-    ax.set_ylim(0.0, 1.02)
+    ax.set_ylim(0.0, 1.07)  # room above full coverage for the widths printed over its points
+    ax.set_yticks(np.linspace(0.0, 1.0, 6))
     ax.set_xlabel("nominal coverage of the interval")
     ax.set_ylabel("observed share of clusters inside their interval")
     ax.set_title(wrap_title(title or "prediction intervals: calibration"), fontsize=9)
-    ax.text(0.47, 0.97, f"numbers: mean interval width ({LGK1} units)", fontsize=7,
-            color="dimgrey", va="top")  # fmt: skip
+    # in the legend: at the top left it sat under the widths of points at full coverage
+    ax.plot([], [], " ", label=f"numbers: mean interval width ({LGK1} units)")
     ax.legend(loc="lower right", fontsize=7, frameon=False)
     ax.grid(alpha=0.25)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
 
 
 #: The curves behind ``uncertainty/calibration.png`` (curve, nominal, observed, width).
