@@ -318,3 +318,23 @@ def test_calibration_widths_stay_inside_the_axes_and_missing_levels_are_said(
     desc = " ".join(figure_text(tmp_path / "c.png")["Description"].split())
     assert "no 95 % point: too few clusters to calibrate it" in desc
     assert "numbers: mean interval width (lg(k1) units)" in desc
+
+
+def test_parity_points_are_drawn_over_the_identity_line() -> None:
+    """parity.png drew y = x and the ±0.477 band over the points: a forest's in-fold points,
+    fitted exactly (r 1.000), vanished under the black line though the legend listed them."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PathCollection
+
+    from n2react.figures import parity_figure
+
+    oof = _oof()
+    train = oof.assign(y_pred=oof["y_true"])  # fitted exactly: on the line
+    fig = parity_figure(oof, train, "extra_trees on homonuclear_15: KFold")
+    (ax,) = fig.axes
+    (diag,) = [line for line in ax.get_lines() if line.get_label() == "y = x"]
+    band = [c for c in ax.collections if not isinstance(c, PathCollection)]
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(points) == 2 and len(band) == 1
+    assert max(diag.get_zorder(), band[0].get_zorder()) < min(p.get_zorder() for p in points)
+    plt.close(fig)

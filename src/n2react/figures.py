@@ -148,7 +148,20 @@ def parity_plot(
     unit: str = K1_UNIT,
     points: str = "test (out-of-fold)",
 ) -> Path:
-    """Predicted vs measured lg(k1): held-out (test) points over in-fold (train) points.
+    """:func:`parity_figure` written to ``path`` (whole or not at all)."""
+    return save_figure(parity_figure(oof, train, title, quantity, unit, points), path)
+
+
+def parity_figure(
+    oof: pd.DataFrame,
+    train: pd.DataFrame | None,
+    title: str = "",
+    quantity: str = LGK1,
+    unit: str = K1_UNIT,
+    points: str = "test (out-of-fold)",
+) -> Figure:
+    """Predicted vs measured lg(k1): held-out (test) points over in-fold (train) points, both
+    over the y = x line and the ±0.477 band.
     ``points``: what the held-out points are, in the legend (a transfer file's are new clusters).
 
     ``oof`` and ``train`` have columns cluster, y_true, y_pred (``oof`` also fold, and group in a
@@ -175,8 +188,9 @@ def parity_plot(
             tr["y_true"],
             tr["y_pred"],
             s=16,
-            c="#9ecae1",
+            c="#6baed6",
             edgecolors="none",
+            zorder=2,
             label=f"train (in-fold), pooled: r {tr_m['r']:.3f}, RMSE {tr_m['rmse']:.3f}",
         )
         lo, hi = min(lo, float(tr.min().min())), max(hi, float(tr.max().max()))
@@ -187,6 +201,7 @@ def parity_plot(
         c="#d94801",
         edgecolors="white",
         linewidths=0.4,
+        zorder=3,
         label=(
             f"{points}, pooled over {len(oof)}: r {test_m['r']:.3f}, "
             f"RMSE {test_m['rmse']:.3f}, MAE {test_m['mae']:.3f}, {WITHIN}: {within}"
@@ -209,7 +224,8 @@ def parity_plot(
         ax.plot([], [], " ", label="folds hold out whole groups: pooled figures, not fold means")
     pad = 0.05 * (hi - lo)
     line = np.array([lo - pad, hi + pad])
-    ax.plot(line, line, color="black", lw=1, label="y = x")
+    # under the points: drawn over them, the line hid the in-fold points a forest fits exactly
+    ax.plot(line, line, color="black", lw=1, label="y = x", zorder=0.9)
     ax.fill_between(
         line,
         line - EXPERIMENTAL_ERROR,
@@ -217,6 +233,7 @@ def parity_plot(
         color="grey",
         alpha=0.15,
         label=f"{BAND}: experimental error",
+        zorder=0.8,
     )
     ax.set_xlim(line)
     ax.set_ylim(line)
@@ -230,7 +247,7 @@ def parity_plot(
         loc="upper left", bbox_to_anchor=(-0.12, -0.11), fontsize=7, frameon=False, borderaxespad=0
     )
     ax.grid(alpha=0.25)
-    return save_figure(fig, path)
+    return fig
 
 
 def selection_frequency_plot(freq: pd.DataFrame, path: Path, title: str = "") -> Path:

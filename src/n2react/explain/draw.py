@@ -270,9 +270,9 @@ def parity(
     line = np.array([lo - pad, hi + pad])
     band = ax.fill_between(
         line, line - EXPERIMENTAL_ERROR, line + EXPERIMENTAL_ERROR, color="grey", alpha=0.15,
-        label=f"{BAND}: experimental error",
+        label=f"{BAND}: experimental error", zorder=0.8,
     )  # fmt: skip
-    (diag,) = ax.plot(line, line, color="black", lw=0.8, label="y = x")
+    (diag,) = ax.plot(line, line, color="black", lw=0.8, label="y = x", zorder=0.9)  # under points
     styles = group_styles(pc["group"])
     for g in sorted(styles, key=lambda g: (_split_group(g) or (g, ""), g)):
         d = pc[pc["group"] == g]
