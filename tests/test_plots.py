@@ -338,3 +338,22 @@ def test_parity_points_are_drawn_over_the_identity_line() -> None:
     assert len(points) == 2 and len(band) == 1
     assert max(diag.get_zorder(), band[0].get_zorder()) < min(p.get_zorder() for p in points)
     plt.close(fig)
+
+
+def test_many_groups_keep_distinct_colour_and_marker(tmp_path: Path) -> None:
+    """Past 20 spreadsheet groups (cv.groups=column:batch) tab20's colours came round again,
+    all circles: batch 00 and batch 20 looked the same; past 10 metals so did two metals'
+    families. Each further 20 groups take another marker; more than 10 metals, tab20's hues."""
+    batches = pd.Series([f"batch {i:02d}" for i in range(70)])
+    styles = draw.group_styles(batches)
+    assert len(set(styles.values())) == 70
+    metals = ["Mo", "Fe", "V", "Ta", "Rh", "Co", "Ni", "Cu", "Ru", "Pd", "Pt", "Au"]
+    fams = pd.Series([f"{m}-S" for m in metals] + [m for m in metals])
+    styles = draw.group_styles(fams)
+    assert len(set(styles.values())) == len(fams) == 24
+    assert len({c for c, _ in styles.values()}) == 12  # the metal is still the hue
+    oof = _oof(140)
+    labels = pd.Series(batches.to_numpy()[np.arange(len(oof)) % 70], index=oof["cluster"])
+    draw.parity(oof, labels.rename("batch"), tmp_path / "p.png", "grouped by column:batch")
+    desc = figure_text(tmp_path / "p.png")["Description"]
+    assert "batch 00 (2)" in desc and "batch 69 (2)" in desc

@@ -171,19 +171,23 @@ def _split_group(group: str) -> tuple[str, str] | None:
 
 def group_styles(groups: pd.Series) -> dict[str, tuple[object, str]]:
     """Colour and marker per group: for metal/family labels the metal sets the hue and the ligand
-    pattern the marker (18 families stay apart: 6 hues x 7 markers); other labels get tab20
-    colours and circles."""
+    pattern the marker (18 families stay apart: 6 hues x 7 markers; more than 10 metals take
+    tab20's hues); other labels get tab10/tab20 colours, circles for the first 20 and another
+    marker for each further 20 (so that no two of up to 240 groups look alike)."""
     plt = _plt()
     counts = groups.value_counts()
     parts = {g: _split_group(g) for g in counts.index}
     if not all(parts.values()):
         cmap = plt.get_cmap("tab10" if len(counts) <= 10 else "tab20")
-        return {g: (cmap(i % cmap.N), "o") for i, g in enumerate(counts.index)}
+        return {
+            g: (cmap(i % cmap.N), _MARKERS[(i // cmap.N) % len(_MARKERS)])
+            for i, g in enumerate(counts.index)
+        }
     by_metal = pd.Series({g: p[0] for g, p in parts.items()})
     metals = counts.groupby(by_metal).sum().sort_values(ascending=False).index
     patterns = counts.groupby(pd.Series({g: p[1] for g, p in parts.items()})).sum()
     patterns = [""] + [p for p in patterns.sort_values(ascending=False).index if p]
-    cmap = plt.get_cmap("tab10")
+    cmap = plt.get_cmap("tab10" if len(metals) <= 10 else "tab20")
     hue = {m: cmap(i % cmap.N) for i, m in enumerate(metals)}
     marker = {p: _MARKERS[i % len(_MARKERS)] for i, p in enumerate(patterns)}
     return {g: (hue[m], marker[lig]) for g, (m, lig) in parts.items()}
@@ -293,11 +297,11 @@ def parity(
     ax.grid(alpha=0.25)
     handles, names = ax.get_legend_handles_labels()
     keep = [i for i, h in enumerate(handles) if h not in (band, diag)]
+    ncol = 1 if len(styles) <= 14 else min(max(2, -(-len(styles) // 20)), 4)  # <= 20 rows
     leg = ax.legend(
         [handles[i] for i in keep], [names[i] for i in keep],
         title=f"{groups.name or 'group'} (n)", loc="upper left", bbox_to_anchor=(1.02, 1.0),
-        fontsize=7, title_fontsize=8, frameon=False, ncol=2 if len(styles) > 14 else 1,
-        borderaxespad=0,
+        fontsize=7, title_fontsize=8, frameon=False, ncol=ncol, borderaxespad=0,
     )  # fmt: skip
     leg._legend_box.align = "left"
     ax.add_artist(leg)
