@@ -357,3 +357,23 @@ def test_many_groups_keep_distinct_colour_and_marker(tmp_path: Path) -> None:
     draw.parity(oof, labels.rename("batch"), tmp_path / "p.png", "grouped by column:batch")
     desc = figure_text(tmp_path / "p.png")["Description"]
     assert "batch 00 (2)" in desc and "batch 69 (2)" in desc
+
+
+def test_product_descriptors_read_as_products_on_the_axes(tmp_path: Path) -> None:
+    """data=homonuclear_15_interactions: the importance plots named a product column by the
+    authors' header, two codes side by side ('2_σave 2_Δnsave'), which does not say it is a
+    product. The axis joins them by ×; the CSVs keep the header."""
+    from n2react.descriptors import plot_label
+
+    assert plot_label("2_σave 2_Δnsave") == "2_σave × 2_Δnsave"
+    assert plot_label("2_σave") == label("2_σave") and plot_label("my column") == "my column"
+    table = pd.DataFrame({"mean": [0.3, 0.1], "std": [0.05, 0.02]},
+                         index=["2_σave 2_Δnsave", "2_σave"])  # fmt: skip
+    png, csv = draw.importance_bars(table, tmp_path / "imp.png", value="mean", err="std",
+                                    xlabel="x", title="t")  # fmt: skip
+    desc = figure_text(png)["Description"]
+    assert "2_σave × 2_Δnsave" in desc and "2_σave (avg. spin density)" in desc
+    assert "2_σave 2_Δnsave" in pd.read_csv(csv)["descriptor"].tolist()
+    values = pd.DataFrame(np.random.default_rng(0).normal(size=(10, 2)), columns=table.index)
+    png, _ = draw.beeswarm(values, values, tmp_path / "bee.png", "t")
+    assert "2_σave × 2_Δnsave" in figure_text(png)["Description"]

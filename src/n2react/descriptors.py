@@ -168,6 +168,16 @@ def label(code: str, *, unit: bool = False) -> str:
     return f"{out} [{d.unit}]" if unit and d.unit else out
 
 
+def plot_label(code: str) -> str:
+    """A descriptor's label on a figure's axis: :func:`label`, and a product column of the
+    interaction features (``'2_Q 3_EA'``, the authors' header, which :func:`label` and the
+    tables keep) joined by ``×`` so that it reads as the product it is (``'2_Q × 3_EA'``)."""
+    parts = str(code).split()
+    if describe(code) is None and len(parts) == 2 and all(describe(c) for c in parts):
+        return " × ".join(parts)
+    return label(code)
+
+
 def glossary_markdown(codes: list[str] | None = None) -> str:
     """The glossary as a Markdown table (all entries, or those of ``codes`` in their order)."""
     entries = [describe(c) for c in codes] if codes is not None else list(GLOSSARY.values())

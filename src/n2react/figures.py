@@ -259,7 +259,7 @@ def selection_frequency_plot(freq: pd.DataFrame, path: Path, title: str = "") ->
     """
     import matplotlib
 
-    from n2react.descriptors import label
+    from n2react.descriptors import plot_label
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -279,7 +279,7 @@ def selection_frequency_plot(freq: pd.DataFrame, path: Path, title: str = "") ->
         capsize=2,
     )
     ax.set_yticks(range(len(mean)))
-    ax.set_yticklabels([label(str(c)) for c in mean.index], fontsize=8)
+    ax.set_yticklabels([plot_label(str(c)) for c in mean.index], fontsize=8)
     ax.set_xlim(0, 1.02)
     ax.set_xlabel(f"selection frequency (mean, range over {freq.shape[1]} outer folds)")
     head = "Stability selection (RFE vote)"

@@ -1,8 +1,8 @@
 """The explanation figures. Each function writes a PNG and the CSV behind it, returns both paths.
 
 Drawn from result tables only (no training here). Descriptor axes use
-:func:`n2react.descriptors.label`; lg(k1) axes carry k1's unit; the notation (lg(k1), the ±0.477
-band) is :mod:`n2react.figures`'s.
+:func:`n2react.descriptors.plot_label`; lg(k1) axes carry k1's unit; the notation (lg(k1), the
+±0.477 band) is :mod:`n2react.figures`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from n2react.composition import DEFAULT_LIGANDS, METALS
-from n2react.descriptors import label
+from n2react.descriptors import plot_label
 from n2react.explain.groups import families, family_table
 from n2react.figures import (
     BAND,
@@ -93,7 +93,7 @@ def beeswarm(
         )  # fmt: skip
     ax.axvline(0, color="black", lw=0.7)
     ax.set_yticks(range(len(order)))
-    ax.set_yticklabels([label(c) for c in order], fontsize=8)
+    ax.set_yticklabels([plot_label(c) for c in order], fontsize=8)
     ax.set_ylim(-0.7, len(order) - 0.3)
     ax.set_xlabel(_SHAP_X)
     ax.set_title(wrap_title(title, 80), fontsize=9)
@@ -143,7 +143,7 @@ def importance_bars(
             ecolor="black", elinewidth=0.8, capsize=2,
         )  # fmt: skip
     ax.set_yticks(y)
-    ax.set_yticklabels([label(c) for c in t.index], fontsize=8)
+    ax.set_yticklabels([plot_label(c) for c in t.index], fontsize=8)
     ax.axvline(0, color="black", lw=0.6)
     ax.set_xlabel(xlabel)
     ax.set_title(wrap_title(title, 80), fontsize=9)
