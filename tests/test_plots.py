@@ -377,3 +377,30 @@ def test_product_descriptors_read_as_products_on_the_axes(tmp_path: Path) -> Non
     values = pd.DataFrame(np.random.default_rng(0).normal(size=(10, 2)), columns=table.index)
     png, _ = draw.beeswarm(values, values, tmp_path / "bee.png", "t")
     assert "2_σave × 2_Δnsave" in figure_text(png)["Description"]
+
+
+def test_a_dense_parity_cloud_lets_the_line_show(make_cfg, tmp_path: Path) -> None:
+    """The paper's pair split draws 5,000 held-out pairs: opaque, they hid y = x and their own
+    density; and a difference of lg(k1) was given k1's unit (cm³ molecule⁻¹ s⁻¹), which a
+    ratio of rate constants does not have. Now small and see-through, and no unit."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PathCollection
+
+    from n2react.figures import DENSE_POINTS, parity_figure
+    from n2react.run import run
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(0, 2, DENSE_POINTS + 100)
+    cloud = pd.DataFrame({"cluster": [f"c{i}" for i in range(len(y))], "y_true": y,
+                          "y_pred": y + rng.normal(0, 1, len(y))})  # fmt: skip
+    for frame, dense in ((cloud, True), (cloud.iloc[:50], False)):
+        fig = parity_figure(frame, None, "pairs")
+        (points,) = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+        assert (points.get_alpha() < 0.5) is dense
+        plt.close(fig)
+    run(make_cfg("data=homonuclear_15", "model=ridge", "pairwise=on", "cv.scheme=pair_split",
+                 "pairwise.wrapper.max_pairs=500", "final_model=false", "tracking=none",
+                 "explain=false"), tmp_path / "pairs")  # fmt: skip
+    desc = figure_text(tmp_path / "pairs" / "parity.png")["Description"]
+    assert "measured lg(k1)_i - lg(k1)_j" in desc and "held-out pairs, pooled over" in desc
+    assert "cm³" not in desc and "out-of-fold" not in desc

@@ -139,6 +139,10 @@ def mean_over_folds(oof: pd.DataFrame) -> dict[str, float] | None:
     return out
 
 
+#: From this many held-out points on, a parity plot draws them small and see-through.
+DENSE_POINTS = 500
+
+
 def parity_plot(
     oof: pd.DataFrame,
     train: pd.DataFrame | None,
@@ -194,12 +198,16 @@ def parity_figure(
             label=f"train (in-fold), pooled: r {tr_m['r']:.3f}, RMSE {tr_m['rmse']:.3f}",
         )
         lo, hi = min(lo, float(tr.min().min())), max(hi, float(tr.max().max()))
+    # a dense cloud (the paper's pair split: 5,000 pairs) is drawn see-through, small, so that
+    # its density and the y = x line under it show
+    dense = len(oof) > DENSE_POINTS
     ax.scatter(
         oof["y_true"],
         oof["y_pred"],
-        s=22,
+        s=6 if dense else 22,
         c="#d94801",
-        edgecolors="white",
+        alpha=0.3 if dense else 1.0,
+        edgecolors="none" if dense else "white",
         linewidths=0.4,
         zorder=3,
         label=(

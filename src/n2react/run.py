@@ -406,7 +406,9 @@ def _pair_split(plan: Plan, dataset: Dataset, tracker: Tracker, run_dir: Path) -
     title = f"{plan.names.title} on {data}: random 80/20 split of PAIRS (paper protocol)"
     test = pairs.rename(columns={"cluster_i": "cluster"})
     difference = "lg(k1)_i - lg(k1)_j"
-    plot = parity_plot(test, None, run_dir / "parity.png", title=title, quantity=difference)
+    # a difference of logarithms, lg(k1_i / k1_j), has no unit
+    plot = parity_plot(test, None, run_dir / "parity.png", title, quantity=difference, unit="",
+                       points="held-out pairs")  # fmt: skip
     for p in (run_dir / "test_pairs.csv", run_dir / runstore.SUMMARY_FILE, plot):
         tracker.log_artifact(p)
     log.info(
