@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from n2react.descriptors import label
-from n2react.explain import draw
+from n2react.explain import draw, group_parity
 from n2react.explain.curves import curves_table
 from n2react.explain.groups import families
 from n2react.figures import figure_text, parity_plot
@@ -34,7 +34,7 @@ def _oof(n: int = 60, folds: int = 3, seed: int = 0) -> pd.DataFrame:
 def test_family_styles_keep_18_families_apart(shared_data: Path) -> None:
     clusters = pd.read_excel(shared_data / "homonuclear-159-15features.xlsx")["Clusters"]
     fams = pd.Series(families(clusters))
-    styles = draw.group_styles(fams)
+    styles = group_parity.group_styles(fams)
     assert len(styles) == fams.nunique() >= 18
     assert len(set(styles.values())) == len(styles)  # no two families look alike
     colour = {f: c for f, (c, _) in styles.items()}
@@ -42,7 +42,7 @@ def test_family_styles_keep_18_families_apart(shared_data: Path) -> None:
     assert colour["Mo-S"] == colour["Mo-C,S"] != colour["Ta-S"]  # the metal is the hue
     assert marker["Mo-S"] == marker["Ta-S"] != marker["Mo-C,S"]  # the ligands are the marker
     # groups that are not metals or families (a spreadsheet column) still get distinct colours
-    other = draw.group_styles(pd.Series(["lab A", "lab B", "lab A"]))
+    other = group_parity.group_styles(pd.Series(["lab A", "lab B", "lab A"]))
     assert len(set(other.values())) == 2
 
 
@@ -50,7 +50,7 @@ def test_giant_names_and_groups_are_cut_in_figures(tmp_path: Path) -> None:
     oof = _oof(30)
     giant = "batch " + "x" * 300
     labels = pd.Series(giant, index=oof["cluster"], name="batch")
-    draw.parity(oof, labels, tmp_path / "p.png", "t")
+    group_parity.parity(oof, labels, tmp_path / "p.png", "t")
     desc = figure_text(tmp_path / "p.png")["Description"]
     assert giant not in desc and max(len(line) for line in desc.splitlines()) < 120
 
@@ -69,7 +69,7 @@ def test_parity_labels_do_not_overlap_each_other() -> None:
     ax.scatter(pc["y_true"], pc["y_pred"])
     ax.set_xlim(-1, 3)
     ax.set_ylim(-1, 3)
-    draw._label_points(ax, pc, pc.iloc[30:42])  # 12 labels on crowded points
+    group_parity._label_points(ax, pc, pc.iloc[30:42])  # 12 labels on crowded points
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     from matplotlib.text import Text
@@ -141,7 +141,9 @@ def test_parity_quotes_pooled_figures_and_fold_means_only_under_kfold(tmp_path: 
     assert "pooled over" in text["Description"] and "mean ± sd" not in text["Description"]
 
     labels = pd.Series(families(oof["cluster"]), index=oof["cluster"], name="family")
-    draw.parity(oof, labels, tmp_path / "by_group.png", "Held-out: grouped by family", grouped=True)
+    group_parity.parity(
+        oof, labels, tmp_path / "by_group.png", "Held-out: grouped by family", grouped=True
+    )
     text = figure_text(tmp_path / "by_group.png")
     assert "grouped by family" in text["Title"] and "Mo-C,S" in text["Description"]
     assert "mean ± sd" not in text["Description"]
@@ -345,16 +347,16 @@ def test_many_groups_keep_distinct_colour_and_marker(tmp_path: Path) -> None:
     all circles: batch 00 and batch 20 looked the same; past 10 metals so did two metals'
     families. Each further 20 groups take another marker; more than 10 metals, tab20's hues."""
     batches = pd.Series([f"batch {i:02d}" for i in range(70)])
-    styles = draw.group_styles(batches)
+    styles = group_parity.group_styles(batches)
     assert len(set(styles.values())) == 70
     metals = ["Mo", "Fe", "V", "Ta", "Rh", "Co", "Ni", "Cu", "Ru", "Pd", "Pt", "Au"]
     fams = pd.Series([f"{m}-S" for m in metals] + [m for m in metals])
-    styles = draw.group_styles(fams)
+    styles = group_parity.group_styles(fams)
     assert len(set(styles.values())) == len(fams) == 24
     assert len({c for c, _ in styles.values()}) == 12  # the metal is still the hue
     oof = _oof(140)
     labels = pd.Series(batches.to_numpy()[np.arange(len(oof)) % 70], index=oof["cluster"])
-    draw.parity(oof, labels.rename("batch"), tmp_path / "p.png", "grouped by column:batch")
+    group_parity.parity(oof, labels.rename("batch"), tmp_path / "p.png", "grouped by column:batch")
     desc = figure_text(tmp_path / "p.png")["Description"]
     assert "batch 00 (2)" in desc and "batch 69 (2)" in desc
 
@@ -404,3 +406,25 @@ def test_a_dense_parity_cloud_lets_the_line_show(make_cfg, tmp_path: Path) -> No
     desc = figure_text(tmp_path / "pairs" / "parity.png")["Description"]
     assert "measured lg(k1)_i - lg(k1)_j" in desc and "held-out pairs, pooled over" in desc
     assert "cm³" not in desc and "out-of-fold" not in desc
+
+
+def test_group_parity_band_legend_clears_the_axis_labels() -> None:
+    """parity_by_group.png hung the legend of the band and y = x below the bottom right corner
+    of the axes, where it ran into the last x tick label (-10.0 on 12 Mo-S clusters). It sits
+    right of the axes now, above their bottom, clear of every tick label and of the groups'."""
+    import matplotlib.pyplot as plt
+
+    oof = _oof(12)
+    groups = pd.Series("Mo", index=oof["cluster"], name="metal")
+    fig, table = group_parity.parity_figure(oof, groups, "ridge on my.xlsx: KFold")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    groups_legend, band_legend = ax.artists[0], ax.get_legend()
+    box = band_legend.get_window_extent(renderer)
+    ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels() + ax.get_yticklabels()]
+    assert not any(box.overlaps(t) for t in ticks if t.width > 0)
+    assert not box.overlaps(groups_legend.get_window_extent(renderer))
+    assert box.y0 >= ax.get_window_extent(renderer).y0 - 1
+    assert len(table) == len(oof) and table["labelled"].sum() == 8
+    plt.close(fig)

@@ -82,3 +82,11 @@ def family_table(oof: pd.DataFrame, ligands: Sequence[str] = DEFAULT_LIGANDS) ->
         }
     )
     return table.sort_values("mae", ascending=False)
+
+
+def per_cluster(oof: pd.DataFrame) -> pd.DataFrame:
+    """One row per held-out cluster (mean over repeats): cluster, y_true, y_pred, residual
+    (predicted - measured)."""
+    g = oof.groupby("cluster", sort=False)[["y_true", "y_pred"]].mean().reset_index()
+    g["residual"] = g["y_pred"] - g["y_true"]
+    return g

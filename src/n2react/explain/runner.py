@@ -13,7 +13,7 @@ import pandas as pd
 from n2react.composition import DEFAULT_LIGANDS
 from n2react.data import Dataset
 from n2react.errors import DataError
-from n2react.explain import draw
+from n2react.explain import draw, group_parity
 from n2react.explain import importance as imp
 from n2react.explain.cost import affordable
 from n2react.explain.curves import curves_table, histories
@@ -202,7 +202,7 @@ def explain(
     ligands = list(run.config.get("data", {}).get("formula_ligands") or DEFAULT_LIGANDS)
     labels = group_labels_of(clusters, _groups_spec(run, groups), run.dataset, ligands)
     grouped = check_grouping(run.config.get("cv", {}).get("groups")) is not None
-    paths += draw.parity(
+    paths += group_parity.parity(
         run.oof,
         labels,
         out / "parity_by_group.png",

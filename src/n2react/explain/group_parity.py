@@ -1,0 +1,218 @@
+"""The held-out parity figure coloured by group (``explain/parity_by_group.png``): the colour
+and marker of each metal, family or spreadsheet group, and the naming of the largest errors with
+labels kept off the points and each other. The other explanation figures are
+:mod:`n2react.explain.draw`'s."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from n2react.composition import METALS
+from n2react.explain.groups import per_cluster
+from n2react.figures import (
+    BAND,
+    EXPERIMENTAL_ERROR,
+    LGK1_AXIS,
+    WITHIN,
+    save_figure,
+    short_name,
+    wrap_title,
+)
+from n2react.metrics import regression_metrics
+from n2react.runstore import write_csv
+
+#: Marker per ligand pattern (bare first, then the others by how many clusters they have).
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+
+
+def _plt():  # noqa: ANN202 - the pyplot module
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _split_group(group: str) -> tuple[str, str] | None:
+    """``'Mo-C,S'`` -> ``('Mo', 'C,S')``, ``'FeV'`` -> ``('FeV', '')``; None when the label is
+    not a metal or family label (a spreadsheet column's groups)."""
+    metal, _, ligands = str(group).partition("-")
+    is_metal = re.fullmatch(f"({'|'.join(sorted(METALS, key=len, reverse=True))})+", metal)
+    is_ligands = re.fullmatch(r"([A-Z][a-z]?)(,[A-Z][a-z]?)*", ligands) or not ligands
+    return (metal, ligands) if is_metal and is_ligands else None
+
+
+def group_styles(groups: pd.Series) -> dict[str, tuple[object, str]]:
+    """Colour and marker per group: for metal/family labels the metal sets the hue and the ligand
+    pattern the marker (18 families stay apart: 6 hues x 7 markers; more than 10 metals take
+    tab20's hues); other labels get tab10/tab20 colours, circles for the first 20 and another
+    marker for each further 20 (so that no two of up to 240 groups look alike)."""
+    plt = _plt()
+    counts = groups.value_counts()
+    parts = {g: _split_group(g) for g in counts.index}
+    if not all(parts.values()):
+        cmap = plt.get_cmap("tab10" if len(counts) <= 10 else "tab20")
+        return {
+            g: (cmap(i % cmap.N), MARKERS[(i // cmap.N) % len(MARKERS)])
+            for i, g in enumerate(counts.index)
+        }
+    by_metal = pd.Series({g: p[0] for g, p in parts.items()})
+    metals = counts.groupby(by_metal).sum().sort_values(ascending=False).index
+    patterns = counts.groupby(pd.Series({g: p[1] for g, p in parts.items()})).sum()
+    patterns = [""] + [p for p in patterns.sort_values(ascending=False).index if p]
+    cmap = plt.get_cmap("tab10" if len(metals) <= 10 else "tab20")
+    hue = {m: cmap(i % cmap.N) for i, m in enumerate(metals)}
+    marker = {p: MARKERS[i % len(MARKERS)] for i, p in enumerate(patterns)}
+    return {g: (hue[m], marker[lig]) for g, (m, lig) in parts.items()}
+
+
+def _label_points(ax, pc: pd.DataFrame, worst: pd.DataFrame) -> None:  # noqa: ANN001
+    """Name the ``worst`` clusters: labels pushed off the points and each other (adjustText),
+    any two still touching stacked apart, then a thin line from each label to its point."""
+    from adjustText import adjust_text
+
+    texts = [
+        ax.text(r.y_true, r.y_pred, short_name(r.cluster), fontsize=7, ha="center", va="center")
+        for r in worst.itertuples()
+    ]
+    if not texts:
+        return
+    adjust_text(
+        texts,
+        x=pc["y_true"].to_numpy(float),
+        y=pc["y_pred"].to_numpy(float),
+        ax=ax,
+        expand=(1.5, 1.9),
+        force_text=(0.4, 0.6),
+        force_static=(0.3, 0.5),
+    )
+    _unstack(ax, texts)
+    for t, r in zip(texts, worst.itertuples()):
+        pos = t.get_position()
+        t.remove()
+        ax.annotate(
+            t.get_text(), (r.y_true, r.y_pred), pos, fontsize=7, ha="center", va="center",
+            zorder=5, arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#555555",
+                                  "shrinkA": 1, "shrinkB": 2},
+        )  # fmt: skip
+
+
+def _unstack(ax, texts: list) -> None:  # noqa: ANN001
+    """Move a label that still overlaps an earlier one up or down by its height (adjustText
+    can leave two piled at the edge of the axes)."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed: list = []
+    for t in texts:
+        box = t.get_window_extent(renderer)
+        shift = 0.0
+        for k in (0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6):
+            moved = box.translated(0, k * box.height * 1.15)
+            if not any(moved.overlaps(p) for p in placed):
+                shift = k * box.height * 1.15
+                break
+        if shift:
+            x, y = ax.transData.transform(t.get_position())
+            t.set_position(ax.transData.inverted().transform((x, y + shift)))
+        placed.append(box.translated(0, shift))
+
+
+def parity(
+    oof: pd.DataFrame,
+    groups: pd.Series,
+    path: Path,
+    title: str,
+    n_label: int = 8,
+    grouped: bool = False,
+) -> list:
+    """Predicted vs measured lg(k1) of every held-out cluster, coloured by group (metal by hue,
+    ligand pattern by marker), the ``n_label`` largest errors named. The figures are pooled
+    over all clusters; ``grouped=False`` (KFold) adds the mean ± sd over the outer folds, which
+    says little when each fold is one whole group. CSV: cluster, group, y_true, y_pred,
+    residual, labelled."""
+    fig, pc = parity_figure(oof, groups, title, n_label, grouped)
+    csv = path.with_suffix(".csv")
+    write_csv(csv, pc[["cluster", "group", "y_true", "y_pred", "residual", "labelled"]])
+    return [save_figure(fig, path), csv]
+
+
+def parity_figure(
+    oof: pd.DataFrame, groups: pd.Series, title: str, n_label: int = 8, grouped: bool = False
+) -> tuple[Any, pd.DataFrame]:
+    """The Figure of :func:`parity` and the per-cluster table behind it. The group legend sits
+    right of the axes at the top, the band's and the line's at the bottom, above the axis (below
+    it, it ran into the last tick label)."""
+    plt = _plt()
+    pc = per_cluster(oof)
+    groups = groups[~groups.index.duplicated()]  # a cluster held out in several repeats
+    pc["group"] = groups.reindex(pc["cluster"].astype(str)).fillna("?").to_numpy()
+    pooled = regression_metrics(pc["y_true"], pc["y_pred"])
+    within = int((pc["residual"].abs() <= EXPERIMENTAL_ERROR).sum())
+    per_fold = [
+        regression_metrics(g["y_true"], g["y_pred"]) for _, g in oof.groupby("fold") if len(g) > 2
+    ]
+    fig, ax = plt.subplots(figsize=(8.2, 5.8), dpi=150)
+    lo = float(min(pc["y_true"].min(), pc["y_pred"].min()))
+    hi = float(max(pc["y_true"].max(), pc["y_pred"].max()))
+    pad = 0.06 * (hi - lo)
+    line = np.array([lo - pad, hi + pad])
+    band = ax.fill_between(
+        line, line - EXPERIMENTAL_ERROR, line + EXPERIMENTAL_ERROR, color="grey", alpha=0.15,
+        label=f"{BAND}: experimental error", zorder=0.8,
+    )  # fmt: skip
+    (diag,) = ax.plot(line, line, color="black", lw=0.8, label="y = x", zorder=0.9)  # under points
+    styles = group_styles(pc["group"])
+    for g in sorted(styles, key=lambda g: (_split_group(g) or (g, ""), g)):
+        d = pc[pc["group"] == g]
+        colour, marker = styles[g]
+        ax.scatter(
+            d["y_true"], d["y_pred"], s=26, color=colour, marker=marker, edgecolors="white",
+            linewidths=0.4, label=f"{short_name(g, 24)} ({len(d)})",
+        )  # fmt: skip
+    ax.set_xlim(line)
+    ax.set_ylim(line)
+    ax.set_aspect("equal")
+    worst = pc.reindex(pc["residual"].abs().sort_values(ascending=False).index[:n_label])
+    pc["labelled"] = pc.index.isin(worst.index)
+    _label_points(ax, pc, worst)
+    ax.set_xlabel(f"measured {LGK1_AXIS}")
+    ax.set_ylabel(f"predicted {LGK1_AXIS}")
+    ax.set_title(wrap_title(title, 80), fontsize=9)
+    ax.grid(alpha=0.25)
+    handles, names = ax.get_legend_handles_labels()
+    keep = [i for i, h in enumerate(handles) if h not in (band, diag)]
+    ncol = 1 if len(styles) <= 14 else min(max(2, -(-len(styles) // 20)), 4)  # <= 20 rows
+    leg = ax.legend(
+        [handles[i] for i in keep], [names[i] for i in keep],
+        title=f"{groups.name or 'group'} (n)", loc="upper left", bbox_to_anchor=(1.02, 1.0),
+        fontsize=7, title_fontsize=8, frameon=False, ncol=ncol, borderaxespad=0,
+    )  # fmt: skip
+    leg._legend_box.align = "left"
+    ax.add_artist(leg)
+    ax.legend(
+        [band, diag], [band.get_label(), diag.get_label()], loc="lower left",
+        bbox_to_anchor=(1.02, 0.0), fontsize=7, frameon=False, borderaxespad=0,
+    )  # fmt: skip
+    stats = (
+        f"pooled over all {len(pc)} clusters: r {pooled['r']:.3f}, RMSE {pooled['rmse']:.3f}, "
+        f"MAE {pooled['mae']:.3f}, {WITHIN}: {within}"
+    )
+    if per_fold and not grouped:
+        r = np.array([m["r"] for m in per_fold])
+        e = np.array([m["rmse"] for m in per_fold])
+        stats += (
+            f"\nmean ± sd over {len(per_fold)} outer folds: r {r.mean():.3f} ± "
+            f"{r.std(ddof=1):.3f}, RMSE {e.mean():.3f} ± {e.std(ddof=1):.3f}"
+        )
+    elif grouped:
+        stats += "\nfolds hold out whole groups: pooled figures, not fold means"
+    stats += f"\nnamed: the {len(worst)} largest |errors|"
+    ax.text(0.0, -0.13, stats, transform=ax.transAxes, fontsize=7, va="top", ha="left")
+    return fig, pc
