@@ -355,10 +355,10 @@ def test_many_groups_keep_distinct_colour_and_marker(tmp_path: Path) -> None:
     assert len(set(styles.values())) == len(fams) == 24
     assert len({c for c, _ in styles.values()}) == 12  # the metal is still the hue
     oof = _oof(140)
-    labels = pd.Series(batches.to_numpy()[np.arange(len(oof)) % 70], index=oof["cluster"])
+    labels = pd.Series(batches.to_numpy()[np.arange(len(oof)) % 35], index=oof["cluster"])
     group_parity.parity(oof, labels.rename("batch"), tmp_path / "p.png", "grouped by column:batch")
     desc = figure_text(tmp_path / "p.png")["Description"]
-    assert "batch 00 (2)" in desc and "batch 69 (2)" in desc
+    assert "batch 00 (4)" in desc and "batch 34 (4)" in desc  # 35 groups: each in the legend
 
 
 def test_product_descriptors_read_as_products_on_the_axes(tmp_path: Path) -> None:
@@ -428,3 +428,36 @@ def test_group_parity_band_legend_clears_the_axis_labels() -> None:
     assert box.y0 >= ax.get_window_extent(renderer).y0 - 1
     assert len(table) == len(oof) and table["labelled"].sum() == 8
     plt.close(fig)
+
+
+def test_names_that_are_not_formulas_do_not_blow_up_the_group_figures(tmp_path: Path) -> None:
+    """A sheet whose cluster names are not formulas ('sample 1' ...) made each name its own
+    metal and family: parity_by_group.png had a legend of 159 entries run over the plot and
+    the band's legend, residuals_by_family.png 159 rows of one cluster (6,800 pixels tall).
+    Past 40 groups the parity draws one colour and says why; the residuals gather such names
+    in one row (the CSV keeps a row per name)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PathCollection
+    from PIL import Image
+
+    from n2react.explain.groups import group_labels_of
+
+    oof = _oof(60).reset_index(drop=True)
+    oof["cluster"] = [f"sample {i + 1}" for i in range(45)] + list(oof["cluster"][45:])
+    labels = group_labels_of(oof["cluster"])
+    assert labels.nunique() > group_parity.MAX_GROUPS
+    fig, _ = group_parity.parity_figure(oof, labels, "ridge on samples.xlsx: KFold")
+    (ax,) = fig.axes
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(points) == 1 and len(points[0].get_offsets()) == len(oof)
+    assert ax.artists[0].get_title().get_text() == (
+        f"metal: {labels.nunique()} groups, too many to colour apart"
+    )
+    plt.close(fig)
+    png, csv = draw.residuals_by_family(oof, tmp_path / "res.png", "ridge on samples.xlsx")
+    desc = figure_text(png)["Description"]
+    assert f"{draw.NOT_FORMULAS}  n=45" in desc and "Mo-C,S" in desc and "sample 1 " not in desc
+    with Image.open(png) as im:
+        assert im.size[1] < 1500
+    table = pd.read_csv(csv)
+    assert "sample 1" in set(table["family"]) and draw.NOT_FORMULAS not in set(table["family"])

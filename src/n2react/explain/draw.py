@@ -16,6 +16,7 @@ import pandas as pd
 
 from n2react.composition import DEFAULT_LIGANDS
 from n2react.descriptors import plot_label
+from n2react.explain.group_parity import split_group
 from n2react.explain.groups import families, family_table, per_cluster
 from n2react.figures import (
     BAND,
@@ -28,6 +29,8 @@ from n2react.figures import (
 from n2react.runstore import write_csv
 
 _SHAP_X = f"SHAP value: effect on predicted {LGK1}"
+#: The one row of residuals_by_family for the clusters whose names are not formulas.
+NOT_FORMULAS = "names not formulas"
 
 
 def _plt():  # noqa: ANN202 - the pyplot module
@@ -152,12 +155,18 @@ def residuals_by_family(
     oof: pd.DataFrame, path: Path, title: str, ligands: Sequence[str] = DEFAULT_LIGANDS
 ) -> list:
     """Residual (predicted - measured) of every held-out cluster per family (box + points),
-    families ordered by bias, each labelled with its n, MAE and bias. CSV: the per-family table
-    (n, MAE, bias, RMSE, max |error|). ``ligands``: the run's ``data.formula_ligands``."""
+    families ordered by bias, each labelled with its n, MAE and bias; clusters whose names are
+    not formulas (each its own "family") share one row, :data:`NOT_FORMULAS`. CSV: the
+    per-family table (n, MAE, bias, RMSE, max |error|), each name its own row as it was.
+    ``ligands``: the run's ``data.formula_ligands``."""
     plt = _plt()
+
+    def shown(clusters: pd.Series) -> list[str]:
+        return [f if split_group(f) else NOT_FORMULAS for f in families(clusters, ligands)]
+
     pc = per_cluster(oof)
-    pc["family"] = families(pc["cluster"], ligands)
-    table = family_table(oof, ligands)
+    pc["family"] = shown(pc["cluster"])
+    table = family_table(oof, ligands, labels=shown(oof["cluster"]))
     order = pc.groupby("family")["residual"].mean().sort_values().index.tolist()
     fig, ax = plt.subplots(figsize=(7.6, 0.32 * len(order) + 1.7), dpi=150)
     data = [pc.loc[pc["family"] == f, "residual"].to_numpy(float) for f in order]
@@ -193,7 +202,7 @@ def residuals_by_family(
               fontsize=7, frameon=False, ncol=2, borderaxespad=0)  # fmt: skip
     ax.grid(axis="x", alpha=0.25)
     csv = path.with_suffix(".csv")
-    write_csv(csv, table, index=True, index_label="family")
+    write_csv(csv, family_table(oof, ligands), index=True, index_label="family")
     return [_save(fig, path), csv]
 
 

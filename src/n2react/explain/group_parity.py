@@ -26,6 +26,9 @@ from n2react.figures import (
 from n2react.metrics import regression_metrics
 from n2react.runstore import write_csv
 
+#: More groups than this are drawn in one colour (their legend would not fit, nor would the
+#: colours stay apart): the CSV names each cluster's group.
+MAX_GROUPS = 40
 #: Marker per ligand pattern (bare first, then the others by how many clusters they have).
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
@@ -39,7 +42,7 @@ def _plt():  # noqa: ANN202 - the pyplot module
     return plt
 
 
-def _split_group(group: str) -> tuple[str, str] | None:
+def split_group(group: str) -> tuple[str, str] | None:
     """``'Mo-C,S'`` -> ``('Mo', 'C,S')``, ``'FeV'`` -> ``('FeV', '')``; None when the label is
     not a metal or family label (a spreadsheet column's groups)."""
     metal, _, ligands = str(group).partition("-")
@@ -55,7 +58,7 @@ def group_styles(groups: pd.Series) -> dict[str, tuple[object, str]]:
     marker for each further 20 (so that no two of up to 240 groups look alike)."""
     plt = _plt()
     counts = groups.value_counts()
-    parts = {g: _split_group(g) for g in counts.index}
+    parts = {g: split_group(g) for g in counts.index}
     if not all(parts.values()):
         cmap = plt.get_cmap("tab10" if len(counts) <= 10 else "tab20")
         return {
@@ -169,7 +172,11 @@ def parity_figure(
     )  # fmt: skip
     (diag,) = ax.plot(line, line, color="black", lw=0.8, label="y = x", zorder=0.9)  # under points
     styles = group_styles(pc["group"])
-    for g in sorted(styles, key=lambda g: (_split_group(g) or (g, ""), g)):
+    many = len(styles) > MAX_GROUPS  # e.g. names that are not formulas: one "metal" each
+    if many:
+        ax.scatter(pc["y_true"], pc["y_pred"], s=26, color="#3182bd", edgecolors="white",
+                   linewidths=0.4, label=f"all clusters ({len(pc)})")  # fmt: skip
+    for g in [] if many else sorted(styles, key=lambda g: (split_group(g) or (g, ""), g)):
         d = pc[pc["group"] == g]
         colour, marker = styles[g]
         ax.scatter(
@@ -188,11 +195,13 @@ def parity_figure(
     ax.grid(alpha=0.25)
     handles, names = ax.get_legend_handles_labels()
     keep = [i for i, h in enumerate(handles) if h not in (band, diag)]
-    ncol = 1 if len(styles) <= 14 else min(max(2, -(-len(styles) // 20)), 4)  # <= 20 rows
+    ncol = 1 if len(styles) <= 14 or many else min(max(2, -(-len(styles) // 20)), 4)  # <= 20 rows
+    name = groups.name or "group"
+    head = f"{name}: {len(styles)} groups, too many to colour apart" if many else f"{name} (n)"
     leg = ax.legend(
-        [handles[i] for i in keep], [names[i] for i in keep],
-        title=f"{groups.name or 'group'} (n)", loc="upper left", bbox_to_anchor=(1.02, 1.0),
-        fontsize=7, title_fontsize=8, frameon=False, ncol=ncol, borderaxespad=0,
+        [handles[i] for i in keep], [names[i] for i in keep], title=head, loc="upper left",
+        bbox_to_anchor=(1.02, 1.0), fontsize=7, title_fontsize=8, frameon=False, ncol=ncol,
+        borderaxespad=0,
     )  # fmt: skip
     leg._legend_box.align = "left"
     ax.add_artist(leg)

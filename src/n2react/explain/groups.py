@@ -63,14 +63,20 @@ def families(clusters: Iterable[str], ligands: Sequence[str] = DEFAULT_LIGANDS) 
     return list(group_labels("family", names, strict=False, ligands=ligands))
 
 
-def family_table(oof: pd.DataFrame, ligands: Sequence[str] = DEFAULT_LIGANDS) -> pd.DataFrame:
+def family_table(
+    oof: pd.DataFrame,
+    ligands: Sequence[str] = DEFAULT_LIGANDS,
+    labels: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """One row per family: n, MAE, bias (mean of predicted - measured), RMSE, max |error|.
 
     ``oof`` has columns cluster, y_true, y_pred (with repeats, a cluster counts once per repeat).
-    Sorted by MAE, worst first.
+    ``labels``: the family of each row of ``oof`` when not :func:`families`'. Sorted by MAE,
+    worst first.
     """
     res = oof["y_pred"].to_numpy(float) - oof["y_true"].to_numpy(float)
-    df = pd.DataFrame({"family": families(oof["cluster"], ligands), "residual": res})
+    fams = list(labels) if labels is not None else families(oof["cluster"], ligands)
+    df = pd.DataFrame({"family": fams, "residual": res})
     g = df.groupby("family")["residual"]
     table = pd.DataFrame(
         {
