@@ -157,7 +157,9 @@ def test_predict_uses_all_calibration_residuals_and_ranks_by_the_error_difficult
     assert "90 % intervals" in text["Title"] and "90 % interval" in text["Description"]
     # which model and which calibration the intervals come from; the axis in lg(k1) with k1's unit
     title = " ".join(text["Title"].split())
-    assert f"calibrated on {FEV}" in title and title.endswith("model: run")
+    assert f"calibrated on {FEV}" in title  # and the run: its folder, model, data, protocol
+    assert title.endswith("model: run (extra_trees on homonuclear_15: grouped by family (new "
+                          "compositions))")  # fmt: skip
     assert "lg(k1)  (k1 in cm³ molecule⁻¹ s⁻¹)" in text["Description"]
     flagged = int((~pred["in_domain"]).sum())
     assert f"predicted, in domain ({len(pred) - flagged})" in text["Description"]
