@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -87,7 +88,14 @@ def _resume_hint(cfg: DictConfig, when: str = "once that is fixed") -> str:
         folds = Path(str(where)) / "folds"
         if not folds.is_dir() or not any(folds.glob("fold_*/fold.json")):
             return ""
-    return f"; its finished outer folds are kept: {when}, run the same command plus resume={where}"
+    kept = f"; its finished outer folds are kept: {when}"
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:  # the sweep's command would run every job again (and -m
+        # takes no override after it): this job alone, by its own overrides
+        own = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") != "resume"]
+        alone = " ".join(shlex.quote(o) for o in [*own, f"resume={where}"])
+        return f"{kept}, run this job alone: python -m train {alone}"
+    return f"{kept}, run the same command plus resume={where}"
 
 
 def _is_resumed_folder(where: Path, resume: object) -> bool:

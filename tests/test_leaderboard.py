@@ -160,6 +160,41 @@ def test_a_sweep_job_finished_by_resume_updates_the_sweeps_leaderboard(tmp_path:
     assert ranks == {"01", "02"}
 
 
+@pytest.mark.slow
+def test_an_interrupted_sweep_job_says_how_to_resume_it_alone(tmp_path: Path) -> None:
+    # the line said "run the same command plus resume=<job dir>": the sweep's command (-m takes
+    # no override after it, and with one put before it every job got the resume=, the others
+    # refused) in a new sweep folder whose leaderboard called the resumed job unfinished
+    import shlex
+    import signal
+    import time
+
+    sweep = tmp_path / "multi"
+    cmd = [sys.executable, "-m", "train", "model=gbr,ridge", "cv.outer_folds=5", "tracking=none",
+           "final_model=false", "explain=false", "progress=false", f"hydra.sweep.dir={sweep}",
+           "-m"]  # fmt: skip
+    job = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (sweep / "0_gbr" / "folds" / "fold_01" / "fold.json").exists():
+            assert job.poll() is None and time.monotonic() < deadline, "no fold 1 to keep"
+            time.sleep(0.05)
+        job.send_signal(signal.SIGTERM)
+        _, err = job.communicate(timeout=120)
+    finally:
+        job.kill()
+    assert job.returncode == 130 and "Traceback" not in err, err[-2000:]
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("n2react: interrupted")]
+    assert "run the same command" not in line, line
+    alone = shlex.split(line.split("run this job alone: ", 1)[1])
+    assert alone[:3] == ["python", "-m", "train"] and "-m" not in alone[3:], line
+    assert "model=gbr" in alone and f"resume={sweep / '0_gbr'}" in alone, line
+    out = _train(tmp_path, *alone[3:])  # the command as the line gives it
+    assert out.returncode == 0, out.stderr[-2000:]
+    board = pd.read_csv(sweep / "leaderboard.csv")
+    assert list(board["status"]) == ["done"] and list(board["job"]) == [0]
+
+
 def test_the_sweep_report_names_a_users_file_as_the_runs_do(tmp_path: Path) -> None:
     # a sweep on data.path=mine.xlsx was titled 'homonuclear_24' (the option's name) while its
     # runs' own titles and MLflow tags name the file (n2react.data.data_name)
