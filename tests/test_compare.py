@@ -126,7 +126,52 @@ def test_compare_bad_input_is_one_line_and_creates_no_store(tmp_path: Path) -> N
     )
     res = n2react("compare", "run", str(tmp_path / "run"), cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert res.stderr.strip() == "n2react: error: run is compared with itself: name two runs"
+    assert res.stderr.strip() == (
+        f"n2react: error: run is compared with itself (both are the run in {tmp_path / 'run'}): "
+        "name two runs"
+    )
+
+
+def test_compare_predict_and_explain_tell_which_run_to_give(runs) -> None:
+    # a run directory against its own MLflow run id printed every difference as 0 [0, 0]; a
+    # fold's run id said "no artifact oof_predictions.csv (not an n2react parent run?)" (predict:
+    # "has no final model"); the 8 hex digits of the sweep table's run id column said "neither a
+    # run directory nor an MLflow run id"
+    tmp, uri, ridge = runs["tmp"], runs["uri"], runs["id:ridge"]
+    res = n2react("compare", str(runs["ridge"]), ridge, "--tracking-uri", uri, cwd=tmp)
+    assert res.returncode == 2 and res.stderr.strip() == (
+        f"n2react: error: {runs['ridge']} is compared with itself (both are the run in "
+        f"{Path(runs['ridge']).resolve()}): name two runs"
+    ), res.stderr[-1500:]
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("n2react").experiment_id
+    child = client.search_runs([exp], f"tags.mlflow.parentRunId = '{ridge}'")[0]
+    fold = child.data.tags["fold"]
+    want = f"n2react: error: MLflow run {child.info.run_id} is the run of outer fold {fold}; "
+    want += f"give its parent run {ridge}"
+    sheet = Path(os.environ["N2_DATA_DIR"]) / "homonuclear-159-24features.xlsx"
+    for args in (
+        ["compare", child.info.run_id, runs["id:trees"]],
+        ["predict", child.info.run_id, str(sheet), "-o", str(tmp / "child.csv")],
+        ["explain", child.info.run_id],
+    ):
+        res = n2react(*args, "--tracking-uri", uri, cwd=tmp)
+        assert res.returncode == 2 and res.stderr.strip() == want, (args, res.stderr[-1500:])
+    assert not (tmp / "child.csv").exists()
+    res = n2react("compare", ridge[:8], runs["id:trees"], "--tracking-uri", uri, cwd=tmp)
+    assert res.returncode == 2 and "8 hex digits: an MLflow run id has 32" in res.stderr
+
+
+def test_a_run_id_and_its_folder_rewritten_by_a_later_run_are_two_runs(tmp_path: Path) -> None:
+    from n2react.compare import Loaded, _same_run
+
+    oof = pd.DataFrame({"cluster": ["A", "B"], "y_true": [1.0, 2.0], "y_pred": [1.5, 2.5],
+                        "fold": [1, 2]})  # fmt: skip
+    later = oof.assign(y_pred=[1.2, 2.1])
+    folder = tmp_path.resolve()
+    assert _same_run(Loaded(oof, "dir", folder), Loaded(oof, "id", folder, "0" * 32))
+    assert not _same_run(Loaded(later, "dir", folder), Loaded(oof, "id", folder, "0" * 32))
+    assert not _same_run(Loaded(oof, "a", folder, "0" * 32), Loaded(oof, "b", folder, "1" * 32))
 
 
 def test_a_server_that_does_not_answer_is_one_line_within_seconds(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +22,7 @@ import pandas as pd
 from n2react.bootstrap import RESAMPLES, SEED, Paired, compare_oof, units_of
 from n2react.errors import N2ReactError, first_line
 from n2react.runstore import OOF_FILE, read_csv
-from n2react.tracking import DEFAULT_URI, default_uri
+from n2react.tracking import DEFAULT_URI, default_uri, short_id_note
 
 DEFAULT_METRICS = ("pooled_test_mae", "pooled_test_rmse", "pooled_test_r", "pooled_test_within")
 NEEDED = {"cluster", "y_true", "y_pred", "fold"}
@@ -48,7 +48,18 @@ def _check_store(uri: str) -> None:
         raise N2ReactError(why)
 
 
-def load_oof(run: str, tracking_uri: str) -> tuple[pd.DataFrame, str]:
+@dataclass(frozen=True)
+class Loaded:
+    """One side of a comparison: its out-of-fold table, a name, the run folder it was read from
+    (a run directory, or the ``run_dir`` an MLflow run records) and its MLflow run id if any."""
+
+    oof: pd.DataFrame
+    name: str
+    folder: Path | None
+    run_id: str | None = None
+
+
+def load_oof(run: str, tracking_uri: str) -> Loaded:
     """The out-of-fold table of a run directory or an MLflow parent run, and a name for it."""
     from n2react.explain.source import RUN_ID
 
@@ -58,9 +69,11 @@ def load_oof(run: str, tracking_uri: str) -> tuple[pd.DataFrame, str]:
             raise N2ReactError(
                 f"{p}: no {OOF_FILE} (not a finished nested-CV run of python -m train?)"
             )
-        return _read_oof(p / OOF_FILE, str(p)), str(p)
+        return Loaded(_read_oof(p / OOF_FILE, str(p)), str(p), p.resolve())
     if not RUN_ID.match(run):
-        raise N2ReactError(f"{run}: neither a run directory nor an MLflow run id")
+        raise N2ReactError(
+            f"{run}: neither a run directory nor an MLflow run id{short_id_note(run)}"
+        )
     _check_store(tracking_uri)
     from n2react.mlflow_runs import RunReader
 
@@ -70,12 +83,25 @@ def load_oof(run: str, tracking_uri: str) -> tuple[pd.DataFrame, str]:
         names = set(reader.list_artifacts(run))
     except Exception as exc:
         raise N2ReactError(f"MLflow run {run}: {first_line(exc)}") from exc
+    if why := info.fold_run_problem():
+        raise N2ReactError(why)
     if OOF_FILE not in names:
         raise N2ReactError(f"MLflow run {run}: no artifact {OOF_FILE} (not an n2react parent run?)")
     with tempfile.TemporaryDirectory(prefix="n2react-compare-") as tmp:
         local = reader.download(run, OOF_FILE, Path(tmp))
         oof = _read_oof(Path(local), f"MLflow run {run}")
-    return oof, f"{info.tags.get('mlflow.runName') or run} ({run[:8]})"
+    recorded = info.tags.get("run_dir")
+    folder = Path(recorded).resolve() if recorded else None
+    return Loaded(oof, f"{info.tags.get('mlflow.runName') or run} ({run[:8]})", folder, run)
+
+
+def _same_run(a: Loaded, b: Loaded) -> bool:
+    """Whether both sides are one run: one folder, or a run directory and the MLflow run that
+    wrote it (two MLflow runs are two runs, even in one folder: a later run replaces an earlier
+    one's files, so a run id and its old folder are one run only while the files are its own)."""
+    if a.folder is None or a.folder != b.folder or (a.run_id and b.run_id):
+        return False
+    return (a.run_id is None and b.run_id is None) or a.oof.equals(b.oof)
 
 
 def compare_runs(
@@ -87,13 +113,13 @@ def compare_runs(
     seed: int = SEED,
 ) -> tuple[list[Paired], str, str, str]:
     """(the paired comparisons, A's name, B's name, what was resampled)."""
-    oof_a, name_a = load_oof(run_a, tracking_uri)
-    oof_b, name_b = load_oof(run_b, tracking_uri)
-    dirs = Path(run_a).is_dir() and Path(run_b).is_dir()
-    if run_a == run_b or (dirs and Path(run_a).samefile(run_b)):
+    a, b = load_oof(run_a, tracking_uri), load_oof(run_b, tracking_uri)
+    if run_a == run_b or _same_run(a, b):
         # every difference 0 [0, 0]: figures that look like a finding
-        raise N2ReactError(f"{run_a} is compared with itself: name two runs")
-    rows = compare_oof(oof_a, oof_b, metrics, resamples, seed)
+        also = "" if run_a == run_b else f" (both are the run in {a.folder})"
+        raise N2ReactError(f"{run_a} is compared with itself{also}: name two runs")
+    oof_a = a.oof
+    rows = compare_oof(oof_a, b.oof, metrics, resamples, seed)
     parts = []
     if any(m.startswith("pooled_") for m in metrics):
         kind = "groups" if "group" in oof_a else "clusters"
@@ -102,7 +128,7 @@ def compare_runs(
         keys = ["fold"] + (["repeat"] if "repeat" in oof_a else [])
         parts.append(f"the {oof_a.groupby(keys).ngroups} outer folds (mean_*)")
     what = f"{' and '.join(parts)}, {resamples} resamples, seed {seed}"
-    return rows, name_a, name_b, what
+    return rows, a.name, b.name, what
 
 
 def _verdict(row: Paired) -> str:

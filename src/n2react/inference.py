@@ -35,6 +35,7 @@ from n2react.metrics import EXPERIMENTAL_ERROR, regression_metrics
 from n2react.new_clusters import formula_ligands, read_sheet_clusters
 from n2react.new_clusters import read_new_clusters as read_new_clusters  # callers import it here
 from n2react.provenance import used_by_run, used_lines
+from n2react.tracking import short_id_note
 from n2react.uncertainty import check_coverage, load_calibration
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,9 @@ def _load_model(ref: str, tracking_uri: str | None, trust_pickle: bool) -> Loade
     if path.exists():
         return _load_run_dir(path, trust_pickle)
     if not RUN_ID.match(ref) and not ref.startswith(("runs:/", "models:/")):
-        raise N2ReactError(f"{ref}: no such run directory or model file (nor an MLflow run id)")
+        raise N2ReactError(
+            f"{ref}: no such run directory or model file (nor an MLflow run id){short_id_note(ref)}"
+        )
     return _load_mlflow(ref, tracking_uri, trust_pickle)
 
 
@@ -146,7 +149,10 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
         return LoadedModel(
             runstore.load_mlflow_model(local, tags.get(HASH_TAG), trust_pickle), [], ref
         )
-    tags = reader.run(ref).tags
+    info = reader.run(ref)
+    if why := info.fold_run_problem():
+        raise N2ReactError(why)
+    tags = info.tags
     model_uri = tags.get("model_uri")
     if model_uri is None:
         raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")

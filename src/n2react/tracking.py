@@ -77,6 +77,26 @@ class RunRecord:
     def parent_id(self) -> str | None:
         return self.tags.get("mlflow.parentRunId")
 
+    def fold_run_problem(self) -> str | None:
+        """Why this run cannot stand for a training run (predict, explain, compare): it is one
+        outer fold's child run, whose parent holds the model and the out-of-fold table."""
+        if self.parent_id is None:
+            return None
+        fold = self.tags.get("fold")
+        which = f"the run of outer fold {fold}" if fold else "a child run"
+        return f"MLflow run {self.run_id} is {which}; give its parent run {self.parent_id}"
+
+
+def short_id_note(ref: str) -> str:
+    """A note for a reference shaped like the start of a run id (the sweep's table shows 8 hex
+    digits): where the whole id is. Empty for anything else."""
+    if not re.fullmatch(r"[0-9a-f]{6,31}", ref):
+        return ""
+    return (
+        f"; {len(ref)} hex digits: an MLflow run id has 32 (the sweep's leaderboard.csv and the "
+        "MLflow UI show it whole)"
+    )
+
 
 class Tracker(ABC):
     """A run being logged, and read access to the store's runs. Nothing is logged before

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from n2react import runstore
 from n2react.data import Dataset, load_dataset
 from n2react.errors import N2ReactError, first_line
+from n2react.tracking import short_id_note
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _FOLD_DIR = re.compile(r"fold_(\d+)$")
@@ -101,7 +102,9 @@ def load_run_dir(
 
     d = Path(run_dir)
     if not d.is_dir():
-        raise N2ReactError(f"{d}: not a run directory (nor an MLflow run id)")
+        raise N2ReactError(
+            f"{d}: not a run directory (nor an MLflow run id){short_id_note(str(d))}"
+        )
     cfg = _read_cfg(d / runstore.CONFIG_FILE)
     oof = _read_oof(d / runstore.OOF_FILE)
     with stderr_silenced():  # building a Keras network starts TensorFlow, which chatters
@@ -134,6 +137,8 @@ def load_mlflow_run(
         run = reader.run(run_id)
     except Exception as exc:
         raise N2ReactError(f"MLflow run {run_id}: {first_line(exc)}") from exc
+    if why := run.fold_run_problem():
+        raise N2ReactError(why)
     dest = Path(dest)
     names = set(reader.list_artifacts(run_id))
     for need in (runstore.CONFIG_FILE, runstore.OOF_FILE):
