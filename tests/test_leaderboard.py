@@ -129,6 +129,36 @@ def test_a_sweep_whose_jobs_all_fail_says_so(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_the_leaderboard_of_a_sweep_that_never_reached_its_store_leaves_it_alone(
+    tmp_path: Path,
+) -> None:
+    # every job refused before training: the leaderboard created an empty mlflow.db (a run that
+    # never started leaves none); on a tracking server that does not answer it retried for about
+    # 15 s (urllib3 lines) before a warning that quoted MLflow's whole exception
+    import socket
+    import time
+
+    common = ["model=ridge", "cv.outer_folds=1,0", "progress=false"]
+    out = _train(tmp_path, *common, f"hydra.sweep.dir={tmp_path / 'a'}", "-m")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert (tmp_path / "a" / "leaderboard.csv").is_file()
+    assert not (tmp_path / "mlflow.db").exists()
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    t0 = time.monotonic()
+    out = _train(
+        tmp_path, *common, f"tracking.uri={dead}", f"hydra.sweep.dir={tmp_path / 'b'}", "-m"
+    )
+    elapsed = time.monotonic() - t0
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    said = out.stdout + out.stderr  # (Hydra's log lines go to stdout)
+    assert "Retrying" not in said and elapsed < 60, (elapsed, said[-2000:])
+    assert "leaderboard: the MLflow runs are not ranked (no tracking server answers" in said
+    assert (tmp_path / "b" / "leaderboard.csv").is_file()
+
+
+@pytest.mark.slow
 def test_a_sweep_job_finished_by_resume_updates_the_sweeps_leaderboard(tmp_path: Path) -> None:
     # resume= of a killed sweep job finished its run, but its sweep's leaderboard still listed
     # it as unfinished (or failed) and its MLflow run had no rank

@@ -37,6 +37,7 @@ from n2react.bootstrap import compare_oof
 from n2react.errors import N2ReactError
 from n2react.jobs import only_swept, run_name, sweep_axes
 from n2react.runstore import OOF_FILE, SUMMARY_FILE, write_text
+from n2react.store_uri import sqlite_file, unreadable
 from n2react.tracking import Store, store_of
 
 if TYPE_CHECKING:
@@ -317,11 +318,14 @@ class Leaderboard(Callback):
             return None
         store = None if tracking is None else store_of(tracking)
         run_ids: dict[int, str] = {}
-        if store is not None:
+        if store is not None and (why := unreadable(store.uri)) is None:
             try:
                 run_ids = _mlflow_runs(store, sweep, sweep_dir)
             except Exception as exc:  # the leaderboard files matter more than the tags
                 log.warning("leaderboard: cannot read the MLflow runs (%s)", exc)
+        elif store is not None and sqlite_file(store.uri) is None:  # not minutes of retries
+            log.warning("leaderboard: the MLflow runs are not ranked (%s)", why)
+        # (no SQLite file: no job reached the store, and reading it would create an empty one)
         board["run_id"] = [run_ids.get(int(j), "") for j in board["job"]]
         title = _title(sweep_dir, board, metric)
         files = write_board(board, sweep_dir, title)
