@@ -130,6 +130,16 @@ class SweepJobLines(logging.Filter):
         return bool(getattr(record, "job_line", False))
 
 
+class RetryLines(logging.Filter):
+    """Off the terminal (the log file keeps them): urllib3's "Retrying (Retry(total=2, ...))
+    after connection broken by ..." warnings, one per request while a tracking server does not
+    answer. n2react's own line says what happened once the retries are spent. ``-v`` keeps them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        retry = record.name.startswith("urllib3") and record.getMessage().startswith("Retrying")
+        return not retry or _verbose()
+
+
 def quiet_sweep_job() -> bool:
     """This process runs a job of a multirun without ``-v``: per-job tables stay off the
     terminal (they are in the job's folder; the sweep's leaderboard ranks the jobs)."""
