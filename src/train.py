@@ -176,7 +176,23 @@ def cli() -> None:
 
     if problem := option_problem(sys.argv[1:], _config_path()):
         exit_with(problem)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as exc:  # the launcher's own wait (hydra/launcher=parallel): a job
+        # run in this process says its own line in main() and exits 130 there
+        sweep = any(a in ("-m", "--multirun") for a in sys.argv[1:])
+        note = _stopped_sweep() if sweep else ""  # (a run before its task started: nothing)
+        sys.stderr.write(f"n2react: interrupted ({str(exc) or 'SIGINT'}){note}\n")
+        sys.exit(130)
+
+
+def _stopped_sweep() -> str:
+    """What a sweep interrupted in its launcher leaves, and how to go on from it."""
+    return (
+        "; the sweep stopped: its finished jobs are ranked in its leaderboard.csv, a job's MLflow "
+        "run left RUNNING is marked KILLED by the next job on this host, and a job with finished "
+        "outer folds continues alone: python -m train <its overrides> resume=<its job folder>"
+    )
 
 
 if __name__ == "__main__":

@@ -90,3 +90,32 @@ def test_backend_problem_names_a_missing_ray_cluster(monkeypatch: pytest.MonkeyP
             assert problem is not None and "no running Ray cluster" in problem
     basic = {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}
     assert launchers.backend_problem(basic) is None
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_parallel_sweep_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    # Ctrl-C (SIGINT to the whole process group) of hydra/launcher=parallel: the launcher's own
+    # wait in joblib raised KeyboardInterrupt through Hydra, a 40-line traceback
+    import signal
+    import time
+
+    sweep = tmp_path / "multi"
+    cmd = [sys.executable, "-m", "train", "model=gbr,extra_trees", "cv.outer_folds=5",
+           "tracking=none", "explain=false", "final_model=false", "progress=false",
+           "hydra/launcher=parallel", f"hydra.sweep.dir={sweep}", "-m"]  # fmt: skip
+    job = subprocess.Popen(
+        cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not list(sweep.glob("*/folds/fold_01/fold.json")):
+            assert job.poll() is None and time.monotonic() < deadline, "no fold finished"
+            time.sleep(0.05)
+        os.killpg(job.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+        _, err = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 130 and "Traceback" not in err, err[-3000:]
+    lines = [ln for ln in err.splitlines() if ln.startswith("n2react: interrupted (SIGINT)")]
+    assert any("the sweep stopped" in ln and "resume=" in ln for ln in lines), err[-3000:]
