@@ -145,6 +145,21 @@ def test_paired_comparison_refuses_other_folds() -> None:
         compare_oof(a, a.drop(columns="group"))
 
 
+def test_the_refusal_says_how_the_folds_differ() -> None:
+    # it said only "their out-of-fold clusters or folds differ", for 4 folds against 3 as for
+    # another seed or a grouped CV against KFold
+    a = _oof([[0.1, 0.2, 0.3], [0.3, 0.1, 0.0]]).drop(columns="group")
+    cases = {
+        "A has 2 outer folds, B 3": a.assign(fold=[1, 1, 2, 2, 3, 3]),
+        "the same clusters fall in other folds": a.assign(fold=a["fold"].to_numpy()[::-1]),
+        "A has 6 clusters, B 5, 1 in one run only": a.iloc[:5],
+        "only B's CV is grouped by cv.groups": a.assign(group="Fe", fold=[1, 1, 2, 2, 3, 3]),
+    }
+    for how, b in cases.items():
+        with pytest.raises(N2ReactError, match=f"folds differ \\({how}"):
+            compare_oof(a, b)
+
+
 def test_grouped_run_terminal_leads_with_pooled_figures(tmp_path: Path) -> None:
     import os
     import subprocess

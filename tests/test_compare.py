@@ -98,8 +98,8 @@ def test_compare_refuses_runs_on_other_folds(runs) -> None:
     assert res.returncode == 2 and "Traceback" not in res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert lines == [
-        "n2react: error: cannot compare the runs: their out-of-fold clusters or folds differ; "
-        "a paired comparison needs the same folds"
+        "n2react: error: cannot compare the runs: their out-of-fold clusters or folds differ "
+        "(only B's CV is grouped by cv.groups); a paired comparison needs the same folds"
     ]
     # python -m n2react.compare is the same command
     cmd = [sys.executable, "-m", "n2react.compare", str(runs["ridge"]), str(runs["metal"])]

@@ -186,7 +186,7 @@ def aligned(oof_a: pd.DataFrame, oof_b: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     keys = ["repeat", "fold", "cluster"]
     why = None
     if len(a) != len(b) or not a[keys].astype(str).equals(b[keys].astype(str)):
-        why = "their out-of-fold clusters or folds differ"
+        why = f"their out-of-fold clusters or folds differ ({_how_folds_differ(a, b)})"
     elif ("group" in a) != ("group" in b) or (
         "group" in a and not a["group"].astype(str).equals(b["group"].astype(str))
     ):
@@ -198,6 +198,22 @@ def aligned(oof_a: pd.DataFrame, oof_b: pd.DataFrame) -> tuple[pd.DataFrame, pd.
             f"cannot compare the runs: {why}; a paired comparison needs the same folds"
         )
     return a, b
+
+
+def _how_folds_differ(a: pd.DataFrame, b: pd.DataFrame) -> str:
+    """What tells two runs' out-of-fold tables apart, in a few words (A first)."""
+    ca, cb = set(a["cluster"].astype(str)), set(b["cluster"].astype(str))
+    if ca != cb:
+        return f"A has {len(ca)} clusters, B {len(cb)}, {len(ca ^ cb)} in one run only"
+    if ("group" in a) != ("group" in b):
+        grouped = "A" if "group" in a else "B"
+        return f"only {grouped}'s CV is grouped by cv.groups"
+    fa, fb = (len(t.groupby(["repeat", "fold"])) for t in (a, b))
+    if fa != fb:
+        return f"A has {fa} outer folds, B {fb}"
+    if len(a) != len(b):
+        return f"A has {len(a)} out-of-fold rows, B {len(b)}"
+    return "the same clusters fall in other folds: another cv.seed, cv.groups or data order?"
 
 
 def _paired(
