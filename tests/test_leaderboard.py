@@ -139,9 +139,14 @@ def test_the_leaderboard_of_a_sweep_that_never_reached_its_store_leaves_it_alone
     import time
 
     common = ["model=ridge", "cv.outer_folds=1,0", "progress=false"]
-    out = _train(tmp_path, *common, f"hydra.sweep.dir={tmp_path / 'a'}", "-m")
+    # a one-job multirun: it said "all 1 jobs failed" under "1 jobs ranked by ..."
+    out = _train(
+        tmp_path, *common[:1], "cv.outer_folds=1", f"hydra.sweep.dir={tmp_path / 'a'}", "-m"
+    )
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert (tmp_path / "a" / "leaderboard.csv").is_file()
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("n2react: error: the sweep's one job failed (job 0); its error is in")
+    assert ": 1 job ranked by mean_test_rmse" in (tmp_path / "a" / "leaderboard.md").read_text()
     assert not (tmp_path / "mlflow.db").exists()
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))

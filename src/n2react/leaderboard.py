@@ -288,7 +288,9 @@ class Leaderboard(Callback):
         failed = board[board["status"] == "failed"]
         if len(failed):
             jobs = ("job " if len(failed) == 1 else "jobs ") + ", ".join(map(str, failed["job"]))
-            if len(failed) == len(board):
+            if len(failed) == len(board) == 1:
+                what = f"the sweep's one job failed ({jobs}); its error is in {files[0]}"
+            elif len(failed) == len(board):
                 what = f"all {len(board)} jobs failed ({jobs}); their errors are in {files[0]}"
             else:
                 what = (
@@ -368,4 +370,5 @@ def _title(sweep_dir: Path, board: pd.DataFrame, metric: str) -> str:
     counts = board["status"].value_counts() if len(board) else pd.Series(dtype=int)
     notes = [f"{counts[s]} {s}" for s in ("failed", "unfinished") if counts.get(s, 0)]
     extra = f" ({', '.join(notes)})" if notes else ""
-    return f"Sweep {sweep_dir}: {len(board)} jobs ranked by {metric}{extra}"
+    jobs = "1 job" if len(board) == 1 else f"{len(board)} jobs"
+    return f"Sweep {sweep_dir}: {jobs} ranked by {metric}{extra}"
