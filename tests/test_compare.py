@@ -117,6 +117,12 @@ def test_compare_bad_input_is_one_line_and_creates_no_store(tmp_path: Path) -> N
     res = n2react("compare", "0" * 32, "1" * 32, "--tracking-uri", "sqlite:///x.db", cwd=tmp_path)
     assert res.returncode == 2 and "no MLflow store at x.db" in res.stderr
     assert "--tracking-uri" not in res.stderr and not (tmp_path / "x.db").exists()
+    # a metric it cannot compare on is refused before any run is read (it downloaded both runs'
+    # tables, from a server say, first)
+    res = n2react("compare", "0" * 32, "1" * 32, "--metric", "test_rmse", cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.startswith(
+        "n2react: error: cannot compare on 'test_rmse': use pooled_test_"
+    ), res.stderr
     res = n2react("compare", str(tmp_path), str(tmp_path), cwd=tmp_path)
     assert res.returncode == 2 and "no oof_predictions.csv" in res.stderr
     # a run with itself: every difference 0 [0, 0] was printed as a comparison

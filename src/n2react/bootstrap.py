@@ -261,12 +261,24 @@ def compare_oof(
             sb = mean_resamples(fb[col].to_numpy(), draws)
             pa, pb = float(fa[col].mean()), float(fb[col].mean())
         else:
-            raise N2ReactError(
-                f"cannot compare on {metric!r}: use pooled_test_{{{','.join(POOLED)}}} or "
-                f"mean_test_{{{','.join(METRICS)}}}"
-            )
+            raise _unknown(metric)
         out.append(_paired(metric, pa, pb, sa, sb, level))
     return out
+
+
+def check_metrics(metrics: Sequence[str]) -> None:
+    """A N2ReactError for a metric a paired comparison cannot resample (before any run is read)."""
+    known = {f"pooled_test_{m}" for m in POOLED} | {f"mean_test_{m}" for m in METRICS}
+    for metric in metrics:
+        if metric not in known:
+            raise _unknown(metric)
+
+
+def _unknown(metric: str) -> N2ReactError:
+    return N2ReactError(
+        f"cannot compare on {metric!r}: use pooled_test_{{{','.join(POOLED)}}} or "
+        f"mean_test_{{{','.join(METRICS)}}}"
+    )
 
 
 def _point_pooled(oof: pd.DataFrame, m: str) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from n2react.bootstrap import RESAMPLES, SEED, Paired, compare_oof, units_of
+from n2react.bootstrap import RESAMPLES, SEED, Paired, check_metrics, compare_oof, units_of
 from n2react.errors import N2ReactError, first_line
 from n2react.runstore import OOF_FILE, read_csv
 from n2react.tracking import DEFAULT_URI, default_uri, short_id_note
@@ -113,6 +113,7 @@ def compare_runs(
     seed: int = SEED,
 ) -> tuple[list[Paired], str, str, str]:
     """(the paired comparisons, A's name, B's name, what was resampled)."""
+    check_metrics(metrics)  # before the runs are read (downloaded from a server, say)
     a, b = load_oof(run_a, tracking_uri), load_oof(run_b, tracking_uri)
     if run_a == run_b or _same_run(a, b):
         # every difference 0 [0, 0]: figures that look like a finding
