@@ -242,6 +242,28 @@ def test_target_found_by_name_and_named_in_the_first_lines(
         pytest.param(
             ("selector=kbest", "selector.step.k=100"), ("k", "100", "24"), id="k>features"
         ),
+        # scikit-learn's trees take an integer above the descriptors as all of them: it ran
+        # as max_features=1.0 without a word
+        pytest.param(
+            ("model=extra_trees", "model.estimator.max_features=100"),
+            ("model.estimator.max_features=100", "24 descriptors reaching the model"),
+            id="max_features>features",
+        ),
+        pytest.param(
+            ("model=rfr", "selector=kbest", "model.estimator.max_features=9"),
+            ("model.estimator.max_features=9", "8 descriptors reaching the model"),
+            id="max_features>k",
+        ),
+        pytest.param(
+            (
+                "model=extra_trees",
+                "search=random",
+                "search.max_trials=1",
+                "model.space.max_features.values=[0.5,30]",
+            ),
+            ("model.space.max_features.values holds 30", "24 descriptors"),
+            id="space max_features>features",
+        ),
         pytest.param(("tracking.experiment=''",), ("tracking.experiment",), id="no exp"),
         # a text or a fraction of folds once crashed in the splitter ("cannot build it:
         # full_key: cv.outer") or was cut to a whole number; a bad cv.seed was a traceback

@@ -221,6 +221,8 @@ class Plan:
         if self.eval_path:
             columns = [str(c) for c in dataset.X.columns]
             preflight.check_eval_columns(self.eval_path, columns, self.ligands)
+        space = dict(self.search.space) if self.search.active else {}
+        preflight.check_max_features(pipeline, dataset, space)
         preflight.check_steps(pipeline, dataset)
 
 

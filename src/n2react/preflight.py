@@ -92,6 +92,38 @@ def check_selector(params: dict[str, Any], space: dict[str, Any]) -> None:
         raise ConfigError(f"selector.step.sample_fraction={frac}: must be in (0, 1]")
 
 
+def check_max_features(pipeline: Any, dataset: Dataset, space: dict[str, Any]) -> None:
+    """An integer ``max_features`` of the model above the descriptors that reach it is refused:
+    scikit-learn's trees take it as all of them (``max_features=100`` of 24 runs as 1.0). The
+    count is the columns the steps before the model give (a selector's fixed ``k`` or
+    ``n_features_to_select``); with a searched selector size, its smallest value. A pairwise
+    model's trees see pair features, not descriptors: not checked here."""
+    model = pipeline.named_steps.get("model")
+    if model is None or isinstance(model, Wrapper) or "max_features" not in model.get_params():
+        return
+    at = list(pipeline.named_steps).index("model")
+    head = dataset.X.head(min(20, dataset.n_rows))  # only to count the columns reaching it
+    n_in = pipeline[:at].fit(head, dataset.y[: len(head)]).transform(head).shape[1]
+    reach = f"the {n_in} descriptors reaching the model"
+    for key in ("k", "n_features_to_select"):
+        spec = space.get(f"select__{key}") or {}
+        low = spec.get("min") if isinstance(spec, dict) else None
+        if isinstance(low, int) and not isinstance(low, bool) and 0 < low < n_in:
+            n_in = low
+            reach = f"the {low} descriptors the selector keeps at selector.space.{key}.min"
+    value = model.get_params()["max_features"]
+    spec = space.get("model__max_features") or {}
+    values = (spec.get("values") or []) if isinstance(spec, dict) else []
+    for where, v in [("model.estimator.max_features=", value)] + [
+        ("model.space.max_features.values holds ", v) for v in values
+    ]:
+        if isinstance(v, int) and not isinstance(v, bool) and v > n_in:
+            raise ConfigError(
+                f"{where}{v}: more than {reach} (an integer counts descriptors; give at most "
+                f"{n_in}, or a fraction such as 1.0)"
+            )
+
+
 def check_space_ends(pipeline: Any, space: dict[str, Any]) -> None:
     """Each end of every search range, and each choice, set on the pipeline one at a time and
     checked, without fitting, by the estimator it reaches (its ``check_params``, a
