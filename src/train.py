@@ -157,8 +157,32 @@ def main(cfg: DictConfig) -> float:
             remove_if_unused(where)  # stopped before its first output: no empty folder
         hint = _resume_hint(cfg, when="to continue")
         sys.stderr.write(f"n2react: interrupted ({name}){killed}{hint}\n")
+        if multirun:
+            sys.stderr.write(_not_run(cfg))
         sys.exit(130)
     return float(metrics[cfg.optimized_metric])
+
+
+def _not_run(cfg: DictConfig) -> str:
+    """A sweep stopped in one of its jobs: its leaderboard files brought up to date (the jobs
+    that never ran listed by their overrides), and a line naming those jobs."""
+    from n2react.leaderboard import NOT_RUN, refresh_sweep
+
+    node = cfg.get("tracking")
+    tracking = None if node is None else OmegaConf.to_container(node, resolve=True)
+    sweep_dir = Path(str(HydraConfig.get().sweep.dir))
+    board = refresh_sweep(sweep_dir, tracking)  # type: ignore[arg-type]
+    if board is None:
+        return ""
+    left = board[board["status"] == NOT_RUN]
+    if left.empty:
+        return ""
+    jobs = ("job " if len(left) == 1 else "jobs ") + ", ".join(map(str, sorted(left["job"])))
+    return (
+        f"n2react: the sweep stopped before {jobs} ran; {sweep_dir / 'leaderboard.md'} lists "
+        f"{'it' if len(left) == 1 else 'them'} with {'its' if len(left) == 1 else 'their'} "
+        "overrides\n"
+    )
 
 
 def cli() -> None:

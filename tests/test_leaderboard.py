@@ -227,7 +227,9 @@ def test_an_interrupted_sweep_job_says_how_to_resume_it_alone(tmp_path: Path) ->
     out = _train(tmp_path, *alone[3:])  # the command as the line gives it
     assert out.returncode == 0, out.stderr[-2000:]
     board = pd.read_csv(sweep / "leaderboard.csv")
-    assert list(board["status"]) == ["done"] and list(board["job"]) == [0]
+    # job 1 (ridge) never ran: listed as such, by its overrides, without a score
+    assert list(board["status"]) == ["done", "not run"] and list(board["job"]) == [0, 1]
+    assert board["overrides"].iloc[1].startswith("model=ridge") and pd.isna(board.iloc[1, 3])
 
 
 def test_the_sweep_report_names_a_users_file_as_the_runs_do(tmp_path: Path) -> None:
@@ -260,3 +262,59 @@ def test_a_sweep_across_protocols_says_its_ranks_compare_them(tmp_path: Path) ->
     said = " ".join((out.stdout + out.stderr).split())
     assert "the jobs ran under 2 protocols (KFold (known families); grouped by family" in said
     assert "their ranks compare the protocols as much as the configs" in said
+
+
+def test_jobs_a_stopped_sweep_never_started_are_listed_as_not_run(tmp_path: Path) -> None:
+    # a sweep stopped in job 0 ranked only the jobs with a folder: "1 job ranked", nothing said
+    # that job 1 was planned and never ran
+    from omegaconf import OmegaConf
+
+    from n2react.leaderboard import _title, build_board
+    from n2react.sweep_plan import planned_jobs
+
+    task = ["model=ridge,extra_trees", "cv.outer_folds=3", "tracking=none"]
+    OmegaConf.save(
+        {"hydra": {"sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper."
+                               "BasicSweeper", "params": None}, "overrides": {"task": task}}},
+        tmp_path / "multirun.yaml",
+    )  # fmt: skip
+    assert planned_jobs(tmp_path) == {
+        0: ["model=ridge", "cv.outer_folds=3", "tracking=none"],
+        1: ["model=extra_trees", "cv.outer_folds=3", "tracking=none"],
+    }
+    job0 = tmp_path / "0_ridge" / ".hydra"
+    job0.mkdir(parents=True)
+    OmegaConf.save({"hydra": {"job": {"num": 0}}}, job0 / "hydra.yaml")
+    OmegaConf.save(["model=ridge", "cv.outer_folds=3", "tracking=none"], job0 / "overrides.yaml")
+    board = build_board(tmp_path, "mean_test_rmse", [], (None, task))
+    assert list(board["status"]) == ["unfinished", "not run"]
+    row = board.iloc[1]
+    assert row["job"] == 1 and row["name"] == "extra_trees" and pd.isna(row["mean_test_rmse"])
+    assert row["overrides"] == "model=extra_trees cv.outer_folds=3 tracking=none"
+    assert _title(tmp_path, board, "m").endswith("(1 unfinished, 1 not run)")
+
+
+@pytest.mark.slow
+def test_a_sweep_stopped_by_ctrl_c_lists_the_jobs_it_never_ran(tmp_path: Path) -> None:
+    # SIGINT in job 0 of two: no leaderboard at all, and nothing said job 1 never ran
+    import signal
+
+    sweep = tmp_path / "multi"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    cmd = [sys.executable, "-m", "train", "model=extra_trees,ridge", "cv.outer_folds=3",
+           "explain=false", "tracking=none", f"hydra.sweep.dir={sweep}", "-m"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, text=True, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL)  # fmt: skip
+    lines = []
+    for line in proc.stderr:  # the data loaded: job 0 is training
+        lines.append(line)
+        if "clusters x" in line or "missing cell" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    lines += proc.stderr.readlines()
+    assert proc.wait(timeout=300) == 130, "".join(lines)[-2000:]
+    assert any(ln.startswith("n2react: the sweep stopped before job 1 ran;") for ln in lines), lines
+    board = pd.read_csv(sweep / "leaderboard.csv")
+    assert list(board["status"]) == ["unfinished", "not run"]
+    assert board["overrides"].iloc[1].startswith("model=ridge cv.outer_folds=3")
+    assert "(1 unfinished, 1 not run)" in (sweep / "leaderboard.md").read_text().splitlines()[0]

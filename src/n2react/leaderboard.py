@@ -12,7 +12,9 @@ the leaderboard and the report to the best run.
 A job that fails does not stop the sweep: the callback notes its error in its directory
 (``job_failed.json``), the other jobs run, the leaderboard lists it as failed (last), and the
 multirun exits with status 1 after writing it. The files are rewritten after every job, so an
-interrupted sweep still leaves the leaderboard of the jobs that finished, and a job finished
+interrupted sweep still leaves the leaderboard of the jobs that finished (a sweep stopped in a
+job rewrites them then, listing the planned jobs that never ran: :mod:`n2react.sweep_plan`), and a
+job finished
 later by ``resume=`` brings them up to date (:func:`refresh_after_resume`).
 """
 
@@ -38,6 +40,7 @@ from n2react.errors import N2ReactError
 from n2react.jobs import only_swept, run_name, sweep_axes
 from n2react.runstore import OOF_FILE, SUMMARY_FILE, write_text
 from n2react.store_uri import sqlite_file, unreadable
+from n2react.sweep_plan import planned_jobs
 from n2react.tracking import Store, store_of
 
 if TYPE_CHECKING:
@@ -47,6 +50,8 @@ log = logging.getLogger(__name__)
 
 TAG_RANK = "leaderboard_rank"
 FAILED_FILE = "job_failed.json"
+#: the status of a job the sweep planned but never started (stopped before it): no scores
+NOT_RUN = "not run"
 FILES = ("leaderboard.csv", "leaderboard.md")
 #: A sweep's ``hydra.sweeper.params`` and its command-line overrides (each job adds its model's
 #: ``sweep:`` axes between them: :func:`n2react.jobs.sweep_axes`).
@@ -101,6 +106,19 @@ def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame
                 **(metrics if status == "done" else {}),
             }
         )
+    started = {r["job"] for r in rows}
+    for num, overrides in planned_jobs(sweep_dir).items():
+        if num in started:
+            continue
+        model = next((o.split("=", 1)[1] for o in overrides if o.startswith("model=")), "?")
+        shown = (
+            overrides
+            if axes is None
+            else only_swept(overrides, sweep_axes(*axes[:1], None, axes[1]))
+        )
+        status = NOT_RUN
+        rows.append({"job": num, "name": run_name(model, shown), "status": status,
+                     "overrides": " ".join(overrides), "error": "", "dir": ""})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -354,6 +372,15 @@ def refresh_after_resume(run_dir: Path, tracking: Mapping[str, Any]) -> None:
     if not saved.is_file() or not (run_dir / ".hydra" / "hydra.yaml").is_file():
         return
     (run_dir / FAILED_FILE).unlink(missing_ok=True)  # it has finished now
+    refresh_sweep(sweep_dir, tracking)
+
+
+def refresh_sweep(sweep_dir: Path, tracking: Mapping[str, Any] | None) -> pd.DataFrame | None:
+    """The leaderboard files, report and ``leaderboard_rank`` tags of the sweep in
+    ``sweep_dir`` (its ``multirun.yaml``) brought up to date from its job folders: after a job
+    finished alone, or when the sweep stops part-way (its jobs that never ran listed as such);
+    returns the board (None when it could not be written)."""
+    saved = sweep_dir / "multirun.yaml"
     try:
         config = OmegaConf.load(saved)
         metrics = OmegaConf.select(config, "hydra.callbacks.leaderboard.metrics")
@@ -361,14 +388,16 @@ def refresh_after_resume(run_dir: Path, tracking: Mapping[str, Any]) -> None:
         done = leaderboard.publish(config, sweep_dir, tracking, None)
     except Exception as exc:  # the finished run matters more than the sweep's files
         log.warning("leaderboard of %s: not brought up to date (%s)", sweep_dir, exc)
-        return
-    if done is not None:
-        log.info("the sweep's leaderboard is brought up to date: %s", done[1][0])
+        return None
+    if done is None:
+        return None
+    log.info("the sweep's leaderboard is brought up to date: %s", done[1][0])
+    return done[0]
 
 
 def _title(sweep_dir: Path, board: pd.DataFrame, metric: str) -> str:
     counts = board["status"].value_counts() if len(board) else pd.Series(dtype=int)
-    notes = [f"{counts[s]} {s}" for s in ("failed", "unfinished") if counts.get(s, 0)]
+    notes = [f"{counts[s]} {s}" for s in ("failed", "unfinished", NOT_RUN) if counts.get(s, 0)]
     extra = f" ({', '.join(notes)})" if notes else ""
     jobs = "1 job" if len(board) == 1 else f"{len(board)} jobs"
     return f"Sweep {sweep_dir}: {jobs} ranked by {metric}{extra}"

@@ -25,17 +25,26 @@ class ModelGridSweeper(BasicSweeper):
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.params = self.grid_params(
+            dict(self.params or {}), config, list(config.hydra.overrides.task), announce=True
+        )
+
+    @staticmethod
+    def grid_params(
+        params: dict[str, Any], config: DictConfig, task: list[str], announce: bool = False
+    ) -> dict[str, Any]:
+        """``params`` plus the model's own ``sweep:`` axes (the model's entries win, e.g.
+        keras_mlp fixes the scaler and sweeps its depth), unless the model itself is swept;
+        also what :func:`n2react.sweep_plan.planned_jobs` reads a saved sweep with."""
         sweeping_model = any(
-            a.split("=", 1)[0].lstrip("+~") == "model" and "," in a
-            for a in config.hydra.overrides.task
+            str(a).split("=", 1)[0].lstrip("+~") == "model" and "," in str(a) for a in task
         )
         extra = OmegaConf.select(config, "model.sweep")
         if extra is None or sweeping_model:
-            if sweeping_model:
+            if sweeping_model and announce:
                 log.info("model is swept: its own sweep axes (model.sweep) are not added")
-            return
-        params = dict(self.params or {})
-        # the model's own entries win (e.g. keras_mlp fixes the scaler and sweeps its depth)
+            return params
+        out = dict(params)
         for key, values in OmegaConf.to_container(extra, resolve=True).items():
-            params[str(key)] = str(values)
-        self.params = params
+            out[str(key)] = str(values)
+        return out
