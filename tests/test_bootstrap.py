@@ -181,3 +181,69 @@ def test_grouped_run_terminal_leads_with_pooled_figures(tmp_path: Path) -> None:
     assert closing.index("pooled r") < closing.index("RMSE")
     assert "[" in closing  # with its interval
     assert "held out" in out.stderr  # the summary table's column of held-out groups
+
+
+def _consistent_pair(n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two out-of-fold tables on n groups (one fold each): B worse than A in every group."""
+    base = np.random.default_rng(3).normal(0.0, 1.0, size=(n, 10))
+    return _oof([list(r) for r in base]), _oof([list(r + np.sign(r) * 0.3) for r in base])
+
+
+def test_no_verdict_below_six_units() -> None:
+    # B was worse in every fold and every group: with 5 of them each resample agreed (P = 1.00,
+    # an interval off zero) and the verdict was "A better", though an exact sign-flip test on 5
+    # paired units cannot reach p < 0.05 (2 / 2**5 = 0.0625); from 6 on (0.031) it may
+    from n2react.bootstrap import MIN_UNITS_FOR_VERDICT
+    from n2react.compare import _verdict
+
+    assert MIN_UNITS_FOR_VERDICT == 6 and 2 / 2**5 > 0.05 > 2 / 2**6
+    for n, decided in ((5, False), (6, True)):
+        a, b = _consistent_pair(n)
+        mean, pooled = compare_oof(a, b, ["mean_test_mae", "pooled_test_mae"])
+        assert (mean.units, mean.unit_kind) == (n, "folds")
+        assert (pooled.units, pooled.unit_kind) == (n, "groups")
+        for p in (mean, pooled):
+            assert p.high < 0 and p.p_a_better == 1.0  # the figures are as before
+            assert p.decided is decided, (n, p)
+        if decided:
+            assert _verdict(mean) == _verdict(pooled) == "A better"
+        else:
+            assert _verdict(mean) == "too few units (5 folds) to tell"
+            assert _verdict(pooled) == "too few units (5 groups) to tell"
+        # the same predictions resampled cluster by cluster: 10 n units, a verdict
+        (clusters,) = compare_oof(
+            a.drop(columns="group"), b.drop(columns="group"), ["pooled_test_mae"]
+        )
+        assert (clusters.units, clusters.unit_kind) == (10 * n, "clusters") and clusters.decided
+
+
+def test_paired_counts_the_units_it_is_given() -> None:
+    from n2react.bootstrap import _paired
+
+    sa, sb = np.full(100, 1.0), np.full(100, 2.0)  # A's error lower in every resample
+    few = _paired("mean_test_mae", 1.0, 2.0, sa, sb, (5, "folds"))
+    enough = _paired("mean_test_mae", 1.0, 2.0, sa, sb, (6, "folds"))
+    assert few.low == few.high == enough.high == -1.0 and few.p_a_better == 1.0
+    assert (
+        few.too_few_units and not few.decided and few.too_few == "too few units (5 folds) to tell"
+    )
+    assert not enough.too_few_units and enough.decided
+
+
+def test_repeats_add_no_fold_units_and_the_run_says_when_its_intervals_rest_on_few() -> None:
+    from n2react.bootstrap import few_units_note, fold_units
+
+    a, b = _consistent_pair(3)
+    twice = pd.concat([a.assign(repeat=1), a.assign(repeat=2)], ignore_index=True)
+    assert fold_units(twice) == 3  # 6 fold scores, the same clusters twice
+    (mean,) = compare_oof(twice, pd.concat([b.assign(repeat=1), b.assign(repeat=2)]),
+                          ["mean_test_mae"])  # fmt: skip
+    assert mean.units == 3 and not mean.decided
+    note = few_units_note(a)
+    assert "mean_* over 3 folds" in note and "pooled_* over 3 groups" in note
+    assert "too few units (fewer than 6) to be a confidence interval" in note
+    assert few_units_note(a.drop(columns="group")) == (
+        "the 95% CI of mean_* over 3 folds: too few units (fewer than 6) to be a confidence "
+        "interval; read it as their spread"
+    )  # 30 clusters are enough for the pooled ones
+    assert few_units_note(_consistent_pair(6)[0]) == ""

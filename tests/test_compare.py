@@ -34,8 +34,8 @@ def n2react(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
-    """Three real small runs in one MLflow store: ridge and extra trees on the same KFold folds
-    (ridge with its final model), and ridge left out by metal."""
+    """Real small runs in one MLflow store: ridge and extra trees on the same KFold folds
+    (ridge with its final model), ridge left out by metal, and ridge and SVR on 3 folds."""
     tmp = tmp_path_factory.mktemp("compare")
     os.environ.setdefault("N2_DATA_DIR", str(ROOT.parent / "shared" / "data" / "cluster_n2"))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
@@ -43,6 +43,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
         "ridge": (["model=ridge", "cv.outer_folds=4"], True),
         "trees": (["model=extra_trees", "cv.outer_folds=4"], False),
         "metal": (["model=ridge", "cv.groups=metal"], False),
+        "ridge3": (["model=ridge", "cv.outer_folds=3", "uncertainty.enabled=false"], False),
+        "svr3": (["model=svr", "cv.outer_folds=3", "uncertainty.enabled=false"], False),
     }
     out: dict[str, Path | str] = {"tmp": tmp, "uri": uri}
     for name, (overrides, final) in specs.items():
@@ -90,6 +92,44 @@ def test_compare_two_runs_on_the_same_folds(runs) -> None:
     # the table a person reads
     res = n2react("compare", str(runs["ridge"]), str(runs["trees"]), cwd=tmp)
     assert res.returncode == 0 and "P(A better)" in res.stdout and "pooled_test_mae" in res.stdout
+
+
+def test_three_folds_are_too_few_units_for_a_verdict(runs) -> None:
+    # ridge against SVR on 3 outer folds: ridge was better in all three, so every resample of
+    # the folds agreed, P = 1.00 and the verdict said "A better": a finding from 3 units. The
+    # figures stay; the verdict says there are too few units. The pooled figures resample the
+    # 159 clusters: their verdicts stay.
+    tmp = runs["tmp"]
+    metrics = ["mean_test_mae", "mean_test_rmse", "pooled_test_mae", "pooled_test_rmse"]
+    args = ["compare", str(runs["ridge3"]), str(runs["svr3"])]
+    args += [a for m in metrics for a in ("--metric", m)]
+    res = n2react(*args, "--json", cwd=tmp)
+    assert res.returncode == 0, res.stderr[-1500:]
+    rows = {m["metric"]: m for m in json.loads(res.stdout)["metrics"]}
+    for m in ("mean_test_mae", "mean_test_rmse"):
+        row = rows[m]
+        assert row["high"] < 0 and row["p_a_better"] == 1.0  # all 3 fold differences agree
+        assert (row["units"], row["unit_kind"]) == (3, "folds")
+        assert not row["decided"] and row["verdict"] == "too few units (3 folds) to tell"
+    for m in ("pooled_test_mae", "pooled_test_rmse"):
+        row = rows[m]
+        assert (row["units"], row["unit_kind"]) == (159, "clusters")
+        assert row["decided"] == (row["low"] > 0 or row["high"] < 0)
+        want = ("A better" if row["p_a_better"] > 0.5 else "B better") if row["decided"] else None
+        assert row["verdict"] == (want or "no clear difference")
+    # the table a person reads: the verdict cell, and a line under it that the figures are no
+    # finding
+    res = n2react(*args, cwd=tmp)
+    said = " ".join(res.stdout.split())
+    assert res.returncode == 0 and said.count("too few units (3 folds) to tell") == 2, said
+    assert "3 folds: too few units for a verdict" in said
+    assert "their A - B, interval and P(A better) are no finding" in said
+    # the 4-fold pair of the fixture: no verdict on the folds, one on the clusters
+    res = n2react("compare", str(runs["ridge"]), str(runs["trees"]), "--json",
+                  "--metric", "mean_test_r", "--metric", "pooled_test_r", cwd=tmp)  # fmt: skip
+    mean, pooled = json.loads(res.stdout)["metrics"]
+    assert mean["verdict"] == "too few units (4 folds) to tell" and pooled["units"] == 159
+    assert "too few" not in pooled["verdict"]
 
 
 def test_compare_refuses_runs_on_other_folds(runs) -> None:
@@ -230,6 +270,7 @@ def test_grouped_comparison_resamples_the_groups(runs) -> None:
     worse = oof.assign(y_pred=oof["y_pred"] + 0.3 * (oof["y_pred"] - oof["y_true"]))
     (mae,) = compare_oof(oof, worse, ["pooled_test_mae"])
     assert mae.high < 0 and mae.p_a_better == 1.0
+    assert (mae.units, mae.unit_kind) == (6, "groups") and mae.decided  # six metals: enough
 
 
 def test_one_command_line_runs_predict_explain_and_compare(runs, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from n2react.board import vs_best_note
 from n2react.figures import figure_text
 from n2react.leaderboard import higher_is_better, paired_with_best, rank_tag
 from n2react.runstore import OOF_FILE
@@ -57,6 +58,54 @@ def test_vs_best_is_the_jobs_figure_minus_the_best_and_p_is_the_bests_share(tmp_
     assert other["vs_best"] == pytest.approx(other["pooled_test_mae"] - best["pooled_test_mae"])
     assert 0 < other["vs_best_ci_low"] <= other["vs_best"] <= other["vs_best_ci_high"]
     assert other["p_best_better"] == 1.0
+    # 40 clusters resampled: enough units for the leaderboard to stand by it
+    assert other["vs_best_units"] == 40 and vs_best_note(board, "pooled_test_mae") == ""
+
+
+def test_vs_best_on_too_few_folds_says_it_is_no_finding(tmp_path: Path) -> None:
+    # 4 folds, the best better in each: P(best better) = 1.00 and an interval off zero, read as
+    # "worse than the best" though it rests on 4 units. The figures stay (and their columns);
+    # vs_best_units says on how many units, and the md file, the terminal table and the report
+    # say it is too few to tell.
+    from n2react.leaderboard import to_markdown, write_board
+    from n2react.sweep_report import to_html
+    from n2react.terminal import leaderboard_table
+
+    rng = np.random.default_rng(0)
+    y, err = rng.normal(size=40), rng.normal(0.0, 0.5, size=40)
+    rows = []
+    for job, scale in ((0, 1.0), (1, 0.5)):
+        folder = tmp_path / str(job)
+        folder.mkdir()
+        oof = pd.DataFrame({"cluster": [f"c{i}" for i in range(40)], "fold": np.arange(40) % 4 + 1,
+                            "y_true": y, "y_pred": y + scale * err})  # fmt: skip
+        oof.to_csv(folder / OOF_FILE, index=False)
+        folds = (oof["y_pred"] - oof["y_true"]).abs().groupby(oof["fold"]).mean()
+        rows.append({"job": job, "name": f"job{job}", "status": "done", "error": "",
+                     "dir": str(folder), "run_id": "", "overrides": "",
+                     "mean_test_mae": float(folds.mean())})  # fmt: skip
+    board = pd.DataFrame(rows).sort_values("mean_test_mae", ignore_index=True)
+    board.insert(0, "rank", [1, 2])
+    board = paired_with_best(board, "mean_test_mae")
+    other = board.iloc[1]
+    assert other["vs_best_ci_low"] > 0 and other["p_best_better"] == 1.0  # the figures stay
+    assert list(board["vs_best_units"]) == [4, 4]
+    note = vs_best_note(board, "mean_test_mae")
+    assert note.startswith("vs best: too few units (4 folds) to tell which job is better")
+    assert note.endswith("its differences, intervals and P(best better) are no finding")
+    write_board(board, tmp_path, "Sweep", "mean_test_mae")
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert f"> {note}" in md and "| vs_best_units |" in md
+    assert "<NA>" not in to_markdown(board.assign(vs_best_units=pd.NA), list(board.columns))
+    csv = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert list(csv["vs_best_units"]) == [4, 4]
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(leaderboard_table(board, ["mean_test_mae"], "Sweep"))
+    assert "too few units (4 folds) to tell" in " ".join(console.export_text().split())
+    page = to_html(board, "mean_test_mae", "Sweep", b"")
+    assert "too few units (4 folds) to tell" in page
 
 
 @pytest.mark.slow
@@ -79,9 +128,13 @@ def test_sweep_with_a_failing_job_still_ranks_the_others(tmp_path: Path) -> None
     done = board.iloc[:2]
     assert (done["mean_test_rmse_ci_low"] < done["mean_test_rmse"]).all()
     assert done["vs_best"].notna().all() and done["vs_best_ci_high"].iloc[1] >= 0
+    assert list(done["vs_best_units"]) == [3, 3]  # 3 outer folds: no verdict
     assert "failed" in (sweep / "leaderboard.md").read_text()
+    assert "vs best: too few units (3 folds) to tell" in (sweep / "leaderboard.md").read_text()
     report = (sweep / "sweep_report.html").read_text()
     assert "failed: " in report and "selector.step.k=0" in report
+    assert "too few units (3 folds) to tell" in report
+    assert "too few units (3 folds) to tell" in " ".join(out.stderr.split())  # the table
     assert (sweep / "sweep_report.png").stat().st_size > 1000
     # the chart says what the jobs ran on and under which protocol, and the metric's unit
     text = figure_text(sweep / "sweep_report.png")

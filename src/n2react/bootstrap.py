@@ -15,7 +15,8 @@ intervals):
 
 A paired comparison draws the same units (or folds) for both runs, so the difference's interval
 leaves out what the two runs share (the same hard clusters, the same folds); it needs both runs'
-out-of-fold predictions on the same clusters, folds and groups.
+out-of-fold predictions on the same clusters, folds and groups. It gives no verdict on fewer than
+:data:`MIN_UNITS_FOR_VERDICT` units (3 outer folds, say): its figures are shown, but are no finding.
 """
 
 from __future__ import annotations
@@ -34,6 +35,19 @@ SEED = 0
 LEVEL = 0.95
 #: metrics where larger is better (r, R², the count within the error bar)
 LARGER_BETTER = ("r", "r2", "within")
+#: The fewest units (folds for ``mean_*``, clusters or groups for ``pooled_*``) a paired verdict
+#: may rest on. An exact sign-flip (permutation) test on n paired units has its smallest two-sided
+#: p-value, 2 / 2**n, when every difference has the same sign: 0.0625 at n = 5, 0.031 at n = 6.
+#: Below 6 units no test reaches p < 0.05, while the bootstrap's interval is just the range of the
+#: few differences (3 folds that agree in sign: P = 1.00 and an interval off zero), so no verdict.
+#: A repeat's folds hold the same clusters again: repeats add no units.
+MIN_UNITS_FOR_VERDICT = 6
+
+
+def too_few_to_tell(units: int, kind: str) -> str:
+    """The verdict below :data:`MIN_UNITS_FOR_VERDICT` units: ``too few units (3 folds) to
+    tell``."""
+    return f"too few units ({units} {kind}) to tell"
 
 
 def ci_keys(metric: str) -> tuple[str, str]:
@@ -45,11 +59,44 @@ def larger_is_better(metric: str) -> bool:
     return metric.rsplit("_", 1)[-1] in LARGER_BETTER
 
 
+def _grouped(oof: pd.DataFrame) -> bool:
+    return "group" in oof and bool(oof["group"].notna().all())
+
+
 def units_of(oof: pd.DataFrame) -> np.ndarray:
     """The protocol's units of each out-of-fold row: its group when the run had groups, else its
     cluster."""
-    col = "group" if "group" in oof and oof["group"].notna().all() else "cluster"
-    return oof[col].astype(str).to_numpy()
+    return oof["group" if _grouped(oof) else "cluster"].astype(str).to_numpy()
+
+
+def pooled_units(oof: pd.DataFrame) -> tuple[int, str]:
+    """How many units a ``pooled_*`` figure resamples, and what they are (clusters or groups)."""
+    return len(set(units_of(oof))), "groups" if _grouped(oof) else "clusters"
+
+
+def fold_units(oof: pd.DataFrame) -> int:
+    """How many outer folds a ``mean_*`` figure rests on: the folds of one repeat (the fewest
+    over repeats; another repeat's folds hold the same clusters again)."""
+    if "repeat" not in oof:
+        return int(oof["fold"].nunique())
+    return int(oof.groupby("repeat")["fold"].nunique().min())
+
+
+def few_units_note(oof: pd.DataFrame) -> str:
+    """'' or one line: which of a run's 95 % intervals (:func:`score_intervals`) rest on fewer
+    than :data:`MIN_UNITS_FOR_VERDICT` units, so are no confidence interval."""
+    parts = []
+    if (folds := fold_units(oof)) < MIN_UNITS_FOR_VERDICT:
+        parts.append(f"mean_* over {folds} folds")
+    units, kind = pooled_units(oof)
+    if units < MIN_UNITS_FOR_VERDICT:
+        parts.append(f"pooled_* over {units} {kind}")
+    if not parts:
+        return ""
+    return (
+        f"the 95% CI of {' and of '.join(parts)}: too few units (fewer than "
+        f"{MIN_UNITS_FOR_VERDICT}) to be a confidence interval; read it as their spread"
+    )
 
 
 def unit_weights(units: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
@@ -161,7 +208,8 @@ def score_intervals(
 @dataclass(frozen=True)
 class Paired:
     """Run A against run B on one metric: both figures, ``diff`` = A - B with its paired
-    interval, and the share of resamples in which A is better (ties count half)."""
+    interval, the share of resamples in which A is better (ties count half), and the number of
+    units resampled (``units``: outer folds, clusters or groups, named by ``unit_kind``)."""
 
     metric: str
     a: float
@@ -170,11 +218,24 @@ class Paired:
     low: float
     high: float
     p_a_better: float
+    units: int
+    unit_kind: str
+
+    @property
+    def too_few_units(self) -> bool:
+        """Fewer than :data:`MIN_UNITS_FOR_VERDICT` units: the figures are no finding."""
+        return self.units < MIN_UNITS_FOR_VERDICT
 
     @property
     def decided(self) -> bool:
-        """The interval of the difference excludes zero: one may say which run is better."""
-        return bool(self.low > 0 or self.high < 0)
+        """Enough units, and the interval of the difference excludes zero: one may say which
+        run is better."""
+        return not self.too_few_units and bool(self.low > 0 or self.high < 0)
+
+    @property
+    def too_few(self) -> str:
+        """``too few units (3 folds) to tell``: the verdict when :attr:`too_few_units`."""
+        return too_few_to_tell(self.units, self.unit_kind)
 
 
 def aligned(oof_a: pd.DataFrame, oof_b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -217,7 +278,13 @@ def _how_folds_differ(a: pd.DataFrame, b: pd.DataFrame) -> str:
 
 
 def _paired(
-    metric: str, a: float, b: float, sa: np.ndarray, sb: np.ndarray, level: float = LEVEL
+    metric: str,
+    a: float,
+    b: float,
+    sa: np.ndarray,
+    sb: np.ndarray,
+    units: tuple[int, str],
+    level: float = LEVEL,
 ) -> Paired:
     diff = sa - sb
     low, high = interval(diff, level)
@@ -227,7 +294,7 @@ def _paired(
     else:
         wins = (sa < sb)[ok].sum() + 0.5 * (sa == sb)[ok].sum()
     p = float(wins / ok.sum()) if ok.any() else float("nan")
-    return Paired(metric, a, b, a - b, low, high, p)
+    return Paired(metric, a, b, a - b, low, high, p, *units)
 
 
 def compare_oof(
@@ -239,8 +306,9 @@ def compare_oof(
     level: float = LEVEL,
 ) -> list[Paired]:
     """Run A against run B on each metric (``pooled_test_*`` over units, ``mean_test_*`` over
-    folds), the same draws for both, the difference's interval at ``level``. Refuses runs not
-    cross-validated alike (:func:`aligned`)."""
+    folds), the same draws for both, the difference's interval at ``level``; each
+    :class:`Paired` says how many units it rests on (no verdict below
+    :data:`MIN_UNITS_FOR_VERDICT`). Refuses runs not cross-validated alike (:func:`aligned`)."""
     a, b = aligned(oof_a, oof_b)
     out = []
     weights = draws = None
@@ -252,6 +320,7 @@ def compare_oof(
             sa, sb = pooled_resamples(a, weights)[m], pooled_resamples(b, weights)[m]
             pa = _point_pooled(a, m)
             pb = _point_pooled(b, m)
+            units = pooled_units(a)
         elif kind == "mean" and metric.startswith("mean_test_") and m in METRICS:
             fa, fb = fold_scores(a), fold_scores(b)
             if draws is None:
@@ -260,9 +329,10 @@ def compare_oof(
             sa = mean_resamples(fa[col].to_numpy(), draws)
             sb = mean_resamples(fb[col].to_numpy(), draws)
             pa, pb = float(fa[col].mean()), float(fb[col].mean())
+            units = (fold_units(a), "folds")
         else:
             raise _unknown(metric)
-        out.append(_paired(metric, pa, pb, sa, sb, level))
+        out.append(_paired(metric, pa, pb, sa, sb, units, level))
     return out
 
 

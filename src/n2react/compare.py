@@ -4,8 +4,10 @@ RUN_A and RUN_B are run directories of `python -m train` or MLflow parent run id
 metric (pooled MAE, RMSE, r and the count within ±0.477 by default) it prints A, B, the
 difference A - B with its 95 % paired bootstrap interval (the same clusters, or groups of a
 grouped CV, drawn for both runs: :mod:`n2react.bootstrap`) and P(A better), the share of
-resamples in which A is better. Say "A beats B" only where the interval excludes zero. Runs whose
-out-of-fold clusters, folds or groups differ are refused: they were not cross-validated alike.
+resamples in which A is better. Say "A beats B" only where the interval excludes zero and it rests
+on at least 6 units (:data:`n2react.bootstrap.MIN_UNITS_FOR_VERDICT`; with 3 outer folds the
+verdict is "too few units (3 folds) to tell"). Runs whose out-of-fold clusters, folds or groups
+differ are refused: they were not cross-validated alike.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from n2react.bootstrap import RESAMPLES, SEED, Paired, check_metrics, compare_oof, units_of
+from n2react.bootstrap import (
+    MIN_UNITS_FOR_VERDICT,
+    RESAMPLES,
+    SEED,
+    Paired,
+    check_metrics,
+    compare_oof,
+    units_of,
+)
 from n2react.errors import N2ReactError, first_line
 from n2react.runstore import OOF_FILE, read_csv
 from n2react.tracking import DEFAULT_URI, default_uri, short_id_note
@@ -133,15 +143,31 @@ def compare_runs(
 
 
 def _verdict(row: Paired) -> str:
+    if row.too_few_units:  # its interval may exclude zero: the range of 3 folds' differences
+        return row.too_few
     if not row.decided:
         return "no clear difference"
     return "A better" if row.p_a_better > 0.5 else "B better"
 
 
+def few_units_caption(rows: list[Paired]) -> str:
+    """'' or a line under the table: which rows rest on too few units, and why that is no
+    finding."""
+    few = dict.fromkeys(f"{r.units} {r.unit_kind}" for r in rows if r.too_few_units)
+    if not few:
+        return ""
+    return (
+        f"{' and '.join(few)}: too few units for a verdict (an exact sign-flip test on n paired "
+        f"units cannot reach p < 0.05 below n = {MIN_UNITS_FOR_VERDICT}); "
+        "their A - B, interval and P(A better) are no finding"
+    )
+
+
 def _table(rows: list[Paired], name_a: str, name_b: str, what: str):  # noqa: ANN202 - rich Table
     from rich.table import Table
 
-    table = Table(title=f"A = {name_a}\nB = {name_b}", caption=f"paired bootstrap over {what}")
+    caption = "\n".join(filter(None, [f"paired bootstrap over {what}", few_units_caption(rows)]))
+    table = Table(title=f"A = {name_a}\nB = {name_b}", caption=caption)
     for col in ("metric", "A", "B", "A - B", "95% CI of A - B", "P(A better)", ""):
         table.add_column(col, justify="left" if col in ("metric", "") else "right")
     for r in rows:

@@ -34,7 +34,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from n2react.board import KEY_METRICS, VS_BEST, higher_is_better
+from n2react.board import KEY_METRICS, VS_BEST, VS_BEST_UNITS, higher_is_better, vs_best_note
 from n2react.bootstrap import compare_oof
 from n2react.errors import N2ReactError
 from n2react.jobs import only_swept, run_name, sweep_axes
@@ -147,9 +147,11 @@ def _oof(job_dir: str) -> pd.DataFrame | None:
 
 def paired_with_best(board: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The :data:`VS_BEST` columns: each finished job against the best (rank 1) on ``metric``,
-    the same clusters (or groups) or folds drawn for both. Empty where the metric has no paired
-    form (``std_*``, train or transfer figures) or the job's folds differ from the best's."""
-    board = board.assign(**{c: math.nan for c in VS_BEST})
+    the same clusters (or groups) or folds drawn for both, and :data:`VS_BEST_UNITS` (how many:
+    below :data:`n2react.bootstrap.MIN_UNITS_FOR_VERDICT` the figures are no finding). Empty
+    where the metric has no paired form (``std_*``, train or transfer figures) or the job's folds
+    differ from the best's."""
+    board = board.assign(**{c: math.nan for c in (*VS_BEST, VS_BEST_UNITS)})
     if board.empty or board.iloc[0]["status"] != "done":
         return board
     best = _oof(board.iloc[0]["dir"])
@@ -165,12 +167,16 @@ def paired_with_best(board: pd.DataFrame, metric: str) -> pd.DataFrame:
             log.debug("leaderboard: job %s not paired with the best (%s)", row["job"], exc)
             continue
         board.loc[i, list(VS_BEST)] = [p.diff, p.low, p.high, 1.0 - p.p_a_better]
+        board.loc[i, VS_BEST_UNITS] = p.units
     board.loc[0, "p_best_better"] = math.nan  # the best against itself: no share to report
+    board[VS_BEST_UNITS] = board[VS_BEST_UNITS].astype("Int64")  # 3, not 3.0, in the files
     return board
 
 
 def to_markdown(board: pd.DataFrame, columns: list[str]) -> str:
     def cell(v: Any) -> str:
+        if v is pd.NA:  # an empty vs_best_units
+            return ""
         if isinstance(v, float):
             return "" if math.isnan(v) else f"{v:.4f}"
         return str(v).replace("|", "\\|")
@@ -188,18 +194,21 @@ def build_board(sweep_dir: Path, metric: str, metrics: list[str], axes: SweepAxe
     for m in shown:
         columns += [m, f"{m}_ci_low", f"{m}_ci_high"]
         if m == metric:
-            columns += list(VS_BEST)
+            columns += [*VS_BEST, VS_BEST_UNITS]
     columns += ["status", "error", "run_id", "overrides", "dir"]
     if "run_id" not in board:
         board = board.assign(run_id="")
     return board.reindex(columns=columns)
 
 
-def write_board(board: pd.DataFrame, sweep_dir: Path, title: str) -> list[Path]:
-    """leaderboard.csv and leaderboard.md, each written whole."""
+def write_board(board: pd.DataFrame, sweep_dir: Path, title: str, metric: str) -> list[Path]:
+    """leaderboard.csv and leaderboard.md (with a note when vs best rests on too few units),
+    each written whole."""
     csv, md = (sweep_dir / f for f in FILES)
     write_text(csv, board.to_csv(index=False))
-    write_text(md, f"# {title}\n\n" + to_markdown(board, list(board.columns)))
+    note = vs_best_note(board, metric)
+    head = f"# {title}\n\n" + (f"> {note}\n\n" if note else "")
+    write_text(md, head + to_markdown(board, list(board.columns)))
     return [csv, md]
 
 
@@ -275,7 +284,7 @@ class Leaderboard(Callback):
             sweep_dir = Path(str(config.hydra.sweep.dir))
             metric = str(config.get("optimized_metric", "mean_test_rmse"))
             board = build_board(sweep_dir, metric, self.metrics, _sweep_axes(config))
-            write_board(board, sweep_dir, _title(sweep_dir, board, metric))
+            write_board(board, sweep_dir, _title(sweep_dir, board, metric), metric)
         except Exception as exc:  # the job's own result matters more than the interim files
             log.debug("leaderboard: not updated after job %s (%s)", job_dir.name, exc)
 
@@ -348,7 +357,7 @@ class Leaderboard(Callback):
         # (no SQLite file: no job reached the store, and reading it would create an empty one)
         board["run_id"] = [run_ids.get(int(j), "") for j in board["job"]]
         title = _title(sweep_dir, board, metric)
-        files = write_board(board, sweep_dir, title)
+        files = write_board(board, sweep_dir, title, metric)
         settings = job_settings(board, sweep_dir)
         try:
             files += write_report(board, metric, sweep_dir, title, settings)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from n2react.board import KEY_METRICS, VS_BEST, higher_is_better
+from n2react.board import KEY_METRICS, VS_BEST, higher_is_better, vs_best_note
+from n2react.bootstrap import MIN_UNITS_FOR_VERDICT
 from n2react.figures import LGK1, run_setting, save_figure, wrap_title
 from n2react.runstore import write_text
 
@@ -127,6 +128,8 @@ def to_html(board: pd.DataFrame, metric: str, title: str, png: bytes) -> str:
         cls = ' class="failed"' if row["status"] != "done" else ""
         rows.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells))
     image = base64.b64encode(png).decode("ascii")
+    note = vs_best_note(board, metric)
+    few = f'<p class="note"><b>{html.escape(note)}</b></p>\n' if note else ""
     header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "</tr>\n".join(rows)
     return f"""<!DOCTYPE html>
@@ -142,7 +145,9 @@ th {{ background: #f0f0f0; }} tr.failed td {{ color: #a00; }}
 clusters or, under a grouped CV, the metals or families for a pooled_* figure). "vs best" is the
 job's {html.escape(metric)} minus the best job's, with the interval of a paired bootstrap (the same
 draws for both jobs); P(best better) is the share of resamples in which the best job is better.
-A job is worse than the best only where that interval excludes zero.</p>
+A job is worse than the best only where that interval excludes zero and rests on at least
+{MIN_UNITS_FOR_VERDICT} units (an exact sign-flip test on fewer cannot reach p &lt; 0.05).</p>
+{few}
 <img alt="{html.escape(metric)} per job with its interval" src="data:image/png;base64,{image}">
 <table><tr>{header}</tr>
 {body}</tr></table>

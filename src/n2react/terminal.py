@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from n2react.board import vs_best_note
 from n2react.provenance import USED_MARKS, USED_TEXT
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 110)
@@ -242,6 +243,7 @@ def leaderboard_table(board: pd.DataFrame, metrics: list[str], title: str) -> Ta
     """The sweep's jobs, best first (n2react.leaderboard): the ranking metric (the first) with its
     95 % interval and its paired difference with the best job (interval, P(best better)), the
     other metrics plain; failed jobs last (their errors are in leaderboard.csv/.md and the report).
+    A comparison on too few units (3 outer folds) says so under the table.
     """
     metrics = list(dict.fromkeys(metrics))
     paired = bool("vs_best" in board and board["vs_best"].notna().any())
@@ -269,7 +271,7 @@ def leaderboard_table(board: pd.DataFrame, metrics: list[str], title: str) -> Ta
         rows.append([str(row["rank"]), str(row["job"]), str(row["name"]), *values, run_id])
     short = [m.replace("_test_", " ") for m in metrics[1:]]  # mean_test_r -> mean r
     cols = ["rank", "job", "run name", metrics[0], *extra, *short, "run id"]
-    table = Table(title=title, title_style="bold")
+    table = Table(title=title, title_style="bold", caption=vs_best_note(board, metrics[0]) or None)
     for i, col in enumerate(cols):
         widest = max([len(r[i]) for r in rows] + [1])
         left = col in ("run name", "run id")
