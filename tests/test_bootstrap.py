@@ -23,9 +23,14 @@ def _inside(summary: dict[str, float], key: str) -> bool:
     return summary[f"{key}_ci_low"] <= summary[key] <= summary[f"{key}_ci_high"]
 
 
-def test_kfold_run_has_an_interval_beside_every_score(make_cfg, tmp_path: Path) -> None:
+def test_kfold_run_has_an_interval_beside_every_score(make_cfg, tmp_path: Path, capsys) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     summary = run(make_cfg(*FAST, "cv.outer_folds=4", tracking_uri=uri), tmp_path / "run")
+    # the terminal says once that 4 folds' "95% CI" is no confidence interval (159 clusters are
+    # enough for the pooled ones); the keys and values below are kept
+    said = " ".join(capsys.readouterr().err.split())
+    assert said.count("too few units") == 1, said[-3000:]
+    assert "the 95% CI of mean_* over 4 folds: too few units (fewer than 6)" in said
     scores = [k for k in summary if k.startswith(("mean_", "pooled_")) and "_ci_" not in k]
     assert len(scores) == 12  # mean_test_*, mean_train_* (4 each) and pooled_test_* (4)
     for key in scores:
@@ -181,6 +186,7 @@ def test_grouped_run_terminal_leads_with_pooled_figures(tmp_path: Path) -> None:
     assert closing.index("pooled r") < closing.index("RMSE")
     assert "[" in closing  # with its interval
     assert "held out" in out.stderr  # the summary table's column of held-out groups
+    assert "too few units" not in out.stderr  # six metals, six folds: intervals over enough
 
 
 def _consistent_pair(n: int) -> tuple[pd.DataFrame, pd.DataFrame]:

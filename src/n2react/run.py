@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from n2react import device, runstore
+from n2react.bootstrap import few_units_note
 from n2react.cv import CVResult, FoldResult, fit_model, nested_cv
 from n2react.data import Dataset, load_dataset
 from n2react.errors import ConfigError, Interrupted
@@ -371,7 +372,8 @@ def _report(
     """The scores table (per group too) in the terminal, and the closing line."""
     groups = result.group_table()
     if not quiet_sweep_job():  # a sweep's jobs are ranked by its leaderboard instead
-        show(summary_table(result.fold_table(), summary, title))
+        note = few_units_note(result.oof_table())  # 3 folds' "95% CI" is no such thing
+        show(summary_table(result.fold_table(), summary, title, note))
         if groups is not None:
             show(group_table(groups, f"pooled out-of-fold scores per group ({plan.groups})"))
     log.info(

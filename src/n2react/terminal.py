@@ -147,14 +147,17 @@ def held_out(groups: str, width: int = 24) -> str:
     return groups if len(groups) <= width else groups[: width - 1] + "…"
 
 
-def summary_table(folds: pd.DataFrame, summary: dict[str, float], title: str) -> Table:
-    """Per-fold scores, mean ± std and pooled figures, each with its 95 % bootstrap interval.
+def summary_table(
+    folds: pd.DataFrame, summary: dict[str, float], title: str, note: str = ""
+) -> Table:
+    """Per-fold scores, mean ± std and pooled figures, each with its 95 % bootstrap interval;
+    ``note`` under it (:func:`n2react.bootstrap.few_units_note`: intervals over too few units).
 
     A grouped run (``folds`` has a ``groups`` column) names each fold's held-out group(s) and
     leads with the pooled figures: a fold of three Co clusters has no meaningful r of its own.
     """
     grouped = "groups" in folds
-    table = Table(title=title, title_style="bold", show_lines=False)
+    table = Table(title=title, title_style="bold", show_lines=False, caption=note or None)
     table.add_column("fold", justify="right")
     if grouped:
         table.add_column("held out", justify="left")
