@@ -80,13 +80,16 @@ def test_sweep_logs_one_parent_run_per_grid_point(tmp_path: Path, n2react_runs) 
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     # the terminal: per job, Hydra's launch line, the MLflow link and the closing scores; the
-    # sweep adds its launch line, a data warning (once) and the leaderboard (table excluded)
+    # sweep adds its launch line, a data warning (once), the leaderboard (table excluded) and,
+    # 3 folds being too few units for a verdict, one note under it (wrapped over two lines)
+    text = out.stdout + out.stderr
+    assert text.count("vs best: too few units (3 folds) to tell") == 1, text[-2000:]
     lines = [
         ln
-        for ln in (out.stdout + out.stderr).splitlines()
+        for ln in text.splitlines()
         if ln.strip() and ln.lstrip()[0] not in "┏┃┡│├└━" and "ranked by" not in ln
     ]
-    assert len(lines) <= 3 * 12 + 3, "\n".join(lines)
+    assert len(lines) <= 3 * 12 + 3 + 2, "\n".join(lines)
     assert sum("MLflow run '" in ln for ln in lines) == 12
     parents, children = n2react_runs(tmp_path, "tags.model = 'svr'")
     grid = {
