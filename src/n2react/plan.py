@@ -222,8 +222,8 @@ class Plan:
             columns = [str(c) for c in dataset.X.columns]
             preflight.check_eval_columns(self.eval_path, columns, self.ligands)
         space = dict(self.search.space) if self.search.active else {}
-        preflight.check_max_features(pipeline, dataset, space)
-        preflight.check_steps(pipeline, dataset)
+        fitted = preflight.check_steps(pipeline, dataset)
+        preflight.check_max_features(fitted, dataset, space)
 
 
 def _neighbourhood_size(k: int, splits: list[Split]) -> None:

@@ -28,9 +28,10 @@ log = logging.getLogger(__name__)
 _NOT_USABLE = "a setting of the pipeline is not usable: "
 
 
-def check_steps(pipeline: Any, dataset: Dataset) -> None:
-    """Fit a fresh copy of the pipeline on a small slice of the training rows (nothing is kept):
-    an invalid or degenerate parameter (``n_estimators=0``, ``k=0``, a negative penalty ...)
+def check_steps(pipeline: Any, dataset: Dataset) -> Any:
+    """Fit a fresh copy of the pipeline on a small slice of the training rows and return it (for
+    checks that need fitted steps, :func:`check_max_features`; the run never uses it): an invalid
+    or degenerate parameter (``n_estimators=0``, ``k=0``, a negative penalty ...)
     fails here as one ConfigError line rather than in the first outer fold. A model trained in
     epochs gets a budget of 2 for it. The line names the key when the estimator's message starts
     with one of its parameters (``name_key=False``: the estimator's message alone)."""
@@ -58,6 +59,7 @@ def check_steps(pipeline: Any, dataset: Dataset) -> None:
         key = _key_named(pipe.named_steps.get("model"), first)
         prefix = f"{key}: " if key else _NOT_USABLE
         raise ConfigError(f"{prefix}{first}") from None
+    return pipe
 
 
 def _key_named(model: Any, message: str) -> str | None:
@@ -92,18 +94,18 @@ def check_selector(params: dict[str, Any], space: dict[str, Any]) -> None:
         raise ConfigError(f"selector.step.sample_fraction={frac}: must be in (0, 1]")
 
 
-def check_max_features(pipeline: Any, dataset: Dataset, space: dict[str, Any]) -> None:
+def check_max_features(fitted: Any, dataset: Dataset, space: dict[str, Any]) -> None:
     """An integer ``max_features`` of the model above the descriptors that reach it is refused:
     scikit-learn's trees take it as all of them (``max_features=100`` of 24 runs as 1.0). The
     count is the columns the steps before the model give (a selector's fixed ``k`` or
-    ``n_features_to_select``); with a searched selector size, its smallest value. A pairwise
-    model's trees see pair features, not descriptors: not checked here."""
-    model = pipeline.named_steps.get("model")
+    ``n_features_to_select``), read off ``fitted``, the pipeline :func:`check_steps` fitted;
+    with a searched selector size, its smallest value. A pairwise model's trees see pair
+    features, not descriptors: not checked here."""
+    model = fitted.named_steps.get("model")
     if model is None or isinstance(model, Wrapper) or "max_features" not in model.get_params():
         return
-    at = list(pipeline.named_steps).index("model")
-    head = dataset.X.head(min(20, dataset.n_rows))  # only to count the columns reaching it
-    n_in = pipeline[:at].fit(head, dataset.y[: len(head)]).transform(head).shape[1]
+    at = list(fitted.named_steps).index("model")
+    n_in = fitted[:at].transform(dataset.X.head(1)).shape[1]  # the columns reaching the model
     reach = f"the {n_in} descriptors reaching the model"
     for key in ("k", "n_features_to_select"):
         spec = space.get(f"select__{key}") or {}
