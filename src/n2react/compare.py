@@ -28,7 +28,7 @@ from n2react.bootstrap import (
     Paired,
     check_metrics,
     compare_oof,
-    units_of,
+    pooled_units,
 )
 from n2react.errors import N2ReactError, first_line
 from n2react.runstore import OOF_FILE, read_csv
@@ -133,8 +133,8 @@ def compare_runs(
     rows = compare_oof(oof_a, b.oof, metrics, resamples, seed)
     parts = []
     if any(m.startswith("pooled_") for m in metrics):
-        kind = "groups" if "group" in oof_a else "clusters"
-        parts.append(f"the {len(set(units_of(oof_a)))} {kind} (pooled_*)")
+        units, kind = pooled_units(oof_a)
+        parts.append(f"the {units} {kind} (pooled_*)")
     if any(m.startswith("mean_") for m in metrics):
         keys = ["fold"] + (["repeat"] if "repeat" in oof_a else [])
         parts.append(f"the {oof_a.groupby(keys).ngroups} outer folds (mean_*)")
