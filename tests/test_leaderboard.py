@@ -28,6 +28,22 @@ def _train(tmp_path: Path, *args: str, timeout: int = 600) -> subprocess.Complet
     )
 
 
+def _two_jobs(tmp_path: Path) -> list[tuple[int, Path, pd.DataFrame]]:
+    """Two jobs' out-of-fold tables (in ``tmp_path/0`` and ``tmp_path/1``) on the same 4 folds
+    of 40 clusters: job 1's errors are half job 0's everywhere. (job, folder, table) each."""
+    rng = np.random.default_rng(0)
+    y, err = rng.normal(size=40), rng.normal(0.0, 0.5, size=40)
+    jobs = []
+    for job, scale in ((0, 1.0), (1, 0.5)):
+        folder = tmp_path / str(job)
+        folder.mkdir()
+        oof = pd.DataFrame({"cluster": [f"c{i}" for i in range(40)], "fold": np.arange(40) % 4 + 1,
+                            "y_true": y, "y_pred": y + scale * err})  # fmt: skip
+        oof.to_csv(folder / OOF_FILE, index=False)
+        jobs.append((job, folder, oof))
+    return jobs
+
+
 def test_rank_tags_sort_as_numbers_and_directions() -> None:
     assert sorted(rank_tag(k, 12) for k in (10, 2, 1, 12)) == ["01", "02", "10", "12"]
     assert rank_tag(7, 120) == "007"
@@ -39,17 +55,9 @@ def test_rank_tags_sort_as_numbers_and_directions() -> None:
 def test_vs_best_is_the_jobs_figure_minus_the_best_and_p_is_the_bests_share(tmp_path) -> None:
     # two jobs' out-of-fold tables on the same folds: the best's errors are half the other's
     # everywhere, so the other's MAE is worse in every resample (P(best better) = 1)
-    rng = np.random.default_rng(0)
-    y = rng.normal(size=40)
-    err = rng.normal(0.0, 0.5, size=40)
     rows = []
-    for job, scale in ((0, 1.0), (1, 0.5)):
-        folder = tmp_path / str(job)
-        folder.mkdir()
-        oof = pd.DataFrame({"cluster": [f"c{i}" for i in range(40)], "fold": np.arange(40) % 4 + 1,
-                            "y_true": y, "y_pred": y + scale * err})  # fmt: skip
-        oof.to_csv(folder / OOF_FILE, index=False)
-        mae = float(np.mean(np.abs(scale * err)))
+    for job, folder, oof in _two_jobs(tmp_path):
+        mae = float(np.mean(np.abs(oof["y_pred"] - oof["y_true"])))
         rows.append({"job": job, "status": "done", "dir": str(folder), "pooled_test_mae": mae})
     board = pd.DataFrame(rows).sort_values("pooled_test_mae", ignore_index=True)
     board = paired_with_best(board, "pooled_test_mae")
@@ -71,15 +79,8 @@ def test_vs_best_on_too_few_folds_says_it_is_no_finding(tmp_path: Path) -> None:
     from n2react.sweep_report import to_html
     from n2react.terminal import leaderboard_table
 
-    rng = np.random.default_rng(0)
-    y, err = rng.normal(size=40), rng.normal(0.0, 0.5, size=40)
     rows = []
-    for job, scale in ((0, 1.0), (1, 0.5)):
-        folder = tmp_path / str(job)
-        folder.mkdir()
-        oof = pd.DataFrame({"cluster": [f"c{i}" for i in range(40)], "fold": np.arange(40) % 4 + 1,
-                            "y_true": y, "y_pred": y + scale * err})  # fmt: skip
-        oof.to_csv(folder / OOF_FILE, index=False)
+    for job, folder, oof in _two_jobs(tmp_path):
         folds = (oof["y_pred"] - oof["y_true"]).abs().groupby(oof["fold"]).mean()
         rows.append({"job": job, "name": f"job{job}", "status": "done", "error": "",
                      "dir": str(folder), "run_id": "", "overrides": "",
