@@ -7,6 +7,7 @@ import secrets
 import shlex
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,19 @@ def _sweep_axes(cfg: DictConfig, hc: DictConfig) -> list[str]:
 def job_info(cfg: DictConfig) -> Any:
     """The MLflow identity of this job: a run name from its overrides (in a multirun only the swept
     ones, e.g. ``svr C=10 robust kbest``), the sweep and the job number."""
-    from n2react.jobs import JobInfo, only_swept
+    from n2react.jobs import JobInfo, only_swept, sweep_job
 
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
     if hc.mode != RunMode.MULTIRUN:
-        return JobInfo.from_overrides(str(cfg.model.name), overrides)
+        resumed = Path(str(cfg.get("resume") or "")).expanduser()
+        again = sweep_job(resumed) if cfg.get("resume") and resumed.is_dir() else None
+        if again is None:
+            return JobInfo.from_overrides(str(cfg.model.name), overrides)
+        # a sweep job run again alone (resume=<its folder>): named and tagged as in its sweep,
+        # with the overrides it ran with now
+        own = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "resume"]
+        return replace(again, overrides=tuple(own))
     try:
         shown = only_swept(overrides, _sweep_axes(cfg, hc))
     except Exception:  # an unusual sweeper: name the job by all its overrides
@@ -80,21 +88,26 @@ def job_info(cfg: DictConfig) -> Any:
     )
 
 
-def _resume_hint(cfg: DictConfig, when: str = "once that is fixed") -> str:
-    """How to continue a run that stopped part-way, when it finished outer folds to keep."""
+def _resume_hint(cfg: DictConfig, when: str = "once that is fixed", alone: bool = False) -> str:
+    """How to continue a run that stopped part-way, when it finished outer folds to keep; with
+    ``alone``, a sweep job's way to run again by itself in its folder even without any (its
+    store did not answer: ``resume=`` of its folder starts it afresh there)."""
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
     where = cfg.get("resume")  # a run directory or MLflow run id: the same one continues it
+    kept = f"; its finished outer folds are kept: {when}"
     if not where:
-        where = HydraConfig.get().runtime.output_dir
+        where = hc.runtime.output_dir
         folds = Path(str(where)) / "folds"
         if not folds.is_dir() or not any(folds.glob("fold_*/fold.json")):
-            return ""
-    kept = f"; its finished outer folds are kept: {when}"
-    hc = HydraConfig.get()
-    if hc.mode == RunMode.MULTIRUN:  # the sweep's command would run every job again (and -m
-        # takes no override after it): this job alone, by its own overrides
+            if not (alone and multirun):
+                return ""
+            kept = f"; {when}"
+    if multirun:  # the sweep's command would run every job again (and -m takes no override
+        # after it): this job alone, by its own overrides
         own = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") != "resume"]
-        alone = " ".join(shlex.quote(o) for o in [*own, f"resume={where}"])
-        return f"{kept}, run this job alone: python -m train {alone}"
+        command = " ".join(shlex.quote(o) for o in [*own, f"resume={where}"])
+        return f"{kept}, run this job alone: python -m train {command}"
     return f"{kept}, run the same command plus resume={where}"
 
 
@@ -106,7 +119,7 @@ def _is_resumed_folder(where: Path, resume: object) -> bool:
 @hydra.main(version_base="1.3", config_path=_config_path(), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Compose the config, run the task, return the optimised metric (for sweepers)."""
-    from n2react.errors import Interrupted, N2ReactError, storage_problem
+    from n2react.errors import Interrupted, N2ReactError, StoreUnavailable, storage_problem
     from n2react.run import run
 
     signal.signal(signal.SIGTERM, _terminate)
@@ -127,7 +140,9 @@ def main(cfg: DictConfig) -> float:
         metrics = run(cfg, HydraConfig.get().runtime.output_dir, job_num=job.job, job=job)
     except N2ReactError as exc:
         log.debug("error", exc_info=True)
-        error(str(exc))
+        # a sweep job refused by its store ran nothing: it can run again alone
+        again = multirun and isinstance(exc, StoreUnavailable)
+        error(f"{exc}{_resume_hint(cfg, 'once it answers', alone=True) if again else ''}")
         if multirun:
             raise  # the job fails, the sweep goes on; the leaderboard marks it (exit 1 at the end)
         where = Path(HydraConfig.get().runtime.output_dir)
@@ -141,7 +156,7 @@ def main(cfg: DictConfig) -> float:
         if message is None:
             raise
         log.debug("error", exc_info=True)
-        error(f"{message}{_resume_hint(cfg)}")
+        error(f"{message}{_resume_hint(cfg, alone=True)}")
         if multirun:
             raise N2ReactError(message) from None
         sys.exit(2)

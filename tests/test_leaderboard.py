@@ -372,3 +372,47 @@ def test_a_sweep_stopped_by_ctrl_c_lists_the_jobs_it_never_ran(tmp_path: Path) -
     assert list(board["status"]) == ["unfinished", "not run"]
     assert board["overrides"].iloc[1].startswith("model=ridge cv.outer_folds=3")
     assert "(1 unfinished, 1 not run)" in (sweep / "leaderboard.md").read_text().splitlines()[0]
+
+
+@pytest.mark.slow
+def test_a_sweep_job_its_store_refused_runs_again_alone_in_its_folder(tmp_path: Path) -> None:
+    # a job refused because the tracking server did not answer ended with its one line and no
+    # way back: resume= of its folder was "not a run directory", and a rerun by hand with
+    # hydra.run.dir=<its folder> got no sweep/job tags and left the sweep's leaderboard saying
+    # failed
+    import shlex
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: the server is down
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    sweep = tmp_path / "multi"
+    common = ["model=ridge", "cv.outer_folds=3", "final_model=false", "explain=false",
+              "progress=false"]  # fmt: skip
+    out = _train(tmp_path, *common, "seed=1,2", f"tracking.uri={dead}", f"hydra.sweep.dir={sweep}",
+                 "-m")  # fmt: skip
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    (line,) = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error: job 1 ")]
+    assert "no tracking server answers" in line and "once it answers, run this job alone" in line
+    alone = shlex.split(line.split("run this job alone: ", 1)[1])
+    job = sweep / "1_ridge"
+    assert alone[:3] == ["python", "-m", "train"] and "-m" not in alone[3:], line
+    assert "seed=2" in alone and alone[-1] == f"resume={job}", line
+
+    out = _train(tmp_path, *alone[3:])  # the server still down: refused again, nothing lost
+    assert out.returncode == 2 and "no tracking server answers" in out.stderr, out.stderr[-2000:]
+    assert (job / "job_failed.json").is_file() and not (job / "config_resolved.yaml").exists()
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the store answers (here: another one)
+    alive = [f"tracking.uri={store}" if a.startswith("tracking.uri=") else a for a in alone[3:]]
+    out = _train(tmp_path, *[a if a != "seed=2" else "seed=3" for a in alive])
+    assert out.returncode == 2 and "resume: the config differs from" in out.stderr  # not job 1
+    out = _train(tmp_path, *alive)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert not (job / "job_failed.json").exists() and (job / "summary.json").is_file()
+    board = pd.read_csv(sweep / "leaderboard.csv")
+    assert list(board["job"]) == [1, 0] and list(board["status"]) == ["done", "failed"]
+    (run,) = [r for r in MlflowClient(store).search_runs(["1"])
+              if "mlflow.parentRunId" not in r.data.tags]  # fmt: skip
+    tags = run.data.tags
+    assert (tags["sweep"], tags["job"], tags["mlflow.runName"]) == (str(sweep), "1", "ridge seed=2")
+    assert tags["leaderboard_rank"] == "01" and board["run_id"].iloc[0] == run.info.run_id

@@ -26,6 +26,12 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
+class StoreUnavailable(ConfigError):
+    """The MLflow store could not be used when the run began (a server that does not answer, a
+    SQLite file held locked): nothing was trained or logged, and the same job can run again once
+    the store answers."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during the run's MLflow run, which it ended KILLED (``killed_run``: its
     id, None with ``tracking=none``); ``str()`` names the signal, as the interrupt did."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 TAG_SWEEP = "sweep"
@@ -128,3 +128,52 @@ class JobInfo:
         if commit:
             out[TAG_COMMIT] = commit
         return out
+
+
+def sweep_job(folder: Path) -> JobInfo | None:
+    """The identity the job in ``folder`` had in its sweep (its MLflow run name, sweep, number
+    and overrides), read back from its ``.hydra/`` and the sweep's ``multirun.yaml``: a job run
+    again alone by ``resume=<its folder>`` is named and tagged as in the sweep. None when the
+    folder is no sweep job's."""
+    from omegaconf import OmegaConf
+
+    hydra_dir = folder / ".hydra"
+    multirun = folder.parent / "multirun.yaml"
+    if not (hydra_dir / "hydra.yaml").is_file() or not multirun.is_file():
+        return None
+    hydra = OmegaConf.load(hydra_dir / "hydra.yaml").hydra
+    num = OmegaConf.select(hydra, "job.num")
+    if num is None or str(OmegaConf.select(hydra, "mode")) != "MULTIRUN":
+        return None
+    overrides_file = hydra_dir / "overrides.yaml"
+    overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
+    config_file = hydra_dir / "config.yaml"
+    config = OmegaConf.load(config_file) if config_file.is_file() else OmegaConf.create()
+    sweep = OmegaConf.load(multirun)
+    params, model_axes = (
+        OmegaConf.to_container(axes) if axes else None
+        for axes in (OmegaConf.select(sweep, "hydra.sweeper.params"),
+                     OmegaConf.select(config, "model.sweep"))
+    )  # fmt: skip
+    command_line = [str(o) for o in OmegaConf.select(sweep, "hydra.overrides.task") or []]
+    try:
+        shown = only_swept(overrides, sweep_axes(params, model_axes, command_line))  # type: ignore[arg-type]
+    except Exception:  # an unusual sweeper: named by all its overrides, as the job was
+        shown = overrides
+    model = str(OmegaConf.select(config, "model.name") or "?")
+    return JobInfo.from_overrides(model, overrides, _sweep_tag(hydra), int(num), shown)
+
+
+def _sweep_tag(hydra: Any) -> str:
+    """The ``sweep`` tag the sweep's jobs got (``str(hydra.sweep.dir)`` as they resolved it):
+    its folder as given, else (a name made of the time, ``multirun/${now:...}``) the folder the
+    jobs ran in, relative to where the sweep was started when it was given relative."""
+    from omegaconf import OmegaConf
+
+    given = str(OmegaConf.to_container(hydra.sweep, resolve=False)["dir"])  # type: ignore[index]
+    if "${" not in given:
+        return given
+    sweep_dir = Path(str(hydra.runtime.output_dir)).parent
+    if Path(given).is_absolute():
+        return str(sweep_dir)
+    return os.path.relpath(sweep_dir, str(hydra.runtime.cwd))

@@ -22,7 +22,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from n2react.errors import ConfigError, first_line
+from n2react.errors import ConfigError, StoreUnavailable, first_line
 from n2react.jobs import TAG_JOB, TAG_OVERRIDES, TAG_SWEEP, JobInfo
 from n2react.mlflow_runs import download, log_step_metrics, record
 from n2react.quiet import JOB_LINE
@@ -112,7 +112,7 @@ def prepare_experiment(uri: str, experiment: str) -> str:
     except Exception as exc:  # unreachable server, a read-only database, a store being migrated
         hint = LOCKED_HINT if "database is locked" in str(exc) else ""
         what = f"{type(exc).__name__}: {first_line(exc)}"
-        raise ConfigError(f"tracking.uri={uri}: cannot use the store ({what}){hint}") from exc
+        raise StoreUnavailable(f"tracking.uri={uri}: cannot use the store ({what}){hint}") from exc
 
 
 def _warn_local_artifacts(uri: str, experiment: str, location: str | None) -> None:

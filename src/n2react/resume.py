@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from n2react import __version__, runstore
 from n2react.cv import FoldResult
 from n2react.errors import ConfigError
+from n2react.jobs import sweep_job
 from n2react.results import fold_artifacts, log_fold_run, read_fold
 from n2react.splitters import Split
 from n2react.tracking import RunRecord, Tracker, flatten
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 TAG_HOST, TAG_PID = "n2react.host", "n2react.pid"
 
 CONFIG_FILE = runstore.CONFIG_FILE
+#: the config Hydra saved in a sweep job's folder: what a job that never started is checked by
+JOB_CONFIG = Path(".hydra") / "config.yaml"
 #: config keys that may differ between a run and its resumption (they change no figure)
 IGNORED_KEYS = ("resume", "progress")
 
@@ -42,14 +45,20 @@ class Resumed:
 
     run_dir: Path
     run_id: str | None
+    #: a sweep job that failed before it started (the store did not answer): run from the start
+    fresh: bool = False
 
 
 def find_resumed(spec: str, tracker: Tracker) -> Resumed:
     """The run ``spec`` names (a run directory or an MLflow run id); refused unless it is KILLED
-    or FAILED (a RUNNING run of a dead process on this host is marked KILLED first)."""
+    or FAILED (a RUNNING run of a dead process on this host is marked KILLED first). The folder
+    of a sweep job that stopped before it wrote its config (its store did not answer) is a run
+    to start afresh there (``fresh``)."""
     path = Path(spec).expanduser()
     if path.is_dir():
         run_dir = path.resolve()
+        if not (run_dir / CONFIG_FILE).exists() and sweep_job(run_dir) is not None:
+            return Resumed(run_dir, None, fresh=True)  # it wrote nothing, logged no run
         if not (run_dir / CONFIG_FILE).exists():
             raise ConfigError(f"resume={spec}: not a run directory (no {CONFIG_FILE} in it)")
         run = _run_of_dir(tracker, run_dir) if tracker.enabled else None
@@ -122,11 +131,12 @@ def _check_status(tracker: Tracker, run: RunRecord, spec: str) -> None:
         )
 
 
-def _normalised(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config as config_resolved.yaml holds it (YAML round trip), flattened to keys."""
+def _normalised(config: Mapping[str, Any], ignored: tuple[str, ...]) -> dict[str, Any]:
+    """The config as config_resolved.yaml holds it (YAML round trip), flattened to keys, less
+    the ``ignored`` ones (and those under an ignored ``prefix.``)."""
     node = OmegaConf.create(OmegaConf.to_yaml(OmegaConf.create(dict(config))))
-    flat = flatten(OmegaConf.to_container(node))  # type: ignore[arg-type]
-    return {k: v for k, v in flat.items() if k not in IGNORED_KEYS}
+    flat = flatten(OmegaConf.to_container(node, resolve=True))  # type: ignore[arg-type]
+    return {k: v for k, v in flat.items() if k not in ignored and k.split(".")[0] not in ignored}
 
 
 def check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
@@ -134,10 +144,14 @@ def check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
     the differences are only keys its file lacks, the version that started it (run.json) tells
     why: this one set them all, so they were added on the resuming command line; another (or
     one from before versions were recorded) did not know them, and this code cannot continue
-    what that code began."""
-    file = run_dir / CONFIG_FILE
-    before = _normalised(OmegaConf.to_container(OmegaConf.load(file)))  # type: ignore[arg-type]
-    now = _normalised(config)
+    what that code began. A sweep job that never started is checked against the config Hydra
+    saved for it, where it logs aside (it reached no store: ``tracking`` may name another)."""
+    file, ignored = run_dir / CONFIG_FILE, IGNORED_KEYS
+    if not file.exists():
+        file, ignored = run_dir / JOB_CONFIG, (*IGNORED_KEYS, "tracking")
+    loaded = OmegaConf.to_container(OmegaConf.load(file), resolve=True)
+    before = _normalised(loaded, ignored)  # type: ignore[arg-type]
+    now = _normalised(config, ignored)
     missing = "(not set)"
     keys = sorted(set(before) | set(now))
     diff = [k for k in keys if before.get(k, missing) != now.get(k, missing)]

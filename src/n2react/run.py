@@ -78,7 +78,10 @@ def train(
         tracker = open_tracker(plan.tracking, job or JobInfo(plan.names.model))
         resumed = find_resumed(plan.resume, tracker)
         check_same_config(resumed.run_dir, plan.config)
-        log.info("resuming %s (MLflow run %s)", resumed.run_dir, resumed.run_id or "none")
+        if resumed.fresh:
+            log.info("running sweep job %s again from the start, in its folder", resumed.run_dir)
+        else:
+            log.info("resuming %s (MLflow run %s)", resumed.run_dir, resumed.run_id or "none")
         run_dir = resumed.run_dir
     check_output_dir(run_dir)  # writable, with room for the models, before any data work
     with runstore.held(run_dir):  # one process at a time in a run folder
@@ -142,7 +145,7 @@ def _prepare_folder(
 ) -> dict[int, FoldResult]:
     """A fresh run clears an earlier run's searches and folds and writes its config and the
     n2react version starting it; a resumed one reads back its finished folds (returned)."""
-    if resumed is not None:
+    if resumed is not None and not resumed.fresh:
         return done_folds(run_dir, splits)
     _forget_earlier_run(run_dir)
     config = OmegaConf.to_yaml(OmegaConf.create(plan.config))

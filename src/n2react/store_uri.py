@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
-from n2react.errors import ConfigError
+from n2react.errors import ConfigError, StoreUnavailable
 
 
 def sqlite_file(uri: str) -> Path | None:
@@ -106,7 +106,7 @@ def check_uri(uri: str, experiment: str) -> None:
                 "(SQLite also writes a journal beside the file): choose a writable location"
             )
     if why := no_server(uri):
-        raise ConfigError(
+        raise StoreUnavailable(
             f"tracking.uri={uri}: {why}; start it (mlflow server ...) or use tracking=none"
         )
 
