@@ -173,20 +173,20 @@ def main(cfg: DictConfig) -> float:
         hint = _resume_hint(cfg, when="to continue")
         sys.stderr.write(f"n2react: interrupted ({name}){killed}{hint}\n")
         if multirun:
-            sys.stderr.write(_not_run(cfg))
+            node = cfg.get("tracking")
+            tracking = None if node is None else OmegaConf.to_container(node, resolve=True)
+            sys.stderr.write(_not_run(Path(str(HydraConfig.get().sweep.dir)), tracking))
         sys.exit(130)
     return float(metrics[cfg.optimized_metric])
 
 
-def _not_run(cfg: DictConfig) -> str:
-    """A sweep stopped in one of its jobs: its leaderboard files brought up to date (the jobs
-    that never ran listed by their overrides), and a line naming those jobs."""
+def _not_run(sweep_dir: Path, tracking: Any) -> str:
+    """A sweep stopped part-way (in one of its jobs, or in its launcher's wait): its
+    leaderboard files brought up to date (the jobs that never ran listed by their overrides),
+    and a line naming those jobs. ``tracking``: the sweep's settings (None: none)."""
     from n2react.leaderboard import NOT_RUN, refresh_sweep
 
-    node = cfg.get("tracking")
-    tracking = None if node is None else OmegaConf.to_container(node, resolve=True)
-    sweep_dir = Path(str(HydraConfig.get().sweep.dir))
-    board = refresh_sweep(sweep_dir, tracking)  # type: ignore[arg-type]
+    board = refresh_sweep(sweep_dir, tracking)
     if board is None:
         return ""
     left = board[board["status"] == NOT_RUN]
@@ -219,9 +219,13 @@ def cli() -> None:
         main()
     except KeyboardInterrupt as exc:  # the launcher's own wait (hydra/launcher=parallel): a job
         # run in this process says its own line in main() and exits 130 there
+        from n2react.leaderboard import Leaderboard
+
         sweep = any(a in ("-m", "--multirun") for a in sys.argv[1:])
         note = _stopped_sweep() if sweep else ""  # (a run before its task started: nothing)
         sys.stderr.write(f"n2react: interrupted ({str(exc) or 'SIGINT'}){note}\n")
+        if sweep and Leaderboard.started is not None:  # the jobs it never ran, as one job's
+            sys.stderr.write(_not_run(*Leaderboard.started))  # line names them (basic launcher)
         sys.exit(130)
 
 

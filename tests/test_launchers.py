@@ -95,12 +95,15 @@ def test_backend_problem_names_a_missing_ray_cluster(monkeypatch: pytest.MonkeyP
 @pytest.mark.slow
 def test_ctrl_c_of_a_parallel_sweep_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     # Ctrl-C (SIGINT to the whole process group) of hydra/launcher=parallel: the launcher's own
-    # wait in joblib raised KeyboardInterrupt through Hydra, a 40-line traceback
+    # wait in joblib raised KeyboardInterrupt through Hydra, a 40-line traceback; then it wrote
+    # no leaderboard and did not say which jobs never ran (the basic launcher's line does)
     import signal
     import time
 
-    sweep = tmp_path / "multi"
-    cmd = [sys.executable, "-m", "train", "model=gbr,extra_trees", "cv.outer_folds=5",
+    import pandas as pd
+
+    sweep = tmp_path / "multi"  # 2 jobs at a time: ridge (job 2) waits for a free worker
+    cmd = [sys.executable, "-m", "train", "model=gbr,extra_trees,ridge", "cv.outer_folds=5",
            "tracking=none", "explain=false", "final_model=false", "progress=false",
            "hydra/launcher=parallel", f"hydra.sweep.dir={sweep}", "-m"]  # fmt: skip
     job = subprocess.Popen(
@@ -119,3 +122,10 @@ def test_ctrl_c_of_a_parallel_sweep_is_one_line_not_a_traceback(tmp_path: Path) 
     assert job.returncode == 130 and "Traceback" not in err, err[-3000:]
     lines = [ln for ln in err.splitlines() if ln.startswith("n2react: interrupted (SIGINT)")]
     assert any("the sweep stopped" in ln and "resume=" in ln for ln in lines), err[-3000:]
+    assert (
+        f"n2react: the sweep stopped before job 2 ran; {sweep / 'leaderboard.md'} lists it "
+        "with its overrides"
+    ) in err.splitlines(), err[-3000:]
+    board = pd.read_csv(sweep / "leaderboard.csv")
+    assert list(board["status"]) == ["unfinished", "unfinished", "not run"]
+    assert board["overrides"].iloc[2].startswith("model=ridge")

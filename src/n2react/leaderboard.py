@@ -26,7 +26,7 @@ import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 from hydra.core.utils import JobReturn, JobStatus
@@ -262,8 +262,19 @@ def _sweep_axes(config: DictConfig) -> SweepAxes:
 class Leaderboard(Callback):
     """Hydra callback: rank the jobs of a finished multirun (see the module docstring)."""
 
+    #: the sweep this process launches (its folder, its tracking settings), from its start:
+    #: what ``python -m train`` brings up to date when the launcher's own wait is interrupted
+    #: (``hydra/launcher=parallel``: the jobs run in other processes)
+    started: ClassVar[tuple[Path, dict[str, Any] | None] | None] = None
+
     def __init__(self, metrics: list[str] | None = None) -> None:
         self.metrics = list(metrics or KEY_METRICS)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        node = config.get("tracking")
+        tracking = None if node is None else OmegaConf.to_container(node, resolve=True)
+        # (the folder's ${now:} and ${n2react_uid:} are cached: the launcher's own)
+        Leaderboard.started = (Path(str(config.hydra.sweep.dir)), tracking)  # type: ignore[assignment]
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         """In a multirun: a failed job is noted in its directory and handed back to the sweeper
