@@ -303,3 +303,36 @@ def test_one_command_line_runs_predict_explain_and_compare(runs, tmp_path: Path)
     assert res.returncode != 0 and "n2react: error:" in res.stderr and "Traceback" not in res.stderr
     res = n2react("nosuchcommand", cwd=tmp_path)
     assert res.returncode == 2 and "invalid choice" in res.stderr
+
+
+def test_repeated_cv_is_captioned_as_the_verdict_counts_its_folds(tmp_path: Path, capsys) -> None:
+    # two runs with cv.outer_folds=3 cv.repeats=2: the caption said "the 6 outer folds" (every
+    # fold of every repeat) beside the verdict "too few units (3 folds) to tell" (one repeat's)
+    import numpy as np
+
+    from n2react.compare import compare_runs, main
+
+    rng = np.random.default_rng(0)
+    y, err = rng.normal(size=30), rng.normal(0.0, 0.5, size=30)
+    folds = {repeat: rng.permutation(30) % 3 + 1 for repeat in (1, 2)}  # both runs on these
+    for name, scale in (("a", 1.0), ("b", 0.5)):
+        (tmp_path / name).mkdir()
+        oof = pd.concat(
+            pd.DataFrame({"cluster": [f"c{i}" for i in range(30)], "y_true": y,
+                          "y_pred": y + scale * err, "fold": folds[repeat],
+                          "repeat": repeat})
+            for repeat in (1, 2)
+        )  # fmt: skip
+        oof.to_csv(tmp_path / name / "oof_predictions.csv", index=False)
+    runs = [str(tmp_path / "a"), str(tmp_path / "b")]
+    rows, _, _, what = compare_runs(*runs, "sqlite:///unused.db", ("mean_test_mae",))
+    assert what.startswith("the 3 outer folds x 2 repeats (mean_*)"), what
+    (row,) = rows
+    assert (row.units, row.unit_kind, row.too_few) == (
+        3,
+        "folds",
+        "too few units (3 folds) to tell",
+    )
+    assert main([*runs, "--metric", "mean_test_mae"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "paired bootstrap over the 3 outer folds x 2 repeats (mean_*)" in said, said

@@ -27,8 +27,10 @@ def vs_best_note(board: pd.DataFrame, metric: str) -> str:
     units = board.get(VS_BEST_UNITS, pd.Series(dtype=float)).iloc[1:].dropna()  # not the best
     if units.empty or (n := int(units.min())) >= MIN_UNITS_FOR_VERDICT:
         return ""
-    # a mean_* figure resamples the outer folds; a pooled_* one the clusters, or the groups of a
-    # grouped CV (a run on fewer than 6 clusters is no CV: below the minimum they are groups)
+    # a mean_* figure resamples the outer folds (one repeat's: fold_units); a pooled_* one the
+    # clusters, or the groups of a grouped CV. A run holds at least 6 clusters (2 outer folds,
+    # each testing 3 or more: Plan.validate), so below the minimum a pooled figure's units are
+    # groups, under every protocol that has out-of-fold predictions to pair
     kind = "folds" if metric.startswith("mean_") else "groups"
     return (
         f"vs best: {too_few_to_tell(n, kind)} which job is better (an exact sign-flip test on n "

@@ -82,6 +82,14 @@ def fold_units(oof: pd.DataFrame) -> int:
     return int(oof.groupby("repeat")["fold"].nunique().min())
 
 
+def folds_text(oof: pd.DataFrame) -> str:
+    """The outer folds a ``mean_*`` figure rests on, counted as :func:`fold_units` counts them
+    (one repeat's): ``10 outer folds``, ``10 outer folds x 2 repeats``."""
+    repeats = int(oof["repeat"].nunique()) if "repeat" in oof else 1
+    text = f"{fold_units(oof)} outer folds"
+    return text if repeats == 1 else f"{text} x {repeats} repeats"
+
+
 def few_units_note(oof: pd.DataFrame) -> str:
     """'' or one line: which of a run's 95 % intervals (:func:`score_intervals`) rest on fewer
     than :data:`MIN_UNITS_FOR_VERDICT` units, so are no confidence interval."""

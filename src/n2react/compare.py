@@ -28,6 +28,7 @@ from n2react.bootstrap import (
     Paired,
     check_metrics,
     compare_oof,
+    folds_text,
     pooled_units,
 )
 from n2react.errors import N2ReactError, first_line
@@ -136,8 +137,9 @@ def compare_runs(
         units, kind = pooled_units(oof_a)
         parts.append(f"the {units} {kind} (pooled_*)")
     if any(m.startswith("mean_") for m in metrics):
-        keys = ["fold"] + (["repeat"] if "repeat" in oof_a else [])
-        parts.append(f"the {oof_a.groupby(keys).ngroups} outer folds (mean_*)")
+        # one repeat's folds, as the verdict counts them (a repeat's folds hold the same
+        # clusters again): "the 10 outer folds x 2 repeats", not "the 20 outer folds"
+        parts.append(f"the {folds_text(oof_a)} (mean_*)")
     what = f"{' and '.join(parts)}, {resamples} resamples, seed {seed}"
     return rows, a.name, b.name, what
 
