@@ -416,3 +416,35 @@ def test_a_sweep_job_its_store_refused_runs_again_alone_in_its_folder(tmp_path: 
     tags = run.data.tags
     assert (tags["sweep"], tags["job"], tags["mlflow.runName"]) == (str(sweep), "1", "ridge seed=2")
     assert tags["leaderboard_rank"] == "01" and board["run_id"].iloc[0] == run.info.run_id
+
+
+def test_a_sweep_over_optimized_metric_is_refused_in_one_line(tmp_path: Path) -> None:
+    # optimized_metric=mean_test_mae,mean_test_rmse -m ran the same jobs twice and ranked both
+    # by mean_test_rmse (the sweep's default), whatever each job's metric
+    from omegaconf import OmegaConf
+
+    from n2react.sweep_plan import swept_ranking_problem
+
+    sweep = tmp_path / "multi"
+    out = _train(tmp_path, "model=ridge", "tracking=none", "optimized_metric=mean_test_mae,"
+                 "mean_test_rmse", f"hydra.sweep.dir={sweep}", "-m")  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines() == [
+        "n2react: error: optimized_metric=mean_test_mae,mean_test_rmse: a sweep's jobs are ranked "
+        "together by one metric, and this key changes nothing a job trains (only the figure it "
+        "returns to the sweeper): give one value; the leaderboard lists mean_test_r, "
+        "mean_test_rmse and mean_test_mae of every job"
+    ]
+    assert not sweep.exists()  # refused before any job
+
+    def config(params: dict | None, task: list[str]) -> object:
+        return OmegaConf.create({"hydra": {"sweeper": {"params": params},
+                                           "overrides": {"task": task}}})  # fmt: skip
+
+    swept = {"optimized_metric": "mean_test_r,pooled_test_r"}
+    assert "optimized_metric=mean_test_r,pooled_test_r:" in swept_ranking_problem(
+        config(swept, ["seed=1,2"])
+    )
+    # one value (on the command line it wins over the sweeper's axis): ranked by it
+    assert swept_ranking_problem(config(swept, ["optimized_metric=mean_test_r"])) is None
+    assert swept_ranking_problem(config(None, ["optimized_metric=mean_test_r", "seed=1,2"])) is None

@@ -40,7 +40,7 @@ from n2react.errors import N2ReactError
 from n2react.jobs import only_swept, run_name, sweep_axes
 from n2react.runstore import OOF_FILE, SUMMARY_FILE, write_text
 from n2react.store_uri import sqlite_file, unreadable
-from n2react.sweep_plan import planned_jobs
+from n2react.sweep_plan import planned_jobs, swept_ranking_problem
 from n2react.tracking import Store, store_of
 
 if TYPE_CHECKING:
@@ -271,6 +271,12 @@ class Leaderboard(Callback):
         self.metrics = list(metrics or KEY_METRICS)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Refuse a sweep it cannot rank (one over ``optimized_metric``), before any job; note
+        the sweep's folder and tracking settings (:attr:`started`)."""
+        from n2react.launchers import exit_with
+
+        if problem := swept_ranking_problem(config):
+            exit_with(problem)
         node = config.get("tracking")
         tracking = None if node is None else OmegaConf.to_container(node, resolve=True)
         # (the folder's ${now:} and ${n2react_uid:} are cached: the launcher's own)

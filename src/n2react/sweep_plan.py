@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
 MULTIRUN_FILE = "multirun.yaml"
+#: what a sweep's leaderboard ranks every job by: one value for the whole sweep
+RANKED_BY = "optimized_metric"
 
 
 def planned_jobs(sweep_dir: Path) -> dict[int, list[str]]:
@@ -47,3 +49,28 @@ def planned_jobs(sweep_dir: Path) -> dict[int, list[str]]:
         log.debug("the planned jobs of %s are unknown (%s)", sweep_dir, exc)
         return {}
     return dict(enumerate(jobs))
+
+
+def swept_ranking_problem(config: DictConfig) -> str | None:
+    """Why a sweep cannot be ranked: it varies :data:`RANKED_BY` (``optimized_metric=a,b``),
+    whereas its leaderboard ranks all jobs by one metric, and that key changes nothing a job
+    trains (only the figure it hands the sweeper); None when it does not."""
+    from n2react.jobs import only_swept, sweep_axes
+
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    given = OmegaConf.to_container(params) if params else None
+    command_line = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task") or []]
+    axes = sweep_axes(given, None, command_line)  # type: ignore[arg-type]
+    try:
+        swept = only_swept([f"{RANKED_BY}="], axes)
+    except Exception as exc:  # the sweep itself will say what is wrong with its overrides
+        log.debug("cannot tell whether the sweep varies %s (%s)", RANKED_BY, exc)
+        return None
+    if not swept:
+        return None
+    *_, value = (a.split("=", 1)[1] for a in axes if a.split("=", 1)[0].lstrip("+~") == RANKED_BY)
+    return (
+        f"{RANKED_BY}={value}: a sweep's jobs are ranked together by one metric, and this key "
+        "changes nothing a job trains (only the figure it returns to the sweeper): give one "
+        "value; the leaderboard lists mean_test_r, mean_test_rmse and mean_test_mae of every job"
+    )
