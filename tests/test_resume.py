@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from n2react.errors import ConfigError
+from n2react.errors import ConfigError, N2ReactError
 from n2react.run import run
 
 ARGS = [
@@ -247,15 +247,57 @@ def test_keys_a_run_lacks_are_refused_by_who_started_it(make_cfg, tmp_path: Path
         run(make_cfg(*QUICK, "tracking=none", "cv.outer_folds=4", f"resume={old}"), tmp_path / "z")
 
 
-def test_a_run_from_before_versions_were_recorded_still_resumes(make_cfg, tmp_path: Path) -> None:
-    """A run folder without run.json (made before versions were recorded) whose config is the
-    one given resumes as before."""
+def test_a_run_another_version_started_is_not_resumed(make_cfg, tmp_path: Path) -> None:
+    """resume= of a run another n2react started, with the same config, continued it: its
+    finished folds (fitted by that version) and the rest (by this one) mixed in one run. It is
+    refused with one line naming both versions; so is a run without run.json (started before
+    versions were recorded, by an earlier n2react: this one writes it), and a run.json that
+    names no version says what to do. The run's files are left as they were."""
+    import n2react
+    from n2react import runstore
+
     run_dir = tmp_path / "run"
-    first = run(make_cfg(*QUICK, "tracking=none"), run_dir)
-    (run_dir / "run.json").unlink()
-    (run_dir / "summary.json").unlink()
-    assert run(make_cfg(*QUICK, "tracking=none", f"resume={run_dir}"), tmp_path / "x") == first
+    run(make_cfg(*QUICK, "tracking=none"), run_dir)
+    (run_dir / "summary.json").unlink()  # as if killed in its last outer fold
+    ours = n2react.__version__
+    (run_dir / "run.json").write_text('{"n2react_version": "0.0.9"}\n')
+    with pytest.raises(ConfigError) as err:
+        run(make_cfg(*QUICK, "tracking=none", f"resume={run_dir}"), tmp_path / "a")
+    assert str(err.value) == (
+        f"resume: the run in {run_dir} was started by n2react 0.0.9, which fitted its finished "
+        f"folds; this is n2react {ours}, which would fit the rest: start the run again, or "
+        "resume it with n2react 0.0.9"
+    )
+    (run_dir / "run.json").unlink()  # a run from before versions were recorded
+    with pytest.raises(ConfigError, match=r"started by an earlier version of n2react \(no run"):
+        run(make_cfg(*QUICK, "tracking=none", f"resume={run_dir}"), tmp_path / "b")
     assert not (run_dir / "run.json").exists()  # it still says nothing of what started it
+    for corrupt in ('{"n2react_ver', "{}", '["0.1.0"]'):
+        (run_dir / "run.json").write_text(corrupt)
+        with pytest.raises(N2ReactError) as err:
+            run(make_cfg(*QUICK, "tracking=none", f"resume={run_dir}"), tmp_path / "c")
+        line = str(err.value)
+        assert line.startswith(f"{run_dir / 'run.json'}: not the JSON object n2react writes (")
+        assert line.endswith(
+            "so the n2react version that started the run is unknown: restore the file (it reads "
+            '{"n2react_version": "<version>"}), or start the run again'
+        )
+        assert "\n" not in line
+    runstore.write_made_by(run_dir)  # this version: it resumes
+    assert run(make_cfg(*QUICK, "tracking=none", f"resume={run_dir}"), tmp_path / "d")
+
+
+def test_fold_models_record_their_version(make_cfg, tmp_path: Path) -> None:
+    """The final model recorded the n2react version that saved it, the fold models (which
+    predict loads beside it) did not; they record it the same way."""
+    import n2react
+    from n2react import runstore
+
+    run(make_cfg(*QUICK, "tracking=none"), tmp_path / "run")
+    files = runstore.fold_model_paths(tmp_path / "run")
+    assert sorted(files) == [1, 2, 3]
+    for file in files.values():
+        assert runstore.saved_by(runstore.load_model_file(file)) == n2react.__version__
 
 
 def test_a_refused_resume_leaves_no_hydra_folder(make_cfg, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ def write_fold(fold: FoldResult, run_dir: Path) -> tuple[list[Path], Path]:
     d.mkdir(parents=True, exist_ok=True)
     (d / FOLD_FILE).unlink(missing_ok=True)
     # the fold models give predict its spread over folds
+    runstore.keep_version(fold.model)  # in its model file, as the final model's
     model_file = runstore.save_model(fold.model, d / runstore.MODEL_FILE)
     selected = d / runstore.SELECTED_FILE
     paths = [runstore.write_text(selected, "\n".join(fold.selected_features) + "\n")]

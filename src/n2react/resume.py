@@ -140,8 +140,9 @@ def _normalised(config: Mapping[str, Any], ignored: tuple[str, ...]) -> dict[str
 
 
 def check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
-    """Refuse to resume ``run_dir`` with a config other than the one it was started with. When
-    the differences are only keys its file lacks, the version that started it (run.json) tells
+    """Refuse to resume ``run_dir`` with a config other than the one it was started with, or
+    with another n2react than the one that started it (:func:`check_same_version`). When the
+    differences are only keys its file lacks, the version that started it (run.json) tells
     why: this one set them all, so they were added on the resuming command line; another (or
     one from before versions were recorded) did not know them, and this code cannot continue
     what that code began. A sweep job that never started is checked against the config Hydra
@@ -167,6 +168,28 @@ def check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
             f"resume: the config differs from {file} at {shown}{more}; resume with the run's "
             "own overrides"
         )
+    check_same_version(run_dir)
+
+
+def check_same_version(run_dir: Path) -> None:
+    """Refuse to resume a run another n2react started (its run.json), whose finished folds that
+    version fitted: the run would mix folds of two versions. A run without run.json was started
+    before versions were recorded, by an earlier n2react than this one, which writes it: refused
+    alike (its version cannot be named)."""
+    made = runstore.made_by(run_dir)
+    if made == __version__:
+        return
+    if made is None:
+        raise ConfigError(
+            f"resume: the run in {run_dir} was started by an earlier version of n2react (no "
+            f"{runstore.RUN_FILE}: from before versions were recorded), which fitted its finished "
+            f"folds; n2react {__version__} would fit the rest: start the run again"
+        )
+    raise ConfigError(
+        f"resume: the run in {run_dir} was started by n2react {made}, which fitted its finished "
+        f"folds; this is n2react {__version__}, which would fit the rest: start the run again, "
+        f"or resume it with n2react {made}"
+    )
 
 
 def _refuse_added_keys(run_dir: Path, keys: Sequence[str]) -> None:

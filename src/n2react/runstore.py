@@ -209,17 +209,24 @@ def write_made_by(run_dir: Path) -> Path:
 
 def made_by(run_dir: Path) -> str | None:
     """The n2react version that started the run in ``run_dir``; None for a run made before
-    versions were recorded (no run.json)."""
+    versions were recorded (no run.json). A run.json that does not name a version (cut short,
+    edited) is an error saying what to do."""
     file = Path(run_dir) / RUN_FILE
     if not file.is_file():
         return None
     try:
-        recorded = json.loads(file.read_bytes()).get("n2react_version")
-    except (ValueError, AttributeError) as exc:
+        obj = json.loads(file.read_bytes())
+        recorded = obj.get("n2react_version") if isinstance(obj, dict) else None
+        if not isinstance(recorded, str) or not recorded.strip():
+            raise ValueError(f"no n2react_version in {repr(obj)[:60]}")
+    except ValueError as exc:
+        why = first_line(exc)
         raise N2ReactError(
-            f"{file}: not the JSON object n2react writes ({first_line(exc)})"
+            f"{file}: not the JSON object n2react writes ({why}), so the n2react version that "
+            'started the run is unknown: restore the file (it reads {"n2react_version": '
+            '"<version>"}), or start the run again'
         ) from exc
-    return None if recorded is None else str(recorded)
+    return recorded
 
 
 # ------------------------------------------------------------------------------ hashing
@@ -261,7 +268,8 @@ def recorded_sha256(file: Path) -> str | None:
 
 
 # ------------------------------------------------------------------------------ models
-#: The final model's attribute holding the n2react version that saved it (:func:`keep_version`).
+#: The attribute of a saved model (the final one and each fold's) holding the n2react version
+#: that saved it (:func:`keep_version`).
 VERSION_ATTR = "n2react_version_"
 
 
