@@ -264,6 +264,37 @@ def test_target_found_by_name_and_named_in_the_first_lines(
             ("model.space.max_features.values holds 30", "24 descriptors"),
             id="space max_features>features",
         ),
+        # the members of an ensemble and a pairwise base were not checked: they ran clipped
+        pytest.param(
+            ("model=ensemble", "+model.estimator.estimators.1.1.max_features=100"),
+            ("model.estimator.estimators.1.1.max_features=100", "24 descriptors reaching"),
+            id="ensemble member max_features>features",
+        ),
+        pytest.param(
+            ("model=anchored_ensemble", "model.estimator.estimators.1.1.base.max_features=30"),
+            ("model.estimator.estimators.1.1.base.max_features=30", "24 descriptors"),
+            id="anchored pairwise base max_features>features",
+        ),
+        pytest.param(
+            (
+                "model=anchored_ensemble",
+                "search=random",
+                "search.max_trials=1",
+                "+model.space.trees__max_features={type:choice,values:[0.5,30]}",
+            ),
+            ("model.space.trees__max_features.values holds 30", "24 descriptors"),
+            id="space member max_features>features",
+        ),
+        pytest.param(
+            ("model=rfr", "pairwise=on", "model.estimator.max_features=100"),
+            ("model.estimator.max_features=100", "24 descriptors reaching the model"),
+            id="pairwise max_features>features",
+        ),
+        pytest.param(
+            ("model=ridge_trees", "model.estimator.max_features=100"),
+            ("model.estimator.max_features=100", "24 descriptors reaching the model"),
+            id="ridge_trees max_features>features",
+        ),
         pytest.param(("tracking.experiment=''",), ("tracking.experiment",), id="no exp"),
         # a text or a fraction of folds once crashed in the splitter ("cannot build it:
         # full_key: cv.outer") or was cut to a whole number; a bad cv.seed was a traceback

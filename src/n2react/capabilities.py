@@ -20,6 +20,9 @@ step of a pipeline:
 * :class:`ChecksParams`: ``check_params()`` refuses a bad parameter without fitting (a search's
   space ends are checked so before training; scikit-learn's own estimators have their
   parameter constraints for that);
+* :class:`SameInputMembers`: an ensemble of ``(name, model)`` pairs in ``estimators``, each
+  fitted on the ensemble's own inputs (scikit-learn's voting regressor, registered by
+  :func:`sub_models`), so that a check of a model's inputs reaches its members;
 * :class:`SelectionFrequency`: a selector step (not a model) whose fitted
   ``selection_frequency_`` says how often it kept each descriptor reaching it (the run's
   selection-frequency table and figure).
@@ -142,6 +145,36 @@ class ChecksParams(ABC):
 class SelectionFrequency(ABC):  # noqa: B024 (a marker: the contract is an attribute)
     """A selector whose fitted ``selection_frequency_`` (one value in [0, 1] per input
     descriptor) is how often it kept that descriptor over its resamples."""
+
+
+class SameInputMembers(ABC):  # noqa: B024 (a marker: the contract is ``estimators``)
+    """``estimators`` holds ``(name, model)`` pairs, each fitted on the inputs the ensemble gets
+    (a member set to ``"drop"`` is none)."""
+
+
+_VOTING_REGISTERED: list[bool] = []
+
+
+def sub_models(est: Any) -> list[tuple[str, str, Any]]:
+    """The models inside ``est`` that are fitted on the inputs ``est`` gets (as many columns), as
+    ``(parameter name, config path, model)`` below ``est``'s own: a :class:`Wrapper`'s wrapped
+    model (``base``, ``base``; a pairwise base sees differences of the inputs), a
+    :class:`SameInputMembers` ensemble's members (``trees``, ``estimators.0.1``). scikit-learn's
+    ``VotingRegressor`` is registered here on first use."""
+    if not _VOTING_REGISTERED:
+        from sklearn.ensemble import VotingRegressor
+
+        SameInputMembers.register(VotingRegressor)
+        _VOTING_REGISTERED.append(True)
+    if isinstance(est, Wrapper):
+        return [(est.wrapped_param, est.wrapped_param, getattr(est, est.wrapped_param))]
+    if isinstance(est, SameInputMembers):
+        return [
+            (name, f"estimators.{i}.1", member)
+            for i, (name, member) in enumerate(est.estimators)
+            if not isinstance(member, str)  # "drop"
+        ]
+    return []
 
 
 def final_step(model: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from n2react import runstore
-from n2react.capabilities import Wrapper, epochs_param, inner_model
+from n2react.capabilities import Wrapper, epochs_param, inner_model, sub_models
 from n2react.data import Dataset
 from n2react.errors import ConfigError, DataError, N2ReactError, first_line
 
@@ -95,14 +95,17 @@ def check_selector(params: dict[str, Any], space: dict[str, Any]) -> None:
 
 
 def check_max_features(fitted: Any, dataset: Dataset, space: dict[str, Any]) -> None:
-    """An integer ``max_features`` of the model above the descriptors that reach it is refused:
+    """An integer ``max_features`` above the descriptors that reach the model is refused, for the
+    model and every model inside it fed the same columns (the members of ``model=ensemble`` and
+    ``model=anchored_ensemble``, a pairwise base, :func:`n2react.capabilities.sub_models`):
     scikit-learn's trees take it as all of them (``max_features=100`` of 24 runs as 1.0). The
     count is the columns the steps before the model give (a selector's fixed ``k`` or
     ``n_features_to_select``), read off ``fitted``, the pipeline :func:`check_steps` fitted;
-    with a searched selector size, its smallest value. A pairwise model's trees see pair
-    features, not descriptors: not checked here."""
+    with a searched selector size, its smallest value."""
+    from n2react.pipeline import config_key
+
     model = fitted.named_steps.get("model")
-    if model is None or isinstance(model, Wrapper) or "max_features" not in model.get_params():
+    if model is None:
         return
     at = list(fitted.named_steps).index("model")
     n_in = fitted[:at].transform(dataset.X.head(1)).shape[1]  # the columns reaching the model
@@ -113,17 +116,37 @@ def check_max_features(fitted: Any, dataset: Dataset, space: dict[str, Any]) -> 
         if isinstance(low, int) and not isinstance(low, bool) and 0 < low < n_in:
             n_in = low
             reach = f"the {low} descriptors the selector keeps at selector.space.{key}.min"
-    value = model.get_params()["max_features"]
-    spec = space.get("model__max_features") or {}
-    values = (spec.get("values") or []) if isinstance(spec, dict) else []
-    for where, v in [("model.estimator.max_features=", value)] + [
-        ("model.space.max_features.values holds ", v) for v in values
-    ]:
-        if isinstance(v, int) and not isinstance(v, bool) and v > n_in:
-            raise ConfigError(
-                f"{where}{v}: more than {reach} (an integer counts descriptors; give at most "
-                f"{n_in}, or a fraction such as 1.0)"
-            )
+    for param, key, est in _models_fed_the_inputs(model):
+        if "max_features" not in est.get_params(deep=False):
+            continue
+        spec = space.get(f"{param}max_features") or {}
+        values = (spec.get("values") or []) if isinstance(spec, dict) else []
+        named = f"{config_key(param + 'max_features')}.values holds "
+        for where, v in [(f"{key}max_features=", est.get_params(deep=False)["max_features"])] + [
+            (named, v) for v in values
+        ]:
+            if isinstance(v, int) and not isinstance(v, bool) and v > n_in:
+                raise ConfigError(
+                    f"{where}{v}: more than {reach} (an integer counts descriptors; give at "
+                    f"most {n_in}, or a fraction such as 1.0)"
+                )
+
+
+def _models_fed_the_inputs(model: Any) -> list[tuple[str, str, Any]]:
+    """The pipeline's model and each model inside it fed the same columns, as (pipeline
+    parameter prefix, config key prefix, model): ``model__``, ``model.estimator.``; a pairwise
+    wrapper (``pairwise=on``) wraps ``model.estimator`` itself."""
+    if isinstance(model, Wrapper):
+        inner = getattr(model, model.wrapped_param)
+        start = [(f"model__{model.wrapped_param}__", "model.estimator.", inner)]
+    else:
+        start = [("model__", "model.estimator.", model)]
+    out: list[tuple[str, str, Any]] = []
+    while start:
+        param, key, est = start.pop(0)
+        out.append((param, key, est))
+        start += [(f"{param}{p}__", f"{key}{k}.", m) for p, k, m in sub_models(est)]
+    return out
 
 
 def check_space_ends(pipeline: Any, space: dict[str, Any]) -> None:
