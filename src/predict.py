@@ -68,17 +68,16 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    import pandas as pd
 
     from n2react.errors import N2ReactError
-    from n2react.inference import predict, score
+    from n2react.inference import predict_sheet
     from n2react.terminal import predictions_table, scores_table, show
 
     sheet = int(args.sheet) if str(args.sheet).isdigit() else args.sheet
     # beside the input, not in the working directory (a checkout, a job's scratch folder)
     output = args.output or f"{os.path.splitext(args.data)[0]}_predictions.csv"
     try:
-        table, metrics = predict(
+        done = predict_sheet(
             args.model,
             args.data,
             output,
@@ -93,20 +92,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
     except N2ReactError as exc:
         sys.stderr.write(f"n2react: error: {exc}\n")
         return 2
+    table = done.table
     logging.getLogger("n2react").info("%d predictions written to %s", len(table), output)
     show(predictions_table(table, f"{args.data}: predicted lg(k1)", args.coverage))
-    if metrics is not None:
-        used = table["used_by_run"] if "used_by_run" in table else pd.Series("", table.index)
-        y_true, y_pred = table["y_true"].to_numpy(), table["y_pred"].to_numpy()
-        measured = table["y_true"].notna().to_numpy()  # the scores are over the measured ones
-        fitted = (used == "training").to_numpy() & measured  # their scores are fits
-        everyone = "all" if measured.all() else "all measured"
-        rows = [(f"{everyone} ({fitted.sum()} training clusters)" if fitted.any() else everyone,
-                 metrics)]  # fmt: skip
-        others = measured & ~fitted
-        if fitted.any() and others.sum() >= 3:
-            rows.append(("not training clusters", score(y_true[others], y_pred[others])))
-        show(scores_table(rows, f"{args.data}: predicted vs measured lg(k1)"))
+    if done.scores:
+        show(scores_table(done.scores, f"{args.data}: predicted vs measured lg(k1)"))
     return 0
 
 

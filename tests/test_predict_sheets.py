@@ -178,9 +178,13 @@ def _isomers(run: dict) -> pd.DataFrame:
 def test_isomers_are_each_predicted_on_their_own_row(run: dict) -> None:
     """Two rows of one name (isomers: other descriptors) were refused ('duplicate cluster name
     ... in rows 2 and 12'); each is predicted, in sheet order, with its sheet row, the copies
-    named in one warning, the lg(k1) column scored row by row, and --explain kept per row."""
+    named in one warning, the lg(k1) column scored row by row (an identical copy of a row, which
+    counted twice, once, as the scores line says), and --explain kept per row. The --plot
+    title gives the scores the terminal prints (it gave none)."""
+    from n2react.figures import figure_text
+
     sheet = _isomers(run)
-    out, err = _predict(run, sheet, "isomers.xlsx", "--explain")
+    out, err = _predict(run, sheet, "isomers.xlsx", "--explain", "--plot")
     assert not err, run["stderr"][-2000:]
     table = pd.read_csv(out)
     names = sheet["Clusters"].dropna().tolist()
@@ -202,8 +206,20 @@ def test_isomers_are_each_predicted_on_their_own_row(run: dict) -> None:
     measured = sheet.dropna(how="all")["lg(k1)"].to_numpy(float)
     np.testing.assert_array_equal(table["y_true"].to_numpy(float), measured)
     np.testing.assert_allclose(table["residual"], table["y_pred"] - table["y_true"])
+    once = table["row"] != 22  # row 22: an identical copy of row 6, lg(k1) too
+    mae = f"{table.loc[once, 'residual'].abs().mean():.3f}"
+    assert mae != f"{table['residual'].abs().mean():.3f}"
     (all_row,) = [ln for ln in run["stderr"].splitlines() if ln.startswith("│ all measured")]
-    assert " 19 " in all_row and f"{table['residual'].abs().mean():.3f}" in all_row
+    assert " 18 " in all_row and mae in all_row, run["stderr"][-3000:]
+    assert "1 identical copy of a row scored once" in run["stderr"]
+    scored = table[once & table["y_true"].notna()]
+    r = f"{np.corrcoef(scored['y_true'], scored['y_pred'])[0, 1]:.3f}"
+    assert r in all_row
+    title = " ".join(figure_text(out.with_suffix(".png"))["Title"].split())
+    assert (
+        "; vs measured lg(k1), all measured (1 identical copy of a row scored once): n 18, "
+        f"r {r}, MAE {mae};"
+    ) in title, title
     assert "19 of 20 clusters have a measured lg(k1)" in run["stderr"]
     # --explain: one row per sheet row, the same rows, its values summing to each prediction
     shap = pd.read_csv(out.with_name(out.stem + "_explain.csv"))

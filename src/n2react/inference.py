@@ -30,8 +30,8 @@ from n2react.cv import predict_mean_std
 from n2react.difficulty import model_spread
 from n2react.errors import DataError, N2ReactError, first_line
 from n2react.figures import run_dir_title
-from n2react.isomers import duplicate_names_line
-from n2react.metrics import EXPERIMENTAL_ERROR, regression_metrics
+from n2react.isomers import duplicate_names_line, scored_once
+from n2react.metrics import score, score_sets
 from n2react.new_clusters import formula_ligands, read_sheet_clusters
 from n2react.new_clusters import read_new_clusters as read_new_clusters  # callers import it here
 from n2react.provenance import used_by_run, used_lines
@@ -282,18 +282,6 @@ def trust_flags(
     return inside, reasons, notes, f"{line} ({text})" if text else line
 
 
-def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """r, RMSE, MAE, R2 and how many predictions fall within the experimental error bar; r and
-    R2 are NaN for fewer than 3 clusters (r of two is always +-1, and says nothing)."""
-    m = regression_metrics(y_true, y_pred)
-    if len(y_true) < 3:
-        m["r"] = m["r2"] = float("nan")
-    within = np.abs(np.asarray(y_pred) - np.asarray(y_true)) <= EXPERIMENTAL_ERROR
-    m["within_error"] = float(within.sum())
-    m["n"] = float(len(y_true))
-    return m
-
-
 def check_output(file: str | Path, output: str | Path, force: bool = False) -> Path:
     """The output path, refused when it is the input spreadsheet, a folder, or (without
     ``force``) an existing file."""
@@ -331,16 +319,24 @@ def check_finite(table: pd.DataFrame) -> None:
 
 
 def _plot_title(
-    ref: str, file: str | Path, loaded: LoadedModel, table: pd.DataFrame, coverage: float
+    ref: str,
+    file: str | Path,
+    loaded: LoadedModel,
+    table: pd.DataFrame,
+    coverage: float,
+    scores: list[tuple[str, dict[str, float]]],
 ) -> str:
     """The --plot title: the spreadsheet, the model it came from (run folder or id; for a run
-    folder also the model, data and protocol, as the run's figures say them) and what the
-    intervals were calibrated on."""
+    folder also the model, data and protocol, as the run's figures say them), what the
+    intervals were calibrated on and, with measured lg(k1), the scores the terminal prints."""
     what = "no intervals"
     if "y_lower" in table and loaded.uncertainty is not None:
         source = loaded.uncertainty.source
         on = "the run's held-out errors" if source == "out-of-fold" else source
         what = f"{100 * coverage:g} % intervals calibrated on {on}"
+    for label, m in scores[:1]:  # all measured clusters
+        r = f"{m['r']:.3f}" if np.isfinite(m["r"]) else "- (fewer than 3)"
+        what += f"; vs measured lg(k1), {label}: n {m['n']:.0f}, r {r}, MAE {m['mae']:.3f}"
     path = Path(ref)
     if not path.exists():
         return f"{Path(file).name}: predicted lg(k1), {what}; model: {ref}"
@@ -350,7 +346,24 @@ def _plot_title(
     return f"{Path(file).name}: predicted lg(k1), {what}; model: {model}"
 
 
+@dataclass(frozen=True)
+class Predicted:
+    """predict's table and scores: (label, scores) per set of measured clusters
+    (:func:`n2react.metrics.score_sets`; none without lg(k1))."""
+
+    table: pd.DataFrame
+    scores: list[tuple[str, dict[str, float]]]
+
+
 def predict(
+    ref: str, file: str | Path, output: str | Path, *args: Any, **kwargs: Any
+) -> tuple[pd.DataFrame, dict[str, float] | None]:
+    """:func:`predict_sheet`'s table and its scores over all measured clusters (None: none)."""
+    done = predict_sheet(ref, file, output, *args, **kwargs)
+    return done.table, (done.scores[0][1] if done.scores else None)
+
+
+def predict_sheet(
     ref: str,
     file: str | Path,
     output: str | Path,
@@ -361,9 +374,10 @@ def predict(
     coverage: float = 0.9,
     trust_pickle: bool = False,
     plot: bool = False,
-) -> tuple[pd.DataFrame, dict[str, float] | None]:
+) -> Predicted:
     """Write a CSV (cluster, y_pred, y_std, in_domain ...[, y_true, residual], row: the sheet's
-    row, so that isomers, one name on several rows, join back); return it and the scores.
+    row, so that isomers, one name on several rows, join back); return it and the scores (an
+    identical copy of a row counted once).
     ``explain`` also writes ``<output>_explain.csv`` (per-cluster SHAP values, and ``row``),
     ``plot`` ``<output>.png`` (:func:`n2react.figures.prediction_plot`).
 
@@ -396,7 +410,8 @@ def predict(
     X, clusters, y = sheet_in.X, sheet_in.names, sheet_in.y
     if twice := duplicate_names_line(sheet_in.keys, clusters, sheet_in.rows, X):
         log.warning("%s: %s", file, twice)
-    out, metrics, domain_summary = prediction_table(loaded, X, clusters, y, coverage, "--coverage")
+    out, _, domain_summary = prediction_table(loaded, X, clusters, y, coverage, "--coverage")
+    scores = [] if y is None else score_sets(out, scored_once(sheet_in.keys, X, y))
     out["row"] = sheet_in.rows  # the sheet's row: one name may stand on several (isomers)
     check_finite(out)
     if domain_summary:
@@ -414,6 +429,7 @@ def predict(
     if plot:
         from n2react.figures import prediction_plot
 
-        prediction_plot(out, plot_out, _plot_title(ref, file, loaded, out, coverage), coverage)
+        title = _plot_title(ref, file, loaded, out, coverage, scores)
+        prediction_plot(out, plot_out, title, coverage)
         log.info("plot written to %s", plot_out)
-    return out, metrics
+    return Predicted(out, scores)

@@ -1,7 +1,8 @@
 """Names on more than one row of a sheet to predict: isomers (one formula, other geometries, so
 other descriptors) are predicted each on its own row; the warning line names them and their
-rows, and says which rows are identical copies (a paste error?). Tables and plots tell two rows
-of one name apart by their spreadsheet row (predict's ``row`` column)."""
+rows, and says which rows are identical copies (a paste error?), which are scored once against a
+measured lg(k1) (:func:`scored_once`). Tables and plots tell two rows of one name apart by their
+spreadsheet row (predict's ``row`` column)."""
 
 from __future__ import annotations
 
@@ -76,3 +77,24 @@ def row_labels(table: pd.DataFrame, names: pd.Series | None = None) -> list[str]
     return [
         f"{n} (row {r})" if t else n for n, r, t in zip(shown, table["row"], twice, strict=True)
     ]
+
+
+def scored_once(keys: np.ndarray, X: pd.DataFrame, y: np.ndarray | None) -> np.ndarray:
+    """Which rows count in the scores against lg(k1): all but a later identical copy of an
+    earlier row (the same name, descriptors and lg(k1), blank equal to blank), so that a row
+    pasted twice is scored once. Rows of one name and descriptors with different lg(k1) are two
+    measurements, each scored."""
+    values = X.to_numpy(dtype=float)
+    target = np.full(len(keys), np.nan) if y is None else np.asarray(y, dtype=float)
+    keep = np.ones(len(keys), dtype=bool)
+    firsts: dict[str, list[int]] = {}
+    for pos, key in enumerate(keys):
+        earlier = firsts.setdefault(str(key), [])
+        keep[pos] = not any(
+            np.array_equal(values[p], values[pos], equal_nan=True)
+            and np.array_equal(target[p], target[pos], equal_nan=True)
+            for p in earlier
+        )
+        if keep[pos]:
+            earlier.append(pos)
+    return keep

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 METRICS = ("r", "rmse", "mae", "r2")
@@ -54,3 +56,43 @@ def summary_keys() -> set[str]:
         f"{s}_{part}_{m}" for s in ("mean", "std") for part in ("test", "train") for m in METRICS
     }
     return keys | {f"pooled_test_{m}" for m in POOLED}
+
+
+def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """r, RMSE, MAE, R2 and how many predictions fall within the experimental error bar; r and
+    R2 are NaN for fewer than 3 clusters (r of two is always +-1, and says nothing)."""
+    m = regression_metrics(y_true, y_pred)
+    if len(y_true) < 3:
+        m["r"] = m["r2"] = float("nan")
+    within = np.abs(np.asarray(y_pred) - np.asarray(y_true)) <= EXPERIMENTAL_ERROR
+    m["within_error"] = float(within.sum())
+    m["n"] = float(len(y_true))
+    return m
+
+
+def score_sets(table: Any, scored: np.ndarray) -> list[tuple[str, dict[str, float]]]:
+    """predict's scores against the measured lg(k1) of ``table`` (y_true, y_pred[, used_by_run]),
+    one (label, scores) per set: all measured clusters, and apart those the model was not
+    trained on when some are its training clusters (at least 3 others). Only ``scored`` rows
+    count (identical copies of a row once, :func:`n2react.isomers.scored_once`); the label says
+    how many copies were left out. Empty when no cluster is measured."""
+    y_true, y_pred = table["y_true"].to_numpy(float), table["y_pred"].to_numpy(float)
+    has = ~np.isnan(y_true)
+    if "used_by_run" in table:
+        used = table["used_by_run"].fillna("").to_numpy()
+    else:
+        used = np.full(len(table), "")
+    measured = has & scored
+    if not measured.any():
+        return []
+    fitted = (used == "training") & measured  # their scores are fits
+    notes = [f"{fitted.sum()} training clusters"] if fitted.any() else []
+    if copies := int((has & ~scored).sum()):
+        notes.append(f"{copies} identical cop{'y' if copies == 1 else 'ies'} of a row scored once")
+    everyone = "all" if has.all() else "all measured"
+    label = f"{everyone} ({'; '.join(notes)})" if notes else everyone
+    sets = [(label, score(y_true[measured], y_pred[measured]))]
+    others = measured & ~fitted
+    if fitted.any() and others.sum() >= 3:
+        sets.append(("not training clusters", score(y_true[others], y_pred[others])))
+    return sets
