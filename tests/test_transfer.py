@@ -65,6 +65,11 @@ def test_eval_path_is_scored_and_logged(transfer_run, n2react_runs) -> None:
     assert f"{cfg.model.name} trained on all 152 clusters of known)" in title, title
     text = figure_text(tmp / "run" / "transfer" / "transfer_parity.png")["Description"]
     assert "new clusters (no part in training)" in text and "out-of-fold" not in text
+    # so do the domain, calibration and error figures (their titles named only the file)
+    for name in ("transfer_domain.png", "transfer_calibration.png", "transfer_errors.png"):
+        title = " ".join(figure_text(tmp / "run" / "transfer" / name)["Title"].split())
+        assert "rh_co.xlsx" in title, (name, title)
+        assert f"; model: {cfg.model.name} trained on all 152 clusters of known" in title, title
 
 
 def test_predict_flags_a_held_out_metal_and_explains_each_cluster(transfer_run, cut_files):

@@ -51,7 +51,7 @@ def evaluate_transfer(
     clusters (found by their descriptors: the same file, a copy in another format, reordered),
     their cross-fitted intervals, expected errors and flags replace the in-sample ones, and when
     it holds only some of them a warning says their intervals are in-sample. ``trained``: what
-    the final model is and what it was trained on, for the parity plot's title."""
+    the final model is and what it was trained on, for the figures' titles."""
     names = [str(c) for c in loaded.model.feature_names_in_]
     X, clusters, y = read_new_clusters(path, names, ligands=formula_ligands(loaded.model))
     if y is None:
@@ -73,6 +73,7 @@ def evaluate_transfer(
     title = f"transfer: {Path(path).name} predicted by the final model"
     title += f" ({trained})" if trained else ""
     new = "new clusters (no part in training)"
+    model = f"; model: {trained}" if trained else ""  # the other figures' titles
     files.append(parity_plot(table, None, out / "transfer_parity.png", title=title, points=new))
     dom = None
     if loaded.domain is not None:
@@ -82,14 +83,14 @@ def evaluate_transfer(
             domain_plot(
                 dom,
                 out / "transfer_domain.png",
-                f"{Path(path).name}: {summary or ''}",
+                f"{Path(path).name}: {summary or ''}{model}",
                 verdict=verdict,
             )  # fmt: skip
         )
     if loaded.uncertainty is not None:
         flag = None if dom is None else descriptor_flag(dom)
         trust, more = transfer_trust(
-            loaded, X, table, flag, out, Path(path).name, coverage, held_out
+            loaded, X, table, flag, out, Path(path).name, coverage, held_out, model
         )
         metrics.update(trust)
         files += more
@@ -170,10 +171,11 @@ def transfer_trust(
     name: str,
     coverage: float,
     held_out: Any = None,
+    model: str = "",
 ) -> tuple[dict[str, float], list[Path]]:
     """transfer_coverage/_width/_spearman and the domain MAE flagged vs passed on the transfer
     set (``descriptor``: the descriptor rule's flags, or None), its observed vs nominal coverage
-    plot and |error| vs expected_error plot."""
+    plot and |error| vs expected_error plot (``model``, ``; model: ...``, ends their titles)."""
     import pandas as pd
 
     from n2react.difficulty import model_spread
@@ -211,8 +213,10 @@ def transfer_trust(
         )
     label = f"{name} ({len(y)} clusters),\n{how}"
     files = [
-        calibration_plot({label: curve}, out / "transfer_calibration.png", f"transfer: {name}"),
-        error_plot(table, out / "transfer_errors.png", f"transfer: {name}:"),
+        calibration_plot(
+            {label: curve}, out / "transfer_calibration.png", f"transfer: {name}{model}"
+        ),
+        error_plot(table, out / "transfer_errors.png", f"transfer: {name}{model}:"),
     ]
     log.info(
         "transfer %g%% intervals: cover %.0f%%, mean width %.2f; Spearman(expected error, "
