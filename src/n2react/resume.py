@@ -4,7 +4,7 @@ The run directory is the original one: finished outer folds are read back from `
 (predictions, scores, model), the half-done fold's keras-tuner search resumes from
 ``search/outer_NN``, and the MLflow parent run is re-opened, so the final figures equal an
 uninterrupted run's. The config must be the one the run was started with (``resume`` and
-``progress`` aside).
+``progress`` aside), and the n2react version the one that started it (its run.json).
 """
 
 from __future__ import annotations
