@@ -356,10 +356,21 @@ class Predicted:
 
 
 def predict(
-    ref: str, file: str | Path, output: str | Path, *args: Any, **kwargs: Any
+    ref: str,
+    file: str | Path,
+    output: str | Path,
+    tracking_uri: str | None = None,
+    sheet: str | int = 0,
+    force: bool = False,
+    explain: bool = False,
+    coverage: float = 0.9,
+    trust_pickle: bool = False,
+    plot: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, float] | None]:
     """:func:`predict_sheet`'s table and its scores over all measured clusters (None: none)."""
-    done = predict_sheet(ref, file, output, *args, **kwargs)
+    done = predict_sheet(
+        ref, file, output, tracking_uri, sheet, force, explain, coverage, trust_pickle, plot
+    )
     return done.table, (done.scores[0][1] if done.scores else None)
 
 
