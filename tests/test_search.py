@@ -234,6 +234,27 @@ def test_a_keras_setting_the_model_refuses_names_its_key(make_cfg) -> None:
 
 
 @pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        # was "a setting of the pipeline is not usable: KerasMLPRegressor needs at least 2
+        # samples to carve out a validation set, got n_samples=40" (the fit checked the rows
+        # before its parameters)
+        ("model.estimator.validation_fraction=1.0",
+         "model.estimator.validation_fraction: validation_fraction must be in [0, 1), got 1.0"),
+        # was "a setting of the pipeline is not usable: Could not interpret activation ..."
+        ("model.estimator.activation=relux",
+         "model.estimator.activation: activation must be a Keras activation name, got 'relux'"),
+    ],
+)  # fmt: skip
+def test_a_keras_setting_refused_before_the_data_names_its_key(
+    make_cfg, override: str, message: str
+) -> None:
+    plan = build_plan(make_cfg("model=keras_mlp", override))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        plan.validate(load_dataset(plan.data))
+
+
+@pytest.mark.parametrize(
     ("overrides", "message"),
     [
         (("model=keras_mlp", "model.space.dropout.max=1.0"),

@@ -173,8 +173,11 @@ class KerasMLPRegressor(
             raise ValueError(
                 f"min_lr and min_delta must be >= 0, got {self.min_lr}, {self.min_delta}"
             )
+        if not isinstance(self.activation, str) or not _known_activation(self.activation):
+            raise ValueError(f"activation must be a Keras activation name, got {self.activation!r}")
 
     def _validate_fit_data(self, est: KerasMLPRegressor, X: Any, y: Any) -> tuple:
+        est.check_params()  # a bad parameter named before the data is (validation_fraction=1)
         X, y = validate_data(
             est, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=False
         )
@@ -373,6 +376,19 @@ _WHOLE_NUMBERS = (
     "n_layers", "units", "units_decrement", "max_epochs", "patience", "batch_size",
     "reduce_lr_patience",
 )  # fmt: skip
+
+
+def _known_activation(name: str) -> bool:
+    """Whether Keras knows the activation ``name`` (the common ones without importing Keras)."""
+    if name in _NUMPY_ACTIVATIONS:
+        return True
+    from n2react.backend import keras_module
+
+    try:
+        keras_module().activations.get(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _gelu(z: np.ndarray) -> np.ndarray:  # keras' default gelu (approximate=False)
