@@ -160,6 +160,22 @@ def test_a_keras_backend_that_is_not_installed_is_one_line(tmp_path: Path) -> No
     assert out.stdout.startswith(f"ConfigError KERAS_BACKEND={missing}: Keras cannot"), out
 
 
+def test_a_keras_run_stays_quiet_with_tf_cpp_min_log_level_2(tmp_path: Path) -> None:
+    """TF_CPP_MIN_LOG_LEVEL=2, the usual way to hush TensorFlow, set by the user (and by
+    conftest): a CPU-only run printed TensorFlow's "E0000 ... cuda_platform.cc:52] failed call to
+    cuInit: ... UNKNOWN ERROR (303)" among its log lines; without -v it is hidden too."""
+    cmd = [
+        sys.executable, "-m", "train", *FAST, "cv.outer_folds=2", "model.estimator.max_epochs=5",
+        "final_model=false", "uncertainty.enabled=false", "tracking=none", "progress=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for chatter in ("cuInit", "E0000", "oneDNN", "absl"):
+        assert chatter not in out.stderr + out.stdout, out.stderr[-2000:]
+
+
 def _quiet_grid_sweep(tmp_path: Path, *extra: str) -> None:
     """``+sweep=grid`` of the Keras MLP into ``tmp_path/multi``: it succeeds, and TensorFlow's
     native start-up lines (oneDNN, CUDA, absl) stay hidden without -v."""

@@ -96,7 +96,9 @@ def quiet_frameworks(argv: Sequence[str] | None = None) -> bool:
     logging.captureWarnings(True)  # warnings go through the logging handler (and its filters)
     if verbose:
         return True
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # 3, not only when unset: the common TF_CPP_MIN_LOG_LEVEL=2 still let TensorFlow's "E0000 ...
+    # failed call to cuInit: ... UNKNOWN ERROR (303)" through on every CPU-only run (-v keeps it)
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     silence_native_imports()
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     for name in NOISY_LOGGERS:
