@@ -24,9 +24,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from n2react.quiet import quiet_frameworks
+
+# TensorFlow's oneDNN/CUDA start-up lines, absl chatter and Keras' retracing warnings stay off the
+# table, as in train (-v keeps them)
+quiet_frameworks(sys.argv[1:])
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -172,8 +177,14 @@ def main() -> None:
         help="(a) on raw lg(k1) with Keras' last-rows validation_split (default: standardised "
         "target and shuffled rows, the same statistical procedure as (b))",
     )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="keep TensorFlow's and Keras' own messages"
+    )
     args = parser.parse_args()
+    from n2react.device import configure
 
+    # as train's device=auto: a visible GPU, else the CPU with CUDA hidden (no cuInit error line)
+    configure({"name": "auto"}, uses_accelerator=True)
     import keras
 
     if args.data is not None and not os.path.isfile(args.data):

@@ -130,3 +130,16 @@ def test_uncertainty_titles_its_table_with_the_model_run(tmp_path: Path) -> None
     assert out.stdout.splitlines()[0] == (
         "80 % intervals, ridge on the 159 clusters; eval = heteronuclear-FeV-18-15features.xlsx"
     )
+
+
+@pytest.mark.slow
+def test_keras_speed_prints_its_table_without_framework_chatter(tmp_path: Path) -> None:
+    """A tiny keras_speed.py run on the CPU: its table and ratio, and on stderr none of
+    TensorFlow's oneDNN/CUDA start-up lines, absl's preamble or Keras' tf.function retracing
+    warnings (they came before and inside the table: 8 lines of 240 characters)."""
+    tiny = ("--folds", "2", "--epochs", "3", "--patience", "2", "--layers", "1", "--units", "4")
+    out = bench("keras_speed.py", *tiny, "--no-warmup", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert "ms/model-epoch" in out.stdout and "\nratio: " in out.stdout, out.stdout
+    for chatter in ("oneDNN", "cuda", "absl", "retracing", "WARNING"):
+        assert chatter not in out.stderr + out.stdout, out.stderr[-1500:]
