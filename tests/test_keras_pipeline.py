@@ -146,6 +146,10 @@ def test_a_keras_backend_that_is_not_installed_is_one_line(tmp_path: Path) -> No
     errors = [ln for ln in out.stderr.splitlines() if ln.startswith("n2react: error:")]
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert errors == [errors[0]] and f"KERAS_BACKEND={missing}: Keras cannot start" in errors[0]
+    # it said "install it" without what (jax: jax, or jax[cuda12] for a GPU)
+    if missing == "jax":
+        assert 'pip install "jax[cuda12]" for a GPU or "jax" for the CPU' in errors[0], errors[0]
+        assert "or unset KERAS_BACKEND to run on TensorFlow" in errors[0], errors[0]
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
     path = runstore.save_model(KerasMLPRegressor(max_epochs=2).fit(X, y), tmp_path / "m.skops")

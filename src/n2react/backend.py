@@ -49,6 +49,18 @@ def keras_module() -> ModuleType:
     except ImportError as exc:
         backend = os.environ.get("KERAS_BACKEND", "tensorflow")
         raise ConfigError(
-            f"KERAS_BACKEND={backend}: Keras cannot start this backend ({exc}); install it "
-            "(the Keras MLP runs on tensorflow or jax) or set KERAS_BACKEND to one that is"
+            f"KERAS_BACKEND={backend}: Keras cannot start this backend ({exc}); "
+            + _INSTALL.get(backend, _INSTALL_ANY)
         ) from None
+
+
+#: How to get the backend ``KERAS_BACKEND`` names, when it is missing.
+_INSTALL = {
+    "jax": 'pip install "jax[cuda12]" for a GPU or "jax" for the CPU (the pins are the '
+    "Dockerfile's), or unset KERAS_BACKEND to run on TensorFlow",
+    "tensorflow": "pip install n2react's own requirements (tensorflow; see pyproject.toml), or "
+    "KERAS_BACKEND=jax with jax installed",
+}
+_INSTALL_ANY = (
+    "install it (the Keras MLP runs on tensorflow or jax) or set KERAS_BACKEND to one that is"
+)
