@@ -313,3 +313,27 @@ def test_tuned_pipeline_takes_the_imputers_nan_but_no_infinity() -> None:
         _tuned_ridge().fit(X, y)
     with pytest.raises(ValueError, match="infinity"):
         est.predict(X)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        # the default Hyperband (max_epochs 300, factor 3) starts with 284 trials of 2 epochs:
+        # max_trials=20 stopped there and the folds' and final models were refits of 2 epochs,
+        # without a word
+        (("search.max_trials=20",),
+         "search=hyperband: search.max_trials=20 ends inside Hyperband's first round (284 "
+         "trials of 2 epochs), before any trial is promoted: every trial, and the refit of the "
+         "best, trains 2 epochs"),
+        (("search.max_trials=20", "search.oracle.max_epochs=9"), None),  # 9 then 3 promoted
+        ((), None),  # the whole Hyperband run
+    ],
+)  # fmt: skip
+def test_hyperband_cut_by_max_trials_before_any_promotion_says_so(
+    make_cfg, caplog, overrides: tuple[str, ...], said: str | None
+) -> None:
+    plan = build_plan(make_cfg("model=keras_mlp", "search=hyperband", *overrides))
+    with caplog.at_level("WARNING", logger="n2react.plan"):
+        plan.validate(load_dataset(plan.data))
+    lines = [r.getMessage() for r in caplog.records if "Hyperband's first round" in r.getMessage()]
+    assert lines == ([] if said is None else [lines[0]]) and (said is None or said in lines[0])

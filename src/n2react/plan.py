@@ -198,6 +198,16 @@ class Plan:
                     trials,
                     points,
                 )
+            if self.search.is_hyperband and trials:
+                first, epochs = self.search.hyperband_first_round()
+                if trials <= first:
+                    log.warning(
+                        "search=hyperband: search.max_trials=%d ends inside Hyperband's first "
+                        "round (%d trials of %d epochs), before any trial is promoted: every "
+                        "trial, and the refit of the best, trains %d epochs; leave "
+                        "search.max_trials unset, or lower search.oracle.max_epochs",
+                        trials, first, epochs, epochs,
+                    )  # fmt: skip
             for s in splits:
                 groups = None if dataset.groups is None else dataset.groups[s.train]
                 try:

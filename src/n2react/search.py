@@ -183,6 +183,12 @@ class SearchSpec:
             return min(total, self.max_trials) if self.max_trials else total
         return int(self.max_trials) if self.max_trials else 10
 
+    def hyperband_first_round(self) -> tuple[int, int]:
+        """(trials, epochs each) of the round a Hyperband search starts with (none promoted
+        before all of them have run)."""
+        oracle = self.make_oracle(make_hyperparameters(self.space))
+        return tuner_internals.hyperband_first_round(oracle)
+
     def grid_points(self) -> int:
         """How many points the whole grid of the space has."""
         return int(np.prod([len(list(p.values)) for p in make_hyperparameters(self.space).space]))

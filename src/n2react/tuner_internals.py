@@ -76,6 +76,13 @@ def hyperband_trials(oracle: Any) -> int:
     )
 
 
+def hyperband_first_round(oracle: Any) -> tuple[int, int]:
+    """(trials, epochs each) of the round a Hyperband run starts with: the first round of its
+    largest bracket, whose trials all run before any is promoted to more epochs."""
+    bracket = oracle._get_num_brackets() - 1
+    return int(oracle._get_size(bracket, 0)), int(oracle._get_epochs(bracket, 0))
+
+
 def check() -> None:
     """Raise a ConfigError naming the first internal this keras-tuner lacks."""
     kt = keras_tuner()
@@ -122,6 +129,8 @@ def check() -> None:
         if not hasattr(oracle, name):
             raise missing(f"Oracle.{name}")
     hyperband = kt.oracles.HyperbandOracle(objective=kt.Objective("score", "min"), max_epochs=9)
-    for name in ("_get_size", "_get_num_brackets", "_get_num_rounds", "hyperband_iterations"):
+    for name in (
+        "_get_size", "_get_epochs", "_get_num_brackets", "_get_num_rounds", "hyperband_iterations"
+    ):  # fmt: skip
         if not hasattr(hyperband, name):
             raise missing(f"HyperbandOracle.{name}")
