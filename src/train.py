@@ -89,9 +89,9 @@ def job_info(cfg: DictConfig) -> Any:
 
 
 def _resume_hint(cfg: DictConfig, when: str = "once that is fixed", alone: bool = False) -> str:
-    """How to continue a run that stopped part-way, when it finished outer folds to keep; with
-    ``alone``, a sweep job's way to run again by itself in its folder even without any (its
-    store did not answer: ``resume=`` of its folder starts it afresh there)."""
+    """How to continue a run that stopped part-way, when it finished outer folds (or search
+    trials) to keep; with ``alone``, a sweep job's way to run again by itself in its folder even
+    without any (its store did not answer: ``resume=`` of its folder starts it afresh there)."""
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     where = cfg.get("resume")  # a run directory or MLflow run id: the same one continues it
@@ -100,9 +100,13 @@ def _resume_hint(cfg: DictConfig, when: str = "once that is fixed", alone: bool 
         where = hc.runtime.output_dir
         folds = Path(str(where)) / "folds"
         if not folds.is_dir() or not any(folds.glob("fold_*/fold.json")):
-            if not (alone and multirun):
+            # stopped in the first outer fold's search: resume= goes on from its last trial
+            if any((Path(str(where)) / "search").glob("*/trial_*/trial.json")):
+                kept = f"; the search trials it finished are kept: {when}"
+            elif not (alone and multirun):
                 return ""
-            kept = f"; {when}"
+            else:
+                kept = f"; {when}"
     if multirun:  # the sweep's command would run every job again (and -m takes no override
         # after it): this job alone, by its own overrides
         own = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") != "resume"]

@@ -340,3 +340,30 @@ def test_a_search_state_cut_short_restarts_that_search(
     (line,) = [r.getMessage() for r in caplog.records if r.name == "n2react.resume"]
     assert f"{oracle} is unreadable" in line and "starts afresh" in line
     assert (run_dir / "search" / "outer_02" / "oracle.json").read_bytes() == kept
+
+
+def test_an_interrupt_in_the_first_search_says_resume_keeps_its_trials(tmp_path: Path) -> None:
+    """Ctrl-C in the first outer fold's search (no fold finished): the line said only
+    "n2react: interrupted (SIGINT)", though resume= reloads the trials it finished."""
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "train", "model=ridge", "search=random", "search.max_trials=5000",
+        "tracking=none", "explain=false", "progress=false", f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while len(list((run_dir / "search" / "outer_01").glob("trial_*/trial.json"))) < 2:
+            assert proc.poll() is None, "the run ended before it could be interrupted"
+            assert time.time() < deadline, "the search never finished a trial"
+            time.sleep(0.05)
+        assert not (run_dir / "folds").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-1500:]
+    assert err.strip().splitlines()[-1] == (
+        "n2react: interrupted (SIGINT); the search trials it finished are kept: to continue, "
+        f"run the same command plus resume={run_dir}"
+    ), err[-1500:]
