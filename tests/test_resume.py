@@ -110,14 +110,19 @@ def test_a_killed_run_resumes_in_its_parent_run_with_uninterrupted_metrics(
 QUICK = ["model=ridge", "cv.outer_folds=3", "explain=false", "final_model=false"]
 
 
-def test_folds_read_back_give_the_same_figures(make_cfg, tmp_path: Path) -> None:
+def test_folds_read_back_give_the_same_figures(
+    make_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Without MLflow: a run dir whose last fold is undone resumes to the same summary."""
     run_dir = tmp_path / "run"
     first = run(make_cfg(*QUICK, "tracking=none"), run_dir)
     (run_dir / "folds" / "fold_03" / "fold.json").unlink()  # as if killed inside fold 3
     (run_dir / "summary.json").unlink()
-    again = run(make_cfg(*QUICK, "tracking=none", f"resume={run_dir}"), tmp_path / "elsewhere")
+    with caplog.at_level("INFO", logger="n2react.run"):
+        again = run(make_cfg(*QUICK, "tracking=none", f"resume={run_dir}"), tmp_path / "elsewhere")
     assert again == first
+    # it said "(MLflow run none)", as if a run were named none
+    assert f"resuming {run_dir} (no MLflow run)" in caplog.text
     assert json.loads((run_dir / "summary.json").read_text()) == first
     assert (run_dir / "folds" / "fold_03" / "fold.json").exists()
 

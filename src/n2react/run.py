@@ -81,7 +81,8 @@ def train(
         if resumed.fresh:
             log.info("running sweep job %s again from the start, in its folder", resumed.run_dir)
         else:
-            log.info("resuming %s (MLflow run %s)", resumed.run_dir, resumed.run_id or "none")
+            store = f"MLflow run {resumed.run_id}" if resumed.run_id else "no MLflow run"
+            log.info("resuming %s (%s)", resumed.run_dir, store)
         run_dir = resumed.run_dir
     check_output_dir(run_dir)  # writable, with room for the models, before any data work
     with runstore.held(run_dir):  # one process at a time in a run folder
