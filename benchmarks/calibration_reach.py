@@ -106,7 +106,7 @@ def signals(table: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--protocols", default="family,metal")
+    ap.add_argument("--protocols", default="family,metal", help="cv.groups to run, comma-separated")
     args = ap.parse_args(argv)
     import logging
 

@@ -152,24 +152,29 @@ def warmup(folds: list) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] + " (a): a Keras fit() per fold; (b): the fused "
+        "loop, full batch and batch 64."
+    )
     parser.add_argument(
         "--data", default=None, help="homonuclear-159-24features.xlsx (default: as train finds it)"
     )
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=300, help="max epochs")
-    parser.add_argument("--patience", type=int, default=20)
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--units", type=int, default=288)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folds", type=int, default=5, help="K folds, one model each (5)")
+    parser.add_argument("--epochs", type=int, default=300, help="max epochs (300)")
+    parser.add_argument("--patience", type=int, default=20, help="early-stopping patience (20)")
+    parser.add_argument("--layers", type=int, default=3, help="hidden layers (3)")
+    parser.add_argument("--units", type=int, default=288, help="units per hidden layer (288)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of folds and weights (0)")
     parser.add_argument("--repeats", type=int, default=1, help="fused runs (first one compiles)")
     parser.add_argument(
         "--fit-many",
         action="store_true",
         help="time fit_many + predict instead of fit_predict_many",
     )
-    parser.add_argument("--skip-seed-style", action="store_true")
+    parser.add_argument(
+        "--skip-seed-style", action="store_true", help="time (b) only, without the fit() loop (a)"
+    )
     parser.add_argument("--no-warmup", action="store_true", help="skip the start-up warm-up")
     parser.add_argument(
         "--raw-target",

@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument(
         "--data", default=None, help="homonuclear-159-24features.xlsx (default: as train finds it)"
     )
-    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=200, help="the MLP's max epochs (200)")
     args = parser.parse_args()
     if args.data is not None and not os.path.isfile(args.data):
         parser.error(f"--data {args.data}: no such file")

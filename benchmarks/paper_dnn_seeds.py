@@ -61,7 +61,7 @@ def fit_predict(overrides: list[str], fev: Path) -> tuple[np.ndarray, np.ndarray
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", default="1,2,3,4,5")
+    ap.add_argument("--seeds", default="1,2,3,4,5", help="seeds to fit, comma-separated")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import pandas as pd

@@ -143,3 +143,17 @@ def test_keras_speed_prints_its_table_without_framework_chatter(tmp_path: Path) 
     assert "ms/model-epoch" in out.stdout and "\nratio: " in out.stdout, out.stdout
     for chatter in ("oneDNN", "cuda", "absl", "retracing", "WARNING"):
         assert chatter not in out.stderr + out.stdout, out.stderr[-1500:]
+
+
+@pytest.mark.parametrize("script", [p.name for p in BENCHMARKS])
+def test_every_benchmark_option_says_what_it_does(script: str, tmp_path: Path) -> None:
+    """Each option in --help has a description (keras_speed.py listed --folds, --patience,
+    --layers, --units, --lr, --seed and --skip-seed-style bare; four others one option each)."""
+    out = bench(script, "--help", cwd=tmp_path)
+    lines = out.stdout.split("options:", 1)[1].splitlines()[1:]
+    for i, line in enumerate(lines):
+        if not line.startswith("  -"):
+            continue
+        described = "  " in line.strip()  # argparse puts the help after two spaces or more
+        follows = i + 1 < len(lines) and lines[i + 1].startswith(" " * 8)
+        assert described or follows, f"{script}: {line.strip()} has no help"
