@@ -176,6 +176,8 @@ def test_run_names_say_what_differs() -> None:
     named = run_name("svr", ["selector=none", "data.path=/a/b/new.xlsx"])
     assert named == "svr path=new"
     assert len(run_name("svr", [f"x{i}.y=1" for i in range(100)])) <= 30
+    # explain=false (figures only) named 'rfr outer_folds=5 explain=fal…', hiding what differs
+    assert run_name("rfr", ["cv.outer_folds=5", "explain=false"]) == "rfr outer_folds=5"
     # the full override list stays with the job (tag overrides)
     job = JobInfo.from_overrides("svr", overrides, job=3, shown=overrides[1:4])
     assert job.name == "svr C=10 robust kbest"

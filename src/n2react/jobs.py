@@ -22,7 +22,10 @@ TAG_COMMIT = "git_commit"
 ENV_COMMIT = "N2REACT_GIT_COMMIT"
 
 #: Overrides that change no result (or name the store itself): left out of run names.
-NAME_EXCLUDE = ("tracking", "hydra", "progress", "final_model", "device", "sweep", "resume")
+#: ``explain=false`` skips figures only (README: use it in sweeps), not a figure of the run.
+NAME_EXCLUDE = (
+    "tracking", "hydra", "progress", "final_model", "device", "sweep", "resume", "explain",
+)  # fmt: skip
 #: Config groups: their choice reads on its own in a name (``robust``, not ``scaler=robust``).
 GROUPS = ("scaler", "selector", "search", "data", "features", "pairwise", "cv", "experiment")
 #: The runs table of the MLflow UI (3.17, default column width) shows about 26 characters of a
