@@ -72,6 +72,32 @@ def test_eval_path_is_scored_and_logged(transfer_run, n2react_runs) -> None:
         assert f"; model: {cfg.model.name} trained on all 152 clusters of known" in title, title
 
 
+def test_the_run_lists_the_files_it_read_with_their_digests(
+    transfer_run, cut_files, n2react_runs
+) -> None:
+    """MLflow's Datasets column named no file: which version of a spreadsheet trained (or scored)
+    a run was nowhere in the store. The training table and eval.path are the run's inputs, each
+    with the first 16 hex digits of the file's sha256 as its digest."""
+    from n2react.runstore import file_sha256
+
+    _, _, cfg = transfer_run
+    known, new = cut_files
+    (parent,), children = n2react_runs(cfg.tracking.uri)
+    inputs = {
+        d.dataset.name: (d.dataset, {t.key: t.value for t in d.tags})
+        for d in parent.inputs.dataset_inputs
+    }
+    assert set(inputs) == {"known", "rh_co"}, inputs
+    train, train_tags = inputs["known"]
+    assert train_tags["mlflow.data.context"] == "training"
+    assert train.digest == file_sha256(known)[:16] and str(known.resolve()) in train.source
+    assert '"num_rows": 152' in train.profile and "lg(k1)" in train.schema
+    scored, scored_tags = inputs["rh_co"]
+    assert scored_tags["mlflow.data.context"] == "evaluation"
+    assert scored.digest == file_sha256(new)[:16]
+    assert not any(c.inputs.dataset_inputs for c in children)
+
+
 def test_predict_flags_a_held_out_metal_and_explains_each_cluster(transfer_run, cut_files):
     _, tmp, _ = transfer_run
     known, new = cut_files

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from n2react.mlflow_runs import download, log_step_metrics, record
 from n2react.quiet import JOB_LINE
 from n2react.store_uri import check_uri, impatient_http, patient_http, sqlite_file, store_lock
 from n2react.tracking import (
+    DIGEST_LEN,
     LOCAL_UI,
     MAX_PARAM_LEN,
     TAG_NOTE,
@@ -257,6 +259,27 @@ class MlflowTracker(Tracker):
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if self.active:
             mlflow.log_artifact(str(path), artifact_path=artifact_path, run_id=self.run_id)
+
+    def log_dataset(self, name: str, source: str, context: str, table: Any = None) -> None:
+        if not self.active:
+            return
+        import mlflow.data
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        from n2react.runstore import file_sha256
+
+        if Path(source).exists():
+            source = str(Path(source).resolve())  # the UI shows where the file was read
+        digest = file_sha256(source)[:DIGEST_LEN] if Path(source).is_file() else None
+        with warnings.catch_warnings():  # MLflow 3.17 registers its local source twice and says so
+            warnings.simplefilter("ignore", UserWarning)
+            where = resolve_dataset_source(source)
+        if table is not None:
+            ds: Any = mlflow.data.from_pandas(table, source=where, name=name, digest=digest)
+        else:
+            ds = MetaDataset(where, name=name, digest=digest)
+        mlflow.log_input(ds, context=context)
 
     def log_model(self, model: Any, X_example: Any, keras_net: Any = None) -> str | None:
         """The fitted pipeline (sklearn flavour, signature, input example; tags ``model_uri`` and

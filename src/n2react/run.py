@@ -116,6 +116,8 @@ def _train(
     status, error = "FAILED", None
     try:
         _open_run(tracker, resumed, params, tags, run_dir, done, splits)
+        if resumed is None or resumed.run_id is None:
+            _log_inputs(tracker, plan, dataset)
         if plan.scheme == "pair_split":
             summary = _pair_split(plan, dataset, tracker, run_dir)
         else:
@@ -197,6 +199,24 @@ def _open_run(
         folds = fold_count_text(splits, "outer folds") if splits else ""
         tracker.start(params, tags, run_note(params, tags["protocol"], folds))
         tracker.log_artifact(run_dir / runstore.CONFIG_FILE)
+
+
+def _log_inputs(tracker: Tracker, plan: Plan, dataset: Dataset) -> None:
+    """The files the run reads, as MLflow datasets: the training table, eval.path's and
+    uncertainty.calibration_path's."""
+    from n2react.calibration_set import locate
+
+    table = dataset.X.assign(**{dataset.target_name: dataset.y})
+    table.insert(0, "cluster", dataset.clusters)
+    tracker.log_dataset(str(dataset.name), dataset.source, "training", table)
+    uses: dict[str, list[str]] = {}  # one file may serve both (experiment=new_compositions)
+    if plan.eval_path:
+        uses.setdefault(str(locate(plan.eval_path)), []).append("evaluation")
+    calibration = plan.uncertainty.calibration_path if plan.uncertainty else None
+    if calibration:
+        uses.setdefault(str(locate(calibration)), []).append("calibration")
+    for path, contexts in uses.items():
+        tracker.log_dataset(Path(path).stem, path, ", ".join(contexts))
 
 
 def _protocol(plan: Plan, dataset: Dataset) -> str:

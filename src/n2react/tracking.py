@@ -31,6 +31,8 @@ DEFAULT_EXPERIMENT = "n2react"
 TAG_NOTE = "mlflow.note.content"  # the run's description in the MLflow UI
 #: the n2react version that started the run (the parent run's tag; run.json in its folder)
 TAG_VERSION = "n2react.version"
+#: A logged data file's digest: this many hex digits of its sha256 (MLflow keeps 36 at most)
+DIGEST_LEN = 16
 
 
 def default_uri() -> str:
@@ -150,6 +152,13 @@ class Tracker(ABC):
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
 
     @abstractmethod
+    def log_dataset(self, name: str, source: str, context: str, table: Any = None) -> None:
+        """Record a data file the run read (the UI's Datasets column): its ``name``, its path
+        ``source``, what it served (``context``: training, evaluation, calibration) and, for a
+        file, the first :data:`DIGEST_LEN` hex digits of its sha256 as the digest; ``table`` (a
+        DataFrame of what was read) adds its columns and row count."""
+
+    @abstractmethod
     def log_model(self, model: Any, X_example: Any, keras_net: Any = None) -> str | None:
         """Log the fitted pipeline (and its Keras network, if any); the model URI, or None."""
 
@@ -212,6 +221,9 @@ class NullTracker(Tracker):
         return None
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        return None
+
+    def log_dataset(self, name: str, source: str, context: str, table: Any = None) -> None:
         return None
 
     def log_model(self, model: Any, X_example: Any, keras_net: Any = None) -> str | None:
