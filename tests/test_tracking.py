@@ -44,6 +44,7 @@ def check_store(uri: str, cfg, n2react_runs) -> None:
         parent.data.params
     )
     assert len(parent.data.params) <= 30
+    assert parent.data.params["uncertainty.difficulty"] == "knn_residual"
     # a one-line description of the run in the UI
     note = parent.data.tags["mlflow.note.content"]
     assert note.startswith("ridge (alpha=") and f"{n_folds} outer folds" in note
@@ -182,6 +183,32 @@ def test_run_names_say_what_differs() -> None:
     job = JobInfo.from_overrides("svr", overrides, job=3, shown=overrides[1:4])
     assert job.name == "svr C=10 robust kbest"
     assert job.tags()["overrides"] == " ".join(overrides) and job.tags()["job"] == "3"
+
+
+def test_params_hold_the_interval_settings_the_interval_metrics_follow() -> None:
+    """interval_coverage, interval_width and domain_* are logged, but no param said how the
+    intervals were made: two runs differing only in uncertainty.* (experiment=new_compositions'
+    calibration file, difficulty none) showed different figures on MLflow's Compare page with
+    no param differing."""
+    from omegaconf import OmegaConf
+
+    from n2react.compose import compose_config
+    from n2react.tracking import tracked_params
+
+    def params(*overrides: str) -> dict:
+        cfg = compose_config(list(overrides), {})
+        return tracked_params(OmegaConf.to_container(cfg, resolve=True))
+
+    plain = params("model=ridge")
+    assert plain["uncertainty.difficulty"] == "knn_residual" and plain["uncertainty.k"] == 3
+    assert plain["uncertainty.validation"] == "nested" and plain["uncertainty.coverage"] == 0.9
+    assert "uncertainty.calibration_path" not in plain  # null: out-of-fold
+    new = params("experiment=new_compositions")
+    assert new["uncertainty.difficulty"] == "none"
+    assert new["uncertainty.calibration_path"] == "heteronuclear-FeV-18-15features.xlsx"
+    off = params("model=ridge", "uncertainty.enabled=false")
+    assert [k for k in off if k.startswith("uncertainty.")] == ["uncertainty.enabled"]
+    assert len(params("model=ridge", "search=grid")) <= 30
 
 
 def test_an_axis_fixed_on_the_command_line_is_not_swept() -> None:

@@ -352,15 +352,29 @@ _PLAIN_KEYS = (
 )
 
 
+#: The prediction intervals' settings (interval_coverage, interval_width, domain_* follow them).
+_UNCERTAINTY_KEYS = tuple(
+    f"uncertainty.{k}"
+    for k in (
+        "difficulty", "k", "coverage", "flag_quantile", "expected_error", "calibration_path",
+        "validation",
+    )
+)  # fmt: skip
+
 _PLUMBING = ("random_state", "n_jobs", "verbose")
 
 
 def tracked_params(config: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     """The parent run's params: the keys a user compares runs by, flat (model and its
-    hyperparameters, scaler, selector and theirs, search, cv protocol, data, seed), plus
+    hyperparameters, scaler, selector and theirs, search, cv protocol, data, the intervals'
+    settings, seed), plus
     ``extra`` (``data.n_rows`` ...). The whole config is the artifact ``config_resolved.yaml``."""
     flat = flatten(config)
     out = {k: flat[k] for k in _PLAIN_KEYS if flat.get(k) is not None}
+    if flat.get("uncertainty.enabled") is False:
+        out["uncertainty.enabled"] = False
+    elif flat.get("uncertainty.enabled"):
+        out.update({k: flat[k] for k in _UNCERTAINTY_KEYS if flat.get(k) is not None})
     if flat.get("cv.scheme") == "pair_split":
         out["cv.pair_test_fraction"] = flat.get("cv.pair_test_fraction")
     model = config.get("model") or {}
