@@ -28,6 +28,8 @@ NAME_EXCLUDE = (
 )  # fmt: skip
 #: Config groups: their choice reads on its own in a name (``robust``, not ``scaler=robust``).
 GROUPS = ("scaler", "selector", "search", "data", "features", "pairwise", "cv", "experiment")
+#: Keys whose last part would name them ambiguously (``eval.path`` read ``path=``, as data.path).
+SHORT_KEYS = {"eval.path": "eval"}
 #: The runs table of the MLflow UI (3.17, default column width) shows about 26 characters of a
 #: name; longer names are cut there (and at this length here).
 MAX_NAME_LEN = 30
@@ -65,7 +67,8 @@ def run_name(model: str, overrides: Sequence[str] = (), groups: Iterable[str] = 
             if value != "none":  # the jobs with a selector say so; the others are without one
                 choices.append(value)
         else:
-            values.append(f"{key.rsplit('.', 1)[-1]}={_short_value(value)}")
+            short = SHORT_KEYS.get(key, key.rsplit(".", 1)[-1])
+            values.append(f"{short}={_short_value(value)}")
     name = " ".join([model, *values, *choices])
     return name if len(name) <= MAX_NAME_LEN else name[: MAX_NAME_LEN - 1] + "…"
 
