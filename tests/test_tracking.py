@@ -178,6 +178,7 @@ def test_run_names_say_what_differs() -> None:
     assert named == "svr path=new"
     # eval.path named the run 'path=hete…' as if the training data were the scored file
     assert run_name("svr", ["eval.path=/d/FeV.xlsx"]) == "svr eval=FeV"
+    assert run_name("svr", ["uncertainty.enabled=false"]) == "svr uncertainty=false"
     assert len(run_name("svr", [f"x{i}.y=1" for i in range(100)])) <= 30
     # explain=false (figures only) named 'rfr outer_folds=5 explain=fal…', hiding what differs
     assert run_name("rfr", ["cv.outer_folds=5", "explain=false"]) == "rfr outer_folds=5"

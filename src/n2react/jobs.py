@@ -28,8 +28,9 @@ NAME_EXCLUDE = (
 )  # fmt: skip
 #: Config groups: their choice reads on its own in a name (``robust``, not ``scaler=robust``).
 GROUPS = ("scaler", "selector", "search", "data", "features", "pairwise", "cv", "experiment")
-#: Keys whose last part would name them ambiguously (``eval.path`` read ``path=``, as data.path).
-SHORT_KEYS = {"eval.path": "eval"}
+#: Keys whose last part would name them ambiguously (``eval.path`` read ``path=``, as data.path;
+#: ``uncertainty.enabled`` read ``enabled=``).
+SHORT_KEYS = {"eval.path": "eval", "uncertainty.enabled": "uncertainty"}
 #: The runs table of the MLflow UI (3.17, default column width) shows about 26 characters of a
 #: name; longer names are cut there (and at this length here).
 MAX_NAME_LEN = 30
