@@ -180,6 +180,32 @@ def test_a_fresh_run_over_a_run_that_stopped_part_way_is_refused(make_cfg, tmp_p
     assert run(make_cfg(*QUICK, "tracking=none", f"resume={run_dir}"), tmp_path / "else")
 
 
+def test_a_resume_into_a_new_parent_run_logs_the_folds_read_back(
+    make_cfg, tmp_path: Path, n2react_runs
+) -> None:
+    """A run whose MLflow run is gone (deleted in the UI while it ran) resumes into a new parent
+    run; the folds read back from its folder got no fold run and no fold_models/ there, so the
+    new run showed the scores of folds that MLflow did not hold."""
+    from mlflow.tracking import MlflowClient
+
+    run_dir = tmp_path / "run"
+    cfg = make_cfg(*QUICK)
+    run(cfg, run_dir)
+    (run_dir / "summary.json").unlink()  # as if killed in the last outer fold
+    client = MlflowClient(cfg.tracking.uri)
+    (first,), old_children = n2react_runs(cfg.tracking.uri)
+    for r in (first, *old_children):
+        client.delete_run(r.info.run_id)
+    run(make_cfg(*QUICK, f"resume={run_dir}"), tmp_path / "else")
+    (parent,), children = n2react_runs(cfg.tracking.uri)
+    assert parent.info.run_id != first.info.run_id
+    assert parent.info.status == "FINISHED"
+    assert sorted(c.data.tags["fold"] for c in children) == ["1", "2", "3"]
+    assert all(c.info.status == "FINISHED" and "test_rmse" in c.data.metrics for c in children)
+    models = [a.path for a in client.list_artifacts(parent.info.run_id, "fold_models")]
+    assert models == [f"fold_models/fold_0{k}" for k in (1, 2, 3)]
+
+
 def test_resume_refuses_another_config_and_a_finished_run(make_cfg, tmp_path: Path) -> None:
     off = tmp_path / "off"
     run(make_cfg(*QUICK, "tracking=none"), off)

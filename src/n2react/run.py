@@ -199,6 +199,8 @@ def _open_run(
         folds = fold_count_text(splits, "outer folds") if splits else ""
         tracker.start(params, tags, run_note(params, tags["protocol"], folds))
         tracker.log_artifact(run_dir / runstore.CONFIG_FILE)
+        if done:  # resumed into a new parent (none was logged, or it was deleted): its fold runs
+            sync_fold_runs(tracker, run_dir, done)
 
 
 def _log_inputs(tracker: Tracker, plan: Plan, dataset: Dataset) -> None:
