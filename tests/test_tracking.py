@@ -150,6 +150,26 @@ def test_failed_run_ends_failed_and_keeps_what_was_logged(make_cfg, tmp_path: Pa
     assert "config_resolved.yaml" in names
 
 
+def test_a_run_deleted_while_it_ran_is_not_said_to_be_unanswered(tmp_path: Path, caplog) -> None:
+    """Deleted in the UI mid-run, the run failed and n2react said 'the store did not answer; the
+    next job ... marks it KILLED': the store had answered (the run is deleted), and no job can
+    mark a deleted run. The warning now gives the store's answer."""
+    from n2react.mlflow_tracking import MlflowTracker
+    from n2react.tracking import Store
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    tracker = MlflowTracker(Store(uri))
+    tracker.start({"seed": 1}, {})
+    run_id = tracker.run_id
+    MlflowClient(uri).delete_run(run_id)
+    caplog.set_level(logging.WARNING, logger="n2react")
+    tracker.finish("FAILED", "boom")
+    assert mlflow.active_run() is None
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith(f"MLflow run {run_id} could not be marked FAILED: "), warning
+    assert "deleted" in warning and "did not answer" not in warning, warning
+
+
 def test_runs_of_dead_processes_are_marked_killed(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     exp_id = prepare_experiment(uri, "n2react")

@@ -149,6 +149,12 @@ def terminate_stale_runs(uri: str, experiment_id: str) -> int:
     return n
 
 
+def _refusal(exc: Exception) -> bool:
+    """Whether the store answered ``exc`` (it refused the request), rather than not answering
+    (MLflow raises INTERNAL_ERROR for a request that got no answer)."""
+    return isinstance(exc, MlflowException) and exc.error_code != "INTERNAL_ERROR"
+
+
 def filter_literal(value: str) -> str:
     """``value`` as a quoted string of an MLflow search filter."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -361,14 +367,18 @@ class MlflowTracker(Tracker):
                     self.client.set_tag(run_id, "error", error[:5000])
             except Exception:
                 log.debug("cannot tag the error", exc_info=True)
-            unmarked = False
+            unmarked, refused = False, ""
             while mlflow.active_run() is not None:
                 try:
                     mlflow.end_run(status=status)  # it leaves the stack before the store is asked
-                except Exception:
+                except Exception as exc:
                     log.debug("cannot end the run", exc_info=True)
                     unmarked = True
-        if unmarked:
+                    if _refusal(exc):
+                        refused = refused or first_line(exc)
+        if refused:  # the store answered (the run deleted in the UI while it ran): no retry helps
+            log.warning("MLflow run %s could not be marked %s: %s", run_id, status, refused)
+        elif unmarked:
             log.warning(
                 "MLflow run %s could not be marked %s: the store did not answer; the next job "
                 "logged from this host to %s marks it KILLED",
