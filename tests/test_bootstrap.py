@@ -253,3 +253,49 @@ def test_repeats_add_no_fold_units_and_the_run_says_when_its_intervals_rest_on_f
         "interval; read it as their spread"
     )  # 30 clusters are enough for the pooled ones
     assert few_units_note(_consistent_pair(6)[0]) == ""
+
+
+def test_repeated_cv_means_resample_k_fold_positions_not_r_times_k_folds() -> None:
+    # with cv.repeats=2 the interval of mean_test_* drew all 2 K fold scores as independent,
+    # though the repeats hold the same clusters again (the verdict counts K units): too narrow.
+    # Now a resample draws K fold positions and takes the fold at each from every repeat.
+    from n2react.bootstrap import RESAMPLES, SEED, interval
+
+    k = 8
+    first = np.random.default_rng(4).normal(1.0, 0.3, size=k)
+    second = first + np.random.default_rng(5).normal(0.0, 0.02, size=k)  # the same clusters
+    folds = pd.DataFrame(
+        {"repeat": [1] * k + [2] * k, "fold": range(1, 2 * k + 1), "test_mae": [*first, *second]}
+    )
+    oof = _oof([[0.1, 0.2, -0.3]] * k)
+    got = score_intervals(oof, folds)
+    positions = np.random.default_rng(SEED).integers(0, k, size=(RESAMPLES, k))
+    scheme = interval((first[positions].sum(axis=1) + second[positions].sum(axis=1)) / (2 * k))
+    assert (got["mean_test_mae_ci_low"], got["mean_test_mae_ci_high"]) == pytest.approx(scheme)
+    scores = folds["test_mae"].to_numpy()
+    old = np.random.default_rng(SEED).integers(0, 2 * k, size=(RESAMPLES, 2 * k))
+    low, high = interval(scores[old].mean(axis=1))
+    assert scheme[1] - scheme[0] > 1.25 * (high - low)  # about sqrt(2) wider
+    # one repeat: the same draws as before, bit for bit
+    one = score_intervals(oof, folds.iloc[:k].drop(columns="repeat"))
+    old_one = np.random.default_rng(SEED).integers(0, k, size=(RESAMPLES, k))
+    assert (one["mean_test_mae_ci_low"], one["mean_test_mae_ci_high"]) == interval(
+        first[old_one].mean(axis=1)
+    )
+    assert score_intervals(oof, folds.iloc[:k]) == one  # a repeat column of 1s changes nothing
+
+
+def test_paired_means_of_a_repeated_cv_draw_fold_positions() -> None:
+    # a run repeated twice on the very same folds resamples like the run once: each draw takes
+    # the fold at its position from both repeats (before, 12 independent draws of 6 folds)
+    a, b = _consistent_pair(6)
+    once = compare_oof(a, b, ["mean_test_mae", "mean_test_r"])
+    twice = compare_oof(
+        pd.concat([a.assign(repeat=1), a.assign(repeat=2, fold=a["fold"] + 6)]),
+        pd.concat([b.assign(repeat=1), b.assign(repeat=2, fold=b["fold"] + 6)]),
+        ["mean_test_mae", "mean_test_r"],
+    )
+    for x, y in zip(once, twice, strict=True):
+        assert (y.low, y.high, y.p_a_better, y.units) == pytest.approx(
+            (x.low, x.high, x.p_a_better, x.units)
+        )

@@ -10,8 +10,10 @@ intervals):
   the noise a new composition meets. The count ``within`` is rescaled to the run's row count
   (groups differ in size).
 - ``mean_test_*`` / ``mean_train_*`` (the mean over outer folds): the **outer folds**, the mean of
-  the drawn folds' scores. Under leave-one-group-out a fold is a group, so both kinds resample
-  the same units there.
+  the drawn folds' scores. With R repeats of K folds a resample draws K fold positions and takes
+  the fold at each from every repeat (:func:`fold_draws`): R*K scores, K independent draws, as the
+  verdict counts them (:func:`fold_units`). Under leave-one-group-out a fold is a group, so both
+  kinds resample the same units there.
 
 A paired comparison draws the same units (or folds) for both runs, so the difference's interval
 leaves out what the two runs share (the same hard clusters, the same folds); it needs both runs'
@@ -151,15 +153,27 @@ def pooled_resamples(oof: pd.DataFrame, weights: np.ndarray) -> dict[str, np.nda
     return {m: np.mean([d[m] for d in per_repeat], axis=0) for m in POOLED}
 
 
-def fold_draws(n_folds: int, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
-    """(resamples x n_folds) indices of outer folds drawn with replacement."""
-    return np.random.default_rng(seed).integers(0, n_folds, size=(resamples, n_folds))
+def fold_draws(folds: pd.DataFrame, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """(resamples x R*K) rows of ``folds`` (one row per outer fold, with its ``repeat`` when R
+    repeats ran) drawn for the means: each resample draws K fold positions with replacement and
+    takes the fold at each position from every repeat (a repeat's folds hold the same clusters
+    again, so only K draws are independent). A fold's position is its order within its repeat;
+    a repeat short of a position gives -1 there (no score). With one repeat: K rows drawn."""
+    repeats = folds["repeat"].to_numpy() if "repeat" in folds else np.ones(len(folds))
+    by_repeat = [np.flatnonzero(repeats == r) for r in pd.unique(repeats)]
+    k = max(len(rows) for rows in by_repeat)
+    grid = np.full((len(by_repeat), k), -1)
+    for r, rows in enumerate(by_repeat):
+        grid[r, : len(rows)] = rows
+    positions = np.random.default_rng(seed).integers(0, k, size=(resamples, k))
+    return np.concatenate([row[positions] for row in grid], axis=1)
 
 
 def mean_resamples(values: np.ndarray, draws: np.ndarray) -> np.ndarray:
-    """The mean of the drawn folds' scores, per resample (a fold without a score is skipped)."""
+    """The mean of the drawn folds' scores, per resample (a fold without a score, or a draw of
+    -1, is skipped)."""
     with np.errstate(invalid="ignore"):
-        drawn = np.asarray(values, dtype=float)[draws]
+        drawn = np.append(np.asarray(values, dtype=float), np.nan)[draws]
         ok = np.isfinite(drawn)
         counts = ok.sum(axis=1)
         return np.where(counts > 0, np.where(ok, drawn, 0.0).sum(axis=1) / counts, np.nan)
@@ -183,7 +197,7 @@ def fold_scores(oof: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, part in oof.groupby(keys, sort=True):
         m = regression_metrics(part["y_true"].to_numpy(), part["y_pred"].to_numpy())
-        rows.append({"key": key, **{f"test_{k}": v for k, v in m.items()}})
+        rows.append({**dict(zip(keys, key)), **{f"test_{k}": v for k, v in m.items()}})
     return pd.DataFrame(rows)
 
 
@@ -197,7 +211,7 @@ def score_intervals(
     rows of ``folds``, one per outer fold with its ``test_*``/``train_*`` scores) and every
     ``pooled_test_*`` (over the units of ``oof``)."""
     out: dict[str, float] = {}
-    draws = fold_draws(len(folds), resamples, seed)
+    draws = fold_draws(folds, resamples, seed)
     for part in ("test", "train"):
         for m in METRICS:
             if f"{part}_{m}" in folds:
@@ -332,7 +346,7 @@ def compare_oof(
         elif kind == "mean" and metric.startswith("mean_test_") and m in METRICS:
             fa, fb = fold_scores(a), fold_scores(b)
             if draws is None:
-                draws = fold_draws(len(fa), resamples, seed)
+                draws = fold_draws(fa, resamples, seed)
             col = f"test_{m}"
             sa = mean_resamples(fa[col].to_numpy(), draws)
             sb = mean_resamples(fb[col].to_numpy(), draws)
