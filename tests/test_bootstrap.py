@@ -155,7 +155,7 @@ def test_the_refusal_says_how_the_folds_differ() -> None:
     # another seed or a grouped CV against KFold
     a = _oof([[0.1, 0.2, 0.3], [0.3, 0.1, 0.0]]).drop(columns="group")
     cases = {
-        "A has 2 outer folds, B 3": a.assign(fold=[1, 1, 2, 2, 3, 3]),
+        "A has 2 outer folds, B 3 outer folds": a.assign(fold=[1, 1, 2, 2, 3, 3]),
         "the same clusters fall in other folds": a.assign(fold=a["fold"].to_numpy()[::-1]),
         "A has 6 clusters, B 5, 1 in one run only": a.iloc[:5],
         "only B's CV is grouped by cv.groups": a.assign(group="Fe", fold=[1, 1, 2, 2, 3, 3]),
@@ -299,3 +299,14 @@ def test_paired_means_of_a_repeated_cv_draw_fold_positions() -> None:
         assert (y.low, y.high, y.p_a_better, y.units) == pytest.approx(
             (x.low, x.high, x.p_a_better, x.units)
         )
+
+
+def test_the_refusal_counts_repeated_folds_as_folds_x_repeats() -> None:
+    # 3 folds x 2 repeats against 2 folds x 2 repeats said "A has 6 outer folds, B 4"
+    a = _oof([[0.1, 0.2], [0.3, 0.1], [0.0, 0.2]]).drop(columns="group")
+    twice = pd.concat([a.assign(repeat=1), a.assign(repeat=2, fold=a["fold"] + 3)])
+    b = twice.assign(fold=[1, 1, 2, 2, 2, 1, 3, 3, 4, 4, 4, 3])
+    with pytest.raises(N2ReactError, match="A has 3 outer folds x 2 repeats, B 2 outer folds x 2"):
+        compare_oof(twice, b)
+    with pytest.raises(N2ReactError, match="A has 2 outer folds, B 3 outer folds"):
+        compare_oof(a.assign(fold=[1, 1, 2, 2, 1, 2]), a)

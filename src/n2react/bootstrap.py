@@ -291,9 +291,12 @@ def _how_folds_differ(a: pd.DataFrame, b: pd.DataFrame) -> str:
     if ("group" in a) != ("group" in b):
         grouped = "A" if "group" in a else "B"
         return f"only {grouped}'s CV is grouped by cv.groups"
-    fa, fb = (len(t.groupby(["repeat", "fold"])) for t in (a, b))
+    fa, fb = (folds_text(t) for t in (a, b))
     if fa != fb:
-        return f"A has {fa} outer folds, B {fb}"
+        return f"A has {fa}, B {fb}"
+    na, nb = (len(t.groupby(["repeat", "fold"])) for t in (a, b))
+    if na != nb:  # repeats of unequal fold counts
+        return f"A has {na} outer folds over its repeats, B {nb}"
     if len(a) != len(b):
         return f"A has {len(a)} out-of-fold rows, B {len(b)}"
     return "the same clusters fall in other folds: another cv.seed, cv.groups or data order?"
