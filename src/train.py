@@ -37,6 +37,30 @@ def _config_path() -> str:
 OmegaConf.register_new_resolver("n2react_uid", lambda: secrets.token_hex(3), use_cache=True)
 
 
+def resumed_run_dir(resume: object) -> str | None:
+    """The folder ``resume=`` names when it is a run's (its ``config_resolved.yaml``) or a sweep
+    job's (its ``.hydra/hydra.yaml``), else None (no resume, an MLflow run id, any other path)."""
+    from n2react.runstore import CONFIG_FILE
+
+    if not resume:
+        return None
+    path = Path(str(resume)).expanduser()
+    if (path / CONFIG_FILE).is_file() or (path / ".hydra" / "hydra.yaml").is_file():
+        return str(path)
+    return None
+
+
+# resume=<run dir>: Hydra's folder is the resumed one (its log goes on there, no new folder in
+# outputs/), and its .hydra/ is left as the run's start wrote it (conf/config.yaml, hydra.run)
+OmegaConf.register_new_resolver(
+    "n2react_run_dir", lambda resume, default: resumed_run_dir(resume) or default
+)
+OmegaConf.register_new_resolver(
+    "n2react_output_subdir",
+    lambda resume, mode: None if "MULTI" not in str(mode) and resumed_run_dir(resume) else ".hydra",
+)
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -120,6 +144,23 @@ def _is_resumed_folder(where: Path, resume: object) -> bool:
     return bool(resume) and Path(str(resume)).expanduser().resolve() == where.resolve()
 
 
+def _mark_attempt(cfg: DictConfig) -> None:
+    """resume= of a run folder: its train.log takes this attempt's lines after the earlier ones;
+    one line there (not on the terminal) says where they begin, and by which command."""
+    hc = HydraConfig.get()
+    where = Path(str(hc.runtime.output_dir))
+    if hc.mode == RunMode.MULTIRUN or not _is_resumed_folder(where, cfg.get("resume")):
+        return
+    command = " ".join(shlex.quote(o) for o in hc.overrides.task)
+    line = f"{'-' * 16} resumed by: python -m train {command} {'-' * 16}"
+    record = logging.makeLogRecord(
+        {"name": "n2react", "levelno": logging.INFO, "levelname": "INFO", "msg": line}
+    )
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 @hydra.main(version_base="1.3", config_path=_config_path(), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Compose the config, run the task, return the optimised metric (for sweepers)."""
@@ -138,6 +179,7 @@ def main(cfg: DictConfig) -> float:
         which = f"job {job.job} ({job.name}): " if multirun and job is not None else ""
         sys.stderr.write(f"n2react: error: {which}{message}\n")
 
+    _mark_attempt(cfg)
     try:
         job = job_info(cfg)
         # the store is checked and prepared once the data and settings have passed their checks

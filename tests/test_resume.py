@@ -348,7 +348,10 @@ def test_a_refused_resume_leaves_no_hydra_folder(make_cfg, tmp_path: Path) -> No
         assert out.returncode == 2 and "Traceback" not in out.stderr
         assert len(_error_lines(out)) == 1
         assert not (work / "outputs").exists(), sorted(work.rglob("*"))
-    assert sorted(p.relative_to(done) for p in done.rglob("*")) == files
+    # every file kept; the refused attempt went to the run's own log (made by run() here: none)
+    after = {p.relative_to(done) for p in done.rglob("*")}
+    assert after - set(files) == {Path("train.log")} and set(files) <= after
+    assert "resumed by: python -m train" in (done / "train.log").read_text()
 
 
 def test_a_search_state_cut_short_restarts_that_search(
@@ -398,3 +401,39 @@ def test_an_interrupt_in_the_first_search_says_resume_keeps_its_trials(tmp_path:
         "n2react: interrupted (SIGINT); the search trials it finished are kept: to continue, "
         f"run the same command plus resume={run_dir}"
     ), err[-1500:]
+
+
+def test_a_resume_writes_only_into_the_resumed_folder_and_its_log_keeps_every_attempt(
+    tmp_path: Path,
+) -> None:
+    """python -m train ... resume=<run dir> left a new Hydra folder (outputs/<date>/<time>/ with
+    .hydra/ and train.log) in the working directory, and the run's own train.log kept only its
+    first attempt. Now Hydra's folder is the resumed one: nothing new in the working directory,
+    the run's .hydra/ as its start wrote it, and its train.log goes on after the earlier lines."""
+    run_dir, work = tmp_path / "run", tmp_path / "work"
+    work.mkdir()
+    base = [sys.executable, "-m", "train", *QUICK, "tracking=none", "progress=false"]
+    first = subprocess.run(
+        [*base, f"hydra.run.dir={run_dir}"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "folds" / "fold_03" / "fold.json").unlink()  # as if killed inside fold 3
+    (run_dir / "summary.json").unlink()
+    hydra_files = {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()}
+    log_before = (run_dir / "train.log").read_text()
+    again = subprocess.run(
+        [*base, f"resume={run_dir}"], cwd=work, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert list(work.iterdir()) == []  # no outputs/<date>/<time>/
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    assert {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == hydra_files
+    log = (run_dir / "train.log").read_text()
+    assert log.startswith(log_before)  # nothing logged before is lost
+    later = log[len(log_before) :].splitlines()
+    assert "resumed by: python -m train" in later[0] and f"resume={run_dir}" in later[0]
+    assert "resumed by" not in again.stderr  # the separator is the log file's alone
+    assert any("fold 3: test r" in ln for ln in later)
+    assert log.count("fold 3: test r") == 2  # both attempts' fold 3
