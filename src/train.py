@@ -118,19 +118,21 @@ def _resume_hint(cfg: DictConfig, when: str = "once that is fixed", alone: bool 
     without any (its store did not answer: ``resume=`` of its folder starts it afresh there)."""
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    where = cfg.get("resume")  # a run directory or MLflow run id: the same one continues it
-    kept = f"; its finished outer folds are kept: {when}"
-    if not where:
-        where = hc.runtime.output_dir
-        folds = Path(str(where)) / "folds"
-        if not folds.is_dir() or not any(folds.glob("fold_*/fold.json")):
-            # stopped in the first outer fold's search: resume= goes on from its last trial
-            if any((Path(str(where)) / "search").glob("*/trial_*/trial.json")):
-                kept = f"; the search trials it finished are kept: {when}"
-            elif not (alone and multirun):
-                return ""
-            else:
-                kept = f"; {when}"
+    resume = cfg.get("resume")  # a run directory or MLflow run id: the same one continues it
+    where = resume or hc.runtime.output_dir
+    # the folds are looked for where they are written (an MLflow run id's folder is not known
+    # here: none are claimed)
+    folder = resumed_run_dir(resume) if resume else str(where)
+    folds = Path(folder) / "folds" if folder else None
+    if folds is not None and folds.is_dir() and any(folds.glob("fold_*/fold.json")):
+        kept = f"; its finished outer folds are kept: {when}"
+    elif folder and any((Path(folder) / "search").glob("*/trial_*/trial.json")):
+        # stopped in the first outer fold's search: resume= goes on from its last trial
+        kept = f"; the search trials it finished are kept: {when}"
+    elif resume or (alone and multirun):  # a resumed run goes on in its own MLflow run
+        kept = f"; {when}"
+    else:
+        return ""
     if multirun:  # the sweep's command would run every job again (and -m takes no override
         # after it): this job alone, by its own overrides
         own = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") != "resume"]

@@ -437,3 +437,34 @@ def test_a_resume_writes_only_into_the_resumed_folder_and_its_log_keeps_every_at
     assert "resumed by" not in again.stderr  # the separator is the log file's alone
     assert any("fold 3: test r" in ln for ln in later)
     assert log.count("fold 3: test r") == 2  # both attempts' fold 3
+
+
+def test_a_storage_failure_in_a_resumed_run_claims_kept_folds_only_when_there_are_some(
+    make_cfg, tmp_path: Path
+) -> None:
+    """A disk failure during a run started with resume= said "its finished outer folds are kept"
+    whether or not any were: it now says so only when the run's folder holds some, and gives the
+    resume command either way."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    run(make_cfg(*QUICK, "tracking=none"), run_dir)
+    (run_dir / "summary.json").unlink()
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.rmtree(run_dir / "folds")  # as if killed before its first fold finished
+    (run_dir / "folds").mkdir()
+    # fold 1's folder in the way: no fold finished; then fold 2's: fold 1 finishes first
+    for finished, name in ((False, "fold_01"), (True, "fold_02")):
+        blocked = run_dir / "folds" / name
+        blocked.write_text("in the way\n")  # the fold's folder cannot be made: a disk failure
+        out = subprocess.run(
+            [sys.executable, "-m", "train", *QUICK, "tracking=none", f"resume={run_dir}"],
+            cwd=work, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+        (line,) = _error_lines(out)
+        assert f"{blocked}: File exists while writing the run's outputs" in line
+        assert ("its finished outer folds are kept" in line) is finished, line
+        assert line.endswith(f"once that is fixed, run the same command plus resume={run_dir}")
+        blocked.unlink()
