@@ -146,9 +146,11 @@ def check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
     why: this one set them all, so they were added on the resuming command line; another (or
     one from before versions were recorded) did not know them, and this code cannot continue
     what that code began. A sweep job that never started is checked against the config Hydra
-    saved for it, where it logs aside (it reached no store: ``tracking`` may name another)."""
+    saved for it, where it logs aside (it reached no store: ``tracking`` may name another), and
+    by no version (it fitted nothing, and wrote no run.json)."""
     file, ignored = run_dir / CONFIG_FILE, IGNORED_KEYS
-    if not file.exists():
+    fresh = not file.exists()
+    if fresh:
         file, ignored = run_dir / JOB_CONFIG, (*IGNORED_KEYS, "tracking")
     loaded = OmegaConf.to_container(OmegaConf.load(file), resolve=True)
     before = _normalised(loaded, ignored)  # type: ignore[arg-type]
@@ -168,7 +170,8 @@ def check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
             f"resume: the config differs from {file} at {shown}{more}; resume with the run's "
             "own overrides"
         )
-    check_same_version(run_dir)
+    if not fresh:
+        check_same_version(run_dir)
 
 
 def check_same_version(run_dir: Path) -> None:
