@@ -337,3 +337,29 @@ def test_hyperband_cut_by_max_trials_before_any_promotion_says_so(
         plan.validate(load_dataset(plan.data))
     lines = [r.getMessage() for r in caplog.records if "Hyperband's first round" in r.getMessage()]
     assert lines == ([] if said is None else [lines[0]]) and (said is None or said in lines[0])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "level", "said"),
+    [
+        # the default Keras space is 3 x 4 x 3 x 10 x 10 = 3600 points, searched by each of 10
+        # outer folds, 45 nested-validation refits and the final model: nothing said so
+        (("model=keras_mlp",), "WARNING",
+         "search=grid: 3600 points per search (model.space.n_layers 3 x model.space.units 4 x "
+         "model.space.dropout 3 x model.space.l2 10 x model.space.learning_rate 10), 201600 "
+         "trials in all (56 searches: 10 outer folds, 45 nested validation refits, the final "
+         "model); fix entries (model.space.<name>=null)"),
+        (("model=svr", "cv.outer_folds=2"), "INFO",
+         "search=grid: 60 points per search (model.space.C 5 x model.space.gamma 4 x "
+         "model.space.epsilon 3), 180 trials in all (3 searches: 2 outer folds, the final "
+         "model)"),
+    ],
+)  # fmt: skip
+def test_grid_search_says_its_size_per_search_and_in_all(
+    make_cfg, caplog, overrides: tuple[str, ...], level: str, said: str
+) -> None:
+    plan = build_plan(make_cfg("search=grid", *overrides))
+    with caplog.at_level("INFO", logger="n2react.preflight"):
+        plan.validate(load_dataset(plan.data))
+    lines = [r for r in caplog.records if r.getMessage().startswith("search=grid: ")]
+    assert len(lines) == 1 and lines[0].levelname == level and said in lines[0].getMessage()

@@ -208,6 +208,12 @@ class Plan:
                         "search.max_trials unset, or lower search.oracle.max_epochs",
                         trials, first, epochs, epochs,
                     )  # fmt: skip
+            if self.search.is_grid:
+                from n2react.nested_residuals import nested_searches
+
+                nested = self.uncertainty is not None and self.uncertainty.validation == "nested"
+                nested_n = len(nested_searches(splits, dataset.groups)) if nested else 0
+                preflight.say_grid_size(self.search, splits, nested_n, self.final_model)
             for s in splits:
                 groups = None if dataset.groups is None else dataset.groups[s.train]
                 try:

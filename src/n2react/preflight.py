@@ -316,3 +316,33 @@ def remove_if_unused(run_dir: Path) -> None:
             folder.rmdir()  # only when empty
         except OSError:
             return
+
+
+#: Grid points per search above which the plan's line about the grid is a warning.
+GRID_WARN_POINTS = 1000
+
+
+def say_grid_size(search: Any, splits: list[Any], nested: int, final: bool) -> None:
+    """Log one line with a grid search's size: points per search, each entry's share, and trials
+    in all (each outer fold, ``nested`` nested-validation searches, the final model's); a
+    warning above :data:`GRID_WARN_POINTS` points per search, naming how to cut it."""
+    from n2react.hyperparameters import make_hyperparameters
+    from n2react.pipeline import config_key
+
+    hp = make_hyperparameters(search.space).space
+    points = int(np.prod([len(list(p.values)) for p in hp]))
+    per = min(points, search.max_trials) if search.max_trials else points
+    searches = len(splits) + nested + int(final)
+    parts = [f"{len(splits)} outer folds"] + [f"{nested} nested validation refits"] * bool(nested)
+    big = points > GRID_WARN_POINTS
+    cut = "; fix entries (model.space.<name>=null), give float ranges a coarser step, or use "
+    log.log(
+        logging.WARNING if big else logging.INFO,
+        "search=grid: %d points per search (%s), %d trials in all (%d searches: %s)%s",
+        points,
+        " x ".join(f"{config_key(p.name)} {len(list(p.values))}" for p in hp),
+        per * searches,
+        searches,
+        ", ".join(parts + ["the final model"] * final),
+        cut + "search=random search.max_trials=N" if big else "",
+    )
