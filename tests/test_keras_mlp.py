@@ -347,6 +347,7 @@ def test_fit_result_y_scale_is_the_target_spread_folded_into_the_last_layer() ->
         weights=w,
         y_mean=np.array([-12.0, 1.0]),
         y_scale=np.array([2.0, 3.0]),
+        y_var=np.array([4.0, 9.0]),
         loss=[[], []],
         val_loss=[[], []],
         best_epoch=np.zeros(2, int),
@@ -373,3 +374,13 @@ def test_fit_predict_many_takes_validation_masks() -> None:
         np.testing.assert_allclose(preds[k], fitted[k].predict(X), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="validation_masks must have one entry"):
         est.fit_predict_many([X], [y], [X], validation_masks=masks)
+
+
+def test_best_epoch_never_counts_the_start_weights_and_target_var_is_the_mean_loss() -> None:
+    # best_epoch_'s docstring said 0 meant "no epoch improved on the start", but the start
+    # weights are never a candidate: one huge step worse than the start is still epoch 1
+    X, y = _data(n=60)
+    est = KerasMLPRegressor(random_state=0, units=16, max_epochs=1, learning_rate=50.0).fit(X, y)
+    assert est.best_epoch_ == 1 and not est.diverged_
+    assert est.target_var_ == pytest.approx(np.var(y))  # the MSE of predicting y's mean
+    assert est.history_["val_loss"][0] > 10 * est.target_var_

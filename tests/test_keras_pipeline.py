@@ -223,3 +223,35 @@ def test_keras_sweep_runs_depth_by_dropout(tmp_path: Path, n2react_runs) -> None
     }
     assert len(parents) == 6 and len(grid) == 6
     assert {r.data.params["scaler.name"] for r in parents} == {"standard"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        # learning_rate=10 scored RMSE ~1e3-1e12 with no word (the loss stayed finite)
+        (("model.estimator.learning_rate=10",),
+         "outer fold 1: the network's best validation loss (MSE "),
+        ((), None),  # the default learning rate converges
+    ],
+)  # fmt: skip
+def test_a_network_far_worse_than_the_mean_says_which_key_to_lower(
+    make_cfg, tmp_path: Path, caplog, overrides: tuple[str, ...], said: str | None
+) -> None:
+    from n2react.plan import build_plan
+    from n2react.run import cross_validate
+
+    plan = build_plan(
+        make_cfg(*FAST, "cv.outer_folds=2", "model.estimator.max_epochs=20", *overrides)
+    )
+    dataset = load_dataset(plan.data)
+    with caplog.at_level("WARNING", logger="n2react.cv"):
+        cross_validate(plan, dataset, tmp_path)
+    lines = [r.getMessage() for r in caplog.records if "did not converge" in r.getMessage()]
+    if said is None:
+        assert lines == []
+        return
+    assert len(lines) == 1 and lines[0].startswith(said)  # once per run, naming the fold
+    assert lines[0].endswith(
+        "training did not converge; lower model.estimator.learning_rate (10 here); said once "
+        "per run"
+    )

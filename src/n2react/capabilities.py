@@ -115,10 +115,13 @@ class EpochTrained(ABC):  # noqa: B024 (a marker with class attributes)
     """Trained in epochs, stopping early on validation rows: ``epochs_param`` is the parameter
     Hyperband's budget sets; ``validation_fraction`` the share of the training rows held out for
     early stopping (``fit(..., validation_mask=...)`` names them instead). Fitted, ``history_``
-    holds the per-epoch ``{"loss": [...], "val_loss": [...]}`` and ``best_epoch_`` the 1-based
-    epoch whose weights were kept."""
+    holds the per-epoch ``{"loss": [...], "val_loss": [...]}`` (MSE of its targets), ``best_epoch_``
+    the 1-based epoch whose weights were kept (0: none, the start weights) and ``target_var_`` the
+    variance of the targets it was fitted on (the MSE of predicting their mean)."""
 
     epochs_param: ClassVar[str] = "max_epochs"
+    #: the parameter setting its step size (a run whose network did not converge names it)
+    rate_param: ClassVar[str] = "learning_rate"
     validation_fraction: float = 0.0
 
 

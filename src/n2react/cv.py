@@ -22,7 +22,14 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from n2react.bootstrap import score_intervals
-from n2react.capabilities import FitsMany, GroupAware, SpreadPredictor, final_step
+from n2react.capabilities import (
+    EpochTrained,
+    FitsMany,
+    GroupAware,
+    SpreadPredictor,
+    final_step,
+    fitted_inner,
+)
 from n2react.data import Dataset
 from n2react.metrics import METRICS, pooled_metrics, regression_metrics
 from n2react.splitters import Split
@@ -274,10 +281,13 @@ def nested_cv(
     """
     done = dict(done or {})
     results: dict[int, FoldResult] = {}
+    warned: list[int] = []
 
     def on_fold(split: Split, model: Any, pred: np.ndarray, std: np.ndarray | None) -> None:
         fold = outer_fold_result(split, model, dataset, pred, std)
         results[split.fold] = fold
+        if not warned and _worse_than_mean(split.fold, fold):
+            warned.append(split.fold)
         if on_fold_end is not None:
             on_fold_end(fold)
 
@@ -286,3 +296,34 @@ def nested_cv(
         fold_predictions(make_model, dataset.X, dataset.y, todo, dataset.groups, on_fold=on_fold)
     folds = [done[s.fold] if s.fold in done else results[s.fold] for s in splits]
     return CVResult(dataset=dataset, folds=folds)
+
+
+#: A network whose best validation loss is above this many times the loss of predicting the mean
+#: of its training targets did not converge (a learning rate far too high): a warning says so.
+WORSE_THAN_MEAN = 10.0
+
+
+def _worse_than_mean(fold: int, result: FoldResult) -> bool:
+    """Warn (and say True) when the fold's network kept weights whose validation loss is over
+    :data:`WORSE_THAN_MEAN` times its training targets' variance, naming the key to change."""
+    net = fitted_inner(final_step(result.model))
+    if not isinstance(net, EpochTrained) or net.best_epoch_ < 1 or net.target_var_ <= 0:
+        return False  # not trained in epochs, or diverged at once (said by the engine)
+    ratio = net.history_["val_loss"][net.best_epoch_ - 1] / net.target_var_
+    if not ratio > WORSE_THAN_MEAN:
+        return False
+    key = net.rate_param
+    searched = any(k.endswith(f"__{key}") for k in result.best_params)
+    log.warning(
+        "outer fold %d: the network's best validation loss (MSE %.3g) is %.3g times that of "
+        "predicting the mean of its training rows (%.3g): training did not converge; lower "
+        "model.%s.%s (%g here); said once per run",
+        fold,
+        ratio * net.target_var_,
+        ratio,
+        net.target_var_,
+        "space" if searched else "estimator",
+        key,
+        net.get_params()[key],
+    )
+    return True

@@ -37,6 +37,7 @@ class FitResult:
     weights: list[np.ndarray]  # [W1 (K,d,h1), b1 (K,h1), ..., WL (K,h,1), bL (K,1)]
     y_mean: np.ndarray  # (K,) the training target's mean (0 without standardisation)
     y_scale: np.ndarray  # (K,) the training target's standard deviation (1 without)
+    y_var: np.ndarray  # (K,) the variance of the targets given to fit (the MSE of their mean)
     loss: list[list[float]]
     val_loss: list[list[float]]
     best_epoch: np.ndarray
@@ -300,6 +301,7 @@ def train(
         weights=[ops.convert_to_numpy(w) for w in state["best_params"]],
         y_mean=np.array(means),
         y_scale=np.array(scales),
+        y_var=np.array([float(np.var(y)) for y in ys]),
         loss=[tr_all[j, : n_epochs[j]].tolist() for j in range(k)],
         val_loss=[ev_all[j, 1 : n_epochs[j] + 1].tolist() for j in range(k)],
         best_epoch=best_epoch,

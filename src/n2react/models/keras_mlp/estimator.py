@@ -77,7 +77,12 @@ class KerasMLPRegressor(
     history_ : dict
         ``{"loss": [...], "val_loss": [...]}`` per epoch (data MSE, original y units).
     best_epoch_ : int
-        Epoch (1-based) whose weights were restored; 0 if no epoch improved on the start.
+        Epoch (1-based) whose weights were restored: the one with the lowest validation loss
+        (improving by more than ``min_delta``).  The start weights are never a candidate; 0 only
+        when no epoch had a finite validation loss (a model diverged at once keeps them).
+    target_var_ : float
+        Variance of the targets given to ``fit``: the MSE of predicting their mean, the yardstick
+        of a model whose training did not converge (its best ``val_loss`` far above it).
     n_epochs_ : int
         Epochs run.
     validation_indices_ : ndarray
@@ -224,6 +229,7 @@ class KerasMLPRegressor(
         self.model_ = self._build_model(res.exported_weights(k))
         self.history_ = {"loss": res.loss[k], "val_loss": res.val_loss[k]}
         self.best_epoch_ = int(res.best_epoch[k])
+        self.target_var_ = float(res.y_var[k])
         self.n_epochs_ = int(res.n_epochs[k])
         self.diverged_ = bool(res.diverged[k])
         self.validation_indices_ = res.val_indices[k]
