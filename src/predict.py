@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
         return 2
     table = done.table
     logging.getLogger("n2react").info("%d predictions written to %s", len(table), output)
-    show(predictions_table(table, f"{args.data}: predicted lg(k1)", args.coverage))
+    show(predictions_table(table, args.data, args.coverage))
     if done.scores:
-        show(scores_table(done.scores, f"{args.data}: predicted vs measured lg(k1)"))
+        show(scores_table(done.scores, args.data))
     return 0
 
 

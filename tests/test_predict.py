@@ -293,3 +293,34 @@ def test_the_model_records_its_version_and_one_of_another_loads_with_a_warning(
         lines = [r.getMessage() for r in caplog.records if "n2react" in r.getMessage()]
         expected = f"saved by n2react {saved}, loaded by n2react {n2react.__version__}"
         assert lines == ([f"{copy / runstore.MODEL_FILE}: {expected}"] if warned else [])
+
+
+def test_the_tables_titles_name_the_file_and_wrap_at_a_space_on_80_columns() -> None:
+    # the title was '<the path given>: predicted lg(k1)', cut wherever the table's width fell
+    # (mid-path, or 'lg(k1)' alone on a line) on an 80-column terminal
+    import io
+
+    from rich.console import Console
+
+    from n2react.terminal import predictions_table, scores_table
+
+    source = "/data/projects/n2/new_clusters/heteronuclear-FeV-18-15features.xlsx"
+    table = pd.DataFrame(
+        {"cluster": ["Fe2V1¯", "Fe1V2¯"], "y_pred": [-12.1, -11.4], "y_true": [-12.0, np.nan],
+         "in_domain": [True, False], "domain_reasons": ["", "far from the training clusters"]}
+    )  # fmt: skip
+    metrics = {"n": 1, "r": np.nan, "rmse": 0.1, "mae": 0.1, "r2": np.nan, "within_error": 1}
+    for made, title in [
+        (predictions_table(table, source, 0.9), "predicted lg(k1) of"),
+        (scores_table([("all", metrics)], source), "predicted vs measured lg(k1) of"),
+    ]:
+        console = Console(file=io.StringIO(), width=80)
+        console.print(made)
+        lines = [line.strip() for line in console.file.getvalue().splitlines()]
+        # the title wraps, if at all, at the space before the file's name, never inside it
+        assert lines[0] == f"{title} heteronuclear-FeV-18-15features.xlsx" or lines[:2] == [
+            title, "heteronuclear-FeV-18-15features.xlsx"
+        ]  # fmt: skip
+        below = "".join(lines[lines.index(next(x for x in lines if x.startswith("└"))) + 1 :])
+        assert below.startswith("file:") and source in below.replace(" ", "")  # whole path
+    assert predictions_table(table, "new.xlsx", 0.9).caption is None  # no folder: no path line

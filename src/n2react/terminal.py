@@ -6,6 +6,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -286,10 +287,19 @@ def leaderboard_table(board: pd.DataFrame, metrics: list[str], title: str) -> Ta
     return table
 
 
-def predictions_table(table: pd.DataFrame, title: str, coverage: float, limit: int = 40) -> Table:
-    """predict's clusters as a chemist reads them: predicted lg(k1), the interval, the expected
-    |error|, whether the cluster is in the domain (and why not), measured values when given; the
-    first ``limit`` rows (the caption says how many more the CSV holds)."""
+def file_title(what: str, source: str) -> tuple[str, list[str]]:
+    """A table's title naming the file ``source`` by its name (short enough to wrap, if at all, at
+    a space on an 80-column terminal), and the caption line giving its whole path when it has a
+    folder (a path wraps mid-word: below the table, not in the title)."""
+    name = Path(source).name
+    return f"{what} of {name}", [f"file: {source}"] if name != source else []
+
+
+def predictions_table(table: pd.DataFrame, source: str, coverage: float, limit: int = 40) -> Table:
+    """predict's clusters of the file ``source`` as a chemist reads them: predicted lg(k1), the
+    interval, the expected |error|, whether the cluster is in the domain (and why not), measured
+    values when given; the first ``limit`` rows (the caption says how many more the CSV holds)."""
+    title, notes = file_title("predicted lg(k1)", source)
     t = Table(title=title, title_style="bold")
     has_iv = {"y_lower", "y_upper"} <= set(table.columns)
     has_ee = "expected_error" in table.columns
@@ -319,7 +329,6 @@ def predictions_table(table: pd.DataFrame, title: str, coverage: float, limit: i
         why = str(reasons) if isinstance(reasons, str) and reasons else "outside"
         cells.append("yes" if bool(row["in_domain"]) else f"[red]no[/red]: {why}")
         t.add_row(*cells)
-    notes = []
     if len(table) > limit:
         notes.append(f"first {limit} of {len(table)} clusters; all of them in the CSV")
     shown = set(table.head(limit).get("used_by_run", pd.Series(dtype=object)))
@@ -328,9 +337,10 @@ def predictions_table(table: pd.DataFrame, title: str, coverage: float, limit: i
     return t
 
 
-def scores_table(rows: list[tuple[str, Mapping[str, float]]], title: str) -> Table:
-    """predict's scores against measured lg(k1), one row per set of clusters (all of them; those
-    the model was not trained on, when some were)."""
+def scores_table(rows: list[tuple[str, Mapping[str, float]]], source: str) -> Table:
+    """predict's scores against the measured lg(k1) of the file ``source``, one row per set of
+    clusters (all of them; those the model was not trained on, when some were)."""
+    title, notes = file_title("predicted vs measured lg(k1)", source)
     t = Table(title=title)
     for col in ("clusters", "n", "r", "RMSE", "MAE", "R²", "within ±0.477"):
         t.add_column(col, justify="left" if col == "clusters" else "right")
@@ -345,7 +355,8 @@ def scores_table(rows: list[tuple[str, Mapping[str, float]]], title: str) -> Tab
             f"{m['within_error']:.0f} / {m['n']:.0f}",
         )
     if any(not np.isfinite(m["r"]) for _, m in rows):
-        t.caption = "- : r and R² need at least 3 clusters with different values"
+        notes.append("- : r and R² need at least 3 clusters with different values")
+    t.caption = "\n".join(notes) or None
     return t
 
 
