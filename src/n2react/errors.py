@@ -19,11 +19,22 @@ class ConfigError(N2ReactError):
     """The composed configuration is impossible (e.g. more folds than rows)."""
 
 
+def shorten(text: str, limit: int = 300) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary, ending in " ..." when cut
+    (not mid-word: "Read timed out. (read tim")."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 4]
+    if " " in head:
+        head = head.rsplit(" ", 1)[0]
+    return head.rstrip(" ,;:(") + " ..."
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first line of ``exc``'s message, cut to ``limit`` characters (its type's name when it
-    has none): what an error line quotes of a library's exception."""
+    """The first line of ``exc``'s message, cut to ``limit`` characters at a word (its type's name
+    when it has none): what an error line quotes of a library's exception."""
     text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
+    return shorten(text.splitlines()[0], limit) if text else type(exc).__name__
 
 
 class StoreUnavailable(ConfigError):
@@ -83,6 +94,8 @@ def storage_problem(exc: BaseException) -> str | None:
     store: BaseException | None = None
     while e is not None and id(e) not in seen:
         seen.add(id(e))
+        if isinstance(e, TimeoutError) and store is not None:  # a hung server: socket's timeout
+            return "the MLflow tracking server stopped answering (read timed out)"
         if isinstance(e, ConnectionError | IncompleteRead) and store is not None:  # under MLflow's
             why = e.strerror if isinstance(e, OSError) else None  # a reply cut off: IncompleteRead
             return f"the MLflow tracking server stopped answering ({why or e})"
@@ -98,4 +111,4 @@ def storage_problem(exc: BaseException) -> str | None:
     first = next((ln for ln in lines if not ln.startswith("(raised as")), type(store).__name__)
     if "database is locked" in first:
         first += " (another process held a write lock on the SQLite file too long)"
-    return f"the MLflow store failed: {first[:300]}"
+    return f"the MLflow store failed: {shorten(first)}"
