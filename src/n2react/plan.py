@@ -117,11 +117,17 @@ class Plan:
     def outer_splits(self, dataset: Dataset) -> list[Split]:
         """The outer folds: the dataset's own (authors' files) or the configured splitter's."""
         if dataset.folds is not None:
-            return [
+            splits = [
                 Split(k, 1, np.asarray(tr), np.asarray(te))
                 for k, (tr, te) in enumerate(dataset.folds, start=1)
             ]
-        return self.outer.split(dataset.n_rows, dataset.groups)
+        else:
+            splits = self.outer.split(dataset.n_rows, dataset.groups)
+        if dataset.groups is not None:  # what each fold held out (its fold run's tag held_out)
+            for s in splits:
+                s.held_out = tuple(sorted({str(g) for g in dataset.groups[s.test]}))
+                s.grouped_by = str(self.groups or "group")
+        return splits
 
     def validate(self, dataset: Dataset) -> list[Split]:
         """Check everything that can be checked before training; return the outer folds."""

@@ -21,7 +21,7 @@ from n2react.errors import ConfigError
 from n2react.figures import parity_plot, selection_frequency_plot
 from n2react.runstore import FOLD_FILE, PREDICTIONS_FILE, fold_dir
 from n2react.splitters import Split
-from n2react.tracking import Tracker
+from n2react.tracking import TAG_NOTE, Tracker
 
 
 def write_fold(fold: FoldResult, run_dir: Path) -> tuple[list[Path], Path]:
@@ -105,6 +105,32 @@ def fold_artifacts(fold: FoldResult, run_dir: Path) -> tuple[list[Path], Path]:
     return paths, runstore.model_path(d) or d / runstore.MODEL_FILE
 
 
+#: The longest ``held_out`` tag: the names that fit, then how many there are in all.
+HELD_OUT_LEN = 250
+
+
+def held_out_tags(split: Split) -> dict[str, str]:
+    """A grouped fold's tag ``held_out`` (its test groups, comma-joined, cut to
+    :data:`HELD_OUT_LEN` characters at a name) and its description saying so; none otherwise."""
+    names = split.held_out
+    if not names:
+        return {}
+    tag = ", ".join(names)
+    if len(tag) > HELD_OUT_LEN:
+        more = f", ... ({len(names)} in all)"
+        shown: list[str] = []
+        for name in names:
+            if len(", ".join([*shown, name])) + len(more) > HELD_OUT_LEN:
+                break
+            shown.append(name)
+        tag = ", ".join(shown) + more
+    note = (
+        f"outer fold {split.fold} (repeat {split.repeat}): held out {split.grouped_by} "
+        f"{', '.join(names)} ({len(split.test)} clusters); trained on the other groups"
+    )
+    return {"held_out": tag, TAG_NOTE: note[:5000]}
+
+
 def log_fold_run(
     tracker: Tracker, fold: FoldResult, artifacts: list[Path], model_file: Path
 ) -> None:
@@ -115,9 +141,8 @@ def log_fold_run(
     metrics = dict(fold.metrics)
     if np.isfinite(fold.inner_score):
         metrics["inner_score"] = fold.inner_score
-    tracker.log_fold(
-        fold.split.fold, metrics, params, {"repeat": str(fold.split.repeat)}, artifacts
-    )
+    tags = {"repeat": str(fold.split.repeat), **held_out_tags(fold.split)}
+    tracker.log_fold(fold.split.fold, metrics, params, tags, artifacts)
     for p in (model_file, runstore.sha256_path(model_file)):  # predict checks one by the other
         tracker.log_artifact(p, f"fold_models/fold_{fold.split.fold:02d}")
 

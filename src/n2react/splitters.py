@@ -27,12 +27,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Split:
-    """One fold: 1-based number (counted over repeats), 1-based repeat, row indices."""
+    """One fold: 1-based number (counted over repeats), 1-based repeat, row indices; in a grouped
+    protocol the groups its test rows hold and what they are (``cv.groups``: metal, family)."""
 
     fold: int
     repeat: int
     train: np.ndarray
     test: np.ndarray
+    held_out: tuple[str, ...] = ()
+    grouped_by: str = ""
 
 
 class Splitter(ABC):
