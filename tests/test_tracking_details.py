@@ -86,3 +86,37 @@ def test_a_long_held_out_list_is_cut_at_a_name() -> None:
     assert tags["held_out"].endswith(", ... (60 in all)"), tags["held_out"]
     assert "family_059" in tags["mlflow.note.content"]  # the description names them all
     assert held_out_tags(Split(1, 1, np.arange(3), np.arange(3, 5))) == {}
+
+
+def test_a_run_deleted_while_it_runs_stops_before_its_next_fold_run(tmp_path: Path, caplog) -> None:
+    """Deleted in the UI while it ran, the run went on opening fold runs under the deleted parent
+    until logging to the parent failed; it now stops before the next fold run, in one line."""
+    import logging
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from n2react.errors import RunDeleted
+    from n2react.mlflow_tracking import MlflowTracker
+    from n2react.tracking import Store
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    tracker = MlflowTracker(Store(uri))
+    tracker.start({"seed": 1}, {"run_dir": str(tmp_path / "run")})
+    run_id = tracker.run_id
+    tracker.log_fold(1, {"test_r": 0.5}, {}, {}, [])
+    client = MlflowClient(uri)
+    client.delete_run(run_id)
+    with pytest.raises(RunDeleted) as caught:
+        tracker.log_fold(2, {"test_r": 0.5}, {}, {}, [])
+    message = str(caught.value)
+    assert message.startswith(f"MLflow run {run_id} was deleted in the store while it ran")
+    assert f"resume={tmp_path / 'run'}" in message and "\n" not in message
+    children = client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'"
+    )
+    assert [r.data.tags["fold"] for r in children] == ["1"]  # no fold run after the deletion
+    caplog.set_level(logging.WARNING, logger="n2react")
+    tracker.finish("FAILED", message)
+    assert mlflow.active_run() is None
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # the error says it

@@ -43,6 +43,11 @@ class StoreUnavailable(ConfigError):
     the store answers."""
 
 
+class RunDeleted(N2ReactError):
+    """The run's MLflow parent run was deleted in the store (the UI's Delete) while it ran: it
+    stops before logging more; its run folder keeps the outer folds it finished."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during the run's MLflow run, which it ended KILLED (``killed_run``: its
     id, None with ``tracking=none``); ``str()`` names the signal, as the interrupt did."""

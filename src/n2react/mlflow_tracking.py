@@ -23,7 +23,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from n2react.errors import ConfigError, StoreUnavailable, first_line
+from n2react.errors import ConfigError, RunDeleted, StoreUnavailable, first_line
 from n2react.jobs import TAG_JOB, TAG_OVERRIDES, TAG_SWEEP, JobInfo
 from n2react.mlflow_runs import download, log_step_metrics, record
 from n2react.quiet import JOB_LINE
@@ -174,6 +174,8 @@ class MlflowTracker(Tracker):
         self.job = job
         self.run_name = store.run_name or (job.name if job else None)
         self.run_id: str | None = None
+        self.deleted = False  # the parent run was deleted in the store while it ran
+        self.run_dir = ""
         self.job_tags = job.tags() if job else {}
         patient_http()  # a server that stops answering fails the run in about 30 s, not minutes
         self.experiment_id: str | None = prepare_experiment(store.uri, store.experiment)
@@ -210,6 +212,7 @@ class MlflowTracker(Tracker):
             tags={**self._tags(), **described, **tags},
         )
         self.run_id = run.info.run_id
+        self.run_dir = str(tags.get("run_dir", ""))
         mlflow.log_params({k: str(v)[:MAX_PARAM_LEN] for k, v in params.items()})
         self._announce("")
 
@@ -223,6 +226,7 @@ class MlflowTracker(Tracker):
         self.run_name = recorded.info.run_name or self.run_name
         run = mlflow.start_run(run_id=run_id, tags={**self._tags(), **tags})
         self.run_id = run.info.run_id
+        self.run_dir = str(tags.get("run_dir", ""))
         self._announce(" resumed")
 
     def log_fold(
@@ -235,6 +239,7 @@ class MlflowTracker(Tracker):
     ) -> None:
         if not self.active:
             return
+        self._check_parent()
         with mlflow.start_run(
             experiment_id=self.experiment_id,
             run_name=f"fold-{fold:02d}",
@@ -246,6 +251,25 @@ class MlflowTracker(Tracker):
                 mlflow.log_params({k: str(v)[:MAX_PARAM_LEN] for k, v in params.items()})
             for a in artifacts:
                 mlflow.log_artifact(str(a))
+
+    def _check_parent(self) -> None:
+        """Stop, before a fold run is opened under it, when the parent run was deleted in the
+        store while this run ran (one get_run per fold): MLflow would go on logging fold runs
+        under the deleted parent until logging to the parent itself failed."""
+        assert self.run_id is not None
+        try:
+            gone = self.client.get_run(self.run_id).info.lifecycle_stage == "deleted"
+        except MlflowException as exc:  # purged (mlflow gc) since
+            gone = exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+        if not gone:
+            return
+        self.deleted = True
+        folder = f" {self.run_dir}" if self.run_dir else ""
+        again = f"; resume={self.run_dir} continues it in a new MLflow run" if self.run_dir else ""
+        raise RunDeleted(
+            f"MLflow run {self.run_id} was deleted in the store while it ran: nothing more is "
+            f"logged; the run folder{folder} keeps its finished outer folds{again}"
+        )
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         if self.active:
@@ -376,6 +400,8 @@ class MlflowTracker(Tracker):
                     unmarked = True
                     if _refusal(exc):
                         refused = refused or first_line(exc)
+        if self.deleted:  # said by the error that stopped the run
+            return
         if refused:  # the store answered (the run deleted in the UI while it ran): no retry helps
             log.warning("MLflow run %s could not be marked %s: %s", run_id, status, refused)
         elif unmarked:
