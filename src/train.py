@@ -166,6 +166,7 @@ def _mark_attempt(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=_config_path(), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Compose the config, run the task, return the optimised metric (for sweepers)."""
+    from n2react.credentials import redact
     from n2react.errors import Interrupted, N2ReactError, StoreUnavailable, storage_problem
     from n2react.run import run
 
@@ -179,7 +180,7 @@ def main(cfg: DictConfig) -> float:
     def error(message: str) -> None:
         # in a sweep the line says whose it is (parallel jobs' lines interleave)
         which = f"job {job.job} ({job.name}): " if multirun and job is not None else ""
-        sys.stderr.write(f"n2react: error: {which}{message}\n")
+        sys.stderr.write(f"n2react: error: {which}{redact(message)}\n")
 
     _mark_attempt(cfg)
     try:

@@ -3,6 +3,7 @@ the error line of a frozen server, a run deleted in the UI while it runs."""
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -120,3 +121,72 @@ def test_a_run_deleted_while_it_runs_stops_before_its_next_fold_run(tmp_path: Pa
     tracker.finish("FAILED", message)
     assert mlflow.active_run() is None
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # the error says it
+
+
+def test_a_password_in_a_uri_is_hidden_in_what_n2react_says() -> None:
+    from n2react.credentials import redact
+    from n2react.errors import StoreUnavailable
+    from n2react.store_uri import check_uri
+
+    assert (
+        redact("tracking.uri=http://alice:secret@h:5000/x")
+        == "tracking.uri=http://alice:***@h:5000/x"
+    )
+    assert redact("postgresql://mlflow:pw@db/mlflow") == "postgresql://mlflow:***@db/mlflow"
+    assert redact("http://h:5000 and sqlite:///a.db") == "http://h:5000 and sqlite:///a.db"
+    with pytest.raises(StoreUnavailable) as caught:  # nothing listens on port 1
+        check_uri("http://alice:secret@127.0.0.1:1", "n2react")
+    assert "alice:***@127.0.0.1:1" in str(caught.value) and "secret" not in str(caught.value)
+
+
+@pytest.mark.slow
+def test_a_password_in_the_tracking_uri_is_stored_and_printed_as_stars(tmp_path: Path) -> None:
+    """tracking.uri=http://alice:secret@host stored the password in the overrides tag and
+    config_resolved.yaml and printed it in the run's link (terminal and train.log): all read
+    alice:***@ now. Hydra's own .hydra/ files keep what the command line said."""
+    import subprocess
+    import sys
+
+    import yaml
+    from conftest import start_mlflow_server
+    from mlflow.tracking import MlflowClient
+
+    from n2react.resume import check_same_config
+
+    server, url = start_mlflow_server(tmp_path)
+    secret_url = url.replace("http://", "http://alice:secret@")
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "train", "progress=false", f"hydra.run.dir={run_dir}",
+        f"tracking.uri={secret_url}", "model=ridge", "cv.outer_folds=2", "explain=false",
+        "final_model=false", "uncertainty.enabled=false",
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-1500:]
+        client = MlflowClient(url)
+        exp = client.get_experiment_by_name("n2react")
+        runs = client.search_runs([exp.experiment_id])
+    finally:
+        os.killpg(server.pid, 9)
+        server.wait()
+    printed = done.stdout + done.stderr
+    assert "secret" not in printed and "alice:***@" in printed  # the run's link
+    assert "alice:***@" in (run_dir / "train.log").read_text()
+    for f in run_dir.rglob("*"):
+        if f.is_file() and ".hydra" not in f.parts and f.suffix in (".yaml", ".json", ".log"):
+            assert "secret" not in f.read_text(errors="replace"), f
+    assert "secret" in (run_dir / ".hydra" / "overrides.yaml").read_text()  # Hydra's own
+    assert len(runs) == 3
+    for r in runs:
+        assert "secret" not in repr(r.data.tags) + repr(r.data.params), r.info.run_name
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert (
+        f"tracking.uri={url.replace('http://', 'http://alice:***@')}"
+        in parent.data.tags["overrides"]
+    )
+    # resuming with the same URI is the same config (the file holds it with ***)
+    config = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
+    assert config["tracking"]["uri"] == url.replace("http://", "http://alice:***@")
+    config["tracking"]["uri"] = secret_url
+    check_same_config(run_dir, config)

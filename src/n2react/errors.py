@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from n2react.credentials import redact
+
 
 class N2ReactError(Exception):
     """An error caused by the user's input or configuration (not a bug)."""
@@ -33,7 +35,7 @@ def shorten(text: str, limit: int = 300) -> str:
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of ``exc``'s message, cut to ``limit`` characters at a word (its type's name
     when it has none): what an error line quotes of a library's exception."""
-    text = str(exc).strip()
+    text = redact(str(exc).strip())
     return shorten(text.splitlines()[0], limit) if text else type(exc).__name__
 
 
@@ -116,4 +118,4 @@ def storage_problem(exc: BaseException) -> str | None:
     first = next((ln for ln in lines if not ln.startswith("(raised as")), type(store).__name__)
     if "database is locked" in first:
         first += " (another process held a write lock on the SQLite file too long)"
-    return f"the MLflow store failed: {shorten(first)}"
+    return f"the MLflow store failed: {shorten(redact(first))}"

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
+from n2react.credentials import redact
+
 TAG_SWEEP = "sweep"
 TAG_JOB = "job"
 #: The job's full Hydra override list (the run name keeps only what differs, shortened).
@@ -130,7 +132,7 @@ class JobInfo:
         if self.job is not None:
             out[TAG_JOB] = str(self.job)
         if self.overrides:
-            out[TAG_OVERRIDES] = " ".join(self.overrides)[:5000]
+            out[TAG_OVERRIDES] = redact(" ".join(self.overrides))[:5000]
         commit = os.environ.get(ENV_COMMIT)
         if commit:
             out[TAG_COMMIT] = commit

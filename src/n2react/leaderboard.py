@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from n2react.board import KEY_METRICS, VS_BEST, VS_BEST_UNITS, higher_is_better, vs_best_note
 from n2react.bootstrap import compare_oof
+from n2react.credentials import redact
 from n2react.errors import N2ReactError
 from n2react.jobs import only_swept, run_name, sweep_axes
 from n2react.runstore import OOF_FILE, SUMMARY_FILE, write_text
@@ -99,7 +100,7 @@ def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame
             {
                 "job": int(job_num) if job_num is not None else -1,
                 "name": run_name(str(model or "?"), shown),
-                "overrides": " ".join(overrides),
+                "overrides": redact(" ".join(overrides)),
                 "status": status,
                 "error": error,
                 "dir": str(job_dir),
@@ -118,7 +119,7 @@ def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame
         )
         status = NOT_RUN
         rows.append({"job": num, "name": run_name(model, shown), "status": status,
-                     "overrides": " ".join(overrides), "error": "", "dir": ""})  # fmt: skip
+                     "overrides": redact(" ".join(overrides)), "error": "", "dir": ""})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -291,7 +292,7 @@ class Leaderboard(Callback):
         job_dir = Path(str(OmegaConf.select(config, "hydra.runtime.output_dir")))
         if job_return.status == JobStatus.FAILED:
             exc = job_return._return_value
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            error = redact(f"{type(exc).__name__}: {exc}".splitlines()[0])[:500]
             if not isinstance(exc, N2ReactError):  # ours printed its one line already
                 sys.stderr.write(f"n2react: error: job {job_dir.name} failed: {error}\n")
             write_text(job_dir / FAILED_FILE, json.dumps({"error": error}) + "\n")

@@ -23,6 +23,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from n2react.credentials import redact
 from n2react.errors import ConfigError, RunDeleted, StoreUnavailable, first_line
 from n2react.jobs import TAG_JOB, TAG_OVERRIDES, TAG_SWEEP, JobInfo
 from n2react.mlflow_runs import download, log_step_metrics, record
@@ -85,6 +86,7 @@ def prepare_experiment(uri: str, experiment: str) -> str:
     """
     check_uri(uri, experiment)
     mlflow.set_tracking_uri(uri)
+    shown = redact(uri)
     try:
         with impatient_http(), store_lock(uri):
             client = MlflowClient(uri)
@@ -97,7 +99,7 @@ def prepare_experiment(uri: str, experiment: str) -> str:
                 )
             if exp.lifecycle_stage == "deleted":
                 raise ConfigError(
-                    f"tracking.experiment={experiment}: this experiment was deleted in {uri}; "
+                    f"tracking.experiment={experiment}: this experiment was deleted in {shown}; "
                     f"restore it (mlflow experiments restore --experiment-id {exp.experiment_id}) "
                     "or choose another name"
                 )
@@ -110,11 +112,13 @@ def prepare_experiment(uri: str, experiment: str) -> str:
     except ConfigError:
         raise
     except MlflowException as exc:
-        raise ConfigError(f"tracking.uri={uri}: {first_line(exc)}") from exc
+        raise ConfigError(f"tracking.uri={shown}: {first_line(exc)}") from exc
     except Exception as exc:  # unreachable server, a read-only database, a store being migrated
         hint = LOCKED_HINT if "database is locked" in str(exc) else ""
         what = f"{type(exc).__name__}: {first_line(exc)}"
-        raise StoreUnavailable(f"tracking.uri={uri}: cannot use the store ({what}){hint}") from exc
+        raise StoreUnavailable(
+            f"tracking.uri={shown}: cannot use the store ({what}){hint}"
+        ) from exc
 
 
 def _warn_local_artifacts(uri: str, experiment: str, location: str | None) -> None:
@@ -129,7 +133,7 @@ def _warn_local_artifacts(uri: str, experiment: str, location: str | None) -> No
             "artifact store; use a new tracking.experiment name to have them proxied",
             experiment,
             location,
-            uri,
+            redact(uri),
         )
 
 
@@ -191,7 +195,7 @@ class MlflowTracker(Tracker):
         name = f"'{self.run_name}'" if self.run_name else self.run_id
         url = experiment_url(self.uri, self.experiment_id, self.run_id)
         if url:
-            log.info("MLflow run %s%s: %s", name, what, url, extra=JOB_LINE)
+            log.info("MLflow run %s%s: %s", name, what, redact(url), extra=JOB_LINE)
             return
         local = experiment_url(LOCAL_UI, self.experiment_id, self.run_id)
         log.info(
@@ -199,7 +203,7 @@ class MlflowTracker(Tracker):
             name,
             what,
             local,
-            self.uri,
+            redact(self.uri),
             extra=JOB_LINE,
         )
 
@@ -388,7 +392,7 @@ class MlflowTracker(Tracker):
         with impatient_http():
             try:
                 if error:
-                    self.client.set_tag(run_id, "error", error[:5000])
+                    self.client.set_tag(run_id, "error", redact(error)[:5000])
             except Exception:
                 log.debug("cannot tag the error", exc_info=True)
             unmarked, refused = False, ""
@@ -410,7 +414,7 @@ class MlflowTracker(Tracker):
                 "logged from this host to %s marks it KILLED",
                 run_id,
                 status,
-                self.uri,
+                redact(self.uri),
             )
 
     # -- runs in the store --

@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from n2react import __version__, runstore
+from n2react.credentials import redact
 from n2react.cv import FoldResult
 from n2react.errors import ConfigError
 from n2react.jobs import sweep_job
@@ -136,7 +137,8 @@ def _normalised(config: Mapping[str, Any], ignored: tuple[str, ...]) -> dict[str
     the ``ignored`` ones (and those under an ignored ``prefix.``)."""
     node = OmegaConf.create(OmegaConf.to_yaml(OmegaConf.create(dict(config))))
     flat = flatten(OmegaConf.to_container(node, resolve=True))  # type: ignore[arg-type]
-    return {k: v for k, v in flat.items() if k not in ignored and k.split(".")[0] not in ignored}
+    kept = {k: v for k, v in flat.items() if k not in ignored and k.split(".")[0] not in ignored}
+    return {k: redact(v) if isinstance(v, str) else v for k, v in kept.items()}  # as it was saved
 
 
 def check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from n2react import device, runstore
 from n2react.bootstrap import few_units_note
+from n2react.credentials import redact
 from n2react.cv import CVResult, FoldResult, fit_model, nested_cv
 from n2react.data import Dataset, load_dataset
 from n2react.errors import ConfigError, Interrupted
@@ -151,7 +152,7 @@ def _prepare_folder(
     if resumed is not None and not resumed.fresh:
         return done_folds(run_dir, splits)
     _forget_earlier_run(run_dir)
-    config = OmegaConf.to_yaml(OmegaConf.create(plan.config))
+    config = redact(OmegaConf.to_yaml(OmegaConf.create(plan.config)))  # tracking.uri's password
     runstore.write_text(run_dir / runstore.CONFIG_FILE, config)
     runstore.write_made_by(run_dir)
     return {}

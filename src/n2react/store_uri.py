@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
+from n2react.credentials import redact
 from n2react.errors import ConfigError, StoreUnavailable
 
 
@@ -84,10 +85,10 @@ def check_uri(uri: str, experiment: str) -> None:
         raise ConfigError(
             "tracking.experiment is empty: name the MLflow experiment (default n2react)"
         )
-    parsed = urlparse(uri)
+    parsed, shown = urlparse(uri), redact(uri)
     if parsed.scheme in ("", "file"):
         raise ConfigError(
-            f"tracking.uri={uri}: MLflow 3 no longer accepts file stores for runs; use a "
+            f"tracking.uri={shown}: MLflow 3 no longer accepts file stores for runs; use a "
             "database, e.g. tracking.uri=sqlite:///mlflow.db (`mlflow migrate-filestore` "
             "converts an old mlruns/ folder)"
         )
@@ -98,16 +99,16 @@ def check_uri(uri: str, experiment: str) -> None:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(
-                f"tracking.uri={uri}: cannot create {folder} ({exc.strerror})"
+                f"tracking.uri={shown}: cannot create {folder} ({exc.strerror})"
             ) from exc
         if not os.access(folder, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
             raise ConfigError(
-                f"tracking.uri={uri}: {db if db.exists() else folder} is not writable "
+                f"tracking.uri={shown}: {db if db.exists() else folder} is not writable "
                 "(SQLite also writes a journal beside the file): choose a writable location"
             )
     if why := no_server(uri):
         raise StoreUnavailable(
-            f"tracking.uri={uri}: {why}; start it (mlflow server ...) or use tracking=none"
+            f"tracking.uri={shown}: {why}; start it (mlflow server ...) or use tracking=none"
         )
 
 
@@ -137,8 +138,9 @@ def unreadable(uri: str) -> str | None:
 
     if urlparse(uri).scheme in ("", "file"):
         return (
-            f"{uri} is a file store, which MLflow 3 no longer reads; name a database store, "
-            "e.g. sqlite:///mlflow.db (`mlflow migrate-filestore` converts an old mlruns/ folder)"
+            f"{redact(uri)} is a file store, which MLflow 3 no longer reads; name a database "
+            "store, e.g. sqlite:///mlflow.db (`mlflow migrate-filestore` converts an old "
+            "mlruns/ folder)"
         )
     db = sqlite_file(uri)
     why = f"no MLflow store at {db}" if db is not None and not db.is_file() else no_server(uri)
