@@ -276,13 +276,13 @@ def test_predict_plot_title_names_the_runs_model_and_protocol(make_cfg, tmp_path
     cfg = make_cfg("experiment=new_compositions")
     (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     table = _predictions(3).drop(columns=["y_lower", "y_upper"])
-    title = _plot_title(str(run_dir), "new.xlsx", LoadedModel(None, [], ""), table, 0.9)
+    title = _plot_title(str(run_dir), "new.xlsx", LoadedModel(None, [], ""), table, 0.9, [])
     assert title == (
         "new.xlsx: predicted lg(k1), no intervals; model: r_newcomp (extra_trees on "
         "homonuclear_15: grouped by family (new compositions))"
     )
     (run_dir / CONFIG_FILE).unlink()  # a folder without its config: the folder's name only
-    title = _plot_title(str(run_dir), "new.xlsx", LoadedModel(None, [], ""), table, 0.9)
+    title = _plot_title(str(run_dir), "new.xlsx", LoadedModel(None, [], ""), table, 0.9, [])
     assert title.endswith("; model: r_newcomp")
 
 
