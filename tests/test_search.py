@@ -34,6 +34,31 @@ def test_space_translation_and_grid_size(make_cfg) -> None:
     assert build_plan(cfg).search.size() == 5 * 4 * 3 * 4
 
 
+def test_a_stepped_float_range_reaches_its_max(make_cfg, tmp_path: Path) -> None:
+    # keras-tuner counts (0.3 - 0.0) // 0.1 + 1 = 3 values: dropout {0.0 .. 0.3 step 0.1} never
+    # tried 0.3 (its 4th value would be 0.30000000000000004, past max)
+    keras = build_plan(make_cfg("model=keras_mlp", "search=grid")).search
+    values = {p.name: list(p.values) for p in make_hyperparameters(keras.space).space}
+    assert values["model__dropout"] == [0.0, 0.1, 0.2, 0.3]
+    assert keras.grid_points() == 3 * 4 * 4 * 10 * 10
+    # every stepped float key, linear or log (a factor), searched by grid and random alike
+    linear = ("model.space.alpha.min=0.05", "model.space.alpha.max=0.35",
+              "model.space.alpha.step=0.05", "model.space.alpha.sampling=linear")  # fmt: skip
+    ds = load_dataset(make_cfg("model=ridge").data)
+    X, y = ds.X.iloc[:60], ds.y[:60]
+    for name, extra in (("grid", ()), ("random", ("search.max_trials=40",))):
+        plan = build_plan(make_cfg("model=ridge", f"search={name}", *linear, *extra))
+        result = tune(
+            plan.make_pipeline(), plan.search, X, y, splits=KFoldSplitter(3, seed=0).split(60),
+            directory=tmp_path / name, project_name="outer_01",
+        )  # fmt: skip
+        reach = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35]
+        assert sorted(set(result.trials["model__alpha"])) == reach, name
+    log_space = ("model.space.alpha.min=3e-4", "model.space.alpha.max=0.3")
+    hp = make_hyperparameters(build_plan(make_cfg("model=ridge", *log_space)).search.space)
+    assert list(hp.space[0].values) == [3e-4, 3e-3, 3e-2, 0.3]
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -342,11 +367,11 @@ def test_hyperband_cut_by_max_trials_before_any_promotion_says_so(
 @pytest.mark.parametrize(
     ("overrides", "level", "said"),
     [
-        # the default Keras space is 3 x 4 x 3 x 10 x 10 = 3600 points, searched by each of 10
+        # the default Keras space is 3 x 4 x 4 x 10 x 10 = 4800 points, searched by each of 10
         # outer folds, 45 nested-validation refits and the final model: nothing said so
         (("model=keras_mlp",), "WARNING",
-         "search=grid: 3600 points per search (model.space.n_layers 3 x model.space.units 4 x "
-         "model.space.dropout 3 x model.space.l2 10 x model.space.learning_rate 10), 201600 "
+         "search=grid: 4800 points per search (model.space.n_layers 3 x model.space.units 4 x "
+         "model.space.dropout 4 x model.space.l2 10 x model.space.learning_rate 10), 268800 "
          "trials in all (56 searches: 10 outer folds, 45 nested validation refits, the final "
          "model); fix entries (model.space.<name>=null)"),
         (("model=svr", "cv.outer_folds=2"), "INFO",

@@ -4,7 +4,9 @@ model; a range or choice keras-tuner cannot take is one ConfigError naming its k
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from n2react.backend import import_quietly
@@ -27,6 +29,24 @@ def _default_for(spec: Mapping[str, Any], current: Any) -> Any:
     return None
 
 
+def _decimals(x: float) -> int:
+    """Digits after the decimal point ``x`` is written with (0.05: 2, 1e-5: 5, 10: 0)."""
+    exponent = Decimal(repr(float(x))).normalize().as_tuple().exponent
+    return max(-int(exponent), 0)
+
+
+def stepped_values(low: float, high: float, step: float, log: bool = False) -> list[float]:
+    """The values of a stepped float range, ``high`` included when a whole number of steps
+    reaches it up to rounding (keras-tuner's own count, ``(0.3 - 0.0) // 0.1 + 1``, stops at 0.2
+    and its values drift: 0.30000000000000004), each rounded to the digits it is written with."""
+    if log:  # step is a factor
+        n = int(math.log(high / low, step) + 1e-9) + 1
+        return [float(f"{low * step**i:.12g}") for i in range(n)]
+    digits = max(_decimals(low), _decimals(step))
+    n = math.floor(round((high - low) / step, 9)) + 1
+    return [round(low + i * step, digits) + 0.0 for i in range(n)]
+
+
 def make_hyperparameters(
     space: Mapping[str, Mapping[str, Any]], defaults: Mapping[str, Any] | None = None
 ) -> Any:
@@ -42,7 +62,14 @@ def make_hyperparameters(
             step, low = spec.get("step"), int(spec.get("sampling") == "log")  # log: a factor
             if step is not None and not (isinstance(step, int | float) and step > low):
                 raise ValueError(f"step={step!r}: must be > {low} (or left out: no steps)")
-            if t in ("float", "int"):
+            if t == "float" and step is not None:
+                # checked as keras-tuner's Float (min <= max, log above 0), searched as the
+                # same values in a Choice: sampled, and read by a Bayesian oracle, alike
+                lo, hi, sampling = float(spec["min"]), float(spec["max"]), spec.get("sampling")
+                kt.HyperParameters().Float(name, lo, hi, step=step, sampling=sampling)
+                values = stepped_values(lo, hi, float(step), log=sampling == "log")
+                hp.Choice(name, values, ordered=True, default=default)
+            elif t in ("float", "int"):
                 cast, make = (float, hp.Float) if t == "float" else (int, hp.Int)
                 make(
                     name,
