@@ -324,3 +324,32 @@ def test_the_tables_titles_name_the_file_and_wrap_at_a_space_on_80_columns() -> 
         below = "".join(lines[lines.index(next(x for x in lines if x.startswith("└"))) + 1 :])
         assert below.startswith("file:") and source in below.replace(" ", "")  # whole path
     assert predictions_table(table, "new.xlsx", 0.9).caption is None  # no folder: no path line
+
+
+def test_the_interval_cells_stay_on_one_line_on_80_columns() -> None:
+    # '-15.31 .. -9.90' wrapped after '..' on an 80-column terminal with every column shown
+    import io
+
+    from rich.console import Console
+
+    from n2react.terminal import predictions_table
+
+    table = pd.DataFrame(
+        {"cluster": ["Fe2V2C2¯", "Fe10V12¯"], "y_pred": [-12.56, -11.4],
+         "y_lower": [-15.31, -13.02], "y_upper": [-9.9, -9.8], "expected_error": [1.18, 0.6],
+         "y_true": [-13.26, np.nan], "in_domain": [False, True],
+         "domain_reasons": ["expected error 1.18 above the run's threshold 1.17", ""]}
+    )  # fmt: skip
+    console = Console(file=io.StringIO(), width=80)
+    console.print(predictions_table(table, "new.xlsx", 0.9))
+    lines = console.file.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if line.startswith("│")]
+    first, second = (next(r for r in rows if name in r) for name in ("Fe2V2C2¯", "Fe10V12¯"))
+    for row, cells in ((first, ("-12.56", "[-15.3, -9.9]", "1.18", "-13.26", "+0.70")),
+                       (second, ("-11.40", "[-13.0, -9.8]", "0.60", "-"))):  # fmt: skip
+        assert [c.strip() for c in row.split("│")[2 : 2 + len(cells)]] == list(cells)
+    # the reasons wrap under their own column; no number cell continues on the next line
+    for row in rows:
+        if not row.split("│")[1].strip():
+            assert not any(c.strip() for c in row.split("│")[2:7])

@@ -300,17 +300,18 @@ def predictions_table(table: pd.DataFrame, source: str, coverage: float, limit: 
     interval, the expected |error|, whether the cluster is in the domain (and why not), measured
     values when given; the first ``limit`` rows (the caption says how many more the CSV holds)."""
     title, notes = file_title("predicted lg(k1)", source)
-    t = Table(title=title, title_style="bold")
+    t = Table(title=title, title_style="bold", pad_edge=False)
     has_iv = {"y_lower", "y_upper"} <= set(table.columns)
     has_ee = "expected_error" in table.columns
     labelled = "y_true" in table.columns
     cols = ["cluster", "predicted"]
-    cols += [f"{100 * coverage:g} % interval"] if has_iv else []
-    cols += ["expected |error|"] if has_ee else []
+    cols += [f"{100 * coverage:g} %\ninterval"] if has_iv else []
+    cols += ["expected\n|error|"] if has_ee else []
     cols += ["measured", "error"] if labelled else []
     cols += ["in domain"]
-    for col in cols:
-        t.add_column(col, justify="left" if col in ("cluster", "in domain") else "right")
+    for col in cols:  # numbers never wrap (80 columns hold them), names and reasons may
+        left = col in ("cluster", "in domain")
+        t.add_column(col, justify="left" if left else "right", no_wrap=not left)
     from n2react.isomers import row_labels
 
     labels = row_labels(table)  # a name on several rows (isomers): each with its row
@@ -318,7 +319,7 @@ def predictions_table(table: pd.DataFrame, source: str, coverage: float, limit: 
         used = row.get("used_by_run")  # the run's own training or calibration cluster
         cells = [f"{labels[i]}{USED_MARKS.get(used, '')}", f"{row['y_pred']:.2f}"]
         if has_iv:
-            cells.append(f"{row['y_lower']:.2f} .. {row['y_upper']:.2f}")
+            cells.append(f"[{row['y_lower']:.1f}, {row['y_upper']:.1f}]")
         if has_ee:
             cells.append(f"{row['expected_error']:.2f}")
         if labelled and pd.notna(row["y_true"]):
