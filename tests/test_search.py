@@ -59,6 +59,27 @@ def test_a_stepped_float_range_reaches_its_max(make_cfg, tmp_path: Path) -> None
     assert list(hp.space[0].values) == [3e-4, 3e-3, 3e-2, 0.3]
 
 
+def test_a_grid_runs_a_range_without_step_as_its_10_values_in_order(
+    make_cfg, tmp_path: Path
+) -> None:
+    # keras-tuner lists them from a set (1.0, 0.50, 0.032, 0.13, 2.0, ...) after the configured
+    # default: 11 trials for a range the plan counted as 10, and no corner of the grid first
+    plan = build_plan(make_cfg("model=ridge", "search=grid", "model.space.alpha.step=null"))
+    ds = load_dataset(plan.data)
+    result = tune(
+        plan.make_pipeline(), plan.search, ds.X.iloc[:60], ds.y[:60],
+        splits=KFoldSplitter(3, seed=0).split(60), directory=tmp_path, project_name="outer_01",
+    )  # fmt: skip
+    alphas = list(result.trials["model__alpha"])
+    assert len(alphas) == plan.search.grid_points() == 10
+    assert alphas == sorted(alphas) and 0.001 < alphas[0] < alphas[-1] < 1000
+    # a sampling search still draws from the whole range
+    from keras_tuner.engine.hyperparameters import Float
+
+    hp = make_hyperparameters(build_plan(make_cfg("model=keras_mlp")).search.space)
+    assert isinstance(next(p for p in hp.space if p.name == "model__l2"), Float)
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -48,9 +48,16 @@ def stepped_values(low: float, high: float, step: float, log: bool = False) -> l
 
 
 def make_hyperparameters(
-    space: Mapping[str, Mapping[str, Any]], defaults: Mapping[str, Any] | None = None
+    space: Mapping[str, Mapping[str, Any]],
+    defaults: Mapping[str, Any] | None = None,
+    *,
+    grid: bool = False,
 ) -> Any:
-    """Translate the YAML search space into a ``keras_tuner.HyperParameters``."""
+    """Translate the YAML search space into a ``keras_tuner.HyperParameters``.
+
+    ``grid``: for a grid search, a float range without a step is its 10 evenly spaced values
+    in ascending order (keras-tuner lists them from a set, in no order, and a grid tried the
+    configured default before them: 11 values, not the 10 the plan counts)."""
     kt = import_quietly("keras_tuner")
     hp = kt.HyperParameters()
     defaults = defaults or {}
@@ -62,12 +69,16 @@ def make_hyperparameters(
             step, low = spec.get("step"), int(spec.get("sampling") == "log")  # log: a factor
             if step is not None and not (isinstance(step, int | float) and step > low):
                 raise ValueError(f"step={step!r}: must be > {low} (or left out: no steps)")
-            if t == "float" and step is not None:
+            if t == "float" and (step is not None or grid):
                 # checked as keras-tuner's Float (min <= max, log above 0), searched as the
                 # same values in a Choice: sampled, and read by a Bayesian oracle, alike
                 lo, hi, sampling = float(spec["min"]), float(spec["max"]), spec.get("sampling")
-                kt.HyperParameters().Float(name, lo, hi, step=step, sampling=sampling)
-                values = stepped_values(lo, hi, float(step), log=sampling == "log")
+                checked = kt.HyperParameters()
+                checked.Float(name, lo, hi, step=step, sampling=sampling)
+                if step is None:
+                    values, default = sorted(checked.space[0].values), None
+                else:
+                    values = stepped_values(lo, hi, float(step), log=sampling == "log")
                 hp.Choice(name, values, ordered=True, default=default)
             elif t in ("float", "int"):
                 cast, make = (float, hp.Float) if t == "float" else (int, hp.Int)

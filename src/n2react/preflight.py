@@ -329,7 +329,7 @@ def say_grid_size(search: Any, splits: list[Any], nested: int, final: bool) -> N
     from n2react.hyperparameters import make_hyperparameters
     from n2react.pipeline import config_key
 
-    hp = make_hyperparameters(search.space).space
+    hp = make_hyperparameters(search.space, grid=True).space
     points = int(np.prod([len(list(p.values)) for p in hp]))
     per = min(points, search.max_trials) if search.max_trials else points
     searches = len(splits) + nested + int(final)

@@ -191,7 +191,8 @@ class SearchSpec:
 
     def grid_points(self) -> int:
         """How many points the whole grid of the space has."""
-        return int(np.prod([len(list(p.values)) for p in make_hyperparameters(self.space).space]))
+        hp = make_hyperparameters(self.space, grid=True)
+        return int(np.prod([len(list(p.values)) for p in hp.space]))
 
     def pipeline_params(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """A trial's values as pipeline parameters; Hyperband's epoch budget becomes max_epochs."""
@@ -294,7 +295,8 @@ def make_tuner(
 ) -> Any:
     """The inner-CV tuner of one search, its state in ``directory/project_name`` (resumed when
     it is there)."""
-    oracle = spec.make_oracle(make_hyperparameters(spec.space, pipeline.get_params()))
+    hp = make_hyperparameters(spec.space, pipeline.get_params(), grid=spec.is_grid)
+    oracle = spec.make_oracle(hp)
     said = io.StringIO()
     with contextlib.redirect_stdout(said):  # keras-tuner prints "Reloading Tuner from ..."
         tuner = _tuner_class()(
