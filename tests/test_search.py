@@ -37,10 +37,15 @@ def test_space_translation_and_grid_size(make_cfg) -> None:
 def test_a_stepped_float_range_reaches_its_max(make_cfg, tmp_path: Path) -> None:
     # keras-tuner counts (0.3 - 0.0) // 0.1 + 1 = 3 values: dropout {0.0 .. 0.3 step 0.1} never
     # tried 0.3 (its 4th value would be 0.30000000000000004, past max)
-    keras = build_plan(make_cfg("model=keras_mlp", "search=grid")).search
+    keras = build_plan(
+        make_cfg("model=keras_mlp", "search=grid", "model.space.dropout.max=0.3")
+    ).search
     values = {p.name: list(p.values) for p in make_hyperparameters(keras.space).space}
     assert values["model__dropout"] == [0.0, 0.1, 0.2, 0.3]
     assert keras.grid_points() == 3 * 4 * 4 * 10 * 10
+    default = build_plan(make_cfg("model=keras_mlp", "search=grid")).search  # the README's
+    values = {p.name: list(p.values) for p in make_hyperparameters(default.space).space}
+    assert values["model__dropout"] == [0.0, 0.1, 0.2]
     # every stepped float key, linear or log (a factor), searched by grid and random alike
     linear = ("model.space.alpha.min=0.05", "model.space.alpha.max=0.35",
               "model.space.alpha.step=0.05", "model.space.alpha.sampling=linear")  # fmt: skip
@@ -388,11 +393,11 @@ def test_hyperband_cut_by_max_trials_before_any_promotion_says_so(
 @pytest.mark.parametrize(
     ("overrides", "level", "said"),
     [
-        # the default Keras space is 3 x 4 x 4 x 10 x 10 = 4800 points, searched by each of 10
+        # the default Keras space is 3 x 4 x 3 x 10 x 10 = 3600 points, searched by each of 10
         # outer folds, 45 nested-validation refits and the final model: nothing said so
         (("model=keras_mlp",), "WARNING",
-         "search=grid: 4800 points per search (model.space.n_layers 3 x model.space.units 4 x "
-         "model.space.dropout 4 x model.space.l2 10 x model.space.learning_rate 10), 268800 "
+         "search=grid: 3600 points per search (model.space.n_layers 3 x model.space.units 4 x "
+         "model.space.dropout 3 x model.space.l2 10 x model.space.learning_rate 10), 201600 "
          "trials in all (56 searches: 10 outer folds, 45 nested validation refits, the final "
          "model); fix entries (model.space.<name>=null)"),
         (("model=svr", "cv.outer_folds=2"), "INFO",
