@@ -2,26 +2,24 @@
 
 ``run(cfg, run_dir)`` is what ``python -m train`` calls; it needs no Hydra runtime, so tests call
 it directly with a composed config. Everything below it takes the :class:`~n2react.plan.Plan`.
+The run folder and the MLflow run are prepared by :mod:`n2react.run_setup`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from n2react import device, runstore
 from n2react.bootstrap import few_units_note
-from n2react.credentials import redact
 from n2react.cv import CVResult, FoldResult, fit_model, nested_cv
 from n2react.data import Dataset, load_dataset
-from n2react.errors import ConfigError, Interrupted
+from n2react.errors import Interrupted
 from n2react.figures import data_title, parity_plot
 from n2react.final_model import save_and_score
 from n2react.jobs import JobInfo
@@ -32,12 +30,21 @@ from n2react.plan import Plan, build_plan
 from n2react.preflight import check_output_dir
 from n2react.quiet import JOB_LINE, quiet_sweep_job
 from n2react.results import fold_logger, write_results
-from n2react.resume import Resumed, check_same_config, done_folds, find_resumed, sync_fold_runs
+from n2react.resume import Resumed, check_same_config, find_resumed
+from n2react.run_setup import (
+    log_dataset,
+    log_inputs,
+    open_run,
+    params_and_tags,
+    prepare_folder,
+    refuse_unfinished,
+    run_protocol,
+)
 from n2react.search import TunedPipeline
-from n2react.splitters import Split, fold_count_text, fold_counts, protocol_text
+from n2react.splitters import Split, fold_count_text
 from n2react.terminal import FoldProgress, closing_line, group_table, show, summary_table
 from n2react.trackers import open_tracker
-from n2react.tracking import TAG_VERSION, Tracker, run_note, tracked_params
+from n2react.tracking import Tracker
 from n2react.uncertainty import Calibration
 from n2react.uncertainty_report import evaluate_run
 
@@ -104,21 +111,21 @@ def _train(
     """:func:`train` once the run folder is held: build (device, data, folds, run folder), then
     evaluate the protocol in the run's MLflow run, ended FINISHED, FAILED or KILLED."""
     if resumed is None:
-        _refuse_unfinished(run_dir)
+        refuse_unfinished(run_dir)
     used_device = device.place(plan.device, plan.uses_accelerator, job_num)
     dataset = plan.attach_groups(load_dataset(plan.data, plan.group_column))
     splits = plan.validate(dataset)
     if tracker is None:  # the store is prepared only for a run whose data and settings passed
         tracker = open_tracker(plan.tracking, job or JobInfo(plan.names.model))
-    _log_dataset(plan, dataset)
-    done = _prepare_folder(plan, run_dir, splits, resumed)
-    params, tags = _params_and_tags(plan, dataset, splits, used_device, run_dir)
+    log_dataset(plan, dataset)
+    done = prepare_folder(plan, run_dir, splits, resumed)
+    params, tags = params_and_tags(plan, dataset, splits, used_device, run_dir)
     label = job.name if job is not None and job.sweep else plan.names.title
     status, error = "FAILED", None
     try:
-        _open_run(tracker, resumed, params, tags, run_dir, done, splits)
+        open_run(tracker, resumed, params, tags, run_dir, done, splits)
         if resumed is None or resumed.run_id is None:
-            _log_inputs(tracker, plan, dataset)
+            log_inputs(tracker, plan, dataset)
         if plan.scheme == "pair_split":
             summary = _pair_split(plan, dataset, tracker, run_dir)
         else:
@@ -133,124 +140,6 @@ def _train(
         raise
     finally:
         tracker.finish(status, error)
-
-
-def _log_dataset(plan: Plan, dataset: Dataset) -> None:
-    groups = dataset.groups
-    grouped = f"; groups ({plan.groups}): {len(set(groups))}" if groups is not None else ""
-    n, d = dataset.n_rows, dataset.X.shape[1]
-    log.info(
-        "%s: %d clusters x %d descriptors from %s%s", dataset.name, n, d, dataset.source, grouped
-    )
-
-
-def _prepare_folder(
-    plan: Plan, run_dir: Path, splits: list[Split], resumed: Resumed | None
-) -> dict[int, FoldResult]:
-    """A fresh run clears an earlier run's searches and folds and writes its config and the
-    n2react version starting it; a resumed one reads back its finished folds (returned)."""
-    if resumed is not None and not resumed.fresh:
-        return done_folds(run_dir, splits)
-    _forget_earlier_run(run_dir)
-    config = redact(OmegaConf.to_yaml(OmegaConf.create(plan.config)))  # tracking.uri's password
-    runstore.write_text(run_dir / runstore.CONFIG_FILE, config)
-    runstore.write_made_by(run_dir)
-    return {}
-
-
-def _params_and_tags(
-    plan: Plan, dataset: Dataset, splits: list[Split], used_device: str, run_dir: Path
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """The MLflow run's parameters (the config flattened, the data's shape) and tags."""
-    # the folds run per repeat, not the setting: one per metal (6) with cv.groups=metal, the
-    # authors' own with data=authors_folds, whatever cv.outer_folds says
-    ran = {"cv.outer_folds": fold_counts(splits)[0]} if splits else {}
-    params = tracked_params(
-        plan.config, **{"data.n_rows": dataset.n_rows, "data.n_features": dataset.X.shape[1]}, **ran
-    )
-    accel = plan.uses_accelerator
-    made = runstore.made_by(run_dir)  # what started the run (None: an older n2react's run)
-    tags = {
-        **({TAG_VERSION: made} if made else {}),
-        "model": plan.names.model,
-        "dataset": str(dataset.name),
-        "device": used_device,
-        "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow") if accel else "none",
-        "run_dir": str(run_dir.resolve()),
-        "protocol": _protocol(plan, dataset),
-    }
-    return params, tags
-
-
-def _open_run(
-    tracker: Tracker,
-    resumed: Resumed | None,
-    params: dict[str, Any],
-    tags: dict[str, str],
-    run_dir: Path,
-    done: Mapping[int, FoldResult],
-    splits: list[Split],
-) -> None:
-    """Reopen a resumed run's MLflow run (its finished folds' child runs checked), or start one
-    (a failure logging its params ends it FAILED) with the config as its first artifact."""
-    if resumed is not None and resumed.run_id is not None:
-        tracker.reopen(resumed.run_id, tags)
-        sync_fold_runs(tracker, run_dir, done)
-    else:
-        folds = fold_count_text(splits, "outer folds") if splits else ""
-        tracker.start(params, tags, run_note(params, tags["protocol"], folds))
-        tracker.log_artifact(run_dir / runstore.CONFIG_FILE)
-        if done:  # resumed into a new parent (none was logged, or it was deleted): its fold runs
-            sync_fold_runs(tracker, run_dir, done)
-
-
-def _log_inputs(tracker: Tracker, plan: Plan, dataset: Dataset) -> None:
-    """The files the run reads, as MLflow datasets: the training table, eval.path's and
-    uncertainty.calibration_path's."""
-    from n2react.calibration_set import locate
-
-    table = dataset.X.assign(**{dataset.target_name: dataset.y})
-    table.insert(0, "cluster", dataset.clusters)
-    tracker.log_dataset(str(dataset.name), dataset.source, "training", table)
-    uses: dict[str, list[str]] = {}  # one file may serve both (experiment=new_compositions)
-    if plan.eval_path:
-        uses.setdefault(str(locate(plan.eval_path)), []).append("evaluation")
-    calibration = plan.uncertainty.calibration_path if plan.uncertainty else None
-    if calibration:
-        uses.setdefault(str(locate(calibration)), []).append("calibration")
-    for path, contexts in uses.items():
-        tracker.log_dataset(Path(path).stem, path, ", ".join(contexts))
-
-
-def _protocol(plan: Plan, dataset: Dataset) -> str:
-    """In words, what the outer folds hold out (tagged on the run, shown in titles)."""
-    return protocol_text(plan.scheme, plan.groups, dataset.folds is not None)
-
-
-def _refuse_unfinished(run_dir: Path) -> None:
-    """A fresh run is not started over a run that stopped part-way in the same folder: its
-    finished folds would be lost, where ``resume=`` continues it."""
-    if (run_dir / "folds").is_dir() and not (run_dir / runstore.SUMMARY_FILE).exists():
-        raise ConfigError(
-            f"{run_dir} holds a run that stopped before its outer folds were done: "
-            f"resume={run_dir} continues it; to start afresh, remove that folder or choose "
-            "another hydra.run.dir"
-        )
-
-
-def _forget_earlier_run(run_dir: Path) -> None:
-    """A fresh run in a folder that held an earlier one (the same hydra.run.dir again) starts
-    afresh: the earlier run's keras-tuner state would be resumed as this run's searches (trials
-    scored on other folds), and its fold folders read back as this run's fold models."""
-    stale = [run_dir / d for d in ("search", "folds") if (run_dir / d).is_dir()]
-    if stale:
-        log.warning(
-            "%s held an earlier run: its %s are removed (resume=<run dir> continues a run)",
-            run_dir,
-            " and ".join(f"{p.name}/" for p in stale),
-        )
-    for p in stale:
-        shutil.rmtree(p)
 
 
 def _tuned(
@@ -311,7 +200,7 @@ def _nested(
     progress = FoldProgress(len(splits), plan.search.size(), enabled=plan.progress)
     title = (
         f"{label or plan.names.title} on {data_title(dataset.name, plan.data)}: "
-        f"{_protocol(plan, dataset)}, {fold_count_text(splits)}"
+        f"{run_protocol(plan, dataset)}, {fold_count_text(splits)}"
     )
     with progress.running():
         result = _fit_folds(plan, dataset, splits, tracker, run_dir, progress, done)
@@ -364,7 +253,7 @@ def _evaluate(plan: Plan, result: CVResult, run_dir: Path, title: str) -> Scores
     if plan.uncertainty is None:
         return Scores(summary)
     calib, metrics, files, extra = evaluate_run(
-        result, plan.uncertainty, plan.ligands, run_dir, title, _protocol(plan, result.dataset),
+        result, plan.uncertainty, plan.ligands, run_dir, title, run_protocol(plan, result.dataset),
         plan.progress, fold_procedure(plan, run_dir),
     )  # fmt: skip
     return Scores({**summary, **metrics}, calib, files, extra)
