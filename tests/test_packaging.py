@@ -137,7 +137,7 @@ def test_the_version_is_pyprojects_installed_or_not(tmp_path: Path) -> None:
     # a checkout whose pyproject says 9.9.9, not installed (-S: no site-packages, no metadata)
     pkg = tmp_path / "src" / "n2react"
     pkg.mkdir(parents=True)
-    for name in ("__init__.py", "errors.py"):
+    for name in ("__init__.py", "errors.py", "credentials.py"):
         shutil.copy(ROOT / "src" / "n2react" / name, pkg / name)
     text = (ROOT / "pyproject.toml").read_text()
     (tmp_path / "pyproject.toml").write_text(text.replace('version = "', 'version = "9.9.', 1))
