@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                     procedure=fold_procedure(plan, Path(tmp)),
                 )  # fmt: skip
                 loaded = LoadedModel(final.pipeline_, folds, "benchmark", domain, calib)
-                table, _, _ = prediction_table(loaded, X, clusters, y, spec.coverage)
+                table, _ = prediction_table(loaded, X, clusters, y, spec.coverage)
                 ev = trust_metrics(
                     y, table["y_pred"], table["y_lower"], table["y_upper"],
                     table["expected_error"], table["in_domain"],

@@ -128,7 +128,7 @@ def test_known_clusters_are_mostly_in_domain(transfer_run, cut_files) -> None:
     known, _ = cut_files
     loaded = load_model(str(tmp / "run"))
     X, clusters, y = read_new_clusters(known, [str(c) for c in loaded.model.feature_names_in_])
-    table, _, summary = prediction_table(loaded, X, clusters, y)
+    table, summary = prediction_table(loaded, X, clusters, y)
     # the training clusters themselves: no new element; flagged only where their expected error
     # is among the run's highest (uncertainty.flag_quantile 0.9 of the held-out clusters)
     assert table["in_domain"].mean() >= 0.8

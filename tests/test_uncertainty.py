@@ -221,14 +221,14 @@ def test_a_run_without_calibration_predicts_without_intervals(make_cfg, tmp_path
     loaded = load_model(str(tmp_path / "run"))
     names = [str(c) for c in loaded.model.feature_names_in_]
     X, clusters, y = read_new_clusters(data_dir() / FEV, names)
-    table, _, _ = prediction_table(loaded, X, clusters, y)
+    table, _ = prediction_table(loaded, X, clusters, y)
     assert "y_lower" not in table and "expected_error" not in table
     assert table["in_domain"].notna().all()
     assert (table["used_by_run"] == "").all()
     # without a calibration the domain still tells the training clusters apart (Rh3¯'s
     # missing HOMO cell included)
     X, clusters, y = read_new_clusters(data_dir() / HOMO, names)
-    table, _, _ = prediction_table(loaded, X, clusters, y)
+    table, _ = prediction_table(loaded, X, clusters, y)
     assert (table["used_by_run"] == "training").all() and len(table) == 159
 
 
@@ -248,7 +248,7 @@ def test_spread_difficulty_runs_end_to_end_and_covers(make_cfg, tmp_path: Path) 
     assert np.ptp(calib.sigmas) > 0.05  # the trees disagree more on some clusters than others
     loaded = load_model(str(tmp_path / "run"))
     X, clusters, y = read_new_clusters(data_dir() / FEV, [str(c) for c in calib.columns])
-    table, _, _ = prediction_table(loaded, X, clusters, y)
+    table, _ = prediction_table(loaded, X, clusters, y)
     spread = model_spread(loaded.model, X)
     trees = loaded.model[:-1].transform(X)
     per_tree = [t.predict(np.asarray(trees, np.float32)) for t in loaded.model[-1].estimators_]

@@ -25,7 +25,8 @@ from n2react.difficulty import model_spread
 from n2react.errors import DataError, N2ReactError
 from n2react.figures import run_dir_title
 from n2react.isomers import duplicate_names_line, scored_once
-from n2react.metrics import score, score_sets
+from n2react.metrics import score as score  # callers import it here
+from n2react.metrics import score_sets
 from n2react.model_loading import LoadedModel as LoadedModel  # callers import it here
 from n2react.model_loading import load_model as load_model  # callers import it here
 from n2react.new_clusters import formula_ligands, read_sheet_clusters
@@ -65,10 +66,11 @@ def prediction_table(
     y: np.ndarray | None,
     coverage: float = 0.9,
     coverage_from: str = "coverage",
-) -> tuple[pd.DataFrame, dict[str, float] | None, str | None]:
+) -> tuple[pd.DataFrame, str | None]:
     """(cluster, y_pred, y_std, in_domain, domain_reasons, nearest_training, y_lower, y_upper,
-    interval_coverage, expected_error, descriptor_notes[, y_true, residual]), the scores when
-    the clusters are labelled, and the summary line of the domain check (None: no domain).
+    interval_coverage, expected_error, descriptor_notes[, y_true, residual]) and the summary
+    line of the domain check (None: no domain). The scores against lg(k1) are
+    :func:`n2react.metrics.score_sets`.
 
     With the run's calibration, ``in_domain`` is false for a cluster with an element no training
     cluster has, or whose expected error is above the run's flag threshold (validated on held-out
@@ -114,7 +116,6 @@ def prediction_table(
         out["used_by_run"] = used_by_run(calib, X)
     elif loaded.domain is not None:  # a run without intervals: its domain knows the training rows
         out["used_by_run"] = np.where(loaded.domain.seen(X), "training", "")
-    metrics = None
     if y is not None:
         out["y_true"] = y
         out["residual"] = mean - y
@@ -125,8 +126,7 @@ def prediction_table(
                 measured.sum(),
                 len(y),
             )
-        metrics = score(y[measured], mean[measured])
-    return out, metrics, summary
+    return out, summary
 
 
 def trust_flags(
@@ -292,7 +292,7 @@ def predict_sheet(
     X, clusters, y = sheet_in.X, sheet_in.names, sheet_in.y
     if twice := duplicate_names_line(sheet_in.keys, clusters, sheet_in.rows, X):
         log.warning("%s: %s", file, twice)
-    out, _, domain_summary = prediction_table(loaded, X, clusters, y, coverage, "--coverage")
+    out, domain_summary = prediction_table(loaded, X, clusters, y, coverage, "--coverage")
     scores = [] if y is None else score_sets(out, scored_once(sheet_in.keys, X, y))
     out["row"] = sheet_in.rows  # the sheet's row: one name may stand on several (isomers)
     check_finite(out)

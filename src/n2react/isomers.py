@@ -20,10 +20,7 @@ def duplicate_names_line(
     as the sheet writes them, ``rows`` the spreadsheet rows, ``X`` the descriptors); None when
     every name is on one row. Rows of one name whose descriptors are all equal (blank cells
     equal blank ones) are identical copies."""
-    where: dict[str, list[int]] = {}
-    for pos, key in enumerate(keys):
-        where.setdefault(str(key), []).append(pos)
-    groups = [p for p in where.values() if len(p) > 1]
+    groups = [p for p in _rows_by_name(keys) if len(p) > 1]
     if not groups:
         return None
     values = X.to_numpy(dtype=float)
@@ -52,6 +49,14 @@ def _group_text(pos: list[int], written: np.ndarray, rows: np.ndarray, values: n
             for c in copies
         ]
     return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _rows_by_name(keys: np.ndarray) -> list[list[int]]:
+    """The rows of each normalised name, in the sheet's order."""
+    where: dict[str, list[int]] = {}
+    for pos, key in enumerate(keys):
+        where.setdefault(str(key), []).append(pos)
+    return list(where.values())
 
 
 def _identical(pos: list[int], values: np.ndarray) -> list[list[int]]:
@@ -86,15 +91,9 @@ def scored_once(keys: np.ndarray, X: pd.DataFrame, y: np.ndarray | None) -> np.n
     measurements, each scored."""
     values = X.to_numpy(dtype=float)
     target = np.full(len(keys), np.nan) if y is None else np.asarray(y, dtype=float)
+    measured = np.column_stack([values, target])  # a copy: the same descriptors and lg(k1)
     keep = np.ones(len(keys), dtype=bool)
-    firsts: dict[str, list[int]] = {}
-    for pos, key in enumerate(keys):
-        earlier = firsts.setdefault(str(key), [])
-        keep[pos] = not any(
-            np.array_equal(values[p], values[pos], equal_nan=True)
-            and np.array_equal(target[p], target[pos], equal_nan=True)
-            for p in earlier
-        )
-        if keep[pos]:
-            earlier.append(pos)
+    for pos in _rows_by_name(keys):
+        for copies in _identical(pos, measured):
+            keep[copies[1:]] = False  # the first of the copies is scored
     return keep

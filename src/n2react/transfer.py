@@ -56,7 +56,7 @@ def evaluate_transfer(
     X, clusters, y = read_new_clusters(path, names, ligands=formula_ligands(loaded.model))
     if y is None:
         raise DataError(f"eval.path={path}: no lg(k1) column, so there is nothing to score")
-    table, _, summary = prediction_table(loaded, X, clusters, y, coverage, "uncertainty.coverage")
+    table, summary = prediction_table(loaded, X, clusters, y, coverage, "uncertainty.coverage")
     held_out = _calibration_rows(held_out, loaded, X)
     for line in used_lines(table, loaded.uncertainty, calibration=held_out is None):
         log.warning("eval.path=%s: %s", path, line)  # its transfer figures are not transfer
