@@ -252,6 +252,31 @@ def test_a_network_far_worse_than_the_mean_says_which_key_to_lower(
         return
     assert len(lines) == 1 and lines[0].startswith(said)  # once per run, naming the fold
     assert lines[0].endswith(
-        "training did not converge; lower model.estimator.learning_rate (10 here); said once "
-        "per run"
+        "training did not converge; lower model.estimator.learning_rate (10 here); said for the "
+        "first such outer fold only"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        # the final model (the one saved, that predict uses) was never checked
+        (("final_model=true",), "final model (all 159 clusters): the network's best validation "),
+        # nor the pair split's network
+        (("pairwise=on", "cv.scheme=pair_split"), "pair split: the network's best validation "),
+    ],
+)  # fmt: skip
+def test_the_final_model_and_the_pair_split_say_a_network_did_not_converge(
+    make_cfg, tmp_path: Path, caplog, overrides: tuple[str, ...], said: str
+) -> None:
+    cfg = make_cfg(
+        *FAST, "cv.outer_folds=2", "model.estimator.max_epochs=20", "tracking=none",
+        "model.estimator.learning_rate=10", *overrides,
+    )  # fmt: skip
+    with caplog.at_level("WARNING", logger="n2react.cv"):
+        run(cfg, tmp_path / "run")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(said)]
+    assert len(lines) == 1, [r.getMessage() for r in caplog.records]
+    assert lines[0].endswith(
+        "training did not converge; lower model.estimator.learning_rate (10 here)"
     )

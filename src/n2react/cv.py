@@ -286,7 +286,8 @@ def nested_cv(
     def on_fold(split: Split, model: Any, pred: np.ndarray, std: np.ndarray | None) -> None:
         fold = outer_fold_result(split, model, dataset, pred, std)
         results[split.fold] = fold
-        if not warned and _worse_than_mean(split.fold, fold):
+        where, once = f"outer fold {split.fold}", "said for the first such outer fold only"
+        if not warned and unconverged(where, fold.model, fold.best_params, once):
             warned.append(split.fold)
         if on_fold_end is not None:
             on_fold_end(fold)
@@ -303,27 +304,31 @@ def nested_cv(
 WORSE_THAN_MEAN = 10.0
 
 
-def _worse_than_mean(fold: int, result: FoldResult) -> bool:
-    """Warn (and say True) when the fold's network kept weights whose validation loss is over
-    :data:`WORSE_THAN_MEAN` times its training targets' variance, naming the key to change."""
-    net = fitted_inner(final_step(result.model))
+def unconverged(where: str, model: Any, best_params: Mapping[str, Any], note: str = "") -> bool:
+    """Warn (and say True) when the network of the fitted ``model`` (a pipeline or an estimator,
+    tuned to ``best_params``) kept weights whose validation loss is over :data:`WORSE_THAN_MEAN`
+    times its training targets' variance, naming ``where`` (``outer fold 2``, ``final model``,
+    ``pair split``) and the key to change, then ``note``. The one check of every network a run
+    fits: the outer folds, the final model and the pair split all call it."""
+    net = fitted_inner(final_step(model))
     if not isinstance(net, EpochTrained) or net.best_epoch_ < 1 or net.target_var_ <= 0:
         return False  # not trained in epochs, or diverged at once (said by the engine)
     ratio = net.history_["val_loss"][net.best_epoch_ - 1] / net.target_var_
     if not ratio > WORSE_THAN_MEAN:
         return False
     key = net.rate_param
-    searched = any(k.endswith(f"__{key}") for k in result.best_params)
+    searched = any(k.endswith(f"__{key}") for k in best_params)
     log.warning(
-        "outer fold %d: the network's best validation loss (MSE %.3g) is %.3g times that of "
+        "%s: the network's best validation loss (MSE %.3g) is %.3g times that of "
         "predicting the mean of its training rows (%.3g): training did not converge; lower "
-        "model.%s.%s (%g here); said once per run",
-        fold,
+        "model.%s.%s (%g here)%s",
+        where,
         ratio * net.target_var_,
         ratio,
         net.target_var_,
         "space" if searched else "estimator",
         key,
         net.get_params()[key],
+        f"; {note}" if note else "",
     )
     return True

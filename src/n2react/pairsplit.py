@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from n2react.capabilities import Wrapper
-from n2react.cv import fold_predictions
+from n2react.cv import fold_predictions, unconverged
 from n2react.data import Dataset
 from n2react.errors import ConfigError
 from n2react.metrics import pooled_metrics, regression_metrics
@@ -51,6 +51,7 @@ def pair_split(dataset: Dataset, plan: Plan) -> tuple[dict[str, float], pd.DataF
         [Split(1, 1, train, test)],
         on_fold=lambda _s, model, _p, _std: fitted.append(model),
     )
+    unconverged("pair split", fitted[0], {})  # no search: the estimator's key
     pred_train = np.asarray(fitted[0].predict(dX[train]), dtype=float).ravel()
     m = {f"test_{k}": v for k, v in regression_metrics(dy[test], pred_test).items()}
     m.update({f"train_{k}": v for k, v in regression_metrics(dy[train], pred_train).items()})

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from n2react import device, runstore
 from n2react.bootstrap import few_units_note
-from n2react.cv import CVResult, FoldResult, fit_model, nested_cv
+from n2react.cv import CVResult, FoldResult, fit_model, nested_cv, unconverged
 from n2react.data import Dataset, load_dataset
 from n2react.errors import Interrupted
 from n2react.figures import data_title, parity_plot
@@ -273,10 +273,13 @@ def _log_scores(
 def _fit_final(
     plan: Plan, dataset: Dataset, run_dir: Path, progress: FoldProgress
 ) -> TunedPipeline:
-    """The final model: the pipeline tuned by inner CV on all clusters, then refitted on them."""
+    """The final model: the pipeline tuned by inner CV on all clusters, then refitted on them
+    (its network checked like the outer folds')."""
     progress.start_final()
     final = _tuned(plan, run_dir, "final", progress)
     fit_model(final, dataset.X, dataset.y, dataset.groups)
+    where = f"final model (all {dataset.n_rows} clusters)"
+    unconverged(where, final.pipeline_, final.search_.best_params)
     keep_ligands(final.pipeline_, plan.ligands)  # saved with it, for predict
     progress.final_done()
     return final
