@@ -292,6 +292,15 @@ def test_a_keras_setting_the_model_refuses_names_its_key(make_cfg) -> None:
         # before its parameters)
         ("model.estimator.validation_fraction=1.0",
          "model.estimator.validation_fraction: validation_fraction must be in [0, 1), got 1.0"),
+        # 0 was accepted, read as "off" by the yaml's null-or-number, yet it cut the learning
+        # rate after every epoch without improvement (as 1 does)
+        ("model.estimator.reduce_lr_patience=0",
+         "model.estimator.reduce_lr_patience: reduce_lr_patience must be null (off) or >= 1, "
+         "got 0"),
+        ("model.estimator.reduce_lr_patience=-2",
+         "model.estimator.reduce_lr_patience: reduce_lr_patience must be null (off) or >= 1, "
+         "got -2"),
+        ("model.estimator.patience=0", "model.estimator.patience: patience must be >= 1, got 0"),
         # was "a setting of the pipeline is not usable: Could not interpret activation ..."
         ("model.estimator.activation=relux",
          "model.estimator.activation: activation must be a Keras activation name, got 'relux'"),

@@ -54,8 +54,9 @@ class KerasMLPRegressor(
         Fraction of the rows given to ``fit`` held out (randomly, at least one row) for early
         stopping; ``0`` monitors the training loss instead.
     reduce_lr_patience : int or None
-        ReduceLROnPlateau: after this many epochs without improvement multiply the learning rate
-        by ``reduce_lr_factor`` (not below ``min_lr``); ``None`` disables it.
+        ReduceLROnPlateau: after this many (>= 1) epochs without improvement multiply the learning
+        rate by ``reduce_lr_factor`` (not below ``min_lr``); ``None`` disables it (0 is refused:
+        it would cut the rate after every epoch without improvement, as 1 does).
     reduce_lr_factor : float
         See ``reduce_lr_patience``.
     min_lr : float
@@ -168,9 +169,10 @@ class KerasMLPRegressor(
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if float(self.l2) < 0:  # a negative penalty rewards large weights
             raise ValueError(f"l2 must be >= 0, got {self.l2}")
-        if self.reduce_lr_patience is not None and int(self.reduce_lr_patience) < 0:
+        # 0 is not "off": it cut the rate after every epoch without improvement, as 1 does
+        if self.reduce_lr_patience is not None and int(self.reduce_lr_patience) < 1:
             raise ValueError(
-                f"reduce_lr_patience must be None or >= 0, got {self.reduce_lr_patience}"
+                f"reduce_lr_patience must be null (off) or >= 1, got {self.reduce_lr_patience}"
             )
         if not 0.0 < float(self.reduce_lr_factor) < 1.0:
             raise ValueError(f"reduce_lr_factor must be in (0, 1), got {self.reduce_lr_factor}")
