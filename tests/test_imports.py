@@ -120,3 +120,24 @@ def test_a_long_module_says_why_in_its_opening_comment() -> None:
         if text.count("\n") > 450:
             long[path.name] = ast.get_docstring(ast.parse(text)) or ""
     assert [n for n, doc in long.items() if "450 lines" not in doc] == []
+
+
+def test_a_shared_name_is_defined_once() -> None:
+    """The MLflow run-id pattern and the model-hash tag were each written out in two modules
+    (model_loading and explain.source; mlflow_tracking's TAG_MODEL_SHA and model_loading's
+    HASH_TAG, plus a bare "model_sha256" in explain.source): one edit could part them. Each is
+    a string constant in n2react.tracking only, imported everywhere else."""
+    shared = (r"^[0-9a-f]{32}$", "model_sha256")
+    where: dict[str, list[str]] = {s: [] for s in shared}
+    for path in (SRC / "n2react").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in where:
+                where[node.value].append(path.name)
+    assert where == {s: ["tracking.py"] for s in shared}
+
+    from n2react import mlflow_tracking, model_loading, tracking
+    from n2react.explain import source
+
+    # the names scripts may have imported still work
+    assert model_loading.RUN_ID is source.RUN_ID is tracking.RUN_ID
+    assert model_loading.HASH_TAG == mlflow_tracking.TAG_MODEL_SHA == tracking.TAG_MODEL_SHA

@@ -72,7 +72,7 @@ class Loaded:
 
 def load_oof(run: str, tracking_uri: str) -> Loaded:
     """The out-of-fold table of a run directory or an MLflow parent run, and a name for it."""
-    from n2react.explain.source import RUN_ID
+    from n2react.tracking import RUN_ID
 
     p = Path(run)
     if p.is_dir():

@@ -37,6 +37,7 @@ from n2react.tracking import (
     DIGEST_LEN,
     LOCAL_UI,
     MAX_PARAM_LEN,
+    TAG_MODEL_SHA,
     TAG_NOTE,
     RunRecord,
     Store,
@@ -46,9 +47,6 @@ from n2react.tracking import (
 )
 
 log = logging.getLogger(__name__)
-
-#: The model file's hash, which predict checks before loading a download of the model.
-TAG_MODEL_SHA = "model_sha256"
 
 # MLflow prints "View run <name> at <url>" when each run of a server store ends (one per fold):
 # n2react prints one link per job instead.

@@ -13,7 +13,6 @@ Split from :mod:`n2react.inference` (which re-exports :func:`load_model` and
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,12 @@ from typing import Any
 from n2react import __version__, runstore
 from n2react.backend import stderr_silenced
 from n2react.errors import N2ReactError, first_line
-from n2react.tracking import short_id_note
+from n2react.tracking import RUN_ID, TAG_MODEL_SHA, short_id_note
 from n2react.uncertainty import load_calibration
 
 log = logging.getLogger("n2react.inference")  # its lines are predict's
 
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-HASH_TAG = "model_sha256"
+HASH_TAG = TAG_MODEL_SHA  # the old name (n2react.tracking defines the tag)
 
 
 @dataclass
@@ -128,7 +126,7 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
             return _read_mlflow(reader, str(run_id), tmp, trust_pickle)
         local = reader.download_uri(ref, tmp)
         return LoadedModel(
-            runstore.load_mlflow_model(local, tags.get(HASH_TAG), trust_pickle), [], ref
+            runstore.load_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle), [], ref
         )
     info = reader.run(ref)
     if why := info.fold_run_problem():
@@ -138,7 +136,7 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
     if model_uri is None:
         raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")
     local = reader.download_uri(model_uri, tmp)
-    model = runstore.load_mlflow_model(local, tags.get(HASH_TAG), trust_pickle)
+    model = runstore.load_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle)
     folds = []
     for entry in reader.list_artifacts(ref, "fold_models"):
         p = runstore.model_path(reader.download(ref, entry, tmp))

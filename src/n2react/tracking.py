@@ -31,6 +31,11 @@ DEFAULT_EXPERIMENT = "n2react"
 TAG_NOTE = "mlflow.note.content"  # the run's description in the MLflow UI
 #: the n2react version that started the run (the parent run's tag; run.json in its folder)
 TAG_VERSION = "n2react.version"
+#: The final model file's sha256 (the parent run's tag): predict and explain check a download of
+#: the model against it before loading it.
+TAG_MODEL_SHA = "model_sha256"
+#: An MLflow run id (32 hex digits), as predict, explain and compare tell one from a path.
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 #: A logged data file's digest: this many hex digits of its sha256 (MLflow keeps 36 at most)
 DIGEST_LEN = 16
 

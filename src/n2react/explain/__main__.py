@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain")
 
     from n2react.errors import N2ReactError
     from n2react.explain import Budget, explain_run
-    from n2react.explain.source import RUN_ID
+    from n2react.tracking import RUN_ID
 
     if args.log and not RUN_ID.match(args.run):  # refused before the work, not after it
         sys.stderr.write(f"n2react: error: --log needs an MLflow run id, got {args.run}\n")

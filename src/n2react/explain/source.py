@@ -22,9 +22,8 @@ from omegaconf import OmegaConf
 from n2react import runstore
 from n2react.data import Dataset, load_dataset
 from n2react.errors import N2ReactError, first_line
-from n2react.tracking import short_id_note
+from n2react.tracking import RUN_ID, TAG_MODEL_SHA, short_id_note
 
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _FOLD_DIR = re.compile(r"fold_(\d+)$")
 
 
@@ -162,7 +161,7 @@ def load_mlflow_run(
         final = None
         if uri:
             local = reader.download_uri(uri, dest)  # beside the other artifacts, not in /tmp
-            recorded = run.tags.get("model_sha256")
+            recorded = run.tags.get(TAG_MODEL_SHA)
             final = runstore.load_mlflow_model(local, recorded, trust_pickle)
     ds = dataset if dataset is not None else _reload(cfg)
     return RunData(f"MLflow run {run_id}", cfg, ds, oof, final, folds)
