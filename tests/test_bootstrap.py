@@ -310,3 +310,50 @@ def test_the_refusal_counts_repeated_folds_as_folds_x_repeats() -> None:
         compare_oof(twice, b)
     with pytest.raises(N2ReactError, match="A has 2 outer folds, B 3 outer folds"):
         compare_oof(a.assign(fold=[1, 1, 2, 2, 1, 2]), a)
+
+
+def test_r_of_constant_predictions_is_undefined_not_rounding_noise() -> None:
+    """53 equal predictions: their mean is not exactly their value, so r came out ~1e-16 (and
+    its bootstrap interval [-3e-15, 3e-15]) instead of undefined."""
+    from n2react.metrics import pearson_r
+
+    y = np.random.default_rng(0).normal(-12.0, 1.4, 159)
+    pred = np.full(159, -12.311873221737452)
+    assert np.isnan(pearson_r(y, pred)) and np.isnan(pearson_r(pred, y))
+    oof = pd.DataFrame(
+        {"cluster": [f"c{i}" for i in range(159)], "y_true": y, "y_pred": pred,
+         "fold": np.arange(159) % 3 + 1, "repeat": 1}
+    )  # fmt: skip
+    folds = pd.DataFrame({"fold": [1, 2, 3], "repeat": 1, "test_r": np.nan, "test_rmse": 1.0})
+    intervals = score_intervals(oof, folds)
+    for key in ("mean_test_r", "pooled_test_r"):
+        assert np.isnan(intervals[f"{key}_ci_low"]) and np.isnan(intervals[f"{key}_ci_high"])
+    assert intervals["pooled_test_rmse_ci_low"] < intervals["pooled_test_rmse_ci_high"]
+    # a near-constant model is no constant one: its r stays defined
+    assert np.isfinite(pearson_r(y, pred + 1e-9 * y))
+
+
+def test_a_run_of_constant_predictions_says_r_is_undefined(
+    make_cfg, tmp_path: Path, capsys
+) -> None:
+    """Ridge with alpha=1e300 predicts one value per fold: r is undefined there. The run is not
+    refused; the summary says so in one line, and summary.json stays JSON (it held NaN)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    over = (*FAST, "model.estimator.alpha=1e300", "cv.outer_folds=3")
+    summary = run(make_cfg(*over, tracking_uri=uri), tmp_path / "run")
+    said = " ".join(capsys.readouterr().err.split())
+    assert said.count("r is undefined for constant predictions") == 1, said[-3000:]
+    assert (
+        "the model predicted one value in folds 1, 2, 3 (test and training clusters); r is NaN "
+        "there (null in summary.json) and left out of the mean r"
+    ) in said
+    assert np.isnan(summary["mean_test_r"]) and np.isnan(summary["mean_test_r_ci_low"])
+    assert np.isfinite(summary["mean_test_rmse"]) and _inside(summary, "pooled_test_r")
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+
+    text = (tmp_path / "run" / "summary.json").read_text()
+    on_disk = json.loads(text, parse_constant=refuse)
+    assert on_disk["mean_test_r"] is None and on_disk["mean_test_r_ci_high"] is None
+    assert on_disk["pooled_test_r"] == pytest.approx(summary["pooled_test_r"])

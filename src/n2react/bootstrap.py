@@ -30,7 +30,13 @@ import numpy as np
 import pandas as pd
 
 from n2react.errors import N2ReactError
-from n2react.metrics import EXPERIMENTAL_ERROR, METRICS, POOLED, regression_metrics
+from n2react.metrics import (
+    EXPERIMENTAL_ERROR,
+    METRICS,
+    POOLED,
+    constant_rows,
+    regression_metrics,
+)
 
 RESAMPLES = 2000
 SEED = 0
@@ -127,6 +133,8 @@ def weighted_pooled(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> dict[str, np
         dy, dp = y[None, :] - my[:, None], p[None, :] - mp[:, None]
         cov = (w * dy * dp).sum(axis=1)
         r = cov / np.sqrt((w * dy * dy).sum(axis=1) * (w * dp * dp).sum(axis=1))
+        # undefined (not rounding noise) where a resample's predictions or truths are constant
+        r = np.where(constant_rows(p, w) | constant_rows(y, w), np.nan, r)
         within = (w @ (np.abs(err) <= EXPERIMENTAL_ERROR).astype(float)) / total * len(y)
         return {
             "r": r,

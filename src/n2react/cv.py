@@ -31,7 +31,7 @@ from n2react.capabilities import (
     fitted_inner,
 )
 from n2react.data import Dataset
-from n2react.metrics import METRICS, pooled_metrics, regression_metrics
+from n2react.metrics import METRICS, constant, pooled_metrics, regression_metrics
 from n2react.splitters import Split
 
 log = logging.getLogger(__name__)
@@ -220,6 +220,27 @@ class CVResult:
                     ordered[f"{key}_{bound}"] = intervals[f"{key}_{bound}"]
         return ordered
 
+    def constant_note(self) -> str:
+        """One line naming the outer folds whose model predicted one value for all their test
+        (or training) clusters, whose r is therefore undefined; '' when there is none."""
+
+        def folds(table: pd.DataFrame) -> list[str]:  # (a one-cluster fold has no r anyway)
+            pred = table.groupby("fold")["y_pred"]
+            return [str(f) for f, p in pred if len(p) > 1 and constant(p)]
+
+        test, train = folds(self.oof_table()), folds(self.train_table())
+        if not test and not train:
+            return ""
+        if test == train:
+            where = f"{_folds_text(test)} (test and training clusters)"
+        else:
+            sides = (("test", test), ("training", train))
+            where = " and ".join(f"{_folds_text(f)} ({side} clusters)" for side, f in sides if f)
+        return (
+            f"r is undefined for constant predictions: the model predicted one value in {where}; "
+            "r is NaN there (null in summary.json) and left out of the mean r"
+        )
+
     def group_table(self) -> pd.DataFrame | None:
         """Pooled scores per group (metal, family, ...) of the out-of-fold predictions."""
         if self.dataset.groups is None:
@@ -230,6 +251,10 @@ class CVResult:
             bias = float(np.mean(part["y_pred"] - part["y_true"]))
             rows.append({"group": g, "n": len(part), **m, "bias": bias})
         return pd.DataFrame(rows).sort_values("n", ascending=False, ignore_index=True)
+
+
+def _folds_text(folds: list[str]) -> str:
+    return f"fold{'s' if len(folds) > 1 else ''} {', '.join(folds)}"
 
 
 def outer_fold_result(

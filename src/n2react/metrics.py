@@ -16,8 +16,31 @@ EXPERIMENTAL_ERROR = float(np.log10(3.0))
 MAXIMIZE = {"r", "r2"}
 
 
+#: Values whose spread is within this many rounding units of their size are constant: the mean
+#: of 53 equal predictions is not always exactly their value, and r of that rounding is noise.
+_ROUNDING = 4 * float(np.finfo(float).eps)
+
+
+def constant(values: np.ndarray) -> bool:
+    """Whether all ``values`` are equal (to within the rounding of their size): their Pearson r
+    with anything is undefined (a model of constant predictions, e.g. Ridge with a huge alpha)."""
+    x = np.asarray(values, dtype=float)
+    return x.size == 0 or float(np.ptp(x)) <= _ROUNDING * float(np.max(np.abs(x)))
+
+
+def constant_rows(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per row of ``weights`` (resamples x values): whether the values it draws (weight > 0)
+    are :func:`constant`."""
+    x, drawn = np.asarray(values, dtype=float)[None, :], weights > 0
+    high = np.where(drawn, x, -np.inf).max(axis=1)
+    low = np.where(drawn, x, np.inf).min(axis=1)
+    return high - low <= _ROUNDING * np.maximum(np.abs(high), np.abs(low))
+
+
 def pearson_r(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Pearson correlation; NaN when either side is constant."""
+    """Pearson correlation; NaN when either side is :func:`constant`."""
+    if constant(y_true) or constant(y_pred):
+        return float("nan")
     a = np.asarray(y_true, dtype=float) - np.mean(y_true)
     b = np.asarray(y_pred, dtype=float) - np.mean(y_pred)
     den = float(np.sqrt(np.sum(a * a) * np.sum(b * b)))

@@ -291,7 +291,9 @@ def _report(
     """The scores table (per group too) in the terminal, and the closing line."""
     groups = result.group_table()
     if not quiet_sweep_job():  # a sweep's jobs are ranked by its leaderboard instead
-        note = few_units_note(result.oof_table())  # 3 folds' "95% CI" is no such thing
+        # 3 folds' "95% CI" is no such thing; r of constant predictions none at all
+        notes = (few_units_note(result.oof_table()), result.constant_note())
+        note = "\n".join(n for n in notes if n)
         show(summary_table(result.fold_table(), summary, title, note))
         if groups is not None:
             show(group_table(groups, f"pooled out-of-fold scores per group ({plan.groups})"))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -147,7 +148,19 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+    """``obj`` as JSON, written atomically; a NaN or infinite number (an undefined r) is null:
+    JSON has no NaN, and a file with one is refused by strict readers (jq, browsers)."""
+    return write_text(path, json.dumps(_no_nan(obj), indent=2, default=str) + "\n")
+
+
+def _no_nan(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_no_nan(v) for v in obj]
+    return obj
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
