@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from n2react.composition import DEFAULT_LIGANDS, formula_features
+from n2react.data import options
 from n2react.data.authors_folds import load_fold_files
 from n2react.data.files import locate
 from n2react.data.sheets import read_sheet, warn_once
@@ -38,7 +39,7 @@ def load_dataset(cfg: Mapping[str, Any], group_column: str | None = None) -> Dat
     check_variation(ds)
     if cfg.get("formula"):
         ligands = cfg.get("formula_ligands") or DEFAULT_LIGANDS
-        ds = with_formula_features(ds, ligands, cfg.get("formula_columns"))
+        ds = with_formula_features(ds, ligands, options.column_list(cfg, "formula_columns"))
     return ds
 
 
@@ -96,16 +97,20 @@ class Source:
 
 
 def _table(cfg: Mapping[str, Any], group_column: str | None) -> Dataset:
-    p = locate(cfg["file"], path=cfg.get("path"), url=cfg.get("url"), sha256=cfg.get("sha256"))
-    df = read_sheet(p, cfg.get("sheet", 0))
+    sheet, features, sentinels = (
+        options.sheet(cfg),
+        options.column_list(cfg, "feature_columns"),
+        options.sentinels(cfg),
+    )
+    p = locate(cfg["file"], path=options.path(cfg), url=cfg.get("url"), sha256=cfg.get("sha256"))
     return table_to_dataset(
-        df,
+        read_sheet(p, sheet),
         name=data_name(cfg),
         source=str(p),
         name_column=cfg.get("name_column"),
         target_column=cfg.get("target_column"),
-        feature_columns=cfg.get("feature_columns"),
-        sentinels=list(cfg.get("sentinels") or []),
+        feature_columns=features,
+        sentinels=sentinels,
         group_column=group_column,
     )
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from n2react.data import options
 from n2react.data.files import locate
 from n2react.data.sheets import read_sheet
 from n2react.data.tables import Dataset, table_to_dataset
@@ -37,7 +38,7 @@ def load_fold_files(cfg: Mapping[str, Any]) -> Dataset:
         file = str(cfg["file"]).format(fold=k)
         url = str(cfg["url"]).format(fold=k) if cfg.get("url") else None
         h = hashes.get(k, hashes.get(str(k))) if isinstance(hashes, Mapping) else None
-        p = locate(file, path=cfg.get("path"), url=url, sha256=h)
+        p = locate(file, path=options.path(cfg), url=url, sha256=h)
         sources.append(str(p))
         sheets: dict[str, Dataset] = {}
         for role in ("train", "test"):
@@ -49,8 +50,8 @@ def load_fold_files(cfg: Mapping[str, Any]) -> Dataset:
                 source=f"{p} [{sheet}]",
                 name_column=cfg.get("name_column"),
                 target_column=cfg.get("target_column"),
-                feature_columns=cfg.get("feature_columns"),
-                sentinels=list(cfg.get("sentinels") or []),
+                feature_columns=options.column_list(cfg, "feature_columns"),
+                sentinels=options.sentinels(cfg),
                 announce_target=False,
             )
         if parts and list(sheets["test"].X.columns) != list(parts[0].X.columns):

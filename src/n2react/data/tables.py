@@ -178,6 +178,11 @@ def table_to_dataset(
         raise DataError(f"{src}: the sheet is empty (need a name, a target and descriptor columns)")
     name_col = _column(df, name_column, 0, "cluster name", src)
     target_col = find_target_column(df, target_column, src) if has_target else None
+    if target_col == name_col:
+        raise DataError(
+            f"{src}: column '{name_col}' is both the cluster name and the target column "
+            "(data.name_column, data.target_column)"
+        )
     if target_col is not None and announce_target:
         where = list(df.columns).index(target_col) + 1
         log.info("target: %s (column %d of %s)", target_col, where, src)
@@ -193,6 +198,13 @@ def table_to_dataset(
         missing = [c for c in features if c not in df.columns]
         if missing:
             raise DataError(f"{src}: descriptor column(s) not found: {', '.join(missing)}")
+        roles = {name_col: "cluster name", target_col: "target", group_column: "group"}
+        taken = [c for c in features if c in roles and c is not None]
+        if taken:  # the target as a descriptor scores r 1.000: it would learn lg(k1) from itself
+            raise DataError(
+                f"{src}: data.feature_columns names '{taken[0]}', the {roles[taken[0]]} column; "
+                "a descriptor column cannot be it"
+            )
     if not features:
         raise DataError(f"{src}: no descriptor columns")
 

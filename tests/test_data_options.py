@@ -1,0 +1,70 @@
+"""The ``data`` keys a chemist sets on the command line for a sheet of their own (``data.path``,
+``data.feature_columns``, ``data.sentinels``, ``data.sheet``): each composed with Hydra as
+typed there, a wrong one refused in one line naming the key, not a traceback nor a silent
+misreading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from n2react.compose import compose_config
+from n2react.data import load_dataset
+from n2react.errors import DataError
+
+FILE24 = "homonuclear-159-24features.xlsx"
+
+
+def data(*overrides: str) -> dict[str, Any]:
+    """The ``data`` node as ``python -m train <overrides>`` composes and resolves it."""
+    cfg = compose_config(list(overrides))
+    return dict(OmegaConf.to_container(cfg.data, resolve=True))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        # the target as a descriptor ran, and scored test r 1.000: lg(k1) learned from itself
+        ("data.feature_columns=['lg(k1)','3_α']", ("'lg(k1)', the target column",)),
+        ("data.feature_columns=[Clusters,'3_α']", ("'Clusters', the cluster name column",)),
+        # a bare name was read letter by letter: "not found: 3, _, α"
+        ("data.feature_columns='3_α'", ("data.feature_columns='3_α'", "a list of column names")),
+        # a name twice ran with the column twice
+        ("data.feature_columns=['3_α','3_α']", ("data.feature_columns: 3_α listed twice",)),
+        ("data.feature_columns=[]", ("data.feature_columns=[]",)),
+        ("data.formula=true data.formula_columns=0_n_metal", ("data.formula_columns='0_n_metal'",)),
+        # a text: its letters were the sentinels, and -999 went in as a value
+        ("data.sentinels=abc", ("data.sentinels='abc'", "list of numbers")),
+        ("data.sentinels=[-999,none]", ("data.sentinels: 'none' is not a number",)),
+        # true was read as sheet 1 (the second)
+        ("data.sheet=true", ("data.sheet=True", "sheet name or its position")),
+        ("data.target_column=0", ("'Clusters' is both the cluster name and the target",)),
+    ],
+)
+def test_a_wrong_data_key_is_one_line_naming_it(override: str, expected: tuple[str, ...]) -> None:
+    with pytest.raises(DataError) as err:
+        load_dataset(data(*override.split()))
+    for text in expected:
+        assert text in str(err.value), str(err.value)
+
+
+def test_one_sentinel_may_be_written_without_brackets() -> None:
+    # data.sentinels=-999 was a traceback ('int' object is not iterable)
+    ds = load_dataset(data("data.sentinels=-999"))
+    assert ds.missing == [("Rh3\u00af", "3_EHOMO/NL")]
+
+
+def test_a_path_that_reads_as_a_number_is_a_file_name(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # data.path=5 (Hydra reads it as an int) was a traceback in Path(); it is the folder "5"
+    folder = tmp_path / "5"
+    folder.mkdir()
+    (folder / FILE24).write_bytes((shared_data / FILE24).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    ds = load_dataset(data("data.path=5"))
+    assert ds.n_rows == 159 and np.isfinite(ds.y).all()
