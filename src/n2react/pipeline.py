@@ -47,6 +47,9 @@ class PipelineFactory:
         ):
             if node is not None:
                 steps.append((name, _build(node, key)))
+        if self.scaler is not None:  # scikit-learn's scalers take their ranges as tuples only
+            ranges = {k: tuple(v) for k, v in self.scaler.items() if isinstance(v, list | tuple)}
+            dict(steps)["scale"].set_params(**ranges)
         model = _build(self.model, "model.estimator")
         if self.wrapper is not None:
             model = _build(self.wrapper, "pairwise.wrapper", base=model)

@@ -322,6 +322,8 @@ def _node(cfg: DictConfig, key: str) -> dict[str, Any] | None:
     value = OmegaConf.select(cfg, key)
     if value is None:
         return None
+    if not isinstance(value, DictConfig):  # scaler.step=hello was a traceback in OmegaConf
+        raise ConfigError(f"{key}={value!r}: expected a config node (with a _target_) or null")
     return dict(OmegaConf.to_container(value, resolve=True))  # type: ignore[arg-type]
 
 

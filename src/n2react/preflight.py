@@ -57,9 +57,28 @@ def check_steps(pipeline: Any, dataset: Dataset) -> Any:
     except (ValueError, TypeError) as exc:  # scikit-learn's InvalidParameterError is both
         first = first_line(exc)
         key = _key_named(pipe.named_steps.get("model"), first)
+        key = key or _failing_step(pipe, dataset.X.iloc[rows], dataset.y[rows])
         prefix = f"{key}: " if key else _NOT_USABLE
         raise ConfigError(f"{prefix}{first}") from None
     return pipe
+
+
+#: The config key of each step before the model (:class:`n2react.pipeline.PipelineFactory`).
+STEP_KEYS = {"impute": "imputer", "features": "features.step", "scale": "scaler.step",
+             "select": "selector.step"}  # fmt: skip
+
+
+def _failing_step(pipe: Any, X: Any, y: np.ndarray) -> str | None:
+    """The config key of the first step before the model that fails to fit (``MinMaxScaler``'s
+    reversed ``feature_range`` -> ``scaler.step``); None when they all fit (the model failed)."""
+    from sklearn.base import clone
+
+    for name, step in pipe.steps[:-1]:
+        try:
+            X = clone(step).fit_transform(X, y)
+        except (ValueError, TypeError):
+            return STEP_KEYS.get(name)
+    return None
 
 
 def _key_named(model: Any, message: str) -> str | None:
