@@ -68,3 +68,22 @@ def test_a_path_that_reads_as_a_number_is_a_file_name(
     monkeypatch.chdir(tmp_path)
     ds = load_dataset(data("data.path=5"))
     assert ds.n_rows == 159 and np.isfinite(ds.y).all()
+
+
+def test_a_notes_sheet_first_names_the_sheet_read_and_the_others(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # it said only "the sheet is empty", though the first log line named the sheet at INFO
+    import pandas as pd
+
+    table = pd.read_excel(shared_data / FILE24)
+    path = tmp_path / "mine.xlsx"
+    with pd.ExcelWriter(path) as writer:
+        pd.DataFrame({"note": ["DFT: B3LYP"]}).to_excel(writer, sheet_name="Notes", index=False)
+        table.to_excel(writer, sheet_name="Data", index=False)
+    with pytest.raises(DataError) as err:
+        load_dataset(data(f"data.path={path}"))
+    assert str(err.value).endswith(
+        "(read sheet 'Notes'; the file also has 'Data'; choose one with data.sheet=NAME)"
+    ), str(err.value)
+    assert load_dataset(data(f"data.path={path}", "data.sheet=Data")).n_rows == 159

@@ -19,7 +19,7 @@ from n2react.composition import DEFAULT_LIGANDS, ligands_in
 from n2react.composition import feature_names as formula_names
 from n2react.data import with_formula_features
 from n2react.data.missing import BY_THE_MODEL
-from n2react.data.sheets import read_sheet
+from n2react.data.sheets import other_sheets, read_sheet
 from n2react.data.tables import looks_like_target, table_to_dataset
 from n2react.errors import DataError
 
@@ -104,7 +104,7 @@ def read_sheet_clusters(
     if df.dropna(how="all").empty or df.shape[1] < 2:
         raise DataError(
             f"{p}: the sheet is empty (need a cluster name and descriptor columns)"
-            + _other_sheets(p, sheet, sheet_option)
+            + other_sheets(p, sheet, sheet_option)
         )
     formula_cols, ligands = _formula_columns(expected, df.columns, ligands)
     from_file = [c for c in expected if c not in formula_cols]
@@ -112,7 +112,7 @@ def read_sheet_clusters(
     if missing:
         raise DataError(
             f"{p}: missing descriptor column(s): {', '.join(missing)}"
-            + _other_sheets(p, sheet, sheet_option)
+            + other_sheets(p, sheet, sheet_option)
         )
     name_col = _name_column(p, df.columns, expected)
     rest = [c for c in df.columns if c != name_col]
@@ -160,22 +160,6 @@ def _name_column(p: Path, columns: Any, expected: list[str]) -> str:
         f"{p}: the first column '{first}' is not the cluster names; put the names in the "
         "first column (or head their column 'Clusters')"
     )
-
-
-def _other_sheets(p: Path, sheet: str | int, option: str | None) -> str:
-    """'' for a one-sheet file; else which sheet was read and which others the workbook has."""
-    if p.suffix.lower() not in (".xlsx", ".xlsm"):
-        return ""
-    try:
-        names = pd.ExcelFile(p, engine="openpyxl").sheet_names
-    except Exception:  # read_sheet read it: nothing more to say
-        return ""
-    if len(names) < 2:
-        return ""
-    read = names[sheet] if isinstance(sheet, int) and sheet < len(names) else sheet
-    others = ", ".join(f"'{n}'" for n in names if n != read)
-    how = f"; choose one with {option} NAME" if option else ""
-    return f" (read sheet '{read}'; the file also has {others}{how})"
 
 
 def read_labelled(

@@ -21,8 +21,8 @@ from n2react.composition import DEFAULT_LIGANDS, formula_features
 from n2react.data import options
 from n2react.data.authors_folds import load_fold_files
 from n2react.data.files import locate
-from n2react.data.sheets import read_sheet, warn_once
-from n2react.data.tables import Dataset, short_list, table_to_dataset
+from n2react.data.sheets import other_sheets, read_sheet, warn_once
+from n2react.data.tables import Dataset, NotATable, short_list, table_to_dataset
 from n2react.errors import DataError
 
 __all__ = ["Dataset", "data_name", "has_fixed_folds", "load_dataset", "with_formula_features"]
@@ -103,6 +103,20 @@ def _table(cfg: Mapping[str, Any], group_column: str | None) -> Dataset:
         options.sentinels(cfg),
     )
     p = locate(cfg["file"], path=options.path(cfg), url=cfg.get("url"), sha256=cfg.get("sha256"))
+    try:
+        return _table_of(cfg, p, sheet, features, sentinels, group_column)
+    except NotATable as exc:  # a notes sheet first: name the sheet read and the others
+        raise DataError(f"{exc}{other_sheets(p, sheet, 'data.sheet=')}") from None
+
+
+def _table_of(
+    cfg: Mapping[str, Any],
+    p: Path,
+    sheet: str | int,
+    features: list[str] | None,
+    sentinels: list[float],
+    group_column: str | None,
+) -> Dataset:
     return table_to_dataset(
         read_sheet(p, sheet),
         name=data_name(cfg),

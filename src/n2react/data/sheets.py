@@ -63,6 +63,23 @@ def read_sheet(p: Path, sheet: str | int | None = 0, announce: bool = True) -> p
     return df
 
 
+def other_sheets(p: Path, sheet: str | int, option: str | None) -> str:
+    """'' for a one-sheet file; else which sheet was read and which others the workbook has."""
+    if p.suffix.lower() not in (".xlsx", ".xlsm"):
+        return ""
+    try:
+        names = pd.ExcelFile(p, engine="openpyxl").sheet_names
+    except Exception:  # read_sheet read it: nothing more to say
+        return ""
+    if len(names) < 2:
+        return ""
+    read = names[sheet] if isinstance(sheet, int) and sheet < len(names) else sheet
+    others = ", ".join(f"'{n}'" for n in names if n != read)
+    # an option ending in "=" (data.sheet=) takes its value without a space
+    how = f"; choose one with {option}{'' if option.endswith('=') else ' '}NAME" if option else ""
+    return f" (read sheet '{read}'; the file also has {others}{how})"
+
+
 def _read_excel(p: Path, sheet: str | int, announce: bool) -> tuple[pd.DataFrame, list[Any]]:
     try:
         df = pd.read_excel(p, sheet_name=sheet, engine="openpyxl")

@@ -40,6 +40,11 @@ MISSPELLINGS = {
 TARGET_NAME = "lg(k1)"
 
 
+class NotATable(DataError):
+    """The sheet read is not a table of clusters (empty, no lg(k1) column, no descriptor): in a
+    workbook of several sheets, likely the wrong one (the caller names the others)."""
+
+
 @dataclass
 class Dataset:
     """A validated table: cluster names, descriptors (NaN = missing) and the target."""
@@ -115,7 +120,7 @@ def find_target_column(df: pd.DataFrame, spec: str | int | None, src: str) -> st
         return TARGET_NAME
     hits = [c for c in cols[1:] if looks_like_target(c)]
     if not hits:
-        raise DataError(
+        raise NotATable(
             f"{src}: no column looks like {TARGET_NAME} (columns: {short_list(cols)}); "
             "name it with data.target_column=..."
         )
@@ -175,7 +180,7 @@ def table_to_dataset(
     sheet_rows = first_row + np.flatnonzero(df.notna().any(axis=1).to_numpy())
     df = df.dropna(how="all")
     if df.empty or df.shape[1] < 3:
-        raise DataError(f"{src}: the sheet is empty (need a name, a target and descriptor columns)")
+        raise NotATable(f"{src}: the sheet is empty (need a name, a target and descriptor columns)")
     name_col = _column(df, name_column, 0, "cluster name", src)
     target_col = find_target_column(df, target_column, src) if has_target else None
     if target_col == name_col:
@@ -206,7 +211,7 @@ def table_to_dataset(
                 "a descriptor column cannot be it"
             )
     if not features:
-        raise DataError(f"{src}: no descriptor columns")
+        raise NotATable(f"{src}: no descriptor columns")
 
     def pos_of(i: int) -> int:
         return int(np.flatnonzero(df.index == i)[0])
