@@ -87,3 +87,64 @@ def test_a_notes_sheet_first_names_the_sheet_read_and_the_others(
         "(read sheet 'Notes'; the file also has 'Data'; choose one with data.sheet=NAME)"
     ), str(err.value)
     assert load_dataset(data(f"data.path={path}", "data.sheet=Data")).n_rows == 159
+
+
+# --------------------------------------------------------------------------- finding the file
+
+OFFLINE = "http://127.0.0.1:9/x.xlsx"  # refused at once: the fetch fails without a network
+
+
+def test_n2_data_dir_that_is_no_folder_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the line said "N2_DATA_DIR=/nowhere", not that the folder does not exist
+    from n2react.data.files import locate
+
+    monkeypatch.setenv("N2_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match=r"N2_DATA_DIR=\S+nowhere: no such folder\)"):
+        locate("x.xlsx", url=OFFLINE)
+    monkeypatch.setenv("N2_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match=r"N2_DATA_DIR=\S+: no x.xlsx there\)"):
+        locate("x.xlsx", url=OFFLINE)
+
+
+def test_a_cached_copy_that_differs_from_the_pinned_hash_is_never_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # it was fetched again silently; offline the line said only "no network"
+    from n2react.data.files import locate
+
+    monkeypatch.delenv("N2_DATA_DIR")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "x.xlsx").write_bytes(b"an older copy")
+    with pytest.raises(DataError, match="refused the connection; the cached copy differs from it"):
+        locate("x.xlsx", url=OFFLINE, sha256="0" * 64)
+
+
+def test_a_local_file_that_differs_from_the_pinned_hash_is_used_with_a_warning(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    # the README's promise for $N2_DATA_DIR: the user's own copy is used, and said to differ
+    import logging
+
+    from n2react.data.files import locate
+
+    (tmp_path / FILE24).write_bytes((shared_data / "homonuclear-159-8features.xlsx").read_bytes())
+    monkeypatch.setenv("N2_DATA_DIR", str(tmp_path))
+    pinned = data()["sha256"]
+    with caplog.at_level(logging.WARNING, logger="n2react.data.files"):
+        assert locate(FILE24, sha256=pinned) == tmp_path / FILE24
+    assert "differs from the published file (sha256 mismatch)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="n2react.data.files"):
+        assert locate(FILE24, path=shared_data, sha256=pinned) == shared_data / FILE24
+    assert caplog.text == ""
+
+
+def test_a_data_path_folder_without_the_file_says_what_it_looked_for(tmp_path: Path) -> None:
+    # it said "data.path: <folder>/homonuclear-159-24features.xlsx does not exist"
+    with pytest.raises(DataError) as err:
+        load_dataset(data(f"data.path={tmp_path}"))
+    assert str(err.value).startswith(f"data.path: folder {tmp_path} holds no {FILE24}")
+    assert f"data.path={tmp_path / 'your_file.xlsx'}" in str(err.value)

@@ -40,6 +40,11 @@ def locate(
     if path is not None and str(path) != "":
         p = Path(path).expanduser()
         if p.is_dir():
+            if not (p / file).exists():
+                raise DataError(
+                    f"data.path: folder {p} holds no {file} (the file this data option reads); "
+                    f"name your spreadsheet itself: data.path={p / 'your_file.xlsx'}"
+                )
             p = p / file
         if not p.exists():
             raise DataError(f"data.path: {p} does not exist")
@@ -51,7 +56,9 @@ def locate(
             _check_hash(p, sha256)
             return p
     cached = _cache_dir() / file
-    if cached.exists() and (sha256 is None or _sha256(cached) == sha256):
+    # a cached copy that differs from the pinned hash is fetched again (the error line says so)
+    stale = cached.exists() and sha256 is not None and _sha256(cached) != sha256
+    if cached.exists() and not stale:
         return cached
     if not url:
         raise DataError(_not_found(file, env, None, "no download URL is configured"))
@@ -67,7 +74,8 @@ def locate(
             progressbar=False,
         )
     except Exception as exc:  # network errors, hash mismatch, ...
-        raise DataError(_not_found(file, env, url, _short_reason(exc))) from exc
+        reason = _short_reason(exc) + ("; the cached copy differs from it" if stale else "")
+        raise DataError(_not_found(file, env, url, reason)) from exc
     log.info("%s fetched from %s (sha256 checked) into %s", file, url, cached.parent)
     return Path(fetched)
 
@@ -95,7 +103,10 @@ def _short_reason(exc: Exception) -> str:
 
 
 def _not_found(file: str, env: str | None, url: str | None, reason: str) -> str:
-    where = f"{DATA_DIR_ENV}={env}" if env else f"{DATA_DIR_ENV} is unset"
+    where = f"{DATA_DIR_ENV} is unset"
+    if env:  # a typo in the folder, or the wrong folder
+        there = "no such folder" if not Path(env).expanduser().is_dir() else f"no {file} there"
+        where = f"{DATA_DIR_ENV}={env}: {there}"
     fetch = f"fetching {url} failed ({reason})" if url else reason
     return (
         f"data file {file} not found (data.path is unset, {where}) and {fetch}; "
