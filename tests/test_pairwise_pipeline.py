@@ -85,6 +85,24 @@ def test_pair_split_reproduces_the_leaky_protocol(make_cfg, tmp_path: Path) -> N
     assert m["pooled_test_r"] == pytest.approx(m["mean_test_r"])
 
 
+def test_pair_split_keeps_to_max_pairs_and_checks_its_settings(
+    make_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pair split ignored pairwise.wrapper.max_pairs (all 20,098 training pairs, however
+    small it was asked to be) and skipped the checks a nested run makes (max_pairs=0 ran; a bad
+    base setting was a traceback)."""
+    base = ("pairwise=on", "model=ridge", "cv.scheme=pair_split", "tracking=none")
+    with caplog.at_level("INFO", logger="n2react.pairsplit"):
+        m = run(make_cfg(*base, "pairwise.wrapper.max_pairs=500"), tmp_path / "capped")
+    assert "pair split: 500 training pairs, 5024 test pairs" in caplog.text
+    assert len(pd.read_csv(tmp_path / "capped" / "test_pairs.csv")) == 5024
+    assert np.isfinite(m["mean_test_rmse"])
+    with pytest.raises(ConfigError, match="pairwise.wrapper.max_pairs"):
+        run(make_cfg(*base, "pairwise.wrapper.max_pairs=0"), tmp_path / "zero")
+    with pytest.raises(ConfigError, match="alpha"):
+        run(make_cfg(*base, "model.estimator.alpha=-1"), tmp_path / "alpha")
+
+
 def test_pair_split_needs_pairwise(make_cfg, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cv.scheme=pair_split: needs pairwise=on"):
         run(make_cfg("model=ridge", "cv.scheme=pair_split", "tracking=none"), tmp_path)

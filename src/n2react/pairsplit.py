@@ -20,7 +20,7 @@ from n2react.cv import fold_predictions, unconverged
 from n2react.data import Dataset
 from n2react.errors import ConfigError
 from n2react.metrics import pooled_metrics, regression_metrics
-from n2react.models.pairwise import pair_indices
+from n2react.models.pairwise import PairwiseRegressor, pair_indices
 from n2react.plan import Plan
 from n2react.splitters import Split
 
@@ -41,6 +41,14 @@ def pair_split(dataset: Dataset, plan: Plan) -> tuple[dict[str, float], pd.DataF
     order = rng.permutation(len(i))
     n_test = int(round(plan.pair_test_fraction * len(i)))
     test, train = order[:n_test], order[n_test:]
+    cap = wrapper.max_pairs if isinstance(wrapper, PairwiseRegressor) else None
+    if cap is not None and cap < len(train):  # pairwise.wrapper.max_pairs: a seeded subsample
+        train = np.sort(rng.choice(train, size=int(cap), replace=False))
+    if len(train) < 2 or len(test) < 1:
+        raise ConfigError(
+            f"cv.pair_test_fraction={plan.pair_test_fraction}: leaves {len(train)} training and "
+            f"{len(test)} test pairs of {len(i)}; a split needs at least 2 and 1"
+        )
     dX, dy = Xt[i] - Xt[j], dataset.y[i] - dataset.y[j]
     log.info("pair split: %d training pairs, %d test pairs", len(train), len(test))
     fitted: list = []

@@ -146,6 +146,7 @@ class Plan:
             )
             _refuse_training_clusters(self.uncertainty.calibration_path, X, names, dataset)
         if self.scheme == "pair_split":
+            self.preflight(dataset)  # its model and wrapper settings, as a nested run's
             return []
         try:
             splits = self.outer_splits(dataset)
