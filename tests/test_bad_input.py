@@ -320,6 +320,28 @@ def test_target_found_by_name_and_named_in_the_first_lines(
             ("cv.pair_test_fraction='abc'",),
             id="fraction=abc",
         ),
+        # more pairs than there are ran as all of them; a negative seed ran as its absolute
+        # value; a text seed was "a setting of the pipeline is not usable: invalid literal"
+        pytest.param(
+            ("pairwise=on", "pairwise.wrapper.max_pairs=100000000"),
+            ("pairwise.wrapper.max_pairs=100000000", "all 25,122 ordered pairs of the 159"),
+            id="max_pairs>all pairs",
+        ),
+        pytest.param(
+            ("pairwise=on", "cv.scheme=pair_split", "pairwise.wrapper.max_pairs=20098"),
+            ("pairwise.wrapper.max_pairs=20098", "all 20,098 training pairs of the pair split"),
+            id="max_pairs>pair split",
+        ),
+        pytest.param(
+            ("pairwise=on", "pairwise.wrapper.random_state=-3"),
+            ("pairwise.wrapper.random_state", "got -3"),
+            id="pairwise seed<0",
+        ),
+        pytest.param(
+            ("pairwise=on", "pairwise.wrapper.random_state=abc"),
+            ("pairwise.wrapper.random_state", "got 'abc'"),
+            id="pairwise seed=abc",
+        ),
         # k at least the clusters a difficulty is measured against: the same for every cluster
         pytest.param(("uncertainty.k=53",), ("uncertainty.k=53", "below 53"), id="k too big"),
         pytest.param(("uncertainty.k=true",), ("uncertainty.k=True",), id="k=true"),

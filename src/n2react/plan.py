@@ -245,6 +245,8 @@ class Plan:
             columns = [str(c) for c in dataset.X.columns]
             preflight.check_eval_columns(self.eval_path, columns, self.ligands)
         space = dict(self.search.space) if self.search.active else {}
+        test = self.pair_test_fraction if self.scheme == "pair_split" else None
+        preflight.check_max_pairs(pipeline.named_steps["model"], dataset.n_rows, test)
         fitted = preflight.check_steps(pipeline, dataset)
         preflight.check_max_features(fitted, dataset, space)
 

@@ -94,6 +94,23 @@ def _key_named(model: Any, message: str) -> str | None:
     return f"model.estimator.{word}"
 
 
+def check_max_pairs(model: Any, n_rows: int, test_fraction: float | None = None) -> None:
+    """A pairwise model's ``max_pairs`` at or above the most training pairs any of its fits can
+    have (all ordered pairs of ``n_rows`` clusters; with ``test_fraction``, the pair split's
+    training pairs) caps nothing: refused, naming null."""
+    from n2react.models.pairwise import PairwiseRegressor
+
+    cap = model.max_pairs if isinstance(model, PairwiseRegressor) else None
+    pairs, of = n_rows * (n_rows - 1), f"ordered pairs of the {n_rows} clusters"
+    if test_fraction is not None:
+        pairs, of = pairs - round(test_fraction * pairs), "training pairs of the pair split"
+    if cap is not None and cap >= pairs:
+        raise ConfigError(
+            f"pairwise.wrapper.max_pairs={cap}: at least all {pairs:,} {of}, so it caps "
+            "nothing; give fewer, or null for all of them"
+        )
+
+
 def check_selector(params: dict[str, Any], space: dict[str, Any]) -> None:
     """Selector settings that would select nothing or never finish (``k=0``, ``step=0``,
     ``n_resamples=0``, ``sample_fraction`` outside (0, 1]), also as search-space bounds."""

@@ -185,6 +185,13 @@ class PairwiseRegressor(
             )
         if not isinstance(self.symmetrize, bool | np.bool_):
             raise ValueError(f"symmetrize must be true or false, got {self.symmetrize!r}")
+        rs = self.random_state
+        if (
+            rs is not None
+            and not isinstance(rs, np.random.RandomState)
+            and (isinstance(rs, bool) or not isinstance(rs, Integral) or rs < 0)
+        ):
+            raise ValueError(f"random_state must be null or a whole number >= 0, got {rs!r}")
         if self.validation not in ("clusters", "pairs"):
             raise ValueError(f"validation must be 'clusters' or 'pairs', got {self.validation!r}")
 
