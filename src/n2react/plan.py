@@ -30,6 +30,7 @@ from n2react.errors import ConfigError, DataError
 from n2react.figures import model_title
 from n2react.metrics import summary_keys
 from n2react.pipeline import PipelineFactory, search_space
+from n2react.preflight import check_pairwise
 from n2react.search import SearchSpec
 from n2react.splitters import Split, Splitter, check_grouping, group_column, group_labels
 from n2react.uncertainty import UncertaintySpec
@@ -372,6 +373,7 @@ def build_plan(cfg: DictConfig) -> Plan:
         wrapper=_node(cfg, "pairwise.wrapper") if wrapper is not None else None,
     )
     model = factory().steps[-1][1]  # built once to ask what it can do
+    check_pairwise(model, str(cfg.model.name), scheme)
     space = search_space(factory, _node(cfg, "model.space"), _node(cfg, "selector.space"))
     search = SearchSpec.from_config(
         _node(cfg, "search") or {}, space, epochs_param(model, "model__")

@@ -94,6 +94,25 @@ def _key_named(model: Any, message: str) -> str | None:
     return f"model.estimator.{word}"
 
 
+def check_pairwise(model: Any, name: str, scheme: str) -> None:
+    """Before a run folder exists: the pair split needs a model of pair differences, and a
+    pairwise wrapper around a model that already learns from pairs (``model=anchored_ensemble``'s
+    pairwise member) would train it on differences of differences, pairs of pairs (hours)."""
+    if scheme == "pair_split" and not isinstance(model, Wrapper):
+        raise ConfigError("cv.scheme=pair_split: needs pairwise=on (a model of pair differences)")
+    if not isinstance(model, Wrapper):
+        return
+    todo = [(name, getattr(model, model.wrapped_param))]
+    while todo:
+        where, est = todo.pop(0)
+        if isinstance(est, Wrapper):
+            raise ConfigError(
+                f"pairwise=on: model={name} already learns from cluster pairs ({where}); "
+                "wrapped again it would learn differences of differences: use pairwise=off"
+            )
+        todo += [(f"its member {p}", m) for p, _, m in sub_models(est)]
+
+
 def check_max_pairs(model: Any, n_rows: int, test_fraction: float | None = None) -> None:
     """A pairwise model's ``max_pairs`` at or above the most training pairs any of its fits can
     have (all ordered pairs of ``n_rows`` clusters; with ``test_fraction``, the pair split's
