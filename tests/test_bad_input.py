@@ -355,6 +355,12 @@ def test_target_found_by_name_and_named_in_the_first_lines(
             ("cv.scheme=pair_split: needs pairwise=on",),
             id="pair split unwrapped",
         ),
+        # the pair split fits no final model: a transfer file was silently never scored
+        pytest.param(
+            ("pairwise=on", "cv.scheme=pair_split", "final_model=true", f"eval.path={FILE24}"),
+            ("eval.path: cv.scheme=pair_split scores pairs and fits no final model",),
+            id="pair split eval.path",
+        ),
         # k at least the clusters a difficulty is measured against: the same for every cluster
         pytest.param(("uncertainty.k=53",), ("uncertainty.k=53", "below 53"), id="k too big"),
         pytest.param(("uncertainty.k=true",), ("uncertainty.k=True",), id="k=true"),

@@ -373,7 +373,10 @@ def build_plan(cfg: DictConfig) -> Plan:
         wrapper=_node(cfg, "pairwise.wrapper") if wrapper is not None else None,
     )
     model = factory().steps[-1][1]  # built once to ask what it can do
-    check_pairwise(model, str(cfg.model.name), scheme)
+    uses_model = [
+        k for k in ("eval.path", "uncertainty.calibration_path") if OmegaConf.select(cfg, k)
+    ]
+    check_pairwise(model, str(cfg.model.name), scheme, uses_model)
     space = search_space(factory, _node(cfg, "model.space"), _node(cfg, "selector.space"))
     search = SearchSpec.from_config(
         _node(cfg, "search") or {}, space, epochs_param(model, "model__")

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +95,18 @@ def _key_named(model: Any, message: str) -> str | None:
     return f"model.estimator.{word}"
 
 
-def check_pairwise(model: Any, name: str, scheme: str) -> None:
-    """Before a run folder exists: the pair split needs a model of pair differences, and a
-    pairwise wrapper around a model that already learns from pairs (``model=anchored_ensemble``'s
+def check_pairwise(model: Any, name: str, scheme: str, uses_model: Sequence[str] = ()) -> None:
+    """Before a run folder exists: the pair split needs a model of pair differences and fits no
+    model of clusters for the keys in ``uses_model`` (``eval.path`` ...) to use; a pairwise
+    wrapper around a model that already learns from pairs (``model=anchored_ensemble``'s
     pairwise member) would train it on differences of differences, pairs of pairs (hours)."""
     if scheme == "pair_split" and not isinstance(model, Wrapper):
         raise ConfigError("cv.scheme=pair_split: needs pairwise=on (a model of pair differences)")
+    if scheme == "pair_split" and uses_model:
+        raise ConfigError(
+            f"{uses_model[0]}: cv.scheme=pair_split scores pairs and fits no final model to "
+            "use it with; drop it, or use cv.scheme=nested"
+        )
     if not isinstance(model, Wrapper):
         return
     todo = [(name, getattr(model, model.wrapped_param))]
