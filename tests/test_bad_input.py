@@ -355,6 +355,18 @@ def test_target_found_by_name_and_named_in_the_first_lines(
             ("cv.scheme=pair_split: needs pairwise=on",),
             id="pair split unwrapped",
         ),
+        # scikit-learn's own wording ("The 'alpha' parameter of Ridge must be ...") was
+        # "a setting of the pipeline is not usable", the key unnamed; a pair split gave a traceback
+        pytest.param(
+            ("pairwise=on", "model.estimator.alpha=-1"),
+            ("model.estimator.alpha: The 'alpha' parameter of Ridge",),
+            id="pairwise base alpha<0",
+        ),
+        pytest.param(
+            ("pairwise=on", "cv.scheme=pair_split", "model.estimator.alpha=-1"),
+            ("model.estimator.alpha: The 'alpha' parameter of Ridge",),
+            id="pair split base alpha<0",
+        ),
         # the pair split fits no final model: a transfer file was silently never scored
         pytest.param(
             ("pairwise=on", "cv.scheme=pair_split", "final_model=true", f"eval.path={FILE24}"),

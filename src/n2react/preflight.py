@@ -84,8 +84,10 @@ def _failing_step(pipe: Any, X: Any, y: np.ndarray) -> str | None:
 
 def _key_named(model: Any, message: str) -> str | None:
     """The config key of the model parameter an estimator's own message starts with (``l2 must
-    be >= 0`` -> ``model.estimator.l2``; a pairwise wrapper's -> ``pairwise.wrapper.max_pairs``)."""
-    word = message.split(" ", 1)[0]
+    be >= 0`` -> ``model.estimator.l2``, scikit-learn's ``The 'alpha' parameter of Ridge ...``
+    -> ``model.estimator.alpha``; a pairwise wrapper's -> ``pairwise.wrapper.max_pairs``)."""
+    named = re.match(r"The '(\w+)' parameter of ", message)  # scikit-learn's own wording
+    word = named.group(1) if named else message.split(" ", 1)[0]
     if isinstance(model, Wrapper):
         if word in model.get_params(deep=False) and word != model.wrapped_param:
             return f"pairwise.wrapper.{word}"
