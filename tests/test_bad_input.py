@@ -367,6 +367,13 @@ def test_target_found_by_name_and_named_in_the_first_lines(
             ("model.estimator.alpha: The 'alpha' parameter of Ridge",),
             id="pair split base alpha<0",
         ),
+        # a linear pairwise base spreads every cluster's references alike (its training
+        # residuals): intervals of one width under the name of the model's own spread
+        pytest.param(
+            ("pairwise=on", "uncertainty.difficulty=spread"),
+            ("uncertainty.difficulty=spread: the model's spread is the same for every cluster",),
+            id="pairwise ridge spread",
+        ),
         # the pair split fits no final model: a transfer file was silently never scored
         pytest.param(
             ("pairwise=on", "cv.scheme=pair_split", "final_model=true", f"eval.path={FILE24}"),

@@ -249,6 +249,8 @@ class Plan:
         test = self.pair_test_fraction if self.scheme == "pair_split" else None
         preflight.check_max_pairs(pipeline.named_steps["model"], dataset.n_rows, test)
         fitted = preflight.check_steps(pipeline, dataset)
+        if self.scheme == "nested" and self.uncertainty and self.uncertainty.needs_spread:
+            preflight.check_spread_varies(fitted, dataset, self.uncertainty)
         preflight.check_max_features(fitted, dataset, space)
 
 

@@ -122,6 +122,26 @@ def check_pairwise(model: Any, name: str, scheme: str, uses_model: Sequence[str]
         todo += [(f"its member {p}", m) for p, _, m in sub_models(est)]
 
 
+def check_spread_varies(fitted: Any, dataset: Dataset, spec: Any) -> None:
+    """A model whose own spread is the same for every cluster (a pairwise model with a linear
+    base: f(x - x_r) + y_r = f(x) + (y_r - f(x_r)), so its spread over the references r is that
+    of its training residuals) gives ``uncertainty.difficulty=spread`` (or ``expected_error``)
+    nothing to rank clusters by: refused, read off ``fitted`` (:func:`check_steps`'s pipeline)
+    on a few clusters. ``spread_knn`` still ranks by its knn_residual half and passes."""
+    from n2react.difficulty import model_spread
+
+    key = "difficulty" if spec.difficulty == "spread" else "expected_error"
+    if "spread" not in (spec.difficulty, spec.error_kind):
+        return
+    spread = model_spread(fitted, dataset.X.iloc[:20])
+    if len(spread) > 1 and np.ptp(spread) <= 1e-9 * max(1.0, float(np.abs(spread).max())):
+        raise ConfigError(
+            f"uncertainty.{key}=spread: the model's spread is the same for every cluster (a "
+            "pairwise model with a linear base spreads its references by its training residuals "
+            "alone), so it ranks nothing; use knn_residual"
+        )
+
+
 def check_max_pairs(model: Any, n_rows: int, test_fraction: float | None = None) -> None:
     """A pairwise model's ``max_pairs`` at or above the most training pairs any of its fits can
     have (all ordered pairs of ``n_rows`` clusters; with ``test_fraction``, the pair split's
