@@ -23,6 +23,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from n2react import plan_checks
 from n2react.capabilities import epochs_param, gives_spread, uses_accelerator
 from n2react.composition import DEFAULT_LIGANDS
 from n2react.data import Dataset, data_name, has_fixed_folds
@@ -145,7 +146,8 @@ class Plan:
             X, names, _ = read(
                 self.uncertainty.calibration_path, cols, self.uncertainty.coverage, self.ligands
             )
-            _refuse_training_clusters(self.uncertainty.calibration_path, X, names, dataset)
+            path = self.uncertainty.calibration_path
+            plan_checks.refuse_training_clusters(path, X, names, dataset)
         if self.scheme == "pair_split":
             self.preflight(dataset)  # its model and wrapper settings, as a nested run's
             return []
@@ -173,7 +175,7 @@ class Plan:
                     f"at least {need}): use more rows, or uncertainty.enabled=false"
                 )
         if self.uncertainty is not None and self.uncertainty.uses_neighbours:
-            _neighbourhood_size(self.uncertainty.k, splits)
+            plan_checks.neighbourhood_size(self.uncertainty.k, splits)
         if self.uncertainty is not None and self.uncertainty.needs_spread:
             final = self.make_pipeline().steps[-1][1]
             if not gives_spread(final):
@@ -182,7 +184,7 @@ class Plan:
                     f"{self.names.model} gives no spread of its own predictions (forests such as "
                     "extra_trees or rfr, and pairwise models, do); use knn_residual"
                 )
-        _selector_sizes(self, dataset)
+        plan_checks.selector_sizes(self, dataset)
         self.preflight(dataset)
         if self.search.oracle is not None and not self.search.space:
             log.warning(
@@ -252,65 +254,6 @@ class Plan:
         if self.scheme == "nested" and self.uncertainty and self.uncertainty.needs_spread:
             preflight.check_spread_varies(fitted, dataset, self.uncertainty)
         preflight.check_max_features(fitted, dataset, space)
-
-
-def _neighbourhood_size(k: int, splits: list[Split]) -> None:
-    """``uncertainty.k`` must be below the number of clusters a held-out cluster's difficulty is
-    measured against (the out-of-fold clusters of the other folds, one more fold left out while
-    the intervals are scored): at or above it every cluster's neighbours are all of them, the
-    same difficulty for every cluster, under the name of a kNN difficulty."""
-    sizes: dict[int, list[int]] = {}
-    for s in splits:
-        sizes.setdefault(s.repeat, []).append(len(s.test))
-    smallest = min(
-        sum(v) - sum(sorted(v, reverse=True)[: 2 if len(v) > 2 else 1]) for v in sizes.values()
-    )
-    if k >= smallest:
-        raise ConfigError(
-            f"uncertainty.k={k}: a held-out cluster's difficulty is measured against as few as "
-            f"{smallest} out-of-fold clusters here, so its {k} nearest would be all of them and "
-            f"every cluster would get the same difficulty; use a k below {smallest}"
-        )
-
-
-def _selector_sizes(plan: Plan, dataset: Dataset) -> None:
-    """A selector asked to keep more descriptors than reach it is refused (it would keep all)."""
-    pipeline = plan.make_pipeline()
-    if "select" not in pipeline.named_steps:
-        return
-    at = list(pipeline.named_steps).index("select")
-    head = dataset.X.head(min(20, dataset.n_rows))  # only to count the columns reaching it
-    n_in = pipeline[:at].fit(head, dataset.y[: len(head)]).transform(head).shape[1]
-    params = pipeline.named_steps["select"].get_params()
-    for key in ("k", "n_features_to_select"):
-        value = params.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > n_in:
-            raise ConfigError(
-                f"selector.step.{key}={value}: more than the {n_in} descriptors reaching the "
-                "selector"
-            )
-        spec = plan.search.space.get(f"select__{key}") if plan.search.active else None
-        if spec and isinstance(spec.get("max"), int) and spec["max"] > n_in:
-            raise ConfigError(
-                f"selector.space.{key}.max={spec['max']}: more than the {n_in} descriptors "
-                "reaching the selector"
-            )
-
-
-def _refuse_training_clusters(path: str, X: Any, names: Any, dataset: Dataset) -> None:
-    """A calibration file must hold clusters the final model was not fitted on: on a training
-    cluster its residual is a fit, not an error, and intervals calibrated on fits are too narrow
-    (extra trees fit them exactly: width 0)."""
-    from n2react.provenance import same_rows
-
-    seen = same_rows(X.to_numpy(dtype=float), dataset.X.to_numpy(dtype=float))
-    if seen.any():
-        raise DataError(
-            f"uncertainty.calibration_path={path}: {int(seen.sum())} of {len(seen)} clusters "
-            f"(first: {names[int(np.flatnonzero(seen)[0])]}) have the descriptors of training "
-            "clusters of this run; the final model's residuals on them are fits, not errors, so "
-            "calibrate on clusters that take no part in training"
-        )
 
 
 def _in_data_dir(path: str) -> str:
