@@ -184,7 +184,9 @@ class Plan:
                     f"{self.names.model} gives no spread of its own predictions (forests such as "
                     "extra_trees or rfr, and pairwise models, do); use knn_residual"
                 )
-        plan_checks.selector_sizes(self, dataset)
+        plan_checks.selector_sizes(
+            self.make_pipeline(), self.search.space if self.search.active else None, dataset
+        )
         self.preflight(dataset)
         if self.search.oracle is not None and not self.search.space:
             log.warning(

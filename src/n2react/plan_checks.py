@@ -3,16 +3,15 @@ setting asks for that the clusters cannot give, and calibration clusters that ar
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+from sklearn.pipeline import Pipeline
 
 from n2react.data import Dataset
 from n2react.errors import ConfigError, DataError
 from n2react.splitters import Split
-
-if TYPE_CHECKING:
-    from n2react.plan import Plan
 
 
 def neighbourhood_size(k: int, splits: list[Split]) -> None:
@@ -34,9 +33,9 @@ def neighbourhood_size(k: int, splits: list[Split]) -> None:
         )
 
 
-def selector_sizes(plan: Plan, dataset: Dataset) -> None:
-    """A selector asked to keep more descriptors than reach it is refused (it would keep all)."""
-    pipeline = plan.make_pipeline()
+def selector_sizes(pipeline: Pipeline, space: Mapping[str, Any] | None, dataset: Dataset) -> None:
+    """A selector asked to keep more descriptors than reach it is refused (it would keep all);
+    ``space`` is the search space when a search runs."""
     if "select" not in pipeline.named_steps:
         return
     at = list(pipeline.named_steps).index("select")
@@ -50,7 +49,7 @@ def selector_sizes(plan: Plan, dataset: Dataset) -> None:
                 f"selector.step.{key}={value}: more than the {n_in} descriptors reaching the "
                 "selector"
             )
-        spec = plan.search.space.get(f"select__{key}") if plan.search.active else None
+        spec = space.get(f"select__{key}") if space else None
         if spec and isinstance(spec.get("max"), int) and spec["max"] > n_in:
             raise ConfigError(
                 f"selector.space.{key}.max={spec['max']}: more than the {n_in} descriptors "
