@@ -18,6 +18,7 @@ from sklearn.svm import SVR
 
 from n2react.composition import feature_names as formula_names
 from n2react.descriptors import PAPER_KEY_DESCRIPTORS, describe, glossary_markdown, label
+from n2react.errors import ConfigError
 from n2react.explain import Budget, explain_run, histories, log_learning_curves
 from n2react.explain import importance as imp
 from n2react.explain.groups import families, family_table, group_labels_of
@@ -199,6 +200,19 @@ def test_cli_bad_run_is_one_error_line(tmp_path):
     (tmp_path / "empty").mkdir()
     for bad in (tmp_path / "missing", tmp_path / "empty"):
         assert str(bad) in _one_error_line([str(bad)], tmp_path)
+
+
+def test_rows_below_one_is_refused_by_the_cli_and_the_budget(tmp_path):
+    """--rows 0 (or negative) was a numpy traceback after the run had been loaded; now one line
+    naming the option, before any work; a Budget of no rows is refused naming its field."""
+    for bad in ("0", "-5"):
+        line = _one_error_line([str(tmp_path / "missing"), "--rows", bad], tmp_path)
+        assert f"--rows={bad}: need at least 1" in line
+    with pytest.raises(ConfigError, match="max_rows=0"):
+        Budget(max_rows=0)
+    with pytest.raises(ConfigError, match="n_repeats=0"):
+        Budget(n_repeats=0)
+    assert Budget(max_rows=None, fold_trees=None).max_rows is None
 
 
 def test_cli_refuses_before_any_work_or_store(make_cfg, tmp_path):

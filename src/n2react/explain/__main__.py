@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain")
     parser.add_argument(
         "--groups", default=None, help="parity colours: metal (default), family, column:<name>"
     )
-    parser.add_argument("--rows", type=int, default=None, help="rows explained (final model)")
+    parser.add_argument(
+        "--rows", type=int, default=None, help="clusters explained (final model; at least 1)"
+    )
     parser.add_argument(
         "--log", action="store_true", help="also log the files to the MLflow run (under explain/)"
     )
@@ -49,8 +51,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain")
     from n2react.explain import Budget, explain_run
     from n2react.tracking import RUN_ID
 
-    if args.log and not RUN_ID.match(args.run):  # refused before the work, not after it
+    # refused before the work, not after it
+    if args.log and not RUN_ID.match(args.run):
         sys.stderr.write(f"n2react: error: --log needs an MLflow run id, got {args.run}\n")
+        return 2
+    if args.rows is not None and args.rows < 1:  # 0 rows: nothing to explain (a numpy traceback)
+        sys.stderr.write(f"n2react: error: --rows={args.rows}: need at least 1 cluster\n")
         return 2
     budget = Budget() if args.rows is None else Budget(max_rows=args.rows)
     try:

@@ -76,6 +76,16 @@ class Budget:
     seed: int = 0
     seconds: float | None = 600.0
 
+    def __post_init__(self) -> None:
+        """A budget of no rows, trees or shuffles explains nothing: refused, naming the field."""
+        from n2react.errors import ConfigError
+
+        for name in ("background", "max_rows", "fold_rows", "fold_trees", "permutations",
+                     "n_repeats"):  # fmt: skip
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"Budget {name}={value}: need at least 1")
+
 
 def explainer_kind(pipeline: Any, names: list[str]) -> str:
     """``'tree'`` when TreeExplainer applies to the final step exactly, else ``'permutation'``."""
