@@ -202,6 +202,22 @@ def test_cli_bad_run_is_one_error_line(tmp_path):
         assert str(bad) in _one_error_line([str(bad)], tmp_path)
 
 
+def test_a_model_file_or_a_folder_inside_a_run_names_the_run_above_it(make_cfg, tmp_path):
+    """A run's model file or its folds/fold_01 folder given as RUN: one line naming the run
+    directory above it (and, for a model file, predict --explain), not a bare 'not found'."""
+    run(make_cfg("model=ridge", "cv.outer_folds=3", "tracking=none", "explain=false"),
+        tmp_path / "run")  # fmt: skip
+    model = tmp_path / "run" / "model.skops"
+    line = _one_error_line([str(model)], tmp_path)
+    assert f"{model}: a file, not a run directory" in line
+    assert f"the run above it: {tmp_path / 'run'})" in line
+    assert f"python -m predict {model} NEW.xlsx --explain" in line
+    fold = tmp_path / "run" / "folds" / "fold_01"
+    line = _one_error_line([str(fold)], tmp_path)
+    assert f"{fold}: no config_resolved.yaml" in line and "the run above it" in line
+    assert not (tmp_path / "run" / "explain").exists()
+
+
 def test_rows_below_one_is_refused_by_the_cli_and_the_budget(tmp_path):
     """--rows 0 (or negative) was a numpy traceback after the run had been loaded; now one line
     naming the option, before any work; a Budget of no rows is refused naming its field."""

@@ -66,6 +66,20 @@ def _read_cfg(path: Path) -> dict[str, Any]:
     return cfg  # type: ignore[return-value]
 
 
+def _not_a_run(path: Path, what: str) -> str:
+    """``path``: ``what``, naming the run directory above it when there is one (a model file,
+    a fold or uncertainty folder of a run) and, for a model file, how to explain new clusters."""
+    line = f"{path}: {what}; explain takes the folder python -m train wrote"
+    above = next((p for p in path.parents if (p / runstore.CONFIG_FILE).exists()), None)
+    if above is not None:
+        line += f" (the run above it: {above})"
+    if path.is_file() and (path.suffix == ".skops" or runstore.is_pickle(path)):
+        line += (
+            f"; a model's SHAP values for new clusters: python -m predict {path} NEW.xlsx --explain"
+        )
+    return line
+
+
 def _fold_models(run_dir: Path, trust_pickle: bool) -> dict[int, Any]:
     return {
         k: runstore.load_model_file(p, trust_pickle=trust_pickle)
@@ -100,10 +114,14 @@ def load_run_dir(
     from n2react.backend import stderr_silenced
 
     d = Path(run_dir)
+    if d.is_file():
+        raise N2ReactError(_not_a_run(d, "a file, not a run directory"))
     if not d.is_dir():
         raise N2ReactError(
             f"{d}: not a run directory (nor an MLflow run id){short_id_note(str(d))}"
         )
+    if not (d / runstore.CONFIG_FILE).exists():
+        raise N2ReactError(_not_a_run(d, f"no {runstore.CONFIG_FILE} (not a run directory)"))
     cfg = _read_cfg(d / runstore.CONFIG_FILE)
     oof = _read_oof(d / runstore.OOF_FILE)
     with stderr_silenced():  # building a Keras network starts TensorFlow, which chatters
