@@ -163,6 +163,27 @@ def test_explain_run_regenerates_every_file_of_a_finished_run(make_cfg, tmp_path
     assert parity["labelled"].sum() == 8 and set(parity["group"]) >= {"Mo", "Ta", "V", "Fe"}
 
 
+def test_shap_importance_says_which_models_and_clusters_its_bars_and_dots_are(make_cfg, tmp_path):
+    """The legend said "final model (all clusters)" and "fold mean ± sd over outer folds": not
+    which clusters were explained, nor that the fold models' SHAP is on their training clusters
+    (so no held-out cluster). It says both now; and a mean |SHAP| whisker stops at 0."""
+    from n2react.explain.draw import _whiskers
+    from n2react.figures import figure_text
+
+    cfg = make_cfg("model=extra_trees", "model.estimator.n_estimators=40", "cv.outer_folds=3",
+                   "tracking=none", "explain=false")  # fmt: skip
+    run(cfg, tmp_path / "run")
+    explain_run(tmp_path / "run", budget=SMALL)
+    text = figure_text(tmp_path / "run" / "explain" / "shap_importance.png")["Description"]
+    assert "final model, fitted on all 159 clusters (SHAP on 25 of them)" in text
+    fold = "outer-fold models, mean ± sd (SHAP on 10 of its training clusters, over 30 of its"
+    assert f"{fold} trees)" in text
+    low, high = _whiskers(pd.Series([0.05, 0.3]), pd.Series([0.2, 0.1]), nonneg=True)
+    assert np.allclose(low, [0.05, 0.1]) and np.allclose(high, [0.2, 0.1])
+    low, _ = _whiskers(pd.Series([0.05, -0.1]), pd.Series([0.2, 0.1]), nonneg=False)
+    assert np.allclose(low, [0.2, 0.1])  # a permutation importance may be negative
+
+
 def test_a_slow_model_is_explained_on_a_smaller_budget(make_cfg, tmp_path, caplog):
     """An explanation estimated to outlast Budget.seconds (the model's predict timed on the run's
     clusters) runs on the first smaller budget that fits, the last when none does, and the log

@@ -8,7 +8,7 @@ Drawn from result tables only (no training here). Descriptor axes use
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -116,10 +116,13 @@ def importance_bars(
     top: int = 25,
     marker: str | None = None,
     leave_out: Sequence[str] = (),
+    legend: Mapping[str, str] | None = None,
 ) -> list:
     """Horizontal bars of ``table[value]`` (index = descriptor), whiskers ``table[err]`` (sd over
-    outer folds); ``marker`` adds a dot per descriptor (e.g. the fold mean beside the final
-    model's bar); ``leave_out`` (constant descriptors) not drawn. CSV: the whole table."""
+    outer folds, cut at 0 for a quantity that cannot be negative: all values >= 0); ``marker``
+    adds a dot per descriptor (e.g. the fold mean beside the final model's bar); ``legend``:
+    the legend's name of ``value`` / ``marker`` (which model, on which clusters); ``leave_out``
+    (constant descriptors) not drawn. CSV: the whole table."""
     plt = _plt()
     kept = table.drop(index=[c for c in leave_out if c in table.index])
     t = kept.sort_values(value, ascending=False).head(top).iloc[::-1]
@@ -127,19 +130,28 @@ def importance_bars(
     fig, ax = plt.subplots(figsize=(7.0, 0.3 * len(t) + 1.4), dpi=150)
     y = np.arange(len(t))
     names = {"final": "final model (all clusters)", "mean": "mean over outer folds"}
+    names.update(legend or {})
     ax.barh(y, t[value].to_numpy(float), color="#3182bd", label=names.get(value, value))
-    if marker is not None and marker in t and t[marker].notna().any():
-        e = t[err].to_numpy(float) if err else None
+    centre = marker if marker is not None and marker in t and t[marker].notna().any() else value
+    nonneg = bool((kept[[value] + ([marker] if marker in kept else [])] >= 0).all().all())
+    xerr = _whiskers(t[centre], t[err], nonneg) if err and t[err].notna().any() else None
+    if centre == marker:
+        default = f"{marker.replace('_', ' ')} ± sd over outer folds"
         ax.errorbar(
-            t[marker].to_numpy(float), y, xerr=e, fmt="o", ms=3, color="black", elinewidth=0.8,
-            capsize=2, label=f"{marker.replace('_', ' ')} ± sd over outer folds",
+            t[marker].to_numpy(float), y, xerr=xerr, fmt="o", ms=3, color="black",
+            elinewidth=0.8, capsize=2, label=names.get(marker, default),
         )  # fmt: skip
-        ax.legend(fontsize=7, loc="lower right", frameon=False)
-    elif err and t[err].notna().any():
+    elif xerr is not None:
         ax.errorbar(
-            t[value].to_numpy(float), y, xerr=t[err].to_numpy(float), fmt="none",
-            ecolor="black", elinewidth=0.8, capsize=2,
+            t[value].to_numpy(float), y, xerr=xerr, fmt="none", ecolor="black", elinewidth=0.8,
+            capsize=2,
         )  # fmt: skip
+    if centre == marker or legend:  # under the x label, where it hides no bar
+        from matplotlib.transforms import ScaledTranslation
+
+        below = ax.transAxes + ScaledTranslation(0, -0.5, fig.dpi_scale_trans)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, 0), bbox_transform=below,
+                  frameon=False, borderaxespad=0)  # fmt: skip
     ax.set_yticks(y)
     ax.set_yticklabels([plot_label(c) for c in t.index], fontsize=8)
     ax.axvline(0, color="black", lw=0.6)
@@ -149,6 +161,14 @@ def importance_bars(
     csv = path.with_suffix(".csv")
     write_csv(csv, table, index=True, index_label="descriptor")
     return [_save(fig, path), csv]
+
+
+def _whiskers(centre: pd.Series, sd: pd.Series, nonneg: bool) -> np.ndarray:
+    """(2, n) whisker lengths of ``centre`` ± ``sd`` (NaN: none); the lower one cut at 0 when
+    the quantity cannot be negative (a mean |SHAP| is never below 0)."""
+    c, e = centre.to_numpy(float), np.nan_to_num(sd.to_numpy(float))
+    low = np.minimum(e, np.clip(c, 0, None)) if nonneg else e
+    return np.vstack([low, e])
 
 
 def residuals_by_family(

@@ -124,6 +124,15 @@ def _some_trees(model: Any, n: int | None, seed: int, salt: int) -> Any:
     return some
 
 
+def trees_walked(pipeline: Any, n: int | None) -> int | None:
+    """How many of its trees TreeSHAP walks for a forest ``pipeline`` given ``trees=n`` (see
+    :func:`shap_values`) when that is fewer than it has; else None (every tree, or no forest)."""
+    final = final_step(pipeline)
+    if n is None or not isinstance(final, RandomForestRegressor | ExtraTreesRegressor):
+        return None
+    return n if len(final.estimators_) > n else None
+
+
 def shap_values(
     pipeline: Any,
     X: pd.DataFrame,

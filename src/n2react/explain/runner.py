@@ -110,6 +110,7 @@ def importance_files(
         table = imp.shap_importance_table(final_abs, fold_abs, names)
         table.attrs["explainer"] = kind
         has_final = final_abs is not None
+        n_final = len(vals) if has_final else 0
         paths += draw.importance_bars(
             table,
             out / "shap_importance.png",
@@ -119,6 +120,7 @@ def importance_files(
             xlabel="mean |SHAP value| (lg(k1) units)",
             title=f"SHAP importance ({kind} explainer): {title}",
             leave_out=constant,
+            legend=_shap_legend(run, budget, n_final, fold_kind),
         )
     if perm:
         ptable = imp.permutation_table(perm, names)
@@ -132,6 +134,23 @@ def importance_files(
             leave_out=constant,
         )
     return paths
+
+
+def _shap_legend(
+    run: RunData, budget: imp.Budget, n_final: int, fold_kind: str | None
+) -> dict[str, str]:
+    """What the SHAP importance bars and dots are: which model, explained on which clusters
+    (the outer-fold models on their own training clusters, never their held-out ones)."""
+    n = len(run.dataset.X)
+    out = {"final": f"final model, fitted on all {n} clusters (SHAP on {n_final} of them)"}
+    if run.fold_models:
+        train = min(len(run.fold_rows(k)[0]) for k in run.fold_models)
+        rows = train if budget.fold_rows is None else min(budget.fold_rows, train)
+        some = imp.trees_walked(next(iter(run.fold_models.values())), budget.fold_trees)
+        trees = f", over {some} of its trees" if fold_kind == "tree" and some else ""
+        where = f"SHAP on {rows} of its training clusters{trees}"
+        out["fold_mean"] = f"outer-fold models, mean ± sd ({where})"
+    return out
 
 
 def explain_run(
