@@ -239,6 +239,21 @@ def test_a_model_file_or_a_folder_inside_a_run_names_the_run_above_it(make_cfg, 
     assert not (tmp_path / "run" / "explain").exists()
 
 
+def test_an_out_that_is_a_file_or_an_unknown_store_scheme_is_one_error_line(tmp_path):
+    """--out naming a file (or a folder under one) was a FileExistsError traceback after the
+    run was explained; --tracking-uri foo://bar an MLflow traceback. One line each now."""
+    (tmp_path / "notes.txt").write_text("mine\n")
+    run_dir = str(tmp_path / "missing")
+    line = _one_error_line([run_dir, "--out", str(tmp_path / "notes.txt")], tmp_path)
+    assert f"{tmp_path / 'notes.txt'}: a file, not a folder" in line
+    line = _one_error_line([run_dir, "--out", str(tmp_path / "notes.txt" / "sub")], tmp_path)
+    assert f"{tmp_path / 'notes.txt'} is a file" in line
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+    run_id = "0123456789abcdef0123456789abcdef"
+    line = _one_error_line([run_id, "--tracking-uri", "foo://bar"], tmp_path)
+    assert f"MLflow run {run_id}:" in line and "foo://bar" in line
+
+
 def test_rows_below_one_is_refused_by_the_cli_and_the_budget(tmp_path):
     """--rows 0 (or negative) was a numpy traceback after the run had been loaded; now one line
     naming the option, before any work; a Budget of no rows is refused naming its field."""

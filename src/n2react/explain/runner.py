@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,18 @@ def _shap_legend(
     return out
 
 
+def _check_writable(out: Path) -> None:
+    """Refuse, before any work, an output folder that cannot be made: a file, or a path under
+    a file or an unwritable folder."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: a file, not a folder; --out names the folder explain writes to")
+    first = next(p for p in [out, *out.absolute().parents] if p.exists())
+    if not first.is_dir():
+        raise DataError(f"{out}: cannot create the folder ({first} is a file)")
+    if not os.access(first, os.W_OK | os.X_OK):
+        raise DataError(f"{out}: cannot create or write the folder ({first} is not writable)")
+
+
 def explain_run(
     run_dir: str | Path,
     *,
@@ -182,6 +195,7 @@ def explain_run(
     default_out = Path(run_dir) / OUT_DIR if is_dir else Path(f"explain-{run_dir}")
     out = Path(out_dir) if out_dir is not None else default_out
     own = out.resolve() == default_out.resolve()
+    _check_writable(out)
     mine = [] if own else [n for n in FILES if (out / n).exists()]
     if mine and not force:
         raise DataError(
@@ -213,7 +227,10 @@ def explain(
     into ``out``; see :func:`explain_run`. ``title``: what the figures say they show (default:
     model, data and protocol from the run's config; the train task adds a sweep's values)."""
     budget = _affordable(run, budget or imp.Budget())
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{out}: cannot create the folder ({exc.strerror})") from exc
     title = title or _title(run)
     paths = importance_files(run, out, budget, title)
     # one label per cluster: with cv.repeats > 1 a cluster is held out once per repeat

@@ -149,8 +149,8 @@ def load_mlflow_run(
     uri = tracking_uri or default_uri()
     if why := unreadable(uri):  # else an empty store appears, or MLflow retries for minutes
         raise N2ReactError(f"MLflow run {run_id}: {why}")
-    reader = RunReader(uri)
-    try:
+    try:  # an unknown scheme (foo://) fails in the client already
+        reader = RunReader(uri)
         run = reader.run(run_id)
     except Exception as exc:
         raise N2ReactError(f"MLflow run {run_id}: {first_line(exc)}") from exc
