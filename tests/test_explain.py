@@ -254,6 +254,20 @@ def test_an_out_that_is_a_file_or_an_unknown_store_scheme_is_one_error_line(tmp_
     assert f"MLflow run {run_id}:" in line and "foo://bar" in line
 
 
+def test_a_pair_split_run_says_it_has_no_explanations(make_cfg, tmp_path, caplog):
+    """cv.scheme=pair_split skipped explain=true (the default) in silence, and explaining its
+    folder said 'oof_predictions.csv: not found (is this a finished nested-CV run?)'. The run
+    now says in one line why there is no explain/, and explain names the scheme."""
+    cfg = make_cfg("model=ridge", "pairwise=on", "data=homonuclear_8", "cv.scheme=pair_split",
+                   "tracking=none")  # fmt: skip
+    with caplog.at_level("INFO", logger="n2react"):
+        run(cfg, tmp_path / "run")
+    assert "explain: none for cv.scheme=pair_split" in caplog.text
+    assert not (tmp_path / "run" / "explain").exists()
+    line = _one_error_line([str(tmp_path / "run")], tmp_path)
+    assert "a cv.scheme=pair_split run" in line and "cv.scheme=nested" in line
+
+
 def test_rows_below_one_is_refused_by_the_cli_and_the_budget(tmp_path):
     """--rows 0 (or negative) was a numpy traceback after the run had been loaded; now one line
     naming the option, before any work; a Budget of no rows is refused naming its field."""

@@ -348,4 +348,7 @@ def _pair_split(plan: Plan, dataset: Dataset, tracker: Tracker, run_dir: Path) -
         summary["mean_test_r"], summary["mean_test_rmse"], len(pairs),
         100 * summary["test_pairs_with_both_clusters_seen"], extra=JOB_LINE,
     )  # fmt: skip
+    if plan.explain:  # explain=true is the default: say why there is no explain/
+        log.info("explain: none for cv.scheme=pair_split (no outer folds, no held-out clusters); "
+                 "the cv.scheme=nested run of the same model has them")  # fmt: skip
     return summary

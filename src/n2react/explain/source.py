@@ -123,6 +123,11 @@ def load_run_dir(
     if not (d / runstore.CONFIG_FILE).exists():
         raise N2ReactError(_not_a_run(d, f"no {runstore.CONFIG_FILE} (not a run directory)"))
     cfg = _read_cfg(d / runstore.CONFIG_FILE)
+    if (cfg.get("cv") or {}).get("scheme") == "pair_split":
+        raise N2ReactError(
+            f"{d}: a cv.scheme=pair_split run (pairs split at random: no outer folds, no "
+            "held-out clusters) has nothing to explain; explain its cv.scheme=nested run"
+        )
     oof = _read_oof(d / runstore.OOF_FILE)
     with stderr_silenced():  # building a Keras network starts TensorFlow, which chatters
         file = runstore.model_path(d)
