@@ -258,14 +258,21 @@ def test_a_pair_split_run_says_it_has_no_explanations(make_cfg, tmp_path, caplog
     """cv.scheme=pair_split skipped explain=true (the default) in silence, and explaining its
     folder said 'oof_predictions.csv: not found (is this a finished nested-CV run?)'. The run
     now says in one line why there is no explain/, and explain names the scheme."""
-    cfg = make_cfg("model=ridge", "pairwise=on", "data=homonuclear_8", "cv.scheme=pair_split",
-                   "tracking=none")  # fmt: skip
+    from mlflow.tracking import MlflowClient
+
+    cfg = make_cfg("model=ridge", "pairwise=on", "data=homonuclear_8", "cv.scheme=pair_split")
     with caplog.at_level("INFO", logger="n2react"):
         run(cfg, tmp_path / "run")
     assert "explain: none for cv.scheme=pair_split" in caplog.text
     assert not (tmp_path / "run" / "explain").exists()
     line = _one_error_line([str(tmp_path / "run")], tmp_path)
     assert "a cv.scheme=pair_split run" in line and "cv.scheme=nested" in line
+    # its MLflow run: was "no artifact oof_predictions.csv (not an n2react parent run?)"
+    (found,) = MlflowClient(cfg.tracking.uri).search_runs(
+        [e.experiment_id for e in MlflowClient(cfg.tracking.uri).search_experiments()]
+    )
+    line = _one_error_line([found.info.run_id, "--tracking-uri", cfg.tracking.uri], tmp_path)
+    assert f"MLflow run {found.info.run_id}: a cv.scheme=pair_split run" in line
 
 
 def test_rows_below_one_is_refused_by_the_cli_and_the_budget(tmp_path):

@@ -80,6 +80,14 @@ def _not_a_run(path: Path, what: str) -> str:
     return line
 
 
+def _refuse_pair_split(cfg: Mapping[str, Any], where: str) -> None:
+    if (cfg.get("cv") or {}).get("scheme") == "pair_split":
+        raise N2ReactError(
+            f"{where}: a cv.scheme=pair_split run (pairs split at random: no outer folds, no "
+            "held-out clusters) has nothing to explain; explain its cv.scheme=nested run"
+        )
+
+
 def _fold_models(run_dir: Path, trust_pickle: bool) -> dict[int, Any]:
     return {
         k: runstore.load_model_file(p, trust_pickle=trust_pickle)
@@ -123,11 +131,7 @@ def load_run_dir(
     if not (d / runstore.CONFIG_FILE).exists():
         raise N2ReactError(_not_a_run(d, f"no {runstore.CONFIG_FILE} (not a run directory)"))
     cfg = _read_cfg(d / runstore.CONFIG_FILE)
-    if (cfg.get("cv") or {}).get("scheme") == "pair_split":
-        raise N2ReactError(
-            f"{d}: a cv.scheme=pair_split run (pairs split at random: no outer folds, no "
-            "held-out clusters) has nothing to explain; explain its cv.scheme=nested run"
-        )
+    _refuse_pair_split(cfg, str(d))
     oof = _read_oof(d / runstore.OOF_FILE)
     with stderr_silenced():  # building a Keras network starts TensorFlow, which chatters
         file = runstore.model_path(d)
@@ -163,17 +167,22 @@ def load_mlflow_run(
         raise N2ReactError(why)
     dest = Path(dest)
     names = set(reader.list_artifacts(run_id))
-    for need in (runstore.CONFIG_FILE, runstore.OOF_FILE):
-        if need not in names:
+
+    def need(name: str) -> None:
+        if name not in names:
             raise N2ReactError(
-                f"MLflow run {run_id}: no artifact {need} (not an n2react parent run?)"
+                f"MLflow run {run_id}: no artifact {name} (not an n2react parent run?)"
             )
+
+    need(runstore.CONFIG_FILE)
+    cfg = _read_cfg(reader.download(run_id, runstore.CONFIG_FILE, dest))
+    _refuse_pair_split(cfg, f"MLflow run {run_id}")
+    need(runstore.OOF_FILE)
     got = {
         name: reader.download(run_id, name, dest)
-        for name in (runstore.CONFIG_FILE, runstore.OOF_FILE, "fold_models")
+        for name in (runstore.OOF_FILE, "fold_models")
         if name in names
     }
-    cfg = _read_cfg(got[runstore.CONFIG_FILE])
     oof = _read_oof(got[runstore.OOF_FILE])
     with stderr_silenced():
         folds = {}
