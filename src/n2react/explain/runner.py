@@ -195,7 +195,8 @@ def explain_run(
     default_out = Path(run_dir) / OUT_DIR if is_dir else Path(f"explain-{run_dir}")
     out = Path(out_dir) if out_dir is not None else default_out
     own = out.resolve() == default_out.resolve()
-    _check_writable(out)
+    if out_dir is not None:  # the default, <run>/explain, waits for the run to be found
+        _check_writable(out)
     mine = [] if own else [n for n in FILES if (out / n).exists()]
     if mine and not force:
         raise DataError(

@@ -71,8 +71,13 @@ def _not_a_run(path: Path, what: str) -> str:
     a fold or uncertainty folder of a run) and, for a model file, how to explain new clusters."""
     line = f"{path}: {what}; explain takes the folder python -m train wrote"
     above = next((p for p in path.parents if (p / runstore.CONFIG_FILE).exists()), None)
+    below = (
+        sorted(p.parent for p in path.glob(f"*/{runstore.CONFIG_FILE}")) if path.is_dir() else []
+    )
     if above is not None:
         line += f" (the run above it: {above})"
+    elif below:  # a sweep's folder (multirun/...): one run per job
+        line += f" (it holds {len(below)} run(s), e.g. {below[0]})"
     if path.is_file() and (path.suffix == ".skops" or runstore.is_pickle(path)):
         line += (
             f"; a model's SHAP values for new clusters: python -m predict {path} NEW.xlsx --explain"
