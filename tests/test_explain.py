@@ -184,6 +184,45 @@ def test_shap_importance_says_which_models_and_clusters_its_bars_and_dots_are(ma
     assert np.allclose(low, [0.2, 0.1])  # a permutation importance may be negative
 
 
+def test_redrawn_titles_count_repeats_as_the_run_did(make_cfg, tmp_path):
+    """explain of a cv.repeats=2 run titled it '6 folds' where the run said '3 folds x 2
+    repeats'."""
+    from n2react.figures import figure_text
+
+    cfg = make_cfg("model=ridge", "cv.outer_folds=3", "cv.repeats=2", "tracking=none",
+                   "explain=false", "final_model=false", "uncertainty.enabled=false")  # fmt: skip
+    run(cfg, tmp_path / "run")
+    explain_run(tmp_path / "run", budget=SMALL)
+    title = figure_text(tmp_path / "run" / "explain" / "permutation_importance.png")["Title"]
+    assert "3 folds x 2 repeats" in title.replace("\n", " ") and "6 folds" not in title
+
+
+@pytest.mark.slow
+def test_a_sweep_jobs_redrawn_titles_keep_its_swept_values(tmp_path):
+    """The run's own figures of a sweep job say 'ridge alpha=0.1', but explain of its folder
+    or MLflow run said 'ridge' for every job of the sweep."""
+    from mlflow.tracking import MlflowClient
+
+    from n2react.figures import figure_text
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    args = ["model=ridge", "model.estimator.alpha=0.1,10", "cv.outer_folds=3", "explain=false",
+            "final_model=false", "uncertainty.enabled=false", "progress=false",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}", "-m"]  # fmt: skip
+    out = subprocess.run([sys.executable, "-m", "train", *args], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = MlflowClient(uri).search_runs(["1"])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    (job,) = [r for r in parents if r.data.tags.get("job") == "0"]
+    for ref, out_dir in ((tmp_path / "sweep" / "0_ridge", None), (job.info.run_id, "mlflow")):
+        paths = explain_run(ref, budget=SMALL, tracking_uri=uri,
+                            out_dir=None if out_dir is None else tmp_path / out_dir)  # fmt: skip
+        png = next(p for p in paths if p.name == "permutation_importance.png")
+        assert "ridge alpha=0.1 on" in figure_text(png)["Title"].replace("\n", " "), ref
+
+
 def test_a_slow_model_is_explained_on_a_smaller_budget(make_cfg, tmp_path, caplog):
     """An explanation estimated to outlast Budget.seconds (the model's predict timed on the run's
     clusters) runs on the first smaller budget that fits, the last when none does, and the log

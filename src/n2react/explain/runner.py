@@ -39,9 +39,20 @@ def _title(run: RunData) -> str:
     protocol = protocol_text(
         str(cv.get("scheme", "nested")), cv.get("groups"), run.dataset.folds is not None
     )
-    n = run.oof["fold"].nunique() if "fold" in run.oof else 0
     data = data_title(run.dataset.name, run.config.get("data"))
-    return f"{model_title(run.config)} on {data}: {protocol}" + (f", {n} folds" if n else "")
+    model = run.label or model_title(run.config)  # a sweep's job: its swept values, as it ran
+    return f"{model} on {data}: {protocol}" + _fold_count(run.oof)
+
+
+def _fold_count(oof: pd.DataFrame) -> str:
+    """``', 3 folds'``, with repeats ``', 3 folds x 2 repeats'`` (as the run's own titles)."""
+    if "fold" not in oof:
+        return ""
+    n = oof["fold"].nunique()
+    repeats = oof["repeat"].nunique() if "repeat" in oof else 1
+    if repeats > 1:
+        return f", {n // repeats} folds x {repeats} repeats"
+    return f", {n} folds"
 
 
 def _groups_spec(run: RunData, groups: Any) -> Any:

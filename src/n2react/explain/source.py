@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from n2react import runstore
 from n2react.data import Dataset, load_dataset
 from n2react.errors import N2ReactError, first_line
+from n2react.jobs import TAG_SWEEP, sweep_job
 from n2react.tracking import RUN_ID, TAG_MODEL_SHA, short_id_note
 
 _FOLD_DIR = re.compile(r"fold_(\d+)$")
@@ -38,6 +39,9 @@ class RunData:
     oof: pd.DataFrame
     final_model: Any | None
     fold_models: dict[int, Any] = field(default_factory=dict)
+    #: what the run's titles called the model when that is not its config's name: a sweep
+    #: job's run name (``ridge alpha=0.1``)
+    label: str | None = None
 
     def fold_rows(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
         """(training, test) row positions in ``dataset`` of outer fold ``fold``."""
@@ -143,7 +147,8 @@ def load_run_dir(
         final = runstore.load_model_file(file, trust_pickle=trust_pickle) if file else None
         folds = _fold_models(d, trust_pickle)
     ds = dataset if dataset is not None else _reload(cfg)
-    return RunData(str(d), cfg, ds, oof, final, folds)
+    job = sweep_job(d)
+    return RunData(str(d), cfg, ds, oof, final, folds, job.name if job is not None else None)
 
 
 def load_mlflow_run(
@@ -201,7 +206,8 @@ def load_mlflow_run(
             recorded = run.tags.get(TAG_MODEL_SHA)
             final = runstore.load_mlflow_model(local, recorded, trust_pickle)
     ds = dataset if dataset is not None else _reload(cfg)
-    return RunData(f"MLflow run {run_id}", cfg, ds, oof, final, folds)
+    label = run.name if TAG_SWEEP in run.tags and run.name else None  # the job's name
+    return RunData(f"MLflow run {run_id}", cfg, ds, oof, final, folds, label)
 
 
 def load_run(
