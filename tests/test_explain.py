@@ -184,6 +184,27 @@ def test_shap_importance_says_which_models_and_clusters_its_bars_and_dots_are(ma
     assert np.allclose(low, [0.2, 0.1])  # a permutation importance may be negative
 
 
+def test_descriptors_a_selector_dropped_are_not_drawn_as_rows_of_zeros(make_cfg, tmp_path):
+    """selector=kbest (k=8): the beeswarm drew its top 15 of 24, seven of them rows of zeros in
+    an arbitrary order (descriptors the final model never sees). Those are counted in the title
+    and not drawn; the CSVs keep every descriptor."""
+    from n2react.figures import figure_text
+
+    cfg = make_cfg("model=ridge", "selector=kbest", "cv.outer_folds=3", "tracking=none",
+                   "explain=false", "uncertainty.enabled=false")  # fmt: skip
+    run(cfg, tmp_path / "run")
+    explain_run(tmp_path / "run", budget=SMALL)
+    out = tmp_path / "run" / "explain"
+    title = figure_text(out / "shap_beeswarm.png")["Title"].replace("\n", " ")
+    assert "all 8 descriptors with an effect (16 unused, importance 0, not drawn)" in title
+    drawn = figure_text(out / "shap_beeswarm.png")["Description"]
+    values = pd.read_csv(out / "shap_beeswarm.csv", index_col=0)
+    assert values.shape[1] == 24 and (values.abs().max() > 0).sum() == 8
+    for name in values.columns[values.abs().max() == 0]:
+        assert f"{name} (" not in drawn  # its label ("3_μ (dipole moment)") is not on the axis
+    assert len(pd.read_csv(out / "shap_importance.csv")) == 24
+
+
 def test_redrawn_titles_count_repeats_as_the_run_did(make_cfg, tmp_path):
     """explain of a cv.repeats=2 run titled it '6 folds' where the run said '3 folds x 2
     repeats'."""

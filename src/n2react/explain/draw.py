@@ -18,6 +18,7 @@ from n2react.composition import DEFAULT_LIGANDS
 from n2react.descriptors import plot_label
 from n2react.explain.group_parity import split_group
 from n2react.explain.groups import families, family_table, per_cluster
+from n2react.explain.importance import fold_columns
 from n2react.figures import (
     BAND,
     EXPERIMENTAL_ERROR,
@@ -46,11 +47,24 @@ def _save(fig, path: Path) -> Path:  # noqa: ANN001
     return save_figure(fig, path)
 
 
-def _shown(names: Sequence[str], leave_out: Sequence[str], top: int) -> str:
-    """``'top 15 of 23 descriptors (constant, left out: 0_n_O)'`` for a title."""
-    n = len([c for c in names if c not in set(leave_out)])
+def _shown(
+    names: Sequence[str], leave_out: Sequence[str], top: int, unused: Sequence[str] = ()
+) -> str:
+    """``'top 15 of 23 descriptors (constant, left out: 0_n_O)'`` for a title; ``unused``
+    (no effect at all: a selector dropped them) are counted apart, not drawn."""
+    n = len([c for c in names if c not in set(leave_out) | set(unused)])
     head = f"top {top} of {n} descriptors" if n > top else f"all {n} descriptors"
+    if len(unused):
+        head += f" with an effect ({len(unused)} unused, importance 0, not drawn)"
     return head + (f" (constant, left out: {', '.join(leave_out)})" if len(leave_out) else "")
+
+
+def _no_effect(table: pd.DataFrame) -> list[str]:
+    """The columns of ``table`` that are 0 everywhere (NaN aside): descriptors the model never
+    uses (a selector dropped them), whose rows would only fill a plot with zeros."""
+    a = table.abs()
+    scale = float(np.nanmax(a.to_numpy(float))) if a.notna().any().any() else 0.0
+    return [str(c) for c in table.columns if not (a[c] > 1e-12 * scale).any()] if scale else []
 
 
 def beeswarm(
@@ -69,8 +83,10 @@ def beeswarm(
     """
     plt = _plt()
     kept = values.drop(columns=[c for c in leave_out if c in values])
+    unused = _no_effect(kept)
+    kept = kept.drop(columns=unused)
     order = kept.abs().mean().sort_values(ascending=False).index[:top][::-1]
-    title = f"{title}; {_shown(list(values.columns), leave_out, top)}"
+    title = f"{title}; {_shown(list(values.columns), leave_out, top, unused)}"
     fig, ax = plt.subplots(figsize=(7.2, 0.36 * len(order) + 1.4), dpi=150)
     rng = np.random.default_rng(0)
     for i, col in enumerate(order):
@@ -125,8 +141,11 @@ def importance_bars(
     (constant descriptors) not drawn. CSV: the whole table."""
     plt = _plt()
     kept = table.drop(index=[c for c in leave_out if c in table.index])
+    drawn = [value] + [c for c in (marker, err) if c is not None and c in kept]
+    unused = _no_effect(kept[drawn + fold_columns(kept)].T)  # fold_NN: 0 in every fold too
+    kept = kept.drop(index=unused)
     t = kept.sort_values(value, ascending=False).head(top).iloc[::-1]
-    title = f"{title}; {_shown(list(table.index), leave_out, top)}"
+    title = f"{title}; {_shown(list(table.index), leave_out, top, unused)}"
     fig, ax = plt.subplots(figsize=(7.0, 0.3 * len(t) + 1.4), dpi=150)
     y = np.arange(len(t))
     names = {"final": "final model (all clusters)", "mean": "mean over outer folds"}
