@@ -343,6 +343,16 @@ def test_a_pair_split_run_says_it_has_no_explanations(make_cfg, tmp_path, caplog
     assert f"MLflow run {found.info.run_id}: a cv.scheme=pair_split run" in line
 
 
+def test_help_gives_the_groups_default_explain_uses(capsys):
+    """--help said 'metal (default)', but a grouped run's parity is coloured by its cv.groups."""
+    from n2react.explain.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: the run's cv.groups when it was grouped, else metal)" in text
+
+
 def test_rows_below_one_is_refused_by_the_cli_and_the_budget(tmp_path):
     """--rows 0 (or negative) was a numpy traceback after the run had been loaded; now one line
     naming the option, before any work; a Budget of no rows is refused naming its field."""

@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain")
         help="replace files of the same names in another --out folder (and nothing else)",
     )
     parser.add_argument(
-        "--groups", default=None, help="parity colours: metal (default), family, column:<name>"
+        "--groups",
+        default=None,
+        help="parity colours: metal, family or column:<name> (default: the run's cv.groups when "
+        "it was grouped, else metal)",
     )
     parser.add_argument(
         "--rows", type=int, default=None, help="clusters explained (final model; at least 1)"
