@@ -94,6 +94,7 @@ def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame
             shown = only_swept(overrides, sweep_axes(axes[0], model_axes, axes[1]))
         summary_file = job_dir / SUMMARY_FILE
         metrics = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+        metrics = {k: math.nan if v is None else v for k, v in metrics.items()}  # null: NaN
         error = _failure(job_dir)
         status = "failed" if error else "done" if metrics else "unfinished"
         rows.append(

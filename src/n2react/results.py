@@ -86,9 +86,9 @@ def read_fold(run_dir: Path, split: Split) -> FoldResult | None:
     trials = d / "trials.csv"
     return FoldResult(
         split=split,
-        metrics={k: float(v) for k, v in meta["metrics"].items()},
+        metrics={k: runstore.number(v) for k, v in meta["metrics"].items()},
         best_params=dict(meta["best_params"]),
-        inner_score=float(meta["inner_score"]),
+        inner_score=runstore.number(meta["inner_score"]),  # NaN (null) without a search
         selected_features=list(meta["selected_features"]),
         y_pred_test=test["y_pred"].to_numpy(dtype=float),
         y_pred_train=train["y_pred"].to_numpy(dtype=float),

@@ -153,6 +153,11 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(_no_nan(obj), indent=2, default=str) + "\n")
 
 
+def number(value: Any) -> float:
+    """A number read back from a file :func:`write_json` wrote: null (a NaN there) is NaN."""
+    return math.nan if value is None else float(value)
+
+
 def _no_nan(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
