@@ -161,6 +161,16 @@ def test_a_notes_sheet_first_names_the_other_sheets(run: dict) -> None:
     assert not err and len(pd.read_csv(out)) == 18
 
 
+def test_a_sheet_of_headers_without_rows_says_there_are_no_rows(run: dict) -> None:
+    """A sheet with every descriptor header and no cluster below was called 'empty (need a
+    cluster name and descriptor columns)', which it has."""
+    _, err = _predict(run, run["new"].iloc[:0], "headers.xlsx")
+    assert (
+        err
+        == f"n2react: error: {run['tmp'] / 'headers.xlsx'}: no cluster rows below the header row"
+    )
+
+
 def _isomers(run: dict) -> pd.DataFrame:
     """The Co-Ta sheet measured (lg(k1) of the Fe-V file, one blank), with a blank row after
     row 3 (so positions are not rows), an isomer of Co2TaCˉ (other descriptors) at row 12 and

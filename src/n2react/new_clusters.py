@@ -102,8 +102,14 @@ def read_sheet_clusters(
         )
     df = read_sheet(p, sheet)  # blank rows are dropped by table_to_dataset, keeping row numbers
     if df.dropna(how="all").empty or df.shape[1] < 2:
+        headed = df.shape[1] >= 2  # column headers, no cluster below them: not "empty"
         raise DataError(
-            f"{p}: the sheet is empty (need a cluster name and descriptor columns)"
+            f"{p}: "
+            + (
+                "no cluster rows below the header row"
+                if headed
+                else "the sheet is empty (need a cluster name and descriptor columns)"
+            )
             + other_sheets(p, sheet, sheet_option)
         )
     formula_cols, ligands = _formula_columns(expected, df.columns, ligands)
