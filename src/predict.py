@@ -62,21 +62,31 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
         default=0.9,
         help="nominal coverage of the y_lower..y_upper interval (default 0.9)",
     )
-    parser.add_argument("--sheet", default=0, help="sheet name or index (default: the first)")
+    parser.add_argument(
+        "--sheet",
+        default=None,
+        help="sheet name or index of an .xlsx workbook (default: the first)",
+    )
     parser.add_argument(
         "--tracking-uri", default=None, help=f"default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI}"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from n2react.errors import N2ReactError
+    from n2react.data.sheets import TEXT_SUFFIXES
+    from n2react.errors import DataError, N2ReactError
     from n2react.inference import predict_sheet
     from n2react.terminal import predictions_table, scores_table, show
 
-    sheet = int(args.sheet) if str(args.sheet).isdigit() else args.sheet
+    sheet = 0 if args.sheet is None else int(args.sheet) if args.sheet.isdigit() else args.sheet
     # beside the input, not in the working directory (a checkout, a job's scratch folder)
     output = args.output or f"{os.path.splitext(args.data)[0]}_predictions.csv"
     try:
+        if args.sheet is not None and os.path.splitext(args.data)[1].lower() in TEXT_SUFFIXES:
+            raise DataError(  # it was ignored: the first (only) table was read
+                f"--sheet {args.sheet}: {args.data} is a text file, one table; --sheet chooses "
+                "a sheet of an .xlsx workbook"
+            )
         done = predict_sheet(
             args.model,
             args.data,

@@ -171,6 +171,17 @@ def test_a_sheet_of_headers_without_rows_says_there_are_no_rows(run: dict) -> No
     )
 
 
+def test_sheet_is_refused_for_a_csv(run: dict) -> None:
+    """--sheet 1 on a CSV was ignored silently (the one table was predicted)."""
+    path = run["tmp"] / "cota.csv"
+    run["new"].to_csv(path, index=False)
+    out = run["tmp"] / "cota_sheet.csv"
+    cmd = [sys.executable, "-m", "predict", str(run["run_dir"]), str(path), "-o", str(out)]
+    res = subprocess.run([*cmd, "--sheet", "1"], cwd=run["tmp"], capture_output=True, text=True)
+    assert res.returncode == 2 and not out.exists() and "Traceback" not in res.stderr
+    assert f"n2react: error: --sheet 1: {path} is a text file" in res.stderr.splitlines()[-1]
+
+
 def _isomers(run: dict) -> pd.DataFrame:
     """The Co-Ta sheet measured (lg(k1) of the Fe-V file, one blank), with a blank row after
     row 3 (so positions are not rows), an isomer of Co2TaCˉ (other descriptors) at row 12 and
