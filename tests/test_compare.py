@@ -178,6 +178,19 @@ def test_compare_bad_input_is_one_line_and_creates_no_store(tmp_path: Path) -> N
     )
 
 
+def test_a_negative_seed_or_a_huge_resample_count_is_refused_in_one_line(tmp_path: Path) -> None:
+    """--seed -1 ended in numpy's ValueError traceback; --resamples 10000000 had no upper bound
+    (the weights of 100 000 resamples of 159 clusters already take ~1 GB)."""
+    for option, value, line in [
+        ("--seed", "-1", "--seed -1: a seed is 0 or more"),
+        ("--resamples", "10000000", "--resamples 10000000: from 100 to 100000"),
+        ("--resamples", "5", "--resamples 5: from 100 to 100000"),
+    ]:
+        res = n2react("compare", "a", "b", option, value, cwd=tmp_path)
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert res.stderr.splitlines()[-1].endswith(f"error: {line}"), res.stderr
+
+
 def test_compare_predict_and_explain_tell_which_run_to_give(runs) -> None:
     # a run directory against its own MLflow run id printed every difference as 0 [0, 0]; a
     # fold's run id said "no artifact oof_predictions.csv (not an n2react parent run?)" (predict:

@@ -37,6 +37,7 @@ from n2react.tracking import DEFAULT_URI, default_uri, short_id_note
 
 DEFAULT_METRICS = ("pooled_test_mae", "pooled_test_rmse", "pooled_test_r", "pooled_test_within")
 NEEDED = {"cluster", "y_true", "y_pred", "fold"}
+MIN_RESAMPLES, MAX_RESAMPLES = 100, 100_000
 
 
 def _read_oof(path: Path, source: str) -> pd.DataFrame:
@@ -197,16 +198,25 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.compare")
         help="pooled_test_{r,rmse,mae,within} or mean_test_{r,rmse,mae,r2}; repeat for more "
         f"(default: {', '.join(DEFAULT_METRICS)})",
     )
-    parser.add_argument("--resamples", type=int, default=RESAMPLES, help="bootstrap resamples")
-    parser.add_argument("--seed", type=int, default=SEED, help="bootstrap seed")
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=RESAMPLES,
+        help=f"bootstrap resamples, {MIN_RESAMPLES} to {MAX_RESAMPLES} (default {RESAMPLES})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=SEED, help=f"bootstrap seed, 0 or more (default {SEED})"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
         "--tracking-uri", default=None, help=f"default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI}"
     )
     args = parser.parse_args(argv)
     args.tracking_uri = args.tracking_uri or default_uri()
-    if args.resamples < 100:
-        parser.error("--resamples: at least 100")
+    if not MIN_RESAMPLES <= args.resamples <= MAX_RESAMPLES:  # 100 000 hold ~1 GB of weights
+        parser.error(f"--resamples {args.resamples}: from {MIN_RESAMPLES} to {MAX_RESAMPLES}")
+    if args.seed < 0:  # numpy's generator raised its ValueError as a traceback
+        parser.error(f"--seed {args.seed}: a seed is 0 or more")
     metrics = tuple(args.metric or DEFAULT_METRICS)
     try:
         rows, name_a, name_b, what = compare_runs(
