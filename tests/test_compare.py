@@ -191,6 +191,25 @@ def test_a_negative_seed_or_a_huge_resample_count_is_refused_in_one_line(tmp_pat
         assert res.stderr.splitlines()[-1].endswith(f"error: {line}"), res.stderr
 
 
+def test_a_damaged_out_of_fold_table_names_its_row(tmp_path: Path) -> None:
+    """A text cell in y_pred ended in a ValueError traceback, a blank one printed nan for every
+    figure with exit 0, and a table of headers only was 'folds differ (B 0 clusters)'."""
+    good = "cluster,y_true,y_pred,fold\nA,1,1.5,1\nB,2,1.5,1\nC,3,2.5,2\nD,4,3.5,2\n"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "oof_predictions.csv").write_text(good)
+    for table, line in [
+        (good.replace("C,3,2.5", "C,3,x"), "row 4 (cluster C): y_pred 'x' is not a number"),
+        (good.replace("C,3,2.5", "C,3,"), "row 4 (cluster C): y_pred is blank"),
+        (good.replace("B,2,", "B,inf,"), "row 3 (cluster B): y_true inf is not finite"),
+        ("cluster,y_true,y_pred,fold\n", "has no rows (not a finished run?)"),
+    ]:
+        (tmp_path / "b").mkdir(exist_ok=True)
+        (tmp_path / "b" / "oof_predictions.csv").write_text(table)
+        res = n2react("compare", "a", "b", cwd=tmp_path)
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert res.stderr == f"n2react: error: b: oof_predictions.csv {line}\n", res.stderr
+
+
 def test_compare_predict_and_explain_tell_which_run_to_give(runs) -> None:
     # a run directory against its own MLflow run id printed every difference as 0 [0, 0]; a
     # fold's run id said "no artifact oof_predictions.csv (not an n2react parent run?)" (predict:

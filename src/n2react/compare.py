@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from n2react.bootstrap import (
@@ -48,6 +49,25 @@ def _read_oof(path: Path, source: str) -> pd.DataFrame:
     missing = NEEDED - set(oof.columns)
     if missing:
         raise N2ReactError(f"{source}: {OOF_FILE} lacks column(s) {', '.join(sorted(missing))}")
+    if oof.empty:
+        raise N2ReactError(f"{source}: {OOF_FILE} has no rows (not a finished run?)")
+    for col in ("y_true", "y_pred", "fold"):  # an edited or damaged file: a text cell, a blank
+        values = pd.to_numeric(oof[col], errors="coerce")
+        bad = ~np.isfinite(values.to_numpy(float))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            cell = oof[col].iloc[i]
+            what = (
+                "is blank"
+                if pd.isna(cell)
+                else f"{cell} is not finite"
+                if pd.notna(values.iloc[i])
+                else f"{str(cell)!r} is not a number"
+            )
+            raise N2ReactError(
+                f"{source}: {OOF_FILE} row {i + 2} (cluster {oof['cluster'].iloc[i]}): {col} {what}"
+            )
+        oof[col] = values
     return oof
 
 
