@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from n2react.cli import at_least
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,7 +38,7 @@ def wall_time(overrides: list[str], folder: Path) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=3, help="runs of each command (default 3)")
+    ap.add_argument("--runs", type=at_least(1), default=3, help="runs of each command (default 3)")
     ap.add_argument("overrides", nargs="*", help="train overrides for both commands")
     args = ap.parse_args(argv)
     times: dict[str, list[float]] = {"explain": [], "explain=false": []}

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from n2react.cli import at_least
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,10 +72,17 @@ def report(name: str, table, top: int) -> None:  # noqa: ANN001
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", default=None, help="a finished run directory (skips training)")
-    ap.add_argument("--rows", type=int, default=60, help="training rows explained per fold model")
-    ap.add_argument("--top", type=int, default=8, help="descriptors listed besides the paper's")
+    ap.add_argument(
+        "--rows", type=at_least(1), default=60, help="training rows explained per fold model (60)"
+    )
+    ap.add_argument(
+        "--top", type=at_least(0), default=8, help="descriptors listed besides the paper's (8)"
+    )
     ap.add_argument("overrides", nargs="*", help="train overrides (default model=extra_trees)")
     args = ap.parse_args(argv)
+    if args.run is not None and args.overrides:  # they were ignored: the run's own settings hold
+        ap.error(f"--run reads a finished run; train overrides ({' '.join(args.overrides)}) "
+                 "apply only when it trains")  # fmt: skip
     logging.basicConfig(level=logging.ERROR, format="%(message)s")
 
     from n2react.explain import Budget, load_run

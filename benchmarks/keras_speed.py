@@ -27,6 +27,7 @@ import os
 import sys
 import time
 
+from n2react.cli import at_least, positive
 from n2react.quiet import quiet_frameworks
 
 # TensorFlow's oneDNN/CUDA start-up lines, absl chatter and Keras' retracing warnings stay off the
@@ -159,14 +160,20 @@ def main() -> None:
     parser.add_argument(
         "--data", default=None, help="homonuclear-159-24features.xlsx (default: as train finds it)"
     )
-    parser.add_argument("--folds", type=int, default=5, help="K folds, one model each (5)")
-    parser.add_argument("--epochs", type=int, default=300, help="max epochs (300)")
-    parser.add_argument("--patience", type=int, default=20, help="early-stopping patience (20)")
-    parser.add_argument("--layers", type=int, default=3, help="hidden layers (3)")
-    parser.add_argument("--units", type=int, default=288, help="units per hidden layer (288)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of folds and weights (0)")
-    parser.add_argument("--repeats", type=int, default=1, help="fused runs (first one compiles)")
+    parser.add_argument("--folds", type=at_least(2), default=5, help="K folds, one model each (5)")
+    parser.add_argument("--epochs", type=at_least(1), default=300, help="max epochs (300)")
+    parser.add_argument(
+        "--patience", type=at_least(1), default=20, help="early-stopping patience (20)"
+    )
+    parser.add_argument("--layers", type=at_least(1), default=3, help="hidden layers (3)")
+    parser.add_argument(
+        "--units", type=at_least(1), default=288, help="units per hidden layer (288)"
+    )
+    parser.add_argument("--lr", type=positive, default=1e-3, help="Adam learning rate (1e-3)")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="seed of folds and weights (0)")
+    parser.add_argument(
+        "--repeats", type=at_least(1), default=1, help="fused runs (first one compiles)"
+    )
     parser.add_argument(
         "--fit-many",
         action="store_true",

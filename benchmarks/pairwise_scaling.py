@@ -20,6 +20,7 @@ import pandas as pd  # noqa: E402
 from sklearn.linear_model import Ridge  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from n2react.cli import at_least  # noqa: E402
 from n2react.models.keras_mlp import KerasMLPRegressor  # noqa: E402
 from n2react.models.pairwise import PairwiseRegressor, make_pairs  # noqa: E402
 
@@ -39,7 +40,9 @@ def main() -> None:
     parser.add_argument(
         "--data", default=None, help="homonuclear-159-24features.xlsx (default: as train finds it)"
     )
-    parser.add_argument("--epochs", type=int, default=200, help="the MLP's max epochs (200)")
+    parser.add_argument(
+        "--epochs", type=at_least(1), default=200, help="the MLP's max epochs (200)"
+    )
     args = parser.parse_args()
     if args.data is not None and not os.path.isfile(args.data):
         parser.error(f"--data {args.data}: no such file")

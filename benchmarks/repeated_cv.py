@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from n2react.cli import at_least
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +47,9 @@ def _cell(overrides: list[str], out: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=5, help="shuffles of the 10 outer folds (5)")
+    ap.add_argument(
+        "--repeats", type=at_least(1), default=5, help="shuffles of the 10 outer folds (5)"
+    )
     ap.add_argument("--out", default=None, help="folder for the run directories (default: temp)")
     ap.add_argument("--write-readme", action="store_true", help="update README.md's table")
     args = ap.parse_args(argv)

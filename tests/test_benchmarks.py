@@ -85,6 +85,33 @@ def test_a_missing_data_file_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2 and "none.xlsx: no such file" in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("script", "args", "expected"),
+    [
+        ("explain_cost.py", ["--runs", "0"], "argument --runs: 0: at least 1"),
+        ("importance_stability.py", ["--rows", "0"], "argument --rows: 0: at least 1"),
+        ("importance_stability.py", ["--top", "-2"], "argument --top: -2: at least 0"),
+        ("importance_stability.py", ["--run", ".", "model=svr"], "--run reads a finished run"),
+        ("repeated_cv.py", ["--repeats", "0"], "argument --repeats: 0: at least 1"),
+        ("pairwise_scaling.py", ["--epochs", "0"], "argument --epochs: 0: at least 1"),
+        ("keras_speed.py", ["--folds", "1"], "argument --folds: 1: at least 2"),
+        ("keras_speed.py", ["--units", "x"], "argument --units: 'x': expected a whole number"),
+        ("keras_speed.py", ["--lr", "-1"], "argument --lr: -1: expected a number above 0"),
+        ("keras_speed.py", ["--repeats", "0"], "argument --repeats: 0: at least 1"),
+    ],
+)
+def test_a_count_below_its_least_is_refused_before_any_work(
+    script: str, args: list[str], expected: str, tmp_path: Path
+) -> None:
+    """--runs 0 ended in statistics' "no median for empty data", --rows 0 in sklearn's "0
+    sample(s)", --folds 1, --units 0, --lr -1, --repeats 0 and --epochs 0 in Keras' or sklearn's
+    tracebacks (after the data was read), --top -2 listed nothing, --repeats 0 printed the
+    table's header first; importance_stability's train overrides with --run were ignored."""
+    out = bench(script, *args, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1500:]
+    assert f"error: {expected}" in out.stderr.splitlines()[-1], out.stderr
+
+
 def test_repeated_cv_writes_only_the_table_the_readme_describes(tmp_path: Path) -> None:
     out = bench("repeated_cv.py", "--repeats", "2", "--write-readme", cwd=tmp_path)
     assert out.returncode == 2 and "cv.repeats=5" in out.stderr.splitlines()[-1]

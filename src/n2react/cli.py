@@ -34,6 +34,33 @@ def _compare(argv: list[str]) -> int:
     return main(argv, prog="n2react compare")
 
 
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least ``low``. A value below (``--runs 0``, which
+    ended in a traceback deep in a benchmark) is the parser's one usage error naming the option."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value}: at least {low}")
+        return value
+
+    return whole
+
+
+def positive(text: str) -> float:
+    """An argparse ``type``: a finite number above 0 (a learning rate, say)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text}: expected a number above 0")
+    return value
+
+
 #: subcommand -> (its entry point, one line of help)
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "predict": (_predict, "lg(k1) of new clusters from a trained model (python -m predict)"),
