@@ -145,6 +145,10 @@ def test_bad_settings_and_tiny_training_sets(ds: Dataset) -> None:
         ApplicabilityDomain(quantile=1.5).fit(ds.X, ds.clusters)
     with pytest.raises(ConfigError, match="k must"):
         ApplicabilityDomain(k=0).fit(ds.X, ds.clusters)
+    # NaN passed `< 0` (benchmarks/domain_lomo.py --tolerance nan printed a table)
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ConfigError, match="range_tolerance must be a finite number >= 0"):
+            ApplicabilityDomain(range_tolerance=bad).fit(ds.X, ds.clusters)
     with pytest.raises(DataError, match="at least 2"):
         ApplicabilityDomain().fit(ds.X.iloc[:1], ds.clusters[:1])
     # k larger than the training set is capped; a constant column does not divide by zero

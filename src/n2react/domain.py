@@ -116,8 +116,11 @@ class ApplicabilityDomain(BaseEstimator):
             raise ConfigError(f"domain.k must be >= 1 (got {self.k})")
         if not 0.0 < float(self.quantile) <= 1.0:
             raise ConfigError(f"domain.quantile must be in (0, 1] (got {self.quantile})")
-        if float(self.range_tolerance) < 0.0:
-            raise ConfigError(f"domain.range_tolerance must be >= 0 (got {self.range_tolerance})")
+        # written so that NaN fails too (nan < 0 is False: a NaN tolerance was accepted)
+        if not 0.0 <= float(self.range_tolerance) < float("inf"):
+            raise ConfigError(
+                f"domain.range_tolerance must be a finite number >= 0 (got {self.range_tolerance})"
+            )
 
     def fit(self, X: pd.DataFrame, clusters: Sequence[str]) -> ApplicabilityDomain:
         """Learn the domain from the training rows' raw descriptors (NaN allowed)."""
