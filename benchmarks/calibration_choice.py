@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reuse", type=Path, default=None, help="benchmarks/transfer.py's --out")
     args = ap.parse_args(argv)
+    if args.reuse is not None and not args.reuse.is_dir():  # it trained the six runs into it
+        ap.error(f"--reuse {args.reuse}: no such folder (benchmarks/transfer.py's --out)")
     from transfer import draws, interval
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from n2react.cli import comma_list
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,13 +108,18 @@ def signals(table: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--protocols", default="family,metal", help="cv.groups to run, comma-separated")
+    ap.add_argument(
+        "--protocols",
+        type=comma_list(),
+        default="family,metal",
+        help="cv.groups to run, comma-separated (family,metal)",
+    )
     args = ap.parse_args(argv)
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     with tempfile.TemporaryDirectory() as tmp:
-        for protocol in [p.strip() for p in args.protocols.split(",") if p.strip()]:
+        for protocol in args.protocols:
             r = reach(protocol, Path(tmp) / protocol)
             print(
                 f"{r['protocol']}: Fe-V-calibrated 90 % intervals (width {r['width']:.2f}) cover "

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from n2react.cli import comma_list
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,19 +154,21 @@ def main(argv: list[str] | None = None) -> int:
         "--exclude", action="append", default=[], help="skip rows whose label contains this text"
     )
     ap.add_argument(
-        "--protocols", default="kfold,metal,family", help="comma list of kfold, metal, family"
+        "--protocols",
+        type=comma_list(),
+        default="kfold,metal,family",
+        help="comma list of kfold, metal, family",
     )
     ap.add_argument("--out", default=None, help="folder for the run directories (default: temp)")
     ap.add_argument("--write-readme", action="store_true", help="update README.md's table")
     ap.add_argument("extra", nargs="*", help="overrides added to every row, e.g. seed=1")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    protocols = args.protocols
     bad = [p for p in protocols if p not in PROTOCOLS]
     if bad:
         ap.error(f"unknown protocol(s) {', '.join(bad)}; expected {', '.join(PROTOCOLS)}")
 
-    out = Path(args.out or tempfile.mkdtemp(prefix="n2react-table-"))
     rows = [
         (label, overrides.split())
         for label, overrides in ROWS
@@ -172,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         and not (args.skip_slow and "pairwise=on" in overrides)
         and not any(text in label for text in args.exclude)
     ]
+    if not rows:  # it printed the header and a temp folder, and exited 0
+        ap.error("no row of the table is left by --only/--exclude/--skip-slow (the rows' labels"
+                 " are the README model table's first column)")  # fmt: skip
+    out = Path(args.out or tempfile.mkdtemp(prefix="n2react-table-"))
     print(HEADER)
     print(RULE)
     lines: dict[str, str] = {}

@@ -39,6 +39,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from n2react.cli import at_least, comma_list  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -61,7 +63,12 @@ def fit_predict(overrides: list[str], fev: Path) -> tuple[np.ndarray, np.ndarray
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", default="1,2,3,4,5", help="seeds to fit, comma-separated")
+    ap.add_argument(
+        "--seeds",
+        type=comma_list(at_least(0)),
+        default="1,2,3,4,5",
+        help="seeds to fit, comma-separated (1,2,3,4,5)",
+    )
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import pandas as pd
@@ -86,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     preds = []
-    for seed in [s.strip() for s in args.seeds.split(",") if s.strip()]:
+    for seed in args.seeds:
         t0 = time.perf_counter()
         _, _, p = fit_predict(
             ["experiment=paper_pairwise", "cv.scheme=nested", f"seed={seed}"], fev

@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import pearsonr, spearmanr
 
+from n2react.cli import comma_list
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -379,7 +381,12 @@ def write_readme(lines: dict[str, str], readme: Path, groups: str = "family") ->
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     keys = [k for k, _, _ in CONFIGS]
-    ap.add_argument("--configs", default=",".join(keys), help=f"comma list of {', '.join(keys)}")
+    ap.add_argument(
+        "--configs",
+        type=comma_list(),
+        default=",".join(keys),
+        help=f"comma list of {', '.join(keys)}",
+    )
     ap.add_argument("--out", default=None, help="folder for the run directories (default: temp)")
     ap.add_argument(
         "--groups", default="family", choices=["family", "metal"], help="the grouped CV's groups"
@@ -390,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("extra", nargs="*", help="overrides added to every row, e.g. seed=1")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    chosen = [k.strip() for k in args.configs.split(",") if k.strip()]
+    chosen = list(args.configs)
     bad = [k for k in chosen if k not in keys]
     if bad:
         ap.error(f"unknown config(s) {', '.join(bad)}; expected {', '.join(keys)}")

@@ -112,6 +112,29 @@ def test_a_count_below_its_least_is_refused_before_any_work(
     assert f"error: {expected}" in out.stderr.splitlines()[-1], out.stderr
 
 
+@pytest.mark.parametrize(
+    ("script", "args", "expected"),
+    [
+        ("paper_dnn_seeds.py", ["--seeds", ","], "argument --seeds: ',': expected a comma-separ"),
+        ("paper_dnn_seeds.py", ["--seeds", "1,a"], "argument --seeds: 'a': expected a whole num"),
+        ("calibration_reach.py", ["--protocols", ""], "argument --protocols: '': expected a comma"),
+        ("transfer.py", ["--configs", ","], "argument --configs: ',': expected a comma-separated"),
+        ("model_table.py", ["--only", "no such row"], "no row of the table is left by --only"),
+        ("calibration_choice.py", ["--reuse", "gone"], "--reuse gone: no such folder"),
+    ],
+)
+def test_an_empty_selection_is_refused_before_any_work(
+    script: str, args: list[str], expected: str, tmp_path: Path
+) -> None:
+    """--seeds , printed NaN figures with exit 0 (--seeds 1,a failed after the trees' fit);
+    --protocols "" and --only matching no row ran nothing and exited 0; --reuse of a folder that
+    is not there trained the six runs into it."""
+    out = bench(script, *args, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1500:]
+    assert f"error: {expected}" in out.stderr.splitlines()[-1], out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_repeated_cv_writes_only_the_table_the_readme_describes(tmp_path: Path) -> None:
     out = bench("repeated_cv.py", "--repeats", "2", "--write-readme", cwd=tmp_path)
     assert out.returncode == 2 and "cv.repeats=5" in out.stderr.splitlines()[-1]
