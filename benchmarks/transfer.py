@@ -145,15 +145,27 @@ def run_logged(cfg, run_dir: Path) -> dict[str, float]:  # noqa: ANN001 - a Dict
         return run(cfg, run_dir)
 
 
+def recorded_wall(run_dir: Path) -> float | None:
+    """The wall time a finished row recorded (``wall.json``, written last); None when the row
+    has no outputs, or a missing or damaged ``wall.json`` (it ended in a JSON traceback)."""
+    if not (run_dir / "transfer" / "transfer_predictions.csv").exists():
+        return None
+    try:
+        return float(json.loads((run_dir / "wall.json").read_text())["wall_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def train_row(overrides: list[str], run_dir: Path, reuse: bool, keep_models: bool) -> float:
     """Run one config (unless ``reuse`` and its folder already holds the outputs); its wall time."""
-    done = (run_dir / "transfer" / "transfer_predictions.csv").exists()
-    if reuse and done:
-        return float(json.loads((run_dir / "wall.json").read_text())["wall_s"])
+    if reuse and (wall := recorded_wall(run_dir)) is not None:
+        return wall
+    from n2react.runstore import write_json
+
     t0 = time.perf_counter()
     run_logged(_compose(overrides), run_dir)
     wall = time.perf_counter() - t0
-    (run_dir / "wall.json").write_text(json.dumps({"wall_s": wall}))
+    write_json(run_dir / "wall.json", {"wall_s": wall})  # whole or not at all
     if not keep_models:  # a pairwise-tree row's models take ~1 GB each
         from n2react.runstore import LEGACY_MODEL_FILE, MODEL_FILE
 

@@ -135,6 +135,20 @@ def test_an_empty_selection_is_refused_before_any_work(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_transfer_reuse_reruns_a_row_whose_wall_time_is_damaged(tmp_path: Path) -> None:
+    """--reuse read wall.json with json.loads: a row cut short before it (or a damaged file)
+    ended the benchmark in a traceback; wall.json was written in place, not atomically."""
+    transfer = _module("transfer")
+    (tmp_path / "transfer").mkdir()
+    assert transfer.recorded_wall(tmp_path) is None  # no outputs: run it
+    (tmp_path / "transfer" / "transfer_predictions.csv").write_text("cluster\n")
+    assert transfer.recorded_wall(tmp_path) is None  # no wall.json: cut short, run it again
+    (tmp_path / "wall.json").write_text('{"wall_s": 1')
+    assert transfer.recorded_wall(tmp_path) is None
+    (tmp_path / "wall.json").write_text('{"wall_s": 12.5}')
+    assert transfer.recorded_wall(tmp_path) == 12.5
+
+
 def test_repeated_cv_writes_only_the_table_the_readme_describes(tmp_path: Path) -> None:
     out = bench("repeated_cv.py", "--repeats", "2", "--write-readme", cwd=tmp_path)
     assert out.returncode == 2 and "cv.repeats=5" in out.stderr.splitlines()[-1]
