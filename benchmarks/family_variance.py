@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     means = df.groupby("family")["y"].transform("mean")
     r2 = 1 - ((df["y"] - means) ** 2).sum() / ((df["y"] - df["y"].mean()) ** 2).sum()
     table = df.groupby("family")["y"].agg(["count", "mean", "std"]).sort_values("count")
-    print(table.round(2).to_string())
+    print(table.round(2).to_string(na_rep="-"))  # one cluster: no sd (it printed NaN)
     print(f"\n{len(df)} clusters in {len(table)} families; family means explain R² = {r2:.3f}")
     return 0
 

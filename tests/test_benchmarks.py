@@ -149,6 +149,14 @@ def test_transfer_reuse_reruns_a_row_whose_wall_time_is_damaged(tmp_path: Path) 
     assert transfer.recorded_wall(tmp_path) == 12.5
 
 
+def test_family_variance_prints_no_nan(tmp_path: Path) -> None:
+    """A family of one cluster has no sd: its row printed NaN."""
+    out = bench("family_variance.py", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert "NaN" not in out.stdout and "family means explain R²" in out.stdout
+    assert any(line.split()[-1] == "-" for line in out.stdout.splitlines() if line.strip())
+
+
 def test_repeated_cv_writes_only_the_table_the_readme_describes(tmp_path: Path) -> None:
     out = bench("repeated_cv.py", "--repeats", "2", "--write-readme", cwd=tmp_path)
     assert out.returncode == 2 and "cv.repeats=5" in out.stderr.splitlines()[-1]
