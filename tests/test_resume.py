@@ -165,6 +165,30 @@ def test_a_fresh_run_in_a_used_folder_resumes_nothing_of_the_earlier_run(
     assert again == run(make_cfg(*over, "cv.outer_folds=3", "seed=2"), tmp_path / "fresh")
 
 
+def test_a_fresh_run_under_way_in_a_used_folder_shows_none_of_the_earlier_runs_results(
+    make_cfg, tmp_path: Path
+) -> None:
+    """Started again in the same folder (another model), the run kept the earlier run's
+    summary.json, oof_predictions.csv and model.skops until it finished: `n2react compare`
+    compared the earlier run's figures as this run's (0 [0, 0] against its twin), predict
+    loaded the earlier model under this run's config, and a stop part-way was not refused as
+    unfinished. They are removed when the fresh run starts, as its folds/ and search/ are."""
+    from n2react.compare import load_oof
+    from n2react.plan import build_plan
+    from n2react.run_setup import prepare_folder
+
+    used = tmp_path / "used"
+    run(make_cfg("model=ridge", "cv.outer_folds=3", "explain=false", "tracking=none"), used)
+    assert (used / "model.skops").is_file() and (used / "oof_predictions.csv").is_file()
+    cfg = make_cfg("model=extra_trees", "cv.outer_folds=3", "explain=false", "tracking=none")
+    prepare_folder(build_plan(cfg), used, [], None)  # the fresh run's start, before its folds
+    left = {p.name for p in used.iterdir()}
+    assert not left & {"summary.json", "oof_predictions.csv", "model.skops", "domain.skops",
+                       "model.skops.sha256", "uncertainty.json"}  # fmt: skip
+    with pytest.raises(N2ReactError, match="no oof_predictions.csv"):
+        load_oof(str(used), "sqlite:///unused.db")
+
+
 def test_a_fresh_run_over_a_run_that_stopped_part_way_is_refused(make_cfg, tmp_path: Path) -> None:
     """Started again in the folder of a run that stopped before its outer folds were done (no
     resume=), the run is refused and that run's finished folds are kept for resume=."""

@@ -134,16 +134,39 @@ def refuse_unfinished(run_dir: Path) -> None:
         )
 
 
+#: an earlier run's files that mark it finished or that compare and predict read
+_FINISHED_FILES = (
+    runstore.SUMMARY_FILE,
+    runstore.OOF_FILE,
+    runstore.UNCERTAINTY_FILE,
+    *(
+        f"{name}{suffix}"
+        for name in (
+            runstore.MODEL_FILE,
+            runstore.DOMAIN_FILE,
+            runstore.LEGACY_MODEL_FILE,
+            runstore.LEGACY_DOMAIN_FILE,
+        )
+        for suffix in ("", ".sha256")
+    ),
+)
+
+
 def _forget_earlier_run(run_dir: Path) -> None:
     """A fresh run in a folder that held an earlier one (the same hydra.run.dir again) starts
     afresh: the earlier run's keras-tuner state would be resumed as this run's searches (trials
     scored on other folds), and its fold folders read back as this run's fold models."""
     stale = [run_dir / d for d in ("search", "folds") if (run_dir / d).is_dir()]
-    if stale:
+    # and what marks it finished and what compare/predict read: while this run was under way
+    # (or after it stopped) they showed the earlier run's figures and model as this run's
+    done = [run_dir / f for f in _FINISHED_FILES if (run_dir / f).is_file()]
+    if stale or done:
         log.warning(
             "%s held an earlier run: its %s are removed (resume=<run dir> continues a run)",
             run_dir,
-            " and ".join(f"{p.name}/" for p in stale),
+            ", ".join([f"{p.name}/" for p in stale] + [p.name for p in done]),
         )
     for p in stale:
         shutil.rmtree(p)
+    for p in done:
+        p.unlink()
