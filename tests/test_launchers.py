@@ -47,8 +47,8 @@ def test_ray_num_gpus_follows_the_model(gpus: int) -> None:
     assert cfg.hydra.launcher.ray.remote.num_gpus == gpus
 
 
-def _train(tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HYDRA_FULL_ERROR": "0"}
+def _train(tmp: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HYDRA_FULL_ERROR": "0", **(env or {})}
     cmd = [sys.executable, "-m", "train", "model=ridge", "tracking=none", *args, "-m"]
     return subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
 
@@ -64,7 +64,7 @@ def _one_error(out: subprocess.CompletedProcess) -> str:
 @pytest.mark.skipif(shutil.which("srun") is not None, reason="on a SLURM cluster")
 def test_slurm_without_srun_is_one_line(tmp_path: Path) -> None:
     line = _one_error(_train(tmp_path, "hydra/launcher=slurm"))
-    assert "hydra/launcher=slurm: srun not found" in line
+    assert "hydra/launcher=slurm: srun" in line and "not found" in line
 
 
 @pytest.mark.skipif(
@@ -129,3 +129,49 @@ def test_ctrl_c_of_a_parallel_sweep_is_one_line_not_a_traceback(tmp_path: Path) 
     board = pd.read_csv(sweep / "leaderboard.csv")
     assert list(board["status"]) == ["unfinished", "unfinished", "not run"]
     assert board["overrides"].iloc[2].startswith("model=ridge")
+
+
+def _fake_slurm(tmp: Path, sbatch: str | None) -> dict[str, str]:
+    """A PATH with a stand-in ``srun`` (and ``sbatch`` printing ``sbatch`` to stderr, exit 1)."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    for name, text in (("srun", "exit 1"), ("sbatch", sbatch)):
+        if text is not None:
+            (bin_dir / name).write_text(f"#!/bin/sh\n{text}\n")
+            (bin_dir / name).chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
+    reason="the SLURM launcher plugin is not installed",
+)
+def test_slurm_with_srun_but_no_sbatch_is_one_line(tmp_path: Path) -> None:
+    # srun there, sbatch not: submitit's FileNotFoundError: 'sbatch', a traceback
+    if shutil.which("sbatch") is not None:
+        pytest.skip("on a SLURM cluster")
+    out = _train(tmp_path, "hydra/launcher=slurm", env=_fake_slurm(tmp_path, None))
+    assert "hydra/launcher=slurm: sbatch not found" in _one_error(out)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
+    reason="the SLURM launcher plugin is not installed",
+)
+def test_a_submission_sbatch_refuses_is_one_line(tmp_path: Path) -> None:
+    # sbatch refusing the array (a partition the cluster lacks): submitit's FailedJobError,
+    # a 40-line traceback through Hydra, exit 1
+    refuse = (
+        'echo "sbatch: error: invalid partition specified: gpu" >&2\n'
+        'echo "sbatch: error: Batch job submission failed: Invalid partition name specified" >&2'
+        "\nexit 1"
+    )
+    env = _fake_slurm(tmp_path, refuse)
+    out = _train(
+        tmp_path, "seed=1,2", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", env=env
+    )
+    assert _one_error(out) == (
+        "n2react: error: hydra/launcher=slurm: sbatch refused the jobs, none was submitted: "
+        "invalid partition specified: gpu; Batch job submission failed: Invalid partition name "
+        "specified"
+    )

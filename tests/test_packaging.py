@@ -77,6 +77,7 @@ THROUGH = {
     "joblib": "scikit-learn",
     "yaml": "omegaconf",
     "sqlalchemy": "mlflow",
+    "submitit": "hydra-submitit-launcher",  # the [slurm] extra's launcher
 }
 OPTIONAL_BACKENDS = {"jax"}  # KERAS_BACKEND=jax (the container image installs it)
 

@@ -1,6 +1,7 @@
 """Check that a cluster launcher's backend is there before a sweep starts.
 
-Off a SLURM cluster submitit fails deep inside Hydra with a traceback (`Could not detect "srun"`);
+Off a SLURM cluster submitit fails deep inside Hydra with a traceback (`Could not detect "srun"`,
+or `No such file or directory: 'sbatch'` where srun is there but sbatch is not);
 an unreachable Ray cluster fails inside ``ray.init``. :class:`BackendCheck` (a Hydra callback,
 ``hydra.callbacks.backend_check`` in ``conf/config.yaml``) checks first and ends the sweep with one
 line and exit status 2.
@@ -53,10 +54,12 @@ def backend_problem(launcher: DictConfig | dict[str, Any]) -> str | None:
     """Why the launcher's backend cannot run here (None = it can, or it is not a cluster one)."""
     target = str(OmegaConf.select(OmegaConf.create(launcher), "_target_", default="") or "")
     if "submitit" in target.lower() and "slurm" in target.lower():
-        if shutil.which("srun") is None:
+        # submitit needs both: srun to start, sbatch to submit (without it: a traceback)
+        missing = [cmd for cmd in ("srun", "sbatch") if shutil.which(cmd) is None]
+        if missing:
             return (
-                "hydra/launcher=slurm: srun not found (not on a SLURM login node?); "
-                "run the sweep on the cluster, or use hydra/launcher=parallel here"
+                f"hydra/launcher=slurm: {' and '.join(missing)} not found (not on a SLURM login "
+                "node?); run the sweep on the cluster, or use hydra/launcher=parallel here"
             )
     if "ray" in target.lower():
         if importlib.util.find_spec("ray") is None:

@@ -1,0 +1,1 @@
+"""The submitit SLURM launcher as n2react uses it (conf/hydra/launcher/slurm.yaml)."""

@@ -1,0 +1,52 @@
+"""``hydra/launcher=slurm``: submitit's SLURM launcher, with a refused submission as one line.
+
+Off a cluster, :class:`n2react.launchers.BackendCheck` ends the sweep before this runs (no
+``srun``/``sbatch``). On one, ``sbatch`` can still refuse the job array: a partition, account,
+QOS, time limit or GPU request the cluster does not have (the README's
+``hydra.launcher.partition=gpu`` is an example, not every cluster's name). submitit raises its
+``FailedJobError`` with sbatch's message from deep inside Hydra, a 40-line traceback; here the
+sweep ends with sbatch's own message in one line and exit status 2, having submitted nothing.
+
+The plugin is an optional extra (``pip install -e ".[slurm]"``): without it this module defines
+no launcher, and ``python -m train`` says how to install it
+(:func:`n2react.launchers.plugin_problem`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+try:
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
+        SlurmLauncher as _SubmititSlurm,
+    )
+except ImportError:  # the [slurm] extra is not installed
+    _SubmititSlurm = None
+
+
+def refusal_line(message: str) -> str:
+    """sbatch's message (often several lines) as the one error line a refused sweep ends with."""
+    lines = (line.strip() for line in str(message).splitlines())
+    said = "; ".join(re.sub(r"^sbatch:\s*(error:\s*)?", "", line) for line in lines if line)
+    return (
+        "hydra/launcher=slurm: sbatch refused the jobs, none was submitted: "
+        f"{said or '(no message)'}"
+    )
+
+
+if _SubmititSlurm is not None:
+
+    class SlurmLauncher(_SubmititSlurm):  # type: ignore[misc, valid-type]
+        """submitit's SLURM launcher; a submission sbatch refuses ends the sweep in one line."""
+
+        def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
+            from submitit.core.utils import FailedJobError
+
+            from n2react.launchers import exit_with
+
+            try:
+                return super().launch(job_overrides, initial_job_idx)
+            except FailedJobError as exc:
+                exit_with(refusal_line(str(exc)))
