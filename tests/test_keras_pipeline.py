@@ -56,6 +56,26 @@ def test_nested_random_search_logs_trials_and_both_model_flavours(
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
+def test_a_run_without_tracking_records_its_device(make_cfg, tmp_path: Path, caplog) -> None:
+    # with tracking=none the device was only in MLflow's tags: no run file nor log line said
+    # whether device=auto had found a GPU
+    import json
+
+    cfg = make_cfg(
+        "model=keras_mlp", "model.estimator.max_epochs=3", "cv.outer_folds=2", "explain=false",
+        "final_model=false", "tracking=none", "device=auto",
+    )  # fmt: skip
+    with caplog.at_level("INFO", logger="n2react.run"):
+        run(cfg, tmp_path / "run")
+    made = json.loads((tmp_path / "run" / "run.json").read_text())
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    used = made["device"]
+    assert used == "cpu" or used.startswith("gpu 0: "), made
+    assert made["keras_backend"] == backend
+    said = [r.getMessage() for r in caplog.records if r.name == "n2react.run"]
+    assert f"keras_mlp runs on {used} (Keras backend {backend})" in said
+
+
 def test_same_seed_same_metrics_on_cpu(make_cfg, tmp_path: Path) -> None:
     over = (*FAST, "tracking=none", "final_model=false")
     a = run(make_cfg(*over), tmp_path / "a")

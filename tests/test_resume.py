@@ -257,7 +257,12 @@ def test_a_run_records_the_version_that_made_it(make_cfg, tmp_path: Path, n2reac
 
     run(make_cfg(*QUICK), tmp_path / "run")
     made = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert made == {"n2react_version": n2react.__version__}
+    # and the device it started on (a scikit-learn model: the CPU, no Keras backend)
+    assert made == {
+        "n2react_version": n2react.__version__,
+        "device": "cpu",
+        "keras_backend": "none",
+    }
     (parent,), _ = n2react_runs(tmp_path)
     assert parent.data.tags["n2react.version"] == n2react.__version__
 

@@ -32,6 +32,7 @@ from n2react.quiet import JOB_LINE, quiet_sweep_job
 from n2react.results import fold_logger, write_results
 from n2react.resume import Resumed, check_same_config, find_resumed
 from n2react.run_setup import (
+    device_record,
     log_dataset,
     log_inputs,
     open_run,
@@ -120,12 +121,17 @@ def _train(
     if resumed is None:
         refuse_unfinished(run_dir)
     used_device = device.place(plan.device, plan.uses_accelerator, job_num)
+    on = device_record(plan, used_device)
+    if plan.uses_accelerator:  # (scikit-learn models: always the CPU; run.json says so)
+        log.info(
+            "%s runs on %s (Keras backend %s)", plan.names.model, on["device"], on["keras_backend"]
+        )
     dataset = plan.attach_groups(load_dataset(plan.data, plan.group_column))
     splits = plan.validate(dataset)
     if tracker is None:  # the store is prepared only for a run whose data and settings passed
         tracker = open_tracker(plan.tracking, job or JobInfo(plan.names.model))
     log_dataset(plan, dataset)
-    done = prepare_folder(plan, run_dir, splits, resumed)
+    done = prepare_folder(plan, run_dir, splits, resumed, on)
     params, tags = params_and_tags(plan, dataset, splits, used_device, run_dir)
     label = job.name if job is not None and job.sweep else plan.names.title
     status, error = "FAILED", None

@@ -40,17 +40,29 @@ def log_dataset(plan: Plan, dataset: Dataset) -> None:
     )
 
 
+def device_record(plan: Plan, used_device: str) -> dict[str, str]:
+    """The device a run uses, as run.json, the MLflow tags and its log line give it: ``device``
+    (``cpu`` or ``gpu N: <name>``) and ``keras_backend`` (``none`` for scikit-learn models)."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow") if plan.uses_accelerator else "none"
+    return {"device": used_device, "keras_backend": backend}
+
+
 def prepare_folder(
-    plan: Plan, run_dir: Path, splits: list[Split], resumed: Resumed | None
+    plan: Plan,
+    run_dir: Path,
+    splits: list[Split],
+    resumed: Resumed | None,
+    device: Mapping[str, str] | None = None,
 ) -> dict[int, FoldResult]:
     """A fresh run clears an earlier run's searches and folds and writes its config and the
-    n2react version starting it; a resumed one reads back its finished folds (returned)."""
+    n2react version and ``device`` (:func:`device_record`) starting it (run.json); a resumed
+    one reads back its finished folds (returned)."""
     if resumed is not None and not resumed.fresh:
         return done_folds(run_dir, splits)
     _forget_earlier_run(run_dir)
     config = redact(OmegaConf.to_yaml(OmegaConf.create(plan.config)))  # tracking.uri's password
     runstore.write_text(run_dir / runstore.CONFIG_FILE, config)
-    runstore.write_made_by(run_dir)
+    runstore.write_made_by(run_dir, device)
     return {}
 
 
@@ -64,14 +76,12 @@ def params_and_tags(
     params = tracked_params(
         plan.config, **{"data.n_rows": dataset.n_rows, "data.n_features": dataset.X.shape[1]}, **ran
     )
-    accel = plan.uses_accelerator
     made = runstore.made_by(run_dir)  # what started the run (None: an older n2react's run)
     tags = {
         **({TAG_VERSION: made} if made else {}),
         "model": plan.names.model,
         "dataset": str(dataset.name),
-        "device": used_device,
-        "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow") if accel else "none",
+        **device_record(plan, used_device),
         "run_dir": str(run_dir.resolve()),
         "protocol": run_protocol(plan, dataset),
     }

@@ -4,8 +4,9 @@ that load without running code.
 Every other module asks this one where a run's files are and how to write or read them:
 
     <run>/config_resolved.yaml  summary.json  final_params.json  oof_predictions.csv  folds.csv
-    <run>/run.json                      what made the run: {"n2react_version": ...}, written
-                                        when it starts (older runs have none)
+    <run>/run.json                      what made the run: {"n2react_version": ..., "device":
+                                        ..., "keras_backend": ...}, written when it starts
+                                        (older runs have none, or the version alone)
     <run>/model.skops (+ .sha256)       the final pipeline (old runs: model.joblib)
     <run>/domain.skops (+ .sha256)      the applicability domain of the training clusters
     <run>/folds/fold_NN/                model.skops (+ .sha256), fold.json (written last: the fold
@@ -31,7 +32,7 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -218,11 +219,12 @@ def write_csv(path: str | Path, table: pd.DataFrame, **kwargs: Any) -> Path:
     return Path(path)
 
 
-def write_made_by(run_dir: Path) -> Path:
-    """Record in ``run_dir`` the n2react version that starts the run there."""
+def write_made_by(run_dir: Path, device: Mapping[str, str] | None = None) -> Path:
+    """Record in ``run_dir`` the n2react version that starts the run there, and the device it
+    starts on (``device``: {"device": ..., "keras_backend": ...})."""
     from n2react import __version__
 
-    return write_json(Path(run_dir) / RUN_FILE, {"n2react_version": __version__})
+    return write_json(Path(run_dir) / RUN_FILE, {"n2react_version": __version__, **(device or {})})
 
 
 def made_by(run_dir: Path) -> str | None:
