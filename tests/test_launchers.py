@@ -49,7 +49,8 @@ def test_ray_num_gpus_follows_the_model(gpus: int) -> None:
 
 def _train(tmp: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HYDRA_FULL_ERROR": "0", **(env or {})}
-    cmd = [sys.executable, "-m", "train", "model=ridge", "tracking=none", *args, "-m"]
+    model = [] if any(a.startswith("model=") for a in args) else ["model=ridge"]
+    cmd = [sys.executable, "-m", "train", *model, "tracking=none", *args, "-m"]
     return subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -175,3 +176,28 @@ def test_a_submission_sbatch_refuses_is_one_line(tmp_path: Path) -> None:
         "invalid partition specified: gpu; Batch job submission failed: Invalid partition name "
         "specified"
     )
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
+    reason="the SLURM launcher plugin is not installed",
+)
+@pytest.mark.parametrize(
+    ("overrides", "gpus"),
+    [
+        # the yaml's ${model.gpus} read the default model (rfr, 0): the Keras job got no GPU
+        (["model=ridge,keras_mlp"], 1),
+        (["model=keras_mlp,ridge", "device=cpu"], 0),  # it hides the GPUs: none asked
+        (["model=ridge,svr"], 0),
+        (["model=ridge,keras_mlp", "hydra.launcher.gpus_per_node=2"], 2),  # as given
+    ],
+)
+def test_the_slurm_array_asks_the_gpus_its_jobs_need(
+    tmp_path: Path, overrides: list[str], gpus: int
+) -> None:
+    script = tmp_path / "sbatch_script.sh"
+    keep = f'for a in "$@"; do [ -f "$a" ] && cp "$a" {script}; done\necho stop >&2\nexit 1'
+    out = _train(tmp_path, *overrides, "hydra/launcher=slurm", env=_fake_slurm(tmp_path, keep))
+    assert _one_error(out).endswith("none was submitted: stop")
+    asked = [ln for ln in script.read_text().splitlines() if "--gpus-per-node" in ln]
+    assert asked == [f"#SBATCH --gpus-per-node={gpus}"]
