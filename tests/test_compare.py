@@ -368,3 +368,22 @@ def test_repeated_cv_is_captioned_as_the_verdict_counts_its_folds(tmp_path: Path
     assert main([*runs, "--metric", "mean_test_mae"]) == 0
     said = " ".join(capsys.readouterr().out.split())
     assert "paired bootstrap over the 3 outer folds x 2 repeats (mean_*)" in said, said
+
+
+def test_an_undefined_figure_prints_as_null_in_json(runs, tmp_path: Path) -> None:
+    # a model predicting one value per fold (ridge, alpha=1e300) has no r: compare --json
+    # printed "b": NaN, which is not JSON (jq and json.loads(parse_constant=...) refuse it)
+    cfg = compose_config(
+        ["model=ridge", "model.estimator.alpha=1e300", "cv.outer_folds=3", "tracking=none"],
+        {**QUICK, "final_model": False, "uncertainty.enabled": False},
+    )
+    run(cfg, tmp_path / "constant")
+    args = ["compare", str(runs["ridge3"]), str(tmp_path / "constant"), "--metric", "mean_test_r"]
+    res = n2react(*args, "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-1500:]
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    (row,) = json.loads(res.stdout, parse_constant=refuse)["metrics"]
+    assert row["a"] > 0 and row["b"] is None and row["p_a_better"] is None

@@ -13,7 +13,6 @@ differ are refused: they were not cross-validated alike.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -33,7 +32,7 @@ from n2react.bootstrap import (
     pooled_units,
 )
 from n2react.errors import N2ReactError, first_line
-from n2react.runstore import OOF_FILE, read_csv
+from n2react.runstore import OOF_FILE, json_text, read_csv
 from n2react.tracking import DEFAULT_URI, default_uri, short_id_note
 
 DEFAULT_METRICS = ("pooled_test_mae", "pooled_test_rmse", "pooled_test_r", "pooled_test_within")
@@ -249,7 +248,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.compare")
         out = {"a": name_a, "b": name_b, "resampled": what, "metrics": []}
         for r in rows:
             out["metrics"].append({**asdict(r), "decided": r.decided, "verdict": _verdict(r)})
-        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        sys.stdout.write(json_text(out))  # an undefined figure (NaN) is null, as in summary.json
         return 0
     from rich.console import Console
 

@@ -148,10 +148,16 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def json_text(obj: Any) -> str:
+    """``obj`` as JSON text (indented, one trailing newline); a NaN or infinite number (an
+    undefined r) is null: JSON has no NaN, and text with one is refused by strict readers (jq,
+    browsers). What :func:`write_json` writes and the commands' ``--json`` print."""
+    return json.dumps(_no_nan(obj), indent=2, default=str) + "\n"
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
-    """``obj`` as JSON, written atomically; a NaN or infinite number (an undefined r) is null:
-    JSON has no NaN, and a file with one is refused by strict readers (jq, browsers)."""
-    return write_text(path, json.dumps(_no_nan(obj), indent=2, default=str) + "\n")
+    """``obj`` as JSON (:func:`json_text`: NaN and infinities as null), written atomically."""
+    return write_text(path, json_text(obj))
 
 
 def number(value: Any) -> float:
