@@ -84,3 +84,18 @@ def test_a_held_run_folder_is_refused_to_a_second_holder_until_released(tmp_path
     assert not runstore.in_use(tmp_path)
     assert not runstore.in_use(tmp_path / "missing")
     assert list(tmp_path.iterdir()) == []  # no lock file left behind
+
+
+def test_fold_folders_are_read_alike_in_a_run_and_its_artifacts(tmp_path: Path) -> None:
+    # the fold-folder pattern was compiled twice, anchored in runstore (a run's folds/) and not
+    # in explain.source (the MLflow artifacts' fold_models/), which took "old_fold_03" as fold 3
+    for name in ("fold_01", "fold_02", "old_fold_03", "fold_04x", "fold_05"):
+        (tmp_path / "folds" / name).mkdir(parents=True)
+    for name in ("fold_01", "old_fold_03", "fold_04x"):
+        (tmp_path / "folds" / name / runstore.MODEL_FILE).write_bytes(b"")
+    (tmp_path / "folds" / "fold_06").write_text("a file, not a fold folder")
+    want = {1: tmp_path / "folds" / "fold_01" / runstore.MODEL_FILE}
+    assert runstore.fold_model_paths(tmp_path) == want
+    assert runstore.fold_model_files(tmp_path / "folds") == want
+    assert runstore.fold_model_files(tmp_path / "missing") == {}
+    assert runstore.FOLD_DIR.match("fold_12") and not runstore.FOLD_DIR.match("xfold_12")

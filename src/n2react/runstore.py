@@ -61,7 +61,9 @@ TRIALS_FILE = "trials.csv"
 UNCERTAINTY_FILE = "uncertainty.json"  # the interval calibration (n2react.uncertainty)
 SHA256_SUFFIX = ".sha256"
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
-_FOLD_DIR = re.compile(r"^fold_(\d+)$")
+#: an outer fold's folder: folds/fold_NN in a run folder, fold_models/fold_NN among its MLflow
+#: artifacts (NN: the fold's number)
+FOLD_DIR = re.compile(r"^fold_(\d+)$")
 
 #: Types a model file may name beyond skops' defaults (scikit-learn estimators, numpy arrays and
 #: builtins): scikit-learn helpers the pipelines hold, and n2react's own estimators.
@@ -102,12 +104,17 @@ def model_path(folder: Path, name: str = MODEL_FILE) -> Path | None:
 
 def fold_model_paths(run_dir: Path) -> dict[int, Path]:
     """Outer fold number -> its model file, for every fold folder of ``run_dir`` that has one."""
+    return fold_model_files(Path(run_dir) / FOLDS_DIR)
+
+
+def fold_model_files(root: Path) -> dict[int, Path]:
+    """Outer fold number -> its model file, for every ``fold_NN`` folder in ``root`` that has
+    one (a run's ``folds/``, or the ``fold_models/`` artifacts of its MLflow run)."""
     out = {}
-    root = Path(run_dir) / FOLDS_DIR
-    for d in sorted(root.iterdir()) if root.is_dir() else []:
-        m = _FOLD_DIR.match(d.name)
-        p = model_path(d) if m else None
-        if p is not None:
+    for d in sorted(Path(root).iterdir()) if Path(root).is_dir() else []:
+        m = FOLD_DIR.match(d.name)
+        p = model_path(d) if m and d.is_dir() else None
+        if m is not None and p is not None:
             out[int(m.group(1))] = p
     return out
 

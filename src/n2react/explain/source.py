@@ -9,7 +9,6 @@ model under its tag ``model_uri``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +23,6 @@ from n2react.data import Dataset, load_dataset
 from n2react.errors import N2ReactError, first_line
 from n2react.jobs import TAG_SWEEP, sweep_job
 from n2react.tracking import RUN_ID, TAG_MODEL_SHA, short_id_note
-
-_FOLD_DIR = re.compile(r"fold_(\d+)$")
 
 
 @dataclass
@@ -102,16 +99,6 @@ def _fold_models(run_dir: Path, trust_pickle: bool) -> dict[int, Any]:
         k: runstore.load_model_file(p, trust_pickle=trust_pickle)
         for k, p in runstore.fold_model_paths(run_dir).items()
     }
-
-
-def _fold_files(root: Path) -> dict[int, Path]:
-    out = {}
-    for d in sorted(root.iterdir()):
-        m = _FOLD_DIR.search(d.name)
-        p = runstore.model_path(d) if m and d.is_dir() else None
-        if p is not None:
-            out[int(m.group(1))] = p
-    return out
 
 
 def _reload(cfg: Mapping[str, Any]) -> Dataset:
@@ -197,7 +184,7 @@ def load_mlflow_run(
     with stderr_silenced():
         folds = {}
         if "fold_models" in got:  # fold_models/fold_NN/<model file>
-            for k, p in _fold_files(got["fold_models"]).items():
+            for k, p in runstore.fold_model_files(got["fold_models"]).items():
                 folds[k] = runstore.load_model_file(p, trust_pickle=trust_pickle)
         uri = run.tags.get("model_uri")
         final = None
