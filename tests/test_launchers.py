@@ -201,3 +201,22 @@ def test_the_slurm_array_asks_the_gpus_its_jobs_need(
     assert _one_error(out).endswith("none was submitted: stop")
     asked = [ln for ln in script.read_text().splitlines() if "--gpus-per-node" in ln]
     assert asked == [f"#SBATCH --gpus-per-node={gpus}"]
+
+
+def test_every_launcher_extra_is_declared_and_the_readme_names_it() -> None:
+    # the line a missing plugin gives (pip install -e ".[ray]") must name an extra that exists
+    # and installs that plugin, and the README must say the same
+    import tomllib
+
+    from n2react.launchers import PLUGINS
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = extras["optional-dependencies"]
+    readme = (ROOT / "README.md").read_text()
+    for launcher, (package, extra) in PLUGINS.items():
+        dist = package.split(".")[-1].replace("_", "-")  # hydra_ray_launcher: hydra-ray-launcher
+        assert any(req.startswith(dist) for req in extras[extra]), (launcher, extras[extra])
+        assert f"`hydra/launcher={launcher}`" in readme and f'pip install -e ".[{extra}]"' in readme
+        assert (CONF / "hydra" / "launcher" / f"{launcher}.yaml").is_file()
+    # the ray extra's pin, which the README warns of (it downgrades the main environment)
+    assert "cloudpickle<3" in readme.replace("\n", " ")
