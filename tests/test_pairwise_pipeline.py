@@ -108,6 +108,21 @@ def test_pair_split_needs_pairwise(make_cfg, tmp_path: Path) -> None:
         run(make_cfg("model=ridge", "cv.scheme=pair_split", "tracking=none"), tmp_path)
 
 
+def test_pairwise_on_without_its_wrapper_is_refused(make_cfg) -> None:
+    # it ran a plain model while logging pairwise.name=on
+    with pytest.raises(ConfigError, match=r"^pairwise.wrapper=null: pairwise=on .*pairwise=off"):
+        build_plan(make_cfg("pairwise=on", "pairwise.wrapper=null", "tracking=none"))
+    with pytest.raises(ConfigError, match=r"^pairwise.wrapper: set with pairwise=off"):
+        build_plan(
+            make_cfg(
+                "pairwise=off",
+                "+pairwise.wrapper._target_=n2react.models.pairwise.PairwiseRegressor",
+                "tracking=none",
+            )
+        )
+    assert build_plan(make_cfg("pairwise=off", "tracking=none")).config["pairwise"]["name"] == "off"
+
+
 def test_paper_experiments_compose(make_cfg) -> None:
     reg = make_cfg("experiment=paper_regular")
     assert reg.data.name == "authors_folds" and reg.search.name == "grid"

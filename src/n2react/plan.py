@@ -311,6 +311,7 @@ def build_plan(cfg: DictConfig) -> Plan:
     if scheme not in SCHEMES:
         raise ConfigError(f"cv.scheme={scheme!r}: expected nested or pair_split")
     features, wrapper = cfg.get("features"), cfg.get("pairwise")
+    _check_pairwise_name(wrapper)
     factory = PipelineFactory(
         imputer=_node(cfg, "imputer") or {},
         model=_node(cfg, "model.estimator") or {},
@@ -381,6 +382,21 @@ def build_plan(cfg: DictConfig) -> Plan:
         resume=str(cfg.resume) if cfg.get("resume") else None,
         uncertainty=unc,
     )
+
+
+def _check_pairwise_name(node: Any) -> None:
+    """``pairwise.name`` is what the run logs: ``off`` exactly when there is no wrapper (a
+    ``pairwise=on pairwise.wrapper=null`` ran a plain model logged as pairwise.name=on)."""
+    if node is None:
+        return
+    name, wrapper = str(node.get("name")), OmegaConf.select(node, "wrapper")
+    if wrapper is None and name != "off":
+        raise ConfigError(
+            f"pairwise.wrapper=null: pairwise={name} would run a plain model logged as "
+            "pairwise; use pairwise=off"
+        )
+    if wrapper is not None and name == "off":
+        raise ConfigError("pairwise.wrapper: set with pairwise=off; use pairwise=on")
 
 
 def _flag(value: Any, key: str) -> bool:
