@@ -24,6 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
+    """The command; stdout closed early (``--help | head``) ends it quietly (exit 141)."""
+    from n2react.quiet import closed_stdout_ends_quietly
+
+    return closed_stdout_ends_quietly(lambda: _main(argv, prog))
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
     from n2react.tracking import DEFAULT_URI
 
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])

@@ -251,7 +251,14 @@ def _not_run(sweep_dir: Path, tracking: Any) -> str:
 
 def cli() -> None:
     """``python -m train`` and ``n2react-train``: the command-line checks Hydra cannot make in one
-    line (launcher plugins, the output folder, misspelled group options), then the Hydra main."""
+    line (launcher plugins, the output folder, misspelled group options), then the Hydra main;
+    stdout closed early (``--help | head``) ends it quietly."""
+    from n2react.quiet import closed_stdout_ends_quietly
+
+    closed_stdout_ends_quietly(_cli)
+
+
+def _cli() -> None:
     from n2react.launchers import exit_with, plugin_problem
 
     if problem := plugin_problem(sys.argv[1:]):

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("tensorflow", "keras", "keras_tuner", "shap", "torch", "jax", "grpc")
 
@@ -31,6 +33,35 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
         "print('imported:', *[m for m in heavy if m in sys.modules])\n"
     )
     assert _imported(code, tmp_path) == set()
+
+
+# predict's --help is argparse's, which ignores a failed write (exit 0 as --help exits)
+@pytest.mark.parametrize(
+    ("command", "code"), [(["train", "--help"], 141), (["predict", "--help"], 0)]
+)
+def test_help_into_a_closed_pipe_ends_quietly(
+    command: list[str], code: int, tmp_path: Path
+) -> None:
+    # `python -m train --help | head`: the reader gone before the help was written ended in a
+    # BrokenPipeError traceback (Hydra's print); a real pipe whose read end is closed before the
+    # command starts
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", *command],
+            cwd=tmp_path,
+            env=env,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert done.stderr == ""
+    assert done.returncode == code
 
 
 def test_a_default_run_without_search_or_keras_imports_neither(tmp_path: Path) -> None:

@@ -84,6 +84,13 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``n2react COMMAND ...``; stdout closed early (``--help | head``) ends it quietly."""
+    from n2react.quiet import closed_stdout_ends_quietly
+
+    return closed_stdout_ends_quietly(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="n2react",
         description=__doc__.split("\n")[0],

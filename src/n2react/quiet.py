@@ -12,9 +12,11 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 #: Library loggers that only repeat framework internals at INFO/WARNING.
 NOISY_LOGGERS = (
@@ -160,3 +162,33 @@ def _in_multirun() -> bool:
         return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     except Exception:  # no Hydra job (tests, notebooks)
         return False
+
+
+def _stdout_closed() -> bool:
+    """Whether nothing reads stdout any more (a pipe whose reader has gone: ``| head``)."""
+    try:
+        import select
+
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor
+        return True
+
+
+def closed_stdout_ends_quietly(entry: Callable[[], T]) -> T:
+    """Run a command's entry point; a reader that closes stdout early (``--help | head``) ends it
+    quietly with exit 141 (128 + SIGPIPE, as a shell reports a command a closed pipe stopped),
+    not with a BrokenPipeError traceback. A broken pipe elsewhere (a server's socket) is raised."""
+    try:
+        try:
+            return entry()
+        finally:  # written to a pipe's buffer: its write fails only now (argparse's --help)
+            if sys.stdout is not None:
+                sys.stdout.flush()
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        # Python flushes stdout again at exit: into /dev/null, not the closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
