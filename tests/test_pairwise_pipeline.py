@@ -29,6 +29,26 @@ def test_interactions_are_built_inside_the_fold_with_readable_names(make_cfg) ->
     np.testing.assert_allclose(ours, deg2.X[names].to_numpy(), rtol=1e-6, atol=1e-9)
 
 
+def test_interactions_on_products_or_one_descriptor_are_refused(make_cfg, tmp_path: Path) -> None:
+    # the authors' degree-2 table multiplied again: ~7,000 inputs, r 0.167, without a word
+    with pytest.raises(
+        ConfigError,
+        match=r"^features=interactions: data=homonuclear_15_interactions already holds .*"
+        r"data.holds_products=true.*features=raw",
+    ):
+        build_plan(make_cfg("data=homonuclear_15_interactions", "features=interactions"))
+    assert build_plan(make_cfg("data=homonuclear_15_interactions", "tracking=none"))
+    # one descriptor: no products to make, it ran as raw while logged as interactions
+    ds = load_dataset(make_cfg("data=homonuclear_15").data)
+    one = tmp_path / "one.csv"
+    pd.DataFrame({"cluster": ds.clusters, "lg(k1)": ds.y, "2_Q": ds.X["2_Q"]}).to_csv(
+        one, index=False
+    )
+    cfg = make_cfg(f"data.path={one}", "features=interactions", "tracking=none")
+    with pytest.raises(ConfigError, match=r"^features=interactions: .*one.csv has 1 descriptor"):
+        build_plan(cfg).validate(load_dataset(cfg.data))
+
+
 def test_pairwise_nested_cv_gives_a_spread_per_cluster(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg("pairwise=on", "model=ridge", "cv.outer_folds=4", "search=grid")
     res = cross_validate(build_plan(cfg), load_dataset(cfg.data), tmp_path)

@@ -78,6 +78,8 @@ class Plan:
     resume: str | None = None  # a run directory or MLflow run id to continue
     #: conformal intervals / expected error calibrated on the out-of-fold residuals (None: off)
     uncertainty: UncertaintySpec | None = None
+    #: the features step multiplies the descriptors pairwise (features.makes_products)
+    feature_products: bool = False
 
     @property
     def ligands(self) -> list[str]:
@@ -148,6 +150,8 @@ class Plan:
             )
             path = self.uncertainty.calibration_path
             plan_checks.refuse_training_clusters(path, X, names, dataset)
+        if self.feature_products:
+            plan_checks.products_need_two(self.config, dataset)
         if self.scheme == "pair_split":
             self.preflight(dataset)  # its model and wrapper settings, as a nested run's
             return []
@@ -312,6 +316,13 @@ def build_plan(cfg: DictConfig) -> Plan:
         raise ConfigError(f"cv.scheme={scheme!r}: expected nested or pair_split")
     features, wrapper = cfg.get("features"), cfg.get("pairwise")
     _check_pairwise_name(wrapper)
+    products = bool(OmegaConf.select(cfg, "features.makes_products", default=False))
+    if products and OmegaConf.select(cfg, "data.holds_products", default=False):
+        raise ConfigError(
+            f"features={cfg.features.name}: data={data_name(cfg.data)} already holds the "
+            "descriptors' pairwise products (data.holds_products=true), and multiplying them "
+            "again gives thousands of inputs: use features=raw"
+        )
     factory = PipelineFactory(
         imputer=_node(cfg, "imputer") or {},
         model=_node(cfg, "model.estimator") or {},
@@ -381,6 +392,7 @@ def build_plan(cfg: DictConfig) -> Plan:
         eval_path=_in_data_dir(str(eval_path)) if eval_path else None,
         resume=str(cfg.resume) if cfg.get("resume") else None,
         uncertainty=unc,
+        feature_products=products,
     )
 
 

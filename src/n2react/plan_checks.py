@@ -71,3 +71,15 @@ def refuse_training_clusters(path: str, X: Any, names: Any, dataset: Dataset) ->
             "clusters of this run; the final model's residuals on them are fits, not errors, so "
             "calibrate on clusters that take no part in training"
         )
+
+
+def products_need_two(config: Mapping[str, Any], dataset: Dataset) -> None:
+    """A features step of pairwise products on a single descriptor has none to make (it ran as
+    features=raw, logged as interactions)."""
+    n = dataset.X.shape[1]
+    if n < 2:
+        name = (config.get("features") or {}).get("name")
+        raise ConfigError(
+            f"features={name}: {dataset.source} has {n} descriptor; pairwise products need at "
+            "least 2 (use features=raw)"
+        )
