@@ -341,6 +341,8 @@ def test_a_pair_split_run_says_it_has_no_explanations(make_cfg, tmp_path, caplog
     )
     line = _one_error_line([found.info.run_id, "--tracking-uri", cfg.tracking.uri], tmp_path)
     assert f"MLflow run {found.info.run_id}: a cv.scheme=pair_split run" in line
+    # its config was downloaded into ./explain-<id>/artifacts/, left behind by the refusal
+    assert not (tmp_path / f"explain-{found.info.run_id}").exists()
 
 
 def test_help_gives_the_groups_default_explain_uses(capsys):

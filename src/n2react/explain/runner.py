@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -214,14 +215,21 @@ def explain_run(
             f"{out}: already holds {', '.join(mine[:3])}{' ...' if len(mine) > 3 else ''}, which "
             "explain would replace; choose another --out, or pass --force to replace them"
         )
-    run = load_run(
-        run_dir,
-        tracking_uri=tracking_uri,
-        download_to=out / "artifacts",
-        dataset=dataset,
-        trust_pickle=trust_pickle,
-    )
-    paths = explain(run, out, budget=budget, groups=groups)
+    # what this call makes (the folder, the MLflow run's downloads) goes again when it is refused
+    made = next((p for p in (out, out / "artifacts") if not p.exists()), None)
+    try:
+        run = load_run(
+            run_dir,
+            tracking_uri=tracking_uri,
+            download_to=out / "artifacts",
+            dataset=dataset,
+            trust_pickle=trust_pickle,
+        )
+        paths = explain(run, out, budget=budget, groups=groups)
+    except BaseException:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
     log.info("explained %s in %.1f s: %d files in %s", run.source, time.perf_counter() - t0,
              len(paths), out)  # fmt: skip
     return paths
