@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
     table = pd.DataFrame(rows)
     print(heading)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    # an undefined figure (rho of a constant expected error, the MAE of no flagged cluster)
+    # prints '-', in the number columns and in the flag/in pairs alike (it printed NaN and nan)
+    print(table.to_string(index=False, na_rep=UNDEFINED, float_format=_fig))
     return 0
 
 
@@ -137,14 +139,22 @@ def title(cfg: Any, n: int, coverage: float, eval_file: str) -> str:
     return f"{100 * coverage:g} % intervals, {model} on the {n} clusters; eval = {evaluated}"
 
 
+#: how the table prints a figure that is undefined (NaN), as benchmarks/family_variance.py does
+UNDEFINED = "-"
+
+
+def _fig(v: float) -> str:
+    return f"{v:.2f}" if np.isfinite(v) else UNDEFINED
+
+
 def _pair(flagged: float, inside: float) -> str:
-    return f"{flagged:.2f}/{inside:.2f}"
+    return f"{_fig(flagged)}/{_fig(inside)}"
 
 
 def _ratio(m: dict) -> str:
     """'MAE flagged / MAE in (n flagged)'."""
     f, i = m.get("domain_mae_flagged", np.nan), m.get("domain_mae_in", np.nan)
-    return f"{f:.2f}/{i:.2f} ({int(m['domain_n_flagged'])})"
+    return f"{_pair(f, i)} ({int(m['domain_n_flagged'])})"
 
 
 if __name__ == "__main__":

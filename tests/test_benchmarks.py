@@ -184,7 +184,7 @@ def test_transfer_write_readme_keeps_the_rows_not_rerun(tmp_path: Path) -> None:
 
 def test_uncertainty_titles_its_table_with_the_model_run(tmp_path: Path) -> None:
     """The title said 'extra trees' and '90 %' whatever model and coverage were run; the
-    default command's title is unchanged, byte for byte."""
+    default command's title is unchanged, byte for byte. An undefined figure prints '-'."""
     from n2react.compose import compose_config
 
     title = _module("uncertainty").title
@@ -202,6 +202,12 @@ def test_uncertainty_titles_its_table_with_the_model_run(tmp_path: Path) -> None
     assert out.stdout.splitlines()[0] == (
         "80 % intervals, ridge on the 159 clusters; eval = heteronuclear-FeV-18-15features.xlsx"
     )
+    # difficulty=none: one expected error for all, so rho is undefined, and nothing flagged has
+    # no MAE; both print '-' (the number columns printed NaN, the flag/in pairs nan/0.88)
+    header, row = out.stdout.splitlines()[1:3]
+    rho = row[: header.index(" rho ") + len(" rho")].split()[-1]  # the columns align right
+    assert rho == "-" and "nan" not in out.stdout.lower(), out.stdout
+    assert " -/" in row, out.stdout
 
 
 @pytest.mark.slow
