@@ -110,6 +110,29 @@ def test_vs_best_on_too_few_folds_says_it_is_no_finding(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_job_whose_ranking_figure_is_undefined_is_still_ranked(tmp_path: Path) -> None:
+    """Ridge with alpha=1e300 predicts one value per fold: mean_test_r is NaN, null in its
+    summary.json. Read back as None (no float in the column), the sweep's end failed in the
+    terminal table (TypeError: unsupported format string passed to NoneType.__format__,
+    leaderboard.md written with 'None' cells) and had no report; null reads back as NaN."""
+    sweep = tmp_path / "multi"
+    out = _train(
+        tmp_path, "model=ridge", "model.estimator.alpha=1e300", "cv.outer_folds=3",
+        "final_model=false", "explain=false", "progress=false", "tracking=none",
+        "optimized_metric=mean_test_r", f"hydra.sweep.dir={sweep}", "-m",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    said = out.stdout + out.stderr  # (Hydra's log lines go to stdout)
+    assert "raised" not in said and "Traceback" not in said, said[-2000:]
+    assert "leaderboard written to" in said
+    board = pd.read_csv(sweep / "leaderboard.csv")
+    assert list(board["status"]) == ["done"] and pd.isna(board["mean_test_r"].iloc[0])
+    assert board["mean_test_rmse"].iloc[0] > 0
+    assert "None" not in (sweep / "leaderboard.md").read_text()
+    assert (sweep / "sweep_report.html").is_file()
+
+
+@pytest.mark.slow
 def test_sweep_with_a_failing_job_still_ranks_the_others(tmp_path: Path) -> None:
     sweep = tmp_path / "multi"
     out = _train(
