@@ -125,6 +125,10 @@ def test_a_job_whose_ranking_figure_is_undefined_is_still_ranked(tmp_path: Path)
     said = out.stdout + out.stderr  # (Hydra's log lines go to stdout)
     assert "raised" not in said and "Traceback" not in said, said[-2000:]
     assert "leaderboard written to" in said
+    # the terminal table: the undefined figure as '-', as the others (it printed nan)
+    (job_row,) = [ln for ln in said.splitlines() if "│ ridge" in ln]
+    cells = [c.strip() for c in job_row.split("│")[1:-1]]
+    assert cells[3] == "-" and "nan" not in cells, job_row
     board = pd.read_csv(sweep / "leaderboard.csv")
     assert list(board["status"]) == ["done"] and pd.isna(board["mean_test_r"].iloc[0])
     assert board["mean_test_rmse"].iloc[0] > 0

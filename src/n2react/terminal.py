@@ -257,8 +257,11 @@ def leaderboard_table(board: pd.DataFrame, metrics: list[str], title: str) -> Ta
         if row["status"] != "done":
             values = [str(row["status"]), *[""] * (len(metrics) - 1 + len(extra))]
         else:
-            first = f"{row[metrics[0]]:.3f} {ci(row.to_dict(), metrics[0], sep=',')}".rstrip()
-            values = [first]
+            value = row[metrics[0]]  # undefined (NaN: r of constant predictions): '-'
+            shown = (
+                f"{value:.3f} {ci(row.to_dict(), metrics[0], sep=',')}" if pd.notna(value) else "-"
+            )
+            values = [shown.rstrip()]
             if paired:
                 if row["rank"] == 1:
                     values += ["best", ""]
