@@ -370,7 +370,7 @@ def test_repeated_cv_is_captioned_as_the_verdict_counts_its_folds(tmp_path: Path
     assert "paired bootstrap over the 3 outer folds x 2 repeats (mean_*)" in said, said
 
 
-def test_an_undefined_figure_prints_as_null_in_json(runs, tmp_path: Path) -> None:
+def test_an_undefined_figure_is_null_in_json_and_gets_no_verdict(runs, tmp_path: Path) -> None:
     # a model predicting one value per fold (ridge, alpha=1e300) has no r: compare --json
     # printed "b": NaN, which is not JSON (jq and json.loads(parse_constant=...) refuse it)
     cfg = compose_config(
@@ -387,3 +387,12 @@ def test_an_undefined_figure_prints_as_null_in_json(runs, tmp_path: Path) -> Non
 
     (row,) = json.loads(res.stdout, parse_constant=refuse)["metrics"]
     assert row["a"] > 0 and row["b"] is None and row["p_a_better"] is None
+    # its verdict was "too few units (3 folds) to tell" (6 folds or more: "no clear
+    # difference"), though there was no difference to judge; the table printed nan, +nan,
+    # [+nan, +nan] and nan
+    assert row["verdict"] == "B: mean_test_r undefined" and row["decided"] is False
+    res = n2react(*args, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-1500:]
+    (line,) = [ln for ln in res.stdout.splitlines() if "│ mean_test_r" in ln]
+    cells = [c.strip() for c in line.split("│")[1:-1]]
+    assert cells[2:] == ["-", "-", "-", "-", "B: mean_test_r undefined"], line

@@ -164,7 +164,18 @@ def compare_runs(
     return rows, a.name, b.name, what
 
 
+def _undefined(row: Paired) -> str:
+    """'' or which run's figure is undefined (NaN: r of a run predicting one value per fold),
+    so that there is no difference to judge."""
+    which = [name for name, v in (("A", row.a), ("B", row.b)) if not np.isfinite(v)]
+    if not which:
+        return "" if np.isfinite(row.diff) else "undefined difference"
+    return f"{' and '.join(which)}: {row.metric} undefined"
+
+
 def _verdict(row: Paired) -> str:
+    if undefined := _undefined(row):  # "no clear difference" said more than is known
+        return undefined
     if row.too_few_units:  # its interval may exclude zero: the range of 3 folds' differences
         return row.too_few
     if not row.decided:
@@ -185,6 +196,10 @@ def few_units_caption(rows: list[Paired]) -> str:
     )
 
 
+def _fig(v: float, fmt: str) -> str:
+    return f"{v:{fmt}}" if np.isfinite(v) else "-"
+
+
 def _table(rows: list[Paired], name_a: str, name_b: str, what: str):  # noqa: ANN202 - rich Table
     from rich.table import Table
 
@@ -193,14 +208,15 @@ def _table(rows: list[Paired], name_a: str, name_b: str, what: str):  # noqa: AN
     for col in ("metric", "A", "B", "A - B", "95% CI of A - B", "P(A better)", ""):
         table.add_column(col, justify="left" if col in ("metric", "") else "right")
     for r in rows:
-        digits = 1 if r.metric.endswith("within") else 3
+        d = 1 if r.metric.endswith("within") else 3
+        undefined = bool(_undefined(r))  # its figures print '-' (they printed nan, +nan)
         table.add_row(
             r.metric,
-            f"{r.a:.{digits}f}",
-            f"{r.b:.{digits}f}",
-            f"{r.diff:+.{digits}f}",
-            f"[{r.low:+.{digits}f}, {r.high:+.{digits}f}]",
-            f"{r.p_a_better:.2f}",
+            _fig(r.a, f".{d}f"),
+            _fig(r.b, f".{d}f"),
+            _fig(r.diff, f"+.{d}f"),
+            "-" if undefined else f"[{r.low:+.{d}f}, {r.high:+.{d}f}]",
+            "-" if undefined else f"{r.p_a_better:.2f}",
             _verdict(r),
         )
     return table
