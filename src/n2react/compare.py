@@ -272,5 +272,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.compare")
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # stdout closed early (`| head`): exit 141, no traceback
+    from n2react.quiet import closed_stdout_ends_quietly
+
+    sys.exit(closed_stdout_ends_quietly(main))

@@ -91,5 +91,7 @@ def _log_to_run(run: str, uri: str | None, paths: list) -> None:
         reader.log_artifact(run, p, "explain")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # stdout closed early (`| head`): exit 141, no traceback
+    from n2react.quiet import closed_stdout_ends_quietly
+
+    sys.exit(closed_stdout_ends_quietly(main))
