@@ -320,6 +320,17 @@ def test_target_found_by_name_and_named_in_the_first_lines(
             ("cv.pair_test_fraction='abc'",),
             id="fraction=abc",
         ),
+        # 0.9999 ran on 3 training pairs (only fewer than 2, or no test pair, was refused)
+        pytest.param(
+            ("pairwise=on", "cv.scheme=pair_split", "cv.pair_test_fraction=0.9999"),
+            ("cv.pair_test_fraction=0.9999", "from 0.05 to 0.5"),
+            id="fraction=0.9999",
+        ),
+        pytest.param(
+            ("pairwise=on", "cv.scheme=pair_split", "cv.pair_test_fraction=0.001"),
+            ("cv.pair_test_fraction=0.001", "from 0.05 to 0.5"),
+            id="fraction=0.001",
+        ),
         # more pairs than there are ran as all of them; a negative seed ran as its absolute
         # value; a text seed was "a setting of the pipeline is not usable: invalid literal"
         pytest.param(

@@ -37,6 +37,8 @@ from n2react.splitters import Split, Splitter, check_grouping, group_column, gro
 from n2react.uncertainty import UncertaintySpec
 
 SCHEMES = ("nested", "pair_split")
+#: cv.pair_test_fraction of a pair split, lowest and highest: neither side of the split tiny
+PAIR_TEST_FRACTION = (0.05, 0.5)
 
 log = logging.getLogger(__name__)
 
@@ -349,8 +351,13 @@ def build_plan(cfg: DictConfig) -> Plan:
     frac = cfg.cv.get("pair_test_fraction", 0.2)
     if isinstance(frac, bool) or not isinstance(frac, int | float):
         raise ConfigError(f"cv.pair_test_fraction={frac!r}: expected a fraction, e.g. 0.2")
-    if scheme == "pair_split" and not 0.0 < frac < 1.0:
-        raise ConfigError(f"cv.pair_test_fraction={frac}: must be between 0 and 1")
+    # 0.9999 ran on 3 training pairs: a split whose training or test side is tiny scores nothing
+    if scheme == "pair_split" and not PAIR_TEST_FRACTION[0] <= frac <= PAIR_TEST_FRACTION[1]:
+        low, high = PAIR_TEST_FRACTION
+        raise ConfigError(
+            f"cv.pair_test_fraction={frac}: the share of pairs held out for testing must be from "
+            f"{low} to {high} (the paper's is 0.2)"
+        )
     eval_path = OmegaConf.select(cfg, "eval.path")
     if eval_path and not final_model:
         raise ConfigError("eval.path: scoring it needs the final model (final_model=true)")
