@@ -5,6 +5,7 @@ terminal."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -334,19 +335,25 @@ def test_r_of_constant_predictions_is_undefined_not_rounding_noise() -> None:
 
 
 def test_a_run_of_constant_predictions_says_r_is_undefined(
-    make_cfg, tmp_path: Path, capsys
+    make_cfg, tmp_path: Path, capsys, caplog
 ) -> None:
     """Ridge with alpha=1e300 predicts one value per fold: r is undefined there. The run is not
-    refused; the summary says so in one line, and summary.json stays JSON (it held NaN)."""
+    refused; the summary says so in one line, and summary.json stays JSON (it held NaN). The
+    fold lines, the table and the closing line show it as "-" (they printed nan, nan ± nan)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     over = (*FAST, "model.estimator.alpha=1e300", "cv.outer_folds=3")
-    summary = run(make_cfg(*over, tracking_uri=uri), tmp_path / "run")
+    with caplog.at_level("INFO", logger="n2react"):
+        summary = run(make_cfg(*over, tracking_uri=uri), tmp_path / "run")
     said = " ".join(capsys.readouterr().err.split())
     assert said.count("r is undefined for constant predictions") == 1, said[-3000:]
     assert (
-        "the model predicted one value in folds 1, 2, 3 (test and training clusters); r is NaN "
-        "there (null in summary.json) and left out of the mean r"
+        "the model predicted one value in folds 1, 2, 3 (test and training clusters); r is shown "
+        "as - there (null in summary.json) and left out of the mean r"
     ) in said
+    lines = caplog.text
+    assert not re.search(r"\bnan\b", said + lines), (said + lines)[-3000:]
+    assert re.search(r"fold 1: test r - +RMSE \d\.\d{3} .*\(train r -\)", lines), lines
+    assert "│ mean │ - │" in said and "mean test r -, RMSE " in lines
     assert np.isnan(summary["mean_test_r"]) and np.isnan(summary["mean_test_r_ci_low"])
     assert np.isfinite(summary["mean_test_rmse"]) and _inside(summary, "pooled_test_r")
 

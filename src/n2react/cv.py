@@ -31,7 +31,7 @@ from n2react.capabilities import (
     fitted_inner,
 )
 from n2react.data import Dataset
-from n2react.metrics import METRICS, constant, pooled_metrics, regression_metrics
+from n2react.metrics import METRICS, constant, figure, pooled_metrics, regression_metrics
 from n2react.splitters import Split
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ class CVResult:
             where = " and ".join(f"{_folds_text(f)} ({side} clusters)" for side, f in sides if f)
         return (
             f"r is undefined for constant predictions: the model predicted one value in {where}; "
-            "r is NaN there (null in summary.json) and left out of the mean r"
+            "r is shown as - there (null in summary.json) and left out of the mean r"
         )
 
     def group_table(self) -> pd.DataFrame | None:
@@ -270,13 +270,10 @@ def outer_fold_result(
     if dataset.groups is not None:  # a grouped fold: name what it held out
         held = f" [held out: {', '.join(sorted(set(dataset.groups[split.test])))}]"
     log.info(
-        "fold %d%s: test r %.3f  RMSE %.3f  MAE %.3f  (train r %.3f)",
+        "fold %d%s: test r %s  RMSE %s  MAE %s  (train r %s)",  # "-": r undefined, not nan
         split.fold,
         held,
-        metrics["test_r"],
-        metrics["test_rmse"],
-        metrics["test_mae"],
-        metrics["train_r"],
+        *(figure(metrics[k]) for k in ("test_r", "test_rmse", "test_mae", "train_r")),
     )
     return FoldResult(
         split=split,

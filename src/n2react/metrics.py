@@ -21,6 +21,14 @@ MAXIMIZE = {"r", "r2"}
 _ROUNDING = 4 * float(np.finfo(float).eps)
 
 
+def figure(value: float | None, digits: int = 3) -> str:
+    """A figure for people: ``-`` where it is undefined (NaN, None: the r of a model that
+    predicts one value per fold), not ``nan`` (summary.json keeps null, MLflow NaN)."""
+    if value is None or not np.isfinite(value):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
 def constant(values: np.ndarray) -> bool:
     """Whether all ``values`` are equal (to within the rounding of their size): their Pearson r
     with anything is undefined (a model of constant predictions, e.g. Ridge with a huge alpha)."""

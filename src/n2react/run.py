@@ -24,6 +24,7 @@ from n2react.figures import data_title, parity_plot
 from n2react.final_model import save_and_score
 from n2react.jobs import JobInfo
 from n2react.leaderboard import refresh_after_resume
+from n2react.metrics import figure
 from n2react.new_clusters import keep_ligands
 from n2react.pairsplit import pair_split
 from n2react.plan import Plan, build_plan
@@ -350,8 +351,8 @@ def _pair_split(plan: Plan, dataset: Dataset, tracker: Tracker, run_dir: Path) -
     for p in (run_dir / "test_pairs.csv", run_dir / runstore.SUMMARY_FILE, plot):
         tracker.log_artifact(p)
     log.info(
-        "pair split: test r %.3f, RMSE %.3f on %d held-out pairs (%.0f%% with both clusters seen)",
-        summary["mean_test_r"], summary["mean_test_rmse"], len(pairs),
+        "pair split: test r %s, RMSE %s on %d held-out pairs (%.0f%% with both clusters seen)",
+        figure(summary["mean_test_r"]), figure(summary["mean_test_rmse"]), len(pairs),
         100 * summary["test_pairs_with_both_clusters_seen"], extra=JOB_LINE,
     )  # fmt: skip
     if plan.explain:  # explain=true is the default: say why there is no explain/

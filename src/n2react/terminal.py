@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from n2react.board import vs_best_note
+from n2react.metrics import figure
 from n2react.provenance import USED_MARKS, USED_TEXT
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 110)
@@ -143,6 +144,11 @@ def ci(summary: dict[str, float], key: str, digits: int = 2, sep: str = ", ") ->
     return f"[{low:.{digits}f}{sep}{high:.{digits}f}]"
 
 
+def mean_sd(mean: float | None, sd: float | None, sep: str = " ± ") -> str:
+    """``mean ± sd`` over the folds; ``-`` where the mean is undefined (not ``nan ± nan``)."""
+    return "-" if figure(mean) == "-" else f"{figure(mean)}{sep}{figure(sd)}"
+
+
 def held_out(groups: str, width: int = 24) -> str:
     """The held-out group(s) of a fold, shortened to ``width`` characters."""
     return groups if len(groups) <= width else groups[: width - 1] + "…"
@@ -167,14 +173,14 @@ def summary_table(
     pad = [""] if grouped else []
     for _, row in folds.iterrows():
         name = [held_out(str(row["groups"]))] if grouped else []
-        table.add_row(str(row["fold"]), *name, *(f"{row[c]:.3f}" for c in COLUMNS))
+        table.add_row(str(row["fold"]), *name, *(figure(row[c]) for c in COLUMNS))
     table.add_section()
 
     def mean_rows() -> None:
         table.add_row(
             "mean" if grouped else "[bold]mean",
             *pad,
-            *(f"{summary['mean_' + k]:.3f}±{summary['std_' + k]:.3f}" for k in COLUMNS),
+            *(mean_sd(summary["mean_" + k], summary["std_" + k], "±") for k in COLUMNS),
         )
         table.add_row("95% CI", *pad, *(ci(summary, "mean_" + k, sep=",") for k in COLUMNS))
 
@@ -182,7 +188,7 @@ def summary_table(
         if "pooled_test_r" not in summary:
             return
         keys = ("r", "rmse", "mae")
-        table.add_row("[bold]pooled", *pad, *(f"{summary[f'pooled_test_{k}']:.3f}" for k in keys))
+        table.add_row("[bold]pooled", *pad, *(figure(summary[f"pooled_test_{k}"]) for k in keys))
         table.add_row("95% CI", *pad, *(ci(summary, f"pooled_test_{k}", sep=",") for k in keys))
 
     first, second = (pooled_rows, mean_rows) if grouped else (mean_rows, pooled_rows)
@@ -196,7 +202,7 @@ def closing_line(summary: dict[str, float], grouped: bool) -> str:
     the pooled ones (its per-fold r is no figure of merit: a fold may hold three clusters)."""
 
     def fig(key: str) -> str:
-        return f"{summary[key]:.3f} {ci(summary, key)}".rstrip()
+        return f"{figure(summary[key])} {ci(summary, key)}".rstrip()
 
     pooled = ""
     if "pooled_test_r" in summary:
@@ -206,13 +212,14 @@ def closing_line(summary: dict[str, float], grouped: bool) -> str:
         )
     mean = "mean test r {}, RMSE {}".format(
         *(
-            f"{summary[f'mean_test_{k}']:.3f} ± {summary[f'std_test_{k}']:.3f} "
+            f"{mean_sd(summary[f'mean_test_{k}'], summary[f'std_test_{k}'])} "
             f"{ci(summary, f'mean_test_{k}')}".rstrip()
             for k in ("r", "rmse")
         )
     )
     if grouped:
-        return f"{pooled}; per-fold mean RMSE {summary['mean_test_rmse']:.3f}" if pooled else mean
+        rmse = figure(summary["mean_test_rmse"])
+        return f"{pooled}; per-fold mean RMSE {rmse}" if pooled else mean
     return f"{mean}; {pooled}" if pooled else mean
 
 
@@ -352,17 +359,13 @@ def scores_table(rows: list[tuple[str, Mapping[str, float]]], source: str) -> Ta
         t.add_row(
             name,
             f"{m['n']:.0f}",
-            _or_dash(m["r"]),
+            figure(m["r"]),
             f"{m['rmse']:.3f}",
             f"{m['mae']:.3f}",
-            _or_dash(m["r2"]),
+            figure(m["r2"]),
             f"{m['within_error']:.0f} / {m['n']:.0f}",
         )
     if any(not np.isfinite(m["r"]) for _, m in rows):
         notes.append("- : r and R² need at least 3 clusters with different values")
     t.caption = "\n".join(notes) or None
     return t
-
-
-def _or_dash(value: float) -> str:
-    return f"{value:.3f}" if np.isfinite(value) else "-"
