@@ -27,6 +27,18 @@ def test_contract_options_exist() -> None:
     assert {"auto", "cpu", "gpu"} <= {p.stem for p in (CONF / "device").glob("*.yaml")}
 
 
+def test_the_readme_says_where_features_interactions_is_refused() -> None:
+    # the README's option table offered features=interactions everywhere; the run refuses it on
+    # data that already holds the products (data.holds_products) and on a single descriptor
+    readme = (CONF.parent / "README.md").read_text(encoding="utf-8")
+    (row,) = [line for line in readme.splitlines() if line.startswith("| `features` |")]
+    holding = [
+        p.stem for p in (CONF / "data").glob("*.yaml") if "holds_products: true" in p.read_text()
+    ]
+    assert holding and all(f"`data={name}`" in row for name in holding), row
+    assert "data.holds_products" in row and "single descriptor" in row, row
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_each_model_builds_fits_and_has_a_valid_space(make_cfg, model: str) -> None:
     over = ["model.estimator.max_epochs=20"] if model == "keras_mlp" else []
