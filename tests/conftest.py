@@ -95,6 +95,28 @@ def compose_data(name: str) -> dict[str, Any]:
     return dict(OmegaConf.to_container(cfg.data, resolve=True))  # type: ignore[arg-type]
 
 
+def _into_closed_pipe(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> Any:
+    """Run ``argv`` with stdout a real pipe whose reader is gone before it starts (``| head``
+    having exited); returns the finished process, its stderr as text."""
+    import subprocess
+
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            argv, cwd=cwd, env=env, stdout=write, stderr=subprocess.PIPE, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+
+
+@pytest.fixture
+def into_closed_pipe() -> Callable[..., Any]:
+    """:func:`_into_closed_pipe`: a command whose stdout's reader has gone."""
+    return _into_closed_pipe
+
+
 def _free_port() -> int:
     import socket
 

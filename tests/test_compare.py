@@ -338,27 +338,16 @@ def test_one_command_line_runs_predict_explain_and_compare(runs, tmp_path: Path)
 
 
 @pytest.mark.parametrize("module", ["n2react.compare", "n2react.explain"])
-def test_module_output_into_a_closed_pipe_ends_quietly(runs, module: str, tmp_path: Path) -> None:
+def test_module_output_into_a_closed_pipe_ends_quietly(
+    runs, module: str, tmp_path: Path, into_closed_pipe
+) -> None:
     # `python -m n2react.compare a b --json | head` (and explain's list of files) ended in a
     # BrokenPipeError traceback: their __main__ was not wrapped as train/predict/n2react are
     args = [str(runs["ridge"]), str(runs["trees"]), "--json"]
     if module == "n2react.explain":
         args = [str(runs["ridge"]), "--rows", "20", "--out", str(tmp_path / "ex")]
-    read, write = os.pipe()
-    os.close(read)  # the reader gone before the command writes
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", module, *args],
-            cwd=tmp_path,
-            env=env,
-            stdout=write,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        os.close(write)
+    done = into_closed_pipe([sys.executable, "-m", module, *args], tmp_path, env, 300)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
     assert done.returncode == 141
 

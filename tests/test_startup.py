@@ -40,26 +40,13 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
     ("command", "code"), [(["train", "--help"], 141), (["predict", "--help"], 0)]
 )
 def test_help_into_a_closed_pipe_ends_quietly(
-    command: list[str], code: int, tmp_path: Path
+    command: list[str], code: int, tmp_path: Path, into_closed_pipe
 ) -> None:
     # `python -m train --help | head`: the reader gone before the help was written ended in a
     # BrokenPipeError traceback (Hydra's print); a real pipe whose read end is closed before the
     # command starts
-    read, write = os.pipe()
-    os.close(read)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", *command],
-            cwd=tmp_path,
-            env=env,
-            stdout=write,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        os.close(write)
+    done = into_closed_pipe([sys.executable, "-m", *command], tmp_path, env, 120)
     assert done.stderr == ""
     assert done.returncode == code
 
