@@ -144,7 +144,9 @@ UNDEFINED = "-"
 
 
 def _fig(v: float) -> str:
-    return f"{v:.2f}" if np.isfinite(v) else UNDEFINED
+    from n2react.metrics import figure
+
+    return figure(v, ".2f")  # UNDEFINED where v is NaN
 
 
 def _pair(flagged: float, inside: float) -> str:

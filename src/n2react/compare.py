@@ -32,6 +32,7 @@ from n2react.bootstrap import (
     pooled_units,
 )
 from n2react.errors import N2ReactError, first_line
+from n2react.metrics import figure
 from n2react.runstore import OOF_FILE, json_text, read_csv
 from n2react.tracking import DEFAULT_URI, default_uri, short_id_note
 
@@ -196,10 +197,6 @@ def few_units_caption(rows: list[Paired]) -> str:
     )
 
 
-def _fig(v: float, fmt: str) -> str:
-    return f"{v:{fmt}}" if np.isfinite(v) else "-"
-
-
 def _table(rows: list[Paired], name_a: str, name_b: str, what: str):  # noqa: ANN202 - rich Table
     from rich.table import Table
 
@@ -212,9 +209,9 @@ def _table(rows: list[Paired], name_a: str, name_b: str, what: str):  # noqa: AN
         undefined = bool(_undefined(r))  # its figures print '-' (they printed nan, +nan)
         table.add_row(
             r.metric,
-            _fig(r.a, f".{d}f"),
-            _fig(r.b, f".{d}f"),
-            _fig(r.diff, f"+.{d}f"),
+            figure(r.a, f".{d}f"),
+            figure(r.b, f".{d}f"),
+            figure(r.diff, f"+.{d}f"),
             "-" if undefined else f"[{r.low:+.{d}f}, {r.high:+.{d}f}]",
             "-" if undefined else f"{r.p_a_better:.2f}",
             _verdict(r),

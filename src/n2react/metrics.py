@@ -21,12 +21,13 @@ MAXIMIZE = {"r", "r2"}
 _ROUNDING = 4 * float(np.finfo(float).eps)
 
 
-def figure(value: float | None, digits: int = 3) -> str:
-    """A figure for people: ``-`` where it is undefined (NaN, None: the r of a model that
-    predicts one value per fold), not ``nan`` (summary.json keeps null, MLflow NaN)."""
+def figure(value: float | None, spec: str = ".3f") -> str:
+    """A figure for people, formatted by ``spec``: ``-`` where it is undefined (NaN, None: the
+    r of a model that predicts one value per fold), not ``nan`` (summary.json keeps null, MLflow
+    NaN). The terminal, compare's table and the benchmark tables all print through it."""
     if value is None or not np.isfinite(value):
         return "-"
-    return f"{value:.{digits}f}"
+    return f"{value:{spec}}"
 
 
 def constant(values: np.ndarray) -> bool:

@@ -265,9 +265,9 @@ def leaderboard_table(board: pd.DataFrame, metrics: list[str], title: str) -> Ta
             values = [str(row["status"]), *[""] * (len(metrics) - 1 + len(extra))]
         else:
             value = row[metrics[0]]  # undefined (NaN: r of constant predictions): '-'
-            shown = (
-                f"{value:.3f} {ci(row.to_dict(), metrics[0], sep=',')}" if pd.notna(value) else "-"
-            )
+            shown = figure(value)
+            if shown != "-":
+                shown = f"{shown} {ci(row.to_dict(), metrics[0], sep=',')}"
             values = [shown.rstrip()]
             if paired:
                 if row["rank"] == 1:
