@@ -284,6 +284,39 @@ def test_keras_base_stops_early_on_held_out_clusters() -> None:
     assert old.n_pairs_ == n * (n - 1)
 
 
+def test_max_pairs_caps_the_validation_pairs_in_proportion() -> None:
+    """max_pairs capped only the training pairs: at max_pairs=100 of 24 x 23 = 552, all 288
+    held-out/kept validation pairs were still built (74% of each epoch instead of 34%). Now they
+    are a seeded subset in the same proportion, both orders, still held-out/kept pairs only."""
+    from n2react.models.keras_mlp import KerasMLPRegressor
+
+    n, held, kept = 30, 6, 24  # round(0.2 * 30) held out
+    r = np.arange(n, dtype=float)
+    X, y = np.column_stack([r, r**2]), r  # a pair (i, j) is read back from (i - j, i^2 - j^2)
+
+    def pairs_of(d: np.ndarray) -> list[tuple[int, int]]:
+        s = d[:, 1] / d[:, 0]  # i + j
+        return [(round((a + b) / 2), round((b - a) / 2)) for a, b in zip(d[:, 0], s)]
+
+    base = KerasMLPRegressor(max_epochs=2, units=8, validation_fraction=0.2, random_state=0)
+    est = PairwiseRegressor(base=base, max_pairs=100, random_state=0)
+    dX, dy, mask = est._build_pairs(X, y, 0)
+    share = 2 * held * kept / (2 * held * kept + kept * (kept - 1))
+    assert (~mask).sum() == 100 and mask.sum() == 2 * round(100 * held / (kept - 1)) == 52
+    assert abs(mask.mean() - share) < 0.01
+    val = set(pairs_of(dX[mask]))
+    assert len(val) == 52 and all((j, i) in val for i, j in val)  # both orders
+    held_out = set(range(n)) - {c for p in pairs_of(dX[~mask]) for c in p}
+    assert len(held_out) == held and all((i in held_out) != (j in held_out) for i, j in val)
+    again = PairwiseRegressor(base=clone(base), max_pairs=100, random_state=0)._build_pairs(X, y, 0)
+    assert np.array_equal(again[0], dX) and np.array_equal(again[2], mask)  # seeded
+    est.fit(X, y)
+    assert est.n_pairs_ == 100 and len(est.base_.validation_indices_) == 52
+    # a cap at or above the kept clusters' pairs subsamples nothing: all validation pairs stay
+    full = PairwiseRegressor(base=clone(base), max_pairs=kept * (kept - 1), random_state=0)
+    assert full._build_pairs(X, y, 0)[2].sum() == 2 * held * kept
+
+
 def test_cluster_validation_never_pairs_a_held_out_cluster_in_training() -> None:
     from n2react.models.keras_mlp import KerasMLPRegressor
 

@@ -112,7 +112,9 @@ class PairwiseRegressor(
     max_pairs : int or None
         Train on a random subset (without replacement, seeded by ``random_state``) of at most
         this many ordered pairs (at least 2: the base fitted on one pair is a constant);
-        ``None`` uses all ``n * (n - 1)``.
+        ``None`` uses all ``n * (n - 1)``.  With cluster validation the early-stopping pairs are
+        subsampled in the same proportion (a seeded subset of the held-out/kept cluster pairs,
+        both orders), so they keep their share of each epoch.
     symmetrize : bool
         Predict with the antisymmetric part ``f_sym(d) = (f(d) - f(-d)) / 2`` of the fitted
         difference model, so that ``f_sym(-d) == -f_sym(d)`` exactly (swapping the two rows of
@@ -228,7 +230,8 @@ class PairwiseRegressor(
         """``(dX, dy, validation_mask or None, fell_back)`` of one fold.
 
         Training pairs are the (optionally subsampled) ordered pairs among the kept clusters;
-        with cluster validation, the pairs between a held-out and a kept cluster follow them.
+        with cluster validation, the pairs between a held-out and a kept cluster follow them
+        (under ``max_pairs``, a subset in the same proportion, drawn after the training pairs).
         The held-out clusters are random ones, or whole random groups when ``groups`` is given
         (``fell_back``: there was a single group, so random clusters were held out).
         """
@@ -254,12 +257,17 @@ class PairwiseRegressor(
             held, kept = np.empty(0, dtype=np.intp), np.arange(n)
         a, b = pair_indices(len(kept))
         i, j = kept[a], kept[b]
-        if self.max_pairs is not None and int(self.max_pairs) < len(i):
+        capped = self.max_pairs is not None and int(self.max_pairs) < len(i)
+        if capped:
             keep = np.sort(rng.choice(len(i), size=int(self.max_pairs), replace=False))
             i, j = i[keep], j[keep]
         if not len(held):
             return X[i] - X[j], y[i] - y[j], None, fell_back
         hv, kv = np.repeat(held, len(kept)), np.tile(kept, len(held))
+        if capped:  # the validation pairs keep their share: max_pairs * held / (kept - 1) each way
+            size = max(1, round(int(self.max_pairs) * len(held) / (len(kept) - 1)))
+            keep = np.sort(rng.choice(len(hv), size=min(size, len(hv)), replace=False))
+            hv, kv = hv[keep], kv[keep]
         i = np.concatenate([i, hv, kv])
         j = np.concatenate([j, kv, hv])
         mask = np.zeros(len(i), dtype=bool)
