@@ -1,0 +1,1 @@
+"""Modules the benchmark scripts share (not scripts: every benchmarks/*.py answers --help)."""
