@@ -334,9 +334,17 @@ def test_target_found_by_name_and_named_in_the_first_lines(
         # more pairs than there are ran as all of them; a negative seed ran as its absolute
         # value; a text seed was "a setting of the pipeline is not usable: invalid literal"
         pytest.param(
-            ("pairwise=on", "pairwise.wrapper.max_pairs=100000000"),
+            ("pairwise=on", "final_model=true", "pairwise.wrapper.max_pairs=100000000"),
             ("pairwise.wrapper.max_pairs=100000000", "all 25,122 ordered pairs of the 159"),
             id="max_pairs>all pairs",
+        ),
+        # without a final model (QUICK) the largest fit is an outer training fold, 106 of the
+        # 159 clusters in 3 folds: a cap between its 11,130 pairs and the 25,122 of all 159
+        # capped nothing and was not refused
+        pytest.param(
+            ("pairwise=on", "pairwise.wrapper.max_pairs=20000"),
+            ("pairwise.wrapper.max_pairs=20000", "all 11,130 ordered pairs of the 106"),
+            id="max_pairs>fold pairs",
         ),
         pytest.param(
             ("pairwise=on", "cv.scheme=pair_split", "pairwise.wrapper.max_pairs=20098"),

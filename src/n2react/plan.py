@@ -257,7 +257,10 @@ class Plan:
             preflight.check_eval_columns(self.eval_path, columns, self.ligands)
         space = dict(self.search.space) if self.search.active else {}
         test = self.pair_test_fraction if self.scheme == "pair_split" else None
-        preflight.check_max_pairs(pipeline.named_steps["model"], dataset.n_rows, test)
+        rows = dataset.n_rows  # the final model's; without one, the largest outer training fold
+        if test is None and not self.final_model:
+            rows = max(len(s.train) for s in self.outer_splits(dataset))
+        preflight.check_max_pairs(pipeline.named_steps["model"], rows, test)
         fitted = preflight.check_steps(pipeline, dataset)
         if self.scheme == "nested" and self.uncertainty and self.uncertainty.needs_spread:
             preflight.check_spread_varies(fitted, dataset, self.uncertainty)
