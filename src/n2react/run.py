@@ -17,9 +17,10 @@ from omegaconf import DictConfig
 
 from n2react import device, runstore
 from n2react.bootstrap import few_units_note
+from n2react.credentials import redact
 from n2react.cv import CVResult, FoldResult, fit_model, nested_cv, unconverged
 from n2react.data import Dataset, load_dataset
-from n2react.errors import Interrupted
+from n2react.errors import Interrupted, N2ReactError, first_line, storage_problem
 from n2react.figures import data_title, parity_plot
 from n2react.final_model import save_and_score
 from n2react.jobs import JobInfo
@@ -53,7 +54,7 @@ from n2react.terminal import (
     summary_table,
 )
 from n2react.trackers import open_tracker
-from n2react.tracking import Tracker
+from n2react.tracking import TAG_EXPLAIN_ERROR, Tracker
 from n2react.uncertainty import Calibration
 from n2react.uncertainty_report import evaluate_run
 
@@ -225,10 +226,18 @@ def _nested(
             final = _fit_final(plan, dataset, run_dir, progress)
             saved = save_and_score(plan, final, result, scores.calib, tracker, run_dir, title)
             summary = {**summary, **saved}
+        failed = None
         if plan.explain:
             pipe = None if final is None else final.pipeline_
-            _explain(plan, result, pipe, tracker, run_dir, title)
+            failed = _explain(plan, result, pipe, tracker, run_dir, title)
     _report(plan, result, summary, title, run_dir)
+    if failed is not None:  # last, under the scores it does not change
+        log.warning(
+            "explain failed: %s; the run's results stand (its folds, scores and model are "
+            "saved); once that is fixed, draw the figures with: python -m n2react.explain %s",
+            failed,
+            run_dir,
+        )
     return summary
 
 
@@ -318,17 +327,29 @@ def _report(
 
 def _explain(
     plan: Plan, result: CVResult, final: Any, tracker: Tracker, run_dir: Path, title: str
-) -> None:
+) -> str | None:
     """Importance, errors by group and family, learning curves: files under explain/ and the
-    Keras losses per epoch as step metrics (``python -m n2react.explain RUN`` redraws them)."""
+    Keras losses per epoch as step metrics (``python -m n2react.explain RUN`` redraws them).
+
+    Explaining comes after the run's results are saved and logged, and does not change them:
+    when it fails, the run is not failed with it. Returns why it failed (tagged
+    ``explain_error`` on the MLflow run), else None."""
     from n2react.explain import RunData, explain, histories, loss_curves
 
     fold_models = {f.split.fold: f.model for f in result.folds if f.model is not None}
     oof = result.oof_table()
     data = RunData(str(run_dir), plan.config, result.dataset, oof, final, fold_models)
-    for p in explain(data, run_dir / "explain", title=title):
-        tracker.log_artifact(p, "explain")
+    try:
+        for p in explain(data, run_dir / "explain", title=title):
+            tracker.log_artifact(p, "explain")
+    except Exception as exc:
+        log.debug("explain failed", exc_info=True)  # a bug's traceback: in train.log, and -v
+        why = str(exc) if isinstance(exc, N2ReactError) else storage_problem(exc)
+        why = why or f"{type(exc).__name__}: {first_line(exc)}"
+        tracker.set_tags({TAG_EXPLAIN_ERROR: redact(why)[:5000]})
+        return why
     tracker.log_curves(loss_curves(histories(final, fold_models)))
+    return None
 
 
 def _pair_split(plan: Plan, dataset: Dataset, tracker: Tracker, run_dir: Path) -> dict:

@@ -34,6 +34,9 @@ TAG_VERSION = "n2react.version"
 #: The final model file's sha256 (the parent run's tag): predict and explain check a download of
 #: the model against it before loading it.
 TAG_MODEL_SHA = "model_sha256"
+#: Why the run's explain step failed (the parent run's tag): the run itself FINISHED, its
+#: results stand; ``python -m n2react.explain RUN`` draws the figures again.
+TAG_EXPLAIN_ERROR = "explain_error"
 #: An MLflow run id (32 hex digits), as predict, explain and compare tell one from a path.
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 #: A logged data file's digest: this many hex digits of its sha256 (MLflow keeps 36 at most)

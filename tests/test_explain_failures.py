@@ -1,0 +1,39 @@
+"""What a failing explanation leaves: the train task's run and the ``--out`` folders of
+``python -m n2react.explain``."""
+
+from __future__ import annotations
+
+import logging
+
+from n2react.run import run
+from n2react.tracking import TAG_EXPLAIN_ERROR
+
+
+def test_an_explain_that_fails_leaves_the_run_finished_with_its_results(
+    make_cfg, n2react_runs, tmp_path, caplog
+):
+    """explain=true failing after the folds, scores and final model were saved and logged (here:
+    a file already named explain/ in the run folder) marked the whole MLflow run FAILED and
+    ended the command with an error. The run stands now: FINISHED, its metrics returned, and
+    the failure is one warning line and an explain_error tag."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "explain").write_text("not a folder\n")
+    cfg = make_cfg("model=ridge", "cv.outer_folds=3", "uncertainty.enabled=false")
+    with caplog.at_level(logging.WARNING, logger="n2react.run"):
+        summary = run(cfg, run_dir)
+    assert summary["mean_test_r"] > 0.5
+    assert (run_dir / "model.skops").is_file() and (run_dir / "summary.json").is_file()
+    parents, children = n2react_runs(tmp_path)
+    (parent,) = parents
+    assert parent.info.status == "FINISHED" and len(children) == 3
+    assert "error" not in parent.data.tags and "mean_test_r" in parent.data.metrics
+    why = parent.data.tags[TAG_EXPLAIN_ERROR]
+    assert f"{run_dir / 'explain'}: cannot create the folder" in why
+    (line,) = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "n2react.run" and r.levelno == logging.WARNING
+    ]
+    assert line.startswith(f"explain failed: {why}; the run's results stand")
+    assert f"python -m n2react.explain {run_dir}" in line
