@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
+from n2react.errors import N2ReactError
+from n2react.explain import explain_run
 from n2react.run import run
 from n2react.tracking import TAG_EXPLAIN_ERROR
 
@@ -37,3 +41,24 @@ def test_an_explain_that_fails_leaves_the_run_finished_with_its_results(
     ]
     assert line.startswith(f"explain failed: {why}; the run's results stand")
     assert f"python -m n2react.explain {run_dir}" in line
+
+
+def test_a_refused_explain_removes_every_folder_it_made_and_no_other(make_cfg, tmp_path):
+    """--out a/b/c (none of them there) refused after the folders were made (here: --groups
+    naming no column) removed c and left a/b behind. Every folder it made goes now; the one
+    that was there before stays."""
+    cfg = make_cfg("model=ridge", "cv.outer_folds=3", "tracking=none", "explain=false",
+                   "final_model=false", "uncertainty.enabled=false")  # fmt: skip
+    run(cfg, tmp_path / "run")
+    (tmp_path / "mine").mkdir()
+    for out in (tmp_path / "mine" / "a" / "b" / "c", tmp_path / "run" / "explain"):
+        with pytest.raises(N2ReactError, match="column:nope"):
+            explain_run(tmp_path / "run", out_dir=out, groups="column:nope")
+    assert {p.name for p in tmp_path.iterdir()} == {"mine", "run"}
+    assert list((tmp_path / "mine").iterdir()) == []
+    assert not (tmp_path / "run" / "explain").exists()  # the run's own default folder, made
+    (tmp_path / "mine" / "a").mkdir()  # an --out whose parent is there: only the rest goes
+    with pytest.raises(N2ReactError):
+        explain_run(tmp_path / "run", out_dir=tmp_path / "mine" / "a" / "b", groups="column:nope")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["a"]
+    assert list((tmp_path / "mine" / "a").iterdir()) == []

@@ -178,6 +178,13 @@ def _check_writable(out: Path) -> None:
         raise DataError(f"{out}: cannot create or write the folder ({first} is not writable)")
 
 
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (or ``path`` itself) that does not exist yet: removing
+    it removes exactly what creating ``path`` made. None when ``path`` exists."""
+    path = path.absolute()
+    return next((p for p in [*reversed(path.parents), path] if not p.exists()), None)
+
+
 def explain_run(
     run_dir: str | Path,
     *,
@@ -215,8 +222,9 @@ def explain_run(
             f"{out}: already holds {', '.join(mine[:3])}{' ...' if len(mine) > 3 else ''}, which "
             "explain would replace; choose another --out, or pass --force to replace them"
         )
-    # what this call makes (the folder, the MLflow run's downloads) goes again when it is refused
-    made = next((p for p in (out, out / "artifacts") if not p.exists()), None)
+    # what this call makes (the folder and any above it, the MLflow run's downloads) goes again
+    # when it is refused
+    made = _first_missing(out / "artifacts")
     try:
         run = load_run(
             run_dir,
