@@ -29,6 +29,9 @@ from n2react.runstore import write_csv
 #: More groups than this are drawn in one colour (their legend would not fit, nor would the
 #: colours stay apart): the CSV names each cluster's group.
 MAX_GROUPS = 40
+#: A marker's area (points squared, matplotlib's ``s``) and its width in points.
+_MARKER_S = 26
+_MARKER_PT = _MARKER_S**0.5
 #: Marker per ligand pattern (bare first, then the others by how many clusters they have).
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
@@ -96,6 +99,7 @@ def _label_points(ax, pc: pd.DataFrame, worst: pd.DataFrame) -> None:  # noqa: A
         force_static=(0.3, 0.5),
     )
     _unstack(ax, texts)
+    _off_points(ax, texts, pc, worst)
     for t, r in zip(texts, worst.itertuples()):
         pos = t.get_position()
         t.remove()
@@ -125,6 +129,48 @@ def _unstack(ax, texts: list) -> None:  # noqa: ANN001
             x, y = ax.transData.transform(t.get_position())
             t.set_position(ax.transData.inverted().transform((x, y + shift)))
         placed.append(box.translated(0, shift))
+
+
+def _off_points(ax, texts: list, pc: pd.DataFrame, worst: pd.DataFrame) -> None:  # noqa: ANN001
+    """Move a label that still covers a point (adjustText only pushes them, and can leave one on
+    another cluster's marker) to the nearest place around its own point where it covers none,
+    nor another label, inside the axes; labels already clear stay where they are."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    xy = ax.transData.transform(pc[["y_true", "y_pred"]].to_numpy(float))
+    r = _MARKER_PT / 2 * fig.dpi / 72 + 1.0  # a marker's half-width in pixels, and a margin
+    area = ax.get_window_extent(renderer)
+
+    def clear(box: Any, others: list) -> bool:
+        inside = (box.x0 >= area.x0 and box.x1 <= area.x1 and box.y0 >= area.y0
+                  and box.y1 <= area.y1)  # fmt: skip
+        hit = ((xy[:, 0] > box.x0 - r) & (xy[:, 0] < box.x1 + r)
+               & (xy[:, 1] > box.y0 - r) & (xy[:, 1] < box.y1 + r))  # fmt: skip
+        return inside and not hit.any() and not any(box.overlaps(o) for o in others)
+
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    for i, (t, row) in enumerate(zip(texts, worst.itertuples())):
+        others = boxes[:i] + boxes[i + 1 :]
+        if clear(boxes[i], others):
+            continue
+        own = ax.transData.transform((row.y_true, row.y_pred))
+        w, h = boxes[i].width, boxes[i].height
+        for step in range(1, 16):  # rings of candidates, nearest first
+            d = step * 0.5 * h + r
+            found = None
+            for a in np.linspace(0, 2 * np.pi, 24, endpoint=False):
+                # the box's centre so that its nearest edge is d from the point
+                cx = own[0] + np.cos(a) * (d + w / 2)
+                cy = own[1] + np.sin(a) * (d + h / 2)
+                box = boxes[i].translated(cx - (boxes[i].x0 + w / 2), cy - (boxes[i].y0 + h / 2))
+                if clear(box, others):
+                    found = (cx, cy, box)
+                    break
+            if found is not None:
+                t.set_position(ax.transData.inverted().transform(found[:2]))
+                boxes[i] = found[2]
+                break
 
 
 def parity(
@@ -174,13 +220,13 @@ def parity_figure(
     styles = group_styles(pc["group"])
     many = len(styles) > MAX_GROUPS  # e.g. names that are not formulas: one "metal" each
     if many:
-        ax.scatter(pc["y_true"], pc["y_pred"], s=26, color="#3182bd", edgecolors="white",
+        ax.scatter(pc["y_true"], pc["y_pred"], s=_MARKER_S, color="#3182bd", edgecolors="white",
                    linewidths=0.4, label=f"all clusters ({len(pc)})")  # fmt: skip
     for g in [] if many else sorted(styles, key=lambda g: (split_group(g) or (g, ""), g)):
         d = pc[pc["group"] == g]
         colour, marker = styles[g]
         ax.scatter(
-            d["y_true"], d["y_pred"], s=26, color=colour, marker=marker, edgecolors="white",
+            d["y_true"], d["y_pred"], s=_MARKER_S, color=colour, marker=marker, edgecolors="white",
             linewidths=0.4, label=f"{short_name(g, 24)} ({len(d)})",
         )  # fmt: skip
     ax.set_xlim(line)

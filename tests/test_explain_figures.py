@@ -1,0 +1,40 @@
+"""What the explanation figures say: labels kept off the points, descriptor names that read
+cleanly, titles that name the descriptor selector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.text import Text
+
+from n2react.composition import DEFAULT_LIGANDS
+from n2react.explain.group_parity import _MARKER_PT, parity_figure
+from n2react.explain.groups import group_labels_of
+from n2react.explain.source import load_run
+from n2react.run import run
+
+
+def test_no_cluster_label_of_the_parity_figure_sits_on_a_point(make_cfg, tmp_path):
+    """In the ridge run's parity_by_group.png the label Mo6S3¯ sat on other clusters' points
+    (adjustText pushes labels off points but does not make sure of it). A label left on a
+    point moves to the nearest free place around its own point now."""
+    cfg = make_cfg("model=ridge", "cv.outer_folds=3", "tracking=none", "explain=false",
+                   "final_model=false", "uncertainty.enabled=false")  # fmt: skip
+    run(cfg, tmp_path / "run")
+    data = load_run(tmp_path / "run")
+    clusters = pd.unique(data.oof["cluster"].astype(str))
+    groups = group_labels_of(clusters, None, data.dataset, list(DEFAULT_LIGANDS))
+    fig, pc = parity_figure(data.oof, groups, "ridge")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    xy = ax.transData.transform(pc[["y_true", "y_pred"]].to_numpy(float))
+    r = _MARKER_PT / 2 * fig.dpi / 72  # a marker's half-width in pixels
+    labels = [t for t in ax.texts if "pooled" not in t.get_text()]  # not the figures below
+    assert len(labels) == pc["labelled"].sum() == 8
+    for t in labels:
+        box = Text.get_window_extent(t, renderer)  # the label's text, not its line
+        on = (np.abs(xy[:, 0] - (box.x0 + box.x1) / 2) < box.width / 2 + r) & (
+            np.abs(xy[:, 1] - (box.y0 + box.y1) / 2) < box.height / 2 + r
+        )
+        assert not on.any(), (t.get_text(), pc.loc[on, "cluster"].tolist())
