@@ -8,6 +8,8 @@ import pandas as pd
 from matplotlib.text import Text
 
 from n2react.composition import DEFAULT_LIGANDS
+from n2react.composition import feature_names as formula_names
+from n2react.descriptors import GLOSSARY, label
 from n2react.explain.group_parity import _MARKER_PT, parity_figure
 from n2react.explain.groups import group_labels_of
 from n2react.explain.source import load_run
@@ -38,3 +40,13 @@ def test_no_cluster_label_of_the_parity_figure_sits_on_a_point(make_cfg, tmp_pat
             np.abs(xy[:, 1] - (box.y0 + box.y1) / 2) < box.height / 2 + r
         )
         assert not on.any(), (t.get_text(), pc.loc[on, "cluster"].tolist())
+
+
+def test_descriptor_labels_nest_no_brackets():
+    """Summed descriptors were labelled "3_EA (electron affinity (sum))"; they read
+    "3_EA (summed electron affinity)" now, and no label nests brackets."""
+    assert label("3_EA") == "3_EA (summed electron affinity)"
+    assert label("2_Q", unit=True) == "2_Q (summed metal charge) [e]"
+    for code in [*GLOSSARY, *formula_names()]:
+        text = label(code)
+        assert text.count("(") == text.count(")") == 1, text

@@ -25,7 +25,9 @@ from n2react.composition import DEFAULT_LIGANDS, PREFIX
 
 @dataclass(frozen=True)
 class Descriptor:
-    """One descriptor column: ``code`` as in the file, a short ``name`` for axes, what it is."""
+    """One descriptor column: ``code`` as in the file, a short ``name`` for axes (no brackets:
+    :func:`label` puts it in brackets, and "3_EA (electron affinity (sum))" nested them), what
+    it is."""
 
     code: str
     name: str
@@ -58,7 +60,7 @@ _ENTRIES: list[Descriptor] = [
         "e",
         _INFERRED,
     ),
-    Descriptor("2_Q", "metal charge (sum)", "sum of the natural charges of the metal atoms", "e"),
+    Descriptor("2_Q", "summed metal charge", "sum of the natural charges of the metal atoms", "e"),
     Descriptor("2_Qave", "avg. metal charge", "mean natural charge per metal atom (2_Q / n)", "e"),
     Descriptor(
         "2_σave",
@@ -110,11 +112,11 @@ _ENTRIES: list[Descriptor] = [
         "eV",
     ),
     Descriptor(
-        "3_χ", "electronegativity (sum)", "sum of the atoms' Pauling electronegativities", ""
+        "3_χ", "summed electronegativity", "sum of the atoms' Pauling electronegativities", ""
     ),
-    Descriptor("3_EA", "electron affinity (sum)", "sum of the atoms' electron affinities", "eV"),
+    Descriptor("3_EA", "summed electron affinity", "sum of the atoms' electron affinities", "eV"),
     Descriptor(
-        "3_IE", "ionisation energy (sum)", "sum of the atoms' first ionisation energies", "eV"
+        "3_IE", "summed ionisation energy", "sum of the atoms' first ionisation energies", "eV"
     ),
     Descriptor("3_χave", "avg. electronegativity", "mean Pauling electronegativity per atom", ""),
     Descriptor("3_EAave", "avg. electron affinity", "mean atomic electron affinity per atom", "eV"),
