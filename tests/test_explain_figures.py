@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.text import Text
+from omegaconf import OmegaConf
 
 from n2react.composition import DEFAULT_LIGANDS
 from n2react.composition import feature_names as formula_names
@@ -13,6 +14,7 @@ from n2react.descriptors import GLOSSARY, label
 from n2react.explain.group_parity import _MARKER_PT, parity_figure
 from n2react.explain.groups import group_labels_of
 from n2react.explain.source import load_run
+from n2react.figures import model_title
 from n2react.run import run
 
 
@@ -50,3 +52,19 @@ def test_descriptor_labels_nest_no_brackets():
     for code in [*GLOSSARY, *formula_names()]:
         text = label(code)
         assert text.count("(") == text.count(")") == 1, text
+
+
+def test_titles_name_the_descriptor_selector(make_cfg):
+    """A run with selector=kbest was titled "ridge on homonuclear_24: ..." like one without;
+    its titles (run, explain, terminal) name the selector now, and selector=none adds nothing."""
+
+    def title(*overrides: str) -> str:
+        return model_title(OmegaConf.to_container(make_cfg(*overrides), resolve=True))
+
+    assert title("model=ridge") == "ridge"
+    assert title("model=ridge", "selector=kbest") == "ridge (kbest selector)"
+    assert title("model=svr", "selector=rfe_vote") == "svr (rfe_vote selector)"
+    assert title("model=ridge", "pairwise=on", "selector=kbest") == (
+        "ridge (pairwise, kbest selector)"
+    )
+    assert title("model=ridge", "pairwise=on") == "ridge (pairwise)"

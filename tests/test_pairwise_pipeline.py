@@ -72,7 +72,8 @@ def test_rfe_vote_logs_selection_frequencies(make_cfg, tmp_path: Path) -> None:
     text = figure_text(tmp_path / "selection_frequency.png")
     title = " ".join(text["Title"].split())
     assert title == (
-        "Stability selection (RFE vote): ridge on homonuclear_24: KFold (known families), 3 folds"
+        "Stability selection (RFE vote): ridge (rfe_vote selector) on homonuclear_24: KFold "
+        "(known families), 3 folds"
     )
     assert "2_σave (avg. spin density)" in text["Description"]
 

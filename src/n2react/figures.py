@@ -43,11 +43,17 @@ def data_title(name: str, data: Any) -> str:
 
 def model_title(config: Mapping[str, Any]) -> str:
     """The model as every title of a run names it, from its resolved config: ``model.name``,
-    with ``(pairwise)`` when the pairwise wrapper learns it from cluster pairs (the run's own
-    figures and ``n2react explain``'s alike)."""
+    with ``(pairwise)`` when the pairwise wrapper learns it from cluster pairs and the
+    descriptor selector when there is one (``ridge (pairwise, kbest selector)``): the run's own
+    figures and ``n2react explain``'s alike."""
     model = str((config.get("model") or {}).get("name", "model"))
-    wrapped = (config.get("pairwise") or {}).get("wrapper") is not None
-    return f"{model} (pairwise)" if wrapped else model
+    notes = []
+    if (config.get("pairwise") or {}).get("wrapper") is not None:
+        notes.append("pairwise")
+    selector = config.get("selector") or {}
+    if selector.get("step") is not None:  # selector=none: no step
+        notes.append(f"{selector.get('name') or 'descriptor'} selector")
+    return f"{model} ({', '.join(notes)})" if notes else model
 
 
 def run_setting(config: Mapping[str, Any]) -> tuple[str, str]:
