@@ -251,7 +251,8 @@ def _not_run(sweep_dir: Path, tracking: Any) -> str:
 
 def cli() -> None:
     """``python -m train`` and ``n2react-train``: the command-line checks Hydra cannot make in one
-    line (launcher plugins, the output folder, misspelled group options), then the Hydra main;
+    line (launcher plugins, the output folder, misspelled group options),
+    then the Hydra main, its unparsable overrides and unknown keys said in one line too;
     stdout closed early (``--help | head``) ends it quietly."""
     from n2react.quiet import closed_stdout_ends_quietly
 
@@ -260,6 +261,7 @@ def cli() -> None:
 
 def _cli() -> None:
     from n2react.launchers import exit_with, plugin_problem
+    from n2react.override_errors import report_in_one_line
 
     if problem := plugin_problem(sys.argv[1:]):
         exit_with(problem)
@@ -271,6 +273,7 @@ def _cli() -> None:
 
     if problem := option_problem(sys.argv[1:], _config_path()):
         exit_with(problem)
+    report_in_one_line(exit_with)  # an unparsable override, an unknown key: one line
     try:
         main()
     except KeyboardInterrupt as exc:  # the launcher's own wait (hydra/launcher=parallel): a job

@@ -46,7 +46,7 @@ def test_every_benchmark_answers_help(script: str, tmp_path: Path) -> None:
     ("script", "args", "expected"),
     [
         ("family_variance.py", ["model=nosuchmodel"], "model=nosuchmodel: no such option (choose"),
-        ("domain_lomo.py", ["data.nosuchkey=1"], "Could not override 'data.nosuchkey'"),
+        ("domain_lomo.py", ["data.nosuchkey=1"], "data.nosuchkey: no such key (data has:"),
         ("importance_stability.py", ["cv.outer_folds=[1"], "cannot parse override"),
     ],
 )

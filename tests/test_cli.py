@@ -42,7 +42,7 @@ def _bad_xlsx(tmp_path: Path) -> Path:
 
 BAD = {
     "unknown model": (["model=nosuchmodel"], "model=nosuchmodel: no such option (choose from"),
-    "unknown key": (["cv.outerfolds=3"], "Could not override 'cv.outerfolds'"),
+    "unknown key": (["cv.outerfolds=3"], "cv.outerfolds: no such key (cv has: outer_folds"),
     "malformed spreadsheet": (["data.path={tmp}/broken.xlsx"], "broken.xlsx"),
     "wrong column": (["data.target_column='lg(k2)'"], "target column 'lg(k2)' not found"),
     "missing file": (["data.path={tmp}/none.xlsx"], "none.xlsx does not exist"),

@@ -107,7 +107,7 @@ def test_compose_config_is_the_project_config(tmp_path) -> None:
     ("overrides", "expected"),
     [
         (["model=nosuchmodel"], "model=nosuchmodel: no such option (choose from anchored"),
-        (["cv.outerfolds=3"], "Could not override 'cv.outerfolds'"),
+        (["cv.outerfolds=3"], "cv.outerfolds: no such key (cv has: outer_folds"),
         (["--help"], "cannot parse override '--help'"),
     ],
 )

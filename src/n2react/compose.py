@@ -28,10 +28,10 @@ def compose_config(
     """The config with Hydra ``overrides``, then ``settings`` (dotted key -> value) set on it.
 
     An override Hydra cannot parse or apply (an unknown key or option, a stray ``--flag``) raises
-    :class:`~n2react.errors.ConfigError` with Hydra's first line, naming the override, as
-    ``python -m train`` reports it."""
+    :class:`~n2react.errors.ConfigError` with one line naming the override, as ``python -m train``
+    reports it (else Hydra's first line)."""
     from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+    from hydra.errors import HydraException, MissingConfigException
 
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -41,10 +41,10 @@ def compose_config(
                 return_hydra_config=return_hydra_config,
             )
     except HydraException as exc:
+        from n2react.override_errors import hydra_problem
+
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        why = lines[0] if lines else type(exc).__name__
-        if isinstance(exc, OverrideParseException):
-            why = f"cannot parse override {exc.override!r} (expected key=value): {why}"
+        why = hydra_problem(exc) or (lines[0] if lines else type(exc).__name__)
         if isinstance(exc, MissingConfigException):  # a misspelled option: the options too
             from n2react.group_options import option_problem
 

@@ -1,0 +1,155 @@
+"""Command-line mistakes Hydra reports in several lines, said in one.
+
+- an override Hydra cannot parse (``data.target_column=lg(k1)``: the shell took the quotes),
+- a key the config does not have (``cv.outer_fold=3``),
+- a comma value outside a sweep (``data.target_column=a,b``).
+
+They are Hydra's own exceptions, met only where Hydra composes the config:
+:func:`report_in_one_line` has Hydra's reporter turn them into the CLI's one line there, so a
+command without them costs nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from n2react.credentials import redact
+
+log = logging.getLogger(__name__)
+
+_GROUPING = set("()[]{},")  # what Hydra's grammar reads in a value (a call, a list, a sweep)
+
+
+def shell_word(text: str) -> str:
+    """``text`` as one shell word, readable: bare when safe, else in double quotes (which keep
+    Hydra's single quotes), else as :func:`shlex.quote` writes it."""
+    if shlex.quote(text) == text:
+        return text
+    if not any(c in text for c in '"$`\\!'):
+        return f'"{text}"'
+    return shlex.quote(text)
+
+
+def _quoted_for_hydra(override: str) -> str | None:
+    """``key='value'`` as the shell must pass it, for a value with Hydra's grouping characters
+    and no quotes of its own; else None."""
+    key, sep, value = override.partition("=")
+    if not sep or not value or "'" in value or '"' in value or not _GROUPING & set(value):
+        return None
+    return shell_word(f"{key}='{value}'")
+
+
+def _parse_problem(exc: Any) -> str:
+    """``lg(k1)`` read as a function call and the like: the override, Hydra's reason, and the
+    quoting that passes the value as text."""
+    override = str(getattr(exc, "override", "") or "")
+    reason = [
+        line.strip().removeprefix("HydraException ")
+        for line in str(exc).splitlines()
+        if line.strip()
+        and not line.startswith("Error parsing override")
+        and not line.startswith("See https://hydra.cc")
+    ]
+    line = f"cannot parse override {override!r}: {'; '.join(reason) or type(exc).__name__}"
+    if "=" not in override.lstrip("~"):
+        return f"{line} (an override is key=value)"
+    if quoted := _quoted_for_hydra(override):
+        line += (
+            f"; to pass the value as text, quote it for Hydra inside the shell's quotes: {quoted}"
+        )
+    return line
+
+
+def _ambiguous_problem(override: str) -> str:
+    """``key=a,b`` without ``-m``: Hydra's four lines of choices, in one."""
+    key, _, value = override.partition("=")
+    quoted = _quoted_for_hydra(override) or shell_word(override)
+    as_list = shell_word(f"{key}=[{value}]")
+    return (
+        f"{override}: a comma list is a sweep, which needs -m; for one value with commas quote it "
+        f"for Hydra inside the shell's quotes: {quoted}; for a list: {as_list}"
+    )
+
+
+def _key_problem(exc: Any, key: str, append: str) -> str | None:
+    """``cv.outer_fold=3``: the keys there are, the nearest one, and how to add a new key."""
+    import difflib
+
+    from omegaconf import DictConfig
+
+    cause = exc.__cause__
+    missing = str(getattr(cause, "key", "") or "")
+    full_key = str(getattr(cause, "full_key", "") or "")
+    if not missing or not full_key.endswith(missing):
+        return None
+    parent = full_key[: -len(missing)].rstrip(".")
+    where = parent or "the config"
+    node = getattr(cause, "parent_node", None)
+    keys = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+    rest = key.lstrip("+~")[len(full_key) :]  # model.foo.bar: .bar, after the missing model.foo
+    parts = [f"{where} has: {', '.join(keys)}" if keys else f"{where} has no keys"]
+    for near in difflib.get_close_matches(missing, keys, n=1):
+        parts.append(f"did you mean {parent + '.' if parent else ''}{near}{rest}?")
+    parts.append(f"{shell_word(append)} adds a new key")
+    return f"{key}: no such key ({'; '.join(parts)})"
+
+
+def hydra_problem(exc: BaseException) -> str | None:
+    """One line for an override Hydra refused (unparsable, an unknown key, a comma value outside
+    a sweep); None for any other error (Hydra reports it as it does)."""
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    try:
+        if isinstance(exc, OverrideParseException):
+            return redact(_parse_problem(exc))
+        if not isinstance(exc, ConfigCompositionException):
+            return None
+        message = str(exc)
+        if found := re.match(r"Ambiguous value for argument '(.+)'\n", message):
+            return redact(_ambiguous_problem(found[1]))
+        found = re.match(
+            r"Could not override '(.+)'\.\nTo append to your config use (\S+)", message
+        )
+        if found and exc.__cause__ is not None:
+            line = _key_problem(exc, found[1], found[2])
+            return None if line is None else redact(line)
+    except Exception:  # never hide Hydra's report because this one failed
+        log.debug("cannot put Hydra's error in one line", exc_info=True)
+    return None
+
+
+def report_in_one_line(exit_with: Callable[[str], Any]) -> None:
+    """Have Hydra's reporter (``run_and_report``, around its composition and run) end with
+    ``exit_with(line)`` on an error :func:`hydra_problem` puts in one line. Nothing changes with
+    ``HYDRA_FULL_ERROR=1`` (Hydra's full traceback is asked for) or without that reporter."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return
+    try:
+        import hydra._internal.utils as hydra_utils
+
+        report = hydra_utils.run_and_report
+    except (ImportError, AttributeError):  # another Hydra: its own report stands
+        log.debug("no Hydra reporter to wrap", exc_info=True)
+        return
+    if getattr(report, "n2react_one_line", False):
+        return
+
+    def run_and_report(func: Any) -> Any:
+        def checked() -> Any:
+            try:
+                return func()
+            except Exception as exc:
+                line = hydra_problem(exc)
+                if line is None:
+                    raise
+                exit_with(line)
+
+        return report(checked)
+
+    run_and_report.n2react_one_line = True  # type: ignore[attr-defined]
+    hydra_utils.run_and_report = run_and_report

@@ -1,0 +1,113 @@
+"""Command-line mistakes Hydra reported in several lines (its own text, then a HYDRA_FULL_ERROR
+hint, exit status 1): the real `python -m train` says each in one
+`n2react: error:` line and exits 2, as a misspelled group option does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_bad_input import QUICK, _env, assert_one_error, mlflow_runs
+
+
+def train(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    dirs = (f"hydra.run.dir={tmp / 'run'}", f"hydra.sweep.dir={tmp / 'multi'}")
+    cmd = [sys.executable, "-m", "train", *args, *dirs]
+    return subprocess.run(cmd, cwd=tmp, env=_env(), capture_output=True, text=True, timeout=300)
+
+
+def assert_only_line(out: subprocess.CompletedProcess, *expected: str) -> str:
+    line = assert_one_error(out, *expected)
+    assert out.stderr.strip() == line and out.returncode == 2, out.stderr[-2000:]
+    assert "HYDRA_FULL_ERROR" not in out.stderr
+    return line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        # the shell took the quotes of data.target_column='lg(k1)': Hydra reads a function call
+        (
+            ("data.target_column=lg(k1)",),
+            (
+                "cannot parse override 'data.target_column=lg(k1)'",
+                "Unknown function 'lg'",
+                """quote it for Hydra inside the shell's quotes: "data.target_column='lg(k1)'\"""",
+            ),
+        ),
+        (
+            ("cv.outer_folds=[1",),
+            ("cannot parse override 'cv.outer_folds=[1'", "\"cv.outer_folds='[1'\""),
+        ),
+        (
+            ("cv.outer_folds",),
+            ("cannot parse override 'cv.outer_folds'", "(an override is key=value)"),
+        ),
+        # a comma value without -m: Hydra's four lines of choices
+        (
+            ("data.target_column=a,b",),
+            (
+                "data.target_column=a,b: a comma list is a sweep, which needs -m",
+                "data.target_column='a,b'",
+            ),
+        ),
+    ],
+    ids=["function", "bracket", "no =", "comma"],
+)
+def test_an_override_hydra_cannot_read_is_one_line(
+    args: tuple[str, ...], expected: tuple[str, ...], tmp_path: Path
+) -> None:
+    out = train(tmp_path, *QUICK, *args)
+    assert_only_line(out, *expected)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_quoting_it_suggests_works(tmp_path: Path) -> None:
+    """The hinted word, read by a shell, is what Hydra takes as the text lg(k1)."""
+    line = assert_only_line(train(tmp_path, "--cfg", "job", "data.target_column=lg(k1)"))
+    word = line.rsplit(": ", 1)[1]
+    shell = f"{sys.executable} -m train --cfg job {word}"
+    out = subprocess.run(
+        shell, shell=True, cwd=tmp_path, env=_env(), capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "target_column: lg(k1)" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ("cv.outer_fold=3",),
+            (
+                "cv.outer_fold: no such key (cv has: outer_folds, inner_folds,",
+                "; did you mean cv.outer_folds?; +cv.outer_fold=3 adds a new key)",
+            ),
+        ),
+        (("model.foo=1",), ("model.foo: no such key (model has: name, gpus, estimator, space",)),
+        (("seedd=1",), ("seedd: no such key (the config has: hydra, seed,", "did you mean seed?")),
+        # a missing key part-way: its parent's keys, the rest of the path kept
+        (("model.estimatr.alpha=1",), ("did you mean model.estimator.alpha?",)),
+        (("hydra.run.dirr=x",), ("hydra.run has: dir; did you mean hydra.run.dir?",)),
+        # in a sweep (each job's config) and under --cfg
+        (("-m", "cv.outer_fold=3,4"), ("cv.outer_fold: no such key", "cv.outer_folds?")),
+        (("--cfg", "job", "model.foo=1"), ("model.foo: no such key",)),
+    ],
+    ids=["cv", "model", "top", "part-way", "hydra", "sweep", "cfg"],
+)
+def test_an_unknown_key_is_one_line(
+    args: tuple[str, ...], expected: tuple[str, ...], tmp_path: Path
+) -> None:
+    out = train(tmp_path, *args, *QUICK)
+    assert_only_line(out, *expected)
+    assert not (tmp_path / "run").exists()
+    assert mlflow_runs(tmp_path / "mlflow.db") == []
+
+
+def test_hydra_full_error_keeps_hydras_traceback(tmp_path: Path) -> None:
+    """HYDRA_FULL_ERROR=1 asks for Hydra's full report: it is left alone."""
+    cmd = [sys.executable, "-m", "train", "cv.outer_fold=3", "--cfg", "job"]
+    env = {**_env(), "HYDRA_FULL_ERROR": "1"}
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "Traceback" in out.stderr and "n2react: error" not in out.stderr
