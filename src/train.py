@@ -251,7 +251,7 @@ def _not_run(sweep_dir: Path, tracking: Any) -> str:
 
 def cli() -> None:
     """``python -m train`` and ``n2react-train``: the command-line checks Hydra cannot make in one
-    line (launcher plugins, the output folder, misspelled group options),
+    line (a flag between overrides, launcher plugins, the output folder, misspelled group options),
     then the Hydra main, its unparsable overrides and unknown keys said in one line too;
     stdout closed early (``--help | head``) ends it quietly."""
     from n2react.quiet import closed_stdout_ends_quietly
@@ -261,8 +261,10 @@ def cli() -> None:
 
 def _cli() -> None:
     from n2react.launchers import exit_with, plugin_problem
-    from n2react.override_errors import report_in_one_line
+    from n2react.override_errors import flag_problem, report_in_one_line
 
+    if problem := flag_problem(sys.argv[1:]):
+        exit_with(problem)
     if problem := plugin_problem(sys.argv[1:]):
         exit_with(problem)
     from n2react.preflight import output_dir_problem

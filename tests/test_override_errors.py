@@ -1,5 +1,5 @@
 """Command-line mistakes Hydra reported in several lines (its own text, then a HYDRA_FULL_ERROR
-hint, exit status 1): the real `python -m train` says each in one
+hint, exit status 1) or as argparse's usage dump: the real `python -m train` says each in one
 `n2react: error:` line and exits 2, as a misspelled group option does."""
 
 from __future__ import annotations
@@ -103,6 +103,35 @@ def test_an_unknown_key_is_one_line(
     assert_only_line(out, *expected)
     assert not (tmp_path / "run").exists()
     assert mlflow_runs(tmp_path / "mlflow.db") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ("model=ridge", "-m", "cv.outer_folds=3"),
+            "-m goes before all overrides or after them all: python -m train -m model=ridge "
+            "cv.outer_folds=3",
+        ),
+        (("model=ridge", "--cfg", "job", "seed=1"), "--cfg goes before all overrides or after"),
+    ],
+    ids=["-m", "--cfg"],
+)
+def test_a_flag_between_overrides_is_one_line(
+    args: tuple[str, ...], expected: str, tmp_path: Path
+) -> None:
+    """argparse printed Hydra's usage (eight lines) and 'unrecognized arguments'."""
+    cmd = [sys.executable, "-m", "train", *args]
+    out = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert_only_line(out, expected)
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("argv", ["-m model=ridge,svr seed=1", "model=ridge seed=1 -m", "--help"])
+def test_flags_before_or_after_all_overrides_pass(argv: str) -> None:
+    from n2react.override_errors import flag_problem
+
+    assert flag_problem(argv.split()) is None
 
 
 def test_hydra_full_error_keeps_hydras_traceback(tmp_path: Path) -> None:

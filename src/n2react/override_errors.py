@@ -2,11 +2,12 @@
 
 - an override Hydra cannot parse (``data.target_column=lg(k1)``: the shell took the quotes),
 - a key the config does not have (``cv.outer_fold=3``),
-- a comma value outside a sweep (``data.target_column=a,b``).
+- a comma value outside a sweep (``data.target_column=a,b``),
+- a flag between overrides (``model=ridge -m cv.outer_folds=3``: argparse's usage dump).
 
-They are Hydra's own exceptions, met only where Hydra composes the config:
+The first three are Hydra's own exceptions, met only where Hydra composes the config:
 :func:`report_in_one_line` has Hydra's reporter turn them into the CLI's one line there, so a
-command without them costs nothing more.
+command without them costs nothing more. :func:`flag_problem` is checked before Hydra runs.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import logging
 import os
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from n2react.credentials import redact
 
 log = logging.getLogger(__name__)
 
+_MULTIRUN = ("-m", "--multirun")
 _GROUPING = set("()[]{},")  # what Hydra's grammar reads in a value (a call, a list, a sweep)
 
 
@@ -153,3 +155,29 @@ def report_in_one_line(exit_with: Callable[[str], Any]) -> None:
 
     run_and_report.n2react_one_line = True  # type: ignore[attr-defined]
     hydra_utils.run_and_report = run_and_report
+
+
+def flag_problem(argv: Sequence[str]) -> str | None:
+    """A flag between overrides (``model=ridge -m cv.outer_folds=3``), which Hydra's argparse
+    refuses with its usage: one line saying where it goes; None otherwise (another unknown
+    argument included: argparse names it)."""
+    from hydra._internal.utils import get_args_parser
+
+    argv = list(argv)
+    try:
+        args, extra = get_args_parser().parse_known_args(argv)
+    except SystemExit:  # a bad flag value: argparse's own line
+        return None
+    if not extra or any(a.startswith("-") for a in extra):
+        return None
+    start = len(argv) - argv[::-1].index(extra[0]) - 1 if extra[0] in argv else len(argv)
+    flags = [a for a in argv[:start] if a.startswith("-")]
+    if not flags:
+        return None
+    flag = flags[-1]
+    overrides = [*(args.overrides or []), *extra]
+    line = f"{flag} goes before all overrides or after them all"
+    if all(a in _MULTIRUN or a in overrides for a in argv):
+        command = " ".join(shell_word(o) for o in overrides)
+        line += f": python -m train {flag} {command}"
+    return redact(line)
