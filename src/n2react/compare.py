@@ -263,9 +263,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.compare")
             out["metrics"].append({**asdict(r), "decided": r.decided, "verdict": _verdict(r)})
         sys.stdout.write(json_text(out))  # an undefined figure (NaN) is null, as in summary.json
         return 0
-    from rich.console import Console
+    from n2react.terminal import StdoutConsole
 
-    Console(width=None if sys.stdout.isatty() else 120).print(_table(rows, name_a, name_b, what))
+    StdoutConsole(width=None if sys.stdout.isatty() else 120).print(
+        _table(rows, name_a, name_b, what)
+    )
     return 0
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -28,6 +30,16 @@ from n2react.metrics import figure
 from n2react.provenance import USED_MARKS, USED_TEXT
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 110)
+
+
+class StdoutConsole(Console):
+    """A console on stdout (a command's output, ``| head`` may close): rich answers a broken pipe
+    itself, exiting 1; this one raises it, so that :func:`n2react.quiet.closed_stdout_ends_quietly`
+    ends the command with 141 as every other command ends into a closed pipe."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
 
 PLAIN_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 
