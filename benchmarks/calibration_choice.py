@@ -24,7 +24,6 @@ output folder and runs only the missing ones. No figure here chooses anything.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -131,7 +130,9 @@ def nested(runs: dict[str, Path]) -> tuple[pd.DataFrame, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from n2react.arguments import Parser
+
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reuse", type=Path, default=None, help="benchmarks/transfer.py's --out")
     args = ap.parse_args(argv)
     if args.reuse is not None and not args.reuse.is_dir():  # it trained the six runs into it

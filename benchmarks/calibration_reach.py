@@ -19,7 +19,6 @@ project's 95 % bootstrap intervals over the held-out groups. No figure here chos
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from n2react.cli import comma_list
+from n2react.arguments import Parser, comma_list
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -107,7 +106,7 @@ def signals(table: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--protocols",
         type=comma_list(),

@@ -12,7 +12,6 @@ control: a random 80/20 split over all metals, averaged over 20 seeds.
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import numpy as np
@@ -20,12 +19,13 @@ import pandas as pd
 
 
 def main(argv: list[str] | None = None) -> int:
+    from n2react.arguments import Parser
     from n2react.compose import compose_config
     from n2react.composition import METALS, parse_formula
     from n2react.data import load_dataset
     from n2react.domain import ApplicabilityDomain
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--tolerance", type=float, default=0.0, help="the domain's range_tolerance (default 0)"
     )

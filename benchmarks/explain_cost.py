@@ -10,7 +10,6 @@ wall time, the median of each and their ratio (the goal: at most 1.25).
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -19,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from n2react.cli import at_least
+from n2react.arguments import Parser, at_least
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +36,7 @@ def wall_time(overrides: list[str], folder: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=at_least(1), default=3, help="runs of each command (default 3)")
     ap.add_argument("overrides", nargs="*", help="train overrides for both commands")
     args = ap.parse_args(argv)

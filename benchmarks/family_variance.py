@@ -10,7 +10,6 @@ score.
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import pandas as pd
@@ -24,10 +23,11 @@ def family(name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from n2react.arguments import Parser
     from n2react.compose import compose_config
     from n2react.data import load_dataset
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument("overrides", nargs="*", help="train overrides, e.g. data=homonuclear_15")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)

@@ -14,7 +14,6 @@ the folds' rankings, and where the paper's four descriptors land.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
 import os
@@ -22,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from n2react.cli import at_least
+from n2react.arguments import Parser, at_least
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +69,7 @@ def report(name: str, table, top: int) -> None:  # noqa: ANN001
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", default=None, help="a finished run directory (skips training)")
     ap.add_argument(
         "--rows", type=at_least(1), default=60, help="training rows explained per fold model (60)"

@@ -27,7 +27,7 @@ import os
 import sys
 import time
 
-from n2react.cli import at_least, positive
+from n2react.arguments import Parser, at_least, positive
 from n2react.quiet import quiet_frameworks
 
 # TensorFlow's oneDNN/CUDA start-up lines, absl chatter and Keras' retracing warnings stay off the
@@ -153,7 +153,7 @@ def warmup(folds: list) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         description=__doc__.split("\n\n")[0] + " (a): a Keras fit() per fold; (b): the fused "
         "loop, full batch and batch 64."
     )

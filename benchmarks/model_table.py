@@ -22,7 +22,6 @@ else in the README changes.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -31,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from n2react.cli import comma_list
+from n2react.arguments import Parser, comma_list
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -147,7 +146,7 @@ def write_readme(lines: dict[str, str], readme: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default=None, help="run rows whose label contains this text")
     ap.add_argument("--skip-slow", action="store_true", help="skip the pairwise rows")
     ap.add_argument(

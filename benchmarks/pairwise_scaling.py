@@ -9,7 +9,6 @@ with the fused engine, full batch) with 16 held-out clusters predicted against a
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -20,7 +19,7 @@ import pandas as pd  # noqa: E402
 from sklearn.linear_model import Ridge  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from n2react.cli import at_least  # noqa: E402
+from n2react.arguments import Parser, at_least  # noqa: E402
 from n2react.models.keras_mlp import KerasMLPRegressor  # noqa: E402
 from n2react.models.pairwise import PairwiseRegressor, make_pairs  # noqa: E402
 
@@ -36,7 +35,7 @@ def default_data() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--data", default=None, help="homonuclear-159-24features.xlsx (default: as train finds it)"
     )

@@ -29,7 +29,6 @@ verdict line says whether it is.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -39,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from n2react.cli import at_least, comma_list  # noqa: E402
+from n2react.arguments import Parser, at_least, comma_list  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +61,7 @@ def fit_predict(overrides: list[str], fev: Path) -> tuple[np.ndarray, np.ndarray
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--seeds",
         type=comma_list(at_least(0)),

@@ -14,14 +14,13 @@ block between the README's repeated-table markers is replaced; nothing else chan
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from n2react.cli import at_least
+from n2react.arguments import Parser, at_least
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -46,7 +45,7 @@ def _cell(overrides: list[str], out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--repeats", type=at_least(1), default=5, help="shuffles of the 10 outer folds (5)"
     )

@@ -26,7 +26,6 @@ The statistics behind each figure are in bench_lib/transfer_stats.py (re-exporte
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -48,7 +47,7 @@ from bench_lib.transfer_stats import (
 )
 from bench_lib.transfer_stats import interval as interval
 
-from n2react.cli import comma_list
+from n2react.arguments import Parser, comma_list
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -283,7 +282,7 @@ def write_readme(lines: dict[str, str], readme: Path, groups: str = "family") ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     keys = [k for k, _, _ in CONFIGS]
     ap.add_argument(
         "--configs",

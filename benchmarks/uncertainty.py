@@ -19,7 +19,6 @@ file (default: the 18 FeV clusters) through predict's own table. Printed per row
 
 from __future__ import annotations
 
-import argparse
 import logging
 import tempfile
 from dataclasses import replace
@@ -33,6 +32,7 @@ import pandas as pd
 def main(argv: list[str] | None = None) -> int:
     from transfer import fev_file
 
+    from n2react.arguments import Parser
     from n2react.compose import compose_config
     from n2react.composition import DEFAULT_LIGANDS
     from n2react.cv import fit_model
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         trust_metrics,
     )
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--protocols", default="none,family,metal", help="comma list of cv.groups")
     ap.add_argument(
         "--difficulties",

@@ -15,7 +15,6 @@ predicted on each); the scores (r, RMSE, MAE, count within ±log10(3)) are print
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -31,9 +30,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m predict") -> int:
 
 
 def _main(argv: list[str] | None, prog: str) -> int:
+    from n2react.arguments import Parser
     from n2react.tracking import DEFAULT_URI
 
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser = Parser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("model", help="MLflow run id, model URI, or a train run directory")
     parser.add_argument("data", help="spreadsheet (.xlsx/.csv) of clusters with descriptors")
     parser.add_argument(

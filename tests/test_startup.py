@@ -75,3 +75,62 @@ def test_explanations_import_shap_only_then(tmp_path: Path) -> None:
         f"print('imported:', *[m for m in {HEAVY!r} if m in sys.modules])\n"
     )
     assert _imported(code, tmp_path) == {"shap"}
+
+
+# --------------------------------------------------------------------------- bad arguments
+
+BAD_ARGUMENTS = {
+    "predict type": (
+        ["-m", "predict", "model.skops", "x.csv", "--coverage", "abc"],
+        "argument --coverage: invalid float value: 'abc'",
+    ),
+    "predict missing": (["-m", "predict"], "the following arguments are required: model, data"),
+    "compare type": (
+        ["-m", "n2react.compare", "a", "b", "--resamples", "x"],
+        "argument --resamples: invalid int value: 'x'",
+    ),
+    "compare check": (
+        ["-m", "n2react.compare", "a", "b", "--resamples", "5"],
+        "--resamples 5: from 100 to 100000",
+    ),
+    "explain unknown": (["-m", "n2react.explain", "run", "--nosuch"], "unrecognized arguments"),
+    "n2react command": (["-m", "n2react.cli", "nosuch"], "argument COMMAND: invalid choice"),
+    "n2react predict": (
+        ["-m", "n2react.cli", "predict", "m", "x.csv", "--coverage", "abc"],
+        "argument --coverage: invalid float value: 'abc'",
+    ),
+    "benchmark at_least": (["benchmarks/repeated_cv.py", "--repeats", "0"], "0: at least 1"),
+    "benchmark positive": (["benchmarks/keras_speed.py", "--lr", "-1"], "-1: expected a number"),
+    "benchmark comma_list": (["benchmarks/paper_dnn_seeds.py", "--seeds", ","], "',': expected"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ARGUMENTS))
+def test_a_bad_argument_is_one_line(case: str, tmp_path: Path) -> None:
+    # argparse printed its usage lines (four for predict) before the error line
+    args, expected = BAD_ARGUMENTS[case]
+    args = [str(ROOT / a) if a.startswith("benchmarks/") else a for a in args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("n2react: error: ") and expected in done.stderr, done.stderr
+
+
+def test_every_command_line_parser_is_the_shared_one() -> None:
+    # a parser built with argparse.ArgumentParser prints usage lines before its error line
+    sources = [*(ROOT / "src").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    built = [p.name for p in sources if "argparse.ArgumentParser(" in p.read_text()]
+    assert built == [], built
+
+
+def test_help_is_argparse_own(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "-m", "predict", "--help"], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.startswith("usage: python -m predict [-h]")
+    assert "--coverage COVERAGE" in done.stdout and done.stderr == ""

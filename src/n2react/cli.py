@@ -11,10 +11,10 @@ Training stays ``python -m train`` (or ``n2react-train``): Hydra owns its comman
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
+
+from n2react.arguments import Parser
 
 
 def _predict(argv: list[str]) -> int:
@@ -35,46 +35,6 @@ def _compare(argv: list[str]) -> int:
     return main(argv, prog="n2react compare")
 
 
-def at_least(low: int) -> Callable[[str], int]:
-    """An argparse ``type``: a whole number of at least ``low``. A value below (``--runs 0``, which
-    ended in a traceback deep in a benchmark) is the parser's one usage error naming the option."""
-
-    def whole(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value}: at least {low}")
-        return value
-
-    return whole
-
-
-def positive(text: str) -> float:
-    """An argparse ``type``: a finite number above 0 (a learning rate, say)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text}: expected a number above 0")
-    return value
-
-
-def comma_list(item: Callable[[str], Any] = str) -> Callable[[str], list[Any]]:
-    """An argparse ``type``: a comma-separated list of at least one ``item`` (``--seeds ""``
-    ran nothing and printed NaN figures; ``--seeds a`` failed only after minutes of work)."""
-
-    def items(text: str) -> list[Any]:
-        parts = [p.strip() for p in text.split(",") if p.strip()]
-        if not parts:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list")
-        return [item(p) for p in parts]
-
-    return items
-
-
 #: subcommand -> (its entry point, one line of help)
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "predict": (_predict, "lg(k1) of new clusters from a trained model (python -m predict)"),
@@ -91,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="n2react",
         description=__doc__.split("\n")[0],
         epilog="training: python -m train [overrides] (or n2react-train); "

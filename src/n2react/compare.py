@@ -12,7 +12,6 @@ differ are refused: they were not cross-validated alike.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from n2react.arguments import Parser
 from n2react.bootstrap import (
     MIN_UNITS_FOR_VERDICT,
     RESAMPLES,
@@ -220,7 +220,7 @@ def _table(rows: list[Paired], name_a: str, name_b: str, what: str):  # noqa: AN
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m n2react.compare") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser = Parser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("run_a", help="run directory of python -m train, or an MLflow run id")
     parser.add_argument("run_b", help="the other run (same data, same outer folds)")
     parser.add_argument(

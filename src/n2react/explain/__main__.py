@@ -6,7 +6,6 @@ RUN is a run directory of `python -m train` or an MLflow parent run id. Writes P
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -15,9 +14,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain") -> int:
+    from n2react.arguments import Parser
     from n2react.tracking import DEFAULT_URI
 
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser = Parser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("run", help="run directory of python -m train, or an MLflow run id")
     parser.add_argument(
         "--tracking-uri", default=None, help=f"default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI}"

@@ -1,0 +1,59 @@
+"""The argument parsing every n2react command line and benchmark shares: :class:`Parser` (a bad
+argument is one error line) and the ``type`` checks :func:`at_least`, :func:`positive` and
+:func:`comma_list`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+
+class Parser(argparse.ArgumentParser):
+    """The argument parser of every n2react command and benchmark: a bad argument (``--coverage
+    abc``, a missing RUN, an option a ``type`` such as :func:`at_least` refuses, a check's
+    ``parser.error(...)``) is one error line and exit 2, not argparse's usage lines before it.
+    ``--help`` is argparse's own."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"n2react: error: {message}\n")
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least ``low``. A value below (``--runs 0``, which
+    ended in a traceback deep in a benchmark) is the parser's one usage error naming the option."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value}: at least {low}")
+        return value
+
+    return whole
+
+
+def positive(text: str) -> float:
+    """An argparse ``type``: a finite number above 0 (a learning rate, say)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text}: expected a number above 0")
+    return value
+
+
+def comma_list(item: Callable[[str], Any] = str) -> Callable[[str], list[Any]]:
+    """An argparse ``type``: a comma-separated list of at least one ``item`` (``--seeds ""``
+    ran nothing and printed NaN figures; ``--seeds a`` failed only after minutes of work)."""
+
+    def items(text: str) -> list[Any]:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list")
+        return [item(p) for p in parts]
+
+    return items
