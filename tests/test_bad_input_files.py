@@ -324,6 +324,23 @@ def test_a_crafted_pickle_never_runs_without_the_opt_in(
     assert not marker.exists()
 
 
+def test_trust_pickle_says_loaded_only_once_the_pickle_loaded(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # predict --trust-pickle warned "a pickle from an older run, loaded because of --trust-pickle"
+    # before the sha256 check ran: above the error refusing the very file (its hash differs)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    marker = tmp_path / "marker"
+    _plant(fake, "model.joblib", marker)
+    (fake / "model.joblib.sha256").write_text("0" * 64 + "\n")
+    out = cli(tmp_path, "predict", str(fake), str(shared_data / FEV), "-o", "p.csv",
+              "--trust-pickle")  # fmt: skip
+    assert_one_error(out, "model.joblib", "differs from the 000000000000")
+    assert "--trust-pickle" not in out.stderr and "WARNING" not in out.stderr, out.stderr
+    assert not marker.exists() and not (tmp_path / "p.csv").exists()
+
+
 def test_an_older_pickled_run_loads_with_the_opt_in(
     run15: Path, tmp_path: Path, shared_data: Path
 ) -> None:
@@ -344,7 +361,7 @@ def test_an_older_pickled_run_loads_with_the_opt_in(
     out = cli(tmp_path, "predict", str(old), str(shared_data / FEV), "-o", "p.csv",
               "--trust-pickle")  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "loaded because of --trust-pickle" in out.stderr
+    assert "its sha256 the one the run recorded, loaded because of --trust-pickle" in out.stderr
     # explain reads the same files: refused without the opt-in, explained with it
     out = cli(tmp_path, "n2react.explain", str(old), "--rows", "5", "--out", str(tmp_path / "ex"))
     assert_one_error(out, "model.joblib", "--trust-pickle")

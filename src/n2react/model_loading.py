@@ -49,14 +49,14 @@ def load_model(
     """Load the final model and, where available, the outer-fold models and the domain.
 
     Each file must match its recorded sha256; pickles (older runs) load only with
-    ``trust_pickle``, with a one-line hint when they do.
+    ``trust_pickle``, with a one-line warning once they did (their sha256 matched).
     """
     path = Path(ref)
     file = (runstore.model_path(path) if path.is_dir() else path) if path.exists() else None
-    if trust_pickle and file is not None and runstore.is_pickle(file):
-        log.warning("%s: a pickle from an older run, loaded because of --trust-pickle", file)
     with stderr_silenced():  # building a Keras network starts TensorFlow, which chatters
         loaded = _load_model(ref, tracking_uri, trust_pickle)
+    if trust_pickle and file is not None and runstore.is_pickle(file):  # said once it is true
+        log.warning(runstore.TRUSTED_PICKLE, file)
     saved = runstore.saved_by(loaded.model)
     if saved is not None and saved != __version__:  # None: saved before versions were recorded
         log.warning(

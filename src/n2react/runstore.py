@@ -82,6 +82,12 @@ TRUSTED_TYPES: list[str] = [
     "n2react.selectors.RFEVoteSelector",
 ]
 
+#: the warning once a pickle was loaded with ``--trust-pickle``: it said "loaded" before the
+#: sha256 check ran (and before a mismatch refused the file)
+TRUSTED_PICKLE = (
+    "%s: a pickle from an older run, its sha256 the one the run recorded, loaded because of "
+    "--trust-pickle"
+)
 TRUST_HINT = (
     "pass --trust-pickle to load it anyway if you trust whoever wrote the file "
     "(loading a pickle runs code it names)"
@@ -385,9 +391,10 @@ def load_mlflow_model(local: Path, recorded: str | None, trust_pickle: bool = Fa
     if not files:
         raise N2ReactError(f"{local}: no model file in the MLflow model")
     file = files[0]
-    if is_pickle(file) and trust_pickle:
-        log.warning("%s: a pickle from an older run, loaded because of --trust-pickle", file)
-    return load_model_file(file, trust_pickle=trust_pickle, expected=recorded or "")
+    model = load_model_file(file, trust_pickle=trust_pickle, expected=recorded or "")
+    if is_pickle(file) and trust_pickle:  # after its sha256 check and its loading, not before
+        log.warning(TRUSTED_PICKLE, file)
+    return model
 
 
 @contextmanager
