@@ -19,7 +19,7 @@ import pandas as pd
 
 
 def main(argv: list[str] | None = None) -> int:
-    from n2react.arguments import Parser
+    from n2react.arguments import Parser, non_negative
     from n2react.compose import compose_config
     from n2react.composition import METALS, parse_formula
     from n2react.data import load_dataset
@@ -27,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
-        "--tolerance", type=float, default=0.0, help="the domain's range_tolerance (default 0)"
+        "--tolerance",
+        type=non_negative,  # a bad one was refused as domain.range_tolerance, a key not typed
+        default=0.0,
+        help="the domain's range_tolerance (default 0)",
     )
     ap.add_argument("overrides", nargs="*", help="train overrides (default data=homonuclear_15)")
     args = ap.parse_args(argv)

@@ -98,6 +98,8 @@ def test_a_missing_data_file_is_one_line(tmp_path: Path) -> None:
         ("keras_speed.py", ["--units", "x"], "argument --units: 'x': expected a whole number"),
         ("keras_speed.py", ["--lr", "-1"], "argument --lr: -1: expected a number above 0"),
         ("keras_speed.py", ["--repeats", "0"], "argument --repeats: 0: at least 1"),
+        ("domain_lomo.py", ["--tolerance", "nan"], "argument --tolerance: nan: expected a finite"),
+        ("domain_lomo.py", ["--tolerance", "-1"], "argument --tolerance: -1: expected a finite"),
     ],
 )
 def test_a_count_below_its_least_is_refused_before_any_work(
@@ -106,7 +108,8 @@ def test_a_count_below_its_least_is_refused_before_any_work(
     """--runs 0 ended in statistics' "no median for empty data", --rows 0 in sklearn's "0
     sample(s)", --folds 1, --units 0, --lr -1, --repeats 0 and --epochs 0 in Keras' or sklearn's
     tracebacks (after the data was read), --top -2 listed nothing, --repeats 0 printed the
-    table's header first; importance_stability's train overrides with --run were ignored."""
+    table's header first; importance_stability's train overrides with --run were ignored;
+    domain_lomo's --tolerance nan was refused naming domain.range_tolerance, not the option."""
     out = bench(script, *args, cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1500:]
     assert f"error: {expected}" in out.stderr.splitlines()[-1], out.stderr

@@ -1,6 +1,6 @@
 """The argument parsing every n2react command line and benchmark shares: :class:`Parser` (a bad
-argument is one error line) and the ``type`` checks :func:`at_least`, :func:`positive` and
-:func:`comma_list`."""
+argument is one error line) and the ``type`` checks :func:`at_least`, :func:`positive`,
+:func:`non_negative` and :func:`comma_list`."""
 
 from __future__ import annotations
 
@@ -43,6 +43,17 @@ def positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text}: expected a number above 0")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """An argparse ``type``: a finite number, 0 or more (a tolerance, say)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text}: expected a finite number, 0 or more")
     return value
 
 
