@@ -48,6 +48,7 @@ from bench_lib.transfer_stats import (
 from bench_lib.transfer_stats import interval as interval
 
 from n2react.arguments import Parser, comma_list
+from n2react.metrics import figure
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -190,12 +191,11 @@ def _tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _ci(v: tuple[float, float, float], fmt: str = ".2f") -> str:
+    """A figure and its interval; an undefined one is ``-`` (:func:`n2react.metrics.figure`)."""
     value, lo, hi = v
-    if not np.isfinite(value):
-        return "n/a"
-    if not np.isfinite(lo):
-        return f"{value:{fmt}}"
-    return f"{value:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+    if not (np.isfinite(value) and np.isfinite(lo)):
+        return figure(value, fmt)
+    return f"{figure(value, fmt)} [{figure(lo, fmt)}, {figure(hi, fmt)}]"
 
 
 def _diff(p: tuple[float, ...]) -> str:

@@ -138,6 +138,16 @@ def test_an_empty_selection_is_refused_before_any_work(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_transfer_table_prints_an_undefined_figure_as_a_dash() -> None:
+    # an undefined figure (the r of constant predictions) printed "n/a"; defined ones unchanged
+    transfer = _module("transfer")
+    nan = float("nan")
+    assert transfer._ci((nan, nan, nan)) == "-"
+    assert transfer._ci((0.4567, nan, nan)) == "0.46"
+    assert transfer._ci((0.4567, 0.1234, 0.789)) == "0.46 [0.12, 0.79]"
+    assert transfer._ci((1.5, 1.0, 2.0), ".0f") == "2 [1, 2]"
+
+
 def test_transfer_reuse_reruns_a_row_whose_wall_time_is_damaged(tmp_path: Path) -> None:
     """--reuse read wall.json with json.loads: a row cut short before it (or a damaged file)
     ended the benchmark in a traceback; wall.json was written in place, not atomically."""

@@ -184,3 +184,33 @@ def test_eval_path_must_exist_and_be_labelled(make_cfg, tmp_path: Path, cut_file
     ):
         run(make_cfg(*over, f"eval.path={two}", "tracking=none"), tmp_path / "c")
     assert not (tmp_path / "c" / "oof_predictions.csv").exists()  # refused before training
+
+
+def test_an_undefined_transfer_r_prints_as_a_dash() -> None:
+    # the closing line formatted r with %.3f: "r nan" for constant predictions; the per-group
+    # table printed "n/a". Both print '-' through metrics.figure; defined figures as before
+    import io
+
+    from rich.console import Console
+
+    from n2react.terminal import group_table
+    from n2react.transfer import transfer_text
+
+    scores = {"transfer_r": 0.6171, "transfer_rmse": 1.0661, "transfer_mae": 0.9061}
+    line = transfer_text("fev.xlsx", 18, {**scores, "transfer_within": 4}, "3 outside")
+    assert line == (
+        "transfer (fev.xlsx, 18 clusters): r 0.617, RMSE 1.066, MAE 0.906, 4 within ±0.477; "
+        "3 outside"
+    )
+    line = transfer_text("fev.xlsx", 18, {**scores, "transfer_r": np.nan, "transfer_within": 4}, "")
+    assert "r -, RMSE 1.066" in line and "nan" not in line
+    groups = pd.DataFrame(
+        {"group": ["Co", "Rh", "Ni"], "n": [10, 2, 5], "r": [0.4567, 0.9, np.nan],
+         "rmse": [1.0, 1.1, 1.2], "mae": [0.8, 0.9, 1.0], "bias": [0.1, -0.1, 0.0],
+         "within": [5, 1, 2]}
+    )  # fmt: skip
+    out = io.StringIO()
+    Console(file=out, width=120).print(group_table(groups, "per group"))
+    rows = {ln.split("│")[1].strip(): ln.split("│")[3].strip() for ln in out.getvalue().splitlines()
+            if ln.count("│") > 3}  # fmt: skip
+    assert rows == {"Co": "0.457", "Rh": "-", "Ni": "-"}, out.getvalue()

@@ -249,7 +249,7 @@ def group_table(groups: pd.DataFrame, title: str) -> Table:
     for col in ("group", "n", "r", "RMSE", "MAE", "bias", "within ±0.477"):
         table.add_column(col, justify="left" if col == "group" else "right")
     for _, row in groups.iterrows():
-        r = "n/a" if row["n"] < 3 or not np.isfinite(row["r"]) else f"{row['r']:.3f}"
+        r = figure(row["r"] if row["n"] >= 3 else None)  # undefined: '-' (it printed n/a)
         table.add_row(
             str(row["group"]),
             f"{row['n']:.0f}",

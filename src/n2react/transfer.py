@@ -22,7 +22,7 @@ from n2react.domain import ApplicabilityDomain
 from n2react.errors import DataError
 from n2react.figures import domain_plot, parity_plot
 from n2react.inference import LoadedModel, prediction_table
-from n2react.metrics import pooled_metrics
+from n2react.metrics import figure, pooled_metrics
 from n2react.new_clusters import formula_ligands, read_new_clusters
 from n2react.provenance import used_lines
 from n2react.uncertainty_report import descriptor_flag, flag_split_text
@@ -94,17 +94,19 @@ def evaluate_transfer(
         )
         metrics.update(trust)
         files += more
-    log.info(
-        "transfer (%s, %d clusters): r %.3f, RMSE %.3f, MAE %.3f, %d within ±0.477%s",
-        Path(path).name,
-        len(y),
-        metrics["transfer_r"],
-        metrics["transfer_rmse"],
-        metrics["transfer_mae"],
-        metrics["transfer_within"],
-        f"; {summary}" if summary else "",
-    )
+    log.info("%s", transfer_text(Path(path).name, len(y), metrics, summary))
     return metrics, files
+
+
+def transfer_text(name: str, n: int, metrics: dict[str, float], summary: str | None) -> str:
+    """The closing line of the transfer scores; an undefined figure (the r of constant
+    predictions) prints ``-`` by :func:`n2react.metrics.figure`, not ``nan``."""
+    r, rmse, mae = (figure(metrics[f"transfer_{k}"]) for k in ("r", "rmse", "mae"))
+    within = int(metrics["transfer_within"])
+    return (
+        f"transfer ({name}, {n} clusters): r {r}, RMSE {rmse}, MAE {mae}, {within} within "
+        f"±0.477{f'; {summary}' if summary else ''}"
+    )
 
 
 def _use_held_out(
