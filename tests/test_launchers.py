@@ -190,6 +190,7 @@ def test_a_submission_sbatch_refuses_is_one_line(tmp_path: Path) -> None:
         (["model=keras_mlp,ridge", "device=cpu"], 0),  # it hides the GPUs: none asked
         (["model=ridge,svr"], 0),
         (["model=ridge,keras_mlp", "hydra.launcher.gpus_per_node=2"], 2),  # as given
+        (["model=ridge,keras_mlp", "hydra.launcher.gpus_per_node=0"], 0),
     ],
 )
 def test_the_slurm_array_asks_the_gpus_its_jobs_need(
@@ -199,8 +200,10 @@ def test_the_slurm_array_asks_the_gpus_its_jobs_need(
     keep = f'for a in "$@"; do [ -f "$a" ] && cp "$a" {script}; done\necho stop >&2\nexit 1'
     out = _train(tmp_path, *overrides, "hydra/launcher=slurm", env=_fake_slurm(tmp_path, keep))
     assert _one_error(out).endswith("none was submitted: stop")
-    asked = [ln for ln in script.read_text().splitlines() if "--gpus-per-node" in ln]
-    assert asked == [f"#SBATCH --gpus-per-node={gpus}"]
+    asked = [ln for ln in script.read_text().splitlines() if "gpu" in ln.lower()]
+    # none asked: no line (`--gpus-per-node=0` is a GRES request a cluster without GRES refuses)
+    assert asked == ([f"#SBATCH --gpus-per-node={gpus}"] if gpus else []), script.read_text()
+    assert "#SBATCH --cpus-per-task=4" in script.read_text().splitlines()  # the rest as before
 
 
 def test_every_launcher_extra_is_declared_and_the_readme_names_it() -> None:

@@ -6,7 +6,8 @@ QOS, time limit or GPU request the cluster does not have (the README's
 ``hydra.launcher.partition=gpu`` is an example, not every cluster's name). submitit raises its
 ``FailedJobError`` with sbatch's message from deep inside Hydra, a 40-line traceback; here the
 sweep ends with sbatch's own message in one line and exit status 2, having submitted nothing.
-It also asks each job's GPUs from the jobs themselves (see ``SlurmLauncher._gpus_per_node``).
+It also asks each job's GPUs from the jobs themselves (see ``SlurmLauncher._gpus_per_node``),
+and a CPU-only array asks none: no ``--gpus-per-node`` line rather than ``--gpus-per-node=0``.
 
 The plugin is an optional extra (``pip install -e ".[slurm]"``): without it this module defines
 no launcher, and ``python -m train`` says how to install it
@@ -52,7 +53,9 @@ if _SubmititSlurm is not None:
 
             from n2react.launchers import exit_with
 
-            self.params["gpus_per_node"] = self._gpus_per_node(job_overrides)
+            # none asked: no --gpus-per-node line at all (submitit leaves out a None), since
+            # `#SBATCH --gpus-per-node=0` is a GPU request a cluster without GRES may refuse
+            self.params["gpus_per_node"] = self._gpus_per_node(job_overrides) or None
             try:
                 return super().launch(job_overrides, initial_job_idx)
             except FailedJobError as exc:
