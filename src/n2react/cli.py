@@ -15,6 +15,9 @@ import sys
 from collections.abc import Callable
 
 from n2react.arguments import Parser
+from n2react.arguments import at_least as at_least  # their home before n2react.arguments
+from n2react.arguments import comma_list as comma_list
+from n2react.arguments import positive as positive
 
 
 def _predict(argv: list[str]) -> int:
