@@ -261,3 +261,38 @@ def test_a_grouped_search_whose_fold_pairs_leave_one_group_is_not_searched_again
         "nested_01_03",
     ]
     assert len(nested_searches(splits, groups)) == 6
+
+
+@pytest.mark.parametrize(
+    "over",
+    [("scaler=none",), ("scaler=standard", "selector=kbest")],
+    ids=["unscaled_ridge", "standard_kbest"],
+)
+def test_a_test_folds_descriptors_never_reach_its_model(
+    over: tuple[str, ...], make_cfg, tmp_path: Path
+) -> None:
+    # the lg(k1) check above cannot see a step that learns from descriptors only (an imputer or
+    # a scaler fitted on all rows before the folds): here fold 2's DESCRIPTORS are replaced, and
+    # the model that predicts fold 2 (trained on the other folds) must not move by a single bit
+    cfg = make_cfg("model=ridge", "search=grid", *TINY, *over)
+    plan = build_plan(cfg)
+    dataset = load_dataset(plan.data)
+    real = _outer_cv(cfg, tmp_path / "real")
+    test = real.folds[FOLD - 1].split.test
+    # a missing cell among fold 2's training rows, for an all-rows imputer to fill differently
+    assert dataset.X.iloc[real.folds[FOLD - 1].split.train].isna().any(axis=None)
+    X = dataset.X.copy()  # (as read: not what the run made of it)
+    rng = np.random.default_rng(0)
+    for c in X.columns:
+        lo, hi = np.nanmin(X[c]), np.nanmax(X[c])
+        X.iloc[test, X.columns.get_loc(c)] = rng.uniform(lo, hi, len(test))
+    splits = [f.split for f in real.folds]
+    other = cross_validate(plan, replace(dataset, X=X), tmp_path / "other", splits)
+    for a, b in zip(real.folds, other.folds, strict=True):
+        if a.split.fold == FOLD:
+            assert np.array_equal(a.y_pred_train, b.y_pred_train), (
+                f"outer fold {FOLD}'s model moved when only its test rows' descriptors changed"
+            )
+            assert a.best_params == b.best_params
+        else:  # the replaced rows trained these: the check can see a change
+            assert not np.array_equal(a.y_pred_train, b.y_pred_train)
