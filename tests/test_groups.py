@@ -147,6 +147,36 @@ def test_grouped_folds_keep_groups_whole_and_balanced() -> None:
     assert [set(groups[s.test]) for s in logo] == [{g} for g in "abcdef"]
 
 
+@pytest.mark.parametrize(
+    "splitter, grouped",
+    [
+        (KFoldSplitter(4, seed=0), False),
+        (KFoldSplitter(3, repeats=2, seed=0), False),
+        (KFoldSplitter(3, seed=1), True),  # balanced folds of whole groups
+        (KFoldSplitter(3, repeats=2, seed=1), True),
+        (KFoldSplitter(10), True),  # leave one group out
+    ],
+    ids=["kfold", "kfold_repeats", "group_folds", "group_folds_repeats", "leave_one_group_out"],
+)
+def test_every_split_partitions_the_rows_and_keeps_groups_apart(
+    splitter: KFoldSplitter, grouped: bool
+) -> None:
+    # every split's training and test rows are disjoint and together all the rows (a fit
+    # spy sees only what the splitter says, so it cannot tell a test row put into training);
+    # each repeat tests every row once; grouped, no group is on both sides
+    groups = np.array(["a"] * 25 + ["b"] * 17 + ["c"] * 10 + ["d"] * 3 + ["e"] * 1 + ["f"] * 1)
+    rows = np.arange(len(groups))
+    splits = splitter.split(len(groups), groups if grouped else None)
+    for s in splits:
+        assert not set(s.train.tolist()) & set(s.test.tolist()), s.fold
+        assert np.array_equal(np.sort(np.concatenate([s.train, s.test])), rows), s.fold
+        if grouped:
+            assert not set(groups[s.train]) & set(groups[s.test]), s.fold
+    for r in {s.repeat for s in splits}:
+        tested = np.concatenate([s.test for s in splits if s.repeat == r])
+        assert np.array_equal(np.sort(tested), rows)
+
+
 def test_grouped_run_logs_pooled_and_per_group_scores(
     make_cfg, tmp_path: Path, n2react_runs
 ) -> None:
