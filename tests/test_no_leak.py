@@ -296,3 +296,31 @@ def test_a_test_folds_descriptors_never_reach_its_model(
             assert a.best_params == b.best_params
         else:  # the replaced rows trained these: the check can see a change
             assert not np.array_equal(a.y_pred_train, b.y_pred_train)
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["rows", "family"])
+def test_the_fused_keras_folds_of_a_search_never_see_their_test_rows(
+    grouped: bool, make_cfg
+) -> None:
+    # a search's inner CV trains all Keras fold models in one call (cv._fused); the early
+    # stopping of each must come from its own training rows: with fold 2's lg(k1) replaced,
+    # fold 2's predictions stay the same to the bit (a validation carved from the test fold,
+    # or its targets in the target scaling, would move them)
+    from n2react.cv import fold_predictions
+    from n2react.splitters import KFoldSplitter
+
+    cfg = make_cfg(
+        "model=keras_mlp", "model.estimator.units=16", "model.estimator.max_epochs=30",
+        "model.estimator.patience=3", "device=cpu", "tracking=none",
+        *(("cv.groups=family",) if grouped else ()),
+    )  # fmt: skip
+    plan = build_plan(cfg)
+    dataset = plan.attach_groups(load_dataset(plan.data, plan.group_column))
+    splits = KFoldSplitter(3, seed=0, key="cv.inner_folds").split(dataset.n_rows, dataset.groups)
+    test = splits[FOLD - 1].test
+    preds = [
+        fold_predictions(lambda _s: plan.make_pipeline(), dataset.X, y, splits, dataset.groups)
+        for y in (dataset.y, _scrambled(dataset.y, test))
+    ]
+    for k, (a, b) in enumerate(zip(*preds, strict=True), start=1):
+        assert np.array_equal(a, b) is (k == FOLD), k
