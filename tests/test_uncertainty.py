@@ -402,3 +402,26 @@ def test_the_conformal_intervals_are_crepes_where_its_rank_is_exact() -> None:
                 assert np.all(ours[:, 1] - ours[:, 0] <= theirs[:, 1] - theirs[:, 0])
                 whole += 1
     assert checked >= 10 and whole >= 5
+
+
+def test_the_saved_calibration_widens_by_the_out_of_fold_residuals(
+    make_cfg, tmp_path: Path
+) -> None:
+    # predict's interval for a new cluster comes from the saved calibration: its residuals are
+    # the out-of-fold ones (each from a model that never trained on the cluster), so with no
+    # difficulty the half-width is the ceil(0.9 (n + 1))-th smallest |out-of-fold residual|,
+    # wider than any in-sample residual would make it
+    plan = build_plan(make_cfg("model=ridge", "cv.outer_folds=5", "tracking=none", "explain=false"))
+    result = cross_validate(plan, load_dataset(plan.data), tmp_path)
+    oof = result.oof_table()
+    residuals = (oof["y_true"] - oof["y_pred"]).to_numpy()
+    calib, _ = calibrate(result, UncertaintySpec())
+    np.testing.assert_array_equal(np.sort(calib.residuals), np.sort(residuals))
+    calib, _ = calibrate(result, UncertaintySpec(difficulty="none"))
+    band = calib.predict(result.dataset.X.iloc[:3], np.zeros(3), 0.9)
+    n = len(residuals)
+    q = np.sort(np.abs(residuals))[math.ceil(round(0.9 * (n + 1), 9)) - 1]
+    np.testing.assert_allclose(band["y_upper"], q, rtol=1e-12)
+    np.testing.assert_allclose(band["y_lower"], -q, rtol=1e-12)
+    train = result.train_table()
+    assert q > np.quantile(np.abs(train["y_true"] - train["y_pred"]), 0.9)
