@@ -23,6 +23,26 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Pat
     assert [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]
 
 
+def test_json_and_text_files_are_replaced_whole_not_rewritten_in_place(tmp_path: Path) -> None:
+    # write_json / write_text go through atomic_write: the new file is renamed over the old, so
+    # a reader that opened the old one (here: a second link to it) still reads it whole, never a
+    # half-rewritten file; an in-place write would change what that reader sees
+    for name, write, new in (
+        ("summary.json", runstore.write_json, {"pooled_test_r": 0.9}),
+        ("note.txt", runstore.write_text, "new\n"),
+    ):
+        target = tmp_path / name
+        target.write_text("old\n")
+        held = tmp_path / f"held-{name}"
+        held.hardlink_to(target)
+        write(target, new)
+        assert held.read_text() == "old\n", name
+        assert target.read_text() == (runstore.json_text(new) if name.endswith("json") else new)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "held-note.txt", "held-summary.json", "note.txt", "summary.json"
+    ]  # fmt: skip
+
+
 def test_an_unwritable_place_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     with pytest.raises(N2ReactError, match="p.json: cannot write"):
