@@ -414,3 +414,37 @@ def test_formula_like_and_huge_names_are_neutralised(tmp_path: Path, shared_data
     raw = pd.read_csv(tmp_path / "p.csv", dtype=str, keep_default_na=False)
     assert "'" + evil in set(raw["cluster"])
     assert not any(str(v).startswith(("=", "+", "@")) for v in raw.to_numpy().ravel())
+
+
+def test_a_crafted_pickle_in_an_mlflow_run_never_runs_without_the_opt_in(
+    make_cfg, tmp_path: Path
+) -> None:
+    # predict by MLflow run id reads the fold models from the run's artifacts: a fold model
+    # swapped there for a pickle (with a matching hash beside it) is refused unless
+    # --trust-pickle, as it is in a run folder, and never run
+    from mlflow.tracking import MlflowClient
+
+    from n2react.errors import N2ReactError
+    from n2react.inference import load_model
+    from n2react.run import run
+
+    cfg = make_cfg("data=homonuclear_15", "model=ridge", "cv.outer_folds=3", "explain=false")
+    run(cfg, tmp_path / "run")
+    uri = cfg.tracking.uri
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("n2react")
+    (parent,) = [
+        r for r in client.search_runs([exp.experiment_id])
+        if "mlflow.parentRunId" not in r.data.tags
+    ]  # fmt: skip
+    fold = Path(parent.info.artifact_uri.removeprefix("file://")) / "fold_models" / "fold_01"
+    assert (fold / "model.skops").is_file()
+    (fold / "model.skops").unlink()
+    (fold / "model.skops.sha256").unlink()
+    marker = tmp_path / "marker"
+    _plant(fold, "model.joblib", marker)
+    with pytest.raises(N2ReactError, match=r"model\.joblib.*--trust-pickle"):
+        load_model(parent.info.run_id, uri)
+    assert not marker.exists()
+    load_model(parent.info.run_id, uri, trust_pickle=True)  # the opt-in: it is read (and ran)
+    assert marker.read_text() == "ran"
