@@ -353,3 +353,42 @@ def test_the_interval_cells_stay_on_one_line_on_80_columns() -> None:
     for row in rows:
         if not row.split("│")[1].strip():
             assert not any(c.strip() for c in row.split("│")[2:7])
+
+
+@pytest.mark.slow
+def test_trust_pickle_warning_of_an_mlflow_model_is_shown(
+    tmp_path: Path, shared_data: Path, n2react_runs
+) -> None:
+    # the warning of an older run's pickle read from MLflow was logged inside the block that
+    # points fd 2 at /dev/null (TensorFlow's chatter): predict --trust-pickle said nothing
+    import hashlib
+    import pickle
+    from urllib.parse import urlparse
+
+    from mlflow.tracking import MlflowClient
+
+    from n2react.runstore import load_model_file
+
+    cmd = [sys.executable, "-m", "train", "data=homonuclear_15", "model=ridge",
+           "cv.outer_folds=3", "explain=false", "progress=false",
+           f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (parent,), _ = n2react_runs(tmp_path)
+    run_id = parent.info.run_id
+    model_dir = Path(urlparse(parent.info.artifact_uri).path) / "model"
+    skops = model_dir / "model.skops"
+    old = model_dir / "model.pkl"  # the MLflow model of a run saved before skops
+    old.write_bytes(pickle.dumps(load_model_file(skops, expected=parent.data.tags["model_sha256"])))
+    skops.unlink()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).set_tag(run_id, "model_sha256", hashlib.sha256(old.read_bytes()).hexdigest())
+    new = shared_data / "heteronuclear-FeV-18-15features.xlsx"
+    for ref in (run_id, f"runs:/{run_id}/model"):
+        cmd = [sys.executable, "-m", "predict", ref, str(new), "-o", "p.csv", "--force",
+               "--tracking-uri", uri, "--trust-pickle"]  # fmt: skip
+        res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        warn = [ln for ln in res.stderr.splitlines() if "loaded because of --trust-pickle" in ln]
+        assert len(warn) == 1, res.stderr[-2000:]
+        assert f"runs:/{run_id}/model: a pickle from an older run" in warn[0]  # not a tmp path

@@ -41,6 +41,8 @@ class LoadedModel:
     domain: Any = None
     #: the run's interval calibration (:class:`n2react.uncertainty.Calibration`; None: none)
     uncertainty: Any = None
+    #: the final model was an older run's pickle (loaded because of ``trust_pickle``)
+    pickled: bool = False
 
 
 def load_model(
@@ -51,12 +53,10 @@ def load_model(
     Each file must match its recorded sha256; pickles (older runs) load only with
     ``trust_pickle``, with a one-line warning once they did (their sha256 matched).
     """
-    path = Path(ref)
-    file = (runstore.model_path(path) if path.is_dir() else path) if path.exists() else None
     with stderr_silenced():  # building a Keras network starts TensorFlow, which chatters
         loaded = _load_model(ref, tracking_uri, trust_pickle)
-    if trust_pickle and file is not None and runstore.is_pickle(file):  # said once it is true
-        log.warning(runstore.TRUSTED_PICKLE, file)
+    if loaded.pickled:  # said once it is true, and after the block (fd 2 is /dev/null in it)
+        log.warning(runstore.TRUSTED_PICKLE, loaded.source)
     saved = runstore.saved_by(loaded.model)
     if saved is not None and saved != __version__:  # None: saved before versions were recorded
         log.warning(
@@ -84,7 +84,7 @@ def _load_run_dir(path: Path, trust_pickle: bool) -> LoadedModel:
     )
     calib_file = run_dir / runstore.UNCERTAINTY_FILE
     calib = load_calibration(calib_file) if calib_file.exists() else None
-    return LoadedModel(model, folds, str(file), domain, calib)
+    return LoadedModel(model, folds, str(file), domain, calib, runstore.is_pickle(file))
 
 
 def _load_model(ref: str, tracking_uri: str | None, trust_pickle: bool) -> LoadedModel:
@@ -125,9 +125,9 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
         if tags.get("model_uri") == ref:  # the run's own final model: read as the run is
             return _read_mlflow(reader, str(run_id), tmp, trust_pickle)
         local = reader.download_uri(ref, tmp)
-        return LoadedModel(
-            runstore.load_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle), [], ref
-        )
+        model = runstore.load_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle)
+        pickled = runstore.is_pickle(runstore.mlflow_model_file(local))
+        return LoadedModel(model, [], ref, pickled=pickled)
     info = reader.run(ref)
     if why := info.fold_run_problem():
         raise N2ReactError(why)
@@ -137,6 +137,7 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
         raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")
     local = reader.download_uri(model_uri, tmp)
     model = runstore.load_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle)
+    pickled = runstore.is_pickle(runstore.mlflow_model_file(local))
     folds = []
     for entry in reader.list_artifacts(ref, "fold_models"):
         p = runstore.model_path(reader.download(ref, entry, tmp))
@@ -150,4 +151,4 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
     calib_path = f"uncertainty/{runstore.UNCERTAINTY_FILE}"
     if calib_path in reader.list_artifacts(ref, "uncertainty"):
         calib = load_calibration(reader.download(ref, calib_path, tmp))
-    return LoadedModel(model, folds, model_uri, domain, calib)
+    return LoadedModel(model, folds, model_uri, domain, calib, pickled)

@@ -382,19 +382,25 @@ def _load_skops(path: Path, trust_all: bool) -> Any:
         raise N2ReactError(f"{path}: not a readable model file ({first_line(exc, 200)})") from exc
 
 
+def mlflow_model_file(local: Path) -> Path:
+    """The model file of the downloaded MLflow model folder ``local`` (skops, or an older
+    run's pickle)."""
+    files = sorted(Path(local).glob("*.skops")) + sorted(Path(local).glob("*.pkl"))
+    if not files:
+        raise N2ReactError(f"{local}: no model file in the MLflow model")
+    return files[0]
+
+
 def load_mlflow_model(local: Path, recorded: str | None, trust_pickle: bool = False) -> Any:
     """The sklearn-flavour model in the downloaded MLflow model folder ``local``: its skops file
     checked against ``recorded`` (the run's tag ``model_sha256``) and loaded with
     :data:`TRUSTED_TYPES`, never through MLflow's loader (which trusts the types the model's own
-    MLmodel file lists); a pickle (older runs) only with ``trust_pickle``."""
-    files = sorted(Path(local).glob("*.skops")) + sorted(Path(local).glob("*.pkl"))
-    if not files:
-        raise N2ReactError(f"{local}: no model file in the MLflow model")
-    file = files[0]
-    model = load_model_file(file, trust_pickle=trust_pickle, expected=recorded or "")
-    if is_pickle(file) and trust_pickle:  # after its sha256 check and its loading, not before
-        log.warning(TRUSTED_PICKLE, file)
-    return model
+    MLmodel file lists); a pickle (older runs) only with ``trust_pickle``.
+
+    Says nothing of a pickle it loaded: callers load inside ``stderr_silenced()``, where a log
+    line is lost, so they write :data:`TRUSTED_PICKLE` after that block."""
+    file = mlflow_model_file(local)
+    return load_model_file(file, trust_pickle=trust_pickle, expected=recorded or "")
 
 
 @contextmanager

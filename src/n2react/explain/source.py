@@ -9,6 +9,7 @@ model under its tag ``model_uri``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from n2react.data import Dataset, load_dataset
 from n2react.errors import N2ReactError, first_line
 from n2react.jobs import TAG_SWEEP, sweep_job
 from n2react.tracking import RUN_ID, TAG_MODEL_SHA, short_id_note
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -133,6 +136,8 @@ def load_run_dir(
         file = runstore.model_path(d)
         final = runstore.load_model_file(file, trust_pickle=trust_pickle) if file else None
         folds = _fold_models(d, trust_pickle)
+    if final is not None and file is not None and runstore.is_pickle(file):  # fd 2 back
+        log.warning(runstore.TRUSTED_PICKLE, file)
     ds = dataset if dataset is not None else _reload(cfg)
     job = sweep_job(d)
     return RunData(str(d), cfg, ds, oof, final, folds, job.name if job is not None else None)
@@ -192,6 +197,8 @@ def load_mlflow_run(
             local = reader.download_uri(uri, dest)  # beside the other artifacts, not in /tmp
             recorded = run.tags.get(TAG_MODEL_SHA)
             final = runstore.load_mlflow_model(local, recorded, trust_pickle)
+    if final is not None and runstore.is_pickle(runstore.mlflow_model_file(local)):  # fd 2 back
+        log.warning(runstore.TRUSTED_PICKLE, uri)
     ds = dataset if dataset is not None else _reload(cfg)
     label = run.name if TAG_SWEEP in run.tags and run.name else None  # the job's name
     return RunData(f"MLflow run {run_id}", cfg, ds, oof, final, folds, label)
