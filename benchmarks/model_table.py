@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from n2react.arguments import Parser, comma_list
+from n2react.arguments import Parser, comma_list, selection_text
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -147,10 +147,16 @@ def write_readme(lines: dict[str, str], readme: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default=None, help="run rows whose label contains this text")
+    ap.add_argument(
+        "--only", type=selection_text, default=None, help="run rows whose label contains this text"
+    )
     ap.add_argument("--skip-slow", action="store_true", help="skip the pairwise rows")
     ap.add_argument(
-        "--exclude", action="append", default=[], help="skip rows whose label contains this text"
+        "--exclude",
+        type=selection_text,
+        action="append",
+        default=[],
+        help="skip rows whose label contains this text",
     )
     ap.add_argument(
         "--protocols",

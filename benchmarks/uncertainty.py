@@ -32,7 +32,7 @@ import pandas as pd
 def main(argv: list[str] | None = None) -> int:
     from transfer import fev_file
 
-    from n2react.arguments import Parser
+    from n2react.arguments import Parser, comma_list
     from n2react.compose import compose_config
     from n2react.composition import DEFAULT_LIGANDS
     from n2react.cv import fit_model
@@ -52,16 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     ap = Parser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--protocols", default="none,family,metal", help="comma list of cv.groups")
+    ap.add_argument(
+        "--protocols",
+        type=comma_list(),
+        default="none,family,metal",
+        help="comma list of cv.groups",
+    )
     ap.add_argument(
         "--difficulties",
+        type=comma_list(),
         default=",".join(DIFFICULTIES),
         help=f"comma list of {', '.join(DIFFICULTIES)}",
     )
     ap.add_argument("--eval", default=None, help="labelled file (default: $N2_DATA_DIR's FeV file)")
     ap.add_argument("overrides", nargs="*", help="train overrides, e.g. uncertainty.k=7")
     args = ap.parse_intermixed_args(argv)
-    bad = [d for d in args.difficulties.split(",") if d not in DIFFICULTIES]
+    bad = [d for d in args.difficulties if d not in DIFFICULTIES]
     if bad:
         ap.error(f"unknown difficulty {', '.join(bad)}; expected {', '.join(DIFFICULTIES)}")
     protocols, difficulties, argv = args.protocols, args.difficulties, args.overrides
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--eval {eval_file}: no such file")
     logging.basicConfig(level=logging.ERROR)
     rows, heading = [], ""
-    for groups in protocols.split(","):
+    for groups in protocols:
         over = ["data=homonuclear_15", "model=extra_trees", *argv, f"cv.groups={groups}"]
         cfg = compose_config(over)
         plan = build_plan(cfg)
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             domain = ApplicabilityDomain(ligands=ligands).fit(ds.X, ds.clusters)
             folds = [f.model for f in result.folds]
             X, clusters, y = read_new_clusters(eval_file, [str(c) for c in ds.X.columns])
-            for kind in difficulties.split(","):
+            for kind in difficulties:
                 spec = replace(spec0, difficulty=kind, expected_error="same", calibration_path=None)
                 calib, held, _, _ = evaluate_run(
                     result, spec, ligands, Path(tmp), "", groups,

@@ -123,6 +123,10 @@ def test_a_count_below_its_least_is_refused_before_any_work(
         ("calibration_reach.py", ["--protocols", ""], "argument --protocols: '': expected a comma"),
         ("transfer.py", ["--configs", ","], "argument --configs: ',': expected a comma-separated"),
         ("model_table.py", ["--only", "no such row"], "no row of the table is left by --only"),
+        ("model_table.py", ["--only", ""], "argument --only: '': empty, it would match every"),
+        ("model_table.py", ["--exclude", " "], "argument --exclude: ' ': empty, it would match"),
+        ("uncertainty.py", ["--protocols", ""], "argument --protocols: '': expected a comma-sep"),
+        ("uncertainty.py", ["--difficulties", ","], "argument --difficulties: ',': expected a"),
         ("calibration_choice.py", ["--reuse", "gone"], "--reuse gone: no such folder"),
     ],
 )
@@ -131,7 +135,8 @@ def test_an_empty_selection_is_refused_before_any_work(
 ) -> None:
     """--seeds , printed NaN figures with exit 0 (--seeds 1,a failed after the trees' fit);
     --protocols "" and --only matching no row ran nothing and exited 0; --reuse of a folder that
-    is not there trained the six runs into it."""
+    is not there trained the six runs into it; model_table's --only "" (in every label) started
+    the whole table, hours; uncertainty.py's --protocols "" trained with cv.groups empty."""
     out = bench(script, *args, cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1500:]
     assert f"error: {expected}" in out.stderr.splitlines()[-1], out.stderr

@@ -1,6 +1,6 @@
 """The argument parsing every n2react command line and benchmark shares: :class:`Parser` (a bad
 argument is one error line) and the ``type`` checks :func:`at_least`, :func:`positive`,
-:func:`non_negative` and :func:`comma_list`."""
+:func:`non_negative`, :func:`comma_list` and :func:`selection_text`."""
 
 from __future__ import annotations
 
@@ -68,3 +68,12 @@ def comma_list(item: Callable[[str], Any] = str) -> Callable[[str], list[Any]]:
         return [item(p) for p in parts]
 
     return items
+
+
+def selection_text(text: str) -> str:
+    """An argparse ``type``: the text a selection option (``--only``, ``--exclude``) looks for in
+    the rows' labels; an empty (or blank) one is refused, being part of every label
+    (``--only ""`` started the whole table, hours of work)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: empty, it would match every row")
+    return text
