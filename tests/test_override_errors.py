@@ -127,6 +127,43 @@ def test_a_flag_between_overrides_is_one_line(
     assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("+seed=3",), ("+seed=3: seed is already in the config (+ adds a new key)", "seed=3")),
+        (("~seed=4",), ("~seed=4: seed is 42, not 4", 'to delete it: "~seed"')),
+        (("~nosuch",), ("~nosuch: nothing to delete (no such key, or its value is null)",)),
+    ],
+    ids=["+ a key there is", "~ another value", "~ no such key"],
+)
+def test_adding_a_key_there_is_or_deleting_one_there_is_not_is_one_line(
+    args: tuple[str, ...], expected: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Hydra's 'Could not append to config...' (three lines) or 'Could not delete...', its
+    HYDRA_FULL_ERROR hint, exit 1."""
+    out = train(tmp_path, *QUICK, *args)
+    assert_only_line(out, *expected)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--foo", "model=ridge"), "--foo: no such flag (python -m train --help lists them"),
+        (("--cgf", "job"), "--cgf: no such flag; did you mean --cfg?"),
+        (("--cfg", "job", "-m"), "-m and --cfg: one of --run, -m, --cfg, --info,"),
+    ],
+    ids=["unknown", "misspelled", "two modes"],
+)
+def test_an_unknown_flag_is_one_line(args: tuple[str, ...], expected: str, tmp_path: Path) -> None:
+    """argparse printed Hydra's usage (eight lines) and 'unrecognized arguments'; two of Hydra's
+    modes were a ValueError traceback."""
+    cmd = [sys.executable, "-m", "train", *args]
+    out = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert_only_line(out, expected)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("argv", ["-m model=ridge,svr seed=1", "model=ridge seed=1 -m", "--help"])
 def test_flags_before_or_after_all_overrides_pass(argv: str) -> None:
     from n2react.override_errors import flag_problem

@@ -3,9 +3,12 @@
 - an override Hydra cannot parse (``data.target_column=lg(k1)``: the shell took the quotes),
 - a key the config does not have (``cv.outer_fold=3``),
 - a comma value outside a sweep (``data.target_column=a,b``),
-- a flag between overrides (``model=ridge -m cv.outer_folds=3``: argparse's usage dump).
+- ``+key=v`` for a key the config has (``+seed=3``), ``~key=v`` whose value differs
+  (``~seed=4``), ``~key`` for a key it has not,
+- a flag between overrides (``model=ridge -m cv.outer_folds=3``: argparse's usage dump), and an
+  unknown flag (``--foo``: the same dump).
 
-The first three are Hydra's own exceptions, met only where Hydra composes the config:
+The first five are Hydra's own exceptions, met only where Hydra composes the config:
 :func:`report_in_one_line` has Hydra's reporter turn them into the CLI's one line there, so a
 command without them costs nothing more. :func:`flag_problem` is checked before Hydra runs.
 """
@@ -24,6 +27,9 @@ from n2react.credentials import redact
 log = logging.getLogger(__name__)
 
 _MULTIRUN = ("-m", "--multirun")
+#: Hydra's modes, one per command: the flag and its argparse name
+_MODES = {"--run": "run", "-m": "multirun", "--cfg": "cfg", "--info": "info",
+          "--shell-completion": "shell-completion"}  # fmt: skip
 _GROUPING = set("()[]{},")  # what Hydra's grammar reads in a value (a call, a list, a sweep)
 
 
@@ -101,9 +107,36 @@ def _key_problem(exc: Any, key: str, append: str) -> str | None:
     return f"{key}: no such key ({'; '.join(parts)})"
 
 
+def _add_delete_problem(message: str) -> str | None:
+    """``+seed=3`` (a key the config has), ``~seed=4`` (its value is not 4), ``~nosuch``: Hydra's
+    two or three lines, in one; None for another message."""
+    if found := re.match(
+        r"Could not append to config\. An item is already at '(.+)'\.\nEither remove \+ prefix: "
+        r"'(.+)'\n",
+        message,
+    ):
+        key, override = found[1], found[2]
+        return (
+            f"+{override}: {key} is already in the config (+ adds a new key); to set it: "
+            f"{shell_word(override)}"
+        )
+    if found := re.fullmatch(
+        r"Could not delete from config\. The value of '(.+?)' is (.*) and not (.*)\.", message
+    ):
+        key, value, given = found[1], found[2], found[3]
+        return (
+            f"~{key}={given}: {key} is {value}, not {given} (~key=value deletes a key of that "
+            f"value only); to delete it: {shell_word('~' + key)}"
+        )
+    if found := re.fullmatch(r"Could not delete from config\. '(.+)' does not exist\.", message):
+        return f"~{found[1]}: nothing to delete (no such key, or its value is null)"
+    return None
+
+
 def hydra_problem(exc: BaseException) -> str | None:
     """One line for an override Hydra refused (unparsable, an unknown key, a comma value outside
-    a sweep); None for any other error (Hydra reports it as it does)."""
+    a sweep, ``+`` for a key there is, ``~`` for one there is not or of another value); None
+    for any other error (Hydra reports it as it does)."""
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
     try:
@@ -114,6 +147,8 @@ def hydra_problem(exc: BaseException) -> str | None:
         message = str(exc)
         if found := re.match(r"Ambiguous value for argument '(.+)'\n", message):
             return redact(_ambiguous_problem(found[1]))
+        if line := _add_delete_problem(message):
+            return redact(line)
         found = re.match(
             r"Could not override '(.+)'\.\nTo append to your config use (\S+)", message
         )
@@ -157,18 +192,36 @@ def report_in_one_line(exit_with: Callable[[str], Any]) -> None:
     hydra_utils.run_and_report = run_and_report
 
 
+def _unknown_flag(flag: str, parser: Any) -> str:
+    """``--foo``: one line naming it (and the nearest flag there is) instead of the usage."""
+    import difflib
+
+    name = flag.partition("=")[0]
+    known = {o.lstrip("-"): o for action in parser._actions for o in action.option_strings}
+    line = f"{name}: no such flag"
+    for near in difflib.get_close_matches(name.lstrip("-"), list(known), n=1):  # cgf: cfg
+        line += f"; did you mean {known[near]}?"
+    return f"{line} (python -m train --help lists them; overrides are key=value)"
+
+
 def flag_problem(argv: Sequence[str]) -> str | None:
-    """A flag between overrides (``model=ridge -m cv.outer_folds=3``), which Hydra's argparse
-    refuses with its usage: one line saying where it goes; None otherwise (another unknown
-    argument included: argparse names it)."""
+    """A flag between overrides (``model=ridge -m cv.outer_folds=3``) or a flag Hydra does not
+    have (``--foo``), which Hydra's argparse refuses with its usage: one line saying where it
+    goes, or that there is no such flag; None otherwise."""
     from hydra._internal.utils import get_args_parser
 
     argv = list(argv)
+    parser = get_args_parser()
     try:
-        args, extra = get_args_parser().parse_known_args(argv)
+        args, extra = parser.parse_known_args(argv)
     except SystemExit:  # a bad flag value: argparse's own line
         return None
-    if not extra or any(a.startswith("-") for a in extra):
+    if unknown := [a for a in extra if a.startswith("-")]:
+        return redact(_unknown_flag(unknown[0], parser))
+    modes = [f for f, on in _MODES.items() if getattr(args, on.replace("-", "_"), None)]
+    if len(modes) > 1:  # Hydra's ValueError traceback
+        return f"{' and '.join(modes)}: one of {', '.join(_MODES)} at a time"
+    if not extra:
         return None
     start = len(argv) - argv[::-1].index(extra[0]) - 1 if extra[0] in argv else len(argv)
     flags = [a for a in argv[:start] if a.startswith("-")]
