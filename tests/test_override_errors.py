@@ -102,7 +102,25 @@ def test_an_unknown_key_is_one_line(
     out = train(tmp_path, *args, *QUICK)
     assert_only_line(out, *expected)
     assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "multi").exists()  # the sweep's: it left multi/multirun.yaml
     assert mlflow_runs(tmp_path / "mlflow.db") == []
+
+
+def test_a_refused_sweep_leaves_nothing(tmp_path: Path) -> None:
+    """A sweep no job's config composes for left <sweep dir>/multirun.yaml and the folders
+    Hydra made for it; a folder that was there stays, with what it held."""
+    cmd = [sys.executable, "-m", "train", "-m", "cv.outer_fold=3,4", *QUICK]
+    out = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert_only_line(out, "cv.outer_fold: no such key")
+    assert not (tmp_path / "multirun").exists()  # multirun/<date>/<time>_<id>/ by default
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine\n")
+    out = subprocess.run([*cmd, f"hydra.sweep.dir={kept}"], cwd=tmp_path, env=_env(),
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert_only_line(out, "cv.outer_fold: no such key")
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+    assert (kept / "notes.txt").read_text() == "mine\n"
 
 
 @pytest.mark.parametrize(

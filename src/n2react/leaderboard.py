@@ -276,9 +276,11 @@ class Leaderboard(Callback):
         """Refuse a sweep it cannot rank (one over ``optimized_metric``), before any job; note
         the sweep's folder and tracking settings (:attr:`started`)."""
         from n2react.launchers import exit_with
+        from n2react.override_errors import sweep_starting
 
         if problem := swept_ranking_problem(config):
             exit_with(problem)
+        sweep_starting(Path(str(config.hydra.sweep.dir)))  # what a refused sweep may remove
         node = config.get("tracking")
         tracking = None if node is None else OmegaConf.to_container(node, resolve=True)
         # (the folder's ${now:} and ${n2react_uid:} are cached: the launcher's own)

@@ -20,6 +20,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from n2react.credentials import redact
@@ -160,6 +161,51 @@ def hydra_problem(exc: BaseException) -> str | None:
     return None
 
 
+#: the sweep this command starts, as its folder was before: (the sweep folder, the first folder
+#: of its path the sweep makes (None: none), the names that were in the sweep folder)
+_sweep: tuple[Path, Path | None, set[str]] | None = None
+
+
+def sweep_starting(sweep_dir: Path) -> None:
+    """Note the folder of the sweep about to start (called as the multirun starts, before Hydra
+    makes the folder and writes its ``multirun.yaml``): what :func:`remove_refused_sweep` may
+    remove is what was not there."""
+    global _sweep
+    sweep_dir = Path(sweep_dir).absolute()
+    first = None
+    for folder in [sweep_dir, *sweep_dir.parents]:
+        if folder.exists():
+            break
+        first = folder
+    names = set(os.listdir(sweep_dir)) if first is None and sweep_dir.is_dir() else set()
+    _sweep = (sweep_dir, first, names)
+
+
+def remove_refused_sweep() -> None:
+    """A sweep refused before any job ran (an override no job's config takes): remove the
+    ``multirun.yaml`` Hydra wrote and the folders it made for it, unless that file was there
+    before or something else was written beside it (a job's folder: a job ran)."""
+    from n2react.sweep_plan import MULTIRUN_FILE  # the sweep's config, written before any job
+
+    if _sweep is None:
+        return
+    sweep_dir, first, before = _sweep
+    try:
+        new = set(os.listdir(sweep_dir)) - before
+    except OSError:  # not made
+        return
+    if new != {MULTIRUN_FILE}:
+        return
+    try:
+        (sweep_dir / MULTIRUN_FILE).unlink()
+        folder = sweep_dir
+        while first is not None and folder != first.parent:  # the folders made for it, if empty
+            folder.rmdir()
+            folder = folder.parent
+    except OSError as exc:
+        log.debug("%s: not removed (%s)", sweep_dir, exc)
+
+
 def report_in_one_line(exit_with: Callable[[str], Any]) -> None:
     """Have Hydra's reporter (``run_and_report``, around its composition and run) end with
     ``exit_with(line)`` on an error :func:`hydra_problem` puts in one line. Nothing changes with
@@ -182,6 +228,7 @@ def report_in_one_line(exit_with: Callable[[str], Any]) -> None:
                 return func()
             except Exception as exc:
                 line = hydra_problem(exc)
+                remove_refused_sweep()  # a sweep refused before its first job leaves nothing
                 if line is None:
                     raise
                 exit_with(line)
