@@ -187,6 +187,32 @@ def test_sweep_with_a_failing_job_still_ranks_the_others(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
+def test_a_job_whose_explain_failed_is_ranked_and_noted(tmp_path: Path) -> None:
+    """An explain failure is a warning and an MLflow tag, the run FINISHED: in a sweep the job
+    counted as done and neither the closing table nor the leaderboard said so."""
+    sweep = tmp_path / "multi"
+    (sweep / "1_ridge").mkdir(parents=True)
+    (sweep / "1_ridge" / "explain").write_text("not a folder\n")  # job 1's explain fails
+    out = _train(
+        tmp_path, "model=ridge", "cv.outer_folds=3", "final_model=false", "progress=false",
+        "tracking=none", "seed=1,2", f"hydra.sweep.dir={sweep}", "-m",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    said = out.stdout + out.stderr  # (Hydra's log lines go to stdout)
+    board = pd.read_csv(sweep / "leaderboard.csv")
+    assert list(board["status"]) == ["done", "done"] and board["mean_test_rmse"].notna().all()
+    assert list(board.columns[-5:]) == ["status", "error", "run_id", "overrides", "dir"]
+    errors = dict(zip(board["job"], board["error"].fillna(""), strict=True))
+    assert errors[0] == "" and errors[1].startswith("explain failed: ")
+    assert "cannot create the folder" in errors[1]
+    assert "explain failed: " in (sweep / "leaderboard.md").read_text()
+    table_end = said.index("leaderboard written to")
+    (line,) = [ln for ln in said[:table_end].splitlines() if "job 1: explain failed: " in ln]
+    assert f"python -m n2react.explain {sweep / '1_ridge'}" in line
+    assert "job 0:" not in said
+
+
+@pytest.mark.slow
 def test_a_sweep_whose_jobs_all_fail_says_so(tmp_path: Path) -> None:
     # it said "2 of 2 jobs failed (job 0, 1); the others are ranked in ..."
     sweep = tmp_path / "multi"

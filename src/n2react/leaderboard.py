@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 TAG_RANK = "leaderboard_rank"
 FAILED_FILE = "job_failed.json"
+#: a run whose explain failed (its scores stand): the error, noted in its leaderboard row
+EXPLAIN_FAILED_FILE = "explain_failed.json"
 #: the status of a job the sweep planned but never started (stopped before it): no scores
 NOT_RUN = "not run"
 FILES = ("leaderboard.csv", "leaderboard.md")
@@ -59,8 +61,8 @@ FILES = ("leaderboard.csv", "leaderboard.md")
 SweepAxes = tuple[dict[str, Any] | None, list[str]]
 
 
-def _failure(job_dir: Path) -> str:
-    f = job_dir / FAILED_FILE
+def _failure(job_dir: Path, name: str = FAILED_FILE) -> str:
+    f = job_dir / name
     if not f.is_file():
         return ""
     try:
@@ -97,6 +99,8 @@ def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame
         metrics = {k: math.nan if v is None else v for k, v in metrics.items()}  # null: NaN
         error = _failure(job_dir)
         status = "failed" if error else "done" if metrics else "unfinished"
+        if status == "done" and (why := _failure(job_dir, EXPLAIN_FAILED_FILE)):
+            error = f"explain failed: {why}"  # done and ranked: its scores stand
         rows.append(
             {
                 "job": int(job_num) if job_num is not None else -1,
@@ -322,6 +326,10 @@ class Leaderboard(Callback):
         board, files, title, settings = done
         metric = str(config.get("optimized_metric", "mean_test_rmse"))
         show(leaderboard_table(board, [metric, *self.metrics], title), width=150)
+        noted = board[(board["status"] == "done") & (board["error"].fillna("") != "")]
+        for _, row in noted.iterrows():  # its explain failed
+            log.warning("job %s: %s (ranked: its scores stand; draw the figures with: python -m "
+                        "n2react.explain %s)", row["job"], row["error"], row["dir"])  # fmt: skip
         log.info("leaderboard written to %s", files[0])
         kinds = protocols(settings, board.loc[board["status"] == "done", "dir"].astype(str))
         if len(kinds) > 1:  # e.g. experiment=paper_pairwise: a pair split beside nested CV

@@ -7,6 +7,7 @@ The run folder and the MLflow run are prepared by :mod:`n2react.run_setup`.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from n2react.errors import Interrupted, N2ReactError, first_line, storage_proble
 from n2react.figures import data_title, parity_plot
 from n2react.final_model import save_and_score
 from n2react.jobs import JobInfo
-from n2react.leaderboard import refresh_after_resume
+from n2react.leaderboard import EXPLAIN_FAILED_FILE, refresh_after_resume
 from n2react.metrics import figure
 from n2react.new_clusters import keep_ligands
 from n2react.pairsplit import pair_split
@@ -339,6 +340,7 @@ def _explain(
     fold_models = {f.split.fold: f.model for f in result.folds if f.model is not None}
     oof = result.oof_table()
     data = RunData(str(run_dir), plan.config, result.dataset, oof, final, fold_models)
+    note = run_dir / EXPLAIN_FAILED_FILE  # what a sweep's leaderboard shows of it
     try:
         for p in explain(data, run_dir / "explain", title=title):
             tracker.log_artifact(p, "explain")
@@ -347,7 +349,9 @@ def _explain(
         why = str(exc) if isinstance(exc, N2ReactError) else storage_problem(exc)
         why = why or f"{type(exc).__name__}: {first_line(exc)}"
         tracker.set_tags({TAG_EXPLAIN_ERROR: redact(why)[:5000]})
+        runstore.write_text(note, json.dumps({"error": redact(why)[:500]}) + "\n")
         return why
+    note.unlink(missing_ok=True)  # explained now (resume=)
     tracker.log_curves(loss_curves(histories(final, fold_models)))
     return None
 
