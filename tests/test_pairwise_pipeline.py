@@ -68,13 +68,16 @@ def test_rfe_vote_logs_selection_frequencies(make_cfg, tmp_path: Path) -> None:
     freq = pd.read_csv(tmp_path / "selection_frequency.csv", index_col=0)
     assert freq.shape == (24, 3) and ((freq >= 0) & (freq <= 1)).all().all()
     assert (tmp_path / "selection_frequency.png").stat().st_size > 10_000
-    # titled like every figure of the run (model, data, protocol); descriptors by the glossary
+    # titled like every figure of the run (model, data, protocol), the selector said once (it
+    # read "Stability selection (RFE vote): ridge (rfe_vote selector) on ..."); descriptors by
+    # the glossary
     text = figure_text(tmp_path / "selection_frequency.png")
     title = " ".join(text["Title"].split())
     assert title == (
-        "Stability selection (RFE vote): ridge (rfe_vote selector) on homonuclear_24: KFold "
-        "(known families), 3 folds"
+        "Stability selection (RFE vote): ridge on homonuclear_24: KFold (known families), 3 folds"
     )
+    parity = " ".join(figure_text(tmp_path / "parity.png")["Title"].split())
+    assert parity.startswith("ridge (rfe_vote selector) on homonuclear_24")  # the others keep it
     assert "2_σave (avg. spin density)" in text["Description"]
 
 

@@ -41,18 +41,19 @@ def data_title(name: str, data: Any) -> str:
     return f"{name} + {len(columns)} formula descriptors" if columns else f"{name} + formula"
 
 
-def model_title(config: Mapping[str, Any]) -> str:
+def model_title(config: Mapping[str, Any], selector: bool = True) -> str:
     """The model as every title of a run names it, from its resolved config: ``model.name``,
     with ``(pairwise)`` when the pairwise wrapper learns it from cluster pairs and the
     descriptor selector when there is one (``ridge (pairwise, kbest selector)``): the run's own
-    figures and ``n2react explain``'s alike."""
+    figures and ``n2react explain``'s alike. ``selector=False``: without the selector (a figure
+    whose own title names the selection)."""
     model = str((config.get("model") or {}).get("name", "model"))
     notes = []
     if (config.get("pairwise") or {}).get("wrapper") is not None:
         notes.append("pairwise")
-    selector = config.get("selector") or {}
-    if selector.get("step") is not None:  # selector=none: no step
-        notes.append(f"{selector.get('name') or 'descriptor'} selector")
+    node = config.get("selector") or {}
+    if selector and node.get("step") is not None:  # selector=none: no step
+        notes.append(f"{node.get('name') or 'descriptor'} selector")
     return f"{model} ({', '.join(notes)})" if notes else model
 
 

@@ -47,11 +47,13 @@ log = logging.getLogger(__name__)
 class Names:
     """Option names of the job: ``model`` for the model tag and the MLflow run's name when no
     job name is given; ``title`` the model as the figures' titles name it (with the pairwise
-    wrapper, :func:`n2react.figures.model_title`); ``data`` for messages."""
+    wrapper, :func:`n2react.figures.model_title`); ``data`` for messages; ``unselected`` the
+    title without the selector, for a figure whose own title names the selection."""
 
     model: str
     data: str
     title: str
+    unselected: str
 
 
 @dataclass(frozen=True)
@@ -382,6 +384,7 @@ def build_plan(cfg: DictConfig) -> Plan:
             model=str(cfg.model.name),
             data=data_name(cfg.data),
             title=model_title(resolved),
+            unselected=model_title(resolved, selector=False),
         ),
         make_pipeline=factory,
         search=search,

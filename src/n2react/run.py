@@ -214,14 +214,18 @@ def _nested(
     ``done``: the folds a resumed run read back; ``label``: the model, or in a sweep the job's
     swept values, for the titles."""
     progress = FoldProgress(len(splits), plan.search.size(), enabled=plan.progress)
-    title = (
-        f"{label or plan.names.title} on {data_title(dataset.name, plan.data)}: "
-        f"{run_protocol(plan, dataset)}, {fold_count_text(splits)}"
+    setting = (
+        f" on {data_title(dataset.name, plan.data)}: {run_protocol(plan, dataset)}, "
+        f"{fold_count_text(splits)}"
     )
+    model = label or plan.names.title
+    title = model + setting
+    # the selection figure's own title names the selector: the model is said without it
+    selection = (plan.names.unselected if model == plan.names.title else model) + setting
     with progress.running():
         result = _fit_folds(plan, dataset, splits, tracker, run_dir, progress, done)
         scores = _evaluate(plan, result, run_dir, title)
-        _log_scores(tracker, result, scores, run_dir, title)
+        _log_scores(tracker, result, scores, run_dir, title, selection)
         summary, final = scores.summary, None
         if plan.final_model:
             final = _fit_final(plan, dataset, run_dir, progress)
@@ -284,11 +288,18 @@ def _evaluate(plan: Plan, result: CVResult, run_dir: Path, title: str) -> Scores
 
 
 def _log_scores(
-    tracker: Tracker, result: CVResult, scores: Scores, run_dir: Path, title: str
+    tracker: Tracker,
+    result: CVResult,
+    scores: Scores,
+    run_dir: Path,
+    title: str,
+    selection_title: str | None = None,
 ) -> None:
     """The run's metrics; its tables, summary.json and figures, written and logged."""
     tracker.log_metrics(scores.summary)
-    for p in write_results(result, scores.summary, run_dir, title, scores.group_extra):
+    for p in write_results(
+        result, scores.summary, run_dir, title, scores.group_extra, selection_title
+    ):
         tracker.log_artifact(p)
     for p in scores.files:
         tracker.log_artifact(p, "uncertainty")
