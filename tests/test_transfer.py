@@ -214,3 +214,23 @@ def test_an_undefined_transfer_r_prints_as_a_dash() -> None:
     rows = {ln.split("│")[1].strip(): ln.split("│")[3].strip() for ln in out.getvalue().splitlines()
             if ln.count("│") > 3}  # fmt: skip
     assert rows == {"Co": "0.457", "Rh": "-", "Ni": "-"}, out.getvalue()
+
+
+def test_undefined_interval_figures_print_as_a_dash() -> None:
+    # the intervals line printed "Spearman(expected error, |error|) +nan" (constant expected
+    # errors: uncertainty.difficulty=none) and would print "mean width nan"; defined figures
+    # as the old %-format did
+    from n2react.transfer import intervals_text
+
+    m = {"interval_coverage": 0.944, "interval_width": 4.7391, "uncertainty_spearman": 0.2853,
+         "domain_n_flagged": 0, "domain_n_in": 18, "domain_mae_in": 0.5611}  # fmt: skip
+    old = (  # the line as the old %-format wrote it
+        "transfer 90% intervals: cover 94%, mean width 4.74; Spearman(expected error, |error|) "
+        "+0.29; no cluster flagged (MAE 0.561)"
+    )
+    assert intervals_text(0.9, m) == old
+    assert intervals_text(0.9, {**m, "uncertainty_spearman": -0.05}).endswith(
+        "Spearman(expected error, |error|) -0.05; no cluster flagged (MAE 0.561)"
+    )
+    line = intervals_text(0.9, {**m, "interval_width": np.nan, "uncertainty_spearman": np.nan})
+    assert "mean width -; Spearman(expected error, |error|) -;" in line and "nan" not in line

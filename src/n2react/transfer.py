@@ -220,13 +220,16 @@ def transfer_trust(
         ),
         error_plot(table, out / "transfer_errors.png", f"transfer: {name}{model}:"),
     ]
-    log.info(
-        "transfer %g%% intervals: cover %.0f%%, mean width %.2f; Spearman(expected error, "
-        "|error|) %+.2f; %s",
-        100 * coverage,
-        100 * m["interval_coverage"],
-        m["interval_width"],
-        m["uncertainty_spearman"],
-        flag_split_text(m),
-    )
+    log.info("%s", intervals_text(coverage, m))
     return metrics, files
+
+
+def intervals_text(coverage: float, m: dict[str, float]) -> str:
+    """The transfer intervals' line; an undefined width or Spearman (constant expected errors,
+    ``uncertainty.difficulty=none``) prints ``-`` by :func:`n2react.metrics.figure`, not
+    ``nan``."""
+    width, rho = figure(m["interval_width"], ".2f"), figure(m["uncertainty_spearman"], "+.2f")
+    return (
+        f"transfer {100 * coverage:g}% intervals: cover {100 * m['interval_coverage']:.0f}%, "
+        f"mean width {width}; Spearman(expected error, |error|) {rho}; {flag_split_text(m)}"
+    )
