@@ -6,17 +6,26 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 
 class Parser(argparse.ArgumentParser):
     """The argument parser of every n2react command and benchmark: a bad argument (``--coverage
     abc``, a missing RUN, an option a ``type`` such as :func:`at_least` refuses, a check's
     ``parser.error(...)``) is one error line and exit 2, not argparse's usage lines before it.
-    ``--help`` is argparse's own."""
+    ``--help`` is argparse's own, into a closed pipe too (``--help | head``) on every Python."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"n2react: error: {message}\n")
+
+    def print_help(self, file: IO[str] | None = None) -> None:
+        """argparse's help; a write that fails (the reader of ``--help | head`` gone) is ignored,
+        as argparse 3.11+ ignores it and exits 0. On 3.10 the BrokenPipeError went on: the same
+        command ended with 141 there."""
+        try:
+            super().print_help(file)
+        except OSError:
+            pass
 
 
 def at_least(low: int) -> Callable[[str], int]:
