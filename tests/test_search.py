@@ -423,3 +423,18 @@ def test_grid_search_says_its_size_per_search_and_in_all(
         plan.validate(load_dataset(plan.data))
     lines = [r for r in caplog.records if r.getMessage().startswith("search=grid: ")]
     assert len(lines) == 1 and lines[0].levelname == level and said in lines[0].getMessage()
+
+
+def test_the_tuned_pipeline_refits_its_best_on_every_row_it_is_given() -> None:
+    # after the search, the chosen parameters are refitted on the whole outer training fold:
+    # the same pipeline with those parameters fitted on all the rows predicts to the bit alike
+    # (a refit on an inner fold's training rows, or any other subset, would not)
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.normal(size=(40, 3)), columns=["a", "b", "c"])
+    y = 2.0 * X["a"].to_numpy() - X["b"].to_numpy() + rng.normal(scale=0.5, size=40)
+    est = _tuned_ridge().fit(X, y)
+    assert est.search_.best_params  # the search chose something to refit with
+    expected = clone(est.make_pipeline()).set_params(**est.search_.best_params).fit(X, y)
+    assert np.array_equal(est.predict(X), expected.predict(X))
