@@ -304,3 +304,31 @@ def test_a_level_the_other_units_cannot_calibrate_is_left_out_not_refused() -> N
     for i in range(20):
         others = np.abs(np.delete(y, i))
         assert table["y_upper"].iat[i] == pytest.approx(_conformal(others, 0.9))
+
+
+def test_a_units_own_lg_k1_never_reaches_its_cross_fitted_row() -> None:
+    """The cross-fitted table of the calibration file: a unit's interval, expected error and
+    flag come from the OTHER units only, so replacing its own lg(k1) leaves them the same to the
+    bit (a scale of the expected error over every unit, its own included, moved them)."""
+    from n2react.calibration_set import _crossfit
+    from n2react.uncertainty import Calibration
+
+    rng = np.random.default_rng(3)
+    units = np.repeat(np.array(["A", "B", "C", "D"]), 6)
+    names = np.array([f"c{i}" for i in range(24)])
+    y_hat = rng.normal(size=24)
+    sig = rng.uniform(0.5, 2.0, 24)  # a difficulty that varies: the scale matters
+    y = y_hat + rng.normal(size=24) * sig
+    calib = Calibration(difficulty="knn_distance", k=3, flag_quantile=0.8, residuals=y - y_hat,
+                        sigmas=sig, columns=["a"], train_X=np.zeros((1, 1)),
+                        train_abs_residual=np.ones(1))  # fmt: skip
+    other = y.copy()
+    other[units == "A"] += rng.normal(scale=5.0, size=6)
+    a, b = (_crossfit(calib, names, units, t, y_hat, sig, sig, 0.9) for t in (y, other))
+    cols = ["y_lower", "y_upper", "expected_error", "flagged"]
+    here = units == "A"
+    assert a.loc[here, cols].equals(b.loc[here, cols])
+    # the other units ARE calibrated on unit A: theirs move, so the check can see a change
+    assert not a.loc[~here, ["y_upper", "expected_error"]].equals(
+        b.loc[~here, ["y_upper", "expected_error"]]
+    )
