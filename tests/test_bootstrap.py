@@ -364,3 +364,15 @@ def test_a_run_of_constant_predictions_says_r_is_undefined(
     on_disk = json.loads(text, parse_constant=refuse)
     assert on_disk["mean_test_r"] is None and on_disk["mean_test_r_ci_high"] is None
     assert on_disk["pooled_test_r"] == pytest.approx(summary["pooled_test_r"])
+
+
+def test_within_the_error_bar_counts_its_edge() -> None:
+    # "within ±0.477" (README) is the closed band |predicted - measured| <= log10(3): a
+    # prediction exactly on its edge counts, one just beyond does not, in both counts
+    from n2react.metrics import EXPERIMENTAL_ERROR, pooled_metrics, score
+
+    edge = EXPERIMENTAL_ERROR
+    y_true = np.zeros(4)
+    y_pred = np.array([edge, -edge, np.nextafter(edge, 1.0), 0.0])
+    assert pooled_metrics(y_true, y_pred)["within"] == 3
+    assert score(y_true, y_pred)["within_error"] == 3.0
