@@ -119,3 +119,28 @@ def test_fold_folders_are_read_alike_in_a_run_and_its_artifacts(tmp_path: Path) 
     assert runstore.fold_model_files(tmp_path / "folds") == want
     assert runstore.fold_model_files(tmp_path / "missing") == {}
     assert runstore.FOLD_DIR.match("fold_12") and not runstore.FOLD_DIR.match("xfold_12")
+
+
+def test_the_saved_final_model_is_its_best_parameters_fitted_on_every_cluster(
+    make_cfg, tmp_path: Path
+) -> None:
+    # the final model is the pipeline with final_params.json refitted on ALL the run's clusters:
+    # fitted again here on all of them it predicts to the bit alike (one trained on a subset, or
+    # with other parameters than the file says, would not)
+    import json
+
+    from n2react.data import load_dataset
+    from n2react.plan import build_plan
+    from n2react.run import run
+
+    cfg = make_cfg("model=ridge", "search=random", "search.max_trials=2", "cv.outer_folds=3",
+                   "cv.inner_folds=2", "final_model=true", "explain=false", "tracking=none",
+                   "uncertainty.enabled=false")  # fmt: skip
+    run(cfg, tmp_path / "run")
+    saved = runstore.load_model_file(tmp_path / "run" / runstore.MODEL_FILE)
+    params = json.loads((tmp_path / "run" / runstore.FINAL_PARAMS_FILE).read_text())
+    assert params  # the search chose something
+    plan = build_plan(cfg)
+    ds = load_dataset(plan.data)
+    expected = plan.make_pipeline().set_params(**params).fit(ds.X, ds.y)
+    assert np.array_equal(saved.predict(ds.X), expected.predict(ds.X))
