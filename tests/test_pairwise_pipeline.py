@@ -191,3 +191,30 @@ def test_the_pair_split_shows_a_clock_on_a_terminal(tmp_path: Path) -> None:
     os.close(master)
     assert proc.wait(timeout=300) == 0, out[-2000:]
     assert b"pair split (one fit)" in out
+
+
+def test_pair_split_trains_on_every_pair_but_its_test_pairs(make_cfg) -> None:
+    # the pair split's model is fitted on exactly the ordered pairs it does not test: the same
+    # base fitted on all the other pairs predicts its test pairs alike (test pairs among the
+    # training pairs, as well as pairs left out, would move them)
+    from sklearn.base import clone
+
+    from n2react.models.pairwise import pair_indices
+    from n2react.pairsplit import pair_split
+
+    plan = build_plan(make_cfg("pairwise=on", "model=ridge", "cv.scheme=pair_split",
+                               "tracking=none"))  # fmt: skip
+    dataset = load_dataset(plan.data)
+    _, table = pair_split(dataset, plan)
+    pipeline = plan.make_pipeline()
+    Xt = np.asarray(pipeline[:-1].fit_transform(dataset.X, dataset.y), dtype=float)
+    i, j = pair_indices(dataset.n_rows)
+    names = pd.Series(dataset.clusters)
+    tested = set(zip(table["cluster_i"], table["cluster_j"], strict=True))
+    is_test = np.array([(a, b) in tested for a, b in zip(names[i], names[j], strict=True)])
+    assert is_test.sum() == len(table)
+    dX, dy = Xt[i] - Xt[j], dataset.y[i] - dataset.y[j]
+    base = clone(pipeline.steps[-1][1].base).fit(dX[~is_test], dy[~is_test])
+    lookup = dict(zip(zip(names[i], names[j], strict=True), base.predict(dX), strict=True))
+    expected = [lookup[(a, b)] for a, b in zip(table["cluster_i"], table["cluster_j"], strict=True)]
+    np.testing.assert_allclose(table["y_pred"], expected, rtol=1e-9, atol=1e-9)
