@@ -265,8 +265,12 @@ def test_a_grouped_search_whose_fold_pairs_leave_one_group_is_not_searched_again
 
 @pytest.mark.parametrize(
     "over",
-    [("scaler=none",), ("scaler=standard", "selector=kbest")],
-    ids=["unscaled_ridge", "standard_kbest"],
+    [
+        ("scaler=none",),
+        ("scaler=standard", "selector=kbest"),
+        ("features=interactions", "scaler=standard"),
+    ],
+    ids=["unscaled_ridge", "standard_kbest", "interactions"],
 )
 def test_a_test_folds_descriptors_never_reach_its_model(
     over: tuple[str, ...], make_cfg, tmp_path: Path
