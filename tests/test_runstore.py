@@ -121,12 +121,22 @@ def test_fold_folders_are_read_alike_in_a_run_and_its_artifacts(tmp_path: Path) 
     assert runstore.FOLD_DIR.match("fold_12") and not runstore.FOLD_DIR.match("xfold_12")
 
 
+FEV = "heteronuclear-FeV-18-15features.xlsx"
+
+
+@pytest.mark.parametrize(
+    "over",
+    [("uncertainty.enabled=false",),
+     ("data=homonuclear_15", f"uncertainty.calibration_path={FEV}", f"eval.path={FEV}")],
+    ids=["plain", "calibration_and_eval_files"],
+)  # fmt: skip
 def test_the_saved_final_model_is_its_best_parameters_fitted_on_every_cluster(
-    make_cfg, tmp_path: Path
+    over: tuple[str, ...], make_cfg, tmp_path: Path
 ) -> None:
-    # the final model is the pipeline with final_params.json refitted on ALL the run's clusters:
-    # fitted again here on all of them it predicts to the bit alike (one trained on a subset, or
-    # with other parameters than the file says, would not)
+    # the final model is the pipeline with final_params.json refitted on ALL the run's clusters
+    # and on nothing else: fitted again here on them it predicts to the bit alike (one trained
+    # on a subset, on the calibration or eval.path clusters too, or with other parameters than
+    # the file says, would not)
     import json
 
     from n2react.data import load_dataset
@@ -135,7 +145,7 @@ def test_the_saved_final_model_is_its_best_parameters_fitted_on_every_cluster(
 
     cfg = make_cfg("model=ridge", "search=random", "search.max_trials=2", "cv.outer_folds=3",
                    "cv.inner_folds=2", "final_model=true", "explain=false", "tracking=none",
-                   "uncertainty.enabled=false")  # fmt: skip
+                   *over)  # fmt: skip
     run(cfg, tmp_path / "run")
     saved = runstore.load_model_file(tmp_path / "run" / runstore.MODEL_FILE)
     params = json.loads((tmp_path / "run" / runstore.FINAL_PARAMS_FILE).read_text())
