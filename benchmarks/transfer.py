@@ -37,15 +37,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# the table's statistics; other benchmarks import them from here
-from bench_lib.transfer_stats import (
+# the table's statistics (in benchmarks/bench_lib, found however this file is loaded: as a
+# script, or by path from another benchmark or a test); other benchmarks import them from here
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_lib.transfer_stats import (  # noqa: E402
     _mae,
     composition_unit,
     describe,
     draws,
     paired,
 )
-from bench_lib.transfer_stats import interval as interval
+from bench_lib.transfer_stats import interval as interval  # noqa: E402
 
 from n2react.arguments import Parser, comma_list
 from n2react.metrics import figure
