@@ -44,26 +44,26 @@ def at_least(low: int) -> Callable[[str], int]:
     return whole
 
 
-def positive(text: str) -> float:
-    """An argparse ``type``: a finite number above 0 (a learning rate, say)."""
+def _number(text: str, zero: bool) -> float:
+    """``text`` as a finite number above 0 (or, with ``zero``, 0 or more), else the one error."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text}: expected a number above 0")
+    if not (0 <= value if zero else 0 < value) or value == float("inf"):
+        wanted = "a finite number, 0 or more" if zero else "a number above 0"
+        raise argparse.ArgumentTypeError(f"{text}: expected {wanted}")
     return value
+
+
+def positive(text: str) -> float:
+    """An argparse ``type``: a finite number above 0 (a learning rate, say)."""
+    return _number(text, zero=False)
 
 
 def non_negative(text: str) -> float:
     """An argparse ``type``: a finite number, 0 or more (a tolerance, say)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text}: expected a finite number, 0 or more")
-    return value
+    return _number(text, zero=True)
 
 
 def comma_list(item: Callable[[str], Any] = str) -> Callable[[str], list[Any]]:
