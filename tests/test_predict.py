@@ -355,12 +355,9 @@ def test_the_interval_cells_stay_on_one_line_on_80_columns() -> None:
             assert not any(c.strip() for c in row.split("│")[2:7])
 
 
-@pytest.mark.slow
-def test_trust_pickle_warning_of_an_mlflow_model_is_shown(
-    tmp_path: Path, shared_data: Path, n2react_runs
-) -> None:
-    # the warning of an older run's pickle read from MLflow was logged inside the block that
-    # points fd 2 at /dev/null (TensorFlow's chatter): predict --trust-pickle said nothing
+def _old_pickle_run(tmp_path: Path, n2react_runs) -> tuple[str, str]:
+    """A run whose MLflow model is an older run's pickle (its sha256 tag matching): its run id
+    and the tracking URI."""
     import hashlib
     import pickle
     from urllib.parse import urlparse
@@ -383,6 +380,16 @@ def test_trust_pickle_warning_of_an_mlflow_model_is_shown(
     skops.unlink()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     MlflowClient(uri).set_tag(run_id, "model_sha256", hashlib.sha256(old.read_bytes()).hexdigest())
+    return run_id, uri
+
+
+@pytest.mark.slow
+def test_trust_pickle_warning_of_an_mlflow_model_is_shown(
+    tmp_path: Path, shared_data: Path, n2react_runs
+) -> None:
+    # the warning of an older run's pickle read from MLflow was logged inside the block that
+    # points fd 2 at /dev/null (TensorFlow's chatter): predict --trust-pickle said nothing
+    run_id, uri = _old_pickle_run(tmp_path, n2react_runs)
     new = shared_data / "heteronuclear-FeV-18-15features.xlsx"
     for ref in (run_id, f"runs:/{run_id}/model"):
         cmd = [sys.executable, "-m", "predict", ref, str(new), "-o", "p.csv", "--force",
@@ -392,3 +399,24 @@ def test_trust_pickle_warning_of_an_mlflow_model_is_shown(
         warn = [ln for ln in res.stderr.splitlines() if "loaded because of --trust-pickle" in ln]
         assert len(warn) == 1, res.stderr[-2000:]
         assert f"runs:/{run_id}/model: a pickle from an older run" in warn[0]  # not a tmp path
+
+
+@pytest.mark.slow
+def test_refused_pickle_of_an_mlflow_model_is_named_as_the_user_gave_it(
+    tmp_path: Path, shared_data: Path, n2react_runs
+) -> None:
+    # without --trust-pickle the refusal named the download (/tmp/n2react-.../model/model.pkl),
+    # a folder removed by then, instead of the run id or model URI the user typed
+    run_id, uri = _old_pickle_run(tmp_path, n2react_runs)
+    new = shared_data / "heteronuclear-FeV-18-15features.xlsx"
+    for ref in (run_id, f"runs:/{run_id}/model"):
+        cmd = [sys.executable, "-m", "predict", ref, str(new), "-o", "p.csv",
+               "--tracking-uri", uri]  # fmt: skip
+        res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert res.returncode != 0
+        assert "Traceback" not in res.stderr, res.stderr[-2000:]
+        lines = [ln for ln in res.stderr.splitlines() if "a pickle (an older run" in ln]
+        assert len(lines) == 1, res.stderr[-2000:]
+        assert ref in lines[0] and "n2react-" not in lines[0] and "model.pkl" not in lines[0]
+        assert "--trust-pickle" in lines[0]
+        assert not (tmp_path / "p.csv").exists()

@@ -125,7 +125,7 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
         if tags.get("model_uri") == ref:  # the run's own final model: read as the run is
             return _read_mlflow(reader, str(run_id), tmp, trust_pickle)
         local = reader.download_uri(ref, tmp)
-        model = runstore.load_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle)
+        model = runstore.load_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle, ref)
         pickled = runstore.is_pickle(runstore.mlflow_model_file(local))
         return LoadedModel(model, [], ref, pickled=pickled)
     info = reader.run(ref)
@@ -136,19 +136,34 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
     if model_uri is None:
         raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")
     local = reader.download_uri(model_uri, tmp)
-    model = runstore.load_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle)
+    name = f"MLflow run {ref} ({model_uri})"  # what the user gave, not the removed download
+    model = runstore.load_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle, name)
     pickled = runstore.is_pickle(runstore.mlflow_model_file(local))
     folds = []
     for entry in reader.list_artifacts(ref, "fold_models"):
         p = runstore.model_path(reader.download(ref, entry, tmp))
         if p is not None:
-            folds.append(runstore.load_model_file(p, trust_pickle=trust_pickle))
+            folds.append(
+                runstore.load_model_file(p, trust_pickle=trust_pickle, name=_name(ref, p, tmp))
+            )
     domain = None
     if reader.list_artifacts(ref, "domain"):
         p = runstore.model_path(reader.download(ref, "domain", tmp), runstore.DOMAIN_FILE)
-        domain = runstore.load_model_file(p, trust_pickle=trust_pickle) if p else None
+        domain = (
+            runstore.load_model_file(p, trust_pickle=trust_pickle, name=_name(ref, p, tmp))
+            if p
+            else None
+        )
     calib = None
     calib_path = f"uncertainty/{runstore.UNCERTAINTY_FILE}"
     if calib_path in reader.list_artifacts(ref, "uncertainty"):
         calib = load_calibration(reader.download(ref, calib_path, tmp))
     return LoadedModel(model, folds, model_uri, domain, calib, pickled)
+
+
+def _name(run_id: str, file: Path, tmp: Path) -> str:
+    """A run's artifact downloaded into ``tmp``, as errors name it (the folder is removed)."""
+    try:
+        return f"MLflow run {run_id} ({file.relative_to(tmp).as_posix()})"
+    except ValueError:
+        return f"MLflow run {run_id} ({file.name})"

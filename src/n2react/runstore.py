@@ -287,14 +287,15 @@ def write_sha256(path: str | Path) -> Path:
     return write_text(sha256_path(path), file_sha256(path) + "\n")
 
 
-def check_sha256(file: Path, expected: str | None, where: str) -> None:
+def check_sha256(file: Path, expected: str | None, where: str, name: str | None = None) -> None:
     """Refuse ``file`` when no sha256 was recorded or it differs from ``expected``."""
+    shown = name or file  # errors name it so (default: its path)
     if not expected or not expected.strip():
-        raise N2ReactError(f"{file}: no sha256 recorded ({where}); the file cannot be verified")
+        raise N2ReactError(f"{shown}: no sha256 recorded ({where}); the file cannot be verified")
     actual = file_sha256(file)
     if actual != expected.strip().lower():
         raise N2ReactError(
-            f"{file}: sha256 {actual[:12]}... differs from the {expected.strip()[:12]}... "
+            f"{shown}: sha256 {actual[:12]}... differs from the {expected.strip()[:12]}... "
             f"recorded by the run ({where}): the file changed since training"
         )
 
@@ -342,29 +343,30 @@ def is_pickle(path: Path) -> bool:
 
 
 def load_model_file(
-    path: str | Path, *, trust_pickle: bool = False, expected: str | None = None
+    path: str | Path, *, trust_pickle: bool = False, expected: str | None = None, name: str = ""
 ) -> Any:
     """A model file checked against its sha256 (``expected``, else ``<path>.sha256``), loaded
     without running code: skops with :data:`TRUSTED_TYPES`. A pickle, or a skops file naming
-    other types, is refused unless ``trust_pickle``."""
+    other types, is refused unless ``trust_pickle``. Errors call it ``name`` (default: its path)."""
     path = Path(path)
+    shown = name or str(path)
     if not path.is_file():
-        raise N2ReactError(f"{path}: no such model file")
+        raise N2ReactError(f"{shown}: no such model file")
     where = "its MLflow tag" if expected else sha256_path(path).name
-    check_sha256(path, expected or recorded_sha256(path), where)
+    check_sha256(path, expected or recorded_sha256(path), where, shown)
     if is_pickle(path):
         if not trust_pickle:
             raise N2ReactError(
-                f"{path}: a pickle (an older run's format, or not written by n2react); "
+                f"{shown}: a pickle (an older run's format, or not written by n2react); "
                 + TRUST_HINT
             )
         import joblib
 
         return joblib.load(path)
-    return _load_skops(path, trust_pickle)
+    return _load_skops(path, trust_pickle, shown)
 
 
-def _load_skops(path: Path, trust_all: bool) -> Any:
+def _load_skops(path: Path, trust_all: bool, shown: str) -> Any:
     import skops.io as sio
 
     try:
@@ -372,14 +374,14 @@ def _load_skops(path: Path, trust_all: bool) -> Any:
         unknown = [t for t in found if t not in TRUSTED_TYPES]
         if unknown and not trust_all:
             raise N2ReactError(
-                f"{path}: names type(s) n2react does not trust ({', '.join(unknown[:5])}); "
+                f"{shown}: names type(s) n2react does not trust ({', '.join(unknown[:5])}); "
                 + TRUST_HINT
             )
         return sio.load(path, trusted=found)
     except N2ReactError:
         raise
     except Exception as exc:  # a corrupt archive, a schema from another skops
-        raise N2ReactError(f"{path}: not a readable model file ({first_line(exc, 200)})") from exc
+        raise N2ReactError(f"{shown}: not a readable model file ({first_line(exc, 200)})") from exc
 
 
 def mlflow_model_file(local: Path) -> Path:
@@ -391,16 +393,19 @@ def mlflow_model_file(local: Path) -> Path:
     return files[0]
 
 
-def load_mlflow_model(local: Path, recorded: str | None, trust_pickle: bool = False) -> Any:
+def load_mlflow_model(
+    local: Path, recorded: str | None, trust_pickle: bool = False, name: str = ""
+) -> Any:
     """The sklearn-flavour model in the downloaded MLflow model folder ``local``: its skops file
     checked against ``recorded`` (the run's tag ``model_sha256``) and loaded with
     :data:`TRUSTED_TYPES`, never through MLflow's loader (which trusts the types the model's own
     MLmodel file lists); a pickle (older runs) only with ``trust_pickle``.
 
     Says nothing of a pickle it loaded: callers load inside ``stderr_silenced()``, where a log
-    line is lost, so they write :data:`TRUSTED_PICKLE` after that block."""
+    line is lost, so they write :data:`TRUSTED_PICKLE` after that block. Errors call the model
+    ``name`` (what the user gave), not the download, removed once loaded."""
     file = mlflow_model_file(local)
-    return load_model_file(file, trust_pickle=trust_pickle, expected=recorded or "")
+    return load_model_file(file, trust_pickle=trust_pickle, expected=recorded or "", name=name)
 
 
 @contextmanager
