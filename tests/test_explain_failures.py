@@ -62,3 +62,23 @@ def test_a_refused_explain_removes_every_folder_it_made_and_no_other(make_cfg, t
         explain_run(tmp_path / "run", out_dir=tmp_path / "mine" / "a" / "b", groups="column:nope")
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["a"]
     assert list((tmp_path / "mine" / "a").iterdir()) == []
+
+
+def test_an_explain_that_succeeds_into_the_run_clears_its_failure_note(make_cfg, tmp_path):
+    """explain_failed.json (what a sweep's leaderboard shows) stayed after a later
+    ``python -m n2react.explain RUN`` drew every figure into the run's own explain/; only a
+    train run or resume= cleared it. Explained into the run's folder, it goes; explained into
+    another --out, the run's own figures are still missing and it stays."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "explain").write_text("not a folder\n")  # training's explain fails
+    cfg = make_cfg("model=ridge", "cv.outer_folds=3", "tracking=none", "final_model=false",
+                   "uncertainty.enabled=false")  # fmt: skip
+    run(cfg, run_dir)
+    note = run_dir / "explain_failed.json"
+    assert note.is_file()
+    (run_dir / "explain").unlink()
+    assert explain_run(run_dir, out_dir=tmp_path / "elsewhere")
+    assert note.is_file()
+    assert explain_run(run_dir)
+    assert not note.exists() and (run_dir / "explain" / "parity_by_group.png").is_file()

@@ -22,6 +22,7 @@ from n2react.explain.curves import curves_table, histories
 from n2react.explain.groups import group_labels_of
 from n2react.explain.source import RunData, load_run
 from n2react.figures import data_title, model_title
+from n2react.leaderboard import EXPLAIN_FAILED_FILE
 from n2react.splitters import check_grouping, protocol_text
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,8 @@ def explain_run(
     permutation_importance, parity_by_group, residuals_by_family, learning_curves (Keras only).
     ``trust_pickle``: load an older run's pickled models (loading a pickle runs code). An
     ``out_dir`` of the user's that holds files of those names is refused unless ``force`` (the
-    default folder is the run's own explanations, redrawn).
+    default folder is the run's own explanations, redrawn; drawn there, they clear the run's
+    ``explain_failed.json``).
     """
     t0 = time.perf_counter()
     budget = budget or imp.Budget()
@@ -238,6 +240,8 @@ def explain_run(
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
         raise
+    if own and Path(run_dir).is_dir():  # the run's own figures drawn now: its failure is old
+        (Path(run_dir) / EXPLAIN_FAILED_FILE).unlink(missing_ok=True)
     log.info("explained %s in %.1f s: %d files in %s", run.source, time.perf_counter() - t0,
              len(paths), out)  # fmt: skip
     return paths
