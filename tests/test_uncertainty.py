@@ -441,3 +441,26 @@ def test_a_held_out_metal_is_flagged_against_the_calibration_not_its_own_fold(
     _, table = calibrate(result, UncertaintySpec(difficulty="knn_distance"))
     rate = table.groupby("group")["flagged"].mean()
     assert rate["Ta"] > 0.5 and rate["Fe"] == 0.0 and rate["Mo"] == 0.0, rate.to_dict()
+
+
+def test_the_intervals_line_prints_an_undefined_spearman_as_a_dash(
+    make_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # difficulty=none gives one expected error per fold: no ranking, and the held-out intervals
+    # line printed "Spearman(expected error, |error|) +nan"; a defined rho is printed as before
+    import logging
+    import re
+
+    said = {}
+    for difficulty in ("none", "knn_residual"):
+        cfg = make_cfg("data=homonuclear_15", "model=ridge", "cv.outer_folds=3", "cv.groups=family",
+                       "tracking=none", "explain=false", "final_model=false",
+                       f"uncertainty.difficulty={difficulty}")  # fmt: skip
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="n2react.uncertainty_report"):
+            run(cfg, tmp_path / difficulty)
+        (said[difficulty],) = [m for r in caplog.records if "intervals (" in (m := r.getMessage())]
+    assert "Spearman(expected error, |error|) -; " in said["none"]
+    assert "nan" not in said["none"]
+    rho = said["knn_residual"].split("Spearman(expected error, |error|) ")[1].split(";")[0]
+    assert re.fullmatch(r"[+-]\d\.\d\d", rho), said["knn_residual"]

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from n2react.figures import LGK1, save_figure, wrap_title
+from n2react.metrics import figure
 from n2react.runstore import write_csv
 from n2react.uncertainty import LEVELS
 
@@ -289,12 +290,12 @@ def evaluate_run(
     drawn = draw_calibration(out, title, label, curve)
     log.info(
         "%g%% intervals (%s): cover %.0f%% of held-out clusters, mean width %.2f; "
-        "Spearman(expected error, |error|) %+.2f; %s",
+        "Spearman(expected error, |error|) %s; %s",
         100 * spec.coverage,
         spec.difficulty,
         100 * metrics["interval_coverage"],
         metrics["interval_width"],
-        metrics.get("uncertainty_spearman", float("nan")),
+        figure(metrics.get("uncertainty_spearman"), "+.2f"),  # none: "-", not "+nan"
         flag_split_text(metrics),
     )
     return calib, metrics, [out / OOF_FILE, *drawn], group_columns(crossfit, spec.coverage)
