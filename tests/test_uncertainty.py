@@ -464,3 +464,26 @@ def test_the_intervals_line_prints_an_undefined_spearman_as_a_dash(
     assert "nan" not in said["none"]
     rho = said["knn_residual"].split("Spearman(expected error, |error|) ")[1].split(";")[0]
     assert re.fullmatch(r"[+-]\d\.\d\d", rho), said["knn_residual"]
+
+
+def test_the_error_figure_titles_an_undefined_spearman_as_a_dash() -> None:
+    # one expected error for every cluster (uncertainty.difficulty=none): the transfer figure's
+    # title read 'Spearman +nan'
+    import matplotlib.pyplot as plt
+
+    from n2react.uncertainty_report import error_figure
+
+    table = pd.DataFrame(
+        {
+            "expected_error": [0.5] * 4,
+            "y_pred": [1.0, 2.0, 3.0, 4.0],
+            "y_true": [1.5, 1.0, 3.2, 4.9],
+            "in_domain": [True, True, False, True],
+        }
+    )
+    flat = error_figure(table, "transfer: x:")
+    assert flat.axes[0].get_title().endswith("Spearman -")
+    table["expected_error"] = [0.4, 0.8, 0.1, 0.6]
+    ranked = error_figure(table, "transfer: x:")
+    assert ranked.axes[0].get_title().endswith("Spearman +1.00")
+    plt.close("all")

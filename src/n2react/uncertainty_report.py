@@ -217,7 +217,13 @@ def draw_calibration(
 
 
 def error_plot(table: pd.DataFrame, path: Path, title: str = "") -> Path:
-    """|error| against expected_error per cluster, in-domain green, flagged red, with y = x."""
+    """:func:`error_figure` written to ``path`` (whole or not at all)."""
+    return save_figure(error_figure(table, title), path)
+
+
+def error_figure(table: pd.DataFrame, title: str = "") -> Any:
+    """|error| against expected_error per cluster, in-domain green, flagged red, with y = x; the
+    title ends with their Spearman correlation (``-`` when undefined: one expected error)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,11 +242,11 @@ def error_plot(table: pd.DataFrame, path: Path, title: str = "") -> Path:
     rho = spearman(ee, err)
     ax.set_xlabel(f"expected error ({LGK1} units)")
     ax.set_ylabel(f"|predicted - measured| {LGK1}")
-    ax.set_title(wrap_title(f"{title} Spearman {rho:+.2f}".strip()), fontsize=9)
+    ax.set_title(wrap_title(f"{title} Spearman {figure(rho, '+.2f')}".strip()), fontsize=9)
     ax.legend(loc="upper left", fontsize=7, frameon=False)
     ax.grid(alpha=0.25)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
 
 
 def evaluate_run(
