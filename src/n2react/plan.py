@@ -32,7 +32,7 @@ from n2react.figures import model_title
 from n2react.metrics import summary_keys
 from n2react.pipeline import PipelineFactory, search_space
 from n2react.preflight import check_pairwise
-from n2react.search import SearchSpec
+from n2react.search_spec import SearchSpec
 from n2react.splitters import Split, Splitter, check_grouping, group_column, group_labels
 from n2react.uncertainty import UncertaintySpec
 
@@ -195,7 +195,7 @@ class Plan:
         plan_checks.selector_sizes(
             self.make_pipeline(), self.search.space if self.search.active else None, dataset
         )
-        self.preflight(dataset)
+        self.preflight(dataset, splits)
         if self.search.oracle is not None and not self.search.space:
             log.warning(
                 "search=%s: the search space is empty (every entry fixed), so nothing is "
@@ -244,8 +244,9 @@ class Plan:
                     ) from None
         return splits
 
-    def preflight(self, dataset: Dataset) -> None:
-        """Degenerate step settings and eval.path's columns, checked before any training."""
+    def preflight(self, dataset: Dataset, splits: list[Split] | None = None) -> None:
+        """Degenerate step settings and eval.path's columns, checked before any training
+        (``splits``: a nested run's outer folds, which bound its pairs without a final model)."""
         from n2react import preflight
 
         pipeline = self.make_pipeline()
@@ -260,8 +261,8 @@ class Plan:
         space = dict(self.search.space) if self.search.active else {}
         test = self.pair_test_fraction if self.scheme == "pair_split" else None
         rows = dataset.n_rows  # the final model's; without one, the largest outer training fold
-        if test is None and not self.final_model:
-            rows = max(len(s.train) for s in self.outer_splits(dataset))
+        if splits and not self.final_model:
+            rows = max(len(s.train) for s in splits)
         preflight.check_max_pairs(pipeline.named_steps["model"], rows, test)
         fitted = preflight.check_steps(pipeline, dataset)
         if self.scheme == "nested" and self.uncertainty and self.uncertainty.needs_spread:
