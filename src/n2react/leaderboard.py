@@ -39,7 +39,7 @@ from n2react.bootstrap import compare_oof
 from n2react.credentials import redact
 from n2react.errors import N2ReactError
 from n2react.jobs import only_swept, run_name, sweep_axes
-from n2react.runstore import OOF_FILE, SUMMARY_FILE, write_text
+from n2react.runstore import OOF_FILE, SUMMARY_FILE, write_json, write_text
 from n2react.store_uri import sqlite_file, unreadable
 from n2react.sweep_plan import planned_jobs, swept_ranking_problem
 from n2react.tracking import Store, store_of
@@ -302,7 +302,7 @@ class Leaderboard(Callback):
             error = redact(f"{type(exc).__name__}: {exc}".splitlines()[0])[:500]
             if not isinstance(exc, N2ReactError):  # ours printed its one line already
                 sys.stderr.write(f"n2react: error: job {job_dir.name} failed: {error}\n")
-            write_text(job_dir / FAILED_FILE, json.dumps({"error": error}) + "\n")
+            write_json(job_dir / FAILED_FILE, {"error": error})
             job_return.status = JobStatus.COMPLETED
             job_return.return_value = math.nan
         try:

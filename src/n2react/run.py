@@ -7,7 +7,6 @@ The run folder and the MLflow run are prepared by :mod:`n2react.run_setup`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -360,7 +359,7 @@ def _explain(
         why = str(exc) if isinstance(exc, N2ReactError) else storage_problem(exc)
         why = why or f"{type(exc).__name__}: {first_line(exc)}"
         tracker.set_tags({TAG_EXPLAIN_ERROR: redact(why)[:5000]})
-        runstore.write_text(note, json.dumps({"error": redact(why)[:500]}) + "\n")
+        runstore.write_json(note, {"error": redact(why)[:500]})
         return why
     note.unlink(missing_ok=True)  # explained now (resume=)
     tracker.log_curves(loss_curves(histories(final, fold_models)))
