@@ -328,3 +328,77 @@ def test_the_fused_keras_folds_of_a_search_never_see_their_test_rows(
     ]
     for k, (a, b) in enumerate(zip(*preds, strict=True), start=1):
         assert np.array_equal(a, b) is (k == FOLD), k
+
+
+# --------------------------------------------------------------------------- fast twins
+# The end-to-end cases above are slow (searches, forests, Keras); these check the two leaks a
+# refactor is most likely to bring back in a second or two each, on ridge without a search.
+
+
+def test_a_selector_is_fitted_on_its_outer_training_fold_only(make_cfg, tmp_path: Path) -> None:
+    # a selector fitted on all clusters (before the folds, or on the outer CV's X) sees the
+    # test fold's lg(k1): with fold 2's replaced, fold 2 keeps the same descriptors and
+    # predictions, and its selector's scores are those of its own training rows
+    from sklearn.feature_selection import f_regression
+
+    cfg = make_cfg(*TINY, "model=ridge", "selector=kbest", "scaler=standard")
+    real = _outer_cv(cfg, tmp_path / "real")
+    test = real.folds[FOLD - 1].split.test
+    other = _outer_cv(cfg, tmp_path / "scrambled", _scrambled(real.dataset.y, test))
+    for a, b in zip(real.folds, other.folds, strict=True):
+        if a.split.fold == FOLD:
+            assert a.selected_features == b.selected_features
+            assert np.array_equal(a.y_pred_test, b.y_pred_test)
+        else:  # the replaced values were training rows here: the selection can see them
+            assert a.selected_features != b.selected_features
+    for f in real.folds:
+        assert f.model is not None
+        names = [name for name, _ in f.model.steps]
+        before = f.model[: names.index("select")]
+        train = f.split.train
+        Xt = before.transform(real.dataset.X.iloc[train])
+        scores = f_regression(Xt, real.dataset.y[train])[0]
+        np.testing.assert_allclose(f.model.named_steps["select"].scores_, scores, rtol=1e-10)
+
+
+def test_a_pairwise_models_references_are_its_training_clusters_only(
+    make_cfg, tmp_path: Path
+) -> None:
+    # a test cluster among its own references is predicted from its own measured lg(k1) (the
+    # anchor f(x - x) + y = y): each outer fold's references are its training clusters, and
+    # with fold 2's lg(k1) replaced, fold 2's predictions and spreads stay the same to the bit
+    cfg = make_cfg(*TINY, "model=ridge", "pairwise=on")
+    real = _outer_cv(cfg, tmp_path / "real")
+    y = real.dataset.y
+    for f in real.folds:
+        assert f.model is not None
+        wrapper = f.model.named_steps["model"]
+        np.testing.assert_array_equal(wrapper.y_ref_, y[f.split.train])
+        assert wrapper.X_ref_.shape[0] == len(f.split.train)
+    test = real.folds[FOLD - 1].split.test
+    other = _outer_cv(cfg, tmp_path / "scrambled", _scrambled(y, test))
+    for a, b in zip(real.folds, other.folds, strict=True):
+        same = a.split.fold == FOLD
+        assert np.array_equal(a.y_pred_test, b.y_pred_test) is same, a.split.fold
+        assert np.array_equal(a.y_std_test, b.y_std_test) is same, a.split.fold
+
+
+def test_the_fused_pairwise_folds_of_a_search_never_anchor_on_their_test_clusters(
+    make_cfg,
+) -> None:
+    # a search's inner CV fits all pairwise fold models in one call (cv._fused): each fold's
+    # pairs and references come from its own training rows, so with fold 2's lg(k1) replaced
+    # fold 2's predictions stay the same to the bit
+    from n2react.cv import fold_predictions
+    from n2react.splitters import KFoldSplitter
+
+    plan = build_plan(make_cfg("model=ridge", "pairwise=on", "tracking=none"))
+    dataset = load_dataset(plan.data)
+    splits = KFoldSplitter(3, seed=0, key="cv.inner_folds").split(dataset.n_rows)
+    test = splits[FOLD - 1].test
+    preds = [
+        fold_predictions(lambda _s: plan.make_pipeline(), dataset.X, y, splits)
+        for y in (dataset.y, _scrambled(dataset.y, test))
+    ]
+    for k, (a, b) in enumerate(zip(*preds, strict=True), start=1):
+        assert np.array_equal(a, b) is (k == FOLD), k
