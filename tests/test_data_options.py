@@ -148,3 +148,58 @@ def test_a_data_path_folder_without_the_file_says_what_it_looked_for(tmp_path: P
         load_dataset(data(f"data.path={tmp_path}"))
     assert str(err.value).startswith(f"data.path: folder {tmp_path} holds no {FILE24}")
     assert f"data.path={tmp_path / 'your_file.xlsx'}" in str(err.value)
+
+
+# --------------------------------------------------------------------------- a descriptor short
+
+FILE15 = "homonuclear-159-15features.xlsx"
+
+
+def _without_qmin(tmp_path: Path, shared_data: Path) -> Path:
+    """The 15-descriptor sheet with its 1_Qmin column deleted, as a user's own file."""
+    import pandas as pd
+
+    path = tmp_path / "mine.xlsx"
+    pd.read_excel(shared_data / FILE15).drop(columns=["1_Qmin"]).to_excel(path, index=False)
+    return path
+
+
+def test_a_sheet_lacking_a_listed_descriptor_names_it_and_the_close_headers(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # it named the column only; a renamed or retyped header is found among the close ones
+    path = _without_qmin(tmp_path, shared_data)
+    listed = "data.feature_columns=['1_Qmin','2_Q','3_EA']"
+    with pytest.raises(DataError) as err:
+        load_dataset(data("data=homonuclear_15", f"data.path={path}", listed))
+    assert str(err.value) == (
+        f"{path}: descriptor column(s) not found: 1_Qmin "
+        "(close headers in the sheet: 1_\u0394Qmin, 1_\u0394Qmax)"
+    )
+
+
+def test_the_descriptors_used_are_named_when_the_data_config_lists_none(
+    tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a sheet lacking one of data=homonuclear_15's descriptors ran on 14 without a word
+    import logging
+
+    from n2react.plan import build_plan
+    from n2react.run_setup import log_dataset
+
+    path = _without_qmin(tmp_path, shared_data)
+    plan = build_plan(compose_config(["data=homonuclear_15", f"data.path={path}", "tracking=none"]))
+    with caplog.at_level(logging.INFO, logger="n2react.run"):
+        log_dataset(plan, load_dataset(plan.data))
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("descriptors"))
+    assert line.endswith(
+        ": 3_VDE/VIE, 1_\u0394Qmax, 1_\u0394Qmin, 2_Q, 2_\u03c3ave, "
+        "2_nsave, 2_\u0394nsave, 2_ndave, 3_\u0394EHOMO, 3_\u0394EHOMO/NL, 3_EA, "
+        "3_IE, 3_\u03c7ave, 3_IEave"
+    ), line
+    caplog.clear()
+    listed = "data.feature_columns=['2_Q','3_EA']"  # listed: checked, not announced again
+    plan = build_plan(compose_config(["data=homonuclear_15", listed, "tracking=none"]))
+    with caplog.at_level(logging.INFO, logger="n2react.run"):
+        log_dataset(plan, load_dataset(plan.data))
+    assert [r.getMessage() for r in caplog.records if "descriptors (" in r.getMessage()] == []

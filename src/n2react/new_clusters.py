@@ -20,7 +20,7 @@ from n2react.composition import feature_names as formula_names
 from n2react.data import with_formula_features
 from n2react.data.missing import BY_THE_MODEL
 from n2react.data.sheets import other_sheets, read_sheet
-from n2react.data.tables import looks_like_target, table_to_dataset
+from n2react.data.tables import looks_like_target, missing_columns, table_to_dataset
 from n2react.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def read_sheet_clusters(
     missing = [c for c in from_file if c not in df.columns]
     if missing:
         raise DataError(
-            f"{p}: missing descriptor column(s): {', '.join(missing)}"
+            f"{p}: missing descriptor column(s): {missing_columns(missing, df.columns)}"
             + other_sheets(p, sheet, sheet_option)
         )
     name_col = _name_column(p, df.columns, expected)

@@ -21,6 +21,7 @@ from n2react import runstore
 from n2react.credentials import redact
 from n2react.cv import FoldResult
 from n2react.data import Dataset
+from n2react.data.tables import short_list
 from n2react.errors import ConfigError
 from n2react.plan import Plan
 from n2react.resume import Resumed, done_folds, sync_fold_runs
@@ -31,13 +32,21 @@ log = logging.getLogger("n2react.run")  # its lines are the train task's
 
 
 def log_dataset(plan: Plan, dataset: Dataset) -> None:
-    """The data set's one line: its clusters, descriptors, source and groups."""
+    """The data set's line: its clusters, descriptors, source and groups; and the descriptors'
+    names when the data config does not list them (every column of the sheet but the name and
+    the target is one: a sheet lacking one would otherwise run on fewer without a word)."""
     groups = dataset.groups
     grouped = f"; groups ({plan.groups}): {len(set(groups))}" if groups is not None else ""
     n, d = dataset.n_rows, dataset.X.shape[1]
     log.info(
         "%s: %d clusters x %d descriptors from %s%s", dataset.name, n, d, dataset.source, grouped
     )
+    if plan.data.get("feature_columns") is None:  # a column the sheet lacks is not noticed
+        log.info(
+            "descriptors (the sheet's columns but the name and target; data.feature_columns=[...] "
+            "names them instead): %s",
+            short_list(dataset.feature_names, limit=30),
+        )
 
 
 def device_record(plan: Plan, used_device: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ be imported from here, their home before it), the authors' fold files
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 from collections.abc import Sequence
@@ -137,6 +138,17 @@ def short_list(items: Sequence[str], limit: int = 8) -> str:
     return shown + (f", ... (+{len(items) - limit})" if len(items) > limit else "")
 
 
+def missing_columns(missing: Sequence[str], columns: Sequence[object]) -> str:
+    """The descriptor columns a sheet lacks, then those it has with a close header (a renamed or
+    retyped column: ``1_Qmin`` -> ``1_ΔQmin``), for an error line."""
+    have = [str(c) for c in columns if str(c) not in missing]
+    close: list[str] = []
+    for name in missing:
+        close += [c for c in difflib.get_close_matches(name, have, n=2) if c not in close]
+    text = ", ".join(missing)
+    return text + (f" (close headers in the sheet: {', '.join(close)})" if close else "")
+
+
 #: Largest magnitude accepted in a descriptor or target cell: beyond it a value is a unit or typing
 #: error, and squares of it (scaling, distances) would overflow to inf.
 MAX_ABS_VALUE = 1e15
@@ -202,7 +214,9 @@ def table_to_dataset(
         features = [str(c) for c in feature_columns]
         missing = [c for c in features if c not in df.columns]
         if missing:
-            raise DataError(f"{src}: descriptor column(s) not found: {', '.join(missing)}")
+            raise DataError(
+                f"{src}: descriptor column(s) not found: {missing_columns(missing, df.columns)}"
+            )
         roles = {name_col: "cluster name", target_col: "target", group_column: "group"}
         taken = [c for c in features if c in roles and c is not None]
         if taken:  # the target as a descriptor scores r 1.000: it would learn lg(k1) from itself
