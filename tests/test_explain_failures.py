@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -82,3 +83,36 @@ def test_an_explain_that_succeeds_into_the_run_clears_its_failure_note(make_cfg,
     assert note.is_file()
     assert explain_run(run_dir)
     assert not note.exists() and (run_dir / "explain" / "parity_by_group.png").is_file()
+
+
+def test_an_explain_that_succeeds_later_removes_the_runs_explain_error_tag(
+    make_cfg, n2react_runs, tmp_path
+):
+    """The MLflow tag explain_error stayed on the run after a later ``python -m n2react.explain``
+    drew every figure (of the run id, or into the run folder's own explain/), so the run still
+    looked failed. It goes now, through the client with the run's id: no other run is started."""
+    from mlflow.tracking import MlflowClient
+
+    run_dir, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_dir.mkdir()
+    (run_dir / "explain").write_text("not a folder\n")  # training's explain fails
+    cfg = make_cfg("model=ridge", "cv.outer_folds=3", "final_model=false",
+                   "uncertainty.enabled=false")  # fmt: skip
+    run(cfg, run_dir)
+    (parent,) = n2react_runs(tmp_path)[0]
+    run_id, client = parent.info.run_id, MlflowClient(uri)
+    note = json.loads((run_dir / "explain_failed.json").read_text())
+    assert note["mlflow_run_id"] == run_id and note["tracking_uri"] == uri
+    (run_dir / "explain").unlink()
+    assert explain_run(run_id, tracking_uri=uri, out_dir=tmp_path / "by_id")  # the run id
+    assert TAG_EXPLAIN_ERROR not in client.get_run(run_id).data.tags
+    client.set_tag(run_id, TAG_EXPLAIN_ERROR, "an earlier failure")
+    assert explain_run(run_dir, out_dir=tmp_path / "elsewhere")  # not the run's own figures
+    assert TAG_EXPLAIN_ERROR in client.get_run(run_id).data.tags
+    assert explain_run(run_dir)  # the run folder's own explain/: its note, then its tag
+    assert not (run_dir / "explain_failed.json").exists()
+    assert TAG_EXPLAIN_ERROR not in client.get_run(run_id).data.tags
+    assert explain_run(run_id, tracking_uri=uri, out_dir=tmp_path / "again")  # no tag: nothing
+    parents, children = n2react_runs(tmp_path)
+    assert [p.info.run_id for p in parents] == [run_id] and len(children) == 3
+    assert client.get_run(run_id).info.status == "FINISHED"

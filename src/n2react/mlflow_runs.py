@@ -122,6 +122,14 @@ class RunReader:
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
 
+    def delete_tag(self, run_id: str, key: str) -> bool:
+        """Remove the run's tag ``key`` through the client (``mlflow.delete_tag`` would start a
+        run when none is active); whether it had one."""
+        if key not in self.client.get_run(run_id).data.tags:
+            return False
+        self.client.delete_tag(run_id, key)
+        return True
+
     def log_curves(
         self, run_id: str, curves: Mapping[str | int, Mapping[str, Sequence[float]]]
     ) -> int:

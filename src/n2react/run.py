@@ -45,6 +45,7 @@ from n2react.run_setup import (
 )
 from n2react.search import TunedPipeline
 from n2react.splitters import Split, fold_count_text
+from n2react.store_uri import absolute_uri
 from n2react.terminal import (
     FoldProgress,
     closing_line,
@@ -344,7 +345,8 @@ def _explain(
 
     Explaining comes after the run's results are saved and logged, and does not change them:
     when it fails, the run is not failed with it. Returns why it failed (tagged
-    ``explain_error`` on the MLflow run), else None."""
+    ``explain_error`` on the MLflow run, and written to explain_failed.json with the MLflow run,
+    whose tag ``python -m n2react.explain RUN`` removes once it explains it), else None."""
     from n2react.explain import RunData, explain, histories, loss_curves
 
     fold_models = {f.split.fold: f.model for f in result.folds if f.model is not None}
@@ -359,7 +361,10 @@ def _explain(
         why = str(exc) if isinstance(exc, N2ReactError) else storage_problem(exc)
         why = why or f"{type(exc).__name__}: {first_line(exc)}"
         tracker.set_tags({TAG_EXPLAIN_ERROR: redact(why)[:5000]})
-        runstore.write_json(note, {"error": redact(why)[:500]})
+        mlflow_run = {"mlflow_run_id": tracker.run_id} if tracker.active else {}
+        if tracker.store is not None and mlflow_run:
+            mlflow_run["tracking_uri"] = redact(absolute_uri(tracker.store.uri))
+        runstore.write_json(note, {"error": redact(why)[:500], **mlflow_run})
         return why
     note.unlink(missing_ok=True)  # explained now (resume=)
     tracker.log_curves(loss_curves(histories(final, fold_models)))

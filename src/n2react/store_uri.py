@@ -27,6 +27,13 @@ def sqlite_file(uri: str) -> Path | None:
     return None
 
 
+def absolute_uri(uri: str) -> str:
+    """``uri`` usable from any folder: a relative SQLite file (``sqlite:///mlflow.db``, the
+    default) made absolute; any other URI as it is."""
+    db = sqlite_file(uri)
+    return uri if db is None or db.is_absolute() else f"sqlite:///{db.resolve()}"
+
+
 @contextlib.contextmanager
 def store_lock(uri: str) -> Iterator[None]:
     """Serialise schema/experiment creation on a SQLite store shared by parallel jobs."""

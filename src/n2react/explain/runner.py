@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -13,8 +14,9 @@ from typing import Any
 import pandas as pd
 
 from n2react.composition import DEFAULT_LIGANDS
+from n2react.credentials import redact
 from n2react.data import Dataset
-from n2react.errors import DataError
+from n2react.errors import DataError, first_line
 from n2react.explain import draw, group_parity
 from n2react.explain import importance as imp
 from n2react.explain.cost import affordable
@@ -241,10 +243,47 @@ def explain_run(
             shutil.rmtree(made, ignore_errors=True)
         raise
     if own and Path(run_dir).is_dir():  # the run's own figures drawn now: its failure is old
-        (Path(run_dir) / EXPLAIN_FAILED_FILE).unlink(missing_ok=True)
+        note = Path(run_dir) / EXPLAIN_FAILED_FILE
+        failed = _failure_note(note)
+        note.unlink(missing_ok=True)
+        if failed.get("mlflow_run_id") and failed.get("tracking_uri"):  # and its MLflow run's
+            _clear_explain_error(str(failed["tracking_uri"]), str(failed["mlflow_run_id"]))
+    elif not is_dir:  # an MLflow run explained: the explain_error of its training is old
+        from n2react.tracking import default_uri
+
+        _clear_explain_error(tracking_uri or default_uri(), str(run_dir))
     log.info("explained %s in %.1f s: %d files in %s", run.source, time.perf_counter() - t0,
              len(paths), out)  # fmt: skip
     return paths
+
+
+def _failure_note(note: Path) -> dict[str, Any]:
+    """What explain_failed.json says (an unreadable or hand-edited one: nothing)."""
+    try:
+        failed = json.loads(note.read_text())
+    except (OSError, ValueError):
+        return {}
+    return failed if isinstance(failed, dict) else {}
+
+
+def _clear_explain_error(uri: str, run_id: str) -> None:
+    """Remove the ``explain_error`` tag the train task left on MLflow run ``run_id``, so that it
+    no longer looks failed; a store that cannot be reached now is one warning (the files are
+    drawn all the same)."""
+    from n2react.store_uri import unreadable
+    from n2react.tracking import TAG_EXPLAIN_ERROR
+
+    why = unreadable(uri)
+    if why is None:
+        try:
+            from n2react.mlflow_runs import RunReader
+
+            if RunReader(uri).delete_tag(run_id, TAG_EXPLAIN_ERROR):
+                log.info("MLflow run %s: its %s tag removed", run_id, TAG_EXPLAIN_ERROR)
+            return
+        except Exception as exc:  # the store's own error, whatever its kind
+            why = first_line(exc)
+    log.warning("MLflow run %s keeps its %s tag: %s", run_id, TAG_EXPLAIN_ERROR, redact(why))
 
 
 def explain(
