@@ -1,12 +1,11 @@
 """The run's figures (parity, descriptor selection frequency, applicability domain) drawn from
 result tables, no training code here; and what every figure shares: the lg(k1) notation and the
-±0.477 band, titles, writing a PNG with its text. The explanation figures are
-:mod:`n2react.explain.draw`'s."""
+±0.477 band, writing a PNG with its text. The titles are :mod:`n2react.titles`'s (importable from
+here too); the explanation figures are :mod:`n2react.explain.draw`'s."""
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,11 @@ import pandas as pd
 
 from n2react.metrics import regression_metrics
 from n2react.provenance import USED_MARKS, USED_TEXT
+from n2react.titles import data_title as data_title  # the titles: re-exported, as before
+from n2react.titles import model_title as model_title
+from n2react.titles import run_dir_title as run_dir_title
+from n2react.titles import run_setting as run_setting
+from n2react.titles import wrap_title
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -29,66 +33,6 @@ LGK1 = "lg(k1)"
 LGK1_AXIS = f"{LGK1}  ({K1_UNIT})"
 BAND = f"±{EXPERIMENTAL_ERROR:.3f} (a factor of 3 in k1)"
 WITHIN = f"within ±{EXPERIMENTAL_ERROR:.3f}"
-
-
-def data_title(name: str, data: Any) -> str:
-    """The data as a title names it: the data set, and whether formula descriptors were added
-    (``data.formula``; ``data.formula_columns`` counted), so that two runs differing only in
-    them are told apart on their figures."""
-    if not (data or {}).get("formula"):
-        return name
-    columns = data.get("formula_columns")
-    return f"{name} + {len(columns)} formula descriptors" if columns else f"{name} + formula"
-
-
-def model_title(config: Mapping[str, Any], selector: bool = True) -> str:
-    """The model as every title of a run names it, from its resolved config: ``model.name``,
-    with ``(pairwise)`` when the pairwise wrapper learns it from cluster pairs and the
-    descriptor selector when there is one (``ridge (pairwise, kbest selector)``): the run's own
-    figures and ``n2react explain``'s alike. ``selector=False``: without the selector (a figure
-    whose own title names the selection)."""
-    model = str((config.get("model") or {}).get("name", "model"))
-    notes = []
-    if (config.get("pairwise") or {}).get("wrapper") is not None:
-        notes.append("pairwise")
-    node = config.get("selector") or {}
-    if selector and node.get("step") is not None:  # selector=none: no step
-        notes.append(f"{node.get('name') or 'descriptor'} selector")
-    return f"{model} ({', '.join(notes)})" if notes else model
-
-
-def run_setting(config: Mapping[str, Any]) -> tuple[str, str]:
-    """(data, protocol) of a run as its titles say them, from its resolved config
-    (``config_resolved.yaml``): ``('homonuclear_15', 'grouped by family (new compositions)')``."""
-    from n2react.data import data_name, has_fixed_folds
-    from n2react.splitters import protocol_text
-
-    data, cv = config.get("data") or {}, config.get("cv") or {}
-    protocol = protocol_text(
-        str(cv.get("scheme", "nested")), cv.get("groups"), has_fixed_folds(data)
-    )
-    return data_title(data_name(data), data), protocol
-
-
-def run_dir_title(run_dir: Path) -> str | None:
-    """What a run directory's model is, as the run's own titles say it (``extra_trees on
-    homonuclear_15: grouped by family (new compositions)``), from its config_resolved.yaml;
-    None when the folder has none or it cannot be read."""
-    import yaml
-
-    from n2react.runstore import CONFIG_FILE
-
-    try:
-        config = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-        data, protocol = run_setting(config)
-    except (OSError, ValueError, AttributeError, TypeError, yaml.YAMLError):
-        return None
-    return f"{model_title(config)} on {data}: {protocol}"
-
-
-def wrap_title(title: str, width: int = 70) -> str:
-    """A title wrapped to lines of ``width`` characters (long sweep names do not run off)."""
-    return "\n".join(textwrap.wrap(title, width, break_on_hyphens=False)) if title else ""
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
