@@ -62,9 +62,31 @@ def test_titles_name_the_descriptor_selector(make_cfg):
         return model_title(OmegaConf.to_container(make_cfg(*overrides), resolve=True))
 
     assert title("model=ridge") == "ridge"
-    assert title("model=ridge", "selector=kbest") == "ridge (kbest selector)"
-    assert title("model=svr", "selector=rfe_vote") == "svr (rfe_vote selector)"
+    assert title("model=ridge", "selector=kbest") == "ridge (kbest selector k=8)"
+    assert title("model=svr", "selector=rfe_vote") == (
+        "svr (rfe_vote selector n_features_to_select=8)"
+    )
     assert title("model=ridge", "pairwise=on", "selector=kbest") == (
-        "ridge (pairwise, kbest selector)"
+        "ridge (pairwise, kbest selector k=8)"
     )
     assert title("model=ridge", "pairwise=on") == "ridge (pairwise)"
+
+
+def test_a_kbest_title_gives_its_k(make_cfg):
+    """A kbest run's titles said "kbest selector" whatever its k (selector.step.k=4 and =12 read
+    alike); they give the k now, the size parameter of every selector (the keys of its space),
+    and under a search, which tunes it per fold, say so rather than quote the default."""
+
+    def title(*overrides: str) -> str:
+        return model_title(OmegaConf.to_container(make_cfg(*overrides), resolve=True))
+
+    assert title("model=ridge", "selector=kbest", "selector.step.k=12") == (
+        "ridge (kbest selector k=12)"
+    )
+    assert "k=4" in title("model=ridge", "selector=kbest", "selector.step.k=4")
+    assert title("model=ridge", "selector=rfe", "selector.step.n_features_to_select=4") == (
+        "ridge (rfe selector n_features_to_select=4)"
+    )
+    assert title("model=ridge", "selector=kbest", "search=random") == (
+        "ridge (kbest selector k searched)"
+    )

@@ -77,7 +77,8 @@ def test_rfe_vote_logs_selection_frequencies(make_cfg, tmp_path: Path) -> None:
         "Stability selection (RFE vote): ridge on homonuclear_24: KFold (known families), 3 folds"
     )
     parity = " ".join(figure_text(tmp_path / "parity.png")["Title"].split())
-    assert parity.startswith("ridge (rfe_vote selector) on homonuclear_24")  # the others keep it
+    # the others keep it, with its size
+    assert parity.startswith("ridge (rfe_vote selector n_features_to_select=8) on homonuclear_24")
     assert "2_σave (avg. spin density)" in text["Description"]
 
 

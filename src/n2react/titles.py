@@ -23,17 +23,31 @@ def data_title(name: str, data: Any) -> str:
 def model_title(config: Mapping[str, Any], selector: bool = True) -> str:
     """The model as every title of a run names it, from its resolved config: ``model.name``,
     with ``(pairwise)`` when the pairwise wrapper learns it from cluster pairs and the
-    descriptor selector when there is one (``ridge (pairwise, kbest selector)``): the run's own
-    figures and ``n2react explain``'s alike. ``selector=False``: without the selector (a figure
-    whose own title names the selection)."""
+    descriptor selector when there is one, with its size (``ridge (pairwise, kbest selector
+    k=8)``, :func:`selector_title`): the run's own figures and ``n2react explain``'s alike.
+    ``selector=False``: without the selector (a figure whose own title names the selection)."""
     model = str((config.get("model") or {}).get("name", "model"))
     notes = []
     if (config.get("pairwise") or {}).get("wrapper") is not None:
         notes.append("pairwise")
     node = config.get("selector") or {}
     if selector and node.get("step") is not None:  # selector=none: no step
-        notes.append(f"{node.get('name') or 'descriptor'} selector")
+        notes.append(selector_title(node, (config.get("search") or {}).get("kind") is not None))
     return f"{model} ({', '.join(notes)})" if notes else model
+
+
+def selector_title(node: Mapping[str, Any], searched: bool = False) -> str:
+    """The selector (a resolved ``selector`` node) as titles name it: its name and the parameters
+    its ``space`` declares, the ones that set how many descriptors it keeps (``kbest selector
+    k=8``, ``rfe selector n_features_to_select=8``), with their configured values; ``searched``
+    (the run has a search, which tunes them in each fold): ``kbest selector k searched``."""
+    step = node.get("step") or {}
+    params = [
+        f"{key} searched" if searched else f"{key}={step[key]}"
+        for key in node.get("space") or {}
+        if searched or key in step
+    ]
+    return " ".join([f"{node.get('name') or 'descriptor'} selector", *params])
 
 
 def run_setting(config: Mapping[str, Any]) -> tuple[str, str]:
