@@ -82,6 +82,55 @@ def test_parity_labels_do_not_overlap_each_other() -> None:
     assert not overlaps
 
 
+def test_a_label_goes_where_its_line_crosses_no_other_point() -> None:
+    """A label moved off the points took the first free place around its own point, and its
+    line to the point could run over other clusters' markers. Of the free places it takes the
+    nearest whose line crosses none; a label already free moves only to cross fewer; none
+    within reach: the fewest crossings."""
+    own, r = np.array([0.0, 0.0]), 5.0
+    points = np.array([[0, 0], [50, 3], [50, 20], [150, 0], [0, 60]], float)
+    assert group_parity.leader_crossings(own, np.array([100.0, 0]), points, r) == 1  # (50, 3)
+    assert group_parity.leader_crossings(own, np.array([0.0, -100]), points, r) == 0
+    across, free = np.array([100.0, 0]), np.array([0.0, -100])
+    assert group_parity.best_spot(own, [[across, free]], points, r) is free  # not the first
+    assert group_parity.best_spot(own, [[across], [], [free]], points, r) is free  # farther
+    up = np.array([0.0, 100])  # crosses (0, 60)
+    assert group_parity.best_spot(own, [[across], [up]], points, r) is across  # fewest, nearest
+    assert group_parity.best_spot(own, [[across]], points, r, crossed=1) is None  # not fewer
+    assert group_parity.best_spot(own, [[across], [free]], points, r, crossed=1) is free
+    # no further than reach rings past the first with a free place
+    rings = [[across], [], [], [], [free]]
+    assert group_parity.best_spot(own, rings, points, r, reach=3) is across
+
+
+def test_label_lines_end_at_the_label_and_run_under_the_points() -> None:
+    """The line from a label to its point was drawn over the points (the label's zorder): a
+    point it crossed was hidden under it. It runs under the markers now, from beside the point
+    to the edge of the label's box."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.transforms import Bbox
+
+    ends = group_parity.leader_ends(np.array([0.0, 0.0]), Bbox([[90, -5], [130, 5]]), (2, 1))
+    assert np.allclose(ends, [[2, 0], [89, 0]])  # off the point, short of the box's left edge
+    assert group_parity.leader_ends(np.array([0.0, 0.0]), Bbox([[-2, -5], [40, 5]])) is None
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 0.4, 60)
+    pc = pd.DataFrame({"cluster": [f"Mo{i}S2¯" for i in range(60)], "y_true": x})
+    pc["y_pred"] = x + rng.normal(0, 0.3, 60)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    dots = ax.scatter(pc["y_true"], pc["y_pred"])
+    ax.set_xlim(-2, 2)
+    ax.set_ylim(-2, 2)
+    group_parity._label_points(ax, pc, pc.iloc[:6])
+    lines = ax.get_lines()
+    plt.close(fig)
+    assert lines and all(line.get_zorder() < dots.get_zorder() for line in lines)
+
+
 def test_predict_plot_legend_hides_no_interval() -> None:
     """predict --plot put its legend at loc="best" inside the axes: with intervals across the
     whole width (few clusters, wide intervals) it covered the top ones. It sits outside now."""

@@ -80,12 +80,14 @@ def group_styles(groups: pd.Series) -> dict[str, tuple[object, str]]:
 
 def _label_points(ax, pc: pd.DataFrame, worst: pd.DataFrame) -> None:  # noqa: ANN001
     """Name the ``worst`` clusters: labels pushed off the points and each other (adjustText),
-    any two still touching stacked apart, then a thin line from each label to its point."""
+    any two still touching stacked apart, moved where their line crosses fewest other points,
+    then a thin line from each label to its point, drawn under the points (one it still crosses
+    shows over it)."""
     from adjustText import adjust_text
 
+    style = {"fontsize": 7, "ha": "center", "va": "center", "zorder": 5}
     texts = [
-        ax.text(r.y_true, r.y_pred, short_name(r.cluster), fontsize=7, ha="center", va="center")
-        for r in worst.itertuples()
+        ax.text(r.y_true, r.y_pred, short_name(r.cluster), **style) for r in worst.itertuples()
     ]
     if not texts:
         return
@@ -100,14 +102,41 @@ def _label_points(ax, pc: pd.DataFrame, worst: pd.DataFrame) -> None:  # noqa: A
     )
     _unstack(ax, texts)
     _off_points(ax, texts, pc, worst)
+    renderer = ax.figure.canvas.get_renderer()
     for t, r in zip(texts, worst.itertuples()):
-        pos = t.get_position()
-        t.remove()
-        ax.annotate(
-            t.get_text(), (r.y_true, r.y_pred), pos, fontsize=7, ha="center", va="center",
-            zorder=5, arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#555555",
-                                  "shrinkA": 1, "shrinkB": 2},
-        )  # fmt: skip
+        own = ax.transData.transform((r.y_true, r.y_pred))
+        ends = leader_ends(own, t.get_window_extent(renderer))
+        if ends is not None:
+            (x0, y0), (x1, y1) = ax.transData.inverted().transform(ends)
+            # above the band and the y = x line, under the points
+            ax.plot([x0, x1], [y0, y1], lw=0.5, color="#555555", zorder=0.95)
+
+
+def leader_ends(own: np.ndarray, box: Any, gap: tuple[float, float] = (2.0, 1.0)) -> Any:
+    """The line from a point (``own``, pixels) to its label's ``box`` (a Bbox, pixels): from
+    ``gap[0]`` pixels off the point to ``gap[1]`` pixels off the box's edge, on the way to the
+    box's centre; None when the point is at or next to the box (no line to draw)."""
+    centre = np.array([(box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2])
+    d = centre - np.asarray(own, float)
+    length = float(np.hypot(*d))
+    with np.errstate(divide="ignore"):  # the edge: where the ray leaves the box
+        inside = min(box.width / 2 / abs(d[0]), box.height / 2 / abs(d[1])) * length
+    free = length - inside - gap[0] - gap[1]
+    if free <= 0:
+        return None
+    u = d / length
+    return np.array([own + u * gap[0], own + u * (gap[0] + free)])
+
+
+def leader_crossings(own: np.ndarray, spot: np.ndarray, points: np.ndarray, r: float) -> int:
+    """How many of ``points`` (n x 2, pixels) the line from ``own`` to a label centred at ``spot``
+    passes over: their centre nearer the segment than ``r`` (a marker's half-width and a margin).
+    ``own`` itself (any point within half a pixel of it) is not counted."""
+    own, d = np.asarray(own, float), np.asarray(spot, float) - np.asarray(own, float)
+    rel = np.asarray(points, float) - own
+    t = np.clip(rel @ d / (d @ d), 0.0, 1.0) if d @ d > 0 else np.zeros(len(rel))
+    near = np.hypot(*(rel - t[:, None] * d).T) < r
+    return int((near & (np.hypot(*rel.T) > 0.5)).sum())
 
 
 def _unstack(ax, texts: list) -> None:  # noqa: ANN001
@@ -133,8 +162,10 @@ def _unstack(ax, texts: list) -> None:  # noqa: ANN001
 
 def _off_points(ax, texts: list, pc: pd.DataFrame, worst: pd.DataFrame) -> None:  # noqa: ANN001
     """Move a label that still covers a point (adjustText only pushes them, and can leave one on
-    another cluster's marker) to the nearest place around its own point where it covers none,
-    nor another label, inside the axes; labels already clear stay where they are."""
+    another cluster's marker), or whose line to its point crosses another point, to a place
+    around its own point where it covers none, nor another label, inside the axes
+    (:func:`best_spot`); labels already clear, their line crossing nothing, stay where they
+    are, and a clear one moves only where its line crosses fewer points."""
     fig = ax.figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -152,25 +183,52 @@ def _off_points(ax, texts: list, pc: pd.DataFrame, worst: pd.DataFrame) -> None:
     boxes = [t.get_window_extent(renderer) for t in texts]
     for i, (t, row) in enumerate(zip(texts, worst.itertuples())):
         others = boxes[:i] + boxes[i + 1 :]
-        if clear(boxes[i], others):
-            continue
         own = ax.transData.transform((row.y_true, row.y_pred))
         w, h = boxes[i].width, boxes[i].height
+        now = np.array([boxes[i].x0 + w / 2, boxes[i].y0 + h / 2])
+        crossed = leader_crossings(own, now, xy, r) if clear(boxes[i], others) else None
+        if crossed == 0:
+            continue
+        rings = []
         for step in range(1, 16):  # rings of candidates, nearest first
             d = step * 0.5 * h + r
-            found = None
+            ring = []
             for a in np.linspace(0, 2 * np.pi, 24, endpoint=False):
                 # the box's centre so that its nearest edge is d from the point
-                cx = own[0] + np.cos(a) * (d + w / 2)
-                cy = own[1] + np.sin(a) * (d + h / 2)
-                box = boxes[i].translated(cx - (boxes[i].x0 + w / 2), cy - (boxes[i].y0 + h / 2))
-                if clear(box, others):
-                    found = (cx, cy, box)
-                    break
-            if found is not None:
-                t.set_position(ax.transData.inverted().transform(found[:2]))
-                boxes[i] = found[2]
-                break
+                centre = own + np.array([np.cos(a) * (d + w / 2), np.sin(a) * (d + h / 2)])
+                if clear(boxes[i].translated(*(centre - now)), others):
+                    ring.append(centre)
+            rings.append(ring)
+        found = best_spot(own, rings, xy, r, crossed)
+        if found is not None:
+            t.set_position(ax.transData.inverted().transform(found))
+            boxes[i] = boxes[i].translated(*(found - now))
+
+
+def best_spot(
+    own: np.ndarray, rings: list[list[np.ndarray]], points: np.ndarray, r: float,
+    crossed: int | None = None, reach: int = 3,
+) -> np.ndarray | None:  # fmt: skip
+    """Where a label goes, of the free places around its point (``rings``, nearest ring first,
+    each a list of label centres in pixels, empty where none is free): the first place whose
+    line to the point crosses no other point (:func:`leader_crossings`), looking no further
+    than ``reach`` rings past the first with a free place (a label stays near its point);
+    without one, the nearest place of fewest crossings. ``crossed``: the crossings of the label
+    where it is, when that place is free (None when not): a place is taken only if it crosses
+    fewer. None: the label stays where it is."""
+    best, fewest, last = None, crossed, len(rings)
+    for k, ring in enumerate(rings):
+        if k > last:
+            break
+        if ring and last == len(rings):
+            last = k + reach
+        for spot in ring:
+            n = leader_crossings(own, spot, points, r)
+            if fewest is None or n < fewest:
+                best, fewest = spot, n
+            if n == 0:
+                return best
+    return best
 
 
 def parity(
