@@ -275,7 +275,8 @@ def _cli() -> None:
 
     if problem := option_problem(sys.argv[1:], _config_path()):
         exit_with(problem)
-    report_in_one_line(exit_with)  # an unparsable override, an unknown key: one line
+    # an unparsable override, an unknown key, +model=ridge: one line
+    report_in_one_line(exit_with, sys.argv[1:], _config_path())
     try:
         main()
     except KeyboardInterrupt as exc:  # the launcher's own wait (hydra/launcher=parallel): a job

@@ -167,6 +167,50 @@ def test_adding_a_key_there_is_or_deleting_one_there_is_not_is_one_line(
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
+        (
+            ("+model=ridge",),
+            "+model=ridge: model is already in the config (default: rfr); use model=ridge without "
+            "'+'",
+        ),
+        (("+data=homonuclear_8",), "data is already in the config (default: homonuclear_24)"),
+        # the default the rest of the command line gives (paper_regular: authors_folds)
+        (("experiment=paper_regular", "+data=homonuclear_8"), "(default: authors_folds)"),
+        (("+cv=default",), "+cv=default: cv is already in the config (default: default)"),
+        (("model=svr", "+model=ridge"), "+model=ridge: model is already chosen by model=svr"),
+        (
+            ("++model=ridge",),
+            "++model=ridge: ++ is for keys, not config groups; model is in the config (default: "
+            "rfr): use model=ridge",
+        ),
+        (("++sweep=grid",), "++sweep=grid: ++ is for keys, not config groups; to add sweep: "),
+        (("-m", "+model=ridge,svr"), "use model=ridge,svr without '+'"),
+    ],
+    ids=["+model", "+data", "+data after an experiment", "+ the default", "+ and plain", "++",
+         "++ a group not in the config", "sweep"],
+)  # fmt: skip
+def test_a_group_given_with_plus_is_one_line(
+    args: tuple[str, ...], expected: str, tmp_path: Path
+) -> None:
+    """Hydra said 'Multiple values for model. To override a value use 'override model: ridge''
+    (or 'cv appears more than once in the final defaults list', or 'force-add of config groups
+    is not supported'), naming no override, and its HYDRA_FULL_ERROR hint, exit 1."""
+    flags = [a for a in args if a == "-m"]
+    out = train(tmp_path, *flags, *QUICK[1:], *[a for a in args if a not in flags])
+    assert_only_line(out, expected)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "multi").exists()
+
+
+def test_compose_config_says_a_group_given_with_plus_in_one_line() -> None:
+    from n2react.compose import compose_config
+    from n2react.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^\+data=homonuclear_8: data is already in the con"):
+        compose_config(["+data=homonuclear_8"])
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
         (("--foo", "model=ridge"), "--foo: no such flag (python -m train --help lists them"),
         (("--cgf", "job"), "--cgf: no such flag; did you mean --cfg?"),
         (("--cfg", "job", "-m"), "-m and --cfg: one of --run, -m, --cfg, --info,"),

@@ -44,7 +44,9 @@ def compose_config(
         from n2react.override_errors import hydra_problem
 
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        why = hydra_problem(exc) or (lines[0] if lines else type(exc).__name__)
+        why = hydra_problem(exc, list(overrides), str(config_dir())) or (
+            lines[0] if lines else type(exc).__name__
+        )
         if isinstance(exc, MissingConfigException):  # a misspelled option: the options too
             from n2react.group_options import option_problem
 

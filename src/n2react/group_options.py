@@ -1,4 +1,5 @@
-"""A misspelled config group option (``model=extra_tree``, ``cv=kfold5``) named in one line.
+"""A misspelled config group option (``model=extra_tree``, ``cv=kfold5``) named in one line, and
+a group the config already has given with ``+`` or ``++`` (``+model=ridge``).
 
 Hydra reports it as a dozen lines (``Could not find 'model/extra_tree'``, the options one a line,
 the search path, a hint about ``HYDRA_FULL_ERROR``) and exit status 1. :func:`option_problem`
@@ -12,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,3 +84,81 @@ def option_problem(argv: Sequence[str], config_path: str) -> str | None:
     except Exception:  # never refuse a command because the check itself failed
         log.debug("cannot check the group options", exc_info=True)
     return None
+
+
+def _key(override: Any) -> str:
+    """The defaults list's key of a group override: ``model``, ``model@pkg``,
+    ``hydra/launcher``."""
+    return (
+        f"{override.key_or_group}@{override.package}" if override.package else override.key_or_group
+    )
+
+
+def _choices(repo: Any, overrides: list[Any], config_name: str) -> dict[str, str | None]:
+    """The option each group of the defaults list takes with ``overrides`` (None: an optional
+    group left out, ``experiment: null``); empty when that cannot be told."""
+    from hydra._internal.defaults_list import create_defaults_list
+
+    try:
+        found = create_defaults_list(repo, config_name, overrides, True, skip_missing=True)
+    except Exception:  # another mistake on the command line: no default named
+        log.debug("cannot list the defaults", exc_info=True)
+        return {}
+    choices: dict[str, str | None] = dict(found.overrides.known_choices)
+    for default in found.defaults:
+        key, path = default.override_key, default.config_path
+        if key and path:
+            choices[key] = path[len(key.split("@")[0]) + 1 :]
+    return choices
+
+
+def added_group_problem(
+    message: str, argv: Sequence[str], config_path: str, config_name: str = "config"
+) -> str | None:
+    """One line for Hydra's ``Multiple values for model`` / ``model appears more than once in
+    the final defaults list`` (``+model=ridge``: ``+`` for a group the defaults list has) and
+    ``force-add of config groups is not supported`` (``++model=ridge``): the override, the
+    group's default and the override that works. Hydra names the group only: the override is
+    looked up in ``argv``. None for another message, or when no override of ``argv`` is it."""
+    forced = re.fullmatch(r"force-add of config groups is not supported: '(.+)'", message)
+    twice = re.match(
+        r"Multiple values for (\S+)\. To override a value use", message
+    ) or re.fullmatch(r"(\S+) appears more than once in the final defaults list", message)
+    if not forced and not twice:
+        return None
+    overrides = _hydra_overrides(argv)
+    if not overrides:
+        return None
+    from hydra._internal.config_repository import ConfigRepository
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(overrides)
+    if forced:
+        key = _key(parser.parse_override(forced[1]))
+        culprit = next((o for o in parsed if o.is_force_add() and _key(o) == key), None)
+    else:
+        key = twice[1]
+        culprit = next((o for o in parsed if o.is_add() and _key(o) == key), None)
+    if culprit is None:  # a config's own defaults list (an experiment's), not the command line
+        return None
+    line = str(culprit.input_line)
+    value = line.partition("=")[2]
+    plain = [o for o in parsed if _key(o) == key and o is not culprit and not o.is_delete()]
+    if plain and not forced:
+        return (
+            f"{line}: {key} is already chosen by {plain[0].input_line}; a group takes one option: "
+            f"give {key}= once, without '+'"
+        )
+    repo = ConfigRepository(create_config_search_path(config_path))
+    choices = _choices(repo, [o for o in parsed if o is not culprit], config_name)
+    if forced and key not in choices:  # ++sweep=grid: + adds a group the config has not
+        return f"{line}: ++ is for keys, not config groups; to add {key}: +{key}={value}"
+    default = f" (default: {choices[key] or 'null'})" if key in choices else ""
+    use = shlex.quote(f"{key}={value}")
+    if forced:
+        return (
+            f"{line}: ++ is for keys, not config groups; {key} is in the config{default}: use {use}"
+        )
+    return f"{line}: {key} is already in the config{default}; use {use} without '+'"

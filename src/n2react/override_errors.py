@@ -4,7 +4,8 @@
 - a key the config does not have (``cv.outer_fold=3``),
 - a comma value outside a sweep (``data.target_column=a,b``),
 - ``+key=v`` for a key the config has (``+seed=3``), ``~key=v`` whose value differs
-  (``~seed=4``), ``~key`` for a key it has not,
+  (``~seed=4``), ``~key`` for a key it has not, ``+group=option`` or ``++group=option`` for a
+  config group it has (``+model=ridge``),
 - a flag between overrides (``model=ridge -m cv.outer_folds=3``: argparse's usage dump), and an
   unknown flag (``--foo``: the same dump).
 
@@ -134,10 +135,14 @@ def _add_delete_problem(message: str) -> str | None:
     return None
 
 
-def hydra_problem(exc: BaseException) -> str | None:
+def hydra_problem(
+    exc: BaseException, argv: Sequence[str] = (), config_path: str | None = None
+) -> str | None:
     """One line for an override Hydra refused (unparsable, an unknown key, a comma value outside
-    a sweep, ``+`` for a key there is, ``~`` for one there is not or of another value); None
-    for any other error (Hydra reports it as it does)."""
+    a sweep, ``+`` for a key there is, ``~`` for one there is not or of another value, and with
+    the command line ``argv`` and the primary config's folder ``config_path``, ``+`` or ``++``
+    for a config group the config has); None for any other error (Hydra reports it as it
+    does)."""
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
     try:
@@ -150,6 +155,11 @@ def hydra_problem(exc: BaseException) -> str | None:
             return redact(_ambiguous_problem(found[1]))
         if line := _add_delete_problem(message):
             return redact(line)
+        if config_path is not None:
+            from n2react.group_options import added_group_problem
+
+            if line := added_group_problem(message, argv, config_path):
+                return redact(line)
         found = re.match(
             r"Could not override '(.+)'\.\nTo append to your config use (\S+)", message
         )
@@ -206,10 +216,14 @@ def remove_refused_sweep() -> None:
         log.debug("%s: not removed (%s)", sweep_dir, exc)
 
 
-def report_in_one_line(exit_with: Callable[[str], Any]) -> None:
+def report_in_one_line(
+    exit_with: Callable[[str], Any], argv: Sequence[str] = (), config_path: str | None = None
+) -> None:
     """Have Hydra's reporter (``run_and_report``, around its composition and run) end with
-    ``exit_with(line)`` on an error :func:`hydra_problem` puts in one line. Nothing changes with
-    ``HYDRA_FULL_ERROR=1`` (Hydra's full traceback is asked for) or without that reporter."""
+    ``exit_with(line)`` on an error :func:`hydra_problem` puts in one line (``argv``,
+    ``config_path``: the command line and its primary config's folder, which tell a group given
+    with ``+`` apart). Nothing changes with ``HYDRA_FULL_ERROR=1`` (Hydra's full traceback is
+    asked for) or without that reporter."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         return
     try:
@@ -227,7 +241,7 @@ def report_in_one_line(exit_with: Callable[[str], Any]) -> None:
             try:
                 return func()
             except Exception as exc:
-                line = hydra_problem(exc)
+                line = hydra_problem(exc, argv, config_path)
                 remove_refused_sweep()  # a sweep refused before its first job leaves nothing
                 if line is None:
                     raise
