@@ -154,3 +154,38 @@ def test_the_saved_final_model_is_its_best_parameters_fitted_on_every_cluster(
     ds = load_dataset(plan.data)
     expected = plan.make_pipeline().set_params(**params).fit(ds.X, ds.y)
     assert np.array_equal(saved.predict(ds.X), expected.predict(ds.X))
+
+
+#: every public name n2react.runstore defined before atomic_files and model_files were split from
+#: it (users' scripts import them from runstore)
+RUNSTORE_NAMES = (
+    "CONFIG_FILE DOMAIN_FILE FINAL_PARAMS_FILE FOLDS_DIR FOLDS_TABLE_FILE FOLD_DIR FOLD_FILE "
+    "LEGACY_DOMAIN_FILE LEGACY_MODEL_FILE MODEL_FILE OOF_FILE PICKLE_SUFFIXES PREDICTIONS_FILE "
+    "RUN_FILE SELECTED_FILE SHA256_SUFFIX SUMMARY_FILE TRIALS_FILE TRUSTED_PICKLE TRUSTED_TYPES "
+    "TRUST_HINT UNCERTAINTY_FILE VERSION_ATTR atomic_write check_sha256 file_sha256 fold_dir "
+    "fold_model_files fold_model_paths held in_use is_pickle json_text keep_version "
+    "load_mlflow_model load_model_file made_by mlflow_model_file model_path number read_csv "
+    "recorded_sha256 save_model saved_by sha256_path spreadsheet_safe write_csv write_json "
+    "write_made_by write_sha256 write_text"
+).split()
+
+
+def test_the_names_split_from_runstore_are_still_importable_from_it() -> None:
+    # runstore was at the 450-line limit: its writing helpers moved to n2react.atomic_files, its
+    # model files and hashes to n2react.model_files; runstore re-exports them, the same objects
+    from n2react import atomic_files, model_files
+
+    assert [n for n in RUNSTORE_NAMES if not hasattr(runstore, n)] == []
+    moved = {n: m for m in (atomic_files, model_files) for n in RUNSTORE_NAMES if n in vars(m)}
+    assert {"write_json", "atomic_write", "write_csv", "json_text"} <= set(moved)
+    assert {"load_model_file", "load_mlflow_model", "is_pickle", "TRUSTED_TYPES"} <= set(moved)
+    assert [n for n, m in moved.items() if getattr(runstore, n) is not getattr(m, n)] == []
+
+
+def test_atomic_files_is_below_every_other_file_module() -> None:
+    # the lowest file module: anything may write through it without an import circle
+    from test_imports import import_edges
+
+    edges = import_edges()
+    assert edges["n2react.atomic_files"] == {"n2react.errors"}
+    assert "n2react.runstore" not in edges["n2react.model_files"]
