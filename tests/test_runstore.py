@@ -189,3 +189,44 @@ def test_atomic_files_is_below_every_other_file_module() -> None:
     edges = import_edges()
     assert edges["n2react.atomic_files"] == {"n2react.errors"}
     assert "n2react.runstore" not in edges["n2react.model_files"]
+
+
+def test_an_mlflow_model_folder_is_looked_through_once_per_load(tmp_path: Path) -> None:
+    # predict and explain loaded an MLflow run's model (load_mlflow_model globbed its folder),
+    # then globbed the folder again to ask whether the file was a pickle: read_mlflow_model
+    # returns the model with the file it read, and is the one caller of mlflow_model_file
+    import ast
+    import hashlib
+    import pickle
+
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    model = Ridge().fit(X, y)
+    (tmp_path / "skops").mkdir()
+    skops = runstore.save_model(model, tmp_path / "skops" / "model.skops")
+    read = runstore.read_mlflow_model(tmp_path / "skops", runstore.file_sha256(skops))
+    assert read.file == skops and not read.pickled
+    np.testing.assert_array_equal(read.model.predict(X), model.predict(X))
+    old = tmp_path / "old" / "model.pkl"  # an older run's MLflow model
+    old.parent.mkdir()
+    old.write_bytes(pickle.dumps(model))
+    sha = hashlib.sha256(old.read_bytes()).hexdigest()
+    with pytest.raises(N2ReactError, match=r"^MLflow run x: a pickle .*--trust-pickle"):
+        runstore.read_mlflow_model(old.parent, sha, name="MLflow run x")
+    read = runstore.read_mlflow_model(old.parent, sha, trust_pickle=True)
+    assert read.file == old and read.pickled
+    np.testing.assert_array_equal(
+        runstore.load_mlflow_model(old.parent, sha, trust_pickle=True).predict(X), model.predict(X)
+    )
+
+    src = Path(runstore.__file__).parent
+    calls = [
+        path.name
+        for path in src.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "attr", getattr(node.func, "id", "")) == "mlflow_model_file"
+    ]
+    assert calls == ["model_files.py"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from n2react.atomic_files import atomic_write, write_text
 from n2react.errors import N2ReactError, first_line
@@ -179,16 +179,38 @@ def mlflow_model_file(local: Path) -> Path:
     return files[0]
 
 
+class MlflowModel(NamedTuple):
+    """A model read from a downloaded MLflow model folder, and the file it was read from."""
+
+    model: Any
+    file: Path
+
+    @property
+    def pickled(self) -> bool:
+        """The file was an older run's pickle (loaded because of ``trust_pickle``)."""
+        return is_pickle(self.file)
+
+
+def read_mlflow_model(
+    local: Path, recorded: str | None, trust_pickle: bool = False, name: str = ""
+) -> MlflowModel:
+    """The sklearn-flavour model in the downloaded MLflow model folder ``local``, with its file
+    (the folder is looked through once): its skops file checked against ``recorded`` (the run's
+    tag ``model_sha256``) and loaded with :data:`TRUSTED_TYPES`, never through MLflow's loader
+    (which trusts the types the model's own MLmodel file lists); a pickle (older runs) only with
+    ``trust_pickle``.
+
+    Says nothing of a pickle it loaded: callers load inside ``stderr_silenced()``, where a log
+    line is lost, so they write :data:`TRUSTED_PICKLE` after that block when
+    :attr:`MlflowModel.pickled`. Errors call the model ``name`` (what the user gave), not the
+    download, removed once loaded."""
+    file = mlflow_model_file(local)
+    model = load_model_file(file, trust_pickle=trust_pickle, expected=recorded or "", name=name)
+    return MlflowModel(model, file)
+
+
 def load_mlflow_model(
     local: Path, recorded: str | None, trust_pickle: bool = False, name: str = ""
 ) -> Any:
-    """The sklearn-flavour model in the downloaded MLflow model folder ``local``: its skops file
-    checked against ``recorded`` (the run's tag ``model_sha256``) and loaded with
-    :data:`TRUSTED_TYPES`, never through MLflow's loader (which trusts the types the model's own
-    MLmodel file lists); a pickle (older runs) only with ``trust_pickle``.
-
-    Says nothing of a pickle it loaded: callers load inside ``stderr_silenced()``, where a log
-    line is lost, so they write :data:`TRUSTED_PICKLE` after that block. Errors call the model
-    ``name`` (what the user gave), not the download, removed once loaded."""
-    file = mlflow_model_file(local)
-    return load_model_file(file, trust_pickle=trust_pickle, expected=recorded or "", name=name)
+    """The model alone of :func:`read_mlflow_model` (same checks, same errors)."""
+    return read_mlflow_model(local, recorded, trust_pickle, name).model

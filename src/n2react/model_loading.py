@@ -125,9 +125,8 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
         if tags.get("model_uri") == ref:  # the run's own final model: read as the run is
             return _read_mlflow(reader, str(run_id), tmp, trust_pickle)
         local = reader.download_uri(ref, tmp)
-        model = runstore.load_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle, ref)
-        pickled = runstore.is_pickle(runstore.mlflow_model_file(local))
-        return LoadedModel(model, [], ref, pickled=pickled)
+        read = runstore.read_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle, ref)
+        return LoadedModel(read.model, [], ref, pickled=read.pickled)
     info = reader.run(ref)
     if why := info.fold_run_problem():
         raise N2ReactError(why)
@@ -137,8 +136,7 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
         raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")
     local = reader.download_uri(model_uri, tmp)
     name = f"MLflow run {ref} ({model_uri})"  # what the user gave, not the removed download
-    model = runstore.load_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle, name)
-    pickled = runstore.is_pickle(runstore.mlflow_model_file(local))
+    final = runstore.read_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle, name)
     folds = []
     for entry in reader.list_artifacts(ref, "fold_models"):
         p = runstore.model_path(reader.download(ref, entry, tmp))
@@ -158,7 +156,7 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
     calib_path = f"uncertainty/{runstore.UNCERTAINTY_FILE}"
     if calib_path in reader.list_artifacts(ref, "uncertainty"):
         calib = load_calibration(reader.download(ref, calib_path, tmp))
-    return LoadedModel(model, folds, model_uri, domain, calib, pickled)
+    return LoadedModel(final.model, folds, model_uri, domain, calib, final.pickled)
 
 
 def _name(run_id: str, file: Path, tmp: Path) -> str:

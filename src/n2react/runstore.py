@@ -43,6 +43,7 @@ from n2react.model_files import TRUST_HINT as TRUST_HINT
 from n2react.model_files import TRUSTED_PICKLE as TRUSTED_PICKLE
 from n2react.model_files import TRUSTED_TYPES as TRUSTED_TYPES
 from n2react.model_files import VERSION_ATTR as VERSION_ATTR
+from n2react.model_files import MlflowModel as MlflowModel
 from n2react.model_files import check_sha256 as check_sha256
 from n2react.model_files import file_sha256 as file_sha256
 from n2react.model_files import is_pickle as is_pickle
@@ -50,6 +51,7 @@ from n2react.model_files import keep_version as keep_version
 from n2react.model_files import load_mlflow_model as load_mlflow_model
 from n2react.model_files import load_model_file as load_model_file
 from n2react.model_files import mlflow_model_file as mlflow_model_file
+from n2react.model_files import read_mlflow_model as read_mlflow_model
 from n2react.model_files import recorded_sha256 as recorded_sha256
 from n2react.model_files import save_model as save_model
 from n2react.model_files import saved_by as saved_by

@@ -192,13 +192,14 @@ def load_mlflow_run(
             for k, p in runstore.fold_model_files(got["fold_models"]).items():
                 folds[k] = runstore.load_model_file(p, trust_pickle=trust_pickle)
         uri = run.tags.get("model_uri")
-        final = None
+        read: runstore.MlflowModel | None = None
         if uri:
             local = reader.download_uri(uri, dest)  # beside the other artifacts, not in /tmp
             recorded = run.tags.get(TAG_MODEL_SHA)
-            final = runstore.load_mlflow_model(local, recorded, trust_pickle)
-    if final is not None and runstore.is_pickle(runstore.mlflow_model_file(local)):  # fd 2 back
+            read = runstore.read_mlflow_model(local, recorded, trust_pickle)
+    if read is not None and read.pickled:  # fd 2 back
         log.warning(runstore.TRUSTED_PICKLE, uri)
+    final = read.model if read is not None else None
     ds = dataset if dataset is not None else _reload(cfg)
     label = run.name if TAG_SWEEP in run.tags and run.name else None  # the job's name
     return RunData(f"MLflow run {run_id}", cfg, ds, oof, final, folds, label)
