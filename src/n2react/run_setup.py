@@ -43,8 +43,8 @@ def log_dataset(plan: Plan, dataset: Dataset) -> None:
     )
     if plan.data.get("feature_columns") is None:  # a column the sheet lacks is not noticed
         log.info(
-            "descriptors (the sheet's columns but the name and target; data.feature_columns=[...] "
-            "names them instead): %s",
+            "descriptors (every column of the sheet but the name and the target; list them in "
+            "data.feature_columns=[...] to require them): %s",
             short_list(dataset.feature_names, limit=30),
         )
 
