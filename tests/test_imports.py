@@ -122,6 +122,25 @@ def test_a_long_module_says_why_in_its_opening_comment() -> None:
     assert [n for n, doc in long.items() if "450 lines" not in doc] == []
 
 
+# Test files over 450 lines, each named with why it is left long (none may be added: split it).
+LONG_TESTS = {
+    # 618 lines: another branch edits it; split it by topic once that has landed
+    "test_bad_input.py",
+}
+
+
+def test_a_test_file_stays_under_450_lines() -> None:
+    """The 450-line rule holds for tests/*.py too, with no docstring way out: six test files had
+    grown past it unnoticed (457 to 512 lines) before each was split in two by topic. A file
+    named in LONG_TESTS must still be long (else take it off the list)."""
+    tests = Path(__file__).resolve().parent
+    paths = sorted(tests.glob("*.py"))
+    assert len(paths) > 40  # the folder is really read
+    long = {p.name for p in paths if p.read_text().count("\n") > 450}
+    assert long - LONG_TESTS == set()  # over 450 lines: split it by topic
+    assert LONG_TESTS - long == set()  # no longer long: take it off the list
+
+
 def test_a_shared_name_is_defined_once() -> None:
     """The MLflow run-id pattern and the model-hash tag were each written out in two modules
     (model_loading and explain.source; mlflow_tracking's TAG_MODEL_SHA and model_loading's
