@@ -1,10 +1,13 @@
 """MLflow details: credentials in a tracking URI, what a fold run of a grouped protocol held out,
-the error line of a frozen server, a run deleted in the UI while it runs."""
+the error line of a frozen server, a run deleted in the UI while it runs (before a fold run,
+after the folds, as it ends)."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,6 +126,113 @@ def test_a_run_deleted_while_it_runs_stops_before_its_next_fold_run(tmp_path: Pa
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # the error says it
 
 
+def _all_runs(uri: str) -> list:
+    """Every run of the store, deleted ones included."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    return client.search_runs(ids, run_view_type=ViewType.ALL)
+
+
+def test_a_run_deleted_after_its_folds_writes_its_files_and_ends_in_one_line(
+    tmp_path: Path, caplog
+) -> None:
+    """Deleted in the UI after the last fold check (during the final model's refit, the interval
+    validation, explain), the run's next metric, tag or model raised MLflow's "must be in the
+    'active' state" (a traceback in the run's late steps, or the store called failed), and
+    ending it FINISHED raised it too. Now those calls log nothing and raise nothing, the run
+    goes on writing its folder, and it ends in one RunDeleted line; no run is started."""
+    import logging
+
+    import mlflow
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+    from sklearn.linear_model import LinearRegression
+
+    from n2react.errors import RunDeleted
+    from n2react.mlflow_tracking import MlflowTracker
+    from n2react.tracking import Store
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    run_dir = tmp_path / "run"
+    tracker = MlflowTracker(Store(uri))
+    tracker.start({"seed": 1}, {"run_dir": str(run_dir)})
+    run_id = tracker.run_id
+    for fold in (1, 2):
+        tracker.log_fold(fold, {"test_r": 0.5}, {}, {}, [])
+    MlflowClient(uri).delete_run(run_id)
+    caplog.set_level(logging.WARNING, logger="n2react")
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0], "b": [1.0, 0.0, 1.0]})
+    note = tmp_path / "summary.json"
+    note.write_text("{}")
+    tracker.log_metrics({"mean_test_r": 0.5})  # the scores, the model, explain's files
+    tracker.set_tags({"explain_error": "x"})
+    tracker.log_artifact(note)
+    assert tracker.log_curves({"final": {"loss": [1.0, 0.5]}}) == 0
+    assert tracker.log_model(LinearRegression().fit(X, [0.0, 1.0, 2.0]), X) is None
+    assert not tracker.active
+    with pytest.raises(RunDeleted) as caught:
+        tracker.finish("FINISHED")
+    message = str(caught.value)
+    assert message == (
+        f"MLflow run {run_id} was deleted in the store while it ran: nothing more is logged; "
+        f"its files are complete in the run folder {run_dir}; resume={run_dir} logs it again "
+        "in a new MLflow run"
+    )
+    assert mlflow.active_run() is None  # a sweep's next job does not nest under it
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # the error says it
+    runs = _all_runs(uri)
+    assert len(runs) == 3  # the parent and its two fold runs: no run was started
+    (parent,) = [r for r in runs if r.info.run_id == run_id]
+    assert parent.info.lifecycle_stage == "deleted"
+    assert "mean_test_r" not in parent.data.metrics and "explain_error" not in parent.data.tags
+    assert all(r.info.status == "FINISHED" for r in runs if r is not parent)
+
+
+def test_a_run_deleted_just_before_it_ends_says_so_in_one_line(tmp_path: Path, caplog) -> None:
+    """Deleted after its last logging call, the run's end (mlflow.end_run FINISHED) raised
+    MLflow's "must be in the 'active' state"; it ends in the RunDeleted line now. A run deleted
+    and then failed for another reason says the deletion in one warning beside its error."""
+    import logging
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from n2react.errors import RunDeleted
+    from n2react.mlflow_tracking import MlflowTracker
+    from n2react.tracking import Store
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    tracker = MlflowTracker(Store(uri))
+    tracker.start({"seed": 1}, {})
+    run_id = tracker.run_id
+    MlflowClient(uri).delete_run(run_id)
+    with pytest.raises(RunDeleted, match=f"^MLflow run {run_id} was deleted in the store"):
+        tracker.finish("FINISHED")
+    assert mlflow.active_run() is None
+    other = MlflowTracker(Store(uri))
+    other.start({"seed": 2}, {})
+    MlflowClient(uri).delete_run(other.run_id)
+    other.log_metrics({"mean_test_r": 0.5})  # refused: the run was deleted
+    caplog.set_level(logging.WARNING, logger="n2react")
+    other.finish("FAILED", "ValueError: boom")
+    assert mlflow.active_run() is None
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "was deleted in the store while it ran: nothing more was logged" in warning
+    # noticed by a refused call before its folds: the next fold run is not opened
+    early = MlflowTracker(Store(uri))
+    early.start({"seed": 3}, {"run_dir": str(tmp_path / "early")})
+    MlflowClient(uri).delete_run(early.run_id)
+    early.set_tags({"x": "1"})
+    with pytest.raises(RunDeleted, match="keeps its finished outer folds"):
+        early.log_fold(1, {"test_r": 0.5}, {}, {}, [])
+    early.finish("FAILED", "RunDeleted: ...")
+    assert mlflow.active_run() is None
+    assert len(_all_runs(uri)) == 3
+
+
 def test_a_password_in_a_uri_is_hidden_in_what_n2react_says() -> None:
     from n2react.credentials import redact
     from n2react.errors import StoreUnavailable
@@ -190,3 +300,106 @@ def test_a_password_in_the_tracking_uri_is_stored_and_printed_as_stars(tmp_path:
     assert config["tracking"]["uri"] == url.replace("http://", "http://alice:***@")
     config["tracking"]["uri"] = secret_url
     check_same_config(run_dir, config)
+
+
+def _delete_when(marker: Path, uri: str, job: subprocess.Popen, job_tag: str | None = None) -> str:
+    """Delete the parent run (of sweep job ``job_tag``) from this process, as the UI would, once
+    ``marker`` is written (the run is then past its last fold); its id."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    while not marker.exists():
+        assert job.poll() is None, "the run ended before the marker"
+        time.sleep(0.05)
+    client = MlflowClient(uri)
+    parents = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("n2react").experiment_id])
+        if "mlflow.parentRunId" not in r.data.tags
+        and (job_tag is None or r.data.tags.get("job") == job_tag)
+    ]
+    (parent,) = parents
+    client.delete_run(parent.info.run_id)
+    return parent.info.run_id
+
+
+def _late_files(run_dir: Path) -> None:
+    """What a run writes after its folds: scores, the final model, explain's figures."""
+    for name in ("summary.json", "oof_predictions.csv", "model.skops", "final_params.json"):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "explain").glob("*.png")), "no explain figure"
+
+
+CLI = [sys.executable, "-m", "train", "cv.outer_folds=2", "explain=true", "final_model=true",
+       "progress=false"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_run_deleted_during_its_final_model_or_explain_ends_in_one_line(tmp_path: Path) -> None:
+    """python -m train, its MLflow run deleted once its scores are written (during the final
+    model's refit or explain): "n2react: error: the MLflow store failed: The run ... must be
+    in the 'active' state", and a resume hint "once that is fixed". Now the run writes all its
+    files, then says the deletion in one line, exit status 2 as when it stops before a fold run;
+    the store holds no other run."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    run_dir = tmp_path / "run"
+    cmd = [*CLI, "model=ridge", f"tracking.uri={uri}", f"hydra.run.dir={run_dir}"]
+    job = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = _delete_when(run_dir / "summary.json", uri, job)
+        _, err = job.communicate(timeout=300)
+    finally:
+        job.kill()
+    assert job.returncode == 2 and "Traceback" not in err, err[-2000:]
+    assert "MlflowException" not in err and "active' state" not in err, err[-2000:]
+    errors = [ln for ln in err.splitlines() if ln.startswith("n2react: error:")]
+    assert errors == [
+        f"n2react: error: MLflow run {run_id} was deleted in the store while it ran: nothing more "
+        f"is logged; its files are complete in the run folder {run_dir}; resume={run_dir} logs "
+        "it again in a new MLflow run"
+    ], err[-2000:]
+    _late_files(run_dir)
+    client = MlflowClient(uri)
+    runs = client.search_runs(["0", "1"], run_view_type=ViewType.ALL)
+    assert len(runs) == 3  # the parent and its 2 fold runs
+    assert {r.info.run_id: r.info.lifecycle_stage for r in runs}[run_id] == "deleted"
+    assert all(r.info.status == "FINISHED" for r in runs if r.info.run_id != run_id)
+
+
+@pytest.mark.slow
+def test_a_sweep_jobs_run_deleted_late_fails_that_job_alone(tmp_path: Path) -> None:
+    """A sweep (model=ridge,svr) whose first job's MLflow run is deleted during its final model
+    or explain: that job writes its files and fails in one line, the next job runs, finishes and
+    is ranked in its own (not nested) run, no traceback, and nothing the store still shows is
+    left RUNNING."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    sweep = tmp_path / "sweep"
+    cmd = [*CLI, "model=ridge,svr", f"tracking.uri={uri}", f"hydra.sweep.dir={sweep}", "-m"]
+    job = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = _delete_when(sweep / "0_ridge" / "summary.json", uri, job, job_tag="0")
+        _, err = job.communicate(timeout=600)
+    finally:
+        job.kill()
+    assert job.returncode == 1 and "Traceback" not in err, err[-2000:]  # a job failed
+    errors = [ln for ln in err.splitlines() if ln.startswith("n2react: error:")]
+    assert len(errors) == 2, err[-2000:]
+    assert errors[0].startswith(f"n2react: error: job 0 (ridge): MLflow run {run_id} was deleted")
+    assert errors[1] == (
+        f"n2react: error: 1 of 2 jobs failed (job 0); the others are ranked in "
+        f"{sweep / 'leaderboard.csv'}"
+    )
+    _late_files(sweep / "0_ridge")
+    runs = MlflowClient(uri).search_runs(["0", "1"], run_view_type=ViewType.ALL)
+    assert len(runs) == 6  # two parents, two fold runs each
+    alive = [r for r in runs if r.info.lifecycle_stage == "active"]
+    assert len(alive) == 5 and all(r.info.status == "FINISHED" for r in alive)
+    (svr,) = [r for r in alive if r.data.tags.get("job") == "1" and r.info.run_name == "svr"]
+    assert "mlflow.parentRunId" not in svr.data.tags and svr.data.tags["leaderboard_rank"]

@@ -15,7 +15,8 @@ import os
 import socket
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ class MlflowTracker(Tracker):
         self.run_name = store.run_name or (job.name if job else None)
         self.run_id: str | None = None
         self.deleted = False  # the parent run was deleted in the store while it ran
+        self.said = False  # ... and an error (RunDeleted) has said so
         self.run_dir = ""
         self.job_tags = job.tags() if job else {}
         patient_http()  # a server that stops answering fails the run in about 30 s, not minutes
@@ -141,6 +143,8 @@ class MlflowTracker(Tracker):
         tags: Mapping[str, str],
         artifacts: Sequence[Path],
     ) -> None:
+        if self.deleted and self.run_id is not None:  # a refused call noticed it: stop here too
+            raise self._deleted_error(self.run_id, finished=False)
         if not self.active:
             return
         self._check_parent()
@@ -156,43 +160,81 @@ class MlflowTracker(Tracker):
             for a in artifacts:
                 mlflow.log_artifact(str(a))
 
+    @property
+    def active(self) -> bool:
+        """A parent run of ours is open and still in the store (not deleted while it ran)."""
+        return super().active and not self.deleted
+
+    def _gone(self, run_id: str) -> bool:
+        """Whether the run ``run_id`` was deleted in the store (one get_run)."""
+        try:
+            return self.client.get_run(run_id).info.lifecycle_stage == "deleted"
+        except MlflowException as exc:  # purged (mlflow gc) since
+            return exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+    def _deleted_error(self, run_id: str, finished: bool) -> RunDeleted:
+        """The one line that ends a run whose parent run was deleted while it ran: stopped
+        before a fold run, or (``finished``) at its end, its files all written."""
+        self.said = True
+        folder = f" {self.run_dir}" if self.run_dir else ""
+        if finished:
+            kept = f"its files are complete in the run folder{folder}"
+            again = f"; resume={self.run_dir} logs it again in a new MLflow run"
+        else:
+            kept = f"the run folder{folder} keeps its finished outer folds"
+            again = f"; resume={self.run_dir} continues it in a new MLflow run"
+        return RunDeleted(
+            f"MLflow run {run_id} was deleted in the store while it ran: nothing more is "
+            f"logged; {kept}{again if self.run_dir else ''}"
+        )
+
     def _check_parent(self) -> None:
         """Stop, before a fold run is opened under it, when the parent run was deleted in the
         store while this run ran (one get_run per fold): MLflow would go on logging fold runs
         under the deleted parent until logging to the parent itself failed."""
         assert self.run_id is not None
-        try:
-            gone = self.client.get_run(self.run_id).info.lifecycle_stage == "deleted"
-        except MlflowException as exc:  # purged (mlflow gc) since
-            gone = exc.error_code == "RESOURCE_DOES_NOT_EXIST"
-        if not gone:
+        if not self._gone(self.run_id):
             return
         self.deleted = True
-        folder = f" {self.run_dir}" if self.run_dir else ""
-        again = f"; resume={self.run_dir} continues it in a new MLflow run" if self.run_dir else ""
-        raise RunDeleted(
-            f"MLflow run {self.run_id} was deleted in the store while it ran: nothing more is "
-            f"logged; the run folder{folder} keeps its finished outer folds{again}"
-        )
+        raise self._deleted_error(self.run_id, finished=False)
+
+    @contextmanager
+    def _logging(self) -> Iterator[None]:
+        """Around a call logging to the parent run after its folds (scores, final model,
+        explain): a refusal because the run was deleted in the store meanwhile stops the
+        logging, not the run, which writes the rest of its folder (:meth:`finish` then says
+        so); any other failure is raised."""
+        try:
+            yield
+        except MlflowException as exc:
+            if not _refusal(exc) or self.run_id is None or not self._gone(self.run_id):
+                raise
+            log.debug("MLflow run %s deleted: nothing more is logged", self.run_id, exc_info=True)
+            self.deleted = True
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         if self.active:
-            mlflow.log_metrics(dict(metrics), run_id=self.run_id)
+            with self._logging():
+                mlflow.log_metrics(dict(metrics), run_id=self.run_id)
 
     def log_curves(self, curves: Mapping[str | int, Mapping[str, Sequence[float]]]) -> int:
         if not self.active:
             return 0
         assert self.run_id is not None
-        return log_step_metrics(self.client, self.run_id, curves)
+        with self._logging():
+            return log_step_metrics(self.client, self.run_id, curves)
+        return 0  # the run was deleted
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         if self.active:
-            for k, v in tags.items():
-                self.client.set_tag(self.run_id, k, v)
+            with self._logging():
+                for k, v in tags.items():
+                    self.client.set_tag(self.run_id, k, v)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        if self.active:
-            mlflow.log_artifact(str(path), artifact_path=artifact_path, run_id=self.run_id)
+        if self.active:  # (an artifact store takes files of a deleted run without a word)
+            with self._logging():
+                mlflow.log_artifact(str(path), artifact_path=artifact_path, run_id=self.run_id)
 
     def log_dataset(self, name: str, source: str, context: str, table: Any = None) -> None:
         if not self.active:
@@ -213,17 +255,25 @@ class MlflowTracker(Tracker):
             ds: Any = mlflow.data.from_pandas(table, source=where, name=name, digest=digest)
         else:
             ds = MetaDataset(where, name=name, digest=digest)
-        mlflow.log_input(ds, context=context)
+        with self._logging():
+            mlflow.log_input(ds, context=context)  # the active run: ours
 
     def log_model(self, model: Any, X_example: Any, keras_net: Any = None) -> str | None:
         """The fitted pipeline (sklearn flavour, signature, input example; tags ``model_uri`` and
-        ``model_sha256``) and its Keras network (keras flavour, tag ``keras_model_uri``)."""
+        ``model_sha256``) and its Keras network (keras flavour, tag ``keras_model_uri``).
+        None when the run was deleted in the store (asked first: no model sent for nothing)."""
         if not self.active:
             return None
-        uri = self._log_sklearn(model, X_example)
-        if keras_net is not None:
-            self._log_keras(keras_net, X_example)
-        return uri
+        assert self.run_id is not None
+        if self._gone(self.run_id):
+            self.deleted = True
+            return None
+        with self._logging():
+            uri = self._log_sklearn(model, X_example)
+            if keras_net is not None:
+                self._log_keras(keras_net, X_example)
+            return uri
+        return None
 
     def _log_sklearn(self, model: Any, X_example: Any) -> str:
         from mlflow.models import infer_signature
@@ -282,11 +332,11 @@ class MlflowTracker(Tracker):
     def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
         if self.run_id is None:
             return
-        run_id, self.run_id = self.run_id, None
+        run_id = self.run_id
         if status == "FINISHED":
-            while mlflow.active_run() is not None:
-                mlflow.end_run(status=status)
+            self._end_finished(run_id)
             return
+        self.run_id = None
         # The run failed, perhaps because the store did: ask it once, briefly, and never leave a
         # run on MLflow's stack of active runs (the next job of a sweep would nest under it).
         with impatient_http():
@@ -304,7 +354,12 @@ class MlflowTracker(Tracker):
                     unmarked = True
                     if _refusal(exc):
                         refused = refused or first_line(exc)
-        if self.deleted:  # said by the error that stopped the run
+        if self.deleted and not self.said:  # deleted after the folds, then another error
+            log.warning(
+                "MLflow run %s was deleted in the store while it ran: nothing more was logged",
+                run_id,
+            )
+        if self.deleted:  # said by the error that stopped the run, or just now
             return
         if refused:  # the store answered (the run deleted in the UI while it ran): no retry helps
             log.warning("MLflow run %s could not be marked %s: %s", run_id, status, refused)
@@ -316,6 +371,23 @@ class MlflowTracker(Tracker):
                 status,
                 redact(self.uri),
             )
+
+    def _end_finished(self, run_id: str) -> None:
+        """End the run FINISHED; one deleted in the store while it ran (refused before, or now)
+        ends with :class:`RunDeleted` once off MLflow's stack of active runs (a sweep's next job
+        must not nest under it), a store that fails otherwise with its error."""
+        try:
+            while mlflow.active_run() is not None:
+                if self.deleted:  # the run leaves the stack before the store is asked
+                    with impatient_http(), suppress(MlflowException):
+                        mlflow.end_run(status="FINISHED")
+                    continue
+                with self._logging():
+                    mlflow.end_run(status="FINISHED")
+        finally:
+            self.run_id = None
+        if self.deleted:
+            raise self._deleted_error(run_id, finished=True)
 
     # -- runs in the store --
     def get_run(self, run_id: str) -> RunRecord | None:

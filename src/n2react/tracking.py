@@ -174,7 +174,9 @@ class Tracker(ABC):
     def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
         """End the parent run (and any fold run left open) with ``status``, tagged with the
         ``error`` that stopped it. Ending a run that did not finish raises nothing (the error
-        that stopped it is the one to report)."""
+        that stopped it is the one to report). A finished run whose parent run was deleted in
+        the store while it ran (nothing was logged since, its folder holds all its files) ends
+        with :class:`~n2react.errors.RunDeleted`."""
 
     # -- runs in the store --
     @abstractmethod
