@@ -348,12 +348,15 @@ def test_a_run_deleted_during_its_final_model_or_explain_ends_in_one_line(tmp_pa
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     run_dir = tmp_path / "run"
     cmd = [*CLI, "model=ridge", f"tracking.uri={uri}", f"hydra.run.dir={run_dir}"]
-    job = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    try:
-        run_id = _delete_when(run_dir / "summary.json", uri, job)
-        _, err = job.communicate(timeout=300)
-    finally:
-        job.kill()
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would stall the run
+    with log.open("w") as stderr:
+        job = subprocess.Popen(cmd, cwd=tmp_path, stderr=stderr, text=True)
+        try:
+            run_id = _delete_when(run_dir / "summary.json", uri, job)
+            job.wait(timeout=300)
+        finally:
+            job.kill()
+    err = log.read_text()
     assert job.returncode == 2 and "Traceback" not in err, err[-2000:]
     assert "MlflowException" not in err and "active' state" not in err, err[-2000:]
     errors = [ln for ln in err.splitlines() if ln.startswith("n2react: error:")]
@@ -382,12 +385,15 @@ def test_a_sweep_jobs_run_deleted_late_fails_that_job_alone(tmp_path: Path) -> N
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     sweep = tmp_path / "sweep"
     cmd = [*CLI, "model=ridge,svr", f"tracking.uri={uri}", f"hydra.sweep.dir={sweep}", "-m"]
-    job = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    try:
-        run_id = _delete_when(sweep / "0_ridge" / "summary.json", uri, job, job_tag="0")
-        _, err = job.communicate(timeout=600)
-    finally:
-        job.kill()
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would stall the sweep
+    with log.open("w") as stderr:
+        job = subprocess.Popen(cmd, cwd=tmp_path, stderr=stderr, text=True)
+        try:
+            run_id = _delete_when(sweep / "0_ridge" / "summary.json", uri, job, job_tag="0")
+            job.wait(timeout=600)
+        finally:
+            job.kill()
+    err = log.read_text()
     assert job.returncode == 1 and "Traceback" not in err, err[-2000:]  # a job failed
     errors = [ln for ln in err.splitlines() if ln.startswith("n2react: error:")]
     assert len(errors) == 2, err[-2000:]
