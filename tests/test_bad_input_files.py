@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_bad_input import QUICK, _env, assert_one_error, cli, mlflow_runs
+from bad_input_helpers import QUICK, _env, assert_one_error, cli, mlflow_runs
 
 FILE15 = "homonuclear-159-15features.xlsx"
 FEV = "heteronuclear-FeV-18-15features.xlsx"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_bad_input import QUICK, _env, assert_one_error, mlflow_runs
+from bad_input_helpers import QUICK, _env, assert_one_error, mlflow_runs
 
 
 def train(tmp: Path, *args: str) -> subprocess.CompletedProcess:
