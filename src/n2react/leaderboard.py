@@ -16,11 +16,14 @@ interrupted sweep still leaves the leaderboard of the jobs that finished (a swee
 job rewrites them then, listing the planned jobs that never ran: :mod:`n2react.sweep_plan`), and a
 job finished
 later by ``resume=`` brings them up to date (:func:`refresh_after_resume`).
+
+The jobs are read, ranked and written by :mod:`n2react.sweep_ranking`, the MLflow runs tagged by
+:mod:`n2react.leaderboard_mlflow` (split from here: their names are re-exported here, where
+callers import them).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -34,229 +37,34 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from n2react.board import KEY_METRICS, VS_BEST, VS_BEST_UNITS, higher_is_better, vs_best_note
-from n2react.bootstrap import compare_oof
+from n2react.board import KEY_METRICS
+from n2react.board import higher_is_better as higher_is_better  # callers import it here
 from n2react.credentials import redact
 from n2react.errors import N2ReactError
-from n2react.jobs import only_swept, run_name, sweep_axes
-from n2react.runstore import OOF_FILE, SUMMARY_FILE, write_json, write_text
+from n2react.leaderboard_mlflow import TAG_RANK as TAG_RANK  # callers import these here
+from n2react.leaderboard_mlflow import _mlflow_runs, _publish
+from n2react.runstore import write_json
 from n2react.store_uri import sqlite_file, unreadable
-from n2react.sweep_plan import planned_jobs, swept_ranking_problem
-from n2react.tracking import Store, store_of
+from n2react.sweep_plan import swept_ranking_problem
+from n2react.sweep_ranking import EXPLAIN_FAILED_FILE as EXPLAIN_FAILED_FILE  # callers import these
+from n2react.sweep_ranking import FAILED_FILE as FAILED_FILE
+from n2react.sweep_ranking import FILES as FILES
+from n2react.sweep_ranking import NOT_RUN as NOT_RUN
+from n2react.sweep_ranking import SweepAxes as SweepAxes
+from n2react.sweep_ranking import _title as _title
+from n2react.sweep_ranking import build_board as build_board
+from n2react.sweep_ranking import collect_jobs as collect_jobs
+from n2react.sweep_ranking import paired_with_best as paired_with_best
+from n2react.sweep_ranking import rank_jobs as rank_jobs
+from n2react.sweep_ranking import rank_tag as rank_tag
+from n2react.sweep_ranking import to_markdown as to_markdown
+from n2react.sweep_ranking import write_board as write_board
+from n2react.tracking import store_of
 
 if TYPE_CHECKING:
     from n2react.sweep_report import Settings
 
 log = logging.getLogger(__name__)
-
-TAG_RANK = "leaderboard_rank"
-FAILED_FILE = "job_failed.json"
-#: a run whose explain failed (its scores stand): the error, noted in its leaderboard row
-EXPLAIN_FAILED_FILE = "explain_failed.json"
-#: the status of a job the sweep planned but never started (stopped before it): no scores
-NOT_RUN = "not run"
-FILES = ("leaderboard.csv", "leaderboard.md")
-#: A sweep's ``hydra.sweeper.params`` and its command-line overrides (each job adds its model's
-#: ``sweep:`` axes between them: :func:`n2react.jobs.sweep_axes`).
-SweepAxes = tuple[dict[str, Any] | None, list[str]]
-
-
-def _failure(job_dir: Path, name: str = FAILED_FILE) -> str:
-    f = job_dir / name
-    if not f.is_file():
-        return ""
-    try:
-        return str(json.loads(f.read_text()).get("error", "failed"))
-    except ValueError:
-        return "failed"
-
-
-def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame:
-    """One row per job directory of the sweep: job, run name, overrides, dir, status, error and
-    the summary metrics (with their intervals).
-
-    ``axes``: the sweep's params and command line; the name then shows only the swept keys,
-    like the job's MLflow run name. ``status``: done, failed (its ``error``) or unfinished
-    (running or killed).
-    """
-    rows = []
-    for hydra_yaml in sorted(sweep_dir.glob("*/.hydra/hydra.yaml")):
-        job_dir = hydra_yaml.parent.parent
-        job_num = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.job.num")
-        overrides_file = job_dir / ".hydra" / "overrides.yaml"
-        loaded = OmegaConf.load(overrides_file) if overrides_file.exists() else []
-        overrides = [str(o) for o in loaded]
-        config_file = job_dir / ".hydra" / "config.yaml"
-        job_cfg = OmegaConf.load(config_file) if config_file.exists() else OmegaConf.create()
-        model = OmegaConf.select(job_cfg, "model.name")
-        shown = overrides
-        if axes is not None:
-            model_axes = OmegaConf.select(job_cfg, "model.sweep")
-            model_axes = OmegaConf.to_container(model_axes) if model_axes else None
-            shown = only_swept(overrides, sweep_axes(axes[0], model_axes, axes[1]))
-        summary_file = job_dir / SUMMARY_FILE
-        metrics = json.loads(summary_file.read_text()) if summary_file.exists() else {}
-        metrics = {k: math.nan if v is None else v for k, v in metrics.items()}  # null: NaN
-        error = _failure(job_dir)
-        status = "failed" if error else "done" if metrics else "unfinished"
-        if status == "done" and (why := _failure(job_dir, EXPLAIN_FAILED_FILE)):
-            error = f"explain failed: {why}"  # done and ranked: its scores stand
-        rows.append(
-            {
-                "job": int(job_num) if job_num is not None else -1,
-                "name": run_name(str(model or "?"), shown),
-                "overrides": redact(" ".join(overrides)),
-                "status": status,
-                "error": error,
-                "dir": str(job_dir),
-                **(metrics if status == "done" else {}),
-            }
-        )
-    started = {r["job"] for r in rows}
-    for num, overrides in planned_jobs(sweep_dir).items():
-        if num in started:
-            continue
-        model = next((o.split("=", 1)[1] for o in overrides if o.startswith("model=")), "?")
-        shown = (
-            overrides
-            if axes is None
-            else only_swept(overrides, sweep_axes(*axes[:1], None, axes[1]))
-        )
-        status = NOT_RUN
-        rows.append({"job": num, "name": run_name(model, shown), "status": status,
-                     "overrides": redact(" ".join(overrides)), "error": "", "dir": ""})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def rank_jobs(jobs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Best first by ``metric`` (failed jobs last), with a 1-based ``rank`` column."""
-    if jobs.empty:
-        return jobs.assign(rank=[])
-    if metric not in jobs:
-        jobs = jobs.assign(**{metric: math.nan})
-    ranked = jobs.sort_values(
-        [metric, "job"], ascending=[not higher_is_better(metric), True], na_position="last"
-    ).reset_index(drop=True)
-    ranked.insert(0, "rank", range(1, len(ranked) + 1))
-    return ranked
-
-
-def rank_tag(rank: int, n_jobs: int) -> str:
-    """The rank as a zero-padded tag (``01`` .. ``12``), so a text sort is a numeric one."""
-    return str(rank).zfill(max(2, len(str(n_jobs))))
-
-
-def _oof(job_dir: str) -> pd.DataFrame | None:
-    f = Path(job_dir) / OOF_FILE
-    return pd.read_csv(f) if f.is_file() else None
-
-
-def paired_with_best(board: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The :data:`VS_BEST` columns: each finished job against the best (rank 1) on ``metric``,
-    the same clusters (or groups) or folds drawn for both, and :data:`VS_BEST_UNITS` (how many:
-    below :data:`n2react.bootstrap.MIN_UNITS_FOR_VERDICT` the figures are no finding). Empty
-    where the metric has no paired form (``std_*``, train or transfer figures) or the job's folds
-    differ from the best's."""
-    board = board.assign(**{c: math.nan for c in (*VS_BEST, VS_BEST_UNITS)})
-    if board.empty or board.iloc[0]["status"] != "done":
-        return board
-    best = _oof(board.iloc[0]["dir"])
-    if best is None:
-        return board
-    for i, row in board.iterrows():
-        job = _oof(row["dir"]) if row["status"] == "done" else None
-        if job is None:
-            continue
-        try:
-            (p,) = compare_oof(job, best, [metric])
-        except N2ReactError as exc:  # another protocol, or a metric without a paired form
-            log.debug("leaderboard: job %s not paired with the best (%s)", row["job"], exc)
-            continue
-        board.loc[i, list(VS_BEST)] = [p.diff, p.low, p.high, 1.0 - p.p_a_better]
-        board.loc[i, VS_BEST_UNITS] = p.units
-    board.loc[0, "p_best_better"] = math.nan  # the best against itself: no share to report
-    board[VS_BEST_UNITS] = board[VS_BEST_UNITS].astype("Int64")  # 3, not 3.0, in the files
-    return board
-
-
-def to_markdown(board: pd.DataFrame, columns: list[str]) -> str:
-    def cell(v: Any) -> str:
-        if v is pd.NA:  # an empty vs_best_units
-            return ""
-        if isinstance(v, float):
-            return "" if math.isnan(v) else f"{v:.4f}"
-        return str(v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for _, r in board.iterrows()]
-    return "\n".join(lines) + "\n"
-
-
-def build_board(sweep_dir: Path, metric: str, metrics: list[str], axes: SweepAxes) -> pd.DataFrame:
-    """The ranked jobs with the columns of the leaderboard files, in order."""
-    board = paired_with_best(rank_jobs(collect_jobs(sweep_dir, axes), metric), metric)
-    shown = list(dict.fromkeys([metric, *metrics]))
-    columns = ["rank", "job", "name"]
-    for m in shown:
-        columns += [m, f"{m}_ci_low", f"{m}_ci_high"]
-        if m == metric:
-            columns += [*VS_BEST, VS_BEST_UNITS]
-    columns += ["status", "error", "run_id", "overrides", "dir"]
-    if "run_id" not in board:
-        board = board.assign(run_id="")
-    return board.reindex(columns=columns)
-
-
-def write_board(board: pd.DataFrame, sweep_dir: Path, title: str, metric: str) -> list[Path]:
-    """leaderboard.csv and leaderboard.md (with a note when vs best rests on too few units),
-    each written whole."""
-    csv, md = (sweep_dir / f for f in FILES)
-    write_text(csv, board.to_csv(index=False))
-    note = vs_best_note(board, metric)
-    head = f"# {title}\n\n" + (f"> {note}\n\n" if note else "")
-    write_text(md, head + to_markdown(board, list(board.columns)))
-    return [csv, md]
-
-
-def _mlflow_runs(store: Store, sweep: str | None, sweep_dir: Path) -> dict[int, str]:
-    """job number -> parent run id, for the runs tagged with this sweep (``sweep=None``: the
-    runs whose ``run_dir`` tag lies in ``sweep_dir``, for a sweep whose saved folder name is
-    unresolved, ``multirun/${now:...}``)."""
-    from mlflow.tracking import MlflowClient
-
-    from n2react.mlflow_tracking import filter_literal
-
-    client = MlflowClient(store.uri)
-    exp = client.get_experiment_by_name(store.experiment)
-    if exp is None:
-        return {}
-    mine = str(sweep_dir.resolve())
-    if sweep is None:  # LIKE's _ matches any character: the parent folder is compared below
-        where = f"tags.run_dir LIKE {filter_literal(mine + '/%')}"
-    else:
-        where = f"tags.sweep = {filter_literal(sweep)}"
-    return {
-        int(r.data.tags["job"]): r.info.run_id
-        for r in client.search_runs([exp.experiment_id], filter_string=where)
-        if "mlflow.parentRunId" not in r.data.tags
-        and r.data.tags.get("job", "").isdigit()
-        and (sweep is not None or str(Path(r.data.tags["run_dir"]).parent) == mine)
-    }
-
-
-def _publish(store: Store, board: pd.DataFrame, files: list[Path]) -> None:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(store.uri)
-    for _, row in board.iterrows():
-        if row["run_id"]:
-            rank = int(row["rank"])
-            client.set_tag(row["run_id"], TAG_RANK, rank_tag(rank, len(board)))
-            client.log_metric(row["run_id"], TAG_RANK, rank)
-    best = board.iloc[0]["run_id"]
-    if best:
-        for f in files:
-            client.log_artifact(best, str(f))
 
 
 def _sweep_axes(config: DictConfig) -> SweepAxes:
@@ -434,11 +242,3 @@ def refresh_sweep(sweep_dir: Path, tracking: Mapping[str, Any] | None) -> pd.Dat
         return None
     log.info("the sweep's leaderboard is brought up to date: %s", done[1][0])
     return done[0]
-
-
-def _title(sweep_dir: Path, board: pd.DataFrame, metric: str) -> str:
-    counts = board["status"].value_counts() if len(board) else pd.Series(dtype=int)
-    notes = [f"{counts[s]} {s}" for s in ("failed", "unfinished", NOT_RUN) if counts.get(s, 0)]
-    extra = f" ({', '.join(notes)})" if notes else ""
-    jobs = "1 job" if len(board) == 1 else f"{len(board)} jobs"
-    return f"Sweep {sweep_dir}: {jobs} ranked by {metric}{extra}"
