@@ -168,6 +168,7 @@ SPLIT = {
         "collect_jobs higher_is_better paired_with_best rank_jobs rank_tag refresh_after_resume "
         "refresh_sweep to_markdown write_board _title",
     ),
+    "n2react.plan": (("n2react.job_plan",), "Names PAIR_TEST_FRACTION Plan SCHEMES build_plan"),
 }
 
 
