@@ -169,6 +169,13 @@ SPLIT = {
         "refresh_sweep to_markdown write_board _title",
     ),
     "n2react.plan": (("n2react.job_plan",), "Names PAIR_TEST_FRACTION Plan SCHEMES build_plan"),
+    "n2react.preflight": (
+        ("n2react.output_dirs", "n2react.search_checks"),
+        "GRID_WARN_POINTS MIN_EVAL_CLUSTERS MIN_FREE_BYTES STEP_KEYS check_eval_columns "
+        "check_max_features check_max_pairs check_output_dir check_pairwise check_search "
+        "check_selector check_space_ends check_spread_varies check_steps output_dir_problem "
+        "remove_if_unused say_grid_size",
+    ),
 }
 
 

@@ -1,27 +1,33 @@
 """Checks made before any training, so that a run fails in its first seconds with one line
 instead of after the whole CV: degenerate settings of the pipeline's steps, the columns of
-``eval.path``, and where the outputs go (writable, enough free space)."""
+``eval.path``, and where the outputs go (writable, enough free space).
+
+Where the outputs go is checked by :mod:`n2react.output_dirs`, a search's settings by
+:mod:`n2react.search_checks` (split from here: their names are re-exported here, where callers
+import them).
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from n2react import runstore
 from n2react.capabilities import Wrapper, epochs_param, inner_model, sub_models
 from n2react.data import Dataset
 from n2react.errors import ConfigError, DataError, N2ReactError, first_line
+from n2react.output_dirs import MIN_FREE_BYTES as MIN_FREE_BYTES  # callers import these here
+from n2react.output_dirs import check_output_dir as check_output_dir
+from n2react.output_dirs import output_dir_problem as output_dir_problem
+from n2react.output_dirs import remove_if_unused as remove_if_unused
+from n2react.search_checks import GRID_WARN_POINTS as GRID_WARN_POINTS  # callers import these here
+from n2react.search_checks import check_search as check_search
+from n2react.search_checks import check_space_ends as check_space_ends
+from n2react.search_checks import say_grid_size as say_grid_size
 
-#: Free space a run needs at least: its tables, plots, and the fold and final model files.
-MIN_FREE_BYTES = 200 * 1024 * 1024
 #: The fewest labelled clusters eval.path may hold (a Pearson r needs three).
 MIN_EVAL_CLUSTERS = 3
 
@@ -233,87 +239,6 @@ def _models_fed_the_inputs(model: Any) -> list[tuple[str, str, Any]]:
     return out
 
 
-def check_space_ends(pipeline: Any, space: dict[str, Any]) -> None:
-    """Each end of every search range, and each choice, set on the pipeline one at a time and
-    checked, without fitting, by the estimator it reaches (its ``check_params``, a
-    scikit-learn estimator's parameter constraints): a space reaching values the model refuses
-    (``model.space.dropout.max=1``) fails now, not minutes in, in whichever trial first draws
-    it (or never, in a short search that draws none)."""
-    from sklearn.base import BaseEstimator, clone
-    from sklearn.utils._param_validation import validate_parameter_constraints
-
-    from n2react.capabilities import ChecksParams
-    from n2react.pipeline import config_key
-
-    for name, spec in space.items():
-        kind = (spec or {}).get("type")
-        if kind == "choice":
-            ends = [("values holds ", v) for v in spec.get("values") or []]
-        elif kind in ("int", "float") and spec.get("min") is not None:
-            cast = int if kind == "int" else float
-            ends = [(f"{end}=", cast(spec[end])) for end in ("min", "max") if end in spec]
-        else:
-            continue
-        owner_key = name.rsplit("__", 1)[0]
-        for where, value in ends:
-            pipe = clone(pipeline).set_params(**{name: value})
-            owner = pipe.get_params()[owner_key]
-            try:
-                if isinstance(owner, ChecksParams):
-                    owner.check_params()
-                elif isinstance(owner, BaseEstimator):  # scikit-learn's declared constraints
-                    constraints = getattr(type(owner), "_parameter_constraints", {})
-                    validate_parameter_constraints(
-                        constraints, owner.get_params(deep=False), type(owner).__name__
-                    )
-            except (ValueError, TypeError) as exc:
-                why = first_line(exc)
-                raise ConfigError(f"{config_key(name)}.{where}{value!r}: {why}") from None
-
-
-def check_search(search: Any, name: str) -> None:
-    """Oracle settings keras-tuner would take and then never finish a search with
-    (``max_trials`` null for a sampling search, ``hyperband_iterations=0``), replace silently
-    (``num_initial_points=0`` becomes 3 per dimension) or fail on mid-search
-    (``max_epochs=0``); and the oracle built once, so that anything else it refuses
-    (``factor=1``) fails before the MLflow run starts. Warns when a Bayesian search is all
-    random starts."""
-    from n2react.hyperparameters import make_hyperparameters
-
-    node = dict(search.oracle or {})
-
-    def whole(key: str, null_ok: bool = False) -> None:
-        value = node.get(key)
-        if (value is None and not null_ok) or (
-            value is not None
-            and (isinstance(value, bool) or not isinstance(value, int) or value < 1)
-        ):
-            raise ConfigError(f"search.oracle.{key}={value!r}: expected a whole number >= 1")
-
-    if search.is_hyperband:
-        whole("max_epochs")
-        whole("hyperband_iterations")
-    elif not search.is_grid and search.max_trials is None:
-        raise ConfigError(
-            f"search={name}: search.max_trials=null would sample without end; "
-            "give the number of trials, e.g. search.max_trials=20"
-        )
-    if "num_initial_points" in node:
-        whole("num_initial_points", null_ok=True)
-    hp = make_hyperparameters(search.space)
-    starts = node.get("num_initial_points") or max(3 * len(hp.space), 3)  # keras-tuner's
-    if "num_initial_points" in node and search.max_trials and search.max_trials <= starts:
-        log.warning(
-            "search=%s: all search.max_trials=%d trials are random starts (num_initial_points "
-            "%d), so this is a random search; raise search.max_trials above %d",
-            name,
-            search.max_trials,
-            starts,
-            starts,
-        )
-    search.make_oracle(hp)
-
-
 def check_eval_columns(eval_path: str, expected: list[str], ligands: list[str]) -> None:
     """``eval.path`` must hold the descriptors the model will be trained on and an lg(k1)
     column; read now (its names with the run's ``ligands``), so a wrong file fails before the
@@ -326,107 +251,3 @@ def check_eval_columns(eval_path: str, expected: list[str], ligands: list[str]) 
             f"eval.path={eval_path}: {len(y)} labelled cluster(s); transfer scores need at least "
             f"{MIN_EVAL_CLUSTERS} (python -m predict RUN FILE predicts and scores a few clusters)"
         )
-
-
-def check_output_dir(path: Path, need: int = MIN_FREE_BYTES) -> None:
-    """``path`` (created if missing) must take a file and hold ``need`` bytes more."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".n2react-probe-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ConfigError(
-            f"{path}: cannot write the run's outputs there ({exc.strerror or type(exc).__name__})"
-            "; choose another hydra.run.dir"
-        ) from None
-    free = shutil.disk_usage(path).free
-    if free < need:
-        raise ConfigError(
-            f"{path}: only {free / 2**20:.0f} MiB free; a run needs at least "
-            f"{need / 2**20:.0f} MiB for its models and tables"
-        )
-
-
-def output_dir_problem(argv: list[str], cwd: Path | None = None) -> str | None:
-    """Why the run or sweep folder named on the command line (``hydra.run.dir=``,
-    ``hydra.sweep.dir=``; default: under the working directory) cannot be created; None when it
-    can. Checked before Hydra creates it (Hydra would end in a traceback)."""
-    targets = []
-    for arg in argv:
-        key, _, value = arg.lstrip("+~").partition("=")
-        if key in ("hydra.run.dir", "hydra.sweep.dir") and value:
-            targets.append((key, Path(value)))
-    if not targets:
-        targets.append(("the working directory", cwd or Path.cwd()))
-    for key, path in targets:
-        p = path if path.is_absolute() else (cwd or Path.cwd()) / path
-        while not p.exists() and p != p.parent:
-            p = p.parent
-        if not p.is_dir():
-            return f"{key}={path}: {p} is not a folder"
-        try:  # a real probe: root passes os.access checks even where nothing can be created
-            os.rmdir(tempfile.mkdtemp(prefix=".n2react-probe-", dir=p))
-        except OSError as exc:
-            return f"{key}={path}: cannot create folders in {p} ({exc.strerror or exc})"
-        free = shutil.disk_usage(p).free  # Hydra's own first files would fail on a full disk
-        if free < MIN_FREE_BYTES:
-            return (
-                f"{key}={path}: only {free / 2**20:.0f} MiB free in {p}; a run needs at least "
-                f"{MIN_FREE_BYTES / 2**20:.0f} MiB for its models and tables"
-            )
-    return None
-
-
-def remove_if_unused(run_dir: Path) -> None:
-    """Remove a run folder that holds only what Hydra put there at start (``.hydra/``, the log),
-    so a run that failed before its first output leaves no empty folder behind; its parent
-    (the day's folder) too when that is then empty."""
-    try:
-        names = {p.name for p in run_dir.iterdir()}
-    except OSError:
-        return
-    if not names <= {".hydra", "train.log"} or runstore.in_use(run_dir):  # another run's
-        return
-    shutil.rmtree(run_dir, ignore_errors=True)
-    day, outputs = run_dir.parent, run_dir.parent.parent
-    for folder, looks_right in (
-        (day, re.fullmatch(r"\d{4}-\d{2}-\d{2}", day.name)),
-        (outputs, outputs.name == "outputs"),
-    ):
-        if not looks_right:
-            return
-        try:
-            folder.rmdir()  # only when empty
-        except OSError:
-            return
-
-
-#: Grid points per search above which the plan's line about the grid is a warning.
-GRID_WARN_POINTS = 1000
-
-
-def say_grid_size(search: Any, splits: list[Any], nested: int, final: bool) -> None:
-    """Log one line with a grid search's size: points per search, each entry's share, and trials
-    in all (each outer fold, ``nested`` nested-validation searches, the final model's); a
-    warning above :data:`GRID_WARN_POINTS` points per search, naming how to cut it."""
-    from n2react.hyperparameters import make_hyperparameters
-    from n2react.pipeline import config_key
-
-    hp = make_hyperparameters(search.space, grid=True).space
-    points = int(np.prod([len(list(p.values)) for p in hp]))
-    per = min(points, search.max_trials) if search.max_trials else points
-    searches = len(splits) + nested + int(final)
-    parts = [f"{len(splits)} outer folds"] + [f"{nested} nested validation refits"] * bool(nested)
-    big = points > GRID_WARN_POINTS
-    cut = "; fix entries (model.space.<name>=null), give float ranges a coarser step, or use "
-    log.log(
-        logging.WARNING if big else logging.INFO,
-        "search=grid: %d points per search (%s), %d trials in all (%d searches: %s)%s",
-        points,
-        " x ".join(f"{config_key(p.name)} {len(list(p.values))}" for p in hp),
-        per * searches,
-        searches,
-        ", ".join(parts + ["the final model"] * final),
-        cut + "search=random search.max_trials=N" if big else "",
-    )

@@ -1,0 +1,94 @@
+"""Where a run's outputs go, checked before anything is written there: the run or sweep folder
+named on the command line can be created and has room (before Hydra creates it), the run folder
+takes a file, and a run that failed before its first output leaves no empty folder behind.
+
+Split from :mod:`n2react.preflight`, which re-exports these names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from n2react import runstore
+from n2react.errors import ConfigError
+
+#: Free space a run needs at least: its tables, plots, and the fold and final model files.
+MIN_FREE_BYTES = 200 * 1024 * 1024
+
+
+def check_output_dir(path: Path, need: int = MIN_FREE_BYTES) -> None:
+    """``path`` (created if missing) must take a file and hold ``need`` bytes more."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".n2react-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot write the run's outputs there ({exc.strerror or type(exc).__name__})"
+            "; choose another hydra.run.dir"
+        ) from None
+    free = shutil.disk_usage(path).free
+    if free < need:
+        raise ConfigError(
+            f"{path}: only {free / 2**20:.0f} MiB free; a run needs at least "
+            f"{need / 2**20:.0f} MiB for its models and tables"
+        )
+
+
+def output_dir_problem(argv: list[str], cwd: Path | None = None) -> str | None:
+    """Why the run or sweep folder named on the command line (``hydra.run.dir=``,
+    ``hydra.sweep.dir=``; default: under the working directory) cannot be created; None when it
+    can. Checked before Hydra creates it (Hydra would end in a traceback)."""
+    targets = []
+    for arg in argv:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and value:
+            targets.append((key, Path(value)))
+    if not targets:
+        targets.append(("the working directory", cwd or Path.cwd()))
+    for key, path in targets:
+        p = path if path.is_absolute() else (cwd or Path.cwd()) / path
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        if not p.is_dir():
+            return f"{key}={path}: {p} is not a folder"
+        try:  # a real probe: root passes os.access checks even where nothing can be created
+            os.rmdir(tempfile.mkdtemp(prefix=".n2react-probe-", dir=p))
+        except OSError as exc:
+            return f"{key}={path}: cannot create folders in {p} ({exc.strerror or exc})"
+        free = shutil.disk_usage(p).free  # Hydra's own first files would fail on a full disk
+        if free < MIN_FREE_BYTES:
+            return (
+                f"{key}={path}: only {free / 2**20:.0f} MiB free in {p}; a run needs at least "
+                f"{MIN_FREE_BYTES / 2**20:.0f} MiB for its models and tables"
+            )
+    return None
+
+
+def remove_if_unused(run_dir: Path) -> None:
+    """Remove a run folder that holds only what Hydra put there at start (``.hydra/``, the log),
+    so a run that failed before its first output leaves no empty folder behind; its parent
+    (the day's folder) too when that is then empty."""
+    try:
+        names = {p.name for p in run_dir.iterdir()}
+    except OSError:
+        return
+    if not names <= {".hydra", "train.log"} or runstore.in_use(run_dir):  # another run's
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    day, outputs = run_dir.parent, run_dir.parent.parent
+    for folder, looks_right in (
+        (day, re.fullmatch(r"\d{4}-\d{2}-\d{2}", day.name)),
+        (outputs, outputs.name == "outputs"),
+    ):
+        if not looks_right:
+            return
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            return
