@@ -200,6 +200,49 @@ def test_a_group_given_with_plus_is_one_line(
     assert not (tmp_path / "run").exists() and not (tmp_path / "multi").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("model=null",), "model=null: a config group takes one of its options, not null; "
+         "choose one: model=<option> (anchored_ensemble, ensemble, extra_trees, gbr, keras_mlp, "
+         "rfr, ridge, ridge_trees, svr; default: rfr)"),
+        (("+model=null",), "+model=null: a config group takes one of its options, not null; "
+         "choose one: model=<option> ("),
+        # ++model=ridge's line suggested model=<its value>: model=null, the traceback again
+        (("++model=null",), "++model=null: a config group takes one of its options, not null"),
+        (("data=null",), "choose one: data=<option> (authors_folds, homonuclear_15, "),
+        (("experiment=null",), "experiment=null: a config group takes one of its options, not "
+         "null; to run without experiment, leave it out (experiment options: new_compositions"),
+        (("-m", "model=ridge,null"), "model=ridge,null: a config group takes one of its options"),
+        # the run read cfg.model: "Key 'model' is not in struct", full_key, HYDRA_FULL_ERROR
+        (("~model",), "~model: a run needs one model option, and ~ removes the group; choose "
+         "one: model=<option> (anchored_ensemble, "),
+        (("~model=svr",), "~model=svr: a run needs one model option"),  # Hydra: "No match"
+        (("~cv",), "~cv: a run needs one cv option"),
+    ],
+    ids=["null", "+null", "++null", "data", "optional group", "in a sweep", "~model", "~model=",
+         "~cv"],
+)  # fmt: skip
+def test_a_group_given_no_option_is_one_line(
+    args: tuple[str, ...], expected: str, tmp_path: Path
+) -> None:
+    """model=null was Hydra's ValueError traceback ('Config group override must be a string or a
+    list. Got NoneType'), exit 1; ~model ran until the plan read the config's model."""
+    flags = [a for a in args if a == "-m"]
+    out = train(tmp_path, *flags, *QUICK[1:], *[a for a in args if a not in flags])
+    assert_only_line(out, expected)
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "multi").exists()
+
+
+def test_compose_config_says_a_group_given_no_option_in_one_line() -> None:
+    from n2react.compose import compose_config
+    from n2react.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^model=null: a config group takes one of its opt"):
+        compose_config(["model=null"])
+
+
 def test_compose_config_says_a_group_given_with_plus_in_one_line() -> None:
     from n2react.compose import compose_config
     from n2react.errors import ConfigError

@@ -52,6 +52,12 @@ def compose_config(
 
             why = option_problem(list(overrides), str(config_dir())) or why
         raise ConfigError(why) from exc
+    except ValueError as exc:  # model=null: Hydra's "Config group override must be a string"
+        from n2react.group_options import option_problem
+
+        if (why := option_problem(list(overrides), str(config_dir()))) is None:
+            raise
+        raise ConfigError(why) from exc
     with open_dict(cfg):
         for key, value in (settings or {}).items():
             OmegaConf.update(cfg, key, value, force_add=True)

@@ -1,5 +1,6 @@
-"""A misspelled config group option (``model=extra_tree``, ``cv=kfold5``) named in one line, and
-a group the config already has given with ``+`` or ``++`` (``+model=ridge``).
+"""A misspelled config group option (``model=extra_tree``, ``cv=kfold5``) named in one line, a
+group the config already has given with ``+`` or ``++`` (``+model=ridge``), and a group given no
+option (``model=null``, a Hydra ValueError traceback; ``~model``, a group a run needs removed).
 
 Hydra reports it as a dozen lines (``Could not find 'model/extra_tree'``, the options one a line,
 the search path, a hint about ``HYDRA_FULL_ERROR``) and exit status 1. :func:`option_problem`
@@ -74,6 +75,8 @@ def option_problem(argv: Sequence[str], config_path: str) -> str | None:
             group = override.key_or_group
             if not repo.group_exists(group):
                 continue  # a key (seed=1, cv.groups=metal), not a group
+            if line := _no_option_problem(override, parsed, repo):
+                return line
             for name in _values(override):
                 if not repo.config_exists(f"{group}/{name}"):
                     options = repo.get_group_options(group, ObjectType.CONFIG)
@@ -84,6 +87,54 @@ def option_problem(argv: Sequence[str], config_path: str) -> str | None:
     except Exception:  # never refuse a command because the check itself failed
         log.debug("cannot check the group options", exc_info=True)
     return None
+
+
+#: The config groups a run cannot go without (the plan reads their nodes: ``cfg.data``,
+#: ``cfg.model``, ``cfg.cv``); ``~features``, ``~scaler`` and the like leave that step out.
+NEEDED_GROUPS = ("data", "model", "cv")
+
+
+def _is_null(override: Any) -> bool:
+    """``model=null``, ``+model=null``, or a ``-m`` list holding null (``model=svr,null``)."""
+    from hydra.core.override_parser.types import ValueType
+
+    if override.is_delete():
+        return False
+    if override.value_type in (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP):
+        return "null" in list(override.sweep_string_iterator())
+    return override.value_type == ValueType.ELEMENT and override.value() is None
+
+
+def _no_option_problem(
+    override: Any, parsed: list[Any], repo: Any, config_name: str = "config"
+) -> str | None:
+    """A group given no option: ``model=null`` (Hydra's ValueError traceback, "Config group
+    override must be a string or a list") or removed with ``~`` when a run needs it
+    (``~model``: lines about a missing key once the run reads it). One line: what a group takes
+    and the override to write, with the group's options and its default; None otherwise."""
+    from hydra.core.object_type import ObjectType
+
+    group, key = override.key_or_group, _key(override)
+    removed = override.is_delete() and not override.package and group in NEEDED_GROUPS
+    if not removed and not _is_null(override):
+        return None
+    options = ", ".join(repo.get_group_options(group, ObjectType.CONFIG))
+    default = _choices(repo, [o for o in parsed if o is not override], config_name).get(key)
+    line = str(override.input_line)
+    if removed:
+        return (
+            f"{line}: a run needs one {group} option, and ~ removes the group; choose one: "
+            f"{key}=<option> ({options}; default: {default or 'none'})"
+        )
+    if default is None:  # an optional group (experiment) or one the config has not (sweep)
+        return (
+            f"{line}: a config group takes one of its options, not null; to run without "
+            f"{key}, leave it out ({key} options: {options})"
+        )
+    return (
+        f"{line}: a config group takes one of its options, not null; choose one: "
+        f"{key}=<option> ({options}; default: {default})"
+    )
 
 
 def _key(override: Any) -> str:
@@ -143,6 +194,9 @@ def added_group_problem(
         culprit = next((o for o in parsed if o.is_add() and _key(o) == key), None)
     if culprit is None:  # a config's own defaults list (an experiment's), not the command line
         return None
+    repo = ConfigRepository(create_config_search_path(config_path))
+    if none := _no_option_problem(culprit, parsed, repo, config_name):  # ++model=null
+        return none
     line = str(culprit.input_line)
     value = line.partition("=")[2]
     plain = [o for o in parsed if _key(o) == key and o is not culprit and not o.is_delete()]
@@ -151,7 +205,6 @@ def added_group_problem(
             f"{line}: {key} is already chosen by {plain[0].input_line}; a group takes one option: "
             f"give {key}= once, without '+'"
         )
-    repo = ConfigRepository(create_config_search_path(config_path))
     choices = _choices(repo, [o for o in parsed if o is not culprit], config_name)
     if forced and key not in choices:  # ++sweep=grid: + adds a group the config has not
         return f"{line}: ++ is for keys, not config groups; to add {key}: +{key}={value}"
