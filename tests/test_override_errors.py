@@ -235,6 +235,60 @@ def test_a_group_given_no_option_is_one_line(
     assert not (tmp_path / "run").exists() and not (tmp_path / "multi").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        # svr's keys merged into rfr's estimator: "cannot build it: ... unexpected keyword
+        # argument 'kernel'" once the run built the model
+        (("model=[svr,rfr]",), "model=[svr,rfr]: a config group takes one option, not a list "
+         "(Hydra would merge svr, rfr into one model); for one: model=svr; to try each, a sweep: "
+         "python -m train -m model=svr,rfr"),
+        (("-m", "model=[svr,rfr]"), "model=[svr,rfr]: a config group takes one option, not a"),
+        (("model=[svr]",), "model=[svr]: a config group takes one option, not a list; choose "
+         "one: model=svr (anchored_ensemble, "),
+        # Hydra's "Could not delete 'features=foo'. No match in the defaults list", exit 1
+        (("~features=foo",), "~features=foo: features is raw here, not foo (~features=<option> "
+         "removes the group only when that option is chosen); to remove it: ~features "
+         "(features options: interactions, raw)"),
+        (("features=interactions", "~features=raw"), "features is interactions here, not raw"),
+        (("-m", "~features=foo"), "~features=foo: features is raw here, not foo"),
+        (("~experiment=paper_regular",), "~experiment=paper_regular: no experiment option is "
+         "chosen here, so there is nothing to remove (experiment options: new_compositions, "),
+        # ran without a search, but logged no search.name / search.objective (search=none does)
+        (("~search",), "~search: ~ removes the search group, and the run then logs no "
+         "search.name; to run without a search, write search=none"),
+        (("~search=none",), "~search=none: ~ removes the search group"),
+    ],
+    ids=["list", "list in a sweep", "one-item list", "~ another option", "~ the default",
+         "~ in a sweep", "~ an optional group", "~search", "~search="],
+)  # fmt: skip
+def test_a_list_of_options_or_a_group_removed_amiss_is_one_line(
+    args: tuple[str, ...], expected: str, tmp_path: Path
+) -> None:
+    flags = [a for a in args if a == "-m"]
+    out = train(tmp_path, *flags, *QUICK[1:], *[a for a in args if a not in flags])
+    assert_only_line(out, expected)
+    assert list(tmp_path.iterdir()) == []  # no run/, multi/, outputs/, mlflow.db
+
+
+@pytest.mark.parametrize("removed", ["~tracking", "~device"])
+def test_removing_tracking_or_device_is_left_alone(removed: str) -> None:
+    """~tracking runs as tracking=none does (no store, the same outputs), ~device as device=auto
+    (the same params and run.json)."""
+    from n2react.compose import config_dir
+    from n2react.group_options import option_problem
+
+    assert option_problem([removed, "model=ridge"], str(config_dir())) is None
+
+
+def test_compose_config_says_a_group_removed_amiss_in_one_line() -> None:
+    from n2react.compose import compose_config
+    from n2react.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^~features=foo: features is raw here, not foo \("):
+        compose_config(["~features=foo"])
+
+
 def test_compose_config_says_a_group_given_no_option_in_one_line() -> None:
     from n2react.compose import compose_config
     from n2react.errors import ConfigError

@@ -1,6 +1,8 @@
 """A misspelled config group option (``model=extra_tree``, ``cv=kfold5``) named in one line, a
-group the config already has given with ``+`` or ``++`` (``+model=ridge``), and a group given no
-option (``model=null``, a Hydra ValueError traceback; ``~model``, a group a run needs removed).
+group the config already has given with ``+`` or ``++`` (``+model=ridge``), a group given no
+option (``model=null``, a Hydra ValueError traceback; ``~model``, a group a run needs removed;
+``~search``, a run without the search params it logs), a list of options (``model=[svr,rfr]``,
+merged into one config) and ``~group=option`` for an option not chosen (``~features=foo``).
 
 Hydra reports it as a dozen lines (``Could not find 'model/extra_tree'``, the options one a line,
 the search path, a hint about ``HYDRA_FULL_ERROR``) and exit status 1. :func:`option_problem`
@@ -77,6 +79,8 @@ def option_problem(argv: Sequence[str], config_path: str) -> str | None:
                 continue  # a key (seed=1, cv.groups=metal), not a group
             if line := _no_option_problem(override, parsed, repo):
                 return line
+            if line := _list_problem(override, repo):
+                return line
             for name in _values(override):
                 if not repo.config_exists(f"{group}/{name}"):
                     options = repo.get_group_options(group, ObjectType.CONFIG)
@@ -92,6 +96,33 @@ def option_problem(argv: Sequence[str], config_path: str) -> str | None:
 #: The config groups a run cannot go without (the plan reads their nodes: ``cfg.data``,
 #: ``cfg.model``, ``cfg.cv``); ``~features``, ``~scaler`` and the like leave that step out.
 NEEDED_GROUPS = ("data", "model", "cv")
+#: Optional groups whose removal runs but leaves their params out of the run's MLflow record
+#: (``~search``: no ``search.name``, ``search.objective``): the option that runs without one.
+#: (``~tracking`` and ``~device`` run as ``tracking=none`` and ``device=auto`` do: left alone.)
+NONE_OPTIONS = {"search": "none"}
+
+
+def _list_problem(override: Any, repo: Any) -> str | None:
+    """``model=[svr,rfr]``: Hydra's list of options for a group (its multi-select defaults) merges
+    them into one config (svr's keys under rfr's estimator: a later "unexpected keyword
+    argument"); this project's groups take one option. Hydra's own groups are left to Hydra."""
+    from hydra.core.object_type import ObjectType
+    from hydra.core.override_parser.types import ValueType
+
+    if override.is_delete() or override.value_type != ValueType.ELEMENT:
+        return None
+    value = override.value()
+    if not isinstance(value, list) or override.key_or_group.split("/")[0] == "hydra":
+        return None
+    key, names = _key(override), [str(v) for v in value]
+    line = f"{override.input_line}: a config group takes one option, not a list"
+    if len(names) < 2:
+        options = ", ".join(repo.get_group_options(override.key_or_group, ObjectType.CONFIG))
+        return f"{line}; choose one: {key}={names[0] if names else '<option>'} ({options})"
+    return (
+        f"{line} (Hydra would merge {', '.join(names)} into one {key}); for one: {key}={names[0]}; "
+        f"to try each, a sweep: python -m train -m {key}={','.join(names)}"
+    )
 
 
 def _is_null(override: Any) -> bool:
@@ -110,17 +141,24 @@ def _no_option_problem(
 ) -> str | None:
     """A group given no option: ``model=null`` (Hydra's ValueError traceback, "Config group
     override must be a string or a list") or removed with ``~`` when a run needs it
-    (``~model``: lines about a missing key once the run reads it). One line: what a group takes
-    and the override to write, with the group's options and its default; None otherwise."""
+    (``~model``: lines about a missing key once the run reads it), or removed when the run goes
+    on without its logged params (``~search``). One line: what a group takes and the override to
+    write, with the group's options and its default; None otherwise."""
     from hydra.core.object_type import ObjectType
 
     group, key = override.key_or_group, _key(override)
-    removed = override.is_delete() and not override.package and group in NEEDED_GROUPS
+    deleted = override.is_delete() and not override.package
+    line = str(override.input_line)
+    if deleted and group in NONE_OPTIONS:  # ~search, ~search=grid
+        return (
+            f"{line}: ~ removes the {group} group, and the run then logs no {group}.name; to "
+            f"run without a {group}, write {group}={NONE_OPTIONS[group]}"
+        )
+    removed = deleted and group in NEEDED_GROUPS
     if not removed and not _is_null(override):
         return None
     options = ", ".join(repo.get_group_options(group, ObjectType.CONFIG))
     default = _choices(repo, [o for o in parsed if o is not override], config_name).get(key)
-    line = str(override.input_line)
     if removed:
         return (
             f"{line}: a run needs one {group} option, and ~ removes the group; choose one: "
@@ -215,3 +253,42 @@ def added_group_problem(
             f"{line}: ++ is for keys, not config groups; {key} is in the config{default}: use {use}"
         )
     return f"{line}: {key} is already in the config{default}; use {use} without '+'"
+
+
+def deleted_group_problem(
+    message: str, argv: Sequence[str], config_path: str, config_name: str = "config"
+) -> str | None:
+    """One line for Hydra's ``Could not delete 'features=foo'. No match in the defaults list``
+    (``~features=foo``: ``~group=option`` removes the group only when that option is chosen): the
+    group's option here and the override that removes it. None for another message, or when no
+    override of ``argv`` is it."""
+    found = re.fullmatch(
+        r"Could not delete '(.+?)(?:=(.*))?'\. No match in the defaults list", message
+    )
+    overrides = _hydra_overrides(argv) if found else None
+    if not found or not overrides:
+        return None
+    from hydra._internal.config_repository import ConfigRepository
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.object_type import ObjectType
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    key = found[1]
+    culprit = next((o for o in parsed if o.is_delete() and _key(o) == key), None)
+    if culprit is None:  # a config's own defaults list, not the command line
+        return None
+    repo = ConfigRepository(create_config_search_path(config_path))
+    group = culprit.key_or_group
+    options = ", ".join(repo.get_group_options(group, ObjectType.CONFIG))
+    choices = _choices(repo, [o for o in parsed if o is not culprit], config_name)
+    line = str(culprit.input_line)
+    if key not in choices or choices[key] is None:  # ~sweep, ~experiment=paper_regular
+        return (
+            f"{line}: no {key} option is chosen here, so there is nothing to remove "
+            f"({key} options: {options})"
+        )
+    return (
+        f"{line}: {key} is {choices[key]} here, not {found[2]} (~{key}=<option> removes the "
+        f"group only when that option is chosen); to remove it: ~{key} ({key} options: {options})"
+    )

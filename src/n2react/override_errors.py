@@ -5,7 +5,7 @@
 - a comma value outside a sweep (``data.target_column=a,b``),
 - ``+key=v`` for a key the config has (``+seed=3``), ``~key=v`` whose value differs
   (``~seed=4``), ``~key`` for a key it has not, ``+group=option`` or ``++group=option`` for a
-  config group it has (``+model=ridge``),
+  config group it has (``+model=ridge``), ``~group=option`` for an option not chosen,
 - a flag between overrides (``model=ridge -m cv.outer_folds=3``: argparse's usage dump), and an
   unknown flag (``--foo``: the same dump).
 
@@ -156,9 +156,11 @@ def hydra_problem(
         if line := _add_delete_problem(message):
             return redact(line)
         if config_path is not None:
-            from n2react.group_options import added_group_problem
+            from n2react.group_options import added_group_problem, deleted_group_problem
 
             if line := added_group_problem(message, argv, config_path):
+                return redact(line)
+            if line := deleted_group_problem(message, argv, config_path):
                 return redact(line)
         found = re.match(
             r"Could not override '(.+)'\.\nTo append to your config use (\S+)", message
