@@ -247,20 +247,27 @@ def test_a_group_given_no_option_is_one_line(
         (("model=[svr]",), "model=[svr]: a config group takes one option, not a list; choose "
          "one: model=svr (anchored_ensemble, "),
         # Hydra's "Could not delete 'features=foo'. No match in the defaults list", exit 1
-        (("~features=foo",), "~features=foo: features is raw here, not foo (~features=<option> "
-         "removes the group only when that option is chosen); to remove it: ~features "
-         "(features options: interactions, raw)"),
-        (("features=interactions", "~features=raw"), "features is interactions here, not raw"),
-        (("-m", "~features=foo"), "~features=foo: features is raw here, not foo"),
+        (("~device=foo",), "~device=foo: device is auto here, not foo (~device=<option> "
+         "removes the group only when that option is chosen); to remove it: ~device "
+         "(device options: auto, cpu, gpu)"),
+        (("device=cpu", "~device=gpu"), "device is cpu here, not gpu"),
+        (("-m", "~device=foo"), "~device=foo: device is auto here, not foo"),
         (("~experiment=paper_regular",), "~experiment=paper_regular: no experiment option is "
          "chosen here, so there is nothing to remove (experiment options: new_compositions, "),
         # ran without a search, but logged no search.name / search.objective (search=none does)
         (("~search",), "~search: ~ removes the search group, and the run then logs no "
-         "search.name; to run without a search, write search=none"),
+         "search.name; write search=none instead (the same run, logged)"),
         (("~search=none",), "~search=none: ~ removes the search group"),
+        # scaler, selector, features, pairwise: the same (no scaler.name ... logged)
+        (("~scaler",), "~scaler: ~ removes the scaler group, and the run then logs no "
+         "scaler.name; write scaler=none instead (the same run, logged)"),
+        (("~features=foo",), "~features=foo: ~ removes the features group, and the run then "
+         "logs no features.name; write features=raw instead"),
+        (("~pairwise",), "~pairwise: ~ removes the pairwise group"),
     ],
     ids=["list", "list in a sweep", "one-item list", "~ another option", "~ the default",
-         "~ in a sweep", "~ an optional group", "~search", "~search="],
+         "~ in a sweep", "~ an optional group", "~search", "~search=", "~scaler", "~features",
+         "~pairwise"],
 )  # fmt: skip
 def test_a_list_of_options_or_a_group_removed_amiss_is_one_line(
     args: tuple[str, ...], expected: str, tmp_path: Path
@@ -285,8 +292,8 @@ def test_compose_config_says_a_group_removed_amiss_in_one_line() -> None:
     from n2react.compose import compose_config
     from n2react.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"^~features=foo: features is raw here, not foo \("):
-        compose_config(["~features=foo"])
+    with pytest.raises(ConfigError, match=r"^~device=foo: device is auto here, not foo \("):
+        compose_config(["~device=foo"])
 
 
 def test_compose_config_says_a_group_given_no_option_in_one_line() -> None:

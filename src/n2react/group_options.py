@@ -96,10 +96,18 @@ def option_problem(argv: Sequence[str], config_path: str) -> str | None:
 #: The config groups a run cannot go without (the plan reads their nodes: ``cfg.data``,
 #: ``cfg.model``, ``cfg.cv``); ``~features``, ``~scaler`` and the like leave that step out.
 NEEDED_GROUPS = ("data", "model", "cv")
-#: Optional groups whose removal runs but leaves their params out of the run's MLflow record
-#: (``~search``: no ``search.name``, ``search.objective``): the option that runs without one.
-#: (``~tracking`` and ``~device`` run as ``tracking=none`` and ``device=auto`` do: left alone.)
-NONE_OPTIONS = {"search": "none"}
+#: Optional groups whose removal runs as their "off" option does but leaves their params out of
+#: the run's MLflow record (``~search``: no ``search.name``, ``search.objective``; ``~scaler``:
+#: no ``scaler.name``): the option that runs the same and logs it. (``~tracking`` and
+#: ``~device`` run as ``tracking=none`` and ``device=auto`` do, with nothing less logged: left
+#: alone.)
+NONE_OPTIONS = {
+    "search": "none",
+    "scaler": "none",
+    "selector": "none",
+    "features": "raw",
+    "pairwise": "off",
+}
 
 
 def _list_problem(override: Any, repo: Any) -> str | None:
@@ -149,10 +157,10 @@ def _no_option_problem(
     group, key = override.key_or_group, _key(override)
     deleted = override.is_delete() and not override.package
     line = str(override.input_line)
-    if deleted and group in NONE_OPTIONS:  # ~search, ~search=grid
+    if deleted and group in NONE_OPTIONS:  # ~search, ~search=grid, ~scaler
         return (
-            f"{line}: ~ removes the {group} group, and the run then logs no {group}.name; to "
-            f"run without a {group}, write {group}={NONE_OPTIONS[group]}"
+            f"{line}: ~ removes the {group} group, and the run then logs no {group}.name; "
+            f"write {group}={NONE_OPTIONS[group]} instead (the same run, logged)"
         )
     removed = deleted and group in NEEDED_GROUPS
     if not removed and not _is_null(override):
