@@ -4,6 +4,7 @@ hint, exit status 1) or as argparse's usage dump: the real `python -m train` say
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -294,6 +295,22 @@ def test_compose_config_says_a_group_removed_amiss_in_one_line() -> None:
 
     with pytest.raises(ConfigError, match=r"^~device=foo: device is auto here, not foo \("):
         compose_config(["~device=foo"])
+
+
+@pytest.mark.parametrize(
+    ("override", "start"),
+    [("model=[svr,rfr]", "model=[svr,rfr]: a config group takes one option, not a list"),
+     ("~search", "~search: ~ removes the search group")],
+)  # fmt: skip
+def test_compose_config_refuses_what_a_run_refuses(override: str, start: str) -> None:
+    """Hydra composes both (a merged model; a config without search), python -m train refuses
+    them: compose_config did not."""
+    from n2react.compose import compose_config
+    from n2react.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="^" + re.escape(start)):
+        compose_config([override])
+    compose_config(["search=random", "~search.kind"])  # a key removed, not a group: composed
 
 
 def test_compose_config_says_a_group_given_no_option_in_one_line() -> None:

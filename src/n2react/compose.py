@@ -29,10 +29,16 @@ def compose_config(
 
     An override Hydra cannot parse or apply (an unknown key or option, a stray ``--flag``) raises
     :class:`~n2react.errors.ConfigError` with one line naming the override, as ``python -m train``
-    reports it (else Hydra's first line)."""
+    reports it (else Hydra's first line); so does one Hydra composes but a run refuses
+    (``model=[svr,rfr]``, which merges two models; ``~search``, which logs no search.name)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException, MissingConfigException
 
+    if any(o.startswith("~") or "=[" in o for o in overrides):  # composed, but not a run's
+        from n2react.group_options import option_problem  # (model=[svr,rfr], ~search)
+
+        if (why := option_problem(list(overrides), str(config_dir()))) is not None:
+            raise ConfigError(why)
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose(
