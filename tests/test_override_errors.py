@@ -329,6 +329,28 @@ def test_compose_config_says_a_group_given_with_plus_in_one_line() -> None:
         compose_config(["+data=homonuclear_8"])
 
 
+def test_compose_config_composes_beside_a_hydra_the_caller_left_initialised() -> None:
+    """A Hydra initialised and left so (a notebook's hydra.initialize(), or an earlier test of the
+    same worker) made compose_config raise Hydra's ValueError "GlobalHydra is already
+    initialized" (model=null alone passed: its check comes before Hydra). It composes now, and
+    the caller's Hydra is there again after it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from n2react.compose import compose_config, config_dir
+    from n2react.errors import ConfigError
+
+    initialize_config_dir(config_dir=str(config_dir() / "model"), version_base="1.3")
+    try:
+        assert compose_config(["model=svr", "seed=3"]).seed == 3
+        with pytest.raises(ConfigError, match=r"^\+data=homonuclear_8: data is already in the"):
+            compose_config(["+data=homonuclear_8"])
+        assert GlobalHydra.instance().is_initialized()
+        assert "estimator" in compose(config_name="svr")  # the caller's config folder
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def test_a_sweep_into_an_earlier_sweeps_folder_is_refused(tmp_path: Path) -> None:
     """Hydra rewrote the earlier sweep's multirun.yaml and ran its job 0 again in 0_ridge/,
     beside the earlier jobs' folders, before any check of ours."""

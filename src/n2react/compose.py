@@ -39,6 +39,13 @@ def compose_config(
 
         if (why := option_problem(list(overrides), str(config_dir()))) is not None:
             raise ConfigError(why)
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+    # a Hydra the caller left initialised (a notebook's hydra.initialize()): put aside while
+    # this composes, else initialize_config_dir refuses ("GlobalHydra is already initialized")
+    theirs = get_gh_backup() if GlobalHydra.instance().is_initialized() else None
+    GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose(
@@ -64,6 +71,9 @@ def compose_config(
         if (why := option_problem(list(overrides), str(config_dir()))) is None:
             raise
         raise ConfigError(why) from exc
+    finally:
+        if theirs is not None:
+            restore_gh_from_backup(theirs)
     with open_dict(cfg):
         for key, value in (settings or {}).items():
             OmegaConf.update(cfg, key, value, force_add=True)
