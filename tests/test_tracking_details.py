@@ -302,14 +302,40 @@ def test_a_password_in_the_tracking_uri_is_stored_and_printed_as_stars(tmp_path:
     check_same_config(run_dir, config)
 
 
-def _delete_when(marker: Path, uri: str, job: subprocess.Popen, job_tag: str | None = None) -> str:
-    """Delete the parent run (of sweep job ``job_tag``) from this process, as the UI would, once
-    ``marker`` is written (the run is then past its last fold); its id."""
+#: The child python's sitecustomize (on its PYTHONPATH): an audit hook that holds the run at
+#: the atomic rename (os.replace) of MARKER into place until GO exists, having written PAUSED.
+PAUSE_HOOK = """import os, sys, time
+MARKER, PAUSED, GO = {marker!r}, {paused!r}, {go!r}
+def _pause(event, args):
+    if event == "os.rename" and os.path.abspath(os.fspath(args[1])) == MARKER:
+        if not os.path.exists(PAUSED):
+            open(PAUSED, "w").close()
+            while not os.path.exists(GO):
+                time.sleep(0.02)
+sys.addaudithook(_pause)
+"""
+
+
+def _paused_env(marker: Path, tmp: Path) -> dict[str, str]:
+    """The environment of a child python that waits as ``marker`` is written (past the run's
+    last fold check: its scores logged) until :func:`_delete_when` has deleted its run."""
+    hook = tmp / "pause_hook"
+    hook.mkdir()
+    paths = {"marker": str(marker), "paused": str(tmp / "paused"), "go": str(tmp / "go")}
+    (hook / "sitecustomize.py").write_text(PAUSE_HOOK.format(**paths))
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def _delete_when(tmp: Path, uri: str, job: subprocess.Popen, job_tag: str | None = None) -> str:
+    """Delete the parent run (of sweep job ``job_tag``) from this process, as the UI would, while
+    the run waits at its marker (:func:`_paused_env`), then let it go on; its id. The run cannot
+    end first: it waits until then, however slow this process is."""
     import time
 
     from mlflow.tracking import MlflowClient
 
-    while not marker.exists():
+    while not (tmp / "paused").exists():
         assert job.poll() is None, "the run ended before the marker"
         time.sleep(0.05)
     client = MlflowClient(uri)
@@ -320,7 +346,9 @@ def _delete_when(marker: Path, uri: str, job: subprocess.Popen, job_tag: str | N
         and (job_tag is None or r.data.tags.get("job") == job_tag)
     ]
     (parent,) = parents
+    assert parent.info.status == "RUNNING"  # held before its end
     client.delete_run(parent.info.run_id)
+    (tmp / "go").touch()
     return parent.info.run_id
 
 
@@ -350,9 +378,10 @@ def test_a_run_deleted_during_its_final_model_or_explain_ends_in_one_line(tmp_pa
     cmd = [*CLI, "model=ridge", f"tracking.uri={uri}", f"hydra.run.dir={run_dir}"]
     log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would stall the run
     with log.open("w") as stderr:
-        job = subprocess.Popen(cmd, cwd=tmp_path, stderr=stderr, text=True)
+        env = _paused_env(run_dir / "summary.json", tmp_path)
+        job = subprocess.Popen(cmd, cwd=tmp_path, stderr=stderr, text=True, env=env)
         try:
-            run_id = _delete_when(run_dir / "summary.json", uri, job)
+            run_id = _delete_when(tmp_path, uri, job)
             job.wait(timeout=300)
         finally:
             job.kill()
@@ -387,9 +416,10 @@ def test_a_sweep_jobs_run_deleted_late_fails_that_job_alone(tmp_path: Path) -> N
     cmd = [*CLI, "model=ridge,svr", f"tracking.uri={uri}", f"hydra.sweep.dir={sweep}", "-m"]
     log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would stall the sweep
     with log.open("w") as stderr:
-        job = subprocess.Popen(cmd, cwd=tmp_path, stderr=stderr, text=True)
+        env = _paused_env(sweep / "0_ridge" / "summary.json", tmp_path)
+        job = subprocess.Popen(cmd, cwd=tmp_path, stderr=stderr, text=True, env=env)
         try:
-            run_id = _delete_when(sweep / "0_ridge" / "summary.json", uri, job, job_tag="0")
+            run_id = _delete_when(tmp_path, uri, job, job_tag="0")
             job.wait(timeout=600)
         finally:
             job.kill()
