@@ -2,7 +2,7 @@
 group the config already has given with ``+`` or ``++`` (``+model=ridge``), a group given no
 option (``model=null``, a Hydra ValueError traceback; ``~model``, a group a run needs removed;
 ``~search``, a run without the search params it logs), a list of options (``model=[svr,rfr]``,
-merged into one config) and ``~group=option`` for an option not chosen (``~features=foo``).
+merged into one config) and ``~group=option`` for an option not chosen (``~device=foo``).
 
 Hydra reports it as a dozen lines (``Could not find 'model/extra_tree'``, the options one a line,
 the search path, a hint about ``HYDRA_FULL_ERROR``) and exit status 1. :func:`option_problem`
@@ -266,8 +266,8 @@ def added_group_problem(
 def deleted_group_problem(
     message: str, argv: Sequence[str], config_path: str, config_name: str = "config"
 ) -> str | None:
-    """One line for Hydra's ``Could not delete 'features=foo'. No match in the defaults list``
-    (``~features=foo``: ``~group=option`` removes the group only when that option is chosen): the
+    """One line for Hydra's ``Could not delete 'device=foo'. No match in the defaults list``
+    (``~device=foo``: ``~group=option`` removes the group only when that option is chosen): the
     group's option here and the override that removes it. None for another message, or when no
     override of ``argv`` is it."""
     found = re.fullmatch(
