@@ -43,6 +43,20 @@ def _hydra_overrides(argv: Sequence[str]) -> list[str] | None:
     return overrides
 
 
+def _command_line(argv: Sequence[str], config_path: str) -> tuple[list[Any], Any] | None:
+    """The group overrides of ``argv``, parsed, and the config repository they choose from; None
+    when there are none or Hydra alone can tell (:func:`_hydra_overrides`)."""
+    overrides = _hydra_overrides(argv)
+    if not overrides:
+        return None
+    from hydra._internal.config_repository import ConfigRepository
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return parsed, ConfigRepository(create_config_search_path(config_path))
+
+
 def _values(override: Any) -> list[str]:
     """The option names a group override asks for (each of a ``-m`` comma list); none for a
     deletion, ``null``, a list of options or a glob (Hydra filters those itself)."""
@@ -63,16 +77,12 @@ def option_problem(argv: Sequence[str], config_path: str) -> str | None:
     no such option (choose from ...)``); None when all exist, or when the check cannot tell
     (Hydra then reports as it does)."""
     try:
-        overrides = _hydra_overrides(argv)
-        if not overrides:
+        found = _command_line(argv, config_path)
+        if found is None:
             return None
-        from hydra._internal.config_repository import ConfigRepository
-        from hydra._internal.utils import create_config_search_path
         from hydra.core.object_type import ObjectType
-        from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        parsed = OverridesParser.create().parse_overrides(overrides)
-        repo = ConfigRepository(create_config_search_path(config_path))
+        parsed, repo = found
         for override in parsed:
             group = override.key_or_group
             if not repo.group_exists(group):
@@ -223,24 +233,20 @@ def added_group_problem(
     ) or re.fullmatch(r"(\S+) appears more than once in the final defaults list", message)
     if not forced and not twice:
         return None
-    overrides = _hydra_overrides(argv)
-    if not overrides:
+    found = _command_line(argv, config_path)
+    if found is None:
         return None
-    from hydra._internal.config_repository import ConfigRepository
-    from hydra._internal.utils import create_config_search_path
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parser = OverridesParser.create()
-    parsed = parser.parse_overrides(overrides)
+    parsed, repo = found
     if forced:
-        key = _key(parser.parse_override(forced[1]))
+        key = _key(OverridesParser.create().parse_override(forced[1]))
         culprit = next((o for o in parsed if o.is_force_add() and _key(o) == key), None)
     else:
         key = twice[1]
         culprit = next((o for o in parsed if o.is_add() and _key(o) == key), None)
     if culprit is None:  # a config's own defaults list (an experiment's), not the command line
         return None
-    repo = ConfigRepository(create_config_search_path(config_path))
     if none := _no_option_problem(culprit, parsed, repo, config_name):  # ++model=null
         return none
     line = str(culprit.input_line)
@@ -273,20 +279,16 @@ def deleted_group_problem(
     found = re.fullmatch(
         r"Could not delete '(.+?)(?:=(.*))?'\. No match in the defaults list", message
     )
-    overrides = _hydra_overrides(argv) if found else None
-    if not found or not overrides:
+    command = _command_line(argv, config_path) if found else None
+    if not found or command is None:
         return None
-    from hydra._internal.config_repository import ConfigRepository
-    from hydra._internal.utils import create_config_search_path
     from hydra.core.object_type import ObjectType
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    parsed, repo = command
     key = found[1]
     culprit = next((o for o in parsed if o.is_delete() and _key(o) == key), None)
     if culprit is None:  # a config's own defaults list, not the command line
         return None
-    repo = ConfigRepository(create_config_search_path(config_path))
     group = culprit.key_or_group
     options = ", ".join(repo.get_group_options(group, ObjectType.CONFIG))
     choices = _choices(repo, [o for o in parsed if o is not culprit], config_name)
