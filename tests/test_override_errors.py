@@ -245,6 +245,12 @@ def test_a_group_given_no_option_is_one_line(
          "(Hydra would merge svr, rfr into one model); for one: model=svr; to try each, a sweep: "
          "python -m train -m model=svr,rfr"),
         (("-m", "model=[svr,rfr]"), "model=[svr,rfr]: a config group takes one option, not a"),
+        # a list among a sweep's options was "model=[svr,rfr]: no such option (choose from ..."
+        (("-m", "model=[svr,rfr],ridge"), "model=[svr,rfr],ridge: a config group takes one "
+         "option, not a list (in a sweep too: Hydra would merge [svr,rfr] into one model); to "
+         "try each, a sweep: python -m train -m model=svr,rfr,ridge"),
+        (("-m", "model=choice(ridge,[svr],[rfr,svr])"), "to try each, a sweep: python -m train "
+         "-m model=ridge,svr,rfr"),
         (("model=[svr]",), "model=[svr]: a config group takes one option, not a list; choose "
          "one: model=svr (anchored_ensemble, "),
         # Hydra's "Could not delete 'features=foo'. No match in the defaults list", exit 1
@@ -266,7 +272,8 @@ def test_a_group_given_no_option_is_one_line(
          "logs no features.name; write features=raw instead"),
         (("~pairwise",), "~pairwise: ~ removes the pairwise group"),
     ],
-    ids=["list", "list in a sweep", "one-item list", "~ another option", "~ the default",
+    ids=["list", "list in a sweep", "list among a sweep's options", "lists in choice()",
+         "one-item list", "~ another option", "~ the default",
          "~ in a sweep", "~ an optional group", "~search", "~search=", "~scaler", "~features",
          "~pairwise"],
 )  # fmt: skip

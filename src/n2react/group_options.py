@@ -127,10 +127,12 @@ def _list_problem(override: Any, repo: Any) -> str | None:
     from hydra.core.object_type import ObjectType
     from hydra.core.override_parser.types import ValueType
 
-    if override.is_delete() or override.value_type != ValueType.ELEMENT:
+    if override.is_delete() or override.key_or_group.split("/")[0] == "hydra":
         return None
+    if override.value_type in (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP):
+        return _list_in_sweep_problem(override)
     value = override.value()
-    if not isinstance(value, list) or override.key_or_group.split("/")[0] == "hydra":
+    if override.value_type != ValueType.ELEMENT or not isinstance(value, list):
         return None
     key, names = _key(override), [str(v) for v in value]
     line = f"{override.input_line}: a config group takes one option, not a list"
@@ -140,6 +142,26 @@ def _list_problem(override: Any, repo: Any) -> str | None:
     return (
         f"{line} (Hydra would merge {', '.join(names)} into one {key}); for one: {key}={names[0]}; "
         f"to try each, a sweep: python -m train -m {key}={','.join(names)}"
+    )
+
+
+def _list_in_sweep_problem(override: Any) -> str | None:
+    """``-m model=[svr,rfr],ridge``: a list among a sweep's options (one job of svr and rfr
+    merged): the sweep of each option, the lists flattened (``-m model=svr,rfr,ridge``)."""
+    choices = list(override.value().list)
+    lists = [c for c in choices if isinstance(c, list)]
+    if not lists:
+        return None
+    key, flat = _key(override), []
+    for choice in choices:
+        for name in map(str, choice if isinstance(choice, list) else [choice]):
+            if name not in flat:
+                flat.append(name)
+    merged = next((c for c in lists if len(c) > 1), None)
+    why = f": Hydra would merge [{','.join(map(str, merged))}] into one {key}" if merged else ""
+    return (
+        f"{override.input_line}: a config group takes one option, not a list (in a sweep "
+        f"too{why}); to try each, a sweep: python -m train -m {key}={','.join(flat)}"
     )
 
 
