@@ -271,11 +271,21 @@ def test_a_group_given_no_option_is_one_line(
         (("~features=foo",), "~features=foo: ~ removes the features group, and the run then "
          "logs no features.name; write features=raw instead"),
         (("~pairwise",), "~pairwise: ~ removes the pairwise group"),
+        # Hydra merged {} into the space: the run searched the space as before
+        (("selector=kbest", "selector.space={}"), "selector.space={}: {} does not empty "
+         "selector.space (Hydra merges a mapping into the one there, so the run would search it "
+         "as before); to search none of the selector's settings (each fold fits them as "
+         "configured): selector.space=null (or ~selector.space); for no search at all: "
+         "search=none"),
+        (("-m", "model.space={},null"), "model.space={},null: {} does not empty model.space"),
+        (("model=ridge", "+model.space={alpha:{}}"), "+model.space={alpha:{}}: {} does not empty "
+         "model.space.alpha (Hydra merges a mapping into the one there, so the run would search "
+         "it as before); to fix alpha at its configured value: model.space.alpha=null"),
     ],
     ids=["list", "list in a sweep", "list among a sweep's options", "lists in choice()",
          "one-item list", "~ another option", "~ the default",
          "~ in a sweep", "~ an optional group", "~search", "~search=", "~scaler", "~features",
-         "~pairwise"],
+         "~pairwise", "space={}", "space={} in a sweep", "space entry {}"],
 )  # fmt: skip
 def test_a_list_of_options_or_a_group_removed_amiss_is_one_line(
     args: tuple[str, ...], expected: str, tmp_path: Path
@@ -318,6 +328,22 @@ def test_compose_config_refuses_what_a_run_refuses(override: str, start: str) ->
     with pytest.raises(ConfigError, match="^" + re.escape(start)):
         compose_config([override])
     compose_config(["search=random", "~search.kind"])  # a key removed, not a group: composed
+
+
+def test_a_search_space_emptied_as_the_refusal_says() -> None:
+    """selector.space={} left k searched (Hydra merged {} into the space) and compose_config
+    composed it; selector.space=null, the override the refusal names, leaves only the model's
+    settings searched."""
+    from n2react.compose import compose_config
+    from n2react.errors import ConfigError
+    from n2react.plan import build_plan
+
+    with pytest.raises(ConfigError, match=r"^selector\.space=\{\}: \{\} does not empty"):
+        compose_config(["selector=kbest", "selector.space={}"])
+    chosen = ["model=ridge", "selector=kbest", "search=random"]
+    assert set(build_plan(compose_config(chosen)).search.space) == {"model__alpha", "select__k"}
+    for empty in ("selector.space=null", "~selector.space"):
+        assert set(build_plan(compose_config([*chosen, empty])).search.space) == {"model__alpha"}
 
 
 def test_compose_config_says_a_group_given_no_option_in_one_line() -> None:

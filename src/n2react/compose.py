@@ -34,8 +34,9 @@ def compose_config(
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException, MissingConfigException
 
-    if any(o.startswith("~") or "=[" in o for o in overrides):  # composed, but not a run's
-        from n2react.group_options import option_problem  # (model=[svr,rfr], ~search)
+    if any(o.startswith("~") or "=[" in o or "{}" in o for o in overrides):  # composed, but
+        from n2react.group_options import option_problem  # not a run's (model=[svr,rfr],
+        # ~search, model.space={})
 
         if (why := option_problem(list(overrides), str(config_dir()))) is not None:
             raise ConfigError(why)

@@ -2,7 +2,8 @@
 group the config already has given with ``+`` or ``++`` (``+model=ridge``), a group given no
 option (``model=null``, a Hydra ValueError traceback; ``~model``, a group a run needs removed;
 ``~search``, a run without the search params it logs), a list of options (``model=[svr,rfr]``,
-merged into one config) and ``~group=option`` for an option not chosen (``~device=foo``).
+merged into one config), ``~group=option`` for an option not chosen (``~device=foo``) and an
+empty mapping for a search space (``model.space={}``, merged into the space: nothing emptied).
 
 Hydra reports it as a dozen lines (``Could not find 'model/extra_tree'``, the options one a line,
 the search path, a hint about ``HYDRA_FULL_ERROR``) and exit status 1. :func:`option_problem`
@@ -85,6 +86,8 @@ def option_problem(argv: Sequence[str], config_path: str) -> str | None:
         parsed, repo = found
         for override in parsed:
             group = override.key_or_group
+            if line := _empty_space_problem(override):
+                return line
             if not repo.group_exists(group):
                 continue  # a key (seed=1, cv.groups=metal), not a group
             if line := _no_option_problem(override, parsed, repo):
@@ -143,6 +146,58 @@ def _list_problem(override: Any, repo: Any) -> str | None:
         f"{line} (Hydra would merge {', '.join(names)} into one {key}); for one: {key}={names[0]}; "
         f"to try each, a sweep: python -m train -m {key}={','.join(names)}"
     )
+
+
+#: the config groups with a search space (``model.space``, ``selector.space``)
+SPACE_GROUPS = ("model", "selector")
+
+
+def _empty_space_problem(override: Any) -> str | None:
+    """``model.space={}`` (or ``selector.space={}``, ``model.space.C={}``, one value of a ``-m``
+    list): Hydra merges a mapping into the one there, so ``{}`` changes nothing and the run
+    searches the space it was meant to empty. One line: what does empty it (``model.space=null``
+    or ``~model.space``: each fold fits the configured settings, as with an empty space)."""
+    from hydra.core.override_parser.types import ValueType
+
+    given = str(override.key_or_group).split(".")
+    if override.is_delete() or len(given) < 2:
+        return None
+    if given[0] not in SPACE_GROUPS or given[1] != "space":
+        return None
+    if override.value_type in (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP):
+        values = list(override.value().list)
+    elif override.value_type == ValueType.ELEMENT:
+        values = [override.value()]
+    else:
+        return None
+    inner = next((p for v in values if (p := _empty_mapping(v)) is not None), None)
+    if inner is None:
+        return None
+    parts = [*given, *inner]  # model.space={C:{}}: model.space.C
+    key = ".".join(parts)
+    line = (
+        f"{override.input_line}: {{}} does not empty {key} (Hydra merges a mapping into the one "
+        "there, so the run would search it as before)"
+    )
+    if len(parts) > 2:  # model.space.C={}
+        return f"{line}; to fix {parts[-1]} at its configured value: {key}=null"
+    return (
+        f"{line}; to search none of the {parts[0]}'s settings (each fold fits them as configured): "
+        f"{key}=null (or ~{key}); for no search at all: search=none"
+    )
+
+
+def _empty_mapping(value: Any) -> list[str] | None:
+    """The keys down to the first empty mapping in ``value`` (``[]``: ``value`` is one); None
+    when it holds none."""
+    if not isinstance(value, dict):
+        return None
+    if not value:
+        return []
+    for name, item in value.items():
+        if (inner := _empty_mapping(item)) is not None:
+            return [str(name), *inner]
+    return None
 
 
 def _list_in_sweep_problem(override: Any) -> str | None:
