@@ -38,16 +38,10 @@ OmegaConf.register_new_resolver("n2react_uid", lambda: secrets.token_hex(3), use
 
 
 def resumed_run_dir(resume: object) -> str | None:
-    """The folder ``resume=`` names when it is a run's (its ``config_resolved.yaml``) or a sweep
-    job's (its ``.hydra/hydra.yaml``), else None (no resume, an MLflow run id, any other path)."""
-    from n2react.runstore import CONFIG_FILE
+    """The folder ``resume=`` names when it is a run's or a sweep job's, else None."""
+    from n2react.output_dirs import resumed_run_dir as run_dir
 
-    if not resume:
-        return None
-    path = Path(str(resume)).expanduser()
-    if (path / CONFIG_FILE).is_file() or (path / ".hydra" / "hydra.yaml").is_file():
-        return str(path)
-    return None
+    return run_dir(resume)
 
 
 # resume=<run dir>: Hydra's folder is the resumed one (its log goes on there, no new folder in

@@ -385,3 +385,29 @@ def test_a_storage_failure_in_a_resumed_run_claims_kept_folds_only_when_there_ar
         assert ("its finished outer folds are kept" in line) is finished, line
         assert line.endswith(f"once that is fixed, run the same command plus resume={run_dir}")
         blocked.unlink()
+
+
+def test_a_resume_into_another_hydra_run_dir_is_refused(make_cfg, tmp_path: Path) -> None:
+    """resume=<run dir> hydra.run.dir=<other>: the run went on in its own folder while this
+    attempt's log went to the other one (its own train.log lacking it). Now one line, exit 2,
+    nothing written; hydra.run.dir naming the run's own folder is not refused for it."""
+    run_dir, other = tmp_path / "run", tmp_path / "other"
+    run(make_cfg(*QUICK, "tracking=none"), run_dir)
+    (run_dir / "summary.json").unlink()  # as if killed in the last outer fold
+    files = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    base = [sys.executable, "-m", "train", *QUICK, "tracking=none", f"resume={run_dir}"]
+    out = subprocess.run(
+        [*base, f"hydra.run.dir={other}"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 2 and out.stderr.strip() == (
+        f"n2react: error: hydra.run.dir={other}: resume={run_dir} continues the run in "
+        f"{run_dir}, where its log and outputs go; drop hydra.run.dir"
+    ), out.stderr[-2000:]
+    assert not other.exists() and not (tmp_path / "outputs").exists()
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == files
+
+    from n2react.output_dirs import output_dir_problem
+
+    assert output_dir_problem([*base[3:], f"hydra.run.dir={run_dir}/"], tmp_path) is None
+    assert output_dir_problem(["-m", *base[3:], f"hydra.run.dir={other}"], tmp_path) is None

@@ -40,10 +40,41 @@ def check_output_dir(path: Path, need: int = MIN_FREE_BYTES) -> None:
         )
 
 
+def resumed_run_dir(resume: object) -> str | None:
+    """The folder ``resume=`` names when it is a run's (its ``config_resolved.yaml``) or a sweep
+    job's (its ``.hydra/hydra.yaml``), else None (no resume, an MLflow run id, any other path)."""
+    if not resume:
+        return None
+    path = Path(str(resume)).expanduser()
+    if (path / runstore.CONFIG_FILE).is_file() or (path / ".hydra" / "hydra.yaml").is_file():
+        return str(path)
+    return None
+
+
+def _resume_elsewhere(argv: list[str], cwd: Path) -> str | None:
+    """``resume=<run dir> hydra.run.dir=<another>``: the run continues in its own folder while
+    Hydra's log of the attempt went to the other one (the run's train.log missing it)."""
+    if any(a in ("-m", "--multirun") for a in argv):  # a sweep's jobs: hydra.run.dir unused
+        return None
+    given = dict(a.lstrip("+~").partition("=")[::2] for a in argv if "=" in a)
+    run_dir, other = resumed_run_dir(given.get("resume")), given.get("hydra.run.dir")
+    if run_dir is None or not other:
+        return None
+    if (cwd / Path(other).expanduser()).resolve() == (cwd / run_dir).resolve():
+        return None
+    return (
+        f"hydra.run.dir={other}: resume={given['resume']} continues the run in {run_dir}, where "
+        "its log and outputs go; drop hydra.run.dir"
+    )
+
+
 def output_dir_problem(argv: list[str], cwd: Path | None = None) -> str | None:
     """Why the run or sweep folder named on the command line (``hydra.run.dir=``,
-    ``hydra.sweep.dir=``; default: under the working directory) cannot be created; None when it
-    can. Checked before Hydra creates it (Hydra would end in a traceback)."""
+    ``hydra.sweep.dir=``; default: under the working directory) cannot be created, or is not
+    the folder ``resume=`` continues; None when it can. Checked before Hydra creates it (Hydra
+    would end in a traceback)."""
+    if problem := _resume_elsewhere(argv, cwd or Path.cwd()):
+        return problem
     targets = []
     for arg in argv:
         key, _, value = arg.lstrip("+~").partition("=")
