@@ -71,7 +71,7 @@ def test_a_killed_run_resumes_in_its_parent_run_with_uninterrupted_metrics(
     started_as = parents[0].info.run_name, parents[0].data.tags["overrides"]
 
     # another config is refused in one line, and nothing is logged
-    out = _train(tmp_path, tmp_path / "other", f"resume={killed}", "search.max_trials=4")
+    out = _train(tmp_path, killed, f"resume={killed}", "search.max_trials=4")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     (line,) = _error_lines(out)
     assert "config differs" in line and "search.max_trials" in line, line
@@ -102,7 +102,7 @@ def test_a_killed_run_resumes_in_its_parent_run_with_uninterrupted_metrics(
     pd.testing.assert_frame_equal(*oof)
 
     # a finished run is not resumed again (by its directory this time)
-    out = _train(tmp_path, tmp_path / "again", f"resume={killed}")
+    out = _train(tmp_path, killed, f"resume={killed}")
     assert out.returncode == 2
     (line,) = _error_lines(out)
     assert "already finished" in line and run_id in line

@@ -144,7 +144,7 @@ def test_a_store_locked_mid_run_is_one_line_and_resume_finishes_the_run(tmp_path
     assert f"resume={tmp_path / 'run'}" in errors[0]
     resumed = subprocess.run(
         [sys.executable, "-m", "train", "model=ridge", "cv.outer_folds=3", "progress=false",
-         f"hydra.run.dir={tmp_path / 'again'}", *args, f"resume={tmp_path / 'run'}"],
+         *args, f"resume={tmp_path / 'run'}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-1500:]
