@@ -69,17 +69,45 @@ def test_rfe_vote_logs_selection_frequencies(make_cfg, tmp_path: Path) -> None:
     assert freq.shape == (24, 3) and ((freq >= 0) & (freq <= 1)).all().all()
     assert (tmp_path / "selection_frequency.png").stat().st_size > 10_000
     # titled like every figure of the run (model, data, protocol), the selector said once (it
-    # read "Stability selection (RFE vote): ridge (rfe_vote selector) on ..."); descriptors by
-    # the glossary
+    # read "Stability selection (RFE vote): ridge (rfe_vote selector) on ..."), with its size as
+    # the other titles give it (it read "Stability selection (RFE vote): ..." whatever its
+    # n_features_to_select); descriptors by the glossary
     text = figure_text(tmp_path / "selection_frequency.png")
     title = " ".join(text["Title"].split())
     assert title == (
-        "Stability selection (RFE vote): ridge on homonuclear_24: KFold (known families), 3 folds"
+        "Stability selection (rfe_vote selector n_features_to_select=8): ridge on homonuclear_24: "
+        "KFold (known families), 3 folds"
     )
     parity = " ".join(figure_text(tmp_path / "parity.png")["Title"].split())
     # the others keep it, with its size
     assert parity.startswith("ridge (rfe_vote selector n_features_to_select=8) on homonuclear_24")
     assert "2_σave (avg. spin density)" in text["Description"]
+
+
+def test_the_stability_selection_figure_gives_the_selectors_size(make_cfg, tmp_path) -> None:
+    """The stability-selection figure was headed "Stability selection (RFE vote)" whatever the
+    selector's n_features_to_select (4 and 12 read alike), while the run's other titles gave it;
+    it gives it now in their words, and "searched" when a search tunes it per fold."""
+    from n2react.figures import selection_frequency_plot
+
+    def head(*overrides: str) -> str:
+        plan = build_plan(make_cfg("selector=rfe_vote", "model=ridge", *overrides))
+        png = selection_frequency_plot(
+            pd.DataFrame({"fold_01": [0.5, 1.0]}, index=["2_Q", "3_EA"]),
+            tmp_path / "selection_frequency.png",
+            "ridge on homonuclear_24",
+            plan.names.selector,
+        )
+        return " ".join(figure_text(png)["Title"].split())
+
+    assert head("selector.step.n_features_to_select=4") == (
+        "Stability selection (rfe_vote selector n_features_to_select=4): ridge on homonuclear_24"
+    )
+    assert head("search=random") == (
+        "Stability selection (rfe_vote selector n_features_to_select searched): "
+        "ridge on homonuclear_24"
+    )
+    assert build_plan(make_cfg("model=ridge")).names.selector == ""
 
 
 def test_a_pairwise_runs_titles_name_the_wrapper_as_explain_does(make_cfg, tmp_path: Path) -> None:

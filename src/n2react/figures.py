@@ -209,12 +209,16 @@ def parity_figure(
     return fig
 
 
-def selection_frequency_plot(freq: pd.DataFrame, path: Path, title: str = "") -> Path:
+def selection_frequency_plot(
+    freq: pd.DataFrame, path: Path, title: str = "", selector: str = ""
+) -> Path:
     """Horizontal bars: mean selection frequency of each descriptor over the outer folds.
 
     ``freq`` is descriptor x fold (fraction of the selector's resamples that kept it); the whiskers
     show the range over folds. Descriptors are named as in the other importance plots; ``title``
-    (the run's model, data and protocol) follows the selector's name.
+    (the run's model, data and protocol) follows the selector as the run's titles name it,
+    with its size (``selector``: ``rfe_vote selector n_features_to_select=8``, ``...
+    searched``; empty: the method's name alone).
     """
     import matplotlib
 
@@ -241,7 +245,7 @@ def selection_frequency_plot(freq: pd.DataFrame, path: Path, title: str = "") ->
     ax.set_yticklabels([plot_label(str(c)) for c in mean.index], fontsize=8)
     ax.set_xlim(0, 1.02)
     ax.set_xlabel(f"selection frequency (mean, range over {freq.shape[1]} outer folds)")
-    head = "Stability selection (RFE vote)"
+    head = f"Stability selection ({selector or 'RFE vote'})"
     ax.set_title(wrap_title(f"{head}: {title}" if title else head), fontsize=10)
     ax.grid(axis="x", alpha=0.25)
     fig.tight_layout()

@@ -33,12 +33,15 @@ class Names:
     """Option names of the job: ``model`` for the model tag and the MLflow run's name when no
     job name is given; ``title`` the model as the figures' titles name it (with the pairwise
     wrapper, :func:`n2react.figures.model_title`); ``data`` for messages; ``unselected`` the
-    title without the selector, for a figure whose own title names the selection."""
+    title without the selector, for a figure whose own title names the selection, and
+    ``selector`` that selection as it names it (``rfe_vote selector n_features_to_select=8``,
+    :func:`n2react.titles.run_selector_title`; empty without a selector)."""
 
     model: str
     data: str
     title: str
     unselected: str
+    selector: str = ""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from n2react.pipeline import PipelineFactory, search_space
 from n2react.preflight import check_pairwise
 from n2react.search_spec import SearchSpec
 from n2react.splitters import Splitter, check_grouping
+from n2react.titles import run_selector_title
 from n2react.uncertainty import UncertaintySpec
 
 SCHEMES = ("nested", "pair_split")
@@ -155,6 +156,7 @@ def build_plan(cfg: DictConfig) -> Plan:
             data=data_name(cfg.data),
             title=model_title(resolved),
             unselected=model_title(resolved, selector=False),
+            selector=run_selector_title(resolved) or "",
         ),
         make_pipeline=factory,
         search=search,

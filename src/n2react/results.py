@@ -182,11 +182,13 @@ def write_results(
     title: str,
     group_extra: pd.DataFrame | None = None,
     selection_title: str | None = None,
+    selector: str = "",
 ) -> list[Path]:
     """folds.csv, oof_predictions.csv, summary.json, the parity plot, per-group scores (with the
     columns of ``group_extra``, keyed by ``group``) and the selector's selection frequencies
     (when there is one; its figure titled ``selection_title``, default ``title``: the figure's
-    own head names the selection, so the model is said without its selector)."""
+    own head names the selection, ``selector`` as the run's titles name it, so the model is said
+    without its selector)."""
     oof = result.oof_table()
     paths = [
         runstore.write_csv(run_dir / runstore.FOLDS_TABLE_FILE, result.fold_table()),
@@ -206,5 +208,5 @@ def write_results(
     if freq is not None:
         paths.append(runstore.write_csv(run_dir / "selection_frequency.csv", freq, index=True))
         png = run_dir / "selection_frequency.png"
-        paths.append(selection_frequency_plot(freq, png, title=selection_title or title))
+        paths.append(selection_frequency_plot(freq, png, selection_title or title, selector))
     return paths

@@ -225,7 +225,7 @@ def _nested(
     with progress.running():
         result = _fit_folds(plan, dataset, splits, tracker, run_dir, progress, done)
         scores = _evaluate(plan, result, run_dir, title)
-        _log_scores(tracker, result, scores, run_dir, title, selection)
+        _log_scores(tracker, result, scores, run_dir, title, selection, plan.names.selector)
         summary, final = scores.summary, None
         if plan.final_model:
             final = _fit_final(plan, dataset, run_dir, progress)
@@ -294,11 +294,12 @@ def _log_scores(
     run_dir: Path,
     title: str,
     selection_title: str | None = None,
+    selector: str = "",
 ) -> None:
     """The run's metrics; its tables, summary.json and figures, written and logged."""
     tracker.log_metrics(scores.summary)
     for p in write_results(
-        result, scores.summary, run_dir, title, scores.group_extra, selection_title
+        result, scores.summary, run_dir, title, scores.group_extra, selection_title, selector
     ):
         tracker.log_artifact(p)
     for p in scores.files:

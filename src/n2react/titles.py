@@ -30,10 +30,20 @@ def model_title(config: Mapping[str, Any], selector: bool = True) -> str:
     notes = []
     if (config.get("pairwise") or {}).get("wrapper") is not None:
         notes.append("pairwise")
-    node = config.get("selector") or {}
-    if selector and node.get("step") is not None:  # selector=none: no step
-        notes.append(selector_title(node, (config.get("search") or {}).get("kind") is not None))
+    chosen = run_selector_title(config) if selector else None
+    if chosen is not None:
+        notes.append(chosen)
     return f"{model} ({', '.join(notes)})" if notes else model
+
+
+def run_selector_title(config: Mapping[str, Any]) -> str | None:
+    """The descriptor selector of a run (its resolved config) as its titles name it
+    (:func:`selector_title`: ``rfe_vote selector n_features_to_select=8``, ``... searched``
+    under a search); None without one (``selector=none``: no step)."""
+    node = config.get("selector") or {}
+    if node.get("step") is None:
+        return None
+    return selector_title(node, (config.get("search") or {}).get("kind") is not None)
 
 
 def selector_title(node: Mapping[str, Any], searched: bool = False) -> str:
