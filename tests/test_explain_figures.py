@@ -90,3 +90,30 @@ def test_a_kbest_title_gives_its_k(make_cfg):
     assert title("model=ridge", "selector=kbest", "search=random") == (
         "ridge (kbest selector k searched)"
     )
+
+
+def test_importance_figures_of_a_kbest_run_say_each_fold_kept_its_own(make_cfg, tmp_path):
+    """Under selector=kbest k=4 the SHAP and permutation importance figures drew 5 descriptors
+    titled "all 5 descriptors with an effect": each outer fold's selector keeps its own 4, and
+    the figure showed them all as if the model used 5. The title says now that it shows those
+    any fold kept (4 each) and a column how many folds kept each one (folds_kept in the CSV)."""
+    from n2react.figures import figure_text
+
+    cfg = make_cfg("model=ridge", "selector=kbest", "selector.step.k=4", "data=homonuclear_15",
+                   "cv.outer_folds=5", "tracking=none", "final_model=false",
+                   "uncertainty.enabled=false")  # fmt: skip
+    run(cfg, tmp_path / "run")
+    for stem in ("shap_importance", "permutation_importance"):
+        table = pd.read_csv(tmp_path / "run" / "explain" / f"{stem}.csv", index_col=0)
+        kept = table["folds_kept"]
+        assert kept.sum() == 4 * 5 and kept.max() == 5  # 4 kept by each of the 5 folds
+        union = int((kept > 0).sum())
+        assert union > 4  # the folds did not all keep the same 4 (here 5 of 15)
+        text = figure_text(tmp_path / "run" / "explain" / f"{stem}.png")
+        title = " ".join(text["Title"].split())
+        assert f"; {union} of 15 descriptors kept by any fold's selector (each fold keeps its " \
+            f"own 4, importance 0 in a fold that dropped it; {15 - union} never kept, not " \
+            "drawn)" in title  # fmt: skip
+        assert "with an effect" not in title
+        for count in kept[kept > 0]:
+            assert f"{count}/5" in text["Description"]

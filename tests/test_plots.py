@@ -366,3 +366,32 @@ def test_names_that_are_not_formulas_do_not_blow_up_the_group_figures(tmp_path: 
         assert im.size[1] < 1500
     table = pd.read_csv(csv)
     assert "sample 1" in set(table["family"]) and draw.NOT_FORMULAS not in set(table["family"])
+
+
+def test_importance_bars_count_the_folds_that_kept_each_descriptor(tmp_path: Path) -> None:
+    """Each fold's selector keeping its own 2 of 6 descriptors, 4 of them kept by some fold:
+    the bars were titled "all 4 descriptors with an effect (2 unused ...)" as if the model
+    used 4; the title says they are those any fold kept (2 each), the figure and the CSV how
+    many of the 3 folds kept each. One kept by a fold but of no effect there is drawn too."""
+    names = [f"3_d{i}" for i in range(6)]
+    selected = pd.DataFrame(
+        {"fold_01": [1, 1, 0, 0, 0, 0], "fold_02": [1, 0, 1, 0, 0, 0],
+         "fold_03": [1, 0, 0, 1, 0, 0]}, index=names,
+    ).astype(bool)  # fmt: skip
+    folds = pd.DataFrame(
+        {"fold_01": [0.5, 0.2, 0, 0, 0, 0], "fold_02": [0.4, 0, 0.1, 0, 0, 0],
+         "fold_03": [0.6, 0, 0, 0.0, 0, 0]}, index=names,
+    )  # fmt: skip
+    table = pd.concat([folds.mean(axis=1).rename("mean"), folds.std(axis=1).rename("std"),
+                       folds], axis=1)  # fmt: skip
+    draw.importance_bars(table, tmp_path / "bars.png", value="mean", err="std", xlabel="x",
+                         title="t", selected=selected)  # fmt: skip
+    text = figure_text(tmp_path / "bars.png")
+    assert " ".join(text["Title"].split()) == (
+        "t; 4 of 6 descriptors kept by any fold's selector (each fold keeps its own 2, "
+        "importance 0 in a fold that dropped it; 2 never kept, not drawn)"
+    )
+    assert "3/3" in text["Description"] and text["Description"].count("1/3") == 3
+    assert label("3_d3") in text["Description"] and label("3_d4") not in text["Description"]
+    csv = pd.read_csv(tmp_path / "bars.csv", index_col=0)
+    assert csv["folds_kept"].to_dict() == dict(zip(names, [3, 1, 1, 1, 0, 0], strict=True))

@@ -48,15 +48,34 @@ def _save(fig, path: Path) -> Path:  # noqa: ANN001
 
 
 def _shown(
-    names: Sequence[str], leave_out: Sequence[str], top: int, unused: Sequence[str] = ()
+    names: Sequence[str],
+    leave_out: Sequence[str],
+    top: int,
+    unused: Sequence[str] = (),
+    kept: pd.DataFrame | None = None,
 ) -> str:
     """``'top 15 of 23 descriptors (constant, left out: 0_n_O)'`` for a title; ``unused``
-    (no effect at all: a selector dropped them) are counted apart, not drawn."""
+    (no effect at all: a selector dropped them) are counted apart, not drawn. ``kept``
+    (descriptor x fold, :func:`n2react.explain.importance.kept_by_folds`): each outer fold's
+    selector kept its own, so the figure shows those any fold kept, more than one fold's k
+    (``'5 of 15 descriptors kept by any fold's selector (each fold keeps its own 4, importance
+    0 in a fold that dropped it; 10 never kept, not drawn)'``)."""
     n = len([c for c in names if c not in set(leave_out) | set(unused)])
+    constant = f" (constant, left out: {', '.join(leave_out)})" if len(leave_out) else ""
+    if kept is not None:
+        total, sizes = n + len(unused), kept.sum(axis=0).astype(int)
+        size = f"{sizes.min()}" if sizes.min() == sizes.max() else f"{sizes.min()}-{sizes.max()}"
+        head = f"top {top} of the {n}" if n > top else f"{n}"
+        head += (
+            f" of {total} descriptors kept by any fold's selector (each fold keeps its own "
+            f"{size}, importance 0 in a fold that dropped it"
+        )
+        never = f"; {len(unused)} never kept, not drawn" if len(unused) else ""
+        return f"{head}{never}){constant}"
     head = f"top {top} of {n} descriptors" if n > top else f"all {n} descriptors"
     if len(unused):
         head += f" with an effect ({len(unused)} unused, importance 0, not drawn)"
-    return head + (f" (constant, left out: {', '.join(leave_out)})" if len(leave_out) else "")
+    return head + constant
 
 
 def _no_effect(table: pd.DataFrame) -> list[str]:
@@ -133,19 +152,27 @@ def importance_bars(
     marker: str | None = None,
     leave_out: Sequence[str] = (),
     legend: Mapping[str, str] | None = None,
+    selected: pd.DataFrame | None = None,
 ) -> list:
     """Horizontal bars of ``table[value]`` (index = descriptor), whiskers ``table[err]`` (sd over
     outer folds, cut at 0 for a quantity that cannot be negative: all values >= 0); ``marker``
     adds a dot per descriptor (e.g. the fold mean beside the final model's bar); ``legend``:
     the legend's name of ``value`` / ``marker`` (which model, on which clusters); ``leave_out``
-    (constant descriptors) not drawn. CSV: the whole table."""
+    (constant descriptors) not drawn. ``selected``: which descriptors each outer fold's selector
+    kept (descriptor x fold, :func:`n2react.explain.importance.kept_by_folds`): the title says
+    the figure shows those any fold kept, and a column right of the bars how many folds kept
+    each (``folds_kept`` in the CSV). CSV: the whole table."""
     plt = _plt()
+    if selected is not None:
+        table = table.assign(folds_kept=selected.sum(axis=1).reindex(table.index).astype(int))
     kept = table.drop(index=[c for c in leave_out if c in table.index])
     drawn = [value] + [c for c in (marker, err) if c is not None and c in kept]
     unused = _no_effect(kept[drawn + fold_columns(kept)].T)  # fold_NN: 0 in every fold too
+    if selected is not None:  # kept by a fold, however small its effect: drawn
+        unused = [c for c in unused if not kept.loc[c, "folds_kept"]]
     kept = kept.drop(index=unused)
     t = kept.sort_values(value, ascending=False).head(top).iloc[::-1]
-    title = f"{title}; {_shown(list(table.index), leave_out, top, unused)}"
+    title = f"{title}; {_shown(list(table.index), leave_out, top, unused, selected)}"
     fig, ax = plt.subplots(figsize=(7.0, 0.3 * len(t) + 1.4), dpi=150)
     y = np.arange(len(t))
     names = {"final": "final model (all clusters)", "mean": "mean over outer folds"}
@@ -173,6 +200,8 @@ def importance_bars(
                   frameon=False, borderaxespad=0)  # fmt: skip
     ax.set_yticks(y)
     ax.set_yticklabels([plot_label(c) for c in t.index], fontsize=8)
+    if selected is not None:
+        _folds_kept_column(ax, t["folds_kept"], selected.shape[1])
     ax.axvline(0, color="black", lw=0.6)
     ax.set_xlabel(xlabel)
     ax.set_title(wrap_title(title, 80), fontsize=9)
@@ -180,6 +209,17 @@ def importance_bars(
     csv = path.with_suffix(".csv")
     write_csv(csv, table, index=True, index_label="descriptor")
     return [_save(fig, path), csv]
+
+
+def _folds_kept_column(ax, counts: pd.Series, folds: int) -> None:  # noqa: ANN001
+    """Right of the bars, one row each: in how many of the ``folds`` outer folds the selector
+    kept the descriptor (``3/5``; grey when not in all of them)."""
+    kw = {"xycoords": ("axes fraction", "data"), "textcoords": "offset points", "fontsize": 7}
+    for i, n in enumerate(counts.to_numpy(int)):
+        colour = "black" if n == folds else "#777777"
+        ax.annotate(f"{n}/{folds}", (1.0, i), (6, 0), va="center", color=colour, **kw)
+    ax.annotate("kept in\nfolds", (1.0, 1.0), (6, 3), xycoords="axes fraction",
+                textcoords="offset points", va="bottom", fontsize=7)  # fmt: skip
 
 
 def _whiskers(centre: pd.Series, sd: pd.Series, nonneg: bool) -> np.ndarray:

@@ -320,6 +320,26 @@ def permutation_table(folds: Mapping[int, pd.Series], names: list[str]) -> pd.Da
     return pd.concat([table, per_fold], axis=1).sort_values("mean", ascending=False)
 
 
+def kept_by_folds(fold_models: Mapping[int, Any], names: list[str]) -> pd.DataFrame | None:
+    """Descriptor x outer fold (``fold_NN``, bool): whether that fold's descriptor selector
+    (its pipeline's ``select`` step, a scikit-learn selector) kept it. Each fold fits its own
+    selector, so together they keep more descriptors than one of them. None when the folds have
+    no selector, or it chooses among derived columns (interactions) rather than the descriptors."""
+    from sklearn.feature_selection import SelectorMixin
+
+    cols = {}
+    for k, model in sorted(fold_models.items()):
+        steps = list(model.named_steps) if isinstance(model, Pipeline) else []
+        select = model.named_steps["select"] if "select" in steps else None
+        if not isinstance(select, SelectorMixin):
+            return None
+        before = model[: steps.index("select")]
+        if [str(n) for n in before.get_feature_names_out(names)] != list(names):
+            return None
+        cols[f"fold_{k:02d}"] = pd.Series(select.get_support(), index=names, dtype=bool)
+    return pd.DataFrame(cols) if cols else None
+
+
 def fold_ranks(table: pd.DataFrame) -> pd.DataFrame:
     """Rank (1 = most important) of each descriptor within each ``fold_NN`` column."""
     return table[fold_columns(table)].rank(ascending=False, method="average")

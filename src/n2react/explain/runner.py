@@ -122,6 +122,7 @@ def importance_files(
         final_abs = imp.mean_abs(vals)
     fold_abs, perm, fold_kind = fold_importances(run, budget)
     kind = kind or fold_kind
+    selected = imp.kept_by_folds(run.fold_models, names)  # each fold's selector its own
     if final_abs is not None or fold_abs:
         table = imp.shap_importance_table(final_abs, fold_abs, names)
         table.attrs["explainer"] = kind
@@ -137,6 +138,7 @@ def importance_files(
             title=f"SHAP importance ({kind} explainer): {title}",
             leave_out=constant,
             legend=_shap_legend(run, budget, n_final, fold_kind),
+            selected=selected,
         )
     if perm:
         ptable = imp.permutation_table(perm, names)
@@ -148,6 +150,7 @@ def importance_files(
             xlabel="increase of held-out RMSE of lg(k1) when shuffled (mean ± sd over outer folds)",
             title=f"Permutation importance on the outer test folds: {title}",
             leave_out=constant,
+            selected=selected,
         )
     return paths
 
