@@ -203,3 +203,23 @@ def test_the_descriptors_used_are_named_when_the_data_config_lists_none(
     with caplog.at_level(logging.INFO, logger="n2react.run"):
         log_dataset(plan, load_dataset(plan.data))
     assert [r.getMessage() for r in caplog.records if "descriptors (" in r.getMessage()] == []
+
+
+@pytest.mark.parametrize("name", ["homonuclear_15", "homonuclear_24"])
+def test_the_published_sheets_descriptors_are_not_listed_again(
+    name: str, shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # every run on the default data printed "descriptors (every column of the sheet ...): " and
+    # all 15 (24) names: the published file's own, known descriptors, which the line announced
+    # as if they were news; it is printed for a sheet that is not that file (above) only
+    import logging
+
+    from n2react.plan import build_plan
+    from n2react.run_setup import log_dataset
+
+    plan = build_plan(compose_config([f"data={name}", "tracking=none"]))
+    with caplog.at_level(logging.INFO, logger="n2react.run"):
+        log_dataset(plan, load_dataset(plan.data))
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(f"{name}: 159 clusters x " in m for m in lines), lines
+    assert [m for m in lines if m.startswith("descriptors (")] == []

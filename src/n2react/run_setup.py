@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from n2react import runstore
 from n2react.credentials import redact
 from n2react.cv import FoldResult
-from n2react.data import Dataset
+from n2react.data import Dataset, takes_published_descriptors
 from n2react.data.tables import short_list
 from n2react.errors import ConfigError
 from n2react.plan import Plan
@@ -34,14 +34,18 @@ log = logging.getLogger("n2react.run")  # its lines are the train task's
 def log_dataset(plan: Plan, dataset: Dataset) -> None:
     """The data set's line: its clusters, descriptors, source and groups; and the descriptors'
     names when the data config does not list them (every column of the sheet but the name and
-    the target is one: a sheet lacking one would otherwise run on fewer without a word)."""
+    the target is one: a sheet lacking one would otherwise run on fewer without a word), unless
+    the sheet is the data set's published file read the standard way, whose descriptors are
+    known (:func:`n2react.data.takes_published_descriptors`: the default data says nothing)."""
     groups = dataset.groups
     grouped = f"; groups ({plan.groups}): {len(set(groups))}" if groups is not None else ""
     n, d = dataset.n_rows, dataset.X.shape[1]
     log.info(
         "%s: %d clusters x %d descriptors from %s%s", dataset.name, n, d, dataset.source, grouped
     )
-    if plan.data.get("feature_columns") is None:  # a column the sheet lacks is not noticed
+    if plan.data.get("feature_columns") is None and not takes_published_descriptors(
+        plan.data, dataset, plan.group_column
+    ):  # a column the sheet lacks is not noticed
         log.info(
             "descriptors (every column of the sheet but the name and the target; list them in "
             "data.feature_columns=[...] to require them): %s",

@@ -20,12 +20,19 @@ import pandas as pd
 from n2react.composition import DEFAULT_LIGANDS, formula_features
 from n2react.data import options
 from n2react.data.authors_folds import load_fold_files
-from n2react.data.files import locate
+from n2react.data.files import is_pinned_file, locate
 from n2react.data.sheets import other_sheets, read_sheet, warn_once
 from n2react.data.tables import Dataset, NotATable, short_list, table_to_dataset
 from n2react.errors import DataError
 
-__all__ = ["Dataset", "data_name", "has_fixed_folds", "load_dataset", "with_formula_features"]
+__all__ = [
+    "Dataset",
+    "data_name",
+    "has_fixed_folds",
+    "load_dataset",
+    "takes_published_descriptors",
+    "with_formula_features",
+]
 
 
 def load_dataset(cfg: Mapping[str, Any], group_column: str | None = None) -> Dataset:
@@ -76,6 +83,24 @@ def data_name(cfg: Mapping[str, Any]) -> str:
         return name
     p = Path(str(path)).expanduser()
     return name if p.is_dir() or p.name == cfg.get("file") else p.stem
+
+
+def takes_published_descriptors(
+    cfg: Mapping[str, Any], dataset: Dataset, group_column: str | None = None
+) -> bool:
+    """Whether a table data config read the published file it names (``data.file``, its sha256
+    the pinned ``data.sha256``: the data set's own sheet, not the user's) the standard way (its
+    first sheet, the name and target columns found by themselves, no ``cv.groups=column:``), so
+    that its descriptors are that file's known ones: saying which would tell nothing."""
+    standard = (
+        options.sheet(cfg) == 0
+        and group_column is None
+        and all(cfg.get(key) is None for key in ("name_column", "target_column", "feature_columns"))
+    )
+    pinned = cfg.get("sha256")
+    if not standard or _source(cfg) is not SOURCES["table"] or not isinstance(pinned, str):
+        return False
+    return is_pinned_file(Path(dataset.source), pinned)
 
 
 def has_fixed_folds(cfg: Mapping[str, Any]) -> bool:

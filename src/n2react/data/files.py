@@ -124,6 +124,11 @@ def _sha256(p: Path) -> str:
     return h.hexdigest()
 
 
+def is_pinned_file(p: Path, sha256: str | None) -> bool:
+    """Whether the file ``p`` is byte for byte the published one whose sha256 is ``sha256``."""
+    return bool(sha256) and p.is_file() and _sha256(p) == sha256
+
+
 def _check_hash(p: Path, sha256: str | None) -> None:
     if sha256 and _sha256(p) != sha256:
         log.warning("%s differs from the published file (sha256 mismatch); using it anyway", p)
