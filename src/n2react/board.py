@@ -14,6 +14,11 @@ VS_BEST = ("vs_best", "vs_best_ci_low", "vs_best_ci_high", "p_best_better")
 #: how many units that comparison resampled (outer folds for a mean_* metric, clusters or groups
 #: for a pooled_* one): below MIN_UNITS_FOR_VERDICT its figures are no finding
 VS_BEST_UNITS = "vs_best_units"
+#: a job that wrote all its files but whose MLflow run was deleted in the store while it ran
+#: (:class:`n2react.errors.RunDeleted`): its scores stand in its folder, ranked as a done job's
+RUN_DELETED = "done (MLflow run deleted)"
+#: the statuses of a job with scores to rank (summary.json)
+SCORED = ("done", RUN_DELETED)
 
 
 def higher_is_better(metric: str) -> bool:

@@ -47,7 +47,15 @@ class StoreUnavailable(ConfigError):
 
 class RunDeleted(N2ReactError):
     """The run's MLflow parent run was deleted in the store (the UI's Delete) while it ran: it
-    stops before logging more; its run folder keeps the outer folds it finished."""
+    stops before logging more; its run folder keeps the outer folds it finished, or
+    (``files_complete``: deleted after its folds) every file of the finished run."""
+
+    def __init__(self, message: str, files_complete: bool = False) -> None:
+        super().__init__(message)
+        self.files_complete = files_complete
+
+    def __reduce__(self) -> tuple[type[RunDeleted], tuple[str, bool]]:  # a launcher's pickle
+        return type(self), (str(self), self.files_complete)
 
 
 class Interrupted(KeyboardInterrupt):

@@ -11,11 +11,14 @@ the leaderboard and the report to the best run.
 
 A job that fails does not stop the sweep: the callback notes its error in its directory
 (``job_failed.json``), the other jobs run, the leaderboard lists it as failed (last), and the
-multirun exits with status 1 after writing it. The files are rewritten after every job, so an
-interrupted sweep still leaves the leaderboard of the jobs that finished (a sweep stopped in a
-job rewrites them then, listing the planned jobs that never ran: :mod:`n2react.sweep_plan`), and a
-job finished
-later by ``resume=`` brings them up to date (:func:`refresh_after_resume`).
+multirun exits with status 1 after writing it. A job whose MLflow run was deleted while it ran,
+after its folds (its files all written: :class:`~n2react.errors.RunDeleted`), is noted apart
+(``mlflow_run_deleted.json``) and ranked by its scores, its status saying the deletion; the
+multirun exits with status 1 too, as that job's own command would have (its MLflow record is
+gone). The files are rewritten after every job, so an interrupted sweep still leaves the
+leaderboard of the jobs that finished (a sweep stopped in a job rewrites them then, listing the
+planned jobs that never ran: :mod:`n2react.sweep_plan`), and a job finished later by ``resume=``
+brings them up to date (:func:`refresh_after_resume`).
 
 The jobs are read, ranked and written by :mod:`n2react.sweep_ranking`, the MLflow runs tagged by
 :mod:`n2react.leaderboard_mlflow` (split from here: their names are re-exported here, where
@@ -37,19 +40,20 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from n2react.board import KEY_METRICS
+from n2react.board import KEY_METRICS, RUN_DELETED, SCORED
 from n2react.board import higher_is_better as higher_is_better  # callers import it here
 from n2react.credentials import redact
-from n2react.errors import N2ReactError
+from n2react.errors import N2ReactError, RunDeleted
 from n2react.leaderboard_mlflow import TAG_RANK as TAG_RANK  # callers import these here
 from n2react.leaderboard_mlflow import _mlflow_runs, _publish
-from n2react.runstore import write_json
+from n2react.runstore import SUMMARY_FILE, write_json
 from n2react.store_uri import sqlite_file, unreadable
 from n2react.sweep_plan import swept_ranking_problem
 from n2react.sweep_ranking import EXPLAIN_FAILED_FILE as EXPLAIN_FAILED_FILE  # callers import these
 from n2react.sweep_ranking import FAILED_FILE as FAILED_FILE
 from n2react.sweep_ranking import FILES as FILES
 from n2react.sweep_ranking import NOT_RUN as NOT_RUN
+from n2react.sweep_ranking import RUN_DELETED_FILE as RUN_DELETED_FILE
 from n2react.sweep_ranking import SweepAxes as SweepAxes
 from n2react.sweep_ranking import _title as _title
 from n2react.sweep_ranking import build_board as build_board
@@ -104,7 +108,8 @@ class Leaderboard(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         """In a multirun: a failed job is noted in its directory and handed back to the sweeper
         as a finished job without a score (NaN), so the other jobs and the leaderboard still
-        run; then the leaderboard files are brought up to date."""
+        run (one whose MLflow run was deleted after its folds is noted apart: its scores are
+        ranked); then the leaderboard files are brought up to date."""
         if OmegaConf.select(config, "hydra.mode") != RunMode.MULTIRUN:
             return
         job_dir = Path(str(OmegaConf.select(config, "hydra.runtime.output_dir")))
@@ -113,9 +118,13 @@ class Leaderboard(Callback):
             error = redact(f"{type(exc).__name__}: {exc}".splitlines()[0])[:500]
             if not isinstance(exc, N2ReactError):  # ours printed its one line already
                 sys.stderr.write(f"n2react: error: job {job_dir.name} failed: {error}\n")
-            write_json(job_dir / FAILED_FILE, {"error": error})
+            complete = isinstance(exc, RunDeleted) and exc.files_complete
+            note = (
+                RUN_DELETED_FILE if complete and (job_dir / SUMMARY_FILE).is_file() else FAILED_FILE
+            )
+            write_json(job_dir / note, {"error": error})
             job_return.status = JobStatus.COMPLETED
-            job_return.return_value = math.nan
+            job_return.return_value = math.nan  # (a deleted run's score is read from its folder)
         try:
             sweep_dir = Path(str(config.hydra.sweep.dir))
             metric = str(config.get("optimized_metric", "mean_test_rmse"))
@@ -142,7 +151,7 @@ class Leaderboard(Callback):
             log.warning("job %s: %s (ranked: its scores stand; draw the figures with: python -m "
                         "n2react.explain %s)", row["job"], row["error"], row["dir"])  # fmt: skip
         log.info("leaderboard written to %s", files[0])
-        kinds = protocols(settings, board.loc[board["status"] == "done", "dir"].astype(str))
+        kinds = protocols(settings, board.loc[board["status"].isin(SCORED), "dir"].astype(str))
         if len(kinds) > 1:  # e.g. experiment=paper_pairwise: a pair split beside nested CV
             log.warning(
                 "the jobs ran under %d protocols (%s): their %s measure different things, so "
@@ -153,6 +162,17 @@ class Leaderboard(Callback):
                 metric,
             )
         failed = board[board["status"] == "failed"]
+        deleted = board[board["status"] == RUN_DELETED]
+        if len(deleted):  # ranked by their scores: said, and the sweep not called a success
+            one = len(deleted) == 1
+            jobs = ("job " if one else "jobs ") + ", ".join(map(str, deleted["job"]))
+            folder = f"resume={deleted.iloc[0]['dir']}" if one else "resume=<its folder>"
+            sys.stderr.write(
+                f"n2react: error: the MLflow run of {jobs} was deleted while "
+                f"{'it' if one else 'they'} ran; {'its' if one else 'their'} scores are ranked "
+                f"in {files[0]} from {'its' if one else 'their'} folder{'' if one else 's'} "
+                f"({folder} logs {'it' if one else 'each'} again in a new MLflow run)\n"
+            )
         if len(failed):
             jobs = ("job " if len(failed) == 1 else "jobs ") + ", ".join(map(str, failed["job"]))
             if len(failed) == len(board) == 1:
@@ -165,6 +185,7 @@ class Leaderboard(Callback):
                     f"the others are ranked in {files[0]}"
                 )
             sys.stderr.write(f"n2react: error: {what}\n")
+        if len(failed) or len(deleted):
             sys.exit(1)
 
     def publish(
@@ -220,7 +241,8 @@ def refresh_after_resume(run_dir: Path, tracking: Mapping[str, Any]) -> None:
     saved = sweep_dir / "multirun.yaml"
     if not saved.is_file() or not (run_dir / ".hydra" / "hydra.yaml").is_file():
         return
-    (run_dir / FAILED_FILE).unlink(missing_ok=True)  # it has finished now
+    for note in (FAILED_FILE, RUN_DELETED_FILE):  # it has finished now, in an MLflow run
+        (run_dir / note).unlink(missing_ok=True)
     refresh_sweep(sweep_dir, tracking)
 
 

@@ -185,7 +185,8 @@ class MlflowTracker(Tracker):
             again = f"; resume={self.run_dir} continues it in a new MLflow run"
         return RunDeleted(
             f"MLflow run {run_id} was deleted in the store while it ran: nothing more is "
-            f"logged; {kept}{again if self.run_dir else ''}"
+            f"logged; {kept}{again if self.run_dir else ''}",
+            files_complete=finished,
         )
 
     def _check_parent(self) -> None:

@@ -1,7 +1,8 @@
 """The sweep's jobs ranked: each job folder's status and scores read (``summary.json``,
-``job_failed.json``; the planned jobs that never ran from :mod:`n2react.sweep_plan`), ranked by
-``optimized_metric``, each finished job paired with the best on the same clusters or folds
-(``oof_predictions.csv``), and the board written as ``leaderboard.csv`` and ``leaderboard.md``.
+``job_failed.json``, ``mlflow_run_deleted.json``; the planned jobs that never ran from
+:mod:`n2react.sweep_plan`), ranked by ``optimized_metric``, each finished job paired with the
+best on the same clusters or folds (``oof_predictions.csv``), and the board written as
+``leaderboard.csv`` and ``leaderboard.md``.
 
 Split from :mod:`n2react.leaderboard` (the Hydra callback that calls this after every job and at
 the sweep's end), which re-exports these names.
@@ -18,7 +19,14 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from n2react.board import VS_BEST, VS_BEST_UNITS, higher_is_better, vs_best_note
+from n2react.board import (
+    RUN_DELETED,
+    SCORED,
+    VS_BEST,
+    VS_BEST_UNITS,
+    higher_is_better,
+    vs_best_note,
+)
 from n2react.bootstrap import compare_oof
 from n2react.credentials import redact
 from n2react.errors import N2ReactError
@@ -31,6 +39,9 @@ log = logging.getLogger("n2react.leaderboard")  # its lines keep the name they w
 FAILED_FILE = "job_failed.json"
 #: a run whose explain failed (its scores stand): the error, noted in its leaderboard row
 EXPLAIN_FAILED_FILE = "explain_failed.json"
+#: a job that finished, its files all written, but whose MLflow run was deleted while it ran
+#: (:class:`n2react.errors.RunDeleted`): the error; ranked by its scores, status RUN_DELETED
+RUN_DELETED_FILE = "mlflow_run_deleted.json"
 #: the status of a job the sweep planned but never started (stopped before it): no scores
 NOT_RUN = "not run"
 FILES = ("leaderboard.csv", "leaderboard.md")
@@ -54,8 +65,8 @@ def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame
     the summary metrics (with their intervals).
 
     ``axes``: the sweep's params and command line; the name then shows only the swept keys,
-    like the job's MLflow run name. ``status``: done, failed (its ``error``) or unfinished
-    (running or killed).
+    like the job's MLflow run name. ``status``: done, :data:`RUN_DELETED` (done, its scores
+    ranked; the deletion in ``error``), failed (its ``error``) or unfinished (running or killed).
     """
     rows = []
     for hydra_yaml in sorted(sweep_dir.glob("*/.hydra/hydra.yaml")):
@@ -79,6 +90,9 @@ def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame
         status = "failed" if error else "done" if metrics else "unfinished"
         if status == "done" and (why := _failure(job_dir, EXPLAIN_FAILED_FILE)):
             error = f"explain failed: {why}"  # done and ranked: its scores stand
+        if status == "done" and (deleted := _failure(job_dir, RUN_DELETED_FILE)):
+            status = RUN_DELETED  # its files complete: ranked, the deletion said
+            error = "; ".join(e for e in (deleted, error) if e)
         rows.append(
             {
                 "job": int(job_num) if job_num is not None else -1,
@@ -87,7 +101,7 @@ def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame
                 "status": status,
                 "error": error,
                 "dir": str(job_dir),
-                **(metrics if status == "done" else {}),
+                **(metrics if status in SCORED else {}),
             }
         )
     started = {r["job"] for r in rows}
@@ -136,13 +150,13 @@ def paired_with_best(board: pd.DataFrame, metric: str) -> pd.DataFrame:
     where the metric has no paired form (``std_*``, train or transfer figures) or the job's folds
     differ from the best's."""
     board = board.assign(**{c: math.nan for c in (*VS_BEST, VS_BEST_UNITS)})
-    if board.empty or board.iloc[0]["status"] != "done":
+    if board.empty or board.iloc[0]["status"] not in SCORED:
         return board
     best = _oof(board.iloc[0]["dir"])
     if best is None:
         return board
     for i, row in board.iterrows():
-        job = _oof(row["dir"]) if row["status"] == "done" else None
+        job = _oof(row["dir"]) if row["status"] in SCORED else None
         if job is None:
             continue
         try:
@@ -199,6 +213,8 @@ def write_board(board: pd.DataFrame, sweep_dir: Path, title: str, metric: str) -
 def _title(sweep_dir: Path, board: pd.DataFrame, metric: str) -> str:
     counts = board["status"].value_counts() if len(board) else pd.Series(dtype=int)
     notes = [f"{counts[s]} {s}" for s in ("failed", "unfinished", NOT_RUN) if counts.get(s, 0)]
+    if n := counts.get(RUN_DELETED, 0):  # ranked: not "done (...)" inside the title's brackets
+        notes.insert(0, f"{n} whose MLflow run{' was' if n == 1 else 's were'} deleted")
     extra = f" ({', '.join(notes)})" if notes else ""
     jobs = "1 job" if len(board) == 1 else f"{len(board)} jobs"
     return f"Sweep {sweep_dir}: {jobs} ranked by {metric}{extra}"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from n2react.board import KEY_METRICS, VS_BEST, higher_is_better, vs_best_note
+from n2react.board import KEY_METRICS, SCORED, VS_BEST, higher_is_better, vs_best_note
 from n2react.bootstrap import MIN_UNITS_FOR_VERDICT
 from n2react.figures import LGK1, run_setting, save_figure, wrap_title
 from n2react.runstore import write_text
@@ -85,7 +85,7 @@ def chart(board: pd.DataFrame, metric: str, path: Path, what: str = "") -> Path:
     for y, (_, row) in enumerate(board.iterrows()):
         name = "\n".join(textwrap.wrap(f"#{row['rank']} {row['name']}", 48)) or "?"
         labels.append(name)
-        if row["status"] != "done" or not _num(row.get(metric)):
+        if row["status"] not in SCORED or not _num(row.get(metric)):
             ax.annotate(str(row["status"]), (0.01, y), xycoords=("axes fraction", "data"),
                         va="center", color="tab:red")  # fmt: skip
             continue
@@ -106,7 +106,7 @@ def chart(board: pd.DataFrame, metric: str, path: Path, what: str = "") -> Path:
 
 
 def _vs_best(row: pd.Series) -> tuple[str, str]:
-    if row["rank"] == 1 and row["status"] == "done":
+    if row["rank"] == 1 and row["status"] in SCORED:
         return "best", ""
     if not _num(row.get("vs_best")):
         return "", ""
@@ -125,7 +125,7 @@ def to_html(board: pd.DataFrame, metric: str, title: str, png: bytes) -> str:
         cells = [row["rank"], row["job"], row["name"], _fig(row, metric), vs, p]
         cells += [_fig(row, m) for m in others]
         cells += [status, row.get("overrides", ""), row.get("run_id", "") or ""]
-        cls = ' class="failed"' if row["status"] != "done" else ""
+        cls = ' class="failed"' if row["status"] not in SCORED else ""
         rows.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells))
     image = base64.b64encode(png).decode("ascii")
     note = vs_best_note(board, metric)

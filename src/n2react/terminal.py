@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from n2react.board import vs_best_note
+from n2react.board import RUN_DELETED, SCORED, vs_best_note
 from n2react.metrics import figure
 from n2react.provenance import USED_MARKS, USED_TEXT
 
@@ -265,7 +265,8 @@ def group_table(groups: pd.DataFrame, title: str) -> Table:
 def leaderboard_table(board: pd.DataFrame, metrics: list[str], title: str) -> Table:
     """The sweep's jobs, best first (n2react.leaderboard): the ranking metric (the first) with its
     95 % interval and its paired difference with the best job (interval, P(best better)), the
-    other metrics plain; failed jobs last (their errors are in leaderboard.csv/.md and the report).
+    other metrics plain; failed jobs last (their errors are in leaderboard.csv/.md and the report);
+    a job whose MLflow run was deleted while it ran ranked by its scores, its run id "deleted".
     A comparison on too few units (3 outer folds) says so under the table.
     """
     metrics = list(dict.fromkeys(metrics))
@@ -273,7 +274,7 @@ def leaderboard_table(board: pd.DataFrame, metrics: list[str], title: str) -> Ta
     extra = ["vs best", "P(best\nbetter)"] if paired else []
     rows = []
     for _, row in board.iterrows():
-        if row["status"] != "done":
+        if row["status"] not in SCORED:
             values = [str(row["status"]), *[""] * (len(metrics) - 1 + len(extra))]
         else:
             value = row[metrics[0]]  # undefined (NaN: r of constant predictions): '-'
@@ -294,6 +295,8 @@ def leaderboard_table(board: pd.DataFrame, metrics: list[str], title: str) -> Ta
                     values += ["-", ""]
             values += [f"{row[m]:.3f}" if pd.notna(row[m]) else "-" for m in metrics[1:]]
         run_id = str(row["run_id"])[:8] if row["run_id"] else "-"
+        if row["status"] == RUN_DELETED:  # ranked by its scores; no run left to show them
+            run_id = "deleted"
         rows.append([str(row["rank"]), str(row["job"]), str(row["name"]), *values, run_id])
     short = [m.replace("_test_", " ") for m in metrics[1:]]  # mean_test_r -> mean r
     cols = ["rank", "job", "run name", metrics[0], *extra, *short, "run id"]

@@ -1,0 +1,168 @@
+"""A run's MLflow run deleted in the UI late, once its scores are written (during its final
+model or explain): ``python -m train`` and a sweep's job, run as commands, each held by a
+sitecustomize in the child python until the test has deleted its run. Split from
+test_tracking_details.py (the tracker's own handling of a deleted run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: The child python's sitecustomize (on its PYTHONPATH): an audit hook that holds the run at
+#: the atomic rename (os.replace) of MARKER into place until GO exists, having written PAUSED.
+PAUSE_HOOK = """import os, sys, time
+MARKER, PAUSED, GO = {marker!r}, {paused!r}, {go!r}
+def _pause(event, args):
+    if event == "os.rename" and os.path.abspath(os.fspath(args[1])) == MARKER:
+        if not os.path.exists(PAUSED):
+            open(PAUSED, "w").close()
+            while not os.path.exists(GO):
+                time.sleep(0.02)
+sys.addaudithook(_pause)
+"""
+
+
+def _paused_env(marker: Path, tmp: Path) -> dict[str, str]:
+    """The environment of a child python that waits as ``marker`` is written (past the run's
+    last fold check: its scores logged) until :func:`_delete_when` has deleted its run."""
+    hook = tmp / "pause_hook"
+    hook.mkdir()
+    paths = {"marker": str(marker), "paused": str(tmp / "paused"), "go": str(tmp / "go")}
+    (hook / "sitecustomize.py").write_text(PAUSE_HOOK.format(**paths))
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def _delete_when(tmp: Path, uri: str, job: subprocess.Popen, job_tag: str | None = None) -> str:
+    """Delete the parent run (of sweep job ``job_tag``) from this process, as the UI would, while
+    the run waits at its marker (:func:`_paused_env`), then let it go on; its id. The run cannot
+    end first: it waits until then, however slow this process is."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    while not (tmp / "paused").exists():
+        assert job.poll() is None, "the run ended before the marker"
+        time.sleep(0.05)
+    client = MlflowClient(uri)
+    parents = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("n2react").experiment_id])
+        if "mlflow.parentRunId" not in r.data.tags
+        and (job_tag is None or r.data.tags.get("job") == job_tag)
+    ]
+    (parent,) = parents
+    assert parent.info.status == "RUNNING"  # held before its end
+    client.delete_run(parent.info.run_id)
+    (tmp / "go").touch()
+    return parent.info.run_id
+
+
+def _late_files(run_dir: Path) -> None:
+    """What a run writes after its folds: scores, the final model, explain's figures."""
+    for name in ("summary.json", "oof_predictions.csv", "model.skops", "final_params.json"):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "explain").glob("*.png")), "no explain figure"
+
+
+CLI = [sys.executable, "-m", "train", "cv.outer_folds=2", "explain=true", "final_model=true",
+       "progress=false"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_run_deleted_during_its_final_model_or_explain_ends_in_one_line(tmp_path: Path) -> None:
+    """python -m train, its MLflow run deleted once its scores are written (during the final
+    model's refit or explain): "n2react: error: the MLflow store failed: The run ... must be
+    in the 'active' state", and a resume hint "once that is fixed". Now the run writes all its
+    files, then says the deletion in one line, exit status 2 as when it stops before a fold run;
+    the store holds no other run."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    run_dir = tmp_path / "run"
+    cmd = [*CLI, "model=ridge", f"tracking.uri={uri}", f"hydra.run.dir={run_dir}"]
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would stall the run
+    with log.open("w") as stderr:
+        env = _paused_env(run_dir / "summary.json", tmp_path)
+        job = subprocess.Popen(cmd, cwd=tmp_path, stderr=stderr, text=True, env=env)
+        try:
+            run_id = _delete_when(tmp_path, uri, job)
+            job.wait(timeout=300)
+        finally:
+            job.kill()
+    err = log.read_text()
+    assert job.returncode == 2 and "Traceback" not in err, err[-2000:]
+    assert "MlflowException" not in err and "active' state" not in err, err[-2000:]
+    errors = [ln for ln in err.splitlines() if ln.startswith("n2react: error:")]
+    assert errors == [
+        f"n2react: error: MLflow run {run_id} was deleted in the store while it ran: nothing more "
+        f"is logged; its files are complete in the run folder {run_dir}; resume={run_dir} logs "
+        "it again in a new MLflow run"
+    ], err[-2000:]
+    _late_files(run_dir)
+    client = MlflowClient(uri)
+    runs = client.search_runs(["0", "1"], run_view_type=ViewType.ALL)
+    assert len(runs) == 3  # the parent and its 2 fold runs
+    assert {r.info.run_id: r.info.lifecycle_stage for r in runs}[run_id] == "deleted"
+    assert all(r.info.status == "FINISHED" for r in runs if r.info.run_id != run_id)
+
+
+@pytest.mark.slow
+def test_a_sweep_jobs_run_deleted_late_is_ranked_by_its_scores(tmp_path: Path) -> None:
+    """A sweep (model=ridge,svr) whose first job's MLflow run is deleted during its final model
+    or explain: that job writes its files and ends in one line, the next job runs, finishes and
+    is ranked in its own (not nested) run, no traceback, nothing the store still shows is left
+    RUNNING. The leaderboard listed the first job as "failed", unranked, though its scores stand
+    in its folder; it ranks it by them now, its status and last line saying the deletion."""
+    import pandas as pd
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    sweep = tmp_path / "sweep"
+    cmd = [*CLI, "model=ridge,svr", f"tracking.uri={uri}", f"hydra.sweep.dir={sweep}", "-m"]
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would stall the sweep
+    with log.open("w") as stderr:
+        env = _paused_env(sweep / "0_ridge" / "summary.json", tmp_path)
+        job = subprocess.Popen(cmd, cwd=tmp_path, stderr=stderr, text=True, env=env)
+        try:
+            run_id = _delete_when(tmp_path, uri, job, job_tag="0")
+            job.wait(timeout=600)
+        finally:
+            job.kill()
+    err = log.read_text()
+    assert job.returncode == 1 and "Traceback" not in err, err[-2000:]  # its record is gone
+    errors = [ln for ln in err.splitlines() if ln.startswith("n2react: error:")]
+    assert len(errors) == 2 and "failed" not in errors[1], err[-2000:]
+    assert errors[0].startswith(f"n2react: error: job 0 (ridge): MLflow run {run_id} was deleted")
+    assert errors[1] == (
+        "n2react: error: the MLflow run of job 0 was deleted while it ran; its scores are ranked "
+        f"in {sweep / 'leaderboard.csv'} from its folder (resume={sweep / '0_ridge'} logs it "
+        "again in a new MLflow run)"
+    )
+    _late_files(sweep / "0_ridge")
+    assert not (sweep / "0_ridge" / "job_failed.json").exists()
+    board = pd.read_csv(sweep / "leaderboard.csv").set_index("job")
+    summary = json.loads((sweep / "0_ridge" / "summary.json").read_text())
+    assert (
+        board.loc[0, "status"] == "done (MLflow run deleted)" and board.loc[1, "status"] == "done"
+    )
+    assert board.loc[0, "mean_test_rmse"] == pytest.approx(summary["mean_test_rmse"])
+    best = board["mean_test_rmse"].idxmin()
+    assert sorted(board["rank"]) == [1, 2] and board.loc[best, "rank"] == 1
+    assert f"MLflow run {run_id} was deleted" in board.loc[0, "error"]
+    title = (sweep / "leaderboard.md").read_text().splitlines()[0]
+    assert title.endswith("2 jobs ranked by mean_test_rmse (1 whose MLflow run was deleted)")
+    runs = MlflowClient(uri).search_runs(["0", "1"], run_view_type=ViewType.ALL)
+    assert len(runs) == 6  # two parents, two fold runs each
+    alive = [r for r in runs if r.info.lifecycle_stage == "active"]
+    assert len(alive) == 5 and all(r.info.status == "FINISHED" for r in alive)
+    (svr,) = [r for r in alive if r.data.tags.get("job") == "1" and r.info.run_name == "svr"]
+    assert "mlflow.parentRunId" not in svr.data.tags
+    assert svr.data.tags["leaderboard_rank"] == f"{board.loc[1, 'rank']:02d}"
