@@ -116,3 +116,30 @@ def test_an_explain_that_succeeds_later_removes_the_runs_explain_error_tag(
     parents, children = n2react_runs(tmp_path)
     assert [p.info.run_id for p in parents] == [run_id] and len(children) == 3
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_resume_whose_explain_succeeds_removes_the_runs_explain_error_tag(
+    make_cfg, n2react_runs, tmp_path
+):
+    """resume= of a run whose explain had failed (the run killed after it, e.g. at its end)
+    drew the figures and removed explain_failed.json, but the MLflow run it reopened kept its
+    explain_error tag and still looked failed. The resume clears it as ``python -m
+    n2react.explain`` does (n2react.explain.clear_explain_failure), in the same run."""
+    from mlflow.tracking import MlflowClient
+
+    run_dir, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_dir.mkdir()
+    (run_dir / "explain").write_text("not a folder\n")  # training's explain fails
+    quick = ("model=ridge", "cv.outer_folds=3", "final_model=false", "uncertainty.enabled=false")
+    run(make_cfg(*quick), run_dir)
+    (parent,) = n2react_runs(tmp_path)[0]
+    run_id, client = parent.info.run_id, MlflowClient(uri)
+    assert TAG_EXPLAIN_ERROR in parent.data.tags
+    client.set_terminated(run_id, "KILLED")  # as if killed once its explain had failed
+    (run_dir / "explain").unlink()
+    run(make_cfg(*quick, f"resume={run_dir}"), tmp_path / "unused")
+    assert not (run_dir / "explain_failed.json").exists()
+    assert (run_dir / "explain" / "parity_by_group.png").is_file()
+    (again,) = n2react_runs(tmp_path)[0]
+    assert again.info.run_id == run_id and again.info.status == "FINISHED"  # reopened, ended
+    assert TAG_EXPLAIN_ERROR not in again.data.tags

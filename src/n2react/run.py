@@ -347,8 +347,9 @@ def _explain(
     Explaining comes after the run's results are saved and logged, and does not change them:
     when it fails, the run is not failed with it. Returns why it failed (tagged
     ``explain_error`` on the MLflow run, and written to explain_failed.json with the MLflow run,
-    whose tag ``python -m n2react.explain RUN`` removes once it explains it), else None."""
-    from n2react.explain import RunData, explain, histories, loss_curves
+    whose tag ``python -m n2react.explain RUN`` removes once it explains it, as a ``resume=``
+    whose explain succeeds does), else None."""
+    from n2react.explain import RunData, clear_explain_failure, explain, histories, loss_curves
 
     fold_models = {f.split.fold: f.model for f in result.folds if f.model is not None}
     oof = result.oof_table()
@@ -367,7 +368,10 @@ def _explain(
             mlflow_run["tracking_uri"] = redact(absolute_uri(tracker.store.uri))
         runstore.write_json(note, {"error": redact(why)[:500], **mlflow_run})
         return why
-    note.unlink(missing_ok=True)  # explained now (resume=)
+    if note.is_file():  # an earlier explain failed (resume=): its note and MLflow tag go
+        store = tracker.store if tracker.active else None
+        mine = (store.uri, tracker.run_id) if store is not None and tracker.run_id else None
+        clear_explain_failure(run_dir, mine)
     tracker.log_curves(loss_curves(histories(final, fold_models)))
     return None
 

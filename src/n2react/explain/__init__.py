@@ -16,12 +16,13 @@ from n2react.explain.curves import (
     loss_curves,
 )
 from n2react.explain.importance import Budget
-from n2react.explain.runner import explain, explain_run
+from n2react.explain.runner import clear_explain_failure, explain, explain_run
 from n2react.explain.source import RunData, load_run
 
 __all__ = [
     "Budget",
     "RunData",
+    "clear_explain_failure",
     "curves_table",
     "explain",
     "explain_run",

@@ -246,11 +246,9 @@ def explain_run(
             shutil.rmtree(made, ignore_errors=True)
         raise
     if own and Path(run_dir).is_dir():  # the run's own figures drawn now: its failure is old
-        note = Path(run_dir) / EXPLAIN_FAILED_FILE
-        failed = _failure_note(note)
-        note.unlink(missing_ok=True)
-        if failed.get("mlflow_run_id") and failed.get("tracking_uri"):  # and its MLflow run's
-            _clear_explain_error(str(failed["tracking_uri"]), str(failed["mlflow_run_id"]))
+        failed = _failure_note(Path(run_dir) / EXPLAIN_FAILED_FILE)
+        noted = (failed.get("tracking_uri"), failed.get("mlflow_run_id"))  # its MLflow run's too
+        clear_explain_failure(Path(run_dir), tuple(map(str, noted)) if all(noted) else None)
     elif not is_dir:  # an MLflow run explained: the explain_error of its training is old
         from n2react.tracking import default_uri
 
@@ -267,6 +265,16 @@ def _failure_note(note: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return failed if isinstance(failed, dict) else {}
+
+
+def clear_explain_failure(run_dir: Path, mlflow_run: tuple[str, str] | None) -> None:
+    """The run's own explanations drawn now (by ``python -m n2react.explain RUN``, or by the
+    train task, ``resume=`` included): the failure an earlier explain left goes, its
+    ``explain_failed.json`` and the ``explain_error`` tag on ``mlflow_run`` (store URI, run id;
+    None: no store is asked)."""
+    (run_dir / EXPLAIN_FAILED_FILE).unlink(missing_ok=True)
+    if mlflow_run is not None:
+        _clear_explain_error(*mlflow_run)
 
 
 def _clear_explain_error(uri: str, run_id: str) -> None:
