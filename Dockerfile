@@ -4,11 +4,14 @@
 #   docker build --build-arg GIT_COMMIT="$(git rev-parse HEAD)" -t n2react .
 #   mkdir -p data runs
 #   docker run --rm --gpus all --user "$(id -u):$(id -g)" -v "$PWD/data:/data" -v "$PWD/runs:/runs" n2react model=keras_mlp device=gpu
-# Outputs (Hydra run directories, mlflow.db, mlartifacts/) land in the /runs volume. `mkdir`
-# first: a folder Docker creates for a volume belongs to root, and the job runs as you.
+# Outputs (Hydra run directories, mlflow.db, mlartifacts/) land in the /runs volume. The data
+# files are read from /data (N2_DATA_DIR), and the public copy, when not there, is fetched into
+# /data too (N2_CACHE_DIR): with the data/ volume it is fetched once, by the first run, and read
+# from data/ after (without the volume, every `docker run --rm` fetches it again). `mkdir` first:
+# a folder Docker creates for a volume belongs to root, and the job runs as you.
 #
-# Any --user works: HOME and the caches (matplotlib, Keras, the data download) point into
-# /home/app, writable by every uid (sticky, like /tmp), not at "/" as for a uid the image does not
+# Any --user works: HOME and the caches (matplotlib, Keras) point into /home/app, writable by
+# every uid (sticky, like /tmp), as /runs and /data are, not at "/" as for a uid the image does not
 # know. TensorFlow is not installed: with KERAS_BACKEND=jax nothing in n2react, Keras or
 # keras-tuner imports it (tests/test_container.py trains a Keras run with it blocked).
 #
@@ -22,6 +25,7 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     KERAS_BACKEND=jax \
     N2_DATA_DIR=/data \
+    N2_CACHE_DIR=/data \
     HOME=/home/app \
     XDG_CACHE_HOME=/home/app/.cache \
     XDG_CONFIG_HOME=/home/app/.config \
@@ -54,7 +58,7 @@ ENV N2REACT_GIT_COMMIT=${GIT_COMMIT}
 # the default user (uid 1000); /runs, /data and /home/app writable by whichever --user runs it
 RUN useradd --no-create-home --home-dir /home/app --uid 1000 n2react \
     && mkdir -p /runs /data "$XDG_CACHE_HOME" "$MPLCONFIGDIR" "$KERAS_HOME" \
-    && chmod 1777 /runs /home/app "$XDG_CACHE_HOME" "$XDG_CONFIG_HOME" "$MPLCONFIGDIR" "$KERAS_HOME"
+    && chmod 1777 /runs /data /home/app "$XDG_CACHE_HOME" "$XDG_CONFIG_HOME" "$MPLCONFIGDIR" "$KERAS_HOME"
 USER 1000:1000
 WORKDIR /runs
 ENTRYPOINT ["python", "-m", "train"]

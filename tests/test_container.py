@@ -62,6 +62,28 @@ def test_any_user_gets_a_writable_home_and_caches() -> None:
     assert env["KERAS_BACKEND"] == "jax"
 
 
+def test_the_data_download_lands_in_the_data_volume(monkeypatch, tmp_path: Path) -> None:
+    """The image read the data from /data (N2_DATA_DIR) but fetched the public copy into
+    XDG_CACHE_HOME, inside the container: every `docker run --rm`, data/ volume or not, fetched
+    it again. It is fetched into /data now (N2_CACHE_DIR), which any --user can write, and which
+    the README's train line mounts from data/: found there by the next run."""
+    from n2react.data import files
+
+    env = _env()
+    assert env["N2_CACHE_DIR"] == env["N2_DATA_DIR"] == "/data"
+    runs = [_expand(rest, env) for word, rest in _instructions() if word == "RUN"]
+    chmod = next(r for r in runs if "chmod 1777" in r)
+    assert env["N2_DATA_DIR"] in shlex.split(chmod.split("chmod 1777", 1)[1].split("&&")[0])
+    train = next(c for c in _docker_lines(README) if c.startswith("docker run") and "--gpus" in c)
+    assert f'-v "$PWD/data:{env["N2_DATA_DIR"]}"' in train
+    # the data code: a fetch goes to N2_CACHE_DIR, the folder the next run looks in first
+    monkeypatch.setenv(files.DATA_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(files.CACHE_DIR_ENV, str(tmp_path))
+    (tmp_path / "a.xlsx").write_bytes(b"fetched")
+    assert files._cache_dir() == tmp_path
+    assert files.locate("a.xlsx", url="http://127.0.0.1:1/never") == tmp_path / "a.xlsx"
+
+
 def test_the_jax_image_installs_no_tensorflow() -> None:
     run = next(rest for word, rest in _instructions() if word == "RUN" and "tomllib" in rest)
     command = run.split(" > requirements.txt", 1)[0]
