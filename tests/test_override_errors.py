@@ -384,26 +384,6 @@ def test_compose_config_composes_beside_a_hydra_the_caller_left_initialised() ->
         GlobalHydra.instance().clear()
 
 
-def test_a_sweep_into_an_earlier_sweeps_folder_is_refused(tmp_path: Path) -> None:
-    """Hydra rewrote the earlier sweep's multirun.yaml and ran its job 0 again in 0_ridge/,
-    beside the earlier jobs' folders, before any check of ours."""
-    sweep = tmp_path / "multi"
-    quick = ("model=ridge", "cv.outer_folds=2", "tracking=none", "explain=false",
-             "final_model=false", "progress=false")  # fmt: skip
-    out = train(tmp_path, "-m", *quick)
-    assert out.returncode == 0, out.stderr[-2000:]
-    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
-    assert sweep / "multirun.yaml" in before
-    for again in (("model=ridge,svr",), ("cv.outer_fold=3,4",)):  # (that one used to remove it)
-        out = train(tmp_path, "-m", *quick, *again)
-        assert_only_line(
-            out,
-            f"hydra.sweep.dir={sweep}: it holds an earlier sweep (multirun.yaml), which this one "
-            "would overwrite; give another hydra.sweep.dir, or remove that folder first",
-        )
-        assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
-
-
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -89,14 +89,13 @@ class Leaderboard(Callback):
         self.metrics = list(metrics or KEY_METRICS)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Refuse a sweep into an earlier sweep's folder and one it cannot rank (one over
-        ``optimized_metric``), before any job and before Hydra's sweeper writes the sweep's
-        ``multirun.yaml``; note the sweep's folder and tracking settings (:attr:`started`)."""
+        """Refuse a sweep it cannot rank (one over ``optimized_metric``), before any job and
+        before Hydra's sweeper writes the sweep's ``multirun.yaml``; note the sweep's folder and
+        tracking settings (:attr:`started`). (A sweep into an earlier sweep's folder is refused
+        before Hydra starts, with or without this callback: ``python -m train``.)"""
         from n2react.launchers import exit_with
-        from n2react.override_errors import reused_sweep_problem, sweep_starting
+        from n2react.override_errors import sweep_starting
 
-        if problem := reused_sweep_problem(Path(str(config.hydra.sweep.dir))):
-            exit_with(problem)
         if problem := swept_ranking_problem(config):
             exit_with(problem)
         sweep_starting(Path(str(config.hydra.sweep.dir)))  # what a refused sweep may remove

@@ -1,20 +1,25 @@
 """Where a run's outputs go, checked before anything is written there: the run or sweep folder
-named on the command line can be created and has room (before Hydra creates it), the run folder
-takes a file, and a run that failed before its first output leaves no empty folder behind.
+named on the command line can be created and has room (before Hydra creates it), a sweep's folder
+holds no earlier sweep (before Hydra launches it), the run folder takes a file, and a run that
+failed before its first output leaves no empty folder behind.
 
 Split from :mod:`n2react.preflight`, which re-exports these names.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from n2react import runstore
 from n2react.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 #: Free space a run needs at least: its tables, plots, and the fold and final model files.
 MIN_FREE_BYTES = 200 * 1024 * 1024
@@ -99,6 +104,106 @@ def output_dir_problem(argv: list[str], cwd: Path | None = None) -> str | None:
                 f"{MIN_FREE_BYTES / 2**20:.0f} MiB for its models and tables"
             )
     return None
+
+
+#: what marks a folder in a sweep's folder as an earlier sweep's job: Hydra's record of the job
+#: (read by the leaderboard), its results, its failure note (sweep_ranking.FAILED_FILE, not
+#: imported: it brings pandas into every command's start)
+_JOB_MARKS = (".hydra", runstore.SUMMARY_FILE, "job_failed.json")
+
+
+def reused_sweep_problem(sweep_dir: Path) -> str | None:
+    """Why a sweep may not start in ``sweep_dir``: an earlier sweep's folder (its
+    ``multirun.yaml``, which Hydra would overwrite), or one that holds earlier jobs' folders
+    (``0_ridge/`` with its ``.hydra/`` or ``summary.json``) even without it: the new jobs would
+    write into the same numbered folders, and the leaderboard would rank the old ones with them.
+    None otherwise (a new folder, an empty one, one with unrelated files only). A job of that
+    sweep continues alone, without ``-m``: ``resume=<its job folder>``."""
+    from n2react.sweep_plan import MULTIRUN_FILE
+
+    sweep_dir = Path(sweep_dir)
+    if (sweep_dir / MULTIRUN_FILE).exists():
+        held = f"an earlier sweep ({MULTIRUN_FILE})"
+    else:
+        try:
+            jobs = sorted(
+                p.name
+                for p in sweep_dir.iterdir()
+                if p.is_dir() and any((p / mark).exists() for mark in _JOB_MARKS)
+            )
+        except OSError:  # not there (or not a folder: output_dir_problem says so)
+            return None
+        if not jobs:
+            return None
+        shown = ", ".join(f"{name}/" for name in jobs[:3]) + (", ..." if len(jobs) > 3 else "")
+        held = f"job folders of an earlier sweep ({shown}) without its {MULTIRUN_FILE}"
+    return (
+        f"hydra.sweep.dir={sweep_dir}: it holds {held}, which this one would overwrite; give "
+        "another hydra.sweep.dir, or remove that folder first (a job of it continues alone: "
+        "python -m train <its overrides> resume=<its job folder>)"
+    )
+
+
+def sweep_dir_problem(argv: Sequence[str], config_path: str) -> str | None:
+    """:func:`reused_sweep_problem` of the folder a ``python -m train`` command line would sweep
+    into, composed as Hydra composes it (``-m``, or ``hydra.mode=MULTIRUN`` in the config; the
+    folder from the command line or any config), before Hydra launches anything: whatever the
+    config's callbacks. None for a single run, or when Hydra cannot compose the command (Hydra
+    reports that itself)."""
+    try:
+        sweep_dir = _sweep_dir(argv, config_path)
+    except Exception:  # never refuse a command because the check itself failed
+        log.debug("cannot tell the sweep's folder", exc_info=True)
+        return None
+    return None if sweep_dir is None else reused_sweep_problem(sweep_dir)
+
+
+def _sweep_dir(argv: Sequence[str], config_path: str) -> Path | None:
+    """The sweep folder of a multirun command line (as :func:`hydra._internal.utils._run_hydra`
+    picks the config and the mode); None for any other command."""
+    import contextlib
+    import io
+
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_automatic_config_search_path, get_args_parser
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if GlobalHydra.instance().is_initialized():  # a caller's Hydra: left as it is
+        return None
+    with contextlib.redirect_stderr(io.StringIO()):  # a bad flag: Hydra's parser reports it
+        try:
+            args = get_args_parser().parse_args(list(argv))
+        except SystemExit:
+            return None
+    if args.help or args.hydra_help or args.cfg or args.shell_completion or args.info:
+        return None
+    if args.config_path and not (
+        args.config_path.startswith("pkg://") or Path(args.config_path).is_absolute()
+    ):
+        return None  # relative to the calling file, as Hydra reads it: Hydra alone can tell
+    search_path = create_automatic_config_search_path(None, None, args.config_path or config_path)
+    if args.config_dir is not None:
+        from hydra.core.config_search_path import SearchPathQuery
+
+        search_path.prepend("command-line", f"file://{os.path.abspath(args.config_dir)}",
+                            SearchPathQuery(provider="schema"))  # fmt: skip
+    config_name = args.config_name or "config"
+    hydra_config = HydraConfig.instance().cfg
+    hydra = Hydra.create_main_hydra2(task_name="train", config_search_path=search_path)
+    try:
+        cfg = hydra.compose_config(
+            config_name, list(args.overrides), run_mode=RunMode.MULTIRUN,
+            with_log_configuration=False, validate_sweep_overrides=False,
+        )  # fmt: skip
+        if not args.multirun and cfg.hydra.mode != RunMode.MULTIRUN:  # (-m wins over RUN there)
+            return None
+        HydraConfig.instance().set_config(cfg)  # the folder may name ${hydra:...}
+        return Path(str(cfg.hydra.sweep.dir))
+    finally:
+        HydraConfig.instance().cfg = hydra_config
+        GlobalHydra.instance().clear()
 
 
 def remove_if_unused(run_dir: Path) -> None:

@@ -178,22 +178,6 @@ def hydra_problem(
 _sweep: tuple[Path, Path | None, set[str]] | None = None
 
 
-def reused_sweep_problem(sweep_dir: Path) -> str | None:
-    """Why a sweep may not start in ``sweep_dir``: an earlier sweep's folder (its
-    ``multirun.yaml``), which Hydra would overwrite, its job folders mixed with the new jobs';
-    None otherwise. Checked as the multirun starts, before Hydra writes anything there (a job of
-    that sweep continues alone, without ``-m``: ``resume=<its job folder>``)."""
-    from n2react.sweep_plan import MULTIRUN_FILE
-
-    if not (Path(sweep_dir) / MULTIRUN_FILE).exists():
-        return None
-    return (
-        f"hydra.sweep.dir={sweep_dir}: it holds an earlier sweep ({MULTIRUN_FILE}), which this "
-        "one would overwrite; give another hydra.sweep.dir, or remove that folder first (a job "
-        "of it continues alone: python -m train <its overrides> resume=<its job folder>)"
-    )
-
-
 def sweep_starting(sweep_dir: Path) -> None:
     """Note the folder of the sweep about to start (called as the multirun starts, before Hydra
     makes the folder and writes its ``multirun.yaml``): what :func:`remove_refused_sweep` may
