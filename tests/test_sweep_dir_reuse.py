@@ -96,6 +96,19 @@ def test_the_sweep_folder_is_checked_where_the_config_puts_it(
     assert files(sweep) == before
 
 
+def test_an_earlier_sweeps_leaderboard_alone_is_refused(earlier: Path, tmp_path: Path) -> None:
+    """The earlier jobs and multirun.yaml removed, its leaderboard and report kept (a summary
+    someone kept): the new sweep wrote its own over them."""
+    sweep = shutil.copytree(earlier, tmp_path / "multi")
+    (sweep / "multirun.yaml").unlink()
+    shutil.rmtree(sweep / "0_ridge")
+    before = files(sweep)
+    assert {p.name for p in before} >= {"leaderboard.csv", "leaderboard.md"}
+    out = train(tmp_path, "-m", *QUICK, f"hydra.sweep.dir={sweep}", *NO_CALLBACKS)
+    assert_only_line(out, f"hydra.sweep.dir={sweep}: it holds an earlier sweep's leaderboard.csv")
+    assert files(sweep) == before
+
+
 @pytest.mark.slow
 def test_an_empty_or_unrelated_folder_takes_a_sweep_and_a_job_resumes_alone(
     earlier: Path, tmp_path: Path

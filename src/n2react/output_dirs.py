@@ -117,26 +117,37 @@ def reused_sweep_problem(sweep_dir: Path) -> str | None:
     ``multirun.yaml``, which Hydra would overwrite), or one that holds earlier jobs' folders
     (``0_ridge/`` with its ``.hydra/`` or ``summary.json``) even without it: the new jobs would
     write into the same numbered folders, and the leaderboard would rank the old ones with them.
-    None otherwise (a new folder, an empty one, one with unrelated files only). A job of that
+    Its leaderboard or report files alone are refused too (the new sweep writes them). None
+    otherwise (a new folder, an empty one, one with unrelated files only). A job of that
     sweep continues alone, without ``-m``: ``resume=<its job folder>``."""
     from n2react.sweep_plan import MULTIRUN_FILE
 
     sweep_dir = Path(sweep_dir)
     if (sweep_dir / MULTIRUN_FILE).exists():
-        held = f"an earlier sweep ({MULTIRUN_FILE})"
-    else:
-        try:
-            jobs = sorted(
-                p.name
-                for p in sweep_dir.iterdir()
-                if p.is_dir() and any((p / mark).exists() for mark in _JOB_MARKS)
-            )
-        except OSError:  # not there (or not a folder: output_dir_problem says so)
-            return None
-        if not jobs:
-            return None
+        return _reused(sweep_dir, f"an earlier sweep ({MULTIRUN_FILE})")
+    try:
+        jobs = sorted(
+            p.name
+            for p in sweep_dir.iterdir()
+            if p.is_dir() and any((p / mark).exists() for mark in _JOB_MARKS)
+        )
+    except OSError:  # not there (or not a folder: output_dir_problem says so)
+        return None
+    if jobs:
         shown = ", ".join(f"{name}/" for name in jobs[:3]) + (", ..." if len(jobs) > 3 else "")
-        held = f"job folders of an earlier sweep ({shown}) without its {MULTIRUN_FILE}"
+        return _reused(
+            sweep_dir, f"job folders of an earlier sweep ({shown}) without its {MULTIRUN_FILE}"
+        )
+    # its jobs gone, its ranking and report kept: the new sweep would write over them (imported
+    # here: an existing folder is rare, and the report module brings pandas)
+    from n2react.sweep_ranking import FILES
+    from n2react.sweep_report import HTML_FILE, PNG_FILE
+
+    board = [name for name in (*FILES, HTML_FILE, PNG_FILE) if (sweep_dir / name).is_file()]
+    return _reused(sweep_dir, f"an earlier sweep's {', '.join(board)}") if board else None
+
+
+def _reused(sweep_dir: Path, held: str) -> str:
     return (
         f"hydra.sweep.dir={sweep_dir}: it holds {held}, which this one would overwrite; give "
         "another hydra.sweep.dir, or remove that folder first (a job of it continues alone: "
