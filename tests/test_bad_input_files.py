@@ -245,7 +245,7 @@ def test_an_interrupt_before_the_first_output_leaves_no_folder_and_no_run(tmp_pa
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     for line in proc.stderr:
-        if "reading sheet" in line:  # the data are being read: no output, no MLflow run yet
+        if "missing cell" in line:  # the data are being read: no output, no MLflow run yet
             proc.send_signal(signal.SIGTERM)
             break
     rest = proc.stderr.read()

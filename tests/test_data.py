@@ -66,7 +66,9 @@ def test_authors_folds_partition_the_159_clusters() -> None:
     assert "2_\u03c3ave" in ds.feature_names and "3_\u03c7ave" in ds.feature_names
 
 
-def test_the_fold_files_are_read_in_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_fold_files_are_read_in_one_log_line(
+    tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """data=authors_folds logged "reading sheet 'Train' (2 sheets: Train, Test)" and the same
     for Test, for each of the ten files: 20 lines before a run said anything else. The sheets
     are named by the config; one line says what was read. A user's workbook still names its
@@ -77,7 +79,12 @@ def test_the_fold_files_are_read_in_one_log_line(caplog: pytest.LogCaptureFixtur
         assert not [m for m in said if "reading sheet" in m], said
         assert len([m for m in said if "from the 10 fold files" in m]) == 1
         caplog.clear()
-        load_dataset(data_cfg("homonuclear_24"))  # two sheets, the first read
+        mine = tmp_path / "mine.xlsx"  # a user's workbook of two sheets (not the published one)
+        with pd.ExcelWriter(mine) as xl:
+            for sheet in ("Sheet1", "Sheet2"):
+                table = pd.read_excel(shared_data / "homonuclear-159-24features.xlsx")
+                table.to_excel(xl, sheet_name=sheet, index=False)
+        load_dataset(data_cfg("homonuclear_24", path=str(mine)))  # two sheets, the first read
     assert any("reading sheet 'Sheet1' (2 sheets" in r.getMessage() for r in caplog.records)
 
 

@@ -223,3 +223,44 @@ def test_the_published_sheets_descriptors_are_not_listed_again(
     lines = [r.getMessage() for r in caplog.records]
     assert any(f"{name}: 159 clusters x " in m for m in lines), lines
     assert [m for m in lines if m.startswith("descriptors (")] == []
+
+
+@pytest.mark.parametrize("name", ["homonuclear_15", "homonuclear_24"])
+def test_the_published_sheet_and_target_are_not_announced(
+    name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # every run on the default data began with "<file>: reading sheet 'Sheet1' (2 sheets:
+    # Sheet1, Sheet2)" and "target: lg(k1) (column 2 of <file>)": the published file's own
+    # sheet and column, read as always; the lines are kept for a sheet of the user's (below)
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="n2react.data"):
+        ds = load_dataset(data(f"data={name}"))
+    said = [r.getMessage() for r in caplog.records]
+    assert ds.n_rows == 159 and ds.target_name == "lg(k1)"
+    assert [m for m in said if "reading sheet" in m or m.startswith("target: ")] == [], said
+
+
+@pytest.mark.parametrize("how", ["renamed target", "second sheet chosen"])
+def test_a_users_sheet_still_names_its_sheet_and_target(
+    how: str, tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a user's copy (its target renamed, or its sheet chosen by name): which sheet and which
+    # column were taken is news there
+    import logging
+
+    import pandas as pd
+
+    df = pd.read_excel(shared_data / FILE24)
+    path, sheet = tmp_path / "mine.xlsx", "runs"
+    target = "Expt. lg(k1)" if how == "renamed target" else "lg(k1)"
+    with pd.ExcelWriter(path) as xl:
+        pd.DataFrame({"note": ["my clusters"]}).to_excel(xl, sheet_name="notes", index=False)
+        df.rename(columns={"lg(k1)": target}).to_excel(xl, sheet_name=sheet, index=False)
+    chosen = [f"data.sheet={sheet}"] if how == "second sheet chosen" else ["data.sheet=1"]
+    with caplog.at_level(logging.INFO, logger="n2react.data"):
+        ds = load_dataset(data("data=homonuclear_24", f"data.path={path}", *chosen))
+    said = [r.getMessage() for r in caplog.records]
+    assert ds.n_rows == 159 and ds.target_name == target
+    assert f"{path}: reading sheet '{sheet}' (2 sheets: notes, {sheet})" in said, said
+    assert f"target: {target} (column 2 of {path})" in said, said

@@ -30,6 +30,7 @@ __all__ = [
     "data_name",
     "has_fixed_folds",
     "load_dataset",
+    "reads_published_sheet",
     "takes_published_descriptors",
     "with_formula_features",
 ]
@@ -88,19 +89,29 @@ def data_name(cfg: Mapping[str, Any]) -> str:
 def takes_published_descriptors(
     cfg: Mapping[str, Any], dataset: Dataset, group_column: str | None = None
 ) -> bool:
-    """Whether a table data config read the published file it names (``data.file``, its sha256
-    the pinned ``data.sha256``: the data set's own sheet, not the user's) the standard way (its
-    first sheet, the name and target columns found by themselves, no ``cv.groups=column:``), so
-    that its descriptors are that file's known ones: saying which would tell nothing."""
+    """Whether a table data config read the published file it names the standard way, listing
+    no descriptors (:func:`reads_published_sheet`), so that its descriptors are that file's known
+    ones: saying which would tell nothing."""
+    return cfg.get("feature_columns") is None and reads_published_sheet(
+        cfg, Path(dataset.source), group_column
+    )
+
+
+def reads_published_sheet(cfg: Mapping[str, Any], p: Path, group_column: str | None) -> bool:
+    """Whether a table data config reads ``p``, the published file it names (``data.file``, its
+    sha256 the pinned ``data.sha256``: the data set's own sheet, not the user's), the standard
+    way (its first sheet, the name and target columns found by themselves, no
+    ``cv.groups=column:``): then which sheet, which target column and which descriptors were
+    taken are the file's known ones, and the lines saying so are left out."""
     standard = (
         options.sheet(cfg) == 0
         and group_column is None
-        and all(cfg.get(key) is None for key in ("name_column", "target_column", "feature_columns"))
+        and all(cfg.get(key) is None for key in ("name_column", "target_column"))
     )
     pinned = cfg.get("sha256")
     if not standard or _source(cfg) is not SOURCES["table"] or not isinstance(pinned, str):
         return False
-    return is_pinned_file(Path(dataset.source), pinned)
+    return is_pinned_file(p, pinned)
 
 
 def has_fixed_folds(cfg: Mapping[str, Any]) -> bool:
@@ -128,8 +139,9 @@ def _table(cfg: Mapping[str, Any], group_column: str | None) -> Dataset:
         options.sentinels(cfg),
     )
     p = locate(cfg["file"], path=options.path(cfg), url=cfg.get("url"), sha256=cfg.get("sha256"))
-    try:
-        return _table_of(cfg, p, sheet, features, sentinels, group_column)
+    try:  # the published sheet read the standard way: which sheet and target go without saying
+        announce = not reads_published_sheet(cfg, p, group_column)
+        return _table_of(cfg, p, sheet, features, sentinels, group_column, announce)
     except NotATable as exc:  # a notes sheet first: name the sheet read and the others
         raise DataError(f"{exc}{other_sheets(p, sheet, 'data.sheet=')}") from None
 
@@ -141,9 +153,10 @@ def _table_of(
     features: list[str] | None,
     sentinels: list[float],
     group_column: str | None,
+    announce: bool,
 ) -> Dataset:
     return table_to_dataset(
-        read_sheet(p, sheet),
+        read_sheet(p, sheet, announce=announce),
         name=data_name(cfg),
         source=str(p),
         name_column=cfg.get("name_column"),
@@ -151,6 +164,7 @@ def _table_of(
         feature_columns=features,
         sentinels=sentinels,
         group_column=group_column,
+        announce_target=announce,
     )
 
 
