@@ -156,7 +156,9 @@ def test_a_sweep_jobs_run_deleted_late_is_ranked_by_its_scores(tmp_path: Path) -
     assert board.loc[0, "mean_test_rmse"] == pytest.approx(summary["mean_test_rmse"])
     best = board["mean_test_rmse"].idxmin()
     assert sorted(board["rank"]) == [1, 2] and board.loc[best, "rank"] == 1
-    assert f"MLflow run {run_id} was deleted" in board.loc[0, "error"]
+    assert board.loc[0, "error"] == "MLflow run deleted after its folds; scores from its folder"
+    note = json.loads((sweep / "0_ridge" / "mlflow_run_deleted.json").read_text())["error"]
+    assert f"MLflow run {run_id} was deleted" in note  # the whole line kept in the job's folder
     title = (sweep / "leaderboard.md").read_text().splitlines()[0]
     assert title.endswith("2 jobs ranked by mean_test_rmse (1 whose MLflow run was deleted)")
     runs = MlflowClient(uri).search_runs(["0", "1"], run_view_type=ViewType.ALL)

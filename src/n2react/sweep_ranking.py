@@ -42,6 +42,8 @@ EXPLAIN_FAILED_FILE = "explain_failed.json"
 #: a job that finished, its files all written, but whose MLflow run was deleted while it ran
 #: (:class:`n2react.errors.RunDeleted`): the error; ranked by its scores, status RUN_DELETED
 RUN_DELETED_FILE = "mlflow_run_deleted.json"
+#: such a job's leaderboard note (its run's id and the whole message are in its RUN_DELETED_FILE)
+RUN_DELETED_NOTE = "MLflow run deleted after its folds; scores from its folder"
 #: the status of a job the sweep planned but never started (stopped before it): no scores
 NOT_RUN = "not run"
 FILES = ("leaderboard.csv", "leaderboard.md")
@@ -66,7 +68,8 @@ def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame
 
     ``axes``: the sweep's params and command line; the name then shows only the swept keys,
     like the job's MLflow run name. ``status``: done, :data:`RUN_DELETED` (done, its scores
-    ranked; the deletion in ``error``), failed (its ``error``) or unfinished (running or killed).
+    ranked; :data:`RUN_DELETED_NOTE` in ``error``), failed (its ``error``) or unfinished
+    (running or killed).
     """
     rows = []
     for hydra_yaml in sorted(sweep_dir.glob("*/.hydra/hydra.yaml")):
@@ -90,9 +93,9 @@ def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame
         status = "failed" if error else "done" if metrics else "unfinished"
         if status == "done" and (why := _failure(job_dir, EXPLAIN_FAILED_FILE)):
             error = f"explain failed: {why}"  # done and ranked: its scores stand
-        if status == "done" and (deleted := _failure(job_dir, RUN_DELETED_FILE)):
-            status = RUN_DELETED  # its files complete: ranked, the deletion said
-            error = "; ".join(e for e in (deleted, error) if e)
+        if status == "done" and (job_dir / RUN_DELETED_FILE).is_file():
+            status = RUN_DELETED  # its files complete: ranked, the deletion said (its file
+            error = "; ".join(e for e in (RUN_DELETED_NOTE, error) if e)  # has the message)
         rows.append(
             {
                 "job": int(job_num) if job_num is not None else -1,
