@@ -168,3 +168,67 @@ def test_a_sweep_jobs_run_deleted_late_is_ranked_by_its_scores(tmp_path: Path) -
     (svr,) = [r for r in alive if r.data.tags.get("job") == "1" and r.info.run_name == "svr"]
     assert "mlflow.parentRunId" not in svr.data.tags
     assert svr.data.tags["leaderboard_rank"] == f"{board.loc[1, 'rank']:02d}"
+
+
+@pytest.mark.slow
+def test_a_best_job_whose_run_was_deleted_late_then_resumed(tmp_path: Path) -> None:
+    """The best job's MLflow run deleted after its folds: the leaderboard files went to that
+    (missing) run, i.e. to none, and its error column held the whole 'RunDeleted: ...' line.
+    Now they go to the best ranked job that has a run (the log says so) and the column holds a
+    short note; resume=<its folder> drops mlflow_run_deleted.json and logs it in a new run."""
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from n2react.sweep_ranking import RUN_DELETED_FILE, RUN_DELETED_NOTE
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    sweep, job0 = tmp_path / "sweep", tmp_path / "sweep" / "0_ridge"
+    common = ["-m", "train", "cv.outer_folds=2", "explain=false", "final_model=false",
+              "progress=false", "model=ridge", f"tracking.uri={uri}"]  # fmt: skip
+    cmd = [sys.executable, *common, "model.estimator.alpha=0.1,1e6", f"hydra.sweep.dir={sweep}"]
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would stall the sweep
+    with log.open("w") as stderr:  # job 0 (alpha 0.1) is the best; alpha 1e6 predicts the mean
+        env = _paused_env(job0 / "summary.json", tmp_path)
+        job = subprocess.Popen(  # the sweep's own lines go to stdout
+            [*cmd, "-m"], cwd=tmp_path, stdout=stderr, stderr=stderr, text=True, env=env
+        )
+        try:
+            deleted = _delete_when(tmp_path, uri, job, job_tag="0")
+            job.wait(timeout=300)
+        finally:
+            job.kill()
+    err = log.read_text()
+    assert job.returncode == 1 and "Traceback" not in err, err[-2000:]
+    board = pd.read_csv(sweep / "leaderboard.csv").set_index("job")
+    assert board.loc[0, "rank"] == 1 and board.loc[0, "status"] == "done (MLflow run deleted)"
+    assert board.loc[0, "error"] == RUN_DELETED_NOTE  # the whole line is in its folder's note
+    assert deleted in json.loads((job0 / RUN_DELETED_FILE).read_text())["error"]
+    assert (
+        "leaderboard: the best job's (0) MLflow run was deleted while it ran: the leaderboard "
+        "files are attached to the run of job 1 (rank 2), the best ranked job that has one"
+    ) in err, err[-2000:]
+    client = MlflowClient(uri)
+
+    def parents() -> dict[str, str]:
+        exp = client.get_experiment_by_name("n2react").experiment_id
+        runs = client.search_runs([exp])  # the active ones: the deleted run is left out
+        tags = [(r.info.run_id, r.data.tags) for r in runs]
+        return {t["job"]: i for i, t in tags if "job" in t and "mlflow.parentRunId" not in t}
+
+    def attached(run_id: str) -> set[str]:
+        return {a.path for a in client.list_artifacts(run_id)} & {"leaderboard.csv"}
+
+    assert set(parents()) == {"1"} and attached(parents()["1"]) == {"leaderboard.csv"}
+
+    alone = [*common, "model.estimator.alpha=0.1", f"resume={job0}"]
+    out = subprocess.run([sys.executable, *alone], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert not (job0 / RUN_DELETED_FILE).exists()
+    board = pd.read_csv(sweep / "leaderboard.csv").set_index("job")
+    assert list(board["status"]) == ["done", "done"] and board.loc[0, "rank"] == 1
+    assert board["error"].isna().all()
+    runs = parents()
+    assert set(runs) == {"0", "1"} and runs["0"] != deleted  # a new run, ranked and holding them
+    run = client.get_run(runs["0"])
+    assert run.info.status == "FINISHED" and run.data.tags["leaderboard_rank"] == "01"
+    assert attached(runs["0"]) == {"leaderboard.csv"}
