@@ -224,6 +224,7 @@ def test_a_best_job_whose_run_was_deleted_late_then_resumed(tmp_path: Path) -> N
     out = subprocess.run([sys.executable, *alone], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert not (job0 / RUN_DELETED_FILE).exists()
+    assert "none was logged, or it was deleted); a new parent run is started" in out.stderr
     board = pd.read_csv(sweep / "leaderboard.csv").set_index("job")
     assert list(board["status"]) == ["done", "done"] and board.loc[0, "rank"] == 1
     assert board["error"].isna().all()

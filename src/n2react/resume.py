@@ -78,7 +78,11 @@ def find_resumed(spec: str, tracker: Tracker) -> Resumed:
         run_dir = Path(recorded)
     if run is None:
         if tracker.enabled:
-            log.warning("resume: no MLflow run recorded %s; a new parent run is started", run_dir)
+            log.warning(
+                "resume: no MLflow run in the store holds %s (none was logged, or it was "
+                "deleted); a new parent run is started",
+                run_dir,
+            )
         elif _finished_here(run_dir):  # no store to ask: the folder's own files tell
             raise ConfigError(
                 f"resume={spec}: the run in {run_dir} already finished; nothing to resume"
