@@ -152,17 +152,20 @@ def test_a_flag_between_overrides_is_one_line(
         (("+seed=3",), ("+seed=3: seed is already in the config (+ adds a new key)", "seed=3")),
         (("~seed=4",), ("~seed=4: seed is 42, not 4", 'to delete it: "~seed"')),
         (("~nosuch",), ("~nosuch: nothing to delete (no such key, or its value is null)",)),
+        (("~hydra.callbacks",), ("~hydra.callbacks: Hydra cannot", "~hydra.callbacks.leaderboard")),
+        (("~hydra.sweep",), ("~hydra.sweep: Hydra cannot delete its key hydra.sweep",)),
     ],
-    ids=["+ a key there is", "~ another value", "~ no such key"],
+    ids=["+ a key there is", "~ another value", "~ no such key", "~ callbacks", "~ hydra key"],
 )
 def test_adding_a_key_there_is_or_deleting_one_there_is_not_is_one_line(
     args: tuple[str, ...], expected: tuple[str, ...], tmp_path: Path
 ) -> None:
-    """Hydra's 'Could not append to config...' (three lines) or 'Could not delete...', its
+    """Hydra's 'Could not append to config...' (three lines), 'Could not delete...' or, for a
+    key of Hydra's own config, 'Error merging override' and OmegaConf's lines, its
     HYDRA_FULL_ERROR hint, exit 1."""
     out = train(tmp_path, *QUICK, *args)
     assert_only_line(out, *expected)
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run").exists() and not (tmp_path / "multi").exists()
 
 
 @pytest.mark.parametrize(

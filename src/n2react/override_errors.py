@@ -6,6 +6,7 @@
 - ``+key=v`` for a key the config has (``+seed=3``), ``~key=v`` whose value differs
   (``~seed=4``), ``~key`` for a key it has not, ``+group=option`` or ``++group=option`` for a
   config group it has (``+model=ridge``), ``~group=option`` for an option not chosen,
+  ``~hydra.callbacks`` (a key of Hydra's own config, which keeps them all),
 - a flag between overrides (``model=ridge -m cv.outer_folds=3``: argparse's usage dump), and an
   unknown flag (``--foo``: the same dump).
 
@@ -135,6 +136,25 @@ def _add_delete_problem(message: str) -> str | None:
     return None
 
 
+def _undeletable_problem(exc: Any) -> str | None:
+    """``~hydra.callbacks``: a key of Hydra's own config, which keeps all its keys (Hydra's
+    'Error merging override' and the OmegaConf error under it); None for another error."""
+    from omegaconf.errors import ConfigTypeError
+
+    found = re.fullmatch(r"Error merging override (~\S+)", str(exc))
+    cause = exc.__cause__
+    if not found or not isinstance(cause, ConfigTypeError) or "support deletion" not in str(cause):
+        return None
+    override, key = found[1], str(getattr(cause, "full_key", "") or found[1].lstrip("~"))
+    if key == "hydra.callbacks":  # all of them: the leaderboard and the launcher check
+        return (
+            f"{override}: Hydra cannot delete its callbacks key (it would remove every callback: "
+            "the sweep's leaderboard and the launcher check); remove one by name: "
+            "~hydra.callbacks.leaderboard (the leaderboard) or ~hydra.callbacks.backend_check"
+        )
+    return f"{override}: Hydra cannot delete its key {key}; set what is under it instead"
+
+
 def hydra_problem(
     exc: BaseException, argv: Sequence[str] = (), config_path: str | None = None
 ) -> str | None:
@@ -153,7 +173,7 @@ def hydra_problem(
         message = str(exc)
         if found := re.match(r"Ambiguous value for argument '(.+)'\n", message):
             return redact(_ambiguous_problem(found[1]))
-        if line := _add_delete_problem(message):
+        if line := _add_delete_problem(message) or _undeletable_problem(exc):
             return redact(line)
         if config_path is not None:
             from n2react.group_options import added_group_problem, deleted_group_problem
