@@ -1,8 +1,8 @@
 """A sweep into a folder that holds an earlier sweep: refused in one line (exit 2) before Hydra
 launches anything, with or without the Leaderboard callback, whether the earlier sweep's
-``multirun.yaml`` is still there or only its job folders are; every earlier file is left
-byte-identical. An empty folder, or one with unrelated files only, still takes a sweep, and a job
-of the earlier sweep still continues alone (``resume=``, without ``-m``)."""
+``multirun.yaml`` is still there or only its job folders are; so is a single run's folder. Every
+earlier file is left byte-identical. An empty folder, or one with unrelated files only, still takes
+a sweep, and a job of the earlier sweep still continues alone (``resume=``, without ``-m``)."""
 
 from __future__ import annotations
 
@@ -107,6 +107,27 @@ def test_an_earlier_sweeps_leaderboard_alone_is_refused(earlier: Path, tmp_path:
     out = train(tmp_path, "-m", *QUICK, f"hydra.sweep.dir={sweep}", *NO_CALLBACKS)
     assert_only_line(out, f"hydra.sweep.dir={sweep}: it holds an earlier sweep's leaderboard.csv")
     assert files(sweep) == before
+
+
+@pytest.mark.parametrize("folder", ["run", "unfinished run", "sweep job"])
+def test_a_single_runs_folder_is_refused(earlier: Path, tmp_path: Path, folder: str) -> None:
+    """hydra.sweep.dir=<a run's folder> (python -m train hydra.run.dir=<it>, or a sweep's job
+    folder): the sweep wrote its multirun.yaml, job folders, leaderboard and report beside the
+    run's config_resolved.yaml and summary.json (exit 0)."""
+    if folder == "sweep job":
+        run = shutil.copytree(earlier / "0_ridge", tmp_path / "job")
+    else:
+        run = tmp_path / "run"
+        out = train(tmp_path, *QUICK, f"hydra.run.dir={run}")
+        assert out.returncode == 0, out.stderr[-2000:]
+    if folder == "unfinished run":
+        (run / "summary.json").unlink()
+    before = files(run)
+    out = train(tmp_path, "-m", *QUICK, "model=ridge,svr", f"hydra.sweep.dir={run}")
+    held = "config_resolved.yaml, run.json" + ("" if "unfinished" in folder else ", summary.json")
+    line = assert_only_line(out, f"hydra.sweep.dir={run}: it holds a run ({held}), whose files")
+    assert line.endswith(f"without -m: python -m train <its overrides> resume={run})")
+    assert files(run) == before
 
 
 @pytest.mark.slow

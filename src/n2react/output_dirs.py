@@ -1,7 +1,7 @@
 """Where a run's outputs go, checked before anything is written there: the run or sweep folder
 named on the command line can be created and has room (before Hydra creates it), a sweep's folder
-holds no earlier sweep (before Hydra launches it), the run folder takes a file, and a run that
-failed before its first output leaves no empty folder behind.
+holds no earlier sweep or run (before Hydra launches it), the run folder takes a file, and a run
+that failed before its first output leaves no empty folder behind.
 
 Split from :mod:`n2react.preflight`, which re-exports these names.
 """
@@ -112,12 +112,18 @@ def output_dir_problem(argv: list[str], cwd: Path | None = None) -> str | None:
 _JOB_MARKS = (".hydra", runstore.SUMMARY_FILE, "job_failed.json")
 
 
+#: what marks a folder as a single run's (``python -m train hydra.run.dir=<it>``): its config,
+#: who made it, its results
+_RUN_MARKS = (runstore.CONFIG_FILE, runstore.RUN_FILE, runstore.SUMMARY_FILE)
+
+
 def reused_sweep_problem(sweep_dir: Path) -> str | None:
     """Why a sweep may not start in ``sweep_dir``: an earlier sweep's folder (its
     ``multirun.yaml``, which Hydra would overwrite), or one that holds earlier jobs' folders
     (``0_ridge/`` with its ``.hydra/`` or ``summary.json``) even without it: the new jobs would
     write into the same numbered folders, and the leaderboard would rank the old ones with them.
-    Its leaderboard or report files alone are refused too (the new sweep writes them). None
+    Its leaderboard or report files alone are refused too (the new sweep writes them), and so is
+    a single run's folder (its ``config_resolved.yaml`` or ``summary.json`` at the top). None
     otherwise (a new folder, an empty one, one with unrelated files only). A job of that
     sweep continues alone, without ``-m``: ``resume=<its job folder>``."""
     from n2react.sweep_plan import MULTIRUN_FILE
@@ -125,6 +131,12 @@ def reused_sweep_problem(sweep_dir: Path) -> str | None:
     sweep_dir = Path(sweep_dir)
     if (sweep_dir / MULTIRUN_FILE).exists():
         return _reused(sweep_dir, f"an earlier sweep ({MULTIRUN_FILE})")
+    if run := [name for name in _RUN_MARKS if (sweep_dir / name).is_file()]:
+        return (
+            f"hydra.sweep.dir={sweep_dir}: it holds a run ({', '.join(run)}), whose files the "
+            "sweep's jobs and leaderboard would be mixed with; give another hydra.sweep.dir (a run "
+            f"continues by itself, without -m: python -m train <its overrides> resume={sweep_dir})"
+        )
     try:
         jobs = sorted(
             p.name
