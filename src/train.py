@@ -246,7 +246,7 @@ def _not_run(sweep_dir: Path, tracking: Any) -> str:
 def cli() -> None:
     """``python -m train`` and ``n2react-train``: the command-line checks Hydra cannot make in one
     line (a flag between overrides, launcher plugins, the output folder, a sweep into an earlier
-    sweep's folder, misspelled group options),
+    sweep's or a run's folder, a sweep with resume=, misspelled group options),
     then the Hydra main, its unparsable overrides and unknown keys said in one line too;
     stdout closed early (``--help | head``) ends it quietly."""
     from n2react.quiet import closed_stdout_ends_quietly
@@ -266,7 +266,8 @@ def _cli() -> None:
 
     if problem := output_dir_problem(sys.argv[1:]):
         exit_with(problem)
-    # an earlier sweep's folder: refused before Hydra launches, whatever the config's callbacks
+    # an earlier sweep's or run's folder, or resume=: refused before Hydra launches, whatever the
+    # config's callbacks
     if problem := sweep_dir_problem(sys.argv[1:], _config_path()):
         exit_with(problem)
     from n2react.group_options import option_problem

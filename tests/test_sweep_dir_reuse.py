@@ -44,6 +44,16 @@ def earlier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return sweep
 
 
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished single run (python -m train hydra.run.dir=<it>), copied by each test."""
+    run = tmp_path_factory.mktemp("single") / "run"
+    out = train(run.parent, *QUICK, f"hydra.run.dir={run}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (run / "summary.json").is_file() and (run / ".hydra").is_dir()
+    return run
+
+
 def test_a_sweep_into_an_earlier_sweeps_folder_is_refused(earlier: Path, tmp_path: Path) -> None:
     """Hydra rewrote the earlier sweep's multirun.yaml and ran its job 0 again in 0_ridge/,
     beside the earlier jobs' folders, before any check of ours."""
@@ -110,16 +120,13 @@ def test_an_earlier_sweeps_leaderboard_alone_is_refused(earlier: Path, tmp_path:
 
 
 @pytest.mark.parametrize("folder", ["run", "unfinished run", "sweep job"])
-def test_a_single_runs_folder_is_refused(earlier: Path, tmp_path: Path, folder: str) -> None:
+def test_a_single_runs_folder_is_refused(
+    earlier: Path, single: Path, tmp_path: Path, folder: str
+) -> None:
     """hydra.sweep.dir=<a run's folder> (python -m train hydra.run.dir=<it>, or a sweep's job
     folder): the sweep wrote its multirun.yaml, job folders, leaderboard and report beside the
     run's config_resolved.yaml and summary.json (exit 0)."""
-    if folder == "sweep job":
-        run = shutil.copytree(earlier / "0_ridge", tmp_path / "job")
-    else:
-        run = tmp_path / "run"
-        out = train(tmp_path, *QUICK, f"hydra.run.dir={run}")
-        assert out.returncode == 0, out.stderr[-2000:]
+    run = shutil.copytree(earlier / "0_ridge" if folder == "sweep job" else single, tmp_path / "r")
     if folder == "unfinished run":
         (run / "summary.json").unlink()
     before = files(run)
@@ -128,6 +135,28 @@ def test_a_single_runs_folder_is_refused(earlier: Path, tmp_path: Path, folder: 
     line = assert_only_line(out, f"hydra.sweep.dir={run}: it holds a run ({held}), whose files")
     assert line.endswith(f"without -m: python -m train <its overrides> resume={run})")
     assert files(run) == before
+
+
+@pytest.mark.parametrize("resumed", ["run", "sweep job", "two runs", "run id"])
+def test_a_sweep_that_resumes_is_refused(
+    earlier: Path, single: Path, tmp_path: Path, resumed: str
+) -> None:
+    """-m model=ridge,svr resume=<a run's folder>: every job continued that run, in its folder
+    (the first one whose config matched finished it, the others failed 'already finished'), and
+    the sweep's folder got job folders with only a log, ranked 'unfinished' and 'failed'."""
+    run = shutil.copytree(single, tmp_path / "run")
+    job = shutil.copytree(earlier / "0_ridge", tmp_path / "job")
+    for folder in (run, job):
+        (folder / "summary.json").unlink()  # stopped part-way: resume= would continue it
+    before = {**files(run), **files(job)}
+    value = {"run": run, "sweep job": job, "two runs": f"{run},{job}", "run id": "0123abcd"}
+    sweep = tmp_path / "multi"
+    out = train(tmp_path, "-m", *QUICK, "model=ridge,svr", f"resume={value[resumed]}",
+                f"hydra.sweep.dir={sweep}")  # fmt: skip
+    line = assert_only_line(out, f"resume={value[resumed]}: a sweep (-m) does not resume runs")
+    tail = "<its folder>" if resumed == "two runs" else value[resumed]
+    assert line.endswith(f"without -m: python -m train <its overrides> resume={tail}")
+    assert not sweep.exists() and {**files(run), **files(job)} == before
 
 
 @pytest.mark.slow

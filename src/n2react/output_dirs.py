@@ -1,7 +1,7 @@
 """Where a run's outputs go, checked before anything is written there: the run or sweep folder
 named on the command line can be created and has room (before Hydra creates it), a sweep's folder
-holds no earlier sweep or run (before Hydra launches it), the run folder takes a file, and a run
-that failed before its first output leaves no empty folder behind.
+holds no earlier sweep or run and a sweep resumes none (before Hydra launches it), the run folder
+takes a file, and a run that failed before its first output leaves no empty folder behind.
 
 Split from :mod:`n2react.preflight`, which re-exports these names.
 """
@@ -168,22 +168,56 @@ def _reused(sweep_dir: Path, held: str) -> str:
 
 
 def sweep_dir_problem(argv: Sequence[str], config_path: str) -> str | None:
-    """:func:`reused_sweep_problem` of the folder a ``python -m train`` command line would sweep
-    into, composed as Hydra composes it (``-m``, or ``hydra.mode=MULTIRUN`` in the config; the
-    folder from the command line or any config), before Hydra launches anything: whatever the
-    config's callbacks. None for a single run, or when Hydra cannot compose the command (Hydra
-    reports that itself)."""
+    """Why a ``python -m train`` command line may not sweep, composed as Hydra composes it
+    (``-m``, or ``hydra.mode=MULTIRUN`` in the config; the folder from the command line or any
+    config), before Hydra launches anything, whatever the config's callbacks: a ``resume=``
+    (:func:`resumed_sweep_problem`), or :func:`reused_sweep_problem` of its folder. None for a
+    single run, or when Hydra cannot compose the command (Hydra reports that itself)."""
     try:
-        sweep_dir = _sweep_dir(argv, config_path)
+        sweep = _sweep_dir(argv, config_path)
     except Exception:  # never refuse a command because the check itself failed
         log.debug("cannot tell the sweep's folder", exc_info=True)
         return None
-    return None if sweep_dir is None else reused_sweep_problem(sweep_dir)
+    if sweep is None:
+        return None
+    sweep_dir, resumed = sweep
+    return resumed_sweep_problem(resumed) if resumed else reused_sweep_problem(sweep_dir)
 
 
-def _sweep_dir(argv: Sequence[str], config_path: str) -> Path | None:
+def resumed_sweep_problem(resumed: str) -> str:
+    """``-m ... resume=<run dir or run id>``: every job would continue that one run (in its
+    folder, not in the sweep's: the first job whose config matches it finishes it, the others are
+    refused, and the leaderboard ranks none); ``resume=a,b`` likewise. ``resumed``: the
+    override as given (or ``resume=<value>`` from a config)."""
+    value = resumed.partition("=")[2]
+    several = "," in value  # a sweep over resume= itself
+    return (
+        f"{resumed}: a sweep (-m) does not resume runs (its jobs would continue "
+        f"{'those runs' if several else 'that one run'} in place of runs of their own); a run, or "
+        "a sweep's job, continues by itself, without -m: python -m train <its overrides> "
+        f"resume={'<its folder>' if several else value}"
+    )
+
+
+def _resumed(cfg: object) -> str | None:
+    """The ``resume=`` of a multirun's composed config: its command-line override (one value or
+    a sweep over several), else a value from a config; None when it resumes nothing."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    lines = list(OmegaConf.select(cfg, "hydra.overrides.task") or [])
+    for override in OverridesParser.create().parse_overrides(lines):
+        if override.key_or_group == "resume" and not override.is_delete():
+            if override.is_sweep_override() or override.value() not in (None, ""):
+                return override.input_line.lstrip("+")
+    value = OmegaConf.select(cfg, "resume", default=None)  # (a sweep's override is not applied)
+    return None if value in (None, "") else f"resume={value}"
+
+
+def _sweep_dir(argv: Sequence[str], config_path: str) -> tuple[Path, str | None] | None:
     """The sweep folder of a multirun command line (as :func:`hydra._internal.utils._run_hydra`
-    picks the config and the mode); None for any other command."""
+    picks the config and the mode) and its ``resume=`` (:func:`_resumed`); None for any other
+    command."""
     import contextlib
     import io
 
@@ -223,7 +257,7 @@ def _sweep_dir(argv: Sequence[str], config_path: str) -> Path | None:
         if not args.multirun and cfg.hydra.mode != RunMode.MULTIRUN:  # (-m wins over RUN there)
             return None
         HydraConfig.instance().set_config(cfg)  # the folder may name ${hydra:...}
-        return Path(str(cfg.hydra.sweep.dir))
+        return Path(str(cfg.hydra.sweep.dir)), _resumed(cfg)
     finally:
         HydraConfig.instance().cfg = hydra_config
         GlobalHydra.instance().clear()
