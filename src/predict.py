@@ -105,6 +105,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
             coverage=args.coverage,
             trust_pickle=args.trust_pickle,
             plot=args.plot,
+            default_output=args.output is None,
         )
     except N2ReactError as exc:
         sys.stderr.write(f"n2react: error: {exc}\n")

@@ -12,6 +12,7 @@ the predictions are scored.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pandas as pd
 
 from n2react import runstore
 from n2react.cv import predict_mean_std
+from n2react.data.sheets import check_input_file
 from n2react.difficulty import model_spread
 from n2react.errors import DataError, N2ReactError
 from n2react.figures import run_dir_title
@@ -35,6 +37,9 @@ from n2react.provenance import used_by_run, used_lines
 from n2react.uncertainty import check_coverage
 
 log = logging.getLogger(__name__)
+
+#: How domain_reasons starts a new-element reason ("new element(s) Ni, Cr").
+NEW_ELEMENT = "new element(s) "
 
 
 def _feature_names(model: Any, ref: str = "the model") -> list[str]:
@@ -138,7 +143,7 @@ def trust_flags(
     high = band["flagged"].to_numpy(dtype=bool)
     reasons, notes = [], []
     for i in range(len(dom)):
-        why = [f"new element(s) {new[i]}"] if new[i] else []
+        why = [f"{NEW_ELEMENT}{new[i]}"] if new[i] else []
         if high[i]:
             ee = band["expected_error"].iat[i]
             why.append(f"expected error {ee:.2f} above the run's threshold {threshold:.2f}")
@@ -153,15 +158,47 @@ def trust_flags(
     return inside, reasons, notes, f"{line} ({text})" if text else line
 
 
-def check_output(file: str | Path, output: str | Path, force: bool = False) -> Path:
+def new_element_line(out: pd.DataFrame, calib: Any) -> str | None:
+    """A warning for the clusters with an element no training cluster has when the run's
+    intervals were calibrated on a file (the Fe-V clusters of experiment=new_compositions): those
+    intervals hold for clusters whose errors are like the file's, which a new metal's need not be
+    (README, Known families vs new compositions); None when there are none."""
+    if calib is None or calib.source == "out-of-fold" or "domain_reasons" not in out:
+        return None
+    reasons = out["domain_reasons"].fillna("").astype(str)
+    new = reasons.str.extract(f"{re.escape(NEW_ELEMENT)}([^;]+)")[0].dropna()
+    if new.empty:
+        return None
+    elements = sorted({e.strip() for found in new for e in found.split(",")})
+    rows = [f"{out['cluster'].iat[i]} row {out['row'].iat[i]}" for i in new.index[:3]]
+    more = f" and {len(new) - 3} more" if len(new) > 3 else ""
+    return (
+        f"{len(new)} of {len(out)} clusters have an element no training cluster has "
+        f"({', '.join(elements)}: {', '.join(rows)}{more}): their intervals were calibrated on "
+        f"{calib.source} and hold only for clusters whose errors are like those; a new metal's "
+        "level can be off by more than 1 lg unit. Intervals calibrated on held-out metals: "
+        "python -m train experiment=new_compositions cv.groups=metal "
+        "uncertainty.calibration_path=null"
+    )
+
+
+def check_output(
+    file: str | Path, output: str | Path, force: bool = False, default: bool = False
+) -> Path:
     """The output path, refused when it is the input spreadsheet, a folder, or (without
-    ``force``) an existing file."""
+    ``force``) an existing file; ``default``: the output was not named (-o), so the refusal says
+    whose default name it is (fev.xlsx and fev.csv both write fev_predictions.csv)."""
     out = Path(output)
     if out.resolve() == Path(file).resolve():
         raise DataError(f"{out}: the output is the input spreadsheet; choose another -o")
     if out.is_dir():
         raise DataError(f"{out}: the output is a folder; name a .csv file with -o")
     if out.exists() and not force:
+        if default:
+            raise DataError(
+                f"{out}: the output exists (the default output name for {Path(file).name}); "
+                "name another with -o, or pass --force to replace it"
+            )
         raise DataError(f"{out}: the output exists; pass --force to replace it")
     return out
 
@@ -256,6 +293,7 @@ def predict_sheet(
     coverage: float = 0.9,
     trust_pickle: bool = False,
     plot: bool = False,
+    default_output: bool = False,
 ) -> Predicted:
     """Write a CSV (cluster, y_pred, y_std, in_domain ...[, y_true, residual], row: the sheet's
     row, so that isomers, one name on several rows, join back); return it and the scores (an
@@ -264,24 +302,24 @@ def predict_sheet(
     ``plot`` ``<output>.png`` (:func:`n2react.figures.prediction_plot`).
 
     The output never replaces the input, replaces an existing file only with ``force``, and is
-    written atomically. ``trust_pickle`` loads pickled models (older runs; loading runs code).
+    written atomically (``default_output``: its name is the default, not the user's -o).
+    ``trust_pickle`` loads pickled models (older runs; loading runs code).
     """
     check_coverage(coverage, where="--coverage")
-    check_output(file, output, force)
+    check_input_file(Path(file))  # before the output: fev.xls's default output may be fev.xlsx's
+    check_output(file, output, force, default_output)
     explain_out = Path(output).with_name(Path(output).stem + "_explain.csv")
     if explain:
-        check_output(file, explain_out, force)
+        check_output(file, explain_out, force, default_output)
     plot_out = Path(output).with_suffix(".png")
     if plot:
         if plot_out.resolve() == Path(output).resolve():  # the plot would replace the table
             raise DataError(f"{output}: --plot writes <output>.png; name a .csv file with -o")
-        check_output(file, plot_out, force)
+        check_output(file, plot_out, force, default_output)
     if Path(output).suffix.lower() not in (".csv", ".txt"):  # out.xlsx would hold CSV text
         raise DataError(
             f"{output}: predict writes a CSV table (comma-separated); name the output .csv"
         )
-    if not Path(file).exists():
-        raise DataError(f"{file}: file not found")
     loaded = load_model(ref, tracking_uri, trust_pickle)
     names, ligands = _feature_names(loaded.model, ref), formula_ligands(loaded.model)
     # the names as the sheet writes them, and each one's row: every row joins back, isomers too
@@ -298,6 +336,8 @@ def predict_sheet(
     check_finite(out)
     if domain_summary:
         log.info("%s", domain_summary)
+    if line := new_element_line(out, loaded.uncertainty):
+        log.warning("%s", line)
     for line in used_lines(out, loaded.uncertainty):
         log.warning("%s", line)
     if explain:

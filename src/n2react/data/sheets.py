@@ -46,14 +46,8 @@ def forget_warnings() -> None:
 def read_sheet(p: Path, sheet: str | int | None = 0, announce: bool = True) -> pd.DataFrame:
     """Read one sheet of a spreadsheet (.xlsx) or a delimited text file (.csv/.tsv/.txt, the
     delimiter sniffed), headers stripped, duplicates refused; ``announce``: log the sheet read."""
+    check_input_file(p)
     suffix = p.suffix.lower()
-    if suffix not in EXCEL_SUFFIXES | TEXT_SUFFIXES:
-        raise DataError(
-            f"{p}: unknown file type {suffix or '(no extension)'!r} "
-            f"(expected one of {', '.join(sorted(EXCEL_SUFFIXES | TEXT_SUFFIXES))})"
-        )
-    if not p.is_file():
-        raise DataError(f"{p}: file not found")
     if suffix in TEXT_SUFFIXES:
         df, header = _read_text(p)
     else:
@@ -61,6 +55,24 @@ def read_sheet(p: Path, sheet: str | int | None = 0, announce: bool = True) -> p
     df = _check_headers(p, header, df)
     df.columns = [str(c).strip() for c in df.columns]
     return df
+
+
+#: Spreadsheet formats read by no engine installed here: the refusal says what to save them as.
+OTHER_SPREADSHEETS = {".xls", ".ods", ".numbers", ".xlsb"}
+
+
+def check_input_file(p: Path) -> None:
+    """Refuse a file of a type read_sheet cannot read (an .xls or .ods: save it as .xlsx or
+    .csv), or one that is not there."""
+    suffix = p.suffix.lower()
+    if suffix not in EXCEL_SUFFIXES | TEXT_SUFFIXES:
+        hint = "; save it as .xlsx or .csv" if suffix in OTHER_SPREADSHEETS else ""
+        raise DataError(
+            f"{p}: unknown file type {suffix or '(no extension)'!r} "
+            f"(expected one of {', '.join(sorted(EXCEL_SUFFIXES | TEXT_SUFFIXES))}{hint})"
+        )
+    if not p.is_file():
+        raise DataError(f"{p}: file not found")
 
 
 def other_sheets(p: Path, sheet: str | int, option: str | None) -> str:
@@ -86,9 +98,9 @@ def _read_excel(p: Path, sheet: str | int, announce: bool) -> tuple[pd.DataFrame
         raw = pd.read_excel(p, sheet_name=sheet, engine="openpyxl", header=None, nrows=1)
     except ValueError as exc:  # e.g. "Worksheet named 'X' not found"
         first = str(exc).splitlines()[0] if str(exc) else "unreadable"
-        raise DataError(f"{p}: cannot read sheet {sheet!r}: {first[:200]}") from exc
+        raise DataError(f"{p}: cannot read sheet {sheet!r}: {first[:200]}{_has(p)}") from exc
     except IndexError as exc:  # a sheet index past the last sheet
-        raise DataError(f"{p}: cannot read sheet {sheet!r}: no such sheet") from exc
+        raise DataError(f"{p}: cannot read sheet {sheet!r}: no such sheet{_has(p)}") from exc
     except Exception as exc:  # zip/xml errors from a corrupt or non-spreadsheet file
         reason = str(exc).splitlines()[0][:160] if str(exc) else ""
         raise DataError(
@@ -98,6 +110,17 @@ def _read_excel(p: Path, sheet: str | int, announce: bool) -> tuple[pd.DataFrame
     header = list(raw.iloc[0]) if len(raw) else []
     _announce_sheet(p, sheet, announce)
     return df, header
+
+
+def _has(p: Path) -> str:
+    """' (the file has sheets 'A', 'B')', the sheets to choose from ('' when unreadable)."""
+    try:
+        names = pd.ExcelFile(p, engine="openpyxl").sheet_names
+    except Exception:  # the read failed for another reason: its message says it
+        return ""
+    return f" (the file has sheet{'s' if len(names) > 1 else ''} " + (
+        ", ".join(f"'{n}'" for n in names) + ")"
+    )
 
 
 def _announce_sheet(p: Path, sheet: str | int, announce: bool) -> None:
