@@ -338,7 +338,8 @@ def test_the_interval_cells_stay_on_one_line_on_80_columns() -> None:
         {"cluster": ["Fe2V2C2¯", "Fe10V12¯"], "y_pred": [-12.56, -11.4],
          "y_lower": [-15.31, -13.02], "y_upper": [-9.9, -9.8], "expected_error": [1.18, 0.6],
          "y_true": [-13.26, np.nan], "in_domain": [False, True],
-         "domain_reasons": ["expected error 1.18 above the run's threshold 1.17", ""]}
+         "domain_reasons": ["expected error 1.18 above 1.17 (higher than 90 % of the "
+                            "calibration clusters')", ""]}
     )  # fmt: skip
     console = Console(file=io.StringIO(), width=80)
     console.print(predictions_table(table, "new.xlsx", 0.9))

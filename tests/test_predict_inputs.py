@@ -150,3 +150,28 @@ def test_an_output_folder_that_does_not_exist_is_made(run: dict) -> None:
     assert len(pd.read_csv(out)) == 18 and out.with_suffix(".png").is_file()
     assert f"18 predictions written to {out}" in res.stderr
     assert sorted(p.name for p in out.parent.iterdir()) == ["fev.csv", "fev.png"]
+
+
+def test_a_flag_reason_says_what_its_threshold_is(run: dict) -> None:
+    """'expected error 0.62 above the run's threshold 0.53' named a threshold the chemist could
+    not place; the reason now says it in words (the flag rule is unchanged)."""
+    run["fev"].to_excel(run["tmp"] / "fev2.xlsx", index=False)
+    res = _predict(run, str(run["tmp"] / "fev2.xlsx"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    table = pd.read_csv(run["tmp"] / "fev2_predictions.csv")
+    reasons = table.loc[~table["in_domain"].astype(bool), "domain_reasons"]
+    assert len(reasons) > 0
+    pattern = (
+        r"expected error \d\.\d\d above \d\.\d\d \(higher than 90 % of the calibration clusters'\)"
+    )
+    assert reasons.str.fullmatch(pattern).all(), reasons.tolist()
+
+
+def test_an_output_under_a_file_is_refused_before_predicting(run: dict) -> None:
+    """-o fev.xlsx/out.csv predicted, then failed with 'cannot write (File exists)'."""
+    run["fev"].to_excel(run["tmp"] / "fev3.xlsx", index=False)
+    out = run["tmp"] / "fev3.xlsx" / "out.csv"
+    err = _error(_predict(run, str(run["tmp"] / "fev3.xlsx"), "-o", str(out)))
+    assert err == f"n2react: error: {out}: {run['tmp'] / 'fev3.xlsx'} is a file, not a folder; " + (
+        "choose another -o"
+    )

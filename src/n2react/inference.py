@@ -105,7 +105,7 @@ def prediction_table(
             summary = loaded.domain.summary(dom)
         else:
             out["in_domain"], out["domain_reasons"], notes, summary = trust_flags(
-                dom, band, calib.threshold
+                dom, band, calib.threshold, calib.flag_quantile
             )
         out["nearest_training"] = dom["nearest_training"].to_numpy()
     else:
@@ -135,10 +135,11 @@ def prediction_table(
 
 
 def trust_flags(
-    dom: pd.DataFrame, band: pd.DataFrame, threshold: float
+    dom: pd.DataFrame, band: pd.DataFrame, threshold: float, flag_quantile: float
 ) -> tuple[np.ndarray, list[str], list[str], str]:
     """in_domain, domain_reasons, descriptor_notes and the summary line, from the domain's
-    assessment and the calibration's expected errors."""
+    assessment and the calibration's expected errors (``threshold``: their ``flag_quantile``
+    quantile over the calibration clusters, which the reason says in words)."""
     new = dom["new_elements"].fillna("").to_numpy()
     high = band["flagged"].to_numpy(dtype=bool)
     reasons, notes = [], []
@@ -146,7 +147,10 @@ def trust_flags(
         why = [f"{NEW_ELEMENT}{new[i]}"] if new[i] else []
         if high[i]:
             ee = band["expected_error"].iat[i]
-            why.append(f"expected error {ee:.2f} above the run's threshold {threshold:.2f}")
+            why.append(
+                f"expected error {ee:.2f} above {threshold:.2f} (higher than "
+                f"{100 * flag_quantile:g} % of the calibration clusters')"
+            )
         reasons.append("; ".join(why))
         parts = str(dom["reasons"].iat[i] or "").split("; ")
         notes.append("; ".join(p for p in parts if p and not p.startswith("new element(s)")))
@@ -193,6 +197,11 @@ def check_output(
         raise DataError(f"{out}: the output is the input spreadsheet; choose another -o")
     if out.is_dir():
         raise DataError(f"{out}: the output is a folder; name a .csv file with -o")
+    above = next((a for a in out.parents if a.exists()), None)
+    if (
+        above is not None and not above.is_dir()
+    ):  # -o fev.xlsx/out.csv: 'cannot write (File exists)'
+        raise DataError(f"{out}: {above} is a file, not a folder; choose another -o")
     if out.exists() and not force:
         if default:
             raise DataError(

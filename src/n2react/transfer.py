@@ -130,7 +130,9 @@ def _use_held_out(
     band = pd.DataFrame({"flagged": held_out["flagged"].to_numpy(dtype=bool),
                          "expected_error": held_out["expected_error"].to_numpy()})  # fmt: skip
     dom = loaded.domain.assess(X, clusters)
-    inside, reasons, _, summary = trust_flags(dom, band, loaded.uncertainty.threshold)
+    inside, reasons, _, summary = trust_flags(
+        dom, band, loaded.uncertainty.threshold, loaded.uncertainty.flag_quantile
+    )
     table["in_domain"], table["domain_reasons"] = inside, reasons
     return summary
 
