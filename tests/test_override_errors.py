@@ -154,18 +154,38 @@ def test_a_flag_between_overrides_is_one_line(
         (("~nosuch",), ("~nosuch: nothing to delete (no such key, or its value is null)",)),
         (("~hydra.callbacks",), ("~hydra.callbacks: Hydra cannot", "~hydra.callbacks.leaderboard")),
         (("~hydra.sweep",), ("~hydra.sweep: Hydra cannot delete its key hydra.sweep",)),
+        (("hydra.callbacks=null",), ("callbacks key cannot be null", "~hydra.callbacks.leader")),
+        (("hydra.sweep=null",), ("hydra.sweep=null: Hydra's key hydra.sweep cannot be null",)),
     ],
-    ids=["+ a key there is", "~ another value", "~ no such key", "~ callbacks", "~ hydra key"],
+    ids=[
+        "+ a key there is",
+        "~ another value",
+        "~ no such key",
+        "~ callbacks",
+        "~ hydra key",
+        "callbacks null",
+        "hydra key null",
+    ],
 )
 def test_adding_a_key_there_is_or_deleting_one_there_is_not_is_one_line(
     args: tuple[str, ...], expected: tuple[str, ...], tmp_path: Path
 ) -> None:
     """Hydra's 'Could not append to config...' (three lines), 'Could not delete...' or, for a
-    key of Hydra's own config, 'Error merging override' and OmegaConf's lines, its
-    HYDRA_FULL_ERROR hint, exit 1."""
+    key of Hydra's own config deleted or set to null, 'Error merging override' and OmegaConf's
+    lines, its HYDRA_FULL_ERROR hint, exit 1."""
     out = train(tmp_path, *QUICK, *args)
     assert_only_line(out, *expected)
     assert not (tmp_path / "run").exists() and not (tmp_path / "multi").exists()
+
+
+def test_an_empty_callbacks_mapping_keeps_them_all(tmp_path: Path) -> None:
+    """hydra.callbacks={} merges nothing into the callbacks (Hydra merges a mapping): the
+    leaderboard and the launcher check stay, so it is not refused."""
+    out = train(tmp_path, "--cfg", "hydra", "hydra.callbacks={}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    callbacks = out.stdout.split("  callbacks:\n", 1)[1].split("\n  output_subdir", 1)[0]
+    assert "n2react.leaderboard.Leaderboard" in callbacks, out.stdout
+    assert "n2react.launchers.BackendCheck" in callbacks, out.stdout
 
 
 @pytest.mark.parametrize(

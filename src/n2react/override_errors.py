@@ -6,7 +6,8 @@
 - ``+key=v`` for a key the config has (``+seed=3``), ``~key=v`` whose value differs
   (``~seed=4``), ``~key`` for a key it has not, ``+group=option`` or ``++group=option`` for a
   config group it has (``+model=ridge``), ``~group=option`` for an option not chosen,
-  ``~hydra.callbacks`` (a key of Hydra's own config, which keeps them all),
+  ``~hydra.callbacks`` or ``hydra.callbacks=null`` (a key of Hydra's own config, which keeps
+  them all, each of its type),
 - a flag between overrides (``model=ridge -m cv.outer_folds=3``: argparse's usage dump), and an
   unknown flag (``--foo``: the same dump).
 
@@ -136,23 +137,40 @@ def _add_delete_problem(message: str) -> str | None:
     return None
 
 
-def _undeletable_problem(exc: Any) -> str | None:
-    """``~hydra.callbacks``: a key of Hydra's own config, which keeps all its keys (Hydra's
-    'Error merging override' and the OmegaConf error under it); None for another error."""
-    from omegaconf.errors import ConfigTypeError
+def _hydra_key_problem(exc: Any) -> str | None:
+    """``~hydra.callbacks``, ``hydra.callbacks=null``: a key of Hydra's own config, which keeps
+    all its keys, each of its type (Hydra's 'Error merging override' and the OmegaConf error
+    under it); None for another error."""
+    from omegaconf.errors import OmegaConfBaseException
 
-    found = re.fullmatch(r"Error merging override (~\S+)", str(exc))
+    found = re.fullmatch(r"Error merging override (\S+)", str(exc))
     cause = exc.__cause__
-    if not found or not isinstance(cause, ConfigTypeError) or "support deletion" not in str(cause):
+    if not found or not isinstance(cause, OmegaConfBaseException):
         return None
-    override, key = found[1], str(getattr(cause, "full_key", "") or found[1].lstrip("~"))
-    if key == "hydra.callbacks":  # all of them: the leaderboard and the launcher check
-        return (
-            f"{override}: Hydra cannot delete its callbacks key (it would remove every callback: "
-            "the sweep's leaderboard and the launcher check); remove one by name: "
-            "~hydra.callbacks.leaderboard (the leaderboard) or ~hydra.callbacks.backend_check"
+    override = found[1]
+    key = str(getattr(cause, "full_key", "") or override.lstrip("~").partition("=")[0])
+    reason = str(getattr(cause, "msg", "") or cause).splitlines()[0] if str(cause) else ""
+    if not key.startswith("hydra."):
+        return None
+    every = "it would remove every callback: the sweep's leaderboard and the launcher check"
+    remove = "remove one by name: ~hydra.callbacks.leaderboard (the leaderboard) or "
+    remove += "~hydra.callbacks.backend_check"
+    null = "is not Optional" in reason
+    if override.startswith("~"):
+        if "support deletion" not in reason:
+            return None
+        if key != "hydra.callbacks":
+            return f"{override}: Hydra cannot delete its key {key}; set what is under it instead"
+        problem = f"Hydra cannot delete its callbacks key ({every})"
+    elif key == "hydra.callbacks":
+        problem = "Hydra's callbacks key cannot be null" if null else "Hydra's callbacks key"
+        problem += f" ({every})" if null else f" maps names to callbacks ({reason})"
+    else:
+        value = override.partition("=")[2]
+        return f"{override}: Hydra's key {key} cannot " + (
+            "be null" if null else f"take {value} ({reason})"
         )
-    return f"{override}: Hydra cannot delete its key {key}; set what is under it instead"
+    return f"{override}: {problem}; {remove}"
 
 
 def hydra_problem(
@@ -173,7 +191,7 @@ def hydra_problem(
         message = str(exc)
         if found := re.match(r"Ambiguous value for argument '(.+)'\n", message):
             return redact(_ambiguous_problem(found[1]))
-        if line := _add_delete_problem(message) or _undeletable_problem(exc):
+        if line := _add_delete_problem(message) or _hydra_key_problem(exc):
             return redact(line)
         if config_path is not None:
             from n2react.group_options import added_group_problem, deleted_group_problem
