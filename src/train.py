@@ -49,6 +49,9 @@ def resumed_run_dir(resume: object) -> str | None:
 OmegaConf.register_new_resolver(
     "n2react_run_dir", lambda resume, default: resumed_run_dir(resume) or default
 )
+# A sweep's job keeps its .hydra/ even with resume=: the CLI refuses a sweep with resume=
+# (output_dirs.sweep_dir_problem) but not where it cannot compose the command as Hydra does (a
+# relative --config-path, a caller's Hydra) nor a resume= the sweeper gives (hydra.sweeper.params)
 OmegaConf.register_new_resolver(
     "n2react_output_subdir",
     lambda resume, mode: None if "MULTI" not in str(mode) and resumed_run_dir(resume) else ".hydra",
