@@ -110,6 +110,36 @@ def test_the_stability_selection_figure_gives_the_selectors_size(make_cfg, tmp_p
     assert build_plan(make_cfg("model=ridge")).names.selector == ""
 
 
+def test_a_sweep_jobs_selection_figure_gives_the_selectors_size_once(
+    make_cfg, tmp_path: Path
+) -> None:
+    """python -m train -m selector=rfe_vote selector.step.n_features_to_select=4,8 ...: a job's
+    stability-selection figure read "Stability selection (rfe_vote selector
+    n_features_to_select=4): ridge n_features_to_select=4 on ...", the size twice (the head's,
+    and the job's label of swept values); the label now drops what the head says."""
+    from n2react.jobs import JobInfo, run_name
+    from n2react.titles import label_for_selection
+
+    swept = ("selector.step.n_features_to_select=4",)
+    cfg = make_cfg(
+        "selector=rfe_vote", "selector.step.n_resamples=3", "model=ridge", *swept,
+        "cv.outer_folds=2", "tracking=none", "final_model=false", "explain=false",
+    )  # fmt: skip
+    job = JobInfo(run_name("ridge", swept), sweep=str(tmp_path), job=0, overrides=swept)
+    run(cfg, tmp_path, job_num=0, job=job)
+    title = " ".join(figure_text(tmp_path / "selection_frequency.png")["Title"].split())
+    assert title == (
+        "Stability selection (rfe_vote selector n_features_to_select=4): ridge on homonuclear_24: "
+        "KFold (known families), 2 folds"
+    )
+    parity = " ".join(figure_text(tmp_path / "parity.png")["Title"].split())
+    assert parity.startswith("ridge n_features_to_select=4 on homonuclear_24")  # the label kept
+    # a sweep over the selector: its name not twice either; other swept values stay
+    head = "rfe_vote selector n_features_to_select=8"
+    assert label_for_selection("ridge alpha=10 rfe_vote robust", head) == "ridge alpha=10 robust"
+    assert label_for_selection("ridge alpha=10", "") == "ridge alpha=10"
+
+
 def test_a_pairwise_runs_titles_name_the_wrapper_as_explain_does(make_cfg, tmp_path: Path) -> None:
     # model=keras_mlp pairwise=on: the run's parity plot said "keras_mlp on ..." while
     # n2react explain's figures of the same run said "keras_mlp (pairwise) on ..."

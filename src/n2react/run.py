@@ -54,6 +54,7 @@ from n2react.terminal import (
     show,
     summary_table,
 )
+from n2react.titles import label_for_selection
 from n2react.trackers import open_tracker
 from n2react.tracking import TAG_EXPLAIN_ERROR, Tracker
 from n2react.uncertainty import Calibration
@@ -220,8 +221,13 @@ def _nested(
     )
     model = label or plan.names.title
     title = model + setting
-    # the selection figure's own title names the selector: the model is said without it
-    selection = (plan.names.unselected if model == plan.names.title else model) + setting
+    # the selection figure's own title names the selector: the model (or a sweep job's swept
+    # values) is said without it
+    selection = (
+        plan.names.unselected
+        if model == plan.names.title
+        else label_for_selection(model, plan.names.selector)
+    ) + setting
     with progress.running():
         result = _fit_folds(plan, dataset, splits, tracker, run_dir, progress, done)
         scores = _evaluate(plan, result, run_dir, title)

@@ -60,6 +60,18 @@ def selector_title(node: Mapping[str, Any], searched: bool = False) -> str:
     return " ".join([f"{node.get('name') or 'descriptor'} selector", *params])
 
 
+def label_for_selection(label: str, selector: str) -> str:
+    """A sweep job's label (its model and swept values, :func:`n2react.jobs.run_name`:
+    ``ridge n_features_to_select=4``, ``ridge rfe_vote``) without what the selection figure's
+    own head already says, its selector as :func:`selector_title` names it (``rfe_vote selector
+    n_features_to_select=4``): the size and the selector's name are not said twice."""
+    if not selector:
+        return label
+    model, *rest = label.split(" ")
+    said = set(selector.split(" ")) - {"selector", "searched"}
+    return " ".join([model, *(word for word in rest if word not in said)])
+
+
 def run_setting(config: Mapping[str, Any]) -> tuple[str, str]:
     """(data, protocol) of a run as its titles say them, from its resolved config
     (``config_resolved.yaml``): ``('homonuclear_15', 'grouped by family (new compositions)')``."""
