@@ -190,18 +190,15 @@ class ApplicabilityDomain(BaseEstimator):
         below = (self.min_ - filled) / self.scale_
         above = (filled - self.max_) / self.scale_
         tol = float(self.range_tolerance)
-        symbols = ELEMENTS | frozenset(self.ligands) | frozenset(METALS)
+        news = self.new_elements(names)
         rows = []
         for i, name in enumerate(names):
             reasons: list[str] = []
-            new: list[str] = []
-            els = cluster_elements(name, symbols)
-            if els is None:
+            new = news[i] or []
+            if news[i] is None:
                 reasons.append("name is not a formula: elements not checked")
-            elif self.elements_ is not None:
-                new = sorted(els - self.elements_)
-                if new:
-                    reasons.append(f"new element(s) {', '.join(new)}")
+            elif new:
+                reasons.append(f"new element(s) {', '.join(new)}")
             out = [
                 (max(below[i, j], above[i, j]), j, "above" if above[i, j] > 0 else "below")
                 for j in range(len(self.columns_))
@@ -239,6 +236,16 @@ class ApplicabilityDomain(BaseEstimator):
             )
         table = pd.DataFrame(rows, columns=COLUMNS)
         return table.astype({"in_domain": bool, "n_outside_range": int})
+
+    def new_elements(self, clusters: Sequence[str]) -> list[list[str] | None]:
+        """Per cluster, the elements of its name no training cluster has (sorted; [] when none
+        or when the training names were not formulas), None when the name is not a formula."""
+        symbols = ELEMENTS | frozenset(self.ligands) | frozenset(METALS)
+        news: list[list[str] | None] = []
+        for name in clusters:
+            els = cluster_elements(str(name), symbols)
+            news.append(None if els is None else sorted(els - (self.elements_ or els)))
+        return news
 
     def seen(self, X: pd.DataFrame) -> np.ndarray:
         """Whether each row has the descriptors of a training cluster (missing cells filled

@@ -12,7 +12,6 @@ the predictions are scored.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,6 @@ from n2react.provenance import used_by_run, used_lines
 from n2react.uncertainty import check_coverage
 
 log = logging.getLogger(__name__)
-
-#: How domain_reasons starts a new-element reason ("new element(s) Ni, Cr").
-NEW_ELEMENT = "new element(s) "
 
 
 def _feature_names(model: Any, ref: str = "the model") -> list[str]:
@@ -144,7 +140,7 @@ def trust_flags(
     high = band["flagged"].to_numpy(dtype=bool)
     reasons, notes = [], []
     for i in range(len(dom)):
-        why = [f"{NEW_ELEMENT}{new[i]}"] if new[i] else []
+        why = [f"new element(s) {new[i]}"] if new[i] else []
         if high[i]:
             ee = band["expected_error"].iat[i]
             why.append(
@@ -162,18 +158,19 @@ def trust_flags(
     return inside, reasons, notes, f"{line} ({text})" if text else line
 
 
-def new_element_line(out: pd.DataFrame, calib: Any) -> str | None:
-    """A warning for the clusters with an element no training cluster has when the run's
-    intervals were calibrated on a file (the Fe-V clusters of experiment=new_compositions): those
-    intervals hold for clusters whose errors are like the file's, which a new metal's need not be
-    (README, Known families vs new compositions); None when there are none."""
-    if calib is None or calib.source == "out-of-fold" or "domain_reasons" not in out:
+def new_element_line(out: pd.DataFrame, calib: Any, domain: Any) -> str | None:
+    """A warning for the clusters with an element no training cluster has (``domain``'s
+    :meth:`~n2react.domain.ApplicabilityDomain.new_elements`) when the run's intervals were
+    calibrated on a file (the Fe-V clusters of experiment=new_compositions): those intervals hold
+    for clusters whose errors are like the file's, which a new metal's need not be (README, Known
+    families vs new compositions); None when there are none."""
+    if calib is None or calib.source == "out-of-fold" or domain is None:
         return None
-    reasons = out["domain_reasons"].fillna("").astype(str)
-    new = reasons.str.extract(f"{re.escape(NEW_ELEMENT)}([^;]+)")[0].dropna()
+    news = pd.Series(domain.new_elements(out["cluster"].tolist()), index=out.index)
+    new = news[news.map(bool)]
     if new.empty:
         return None
-    elements = sorted({e.strip() for found in new for e in found.split(",")})
+    elements = sorted({e for found in new for e in found})
     rows = [f"{out['cluster'].iat[i]} row {out['row'].iat[i]}" for i in new.index[:3]]
     more = f" and {len(new) - 3} more" if len(new) > 3 else ""
     return (
@@ -345,7 +342,7 @@ def predict_sheet(
     check_finite(out)
     if domain_summary:
         log.info("%s", domain_summary)
-    if line := new_element_line(out, loaded.uncertainty):
+    if line := new_element_line(out, loaded.uncertainty, loaded.domain):
         log.warning("%s", line)
     for line in used_lines(out, loaded.uncertainty):
         log.warning("%s", line)
