@@ -332,3 +332,50 @@ def test_a_units_own_lg_k1_never_reaches_its_cross_fitted_row() -> None:
     assert not a.loc[~here, ["y_upper", "expected_error"]].equals(
         b.loc[~here, ["y_upper", "expected_error"]]
     )
+
+
+def test_a_cross_fitted_flag_reason_quotes_the_threshold_its_unit_was_flagged_by(
+    make_cfg, tmp_path: Path
+) -> None:
+    """eval.path = the calibration file: each composition unit's flag is decided against the
+    threshold of a calibration on the OTHER units, but its reason quoted the whole run's
+    ('expected error 0.53 above 0.53' for an error of 0.527 under a run threshold of 0.532).
+    The reason now quotes the unit's own threshold, so the text and the flag agree."""
+    import re
+
+    from n2react.inference import load_model
+
+    cfg = make_cfg("data=homonuclear_15", "model=ridge", "cv.outer_folds=3", "cv.groups=family",
+                   "explain=false", "tracking=none", "uncertainty.difficulty=none",
+                   "uncertainty.expected_error=knn_residual", f"uncertainty.calibration_path={FEV}",
+                   f"eval.path={data_dir() / FEV}")  # fmt: skip
+    run(cfg, tmp_path / "run")
+    crossfit = pd.read_csv(tmp_path / "run" / "uncertainty" / "calibration_set.csv")
+    got = pd.read_csv(tmp_path / "run" / "transfer" / "transfer_predictions.csv")
+    both = got.merge(crossfit[["cluster", "unit", "flag_threshold", "flagged"]], on="cluster")
+    assert len(both) == 18
+    flagged = ~both["in_domain"].astype(bool)
+    assert (flagged == both["flagged"]).all()  # the flags are the cross-fitted ones
+    assert flagged.any() and (~flagged).any()
+    # a unit's threshold is its own calibration's: not the run's, and not the same for all units
+    assert crossfit.groupby("unit")["flag_threshold"].nunique().eq(1).all()
+    assert crossfit["flag_threshold"].nunique() > 1
+    whole = load_model(str(tmp_path / "run")).uncertainty.threshold
+    pattern = re.compile(
+        r"expected error (\d+\.\d+) above (\d+\.\d+) \(higher than 90 % of the other "
+        r"composition units' calibration clusters'\)"
+    )
+    quoted = []
+    for _, row in both[flagged].iterrows():
+        hit = pattern.fullmatch(row["domain_reasons"])
+        assert hit, row["domain_reasons"]
+        ee, limit = float(hit[1]), float(hit[2])
+        assert row["expected_error"] > limit and ee > limit  # the error it compared exceeds it
+        assert ee == pytest.approx(row["expected_error"], abs=0.005)
+        assert limit == pytest.approx(row["flag_threshold"], abs=0.005)  # its unit's threshold
+        quoted.append(limit)
+    # the whole run's threshold is not what decided them (this run has one that differs)
+    assert any(abs(q - whole) > 0.005 for q in quoted), (quoted, whole)
+    passed = both[~flagged]
+    assert (passed["expected_error"] <= passed["flag_threshold"]).all()
+    assert passed["domain_reasons"].fillna("").eq("").all()

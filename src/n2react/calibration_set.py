@@ -12,8 +12,9 @@ clusters exchangeable with the calibration ones, not for anything else.
 
 Honest figures on the calibration file itself come from cross-fitting over its *composition
 units* (metal core + ligand elements: Fe2V-C, FeV2-S, ...): each unit's intervals, expected errors
-and flags come from a calibration on the other units only. They are logged as
-``calibration_set_coverage``, ``calibration_set_width``, ``calibration_set_spearman`` and
+and flags come from a calibration on the other units only (``flag_threshold``: the threshold its
+flags were decided with, the ``flag_quantile`` of the other units' expected errors). They are
+logged as ``calibration_set_coverage``, ``calibration_set_width``, ``calibration_set_spearman`` and
 ``calibration_set_domain_mae_flagged`` / ``_in``, and written to
 ``uncertainty/calibration_set.csv``; when ``eval.path`` holds the same clusters, its transfer
 interval figures are these cross-fitted ones (see :mod:`n2react.transfer`).
@@ -152,12 +153,14 @@ def _crossfit(
     table["y_lower"] = np.nan
     table["y_upper"] = np.nan
     table["expected_error"] = np.nan
+    table["flag_threshold"] = np.nan  # the threshold each unit's flag compared its errors with
     table["flagged"] = False
     for u in np.unique(units):
         te, ca = units == u, units != u
         scale = float(np.median(np.abs(r[ca]) / err[ca]))
         table.loc[te, "expected_error"] = scale * err[te]
         limit = np.quantile(scale * err[ca], calib.flag_quantile)
+        table.loc[te, "flag_threshold"] = limit
         table.loc[te, "flagged"] = scale * err[te] > limit
         for level in sorted(set(LEVELS) | {coverage}):
             if ca.sum() < min_residuals(level):

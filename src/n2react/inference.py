@@ -131,21 +131,29 @@ def prediction_table(
 
 
 def trust_flags(
-    dom: pd.DataFrame, band: pd.DataFrame, threshold: float, flag_quantile: float
+    dom: pd.DataFrame,
+    band: pd.DataFrame,
+    threshold: float | np.ndarray,
+    flag_quantile: float,
+    whose: str = "the calibration clusters'",
 ) -> tuple[np.ndarray, list[str], list[str], str]:
     """in_domain, domain_reasons, descriptor_notes and the summary line, from the domain's
     assessment and the calibration's expected errors (``threshold``: their ``flag_quantile``
-    quantile over the calibration clusters, which the reason says in words)."""
+    quantile over the calibration clusters, which the reason says in words as the quantile of
+    ``whose`` expected errors; one per row when each row's flag was decided by its own
+    calibration, as the cross-fitted rows of :mod:`n2react.calibration_set` are). A flagged row's
+    reason quotes its expected error and the threshold its flag compared it with."""
     new = dom["new_elements"].fillna("").to_numpy()
     high = band["flagged"].to_numpy(dtype=bool)
+    limits = np.broadcast_to(np.asarray(threshold, dtype=float), (len(dom),))
     reasons, notes = [], []
     for i in range(len(dom)):
         why = [f"new element(s) {new[i]}"] if new[i] else []
         if high[i]:
-            ee = band["expected_error"].iat[i]
+            ee, limit = _distinct(float(band["expected_error"].iat[i]), float(limits[i]))
             why.append(
-                f"expected error {ee:.2f} above {threshold:.2f} (higher than "
-                f"{100 * flag_quantile:g} % of the calibration clusters')"
+                f"expected error {ee} above {limit} (higher than "
+                f"{100 * flag_quantile:g} % of {whose})"
             )
         reasons.append("; ".join(why))
         parts = str(dom["reasons"].iat[i] or "").split("; ")
@@ -156,6 +164,17 @@ def trust_flags(
     detail = {"new element": int((new != "").sum()), "high expected error": int(high.sum())}
     text = ", ".join(f"{k}: {v}" for k, v in detail.items() if v)
     return inside, reasons, notes, f"{line} ({text})" if text else line
+
+
+def _distinct(value: float, limit: float) -> tuple[str, str]:
+    """``value`` and the ``limit`` it exceeds, to 2 decimals, or to as many more as it takes
+    for the printed value to exceed the printed limit and the value itself to exceed the printed
+    limit (0.527 vs 0.526 is not '0.53 above 0.53')."""
+    for digits in range(2, 7):
+        v, lim = f"{value:.{digits}f}", f"{limit:.{digits}f}"
+        if float(v) > float(lim) and value > float(lim):
+            return v, lim
+    return repr(value), repr(limit)
 
 
 def new_element_line(out: pd.DataFrame, calib: Any, domain: Any) -> str | None:

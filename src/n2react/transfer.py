@@ -130,8 +130,12 @@ def _use_held_out(
     band = pd.DataFrame({"flagged": held_out["flagged"].to_numpy(dtype=bool),
                          "expected_error": held_out["expected_error"].to_numpy()})  # fmt: skip
     dom = loaded.domain.assess(X, clusters)
+    # each unit's flag was decided by its own calibration's threshold, not the run's: its
+    # reason quotes that one
+    limits = held_out["flag_threshold"].to_numpy(dtype=float)
+    whose = "the other composition units' calibration clusters'"
     inside, reasons, _, summary = trust_flags(
-        dom, band, loaded.uncertainty.threshold, loaded.uncertainty.flag_quantile
+        dom, band, limits, loaded.uncertainty.flag_quantile, whose
     )
     table["in_domain"], table["domain_reasons"] = inside, reasons
     return summary
