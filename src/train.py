@@ -259,9 +259,9 @@ def cli() -> None:
 
 def _cli() -> None:
     from n2react.launchers import exit_with, plugin_problem
-    from n2react.override_errors import flag_problem, report_in_one_line
+    from n2react.override_errors import callback_problem, flag_problem, report_in_one_line
 
-    if problem := flag_problem(sys.argv[1:]):
+    if problem := flag_problem(sys.argv[1:]) or callback_problem(sys.argv[1:]):
         exit_with(problem)
     if problem := plugin_problem(sys.argv[1:]):
         exit_with(problem)

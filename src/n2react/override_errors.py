@@ -2,12 +2,14 @@
 
 - an override Hydra cannot parse (``data.target_column=lg(k1)``: the shell took the quotes),
 - a key the config does not have (``cv.outer_fold=3``),
-- a comma value outside a sweep (``data.target_column=a,b``),
+- a comma value outside a sweep (``data.target_column=a,b``), or under ``hydra.`` in a sweep
+  (``-m +hydra.sweeper.params.seed=1,2``: Hydra sweeps none of its own keys),
 - ``+key=v`` for a key the config has (``+seed=3``), ``~key=v`` whose value differs
   (``~seed=4``), ``~key`` for a key it has not, ``+group=option`` or ``++group=option`` for a
   config group it has (``+model=ridge``), ``~group=option`` for an option not chosen,
   ``~hydra.callbacks`` or ``hydra.callbacks=null`` (a key of Hydra's own config, which keeps
-  them all, each of its type),
+  them all, each of its type), ``hydra.callbacks.leaderboard=null`` (:func:`callback_problem`:
+  Hydra takes it, then calls None),
 - a flag between overrides (``model=ridge -m cv.outer_folds=3``: argparse's usage dump), and an
   unknown flag (``--foo``: the same dump).
 
@@ -173,6 +175,39 @@ def _hydra_key_problem(exc: Any) -> str | None:
     return f"{override}: {problem}; {remove}"
 
 
+def callback_problem(argv: Sequence[str]) -> str | None:
+    """``hydra.callbacks.leaderboard=null`` (or a number, a word): Hydra composes it, then calls
+    the null callback at every event of the run or sweep, a warning each time, and the sweep goes
+    unranked (no leaderboard, no exit status 1 for a failed job); another value ends in Hydra's
+    lines before the run. One line, with the way to remove it: ``~hydra.callbacks.<name>``. A
+    mapping (merged into the callback) and a sweep over it are left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    for arg in argv:
+        key = arg.lstrip("+").partition("=")[0]
+        if not re.fullmatch(r"hydra\.callbacks\.[^.=]+", key) or "=" not in arg:
+            continue
+        try:
+            override = OverridesParser.create().parse_override(arg)
+        except HydraException:  # unparsable: Hydra's report says so (hydra_problem)
+            continue
+        if override.is_delete() or override.is_sweep_override():
+            continue
+        value = override.value()
+        if isinstance(value, dict | list):  # a list is refused as Hydra merges it
+            continue
+        why = (
+            "Hydra would call None at every event, a warning each, and a sweep would go unranked"
+            if value is None
+            else "a callback is a mapping with its _target_"
+        )
+        shown = "null" if value is None else str(value)
+        remove = shell_word("~" + key.lstrip("+"))
+        return redact(f"{arg}: {shown} is not a callback ({why}); to remove the callback: {remove}")
+    return None
+
+
 def hydra_problem(
     exc: BaseException, argv: Sequence[str] = (), config_path: str | None = None
 ) -> str | None:
@@ -191,6 +226,14 @@ def hydra_problem(
         message = str(exc)
         if found := re.match(r"Ambiguous value for argument '(.+)'\n", message):
             return redact(_ambiguous_problem(found[1]))
+        if found := re.fullmatch(r"Sweeping over Hydra's configuration is not supported : '(.+)'",
+                                 message):  # fmt: skip
+            quoted = _quoted_for_hydra(found[1]) or shell_word(found[1])
+            return redact(
+                f"{found[1]}: Hydra does not sweep its own config (hydra.*); for one value with "
+                f"commas (the sweeper's params: each job's sweep) quote it for Hydra inside the "
+                f"shell's quotes: {quoted}"
+            )
         if line := _add_delete_problem(message) or _hydra_key_problem(exc):
             return redact(line)
         if config_path is not None:
