@@ -51,7 +51,7 @@ OmegaConf.register_new_resolver(
 )
 # A sweep's job keeps its .hydra/ even with resume=: the CLI refuses a sweep with resume=
 # (output_dirs.sweep_dir_problem) but not where it cannot compose the command as Hydra does (a
-# relative --config-path, a caller's Hydra) nor a resume= the sweeper gives (hydra.sweeper.params)
+# caller's Hydra)
 OmegaConf.register_new_resolver(
     "n2react_output_subdir",
     lambda resume, mode: None if "MULTI" not in str(mode) and resumed_run_dir(resume) else ".hydra",
@@ -265,13 +265,17 @@ def _cli() -> None:
         exit_with(problem)
     if problem := plugin_problem(sys.argv[1:]):
         exit_with(problem)
-    from n2react.output_dirs import output_dir_problem, sweep_dir_problem
+    from n2react.output_dirs import output_dir_problem, sweep_dir_problem, sweeper_params_problem
 
     if problem := output_dir_problem(sys.argv[1:]):
         exit_with(problem)
-    # an earlier sweep's or run's folder, or resume=: refused before Hydra launches, whatever the
-    # config's callbacks
-    if problem := sweep_dir_problem(sys.argv[1:], _config_path()):
+    # hydra.sweeper.params.<key>=v where no config sets the sweeper's params: Hydra's traceback
+    if problem := sweeper_params_problem(sys.argv[1:], _config_path(), main):
+        exit_with(problem)
+    # an earlier sweep's or run's folder, or resume= (the sweeper's params' too): refused before
+    # Hydra launches, whatever the config's callbacks (a relative --config-path read against
+    # main's file as Hydra reads it)
+    if problem := sweep_dir_problem(sys.argv[1:], _config_path(), main):
         exit_with(problem)
     from n2react.group_options import option_problem
 

@@ -1,8 +1,10 @@
-"""Overrides of Hydra's own config that Hydra took and then failed on, or reported in
-several lines: a callback set to null (``hydra.callbacks.leaderboard=null``: a warning at every
-event, the sweep unranked), a sweep over a key under ``hydra.`` (Hydra's 'Sweeping over Hydra's
-configuration is not supported' and its hint). Each is one ``n2react: error:`` line, exit 2,
-nothing written."""
+"""Overrides of Hydra's own config that Hydra took into a traceback, or took and then failed
+on: the sweeper's params where no config sets them (``hydra.sweeper.params.resume=X``:
+OmegaConf's AssertionError, with or without ``-m``), a callback set to null
+(``hydra.callbacks.leaderboard=null``: a warning at every event, the sweep unranked). Each is
+one ``n2react: error:`` line, exit 2, nothing written. The sweeper's params a config sets still
+sweep, and a ``resume`` among them is refused like ``-m resume=``; a relative ``--config-path``
+is read as Hydra reads it, so the sweep checks apply there too."""
 
 from __future__ import annotations
 
@@ -16,6 +18,12 @@ from test_override_errors import assert_only_line
 
 QUICK = ("model=ridge", "cv.outer_folds=2", "tracking=none", "explain=false",
          "final_model=false", "progress=false")  # fmt: skip
+SWEEP_WAY = (
+    "(hydra.sweeper.params is null), so the command line cannot set them; a sweep's values go on "
+    "the command line with -m (python -m train -m model=ridge,svr seed=1,2) or come from a "
+    "+sweep=<name> config (+sweep=grid)"
+)
+RESUMED = "a sweep (-m) does not resume runs"
 
 
 def train(tmp: Path, *args: str) -> subprocess.CompletedProcess:
@@ -37,6 +45,77 @@ def user_config(tmp: Path, params: str) -> tuple[str, ...]:
     text = f"# @package _global_\nhydra:\n  sweeper:\n    params:\n      {params}\n"
     (conf / "mine.yaml").write_text(text)
     return ("--config-dir", str(tmp / "conf"), "experiment=mine")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("hydra.sweeper.params.resume=X",),
+        ("-m", "hydra.sweeper.params.resume=X"),
+        ("+hydra.sweeper.params.resume=X",),
+        ("-m", "+hydra.sweeper.params.resume=X"),
+        ("hydra.sweeper.params={model:ridge}",),
+        ("-m", "hydra.sweeper.params={model:ridge}"),
+        ("-m", "++hydra.sweeper.params.seed=1,2"),
+    ],
+    ids=["resume", "-m resume", "+resume", "-m +resume", "mapping", "-m mapping", "-m ++seed"],
+)
+def test_the_sweepers_params_where_no_config_sets_them_are_one_line(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Hydra ended in OmegaConf's 'AssertionError: Unexpected type for root: NoneType' (a key
+    under the basic sweeper's null params) or 'AttributeError: 'NoneType' object has no attribute
+    'get'' (a mapping merged into it), a traceback and exit 1."""
+    out = train(tmp_path, *args, *QUICK)
+    override = next(a for a in args if "sweeper" in a)
+    line = assert_only_line(out, f"{override}: no config here sets the sweeper's params", SWEEP_WAY)
+    resumes = "resume" in override
+    assert resumes == ("a run continues by itself, without -m" in line), line
+    assert_nothing_written(tmp_path)
+
+
+def test_a_users_config_that_sets_the_sweepers_params_still_sweeps(tmp_path: Path) -> None:
+    """Hydra's basic sweeper reads hydra.sweeper.params from a config: two jobs, ranked; the
+    command line may set a key under them there (its values quoted for Hydra)."""
+    out = train(tmp_path, "-m", *user_config(tmp_path, "seed: 1,2"), *QUICK)
+    assert out.returncode == 0, out.stderr[-3000:]
+    multi = tmp_path / "multi"
+    assert (multi / "0_ridge").is_dir() and (multi / "1_ridge").is_dir()
+    assert (multi / "leaderboard.csv").is_file()
+    out = train(tmp_path, "--cfg", "hydra", *user_config(tmp_path / "b", "seed: 1,2"),
+                "hydra.sweeper.params.seed='3,4'")  # fmt: skip
+    assert out.returncode == 0 and "seed: 3,4" in out.stdout, out.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("-m", "USER:resume: X"),
+        ("USER:resume: X",),  # hydra.mode is RUN: a single run, the params unused
+        ("-m", "+sweep=grid", "+hydra.sweeper.params.resume=X"),
+        ("-m", "USER:seed: 1,2", "+hydra.sweeper.params.resume='X,Y'"),
+    ],
+    ids=["user config", "user config, no -m", "+sweep=grid", "user config, command line"],
+)
+def test_a_sweep_over_resume_by_the_sweepers_params_is_refused(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Every job would continue the one run X (the sweeper gives each job resume=X): refused like
+    -m resume=X before anything is written; without -m the params sweep nothing (Hydra's run
+    mode), and resume=X is not given (the run starts afresh)."""
+    argv: list[str] = []
+    for arg in args:
+        argv += (
+            user_config(tmp_path, arg.removeprefix("USER:")) if arg.startswith("USER:") else [arg]
+        )
+    out = train(tmp_path, *argv, *QUICK, "cv.outer_folds=1")
+    if "-m" not in args:  # cv.outer_folds=1 refused by the run itself, not by the sweep check
+        assert RESUMED not in out.stderr and "cv.outer_folds" in out.stderr, out.stderr[-3000:]
+        return
+    value = "X,Y" if "'X,Y'" in " ".join(args) else "X"
+    line = assert_only_line(out, f"hydra.sweeper.params.resume={value}: {RESUMED}")
+    assert line.endswith(f"resume={'<its folder>' if ',' in value else 'X'}"), line
+    assert_nothing_written(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -62,6 +141,21 @@ def test_a_callback_set_to_a_value_is_one_line(
     line = assert_only_line(out, f"{args[-1]}: {expected}", f'to remove the callback: "~{key}"')
     assert ("a sweep would go unranked" in line) == args[-1].endswith("null"), line
     assert_nothing_written(tmp_path)
+
+
+def test_a_sweep_with_a_relative_config_path_is_checked(tmp_path: Path) -> None:
+    """--config-path ../conf (relative to src/train.py's folder, as Hydra reads it for python -m
+    train): the sweep checks were skipped, so -m ... resume=X launched its job, which continued
+    (or failed on) the one run X; and a sweep into an earlier sweep's folder overwrote it."""
+    out = train(tmp_path, "-m", "--config-path", "../conf", *QUICK, "resume=X")
+    assert_only_line(out, f"resume=X: {RESUMED}")
+    assert_nothing_written(tmp_path)
+    (tmp_path / "multi").mkdir()
+    (tmp_path / "multi" / "multirun.yaml").write_text("earlier: sweep\n")
+    out = train(tmp_path, "-m", "--config-path", "../conf", *QUICK)
+    assert_only_line(out, f"hydra.sweep.dir={tmp_path / 'multi'}: it holds an earlier sweep")
+    assert (tmp_path / "multi" / "multirun.yaml").read_text() == "earlier: sweep\n"
+    assert sorted(p.name for p in (tmp_path / "multi").iterdir()) == ["multirun.yaml"]
 
 
 def test_a_sweep_over_a_key_of_hydras_own_config_is_one_line(tmp_path: Path) -> None:
