@@ -50,7 +50,7 @@ OmegaConf.register_new_resolver(
     "n2react_run_dir", lambda resume, default: resumed_run_dir(resume) or default
 )
 # A sweep's job keeps its .hydra/ even with resume=: the CLI refuses a sweep with resume=
-# (output_dirs.sweep_dir_problem) but not where it cannot compose the command as Hydra does (a
+# (sweep_checks.sweep_dir_problem) but not where it cannot compose the command as Hydra does (a
 # caller's Hydra)
 OmegaConf.register_new_resolver(
     "n2react_output_subdir",
@@ -265,7 +265,8 @@ def _cli() -> None:
         exit_with(problem)
     if problem := plugin_problem(sys.argv[1:]):
         exit_with(problem)
-    from n2react.output_dirs import output_dir_problem, sweep_dir_problem, sweeper_params_problem
+    from n2react.output_dirs import output_dir_problem
+    from n2react.sweep_checks import sweep_dir_problem, sweeper_params_problem
 
     if problem := output_dir_problem(sys.argv[1:]):
         exit_with(problem)

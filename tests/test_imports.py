@@ -169,6 +169,11 @@ SPLIT = {
         "refresh_sweep to_markdown write_board _title",
     ),
     "n2react.plan": (("n2react.job_plan",), "Names PAIR_TEST_FRACTION Plan SCHEMES build_plan"),
+    "n2react.output_dirs": (
+        ("n2react.sweep_checks",),
+        "resumed_sweep_problem reused_sweep_problem sweep_dir_problem sweeper_params_problem",
+    ),
+    "n2react.override_errors": (("n2react.sweep_checks",), "reused_sweep_problem"),
     "n2react.preflight": (
         ("n2react.output_dirs", "n2react.search_checks"),
         "GRID_WARN_POINTS MIN_EVAL_CLUSTERS MIN_FREE_BYTES STEP_KEYS check_eval_columns "

@@ -191,8 +191,8 @@ def test_an_empty_or_unrelated_folder_takes_a_sweep_and_a_job_resumes_alone(
 
 
 def test_a_failed_jobs_note_marks_an_earlier_job() -> None:
-    """output_dirs names the file by its text (importing sweep_ranking brings pandas in)."""
-    from n2react.output_dirs import _JOB_MARKS
+    """sweep_checks names the file by its text (importing sweep_ranking brings pandas in)."""
+    from n2react.sweep_checks import _JOB_MARKS
     from n2react.sweep_ranking import FAILED_FILE
 
     assert FAILED_FILE in _JOB_MARKS

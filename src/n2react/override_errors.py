@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from n2react.credentials import redact
+from n2react.sweep_checks import reused_sweep_problem as reused_sweep_problem  # was here
 
 log = logging.getLogger(__name__)
 
