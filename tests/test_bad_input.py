@@ -252,7 +252,7 @@ def test_predict_into_a_read_only_folder(run_dir: Path, sheet: Path, tmp_path: P
         out = cli(tmp_path, "predict", str(run_dir), str(sheet), "-o", str(folder / "p.csv"))
     finally:
         folder.chmod(0o755)
-    assert_one_error(out, "p.csv: cannot write")
+    assert_one_error(out, "p.csv:", "afile is a file, not a folder")  # said before predicting
 
 
 def test_predict_into_a_folder_that_cannot_exist(
@@ -260,7 +260,7 @@ def test_predict_into_a_folder_that_cannot_exist(
 ) -> None:
     (tmp_path / "afile").write_text("x")
     out = cli(tmp_path, "predict", str(run_dir), str(sheet), "-o", str(tmp_path / "afile/p.csv"))
-    assert_one_error(out, "p.csv: cannot write")
+    assert_one_error(out, "p.csv:", "afile is a file, not a folder")  # said before predicting
 
 
 def test_predict_on_an_empty_sheet(run_dir: Path, tmp_path: Path) -> None:

@@ -62,8 +62,10 @@ OTHER_SPREADSHEETS = {".xls", ".ods", ".numbers", ".xlsb"}
 
 
 def check_input_file(p: Path) -> None:
-    """Refuse a file of a type read_sheet cannot read (an .xls or .ods: save it as .xlsx or
-    .csv), or one that is not there."""
+    """Refuse a folder, a file of a type read_sheet cannot read (an .xls or .ods: save it as
+    .xlsx or .csv), or one that is not there."""
+    if p.is_dir():
+        raise DataError(f"{p}: a folder, not a spreadsheet")
     suffix = p.suffix.lower()
     if suffix not in EXCEL_SUFFIXES | TEXT_SUFFIXES:
         hint = "; save it as .xlsx or .csv" if suffix in OTHER_SPREADSHEETS else ""
