@@ -96,11 +96,9 @@ def read_sheet_clusters(
     descriptor value is an error naming it. When a workbook's sheet lacks the descriptors, the
     message names its other sheets (and ``sheet_option``, the option choosing one)."""
     p = Path(file)
-    if not p.is_file():
-        raise DataError(
-            f"{p}: " + ("a folder, not a spreadsheet" if p.is_dir() else "file not found")
-        )
-    df = read_sheet(p, sheet)  # blank rows are dropped by table_to_dataset, keeping row numbers
+    # a folder, a missing file or another type: one line each; blank rows are dropped by
+    # table_to_dataset, keeping row numbers
+    df = read_sheet(p, sheet)
     if df.dropna(how="all").empty or df.shape[1] < 2:
         headed = df.shape[1] >= 2  # column headers, no cluster below them: not "empty"
         raise DataError(
