@@ -181,3 +181,14 @@ def test_domain_plot_writes_a_png(ds: Dataset, tmp_path) -> None:
     ad = ApplicabilityDomain().fit(ds.X[~test], ds.clusters[~test])
     out = domain_plot(ad.assess(ds.X[test], ds.clusters[test]), tmp_path / "d" / "domain.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_is_metal_names_ligand_elements_and_metals_by_the_periodic_table() -> None:
+    """The new-element warning called every new element a metal (Se, P, O too)."""
+    from n2react.composition import METALS
+    from n2react.domain import is_metal
+
+    assert all(is_metal(m) for m in METALS)
+    assert all(is_metal(m) for m in ("Ga", "Sn", "Ce", "Na", "Bi"))  # metals the formula lacks
+    assert not any(is_metal(e) for e in ("H", "C", "N", "O", "S", "Se", "P", "Si", "Te", "Cl"))
+    assert not is_metal("Cp")  # a ligand symbol that is no element

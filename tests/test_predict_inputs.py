@@ -1,7 +1,8 @@
 """`python -m predict` on the files a chemist screening new compositions brings: the FeV sheet
 saved again as .csv or .xls beside the .xlsx (one default output name), a sheet name mistyped,
-a cluster of a metal no training cluster has under intervals calibrated on Fe-V clusters, an
-``n/a`` cell, an output folder that does not exist yet."""
+a cluster of a metal or ligand element no training cluster has, under intervals calibrated on
+Fe-V clusters or on held-out errors, an ``n/a`` cell or a text cell, an output folder that
+does not exist yet."""
 
 from __future__ import annotations
 
@@ -111,7 +112,10 @@ def test_a_new_metal_under_fev_calibrated_intervals_is_warned_about(run: dict) -
     assert res.returncode == 0, res.stderr[-2000:]
     (line,) = [ln for ln in res.stderr.splitlines() if "no training cluster has" in ln]
     assert line.startswith("WARNING")
-    assert "2 of 18 clusters have an element no training cluster has (Ni: Ni2VC¯ row 2, " in line
+    assert (
+        "2 of 18 clusters have an element no training cluster has (new metal Ni: Ni2VC¯ row 2, "
+        in line
+    )
     assert "Ni4VC¯ row 11)" in line
     assert f"calibrated on {FEV}" in line
     assert "cv.groups=metal uncertainty.calibration_path=null" in line
@@ -121,6 +125,62 @@ def test_a_new_metal_under_fev_calibrated_intervals_is_warned_about(run: dict) -
     sheet.to_excel(run["tmp"] / "fe.xlsx", index=False)
     res = _predict(run, str(run["tmp"] / "fe.xlsx"))
     assert res.returncode == 0 and "no training cluster has" not in res.stderr
+
+
+def test_a_new_ligand_element_is_named_a_ligand_element_not_a_metal(run: dict) -> None:
+    """Fe2VSe2¯ (Se), Fe2V2P¯ (P) and Fe3VO3¯ (O: no training cluster has one) were warned
+    about as 'a new metal's level can be off by more than 1 lg unit', with the held-out-metal
+    run as the remedy: neither is true of a ligand element."""
+    sheet = run["fev"].copy()
+    sheet.loc[[2, 3, 5], "Clusters"] = ["Fe2VSe2¯", "Fe2V2P¯", "Fe3VO3¯"]
+    sheet.to_excel(run["tmp"] / "lig.xlsx", index=False)
+    res = _predict(run, str(run["tmp"] / "lig.xlsx"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    (line,) = [ln for ln in res.stderr.splitlines() if "no training cluster has" in ln]
+    assert "(new ligand elements O, P, Se: Fe2VSe2¯ row 4, Fe2V2P¯ row 5, Fe3VO3¯ row 7)" in line
+    assert "metal" not in line.split(": their intervals")[0]
+    assert f"calibrated on {FEV}; no calibration holds out a ligand element" in line
+    assert "a new metal's level" not in line and "cv.groups=metal uncertainty" not in line
+    sheet.loc[0, "Clusters"] = "Ni2VC¯"  # both kinds: each named as what it is
+    sheet.to_excel(run["tmp"] / "both.xlsx", index=False)
+    res = _predict(run, str(run["tmp"] / "both.xlsx"))
+    (line,) = [ln for ln in res.stderr.splitlines() if "no training cluster has" in ln]
+    assert "4 of 18 clusters" in line and "(new metal Ni; new ligand elements O, P, Se: " in line
+    assert "a new metal's level" in line and "No calibration holds out a ligand element" in line
+
+
+def test_out_of_fold_intervals_warn_unless_calibrated_on_held_out_metals(run: dict) -> None:
+    """Intervals calibrated on the run's held-out errors gave no new-element warning at all,
+    though under KFold or family-grouped folds they cover fewer of a held-out metal's clusters
+    than promised (leave-one-metal-out: 76 % and 85 % for 90 % intervals); only a run grouped
+    by metal was calibrated on new metals. The run records what its folds held out."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from n2react.inference import load_model, new_element_line
+    from n2react.runstore import UNCERTAINTY_FILE
+    from n2react.uncertainty import load_calibration
+
+    assert load_calibration(run["run_dir"] / UNCERTAINTY_FILE).held_out == "clusters"  # KFold
+    loaded = load_model(str(run["run_dir"]))
+    out = pd.DataFrame({"cluster": ["Ni2VC¯", "Fe2VSe2¯", "Fe2VC¯"], "row": [2, 3, 4]})
+    kfold = replace(loaded.uncertainty, source="out-of-fold", protocol="KFold (known families)")
+    line = new_element_line(out, kfold, loaded.domain)
+    assert line is not None and "2 of 3 clusters" in line
+    assert "(new metal Ni; new ligand element Se: Ni2VC¯ row 2, Fe2VSe2¯ row 3)" in line
+    assert "calibrated on the run's held-out errors, KFold (known families), not on held-out " in (
+        line
+    )
+    assert "cv.groups=metal uncertainty.calibration_path=null" in line
+    by_metal = replace(kfold, protocol="grouped by metal (new compositions)", held_out="metal")
+    line = new_element_line(out, by_metal, loaded.domain)
+    assert line is not None and line.startswith("1 of 3 clusters")  # Se only: Ni is calibrated
+    assert "(new ligand element Se: Fe2VSe2¯ row 3)" in line and "Ni" not in line
+    assert new_element_line(out.iloc[[0, 2]], by_metal, loaded.domain) is None
+    # a file's intervals were not calibrated on held-out metals, whatever the run's folds were
+    on_file = replace(by_metal, source="fev.xlsx", calib_X=np.zeros((1, 1)))
+    assert "Ni" in (new_element_line(out, on_file, loaded.domain) or "")
 
 
 def test_an_na_cell_is_a_missing_cell_and_text_is_refused(run: dict) -> None:
@@ -138,6 +198,26 @@ def test_an_na_cell_is_a_missing_cell_and_text_is_refused(run: dict) -> None:
     sheet.to_excel(run["tmp"] / "text.xlsx", index=False)
     err = _error(_predict(run, str(run["tmp"] / "text.xlsx")))
     assert err.endswith("non-numeric value '0,12' in column '3_EA', row 4 (cluster Fe2VS2¯)")
+    # a number typed as text with a trailing space (a string cell) is that number, in a
+    # workbook and in a CSV: the same prediction as the number itself
+    sheet.loc[2, "3_EA"] = 0.12
+    sheet.to_excel(run["tmp"] / "num.xlsx", index=False)
+    sheet.loc[2, "3_EA"] = "0.12 "
+    sheet.to_excel(run["tmp"] / "space.xlsx", index=False)
+    sheet.to_csv(run["tmp"] / "space.csv", index=False)
+    assert ",0.12 ," in (run["tmp"] / "space.csv").read_text()
+    want = None
+    for name in ("num.xlsx", "space.xlsx", "space.csv"):
+        res = _predict(run, str(run["tmp"] / name), "-o", str(run["tmp"] / f"{name}.out.csv"))
+        assert res.returncode == 0, res.stderr[-2000:]
+        got = pd.read_csv(run["tmp"] / f"{name}.out.csv")["y_pred"].iat[2]
+        want = got if want is None else want
+        assert got == pytest.approx(want)
+    import openpyxl
+
+    ws = openpyxl.load_workbook(run["tmp"] / "space.xlsx").active
+    col = [c.value for c in ws[1]].index("3_EA") + 1
+    assert ws.cell(row=4, column=col).value == "0.12 "  # a string cell, as typed
 
 
 def test_an_output_folder_that_does_not_exist_is_made(run: dict) -> None:

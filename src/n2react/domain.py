@@ -46,6 +46,10 @@ ELEMENTS = frozenset(
     Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk
     Cf Es Fm Md No Lr Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og""".split()
 )
+#: Non-metals and metalloids (B Si Ge As Sb Te At): in a metal cluster's name, ligand elements.
+NON_METALS = frozenset(
+    "H He B C N O F Ne Si P S Cl Ar Ge As Se Br Kr Sb Te I Xe At Rn Ts Og".split()
+)
 #: A formula at the start of a structure label such as ``Mo3S4C1-1-M2`` (the authors' fold files).
 _LEADING = re.compile(r"^((?:[A-Z][a-z]?\d*)+)(?:[\s_\-(\[.]|$)")
 #: How many out-of-range descriptors the reasons name (the rest are counted).
@@ -69,6 +73,14 @@ def cluster_elements(name: str, symbols: frozenset[str] = ELEMENTS) -> set[str] 
         counts, _ = parse_formula(m.group(1))
     found = set(counts)
     return found if found <= symbols else None
+
+
+def is_metal(symbol: str) -> bool:
+    """Whether an element of a cluster name is a metal: one the formula features know
+    (:data:`n2react.composition.METALS`) or any other element of the periodic table that is
+    neither a non-metal nor a metalloid (:data:`NON_METALS`); a ligand symbol that is no element
+    is not."""
+    return symbol in METALS or (symbol in ELEMENTS and symbol not in NON_METALS)
 
 
 def _label(code: str) -> str:

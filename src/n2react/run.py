@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ from n2react.run_setup import (
     run_protocol,
 )
 from n2react.search import TunedPipeline
-from n2react.splitters import Split, fold_count_text
+from n2react.splitters import Split, fold_count_text, held_out_text
 from n2react.store_uri import absolute_uri
 from n2react.terminal import (
     FoldProgress,
@@ -290,7 +290,9 @@ def _evaluate(plan: Plan, result: CVResult, run_dir: Path, title: str) -> Scores
         result, plan.uncertainty, plan.ligands, run_dir, title, run_protocol(plan, result.dataset),
         plan.progress, fold_procedure(plan, run_dir),
     )  # fmt: skip
-    return Scores({**summary, **metrics}, calib, files, extra)
+    # what its residuals held out: predict's new-element warning reads whether it was a metal
+    held = held_out_text(plan.scheme, plan.groups, result.dataset.folds is not None)
+    return Scores({**summary, **metrics}, replace(calib, held_out=held), files, extra)
 
 
 def _log_scores(

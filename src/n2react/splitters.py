@@ -210,6 +210,18 @@ def protocol_text(scheme: str, groups: str | None, fixed_folds: bool = False) ->
     return f"grouped by {groups} (new compositions)"
 
 
+def held_out_text(scheme: str, groups: str | None, fixed_folds: bool = False) -> str:
+    """What each outer fold holds out, as :class:`~n2react.uncertainty.Calibration` records it:
+    ``metal``, ``family``, ``column:<name>`` (cv.groups), ``clusters`` (KFold), ``pairs`` (the
+    paper protocol) or ``folds`` (the authors' predefined folds)."""
+    groups = check_grouping(groups)
+    if scheme == "pair_split":
+        return "pairs"
+    if fixed_folds:
+        return "folds"
+    return groups or "clusters"
+
+
 def fold_counts(splits: Sequence[Split]) -> tuple[int, int]:
     """(folds per repeat, repeats) of the outer ``splits``: the folds actually run (one per
     metal with cv.groups=metal, whatever cv.outer_folds says), (0, 0) for none."""

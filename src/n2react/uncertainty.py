@@ -174,6 +174,10 @@ class Calibration:
     source: str = "out-of-fold"
     #: the calibration file's clusters' raw descriptors (None: out-of-fold residuals)
     calib_X: np.ndarray | None = None
+    #: what the outer folds of the out-of-fold residuals held out (:func:`n2react.splitters.
+    #: held_out_text`: metal, family, column:<name>, clusters, pairs, folds); "" in a run saved
+    #: before it was recorded
+    held_out: str = ""
 
     @property
     def n(self) -> int:
