@@ -8,7 +8,8 @@ only with --force. The CSV has cluster, y_pred, y_std
 (spread over the fold models), in_domain, domain_reasons, nearest_training, y_lower/y_upper (a
 conformal interval, --coverage 0.9 by default, calibrated on the run's held-out errors or on
 its uncertainty.calibration_path file), interval_coverage (that nominal coverage),
-expected_error (an estimate of |error|), when the spreadsheet has an lg(k1) column, y_true
+expected_error (an estimate of |error|), flag_threshold (the expected error above which a
+cluster is flagged), when the spreadsheet has an lg(k1) column, y_true
 and residual, and row (the cluster's spreadsheet row: a name on several rows, isomers, is
 predicted on each); the scores (r, RMSE, MAE, count within ±log10(3)) are printed.
 """

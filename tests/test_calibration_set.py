@@ -122,6 +122,11 @@ def test_eval_path_of_the_calibration_clusters_in_another_file_is_cross_fitted(
     both = got.merge(crossfit, on="cluster", suffixes=("", "_crossfit"))
     assert len(both) == 18
     np.testing.assert_allclose(both["y_lower"], both["y_lower_crossfit"])
+    # each row's flag threshold, the one its reason quotes, is in the table a chemist reads (it
+    # was only in calibration_set.csv): each unit's own, cross-fitted
+    np.testing.assert_allclose(both["flag_threshold"], both["flag_threshold_crossfit"])
+    assert (both["in_domain"] == ~both["flagged"]).all()
+    assert both["flag_threshold"].nunique() > 1
     # some of them only: their intervals are in-sample, and a warning says so
     fev.iloc[:12].to_csv(tmp_path / "part.csv", index=False)
     with caplog.at_level("WARNING", logger="n2react.transfer"):
@@ -131,6 +136,11 @@ def test_eval_path_of_the_calibration_clusters_in_another_file_is_cross_fitted(
         )  # fmt: skip
     said = [r.getMessage() for r in caplog.records if r.name == "n2react.transfer"]
     assert any("12 of 12 clusters" in s and "in-sample" in s for s in said), said
+    # in-sample intervals: the run's own threshold, as predict's CSV has it
+    part = pd.read_csv(tmp_path / "out" / "transfer" / "transfer_predictions.csv")
+    threshold = load_model(str(tmp_path / "run")).uncertainty.threshold
+    np.testing.assert_allclose(part["flag_threshold"], threshold)
+    assert (part["in_domain"] == (part["expected_error"] <= threshold)).all()
 
 
 @pytest.mark.slow
@@ -352,8 +362,14 @@ def test_a_cross_fitted_flag_reason_quotes_the_threshold_its_unit_was_flagged_by
     run(cfg, tmp_path / "run")
     crossfit = pd.read_csv(tmp_path / "run" / "uncertainty" / "calibration_set.csv")
     got = pd.read_csv(tmp_path / "run" / "transfer" / "transfer_predictions.csv")
-    both = got.merge(crossfit[["cluster", "unit", "flag_threshold", "flagged"]], on="cluster")
+    both = got.merge(
+        crossfit[["cluster", "unit", "flag_threshold", "flagged"]],
+        on="cluster",
+        suffixes=("_transfer", ""),
+    )
     assert len(both) == 18
+    # the transfer table has each unit's threshold too (its reason quotes it)
+    np.testing.assert_allclose(both["flag_threshold_transfer"], both["flag_threshold"])
     flagged = ~both["in_domain"].astype(bool)
     assert (flagged == both["flagged"]).all()  # the flags are the cross-fitted ones
     assert flagged.any() and (~flagged).any()

@@ -44,7 +44,8 @@ def test_predict_all_159_from_the_run_directory(trained: dict, shared_data: Path
     assert res.returncode == 0, res.stderr[-2000:]
     table = pd.read_csv(out)
     domain = ["in_domain", "domain_reasons", "nearest_training"]
-    band = ["y_lower", "y_upper", "interval_coverage", "expected_error", "descriptor_notes"]
+    band = ["y_lower", "y_upper", "interval_coverage", "expected_error", "flag_threshold"]
+    band += ["descriptor_notes"]
     assert list(table.columns) == [
         "cluster",
         "y_pred",
@@ -70,6 +71,9 @@ def test_predict_all_159_from_the_run_directory(trained: dict, shared_data: Path
     new_element = table["domain_reasons"].fillna("").str.contains("new element")
     assert high.any() and (~high).any()
     assert ((~table["in_domain"].astype(bool)) == (high | new_element)).all()
+    # the threshold each row's flag compared its expected error with, beside it (as the
+    # transfer table and uncertainty/calibration_set.csv have it)
+    np.testing.assert_allclose(table["flag_threshold"], calib.threshold)
     assert "within ±0.477" in res.stderr and "RMSE" in res.stderr
     # the 100 training clusters are marked (their predictions are fitted), the 59 others not
     used = table["used_by_run"].fillna("")
@@ -93,7 +97,8 @@ def test_predict_by_mlflow_run_id_without_labels(trained: dict) -> None:
     table, metrics = predict(trained["run_id"], path, trained["tmp"] / "new.csv", uri)
     assert metrics is None and len(table) == 59
     domain = ["in_domain", "domain_reasons", "nearest_training"]
-    band = ["y_lower", "y_upper", "interval_coverage", "expected_error", "descriptor_notes"]
+    band = ["y_lower", "y_upper", "interval_coverage", "expected_error", "flag_threshold"]
+    band += ["descriptor_notes"]
     assert list(table.columns) == [
         "cluster", "y_pred", "y_std", *domain, *band, "used_by_run", "row"
     ]  # fmt: skip

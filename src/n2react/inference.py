@@ -70,7 +70,7 @@ def prediction_table(
     coverage_from: str = "coverage",
 ) -> tuple[pd.DataFrame, str | None]:
     """(cluster, y_pred, y_std, in_domain, domain_reasons, nearest_training, y_lower, y_upper,
-    interval_coverage, expected_error, descriptor_notes[, y_true, residual])
+    interval_coverage, expected_error, flag_threshold, descriptor_notes[, y_true, residual])
     and the summary line of the domain check (None: no domain). The scores against lg(k1) are
     :func:`n2react.metrics.score_sets`.
 
@@ -112,6 +112,7 @@ def prediction_table(
         out["y_lower"], out["y_upper"] = band["y_lower"].to_numpy(), band["y_upper"].to_numpy()
         out["interval_coverage"] = float(coverage)  # the nominal level (--coverage), every row
         out["expected_error"] = band["expected_error"].to_numpy()
+        out["flag_threshold"] = calib.threshold  # the expected error above which it is flagged
         if loaded.domain is not None:
             out["descriptor_notes"] = notes
     if calib is not None:

@@ -118,7 +118,7 @@ def _use_held_out(
 
     from n2react.inference import trust_flags
 
-    for col in ("y_lower", "y_upper", "expected_error"):
+    for col in ("y_lower", "y_upper", "expected_error", "flag_threshold"):
         table[col] = held_out[col].to_numpy()
     log.info(
         "eval.path holds the clusters the intervals were calibrated on: their intervals, expected "
