@@ -6,61 +6,12 @@ test_tracking_details.py (the tracker's own handling of a deleted run)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-#: The child python's sitecustomize (on its PYTHONPATH): an audit hook that holds the run at
-#: the atomic rename (os.replace) of MARKER into place until GO exists, having written PAUSED.
-PAUSE_HOOK = """import os, sys, time
-MARKER, PAUSED, GO = {marker!r}, {paused!r}, {go!r}
-def _pause(event, args):
-    if event == "os.rename" and os.path.abspath(os.fspath(args[1])) == MARKER:
-        if not os.path.exists(PAUSED):
-            open(PAUSED, "w").close()
-            while not os.path.exists(GO):
-                time.sleep(0.02)
-sys.addaudithook(_pause)
-"""
-
-
-def _paused_env(marker: Path, tmp: Path) -> dict[str, str]:
-    """The environment of a child python that waits as ``marker`` is written (past the run's
-    last fold check: its scores logged) until :func:`_delete_when` has deleted its run."""
-    hook = tmp / "pause_hook"
-    hook.mkdir()
-    paths = {"marker": str(marker), "paused": str(tmp / "paused"), "go": str(tmp / "go")}
-    (hook / "sitecustomize.py").write_text(PAUSE_HOOK.format(**paths))
-    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "PYTHONPATH": path}
-
-
-def _delete_when(tmp: Path, uri: str, job: subprocess.Popen, job_tag: str | None = None) -> str:
-    """Delete the parent run (of sweep job ``job_tag``) from this process, as the UI would, while
-    the run waits at its marker (:func:`_paused_env`), then let it go on; its id. The run cannot
-    end first: it waits until then, however slow this process is."""
-    import time
-
-    from mlflow.tracking import MlflowClient
-
-    while not (tmp / "paused").exists():
-        assert job.poll() is None, "the run ended before the marker"
-        time.sleep(0.05)
-    client = MlflowClient(uri)
-    parents = [
-        r
-        for r in client.search_runs([client.get_experiment_by_name("n2react").experiment_id])
-        if "mlflow.parentRunId" not in r.data.tags
-        and (job_tag is None or r.data.tags.get("job") == job_tag)
-    ]
-    (parent,) = parents
-    assert parent.info.status == "RUNNING"  # held before its end
-    client.delete_run(parent.info.run_id)
-    (tmp / "go").touch()
-    return parent.info.run_id
+from deleted_run_helpers import delete_when, paused_env
 
 
 def _late_files(run_dir: Path) -> None:
@@ -89,10 +40,10 @@ def test_a_run_deleted_during_its_final_model_or_explain_ends_in_one_line(tmp_pa
     cmd = [*CLI, "model=ridge", f"tracking.uri={uri}", f"hydra.run.dir={run_dir}"]
     log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would stall the run
     with log.open("w") as stderr:
-        env = _paused_env(run_dir / "summary.json", tmp_path)
+        env = paused_env(run_dir / "summary.json", tmp_path)
         job = subprocess.Popen(cmd, cwd=tmp_path, stderr=stderr, text=True, env=env)
         try:
-            run_id = _delete_when(tmp_path, uri, job)
+            run_id = delete_when(tmp_path, uri, job)
             job.wait(timeout=300)
         finally:
             job.kill()
@@ -129,10 +80,10 @@ def test_a_sweep_jobs_run_deleted_late_is_ranked_by_its_scores(tmp_path: Path) -
     cmd = [*CLI, "model=ridge,svr", f"tracking.uri={uri}", f"hydra.sweep.dir={sweep}", "-m"]
     log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would stall the sweep
     with log.open("w") as stderr:
-        env = _paused_env(sweep / "0_ridge" / "summary.json", tmp_path)
+        env = paused_env(sweep / "0_ridge" / "summary.json", tmp_path)
         job = subprocess.Popen(cmd, cwd=tmp_path, stderr=stderr, text=True, env=env)
         try:
-            run_id = _delete_when(tmp_path, uri, job, job_tag="0")
+            run_id = delete_when(tmp_path, uri, job, job_tag="0")
             job.wait(timeout=600)
         finally:
             job.kill()
@@ -188,12 +139,12 @@ def test_a_best_job_whose_run_was_deleted_late_then_resumed(tmp_path: Path) -> N
     cmd = [sys.executable, *common, "model.estimator.alpha=0.1,1e6", f"hydra.sweep.dir={sweep}"]
     log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would stall the sweep
     with log.open("w") as stderr:  # job 0 (alpha 0.1) is the best; alpha 1e6 predicts the mean
-        env = _paused_env(job0 / "summary.json", tmp_path)
+        env = paused_env(job0 / "summary.json", tmp_path)
         job = subprocess.Popen(  # the sweep's own lines go to stdout
             [*cmd, "-m"], cwd=tmp_path, stdout=stderr, stderr=stderr, text=True, env=env
         )
         try:
-            deleted = _delete_when(tmp_path, uri, job, job_tag="0")
+            deleted = delete_when(tmp_path, uri, job, job_tag="0")
             job.wait(timeout=300)
         finally:
             job.kill()

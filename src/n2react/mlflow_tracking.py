@@ -233,9 +233,17 @@ class MlflowTracker(Tracker):
                     self.client.set_tag(self.run_id, k, v)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        if self.active:  # (an artifact store takes files of a deleted run without a word)
-            with self._logging():
-                mlflow.log_artifact(str(path), artifact_path=artifact_path, run_id=self.run_id)
+        """The file under the run's artifacts; none once the run was deleted in the store (asked
+        first: an artifact store takes files of a deleted run without a word)."""
+        if not self.active:
+            return
+        assert self.run_id is not None
+        if self._gone(self.run_id):
+            log.debug("MLflow run %s deleted: %s is not logged", self.run_id, path)
+            self.deleted = True
+            return
+        with self._logging():
+            mlflow.log_artifact(str(path), artifact_path=artifact_path, run_id=self.run_id)
 
     def log_dataset(self, name: str, source: str, context: str, table: Any = None) -> None:
         if not self.active:

@@ -1,0 +1,62 @@
+"""What is left of a run's MLflow run deleted while ``python -m train`` ran (its status, its fold
+runs, explain's figures), staged with a real sqlite store and a real process held at a marker
+file until the test has deleted the run (:mod:`deleted_run_helpers`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from deleted_run_helpers import delete_when, paused_env
+
+CLI = [sys.executable, "-m", "train", "model=ridge", "data=homonuclear_15", "cv.outer_folds=3",
+       "progress=false"]  # fmt: skip
+
+
+def _train_deleted_at(tmp: Path, marker: str, *extra: str) -> tuple[str, str, Path, str]:
+    """``python -m train`` whose parent run is deleted as the run folder's ``marker`` is written:
+    (the run id, the store's uri, the run folder, stderr); exit status 2 checked."""
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    run_dir = tmp / "run"
+    cmd = [*CLI, f"tracking.uri={uri}", f"hydra.run.dir={run_dir}", *extra]
+    log = tmp / "stderr.txt"  # a file, not a pipe: a full pipe would stall the run
+    with log.open("w") as stderr:
+        env = paused_env(run_dir / marker, tmp)
+        job = subprocess.Popen(cmd, cwd=tmp, stderr=stderr, text=True, env=env)
+        try:
+            run_id = delete_when(tmp, uri, job)
+            job.wait(timeout=300)
+        finally:
+            job.kill()
+    err = log.read_text()
+    assert job.returncode == 2 and "Traceback" not in err, err[-2000:]
+    return run_id, uri, run_dir, err
+
+
+@pytest.mark.slow
+def test_explain_figures_are_not_logged_to_a_run_deleted_during_explain(tmp_path: Path) -> None:
+    """The run deleted once explain has drawn its figures (the last one written), before they are
+    logged: all ten went to the deleted run's artifacts (the artifact store does not ask the
+    run's state) and the run ended with the deletion's line. Now none is logged; they stand in
+    the run folder; the line is the same; the fold runs and what was logged before stay."""
+    from mlflow.tracking import MlflowClient
+
+    marker = "explain/residuals_by_family.png"
+    run_id, uri, run_dir, err = _train_deleted_at(tmp_path, marker, "explain=true")
+    errors = [ln for ln in err.splitlines() if ln.startswith("n2react: error:")]
+    assert len(errors) == 1, err[-2000:]
+    assert errors[0].startswith(f"n2react: error: MLflow run {run_id} was deleted"), errors
+    assert "its files are complete in the run folder" in errors[0]
+    assert len(list((run_dir / "explain").glob("*.png"))) == 5  # drawn, kept in the folder
+    client = MlflowClient(uri)
+    logged = {a.path for a in client.list_artifacts(run_id)}
+    assert "explain" not in logged, logged
+    assert {"summary.json", "oof_predictions.csv", "model"} <= logged  # logged before: kept
+    kids = client.search_runs(
+        [client.get_run(run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
+    )
+    assert sorted(k.info.run_name for k in kids) == ["fold-01", "fold-02", "fold-03"]
+    assert all(k.info.status == "FINISHED" for k in kids)
