@@ -150,3 +150,28 @@ def test_cli_refuses_before_any_work_or_store(make_cfg, tmp_path):
     # the run's own explain folder is redrawn in place, as before
     explain_run(tmp_path / "run", budget=SMALL)
     explain_run(tmp_path / "run", budget=SMALL, out_dir=tmp_path / "run" / "explain")
+
+
+def test_log_to_a_deleted_run_is_refused_before_the_work(make_cfg, tmp_path):
+    """python -m n2react.explain RUN --log, RUN deleted in the store (the UI's Delete): the
+    figures were drawn and logged to the deleted run's artifacts (the artifact store does not ask
+    the run's state), exit 0. Now one line before any work, nothing logged or drawn; without
+    --log a deleted run is still read (it can be restored until mlflow gc purges it)."""
+    from mlflow.tracking import MlflowClient
+
+    cfg = make_cfg("model=ridge", "cv.outer_folds=3", "explain=false")
+    run(cfg, tmp_path / "run")
+    client = MlflowClient(cfg.tracking.uri)
+    (parent,) = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("n2react").experiment_id])
+        if "mlflow.parentRunId" not in r.data.tags
+    ]
+    run_id = parent.info.run_id
+    client.delete_run(run_id)
+    args = [run_id, "--tracking-uri", cfg.tracking.uri, "--out", str(tmp_path / "out")]
+    line = _one_error_line([*args, "--log"], tmp_path)
+    assert f"--log: MLflow run {run_id} was deleted in {cfg.tracking.uri}" in line
+    assert "restore it in the MLflow UI first, or leave out --log" in line
+    assert not (tmp_path / "out").exists()
+    assert "explain" not in {a.path for a in client.list_artifacts(run_id)}

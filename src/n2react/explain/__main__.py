@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain")
     if args.log and not RUN_ID.match(args.run):
         sys.stderr.write(f"n2react: error: --log needs an MLflow run id, got {args.run}\n")
         return 2
+    if args.log and (why := _deleted(args.run, args.tracking_uri)):
+        sys.stderr.write(f"n2react: error: {why}\n")
+        return 2
     if args.rows is not None and args.rows < 1:  # 0 rows: nothing to explain (a numpy traceback)
         sys.stderr.write(f"n2react: error: --rows={args.rows}: need at least 1 cluster\n")
         return 2
@@ -80,6 +83,30 @@ def main(argv: list[str] | None = None, prog: str = "python -m n2react.explain")
     for p in paths:
         sys.stdout.write(f"{p}\n")
     return 0
+
+
+def _deleted(run: str, uri: str | None) -> str | None:
+    """Why ``--log`` is refused for the MLflow run ``run``: it was deleted (an artifact store takes
+    a deleted run's files without a word). None otherwise: a store or run that cannot be read is
+    said by the explaining itself."""
+    from n2react.credentials import redact
+    from n2react.mlflow_runs import RunReader
+    from n2react.store_uri import unreadable
+    from n2react.tracking import default_uri
+
+    uri = uri or default_uri()
+    if unreadable(uri):
+        return None
+    try:
+        deleted = RunReader(uri).run(run).deleted
+    except Exception:
+        return None
+    if not deleted:
+        return None
+    return (
+        f"--log: MLflow run {run} was deleted in {redact(uri)}; nothing is logged to a deleted "
+        "run (restore it in the MLflow UI first, or leave out --log to draw the figures only)"
+    )
 
 
 def _log_to_run(run: str, uri: str | None, paths: list) -> None:
