@@ -53,8 +53,9 @@ def test_a_run_deleted_during_its_final_model_or_explain_ends_in_one_line(tmp_pa
     errors = [ln for ln in err.splitlines() if ln.startswith("n2react: error:")]
     assert errors == [
         f"n2react: error: MLflow run {run_id} was deleted in the store while it ran: nothing more "
-        f"is logged; its files are complete in the run folder {run_dir}; resume={run_dir} logs "
-        "it again in a new MLflow run"
+        "is logged; its 2 fold runs stay in the store, listed on their own (delete them in the "
+        f"MLflow UI if unwanted); its files are complete in the run folder {run_dir}; "
+        f"resume={run_dir} logs it again in a new MLflow run"
     ], err[-2000:]
     _late_files(run_dir)
     client = MlflowClient(uri)

@@ -178,8 +178,9 @@ def test_a_run_deleted_after_its_folds_writes_its_files_and_ends_in_one_line(
     message = str(caught.value)
     assert message == (
         f"MLflow run {run_id} was deleted in the store while it ran: nothing more is logged; "
-        f"its files are complete in the run folder {run_dir}; resume={run_dir} logs it again "
-        "in a new MLflow run"
+        "its 2 fold runs stay in the store, listed on their own (delete them in the MLflow UI if "
+        f"unwanted); its files are complete in the run folder {run_dir}; resume={run_dir} logs "
+        "it again in a new MLflow run"
     )
     assert mlflow.active_run() is None  # a sweep's next job does not nest under it
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # the error says it

@@ -78,6 +78,27 @@ def log_step_metrics(
     return n
 
 
+def fold_runs_left(client: MlflowClient, experiment_id: str, run_id: str) -> str:
+    """A deleted parent run's fold runs still in the store, in words (MLflow deletes a run alone:
+    the UI's Delete removes its child runs only when asked, "Delete selected and children", and
+    lists the others on their own); empty when there are none, or the store does not say."""
+    try:
+        n = len(
+            client.search_runs(
+                [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
+            )
+        )
+    except Exception:
+        return ""
+    if not n:
+        return ""
+    runs = "1 fold run stays" if n == 1 else f"{n} fold runs stay"
+    return (
+        f"; its {runs} in the store, listed on {'its' if n == 1 else 'their'} own (delete "
+        f"{'it' if n == 1 else 'them'} in the MLflow UI if unwanted)"
+    )
+
+
 class RunReader:
     """Read access to one store for the commands that load a finished run (predict, explain):
     the run's tags, its artifacts, its logged sklearn model, and logging files onto it."""

@@ -31,7 +31,7 @@ from n2react.mlflow_experiment import TAG_HOST as TAG_HOST  # callers import the
 from n2react.mlflow_experiment import TAG_PID as TAG_PID
 from n2react.mlflow_experiment import prepare_experiment as prepare_experiment
 from n2react.mlflow_experiment import terminate_stale_runs as terminate_stale_runs
-from n2react.mlflow_runs import download, log_step_metrics, record
+from n2react.mlflow_runs import download, fold_runs_left, log_step_metrics, record
 from n2react.quiet import JOB_LINE
 from n2react.store_uri import impatient_http, patient_http
 from n2react.tracking import (
@@ -174,7 +174,8 @@ class MlflowTracker(Tracker):
 
     def _deleted_error(self, run_id: str, finished: bool) -> RunDeleted:
         """The one line that ends a run whose parent run was deleted while it ran: stopped
-        before a fold run, or (``finished``) at its end, its files all written."""
+        before a fold run, or (``finished``) at its end, its files all written; the fold runs
+        the deletion left in the store are counted (they are the user's to delete)."""
         self.said = True
         folder = f" {self.run_dir}" if self.run_dir else ""
         if finished:
@@ -183,9 +184,10 @@ class MlflowTracker(Tracker):
         else:
             kept = f"the run folder{folder} keeps its finished outer folds"
             again = f"; resume={self.run_dir} continues it in a new MLflow run"
+        folds = fold_runs_left(self.client, str(self.experiment_id), run_id)
         return RunDeleted(
             f"MLflow run {run_id} was deleted in the store while it ran: nothing more is "
-            f"logged; {kept}{again if self.run_dir else ''}",
+            f"logged{folds}; {kept}{again if self.run_dir else ''}",
             files_complete=finished,
         )
 
