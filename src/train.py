@@ -50,7 +50,7 @@ OmegaConf.register_new_resolver(
     "n2react_run_dir", lambda resume, default: resumed_run_dir(resume) or default
 )
 # A sweep's job keeps its .hydra/ even with resume=: the CLI refuses a sweep with resume=
-# (sweep_checks.sweep_dir_problem) but not where it cannot compose the command as Hydra does (a
+# (sweep_checks.composed_sweep_problem) but not where it cannot compose the command as Hydra does (a
 # caller's Hydra)
 OmegaConf.register_new_resolver(
     "n2react_output_subdir",
@@ -259,24 +259,28 @@ def cli() -> None:
 
 def _cli() -> None:
     from n2react.launchers import exit_with, plugin_problem
-    from n2react.override_errors import callback_problem, flag_problem, report_in_one_line
+    from n2react.override_errors import (
+        callback_problem,
+        config_callback_problem,
+        flag_problem,
+        report_in_one_line,
+    )
 
     if problem := flag_problem(sys.argv[1:]) or callback_problem(sys.argv[1:]):
         exit_with(problem)
     if problem := plugin_problem(sys.argv[1:]):
         exit_with(problem)
     from n2react.output_dirs import output_dir_problem
-    from n2react.sweep_checks import sweep_dir_problem, sweeper_params_problem
+    from n2react.sweep_checks import (
+        checked_where_hydra_composes,
+        sweep_dir_problem,
+        sweeper_params_problem,
+    )
 
     if problem := output_dir_problem(sys.argv[1:]):
         exit_with(problem)
     # hydra.sweeper.params.<key>=v where no config sets the sweeper's params: Hydra's traceback
     if problem := sweeper_params_problem(sys.argv[1:], _config_path(), main):
-        exit_with(problem)
-    # an earlier sweep's or run's folder, or resume= (the sweeper's params' too): refused before
-    # Hydra launches, whatever the config's callbacks (a relative --config-path read against
-    # main's file as Hydra reads it)
-    if problem := sweep_dir_problem(sys.argv[1:], _config_path(), main):
         exit_with(problem)
     from n2react.group_options import option_problem
 
@@ -284,8 +288,17 @@ def _cli() -> None:
         exit_with(problem)
     # an unparsable override, an unknown key, +model=ridge: one line
     report_in_one_line(exit_with, sys.argv[1:], _config_path())
+    # an earlier sweep's or run's folder, or resume= (the sweeper's params' too), and a callback
+    # a config sets to null: refused on the config Hydra composes to tell the mode, before it
+    # runs or launches anything, whatever the config's callbacks
     try:
-        main()
+        also = [config_callback_problem]
+        with checked_where_hydra_composes(sys.argv[1:], exit_with, also) as checked:
+            # another Hydra: composed here first (a relative --config-path read against main's
+            # file as Hydra reads it)
+            if not checked and (problem := sweep_dir_problem(sys.argv[1:], _config_path(), main)):
+                exit_with(problem)
+            main()
     except KeyboardInterrupt as exc:  # the launcher's own wait (hydra/launcher=parallel): a job
         # run in this process says its own line in main() and exits 130 there
         from n2react.leaderboard import Leaderboard

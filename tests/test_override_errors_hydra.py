@@ -1,7 +1,8 @@
 """Overrides of Hydra's own config that Hydra took into a traceback, or took and then failed
 on: the sweeper's params where no config sets them (``hydra.sweeper.params.resume=X``:
 OmegaConf's AssertionError, with or without ``-m``), a callback set to null
-(``hydra.callbacks.leaderboard=null``: a warning at every event, the sweep unranked). Each is
+(``hydra.callbacks.leaderboard=null``, or in a user's config: a warning at every event, the
+sweep unranked). Each is
 one ``n2react: error:`` line, exit 2, nothing written. The sweeper's params a config sets still
 sweep, and a ``resume`` among them is refused like ``-m resume=``; a relative ``--config-path``
 is read as Hydra reads it, so the sweep checks apply there too."""
@@ -166,3 +167,53 @@ def test_a_sweep_over_a_key_of_hydras_own_config_is_one_line(tmp_path: Path) -> 
     expected = "+hydra.sweeper.params.seed=1,2: Hydra does not sweep its own config (hydra.*)"
     assert_only_line(out, expected, """quotes: "+hydra.sweeper.params.seed='1,2'\"""")
     assert_nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("config", "args"),
+    [
+        ("experiment/nolb.yaml", ("experiment=nolb",)),
+        ("mine.yaml", ("-m", "--config-name", "mine", "model=ridge,svr")),  # flags first
+    ],
+    ids=["experiment, run", "primary config, sweep"],
+)
+def test_a_callback_a_config_sets_to_null_is_one_line(
+    config: str, args: tuple[str, ...], tmp_path: Path
+) -> None:
+    """hydra.callbacks.leaderboard: null in a user's config (--config-dir) passed the check of
+    the command line: each event warned 'Callback NoneType.on_job_end raised AttributeError',
+    and the sweep wrote no leaderboard (exit 0)."""
+    conf = tmp_path / "conf" / config
+    conf.parent.mkdir(parents=True)
+    head = "# @package _global_\n" if "/" in config else "defaults:\n  - config\n  - _self_\n"
+    conf.write_text(f"{head}hydra:\n  callbacks:\n    leaderboard: null\n")
+    out = train(tmp_path, "--config-dir", str(tmp_path / "conf"), *args, *QUICK)
+    assert_only_line(
+        out,
+        "hydra.callbacks.leaderboard: null is not a callback (Hydra would call None at every "
+        "event, a warning each, and a sweep would go unranked), as a config of this command sets "
+        'it; to remove the callback, leave leaderboard out of that config and give "~hydra.',
+    )
+    assert_nothing_written(tmp_path)
+
+
+def test_a_config_that_sets_the_multirun_mode_is_checked_as_a_sweep(tmp_path: Path) -> None:
+    """hydra.mode: MULTIRUN from a user's experiment, no -m on the command line: a sweep all the
+    same, its resume= refused as with -m."""
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "many.yaml").write_text("# @package _global_\nhydra:\n  mode: MULTIRUN\n")
+    args = ("--config-dir", str(tmp_path / "conf"), "experiment=many", *QUICK, "resume=X")
+    assert_only_line(train(tmp_path, *args), f"resume=X: {RESUMED}")
+    assert_nothing_written(tmp_path)
+
+
+def test_the_sweep_check_composes_for_itself_where_hydra_cannot_be_hooked() -> None:
+    """sweep_checks.sweep_dir_problem, the CLI's check under a Hydra without get_mode."""
+    from n2react.compose import config_dir
+    from n2react.sweep_checks import sweep_dir_problem
+
+    conf = str(config_dir())
+    line = sweep_dir_problem(["-m", *QUICK, "resume=X"], conf)
+    assert line is not None and line.startswith(f"resume=X: {RESUMED}")
+    assert sweep_dir_problem([*QUICK, "resume=X"], conf) is None

@@ -135,3 +135,36 @@ def test_help_is_argparse_own(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0 and done.stdout.startswith("usage: python -m predict [-h]")
     assert "--coverage COVERAGE" in done.stdout and done.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "hydras"),
+    [((), 2), (("-m", "hydra.sweep.dir=multi"), 1)],
+    ids=["run", "sweep refused"],
+)
+def test_the_cli_composes_the_config_only_as_hydra_does(
+    args: tuple[str, ...], hydras: int, tmp_path: Path
+) -> None:
+    """The sweep-folder check composed the whole config once more on every start (about 0.1 s),
+    a single run's too: now it reads the composition Hydra makes to tell the mode. A run refused
+    by its data (composed for the mode, then for the run) and a sweep refused by its folder (for
+    the mode only)."""
+    (tmp_path / "multi").mkdir()
+    (tmp_path / "multi" / "multirun.yaml").write_text("earlier: sweep\n")
+    code = (
+        "import atexit, runpy, sys\n"
+        "from hydra._internal.hydra import Hydra\n"
+        "calls, compose = [], Hydra.compose_config\n"
+        "def counted(self, *a, **k):\n    calls.append(1)\n    return compose(self, *a, **k)\n"
+        "Hydra.compose_config = counted\n"
+        "atexit.register(lambda: print('compositions:', len(calls)))\n"
+        f"sys.argv = ['train', *{args!r}, 'data.path=missing.xlsx', 'tracking=none', "
+        "'hydra.run.dir=r']\n"
+        "runpy.run_module('train', run_name='__main__')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["compositions:", str(hydras)], done.stdout[-3000:]

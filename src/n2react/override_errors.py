@@ -198,14 +198,40 @@ def callback_problem(argv: Sequence[str]) -> str | None:
         value = override.value()
         if isinstance(value, dict | list):  # a list is refused as Hydra merges it
             continue
-        why = (
-            "Hydra would call None at every event, a warning each, and a sweep would go unranked"
-            if value is None
-            else "a callback is a mapping with its _target_"
-        )
-        shown = "null" if value is None else str(value)
         remove = shell_word("~" + key.lstrip("+"))
-        return redact(f"{arg}: {shown} is not a callback ({why}); to remove the callback: {remove}")
+        return redact(f"{arg}: {_not_a_callback(value)}; to remove the callback: {remove}")
+    return None
+
+
+def _not_a_callback(value: object) -> str:
+    """What Hydra does with a callback that is ``value`` (null, a number, a word)."""
+    why = (
+        "Hydra would call None at every event, a warning each, and a sweep would go unranked"
+        if value is None
+        else "a callback is a mapping with its _target_"
+    )
+    return f"{'null' if value is None else value} is not a callback ({why})"
+
+
+def config_callback_problem(cfg: Any) -> str | None:
+    """:func:`callback_problem` of a callback a config sets (a user's config through
+    ``--config-dir``, an experiment): ``hydra.callbacks.leaderboard: null`` in the composed
+    ``cfg``. The line says how to remove it, since ``~hydra.callbacks.<name>`` finds nothing to
+    delete where a config left it null. A mapping, a list and an interpolation are left to
+    Hydra."""
+    from omegaconf import DictConfig, OmegaConf
+
+    callbacks = OmegaConf.select(cfg, "hydra.callbacks")
+    if not isinstance(callbacks, DictConfig):
+        return None
+    for name, value in OmegaConf.to_container(callbacks, resolve=False).items():
+        if isinstance(value, dict | list) or OmegaConf.is_interpolation(callbacks, str(name)):
+            continue
+        key = f"hydra.callbacks.{name}"
+        return redact(
+            f"{key}: {_not_a_callback(value)}, as a config of this command sets it; to remove "
+            f"the callback, leave {name} out of that config and give {shell_word('~' + key)}"
+        )
     return None
 
 

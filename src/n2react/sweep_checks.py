@@ -1,6 +1,8 @@
 """A sweep's checks before Hydra launches it (``python -m train -m ...``), on the config composed
 as Hydra composes it: its folder holds no earlier sweep or run, it resumes no run, and the
-command line sets the sweeper's params only where a config gives it some.
+command line sets the sweeper's params only where a config gives it some. The CLI reads the
+folder and ``resume=`` from the composition Hydra makes anyway to tell the run's mode
+(:func:`checked_where_hydra_composes`): no composition of its own on a run's start.
 
 Split from :mod:`n2react.output_dirs`, which re-exports these names.
 """
@@ -90,16 +92,107 @@ def sweep_dir_problem(
     (:func:`resumed_sweep_problem`), or :func:`reused_sweep_problem` of its folder. None for a
     single run, or when Hydra cannot compose the command (Hydra reports that itself).
     ``task_function``: the Hydra main, whose file or module a relative ``--config-path`` is read
-    against (without it such a command is not checked)."""
+    against (without it such a command is not checked). The CLI checks the config Hydra
+    composes itself instead (:func:`checked_where_hydra_composes`), where it can."""
+    args = _parsed(argv)
+    if args is None or any(
+        (args.help, args.hydra_help, args.cfg, args.shell_completion, args.info)
+    ):  # (Hydra runs nothing)
+        return None
     try:
-        sweep = _sweep_dir(argv, config_path, task_function)
+        with _composed(args, config_path, task_function) as composed:
+            return None if composed is None else composed_sweep_problem(composed[0], args.multirun)
     except Exception:  # never refuse a command because the check itself failed
         log.debug("cannot tell the sweep's folder", exc_info=True)
         return None
-    if sweep is None:
+
+
+def composed_sweep_problem(cfg: Any, multirun: bool) -> str | None:
+    """Why the command whose config Hydra composed (``cfg``, as a multirun: the config Hydra
+    reads the mode from, with ``HydraConfig`` set to it) may not sweep: for a sweep
+    (``multirun``: ``-m``; else the config's ``hydra.mode``) its ``resume=``
+    (:func:`resumed_sweep_problem`) or its folder (:func:`reused_sweep_problem`). None for a
+    single run."""
+    from hydra.types import RunMode
+
+    if not multirun and cfg.hydra.mode != RunMode.MULTIRUN:  # (-m wins over RUN there)
         return None
-    sweep_dir, resumed = sweep
-    return resumed_sweep_problem(resumed) if resumed else reused_sweep_problem(sweep_dir)
+    resumed = _resumed(cfg)
+    if resumed:
+        return resumed_sweep_problem(resumed)
+    return reused_sweep_problem(Path(str(cfg.hydra.sweep.dir)))
+
+
+@contextlib.contextmanager
+def checked_where_hydra_composes(
+    argv: Sequence[str],
+    exit_with: Callable[[str], Any],
+    also: Sequence[Callable[[Any], str | None]] = (),
+) -> Iterator[bool]:
+    """While Hydra's main runs the command line ``argv``: the config Hydra composes to tell its
+    mode (``Hydra.get_mode``, before it runs or sweeps anything, for a run or a sweep alike) is
+    checked by each of ``also`` (a check of the composed config), then by
+    :func:`composed_sweep_problem`; the first problem ends it with ``exit_with(line)``. So the
+    checks read Hydra's own composition (its search path: ``--config-dir``, a relative
+    ``--config-path``, a user's experiment) at no cost of their own, whatever the config's
+    callbacks. Yields False (nothing checked) under a Hydra without ``get_mode``: the caller
+    composes for itself then (:func:`sweep_dir_problem`)."""
+    try:
+        from hydra._internal.hydra import Hydra
+
+        get_mode = Hydra.get_mode
+    except (ImportError, AttributeError):
+        log.debug("no Hydra.get_mode to check the composed config in", exc_info=True)
+        yield False
+        return
+    args = _parsed(argv)
+    multirun = bool(args is not None and args.multirun)
+
+    def checked_get_mode(self: Any, *given: Any, **named: Any) -> Any:
+        composed: list[Any] = []
+        compose = self.compose_config
+
+        def compose_and_keep(*args: Any, **kwargs: Any) -> Any:
+            composed.append(cfg := compose(*args, **kwargs))
+            return cfg
+
+        self.compose_config = compose_and_keep  # this instance, for this call only
+        try:
+            mode = get_mode(self, *given, **named)
+        finally:
+            del self.compose_config
+        problem = None
+        if composed:  # (Hydra could not compose the command: its run reports that)
+            try:
+                cfg = composed[-1]
+                with _hydra_config(cfg):
+                    found = (check(cfg) for check in also)
+                    problem = next((p for p in found if p), None)
+                    problem = problem or composed_sweep_problem(cfg, multirun)
+            except Exception:  # never refuse a command because the check itself failed
+                log.debug("cannot check the composed config", exc_info=True)
+        if problem:
+            exit_with(problem)
+        return mode
+
+    Hydra.get_mode = checked_get_mode  # type: ignore[method-assign]
+    try:
+        yield True
+    finally:
+        Hydra.get_mode = get_mode  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def _hydra_config(cfg: Any) -> Iterator[None]:
+    """``HydraConfig`` set to ``cfg`` (a folder may name ``${hydra:...}``), then as it was."""
+    from hydra.core.hydra_config import HydraConfig
+
+    before = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = before
 
 
 def resumed_sweep_problem(resumed: str) -> str:
@@ -221,7 +314,6 @@ def _composed(
         detect_calling_file_or_module_from_task_function,
     )
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     calling: tuple[str | None, str | None] = (None, None)
@@ -241,7 +333,6 @@ def _composed(
 
         search_path.prepend("command-line", f"file://{os.path.abspath(args.config_dir)}",
                             SearchPathQuery(provider="schema"))  # fmt: skip
-    hydra_config = HydraConfig.instance().cfg
     hydra = Hydra.create_main_hydra2(task_name="train", config_search_path=search_path)
     try:
         cfg = hydra.compose_config(
@@ -250,35 +341,7 @@ def _composed(
             run_mode=RunMode.MULTIRUN, with_log_configuration=False,
             validate_sweep_overrides=False,
         )  # fmt: skip
-        HydraConfig.instance().set_config(cfg)
-        yield cfg, hydra
+        with _hydra_config(cfg):
+            yield cfg, hydra
     finally:
-        HydraConfig.instance().cfg = hydra_config
         GlobalHydra.instance().clear()
-
-
-def _sweep_dir(
-    argv: Sequence[str], config_path: str, task_function: Callable[..., Any] | None = None
-) -> tuple[Path, str | None] | None:
-    """The sweep folder of a multirun command line (as :func:`hydra._internal.utils._run_hydra`
-    picks the config and the mode) and its ``resume=`` (:func:`_resumed`); None for any other
-    command."""
-    from hydra.types import RunMode
-
-    args = _parsed(argv)
-    if (
-        args is None
-        or args.help
-        or args.hydra_help
-        or args.cfg
-        or args.shell_completion
-        or args.info
-    ):
-        return None
-    with _composed(args, config_path, task_function) as composed:
-        if composed is None:
-            return None
-        cfg, _ = composed
-        if not args.multirun and cfg.hydra.mode != RunMode.MULTIRUN:  # (-m wins over RUN there)
-            return None
-        return Path(str(cfg.hydra.sweep.dir)), _resumed(cfg)
