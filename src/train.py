@@ -21,6 +21,8 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from n2react.output_dirs import resumed_run_dir  # noqa: E402
+
 log = logging.getLogger("n2react")
 
 
@@ -35,13 +37,6 @@ def _config_path() -> str:
 
 # A short random tag per process for the run directory (conf/config.yaml, hydra.run.dir).
 OmegaConf.register_new_resolver("n2react_uid", lambda: secrets.token_hex(3), use_cache=True)
-
-
-def resumed_run_dir(resume: object) -> str | None:
-    """The folder ``resume=`` names when it is a run's or a sweep job's, else None."""
-    from n2react.output_dirs import resumed_run_dir as run_dir
-
-    return run_dir(resume)
 
 
 # resume=<run dir>: Hydra's folder is the resumed one (its log goes on there, no new folder in
