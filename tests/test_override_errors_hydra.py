@@ -9,6 +9,7 @@ is read as Hydra reads it, so the sweep checks apply there too."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -205,6 +206,19 @@ def test_a_config_that_sets_the_multirun_mode_is_checked_as_a_sweep(tmp_path: Pa
     (conf / "many.yaml").write_text("# @package _global_\nhydra:\n  mode: MULTIRUN\n")
     args = ("--config-dir", str(tmp_path / "conf"), "experiment=many", *QUICK, "resume=X")
     assert_only_line(train(tmp_path, *args), f"resume=X: {RESUMED}")
+    assert_nothing_written(tmp_path)
+
+
+def test_the_console_script_reads_a_relative_config_path_as_hydra_does(tmp_path: Path) -> None:
+    """n2react-train runs train.cli from a module, not a file: Hydra reads --config-path
+    n2react_conf as the package pkg://n2react_conf, and so do the sweep checks."""
+    script = shutil.which("n2react-train")
+    if script is None:
+        pytest.skip("n2react-train is not installed (pip install -e .)")
+    dirs = (f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'multi'}")
+    cmd = [script, "-m", "--config-path", "n2react_conf", *QUICK, "resume=X", *dirs]
+    out = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert_only_line(out, f"resume=X: {RESUMED}")
     assert_nothing_written(tmp_path)
 
 
