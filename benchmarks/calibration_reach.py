@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         help="cv.groups to run, comma-separated (family,metal)",
     )
     args = ap.parse_args(argv)
+    if bad := [p for p in args.protocols if p not in PROTOCOLS]:  # refused after a run started
+        ap.error(f"unknown protocol(s) {', '.join(bad)}; expected {', '.join(PROTOCOLS)}")
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

@@ -306,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = [k for k in chosen if k not in keys]
     if bad:
         ap.error(f"unknown config(s) {', '.join(bad)}; expected {', '.join(keys)}")
+    if args.reuse and not (args.out and Path(args.out).is_dir()):  # it trained every row afresh
+        where = f"--out {args.out}: no such folder" if args.out else "no --out given"
+        ap.error(f"--reuse: {where} (the --out of an earlier run, whose rows it re-scores)")
     if "baseline" not in chosen:
         chosen.insert(0, "baseline")  # every row is compared with it
     fev = fev_file()

@@ -128,6 +128,9 @@ def test_a_count_below_its_least_is_refused_before_any_work(
         ("uncertainty.py", ["--protocols", ""], "argument --protocols: '': expected a comma-sep"),
         ("uncertainty.py", ["--difficulties", ","], "argument --difficulties: ',': expected a"),
         ("calibration_choice.py", ["--reuse", "gone"], "--reuse gone: no such folder"),
+        ("transfer.py", ["--reuse", "--out", "gone"], "--reuse: --out gone: no such folder (the"),
+        ("transfer.py", ["--reuse"], "--reuse: no --out given (the --out of an earlier run"),
+        ("calibration_reach.py", ["--protocols", "metal,foo"], "unknown protocol(s) foo; expec"),
     ],
 )
 def test_an_empty_selection_is_refused_before_any_work(
@@ -136,7 +139,9 @@ def test_an_empty_selection_is_refused_before_any_work(
     """--seeds , printed NaN figures with exit 0 (--seeds 1,a failed after the trees' fit);
     --protocols "" and --only matching no row ran nothing and exited 0; --reuse of a folder that
     is not there trained the six runs into it; model_table's --only "" (in every label) started
-    the whole table, hours; uncertainty.py's --protocols "" trained with cv.groups empty."""
+    the whole table, hours; uncertainty.py's --protocols "" trained with cv.groups empty;
+    transfer.py's --reuse with an --out not there (or none) made it and trained every row;
+    calibration_reach.py's --protocols foo printed 'foo: running' before its error line."""
     out = bench(script, *args, cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1500:]
     assert f"error: {expected}" in out.stderr.splitlines()[-1], out.stderr
