@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shlex
 import signal
@@ -258,6 +259,7 @@ def _cli() -> None:
         callback_problem,
         config_callback_problem,
         flag_problem,
+        hydra_problem,
         report_in_one_line,
     )
 
@@ -294,6 +296,13 @@ def _cli() -> None:
             if not checked and (problem := sweep_dir_problem(sys.argv[1:], _config_path(), main)):
                 exit_with(problem)
             main()
+    except Exception as exc:  # Hydra's check of --config-path, and --help, --hydra-help, --info
+        # composing outside Hydra's reporter (report_in_one_line): a traceback otherwise
+        full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+        line = None if full else hydra_problem(exc, sys.argv[1:], _config_path())
+        if line is None:
+            raise
+        exit_with(line)
     except KeyboardInterrupt as exc:  # the launcher's own wait (hydra/launcher=parallel): a job
         # run in this process says its own line in main() and exits 130 there
         from n2react.leaderboard import Leaderboard

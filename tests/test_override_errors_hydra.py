@@ -231,3 +231,63 @@ def test_the_sweep_check_composes_for_itself_where_hydra_cannot_be_hooked() -> N
     line = sweep_dir_problem(["-m", *QUICK, "resume=X"], conf)
     assert line is not None and line.startswith(f"resume=X: {RESUMED}")
     assert sweep_dir_problem([*QUICK, "resume=X"], conf) is None
+
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = f"the project's configs are in {ROOT / 'conf'}"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--config-path", "conf"), (f"--config-path conf: no such folder: {ROOT / 'src' / 'conf'} "
+                                     "(a relative --config-path is read against the folder of "
+                                     "train.py", PROJECT)),
+        (("--config-path", "{tmp}/none"), ("--config-path {tmp}/none: no such folder; ", PROJECT)),
+        (("--config-path", "{tmp}/conf/config.yaml"),
+         ("--config-path {tmp}/conf/config.yaml: a folder, not a config file; give the folder and "
+          "the config's name: --config-path {tmp}/conf --config-name config",)),
+        (("--config-path", "{tmp}/conf"), ("--config-path {tmp}/conf: no config.yaml in "
+                                           "{tmp}/conf", "(choose one with --config-name: mine)")),
+        (("--config-dir", "{tmp}/none"), ("--config-dir {tmp}/none: no such folder",)),
+        (("--config-dir", "none"), ("--config-dir none: no such folder: {tmp}/none",)),
+        (("--config-dir", "{tmp}/conf/mine.yaml"),
+         ("--config-dir {tmp}/conf/mine.yaml: not a folder (a file)",)),
+        (("--config-name", "nosuch"),
+         (f"--config-name nosuch: no such config in {ROOT / 'conf'} (choose from config)",)),
+        (("--config-name", "nosuch", "--config-dir", "{tmp}/conf"),
+         (f"--config-name nosuch: no such config in {ROOT / 'conf'} or {{tmp}}/conf (choose from "
+          "config, mine)",)),
+        (("-m", "--config-name", "nosuch", "model=ridge,svr"), ("--config-name nosuch: no such",)),
+        (("--help", "--config-name", "nosuch"), ("--config-name nosuch: no such config",)),
+    ],
+    ids=["relative path", "no folder", "a yaml path", "no config.yaml", "dir: none",
+         "dir: relative", "dir: a file", "name", "name and dir", "sweep", "--help"],
+)  # fmt: skip
+def test_a_config_location_hydra_cannot_find_is_one_line(
+    args: tuple[str, ...], expected: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Hydra's 'Primary config directory not found' (or '... module ...'), 'Additional config
+    directory ... not found', 'Cannot find primary config' with its search path, and its
+    ValueError for a YAML --config-path: several lines and exit 1 (a traceback with --help)."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "mine.yaml").write_text("defaults:\n  - config\n  - _self_\n")
+    tmp = str(tmp_path)
+    out = train(tmp_path, *(a.replace("{tmp}", tmp) for a in args))
+    assert_only_line(out, *(e.replace("{tmp}", tmp) for e in expected))
+    assert_nothing_written(tmp_path)
+
+
+def test_the_console_script_names_a_relative_config_path_it_cannot_find(tmp_path: Path) -> None:
+    """n2react-train reads a relative --config-path as a Python package: Hydra's 'Primary config
+    module 'conf' not found', exit 1."""
+    script = shutil.which("n2react-train")
+    if script is None:
+        pytest.skip("n2react-train is not installed (pip install -e .)")
+    for given in ("conf", "../conf"):
+        cmd = [script, "--config-path", given, "hydra.run.dir=run"]
+        out = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+        assert_only_line(out, f"--config-path {given}: no Python package conf (run as a module",
+                         PROJECT)  # fmt: skip
+        assert list(tmp_path.iterdir()) == []

@@ -241,11 +241,16 @@ def hydra_problem(
     """One line for an override Hydra refused (unparsable, an unknown key, a comma value outside
     a sweep, ``+`` for a key there is, ``~`` for one there is not or of another value, and with
     the command line ``argv`` and the primary config's folder ``config_path``, ``+`` or ``++``
-    for a config group the config has); None for any other error (Hydra reports it as it
-    does)."""
+    for a config group the config has, and a config location Hydra cannot find:
+    :func:`n2react.config_location.config_location_problem`); None for any other error (Hydra
+    reports it as it does)."""
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
     try:
+        from n2react.config_location import config_location_problem
+
+        if line := config_location_problem(exc, argv, config_path):
+            return redact(line)
         if isinstance(exc, OverrideParseException):
             return redact(_parse_problem(exc))
         if not isinstance(exc, ConfigCompositionException):
