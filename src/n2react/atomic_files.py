@@ -15,11 +15,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
-
-import pandas as pd
+from typing import IO, TYPE_CHECKING, Any
 
 from n2react.errors import N2ReactError
+
+if TYPE_CHECKING:  # pandas is imported where a table is read or written: every command's start
+    import pandas as pd  # (python -m train --help, a refused command) goes through this module
 
 
 def _cannot_write(path: Path, exc: OSError) -> N2ReactError:
@@ -101,6 +102,8 @@ def spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` with text cells that a spreadsheet would run as a formula (starting with ``=``,
     ``+``, ``-``, ``@``, tab or CR, and not a number) prefixed with ``'``, as spreadsheet tools
     expect; numbers and other cells unchanged."""
+    import pandas as pd
+
     out = table.copy()
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
@@ -118,6 +121,8 @@ def _restored(v: Any) -> Any:
 
 def read_csv(path: str | Path, **kwargs: Any) -> pd.DataFrame:
     """A CSV written by :func:`write_csv`, its neutralised text cells as they were."""
+    import pandas as pd
+
     table = pd.read_csv(path, **kwargs)
     for col in table.columns:
         if table[col].dtype == object or pd.api.types.is_string_dtype(table[col]):
