@@ -32,7 +32,7 @@ def test_held_out_metal_is_outside_for_its_new_element(ds: Dataset, held_out: tu
     assert list(table.columns) == COLUMNS
     assert list(table["cluster"]) == list(ds.clusters[test])
     assert not table["in_domain"].any()
-    assert table["reasons"].str.contains("new element").all()
+    assert table["reasons"].str.contains("new metal").all()  # "new metal Rh", not "element(s)"
     for name, new in zip(table["cluster"], table["new_elements"]):
         metal = next(e for e in parse_formula(name)[0] if e in METALS)
         assert metal in new.split(", ")
@@ -192,3 +192,24 @@ def test_is_metal_names_ligand_elements_and_metals_by_the_periodic_table() -> No
     assert all(is_metal(m) for m in ("Ga", "Sn", "Ce", "Na", "Bi"))  # metals the formula lacks
     assert not any(is_metal(e) for e in ("H", "C", "N", "O", "S", "Se", "P", "Si", "Te", "Cl"))
     assert not is_metal("Cp")  # a ligand symbol that is no element
+
+
+def test_a_new_element_reason_names_a_metal_or_a_ligand_element(ds: Dataset) -> None:
+    """domain_reasons said 'new element(s) Ni, Se' for a new metal and a new ligand element
+    alike, as the new-element warning no longer did; the descriptor notes leave both parts out."""
+    from n2react.domain import new_element_reasons
+    from n2react.inference import trust_flags
+
+    assert new_element_reasons(["Se", "Ni", "P"]) == ["new metal Ni", "new ligand elements P, Se"]
+    assert new_element_reasons(["Ni", "Cr"]) == ["new metals Cr, Ni"] and not new_element_reasons(
+        []
+    )
+    ad = ApplicabilityDomain().fit(ds.X, ds.clusters)
+    dom = ad.assess(ds.X.iloc[:2], np.array(["Ni2VSe2¯", ds.clusters[1]]))
+    assert dom["new_elements"].tolist() == ["Ni, Se", ""]  # the column (and flags) as before
+    assert dom["reasons"].iat[0].startswith("new metal Ni; new ligand element Se")
+    band = pd.DataFrame({"flagged": [False, False], "expected_error": [0.3, 0.3]})
+    inside, reasons, notes, _ = trust_flags(dom, band, 1.0, 0.9)
+    assert inside.tolist() == [False, True]
+    assert reasons == ["new metal Ni; new ligand element Se", ""]
+    assert not any("new " in n for n in notes)

@@ -120,7 +120,7 @@ def test_a_new_metal_under_fev_calibrated_intervals_is_warned_about(run: dict) -
     assert f"calibrated on {FEV}" in line
     assert "cv.groups=metal uncertainty.calibration_path=null" in line
     table = pd.read_csv(run["tmp"] / "ni_predictions.csv")
-    assert table["domain_reasons"].iat[0].startswith("new element(s) Ni")
+    assert table["domain_reasons"].iat[0].startswith("new metal Ni")
     sheet.loc[[0, 9], "Clusters"] = ["Fe2VC¯", "Fe4VC¯"]
     sheet.to_excel(run["tmp"] / "fe.xlsx", index=False)
     res = _predict(run, str(run["tmp"] / "fe.xlsx"))

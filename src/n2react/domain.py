@@ -83,6 +83,18 @@ def is_metal(symbol: str) -> bool:
     return symbol in METALS or (symbol in ELEMENTS and symbol not in NON_METALS)
 
 
+def new_element_reasons(elements: Sequence[str]) -> list[str]:
+    """``elements`` (new to a run's training clusters) in words, metals first: ``['new metal
+    Ni', 'new ligand elements P, Se']`` (:func:`is_metal`); [] for none."""
+    metals = sorted(e for e in elements if is_metal(e))
+    ligands = sorted(e for e in elements if not is_metal(e))
+    return [
+        f"new {what}{'s' if len(els) > 1 else ''} {', '.join(els)}"
+        for what, els in (("metal", metals), ("ligand element", ligands))
+        if els
+    ]
+
+
 def _label(code: str) -> str:
     try:
         from n2react.descriptors import label  # type: ignore[import-not-found, unused-ignore]
@@ -210,7 +222,7 @@ class ApplicabilityDomain(BaseEstimator):
             if news[i] is None:
                 reasons.append("name is not a formula: elements not checked")
             elif new:
-                reasons.append(f"new element(s) {', '.join(new)}")
+                reasons += new_element_reasons(new)
             out = [
                 (max(below[i, j], above[i, j]), j, "above" if above[i, j] > 0 else "below")
                 for j in range(len(self.columns_))

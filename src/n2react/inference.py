@@ -23,7 +23,7 @@ from n2react import runstore
 from n2react.cv import predict_mean_std
 from n2react.data.sheets import check_input_file
 from n2react.difficulty import model_spread
-from n2react.domain import is_metal
+from n2react.domain import is_metal, new_element_reasons
 from n2react.errors import DataError, N2ReactError
 from n2react.figures import run_dir_title
 from n2react.isomers import duplicate_names_line, scored_once
@@ -150,7 +150,7 @@ def trust_flags(
     limits = np.broadcast_to(np.asarray(threshold, dtype=float), (len(dom),))
     reasons, notes = [], []
     for i in range(len(dom)):
-        why = [f"new element(s) {new[i]}"] if new[i] else []
+        why = new_element_reasons(new[i].split(", ")) if new[i] else []
         if high[i]:
             ee, limit = _distinct(float(band["expected_error"].iat[i]), float(limits[i]))
             why.append(
@@ -159,7 +159,7 @@ def trust_flags(
             )
         reasons.append("; ".join(why))
         parts = str(dom["reasons"].iat[i] or "").split("; ")
-        notes.append("; ".join(p for p in parts if p and not p.startswith("new element(s)")))
+        notes.append("; ".join(p for p in parts if p and p not in why))  # why: the flags' own
     inside = ~((new != "") | high)
     n_out = int((~inside).sum())
     line = f"{n_out} of {len(dom)} clusters outside the training domain"
@@ -211,11 +211,7 @@ def new_element_line(out: pd.DataFrame, calib: Any, domain: Any) -> str | None:
     elements = sorted({e for found in new for e in found})
     metals = [e for e in elements if is_metal(e)]
     ligands = [e for e in elements if not is_metal(e)]
-    kinds = [
-        f"new {what}{'s' if len(els) > 1 else ''} {', '.join(els)}"
-        for what, els in (("metal", metals), ("ligand element", ligands))
-        if els
-    ]
+    kinds = new_element_reasons(elements)
     rows = [f"{out['cluster'].iat[i]} row {out['row'].iat[i]}" for i in new.index[:3]]
     more = f" and {len(new) - 3} more" if len(new) > 3 else ""
     on = calib.source
