@@ -168,6 +168,46 @@ def test_eval_path_is_also_a_file_name_in_the_data_folder(make_cfg, tmp_path: Pa
     assert metrics["transfer_n"] == 18
 
 
+def test_eval_path_with_a_new_element_is_warned_about_as_predict_does(
+    make_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """predict warned about a cluster with an element no training cluster has (a metal or a
+    ligand element, and what its interval was calibrated on); eval.path, scored with the same
+    domain and intervals, said nothing. The Fe-V file itself has no new element: no warning,
+    and the same figures as the file with Se for S in one name (same descriptors)."""
+    from n2react.inference import load_model
+    from n2react.transfer import evaluate_transfer
+
+    fev = pd.read_excel(data_dir() / "heteronuclear-FeV-18-15features.xlsx")
+    assert fev.loc[2, "Clusters"] == "Fe2VS2¯"
+    fev.loc[2, "Clusters"] = "Fe2VSe2¯"
+    fev.to_excel(tmp_path / "se.xlsx", index=False)
+    over = ("data=homonuclear_15", "model=ridge", "cv.outer_folds=3", "explain=false")
+    with caplog.at_level("WARNING", logger="n2react"):
+        metrics = run(make_cfg(*over, f"eval.path={tmp_path / 'se.xlsx'}", "tracking=none"),
+                      tmp_path / "run")  # fmt: skip
+    (line,) = [
+        r.getMessage() for r in caplog.records if "no training cluster has" in r.getMessage()
+    ]
+    assert line.startswith(
+        f"eval.path={tmp_path / 'se.xlsx'}: 1 of 18 clusters have an element no training cluster "
+        "has (new ligand element Se: Fe2VSe2¯ row 4): their intervals were calibrated on the "
+        "run's held-out errors, KFold (known families); no calibration holds out a ligand element"
+    )
+    table = pd.read_csv(tmp_path / "run" / "transfer" / "transfer_predictions.csv")
+    assert table["domain_reasons"].fillna("").tolist()[2:4] == ["new ligand element Se", ""]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="n2react"):
+        fev_metrics, _ = evaluate_transfer(
+            load_model(str(tmp_path / "run")), data_dir() / "heteronuclear-FeV-18-15features.xlsx",
+            tmp_path / "fev",
+        )  # fmt: skip
+    assert not [r for r in caplog.records if "no training cluster has" in r.getMessage()]
+    assert fev_metrics["transfer_in_domain"] == metrics["transfer_in_domain"] + 1 == 18
+    for key in ("transfer_r", "transfer_rmse", "transfer_mae", "transfer_within"):
+        assert fev_metrics[key] == pytest.approx(metrics[key])
+
+
 def test_eval_path_must_exist_and_be_labelled(make_cfg, tmp_path: Path, cut_files) -> None:
     with pytest.raises(DataError, match="eval.path=.*nothing.xlsx: file not found"):
         run(make_cfg("model=ridge", f"eval.path={tmp_path / 'nothing.xlsx'}"), tmp_path / "a")

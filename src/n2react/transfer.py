@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from n2react import runstore
 from n2react.data import Dataset
 from n2react.domain import ApplicabilityDomain
 from n2react.errors import DataError
 from n2react.figures import domain_plot, parity_plot
-from n2react.inference import LoadedModel, prediction_table
+from n2react.inference import LoadedModel, new_element_line, prediction_table
 from n2react.metrics import figure, pooled_metrics
-from n2react.new_clusters import formula_ligands, read_new_clusters
+from n2react.new_clusters import formula_ligands, read_sheet_clusters
 from n2react.provenance import used_lines
 from n2react.uncertainty_report import descriptor_flag, flag_split_text
 
@@ -53,10 +54,15 @@ def evaluate_transfer(
     it holds only some of them a warning says their intervals are in-sample. ``trained``: what
     the final model is and what it was trained on, for the figures' titles."""
     names = [str(c) for c in loaded.model.feature_names_in_]
-    X, clusters, y = read_new_clusters(path, names, ligands=formula_ligands(loaded.model))
+    sheet = read_sheet_clusters(path, names, ligands=formula_ligands(loaded.model))
+    X, clusters, y = sheet.X, sheet.names, sheet.y
     if y is None:
         raise DataError(f"eval.path={path}: no lg(k1) column, so there is nothing to score")
     table, summary = prediction_table(loaded, X, clusters, y, coverage, "uncertainty.coverage")
+    # as predict warns: an element no training cluster has, and what the intervals hold for
+    named = {"cluster": table["cluster"].to_numpy(), "row": sheet.rows}
+    if line := new_element_line(pd.DataFrame(named), loaded.uncertainty, loaded.domain):
+        log.warning("eval.path=%s: %s", path, line)
     held_out = _calibration_rows(held_out, loaded, X)
     for line in used_lines(table, loaded.uncertainty, calibration=held_out is None):
         log.warning("eval.path=%s: %s", path, line)  # its transfer figures are not transfer
