@@ -120,8 +120,6 @@ def _use_held_out(
 ) -> str | None:
     """Put the cross-fitted intervals, expected errors and flags of the calibration clusters in
     the prediction table (``held_out`` in its row order); the domain summary line."""
-    import pandas as pd
-
     from n2react.inference import trust_flags
 
     for col in ("y_lower", "y_upper", "expected_error", "flag_threshold"):
@@ -190,8 +188,6 @@ def transfer_trust(
     """transfer_coverage/_width/_spearman and the domain MAE flagged vs passed on the transfer
     set (``descriptor``: the descriptor rule's flags, or None), its observed vs nominal coverage
     plot and |error| vs expected_error plot (``model``, ``; model: ...``, ends their titles)."""
-    import pandas as pd
-
     from n2react.difficulty import model_spread
     from n2react.uncertainty import LEVELS, min_residuals
     from n2react.uncertainty_report import calibration_plot, error_plot, trust_metrics
