@@ -14,15 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from resume_helpers import QUICK
+from resume_helpers import KILLABLE, QUICK, start_and_kill
 
 from n2react.errors import ConfigError, N2ReactError
 from n2react.run import run
 
-ARGS = [
-    "model=rfr", "model.estimator.n_estimators=20", "search=random", "search.max_trials=3",
-    "cv.outer_folds=4", "cv.inner_folds=2", "explain=false", "progress=false",
-]  # fmt: skip
+ARGS = KILLABLE
 
 
 def _cmd(run_dir: Path, *extra: str) -> list[str]:
@@ -39,18 +36,7 @@ def _train(cwd: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess
 
 def _start_and_kill(cwd: Path, run_dir: Path) -> None:
     """Start a real run and SIGKILL it once two outer folds are written."""
-    proc = subprocess.Popen(
-        _cmd(run_dir), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.time() + 300
-        while not (run_dir / "folds" / "fold_02" / "fold.json").exists():
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.time() < deadline, "fold 2 never finished"
-            time.sleep(0.05)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
+    start_and_kill(_cmd(run_dir), cwd, run_dir)
 
 
 def _error_lines(out: subprocess.CompletedProcess[str]) -> list[str]:
