@@ -12,7 +12,6 @@ differ are refused: they were not cross-validated alike.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -32,7 +31,7 @@ from n2react.bootstrap import (
     folds_text,
     pooled_units,
 )
-from n2react.errors import N2ReactError, first_line
+from n2react.errors import N2ReactError
 from n2react.metrics import figure
 from n2react.runstore import OOF_FILE, json_text, read_csv
 from n2react.tracking import DEFAULT_URI, default_uri, short_id_note
@@ -72,55 +71,17 @@ def _read_oof(path: Path, source: str) -> pd.DataFrame:
     return oof
 
 
-#: what an MLflow status other than FINISHED means for a run without its out-of-fold table
-_UNFINISHED = {
-    "RUNNING": "still running, or its process died without a word",
-    "KILLED": "stopped part-way",
-    "FAILED": "ended by an error",
-    "SCHEDULED": "not started",
-}
-
-
 def _no_table(p: Path) -> str:
     """Why the folder ``p`` has no out-of-fold table, in one line: a sweep's folder (its job
     folders hold the runs), a run not finished yet, or no run of python -m train at all."""
-    from n2react.runstore import CONFIG_FILE, FOLD_FILE, FOLDS_DIR, SUMMARY_FILE
-    from n2react.sweep_plan import MULTIRUN_FILE
+    from n2react.runstore import CONFIG_FILE
+    from n2react.unfinished import folder_problem
 
-    if (p / MULTIRUN_FILE).is_file():
-        jobs = sorted(d for d in p.iterdir() if (d / OOF_FILE).is_file())
-        named = " ".join(str(d) for d in jobs[:2]) if len(jobs) >= 2 else ""
-        return (
-            f"{p} is a sweep's folder ({len(jobs)} finished job folder(s) in it): name two of "
-            "its job folders" + (f", e.g. {named}" if named else "") + "; its "
-            "leaderboard.csv compares every job with the best one"
-        )
-    if (p / FOLDS_DIR).is_dir() and not (p / SUMMARY_FILE).exists():
-        done = len(list((p / FOLDS_DIR).glob(f"fold_*/{FOLD_FILE}")))
-        return (
-            f"{p}: its run has not finished ({done} outer fold(s) done so far: still running, or "
-            f"stopped part-way); compare it once it has finished (python -m train "
-            f"resume={p} continues a stopped run)"
-        )
+    if why := folder_problem(p, "compare", jobs=2):
+        return why
     if (p / CONFIG_FILE).is_file():
         return f"{p}: no {OOF_FILE} (its run stopped before its outer folds were done?)"
     return f"{p}: no {OOF_FILE} (not a finished nested-CV run of python -m train?)"
-
-
-def _store_error(exc: Exception, uri: str) -> str:
-    """MLflow's error reading a run, in words: a run id not in the store names the store (MLflow
-    said 'Run with id=<the id> not found', which store it had searched left unsaid)."""
-    from mlflow.exceptions import MlflowException
-
-    from n2react.credentials import redact
-    from n2react.tracking import DEFAULT_URI
-
-    if isinstance(exc, MlflowException) and exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-        why = f"no such run in {redact(uri)}"
-        if uri == DEFAULT_URI and not os.environ.get("MLFLOW_TRACKING_URI"):  # for want of any
-            why += " (the default store; name yours with --tracking-uri)"
-        return why
-    return first_line(exc)
 
 
 def _check_store(uri: str) -> None:
@@ -158,23 +119,18 @@ def load_oof(run: str, tracking_uri: str) -> Loaded:
         )
     _check_store(tracking_uri)
     from n2react.mlflow_runs import RunReader
+    from n2react.unfinished import status_problem, store_problem
 
     try:
         reader = RunReader(tracking_uri)
         info = reader.run(run)
         names = set(reader.list_artifacts(run))
     except Exception as exc:
-        raise N2ReactError(f"MLflow run {run}: {_store_error(exc, tracking_uri)}") from exc
+        raise N2ReactError(f"MLflow run {run}: {store_problem(exc, tracking_uri)}") from exc
     if why := info.fold_run_problem():
         raise N2ReactError(why)
-    if OOF_FILE not in names and info.status != "FINISHED":
-        # it is an n2react parent run ("not an n2react parent run?" said otherwise)
-        state = _UNFINISHED.get(info.status, info.status)
-        raise N2ReactError(
-            f"MLflow run {run} is {info.status} ({state}): it has no {OOF_FILE} before its "
-            f"outer folds are done; compare it once it has finished (python -m "
-            f"train resume={run} continues a KILLED or FAILED run)"
-        )
+    if OOF_FILE not in names and (why := status_problem(run, info.status, "compare")):
+        raise N2ReactError(why)  # an n2react parent run ("not an n2react parent run?" said)
     if OOF_FILE not in names:
         raise N2ReactError(f"MLflow run {run}: no artifact {OOF_FILE} (not an n2react parent run?)")
     with tempfile.TemporaryDirectory(prefix="n2react-compare-") as tmp:

@@ -20,13 +20,15 @@ from typing import Any
 
 from n2react import __version__, runstore
 from n2react.backend import stderr_silenced
-from n2react.errors import N2ReactError, first_line
+from n2react.errors import N2ReactError
 from n2react.tracking import RUN_ID, TAG_MODEL_SHA, short_id_note
 from n2react.uncertainty import load_calibration
+from n2react.unfinished import folder_problem, status_problem, store_problem
 
 log = logging.getLogger("n2react.inference")  # its lines are predict's
 
 HASH_TAG = TAG_MODEL_SHA  # the old name (n2react.tracking defines the tag)
+FINAL = "final model (tag model_uri) before its outer folds and final fit are done"
 
 
 @dataclass
@@ -68,6 +70,8 @@ def load_model(
 def _load_run_dir(path: Path, trust_pickle: bool) -> LoadedModel:
     run_dir = path if path.is_dir() else path.parent
     file = runstore.model_path(path) if path.is_dir() else path
+    if file is None and (why := folder_problem(path, "predict with")):  # path: a folder
+        raise N2ReactError(why)  # a sweep's folder, a run not finished yet
     if file is None:
         raise N2ReactError(
             f"{run_dir}: no {runstore.MODEL_FILE} (not a run directory of python -m train, or a "
@@ -113,7 +117,7 @@ def _load_mlflow(ref: str, tracking_uri: str | None, trust_pickle: bool) -> Load
     except N2ReactError:
         raise
     except Exception as exc:
-        raise N2ReactError(f"cannot load model {ref}: {first_line(exc)}") from exc
+        raise N2ReactError(f"cannot load model {ref}: {store_problem(exc, uri)}") from exc
 
 
 def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> LoadedModel:
@@ -127,11 +131,16 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
         local = reader.download_uri(ref, tmp)
         read = runstore.read_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle, ref)
         return LoadedModel(read.model, [], ref, pickled=read.pickled)
-    info = reader.run(ref)
+    try:
+        info = reader.run(ref)
+    except Exception as exc:
+        raise N2ReactError(f"MLflow run {ref}: {store_problem(exc, reader.uri)}") from exc
     if why := info.fold_run_problem():
         raise N2ReactError(why)
     tags = info.tags
     model_uri = tags.get("model_uri")
+    if model_uri is None and (why := status_problem(ref, info.status, "predict with", FINAL)):
+        raise N2ReactError(why)
     if model_uri is None:
         raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")
     local = reader.download_uri(model_uri, tmp)

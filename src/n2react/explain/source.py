@@ -21,9 +21,10 @@ from omegaconf import OmegaConf
 
 from n2react import runstore
 from n2react.data import Dataset, load_dataset
-from n2react.errors import N2ReactError, first_line
+from n2react.errors import N2ReactError
 from n2react.jobs import TAG_SWEEP, sweep_job
 from n2react.tracking import RUN_ID, TAG_MODEL_SHA, short_id_note
+from n2react.unfinished import folder_problem, status_problem, store_problem
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,8 @@ def load_run_dir(
         raise N2ReactError(
             f"{d}: not a run directory (nor an MLflow run id){short_id_note(str(d))}"
         )
+    if why := folder_problem(d, "explain"):  # a sweep's folder, a run not finished yet
+        raise N2ReactError(why)
     if not (d / runstore.CONFIG_FILE).exists():
         raise N2ReactError(_not_a_run(d, f"no {runstore.CONFIG_FILE} (not a run directory)"))
     cfg = _read_cfg(d / runstore.CONFIG_FILE)
@@ -164,11 +167,13 @@ def load_mlflow_run(
         reader = RunReader(uri)
         run = reader.run(run_id)
     except Exception as exc:
-        raise N2ReactError(f"MLflow run {run_id}: {first_line(exc)}") from exc
+        raise N2ReactError(f"MLflow run {run_id}: {store_problem(exc, uri)}") from exc
     if why := run.fold_run_problem():
         raise N2ReactError(why)
     dest = Path(dest)
     names = set(reader.list_artifacts(run_id))
+    if runstore.OOF_FILE not in names and (why := status_problem(run_id, run.status, "explain")):
+        raise N2ReactError(why)  # an n2react parent run ("not an n2react parent run?" said)
 
     def need(name: str) -> None:
         if name not in names:

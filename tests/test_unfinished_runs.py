@@ -1,0 +1,86 @@
+"""`explain`, `predict` and `benchmarks/importance_stability.py --run` given what is not a
+finished run, as real processes: a run killed part-way (its folder and its MLflow run), a
+sweep's folder, a run id not in the store. They said "oof_predictions.csv: not found (is this a
+finished nested-CV run?)", "no artifact oof_predictions.csv (not an n2react parent run?)" of an
+n2react run, "no model.skops (not a run directory of python -m train ...)" of a sweep's folder
+and MLflow's "Run with id=X not found"; each now says the line compare says
+(:mod:`n2react.unfinished`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from unfinished_helpers import command, killed_run, one_error, sweep_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+SHEET = "homonuclear-159-24features.xlsx"
+
+
+def _not_finished(folder: Path, verb: str) -> str:
+    return (
+        rf"{re.escape(str(folder))}: its run has not finished \(2 outer fold\(s\) done so far: "
+        rf"still running, or stopped part-way\); {verb} it once it has finished \(python -m "
+        rf"train resume={re.escape(str(folder))} continues a stopped run\)"
+    )
+
+
+@pytest.mark.slow
+def test_explain_and_predict_name_a_run_killed_part_way(tmp_path: Path, shared_data: Path) -> None:
+    killed = killed_run(tmp_path)
+    run_dir, uri, run_id = killed.run_dir, killed.uri, killed.run_id
+    out = tmp_path / "out.csv"
+    predict = ["-m", "predict", str(run_dir), str(shared_data / SHEET), "-o", str(out)]
+    # "killed/oof_predictions.csv: not found (is this a finished nested-CV run?)"
+    said = one_error(command(["-m", "n2react.explain", str(run_dir)], tmp_path))
+    assert re.fullmatch(_not_finished(run_dir, "explain"), said), said
+    # "killed: no model.skops (not a run directory of python -m train, or ... final_model=false?)"
+    said = one_error(command(predict, tmp_path))
+    assert re.fullmatch(_not_finished(run_dir, "predict with"), said), said
+    bench = [str(ROOT / "benchmarks" / "importance_stability.py"), "--run", str(run_dir)]
+    said = one_error(command(bench, tmp_path))
+    assert re.fullmatch(_not_finished(run_dir, "explain"), said), said
+
+    # its MLflow run, left RUNNING: "no artifact oof_predictions.csv (not an n2react parent
+    # run?)" (explain), "has no final model (tag model_uri)" (predict)
+    state = f"MLflow run {run_id} is RUNNING (still running, or its process died without a word)"
+    resume = f"(python -m train resume={run_id} continues a KILLED or FAILED run)"
+    said = one_error(command(["-m", "n2react.explain", run_id, "--tracking-uri", uri], tmp_path))
+    assert said == (
+        f"{state}: it has no oof_predictions.csv before its outer folds are done; explain it "
+        f"once it has finished {resume}"
+    )
+    predict[2] = run_id
+    said = one_error(command([*predict, "--tracking-uri", uri], tmp_path))
+    assert said == (
+        f"{state}: it has no final model (tag model_uri) before its outer folds and final fit "
+        f"are done; predict with it once it has finished {resume}"
+    )
+
+    # a run id not in the store: "Run with id=<id> not found", the store searched unsaid
+    missing = "0" * 32
+    said = one_error(command(["-m", "n2react.cli", "explain", missing], tmp_path,
+                             {"MLFLOW_TRACKING_URI": uri}))  # fmt: skip
+    assert said == f"MLflow run {missing}: no such run in {uri}"
+    predict[2] = missing
+    said = one_error(command(["-m", "n2react.cli", *predict[1:], "--tracking-uri", uri], tmp_path))
+    assert said == f"MLflow run {missing}: no such run in {uri}"
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_explain_and_predict_name_a_sweeps_folder(tmp_path: Path, shared_data: Path) -> None:
+    # explain: "sweep: no config_resolved.yaml (not a run directory); ...", predict: "sweep: no
+    # model.skops (not a run directory of python -m train, or ... final_model=false?)"
+    sweep = sweep_folder(tmp_path)
+    line = (
+        f"{sweep} is a sweep's folder (2 finished job folder(s) in it): name one of its job "
+        f"folders, e.g. {sweep / '0_ridge'}; its leaderboard.csv compares every job with the "
+        "best one"
+    )
+    assert one_error(command(["-m", "n2react.cli", "explain", str(sweep)], tmp_path)) == line
+    out = tmp_path / "out.csv"
+    predict = ["-m", "predict", str(sweep), str(shared_data / SHEET), "-o", str(out)]
+    assert one_error(command(predict, tmp_path)) == line
+    assert not out.exists()
