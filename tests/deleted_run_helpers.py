@@ -57,3 +57,26 @@ def delete_when(tmp: Path, uri: str, job: subprocess.Popen, job_tag: str | None 
     client.delete_run(parent.info.run_id)
     (tmp / "go").touch()
     return parent.info.run_id
+
+
+def train_deleted_at(
+    cli: list[str], tmp: Path, marker: str, *extra: str
+) -> tuple[str, str, Path, str]:
+    """``cli`` (``python -m train ...``) whose parent run is deleted as the run folder's
+    ``marker`` is written: (the run id, the store's uri, the run folder, stderr); exit status 2
+    checked."""
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    run_dir = tmp / "run"
+    cmd = [*cli, f"tracking.uri={uri}", f"hydra.run.dir={run_dir}", *extra]
+    log = tmp / "stderr.txt"  # a file, not a pipe: a full pipe would stall the run
+    with log.open("w") as stderr:
+        env = paused_env(run_dir / marker, tmp)
+        job = subprocess.Popen(cmd, cwd=tmp, stderr=stderr, text=True, env=env)
+        try:
+            run_id = delete_when(tmp, uri, job)
+            job.wait(timeout=300)
+        finally:
+            job.kill()
+    err = log.read_text()
+    assert job.returncode == 2 and "Traceback" not in err, err[-2000:]
+    return run_id, uri, run_dir, err

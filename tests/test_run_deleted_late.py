@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from deleted_run_helpers import delete_when, paused_env
+from deleted_run_helpers import delete_when, paused_env, train_deleted_at
 
 
 def _late_files(run_dir: Path) -> None:
@@ -35,20 +35,8 @@ def test_a_run_deleted_during_its_final_model_or_explain_ends_in_one_line(tmp_pa
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
-    run_dir = tmp_path / "run"
-    cmd = [*CLI, "model=ridge", f"tracking.uri={uri}", f"hydra.run.dir={run_dir}"]
-    log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would stall the run
-    with log.open("w") as stderr:
-        env = paused_env(run_dir / "summary.json", tmp_path)
-        job = subprocess.Popen(cmd, cwd=tmp_path, stderr=stderr, text=True, env=env)
-        try:
-            run_id = delete_when(tmp_path, uri, job)
-            job.wait(timeout=300)
-        finally:
-            job.kill()
-    err = log.read_text()
-    assert job.returncode == 2 and "Traceback" not in err, err[-2000:]
+    cli = [*CLI, "model=ridge"]
+    run_id, uri, run_dir, err = train_deleted_at(cli, tmp_path, "summary.json")
     assert "MlflowException" not in err and "active' state" not in err, err[-2000:]
     errors = [ln for ln in err.splitlines() if ln.startswith("n2react: error:")]
     assert errors == [

@@ -4,35 +4,14 @@ file until the test has deleted the run (:mod:`deleted_run_helpers`)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from deleted_run_helpers import delete_when, paused_env
+from deleted_run_helpers import train_deleted_at
 
 CLI = [sys.executable, "-m", "train", "model=ridge", "data=homonuclear_15", "cv.outer_folds=3",
        "progress=false"]  # fmt: skip
-
-
-def _train_deleted_at(tmp: Path, marker: str, *extra: str) -> tuple[str, str, Path, str]:
-    """``python -m train`` whose parent run is deleted as the run folder's ``marker`` is written:
-    (the run id, the store's uri, the run folder, stderr); exit status 2 checked."""
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    run_dir = tmp / "run"
-    cmd = [*CLI, f"tracking.uri={uri}", f"hydra.run.dir={run_dir}", *extra]
-    log = tmp / "stderr.txt"  # a file, not a pipe: a full pipe would stall the run
-    with log.open("w") as stderr:
-        env = paused_env(run_dir / marker, tmp)
-        job = subprocess.Popen(cmd, cwd=tmp, stderr=stderr, text=True, env=env)
-        try:
-            run_id = delete_when(tmp, uri, job)
-            job.wait(timeout=300)
-        finally:
-            job.kill()
-    err = log.read_text()
-    assert job.returncode == 2 and "Traceback" not in err, err[-2000:]
-    return run_id, uri, run_dir, err
 
 
 @pytest.mark.slow
@@ -44,7 +23,7 @@ def test_explain_figures_are_not_logged_to_a_run_deleted_during_explain(tmp_path
     from mlflow.tracking import MlflowClient
 
     marker = "explain/residuals_by_family.png"
-    run_id, uri, run_dir, err = _train_deleted_at(tmp_path, marker, "explain=true")
+    run_id, uri, run_dir, err = train_deleted_at(CLI, tmp_path, marker, "explain=true")
     errors = [ln for ln in err.splitlines() if ln.startswith("n2react: error:")]
     assert len(errors) == 1, err[-2000:]
     assert errors[0].startswith(f"n2react: error: MLflow run {run_id} was deleted"), errors
@@ -73,7 +52,7 @@ def test_a_run_deleted_between_its_folds_names_the_fold_runs_it_leaves(tmp_path:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    run_id, uri, run_dir, err = _train_deleted_at(tmp_path, "folds/fold_02/fold.json")
+    run_id, uri, run_dir, err = train_deleted_at(CLI, tmp_path, "folds/fold_02/fold.json")
     errors = [ln for ln in err.splitlines() if ln.startswith("n2react: error:")]
     assert errors == [
         f"n2react: error: MLflow run {run_id} was deleted in the store while it ran: nothing more "
