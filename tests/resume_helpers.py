@@ -1,5 +1,6 @@
 """Shared by tests/test_resume*.py and tests/unfinished_helpers.py: the overrides of a quick
-run (ridge, 3 outer folds), and a real run SIGKILLed once two of its outer folds are written."""
+run (ridge, 3 outer folds), and a real run SIGKILLed once two of its outer folds (or another of
+its files) are written."""
 
 from __future__ import annotations
 
@@ -17,15 +18,17 @@ KILLABLE = [
 ]  # fmt: skip
 
 
-def start_and_kill(cmd: list[str], cwd: Path, run_dir: Path) -> None:
-    """Start the real run ``cmd`` (writing into ``run_dir``) and SIGKILL it once two outer folds
-    are written."""
+def start_and_kill(
+    cmd: list[str], cwd: Path, run_dir: Path, until: str = "folds/fold_02/fold.json"
+) -> None:
+    """Start the real run ``cmd`` (writing into ``run_dir``) and SIGKILL it once ``until`` (a
+    file in ``run_dir``; by default: two outer folds) is written."""
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300
-        while not (run_dir / "folds" / "fold_02" / "fold.json").exists():
+        while not (run_dir / until).exists():
             assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.time() < deadline, "fold 2 never finished"
+            assert time.time() < deadline, f"{until} never written"
             time.sleep(0.02)
     finally:
         os.kill(proc.pid, signal.SIGKILL)

@@ -50,14 +50,13 @@ def test_a_model_file_or_a_folder_inside_a_run_names_the_run_above_it(make_cfg, 
     line = _one_error_line([str(fold)], tmp_path)
     assert f"{fold}: no config_resolved.yaml" in line and "the run above it" in line
     assert not (tmp_path / "run" / "explain").exists()
-    # a sweep's folder (multirun/...): its runs, one per job, are named
+    # a folder of runs (a sweep's, its multirun.yaml gone): one of its finished runs is named
     job = tmp_path / "sweep" / "0_ridge"
     job.mkdir(parents=True)
-    (job / "config_resolved.yaml").write_text(
-        (tmp_path / "run" / "config_resolved.yaml").read_text()
-    )
+    for name in ("config_resolved.yaml", "oof_predictions.csv"):
+        (job / name).write_text((tmp_path / "run" / name).read_text())
     line = _one_error_line([str(tmp_path / "sweep")], tmp_path)
-    assert f"(it holds 1 run(s), e.g. {job})" in line
+    assert f"(1 finished run folder(s) in it): name one of its run folders, e.g. {job}" in line
 
 
 def test_an_out_that_is_a_file_or_an_unknown_store_scheme_is_one_error_line(tmp_path):

@@ -4,15 +4,18 @@ sweep's folder, a run id not in the store. They said "oof_predictions.csv: not f
 finished nested-CV run?)", "no artifact oof_predictions.csv (not an n2react parent run?)" of an
 n2react run, "no model.skops (not a run directory of python -m train ...)" of a sweep's folder
 and MLflow's "Run with id=X not found"; each now says the line compare says
-(:mod:`n2react.unfinished`)."""
+(:mod:`n2react.unfinished`). predict said "no model.skops (not a run directory of python -m train,
+or a run made with final_model=false?)" of a run killed before its final fit and of a run made
+with final_model=false alike; it now tells them apart by the run's config_resolved.yaml."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
-from unfinished_helpers import command, killed_run, one_error, sweep_folder
+from unfinished_helpers import command, killed_before_final_fit, killed_run, one_error, sweep_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SHEET = "homonuclear-159-24features.xlsx"
@@ -21,7 +24,7 @@ SHEET = "homonuclear-159-24features.xlsx"
 def _not_finished(folder: Path, verb: str) -> str:
     return (
         rf"{re.escape(str(folder))}: its run has not finished \(2 outer fold\(s\) done so far: "
-        rf"still running, or stopped part-way\); {verb} it once it has finished \(python -m "
+        rf"still running, or stopped part-way\); {verb} once it has finished \(python -m "
         rf"train resume={re.escape(str(folder))} continues a stopped run\)"
     )
 
@@ -34,13 +37,13 @@ def test_explain_and_predict_name_a_run_killed_part_way(tmp_path: Path, shared_d
     predict = ["-m", "predict", str(run_dir), str(shared_data / SHEET), "-o", str(out)]
     # "killed/oof_predictions.csv: not found (is this a finished nested-CV run?)"
     said = one_error(command(["-m", "n2react.explain", str(run_dir)], tmp_path))
-    assert re.fullmatch(_not_finished(run_dir, "explain"), said), said
+    assert re.fullmatch(_not_finished(run_dir, "explain it"), said), said
     # "killed: no model.skops (not a run directory of python -m train, or ... final_model=false?)"
     said = one_error(command(predict, tmp_path))
-    assert re.fullmatch(_not_finished(run_dir, "predict with"), said), said
+    assert re.fullmatch(_not_finished(run_dir, "predict"), said), said
     bench = [str(ROOT / "benchmarks" / "importance_stability.py"), "--run", str(run_dir)]
     said = one_error(command(bench, tmp_path))
-    assert re.fullmatch(_not_finished(run_dir, "explain"), said), said
+    assert re.fullmatch(_not_finished(run_dir, "explain it"), said), said
 
     # its MLflow run, left RUNNING: "no artifact oof_predictions.csv (not an n2react parent
     # run?)" (explain), "has no final model (tag model_uri)" (predict)
@@ -55,7 +58,7 @@ def test_explain_and_predict_name_a_run_killed_part_way(tmp_path: Path, shared_d
     said = one_error(command([*predict, "--tracking-uri", uri], tmp_path))
     assert said == (
         f"{state}: it has no final model (tag model_uri) before its outer folds and final fit "
-        f"are done; predict with it once it has finished {resume}"
+        f"are done; predict once it has finished {resume}"
     )
 
     # a run id not in the store: "Run with id=<id> not found", the store searched unsaid
@@ -83,4 +86,40 @@ def test_explain_and_predict_name_a_sweeps_folder(tmp_path: Path, shared_data: P
     out = tmp_path / "out.csv"
     predict = ["-m", "predict", str(sweep), str(shared_data / SHEET), "-o", str(out)]
     assert one_error(command(predict, tmp_path)) == line
+    assert not out.exists()
+    # its job folders without multirun.yaml: explain said "runs: no config_resolved.yaml (not a
+    # run directory); ... (it holds 2 run(s), e.g. runs/0_ridge)", predict "no model.skops ..."
+    runs = tmp_path / "runs"
+    shutil.copytree(sweep, runs, ignore=shutil.ignore_patterns("multirun.yaml"))
+    line = (
+        f"{runs} is a folder of runs (2 finished run folder(s) in it): name one of its run "
+        f"folders, e.g. {runs / '0_ridge'}"
+    )
+    assert one_error(command(["-m", "n2react.cli", "explain", str(runs)], tmp_path)) == line
+    predict[2] = str(runs)
+    assert one_error(command(predict, tmp_path)) == line
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_predict_tells_a_run_stopped_before_its_final_fit_from_one_without_a_final_model(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # both said "no model.skops (not a run directory of python -m train, or a run made with
+    # final_model=false?)"
+    run_dir = killed_before_final_fit(tmp_path)
+    out = tmp_path / "out.csv"
+    predict = ["-m", "predict", str(run_dir), str(shared_data / SHEET), "-o", str(out)]
+    said = one_error(command(predict, tmp_path))
+    assert said == (
+        f"{run_dir}: its run has not finished (4 outer fold(s) done, its final model not fitted "
+        "yet: still running, or stopped part-way); predict once it has finished (python -m "
+        f"train resume={run_dir} continues a stopped run)"
+    )
+    job = sweep_folder(tmp_path) / "0_ridge"  # final_model=false, finished
+    predict[2] = str(job)
+    assert one_error(command(predict, tmp_path)) == (
+        f"{job}: a run made with final_model=false: it has no final model (model.skops) to "
+        "predict with; train it again with final_model=true"
+    )
     assert not out.exists()

@@ -1,6 +1,6 @@
 """Shared by tests/test_compare_unfinished.py and tests/test_unfinished_runs.py: what is not a
-finished run, made by real processes (a run SIGKILLed after its second outer fold, a sweep's
-folder), and the one error line a command says of it."""
+finished run, made by real processes (a run SIGKILLed after its second outer fold, or before its
+final fit; a sweep's folder), and the one error line a command says of it."""
 
 from __future__ import annotations
 
@@ -37,6 +37,17 @@ def killed_run(tmp_path: Path) -> Killed:
     (parent,) = [r for r in client.search_runs(["1"]) if "mlflow.parentRunId" not in r.data.tags]
     assert parent.info.status == "RUNNING"
     return Killed(run_dir, uri, parent.info.run_id)
+
+
+def killed_before_final_fit(tmp_path: Path) -> Path:
+    """A real run (without MLflow) SIGKILLed once its outer folds are scored
+    (oof_predictions.csv written), before its final model is saved; its folder."""
+    run_dir = tmp_path / "no_final"
+    cmd = [sys.executable, "-m", "train", *KILLABLE, "uncertainty.enabled=false",
+           "tracking=none", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    start_and_kill(cmd, tmp_path, run_dir, until="oof_predictions.csv")
+    assert not (run_dir / "model.skops").exists()
+    return run_dir
 
 
 def sweep_folder(tmp_path: Path) -> Path:

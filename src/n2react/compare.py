@@ -77,7 +77,7 @@ def _no_table(p: Path) -> str:
     from n2react.runstore import CONFIG_FILE
     from n2react.unfinished import folder_problem
 
-    if why := folder_problem(p, "compare", jobs=2):
+    if why := folder_problem(p, "compare it", jobs=2):
         return why
     if (p / CONFIG_FILE).is_file():
         return f"{p}: no {OOF_FILE} (its run stopped before its outer folds were done?)"
@@ -129,7 +129,7 @@ def load_oof(run: str, tracking_uri: str) -> Loaded:
         raise N2ReactError(f"MLflow run {run}: {store_problem(exc, tracking_uri)}") from exc
     if why := info.fold_run_problem():
         raise N2ReactError(why)
-    if OOF_FILE not in names and (why := status_problem(run, info.status, "compare")):
+    if OOF_FILE not in names and (why := status_problem(run, info.status, "compare it")):
         raise N2ReactError(why)  # an n2react parent run ("not an n2react parent run?" said)
     if OOF_FILE not in names:
         raise N2ReactError(f"MLflow run {run}: no artifact {OOF_FILE} (not an n2react parent run?)")

@@ -23,7 +23,7 @@ from n2react.backend import stderr_silenced
 from n2react.errors import N2ReactError
 from n2react.tracking import RUN_ID, TAG_MODEL_SHA, short_id_note
 from n2react.uncertainty import load_calibration
-from n2react.unfinished import folder_problem, status_problem, store_problem
+from n2react.unfinished import model_problem, status_problem, store_problem
 
 log = logging.getLogger("n2react.inference")  # its lines are predict's
 
@@ -70,8 +70,8 @@ def load_model(
 def _load_run_dir(path: Path, trust_pickle: bool) -> LoadedModel:
     run_dir = path if path.is_dir() else path.parent
     file = runstore.model_path(path) if path.is_dir() else path
-    if file is None and (why := folder_problem(path, "predict with")):  # path: a folder
-        raise N2ReactError(why)  # a sweep's folder, a run not finished yet
+    if file is None and (why := model_problem(path)):  # path: a folder
+        raise N2ReactError(why)  # final_model=false, a run not finished yet, a sweep's folder
     if file is None:
         raise N2ReactError(
             f"{run_dir}: no {runstore.MODEL_FILE} (not a run directory of python -m train, or a "
@@ -139,7 +139,7 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
         raise N2ReactError(why)
     tags = info.tags
     model_uri = tags.get("model_uri")
-    if model_uri is None and (why := status_problem(ref, info.status, "predict with", FINAL)):
+    if model_uri is None and (why := status_problem(ref, info.status, "predict", FINAL)):
         raise N2ReactError(why)
     if model_uri is None:
         raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")

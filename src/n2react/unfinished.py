@@ -3,7 +3,8 @@ a finished run of ``python -m train``, in one line: a run folder whose run has n
 sweep's folder, an MLflow run whose status is not FINISHED, a run id not in the store.
 
 Every command that reads a finished run asks here, so each case reads alike wherever it is met;
-``verb`` is what the command does with the run ("compare", "explain", "predict with").
+``verb`` is what the command does with the run ("compare it", "explain it", "predict"). Predict
+also asks why a run folder has no final model (:func:`model_problem`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 from pathlib import Path
 
 from n2react.errors import first_line
-from n2react.runstore import FOLD_FILE, FOLDS_DIR, OOF_FILE, SUMMARY_FILE
+from n2react.runstore import CONFIG_FILE, FOLD_FILE, FOLDS_DIR, MODEL_FILE, OOF_FILE, SUMMARY_FILE
 
 #: what an MLflow status other than FINISHED means for a run that lacks what a command reads
 STATES = {
@@ -24,31 +25,80 @@ STATES = {
 
 
 def folder_problem(p: Path, verb: str, jobs: int = 1) -> str | None:
-    """Why the folder ``p`` holds no finished run: a sweep's folder (its job folders hold the
-    runs; ``jobs``: how many of them the command takes), or a run not finished yet. None when
-    ``p`` has its out-of-fold table, or is neither."""
+    """Why the folder ``p`` holds no finished run: a sweep's folder or a folder of run folders
+    (``jobs``: how many of them the command takes), or a run not finished yet. None when ``p``
+    has its out-of-fold table, or is none of these."""
     from n2react.sweep_plan import MULTIRUN_FILE
 
     p = Path(p)
     if (p / OOF_FILE).is_file():
         return None
     if (p / MULTIRUN_FILE).is_file():
-        found = sorted(d for d in p.iterdir() if (d / OOF_FILE).is_file())
-        named = " ".join(str(d) for d in found[:jobs]) if len(found) >= jobs else ""
-        how_many = {1: "one", 2: "two"}.get(jobs, str(jobs))
-        return (
-            f"{p} is a sweep's folder ({len(found)} finished job folder(s) in it): name "
-            f"{how_many} of its job folders" + (f", e.g. {named}" if named else "") + "; its "
-            "leaderboard.csv compares every job with the best one"
+        return _runs_line(p, "a sweep's folder", "job folder", jobs) + (
+            "; its leaderboard.csv compares every job with the best one"
         )
     if (p / FOLDS_DIR).is_dir() and not (p / SUMMARY_FILE).exists():
-        done = len(list((p / FOLDS_DIR).glob(f"fold_*/{FOLD_FILE}")))
-        return (
-            f"{p}: its run has not finished ({done} outer fold(s) done so far: still running, or "
-            f"stopped part-way); {verb} it once it has finished (python -m train "
-            f"resume={p} continues a stopped run)"
-        )
+        return _not_finished(p, f"{_folds_done(p)} outer fold(s) done so far", verb)
+    if not (p / CONFIG_FILE).exists() and any(p.glob(f"*/{CONFIG_FILE}")):
+        return _runs_line(p, "a folder of runs", "run folder", jobs)  # a sweep's, its yaml gone
     return None
+
+
+def model_problem(p: Path) -> str | None:
+    """Why the run folder ``p`` holds no final model (``model.skops``) to predict with: its
+    ``config_resolved.yaml`` says final_model=false, or its run stopped (or is still running)
+    before its final fit, or before its outer folds were done; or ``p`` is a sweep's folder.
+    None when ``p`` is none of these."""
+    p = Path(p)
+    refits = _refits(p)
+    if refits is False:
+        return (
+            f"{p}: a run made with final_model=false: it has no final model ({MODEL_FILE}) to "
+            "predict with; train it again with final_model=true"
+        )
+    if refits and (p / OOF_FILE).is_file():  # its outer folds scored, its final fit not done
+        done = f"{_folds_done(p)} outer fold(s) done, its final model not fitted yet"
+        return _not_finished(p, done, "predict")
+    return folder_problem(p, "predict")
+
+
+def _not_finished(p: Path, done: str, verb: str) -> str:
+    return (
+        f"{p}: its run has not finished ({done}: still running, or stopped part-way); {verb} "
+        f"once it has finished (python -m train resume={p} continues a stopped run)"
+    )
+
+
+def _folds_done(p: Path) -> int:
+    return len(list((p / FOLDS_DIR).glob(f"fold_*/{FOLD_FILE}")))
+
+
+def _runs_line(p: Path, what: str, item: str, jobs: int) -> str:
+    """``p`` is ``what`` (a sweep's folder, a folder of runs): name ``jobs`` of its ``item``s,
+    e.g. the first finished ones."""
+    found = sorted(d for d in p.iterdir() if (d / OOF_FILE).is_file())
+    named = " ".join(str(d) for d in found[:jobs]) if len(found) >= jobs else ""
+    how_many = {1: "one", 2: "two"}.get(jobs, str(jobs))
+    return (
+        f"{p} is {what} ({len(found)} finished {item}(s) in it): name {how_many} of its "
+        f"{item}s" + (f", e.g. {named}" if named else "")
+    )
+
+
+def _refits(p: Path) -> bool | None:
+    """The final_model setting the run in ``p`` was made with (its config_resolved.yaml); None
+    when it has none, or it cannot be read (the command's own line then says what is wrong)."""
+    import yaml
+    from omegaconf import DictConfig, OmegaConf
+
+    if not (p / CONFIG_FILE).is_file():
+        return None
+    try:
+        cfg = OmegaConf.load(p / CONFIG_FILE)
+    except (OSError, yaml.YAMLError):  # unreadable: not this module's to say
+        return None
+    value = cfg.get("final_model", True) if isinstance(cfg, DictConfig) else None
+    return value if isinstance(value, bool) else None
 
 
 #: what a parent run lacks until its outer folds are done
@@ -62,7 +112,7 @@ def status_problem(run_id: str, status: str, verb: str, lacks: str = NO_TABLE) -
         return None
     state = STATES.get(status, status)
     return (
-        f"MLflow run {run_id} is {status} ({state}): it has no {lacks}; {verb} it once it has "
+        f"MLflow run {run_id} is {status} ({state}): it has no {lacks}; {verb} once it has "
         f"finished (python -m train resume={run_id} continues a KILLED or FAILED run)"
     )
 

@@ -73,16 +73,12 @@ def _read_cfg(path: Path) -> dict[str, Any]:
 
 def _not_a_run(path: Path, what: str) -> str:
     """``path``: ``what``, naming the run directory above it when there is one (a model file,
-    a fold or uncertainty folder of a run) and, for a model file, how to explain new clusters."""
+    a fold or uncertainty folder of a run) and, for a model file, how to explain new clusters.
+    (A folder of runs is named by :func:`n2react.unfinished.folder_problem`.)"""
     line = f"{path}: {what}; explain takes the folder python -m train wrote"
     above = next((p for p in path.parents if (p / runstore.CONFIG_FILE).exists()), None)
-    below = (
-        sorted(p.parent for p in path.glob(f"*/{runstore.CONFIG_FILE}")) if path.is_dir() else []
-    )
     if above is not None:
         line += f" (the run above it: {above})"
-    elif below:  # a sweep's folder (multirun/...): one run per job
-        line += f" (it holds {len(below)} run(s), e.g. {below[0]})"
     if path.is_file() and (path.suffix == ".skops" or runstore.is_pickle(path)):
         line += (
             f"; a model's SHAP values for new clusters: python -m predict {path} NEW.xlsx --explain"
@@ -128,7 +124,7 @@ def load_run_dir(
         raise N2ReactError(
             f"{d}: not a run directory (nor an MLflow run id){short_id_note(str(d))}"
         )
-    if why := folder_problem(d, "explain"):  # a sweep's folder, a run not finished yet
+    if why := folder_problem(d, "explain it"):  # a folder of runs, a run not finished yet
         raise N2ReactError(why)
     if not (d / runstore.CONFIG_FILE).exists():
         raise N2ReactError(_not_a_run(d, f"no {runstore.CONFIG_FILE} (not a run directory)"))
@@ -172,7 +168,7 @@ def load_mlflow_run(
         raise N2ReactError(why)
     dest = Path(dest)
     names = set(reader.list_artifacts(run_id))
-    if runstore.OOF_FILE not in names and (why := status_problem(run_id, run.status, "explain")):
+    if runstore.OOF_FILE not in names and (why := status_problem(run_id, run.status, "explain it")):
         raise N2ReactError(why)  # an n2react parent run ("not an n2react parent run?" said)
 
     def need(name: str) -> None:
