@@ -78,7 +78,7 @@ def _sweep_axes(cfg: DictConfig, hc: DictConfig) -> list[str]:
 def job_info(cfg: DictConfig) -> Any:
     """The MLflow identity of this job: a run name from its overrides (in a multirun only the swept
     ones, e.g. ``svr C=10 robust kbest``), the sweep and the job number."""
-    from n2react.jobs import JobInfo, only_swept, sweep_job
+    from n2react.jobs import JobInfo, only_swept, sweep_job, without_resume
 
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
@@ -89,8 +89,7 @@ def job_info(cfg: DictConfig) -> Any:
             return JobInfo.from_overrides(str(cfg.model.name), overrides)
         # a sweep job run again alone (resume=<its folder>): named and tagged as in its sweep,
         # with the overrides it ran with now
-        own = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "resume"]
-        return replace(again, overrides=tuple(own))
+        return replace(again, overrides=tuple(without_resume(overrides)))
     try:
         shown = only_swept(overrides, _sweep_axes(cfg, hc))
     except Exception:  # an unusual sweeper: name the job by all its overrides
@@ -128,9 +127,9 @@ def _resume_hint(cfg: DictConfig, when: str = "once that is fixed", alone: bool 
         return ""
     if multirun:  # the sweep's command would run every job again (and -m takes no override
         # after it): this job alone, by its own overrides
-        own = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") != "resume"]
-        command = " ".join(shlex.quote(o) for o in [*own, f"resume={where}"])
-        return f"{kept}, run this job alone: python -m train {command}"
+        from n2react.jobs import resume_command
+
+        return f"{kept}, run this job alone: {resume_command(list(hc.overrides.task), str(where))}"
     return f"{kept}, run the same command plus resume={where}"
 
 

@@ -10,7 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from unfinished_helpers import command, killed_run, one_error, sweep_folder
+from mlflow.tracking import MlflowClient
+from resume_helpers import KILLABLE
+from unfinished_helpers import command, killed_run, one_error, resume_as_told, sweep_folder
 
 
 def _compare(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -24,18 +26,20 @@ def test_a_run_killed_part_way_is_named_unfinished(tmp_path: Path) -> None:
     # an n2react parent run?)"
     killed = killed_run(tmp_path)
     run_dir, uri, run_id = killed.run_dir, killed.uri, killed.run_id
+    # both said "python -m train resume=<its folder or run id>", refused: "the config differs"
+    own = " ".join([*KILLABLE, "uncertainty.enabled=false", f"tracking.uri={uri}"])
     said = one_error(_compare(str(run_dir), str(tmp_path), cwd=tmp_path))
     assert re.fullmatch(
         rf"{re.escape(str(run_dir))}: its run has not finished \(\d outer fold\(s\) done so far: "
         r"still running, or stopped part-way\); compare it once it has finished \(python -m "
-        rf"train resume={re.escape(str(run_dir))} continues a stopped run\)",
+        rf"train {re.escape(own)} resume={re.escape(str(run_dir))} continues a stopped run\)",
         said,
     ), said
     said = one_error(_compare(run_id, str(tmp_path), "--tracking-uri", uri, cwd=tmp_path))
     assert said == (
         f"MLflow run {run_id} is RUNNING (still running, or its process died without a word): "
         "it has no oof_predictions.csv before its outer folds are done; compare it once it has "
-        f"finished (python -m train resume={run_id} continues a KILLED or FAILED run)"
+        f"finished (python -m train {own} resume={run_id} continues a KILLED or FAILED run)"
     )
     # a run id not in the store named no store: "Run with id=<id> not found"
     said = one_error(_compare("0" * 32, run_id, "--tracking-uri", uri, cwd=tmp_path))
@@ -47,6 +51,14 @@ def test_a_run_killed_part_way_is_named_unfinished(tmp_path: Path) -> None:
         f"MLflow run {'0' * 32}: no such run in sqlite:///mlflow.db (the default store; name "
         "yours with --tracking-uri)"
     )
+    # the command the run id's line gives continues the run: it finishes
+    said = one_error(_compare(run_id, str(tmp_path), "--tracking-uri", uri, cwd=tmp_path))
+    res = resume_as_told(said, tmp_path)
+    assert res.returncode == 0, res.stderr[-1500:]
+    assert (run_dir / "summary.json").is_file()
+    client = MlflowClient(uri)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert "oof_predictions.csv" in [a.path for a in client.list_artifacts(run_id)]
 
 
 @pytest.mark.slow

@@ -15,17 +15,31 @@ import shutil
 from pathlib import Path
 
 import pytest
-from unfinished_helpers import command, killed_before_final_fit, killed_run, one_error, sweep_folder
+from resume_helpers import KILLABLE
+from unfinished_helpers import (
+    command,
+    killed_before_final_fit,
+    killed_run,
+    one_error,
+    resume_as_told,
+    sweep_folder,
+)
+
+from n2react.jobs import TAG_OVERRIDES, resume_command, tagged_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 SHEET = "homonuclear-159-24features.xlsx"
 
 
-def _not_finished(folder: Path, verb: str) -> str:
+def _not_finished(folder: Path, verb: str, uri: str) -> str:
+    # its own overrides plus resume= (a bare resume= is refused: the config differs)
+    # (hydra.run.dir is Hydra's, not the task's: resume= continues the run in its own folder)
+    again = " ".join([*KILLABLE, "uncertainty.enabled=false", f"tracking.uri={uri}",
+                      f"resume={folder}"])  # fmt: skip
     return (
         rf"{re.escape(str(folder))}: its run has not finished \(2 outer fold\(s\) done so far: "
         rf"still running, or stopped part-way\); {verb} once it has finished \(python -m "
-        rf"train resume={re.escape(str(folder))} continues a stopped run\)"
+        rf"train {re.escape(again)} continues a stopped run\)"
     )
 
 
@@ -37,18 +51,19 @@ def test_explain_and_predict_name_a_run_killed_part_way(tmp_path: Path, shared_d
     predict = ["-m", "predict", str(run_dir), str(shared_data / SHEET), "-o", str(out)]
     # "killed/oof_predictions.csv: not found (is this a finished nested-CV run?)"
     said = one_error(command(["-m", "n2react.explain", str(run_dir)], tmp_path))
-    assert re.fullmatch(_not_finished(run_dir, "explain it"), said), said
+    assert re.fullmatch(_not_finished(run_dir, "explain it", uri), said), said
     # "killed: no model.skops (not a run directory of python -m train, or ... final_model=false?)"
     said = one_error(command(predict, tmp_path))
-    assert re.fullmatch(_not_finished(run_dir, "predict"), said), said
+    assert re.fullmatch(_not_finished(run_dir, "predict", uri), said), said
     bench = [str(ROOT / "benchmarks" / "importance_stability.py"), "--run", str(run_dir)]
     said = one_error(command(bench, tmp_path))
-    assert re.fullmatch(_not_finished(run_dir, "explain it"), said), said
+    assert re.fullmatch(_not_finished(run_dir, "explain it", uri), said), said
 
     # its MLflow run, left RUNNING: "no artifact oof_predictions.csv (not an n2react parent
     # run?)" (explain), "has no final model (tag model_uri)" (predict)
     state = f"MLflow run {run_id} is RUNNING (still running, or its process died without a word)"
-    resume = f"(python -m train resume={run_id} continues a KILLED or FAILED run)"
+    own = " ".join([*KILLABLE, "uncertainty.enabled=false", f"tracking.uri={uri}"])
+    resume = f"(python -m train {own} resume={run_id} continues a KILLED or FAILED run)"
     said = one_error(command(["-m", "n2react.explain", run_id, "--tracking-uri", uri], tmp_path))
     assert said == (
         f"{state}: it has no oof_predictions.csv before its outer folds are done; explain it "
@@ -111,11 +126,19 @@ def test_predict_tells_a_run_stopped_before_its_final_fit_from_one_without_a_fin
     out = tmp_path / "out.csv"
     predict = ["-m", "predict", str(run_dir), str(shared_data / SHEET), "-o", str(out)]
     said = one_error(command(predict, tmp_path))
+    # said "python -m train resume=<dir>", refused: "the config differs ..."
+    own = " ".join([*KILLABLE, "uncertainty.enabled=false", "tracking=none"])
     assert said == (
         f"{run_dir}: its run has not finished (4 outer fold(s) done, its final model not fitted "
         "yet: still running, or stopped part-way); predict once it has finished (python -m "
-        f"train resume={run_dir} continues a stopped run)"
+        f"train {own} resume={run_dir} continues a stopped run)"
     )
+    res = resume_as_told(said, tmp_path)  # the command it gives continues the run
+    assert res.returncode == 0, res.stderr[-1500:]
+    assert (run_dir / "model.skops").is_file()
+    res = command(predict, tmp_path)
+    assert res.returncode == 0 and out.is_file(), res.stderr[-1500:]
+    out.unlink()
     job = sweep_folder(tmp_path) / "0_ridge"  # final_model=false, finished
     predict[2] = str(job)
     assert one_error(command(predict, tmp_path)) == (
@@ -123,3 +146,16 @@ def test_predict_tells_a_run_stopped_before_its_final_fit_from_one_without_a_fin
         "predict with; train it again with final_model=true"
     )
     assert not out.exists()
+
+
+def test_the_overrides_a_run_was_tagged_with_give_its_resume_command() -> None:
+    # a value with a space comes back whole; a password shown as *** or a cut tag cannot
+    tags = {TAG_OVERRIDES: "model=svr experiment.name=my runs ~explain"}
+    assert tagged_overrides(tags) == ["model=svr", "experiment.name=my runs", "~explain"]
+    assert resume_command(tagged_overrides(tags), "0" * 32) == (
+        f"python -m train model=svr 'experiment.name=my runs' '~explain' resume={'0' * 32}"
+    )
+    hidden = {TAG_OVERRIDES: "model=svr tracking.uri=http://u:***@host"}
+    assert tagged_overrides(hidden) is None and tagged_overrides({}) is None
+    assert resume_command(None, "run") == "python -m train <its overrides> resume=run"
+    assert resume_command(["resume=old", "model=svr"], "d") == "python -m train model=svr resume=d"

@@ -5,6 +5,8 @@ final fit; a sweep's folder), and the one error line a command says of it."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -77,3 +79,13 @@ def one_error(res: subprocess.CompletedProcess[str]) -> str:
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("n2react: error: "), res.stderr[-1500:]
     return lines[0].removeprefix("n2react: error: ")
+
+
+def resume_as_told(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the command ``line`` (an error line) gives to continue its run, ``(python -m train
+    ... continues ...)``, as a shell would split it, in ``cwd``."""
+    found = re.search(r"\((python -m train .*?) continues ", line)
+    assert found, line
+    argv = shlex.split(found.group(1))
+    assert argv[:3] == ["python", "-m", "train"] and "<its overrides>" not in line, line
+    return command(argv[1:], cwd)

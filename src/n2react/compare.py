@@ -129,7 +129,7 @@ def load_oof(run: str, tracking_uri: str) -> Loaded:
         raise N2ReactError(f"MLflow run {run}: {store_problem(exc, tracking_uri)}") from exc
     if why := info.fold_run_problem():
         raise N2ReactError(why)
-    if OOF_FILE not in names and (why := status_problem(run, info.status, "compare it")):
+    if OOF_FILE not in names and (why := status_problem(info, "compare it")):
         raise N2ReactError(why)  # an n2react parent run ("not an n2react parent run?" said)
     if OOF_FILE not in names:
         raise N2ReactError(f"MLflow run {run}: no artifact {OOF_FILE} (not an n2react parent run?)")

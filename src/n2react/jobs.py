@@ -8,6 +8,7 @@ tracking store.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -19,6 +20,8 @@ TAG_SWEEP = "sweep"
 TAG_JOB = "job"
 #: The job's full Hydra override list (the run name keeps only what differs, shortened).
 TAG_OVERRIDES = "overrides"
+#: how much of the override list the tag keeps
+MAX_OVERRIDES_TAG = 5000
 TAG_COMMIT = "git_commit"
 #: Set by the container image (Dockerfile build arg) or CI: recorded on every run as git_commit.
 ENV_COMMIT = "N2REACT_GIT_COMMIT"
@@ -132,11 +135,63 @@ class JobInfo:
         if self.job is not None:
             out[TAG_JOB] = str(self.job)
         if self.overrides:
-            out[TAG_OVERRIDES] = redact(" ".join(self.overrides))[:5000]
+            out[TAG_OVERRIDES] = redact(" ".join(self.overrides))[:MAX_OVERRIDES_TAG]
         commit = os.environ.get(ENV_COMMIT)
         if commit:
             out[TAG_COMMIT] = commit
         return out
+
+
+#: what stands for a run's overrides where they are not known (an MLflow run without its tag)
+UNKNOWN_OVERRIDES = "<its overrides>"
+
+
+def without_resume(overrides: Iterable[str]) -> list[str]:
+    """``overrides`` less any ``resume=`` (a command that continues a run names its own)."""
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "resume"]
+
+
+def run_overrides(folder: Path) -> list[str] | None:
+    """The overrides the run in ``folder`` was started with: its ``.hydra/overrides.yaml``
+    (a ``resume=`` leaves it as the start wrote it). None when it has none, or it is unreadable."""
+    import yaml
+    from omegaconf import ListConfig, OmegaConf
+
+    file = folder / ".hydra" / "overrides.yaml"
+    if not file.is_file():
+        return None
+    try:
+        loaded = OmegaConf.load(file)
+    except (OSError, yaml.YAMLError):
+        return None
+    return [str(o) for o in loaded] if isinstance(loaded, ListConfig) else None
+
+
+def tagged_overrides(tags: Mapping[str, str]) -> list[str] | None:
+    """The overrides an MLflow run was tagged with (:data:`TAG_OVERRIDES`, joined by spaces):
+    a word without ``=`` (nor a leading ``~``) goes on the value before it, which held a
+    space. None without the tag, or where it cannot give them back (a password shown as
+    ``***``, the tag cut at its length)."""
+    text = tags.get(TAG_OVERRIDES)
+    if not text or ":***@" in text or len(text) >= MAX_OVERRIDES_TAG:
+        return None
+    out: list[str] = []
+    for word in text.split(" "):
+        if out and "=" not in word and not word.startswith("~"):
+            out[-1] += f" {word}"
+        else:
+            out.append(word)
+    return out
+
+
+def resume_command(overrides: Sequence[str] | None, resume: str) -> str:
+    """The command that continues a stopped run: ``python -m train <its overrides>
+    resume=<resume>`` (each override quoted for a shell, an earlier ``resume=`` dropped);
+    :data:`UNKNOWN_OVERRIDES` where ``overrides`` is None."""
+    if overrides is None:
+        return f"python -m train {UNKNOWN_OVERRIDES} resume={shlex.quote(resume)}"
+    words = [*without_resume(overrides), f"resume={resume}"]
+    return "python -m train " + " ".join(shlex.quote(o) for o in words)
 
 
 def sweep_job(folder: Path) -> JobInfo | None:
@@ -154,8 +209,7 @@ def sweep_job(folder: Path) -> JobInfo | None:
     num = OmegaConf.select(hydra, "job.num")
     if num is None or str(OmegaConf.select(hydra, "mode")) != "MULTIRUN":
         return None
-    overrides_file = hydra_dir / "overrides.yaml"
-    overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
+    overrides = run_overrides(folder) or []
     config_file = hydra_dir / "config.yaml"
     config = OmegaConf.load(config_file) if config_file.is_file() else OmegaConf.create()
     sweep = OmegaConf.load(multirun)

@@ -139,7 +139,7 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
         raise N2ReactError(why)
     tags = info.tags
     model_uri = tags.get("model_uri")
-    if model_uri is None and (why := status_problem(ref, info.status, "predict", FINAL)):
+    if model_uri is None and (why := status_problem(info, "predict", FINAL)):
         raise N2ReactError(why)
     if model_uri is None:
         raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from n2react.errors import first_line
 from n2react.runstore import CONFIG_FILE, FOLD_FILE, FOLDS_DIR, MODEL_FILE, OOF_FILE, SUMMARY_FILE
+
+if TYPE_CHECKING:
+    from n2react.tracking import RunRecord
 
 #: what an MLflow status other than FINISHED means for a run that lacks what a command reads
 STATES = {
@@ -63,9 +67,15 @@ def model_problem(p: Path) -> str | None:
 
 
 def _not_finished(p: Path, done: str, verb: str) -> str:
+    """The run in ``p`` is not finished: its own overrides (``.hydra/overrides.yaml``) plus
+    ``resume=`` continue it, as its own last line says (a bare ``resume=`` is refused: the
+    config differs)."""
+    from n2react.jobs import resume_command, run_overrides
+
     return (
         f"{p}: its run has not finished ({done}: still running, or stopped part-way); {verb} "
-        f"once it has finished (python -m train resume={p} continues a stopped run)"
+        f"once it has finished ({resume_command(run_overrides(p), str(p))} continues a stopped "
+        "run)"
     )
 
 
@@ -105,15 +115,20 @@ def _refits(p: Path) -> bool | None:
 NO_TABLE = f"{OOF_FILE} before its outer folds are done"
 
 
-def status_problem(run_id: str, status: str, verb: str, lacks: str = NO_TABLE) -> str | None:
-    """Why the MLflow run ``run_id`` lacks ``lacks`` (what the command reads of it): its status
-    is not FINISHED. None for a finished run (whatever it lacks is said by the command)."""
+def status_problem(run: RunRecord, verb: str, lacks: str = NO_TABLE) -> str | None:
+    """Why the MLflow run ``run`` lacks ``lacks`` (what the command reads of it): its status is
+    not FINISHED; the command that continues it has the overrides it was tagged with. None for
+    a finished run (whatever it lacks is said by the command)."""
+    from n2react.jobs import resume_command, tagged_overrides
+
+    status = run.status
     if status == "FINISHED":
         return None
     state = STATES.get(status, status)
+    again = resume_command(tagged_overrides(run.tags), run.run_id)
     return (
-        f"MLflow run {run_id} is {status} ({state}): it has no {lacks}; {verb} once it has "
-        f"finished (python -m train resume={run_id} continues a KILLED or FAILED run)"
+        f"MLflow run {run.run_id} is {status} ({state}): it has no {lacks}; {verb} once it has "
+        f"finished ({again} continues a KILLED or FAILED run)"
     )
 
 

@@ -168,7 +168,7 @@ def load_mlflow_run(
         raise N2ReactError(why)
     dest = Path(dest)
     names = set(reader.list_artifacts(run_id))
-    if runstore.OOF_FILE not in names and (why := status_problem(run_id, run.status, "explain it")):
+    if runstore.OOF_FILE not in names and (why := status_problem(run, "explain it")):
         raise N2ReactError(why)  # an n2react parent run ("not an n2react parent run?" said)
 
     def need(name: str) -> None:
