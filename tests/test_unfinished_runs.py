@@ -15,7 +15,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from resume_helpers import KILLABLE
+from mlflow.tracking import MlflowClient
+from resume_helpers import KILLABLE, QUICK
 from unfinished_helpers import (
     command,
     killed_before_final_fit,
@@ -144,6 +145,28 @@ def test_predict_tells_a_run_stopped_before_its_final_fit_from_one_without_a_fin
     assert one_error(command(predict, tmp_path)) == (
         f"{job}: a run made with final_model=false: it has no final model (model.skops) to "
         "predict with; train it again with final_model=true"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_predict_tells_a_finished_mlflow_run_made_with_final_model_false(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # said "MLflow run X has no final model (tag model_uri)", as of a run that logged none
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    train = ["-m", "train", *QUICK, "progress=false", "uncertainty.enabled=false",
+             f"tracking.uri={uri}", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    res = command(train, tmp_path)
+    assert res.returncode == 0, res.stderr[-1500:]
+    runs = MlflowClient(uri).search_runs(["1"])
+    (run,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert run.info.status == "FINISHED" and "model_uri" not in run.data.tags
+    out = tmp_path / "out.csv"
+    predict = ["-m", "predict", run.info.run_id, str(shared_data / SHEET), "-o", str(out)]
+    assert one_error(command([*predict, "--tracking-uri", uri], tmp_path)) == (
+        f"MLflow run {run.info.run_id}: a run made with final_model=false: it has no final model "
+        "(tag model_uri) to predict with; train it again with final_model=true"
     )
     assert not out.exists()
 

@@ -23,7 +23,7 @@ from n2react.backend import stderr_silenced
 from n2react.errors import N2ReactError
 from n2react.tracking import RUN_ID, TAG_MODEL_SHA, short_id_note
 from n2react.uncertainty import load_calibration
-from n2react.unfinished import model_problem, status_problem, store_problem
+from n2react.unfinished import model_problem, no_final_model, status_problem, store_problem
 
 log = logging.getLogger("n2react.inference")  # its lines are predict's
 
@@ -142,7 +142,7 @@ def _read_mlflow(reader: Any, ref: str, tmp: Path, trust_pickle: bool) -> Loaded
     if model_uri is None and (why := status_problem(info, "predict", FINAL)):
         raise N2ReactError(why)
     if model_uri is None:
-        raise N2ReactError(f"MLflow run {ref} has no final model (tag model_uri)")
+        raise N2ReactError(_no_model_uri(reader, ref, tmp))
     local = reader.download_uri(model_uri, tmp)
     name = f"MLflow run {ref} ({model_uri})"  # what the user gave, not the removed download
     final = runstore.read_mlflow_model(local, tags.get(TAG_MODEL_SHA), trust_pickle, name)
@@ -174,3 +174,13 @@ def _name(run_id: str, file: Path, tmp: Path) -> str:
         return f"MLflow run {run_id} ({file.relative_to(tmp).as_posix()})"
     except ValueError:
         return f"MLflow run {run_id} ({file.name})"
+
+
+def _no_model_uri(reader: Any, ref: str, tmp: Path) -> str:
+    """Why the finished MLflow run ``ref`` has no tag model_uri: made with final_model=false (its
+    artifact config_resolved.yaml says), or no final model was logged at all."""
+    if runstore.CONFIG_FILE in reader.list_artifacts(ref):
+        config = reader.download(ref, runstore.CONFIG_FILE, tmp / "config")
+        if why := no_final_model(f"MLflow run {ref}", "tag model_uri", config.parent):
+            return why
+    return f"MLflow run {ref} has no final model (tag model_uri)"

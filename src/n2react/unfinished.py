@@ -56,14 +56,23 @@ def model_problem(p: Path) -> str | None:
     p = Path(p)
     refits = _refits(p)
     if refits is False:
-        return (
-            f"{p}: a run made with final_model=false: it has no final model ({MODEL_FILE}) to "
-            "predict with; train it again with final_model=true"
-        )
+        return no_final_model(str(p), MODEL_FILE)
     if refits and (p / OOF_FILE).is_file():  # its outer folds scored, its final fit not done
         done = f"{_folds_done(p)} outer fold(s) done, its final model not fitted yet"
         return _not_finished(p, done, "predict")
     return folder_problem(p, "predict")
+
+
+def no_final_model(who: str, model: str, config_dir: Path | None = None) -> str | None:
+    """``who`` (a run folder, an MLflow run) has no final model (``model``: its file, its tag)
+    because its run was made with final_model=false. With ``config_dir``, only when the
+    ``config_resolved.yaml`` there (an MLflow run's artifact) says so (else None)."""
+    if config_dir is not None and _refits(Path(config_dir)) is not False:
+        return None
+    return (
+        f"{who}: a run made with final_model=false: it has no final model ({model}) to "
+        "predict with; train it again with final_model=true"
+    )
 
 
 def _not_finished(p: Path, done: str, verb: str) -> str:
