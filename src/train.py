@@ -316,10 +316,12 @@ def _cli() -> None:
 
 def _stopped_sweep() -> str:
     """What a sweep interrupted in its launcher leaves, and how to go on from it."""
+    from n2react.jobs import UNKNOWN_OVERRIDES
+
     return (
         "; the sweep stopped: its finished jobs are ranked in its leaderboard.csv, a job's MLflow "
         "run left RUNNING is marked KILLED by the next job on this host, and a job with finished "
-        "outer folds continues alone: python -m train <its overrides> resume=<its job folder>"
+        f"outer folds continues alone: python -m train {UNKNOWN_OVERRIDES} resume=<its job folder>"
     )
 
 

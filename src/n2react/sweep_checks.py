@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from n2react import runstore
+from n2react.jobs import UNKNOWN_OVERRIDES
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ def reused_sweep_problem(sweep_dir: Path) -> str | None:
         return (
             f"hydra.sweep.dir={sweep_dir}: it holds a run ({', '.join(run)}), whose files the "
             "sweep's jobs and leaderboard would be mixed with; give another hydra.sweep.dir (a run "
-            f"continues by itself, without -m: python -m train <its overrides> resume={sweep_dir})"
+            f"continues by itself, without -m: python -m train {UNKNOWN_OVERRIDES} "
+            f"resume={sweep_dir})"
         )
     try:
         jobs = sorted(
@@ -79,7 +81,7 @@ def _reused(sweep_dir: Path, held: str) -> str:
     return (
         f"hydra.sweep.dir={sweep_dir}: it holds {held}, which this one would overwrite; give "
         "another hydra.sweep.dir, or remove that folder first (a job of it continues alone: "
-        "python -m train <its overrides> resume=<its job folder>)"
+        f"python -m train {UNKNOWN_OVERRIDES} resume=<its job folder>)"
     )
 
 
@@ -206,7 +208,7 @@ def resumed_sweep_problem(resumed: str) -> str:
     return (
         f"{resumed}: a sweep (-m) does not resume runs (its jobs would continue "
         f"{'those runs' if several else 'that one run'} in place of runs of their own); a run, or "
-        "a sweep's job, continues by itself, without -m: python -m train <its overrides> "
+        f"a sweep's job, continues by itself, without -m: python -m train {UNKNOWN_OVERRIDES} "
         f"resume={'<its folder>' if several else value}"
     )
 
@@ -280,7 +282,7 @@ def sweeper_params_problem(
     if key == f"{PARAMS}.resume":
         line += (
             "; a sweep does not resume runs: a run continues by itself, without -m: python -m "
-            f"train <its overrides> resume={'<its folder>' if ',' in value else value}"
+            f"train {UNKNOWN_OVERRIDES} resume={'<its folder>' if ',' in value else value}"
         )
     return line
 
