@@ -131,6 +131,8 @@ def test_a_count_below_its_least_is_refused_before_any_work(
         ("transfer.py", ["--reuse", "--out", "gone"], "--reuse: --out gone: no such folder (the"),
         ("transfer.py", ["--reuse"], "--reuse: no --out given (the --out of an earlier run"),
         ("calibration_reach.py", ["--protocols", "metal,foo"], "unknown protocol(s) foo; expec"),
+        ("startup.py", ["--only", "help,nosuch"], "--only: unknown command(s) nosuch; expected"),
+        ("startup.py", ["--only", ","], "argument --only: ',': expected a comma-separated list"),
     ],
 )
 def test_an_empty_selection_is_refused_before_any_work(
@@ -231,6 +233,22 @@ def test_uncertainty_titles_its_table_with_the_model_run(tmp_path: Path) -> None
     rho = row[: header.index(" rho ") + len(" rho")].split()[-1]  # the columns align right
     assert rho == "-" and "nan" not in out.stdout.lower(), out.stdout
     assert " -/" in row, out.stdout
+
+
+def test_startup_times_the_commands_it_is_given(tmp_path: Path) -> None:
+    """benchmarks/startup.py --json: the median wall and CPU time of each command chosen with
+    --only, and the heavy modules --help imports (none)."""
+    import json
+
+    out = bench("startup.py", "--repeats", "1", "--only", "help,option", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-1500:]
+    figures = json.loads(out.stdout)
+    assert list(figures["commands"]) == ["help", "option"]
+    option = figures["commands"]["option"]
+    assert option["command"] == "python -m train model=nosuch" and option["exit"] == 2
+    assert len(option["wall_s"]) == 1 and 0 < option["median_cpu_s"] <= 60
+    assert figures["help_imports"]["heavy"] == [] and figures["help_imports"]["modules"] > 0
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
