@@ -287,9 +287,14 @@ def _cli() -> None:
     # an earlier sweep's or run's folder, or resume= (the sweeper's params' too), and a callback
     # a config sets to null: refused on the config Hydra composes to tell the mode, before it
     # runs or launches anything, whatever the config's callbacks
+    from n2react.config_location import info_held
+
     try:
         also = [config_callback_problem]
-        with checked_where_hydra_composes(sys.argv[1:], exit_with, also) as checked:
+        with (
+            checked_where_hydra_composes(sys.argv[1:], exit_with, also) as checked,
+            info_held(sys.argv[1:]),
+        ):
             # another Hydra: composed here first (a relative --config-path read against main's
             # file as Hydra reads it)
             if not checked and (problem := sweep_dir_problem(sys.argv[1:], _config_path(), main)):

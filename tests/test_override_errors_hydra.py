@@ -278,6 +278,19 @@ def test_a_config_location_hydra_cannot_find_is_one_line(
     assert_nothing_written(tmp_path)
 
 
+@pytest.mark.parametrize("info", [("--info",), ("--info", "all"), ("-i", "config")])
+def test_info_of_a_config_hydra_cannot_find_is_the_one_line(
+    info: tuple[str, ...], tmp_path: Path
+) -> None:
+    """--info --config-name nosuch printed Hydra's header, its plugins and 'Config search path'
+    on stdout before the error line (--info config the search path's header): now the line of
+    --config-name nosuch alone, exit 2."""
+    out = train(tmp_path, *info, "--config-name", "nosuch")
+    assert_only_line(out, f"--config-name nosuch: no such config in {ROOT / 'conf'} (choose from")
+    assert out.stdout == ""
+    assert_nothing_written(tmp_path)
+
+
 def test_the_console_script_names_a_relative_config_path_it_cannot_find(tmp_path: Path) -> None:
     """n2react-train reads a relative --config-path as a Python package: Hydra's 'Primary config
     module 'conf' not found', exit 1."""

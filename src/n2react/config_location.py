@@ -6,13 +6,17 @@ that is no config there. Hydra reported each in several lines (its search path, 
 :func:`config_location_problem` reads Hydra's own exception (where Hydra looked), so it says
 what Hydra found, whichever way the command runs (``python -m train`` reads a relative
 ``--config-path`` against ``src/``, ``n2react-train`` as a Python package); it is one case of
-:func:`n2react.override_errors.hydra_problem`.
+:func:`n2react.override_errors.hydra_problem`. :func:`info_held` keeps Hydra's ``--info`` from
+printing its first lines before that line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +75,21 @@ def config_location_problem(
     return None
 
 
+@contextlib.contextmanager
+def info_held(argv: Sequence[str]) -> Iterator[None]:
+    """With ``--info`` on the command line, what Hydra prints to stdout is held until it has
+    finished, and dropped if it raised: ``--info`` (``all``, ``config``, ``searchpath``, ...)
+    printed its header, the plugins and the search path's header before composing the config,
+    so ``--info --config-name nosuch`` gave them on stdout before the one error line."""
+    if _parsed(argv).get("info") is None:
+        yield
+        return
+    held = io.StringIO()
+    with contextlib.redirect_stdout(held):  # Hydra's stdout log handler takes sys.stdout then
+        yield
+    sys.stdout.write(held.getvalue())
+
+
 def _no_primary_problem(name: str, message: str, flags: dict[str, str]) -> str:
     """``--config-name nosuch`` (or a ``--config-path`` folder without ``config.yaml``): the
     folders Hydra searched (the primary one and ``--config-dir``) and the configs they hold."""
@@ -122,15 +141,17 @@ def _shown(path: str) -> str:
 
 def _flags(argv: Sequence[str]) -> dict[str, str]:
     """``--config-path``, ``--config-dir``, ``--config-name`` as the command line gives them."""
-    import contextlib
-    import io
+    args = _parsed(argv)
+    names = ("config_path", "config_dir", "config_name")
+    return {name: str(args[name]) for name in names if args.get(name)}
 
+
+def _parsed(argv: Sequence[str]) -> dict[str, Any]:
+    """Hydra's flags as its parser reads ``argv``; empty for a command line it refuses."""
     from hydra._internal.utils import get_args_parser
 
     with contextlib.redirect_stderr(io.StringIO()):
         try:
-            args: Any = get_args_parser().parse_known_args(list(argv))[0]
+            return vars(get_args_parser().parse_known_args(list(argv))[0])
         except SystemExit:
             return {}
-    names = ("config_path", "config_dir", "config_name")
-    return {name: str(getattr(args, name)) for name in names if getattr(args, name, None)}
