@@ -297,7 +297,9 @@ def _cli() -> None:
         ):
             # another Hydra: composed here first (a relative --config-path read against main's
             # file as Hydra reads it)
-            if not checked and (problem := sweep_dir_problem(sys.argv[1:], _config_path(), main)):
+            if not checked and (
+                problem := sweep_dir_problem(sys.argv[1:], _config_path(), main, also)
+            ):
                 exit_with(problem)
             main()
     except Exception as exc:  # Hydra's check of --config-path, and --help, --hydra-help, --info

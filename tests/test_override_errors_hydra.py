@@ -233,6 +233,26 @@ def test_the_sweep_check_composes_for_itself_where_hydra_cannot_be_hooked() -> N
     assert sweep_dir_problem([*QUICK, "resume=X"], conf) is None
 
 
+@pytest.mark.parametrize("sweep", [(), ("-m",)], ids=["run", "sweep"])
+def test_the_fallback_check_refuses_a_callback_a_config_sets_to_null(
+    sweep: tuple[str, ...], tmp_path: Path
+) -> None:
+    """The CLI's check under a Hydra without get_mode ran the sweep checks only: a user's
+    hydra.callbacks.leaderboard: null went on to Hydra (a warning at each event, an unranked
+    sweep). It now runs the checks of the composed config it is given, as the hook does."""
+    from n2react.compose import config_dir
+    from n2react.override_errors import config_callback_problem
+    from n2react.sweep_checks import sweep_dir_problem
+
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    text = "# @package _global_\nhydra:\n  callbacks:\n    leaderboard: null\n"
+    (tmp_path / "conf" / "experiment" / "nolb.yaml").write_text(text)
+    argv = [*sweep, "--config-dir", str(tmp_path / "conf"), "experiment=nolb", *QUICK]
+    line = sweep_dir_problem(argv, str(config_dir()), also=[config_callback_problem])
+    assert line is not None and line.startswith("hydra.callbacks.leaderboard: null is not a ")
+    assert sweep_dir_problem(argv, str(config_dir())) is None  # (not a sweep check)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = f"the project's configs are in {ROOT / 'conf'}"
 

@@ -86,16 +86,22 @@ def _reused(sweep_dir: Path, held: str) -> str:
 
 
 def sweep_dir_problem(
-    argv: Sequence[str], config_path: str, task_function: Callable[..., Any] | None = None
+    argv: Sequence[str],
+    config_path: str,
+    task_function: Callable[..., Any] | None = None,
+    also: Sequence[Callable[[Any], str | None]] = (),
 ) -> str | None:
-    """Why a ``python -m train`` command line may not sweep, composed as Hydra composes it
-    (``-m``, or ``hydra.mode=MULTIRUN`` in the config; the folder from the command line or any
-    config), before Hydra launches anything, whatever the config's callbacks: a ``resume=``
+    """Why a ``python -m train`` command line may not run, composed as Hydra composes it: the
+    first problem of ``also`` (checks of the composed config, for a run or a sweep alike, as
+    :func:`checked_where_hydra_composes` runs them), then for a sweep (``-m``, or
+    ``hydra.mode=MULTIRUN`` in the config; the folder from the command line or any config),
+    before Hydra launches anything, whatever the config's callbacks: a ``resume=``
     (:func:`resumed_sweep_problem`), or :func:`reused_sweep_problem` of its folder. None for a
-    single run, or when Hydra cannot compose the command (Hydra reports that itself).
-    ``task_function``: the Hydra main, whose file or module a relative ``--config-path`` is read
-    against (without it such a command is not checked). The CLI checks the config Hydra
-    composes itself instead (:func:`checked_where_hydra_composes`), where it can."""
+    single run without a problem of ``also``, or when Hydra cannot compose the command (Hydra
+    reports that itself). ``task_function``: the Hydra main, whose file or module a relative
+    ``--config-path`` is read against (without it such a command is not checked). The CLI
+    checks the config Hydra composes itself instead (:func:`checked_where_hydra_composes`),
+    where it can."""
     args = _parsed(argv)
     if args is None or any(
         (args.help, args.hydra_help, args.cfg, args.shell_completion, args.info)
@@ -103,7 +109,12 @@ def sweep_dir_problem(
         return None
     try:
         with _composed(args, config_path, task_function) as composed:
-            return None if composed is None else composed_sweep_problem(composed[0], args.multirun)
+            if composed is None:
+                return None
+            found = (check(composed[0]) for check in also)
+            return next((p for p in found if p), None) or composed_sweep_problem(
+                composed[0], args.multirun
+            )
     except Exception:  # never refuse a command because the check itself failed
         log.debug("cannot tell the sweep's folder", exc_info=True)
         return None
