@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from resume_helpers import KILLABLE, QUICK
+from omegaconf import OmegaConf
+from resume_helpers import KILLABLE, QUICK, start_and_kill
 from unfinished_helpers import (
     command,
     killed_before_final_fit,
     killed_run,
     one_error,
     resume_as_told,
+    resume_in_shell,
     sweep_folder,
 )
 
-from n2react.jobs import TAG_OVERRIDES, resume_command, tagged_overrides
+from n2react.jobs import TAG_OVERRIDES, continue_command, resume_command, tagged_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 SHEET = "homonuclear-159-24features.xlsx"
@@ -182,3 +185,57 @@ def test_the_overrides_a_run_was_tagged_with_give_its_resume_command() -> None:
     assert tagged_overrides(hidden) is None and tagged_overrides({}) is None
     assert resume_command(None, "run") == "python -m train <its overrides> resume=run"
     assert resume_command(["resume=old", "model=svr"], "d") == "python -m train model=svr resume=d"
+
+
+@pytest.mark.slow
+def test_a_run_started_elsewhere_with_a_relative_path_is_continued_from_its_folder(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # said "python -m train ... data.path=mydata.xlsx resume=../start/killed" to predict run in
+    # another folder: pasted there (or anywhere else) it found neither the run nor the data
+    start, elsewhere, third = tmp_path / "my start", tmp_path / "elsewhere", tmp_path / "third"
+    for d in (start, elsewhere, third):
+        d.mkdir()
+    shutil.copyfile(shared_data / SHEET, start / "mydata.xlsx")
+    own = [*KILLABLE, "uncertainty.enabled=false", "tracking=none", "data.path=mydata.xlsx"]
+    run_dir = start / "killed"
+    cmd = [sys.executable, "-m", "train", *own, "hydra.run.dir=killed"]
+    start_and_kill(cmd, start, run_dir)
+    out = elsewhere / "out.csv"
+    predict = ["-m", "predict", "../my start/killed", str(shared_data / SHEET), "-o", str(out)]
+    said = one_error(command(predict, elsewhere))
+    again = f"cd '{start}' && python -m train {' '.join(own)} 'resume={run_dir}'"
+    assert said.endswith(f"predict once it has finished ({again} continues a stopped run)"), said
+    said = one_error(command(["-m", "n2react.explain", "../my start/killed"], elsewhere))
+    assert said.endswith(f"explain it once it has finished ({again} continues a stopped run)")
+    res = resume_in_shell(said, third)  # pasted into a shell in yet another folder
+    assert res.returncode == 0, res.stderr[-1500:]
+    assert (run_dir / "model.skops").is_file() and (run_dir / "summary.json").is_file()
+    res = command(predict, elsewhere)
+    assert res.returncode == 0 and out.is_file(), res.stderr[-1500:]
+
+
+def test_the_command_that_continues_a_run_cds_only_where_a_relative_path_needs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    run_dir = start / "outputs" / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    elsewhere.mkdir()
+    (start / "mydata.xlsx").touch()
+    hydra = OmegaConf.create({"hydra": {"runtime": {"cwd": str(start)}}})
+    OmegaConf.save(hydra, run_dir / ".hydra" / "hydra.yaml")
+    overrides = run_dir / ".hydra" / "overrides.yaml"
+    OmegaConf.save(OmegaConf.create(["model=ridge", "data.path=mydata.xlsx"]), overrides)
+    line = f"python -m train model=ridge data.path=mydata.xlsx resume={run_dir}"
+    monkeypatch.chdir(elsewhere)  # the run dir made absolute, the data path read from start
+    assert continue_command(Path("../start/outputs/run")) == f"cd {start} && {line}"
+    monkeypatch.chdir(start)  # where it was started: no cd
+    assert continue_command(Path("outputs/run")) == line
+    # no relative path among its overrides (a model name, a path that is not there): no cd
+    no_paths = ["model=ridge", "data.path=/abs/x.xlsx", "eval.path=gone.xlsx"]
+    OmegaConf.save(OmegaConf.create(no_paths), overrides)
+    monkeypatch.chdir(elsewhere)
+    assert continue_command(Path("../start/outputs/run")) == (
+        f"python -m train {' '.join(no_paths)} resume={run_dir}"
+    )

@@ -89,3 +89,17 @@ def resume_as_told(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     argv = shlex.split(found.group(1))
     assert argv[:3] == ["python", "-m", "train"] and "<its overrides>" not in line, line
     return command(argv[1:], cwd)
+
+
+def resume_in_shell(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the command ``line`` (an error line) gives to continue its run, ``(... python -m
+    train ... continues ...)``, as pasted into a shell in ``cwd`` (a ``cd <folder> &&`` before
+    it included), its ``python`` the one running the tests."""
+    found = re.search(r"\(((?:cd .*? && )?python -m train .*?) continues ", line)
+    assert found and "<its overrides>" not in line, line
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    return subprocess.run(
+        ["bash", "-c", found.group(1)], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip

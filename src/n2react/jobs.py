@@ -194,6 +194,52 @@ def resume_command(overrides: Sequence[str] | None, resume: str) -> str:
     return "python -m train " + " ".join(shlex.quote(o) for o in words)
 
 
+def start_folder(folder: Path) -> Path | None:
+    """The folder the run in ``folder`` was started in (``hydra.runtime.cwd`` of its
+    ``.hydra/hydra.yaml``, which a ``resume=`` leaves as the start wrote it); None when it has
+    none, or it is unreadable."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    file = folder / ".hydra" / "hydra.yaml"
+    if not file.is_file():
+        return None
+    try:
+        cwd = OmegaConf.select(OmegaConf.load(file), "hydra.runtime.cwd", default=None)
+    except (OSError, yaml.YAMLError, ValueError):
+        return None
+    return Path(str(cwd)) if cwd else None
+
+
+def relative_paths(overrides: Iterable[str], start: Path) -> list[str]:
+    """The ``overrides`` whose value is a relative path of a file or folder that exists in
+    ``start`` (``data.path=mydata.xlsx``, ``eval.path=../x.xlsx``): the run read them relative
+    to the folder it was started in. A value that happens to name something there without
+    being a path (``model=ridge`` beside a folder ``ridge``) counts too: it only costs a ``cd``."""
+    out = []
+    for o in overrides:
+        value = o.partition("=")[2]
+        if value and not Path(value).expanduser().is_absolute() and (start / value).exists():
+            out.append(o)
+    return out
+
+
+def continue_command(folder: Path) -> str:
+    """The command that continues the stopped run in ``folder``, to be pasted into a shell in
+    any folder: its own overrides (:func:`run_overrides`) plus ``resume=<folder, absolute>``,
+    after ``cd <the folder it was started in> && `` when an override's value is a relative
+    path there (:func:`relative_paths`) and the working folder is another one. Such a value
+    cannot be made absolute instead: ``resume`` refuses a config that differs from the run's."""
+    overrides = run_overrides(folder)
+    command = resume_command(overrides, os.path.abspath(folder))
+    start = start_folder(folder)
+    if start is None or not overrides or Path.cwd().resolve() == start.resolve():
+        return command
+    if relative_paths(without_resume(overrides), start):
+        return f"cd {shlex.quote(str(start))} && {command}"
+    return command
+
+
 def sweep_job(folder: Path) -> JobInfo | None:
     """The identity the job in ``folder`` had in its sweep (its MLflow run name, sweep, number
     and overrides), read back from its ``.hydra/`` and the sweep's ``multirun.yaml``: a job run

@@ -78,13 +78,13 @@ def no_final_model(who: str, model: str, config_dir: Path | None = None) -> str 
 def _not_finished(p: Path, done: str, verb: str) -> str:
     """The run in ``p`` is not finished: its own overrides (``.hydra/overrides.yaml``) plus
     ``resume=`` continue it, as its own last line says (a bare ``resume=`` is refused: the
-    config differs)."""
-    from n2react.jobs import resume_command, run_overrides
+    config differs), from the folder it was started in where they hold relative paths
+    (:func:`n2react.jobs.continue_command`)."""
+    from n2react.jobs import continue_command
 
     return (
         f"{p}: its run has not finished ({done}: still running, or stopped part-way); {verb} "
-        f"once it has finished ({resume_command(run_overrides(p), str(p))} continues a stopped "
-        "run)"
+        f"once it has finished ({continue_command(p)} continues a stopped run)"
     )
 
 
