@@ -239,3 +239,35 @@ def test_the_command_that_continues_a_run_cds_only_where_a_relative_path_needs_i
     assert continue_command(Path("../start/outputs/run")) == (
         f"python -m train {' '.join(no_paths)} resume={run_dir}"
     )
+
+
+@pytest.mark.slow
+def test_predict_names_a_run_folders_missing_or_unreadable_config(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # each said "no model.skops (not a run directory of python -m train, or a run made with
+    # final_model=false?)": the file that would tell went unnamed
+    train = ["-m", "train", *QUICK, "progress=false", "uncertainty.enabled=false",
+             "tracking=none", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    res = command(train, tmp_path)
+    assert res.returncode == 0, res.stderr[-1500:]
+    out = tmp_path / "out.csv"
+    run, config = tmp_path / "run", tmp_path / "run" / "config_resolved.yaml"
+    predict = ["-m", "predict", str(run), str(shared_data / SHEET), "-o", str(out)]
+    unknown = (
+        "so whether its run was made with final_model=false or stopped before its final fit is "
+        f"unknown; {run} has no model.skops to predict with"
+    )
+    config.write_text("data: [1, 2\nseed: 1\n")  # cut off, or edited by hand
+    assert one_error(command(predict, tmp_path)) == (
+        f"{config}: cannot be read (not valid YAML: expected ',' or ']', but got ':' at line "
+        f"2), {unknown}"
+    )
+    config.write_text("")
+    assert one_error(command(predict, tmp_path)) == f"{config}: cannot be read (empty), {unknown}"
+    config.unlink()
+    assert one_error(command(predict, tmp_path)) == (
+        f"{run}: no model.skops nor config_resolved.yaml: not a run folder of python -m train (or "
+        "its run stopped before it wrote its config): nothing to predict with"
+    )
+    assert not out.exists()

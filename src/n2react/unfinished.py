@@ -51,8 +51,9 @@ def folder_problem(p: Path, verb: str, jobs: int = 1) -> str | None:
 def model_problem(p: Path) -> str | None:
     """Why the run folder ``p`` holds no final model (``model.skops``) to predict with: its
     ``config_resolved.yaml`` says final_model=false, or its run stopped (or is still running)
-    before its final fit, or before its outer folds were done; or ``p`` is a sweep's folder.
-    None when ``p`` is none of these."""
+    before its final fit, or before its outer folds were done; or ``p`` is a sweep's folder; or
+    its ``config_resolved.yaml``, which would tell, is missing or unreadable. None when ``p`` is
+    none of these."""
     p = Path(p)
     refits = _refits(p)
     if refits is False:
@@ -60,7 +61,39 @@ def model_problem(p: Path) -> str | None:
     if refits and (p / OOF_FILE).is_file():  # its outer folds scored, its final fit not done
         done = f"{_folds_done(p)} outer fold(s) done, its final model not fitted yet"
         return _not_finished(p, done, "predict")
-    return folder_problem(p, "predict")
+    if why := folder_problem(p, "predict"):
+        return why
+    return _config_problem(p) if refits is None else None
+
+
+def _config_problem(p: Path) -> str | None:
+    """The run folder ``p`` (without a final model) has no ``config_resolved.yaml``, or one that
+    cannot be read: what the run was made with, and so why it has no final model, is unknown.
+    None when it reads as a mapping of settings."""
+    import yaml
+    from omegaconf import DictConfig, OmegaConf
+
+    file = p / CONFIG_FILE
+    if not file.is_file():
+        return (
+            f"{p}: no {MODEL_FILE} nor {CONFIG_FILE}: not a run folder of python -m train (or "
+            "its run stopped before it wrote its config): nothing to predict with"
+        )
+    try:
+        cfg = OmegaConf.load(file)
+    except yaml.MarkedYAMLError as exc:
+        mark = f" at line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
+        why = f"not valid YAML: {exc.problem or first_line(exc)}{mark}"
+    except (OSError, yaml.YAMLError) as exc:
+        why = first_line(exc)
+    else:
+        if isinstance(cfg, DictConfig) and len(cfg):
+            return None
+        why = "empty" if isinstance(cfg, DictConfig) else "not a mapping of settings"
+    return (
+        f"{file}: cannot be read ({why}), so whether its run was made with final_model=false or "
+        f"stopped before its final fit is unknown; {p} has no {MODEL_FILE} to predict with"
+    )
 
 
 def no_final_model(who: str, model: str, config_dir: Path | None = None) -> str | None:
@@ -116,7 +149,9 @@ def _refits(p: Path) -> bool | None:
         cfg = OmegaConf.load(p / CONFIG_FILE)
     except (OSError, yaml.YAMLError):  # unreadable: not this module's to say
         return None
-    value = cfg.get("final_model", True) if isinstance(cfg, DictConfig) else None
+    if not isinstance(cfg, DictConfig) or not len(cfg):  # no settings: as unreadable
+        return None
+    value = cfg.get("final_model", True)
     return value if isinstance(value, bool) else None
 
 
