@@ -25,6 +25,8 @@ from n2react.arguments import Parser, at_least
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
+#: what this benchmark does with a run, said of one not finished yet
+VERB = "measure its importance stability"
 
 
 def _compose(overrides: list[str]):  # noqa: ANN202 - a DictConfig
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = Path(tempfile.mkdtemp(prefix="n2react-importance-")) / "run"
         run(_compose(overrides), run_dir)
         print(f"nested CV of: {' '.join(overrides)} ({time.perf_counter() - t0:.0f} s)")
-    data = load_run(run_dir)
+    data = load_run(run_dir, verb=VERB)  # a run not finished: what waits for it
     t1 = time.perf_counter()
     budget = Budget(fold_rows=args.rows, fold_trees=None, n_repeats=10)
     fold_abs, perm, kind = fold_importances(data, budget)

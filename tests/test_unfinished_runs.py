@@ -60,8 +60,8 @@ def test_explain_and_predict_name_a_run_killed_part_way(tmp_path: Path, shared_d
     said = one_error(command(predict, tmp_path))
     assert re.fullmatch(_not_finished(run_dir, "predict", uri), said), said
     bench = [str(ROOT / "benchmarks" / "importance_stability.py"), "--run", str(run_dir)]
-    said = one_error(command(bench, tmp_path))
-    assert re.fullmatch(_not_finished(run_dir, "explain it", uri), said), said
+    said = one_error(command(bench, tmp_path))  # said "explain it once it has finished"
+    assert re.fullmatch(_not_finished(run_dir, "measure its importance stability", uri), said)
 
     # its MLflow run, left RUNNING: "no artifact oof_predictions.csv (not an n2react parent
     # run?)" (explain), "has no final model (tag model_uri)" (predict)

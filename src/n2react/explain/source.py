@@ -112,9 +112,13 @@ def _reload(cfg: Mapping[str, Any]) -> Dataset:
 
 
 def load_run_dir(
-    run_dir: str | Path, dataset: Dataset | None = None, trust_pickle: bool = False
+    run_dir: str | Path,
+    dataset: Dataset | None = None,
+    trust_pickle: bool = False,
+    verb: str = "explain it",
 ) -> RunData:
-    """Read a run directory of ``python -m train``."""
+    """Read a run directory of ``python -m train``; ``verb`` is what the caller does with the
+    run, named where it is not finished (:mod:`n2react.unfinished`)."""
     from n2react.backend import stderr_silenced
 
     d = Path(run_dir)
@@ -124,7 +128,7 @@ def load_run_dir(
         raise N2ReactError(
             f"{d}: not a run directory (nor an MLflow run id){short_id_note(str(d))}"
         )
-    if why := folder_problem(d, "explain it"):  # a folder of runs, a run not finished yet
+    if why := folder_problem(d, verb):  # a folder of runs, a run not finished yet
         raise N2ReactError(why)
     if not (d / runstore.CONFIG_FILE).exists():
         raise N2ReactError(_not_a_run(d, f"no {runstore.CONFIG_FILE} (not a run directory)"))
@@ -148,9 +152,10 @@ def load_mlflow_run(
     tracking_uri: str | None = None,
     dataset: Dataset | None = None,
     trust_pickle: bool = False,
+    verb: str = "explain it",
 ) -> RunData:
     """Download a parent run's config, out-of-fold table and fold models into ``dest`` and load
-    its final model (tag ``model_uri``)."""
+    its final model (tag ``model_uri``); ``verb`` as in :func:`load_run_dir`."""
     from n2react.backend import stderr_silenced
     from n2react.mlflow_runs import RunReader
     from n2react.store_uri import unreadable
@@ -168,7 +173,7 @@ def load_mlflow_run(
         raise N2ReactError(why)
     dest = Path(dest)
     names = set(reader.list_artifacts(run_id))
-    if runstore.OOF_FILE not in names and (why := status_problem(run, "explain it")):
+    if runstore.OOF_FILE not in names and (why := status_problem(run, verb)):
         raise N2ReactError(why)  # an n2react parent run ("not an n2react parent run?" said)
 
     def need(name: str) -> None:
@@ -213,11 +218,13 @@ def load_run(
     download_to: str | Path | None = None,
     dataset: Dataset | None = None,
     trust_pickle: bool = False,
+    verb: str = "explain it",
 ) -> RunData:
     """A run directory, or an MLflow parent run id (artifacts go to ``download_to``);
-    ``trust_pickle`` loads the pickled models of older runs (loading a pickle runs code)."""
+    ``trust_pickle`` loads the pickled models of older runs (loading a pickle runs code);
+    ``verb``: what the caller does with the run, said of one not finished ("explain it")."""
     p = Path(ref)
     if p.exists() or not RUN_ID.match(str(ref)):
-        return load_run_dir(p, dataset, trust_pickle)
+        return load_run_dir(p, dataset, trust_pickle, verb)
     dest = Path(download_to) if download_to is not None else Path(f"explain-{ref}") / "artifacts"
-    return load_mlflow_run(str(ref), dest, tracking_uri, dataset, trust_pickle)
+    return load_mlflow_run(str(ref), dest, tracking_uri, dataset, trust_pickle, verb)
