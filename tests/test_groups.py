@@ -21,7 +21,9 @@ from n2react.data import load_dataset
 from n2react.errors import ConfigError, DataError
 from n2react.plan import build_plan
 from n2react.run import cross_validate, run
-from n2react.splitters import KFoldSplitter, family_of, group_labels, metal_of
+from n2react.runstore import UNCERTAINTY_FILE
+from n2react.splitters import KFoldSplitter, family_of, group_labels, held_out_text, metal_of
+from n2react.uncertainty import load_calibration
 
 _COUNTER = itertools.count()
 FITS: dict[int, set[int]] = {}
@@ -194,6 +196,17 @@ def test_grouped_run_logs_pooled_and_per_group_scores(
     per_group = pd.read_csv(tmp_path / "group_scores.csv")
     assert list(per_group["group"]) == ["Mo", "Ta", "V", "Fe", "Rh", "Co"]
     assert per_group["n"].sum() == 159
+    # its intervals were calibrated on held-out metals: predict warns of no new metal then
+    assert load_calibration(tmp_path / UNCERTAINTY_FILE).held_out == "metal"
+
+
+def test_what_the_outer_folds_hold_out_is_recorded_by_its_grouping() -> None:
+    # the calibration's held_out: predict's new-metal warning reads "metal" (cv.groups=metal)
+    assert held_out_text("nested", "metal") == "metal"
+    assert held_out_text("nested", "column:batch") == "column:batch"
+    assert held_out_text("nested", None) == held_out_text("nested", "none") == "clusters"
+    assert held_out_text("nested", None, fixed_folds=True) == "folds"
+    assert held_out_text("pair_split", None) == "pairs"
 
 
 def test_one_family_labeller_for_folds_terminal_csvs_and_plots(make_cfg, tmp_path: Path) -> None:
