@@ -210,8 +210,11 @@ def test_a_run_deleted_just_before_it_ends_says_so_in_one_line(tmp_path: Path, c
     tracker.start({"seed": 1}, {})
     run_id = tracker.run_id
     MlflowClient(uri).delete_run(run_id)
-    with pytest.raises(RunDeleted, match=f"^MLflow run {run_id} was deleted in the store"):
+    with pytest.raises(
+        RunDeleted, match=f"^MLflow run {run_id} was deleted in the store"
+    ) as caught:
         tracker.finish("FINISHED")
+    assert "fold run" not in str(caught.value)  # it opened none: no "0 fold runs stay" said
     assert mlflow.active_run() is None
     other = MlflowTracker(Store(uri))
     other.start({"seed": 2}, {})
