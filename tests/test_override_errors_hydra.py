@@ -278,11 +278,14 @@ PROJECT = f"the project's configs are in {ROOT / 'conf'}"
         (("--config-name", "nosuch", "--config-dir", "{tmp}/conf"),
          (f"--config-name nosuch: no such config in {ROOT / 'conf'} or {{tmp}}/conf (choose from "
           "config, mine)",)),
+        (("--config-path", "{tmp}/conf", "--config-name", "nosuch"),
+         ("--config-name nosuch: no such config in {tmp}/conf (choose from mine)",)),
         (("-m", "--config-name", "nosuch", "model=ridge,svr"), ("--config-name nosuch: no such",)),
         (("--help", "--config-name", "nosuch"), ("--config-name nosuch: no such config",)),
     ],
     ids=["relative path", "no folder", "a yaml path", "no config.yaml", "dir: none",
-         "dir: relative", "dir: a file", "name", "name and dir", "sweep", "--help"],
+         "dir: relative", "dir: a file", "name", "name and dir", "path and name", "sweep",
+         "--help"],
 )  # fmt: skip
 def test_a_config_location_hydra_cannot_find_is_one_line(
     args: tuple[str, ...], expected: tuple[str, ...], tmp_path: Path
@@ -324,3 +327,13 @@ def test_the_console_script_names_a_relative_config_path_it_cannot_find(tmp_path
         assert_only_line(out, f"--config-path {given}: no Python package conf (run as a module",
                          PROJECT)  # fmt: skip
         assert list(tmp_path.iterdir()) == []
+
+
+def test_a_yaml_config_path_is_told_the_folder_and_config_name_to_give(tmp_path: Path) -> None:
+    """The line gives the command's --config-path and --config-name as they are to be typed:
+    the config's name without .yaml (Hydra refuses --config-name mine.yaml alike)."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "mine.yaml").write_text("defaults:\n  - config\n  - _self_\n")
+    line = assert_only_line(train(tmp_path, "--config-path", str(tmp_path / "conf" / "mine.yaml")))
+    assert line.endswith(f"--config-path {tmp_path / 'conf'} --config-name mine"), line
+    assert_nothing_written(tmp_path)
