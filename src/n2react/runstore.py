@@ -27,6 +27,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from n2react.atomic_files import atomic_write as atomic_write  # callers import these here
 from n2react.atomic_files import json_text as json_text
@@ -57,6 +58,9 @@ from n2react.model_files import save_model as save_model
 from n2react.model_files import saved_by as saved_by
 from n2react.model_files import sha256_path as sha256_path
 from n2react.model_files import write_sha256 as write_sha256
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -183,3 +187,27 @@ def in_use(run_dir: Path) -> bool:
         return True
     except OSError:  # gone, or not a folder
         return False
+
+
+def read_config(file: Path) -> DictConfig:
+    """The settings in a run's ``config_resolved.yaml`` ``file``, read once; N2ReactError
+    ``<file>: cannot be read (<why>)`` when it is gone, not valid YAML (its problem and line),
+    empty or not a mapping of settings. Every reader of a run's config says it alike."""
+    import yaml
+    from omegaconf import DictConfig, OmegaConf
+
+    file = Path(file)
+    try:
+        cfg = OmegaConf.load(file)
+    except FileNotFoundError:
+        why = "not found"
+    except yaml.MarkedYAMLError as exc:
+        mark = f" at line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
+        why = f"not valid YAML: {exc.problem or first_line(exc)}{mark}"
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        why = first_line(exc)
+    else:
+        if isinstance(cfg, DictConfig) and len(cfg):
+            return cfg
+        why = "empty" if isinstance(cfg, DictConfig) else "not a mapping of settings"
+    raise N2ReactError(f"{file}: cannot be read ({why})")

@@ -13,8 +13,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from n2react.errors import first_line
-from n2react.runstore import CONFIG_FILE, FOLD_FILE, FOLDS_DIR, MODEL_FILE, OOF_FILE, SUMMARY_FILE
+from n2react.errors import N2ReactError, first_line
+from n2react.runstore import (
+    CONFIG_FILE,
+    FOLD_FILE,
+    FOLDS_DIR,
+    MODEL_FILE,
+    OOF_FILE,
+    SUMMARY_FILE,
+    read_config,
+)
 
 if TYPE_CHECKING:
     from n2react.tracking import RunRecord
@@ -70,9 +78,6 @@ def _config_problem(p: Path) -> str | None:
     """The run folder ``p`` (without a final model) has no ``config_resolved.yaml``, or one that
     cannot be read: what the run was made with, and so why it has no final model, is unknown.
     None when it reads as a mapping of settings."""
-    import yaml
-    from omegaconf import DictConfig, OmegaConf
-
     file = p / CONFIG_FILE
     if not file.is_file():
         return (
@@ -80,18 +85,13 @@ def _config_problem(p: Path) -> str | None:
             "its run stopped before it wrote its config): nothing to predict with"
         )
     try:
-        cfg = OmegaConf.load(file)
-    except yaml.MarkedYAMLError as exc:
-        mark = f" at line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
-        why = f"not valid YAML: {exc.problem or first_line(exc)}{mark}"
-    except (OSError, yaml.YAMLError) as exc:
-        why = first_line(exc)
+        read_config(file)
+    except N2ReactError as exc:
+        why = str(exc)
     else:
-        if isinstance(cfg, DictConfig) and len(cfg):
-            return None
-        why = "empty" if isinstance(cfg, DictConfig) else "not a mapping of settings"
+        return None
     return (
-        f"{file}: cannot be read ({why}), so whether its run was made with final_model=false or "
+        f"{why}, so whether its run was made with final_model=false or "
         f"stopped before its final fit is unknown; {p} has no {MODEL_FILE} to predict with"
     )
 
@@ -140,16 +140,9 @@ def _runs_line(p: Path, what: str, item: str, jobs: int) -> str:
 def _refits(p: Path) -> bool | None:
     """The final_model setting the run in ``p`` was made with (its config_resolved.yaml); None
     when it has none, or it cannot be read (the command's own line then says what is wrong)."""
-    import yaml
-    from omegaconf import DictConfig, OmegaConf
-
-    if not (p / CONFIG_FILE).is_file():
-        return None
     try:
-        cfg = OmegaConf.load(p / CONFIG_FILE)
-    except (OSError, yaml.YAMLError):  # unreadable: not this module's to say
-        return None
-    if not isinstance(cfg, DictConfig) or not len(cfg):  # no settings: as unreadable
+        cfg = read_config(p / CONFIG_FILE)
+    except N2ReactError:  # none, or unreadable: not this module's to say
         return None
     value = cfg.get("final_model", True)
     return value if isinstance(value, bool) else None

@@ -64,9 +64,9 @@ def _read_oof(path: Path) -> pd.DataFrame:
 
 
 def _read_cfg(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise N2ReactError(f"{path}: not found (not a run directory of python -m train?)")
-    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    """The run's config as plain dicts; one line naming ``path`` when it is gone, not valid
+    YAML, empty or not a mapping (:func:`n2react.runstore.read_config`, as predict says it)."""
+    cfg = OmegaConf.to_container(runstore.read_config(path), resolve=True)
     assert isinstance(cfg, dict)
     return cfg  # type: ignore[return-value]
 
@@ -130,7 +130,7 @@ def load_run_dir(
         )
     if why := folder_problem(d, verb):  # a folder of runs, a run not finished yet
         raise N2ReactError(why)
-    if not (d / runstore.CONFIG_FILE).exists():
+    if not (d / runstore.CONFIG_FILE).exists() and not (d / runstore.OOF_FILE).exists():
         raise N2ReactError(_not_a_run(d, f"no {runstore.CONFIG_FILE} (not a run directory)"))
     cfg = _read_cfg(d / runstore.CONFIG_FILE)
     _refuse_pair_split(cfg, str(d))

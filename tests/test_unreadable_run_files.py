@@ -1,0 +1,55 @@
+"""A finished run folder whose own files were damaged afterwards (cut off, emptied, edited by
+hand, deleted), given to the commands that read it: each says one line naming the file and
+why, exit 2, never a traceback. ``explain`` and ``benchmarks/importance_stability.py --run`` of a
+run whose config_resolved.yaml was not valid YAML ended in a 60-line YAML traceback (exit 1),
+of one emptied in ``KeyError: 'data'``; they now say it as predict does."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from unfinished_helpers import QUICK, command, one_error
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = str(ROOT / "benchmarks" / "importance_stability.py")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """A real finished run (ridge, 3 outer folds, its final model, no MLflow), made once."""
+    where = tmp_path_factory.mktemp("finished")
+    run = where / "run"
+    train = ["-m", "train", "model=ridge", "cv.outer_folds=3", *QUICK, "tracking=none",
+             f"hydra.run.dir={run}"]  # fmt: skip
+    res = command(train, where, {"N2_DATA_DIR": str(shared_data)})
+    assert res.returncode == 0, res.stderr[-1500:]
+    assert (run / "oof_predictions.csv").is_file() and (run / "model.skops").is_file()
+    return run
+
+
+@pytest.fixture
+def run(finished: Path, tmp_path: Path) -> Path:
+    """A copy of the finished run, to damage."""
+    return Path(shutil.copytree(finished, tmp_path / "run"))
+
+
+@pytest.mark.slow
+def test_explain_names_a_finished_runs_unreadable_config(run: Path, tmp_path: Path) -> None:
+    config = run / "config_resolved.yaml"
+    explain = ["-m", "n2react.explain", str(run)]
+    for damage, why in [
+        ("data: [1, 2\nseed: 1\n", "not valid YAML: expected ',' or ']', but got ':' at line 2"),
+        ("", "empty"),  # said KeyError: 'data'
+        ("- 1\n", "not a mapping of settings"),
+        (None, "not found"),  # said "no config_resolved.yaml (not a run directory)"
+    ]:
+        if damage is None:
+            config.unlink()
+        else:
+            config.write_text(damage)
+        line = f"{config}: cannot be read ({why})"
+        assert one_error(command(explain, tmp_path)) == line
+        assert one_error(command([BENCH, "--run", str(run)], tmp_path)) == line
+        assert not (run / "explain").exists()
