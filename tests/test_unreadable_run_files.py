@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from unfinished_helpers import QUICK, command, one_error
 
+from n2react.errors import N2ReactError
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = str(ROOT / "benchmarks" / "importance_stability.py")
 
@@ -53,3 +55,26 @@ def test_explain_names_a_finished_runs_unreadable_config(run: Path, tmp_path: Pa
         assert one_error(command(explain, tmp_path)) == line
         assert one_error(command([BENCH, "--run", str(run)], tmp_path)) == line
         assert not (run / "explain").exists()
+
+
+@pytest.mark.slow
+def test_resume_names_a_runs_unreadable_config(run: Path, tmp_path: Path) -> None:
+    # said yaml.parser.ParserError (not valid YAML) or omegaconf's ConfigTypeError "Index
+    # 'final_model' (str) is not an int" (a list) in a 20-line traceback, exit 1; an emptied
+    # file read as a run that had finished
+    from n2react.resume import check_same_config
+
+    config = run / "config_resolved.yaml"
+    resume = ["-m", "train", "model=ridge", "cv.outer_folds=3", *QUICK, "tracking=none",
+              f"resume={run}"]  # fmt: skip
+    for damage, why in [
+        ("data: [1, 2\nseed: 1\n", "not valid YAML: expected ',' or ']', but got ':' at line 2"),
+        ("", "empty"),
+        ("- 1\n", "not a mapping of settings"),
+    ]:
+        config.write_text(damage)
+        line = f"{config}: cannot be read ({why})"
+        assert one_error(command(resume, tmp_path)) == line
+        with pytest.raises(N2ReactError) as err:  # a run whose store is asked: this reads it
+            check_same_config(run, {"seed": 1})
+        assert str(err.value) == line

@@ -95,7 +95,7 @@ def find_resumed(spec: str, tracker: Tracker) -> Resumed:
 def _finished_here(run_dir: Path) -> bool:
     """Whether the run in ``run_dir`` (without MLflow) got to its end: its outer folds scored
     (``summary.json``) and, when it refits one, its final model saved."""
-    cfg = OmegaConf.load(run_dir / CONFIG_FILE)
+    cfg = runstore.read_config(run_dir / CONFIG_FILE)
     refits = bool(OmegaConf.select(cfg, "final_model", default=True))
     summary = (run_dir / runstore.SUMMARY_FILE).exists()
     return summary and (not refits or runstore.model_path(run_dir) is not None)
@@ -158,7 +158,7 @@ def check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
     fresh = not file.exists()
     if fresh:
         file, ignored = run_dir / JOB_CONFIG, (*IGNORED_KEYS, "tracking")
-    loaded = OmegaConf.to_container(OmegaConf.load(file), resolve=True)
+    loaded = OmegaConf.to_container(runstore.read_config(file), resolve=True)
     before = _normalised(loaded, ignored)  # type: ignore[arg-type]
     now = _normalised(config, ignored)
     missing = "(not set)"
