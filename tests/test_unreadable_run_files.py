@@ -78,3 +78,20 @@ def test_resume_names_a_runs_unreadable_config(run: Path, tmp_path: Path) -> Non
         with pytest.raises(N2ReactError) as err:  # a run whose store is asked: this reads it
             check_same_config(run, {"seed": 1})
         assert str(err.value) == line
+
+
+@pytest.mark.slow
+def test_explain_names_a_finished_runs_unreadable_out_of_fold_table(
+    run: Path, tmp_path: Path
+) -> None:
+    # said UnicodeDecodeError / pandas' EmptyDataError in a 45-line traceback, exit 1
+    table = run / "oof_predictions.csv"
+    explain = ["-m", "n2react.explain", str(run)]
+    for damage, why in [
+        (b"\xff\xfe\x00garbage\n", "cannot read oof_predictions.csv ('utf-8' codec can't decode "
+                                   "byte 0xff in position 0: invalid start byte)"),
+        (b"", "cannot read oof_predictions.csv (No columns to parse from file)"),
+    ]:  # fmt: skip
+        table.write_bytes(damage)
+        assert one_error(command(explain, tmp_path)) == f"{run}: {why}"  # as compare says it
+        assert not (run / "explain").exists()

@@ -33,42 +33,11 @@ from n2react.bootstrap import (
 )
 from n2react.errors import N2ReactError
 from n2react.metrics import figure
-from n2react.runstore import OOF_FILE, json_text, read_csv
+from n2react.runstore import OOF_FILE, json_text, read_oof
 from n2react.tracking import DEFAULT_URI, default_uri, short_id_note
 
 DEFAULT_METRICS = ("pooled_test_mae", "pooled_test_rmse", "pooled_test_r", "pooled_test_within")
-NEEDED = {"cluster", "y_true", "y_pred", "fold"}
 MIN_RESAMPLES, MAX_RESAMPLES = 100, 100_000
-
-
-def _read_oof(path: Path, source: str) -> pd.DataFrame:
-    try:
-        oof = read_csv(path)
-    except Exception as exc:
-        raise N2ReactError(f"{source}: cannot read {OOF_FILE} ({exc})") from exc
-    missing = NEEDED - set(oof.columns)
-    if missing:
-        raise N2ReactError(f"{source}: {OOF_FILE} lacks column(s) {', '.join(sorted(missing))}")
-    if oof.empty:
-        raise N2ReactError(f"{source}: {OOF_FILE} has no rows (not a finished run?)")
-    for col in ("y_true", "y_pred", "fold"):  # an edited or damaged file: a text cell, a blank
-        values = pd.to_numeric(oof[col], errors="coerce")
-        bad = ~np.isfinite(values.to_numpy(float))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            cell = oof[col].iloc[i]
-            what = (
-                "is blank"
-                if pd.isna(cell)
-                else f"{cell} is not finite"
-                if pd.notna(values.iloc[i])
-                else f"{str(cell)!r} is not a number"
-            )
-            raise N2ReactError(
-                f"{source}: {OOF_FILE} row {i + 2} (cluster {oof['cluster'].iloc[i]}): {col} {what}"
-            )
-        oof[col] = values
-    return oof
 
 
 def _no_table(p: Path) -> str:
@@ -112,7 +81,7 @@ def load_oof(run: str, tracking_uri: str) -> Loaded:
     if p.is_dir():
         if not (p / OOF_FILE).is_file():
             raise N2ReactError(_no_table(p))
-        return Loaded(_read_oof(p / OOF_FILE, str(p)), str(p), p.resolve())
+        return Loaded(read_oof(p / OOF_FILE, str(p)), str(p), p.resolve())
     if not RUN_ID.match(run):
         raise N2ReactError(
             f"{run}: neither a run directory nor an MLflow run id{short_id_note(run)}"
@@ -135,7 +104,7 @@ def load_oof(run: str, tracking_uri: str) -> Loaded:
         raise N2ReactError(f"MLflow run {run}: no artifact {OOF_FILE} (not an n2react parent run?)")
     with tempfile.TemporaryDirectory(prefix="n2react-compare-") as tmp:
         local = reader.download(run, OOF_FILE, Path(tmp))
-        oof = _read_oof(Path(local), f"MLflow run {run}")
+        oof = read_oof(Path(local), f"MLflow run {run}")
     recorded = info.tags.get("run_dir")
     folder = Path(recorded).resolve() if recorded else None
     return Loaded(oof, f"{info.tags.get('mlflow.runName') or run} ({run[:8]})", folder, run)

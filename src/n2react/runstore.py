@@ -60,6 +60,7 @@ from n2react.model_files import sha256_path as sha256_path
 from n2react.model_files import write_sha256 as write_sha256
 
 if TYPE_CHECKING:
+    import pandas as pd
     from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
@@ -211,3 +212,40 @@ def read_config(file: Path) -> DictConfig:
             return cfg
         why = "empty" if isinstance(cfg, DictConfig) else "not a mapping of settings"
     raise N2ReactError(f"{file}: cannot be read ({why})")
+
+
+def read_oof(path: Path, source: str) -> pd.DataFrame:
+    """The out-of-fold table ``path`` of the run ``source`` (its folder, an MLflow run), its
+    scores numbers; one line naming the run, the file and its row when it cannot be read, lacks
+    a column, has no rows or holds a cell that is blank, not finite or not a number (an edited
+    or damaged file)."""
+    import numpy as np
+    import pandas as pd
+
+    try:
+        oof = read_csv(path)
+    except Exception as exc:
+        raise N2ReactError(f"{source}: cannot read {OOF_FILE} ({first_line(exc)})") from exc
+    missing = {"cluster", "y_true", "y_pred", "fold"} - set(oof.columns)
+    if missing:
+        raise N2ReactError(f"{source}: {OOF_FILE} lacks column(s) {', '.join(sorted(missing))}")
+    if oof.empty:
+        raise N2ReactError(f"{source}: {OOF_FILE} has no rows (not a finished run?)")
+    for col in ("y_true", "y_pred", "fold"):  # an edited or damaged file: a text cell, a blank
+        values = pd.to_numeric(oof[col], errors="coerce")
+        bad = ~np.isfinite(values.to_numpy(float))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            cell = oof[col].iloc[i]
+            what = (
+                "is blank"
+                if pd.isna(cell)
+                else f"{cell} is not finite"
+                if pd.notna(values.iloc[i])
+                else f"{str(cell)!r} is not a number"
+            )
+            raise N2ReactError(
+                f"{source}: {OOF_FILE} row {i + 2} (cluster {oof['cluster'].iloc[i]}): {col} {what}"
+            )
+        oof[col] = values
+    return oof

@@ -53,14 +53,12 @@ class RunData:
         return np.flatnonzero(~test), np.flatnonzero(test)
 
 
-def _read_oof(path: Path) -> pd.DataFrame:
+def _read_oof(path: Path, source: str) -> pd.DataFrame:
+    """The run's out-of-fold table (one line naming the run and the file when it cannot be read:
+    :func:`n2react.runstore.read_oof`, as compare says it)."""
     if not path.exists():
         raise N2ReactError(f"{path}: not found (is this a finished nested-CV run?)")
-    oof = runstore.read_csv(path)
-    missing = {"cluster", "y_true", "y_pred", "fold"} - set(oof.columns)
-    if missing:
-        raise N2ReactError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-    return oof
+    return runstore.read_oof(path, source)
 
 
 def _read_cfg(path: Path) -> dict[str, Any]:
@@ -134,7 +132,7 @@ def load_run_dir(
         raise N2ReactError(_not_a_run(d, f"no {runstore.CONFIG_FILE} (not a run directory)"))
     cfg = _read_cfg(d / runstore.CONFIG_FILE)
     _refuse_pair_split(cfg, str(d))
-    oof = _read_oof(d / runstore.OOF_FILE)
+    oof = _read_oof(d / runstore.OOF_FILE, str(d))
     with stderr_silenced():  # building a Keras network starts TensorFlow, which chatters
         file = runstore.model_path(d)
         final = runstore.load_model_file(file, trust_pickle=trust_pickle) if file else None
@@ -191,7 +189,7 @@ def load_mlflow_run(
         for name in (runstore.OOF_FILE, "fold_models")
         if name in names
     }
-    oof = _read_oof(got[runstore.OOF_FILE])
+    oof = _read_oof(got[runstore.OOF_FILE], f"MLflow run {run_id}")
     with stderr_silenced():
         folds = {}
         if "fold_models" in got:  # fold_models/fold_NN/<model file>
