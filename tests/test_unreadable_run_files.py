@@ -95,3 +95,29 @@ def test_explain_names_a_finished_runs_unreadable_out_of_fold_table(
         table.write_bytes(damage)
         assert one_error(command(explain, tmp_path)) == f"{run}: {why}"  # as compare says it
         assert not (run / "explain").exists()
+
+
+@pytest.mark.slow
+def test_resume_names_a_finished_folds_unreadable_file(run: Path, tmp_path: Path) -> None:
+    # said json's JSONDecodeError / pandas' EmptyDataError in a 40-line traceback, exit 1
+    for name in ("summary.json", "model.skops", "model.skops.sha256", "oof_predictions.csv"):
+        (run / name).unlink()  # as a run stopped before its final fit, its folds all done
+    fold = run / "folds" / "fold_01"
+    resume = ["-m", "train", "model=ridge", "cv.outer_folds=3", *QUICK, "tracking=none",
+              f"resume={run}"]  # fmt: skip
+    for name, damage, why in [
+        ("fold.json", '{"metrics": {', "Expecting property name enclosed in double quotes"),
+        ("fold.json", "[]", "not a mapping"),
+        ("predictions.csv", "", "No columns to parse from file"),
+    ]:
+        saved = (fold / name).read_bytes()
+        (fold / name).write_text(damage)
+        res = command(resume, tmp_path)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-1500:]
+        last = res.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"n2react: error: resume: {fold / name}: cannot be read ({why}")
+        assert last.endswith(f"; remove {fold} to fit that outer fold again"), last
+        (fold / name).write_bytes(saved)
+    shutil.rmtree(fold)  # as the line says: that fold is fitted again, the run finished
+    assert command(resume, tmp_path).returncode == 0
+    assert (fold / "fold.json").is_file() and (run / "summary.json").is_file()

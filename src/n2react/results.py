@@ -17,7 +17,7 @@ import pandas as pd
 from n2react import runstore
 from n2react.capabilities import SelectionFrequency
 from n2react.cv import CVResult, FoldResult
-from n2react.errors import ConfigError
+from n2react.errors import ConfigError, first_line
 from n2react.figures import parity_plot, selection_frequency_plot
 from n2react.runstore import FOLD_FILE, PREDICTIONS_FILE, fold_dir
 from n2react.splitters import Split
@@ -64,6 +64,34 @@ def write_fold(fold: FoldResult, run_dir: Path) -> tuple[list[Path], Path]:
     return paths, model_file
 
 
+#: what a finished fold's files hold (:func:`write_fold`), read back by :func:`read_fold`
+_FOLD_KEYS = {"metrics", "best_params", "inner_score", "selected_features"}
+_FOLD_COLUMNS = {"part", "row", "y_pred"}
+
+
+def _read_fold_files(d: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """``fold.json`` and ``predictions.csv`` of the finished fold folder ``d``; one line naming
+    the file when one cannot be read (cut off, emptied or edited by hand), which says how to fit
+    the fold again."""
+    file = d / FOLD_FILE
+    try:
+        meta = json.loads(file.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("not a mapping")
+        if missing := _FOLD_KEYS - meta.keys():
+            raise ValueError(f"lacks {', '.join(sorted(missing))}")
+        file = d / PREDICTIONS_FILE
+        preds = pd.read_csv(file, float_precision="round_trip")
+        if missing := _FOLD_COLUMNS - set(preds.columns):
+            raise ValueError(f"lacks column(s) {', '.join(sorted(missing))}")
+    except (OSError, ValueError) as exc:  # JSON, CSV and UTF-8 errors are ValueErrors
+        raise ConfigError(
+            f"resume: {file}: cannot be read ({first_line(exc)}); remove {d} to fit that outer "
+            "fold again"
+        ) from exc
+    return meta, preds
+
+
 def read_fold(run_dir: Path, split: Split) -> FoldResult | None:
     """The finished fold ``split`` of ``run_dir`` as written by :func:`write_fold`; None when the
     fold did not finish. Rows other than ``split``'s are a ConfigError (another config's folds)."""
@@ -71,8 +99,7 @@ def read_fold(run_dir: Path, split: Split) -> FoldResult | None:
     model_file = runstore.model_path(d)
     if not (d / FOLD_FILE).exists() or model_file is None:
         return None
-    meta = json.loads((d / FOLD_FILE).read_text())
-    preds = pd.read_csv(d / PREDICTIONS_FILE, float_precision="round_trip")
+    meta, preds = _read_fold_files(d)
     test, train = preds[preds["part"] == "test"], preds[preds["part"] == "train"]
     if (
         meta.get("repeat") != split.repeat
