@@ -121,3 +121,14 @@ def test_resume_names_a_finished_folds_unreadable_file(run: Path, tmp_path: Path
     shutil.rmtree(fold)  # as the line says: that fold is fitted again, the run finished
     assert command(resume, tmp_path).returncode == 0
     assert (fold / "fold.json").is_file() and (run / "summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_explain_names_a_config_without_its_data_settings(run: Path, tmp_path: Path) -> None:
+    # said KeyError: 'data' in a 25-line traceback, exit 1
+    config = run / "config_resolved.yaml"
+    config.write_text("seed: 1\n")
+    assert one_error(command(["-m", "n2react.explain", str(run)], tmp_path)) == (
+        f"{config}: no data: settings, which reload the run's data set (not a config of python "
+        "-m train?)"
+    )

@@ -66,6 +66,11 @@ def _read_cfg(path: Path) -> dict[str, Any]:
     YAML, empty or not a mapping (:func:`n2react.runstore.read_config`, as predict says it)."""
     cfg = OmegaConf.to_container(runstore.read_config(path), resolve=True)
     assert isinstance(cfg, dict)
+    if not isinstance(cfg.get("data"), dict):  # edited by hand: the data set cannot be reloaded
+        raise N2ReactError(
+            f"{path}: no data: settings, which reload the run's data set (not a config of "
+            "python -m train?)"
+        )
     return cfg  # type: ignore[return-value]
 
 
