@@ -6,11 +6,12 @@ of one emptied in ``KeyError: 'data'``; they now say it as predict does."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
 import pytest
-from unfinished_helpers import QUICK, command, one_error
+from unfinished_helpers import QUICK, command, one_error, sweep_folder
 
 from n2react.errors import N2ReactError
 
@@ -132,3 +133,22 @@ def test_explain_names_a_config_without_its_data_settings(run: Path, tmp_path: P
         f"{config}: no data: settings, which reload the run's data set (not a config of python "
         "-m train?)"
     )
+
+
+@pytest.mark.slow
+def test_a_sweep_jobs_unreadable_summary_is_named_when_its_leaderboard_is_refreshed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the warning said "not brought up to date (Unterminated string starting at: line 2 column
+    # 3 (char 4))": which of the jobs' files, unsaid
+    from n2react.leaderboard import refresh_sweep
+
+    sweep = sweep_folder(tmp_path)
+    summary = sweep / "1_svr" / "summary.json"
+    summary.write_text(summary.read_text()[:10])
+    with caplog.at_level(logging.WARNING, logger="n2react.leaderboard"):
+        assert refresh_sweep(sweep, None) is None
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "n2react.leaderboard"]
+    assert line.startswith(
+        f"leaderboard of {sweep}: not brought up to date ({summary}: cannot be read (Unterminated"
+    ), line

@@ -29,7 +29,7 @@ from n2react.board import (
 )
 from n2react.bootstrap import compare_oof
 from n2react.credentials import redact
-from n2react.errors import N2ReactError
+from n2react.errors import N2ReactError, first_line
 from n2react.jobs import only_swept, run_name, sweep_axes
 from n2react.runstore import OOF_FILE, SUMMARY_FILE, write_text
 from n2react.sweep_plan import planned_jobs
@@ -62,6 +62,17 @@ def _failure(job_dir: Path, name: str = FAILED_FILE) -> str:
         return "failed"
 
 
+def _summary(file: Path) -> dict[str, Any]:
+    """A job's ``summary.json``; one line naming it when it cannot be read (cut off, edited)."""
+    try:
+        summary = json.loads(file.read_text())
+        if not isinstance(summary, dict):
+            raise ValueError("not a mapping of scores")
+    except (OSError, ValueError) as exc:
+        raise N2ReactError(f"{file}: cannot be read ({first_line(exc)})") from exc
+    return summary
+
+
 def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame:
     """One row per job directory of the sweep: job, run name, overrides, dir, status, error and
     the summary metrics (with their intervals).
@@ -87,7 +98,7 @@ def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame
             model_axes = OmegaConf.to_container(model_axes) if model_axes else None
             shown = only_swept(overrides, sweep_axes(axes[0], model_axes, axes[1]))
         summary_file = job_dir / SUMMARY_FILE
-        metrics = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+        metrics = _summary(summary_file) if summary_file.exists() else {}
         metrics = {k: math.nan if v is None else v for k, v in metrics.items()}  # null: NaN
         error = _failure(job_dir)
         status = "failed" if error else "done" if metrics else "unfinished"
