@@ -155,7 +155,9 @@ def test_a_notes_sheet_first_names_the_other_sheets(run: dict) -> None:
         pd.DataFrame({"readme": ["DFT: B3LYP"]}).to_excel(writer, sheet_name="notes", index=False)
         run["new"].to_excel(writer, sheet_name="data", index=False)
     _, err = _predict(run, None, "two.xlsx")
-    assert "two.xlsx: the sheet is empty" in err
+    # it said "the sheet is empty" of a sheet holding a note
+    one = "two.xlsx: the sheet has one column ('readme'), not a cluster name and descriptors"
+    assert one in err
     assert "(read sheet 'notes'; the file also has 'data'; choose one with --sheet NAME)" in err
     out, err = _predict(run, None, "two.xlsx", "--sheet", "data")
     assert not err and len(pd.read_csv(out)) == 18

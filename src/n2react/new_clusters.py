@@ -100,16 +100,15 @@ def read_sheet_clusters(
     # table_to_dataset, keeping row numbers
     df = read_sheet(p, sheet)
     if df.dropna(how="all").empty or df.shape[1] < 2:
-        headed = df.shape[1] >= 2  # column headers, no cluster below them: not "empty"
-        raise DataError(
-            f"{p}: "
-            + (
-                "no cluster rows below the header row"
-                if headed
-                else "the sheet is empty (need a cluster name and descriptor columns)"
+        if df.shape[1] >= 2:  # column headers, no cluster below them: not "empty"
+            what = "no cluster rows below the header row"
+        elif df.shape[1] == 1:  # a notes sheet ('readme' / 'DFT: B3LYP'): not "empty" either
+            what = (
+                f"the sheet has one column ('{df.columns[0]}'), not a cluster name and descriptors"
             )
-            + other_sheets(p, sheet, sheet_option)
-        )
+        else:
+            what = "the sheet is empty (need a cluster name and descriptor columns)"
+        raise DataError(f"{p}: {what}{other_sheets(p, sheet, sheet_option)}")
     formula_cols, ligands = _formula_columns(expected, df.columns, ligands)
     from_file = [c for c in expected if c not in formula_cols]
     missing = [c for c in from_file if c not in df.columns]
