@@ -37,6 +37,25 @@ def test_predict_plot_legend_hides_no_interval() -> None:
     assert not legend.overlaps(inside)
 
 
+def test_predict_plot_says_what_its_rows_are() -> None:
+    """The cluster axis had no label: a reader could not tell the rows were sorted by the
+    prediction (not by the sheet's order, nor by the measured value)."""
+    import matplotlib.pyplot as plt
+
+    from n2react.figures import prediction_figure
+
+    table = pd.DataFrame({
+        "cluster": ["FeV2C2\u00af", "Fe2VC\u00af"], "y_pred": [-11.3, -13.0],
+        "in_domain": [True, False],
+    })  # fmt: skip
+    fig = prediction_figure(table, "two clusters", 0.9)
+    (ax,) = fig.axes
+    ylabel, xlabel = ax.get_ylabel(), ax.get_xlabel()
+    plt.close(fig)
+    assert ylabel == "cluster (sorted by predicted lg(k1))"
+    assert xlabel.startswith("lg(k1)  (k1 in cm")  # the unit stays on the value axis
+
+
 def test_predict_plot_tells_isomers_apart_by_their_rows() -> None:
     """Two rows of one name (isomers) were two identical tick labels: each says its row now."""
     import matplotlib.pyplot as plt

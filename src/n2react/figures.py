@@ -378,6 +378,7 @@ def prediction_figure(table: pd.DataFrame, title: str, coverage: float) -> Any:
         notes.insert(0, f"the {len(t)} of {total} clusters with the highest predicted {LGK1}; "
                         "all of them in the CSV")  # fmt: skip
     ax.set_xlabel(LGK1_AXIS + "".join(f"\n{n}" for n in notes))
+    ax.set_ylabel(f"cluster (sorted by predicted {LGK1})")
     ax.set_ylim(-0.7, len(t) - 0.3)  # no blank rows above and below the clusters
     if len(t) >= TOP_AXIS_ROWS:
         ax.tick_params(axis="x", top=True, labeltop=True)
