@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -73,7 +74,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
     parser.add_argument(
         "--sheet",
         default=None,
-        help="sheet name or index of an .xlsx workbook (default: the first)",
+        help="sheet name of an .xlsx workbook, or its index from 0 (default: the first)",
     )
     parser.add_argument(
         "--tracking-uri", default=None, help=f"default: $MLFLOW_TRACKING_URI, else {DEFAULT_URI}"
@@ -81,12 +82,12 @@ def _main(argv: list[str] | None, prog: str) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from n2react.data.sheets import TEXT_SUFFIXES
+    from n2react.data.sheets import TEXT_SUFFIXES, sheet_choice
     from n2react.errors import DataError, N2ReactError
     from n2react.inference import predict_sheet
     from n2react.terminal import predictions_table, scores_table, show
 
-    sheet = 0 if args.sheet is None else int(args.sheet) if args.sheet.isdigit() else args.sheet
+    sheet = sheet_choice(Path(args.data), args.sheet)  # a sheet named "1" is that sheet
     # beside the input, not in the working directory (a checkout, a job's scratch folder)
     output = args.output or f"{os.path.splitext(args.data)[0]}_predictions.csv"
     try:

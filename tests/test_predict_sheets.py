@@ -163,6 +163,19 @@ def test_a_notes_sheet_first_names_the_other_sheets(run: dict) -> None:
     assert not err and len(pd.read_csv(out)) == 18
 
 
+def test_a_sheet_named_by_a_number_is_read_by_its_name(run: dict) -> None:
+    """--sheet 1 on a workbook of sheets '1' and '2' read the second ('2', index 1)."""
+    path = run["tmp"] / "batches.xlsx"
+    with pd.ExcelWriter(path) as writer:
+        run["new"].to_excel(writer, sheet_name="1", index=False)
+        run["new"].iloc[:5].to_excel(writer, sheet_name="2", index=False)
+    out, err = _predict(run, None, "batches.xlsx", "--sheet", "1")
+    assert not err and len(pd.read_csv(out)) == 18
+    out.unlink()
+    out, err = _predict(run, None, "batches.xlsx", "--sheet", "0")  # no sheet '0': the first
+    assert not err and len(pd.read_csv(out)) == 18
+
+
 def test_a_sheet_of_headers_without_rows_says_there_are_no_rows(run: dict) -> None:
     """A sheet with every descriptor header and no cluster below was called 'empty (need a
     cluster name and descriptor columns)', which it has."""

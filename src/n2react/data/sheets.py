@@ -77,6 +77,22 @@ def check_input_file(p: Path) -> None:
         raise DataError(f"{p}: file not found")
 
 
+def sheet_choice(p: Path, text: str | None) -> str | int:
+    """A ``--sheet`` value: the sheet of that name when the workbook has one (sheets named
+    '1', '2', '2024' are common), else a whole number is an index from 0; None: the first."""
+    if text is None:
+        return 0
+    if not text.isdigit():
+        return text
+    if p.suffix.lower() in EXCEL_SUFFIXES and p.is_file():
+        try:
+            if text in pd.ExcelFile(p, engine="openpyxl").sheet_names:
+                return text
+        except Exception:  # unreadable: read_sheet says why
+            pass
+    return int(text)
+
+
 def other_sheets(p: Path, sheet: str | int, option: str | None) -> str:
     """'' for a one-sheet file; else which sheet was read and which others the workbook has."""
     if p.suffix.lower() not in (".xlsx", ".xlsm"):
