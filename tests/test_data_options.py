@@ -86,6 +86,9 @@ def test_a_notes_sheet_first_names_the_sheet_read_and_the_others(
     assert str(err.value).endswith(
         "(read sheet 'Notes'; the file also has 'Data'; choose one with data.sheet=NAME)"
     ), str(err.value)
+    # it called the notes sheet "empty"; it says what predict says of it
+    one = "mine.xlsx: the sheet has one column ('note'), not a cluster name and descriptors ("
+    assert one in str(err.value), str(err.value)
     assert load_dataset(data(f"data.path={path}", "data.sheet=Data")).n_rows == 159
 
 

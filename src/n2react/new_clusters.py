@@ -19,7 +19,7 @@ from n2react.composition import DEFAULT_LIGANDS, ligands_in
 from n2react.composition import feature_names as formula_names
 from n2react.data import with_formula_features
 from n2react.data.missing import BY_THE_MODEL
-from n2react.data.sheets import other_sheets, read_sheet
+from n2react.data.sheets import not_a_table, other_sheets, read_sheet
 from n2react.data.tables import looks_like_target, missing_columns, table_to_dataset
 from n2react.errors import DataError
 
@@ -102,12 +102,8 @@ def read_sheet_clusters(
     if df.dropna(how="all").empty or df.shape[1] < 2:
         if df.shape[1] >= 2:  # column headers, no cluster below them: not "empty"
             what = "no cluster rows below the header row"
-        elif df.shape[1] == 1:  # a notes sheet ('readme' / 'DFT: B3LYP'): not "empty" either
-            what = (
-                f"the sheet has one column ('{df.columns[0]}'), not a cluster name and descriptors"
-            )
-        else:
-            what = "the sheet is empty (need a cluster name and descriptor columns)"
+        else:  # one column (a notes sheet) or none
+            what = not_a_table(df, "a cluster name and descriptor columns")
         raise DataError(f"{p}: {what}{other_sheets(p, sheet, sheet_option)}")
     formula_cols, ligands = _formula_columns(expected, df.columns, ligands)
     from_file = [c for c in expected if c not in formula_cols]

@@ -93,6 +93,14 @@ def sheet_choice(p: Path, text: str | None) -> str | int:
     return int(text)
 
 
+def not_a_table(df: pd.DataFrame, need: str) -> str:
+    """Why a sheet read is too small to be a table of clusters: one column (a notes sheet, its
+    header named) or none; ``need``: the columns a table needs (said of an empty sheet)."""
+    if df.shape[1] == 1:  # a notes sheet ('readme' / 'DFT: B3LYP'): not "empty"
+        return f"the sheet has one column ('{df.columns[0]}'), not a cluster name and descriptors"
+    return f"the sheet is empty (need {need})"
+
+
 def other_sheets(p: Path, sheet: str | int, option: str | None) -> str:
     """'' for a one-sheet file; else which sheet was read and which others the workbook has."""
     if p.suffix.lower() not in (".xlsx", ".xlsm"):

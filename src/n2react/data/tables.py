@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from n2react.data.missing import IN_TRAINING, missing_summary, refuse_empty_rows
-from n2react.data.sheets import forget_warnings, read_sheet, warn_once  # noqa: F401 (re-exports)
+from n2react.data.sheets import forget_warnings, not_a_table, read_sheet, warn_once  # noqa: F401 (re-exports)
 from n2react.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def table_to_dataset(
     sheet_rows = first_row + np.flatnonzero(df.notna().any(axis=1).to_numpy())
     df = df.dropna(how="all")
     if df.empty or df.shape[1] < 3:
-        raise NotATable(f"{src}: the sheet is empty (need a name, a target and descriptor columns)")
+        raise NotATable(f"{src}: {not_a_table(df, 'a name, a target and descriptor columns')}")
     name_col = _column(df, name_column, 0, "cluster name", src)
     target_col = find_target_column(df, target_column, src) if has_target else None
     if target_col == name_col:
