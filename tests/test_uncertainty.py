@@ -211,6 +211,20 @@ def test_too_few_residuals_is_refused(make_cfg, tmp_path: Path) -> None:
         load_calibration(bad)
 
 
+@pytest.mark.parametrize(("text", "kind"), [("[1]", "a JSON list"), ("5", "a JSON number")])
+def test_a_calibration_file_of_other_json_names_the_file(
+    tmp_path: Path, text: str, kind: str
+) -> None:
+    # [1] said "(pop expected at most 1 argument, got 2)"; 5 was an AttributeError traceback
+    bad = tmp_path / UNCERTAINTY_FILE
+    bad.write_text(text)
+    with pytest.raises(DataError) as err:
+        load_calibration(bad)
+    assert str(err.value) == (
+        f"{bad}: cannot be read ({kind}, not the interval calibration the run wrote)"
+    )
+
+
 def test_a_run_without_calibration_predicts_without_intervals(make_cfg, tmp_path: Path) -> None:
     from n2react.inference import load_model, prediction_table, read_new_clusters
 

@@ -264,9 +264,17 @@ class Calibration:
 
 
 def load_calibration(path: str | Path) -> Calibration:
-    """Read a calibration written by :meth:`Calibration.save` (plain JSON)."""
+    """Read a calibration written by :meth:`Calibration.save` (plain JSON); a file holding JSON
+    other than an object (a list, a number) is ``<file>: cannot be read (...)``, one line."""
     try:
         data = json.loads(Path(path).read_text())
+        if not isinstance(data, dict):  # [1], 5, "x", null: .pop below was a traceback
+            kind = {list: "a JSON list", str: "a JSON string", bool: "a JSON true/false"}.get(
+                type(data), "JSON null" if data is None else "a JSON number"
+            )
+            raise DataError(
+                f"{path}: cannot be read ({kind}, not the interval calibration the run wrote)"
+            )
         if data.pop("format", None) != FORMAT:
             raise ValueError("unknown format")
         arrays = ("residuals", "sigmas", "train_abs_residual", "error_sigmas")
