@@ -225,6 +225,34 @@ def test_a_calibration_file_of_other_json_names_the_file(
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        (
+            '{"format": 1}',
+            "lacking field(s) difficulty, k, flag_quantile, residuals, sigmas, columns, train_X, "
+            "train_abs_residual",
+        ),
+        (
+            '{"format": 1, "difficulty": "knn", "k": 3, "flag_quantile": 0.9, "residuals": [], '
+            '"sigmas": [], "columns": [], "train_X": [], "train_abs_residual": [], "junk": 1}',
+            "with unknown field(s) junk",
+        ),
+    ],
+)
+def test_a_calibration_object_without_its_fields_names_them(
+    tmp_path: Path, text: str, what: str
+) -> None:
+    # {"format": 1} said "(Calibration.__init__() missing 8 required positional arguments: ...)"
+    bad = tmp_path / UNCERTAINTY_FILE
+    bad.write_text(text)
+    with pytest.raises(DataError) as err:
+        load_calibration(bad)
+    assert str(err.value) == (
+        f"{bad}: cannot be read (a JSON object {what}: not the interval calibration the run wrote)"
+    )
+
+
 def test_a_run_without_calibration_predicts_without_intervals(make_cfg, tmp_path: Path) -> None:
     from n2react.inference import load_model, prediction_table, read_new_clusters
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +263,28 @@ class Calibration:
         return write_json(path, data)
 
 
+def _check_fields(path: str | Path, data: dict[str, Any]) -> None:
+    """``{"format": 1}`` said "Calibration.__init__() missing 8 required positional arguments:
+    ..."; a JSON object without the calibration's fields (or with others) is named in one line."""
+    known = {f.name: f for f in fields(Calibration)}
+    missing = [
+        name
+        for name, f in known.items()
+        if f.default is MISSING and f.default_factory is MISSING and name not in data
+    ]
+    unknown = sorted(set(data) - set(known))
+    if missing or unknown:
+        what = "; ".join(
+            f"{label} field(s) {', '.join(names)}"
+            for label, names in (("lacking", missing), ("with unknown", unknown))
+            if names
+        )
+        raise DataError(
+            f"{path}: cannot be read (a JSON object {what}: not the interval calibration "
+            "the run wrote)"
+        )
+
+
 def load_calibration(path: str | Path) -> Calibration:
     """Read a calibration written by :meth:`Calibration.save` (plain JSON); a file holding JSON
     other than an object (a list, a number) is ``<file>: cannot be read (...)``, one line."""
@@ -277,6 +299,7 @@ def load_calibration(path: str | Path) -> Calibration:
             )
         if data.pop("format", None) != FORMAT:
             raise ValueError("unknown format")
+        _check_fields(path, data)
         arrays = ("residuals", "sigmas", "train_abs_residual", "error_sigmas")
         for key in arrays:
             if data.get(key) is not None:
