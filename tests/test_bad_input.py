@@ -113,7 +113,8 @@ DATA_CASES: dict[str, tuple[Callable[[Path, Path], Path], tuple[str, ...]]] = {
     "all-blank descriptors": (blank_descriptors, ("blank.xlsx", "no numeric value", "3_VDE/VIE")),
     "constant target": (constant_target, ("flat.xlsx", "lg(k1) is constant")),
     "constant descriptors": (constant_descriptors, ("same.xlsx", "every descriptor is constant")),
-    "header only": (header_only, ("empty.xlsx", "the sheet is empty")),
+    # it said "the sheet is empty" of a sheet with its headers (predict named it so)
+    "header only": (header_only, ("empty.xlsx", "no cluster rows below the header row")),
     "non-numeric cell": (non_numeric_cell, ("text.xlsx", "'0.3.1'", "'2_Q'", "row 11")),
     # it was read as a descriptor 'Unnamed: 26', its blank rows imputed
     "values under no header": (values_under_no_header, ("scratch.xlsx", "column 27 (AA)")),

@@ -143,7 +143,7 @@ def test_rows_below_a_blank_row_keep_their_spreadsheet_numbers(
 
 def test_empty_sheet(tmp_path: Path) -> None:
     p = _write(tmp_path, pd.DataFrame({"Clusters": [], "lg(k1)": [], "f": []}))
-    with pytest.raises(DataError, match="the sheet is empty"):
+    with pytest.raises(DataError, match="no cluster rows below the header row"):
         load_dataset(data_cfg("homonuclear_24", path=str(p)))
 
 

@@ -92,6 +92,30 @@ def test_a_notes_sheet_first_names_the_sheet_read_and_the_others(
     assert load_dataset(data(f"data.path={path}", "data.sheet=Data")).n_rows == 159
 
 
+@pytest.mark.parametrize(
+    ("frame", "said"),
+    [
+        # both were "the sheet is empty (need a name, a target and descriptor columns)"
+        (
+            {"Clusters": ["Rh3", "Co3", "Ni3"], "lg(k1)": [1.0, 2.0, 3.0]},
+            "the sheet has 2 columns ('Clusters', 'lg(k1)'): "
+            "need a name, a target and descriptor columns",
+        ),
+        ({"Clusters": [], "lg(k1)": [], "3_α": []}, "no cluster rows below the header row"),
+    ],
+)
+def test_a_sheet_too_small_for_training_says_what_it_holds(
+    tmp_path: Path, frame: dict[str, list[Any]], said: str
+) -> None:
+    import pandas as pd
+
+    path = tmp_path / "small.xlsx"
+    pd.DataFrame(frame).to_excel(path, index=False)
+    with pytest.raises(DataError) as err:
+        load_dataset(data(f"data.path={path}"))
+    assert str(err.value) == f"{path}: {said}"
+
+
 # --------------------------------------------------------------------------- finding the file
 
 OFFLINE = "http://127.0.0.1:9/x.xlsx"  # refused at once: the fetch fails without a network

@@ -100,10 +100,8 @@ def read_sheet_clusters(
     # table_to_dataset, keeping row numbers
     df = read_sheet(p, sheet)
     if df.dropna(how="all").empty or df.shape[1] < 2:
-        if df.shape[1] >= 2:  # column headers, no cluster below them: not "empty"
-            what = "no cluster rows below the header row"
-        else:  # one column (a notes sheet) or none
-            what = not_a_table(df, "a cluster name and descriptor columns")
+        # one column (a notes sheet), none, or column headers with no cluster below them
+        what = not_a_table(df, "a cluster name and descriptor columns", fewest=2)
         raise DataError(f"{p}: {what}{other_sheets(p, sheet, sheet_option)}")
     formula_cols, ligands = _formula_columns(expected, df.columns, ligands)
     from_file = [c for c in expected if c not in formula_cols]

@@ -93,12 +93,18 @@ def sheet_choice(p: Path, text: str | None) -> str | int:
     return int(text)
 
 
-def not_a_table(df: pd.DataFrame, need: str) -> str:
-    """Why a sheet read is too small to be a table of clusters: one column (a notes sheet, its
-    header named) or none; ``need``: the columns a table needs (said of an empty sheet)."""
+def not_a_table(df: pd.DataFrame, need: str, fewest: int) -> str:
+    """Why a sheet read is not a table of clusters: one column (a notes sheet, its header
+    named), none, fewer than ``fewest`` columns (named), or headers with no row below them;
+    ``need``: the columns a table needs."""
     if df.shape[1] == 1:  # a notes sheet ('readme' / 'DFT: B3LYP'): not "empty"
         return f"the sheet has one column ('{df.columns[0]}'), not a cluster name and descriptors"
-    return f"the sheet is empty (need {need})"
+    if df.shape[1] == 0:
+        return f"the sheet is empty (need {need})"
+    if df.shape[1] < fewest:  # (Clusters, lg(k1)) was "the sheet is empty"
+        names = ", ".join(f"'{c}'" for c in df.columns)
+        return f"the sheet has {df.shape[1]} columns ({names}): need {need}"
+    return "no cluster rows below the header row"
 
 
 def other_sheets(p: Path, sheet: str | int, option: str | None) -> str:

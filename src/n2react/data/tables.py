@@ -192,7 +192,8 @@ def table_to_dataset(
     sheet_rows = first_row + np.flatnonzero(df.notna().any(axis=1).to_numpy())
     df = df.dropna(how="all")
     if df.empty or df.shape[1] < 3:
-        raise NotATable(f"{src}: {not_a_table(df, 'a name, a target and descriptor columns')}")
+        what = not_a_table(df, "a name, a target and descriptor columns", fewest=3)
+        raise NotATable(f"{src}: {what}")
     name_col = _column(df, name_column, 0, "cluster name", src)
     target_col = find_target_column(df, target_column, src) if has_target else None
     if target_col == name_col:
