@@ -314,6 +314,25 @@ def test_info_of_a_config_hydra_cannot_find_is_the_one_line(
     assert_nothing_written(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--info", "bogus"),
+         "--info bogus: no such value (choose from all, config, defaults, defaults-tree, plugins, "
+         "searchpath)"),
+        (("--cfg", "bogus"), "--cfg bogus: no such value (choose from job, hydra, all)"),
+    ],
+)  # fmt: skip
+def test_a_bad_value_of_hydras_flag_is_one_line(
+    args: tuple[str, ...], expected: str, tmp_path: Path
+) -> None:
+    """--info bogus printed Hydra's argparse usage (7 lines) and its error line, exit 2."""
+    out = train(tmp_path, *args)
+    assert out.stderr.strip() == f"n2react: error: {expected}" and out.returncode == 2
+    assert out.stdout == ""
+    assert_nothing_written(tmp_path)
+
+
 def test_the_console_script_names_a_relative_config_path_it_cannot_find(tmp_path: Path) -> None:
     """n2react-train reads a relative --config-path as a Python package: Hydra's 'Primary config
     module 'conf' not found', exit 1."""

@@ -20,6 +20,7 @@ command without them costs nothing more. :func:`flag_problem` is checked before 
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
@@ -388,9 +389,12 @@ def flag_problem(argv: Sequence[str]) -> str | None:
 
     argv = list(argv)
     parser = get_args_parser()
+    parser.exit_on_error = False  # a bad flag value: argparse's usage (7 lines) and its line
     try:
         args, extra = parser.parse_known_args(argv)
-    except SystemExit:  # a bad flag value: argparse's own line
+    except argparse.ArgumentError as exc:
+        return redact(_bad_flag_value(exc, parser))
+    except SystemExit:  # --version: Hydra prints it
         return None
     if unknown := [a for a in extra if a.startswith("-")]:
         return redact(_unknown_flag(unknown[0], parser))
@@ -410,3 +414,13 @@ def flag_problem(argv: Sequence[str]) -> str | None:
         command = " ".join(shell_word(o) for o in overrides)
         line += f": python -m train {flag} {command}"
     return redact(line)
+
+
+def _bad_flag_value(exc: argparse.ArgumentError, parser: argparse.ArgumentParser) -> str:
+    """``--info bogus``: the flag, the value and the values Hydra takes, in one line."""
+    flag = (exc.argument_name or "").split("/")[0]
+    action = parser._option_string_actions.get(flag)
+    bad = re.match(r"invalid choice: '?(.*?)'? \(choose from", exc.message)
+    if bad and action is not None and action.choices:
+        return f"{flag} {bad[1]}: no such value (choose from {', '.join(action.choices)})"
+    return f"{flag}: {exc.message}" if flag else exc.message
