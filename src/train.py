@@ -260,8 +260,16 @@ def _cli() -> None:
         flag_problem,
         hydra_problem,
         report_in_one_line,
+        version_asked,
     )
 
+    if version_asked(sys.argv[1:]):  # the project's version and Hydra's, once
+        import hydra
+
+        from n2react import __version__
+
+        sys.stdout.write(f"n2react {__version__} (Hydra {hydra.__version__})\n")
+        return
     if problem := flag_problem(sys.argv[1:]) or callback_problem(sys.argv[1:]):
         exit_with(problem)
     if problem := plugin_problem(sys.argv[1:]):

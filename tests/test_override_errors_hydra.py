@@ -356,3 +356,16 @@ def test_a_yaml_config_path_is_told_the_folder_and_config_name_to_give(tmp_path:
     line = assert_only_line(train(tmp_path, "--config-path", str(tmp_path / "conf" / "mine.yaml")))
     assert line.endswith(f"--config-path {tmp_path / 'conf'} --config-name mine"), line
     assert_nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("args", [("--version",), ("--vers",), ("--version", "model=ridge")])
+def test_the_version_is_printed_once(args: tuple[str, ...], tmp_path: Path) -> None:
+    """--version printed 'Hydra 1.3.8' six times: once per check that parses the command line."""
+    import hydra
+
+    from n2react import __version__
+
+    out = train(tmp_path, *args)
+    assert out.returncode == 0 and out.stderr == ""
+    assert out.stdout == f"n2react {__version__} (Hydra {hydra.__version__})\n"
+    assert_nothing_written(tmp_path)

@@ -381,6 +381,26 @@ def _unknown_flag(flag: str, parser: Any) -> str:
     return f"{line} (python -m train --help lists them; overrides are key=value)"
 
 
+def version_asked(argv: Sequence[str]) -> bool:
+    """Whether Hydra's parser reads ``--version`` (or a prefix of it) in ``argv``: each check
+    that parses the command line made Hydra print its version again (six times)."""
+    import contextlib
+    import io
+
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+    parser.exit_on_error = False
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            parser.parse_known_args(list(argv))
+        except SystemExit as exc:  # only --version exits here (Hydra's parser has no -h)
+            return not exc.code
+        except argparse.ArgumentError:
+            return False
+    return False
+
+
 def flag_problem(argv: Sequence[str]) -> str | None:
     """A flag between overrides (``model=ridge -m cv.outer_folds=3``) or a flag Hydra does not
     have (``--foo``), which Hydra's argparse refuses with its usage: one line saying where it
