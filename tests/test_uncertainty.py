@@ -211,45 +211,34 @@ def test_too_few_residuals_is_refused(make_cfg, tmp_path: Path) -> None:
         load_calibration(bad)
 
 
-@pytest.mark.parametrize(("text", "kind"), [("[1]", "a JSON list"), ("5", "a JSON number")])
-def test_a_calibration_file_of_other_json_names_the_file(
-    tmp_path: Path, text: str, kind: str
-) -> None:
-    # [1] said "(pop expected at most 1 argument, got 2)"; 5 was an AttributeError traceback
-    bad = tmp_path / UNCERTAINTY_FILE
-    bad.write_text(text)
-    with pytest.raises(DataError) as err:
-        load_calibration(bad)
-    assert str(err.value) == (
-        f"{bad}: cannot be read ({kind}, not the interval calibration the run wrote)"
-    )
-
-
 @pytest.mark.parametrize(
     ("text", "what"),
     [
+        ("[1]", "a JSON list"),
+        ("5", "a JSON number"),
         (
             '{"format": 1}',
-            "lacking field(s) difficulty, k, flag_quantile, residuals, sigmas, columns, train_X, "
-            "train_abs_residual",
+            "a JSON object lacking field(s) difficulty, k, flag_quantile, residuals, sigmas, "
+            "columns, train_X, train_abs_residual",
         ),
         (
             '{"format": 1, "difficulty": "knn", "k": 3, "flag_quantile": 0.9, "residuals": [], '
             '"sigmas": [], "columns": [], "train_X": [], "train_abs_residual": [], "junk": 1}',
-            "with unknown field(s) junk",
+            "a JSON object with unknown field(s) junk",
         ),
     ],
 )
-def test_a_calibration_object_without_its_fields_names_them(
+def test_a_calibration_file_of_other_json_names_the_file(
     tmp_path: Path, text: str, what: str
 ) -> None:
-    # {"format": 1} said "(Calibration.__init__() missing 8 required positional arguments: ...)"
+    # [1] said "(pop expected at most 1 argument, got 2)", 5 was an AttributeError traceback,
+    # {"format": 1} "(Calibration.__init__() missing 8 required positional arguments: ...)"
     bad = tmp_path / UNCERTAINTY_FILE
     bad.write_text(text)
     with pytest.raises(DataError) as err:
         load_calibration(bad)
     assert str(err.value) == (
-        f"{bad}: cannot be read (a JSON object {what}: not the interval calibration the run wrote)"
+        f"{bad}: cannot be read ({what}: not the interval calibration the run wrote)"
     )
 
 

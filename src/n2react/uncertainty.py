@@ -295,7 +295,7 @@ def load_calibration(path: str | Path) -> Calibration:
                 type(data), "JSON null" if data is None else "a JSON number"
             )
             raise DataError(
-                f"{path}: cannot be read ({kind}, not the interval calibration the run wrote)"
+                f"{path}: cannot be read ({kind}: not the interval calibration the run wrote)"
             )
         if data.pop("format", None) != FORMAT:
             raise ValueError("unknown format")
