@@ -136,19 +136,41 @@ def test_explain_names_a_config_without_its_data_settings(run: Path, tmp_path: P
 
 
 @pytest.mark.slow
-def test_a_sweep_jobs_unreadable_summary_is_named_when_its_leaderboard_is_refreshed(
+def test_a_sweep_jobs_unreadable_summary_is_a_row_of_its_own_when_its_leaderboard_is_refreshed(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # the warning said "not brought up to date (Unterminated string starting at: line 2 column
-    # 3 (char 4))": which of the jobs' files, unsaid
-    from n2react.leaderboard import refresh_sweep
+    # one job's summary.json cut off made the whole refresh fail: "leaderboard of <sweep>: not
+    # brought up to date (<file>: cannot be read (...))", the other jobs unranked; one edited
+    # by hand (a word for a score) was ranked as if it were a score
+    import json
+
+    import pandas as pd
+
+    from n2react.leaderboard import UNREADABLE, refresh_sweep
 
     sweep = sweep_folder(tmp_path)
     summary = sweep / "1_svr" / "summary.json"
-    summary.write_text(summary.read_text()[:10])
-    with caplog.at_level(logging.WARNING, logger="n2react.leaderboard"):
-        assert refresh_sweep(sweep, None) is None
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "n2react.leaderboard"]
-    assert line.startswith(
-        f"leaderboard of {sweep}: not brought up to date ({summary}: cannot be read (Unterminated"
-    ), line
+    scores = json.loads(summary.read_text())
+    ridge = json.loads((sweep / "0_ridge" / "summary.json").read_text())["mean_test_rmse"]
+    for damage, why in [
+        (summary.read_text()[:10], "Unterminated string"),
+        (json.dumps({**scores, "mean_test_rmse": "1.2x"}), "mean_test_rmse: '1.2x' is not a score"),
+    ]:
+        summary.write_text(damage)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="n2react.leaderboard"):
+            board = refresh_sweep(sweep, None)
+        assert board is not None
+        (line,) = [r.getMessage() for r in caplog.records if r.name == "n2react.leaderboard"]
+        assert line.startswith(
+            f"leaderboard: job 1 is not ranked: {summary}: cannot be read ({why}"
+        )
+        csv = pd.read_csv(sweep / "leaderboard.csv", keep_default_na=False)
+        for rows in (board, csv):  # the ridge job ranked, the svr one after it, its file named
+            assert list(rows["job"]) == [0, 1] and list(rows["rank"]) == [1, 2]
+            assert list(rows["status"]) == ["done", UNREADABLE]
+            assert float(rows["mean_test_rmse"].iloc[0]) == pytest.approx(ridge)
+            assert str(rows["mean_test_rmse"].iloc[1]) in ("", "nan")
+            assert str(rows["error"].iloc[1]).startswith(f"{summary}: cannot be read ({why}")
+        title = (sweep / "leaderboard.md").read_text().splitlines()[0]
+        assert title.endswith("2 jobs ranked by mean_test_rmse (1 summary unreadable)"), title

@@ -11,8 +11,10 @@ the leaderboard and the report to the best run.
 
 A job that fails does not stop the sweep: the callback notes its error in its directory
 (``job_failed.json``), the other jobs run, the leaderboard lists it as failed (last), and the
-multirun exits with status 1 after writing it. A job whose MLflow run was deleted while it ran,
-after its folds (its files all written: :class:`~n2react.errors.RunDeleted`), is noted apart
+multirun exits with status 1 after writing it. A job whose ``summary.json`` cannot be read
+(cut off, edited) is listed after the ranked jobs, its status :data:`UNREADABLE`, its error and a
+warning naming the file: the others are still ranked. A job whose MLflow run was deleted while
+it ran, after its folds (its files all written: :class:`~n2react.errors.RunDeleted`), is noted apart
 (``mlflow_run_deleted.json``) and ranked by its scores, its status saying the deletion; the
 multirun exits with status 1 too, as that job's own command would have (its MLflow record is
 gone). The files are rewritten after every job, so an interrupted sweep still leaves the
@@ -54,6 +56,7 @@ from n2react.sweep_ranking import FAILED_FILE as FAILED_FILE
 from n2react.sweep_ranking import FILES as FILES
 from n2react.sweep_ranking import NOT_RUN as NOT_RUN
 from n2react.sweep_ranking import RUN_DELETED_FILE as RUN_DELETED_FILE
+from n2react.sweep_ranking import UNREADABLE as UNREADABLE
 from n2react.sweep_ranking import SweepAxes as SweepAxes
 from n2react.sweep_ranking import _title as _title
 from n2react.sweep_ranking import build_board as build_board
@@ -205,6 +208,8 @@ class Leaderboard(Callback):
         if board.empty:
             log.warning("leaderboard: no job directories under %s", sweep_dir)
             return None
+        for _, row in board[board["status"] == UNREADABLE].iterrows():  # listed, not ranked
+            log.warning("leaderboard: job %s is not ranked: %s", row["job"], row["error"])
         store = None if tracking is None else store_of(tracking)
         run_ids: dict[int, str] = {}
         if store is not None and (why := unreadable(store.uri)) is None:

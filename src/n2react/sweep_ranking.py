@@ -46,6 +46,9 @@ RUN_DELETED_FILE = "mlflow_run_deleted.json"
 RUN_DELETED_NOTE = "MLflow run deleted after its folds; scores from its folder"
 #: the status of a job the sweep planned but never started (stopped before it): no scores
 NOT_RUN = "not run"
+#: the status of a job whose ``summary.json`` cannot be read (cut off, edited): not ranked, its
+#: row after the scored jobs, ``error`` naming the file
+UNREADABLE = "summary unreadable"
 FILES = ("leaderboard.csv", "leaderboard.md")
 #: A sweep's ``hydra.sweeper.params`` and its command-line overrides (each job adds its model's
 #: ``sweep:`` axes between them: :func:`n2react.jobs.sweep_axes`).
@@ -68,6 +71,9 @@ def _summary(file: Path) -> dict[str, Any]:
         summary = json.loads(file.read_text())
         if not isinstance(summary, dict):
             raise ValueError("not a mapping of scores")
+        for key, value in summary.items():  # one edited by hand: a word where a score was
+            if isinstance(value, bool) or not isinstance(value, int | float | None):
+                raise ValueError(f"{key}: {value!r} is not a score")
     except (OSError, ValueError) as exc:
         raise N2ReactError(f"{file}: cannot be read ({first_line(exc)})") from exc
     return summary
@@ -79,9 +85,9 @@ def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame
 
     ``axes``: the sweep's params and command line; the name then shows only the swept keys,
     like the job's MLflow run name. ``status``: done, :data:`RUN_DELETED` (done, its scores
-    ranked; :data:`RUN_DELETED_NOTE` in ``error``), failed (its ``error``) or unfinished
-    (running or killed).
-    """
+    ranked; :data:`RUN_DELETED_NOTE` in ``error``), failed (its ``error``), :data:`UNREADABLE`
+    (its ``summary.json`` cut off or edited: ``error`` names it) or unfinished (running or
+    killed)."""
     rows = []
     for hydra_yaml in sorted(sweep_dir.glob("*/.hydra/hydra.yaml")):
         job_dir = hydra_yaml.parent.parent
@@ -98,10 +104,17 @@ def collect_jobs(sweep_dir: Path, axes: SweepAxes | None = None) -> pd.DataFrame
             model_axes = OmegaConf.to_container(model_axes) if model_axes else None
             shown = only_swept(overrides, sweep_axes(axes[0], model_axes, axes[1]))
         summary_file = job_dir / SUMMARY_FILE
-        metrics = _summary(summary_file) if summary_file.exists() else {}
+        try:
+            metrics = _summary(summary_file) if summary_file.exists() else {}
+            unread = ""
+        except N2ReactError as exc:  # one damaged job must not cost the others their ranks
+            metrics, unread = {}, str(exc)
         metrics = {k: math.nan if v is None else v for k, v in metrics.items()}  # null: NaN
-        error = _failure(job_dir)
-        status = "failed" if error else "done" if metrics else "unfinished"
+        error = _failure(job_dir)  # (a failed job's own error says more than its summary)
+        status = (
+            "failed" if error else UNREADABLE if unread else "done" if metrics else "unfinished"
+        )
+        error = error or unread
         if status == "done" and (why := _failure(job_dir, EXPLAIN_FAILED_FILE)):
             error = f"explain failed: {why}"  # done and ranked: its scores stand
         if status == "done" and (job_dir / RUN_DELETED_FILE).is_file():
@@ -226,7 +239,11 @@ def write_board(board: pd.DataFrame, sweep_dir: Path, title: str, metric: str) -
 
 def _title(sweep_dir: Path, board: pd.DataFrame, metric: str) -> str:
     counts = board["status"].value_counts() if len(board) else pd.Series(dtype=int)
-    notes = [f"{counts[s]} {s}" for s in ("failed", "unfinished", NOT_RUN) if counts.get(s, 0)]
+    notes = [
+        f"{counts[s]} {s}"
+        for s in ("failed", UNREADABLE, "unfinished", NOT_RUN)
+        if counts.get(s, 0)
+    ]
     if n := counts.get(RUN_DELETED, 0):  # ranked: not "done (...)" inside the title's brackets
         notes.insert(0, f"{n} whose MLflow run{' was' if n == 1 else 's were'} deleted")
     extra = f" ({', '.join(notes)})" if notes else ""
