@@ -111,13 +111,19 @@ def sweep_dir_problem(
         with _composed(args, config_path, task_function) as composed:
             if composed is None:
                 return None
-            found = (check(composed[0]) for check in also)
-            return next((p for p in found if p), None) or composed_sweep_problem(
-                composed[0], args.multirun
-            )
+            return composed_problem(composed[0], args.multirun, also)
     except Exception:  # never refuse a command because the check itself failed
         log.debug("cannot tell the sweep's folder", exc_info=True)
         return None
+
+
+def composed_problem(
+    cfg: Any, multirun: bool, also: Sequence[Callable[[Any], str | None]] = ()
+) -> str | None:
+    """The first problem of ``also`` (checks of the composed config ``cfg``, for a run or a
+    sweep alike), then :func:`composed_sweep_problem`'s; None when there is none."""
+    found = (check(cfg) for check in also)
+    return next((p for p in found if p), None) or composed_sweep_problem(cfg, multirun)
 
 
 def composed_sweep_problem(cfg: Any, multirun: bool) -> str | None:
@@ -179,9 +185,7 @@ def checked_where_hydra_composes(
             try:
                 cfg = composed[-1]
                 with _hydra_config(cfg):
-                    found = (check(cfg) for check in also)
-                    problem = next((p for p in found if p), None)
-                    problem = problem or composed_sweep_problem(cfg, multirun)
+                    problem = composed_problem(cfg, multirun, also)
             except Exception:  # never refuse a command because the check itself failed
                 log.debug("cannot check the composed config", exc_info=True)
         if problem:
